@@ -1,0 +1,1 @@
+//! cuttle-engine

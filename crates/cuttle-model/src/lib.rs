@@ -1,0 +1,61 @@
+//! Cuttle's domain: the resources a deployment server keeps and the pure rules
+//! over them. No I/O lives here.
+//!
+//! # Layout
+//! - [`time`]: the timestamp type every resource uses (UTC, millisecond precision).
+//! - [`ids`]: `<Collection>-<n>` identifiers and the collections that have them.
+//! - [`space`], [`environment`], [`project`], [`lifecycle`]: what a team models.
+//! - [`process`]: the deployment process, its steps and actions.
+//! - [`release`], [`deployment`]: immutable releases and deployments of them.
+//! - [`task`]: server tasks, their states and the activity log tree.
+//! - [`user`]: users and API keys.
+
+pub mod deployment;
+pub mod environment;
+pub mod ids;
+pub mod lifecycle;
+pub mod process;
+pub mod project;
+pub mod release;
+pub mod space;
+pub mod task;
+pub mod time;
+pub mod user;
+
+pub use deployment::Deployment;
+pub use environment::Environment;
+pub use lifecycle::{Lifecycle, Phase, RetentionPolicy};
+pub use process::{Action, DeploymentProcess, Step};
+pub use project::{Channel, Project, ProjectGroup};
+pub use release::Release;
+pub use space::Space;
+pub use task::{ActivityElement, ActivityStatus, LogCategory, LogElement, ServerTask, TaskState};
+pub use time::Timestamp;
+pub use user::{ApiKey, User};
+
+/// Turns a display name into the URL slug Octopus derives from it
+/// ("My Web App" → "my-web-app").
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            slug.extend(c.to_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    slug
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(super::slugify("My Web App"), "my-web-app");
+        assert_eq!(super::slugify("  Prod / EU  "), "prod-eu");
+        assert_eq!(super::slugify("ÄBC"), "äbc");
+    }
+}

@@ -1,0 +1,358 @@
+//! Server tasks (deployments, later health checks and more) and the activity
+//! log tree they write: task → step → target → lines.
+
+use crate::time::{human_duration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    Queued,
+    Executing,
+    Cancelling,
+    Success,
+    Failed,
+    Canceled,
+    TimedOut,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Queued,
+        TaskState::Executing,
+        TaskState::Cancelling,
+        TaskState::Success,
+        TaskState::Failed,
+        TaskState::Canceled,
+        TaskState::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "Queued",
+            TaskState::Executing => "Executing",
+            TaskState::Cancelling => "Cancelling",
+            TaskState::Success => "Success",
+            TaskState::Failed => "Failed",
+            TaskState::Canceled => "Canceled",
+            TaskState::TimedOut => "TimedOut",
+        }
+    }
+
+    pub fn is_completed(self) -> bool {
+        matches!(self, TaskState::Success | TaskState::Failed | TaskState::Canceled | TaskState::TimedOut)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("'{s}' is not a task state"))
+    }
+}
+
+/// A server task as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServerTask {
+    pub id: String,
+    pub space_id: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub arguments: Value,
+    pub state: TaskState,
+    pub is_completed: bool,
+    pub finished_successfully: bool,
+    pub has_pending_interruptions: bool,
+    pub has_warnings_or_errors: bool,
+    pub error_message: Option<String>,
+    pub queue_time: Timestamp,
+    pub queue_time_expiry: Option<Timestamp>,
+    pub start_time: Option<Timestamp>,
+    pub completed_time: Option<Timestamp>,
+    pub last_updated_time: Timestamp,
+    pub duration: String,
+    pub server_node: Option<String>,
+    pub can_rerun: bool,
+    pub has_been_picked_up_by_processor: bool,
+    pub project_id: Option<String>,
+    pub environment_id: Option<String>,
+    pub deployment_id: Option<String>,
+}
+
+impl ServerTask {
+    /// Fills the fields that follow from state and times.
+    pub fn derive_fields(&mut self, now: Timestamp) {
+        self.is_completed = self.state.is_completed();
+        self.finished_successfully = self.state == TaskState::Success;
+        self.has_been_picked_up_by_processor = self.start_time.is_some();
+        let end = self.completed_time.unwrap_or(now);
+        self.duration = match self.start_time {
+            Some(start) => human_duration(end.millis() - start.millis()),
+            None => human_duration(0),
+        };
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivityStatus {
+    Pending,
+    Running,
+    Success,
+    Failed,
+    Skipped,
+    SuccessWithWarning,
+    Canceled,
+}
+
+impl ActivityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityStatus::Pending => "Pending",
+            ActivityStatus::Running => "Running",
+            ActivityStatus::Success => "Success",
+            ActivityStatus::Failed => "Failed",
+            ActivityStatus::Skipped => "Skipped",
+            ActivityStatus::SuccessWithWarning => "SuccessWithWarning",
+            ActivityStatus::Canceled => "Canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> ActivityStatus {
+        match s {
+            "Running" => ActivityStatus::Running,
+            "Success" => ActivityStatus::Success,
+            "Failed" => ActivityStatus::Failed,
+            "Skipped" => ActivityStatus::Skipped,
+            "SuccessWithWarning" => ActivityStatus::SuccessWithWarning,
+            "Canceled" => ActivityStatus::Canceled,
+            _ => ActivityStatus::Pending,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LogCategory {
+    Verbose,
+    Info,
+    Highlight,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl LogCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogCategory::Verbose => "Verbose",
+            LogCategory::Info => "Info",
+            LogCategory::Highlight => "Highlight",
+            LogCategory::Warning => "Warning",
+            LogCategory::Error => "Error",
+            LogCategory::Fatal => "Fatal",
+        }
+    }
+
+    pub fn parse(s: &str) -> LogCategory {
+        match s {
+            "Verbose" => LogCategory::Verbose,
+            "Highlight" => LogCategory::Highlight,
+            "Warning" => LogCategory::Warning,
+            "Error" => LogCategory::Error,
+            "Fatal" => LogCategory::Fatal,
+            _ => LogCategory::Info,
+        }
+    }
+}
+
+/// One node of a task's activity log as the store keeps it (flat, with a parent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activity {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub status: ActivityStatus,
+    pub started: Option<Timestamp>,
+    pub ended: Option<Timestamp>,
+    pub show_at_summary_level: bool,
+}
+
+/// One log line as the store keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub seq: i64,
+    pub activity_id: String,
+    pub category: LogCategory,
+    pub occurred_at: Timestamp,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogElement {
+    pub category: LogCategory,
+    pub occurred_at: Timestamp,
+    pub message_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ActivityElement {
+    pub id: String,
+    pub name: String,
+    pub status: ActivityStatus,
+    pub started: Option<Timestamp>,
+    pub ended: Option<Timestamp>,
+    pub children: Vec<ActivityElement>,
+    pub show_at_summary_level: bool,
+    pub log_elements: Vec<LogElement>,
+    pub progress_percentage: i64,
+    pub progress_message: Option<String>,
+}
+
+/// Assembles the flat activities and lines (each in creation order) into the
+/// tree the API returns. Lines whose activity is unknown are dropped rather
+/// than misattributed. `with_verbose` false leaves out Verbose lines.
+pub fn build_activity_tree(activities: &[Activity], lines: &[LogLine], with_verbose: bool) -> Vec<ActivityElement> {
+    let mut by_parent: HashMap<Option<&str>, Vec<&Activity>> = HashMap::new();
+    for a in activities {
+        by_parent.entry(a.parent_id.as_deref()).or_default().push(a);
+    }
+    let mut lines_by_activity: HashMap<&str, Vec<LogElement>> = HashMap::new();
+    for l in lines {
+        if !with_verbose && l.category == LogCategory::Verbose {
+            continue;
+        }
+        lines_by_activity.entry(l.activity_id.as_str()).or_default().push(LogElement {
+            category: l.category,
+            occurred_at: l.occurred_at,
+            message_text: l.message.clone(),
+            detail: l.detail.clone(),
+        });
+    }
+
+    fn build(
+        parent: Option<&str>,
+        by_parent: &HashMap<Option<&str>, Vec<&Activity>>,
+        lines: &mut HashMap<&str, Vec<LogElement>>,
+    ) -> Vec<ActivityElement> {
+        let Some(children) = by_parent.get(&parent) else {
+            return vec![];
+        };
+        children
+            .iter()
+            .map(|a| {
+                let done = !matches!(a.status, ActivityStatus::Pending | ActivityStatus::Running);
+                ActivityElement {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    status: a.status,
+                    started: a.started,
+                    ended: a.ended,
+                    children: build(Some(a.id.as_str()), by_parent, lines),
+                    show_at_summary_level: a.show_at_summary_level,
+                    log_elements: lines.remove(a.id.as_str()).unwrap_or_default(),
+                    progress_percentage: if done { 100 } else { 0 },
+                    progress_message: None,
+                }
+            })
+            .collect()
+    }
+    build(None, &by_parent, &mut lines_by_activity)
+}
+
+/// The whole log as plain text, one line per log element, indented by depth.
+pub fn render_raw_log(tree: &[ActivityElement]) -> String {
+    fn walk(out: &mut String, nodes: &[ActivityElement], depth: usize) {
+        for n in nodes {
+            out.push_str(&format!("{}{} [{}]\n", "  ".repeat(depth), n.name, n.status.as_str()));
+            for l in &n.log_elements {
+                out.push_str(&format!(
+                    "{}{} {:<8} {}\n",
+                    "  ".repeat(depth + 1),
+                    l.occurred_at,
+                    l.category.as_str(),
+                    l.message_text
+                ));
+            }
+            walk(out, &n.children, depth + 1);
+        }
+    }
+    let mut out = String::new();
+    walk(&mut out, tree, 0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(id: &str, parent: Option<&str>) -> Activity {
+        Activity {
+            id: id.into(),
+            parent_id: parent.map(Into::into),
+            name: format!("name {id}"),
+            status: ActivityStatus::Success,
+            started: None,
+            ended: None,
+            show_at_summary_level: true,
+        }
+    }
+
+    fn line(seq: i64, activity: &str, category: LogCategory) -> LogLine {
+        LogLine {
+            seq,
+            activity_id: activity.into(),
+            category,
+            occurred_at: Timestamp::from_millis(seq),
+            message: format!("line {seq}"),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn builds_tree_in_order() {
+        let acts = vec![act("t", None), act("s1", Some("t")), act("w", Some("s1")), act("s2", Some("t"))];
+        let lines = vec![
+            line(1, "w", LogCategory::Info),
+            line(2, "w", LogCategory::Verbose),
+            line(3, "s2", LogCategory::Error),
+            line(4, "ghost", LogCategory::Info),
+        ];
+        let tree = build_activity_tree(&acts, &lines, true);
+        assert_eq!(tree.len(), 1);
+        let root = &tree[0];
+        assert_eq!(root.children.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+        assert_eq!(root.children[0].children[0].log_elements.len(), 2);
+        assert_eq!(root.children[1].log_elements[0].message_text, "line 3");
+
+        let quiet = build_activity_tree(&acts, &lines, false);
+        assert_eq!(quiet[0].children[0].children[0].log_elements.len(), 1);
+        let raw = render_raw_log(&tree);
+        assert!(raw.contains("line 3"), "{raw}");
+        assert!(!raw.contains("line 4"));
+    }
+
+    #[test]
+    fn states() {
+        assert_eq!("success".parse::<TaskState>(), Ok(TaskState::Success));
+        assert!("bogus".parse::<TaskState>().is_err());
+        assert!(TaskState::Canceled.is_completed());
+        assert!(!TaskState::Cancelling.is_completed());
+    }
+}

@@ -1,0 +1,458 @@
+//! Resources kept as JSON documents. Each document type says which collection
+//! it belongs to and which of its fields are queried or must be unique; the
+//! rest of its shape is free to grow without migrations.
+
+use crate::{is_unique_violation, Result, Store, StoreError, Tx};
+use cuttle_model::ids::sequence_of;
+use cuttle_model::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyArguments;
+use sqlx::query::QueryAs;
+use sqlx::{Any, AnyConnection};
+
+pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin {
+    const COLLECTION: &'static str;
+    /// What a person calls one of these, for error messages.
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn space_id(&self) -> Option<&str>;
+    fn name(&self) -> &str;
+    /// The resource that owns this one (a project owns its releases).
+    fn parent_id(&self) -> Option<&str> {
+        None
+    }
+    fn environment_id(&self) -> Option<&str> {
+        None
+    }
+    /// Names are unique within this scope, case-insensitively; `None` means
+    /// names need not be unique.
+    fn unique_scope(&self) -> Option<String> {
+        self.space_id().map(str::to_owned)
+    }
+    fn sort_key(&self) -> i64 {
+        sequence_of(self.id())
+    }
+}
+
+macro_rules! space_document {
+    ($t:ty, $collection:literal, $kind:literal) => {
+        impl Document for $t {
+            const COLLECTION: &'static str = $collection;
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn space_id(&self) -> Option<&str> {
+                Some(&self.space_id)
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
+}
+
+space_document!(ProjectGroup, "ProjectGroups", "project group");
+space_document!(Lifecycle, "Lifecycles", "lifecycle");
+space_document!(Project, "Projects", "project");
+
+impl Document for Space {
+    const COLLECTION: &'static str = "Spaces";
+    const KIND: &'static str = "space";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        None
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn unique_scope(&self) -> Option<String> {
+        Some(String::new())
+    }
+}
+
+impl Document for Environment {
+    const COLLECTION: &'static str = "Environments";
+    const KIND: &'static str = "environment";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn sort_key(&self) -> i64 {
+        self.sort_order
+    }
+}
+
+impl Document for Channel {
+    const COLLECTION: &'static str = "Channels";
+    const KIND: &'static str = "channel";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        Some(self.project_id.clone())
+    }
+}
+
+impl Document for DeploymentProcess {
+    const COLLECTION: &'static str = "DeploymentProcesses";
+    const KIND: &'static str = "deployment process";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.id
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        None
+    }
+    fn sort_key(&self) -> i64 {
+        0
+    }
+}
+
+/// The frozen copy of a deployment process that a release keeps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct ProcessSnapshot(pub DeploymentProcess);
+
+impl Document for ProcessSnapshot {
+    const COLLECTION: &'static str = "ProcessSnapshots";
+    const KIND: &'static str = "deployment process snapshot";
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.0.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.0.id
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.0.project_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        None
+    }
+    fn sort_key(&self) -> i64 {
+        0
+    }
+}
+
+impl Document for Release {
+    const COLLECTION: &'static str = "Releases";
+    const KIND: &'static str = "release";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.version
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        Some(self.project_id.clone())
+    }
+}
+
+impl Document for Deployment {
+    const COLLECTION: &'static str = "Deployments";
+    const KIND: &'static str = "deployment";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+    fn environment_id(&self) -> Option<&str> {
+        Some(&self.environment_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Which documents a list wants.
+#[derive(Clone, Debug, Default)]
+pub struct DocumentQuery {
+    pub space_id: Option<String>,
+    pub parent_ids: Vec<String>,
+    pub environment_ids: Vec<String>,
+    pub ids: Vec<String>,
+    /// Exact name, case-insensitive.
+    pub name: Option<String>,
+    /// Part of the name, case-insensitive.
+    pub partial_name: Option<String>,
+    pub skip: i64,
+    /// `None` means all.
+    pub take: Option<i64>,
+    /// Newest first (releases, deployments).
+    pub descending: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Builds the WHERE clause and its arguments for a query, numbering the
+/// placeholders so both databases accept them.
+struct Filter {
+    sql: String,
+    args: Vec<String>,
+}
+
+impl Filter {
+    fn new(collection: &str) -> Self {
+        Filter {
+            sql: "collection = $1".into(),
+            args: vec![collection.to_owned()],
+        }
+    }
+
+    fn push(&mut self, clause_with_placeholder: impl FnOnce(usize) -> String, value: String) {
+        self.args.push(value);
+        let clause = clause_with_placeholder(self.args.len());
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&clause);
+    }
+
+    fn push_in(&mut self, column: &str, values: &[String]) {
+        if values.is_empty() {
+            return;
+        }
+        let start = self.args.len() + 1;
+        let placeholders: Vec<String> = (0..values.len()).map(|i| format!("${}", start + i)).collect();
+        self.args.extend(values.iter().cloned());
+        self.sql.push_str(&format!(" AND {column} IN ({})", placeholders.join(", ")));
+    }
+
+    fn bind_all<'q, O>(&'q self, mut q: QueryAs<'q, Any, O, AnyArguments<'q>>) -> QueryAs<'q, Any, O, AnyArguments<'q>> {
+        for a in &self.args {
+            q = q.bind(a.as_str());
+        }
+        q
+    }
+}
+
+fn decode<D: Document>(body: &str) -> Result<D> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("{} document: {e}", D::KIND)))
+}
+
+fn duplicate_message<D: Document>(doc: &D) -> String {
+    match D::COLLECTION {
+        "Releases" => format!("A release with version '{}' already exists for this project", doc.name()),
+        _ => format!("A {} named '{}' already exists; names must be unique", D::KIND, doc.name()),
+    }
+}
+
+async fn insert_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()> {
+    let body = serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let name_lower = doc.name().to_lowercase();
+    let unique_key = doc.unique_scope().map(|s| format!("{s}/{name_lower}"));
+    let res = sqlx::query(
+        "INSERT INTO documents (id, collection, space_id, parent_id, environment_id, name, name_lower, unique_key, sort_key, body, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(doc.id())
+    .bind(D::COLLECTION)
+    .bind(doc.space_id())
+    .bind(doc.parent_id())
+    .bind(doc.environment_id())
+    .bind(doc.name())
+    .bind(&name_lower)
+    .bind(unique_key)
+    .bind(doc.sort_key())
+    .bind(body)
+    .bind(Timestamp::now().to_string())
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(duplicate_message(doc))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn update_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()> {
+    let body = serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let name_lower = doc.name().to_lowercase();
+    let unique_key = doc.unique_scope().map(|s| format!("{s}/{name_lower}"));
+    let res = sqlx::query(
+        "UPDATE documents SET name = $1, name_lower = $2, unique_key = $3, sort_key = $4, body = $5, updated_at = $6, \
+         parent_id = $7, environment_id = $8 WHERE id = $9 AND collection = $10",
+    )
+    .bind(doc.name())
+    .bind(&name_lower)
+    .bind(unique_key)
+    .bind(doc.sort_key())
+    .bind(body)
+    .bind(Timestamp::now().to_string())
+    .bind(doc.parent_id())
+    .bind(doc.environment_id())
+    .bind(doc.id())
+    .bind(D::COLLECTION)
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Ok(r) if r.rows_affected() == 0 => Err(StoreError::NotFound(format!("The {} '{}'", D::KIND, doc.id()))),
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(duplicate_message(doc))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get_on<D: Document>(conn: &mut AnyConnection, id: &str) -> Result<Option<D>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT body FROM documents WHERE id = $1 AND collection = $2")
+        .bind(id)
+        .bind(D::COLLECTION)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|(b,)| decode(&b)).transpose()
+}
+
+async fn list_on<D: Document>(conn: &mut AnyConnection, q: &DocumentQuery) -> Result<Page<D>> {
+    let mut f = Filter::new(D::COLLECTION);
+    if let Some(space) = &q.space_id {
+        f.push(|n| format!("space_id = ${n}"), space.clone());
+    }
+    f.push_in("parent_id", &q.parent_ids);
+    f.push_in("environment_id", &q.environment_ids);
+    f.push_in("id", &q.ids);
+    if let Some(name) = &q.name {
+        f.push(|n| format!("name_lower = ${n}"), name.to_lowercase());
+    }
+    if let Some(part) = q.partial_name.as_deref().filter(|p| !p.is_empty()) {
+        f.push(
+            |n| format!("name_lower LIKE ${n} ESCAPE '\\'"),
+            format!("%{}%", escape_like(&part.to_lowercase())),
+        );
+    }
+    let count_sql = format!("SELECT COUNT(*) FROM documents WHERE {}", f.sql);
+    let (total,): (i64,) = f.bind_all(sqlx::query_as(&count_sql)).fetch_one(&mut *conn).await?;
+
+    let order = if q.descending { "DESC" } else { "ASC" };
+    let take = q.take.unwrap_or(i64::MAX).clamp(0, i64::MAX);
+    let list_sql = format!(
+        "SELECT body FROM documents WHERE {} ORDER BY sort_key {order}, id {order} LIMIT {take} OFFSET {}",
+        f.sql,
+        q.skip.max(0)
+    );
+    let rows: Vec<(String,)> = f.bind_all(sqlx::query_as(&list_sql)).fetch_all(&mut *conn).await?;
+    let items = rows.iter().map(|(b,)| decode(b)).collect::<Result<Vec<D>>>()?;
+    Ok(Page { items, total })
+}
+
+async fn delete_on<D: Document>(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    let r = sqlx::query("DELETE FROM documents WHERE id = $1 AND collection = $2")
+        .bind(id)
+        .bind(D::COLLECTION)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("The {} '{id}'", D::KIND)));
+    }
+    Ok(())
+}
+
+impl Tx {
+    pub async fn insert<D: Document>(&mut self, doc: &D) -> Result<()> {
+        insert_on(&mut self.inner, doc).await
+    }
+    pub async fn update<D: Document>(&mut self, doc: &D) -> Result<()> {
+        update_on(&mut self.inner, doc).await
+    }
+    pub async fn get<D: Document>(&mut self, id: &str) -> Result<Option<D>> {
+        get_on(&mut self.inner, id).await
+    }
+    pub async fn list<D: Document>(&mut self, q: &DocumentQuery) -> Result<Page<D>> {
+        list_on(&mut self.inner, q).await
+    }
+    pub async fn delete<D: Document>(&mut self, id: &str) -> Result<()> {
+        delete_on::<D>(&mut self.inner, id).await
+    }
+}
+
+impl Store {
+    pub async fn get<D: Document>(&self, id: &str) -> Result<Option<D>> {
+        let mut conn = self.pool().acquire().await?;
+        get_on(&mut conn, id).await
+    }
+
+    /// Like [`Store::get`], but a missing document is an error naming it.
+    pub async fn require<D: Document>(&self, id: &str) -> Result<D> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("The {} '{id}'", D::KIND)))
+    }
+
+    pub async fn list<D: Document>(&self, q: &DocumentQuery) -> Result<Page<D>> {
+        let mut conn = self.pool().acquire().await?;
+        list_on(&mut conn, q).await
+    }
+
+    /// Finds one document by exact (case-insensitive) name.
+    pub async fn find_by_name<D: Document>(&self, space_id: Option<&str>, parent_id: Option<&str>, name: &str) -> Result<Option<D>> {
+        let q = DocumentQuery {
+            space_id: space_id.map(str::to_owned),
+            parent_ids: parent_id.map(|p| vec![p.to_owned()]).unwrap_or_default(),
+            name: Some(name.to_owned()),
+            take: Some(1),
+            ..Default::default()
+        };
+        Ok(self.list::<D>(&q).await?.items.into_iter().next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_escaping() {
+        assert_eq!(super::escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}

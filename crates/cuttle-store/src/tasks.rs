@@ -1,0 +1,441 @@
+//! The durable task queue and each task's activity log.
+//!
+//! A task row is the queue entry: creating a deployment inserts its task in
+//! the same transaction, and a server node claims queued work with one
+//! conditional UPDATE (see [`crate::dialect`]). A running task holds a lease
+//! that its node renews; a task whose lease lapsed belongs to a node that died.
+
+use crate::{Result, Store, StoreError, Tx};
+use cuttle_model::ids::{sequence_of, Collection};
+use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
+use cuttle_model::{ServerTask, TaskState, Timestamp};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// What a caller supplies to queue a task.
+#[derive(Clone, Debug, Default)]
+pub struct NewTask {
+    pub space_id: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub arguments: Value,
+    /// When the task may start; `None` means now.
+    pub queue_time: Option<Timestamp>,
+    /// If it has not started by then, it times out instead.
+    pub queue_time_expiry: Option<Timestamp>,
+    pub project_id: Option<String>,
+    pub environment_id: Option<String>,
+    pub deployment_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TaskQuery {
+    pub space_id: Option<String>,
+    pub ids: Vec<String>,
+    pub states: Vec<TaskState>,
+    pub name: Option<String>,
+    pub project_id: Option<String>,
+    pub environment_id: Option<String>,
+    pub skip: i64,
+    pub take: Option<i64>,
+}
+
+const TASK_COLUMNS: &str = "id, space_id, name, description, arguments, state, error_message, queue_time, \
+    queue_time_expiry, start_time, completed_time, last_updated_time, server_node, has_warnings_or_errors, \
+    project_id, environment_id, deployment_id";
+
+fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
+    let text: Option<String> = row.try_get(col)?;
+    Ok(text.and_then(|t| Timestamp::parse(&t)))
+}
+
+fn task_from_row(row: &AnyRow) -> Result<ServerTask> {
+    let state: String = row.try_get("state")?;
+    let arguments: String = row.try_get("arguments")?;
+    let mut task = ServerTask {
+        id: row.try_get("id")?,
+        space_id: row.try_get("space_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        arguments: serde_json::from_str(&arguments).unwrap_or(Value::Null),
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        is_completed: false,
+        finished_successfully: false,
+        has_pending_interruptions: false,
+        has_warnings_or_errors: row.try_get::<i64, _>("has_warnings_or_errors")? != 0,
+        error_message: row.try_get("error_message")?,
+        queue_time: ts(row, "queue_time")?.unwrap_or_else(Timestamp::now),
+        queue_time_expiry: ts(row, "queue_time_expiry")?,
+        start_time: ts(row, "start_time")?,
+        completed_time: ts(row, "completed_time")?,
+        last_updated_time: ts(row, "last_updated_time")?.unwrap_or_else(Timestamp::now),
+        duration: String::new(),
+        server_node: row.try_get("server_node")?,
+        can_rerun: false,
+        has_been_picked_up_by_processor: false,
+        project_id: row.try_get("project_id")?,
+        environment_id: row.try_get("environment_id")?,
+        deployment_id: row.try_get("deployment_id")?,
+    };
+    task.derive_fields(Timestamp::now());
+    Ok(task)
+}
+
+async fn get_task_on(conn: &mut AnyConnection, id: &str) -> Result<Option<ServerTask>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+impl Tx {
+    /// Queues a task; it becomes visible to runners when the transaction commits.
+    pub async fn insert_task(&mut self, new: NewTask) -> Result<ServerTask> {
+        let id = self.next_id(Collection::ServerTasks).await?;
+        let now = Timestamp::now();
+        sqlx::query(
+            "INSERT INTO server_tasks (id, seq, space_id, name, description, arguments, state, queue_time, \
+             queue_time_expiry, last_updated_time, has_warnings_or_errors, project_id, environment_id, deployment_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13)",
+        )
+        .bind(&id)
+        .bind(sequence_of(&id))
+        .bind(new.space_id)
+        .bind(new.name)
+        .bind(new.description)
+        .bind(new.arguments.to_string())
+        .bind(TaskState::Queued.as_str())
+        .bind(new.queue_time.unwrap_or(now).to_string())
+        .bind(new.queue_time_expiry.map(|t| t.to_string()))
+        .bind(now.to_string())
+        .bind(new.project_id)
+        .bind(new.environment_id)
+        .bind(new.deployment_id)
+        .execute(&mut *self.inner)
+        .await?;
+        get_task_on(&mut self.inner, &id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("The task '{id}'")))
+    }
+}
+
+/// What became of a cancellation request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It had not started; it is now Canceled.
+    CanceledWhileQueued,
+    /// It is running; it is now Cancelling and its runner must stop it.
+    Cancelling,
+    /// It had already finished (or was already being cancelled).
+    AlreadyDone,
+}
+
+impl Store {
+    pub async fn task(&self, id: &str) -> Result<Option<ServerTask>> {
+        let mut conn = self.pool().acquire().await?;
+        get_task_on(&mut conn, id).await
+    }
+
+    pub async fn require_task(&self, id: &str) -> Result<ServerTask> {
+        self.task(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("The task '{id}'")))
+    }
+
+    /// Lists tasks newest first.
+    pub async fn list_tasks(&self, q: &TaskQuery) -> Result<(Vec<ServerTask>, i64)> {
+        let mut clauses: Vec<String> = vec!["1 = 1".into()];
+        let mut args: Vec<String> = vec![];
+        let mut push = |clause: &str, values: Vec<String>| {
+            let start = args.len() + 1;
+            let ph: Vec<String> = (0..values.len()).map(|i| format!("${}", start + i)).collect();
+            clauses.push(clause.replace("{}", &ph.join(", ")));
+            args.extend(values);
+        };
+        if let Some(s) = &q.space_id {
+            push("space_id = {}", vec![s.clone()]);
+        }
+        if !q.ids.is_empty() {
+            push("id IN ({})", q.ids.clone());
+        }
+        if !q.states.is_empty() {
+            push("state IN ({})", q.states.iter().map(|s| s.as_str().to_owned()).collect());
+        }
+        if let Some(n) = &q.name {
+            push("name = {}", vec![n.clone()]);
+        }
+        if let Some(p) = &q.project_id {
+            push("project_id = {}", vec![p.clone()]);
+        }
+        if let Some(e) = &q.environment_id {
+            push("environment_id = {}", vec![e.clone()]);
+        }
+        let filter = clauses.join(" AND ");
+        let mut conn = self.pool().acquire().await?;
+
+        let count_sql = format!("SELECT COUNT(*) FROM server_tasks WHERE {filter}");
+        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
+        for a in &args {
+            count = count.bind(a.as_str());
+        }
+        let (total,) = count.fetch_one(&mut *conn).await?;
+
+        let take = q.take.unwrap_or(i64::MAX).max(0);
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM server_tasks WHERE {filter} ORDER BY seq DESC LIMIT {take} OFFSET {}",
+            q.skip.max(0)
+        );
+        let mut query = sqlx::query(&sql);
+        for a in &args {
+            query = query.bind(a.as_str());
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
+        Ok((tasks, total))
+    }
+
+    /// Claims the oldest queued task that is due, for `node`, holding a lease
+    /// until `lease_until`. Queued tasks past their expiry are timed out first.
+    pub async fn claim_next_task(&self, node: &str, lease_until: Timestamp) -> Result<Option<ServerTask>> {
+        let now = Timestamp::now().to_string();
+        let mut conn = self.pool().acquire().await?;
+        sqlx::query(
+            "UPDATE server_tasks SET state = 'TimedOut', completed_time = $1, last_updated_time = $1, \
+             error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
+             WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < $1",
+        )
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?;
+        let sql = format!(
+            "UPDATE server_tasks SET state = 'Executing', start_time = $1, last_updated_time = $1, server_node = $2, \
+             lease_expires_at = $3 \
+             WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks WHERE state = 'Queued' AND queue_time <= $1 \
+             ORDER BY seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
+            self.backend().skip_locked()
+        );
+        let row = sqlx::query(&sql)
+            .bind(&now)
+            .bind(node)
+            .bind(lease_until.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    /// When the earliest task that is queued for later becomes due.
+    pub async fn next_scheduled_time(&self) -> Result<Option<Timestamp>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT MIN(queue_time) FROM server_tasks WHERE state = 'Queued'")
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.and_then(|r| r.0).and_then(|t| Timestamp::parse(&t)))
+    }
+
+    /// Extends the leases of the tasks `node` is running.
+    pub async fn renew_leases(&self, node: &str, ids: &[String], until: Timestamp) -> Result<()> {
+        let mut conn = self.pool().acquire().await?;
+        for id in ids {
+            sqlx::query("UPDATE server_tasks SET lease_expires_at = $1 WHERE id = $2 AND server_node = $3")
+                .bind(until.to_string())
+                .bind(id)
+                .bind(node)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Running tasks whose lease lapsed (their node died) or that belong to
+    /// `restarting_node` (this node restarted): returns their ids, so the
+    /// engine can close them cleanly.
+    pub async fn orphaned_tasks(&self, restarting_node: Option<&str>) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM server_tasks WHERE state IN ('Executing', 'Cancelling') \
+             AND (lease_expires_at < $1 OR server_node = $2) ORDER BY seq",
+        )
+        .bind(Timestamp::now().to_string())
+        .bind(restarting_node.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Ends a task. Only a task that is not yet complete changes; returns
+    /// whether this call completed it.
+    pub async fn complete_task(&self, id: &str, state: TaskState, error: Option<&str>) -> Result<bool> {
+        let now = Timestamp::now().to_string();
+        let r = sqlx::query(
+            "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
+             lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(&now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn mark_warnings(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE server_tasks SET has_warnings_or_errors = 1 WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Asks for a task to stop. A queued task is cancelled at once; a running
+    /// one moves to Cancelling and its runner finishes the job.
+    pub async fn request_cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let now = Timestamp::now().to_string();
+        let mut conn = self.pool().acquire().await?;
+        let queued = sqlx::query(
+            "UPDATE server_tasks SET state = 'Canceled', completed_time = $1, last_updated_time = $1 \
+             WHERE id = $2 AND state = 'Queued'",
+        )
+        .bind(&now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        if queued.rows_affected() > 0 {
+            return Ok(CancelOutcome::CanceledWhileQueued);
+        }
+        let running = sqlx::query(
+            "UPDATE server_tasks SET state = 'Cancelling', last_updated_time = $1 WHERE id = $2 AND state = 'Executing'",
+        )
+        .bind(&now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        if running.rows_affected() > 0 {
+            return Ok(CancelOutcome::Cancelling);
+        }
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM server_tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match exists {
+            Some(_) => Ok(CancelOutcome::AlreadyDone),
+            None => Err(StoreError::NotFound(format!("The task '{id}'"))),
+        }
+    }
+
+    /// Tasks in Cancelling state among `ids` (a node polls this so that a
+    /// cancellation made through another node reaches it).
+    pub async fn cancelling_among(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut out = vec![];
+        for id in ids {
+            if let Some(t) = self.task(id).await? {
+                if t.state == TaskState::Cancelling {
+                    out.push(t.id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates or updates one node of a task's activity tree.
+    pub async fn put_activity(&self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
+             started = excluded.started, ended = excluded.ended",
+        )
+        .bind(task_id)
+        .bind(&a.id)
+        .bind(&a.parent_id)
+        .bind(&a.name)
+        .bind(a.status.as_str())
+        .bind(a.started.map(|t| t.to_string()))
+        .bind(a.ended.map(|t| t.to_string()))
+        .bind(position)
+        .bind(i64::from(a.show_at_summary_level))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Appends log lines in one transaction (the engine batches them).
+    pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for l in lines {
+            sqlx::query(
+                "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(task_id)
+            .bind(l.seq)
+            .bind(&l.activity_id)
+            .bind(l.category.as_str())
+            .bind(l.occurred_at.to_string())
+            .bind(&l.message)
+            .bind(&l.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The highest log sequence number written for a task (0 if none).
+    pub async fn last_log_seq(&self, task_id: &str) -> Result<i64> {
+        let (n,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM task_log_lines WHERE task_id = $1")
+            .bind(task_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// A task's whole activity tree and log, each in creation order.
+    pub async fn task_log(&self, task_id: &str) -> Result<(Vec<Activity>, Vec<LogLine>)> {
+        let mut conn = self.pool().acquire().await?;
+        let rows = sqlx::query(
+            "SELECT id, parent_id, name, status, started, ended, show_at_summary FROM task_activities \
+             WHERE task_id = $1 ORDER BY position, id",
+        )
+        .bind(task_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let activities = rows
+            .iter()
+            .map(|r| {
+                Ok(Activity {
+                    id: r.try_get("id")?,
+                    parent_id: r.try_get("parent_id")?,
+                    name: r.try_get("name")?,
+                    status: ActivityStatus::parse(&r.try_get::<String, _>("status")?),
+                    started: ts(r, "started")?,
+                    ended: ts(r, "ended")?,
+                    show_at_summary_level: r.try_get::<i64, _>("show_at_summary")? != 0,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT seq, activity_id, category, occurred_at, message, detail FROM task_log_lines \
+             WHERE task_id = $1 ORDER BY seq",
+        )
+        .bind(task_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let lines = rows
+            .iter()
+            .map(|r| {
+                Ok(LogLine {
+                    seq: r.try_get("seq")?,
+                    activity_id: r.try_get("activity_id")?,
+                    category: LogCategory::parse(&r.try_get::<String, _>("category")?),
+                    occurred_at: ts(r, "occurred_at")?.unwrap_or_else(Timestamp::now),
+                    message: r.try_get("message")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((activities, lines))
+    }
+}

@@ -1,1 +1,46 @@
-//! cuttle-api
+//! Cuttle's REST API, shaped like Octopus Deploy's so that Octopus clients
+//! and CI plugins work against it. Handlers only extract, call one service
+//! function, and shape the response.
+//!
+//! # Layout
+//! - [`serve`]: runs the API on a listener until a shutdown future resolves.
+//! - [`json`]: case-insensitive request bodies.
+//! - [`auth`]: the [`auth::Caller`] extractor (API keys).
+//! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
+//! - [`links`]: `Links` and the paged collection envelope.
+//! - [`error`]: the one error → response mapping.
+//! - [`routes`]: the handlers, one module per area.
+
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod links;
+pub mod routes;
+pub mod space;
+
+use axum::Router;
+use cuttle_service::Instance;
+use std::future::Future;
+use std::sync::Arc;
+
+pub type AppState = Arc<Instance>;
+
+/// The whole API as an axum router.
+pub fn router(instance: AppState) -> Router {
+    routes::all()
+        .fallback(routes::not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(instance)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests
+/// in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    instance: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(instance))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

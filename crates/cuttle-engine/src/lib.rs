@@ -1,1 +1,17 @@
-//! cuttle-engine
+//! Cuttle's deployment engine.
+//!
+//! # Layout
+//! - [`plan`]: pure planning of a deployment (which actions run, and why not).
+//! - [`runner`]: the durable task queue's consumer: claims, runs, cancels,
+//!   recovers, shuts down.
+//! - [`deploy`]: carrying out one deployment task.
+//! - [`log`]: the activity log a running task writes.
+//! - [`script`]: the built-in worker: user scripts as child processes.
+
+pub mod deploy;
+pub mod log;
+pub mod plan;
+pub mod runner;
+pub mod script;
+
+pub use runner::{Runner, RunnerConfig};

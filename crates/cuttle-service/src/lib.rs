@@ -1,1 +1,32 @@
-//! cuttle-service
+//! Cuttle's commands: every change to an installation goes through one of
+//! these functions, which validate, write in one transaction with an audit
+//! event, and wake the engine where needed. The REST API and the portal are
+//! thin layers over them.
+//!
+//! # Layout
+//! - [`instance`]: the [`Instance`], everything one installation owns.
+//! - [`error`]: [`ServiceError`], mapped once to HTTP statuses by the API.
+//! - [`auth`]: users, passwords, API keys, the first administrator.
+//! - [`bootstrap`]: the default space and what every space starts with.
+//! - [`resources`]: spaces, environments, project groups, lifecycles.
+//! - [`projects`]: projects, channels and deployment processes.
+//! - [`releases`], [`deployments`]: releases and deployments, including the
+//!   executions API that CI tools call by name.
+//! - [`tasks`]: cancelling tasks and reading their logs.
+//! - [`paging`]: the list parameters every collection accepts.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod deployments;
+pub mod error;
+pub mod instance;
+pub mod paging;
+pub mod projects;
+pub mod releases;
+pub mod resources;
+pub mod tasks;
+
+pub use error::ServiceError;
+pub use instance::{Instance, InstanceConfig};
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -1,1 +1,57 @@
-fn main() {}
+//! `cuttle`: the server, and the command-line client of its API, in one
+//! binary. This file only parses arguments and wires the libraries together.
+
+mod cli;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "cuttle", version, propagate_version = true, about = "Cuttle: deployment automation server and CLI")]
+struct Cli {
+    #[command(flatten)]
+    conn: cli::Connection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: REST API and task runner.
+    Server(server::ServerArgs),
+    /// Work with releases.
+    #[command(subcommand)]
+    Release(cli::ReleaseCommand),
+    /// Deploy a release to one or more environments.
+    Deploy(cli::DeployArgs),
+    /// Work with server tasks.
+    #[command(subcommand)]
+    Task(cli::TaskCommand),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Server(s) => server::run(s).await.map(|()| 0),
+            Command::Release(cmd) => cli::release(&args.conn, cmd).await,
+            Command::Deploy(d) => cli::deploy(&args.conn, d).await,
+            Command::Task(cmd) => cli::task(&args.conn, cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

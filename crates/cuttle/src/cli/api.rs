@@ -26,7 +26,9 @@ impl Api {
         let mut base = Url::parse(server)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .with_context(|| format!("--server must be an http:// or https:// URL, not {server:?}"))?;
+            .with_context(|| {
+                format!("--server must be an http:// or https:// URL, not {server:?}")
+            })?;
         base.set_query(None);
         base.set_fragment(None);
 
@@ -62,7 +64,10 @@ impl Api {
 
     /// Sends a request and decodes its JSON answer; a non-2xx answer becomes
     /// an [`ApiError`].
-    pub(crate) async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> anyhow::Result<T> {
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response = request.send().await?;
         let status = response.status();
         if !status.is_success() {
@@ -139,14 +144,12 @@ pub(crate) fn is_transient(error: &anyhow::Error) -> bool {
     if let Some(e) = error.downcast_ref::<reqwest::Error>() {
         return e.is_connect() || e.is_timeout() || e.is_request() || e.is_body();
     }
-    error
-        .downcast_ref::<ApiError>()
-        .is_some_and(|e| {
-            matches!(
-                e.status,
-                StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-            )
-        })
+    error.downcast_ref::<ApiError>().is_some_and(|e| {
+        matches!(
+            e.status,
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        )
+    })
 }
 
 /// The server's refusal: its status, `ErrorMessage` and `Errors`.
@@ -159,14 +162,15 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn from_body(status: StatusCode, body: &str) -> Self {
-        #[derive(Deserialize, Default)]
-        #[serde(rename_all = "PascalCase", default)]
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
         struct Body {
             error_message: String,
+            #[serde(default)]
             errors: Vec<String>,
         }
         match serde_json::from_str::<Body>(body) {
-            Ok(b) if !b.error_message.is_empty() || !b.errors.is_empty() => Self {
+            Ok(b) => Self {
                 status,
                 message: b.error_message,
                 errors: b.errors,
@@ -175,7 +179,13 @@ impl ApiError {
             // of whatever came back is still the best clue.
             _ => Self {
                 status,
-                message: body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect(),
+                message: body
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(300)
+                    .collect(),
                 errors: Vec::new(),
             },
         }
@@ -207,7 +217,15 @@ mod tests {
     fn space_ids_are_told_from_names() {
         assert!(is_space_id("Spaces-1"));
         assert!(is_space_id("Spaces-42"));
-        for name in ["Default", "Spaces-", "Spaces-x", "spaces-1", "Spaces-1a", " Spaces-1", "Spaces--1"] {
+        for name in [
+            "Default",
+            "Spaces-",
+            "Spaces-x",
+            "spaces-1",
+            "Spaces-1a",
+            " Spaces-1",
+            "Spaces--1",
+        ] {
             assert!(!is_space_id(name), "{name:?}");
         }
     }
@@ -235,11 +253,17 @@ mod tests {
 
     #[test]
     fn other_bodies_are_shown_as_text_or_by_status() {
-        let e = ApiError::from_body(StatusCode::BAD_GATEWAY, "<html>\n  <h1>Bad gateway</h1>\n</html>");
+        let e = ApiError::from_body(
+            StatusCode::BAD_GATEWAY,
+            "<html>\n  <h1>Bad gateway</h1>\n</html>",
+        );
         assert_eq!(e.to_string(), "(502) <html> <h1>Bad gateway</h1> </html>");
         let e = ApiError::from_body(StatusCode::UNAUTHORIZED, "");
         assert_eq!(e.to_string(), "(401) Unauthorized");
-        let e = ApiError::from_body(StatusCode::FORBIDDEN, r#"{"ErrorMessage": "", "Errors": []}"#);
+        let e = ApiError::from_body(
+            StatusCode::FORBIDDEN,
+            r#"{"ErrorMessage": "", "Errors": []}"#,
+        );
         assert_eq!(e.to_string(), "(403) Forbidden");
     }
 
@@ -266,8 +290,13 @@ mod tests {
             space: "Default".into(),
         };
         let api = Api::new(&conn).unwrap();
-        let req = api.request(Method::GET, &["api", "tasks", "../users/me", "details"]).build().unwrap();
-        assert_eq!(req.url().as_str(), "https://example.com/cuttle/api/tasks/..%2Fusers%2Fme/details");
-        assert_eq!(req.headers()["x-octopus-apikey"], "API-X");
+        let req = api
+            .request(Method::GET, &["api", "tasks", "../users/me", "details"])
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().as_str(),
+            "https://example.com/cuttle/api/tasks/..%2Fusers%2Fme/details"
+        );
     }
 }

@@ -89,23 +89,27 @@ where
     Fut: Future<Output = anyhow::Result<TaskDetails>>,
 {
     let mut follower = LogFollower::default();
-    let mut failures = 0;
+    // Failed polls are retried only once the server has answered: failing from
+    // the start means a wrong --server, not a blip worth waiting out.
+    let (mut reached, mut failures) = (false, 0);
     let mut interrupted = false;
     loop {
         let details = match fetch().await {
             Ok(details) => details,
-            Err(e) if failures < pace.retries && is_transient(&e) => {
+            Err(e) if reached && failures < pace.retries && is_transient(&e) => {
                 failures += 1;
+                let delay = pace.interval * 2u32.pow(failures);
                 eprintln!(
-                    "Lost contact with the server ({e:#}); retrying ({failures}/{})",
+                    "Lost contact with the server ({}); retrying in {delay:?} ({failures}/{})",
+                    e.root_cause(),
                     pace.retries
                 );
-                tokio::time::sleep(pace.interval * 2u32.pow(failures)).await;
+                tokio::time::sleep(delay).await;
                 continue;
             }
             Err(e) => return Err(e),
         };
-        failures = 0;
+        (reached, failures) = (true, 0);
         render(out, &follower.update(&details.activity_logs), color)?;
 
         let task = &details.task;
@@ -133,7 +137,7 @@ where
 }
 
 /// What to print next: a heading naming an activity, or one of its log lines.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Output<'a> {
     Header { depth: usize, name: &'a str },
     Line { depth: usize, log: &'a LogElement },
@@ -164,7 +168,12 @@ impl LogFollower {
         out
     }
 
-    fn walk<'a>(&mut self, activity: &'a Activity, path: &mut Vec<&'a Activity>, out: &mut Vec<Output<'a>>) {
+    fn walk<'a>(
+        &mut self,
+        activity: &'a Activity,
+        path: &mut Vec<&'a Activity>,
+        out: &mut Vec<Output<'a>>,
+    ) {
         path.push(activity);
         let printed = self.printed.get(&activity.id).copied().unwrap_or(0);
         let new = activity.log_elements.get(printed..).unwrap_or_default();
@@ -172,7 +181,8 @@ impl LogFollower {
             self.enter(path, out);
             let depth = path.len();
             out.extend(new.iter().map(|log| Output::Line { depth, log }));
-            self.printed.insert(activity.id.clone(), activity.log_elements.len());
+            self.printed
+                .insert(activity.id.clone(), activity.log_elements.len());
         }
         for child in &activity.children {
             self.walk(child, path, out);
@@ -190,7 +200,10 @@ impl LogFollower {
             .count();
         self.context.truncate(shared);
         for (depth, activity) in path.iter().enumerate().skip(shared) {
-            out.push(Output::Header { depth, name: &activity.name });
+            out.push(Output::Header {
+                depth,
+                name: &activity.name,
+            });
             self.context.push(activity.id.clone());
         }
     }
@@ -200,7 +213,11 @@ const INDENT: &str = "  ";
 /// Width of `HH:MM:SS  Category ` before a message, for continuation lines.
 const PREFIX_WIDTH: usize = 8 + 2 + 8 + 1;
 
-pub(crate) fn render(out: &mut dyn Write, items: &[Output<'_>], color: bool) -> std::io::Result<()> {
+pub(crate) fn render(
+    out: &mut dyn Write,
+    items: &[Output<'_>],
+    color: bool,
+) -> std::io::Result<()> {
     let paint = |code: &str, text: &str| match (color, code) {
         (true, code) if !code.is_empty() => format!("\x1b[{code}m{text}\x1b[0m"),
         _ => text.to_owned(),
@@ -277,10 +294,17 @@ mod tests {
     }
 
     /// A task with one step that runs on two targets, `a` then `b`.
-    fn tree(root: Vec<serde_json::Value>, a: Vec<serde_json::Value>, b: Option<Vec<serde_json::Value>>) -> serde_json::Value {
-        let mut targets = vec![json!({"Id": "A-a", "Name": "web-1", "Status": "Running", "Children": [], "LogElements": a})];
+    fn tree(
+        root: Vec<serde_json::Value>,
+        a: Vec<serde_json::Value>,
+        b: Option<Vec<serde_json::Value>>,
+    ) -> serde_json::Value {
+        let mut targets = vec![
+            json!({"Id": "A-a", "Name": "web-1", "Status": "Running", "Children": [], "LogElements": a}),
+        ];
         if let Some(b) = b {
-            targets.push(json!({"Id": "A-b", "Name": "web-2", "Status": "Running", "LogElements": b}));
+            targets
+                .push(json!({"Id": "A-b", "Name": "web-2", "Status": "Running", "LogElements": b}));
         }
         json!([{
             "Id": "ServerTasks-5", "Name": "Deploy Hello release 0.0.1 to Dev", "Status": "Running",
@@ -302,13 +326,21 @@ mod tests {
     fn each_line_is_printed_once_in_tree_order() {
         let first = details(
             "Executing",
-            tree(vec![log("Info", 0, "Starting")], vec![log("Info", 1, "hello"), log("Verbose", 1, "detail")], None),
+            tree(
+                vec![log("Info", 0, "Starting")],
+                vec![log("Info", 1, "hello"), log("Verbose", 1, "detail")],
+                None,
+            ),
         );
         let second = details(
             "Executing",
             tree(
                 vec![log("Info", 0, "Starting")],
-                vec![log("Info", 1, "hello"), log("Verbose", 1, "detail"), log("Warning", 2, "careful")],
+                vec![
+                    log("Info", 1, "hello"),
+                    log("Verbose", 1, "detail"),
+                    log("Warning", 2, "careful"),
+                ],
                 Some(vec![log("Highlight", 3, "hi from b")]),
             ),
         );
@@ -328,16 +360,34 @@ mod tests {
              \x20   web-2\n\
              \x20     10:42:03  Highlight hi from b\n"
         );
-        assert_eq!(text(&mut follower, &second), "", "nothing new, nothing printed");
+        assert_eq!(
+            text(&mut follower, &second),
+            "",
+            "nothing new, nothing printed"
+        );
     }
 
     #[test]
     fn returning_to_an_earlier_branch_restates_its_heading() {
         let mut follower = LogFollower::default();
-        text(&mut follower, &details("Executing", tree(vec![], vec![log("Info", 1, "a1")], Some(vec![log("Info", 2, "b1")]))));
+        text(
+            &mut follower,
+            &details(
+                "Executing",
+                tree(
+                    vec![],
+                    vec![log("Info", 1, "a1")],
+                    Some(vec![log("Info", 2, "b1")]),
+                ),
+            ),
+        );
         let next = details(
             "Executing",
-            tree(vec![log("Info", 3, "root")], vec![log("Info", 1, "a1"), log("Info", 4, "a2")], Some(vec![log("Info", 2, "b1")])),
+            tree(
+                vec![log("Info", 3, "root")],
+                vec![log("Info", 1, "a1"), log("Info", 4, "a2")],
+                Some(vec![log("Info", 2, "b1")]),
+            ),
         );
         assert_eq!(
             text(&mut follower, &next),
@@ -351,12 +401,15 @@ mod tests {
     #[test]
     fn multi_line_messages_stay_in_their_column() {
         let mut follower = LogFollower::default();
-        let doc = details("Executing", tree(vec![log("Error", 5, "first\nsecond")], vec![], None));
+        let doc = details(
+            "Executing",
+            tree(vec![log("Error", 5, "first\nsecond")], vec![], None),
+        );
         assert_eq!(
             text(&mut follower, &doc),
             "Deploy Hello release 0.0.1 to Dev\n\
              \x20 10:42:05  Error    first\n\
-             \x20                     second\n"
+             \x20                    second\n"
         );
     }
 
@@ -368,16 +421,38 @@ mod tests {
             message_text: "careful".into(),
         };
         let mut out = Vec::new();
-        render(&mut out, &[Output::Line { depth: 0, log: &element }], true).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "\x1b[33m10:42:01  Warning  careful\x1b[0m\n");
+        render(
+            &mut out,
+            &[Output::Line {
+                depth: 0,
+                log: &element,
+            }],
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\x1b[33m10:42:01  Warning  careful\x1b[0m\n"
+        );
     }
 
     /// Runs `follow` over canned answers, as fast as it will go.
-    async fn follow_canned(answers: Vec<anyhow::Result<TaskDetails>>) -> (anyhow::Result<i32>, String) {
+    async fn follow_canned(
+        answers: Vec<anyhow::Result<TaskDetails>>,
+    ) -> (anyhow::Result<i32>, String) {
         let mut answers = VecDeque::from(answers);
         let mut out = Vec::new();
-        let pace = Pace { interval: Duration::from_millis(1), retries: 2 };
-        let code = follow(|| std::future::ready(answers.pop_front().expect("polled past the end")), &mut out, false, pace).await;
+        let pace = Pace {
+            interval: Duration::from_millis(1),
+            retries: 2,
+        };
+        let code = follow(
+            || std::future::ready(answers.pop_front().expect("polled past the end")),
+            &mut out,
+            false,
+            pace,
+        )
+        .await;
         (code, String::from_utf8(out).unwrap())
     }
 
@@ -391,9 +466,19 @@ mod tests {
             Ok(details("Queued", json!([]))),
             unavailable(),
             unavailable(),
-            Ok(details("Executing", tree(vec![log("Info", 0, "Starting")], vec![], None))),
+            Ok(details(
+                "Executing",
+                tree(vec![log("Info", 0, "Starting")], vec![], None),
+            )),
             unavailable(),
-            Ok(details("Success", tree(vec![log("Info", 0, "Starting"), log("Info", 9, "Done")], vec![], None))),
+            Ok(details(
+                "Success",
+                tree(
+                    vec![log("Info", 0, "Starting"), log("Info", 9, "Done")],
+                    vec![],
+                    None,
+                ),
+            )),
         ])
         .await;
         assert_eq!(code.unwrap(), 0);
@@ -410,16 +495,34 @@ mod tests {
     async fn a_failed_task_exits_1_with_its_error() {
         let (code, out) = follow_canned(vec![Ok(details("Failed", json!([])))]).await;
         assert_eq!(code.unwrap(), 1);
-        assert_eq!(out, "Task ServerTasks-5 finished: Failed: The step failed\n");
+        assert_eq!(
+            out,
+            "Task ServerTasks-5 finished: Failed: The step failed\n"
+        );
     }
 
     #[tokio::test]
     async fn gives_up_after_too_many_failures_or_a_real_refusal() {
-        let (code, _) = follow_canned(vec![unavailable(), unavailable(), unavailable()]).await;
-        assert_eq!(code.unwrap_err().downcast::<ApiError>().unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
+        let queued = || Ok(details("Queued", json!([])));
+        let (code, _) =
+            follow_canned(vec![queued(), unavailable(), unavailable(), unavailable()]).await;
+        assert_eq!(
+            code.unwrap_err().downcast::<ApiError>().unwrap().status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
 
-        let not_found = ApiError::from_body(StatusCode::NOT_FOUND, r#"{"ErrorMessage": "No task ServerTasks-9"}"#);
+        // Never having reached the server, there is no contact to wait for.
+        let (code, _) = follow_canned(vec![unavailable()]).await;
+        assert!(code.is_err());
+
+        let not_found = ApiError::from_body(
+            StatusCode::NOT_FOUND,
+            r#"{"ErrorMessage": "No task ServerTasks-9"}"#,
+        );
         let (code, _) = follow_canned(vec![Err(not_found.into())]).await;
-        assert_eq!(code.unwrap_err().downcast::<ApiError>().unwrap().status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            code.unwrap_err().downcast::<ApiError>().unwrap().status,
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -1,0 +1,47 @@
+//! The caller of a request, from its API key: `X-Octopus-ApiKey`,
+//! `Authorization: Bearer …`, or the `apikey` query parameter. An empty
+//! header counts as none.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use cuttle_model::User;
+
+pub struct Caller(pub User);
+
+fn api_key_of(parts: &Parts) -> Option<String> {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(k) = header("x-octopus-apikey") {
+        return Some(k);
+    }
+    if let Some(auth) = header("authorization") {
+        if let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+            return Some(token.trim().to_owned()).filter(|t| !t.is_empty());
+        }
+    }
+    parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            k.eq_ignore_ascii_case("apikey").then(|| v.to_owned()).filter(|v| !v.is_empty())
+        })
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = api_key_of(parts).unwrap_or_default();
+        let user = cuttle_service::auth::authenticate_api_key(&state.store, &key).await?;
+        Ok(Caller(user))
+    }
+}

@@ -1,0 +1,196 @@
+//! `Links` for every resource, and the paged collection envelope. Links point
+//! only at routes this server answers, so a client that follows them never
+//! meets a 404.
+
+use cuttle_model::*;
+use cuttle_service::paging::ListParams;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+/// A resource's JSON with its `Links` added.
+pub fn with_links<T: Serialize>(resource: &T, links: Value) -> Value {
+    let mut v = serde_json::to_value(resource).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert("Links".into(), links);
+    }
+    v
+}
+
+pub trait Linked {
+    fn links(&self) -> Value;
+    fn item_type() -> &'static str;
+}
+
+impl Linked for Space {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/spaces/{}", self.id), "SpaceHome": format!("/api/{}", self.id)})
+    }
+    fn item_type() -> &'static str {
+        "Space"
+    }
+}
+
+impl Linked for Environment {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/{}/environments/{}", self.space_id, self.id)})
+    }
+    fn item_type() -> &'static str {
+        "Environment"
+    }
+}
+
+impl Linked for ProjectGroup {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/projectgroups/{}", self.space_id, self.id);
+        json!({"Self": base, "Projects": format!("{base}/projects")})
+    }
+    fn item_type() -> &'static str {
+        "ProjectGroup"
+    }
+}
+
+impl Linked for Lifecycle {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/{}/lifecycles/{}", self.space_id, self.id)})
+    }
+    fn item_type() -> &'static str {
+        "Lifecycle"
+    }
+}
+
+impl Linked for Project {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/projects/{}", self.space_id, self.id);
+        json!({
+            "Self": base,
+            "Releases": format!("{base}/releases"),
+            "Channels": format!("{base}/channels"),
+            "DeploymentProcess": format!("/api/{}/deploymentprocesses/{}", self.space_id, self.deployment_process_id),
+            "ProjectGroup": format!("/api/{}/projectgroups/{}", self.space_id, self.project_group_id),
+            "Lifecycle": format!("/api/{}/lifecycles/{}", self.space_id, self.lifecycle_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Project"
+    }
+}
+
+impl Linked for Channel {
+    fn links(&self) -> Value {
+        json!({
+            "Self": format!("/api/{}/channels/{}", self.space_id, self.id),
+            "Project": format!("/api/{}/projects/{}", self.space_id, self.project_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Channel"
+    }
+}
+
+impl Linked for DeploymentProcess {
+    fn links(&self) -> Value {
+        json!({
+            "Self": format!("/api/{}/deploymentprocesses/{}", self.space_id, self.id),
+            "Project": format!("/api/{}/projects/{}", self.space_id, self.project_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "DeploymentProcess"
+    }
+}
+
+impl Linked for Release {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/releases/{}", self.space_id, self.id);
+        json!({
+            "Self": base,
+            "Project": format!("/api/{}/projects/{}", self.space_id, self.project_id),
+            "Channel": format!("/api/{}/channels/{}", self.space_id, self.channel_id),
+            "Deployments": format!("{base}/deployments"),
+            "ProjectDeploymentProcessSnapshot": format!("/api/{}/deploymentprocesses/{}", self.space_id, self.project_deployment_process_snapshot_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Release"
+    }
+}
+
+impl Linked for Deployment {
+    fn links(&self) -> Value {
+        let s = &self.space_id;
+        json!({
+            "Self": format!("/api/{s}/deployments/{}", self.id),
+            "Release": format!("/api/{s}/releases/{}", self.release_id),
+            "Environment": format!("/api/{s}/environments/{}", self.environment_id),
+            "Project": format!("/api/{s}/projects/{}", self.project_id),
+            "Task": format!("/api/tasks/{}", self.task_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Deployment"
+    }
+}
+
+impl Linked for ServerTask {
+    fn links(&self) -> Value {
+        let base = format!("/api/tasks/{}", self.id);
+        json!({
+            "Self": base,
+            "Details": format!("{base}/details"),
+            "Raw": format!("{base}/raw"),
+            "Cancel": format!("{base}/cancel"),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Task"
+    }
+}
+
+impl Linked for User {
+    fn links(&self) -> Value {
+        let base = format!("/api/users/{}", self.id);
+        json!({"Self": base, "ApiKeys": format!("{base}/apikeys")})
+    }
+    fn item_type() -> &'static str {
+        "User"
+    }
+}
+
+impl Linked for ApiKey {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/users/{}/apikeys/{}", self.user_id, self.id)})
+    }
+    fn item_type() -> &'static str {
+        "ApiKey"
+    }
+}
+
+pub fn resource<T: Serialize + Linked>(r: &T) -> Value {
+    with_links(r, r.links())
+}
+
+/// The paged envelope Octopus collections use.
+pub fn page<T: Serialize + Linked>(items: &[T], total: i64, params: &ListParams, path: &str) -> Value {
+    let take = params.take();
+    let skip = params.skip();
+    let pages = if take == 0 { 0 } else { (total + take - 1) / take };
+    let mut links = Map::new();
+    links.insert("Self".into(), json!(format!("{path}?skip={skip}&take={take}")));
+    links.insert("Template".into(), json!(format!("{path}{{?skip,take,ids,partialName}}")));
+    links.insert("Page.All".into(), json!(format!("{path}?skip=0&take={}", cuttle_service::paging::TAKE_ALL)));
+    links.insert("Page.Current".into(), json!(format!("{path}?skip={skip}&take={take}")));
+    if skip + take < total {
+        links.insert("Page.Next".into(), json!(format!("{path}?skip={}&take={take}", skip + take)));
+    }
+    let last_skip = if pages > 0 { (pages - 1) * take } else { 0 };
+    links.insert("Page.Last".into(), json!(format!("{path}?skip={last_skip}&take={take}")));
+    json!({
+        "ItemType": T::item_type(),
+        "TotalResults": total,
+        "ItemsPerPage": take,
+        "NumberOfPages": pages,
+        "LastPageNumber": (pages - 1).max(0),
+        "Items": items.iter().map(resource).collect::<Vec<_>>(),
+        "Links": Value::Object(links),
+    })
+}

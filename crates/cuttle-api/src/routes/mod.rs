@@ -1,0 +1,280 @@
+//! Route table and the small areas (root document, users, spaces, feeds).
+//! Space resources answer on `/api/{space}/…` and, for the default space, on
+//! the same path without the space segment.
+
+mod infrastructure;
+mod projects;
+mod releases;
+mod tasks;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::OctoJson;
+use crate::links::{page, resource};
+use crate::space::SpaceId;
+use crate::AppState;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, MethodRouter};
+use axum::{Json, Router};
+use cuttle_model::{Space, User};
+use cuttle_service::instance::{CUTTLE_VERSION, OCTOPUS_COMPATIBLE_VERSION};
+use cuttle_service::paging::ListParams;
+use cuttle_service::{auth, resources};
+use cuttle_store::DocumentQuery;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Query parameters, with a readable 400 when they do not parse.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(Q)
+            .map_err(|e| ApiError::bad_request(format!("The query string is not valid: {e}")))
+    }
+}
+
+/// Registers a space resource under both `/api/{space}{path}` and `/api{path}`.
+fn scoped(router: Router<AppState>, path: &str, handler: MethodRouter<AppState>) -> Router<AppState> {
+    router
+        .route(&format!("/api/{{space}}{path}"), handler.clone())
+        .route(&format!("/api{path}"), handler)
+}
+
+/// The document query a list request asks for.
+pub fn document_query(space_id: &str, params: &ListParams) -> DocumentQuery {
+    DocumentQuery {
+        space_id: Some(space_id.to_owned()),
+        ids: params.ids(),
+        partial_name: params.partial_name.clone(),
+        name: params.name.clone(),
+        skip: params.skip(),
+        take: Some(params.take()),
+        ..Default::default()
+    }
+}
+
+pub fn all() -> Router<AppState> {
+    let mut r = Router::new()
+        .route("/api", get(root))
+        .route("/api/", get(root))
+        .route("/api/capabilities", get(capabilities))
+        .route("/api/users/me", get(me))
+        .route("/api/users", get(users))
+        .route("/api/users/{id}", get(user))
+        .route("/api/users/{id}/apikeys", get(api_keys).post(create_api_key))
+        .route("/api/users/{id}/apikeys/{key}", get(api_key).delete(revoke_api_key))
+        .route("/api/spaces", get(spaces).post(create_space))
+        .route("/api/spaces/all", get(all_spaces))
+        .route("/api/spaces/{id}", get(space).put(update_space))
+        .route("/api/{space}", get(space_home));
+    r = scoped(r, "/feeds", get(feeds));
+    r = scoped(r, "/feeds/{id}", get(feed));
+    r = infrastructure::routes(r);
+    r = projects::routes(r);
+    r = releases::routes(r);
+    tasks::routes(r)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "The resource you requested was not found.")
+}
+
+async fn root(State(inst): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "Application": "Cuttle",
+        "Version": OCTOPUS_COMPATIBLE_VERSION,
+        "CuttleVersion": CUTTLE_VERSION,
+        "ApiVersion": "3.0.0",
+        "InstallationId": inst.installation_id,
+        "Links": {
+            "Self": "/api",
+            "Capabilities": "/api/capabilities",
+            "CurrentUser": "/api/users/me",
+            "Users": "/api/users{/id}{?skip,take,ids}",
+            "Spaces": "/api/spaces{/id}{?skip,take,ids,partialName}",
+            "Environments": "/api/environments{/id}{?skip,take,ids,partialName,name}",
+            "ProjectGroups": "/api/projectgroups{/id}{?skip,take,ids,partialName}",
+            "Lifecycles": "/api/lifecycles{/id}{?skip,take,ids,partialName}",
+            "Projects": "/api/projects{/id}{?skip,take,ids,partialName,name}",
+            "Channels": "/api/channels{/id}{?skip,take,ids,partialName}",
+            "DeploymentProcesses": "/api/deploymentprocesses{/id}",
+            "Releases": "/api/releases{/id}{?skip,take,ids}",
+            "Deployments": "/api/deployments{/id}{?skip,take,ids,projects,environments,taskState}",
+            "Tasks": "/api/tasks{/id}{?skip,take,ids,states,name,project,environment}",
+            "Feeds": "/api/feeds{/id}{?skip,take,ids}",
+            "CreateReleaseCommandV1": "/api/{spaceId}/releases/create/v1",
+            "CreateUntenantedDeploymentCommandV1": "/api/{spaceId}/deployments/create/untenanted/v1",
+        }
+    }))
+}
+
+/// The requests this server answers beyond the resource routes.
+async fn capabilities() -> Json<Value> {
+    Json(json!({"Capabilities": [
+        "CreateReleaseCommandV1",
+        "CreateDeploymentUntenantedCommandV1",
+        "TaskDetails",
+        "TaskCancel",
+    ]}))
+}
+
+async fn me(Caller(user): Caller) -> Json<Value> {
+    Json(resource(&user))
+}
+
+async fn users(State(inst): State<AppState>, _: Caller, Q(params): Q<ListParams>) -> ApiResult<Json<Value>> {
+    let all: Vec<User> = inst.store.users().await?;
+    let total = all.len() as i64;
+    let items: Vec<User> = all.into_iter().skip(params.skip() as usize).take(params.take() as usize).collect();
+    Ok(Json(page(&items, total, &params, "/api/users")))
+}
+
+async fn user(State(inst): State<AppState>, _: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let u = inst.store.user(&id).await?.ok_or_else(|| ApiError::not_found(format!("The user '{id}' was not found")))?;
+    Ok(Json(resource(&u)))
+}
+
+async fn api_keys(State(inst): State<AppState>, Caller(caller): Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    if caller.id != id {
+        return Err(cuttle_service::ServiceError::Forbidden("You can only list your own API keys".into()).into());
+    }
+    let keys = inst.store.api_keys(&id).await?;
+    let params = ListParams { take: Some(cuttle_service::paging::TAKE_ALL), ..Default::default() };
+    Ok(Json(page(&keys, keys.len() as i64, &params, &format!("/api/users/{id}/apikeys"))))
+}
+
+async fn api_key(State(inst): State<AppState>, Caller(caller): Caller, Path((id, key)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    if caller.id != id {
+        return Err(cuttle_service::ServiceError::Forbidden("You can only read your own API keys".into()).into());
+    }
+    let k = inst.store.api_keys(&id).await?.into_iter().find(|k| k.id == key);
+    let k = k.ok_or_else(|| ApiError::not_found(format!("The API key '{key}' was not found")))?;
+    Ok(Json(resource(&k)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NewApiKey {
+    purpose: String,
+}
+
+async fn create_api_key(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    OctoJson(body): OctoJson<NewApiKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let key = auth::create_api_key(&inst.store, &caller, &id, &body.purpose).await?;
+    Ok((StatusCode::CREATED, Json(resource(&key))))
+}
+
+async fn revoke_api_key(State(inst): State<AppState>, Caller(caller): Caller, Path((id, key)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    auth::revoke_api_key(&inst.store, &caller, &id, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn spaces(State(inst): State<AppState>, _: Caller, Q(params): Q<ListParams>) -> ApiResult<Json<Value>> {
+    let q = DocumentQuery { space_id: None, ..document_query("", &params) };
+    let p = resources::list::<Space>(&inst.store, &q).await?;
+    Ok(Json(page(&p.items, p.total, &params, "/api/spaces")))
+}
+
+async fn all_spaces(State(inst): State<AppState>, _: Caller) -> ApiResult<Json<Value>> {
+    let p = resources::list::<Space>(&inst.store, &DocumentQuery::default()).await?;
+    Ok(Json(Value::Array(p.items.iter().map(resource).collect())))
+}
+
+async fn space(State(inst): State<AppState>, _: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let s: Space = inst.store.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("The space '{id}' was not found")))?;
+    Ok(Json(resource(&s)))
+}
+
+async fn create_space(State(inst): State<AppState>, Caller(caller): Caller, OctoJson(body): OctoJson<Space>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let s = resources::create_space(&inst.store, &caller, body).await?;
+    Ok((StatusCode::CREATED, Json(resource(&s))))
+}
+
+async fn update_space(State(inst): State<AppState>, Caller(caller): Caller, Path(id): Path<String>, OctoJson(body): OctoJson<Space>) -> ApiResult<Json<Value>> {
+    let s = resources::update_space(&inst.store, &caller, &id, body).await?;
+    Ok(Json(resource(&s)))
+}
+
+/// The space's own root document, with links to its collections.
+async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
+    let link = |area: &str| format!("/api/{space}/{area}");
+    Json(json!({"Links": {
+        "Self": format!("/api/{space}"),
+        "Environments": link("environments"),
+        "ProjectGroups": link("projectgroups"),
+        "Lifecycles": link("lifecycles"),
+        "Projects": link("projects"),
+        "Channels": link("channels"),
+        "Releases": link("releases"),
+        "Deployments": link("deployments"),
+        "Tasks": link("tasks"),
+        "Feeds": link("feeds"),
+    }}))
+}
+
+/// The built-in package feed; the same in every space, and always first.
+fn builtin_feed(space: &str) -> Value {
+    json!({
+        "Id": cuttle_model::ids::BUILTIN_FEED_ID,
+        "SpaceId": space,
+        "Name": "Octopus Server (built-in)",
+        "FeedType": "BuiltIn",
+        "IsBuiltInRepoSyncEnabled": false,
+        "DeleteUnreleasedPackagesAfterDays": 30,
+        "PackageAcquisitionLocationOptions": ["Server", "ExecutionTarget"],
+        "Links": {"Self": format!("/api/{space}/feeds/{}", cuttle_model::ids::BUILTIN_FEED_ID)},
+    })
+}
+
+async fn feeds(_: Caller, SpaceId(space): SpaceId, Q(params): Q<ListParams>) -> Json<Value> {
+    let feed = builtin_feed(&space);
+    let ids = params.ids();
+    let items: Vec<Value> = if ids.is_empty() || ids.iter().any(|i| i == cuttle_model::ids::BUILTIN_FEED_ID) {
+        vec![feed]
+    } else {
+        vec![]
+    };
+    let total = items.len() as i64;
+    Json(json!({
+        "ItemType": "Feed",
+        "TotalResults": total,
+        "ItemsPerPage": params.take(),
+        "NumberOfPages": total.min(1),
+        "LastPageNumber": 0,
+        "Items": items.into_iter().skip(params.skip() as usize).take(params.take() as usize).collect::<Vec<_>>(),
+        "Links": {"Self": format!("/api/{space}/feeds")},
+    }))
+}
+
+async fn feed(_: Caller, SpaceId(space): SpaceId, Path(params): Path<std::collections::HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let id = params.get("id").cloned().unwrap_or_default();
+    if id == cuttle_model::ids::BUILTIN_FEED_ID {
+        Ok(Json(builtin_feed(&space)))
+    } else {
+        Err(ApiError::not_found(format!("The feed '{id}' was not found")))
+    }
+}
+
+/// The `{id}` segment of a route (which may also carry `{space}`).
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        params.0.get("id").cloned().map(Id).ok_or_else(|| ApiError::bad_request("The route has no id"))
+    }
+}

@@ -1,0 +1,108 @@
+//! Server tasks: list, read, details with the activity log, raw log, cancel.
+
+use super::{scoped, Id, Q};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::links::{page, resource};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cuttle_model::task::render_raw_log;
+use cuttle_model::TaskState;
+use cuttle_service::paging::{split_list, ListParams};
+use cuttle_service::tasks as svc;
+use cuttle_store::TaskQuery;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
+    r = scoped(r, "/tasks", get(list_tasks));
+    r = scoped(r, "/tasks/{id}", get(task));
+    r = scoped(r, "/tasks/{id}/details", get(details));
+    r = scoped(r, "/tasks/{id}/raw", get(raw));
+    scoped(r, "/tasks/{id}/cancel", post(cancel))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TaskFilters {
+    #[serde(flatten)]
+    list: ListParams,
+    states: Option<String>,
+    #[serde(rename = "name")]
+    task_name: Option<String>,
+    project: Option<String>,
+    environment: Option<String>,
+}
+
+/// On `/api/tasks` every space's tasks; on `/api/{space}/tasks` one space's.
+async fn list_tasks(State(inst): State<AppState>, _: Caller, Path(params): Path<HashMap<String, String>>, Q(f): Q<TaskFilters>) -> ApiResult<Json<Value>> {
+    let space = params.get("space").cloned();
+    if let Some(s) = &space {
+        if inst.store.get::<cuttle_model::Space>(s).await?.is_none() {
+            return Err(ApiError::not_found(format!("The space '{s}' was not found")));
+        }
+    }
+    let states = split_list(f.states.as_deref())
+        .iter()
+        .map(|s| s.parse::<TaskState>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::bad_request)?;
+    let ids = f.list.ids();
+    let q = TaskQuery {
+        space_id: space.clone(),
+        ids,
+        states,
+        name: f.task_name.clone(),
+        project_id: f.project.clone(),
+        environment_id: f.environment.clone(),
+        skip: f.list.skip(),
+        take: Some(f.list.take()),
+    };
+    let (tasks, total) = inst.store.list_tasks(&q).await?;
+    let path = match &space {
+        Some(s) => format!("/api/{s}/tasks"),
+        None => "/api/tasks".into(),
+    };
+    Ok(Json(page(&tasks, total, &f.list, &path)))
+}
+
+async fn task(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(&svc::task(&inst, &id).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DetailParams {
+    verbose: Option<bool>,
+}
+
+async fn details(State(inst): State<AppState>, _: Caller, Id(id): Id, Q(p): Q<DetailParams>) -> ApiResult<Json<Value>> {
+    let (task, tree) = svc::details(&inst, &id, p.verbose.unwrap_or(true)).await?;
+    let done = task.is_completed;
+    let lines: usize = count_lines(&tree);
+    Ok(Json(json!({
+        "Task": resource(&task),
+        "Progress": {"ProgressPercentage": if done { 100 } else { 0 }, "EstimatedTimeRemaining": if done { "" } else { "Unknown" }},
+        "PhysicalLogSize": lines,
+        "ActivityLogs": tree,
+        "Links": {"Self": format!("/api/tasks/{}/details", task.id)},
+    })))
+}
+
+fn count_lines(tree: &[cuttle_model::ActivityElement]) -> usize {
+    tree.iter().map(|a| a.log_elements.len() + count_lines(&a.children)).sum()
+}
+
+async fn raw(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
+    let (_, tree) = svc::details(&inst, &id, true).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], render_raw_log(&tree)))
+}
+
+async fn cancel(State(inst): State<AppState>, Caller(c): Caller, Id(id): Id) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(&svc::cancel(&inst, &c, &id).await?)))
+}

@@ -1,0 +1,179 @@
+//! Writing a task's activity log while it runs. Lines go through a channel to
+//! one writer per task that stores them in batches, so a chatty script costs
+//! one transaction per batch rather than one per line.
+
+use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
+use cuttle_model::Timestamp;
+use cuttle_store::Store;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+const BATCH: usize = 256;
+
+struct Shared {
+    store: Store,
+    task_id: String,
+    next_seq: AtomicI64,
+    next_activity: AtomicI64,
+    lines: mpsc::UnboundedSender<Message>,
+}
+
+enum Message {
+    Line(LogLine),
+    /// Answered once every line sent before it is stored.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The log of one task. Clone it freely; [`TaskLog::flush`] waits until what
+/// was written is stored. The writer ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct TaskLog {
+    shared: Arc<Shared>,
+}
+
+/// One node of the activity tree, with its own state.
+#[derive(Clone)]
+pub struct ActivityLog {
+    log: TaskLog,
+    activity: Arc<Mutex<Activity>>,
+    position: i64,
+    pub id: String,
+}
+
+impl TaskLog {
+    /// Opens the log of `task_id`, continuing after any lines already stored.
+    pub async fn open(store: Store, task_id: &str) -> Result<TaskLog, cuttle_store::StoreError> {
+        let last = store.last_log_seq(task_id).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let writer_store = store.clone();
+        let writer_task = task_id.to_owned();
+        tokio::spawn(async move {
+            let mut received = Vec::with_capacity(BATCH);
+            let mut lines = Vec::with_capacity(BATCH);
+            let mut warned = false;
+            while rx.recv_many(&mut received, BATCH).await > 0 {
+                let mut flushed = vec![];
+                for m in received.drain(..) {
+                    match m {
+                        Message::Line(l) => lines.push(l),
+                        Message::Flush(done) => flushed.push(done),
+                    }
+                }
+                if !warned && lines.iter().any(|l| l.category >= LogCategory::Warning) {
+                    warned = true;
+                    if let Err(e) = writer_store.mark_warnings(&writer_task).await {
+                        tracing::error!(task = %writer_task, error = %e, "could not flag the task's warnings");
+                    }
+                }
+                if let Err(e) = writer_store.append_log_lines(&writer_task, &lines).await {
+                    tracing::error!(task = %writer_task, error = %e, "could not store task log lines");
+                }
+                lines.clear();
+                for done in flushed {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Ok(TaskLog {
+            shared: Arc::new(Shared {
+                store,
+                task_id: task_id.to_owned(),
+                next_seq: AtomicI64::new(last + 1),
+                next_activity: AtomicI64::new(1),
+                lines: tx,
+            }),
+        })
+    }
+
+    pub fn task_id(&self) -> &str {
+        &self.shared.task_id
+    }
+
+    /// Starts a node of the activity tree under `parent` (or at the root).
+    pub async fn activity(&self, parent: Option<&ActivityLog>, name: &str) -> ActivityLog {
+        let n = self.shared.next_activity.fetch_add(1, Ordering::SeqCst);
+        let a = Activity {
+            id: format!("{}_{n}", self.shared.task_id),
+            parent_id: parent.map(|p| p.id.clone()),
+            name: name.to_owned(),
+            status: ActivityStatus::Pending,
+            started: None,
+            ended: None,
+            show_at_summary_level: true,
+        };
+        let handle = ActivityLog {
+            log: self.clone(),
+            id: a.id.clone(),
+            activity: Arc::new(Mutex::new(a)),
+            position: n,
+        };
+        handle.save().await;
+        handle
+    }
+
+    fn write(&self, activity_id: &str, category: LogCategory, message: String) {
+        let line = LogLine {
+            seq: self.shared.next_seq.fetch_add(1, Ordering::SeqCst),
+            activity_id: activity_id.to_owned(),
+            category,
+            occurred_at: Timestamp::now(),
+            message,
+            detail: None,
+        };
+        // The writer lives as long as any sender, so this send cannot fail.
+        let _ = self.shared.lines.send(Message::Line(line));
+    }
+
+    /// Waits until every line written so far is stored.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.shared.lines.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+impl ActivityLog {
+    async fn save(&self) {
+        let a = self.activity.lock().await.clone();
+        if let Err(e) = self.log.shared.store.put_activity(&self.log.shared.task_id, &a, self.position).await {
+            tracing::error!(task = %self.log.shared.task_id, error = %e, "could not store task activity");
+        }
+    }
+
+    pub async fn start(&self) {
+        {
+            let mut a = self.activity.lock().await;
+            a.status = ActivityStatus::Running;
+            a.started = Some(Timestamp::now());
+        }
+        self.save().await;
+    }
+
+    pub async fn finish(&self, status: ActivityStatus) {
+        {
+            let mut a = self.activity.lock().await;
+            a.status = status;
+            a.started.get_or_insert_with(Timestamp::now);
+            a.ended = Some(Timestamp::now());
+        }
+        self.save().await;
+    }
+
+    pub fn log(&self, category: LogCategory, message: impl Into<String>) {
+        self.log.write(&self.id, category, message.into());
+    }
+
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(LogCategory::Info, message);
+    }
+
+    pub fn verbose(&self, message: impl Into<String>) {
+        self.log(LogCategory::Verbose, message);
+    }
+
+    pub fn error(&self, message: impl Into<String>) {
+        self.log(LogCategory::Error, message);
+    }
+}

@@ -1,0 +1,278 @@
+//! The task runner: claims queued tasks from the database and runs them, at
+//! most `max_concurrent_tasks` at a time.
+//!
+//! Wake-ups: creating a task calls [`Runner::wake`], so a queued task starts
+//! as soon as its transaction commits and a slot is free; the loop also wakes
+//! when a task finishes, when a scheduled task falls due, and on a heartbeat
+//! that renews leases, picks up cancellations made through other nodes and
+//! closes tasks whose node died.
+
+use crate::deploy::{self, DeployContext};
+use crate::log::TaskLog;
+use cuttle_model::{ServerTask, TaskState, Timestamp};
+use cuttle_store::tasks::CancelOutcome;
+use cuttle_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Names this server process in task records and leases.
+    pub node_name: String,
+    pub max_concurrent_tasks: usize,
+    /// Scripts get working directories under here.
+    pub work_dir: PathBuf,
+    /// Used when an action sets no timeout of its own.
+    pub default_script_timeout: Duration,
+    /// How long a claimed task stays ours without a renewal.
+    pub lease: Duration,
+}
+
+impl RunnerConfig {
+    pub fn new(node_name: impl Into<String>, work_dir: PathBuf) -> Self {
+        RunnerConfig {
+            node_name: node_name.into(),
+            max_concurrent_tasks: 8,
+            work_dir,
+            default_script_timeout: Duration::from_secs(3600),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    config: RunnerConfig,
+    wake: Notify,
+    /// Cancellation handles of the tasks running on this node.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    permits: Arc<Semaphore>,
+    /// Set when shutdown begins: stop claiming new work.
+    stop_claiming: CancellationToken,
+    /// Set when the shutdown grace period is over and running tasks are stopped.
+    shutting_down: AtomicBool,
+    /// Signalled whenever a task finishes, for shutdown to wait on.
+    finished: Notify,
+}
+
+/// A handle on the runner; cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+const RESTART_MESSAGE: &str = "The server stopped while this task was running, so it was not finished";
+
+impl Runner {
+    /// Closes what a previous run of this node left behind, then starts the
+    /// loop that claims and runs tasks.
+    pub async fn start(store: Store, config: RunnerConfig) -> Result<Runner, StoreError> {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1)));
+        let runner = Runner {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                wake: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                permits,
+                stop_claiming: CancellationToken::new(),
+                shutting_down: AtomicBool::new(false),
+                finished: Notify::new(),
+            }),
+        };
+        runner.close_orphans(true).await?;
+        let looping = runner.clone();
+        tokio::spawn(async move { looping.run_loop().await });
+        Ok(runner)
+    }
+
+    /// Tells the loop that there may be new work.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.lock_running().len()
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        // A panic while holding this lock leaves the map intact, so go on.
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cancels a task: a queued one at once, a running one by stopping its
+    /// scripts (here, or on the node that runs it, at its next heartbeat).
+    pub async fn cancel(&self, task_id: &str) -> Result<CancelOutcome, StoreError> {
+        let outcome = self.inner.store.request_cancel(task_id).await?;
+        if outcome == CancelOutcome::Cancelling {
+            if let Some(token) = self.lock_running().get(task_id) {
+                token.cancel();
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Stops claiming work, lets running tasks finish for up to `grace`, then
+    /// stops the rest and records them as failed.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stop_claiming.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running_count() > 0 {
+            let finished = self.inner.finished.notified();
+            if self.running_count() == 0 || tokio::time::timeout_at(deadline, finished).await.is_err() {
+                break;
+            }
+        }
+        if self.running_count() > 0 {
+            tracing::warn!(count = self.running_count(), "stopping tasks still running at shutdown");
+            self.inner.shutting_down.store(true, Ordering::SeqCst);
+            for token in self.lock_running().values() {
+                token.cancel();
+            }
+            while self.running_count() > 0 {
+                let finished = self.inner.finished.notified();
+                if self.running_count() == 0 {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), finished).await;
+            }
+        }
+    }
+
+    async fn run_loop(self) {
+        let heartbeat = self.inner.config.lease / 4;
+        let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
+        loop {
+            if self.inner.stop_claiming.is_cancelled() {
+                return;
+            }
+            self.claim_while_capacity().await;
+
+            let now = tokio::time::Instant::now();
+            if now >= next_heartbeat {
+                self.heartbeat().await;
+                next_heartbeat = now + heartbeat;
+            }
+            let mut wait_until = next_heartbeat;
+            if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
+                let in_ms = due.millis() - Timestamp::now().millis();
+                if in_ms > 0 {
+                    wait_until = wait_until.min(now + Duration::from_millis(in_ms as u64));
+                }
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep_until(wait_until) => {}
+                _ = self.inner.stop_claiming.cancelled() => return,
+            }
+        }
+    }
+
+    async fn claim_while_capacity(&self) {
+        loop {
+            let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+                return;
+            };
+            let lease_until = Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
+            match self.inner.store.claim_next_task(&self.inner.config.node_name, lease_until).await {
+                Ok(Some(task)) => {
+                    let token = CancellationToken::new();
+                    self.lock_running().insert(task.id.clone(), token.clone());
+                    let runner = self.clone();
+                    tokio::spawn(async move { runner.execute(task, token, permit).await });
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not claim a task");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let ids: Vec<String> = self.lock_running().keys().cloned().collect();
+        let until = Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
+        if let Err(e) = self.inner.store.renew_leases(&self.inner.config.node_name, &ids, until).await {
+            tracing::error!(error = %e, "could not renew task leases");
+        }
+        if let Ok(cancelling) = self.inner.store.cancelling_among(&ids).await {
+            let running = self.lock_running();
+            for id in cancelling {
+                if let Some(t) = running.get(&id) {
+                    t.cancel();
+                }
+            }
+        }
+        if let Err(e) = self.close_orphans(false).await {
+            tracing::error!(error = %e, "could not close orphaned tasks");
+        }
+    }
+
+    /// Fails tasks whose node is gone: at start-up, this node's own leftovers
+    /// (it restarted) and any whose lease lapsed.
+    async fn close_orphans(&self, at_start: bool) -> Result<(), StoreError> {
+        let own = at_start.then_some(self.inner.config.node_name.as_str());
+        for id in self.inner.store.orphaned_tasks(own).await? {
+            if self.lock_running().contains_key(&id) {
+                continue;
+            }
+            tracing::warn!(task = %id, "closing a task whose server stopped while running it");
+            let log = TaskLog::open(self.inner.store.clone(), &id).await?;
+            let note = log.activity(None, "Server restart").await;
+            note.error(RESTART_MESSAGE);
+            note.finish(cuttle_model::ActivityStatus::Failed).await;
+            log.flush().await;
+            self.inner.store.complete_task(&id, TaskState::Failed, Some(RESTART_MESSAGE)).await?;
+        }
+        Ok(())
+    }
+
+    async fn execute(self, task: ServerTask, token: CancellationToken, permit: OwnedSemaphorePermit) {
+        let started = std::time::Instant::now();
+        let (state, error) = match TaskLog::open(self.inner.store.clone(), &task.id).await {
+            Ok(log) => {
+                let ctx = DeployContext {
+                    store: self.inner.store.clone(),
+                    work_root: self.inner.config.work_dir.clone(),
+                    default_timeout: self.inner.config.default_script_timeout,
+                };
+                let outcome = match task.name.as_str() {
+                    "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,
+                    other => deploy::Outcome::failed(format!("This server cannot run '{other}' tasks")),
+                };
+                log.flush().await;
+                (outcome.state, outcome.error)
+            }
+            Err(e) => (TaskState::Failed, Some(format!("The task log could not be opened: {e}"))),
+        };
+        let (state, error) = if state == TaskState::Canceled && self.inner.shutting_down.load(Ordering::SeqCst) {
+            let user_cancelled = matches!(self.inner.store.task(&task.id).await, Ok(Some(t)) if t.state == TaskState::Cancelling);
+            if user_cancelled {
+                (state, error)
+            } else {
+                (TaskState::Failed, Some("The server shut down before the task finished".to_owned()))
+            }
+        } else {
+            (state, error)
+        };
+        if let Err(e) = self.inner.store.complete_task(&task.id, state, error.as_deref()).await {
+            tracing::error!(task = %task.id, error = %e, "could not record the end of a task");
+        }
+        tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
+        self.lock_running().remove(&task.id);
+        drop(permit);
+        self.inner.finished.notify_waiters();
+        self.wake();
+    }
+}

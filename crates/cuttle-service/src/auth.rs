@@ -1,0 +1,253 @@
+//! Authentication: argon2 password hashes for people, and API keys for
+//! automation. An API key is 128 random bits and more, so a fast hash
+//! (SHA-256) is enough to store it safely and lets every request be checked
+//! with one indexed lookup; passwords, being guessable, get argon2.
+
+use crate::{Result, ServiceError};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use cuttle_model::ids::Collection;
+use cuttle_model::user::ADMIN_USERNAME;
+use cuttle_model::{ApiKey, Timestamp, User};
+use cuttle_store::{AuditEvent, Store};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub const API_KEY_PREFIX: &str = "API-";
+pub const MIN_BOOTSTRAP_KEY_LEN: usize = 32;
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn random_text(len: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+/// A new API key: `API-` and 32 upper-case letters and digits, as Octopus's look.
+pub fn generate_api_key() -> String {
+    format!("{API_KEY_PREFIX}{}", random_text(32).to_uppercase())
+}
+
+/// The user an API key belongs to; any failure is the same 401, so a caller
+/// cannot tell a revoked key from one that never existed.
+pub async fn authenticate_api_key(store: &Store, key: &str) -> Result<User> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ServiceError::Unauthorized(
+            "You must be logged in to perform this action. Send an API key in the X-Octopus-ApiKey header.".into(),
+        ));
+    }
+    store
+        .user_by_api_key_hash(&hash_api_key(key))
+        .await?
+        .ok_or_else(|| ServiceError::Unauthorized("The API key you provided was not valid, has expired or was revoked.".into()))
+}
+
+/// Creates an API key for `user_id`; the secret is returned once, here.
+pub async fn create_api_key(store: &Store, caller: &User, user_id: &str, purpose: &str) -> Result<ApiKey> {
+    if caller.id != user_id {
+        return Err(ServiceError::Forbidden("You can only create API keys for yourself".into()));
+    }
+    if purpose.trim().is_empty() {
+        return Err(ServiceError::invalid(vec!["Purpose is required: say what the key is for".into()]));
+    }
+    let secret = generate_api_key();
+    let mut tx = store.begin().await?;
+    let key = ApiKey {
+        id: tx.next_id(Collection::ApiKeys).await?,
+        user_id: user_id.to_owned(),
+        purpose: purpose.trim().to_owned(),
+        created: Some(Timestamp::now()),
+        expires: None,
+        api_key: None,
+    };
+    tx.insert_api_key(&key, &hash_api_key(&secret)).await?;
+    tx.record_event(AuditEvent {
+        user_id: Some(caller.id.clone()),
+        username: Some(caller.username.clone()),
+        category: "Created".into(),
+        message: format!("API key {} created for {}", key.id, caller.username),
+        related_document_ids: vec![key.id.clone(), user_id.to_owned()],
+        ..Default::default()
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(ApiKey { api_key: Some(secret), ..key })
+}
+
+pub async fn revoke_api_key(store: &Store, caller: &User, user_id: &str, key_id: &str) -> Result<()> {
+    if caller.id != user_id {
+        return Err(ServiceError::Forbidden("You can only revoke your own API keys".into()));
+    }
+    store.revoke_api_key(user_id, key_id).await?;
+    Ok(())
+}
+
+/// What bootstrapping created, for the binary to tell the operator.
+#[derive(Debug, Default)]
+pub struct AdminBootstrap {
+    /// Set when the password was generated; shown once.
+    pub generated_password: Option<String>,
+    pub created_admin: bool,
+    pub created_api_key: bool,
+}
+
+/// Checks a key supplied through `CUTTLE_ADMIN_API_KEY` before anything is written.
+pub fn validate_bootstrap_key(key: &str) -> Result<()> {
+    if !key.starts_with(API_KEY_PREFIX) || key.len() < MIN_BOOTSTRAP_KEY_LEN {
+        return Err(ServiceError::bad_request(format!(
+            "CUTTLE_ADMIN_API_KEY must start with '{API_KEY_PREFIX}' and be at least {MIN_BOOTSTRAP_KEY_LEN} characters long"
+        )));
+    }
+    if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ServiceError::bad_request(
+            "CUTTLE_ADMIN_API_KEY may contain only letters, digits and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// On an empty database, creates the administrator `admin` (with `password`,
+/// or a generated one written to `<data_dir>/initial-admin.txt`, mode 0600);
+/// and makes sure `api_key`, when given, belongs to the administrator.
+pub async fn bootstrap_admin(
+    store: &Store,
+    data_dir: &Path,
+    password: Option<&str>,
+    api_key: Option<&str>,
+) -> Result<AdminBootstrap> {
+    if let Some(key) = api_key {
+        validate_bootstrap_key(key)?;
+    }
+    let mut report = AdminBootstrap::default();
+    if store.user_count().await? == 0 {
+        let generated = password.is_none().then(|| random_text(24));
+        let pass = password.map(str::to_owned).or_else(|| generated.clone()).unwrap_or_default();
+        let hash = hash_password(&pass)?;
+        let mut tx = store.begin().await?;
+        let user = User {
+            id: tx.next_id(Collection::Users).await?,
+            username: ADMIN_USERNAME.into(),
+            display_name: "Administrator".into(),
+            email_address: String::new(),
+            is_active: true,
+            is_service: false,
+            can_password_be_edited: true,
+            is_requestor: false,
+        };
+        tx.insert_user(&user, Some(&hash)).await?;
+        tx.commit().await?;
+        if let Some(generated) = &generated {
+            write_secret_file(&data_dir.join("initial-admin.txt"), &format!("username: admin\npassword: {generated}\n"))?;
+        }
+        report.generated_password = generated;
+        report.created_admin = true;
+    }
+    if let Some(key) = api_key {
+        let hash = hash_api_key(key);
+        if !store.api_key_exists(&hash).await? {
+            let (admin, _) = store
+                .user_with_password(ADMIN_USERNAME)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("the administrator account is missing".into()))?;
+            let mut tx = store.begin().await?;
+            let record = ApiKey {
+                id: tx.next_id(Collection::ApiKeys).await?,
+                user_id: admin.id,
+                purpose: "Created from CUTTLE_ADMIN_API_KEY".into(),
+                created: Some(Timestamp::now()),
+                expires: None,
+                api_key: None,
+            };
+            tx.insert_api_key(&record, &hash).await?;
+            tx.commit().await?;
+            report.created_api_key = true;
+        }
+    }
+    Ok(report)
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ServiceError::Internal(format!("could not write {}: {e}", path.display())))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| ServiceError::Internal(format!("could not write {}: {e}", path.display())))
+}
+
+/// Checks a username and password (for the portal's sign-in).
+pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<User> {
+    let denied = || ServiceError::Unauthorized("The username or password is not correct".into());
+    let (user, hash) = store.user_with_password(username).await?.ok_or_else(denied)?;
+    match hash {
+        Some(h) if user.is_active && verify_password(password, &h) => Ok(user),
+        _ => Err(denied()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_and_keys() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("s3cret", "not a hash"));
+        let k = generate_api_key();
+        assert!(k.starts_with("API-") && k.len() == 36);
+        assert_ne!(hash_api_key(&k), hash_api_key(&generate_api_key()));
+        assert!(validate_bootstrap_key("API-short").is_err());
+        assert!(validate_bootstrap_key("KEY-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_err());
+        assert!(validate_bootstrap_key("API-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_ok());
+    }
+
+    #[tokio::test]
+    async fn bootstrap_creates_admin_once_and_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db"))).await.unwrap();
+        let key = "API-BOOTSTRAPBOOTSTRAPBOOTSTRAP0001";
+        let r = bootstrap_admin(&store, dir.path(), None, Some(key)).await.unwrap();
+        let pass = r.generated_password.clone().unwrap();
+        assert!(r.created_admin && r.created_api_key);
+        let file = dir.path().join("initial-admin.txt");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(std::fs::read_to_string(&file).unwrap().contains(&pass));
+        assert_eq!(sign_in(&store, "admin", &pass).await.unwrap().username, "admin");
+        assert!(sign_in(&store, "admin", "nope").await.is_err());
+        assert_eq!(authenticate_api_key(&store, key).await.unwrap().username, "admin");
+        assert!(authenticate_api_key(&store, "API-UNKNOWN").await.is_err());
+
+        let again = bootstrap_admin(&store, dir.path(), None, Some(key)).await.unwrap();
+        assert!(!again.created_admin && !again.created_api_key && again.generated_password.is_none());
+        assert_eq!(store.user_count().await.unwrap(), 1);
+        let bad = bootstrap_admin(&store, dir.path(), None, Some("API-x")).await;
+        assert!(matches!(bad, Err(ServiceError::BadRequest { .. })));
+    }
+}

@@ -1,0 +1,205 @@
+//! Deployments: a release sent to an environment. Creating one queues its
+//! server task in the same transaction, then wakes the runner.
+
+use crate::projects::find_project;
+use crate::releases::find_release;
+use crate::resources::{audit, get_in_space};
+use crate::{Instance, Result, ServiceError};
+use cuttle_model::ids::Collection;
+use cuttle_model::{Channel, Deployment, Environment, Lifecycle, Project, Release, ServerTask, Timestamp, User};
+use cuttle_store::{NewTask, Store};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A deployment as clients ask for it (`POST /deployments`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NewDeployment {
+    pub release_id: String,
+    pub environment_id: String,
+    pub project_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub comments: Option<String>,
+    pub form_values: BTreeMap<String, String>,
+    pub use_guided_failure: Option<bool>,
+    pub skip_actions: Vec<String>,
+    pub specific_machine_ids: Vec<String>,
+    pub excluded_machine_ids: Vec<String>,
+    pub force_package_download: bool,
+    pub force_package_redeployment: bool,
+    pub queue_time: Option<Timestamp>,
+    pub queue_time_expiry: Option<Timestamp>,
+}
+
+/// Everything checked and loaded, ready to write.
+struct Checked {
+    new: NewDeployment,
+    release: Release,
+    project: Project,
+    environment: Environment,
+}
+
+async fn check(store: &Store, space_id: &str, new: NewDeployment) -> Result<Checked> {
+    let mut missing = vec![];
+    if new.release_id.is_empty() {
+        missing.push("ReleaseId is required: say which release to deploy".to_owned());
+    }
+    if new.environment_id.is_empty() {
+        missing.push("EnvironmentId is required: say where to deploy".to_owned());
+    }
+    if !missing.is_empty() {
+        return Err(ServiceError::invalid(missing));
+    }
+    let release: Release = get_in_space(store, space_id, &new.release_id).await?;
+    let environment: Environment = get_in_space(store, space_id, &new.environment_id).await?;
+    let project: Project = get_in_space(store, space_id, &release.project_id).await?;
+    if let Some(pid) = new.project_id.as_deref().filter(|p| !p.is_empty()) {
+        if pid != project.id {
+            return Err(ServiceError::bad_request(format!(
+                "The release '{}' ({}) belongs to the project '{}', not to '{pid}'",
+                release.version, release.id, project.name
+            )));
+        }
+    }
+    if project.is_disabled {
+        return Err(ServiceError::bad_request(format!("The project '{}' is disabled, so it cannot be deployed", project.name)));
+    }
+    if let Some(t) = &new.tenant_id {
+        if !t.is_empty() {
+            return Err(ServiceError::bad_request("Tenanted deployments are not supported yet"));
+        }
+    }
+    let channel: Channel = get_in_space(store, space_id, &release.channel_id).await?;
+    let lifecycle_id = channel.lifecycle_id.clone().unwrap_or_else(|| project.lifecycle_id.clone());
+    let lifecycle: Lifecycle = get_in_space(store, space_id, &lifecycle_id).await?;
+    if !lifecycle.includes_environment(&environment.id) {
+        return Err(ServiceError::bad_request(format!(
+            "The lifecycle '{}' does not include the environment '{}', so release {} cannot be deployed there",
+            lifecycle.name, environment.name, release.version
+        )));
+    }
+    Ok(Checked { new, release, project, environment })
+}
+
+async fn write(inst: &Instance, caller: &User, space_id: &str, checked: Vec<Checked>) -> Result<Vec<(Deployment, ServerTask)>> {
+    let mut tx = inst.store.begin().await?;
+    let mut out = vec![];
+    for Checked { new, release, project, environment } in checked {
+        let id = tx.next_id(Collection::Deployments).await?;
+        let description = format!("Deploy {} release {} to {}", project.name, release.version, environment.name);
+        let task = tx
+            .insert_task(NewTask {
+                space_id: Some(space_id.into()),
+                name: "Deploy".into(),
+                description: description.clone(),
+                arguments: serde_json::json!({"DeploymentId": id}),
+                queue_time: new.queue_time,
+                queue_time_expiry: new.queue_time_expiry,
+                project_id: Some(project.id.clone()),
+                environment_id: Some(environment.id.clone()),
+                deployment_id: Some(id.clone()),
+            })
+            .await?;
+        let deployment = Deployment {
+            id,
+            space_id: space_id.into(),
+            name: format!("Deploy to {}", environment.name),
+            release_id: release.id.clone(),
+            environment_id: environment.id.clone(),
+            project_id: project.id.clone(),
+            channel_id: release.channel_id.clone(),
+            tenant_id: None,
+            task_id: task.id.clone(),
+            deployment_process_id: release.project_deployment_process_snapshot_id.clone(),
+            comments: new.comments,
+            form_values: new.form_values,
+            use_guided_failure: new.use_guided_failure.unwrap_or(environment.use_guided_failure),
+            skip_actions: new.skip_actions,
+            specific_machine_ids: new.specific_machine_ids,
+            excluded_machine_ids: new.excluded_machine_ids,
+            force_package_download: new.force_package_download,
+            force_package_redeployment: new.force_package_redeployment,
+            queue_time: new.queue_time,
+            queue_time_expiry: new.queue_time_expiry,
+            created: Some(Timestamp::now()),
+            deployed_by: caller.username.clone(),
+            deployed_by_id: caller.id.clone(),
+            failure_encountered: false,
+        };
+        tx.insert(&deployment).await?;
+        audit(&mut tx, caller, Some(space_id), "DeploymentQueued", description, vec![deployment.id.clone(), release.id, project.id, environment.id, task.id.clone()]).await?;
+        out.push((deployment, task));
+    }
+    tx.commit().await?;
+    inst.runner.wake();
+    Ok(out)
+}
+
+pub async fn create_deployment(inst: &Instance, caller: &User, space_id: &str, new: NewDeployment) -> Result<Deployment> {
+    let checked = check(&inst.store, space_id, new).await?;
+    let mut written = write(inst, caller, space_id, vec![checked]).await?;
+    Ok(written.remove(0).0)
+}
+
+/// `POST /api/{space}/deployments/create/untenanted/v1`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateDeploymentCommand {
+    pub project_name: String,
+    pub release_version: String,
+    pub environment_names: Vec<String>,
+    pub use_guided_failure: Option<bool>,
+    pub specific_machine_names: Vec<String>,
+    pub excluded_machine_names: Vec<String>,
+    pub skip_step_names: Vec<String>,
+    pub run_at: Option<Timestamp>,
+    pub no_run_after: Option<Timestamp>,
+    pub variables: BTreeMap<String, String>,
+    pub force_package_download: bool,
+}
+
+/// Deploys a release, named by project and version, to environments named by
+/// name: every name is checked before anything is written, and all the
+/// deployments are queued in one transaction.
+pub async fn create_deployments_by_name(inst: &Instance, caller: &User, space_id: &str, cmd: CreateDeploymentCommand) -> Result<Vec<(Deployment, ServerTask)>> {
+    let mut errors = vec![];
+    if cmd.project_name.trim().is_empty() {
+        errors.push("ProjectName is required".to_owned());
+    }
+    if cmd.release_version.trim().is_empty() {
+        errors.push("ReleaseVersion is required".to_owned());
+    }
+    if cmd.environment_names.is_empty() {
+        errors.push("EnvironmentNames is required: name at least one environment".to_owned());
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::invalid(errors));
+    }
+    if !cmd.specific_machine_names.is_empty() || !cmd.excluded_machine_names.is_empty() {
+        return Err(ServiceError::bad_request("Deployment targets are not supported yet, so machine names cannot be given"));
+    }
+    let project = find_project(&inst.store, space_id, cmd.project_name.trim()).await?;
+    let release = find_release(&inst.store, &project, cmd.release_version.trim()).await?;
+    let mut checked = vec![];
+    for name in &cmd.environment_names {
+        let env = inst
+            .store
+            .find_by_name::<Environment>(Some(space_id), None, name.trim())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("The environment '{name}' was not found")))?;
+        let new = NewDeployment {
+            release_id: release.id.clone(),
+            environment_id: env.id,
+            project_id: Some(project.id.clone()),
+            form_values: cmd.variables.clone(),
+            use_guided_failure: cmd.use_guided_failure,
+            skip_actions: cmd.skip_step_names.clone(),
+            force_package_download: cmd.force_package_download,
+            queue_time: cmd.run_at,
+            queue_time_expiry: cmd.no_run_after,
+            ..Default::default()
+        };
+        checked.push(check(&inst.store, space_id, new).await?);
+    }
+    write(inst, caller, space_id, checked).await
+}

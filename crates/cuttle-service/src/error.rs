@@ -1,0 +1,53 @@
+//! The errors every command can return. Messages are written for the people
+//! who read them in clients.
+
+use cuttle_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is invalid; `errors` lists each problem.
+    #[error("{message}")]
+    BadRequest { message: String, errors: Vec<String> },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        let message = message.into();
+        ServiceError::BadRequest {
+            errors: vec![message.clone()],
+            message,
+        }
+    }
+
+    /// A validation failure listing every problem found.
+    pub fn invalid(errors: Vec<String>) -> Self {
+        ServiceError::BadRequest {
+            message: "There was a problem with your request.".into(),
+            errors,
+        }
+    }
+
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        ServiceError::NotFound(format!("The {kind} '{id}' was not found"))
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ServiceError::NotFound(format!("{what} was not found")),
+            StoreError::Conflict(m) => ServiceError::Conflict(m),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Projects, their channels and their deployment processes.
+
+use crate::resources::{audit, check_name, get_in_space};
+use crate::{Result, ServiceError};
+use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
+use cuttle_model::project::DEFAULT_CHANNEL_NAME;
+use cuttle_model::{slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User};
+use cuttle_store::{DocumentQuery, Store};
+use std::collections::HashSet;
+
+async fn validate_project(store: &Store, space_id: &str, p: &Project) -> Result<()> {
+    let mut errors = vec![];
+    check_name("project", &p.name, &mut errors);
+    if p.project_group_id.is_empty() {
+        errors.push("ProjectGroupId is required: say which project group the project belongs to".into());
+    } else if get_in_space::<ProjectGroup>(store, space_id, &p.project_group_id).await.is_err() {
+        errors.push(format!("The project group '{}' does not exist", p.project_group_id));
+    }
+    if p.lifecycle_id.is_empty() {
+        errors.push("LifecycleId is required: say which lifecycle the project's releases follow".into());
+    } else if get_in_space::<Lifecycle>(store, space_id, &p.lifecycle_id).await.is_err() {
+        errors.push(format!("The lifecycle '{}' does not exist", p.lifecycle_id));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(errors))
+    }
+}
+
+/// Creates a project together with its (empty) deployment process and its
+/// default channel.
+pub async fn create_project(store: &Store, caller: &User, space_id: &str, mut project: Project) -> Result<Project> {
+    validate_project(store, space_id, &project).await?;
+    let mut tx = store.begin().await?;
+    project.id = tx.next_id(Collection::Projects).await?;
+    project.space_id = space_id.into();
+    project.name = project.name.trim().to_owned();
+    project.slug = slugify(&project.name);
+    project.deployment_process_id = process_id_for(&project.id);
+    project.variable_set_id = variable_set_id_for(&project.id);
+    tx.insert(&project).await?;
+    let process = DeploymentProcess {
+        id: project.deployment_process_id.clone(),
+        space_id: space_id.into(),
+        project_id: project.id.clone(),
+        version: 0,
+        last_snapshot_id: None,
+        steps: vec![],
+    };
+    tx.insert(&process).await?;
+    let channel = Channel {
+        id: tx.next_id(Collection::Channels).await?,
+        space_id: space_id.into(),
+        project_id: project.id.clone(),
+        name: DEFAULT_CHANNEL_NAME.into(),
+        slug: slugify(DEFAULT_CHANNEL_NAME),
+        is_default: true,
+        ..Default::default()
+    };
+    tx.insert(&channel).await?;
+    audit(&mut tx, caller, Some(space_id), "Created", format!("project {} was created", project.name), vec![project.id.clone()]).await?;
+    tx.commit().await?;
+    Ok(project)
+}
+
+pub async fn update_project(store: &Store, caller: &User, space_id: &str, id: &str, mut project: Project) -> Result<Project> {
+    let existing: Project = get_in_space(store, space_id, id).await?;
+    validate_project(store, space_id, &project).await?;
+    project.id = existing.id;
+    project.space_id = existing.space_id;
+    project.name = project.name.trim().to_owned();
+    project.slug = slugify(&project.name);
+    project.deployment_process_id = existing.deployment_process_id;
+    project.variable_set_id = existing.variable_set_id;
+    let mut tx = store.begin().await?;
+    tx.update(&project).await?;
+    audit(&mut tx, caller, Some(space_id), "Modified", format!("project {} was modified", project.name), vec![project.id.clone()]).await?;
+    tx.commit().await?;
+    Ok(project)
+}
+
+/// Deletes a project with everything it owns (process, channels, releases,
+/// deployments). Its finished tasks stay, as history.
+pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+    let project: Project = get_in_space(store, space_id, id).await?;
+    let owned = DocumentQuery { parent_ids: vec![project.id.clone()], ..Default::default() };
+    let channels = store.list::<Channel>(&owned).await?.items;
+    let releases = store.list::<cuttle_model::Release>(&owned).await?.items;
+    let deployments = store.list::<cuttle_model::Deployment>(&owned).await?.items;
+    let snapshots = store.list::<cuttle_store::ProcessSnapshot>(&owned).await?.items;
+    let mut tx = store.begin().await?;
+    for c in &channels {
+        tx.delete::<Channel>(&c.id).await?;
+    }
+    for r in &releases {
+        tx.delete::<cuttle_model::Release>(&r.id).await?;
+    }
+    for d in &deployments {
+        tx.delete::<cuttle_model::Deployment>(&d.id).await?;
+    }
+    for s in &snapshots {
+        tx.delete::<cuttle_store::ProcessSnapshot>(&s.0.id).await?;
+    }
+    tx.delete::<DeploymentProcess>(&project.deployment_process_id).await?;
+    tx.delete::<Project>(&project.id).await?;
+    audit(&mut tx, caller, Some(space_id), "Deleted", format!("project {} was deleted", project.name), vec![project.id.clone()]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Finds a project by id, slug or exact name.
+pub async fn find_project(store: &Store, space_id: &str, id_or_name: &str) -> Result<Project> {
+    if let Ok(p) = get_in_space::<Project>(store, space_id, id_or_name).await {
+        return Ok(p);
+    }
+    if let Some(p) = store.find_by_name::<Project>(Some(space_id), None, id_or_name).await? {
+        return Ok(p);
+    }
+    let q = DocumentQuery { space_id: Some(space_id.into()), ..Default::default() };
+    store
+        .list::<Project>(&q)
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.slug == id_or_name)
+        .ok_or_else(|| ServiceError::NotFound(format!("The project '{id_or_name}' was not found")))
+}
+
+pub async fn default_channel(store: &Store, project: &Project) -> Result<Channel> {
+    let q = DocumentQuery { parent_ids: vec![project.id.clone()], ..Default::default() };
+    let channels = store.list::<Channel>(&q).await?.items;
+    channels
+        .iter()
+        .find(|c| c.is_default)
+        .or(channels.first())
+        .cloned()
+        .ok_or_else(|| ServiceError::Internal(format!("The project '{}' has no channel", project.name)))
+}
+
+/// A process update as clients send it: the steps, and the version they loaded.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ProcessUpdate {
+    pub version: Option<i64>,
+    pub steps: Vec<Step>,
+}
+
+fn validate_steps(steps: &mut [Step]) -> Result<()> {
+    let mut errors = vec![];
+    let mut names = HashSet::new();
+    let mut action_names = HashSet::new();
+    for (i, step) in steps.iter_mut().enumerate() {
+        let label = format!("Step {}", i + 1);
+        if step.id.is_empty() {
+            step.id = guid();
+        }
+        step.name = step.name.trim().to_owned();
+        if step.name.is_empty() {
+            errors.push(format!("{label} needs a name"));
+        } else if !names.insert(step.name.to_lowercase()) {
+            errors.push(format!("{label}: the step name '{}' is used twice; step names must be unique", step.name));
+        }
+        if step.slug.is_empty() {
+            step.slug = slugify(&step.name);
+        }
+        if step.condition.is_empty() {
+            step.condition = "Success".into();
+        }
+        if !["Success", "Failure", "Always", "Variable"].contains(&step.condition.as_str()) {
+            errors.push(format!("{label}: Condition must be Success, Failure, Always or Variable, not '{}'", step.condition));
+        }
+        if step.start_trigger.is_empty() {
+            step.start_trigger = "StartAfterPrevious".into();
+        }
+        if step.actions.is_empty() {
+            errors.push(format!("{label} ('{}') needs at least one action", step.name));
+        }
+        let single = step.actions.len() == 1;
+        for (j, action) in step.actions.iter_mut().enumerate() {
+            if action.id.is_empty() {
+                action.id = guid();
+            }
+            if action.name.trim().is_empty() && single {
+                action.name = step.name.clone();
+            }
+            action.name = action.name.trim().to_owned();
+            if action.name.is_empty() {
+                errors.push(format!("{label}, action {} needs a name", j + 1));
+            } else if !action_names.insert(action.name.to_lowercase()) {
+                errors.push(format!("{label}: the action name '{}' is used twice; action names must be unique", action.name));
+            }
+            if action.slug.is_empty() {
+                action.slug = slugify(&action.name);
+            }
+            if action.action_type.trim().is_empty() {
+                errors.push(format!("{label}: the action '{}' needs an ActionType (for example Octopus.Script)", action.name));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(errors))
+    }
+}
+
+pub async fn process_of_project(store: &Store, space_id: &str, project_id: &str) -> Result<DeploymentProcess> {
+    let project: Project = get_in_space(store, space_id, project_id).await?;
+    Ok(get_in_space(store, space_id, &project.deployment_process_id).await?)
+}
+
+/// Replaces a process's steps. A client that loaded an older version than
+/// the stored one gets a conflict instead of silently undoing someone's edit.
+pub async fn update_process(store: &Store, caller: &User, space_id: &str, process_id: &str, update: ProcessUpdate) -> Result<DeploymentProcess> {
+    let mut process: DeploymentProcess = get_in_space(store, space_id, process_id).await?;
+    if let Some(v) = update.version {
+        if v != process.version {
+            return Err(ServiceError::Conflict(format!(
+                "The deployment process was changed by someone else since you loaded it (you have version {v}, it is now at version {}). Reload it and make your change again.",
+                process.version
+            )));
+        }
+    }
+    let mut steps = update.steps;
+    validate_steps(&mut steps)?;
+    process.steps = steps;
+    process.version += 1;
+    let mut tx = store.begin().await?;
+    // Re-read inside the transaction so two concurrent saves cannot both win.
+    let current: DeploymentProcess = tx
+        .get(process_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("deployment process", process_id))?;
+    if current.version + 1 != process.version {
+        return Err(ServiceError::Conflict("The deployment process was changed by someone else while saving; reload it and try again.".into()));
+    }
+    tx.update(&process).await?;
+    audit(&mut tx, caller, Some(space_id), "Modified", format!("deployment process {} was modified", process.id), vec![process.id.clone(), process.project_id.clone()]).await?;
+    tx.commit().await?;
+    Ok(process)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cuttle_model::Action;
+
+    #[test]
+    fn step_validation_fills_ids_and_lists_problems() {
+        let mut ok = vec![Step {
+            name: "Hello".into(),
+            actions: vec![Action { action_type: "Octopus.Script".into(), ..Default::default() }],
+            ..Default::default()
+        }];
+        validate_steps(&mut ok).unwrap();
+        assert!(!ok[0].id.is_empty() && !ok[0].actions[0].id.is_empty());
+        assert_eq!(ok[0].actions[0].name, "Hello");
+
+        let mut bad = vec![ok[0].clone(), Step { name: " ".into(), ..Default::default() }];
+        let Err(ServiceError::BadRequest { errors, .. }) = validate_steps(&mut bad) else { panic!("expected errors") };
+        assert!(errors.iter().any(|e| e.contains("used twice")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("needs a name")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("at least one action")), "{errors:?}");
+    }
+}

@@ -1,0 +1,187 @@
+//! Releases: a version of a project with its process frozen at creation.
+
+use crate::projects::{default_channel, find_project};
+use crate::resources::{audit, get_in_space};
+use crate::{Result, ServiceError};
+use cuttle_model::ids::{sequence_of, Collection};
+use cuttle_model::release::SelectedPackage;
+use cuttle_model::{Channel, DeploymentProcess, Project, Release, Timestamp, User};
+use cuttle_store::{DocumentQuery, ProcessSnapshot, Store};
+use serde::Deserialize;
+
+/// A release as clients ask for it (`POST /releases`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NewRelease {
+    pub project_id: String,
+    pub version: Option<String>,
+    pub channel_id: Option<String>,
+    pub release_notes: Option<String>,
+    pub selected_packages: Vec<SelectedPackage>,
+    pub ignore_channel_rules: bool,
+}
+
+/// Release versions: SemVer, or Octopus's four-part numeric form, optionally
+/// with a pre-release tag. Anything a URL or file name would choke on is out.
+pub fn check_version(version: &str) -> Result<()> {
+    let problem = if version.is_empty() {
+        Some("Version is required")
+    } else if version.len() > 100 {
+        Some("The version must be at most 100 characters")
+    } else if !version.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        Some("The version must start with a number, as in 1.0.0")
+    } else if !version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')) {
+        Some("The version may contain only letters, digits, '.', '-' and '+'")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(ServiceError::invalid(vec![format!("{p} (got '{version}')")])),
+        None => Ok(()),
+    }
+}
+
+/// The next version after the project's releases: the highest SemVer version
+/// with its patch number raised, or `0.0.1` for the first release (what the
+/// default template `#{Octopus.Version.LastMajor}.#{Octopus.Version.LastMinor}.#{Octopus.Version.NextPatch}` gives).
+pub fn next_version<'a>(existing: impl Iterator<Item = &'a str>) -> String {
+    existing
+        .filter_map(|v| semver::Version::parse(v).ok())
+        .max()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.patch + 1))
+        .unwrap_or_else(|| "0.0.1".into())
+}
+
+pub async fn find_release(store: &Store, project: &Project, version: &str) -> Result<Release> {
+    store
+        .find_by_name::<Release>(Some(&project.space_id), Some(&project.id), version)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("The release '{version}' of the project '{}' was not found", project.name)))
+}
+
+pub async fn create_release(store: &Store, caller: &User, space_id: &str, new: NewRelease) -> Result<Release> {
+    if new.project_id.is_empty() {
+        return Err(ServiceError::invalid(vec!["ProjectId is required: say which project the release is for".into()]));
+    }
+    let project: Project = get_in_space(store, space_id, &new.project_id).await?;
+    let channel = match new.channel_id.as_deref().filter(|c| !c.is_empty()) {
+        Some(id) => {
+            let c: Channel = get_in_space(store, space_id, id).await?;
+            if c.project_id != project.id {
+                return Err(ServiceError::bad_request(format!(
+                    "The channel '{}' belongs to another project, not '{}'",
+                    c.name, project.name
+                )));
+            }
+            c
+        }
+        None => default_channel(store, &project).await?,
+    };
+    let version = match new.version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => v.to_owned(),
+        None => {
+            let q = DocumentQuery { parent_ids: vec![project.id.clone()], ..Default::default() };
+            let releases = store.list::<Release>(&q).await?.items;
+            next_version(releases.iter().map(|r| r.version.as_str()))
+        }
+    };
+    check_version(&version)?;
+    if project.is_disabled {
+        return Err(ServiceError::bad_request(format!("The project '{}' is disabled", project.name)));
+    }
+
+    let process: DeploymentProcess = get_in_space(store, space_id, &project.deployment_process_id).await?;
+    let mut tx = store.begin().await?;
+    let id = tx.next_id(Collection::Releases).await?;
+    let snapshot = ProcessSnapshot(DeploymentProcess {
+        id: format!("{}-s-{}", process.id, sequence_of(&id)),
+        ..process
+    });
+    tx.insert(&snapshot).await?;
+    let release = Release {
+        id,
+        space_id: space_id.into(),
+        project_id: project.id.clone(),
+        channel_id: channel.id,
+        version,
+        release_notes: new.release_notes,
+        assembled: Some(Timestamp::now()),
+        project_deployment_process_snapshot_id: snapshot.0.id.clone(),
+        project_variable_set_snapshot_id: String::new(),
+        library_variable_set_snapshot_ids: vec![],
+        selected_packages: new.selected_packages,
+        build_information: vec![],
+        ignore_channel_rules: new.ignore_channel_rules,
+    };
+    tx.insert(&release).await?;
+    audit(&mut tx, caller, Some(space_id), "Created", format!("release {} of {} was created", release.version, project.name), vec![release.id.clone(), project.id.clone()]).await?;
+    tx.commit().await?;
+    Ok(release)
+}
+
+/// `POST /api/{space}/releases/create/v1`, the executions API CI tools use.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateReleaseCommand {
+    pub project_name: String,
+    pub release_version: Option<String>,
+    pub channel_name: Option<String>,
+    pub release_notes: Option<String>,
+    pub ignore_if_already_exists: bool,
+    pub ignore_channel_rules: bool,
+}
+
+pub async fn create_release_by_name(store: &Store, caller: &User, space_id: &str, cmd: CreateReleaseCommand) -> Result<Release> {
+    if cmd.project_name.trim().is_empty() {
+        return Err(ServiceError::invalid(vec!["ProjectName is required".into()]));
+    }
+    let project = find_project(store, space_id, cmd.project_name.trim()).await?;
+    let channel_id = match cmd.channel_name.as_deref().filter(|c| !c.is_empty()) {
+        Some(name) => Some(
+            store
+                .find_by_name::<Channel>(Some(space_id), Some(&project.id), name)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("The channel '{name}' of the project '{}' was not found", project.name)))?
+                .id,
+        ),
+        None => None,
+    };
+    if cmd.ignore_if_already_exists {
+        if let Some(v) = cmd.release_version.as_deref().filter(|v| !v.is_empty()) {
+            if let Ok(existing) = find_release(store, &project, v).await {
+                return Ok(existing);
+            }
+        }
+    }
+    create_release(
+        store,
+        caller,
+        space_id,
+        NewRelease {
+            project_id: project.id,
+            version: cmd.release_version,
+            channel_id,
+            release_notes: cmd.release_notes,
+            selected_packages: vec![],
+            ignore_channel_rules: cmd.ignore_channel_rules,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(next_version(std::iter::empty()), "0.0.1");
+        assert_eq!(next_version(["0.0.9", "1.2.3", "1.10.0", "junk"].into_iter()), "1.10.1");
+        assert!(check_version("1.0.0").is_ok());
+        assert!(check_version("1.0.0.12-beta.1+sha").is_ok());
+        assert!(check_version("").is_err());
+        assert!(check_version("v1").is_err());
+        assert!(check_version("1.0 0").is_err());
+        assert!(check_version("1/../2").is_err());
+    }
+}

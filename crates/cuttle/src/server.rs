@@ -1,0 +1,103 @@
+//! `cuttle server`: opens the installation, serves the API, and shuts down
+//! gracefully on SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use cuttle_service::auth::bootstrap_admin;
+use cuttle_service::{Instance, InstanceConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "CUTTLE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: String,
+    /// Where Cuttle keeps its database (SQLite by default), keys and work files.
+    #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
+    data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
+    #[arg(long, env = "CUTTLE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// How many tasks run at once on this server.
+    #[arg(long, env = "CUTTLE_MAX_CONCURRENT_TASKS", default_value_t = 8)]
+    max_concurrent_tasks: usize,
+    /// Timeout for a script step that sets none, in seconds.
+    #[arg(long, env = "CUTTLE_SCRIPT_TIMEOUT", default_value_t = 3600)]
+    script_timeout: u64,
+    /// On shutdown, how long running steps may take to finish, in seconds.
+    #[arg(long, env = "CUTTLE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    shutdown_timeout: u64,
+    /// This server's name in task records (default: the host name).
+    #[arg(long, env = "CUTTLE_NODE_NAME")]
+    node_name: Option<String>,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let admin_password = std::env::var("CUTTLE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    let admin_key = std::env::var("CUTTLE_ADMIN_API_KEY").ok().filter(|k| !k.is_empty());
+    if let Some(key) = &admin_key {
+        cuttle_service::auth::validate_bootstrap_key(key).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+
+    let mut config = InstanceConfig::new(args.data_dir.clone());
+    config.database_url = args.database_url.clone();
+    config.max_concurrent_tasks = args.max_concurrent_tasks;
+    config.default_script_timeout = Duration::from_secs(args.script_timeout.max(1));
+    if let Some(n) = args.node_name {
+        config.node_name = n;
+    }
+    let instance = Instance::open(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("could not open the installation")?;
+
+    let report = bootstrap_admin(&instance.store, &args.data_dir, admin_password.as_deref(), admin_key.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(password) = &report.generated_password {
+        println!(
+            "Created the administrator 'admin' with the password: {password}\n(also written to {}; change it after signing in)",
+            args.data_dir.join("initial-admin.txt").display()
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(database = instance.store.backend().name(), data_dir = %args.data_dir.display(), "server ready");
+    println!("Cuttle is listening on http://{addr}");
+
+    cuttle_api::serve(listener, instance.clone(), shutdown_signal()).await?;
+    tracing::info!("no longer accepting requests; letting running tasks finish");
+    instance.runner.shutdown(Duration::from_secs(args.shutdown_timeout)).await;
+    instance.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

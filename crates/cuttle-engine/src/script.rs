@@ -2,14 +2,20 @@
 //! never inside it, in its own process group so that a timeout or a
 //! cancellation kills it together with everything it started.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
-use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// The languages the built-in worker can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Syntax {
     Bash,
@@ -17,287 +23,530 @@ pub enum Syntax {
 }
 
 impl Syntax {
-    pub fn parse(s: &str) -> Option<Syntax> {
-        match s.to_ascii_lowercase().as_str() {
-            "bash" => Some(Syntax::Bash),
-            "python" => Some(Syntax::Python),
-            _ => None,
+    /// Parses a script syntax name as stored on an action, ignoring case.
+    pub fn parse(name: &str) -> Option<Syntax> {
+        if name.eq_ignore_ascii_case("Bash") {
+            Some(Syntax::Bash)
+        } else if name.eq_ignore_ascii_case("Python") {
+            Some(Syntax::Python)
+        } else {
+            None
+        }
+    }
+
+    /// The interpreter, its arguments before the script, and the script's file name.
+    fn invocation(self) -> (&'static str, &'static [&'static str], &'static str) {
+        match self {
+            // No profile or rc files: the script sees only what it was given.
+            Syntax::Bash => ("bash", &["--noprofile", "--norc"], "script.sh"),
+            // Unbuffered, so output streams to the log as it is printed.
+            Syntax::Python => ("python3", &["-u"], "script.py"),
         }
     }
 }
 
+/// What to run, and where.
+#[derive(Debug, Clone)]
 pub struct ScriptSpec {
     pub syntax: Syntax,
     pub body: String,
     /// Created if missing; the script file is written here and it is the cwd.
     pub work_dir: PathBuf,
-    /// Added to a cleared environment, so the server's own secrets never reach scripts.
+    /// Added to a cleared environment (only PATH is inherited; HOME, LANG and
+    /// TMPDIR are set), so the server's own secrets never reach scripts.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
 }
 
+/// Which pipe a line of output came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputStream {
     Stdout,
     Stderr,
 }
 
+/// How a script run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ScriptOutcome {
+    /// The script exited by itself with this code.
     Exited(i32),
+    /// Something other than the runner killed the script with this signal.
     Killed { signal: i32 },
+    /// The script ran past its timeout; it and its children were killed.
     TimedOut,
+    /// The run was canceled; the script and its children were killed.
     Canceled,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     #[error("{0} was not found on the worker's PATH")]
-    InterpreterMissing(&'static str),
-    #[error("could not prepare the script's working directory {path}: {source}")]
-    Prepare { path: String, source: std::io::Error },
-    #[error("could not start the script: {0}")]
-    Spawn(std::io::Error),
-    #[error("could not wait for the script: {0}")]
-    Wait(std::io::Error),
+    InterpreterNotFound(&'static str),
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> ScriptError {
+    let context = context.into();
+    move |source| ScriptError::Io { context, source }
 }
 
 /// Lines longer than this are split, so one endless line cannot exhaust memory.
 const MAX_LINE: usize = 64 * 1024;
-/// After the script exits, how long leftover children may keep its pipes open.
+/// Once the script has exited, how long a process that escaped its group may
+/// keep the pipes open before we stop reading.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// Used when the server itself has no PATH, as shells do.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-/// Reads a pipe and sends each line (lossy UTF-8, without its line ending).
-async fn pump(mut reader: impl AsyncRead + Unpin, stream: OutputStream, tx: mpsc::UnboundedSender<(OutputStream, String)>) {
-    let mut buf = vec![0u8; 8192];
-    let mut line: Vec<u8> = Vec::new();
-    let emit = |line: &mut Vec<u8>| {
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        let _ = tx.send((stream, String::from_utf8_lossy(line).into_owned()));
-        line.clear();
-    };
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                emit(&mut line);
-            } else {
-                line.push(b);
-                if line.len() >= MAX_LINE {
-                    emit(&mut line);
-                }
-            }
-        }
-    }
-    if !line.is_empty() {
-        emit(&mut line);
-    }
-}
-
-fn kill_group(pgid: Option<u32>) {
-    if let Some(pid) = pgid {
-        // SAFETY: kill(2) with a negative pid signals the process group we
-        // created for the script; it touches no memory of ours.
-        unsafe {
-            libc::kill(-(pid as i32), libc::SIGKILL);
-        }
-    }
-}
-
-/// Runs a script to completion, its timeout, or cancellation, delivering
-/// each output line to `on_line` as soon as it is read.
+/// Runs a script until it exits, times out or is canceled, delivering each
+/// output line to `on_line` as soon as it is read.
 pub async fn run_script(
     spec: ScriptSpec,
     cancel: CancellationToken,
     mut on_line: impl FnMut(OutputStream, String) + Send,
 ) -> Result<ScriptOutcome, ScriptError> {
-    let (interpreter, args, file): (&'static str, &[&str], &str) = match spec.syntax {
-        Syntax::Bash => ("bash", &["--noprofile", "--norc"], "script.sh"),
-        Syntax::Python => ("python3", &["-u"], "script.py"),
-    };
-    if !on_path(interpreter) {
-        return Err(ScriptError::InterpreterMissing(interpreter));
-    }
-    let tmp = spec.work_dir.join("tmp");
-    let prepare = |e| ScriptError::Prepare { path: spec.work_dir.display().to_string(), source: e };
-    tokio::fs::create_dir_all(&tmp).await.map_err(prepare)?;
-    tokio::fs::write(spec.work_dir.join(file), &spec.body).await.map_err(prepare)?;
+    let (interpreter, args, file_name) = spec.syntax.invocation();
+    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    let program =
+        find_on_path(interpreter, &path).ok_or(ScriptError::InterpreterNotFound(interpreter))?;
 
-    let mut cmd = Command::new(interpreter);
-    cmd.args(args)
-        .arg(file)
-        .current_dir(&spec.work_dir)
+    let dir_context = || format!("creating the working directory {}", spec.work_dir.display());
+    tokio::fs::create_dir_all(&spec.work_dir)
+        .await
+        .map_err(io_context(dir_context()))?;
+    // Absolute, so HOME and TMPDIR mean the same thing wherever the script cds to.
+    let work_dir = tokio::fs::canonicalize(&spec.work_dir)
+        .await
+        .map_err(io_context(dir_context()))?;
+    let tmp = work_dir.join("tmp");
+    tokio::fs::create_dir_all(&tmp)
+        .await
+        .map_err(io_context(format!("creating {}", tmp.display())))?;
+    let script = work_dir.join(file_name);
+    tokio::fs::write(&script, &spec.body)
+        .await
+        .map_err(io_context(format!(
+            "writing the script to {}",
+            script.display()
+        )))?;
+
+    let mut child = Command::new(&program)
+        .args(args)
+        .arg(file_name)
+        .current_dir(&work_dir)
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
-        .env("HOME", &spec.work_dir)
+        .env("PATH", &path)
+        .env("HOME", &work_dir)
         .env("LANG", "C.UTF-8")
         .env("TMPDIR", &tmp)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, so one kill reaches everything the script starts.
         .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(ScriptError::Spawn)?;
-    let pgid = child.id();
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_context(format!("starting {}", program.display())))?;
+    let mut group = ProcessGroup::of(&child);
+    let mut stdout = child.stdout.take().map(LineReader::new);
+    let mut stderr = child.stderr.take().map(LineReader::new);
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, OutputStream::Stdout, tx.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, OutputStream::Stderr, tx.clone()));
-    }
-    drop(tx);
-
-    let deadline = tokio::time::sleep(spec.timeout);
-    tokio::pin!(deadline);
-    let mut lines_open = true;
-    let outcome = loop {
+    let deadline = sleep(spec.timeout);
+    let grace = sleep(Duration::MAX);
+    tokio::pin!(deadline, grace);
+    let mut status: Option<ExitStatus> = None;
+    loop {
+        if status.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
         tokio::select! {
-            line = rx.recv(), if lines_open => match line {
-                Some((stream, text)) => on_line(stream, text),
-                None => lines_open = false,
+            line = next_line(&mut stdout) => match line.map_err(io_context("reading the script's stdout"))? {
+                Some(line) => on_line(OutputStream::Stdout, line),
+                None => stdout = None,
             },
-            status = child.wait() => {
-                let status = status.map_err(ScriptError::Wait)?;
-                use std::os::unix::process::ExitStatusExt;
-                break match (status.code(), status.signal()) {
-                    (Some(code), _) => ScriptOutcome::Exited(code),
-                    (None, Some(signal)) => ScriptOutcome::Killed { signal },
-                    (None, None) => ScriptOutcome::Exited(-1),
-                };
+            line = next_line(&mut stderr) => match line.map_err(io_context("reading the script's stderr"))? {
+                Some(line) => on_line(OutputStream::Stderr, line),
+                None => stderr = None,
+            },
+            exit = child.wait(), if status.is_none() => {
+                status = Some(exit.map_err(io_context("waiting for the script"))?);
+                // Background children it left behind are part of the step and
+                // must not outlive it (nor hold the pipes open).
+                group.kill();
+                grace.as_mut().reset(Instant::now() + DRAIN_GRACE);
             }
-            _ = &mut deadline => {
-                kill_group(pgid);
-                let _ = child.wait().await;
-                break ScriptOutcome::TimedOut;
+            () = &mut grace, if status.is_some() => break,
+            () = &mut deadline, if status.is_none() => {
+                return group.kill_and_reap(&mut child, ScriptOutcome::TimedOut).await;
             }
-            _ = cancel.cancelled() => {
-                kill_group(pgid);
-                let _ = child.wait().await;
-                break ScriptOutcome::Canceled;
+            () = cancel.cancelled(), if status.is_none() => {
+                return group.kill_and_reap(&mut child, ScriptOutcome::Canceled).await;
             }
-        }
-    };
-    // The script is gone; background children it left would hold the pipes
-    // open forever, so end them and read only what is already buffered.
-    kill_group(pgid);
-    let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
-    while lines_open {
-        match tokio::time::timeout_at(drain_until, rx.recv()).await {
-            Ok(Some((stream, text))) => on_line(stream, text),
-            Ok(None) | Err(_) => lines_open = false,
         }
     }
-    Ok(outcome)
+    let status = status.expect("the loop ends only after the script exited");
+    Ok(match status.code() {
+        Some(code) => ScriptOutcome::Exited(code),
+        // On Unix, a reaped process without an exit code was ended by a signal.
+        None => ScriptOutcome::Killed {
+            signal: status.signal().unwrap_or_default(),
+        },
+    })
+}
+
+/// The next line from a pipe, or never if the pipe is already closed, so a
+/// closed pipe simply drops out of the `select!`.
+async fn next_line<R: AsyncRead + Unpin>(
+    reader: &mut Option<LineReader<R>>,
+) -> io::Result<Option<String>> {
+    match reader {
+        Some(reader) => reader.next_line().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The script's process group. Dropping it kills the group, so even a run
+/// whose future is abandoned half-way leaves no processes behind.
+struct ProcessGroup(Option<libc::pid_t>);
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        // The child was spawned as the leader of a new group, so its pid is the group id.
+        ProcessGroup(child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()))
+    }
+
+    /// Kills the group once; later calls do nothing, so a reused id is never signalled.
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // SAFETY: kill(2) touches no memory of ours; a negative pid
+            // addresses the whole group created for the script.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+
+    async fn kill_and_reap(
+        mut self,
+        child: &mut tokio::process::Child,
+        outcome: ScriptOutcome,
+    ) -> Result<ScriptOutcome, ScriptError> {
+        // Killed before reaping: until then the leader's pid, and so the group
+        // id, cannot be reused by an unrelated process.
+        self.kill();
+        child
+            .wait()
+            .await
+            .map_err(io_context("waiting for the killed script"))?;
+        Ok(outcome)
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Splits a pipe into lines: lossy UTF-8, without the line ending, and at
+/// most `MAX_LINE` bytes each.
+struct LineReader<R> {
+    reader: BufReader<R>,
+    line: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(reader: R) -> Self {
+        LineReader {
+            reader: BufReader::new(reader),
+            line: Vec::new(),
+        }
+    }
+
+    /// Cancel-safe: the partial line lives in `self`, and the only await is
+    /// `fill_buf`, which loses nothing when dropped.
+    async fn next_line(&mut self) -> io::Result<Option<String>> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                // End of the pipe: a last line without a newline still counts.
+                return Ok((!self.line.is_empty()).then(|| take_line(&mut self.line, usize::MAX)));
+            }
+            let window = &available[..available.len().min(MAX_LINE - self.line.len())];
+            if let Some(newline) = window.iter().position(|&b| b == b'\n') {
+                self.line.extend_from_slice(&window[..newline]);
+                self.reader.consume(newline + 1);
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                return Ok(Some(take_line(&mut self.line, usize::MAX)));
+            }
+            let taken = window.len();
+            self.line.extend_from_slice(window);
+            self.reader.consume(taken);
+            if self.line.len() >= MAX_LINE {
+                let cut = char_boundary_before_end(&self.line);
+                return Ok(Some(take_line(&mut self.line, cut)));
+            }
+        }
+    }
+}
+
+/// Takes the first `len` bytes of `line` as a string, leaving the rest.
+fn take_line(line: &mut Vec<u8>, len: usize) -> String {
+    let rest = line.split_off(len.min(line.len()));
+    let taken = std::mem::replace(line, rest);
+    String::from_utf8(taken).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Where to split an over-long line so that a UTF-8 character cut off by the
+/// split is carried over whole rather than mangled into replacement characters.
+fn char_boundary_before_end(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0xC0 != 0x80 {
+            // The first byte of the last character: does the character fit?
+            let width = match byte {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                0xC0.. => 2,
+                _ => 1,
+            };
+            return if width > back {
+                bytes.len() - back
+            } else {
+                bytes.len()
+            };
+        }
+    }
+    bytes.len()
+}
+
+/// The first executable file called `name` in the directories of `path`.
+fn find_on_path(name: &str, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
 
-    fn spec(dir: &tempfile::TempDir, body: &str, timeout_ms: u64) -> ScriptSpec {
+    type Lines = Vec<(OutputStream, String)>;
+
+    fn bash(dir: &tempfile::TempDir, body: &str, timeout: Duration) -> ScriptSpec {
         ScriptSpec {
             syntax: Syntax::Bash,
             body: body.into(),
-            work_dir: dir.path().join("w"),
-            env: vec![("GREETING".into(), "hi".into())],
-            timeout: Duration::from_millis(timeout_ms),
+            work_dir: dir.path().join("work"),
+            env: vec![],
+            timeout,
         }
     }
 
-    async fn run(s: ScriptSpec, cancel: CancellationToken) -> (ScriptOutcome, Vec<(OutputStream, String)>) {
-        let lines = Arc::new(Mutex::new(vec![]));
-        let sink = lines.clone();
-        let outcome = run_script(s, cancel, move |st, l| sink.lock().unwrap().push((st, l))).await.unwrap();
-        let got = lines.lock().unwrap().clone();
-        (outcome, got)
+    async fn run(spec: ScriptSpec, cancel: CancellationToken) -> (ScriptOutcome, Lines) {
+        let mut lines = Vec::new();
+        let outcome = run_script(spec, cancel, |stream, line| lines.push((stream, line)))
+            .await
+            .expect("the script runs");
+        (outcome, lines)
+    }
+
+    fn stdout(line: &str) -> (OutputStream, String) {
+        (OutputStream::Stdout, line.into())
+    }
+
+    /// Alive and not merely a zombie waiting for init to reap it.
+    fn running(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    async fn wait_until_gone(pid: i32) -> bool {
+        let until = Instant::now() + Duration::from_secs(3);
+        while running(pid) {
+            if Instant::now() > until {
+                return false;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    #[test]
+    fn parses_syntax_names() {
+        assert_eq!(Syntax::parse("bash"), Some(Syntax::Bash));
+        assert_eq!(Syntax::parse("Python"), Some(Syntax::Python));
+        assert_eq!(Syntax::parse("PowerShell"), None);
+    }
+
+    #[test]
+    fn missing_interpreter_is_named() {
+        assert_eq!(find_on_path("python3", OsStr::new("/nonexistent")), None);
+        let error = ScriptError::InterpreterNotFound("python3");
+        assert_eq!(
+            error.to_string(),
+            "python3 was not found on the worker's PATH"
+        );
     }
 
     #[tokio::test]
-    async fn streams_and_exit_codes() {
-        let dir = tempfile::tempdir().unwrap();
-        let (o, lines) = run(spec(&dir, "echo one\necho two >&2\nprintf 'tail'\nexit 3", 10_000), CancellationToken::new()).await;
-        assert_eq!(o, ScriptOutcome::Exited(3));
-        assert!(lines.contains(&(OutputStream::Stdout, "one".into())));
-        assert!(lines.contains(&(OutputStream::Stderr, "two".into())));
-        assert!(lines.contains(&(OutputStream::Stdout, "tail".into())));
+    async fn splits_lines_and_long_lines() {
+        let mut input = b"one\r\ntwo\n\n".to_vec();
+        // A three-byte character straddling the split point stays whole.
+        input.resize(input.len() + MAX_LINE - 1, b'x');
+        input.extend("€tail".as_bytes());
+        let mut reader = LineReader::new(&input[..]);
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().await.unwrap() {
+            lines.push(line);
+        }
+        assert_eq!(lines[..3], ["one", "two", ""]);
+        assert_eq!(lines[3], "x".repeat(MAX_LINE - 1));
+        assert_eq!(lines[4], "€tail");
+        assert_eq!(lines.len(), 5);
     }
 
     #[tokio::test]
-    async fn environment_is_cleared() {
-        std::env::set_var("CUTTLE_TEST_SECRET", "leak");
+    async fn delivers_each_stream_and_the_exit_code() {
         let dir = tempfile::tempdir().unwrap();
-        let (o, lines) = run(spec(&dir, "echo \"[$CUTTLE_TEST_SECRET][$GREETING]\"", 10_000), CancellationToken::new()).await;
-        assert_eq!(o, ScriptOutcome::Exited(0));
-        assert_eq!(lines, vec![(OutputStream::Stdout, "[][hi]".into())]);
-    }
-
-    fn alive(pid: i32) -> bool {
-        // SAFETY: signal 0 only checks that the process exists.
-        unsafe { libc::kill(pid, 0) == 0 }
+        let body = "echo out\necho err >&2\nprintf 'no newline'\nexit 3\n";
+        let (outcome, lines) = run(
+            bash(&dir, body, Duration::from_secs(10)),
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(outcome, ScriptOutcome::Exited(3));
+        let of = |stream| -> Vec<&str> {
+            lines
+                .iter()
+                .filter(|(s, _)| *s == stream)
+                .map(|(_, l)| l.as_str())
+                .collect()
+        };
+        assert_eq!(of(OutputStream::Stdout), ["out", "no newline"]);
+        assert_eq!(of(OutputStream::Stderr), ["err"]);
     }
 
     #[tokio::test]
-    async fn timeout_kills_the_whole_group() {
+    async fn a_signal_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let started = std::time::Instant::now();
-        let (o, lines) = run(spec(&dir, "sleep 300 &\necho $!\nsleep 300", 1000), CancellationToken::new()).await;
-        assert_eq!(o, ScriptOutcome::TimedOut);
-        assert!(started.elapsed() < Duration::from_secs(10));
+        let spec = bash(&dir, "kill -TERM $$", Duration::from_secs(10));
+        let (outcome, _) = run(spec, CancellationToken::new()).await;
+        assert_eq!(
+            outcome,
+            ScriptOutcome::Killed {
+                signal: libc::SIGTERM
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_cleared() {
+        std::env::set_var("CUTTLE_SCRIPT_TEST_SECRET", "leaked");
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = bash(
+            &dir,
+            "echo \"${CUTTLE_SCRIPT_TEST_SECRET-unset} $GIVEN $LANG\"\n[ \"$HOME\" = \"$PWD\" ] && [ -d \"$TMPDIR\" ] && echo home",
+            Duration::from_secs(10),
+        );
+        spec.env.push(("GIVEN".into(), "given".into()));
+        let (outcome, lines) = run(spec, CancellationToken::new()).await;
+        assert_eq!(outcome, ScriptOutcome::Exited(0));
+        assert_eq!(lines, [stdout("unset given C.UTF-8"), stdout("home")]);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "sleep 300 &\necho $!\nsleep 300\n";
+        let started = Instant::now();
+        let (outcome, lines) = run(
+            bash(&dir, body, Duration::from_secs(1)),
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(outcome, ScriptOutcome::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
         let pid: i32 = lines[0].1.parse().unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let zombie_or_gone = !alive(pid)
-            || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true);
-        assert!(zombie_or_gone, "the background child {pid} survived the timeout");
+        assert!(
+            wait_until_gone(pid).await,
+            "the background sleep {pid} survived"
+        );
     }
 
     #[tokio::test]
-    async fn cancellation_stops_the_script() {
+    async fn cancellation_kills_the_script() {
         let dir = tempfile::tempdir().unwrap();
-        let token = CancellationToken::new();
-        let t = token.clone();
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            t.cancel();
+            sleep(Duration::from_millis(300)).await;
+            trigger.cancel();
         });
-        let (o, _) = run(spec(&dir, "sleep 300", 60_000), token).await;
-        assert_eq!(o, ScriptOutcome::Canceled);
-    }
-
-    #[tokio::test]
-    async fn leftover_child_holding_stdout_does_not_hang() {
-        let dir = tempfile::tempdir().unwrap();
-        let started = std::time::Instant::now();
-        let (o, lines) = run(spec(&dir, "(sleep 300) &\necho done", 60_000), CancellationToken::new()).await;
-        assert_eq!(o, ScriptOutcome::Exited(0));
-        assert_eq!(lines, vec![(OutputStream::Stdout, "done".into())]);
+        let started = Instant::now();
+        let (outcome, _) = run(bash(&dir, "sleep 300", Duration::from_secs(60)), cancel).await;
+        assert_eq!(outcome, ScriptOutcome::Canceled);
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
+    async fn a_background_child_holding_stdout_does_not_hang_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        // The group kill reaches an ordinary background child; one that left
+        // the group with setsid is only escaped by the drain grace.
+        let body = "sleep 300 &\nsetsid sleep 300 &\necho $!\necho done\n";
+        let started = Instant::now();
+        let (outcome, lines) = run(
+            bash(&dir, body, Duration::from_secs(60)),
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+        let escaped: i32 = lines[0].1.parse().unwrap();
+        // SAFETY: signals only the process this test started.
+        unsafe { libc::kill(escaped, libc::SIGKILL) };
+        assert_eq!(outcome, ScriptOutcome::Exited(0));
+        assert_eq!(lines[1..], [stdout("done")]);
+    }
+
+    #[tokio::test]
     async fn python_runs_when_present() {
-        if !on_path("python3") {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if find_on_path("python3", &path).is_none() {
             eprintln!("skipped: python3 is not on PATH");
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let s = ScriptSpec { syntax: Syntax::Python, ..spec(&dir, "import sys\nprint('py', sys.version_info[0])", 10_000) };
-        let (o, lines) = run(s, CancellationToken::new()).await;
-        assert_eq!(o, ScriptOutcome::Exited(0));
-        assert_eq!(lines, vec![(OutputStream::Stdout, "py 3".into())]);
+        let spec = ScriptSpec {
+            syntax: Syntax::Python,
+            ..bash(
+                &dir,
+                "import sys\nprint('py', sys.version_info[0])\nsys.exit(4)\n",
+                Duration::from_secs(10),
+            )
+        };
+        let (outcome, lines) = run(spec, CancellationToken::new()).await;
+        assert_eq!(outcome, ScriptOutcome::Exited(4));
+        assert_eq!(lines, [stdout("py 3")]);
     }
 }

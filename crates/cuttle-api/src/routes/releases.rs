@@ -62,15 +62,13 @@ async fn release_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s)
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct DeploymentFilters {
-    #[serde(flatten)]
-    list: ListParams,
     projects: Option<String>,
     environments: Option<String>,
     #[serde(rename = "taskState")]
     task_state: Option<String>,
 }
 
-async fn list_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Q(f): Q<DeploymentFilters>) -> ApiResult<Json<Value>> {
+async fn list_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Q(p): Q<ListParams>, Q(f): Q<DeploymentFilters>) -> ApiResult<Json<Value>> {
     let states: Vec<TaskState> = split_list(f.task_state.as_deref())
         .iter()
         .map(|s| s.parse::<TaskState>())
@@ -80,12 +78,12 @@ async fn list_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): S
         parent_ids: split_list(f.projects.as_deref()),
         environment_ids: split_list(f.environments.as_deref()),
         descending: true,
-        ..document_query(&s, &f.list)
+        ..document_query(&s, &p)
     };
     let path = format!("/api/{s}/deployments");
     if states.is_empty() {
         let found = list::<Deployment>(&inst.store, &q).await?;
-        return Ok(Json(page(&found.items, found.total, &f.list, &path)));
+        return Ok(Json(page(&found.items, found.total, &p, &path)));
     }
     // Filtering on the task's state: find the matching tasks, then page.
     q.skip = 0;
@@ -95,8 +93,8 @@ async fn list_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): S
     let (tasks, _) = inst.store.list_tasks(&tq).await?;
     let matching: Vec<Deployment> = candidates.into_iter().filter(|d| tasks.iter().any(|t| t.id == d.task_id)).collect();
     let total = matching.len() as i64;
-    let items: Vec<Deployment> = matching.into_iter().skip(f.list.skip() as usize).take(f.list.take() as usize).collect();
-    Ok(Json(page(&items, total, &f.list, &path)))
+    let items: Vec<Deployment> = matching.into_iter().skip(p.skip() as usize).take(p.take() as usize).collect();
+    Ok(Json(page(&items, total, &p, &path)))
 }
 
 async fn deployment(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Id(id): Id) -> ApiResult<Json<Value>> {

@@ -27,11 +27,11 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     scoped(r, "/tasks/{id}/cancel", post(cancel))
 }
 
+/// Filters beside the paging parameters (read separately: serde's flatten
+/// cannot read numbers from a query string).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct TaskFilters {
-    #[serde(flatten)]
-    list: ListParams,
     states: Option<String>,
     #[serde(rename = "name")]
     task_name: Option<String>,
@@ -40,7 +40,7 @@ struct TaskFilters {
 }
 
 /// On `/api/tasks` every space's tasks; on `/api/{space}/tasks` one space's.
-async fn list_tasks(State(inst): State<AppState>, _: Caller, Path(params): Path<HashMap<String, String>>, Q(f): Q<TaskFilters>) -> ApiResult<Json<Value>> {
+async fn list_tasks(State(inst): State<AppState>, _: Caller, Path(params): Path<HashMap<String, String>>, Q(list): Q<ListParams>, Q(f): Q<TaskFilters>) -> ApiResult<Json<Value>> {
     let space = params.get("space").cloned();
     if let Some(s) = &space {
         if inst.store.get::<cuttle_model::Space>(s).await?.is_none() {
@@ -52,7 +52,7 @@ async fn list_tasks(State(inst): State<AppState>, _: Caller, Path(params): Path<
         .map(|s| s.parse::<TaskState>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::bad_request)?;
-    let ids = f.list.ids();
+    let ids = list.ids();
     let q = TaskQuery {
         space_id: space.clone(),
         ids,
@@ -60,15 +60,15 @@ async fn list_tasks(State(inst): State<AppState>, _: Caller, Path(params): Path<
         name: f.task_name.clone(),
         project_id: f.project.clone(),
         environment_id: f.environment.clone(),
-        skip: f.list.skip(),
-        take: Some(f.list.take()),
+        skip: list.skip(),
+        take: Some(list.take()),
     };
     let (tasks, total) = inst.store.list_tasks(&q).await?;
     let path = match &space {
         Some(s) => format!("/api/{s}/tasks"),
         None => "/api/tasks".into(),
     };
-    Ok(Json(page(&tasks, total, &f.list, &path)))
+    Ok(Json(page(&tasks, total, &list, &path)))
 }
 
 async fn task(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<Json<Value>> {

@@ -1,0 +1,199 @@
+//! A real Cuttle API on a loopback port, over a real database (SQLite in a
+//! temporary directory, or a scratch PostgreSQL database), driven over HTTP.
+
+#![allow(dead_code)]
+
+use cuttle_service::auth::bootstrap_admin;
+use cuttle_service::{Instance, InstanceConfig};
+use cuttle_store::testing::ScratchPostgres;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ADMIN_KEY: &str = "API-TESTTESTTESTTESTTESTTESTTESTTEST01";
+
+pub struct Server {
+    pub url: String,
+    pub key: String,
+    pub inst: Arc<Instance>,
+    pub backend: &'static str,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+    _pg: Option<ScratchPostgres>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `ErrorMessage` and `Errors` of an error body, joined for asserting on.
+    pub fn error_text(&self) -> String {
+        let mut text = self.body["ErrorMessage"].as_str().unwrap_or("").to_owned();
+        assert!(self.body["Errors"].is_array(), "error body without Errors: {}", self.body);
+        for e in self.body["Errors"].as_array().into_iter().flatten() {
+            text.push_str(" | ");
+            text.push_str(e.as_str().unwrap_or(""));
+        }
+        text
+    }
+}
+
+impl Server {
+    async fn start(pg: Option<ScratchPostgres>, backend: &'static str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = InstanceConfig::new(dir.path().to_path_buf());
+        config.database_url = pg.as_ref().map(|p| p.url.clone());
+        config.default_script_timeout = Duration::from_secs(60);
+        let inst = Instance::open(config).await.unwrap();
+        bootstrap_admin(&inst.store, dir.path(), Some("admin-password"), Some(ADMIN_KEY))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = inst.clone();
+        tokio::spawn(async move {
+            let _ = cuttle_api::serve(listener, serving, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Server {
+            url,
+            key: ADMIN_KEY.into(),
+            inst,
+            backend,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            _dir: dir,
+            _pg: pg,
+        }
+    }
+
+    pub async fn call_with(&self, method: Method, path: &str, body: Option<&str>, key: Option<&str>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.header("X-Octopus-ApiKey", k);
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_owned());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call_with(Method::GET, path, None, Some(&self.key)).await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: &Value) -> Reply {
+        self.call_with(method, path, Some(&body.to_string()), Some(&self.key)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, &body).await
+    }
+
+    /// POST that must succeed; returns the body.
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        let r = self.post(path, body).await;
+        assert!(r.status.is_success(), "{} {path} → {}: {}", self.backend, r.status, r.body);
+        r.body
+    }
+
+    /// An environment, a project with one Bash step, returning the project.
+    pub async fn project_with_script(&self, name: &str, script: &str, extra_props: Value) -> Value {
+        if self.get("/api/environments?name=Dev").await.body["TotalResults"] == 0 {
+            self.create("/api/environments", serde_json::json!({"Name": "Dev"})).await;
+        }
+        let project = self
+            .create(
+                "/api/projects",
+                serde_json::json!({"Name": name, "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+            )
+            .await;
+        let mut props = serde_json::json!({
+            "Octopus.Action.Script.ScriptBody": script,
+            "Octopus.Action.Script.Syntax": "Bash",
+        });
+        if let (Value::Object(p), Value::Object(extra)) = (&mut props, extra_props) {
+            p.extend(extra);
+        }
+        let process = serde_json::json!({"Version": 0, "Steps": [{"Name": "Run it", "Actions": [{"ActionType": "Octopus.Script", "Properties": props}]}]});
+        let path = format!("/api/projects/{}/deploymentprocesses", project["Id"].as_str().unwrap());
+        let r = self.send(Method::PUT, &path, &process).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        project
+    }
+
+    /// Creates a release and deploys it to Dev; returns the task id.
+    pub async fn release_and_deploy(&self, project: &str, version: &str) -> String {
+        self.create("/api/Spaces-1/releases/create/v1", serde_json::json!({"ProjectName": project, "ReleaseVersion": version})).await;
+        let d = self
+            .create(
+                "/api/Spaces-1/deployments/create/untenanted/v1",
+                serde_json::json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
+            )
+            .await;
+        d["DeploymentServerTasks"][0]["ServerTaskId"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls a task until it completes (bounded), returning it.
+    pub async fn wait_for_task(&self, id: &str) -> Value {
+        for _ in 0..1500 {
+            let t = self.get(&format!("/api/tasks/{id}")).await.body;
+            if t["IsCompleted"] == true {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{}: task {id} did not complete within 30 s", self.backend);
+    }
+
+    /// Every log line of a task, in tree order.
+    pub async fn log_lines(&self, id: &str) -> Vec<(String, String)> {
+        fn walk(node: &Value, out: &mut Vec<(String, String)>) {
+            for l in node["LogElements"].as_array().into_iter().flatten() {
+                out.push((l["Category"].as_str().unwrap_or("").into(), l["MessageText"].as_str().unwrap_or("").into()));
+            }
+            for c in node["Children"].as_array().into_iter().flatten() {
+                walk(c, out);
+            }
+        }
+        let details = self.get(&format!("/api/tasks/{id}/details?verbose=true")).await.body;
+        let mut out = vec![];
+        for a in details["ActivityLogs"].as_array().into_iter().flatten() {
+            walk(a, &mut out);
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Runs `scenario` against a server on SQLite, then on PostgreSQL when
+/// CUTTLE_TEST_DATABASE_URL is set (saying so when it is skipped).
+pub async fn on_both<F, Fut>(name: &str, scenario: F)
+where
+    F: Fn(Server) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    scenario(Server::start(None, "sqlite").await).await;
+    if let Some(pg) = ScratchPostgres::create(name).await {
+        scenario(Server::start(Some(pg), "postgres").await).await;
+    }
+}

@@ -24,14 +24,19 @@ fn api_key_of(parts: &Parts) -> Option<String> {
         return Some(k);
     }
     if let Some(auth) = header("authorization") {
-        if let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+        if let Some(token) = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+        {
             return Some(token.trim().to_owned()).filter(|t| !t.is_empty());
         }
     }
     parts.uri.query().and_then(|q| {
         q.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
-            k.eq_ignore_ascii_case("apikey").then(|| v.to_owned()).filter(|v| !v.is_empty())
+            k.eq_ignore_ascii_case("apikey")
+                .then(|| v.to_owned())
+                .filter(|v| !v.is_empty())
         })
     })
 }
@@ -39,7 +44,10 @@ fn api_key_of(parts: &Parts) -> Option<String> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let key = api_key_of(parts).unwrap_or_default();
         let user = cuttle_service::auth::authenticate_api_key(&state.store, &key).await?;
         Ok(Caller(user))

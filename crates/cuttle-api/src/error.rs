@@ -16,12 +16,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), errors: vec![] }
+        ApiError {
+            status,
+            message: message.into(),
+            errors: vec![],
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError { status: StatusCode::BAD_REQUEST, errors: vec![message.clone()], message }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            errors: vec![message.clone()],
+            message,
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -43,10 +51,16 @@ impl From<ServiceError> for ApiError {
             }
         };
         let message = match &e {
-            ServiceError::Internal(_) => "The server hit an internal error; it has been logged.".to_owned(),
+            ServiceError::Internal(_) => {
+                "The server hit an internal error; it has been logged.".to_owned()
+            }
             other => other.to_string(),
         };
-        ApiError { status, message, errors }
+        ApiError {
+            status,
+            message,
+            errors,
+        }
     }
 }
 
@@ -58,7 +72,11 @@ impl From<cuttle_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"ErrorMessage": self.message, "Errors": self.errors}))).into_response()
+        (
+            self.status,
+            Json(json!({"ErrorMessage": self.message, "Errors": self.errors})),
+        )
+            .into_response()
     }
 }
 

@@ -7,7 +7,9 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::forward_to_deserialize_any;
 use serde_json::{Map, Value};
 
@@ -18,20 +20,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OctoJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("The request body could not be read: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::bad_request(format!("The request body could not be read: {e}"))
+        })?;
         parse(&bytes).map(OctoJson)
     }
 }
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("The request body is empty; send a JSON object"));
+        return Err(ApiError::bad_request(
+            "The request body is empty; send a JSON object",
+        ));
     }
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))?;
-    from_value(value).map_err(|e| ApiError::bad_request(format!("The request body has the wrong shape: {e}")))
+    from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("The request body has the wrong shape: {e}")))
 }
 
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
@@ -79,7 +84,11 @@ impl<'de> de::Deserializer<'de> for CiValue {
         de::Deserializer::deserialize_enum(self.0, name, variants, visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -93,8 +102,14 @@ struct CiSeq(std::vec::IntoIter<Value>);
 
 impl<'de> SeqAccess<'de> for CiSeq {
     type Error = serde_json::Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Self::Error> {
-        self.0.next().map(|v| seed.deserialize(CiValue(v))).transpose()
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        self.0
+            .next()
+            .map(|v| seed.deserialize(CiValue(v)))
+            .transpose()
     }
 }
 
@@ -108,7 +123,11 @@ impl CiMap {
         let entries: Vec<(String, Value)> = match fields {
             None => map.into_iter().collect(),
             Some(fields) => {
-                let exact: Vec<String> = map.keys().filter(|k| fields.contains(&k.as_str())).cloned().collect();
+                let exact: Vec<String> = map
+                    .keys()
+                    .filter(|k| fields.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
                 map.into_iter()
                     .filter_map(|(k, v)| {
                         if fields.contains(&k.as_str()) {
@@ -124,14 +143,20 @@ impl CiMap {
                     .collect()
             }
         };
-        CiMap { entries: entries.into_iter(), pending: None }
+        CiMap {
+            entries: entries.into_iter(),
+            pending: None,
+        }
     }
 }
 
 impl<'de> MapAccess<'de> for CiMap {
     type Error = serde_json::Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
         match self.entries.next() {
             Some((k, v)) => {
                 self.pending = Some(v);
@@ -141,7 +166,10 @@ impl<'de> MapAccess<'de> for CiMap {
         }
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
         let v = self.pending.take().unwrap_or(Value::Null);
         seed.deserialize(CiValue(v))
     }
@@ -181,7 +209,13 @@ mod tests {
         });
         let o: Outer = from_value(v).unwrap();
         assert_eq!(o.space_id.as_deref(), Some("Spaces-1"));
-        assert_eq!(o.items, vec![Inner { project_name: "Web".into(), count: 2 }]);
+        assert_eq!(
+            o.items,
+            vec![Inner {
+                project_name: "Web".into(),
+                count: 2
+            }]
+        );
         assert_eq!(o.variables.keys().collect::<Vec<_>>(), ["Other", "myVar"]);
         assert_eq!(o.state, Some(cuttle_model::TaskState::Success));
     }

@@ -170,20 +170,50 @@ pub fn resource<T: Serialize + Linked>(r: &T) -> Value {
 }
 
 /// The paged envelope Octopus collections use.
-pub fn page<T: Serialize + Linked>(items: &[T], total: i64, params: &ListParams, path: &str) -> Value {
+pub fn page<T: Serialize + Linked>(
+    items: &[T],
+    total: i64,
+    params: &ListParams,
+    path: &str,
+) -> Value {
     let take = params.take();
     let skip = params.skip();
-    let pages = if take == 0 { 0 } else { (total + take - 1) / take };
+    let pages = if take == 0 {
+        0
+    } else {
+        (total + take - 1) / take
+    };
     let mut links = Map::new();
-    links.insert("Self".into(), json!(format!("{path}?skip={skip}&take={take}")));
-    links.insert("Template".into(), json!(format!("{path}{{?skip,take,ids,partialName}}")));
-    links.insert("Page.All".into(), json!(format!("{path}?skip=0&take={}", cuttle_service::paging::TAKE_ALL)));
-    links.insert("Page.Current".into(), json!(format!("{path}?skip={skip}&take={take}")));
+    links.insert(
+        "Self".into(),
+        json!(format!("{path}?skip={skip}&take={take}")),
+    );
+    links.insert(
+        "Template".into(),
+        json!(format!("{path}{{?skip,take,ids,partialName}}")),
+    );
+    links.insert(
+        "Page.All".into(),
+        json!(format!(
+            "{path}?skip=0&take={}",
+            cuttle_service::paging::TAKE_ALL
+        )),
+    );
+    links.insert(
+        "Page.Current".into(),
+        json!(format!("{path}?skip={skip}&take={take}")),
+    );
     if skip + take < total {
-        links.insert("Page.Next".into(), json!(format!("{path}?skip={}&take={take}", skip + take)));
+        links.insert(
+            "Page.Next".into(),
+            json!(format!("{path}?skip={}&take={take}", skip + take)),
+        );
     }
     let last_skip = if pages > 0 { (pages - 1) * take } else { 0 };
-    links.insert("Page.Last".into(), json!(format!("{path}?skip={last_skip}&take={take}")));
+    links.insert(
+        "Page.Last".into(),
+        json!(format!("{path}?skip={last_skip}&take={take}")),
+    );
     json!({
         "ItemType": T::item_type(),
         "TotalResults": total,

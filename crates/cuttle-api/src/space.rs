@@ -14,7 +14,10 @@ pub struct SpaceId(pub String);
 impl FromRequestParts<AppState> for SpaceId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map(|p| p.0)
@@ -24,7 +27,9 @@ impl FromRequestParts<AppState> for SpaceId {
         };
         match state.store.get::<Space>(id).await? {
             Some(space) => Ok(SpaceId(space.id)),
-            None => Err(ApiError::not_found(format!("The space '{id}' was not found"))),
+            None => Err(ApiError::not_found(format!(
+                "The space '{id}' was not found"
+            ))),
         }
     }
 }

@@ -9,7 +9,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 async fn count(s: &Server, path: &str) -> i64 {
-    s.get(path).await.body["TotalResults"].as_i64().unwrap_or(-1)
+    s.get(path).await.body["TotalResults"]
+        .as_i64()
+        .unwrap_or(-1)
 }
 
 #[tokio::test]
@@ -19,30 +21,53 @@ async fn root_space_and_defaults() {
         assert_eq!(root.status, StatusCode::OK);
         assert_eq!(root.body["ApiVersion"], "3.0.0");
         let version = semver::Version::parse(root.body["Version"].as_str().unwrap()).unwrap();
-        assert!(version >= semver::Version::new(2022, 3, 5512), "clients need at least 2022.3.5512");
+        assert!(
+            version >= semver::Version::new(2022, 3, 5512),
+            "clients need at least 2022.3.5512"
+        );
 
-        let spaces = s.get("/api/spaces?partialName=Default&skip=0&take=2147483647").await.body;
+        let spaces = s
+            .get("/api/spaces?partialName=Default&skip=0&take=2147483647")
+            .await
+            .body;
         assert_eq!(spaces["Items"][0]["Id"], "Spaces-1");
         assert_eq!(spaces["Items"][0]["Name"], "Default");
         assert_eq!(spaces["Items"][0]["IsDefault"], true);
         let groups = s.get("/api/Spaces-1/projectgroups/all").await.body;
         assert_eq!(groups[0]["Name"], "Default Project Group");
-        let lifecycles = s.get("/api/Spaces-1/lifecycles?partialName=default").await.body;
+        let lifecycles = s
+            .get("/api/Spaces-1/lifecycles?partialName=default")
+            .await
+            .body;
         assert_eq!(lifecycles["Items"][0]["Name"], "Default Lifecycle");
         assert_eq!(lifecycles["Items"][0]["Phases"], json!([]));
         let feeds = s.get("/api/Spaces-1/feeds?take=1").await.body;
         assert_eq!(feeds["Items"][0]["Id"], "feeds-builtin");
         assert_eq!(feeds["Items"][0]["FeedType"], "BuiltIn");
         let me = s.get("/api/users/me").await;
-        assert_eq!((me.status, me.body["Username"].as_str()), (StatusCode::OK, Some("admin")));
+        assert_eq!(
+            (me.status, me.body["Username"].as_str()),
+            (StatusCode::OK, Some("admin"))
+        );
         assert!(me.body.get("PasswordHash").is_none());
 
         // A new space starts with its own defaults.
         let space = s.create("/api/spaces", json!({"Name": "Team B"})).await;
         let id = space["Id"].as_str().unwrap();
-        assert_eq!(s.get(&format!("/api/{id}/projectgroups/all")).await.body.as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            s.get(&format!("/api/{id}/projectgroups/all"))
+                .await
+                .body
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
         assert_eq!(count(&s, &format!("/api/{id}/lifecycles")).await, 1);
-        assert_eq!(count(&s, "/api/lifecycles").await, 1, "space-less routes act on the default space");
+        assert_eq!(
+            count(&s, "/api/lifecycles").await,
+            1,
+            "space-less routes act on the default space"
+        );
     })
     .await;
 }
@@ -54,19 +79,34 @@ async fn paging_filters_and_links_resolve() {
             s.create("/api/environments", json!({"name": name})).await;
         }
         let p = s.get("/api/Spaces-1/environments?skip=1&take=2").await.body;
-        assert_eq!((p["TotalResults"].as_i64(), p["ItemsPerPage"].as_i64()), (Some(5), Some(2)));
-        assert_eq!((p["NumberOfPages"].as_i64(), p["LastPageNumber"].as_i64()), (Some(3), Some(2)));
+        assert_eq!(
+            (p["TotalResults"].as_i64(), p["ItemsPerPage"].as_i64()),
+            (Some(5), Some(2))
+        );
+        assert_eq!(
+            (p["NumberOfPages"].as_i64(), p["LastPageNumber"].as_i64()),
+            (Some(3), Some(2))
+        );
         assert_eq!(p["Items"][0]["Name"], "Test");
         assert!(p["Links"]["Page.Next"].is_string());
         assert_eq!(count(&s, "/api/environments?partialName=prod").await, 2);
         assert_eq!(count(&s, "/api/environments?name=production").await, 1);
-        assert_eq!(count(&s, "/api/environments?ids=Environments-1,Environments-3,Environments-99").await, 2);
+        assert_eq!(
+            count(
+                &s,
+                "/api/environments?ids=Environments-1,Environments-3,Environments-99"
+            )
+            .await,
+            2
+        );
         assert_eq!(count(&s, "/api/environments?take=2147483647").await, 5);
         let bad = s.get("/api/environments?skip=lots").await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
 
         // Every link of every kind of resource answers.
-        let project = s.project_with_script("Linked", "echo linked", json!({})).await;
+        let project = s
+            .project_with_script("Linked", "echo linked", json!({}))
+            .await;
         let task = s.release_and_deploy("Linked", "1.0.0").await;
         s.wait_for_task(&task).await;
         let release = s.get("/api/projects/Linked/releases/1.0.0").await.body;
@@ -81,7 +121,9 @@ async fn paging_filters_and_links_resolve() {
             s.get("/api/users/me").await.body,
         ];
         for r in resources {
-            let links = r["Links"].as_object().unwrap_or_else(|| panic!("no Links in {r}"));
+            let links = r["Links"]
+                .as_object()
+                .unwrap_or_else(|| panic!("no Links in {r}"));
             assert!(links.contains_key("Self"));
             for (name, href) in links {
                 let href = href.as_str().unwrap();
@@ -89,7 +131,13 @@ async fn paging_filters_and_links_resolve() {
                     continue;
                 }
                 let got = s.get(href).await;
-                assert_eq!(got.status, StatusCode::OK, "{}: link {name} → {href}: {}", s.backend, got.body);
+                assert_eq!(
+                    got.status,
+                    StatusCode::OK,
+                    "{}: link {name} → {href}: {}",
+                    s.backend,
+                    got.body
+                );
             }
         }
     })
@@ -111,22 +159,63 @@ async fn authentication_is_required() {
             .await
             .unwrap();
         assert_eq!(bearer.status(), StatusCode::OK);
-        let query = s.call_with(Method::GET, &format!("/api/users/me?apikey={}", s.key), None, None).await;
+        let query = s
+            .call_with(
+                Method::GET,
+                &format!("/api/users/me?apikey={}", s.key),
+                None,
+                None,
+            )
+            .await;
         assert_eq!(query.status, StatusCode::OK);
 
         // A key works until it is revoked, then writes nothing.
         let me = s.get("/api/users/me").await.body;
         let uid = me["Id"].as_str().unwrap();
-        let created = s.create(&format!("/api/users/{uid}/apikeys"), json!({"Purpose": "ci"})).await;
+        let created = s
+            .create(
+                &format!("/api/users/{uid}/apikeys"),
+                json!({"Purpose": "ci"}),
+            )
+            .await;
         let key = created["ApiKey"].as_str().unwrap().to_owned();
         assert!(key.starts_with("API-"));
         let listed = s.get(&format!("/api/users/{uid}/apikeys")).await.body;
-        assert!(listed["Items"].as_array().unwrap().iter().all(|k| k.get("ApiKey").is_none()), "secrets are shown once");
-        assert_eq!(s.call_with(Method::GET, "/api/users/me", None, Some(&key)).await.status, StatusCode::OK);
-        let del = s.call_with(Method::DELETE, &format!("/api/users/{uid}/apikeys/{}", created["Id"].as_str().unwrap()), None, Some(&s.key)).await;
+        assert!(
+            listed["Items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k.get("ApiKey").is_none()),
+            "secrets are shown once"
+        );
+        assert_eq!(
+            s.call_with(Method::GET, "/api/users/me", None, Some(&key))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let del = s
+            .call_with(
+                Method::DELETE,
+                &format!(
+                    "/api/users/{uid}/apikeys/{}",
+                    created["Id"].as_str().unwrap()
+                ),
+                None,
+                Some(&s.key),
+            )
+            .await;
         assert_eq!(del.status, StatusCode::NO_CONTENT);
         let before = count(&s, "/api/environments").await;
-        let r = s.call_with(Method::POST, "/api/environments", Some(r#"{"Name":"Sneaky"}"#), Some(&key)).await;
+        let r = s
+            .call_with(
+                Method::POST,
+                "/api/environments",
+                Some(r#"{"Name":"Sneaky"}"#),
+                Some(&key),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.error_text().contains("revoked"), "{}", r.error_text());
         assert_eq!(count(&s, "/api/environments").await, before);

@@ -11,14 +11,33 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_script_runs_and_its_output_is_logged() {
     on_both("deploy-ok", |s| async move {
-        s.project_with_script("Hello", "echo \"hello from $(basename $PWD)\"\necho careful >&2", json!({})).await;
+        s.project_with_script(
+            "Hello",
+            "echo \"hello from $(basename $PWD)\"\necho careful >&2",
+            json!({}),
+        )
+        .await;
         let task = s.release_and_deploy("Hello", "1.0.0").await;
         let t = s.wait_for_task(&task).await;
         assert_eq!(t["State"], "Success", "{}: {t}", s.backend);
-        assert_eq!((t["FinishedSuccessfully"].as_bool(), t["HasWarningsOrErrors"].as_bool()), (Some(true), Some(true)));
+        assert_eq!(
+            (
+                t["FinishedSuccessfully"].as_bool(),
+                t["HasWarningsOrErrors"].as_bool()
+            ),
+            (Some(true), Some(true))
+        );
         let lines = s.log_lines(&task).await;
-        assert!(lines.iter().any(|(c, m)| c == "Info" && m.starts_with("hello from step-1-action-1")), "{lines:?}");
-        assert!(lines.contains(&("Error".into(), "careful".into())), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|(c, m)| c == "Info" && m.starts_with("hello from step-1-action-1")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&("Error".into(), "careful".into())),
+            "{lines:?}"
+        );
         let details = s.get(&format!("/api/tasks/{task}/details")).await.body;
         let root = &details["ActivityLogs"][0];
         assert_eq!(root["Name"], "Deploy Hello release 1.0.0 to Dev");
@@ -35,14 +54,23 @@ async fn a_script_runs_and_its_output_is_logged() {
 #[tokio::test]
 async fn a_failing_script_fails_the_step_and_the_task() {
     on_both("deploy-fail", |s| async move {
-        s.project_with_script("Broken", "echo about to fail\nexit 7", json!({})).await;
+        s.project_with_script("Broken", "echo about to fail\nexit 7", json!({}))
+            .await;
         let task = s.release_and_deploy("Broken", "1.0.0").await;
         let t = s.wait_for_task(&task).await;
         assert_eq!(t["State"], "Failed");
         let error = t["ErrorMessage"].as_str().unwrap();
-        assert!(error.contains("'Run it'") && error.contains("exited with code 7"), "{error}");
+        assert!(
+            error.contains("'Run it'") && error.contains("exited with code 7"),
+            "{error}"
+        );
         let lines = s.log_lines(&task).await;
-        assert!(lines.iter().any(|(c, m)| c == "Error" && m.contains("exited with code 7")), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|(c, m)| c == "Error" && m.contains("exited with code 7")),
+            "{lines:?}"
+        );
     })
     .await;
 }
@@ -51,13 +79,24 @@ async fn a_failing_script_fails_the_step_and_the_task() {
 async fn a_script_past_its_timeout_is_killed_with_its_children() {
     on_both("deploy-timeout", |s| async move {
         let script = "sleep 120 &\necho \"child $!\"\nsleep 120";
-        s.project_with_script("Slow", script, json!({"Cuttle.Action.ExecutionTimeout.Seconds": "1"})).await;
+        s.project_with_script(
+            "Slow",
+            script,
+            json!({"Cuttle.Action.ExecutionTimeout.Seconds": "1"}),
+        )
+        .await;
         let started = std::time::Instant::now();
         let task = s.release_and_deploy("Slow", "1.0.0").await;
         let t = s.wait_for_task(&task).await;
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(t["State"], "Failed");
-        assert!(t["ErrorMessage"].as_str().unwrap().contains("timeout of 1 seconds"), "{t}");
+        assert!(
+            t["ErrorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("timeout of 1 seconds"),
+            "{t}"
+        );
         let lines = s.log_lines(&task).await;
         let pid: i32 = lines
             .iter()
@@ -65,7 +104,10 @@ async fn a_script_past_its_timeout_is_killed_with_its_children() {
             .expect("the script printed its child's pid");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(state.is_empty() || state.contains(") Z "), "the background child survived: {state}");
+        assert!(
+            state.is_empty() || state.contains(") Z "),
+            "the background child survived: {state}"
+        );
     })
     .await;
 }

@@ -5,10 +5,13 @@ use crate::log::{ActivityLog, TaskLog};
 use crate::plan::{condition_allows, plan};
 use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 use cuttle_model::process::{
-    PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, PROP_SCRIPT_SYNTAX, PROP_TIMEOUT_MINUTES, PROP_TIMEOUT_SECONDS,
-    SCRIPT_ACTION_TYPE,
+    PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, PROP_SCRIPT_SYNTAX, PROP_TIMEOUT_MINUTES,
+    PROP_TIMEOUT_SECONDS, SCRIPT_ACTION_TYPE,
 };
-use cuttle_model::{Action, ActivityStatus, Deployment, Environment, LogCategory, Project, Release, ServerTask, TaskState};
+use cuttle_model::{
+    Action, ActivityStatus, Deployment, Environment, LogCategory, Project, Release, ServerTask,
+    TaskState,
+};
 use cuttle_store::{ProcessSnapshot, Store};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,18 +56,40 @@ async fn load(store: &Store, task: &ServerTask) -> Result<Loaded, String> {
     let deployment_id = task
         .deployment_id
         .clone()
-        .or_else(|| task.arguments.get("DeploymentId").and_then(|v| v.as_str()).map(str::to_owned))
+        .or_else(|| {
+            task.arguments
+                .get("DeploymentId")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
         .ok_or("The task does not name a deployment")?;
     let err = |e: cuttle_store::StoreError| e.to_string();
     let deployment: Deployment = store.require(&deployment_id).await.map_err(err)?;
     let release: Release = store.require(&deployment.release_id).await.map_err(err)?;
     let project: Project = store.require(&deployment.project_id).await.map_err(err)?;
-    let environment: Environment = store.require(&deployment.environment_id).await.map_err(err)?;
-    let process: ProcessSnapshot = store.require(&deployment.deployment_process_id).await.map_err(err)?;
-    Ok(Loaded { deployment, release, project, environment, process })
+    let environment: Environment = store
+        .require(&deployment.environment_id)
+        .await
+        .map_err(err)?;
+    let process: ProcessSnapshot = store
+        .require(&deployment.deployment_process_id)
+        .await
+        .map_err(err)?;
+    Ok(Loaded {
+        deployment,
+        release,
+        project,
+        environment,
+        process,
+    })
 }
 
-pub async fn run(ctx: &DeployContext, task: &ServerTask, log: &TaskLog, cancel: CancellationToken) -> Outcome {
+pub async fn run(
+    ctx: &DeployContext,
+    task: &ServerTask,
+    log: &TaskLog,
+    cancel: CancellationToken,
+) -> Outcome {
     let root = log.activity(None, &task.description).await;
     root.start().await;
     let loaded = match load(&ctx.store, task).await {
@@ -81,7 +106,11 @@ pub async fn run(ctx: &DeployContext, task: &ServerTask, log: &TaskLog, cancel: 
     ));
 
     let work_dir = ctx.work_root.join(&task.id);
-    let steps = plan(&loaded.process.0, &loaded.environment.id, &loaded.deployment.skip_actions);
+    let steps = plan(
+        &loaded.process.0,
+        &loaded.environment.id,
+        &loaded.deployment.skip_actions,
+    );
     let mut failures: Vec<String> = vec![];
     let mut canceled = false;
 
@@ -104,7 +133,11 @@ pub async fn run(ctx: &DeployContext, task: &ServerTask, log: &TaskLog, cancel: 
         if !step.runs_anything() {
             for a in &step.actions {
                 if let Some(reason) = &a.skip {
-                    activity.info(format!("Skipped '{}': {}", a.action.name, reason.describe()));
+                    activity.info(format!(
+                        "Skipped '{}': {}",
+                        a.action.name,
+                        reason.describe()
+                    ));
                 }
             }
             activity.finish(ActivityStatus::Skipped).await;
@@ -114,7 +147,11 @@ pub async fn run(ctx: &DeployContext, task: &ServerTask, log: &TaskLog, cancel: 
         let mut step_failed = false;
         for (i, planned) in step.actions.iter().enumerate() {
             if let Some(reason) = &planned.skip {
-                activity.info(format!("Skipped '{}': {}", planned.action.name, reason.describe()));
+                activity.info(format!(
+                    "Skipped '{}': {}",
+                    planned.action.name,
+                    reason.describe()
+                ));
                 continue;
             }
             let target = log.activity(Some(&activity), "Built-in worker").await;
@@ -123,7 +160,9 @@ pub async fn run(ctx: &DeployContext, task: &ServerTask, log: &TaskLog, cancel: 
             match run_action(ctx, &planned.action, &target, dir, cancel.clone()).await {
                 Ok(()) => target.finish(ActivityStatus::Success).await,
                 Err(ActionError::Canceled) => {
-                    target.error("The task was cancelled; the script and its child processes were stopped");
+                    target.error(
+                        "The task was cancelled; the script and its child processes were stopped",
+                    );
                     target.finish(ActivityStatus::Canceled).await;
                     canceled = true;
                 }
@@ -160,7 +199,10 @@ pub async fn run(ctx: &DeployContext, task: &ServerTask, log: &TaskLog, cancel: 
     if failures.is_empty() {
         root.info("Deployment completed successfully");
         root.finish(ActivityStatus::Success).await;
-        Outcome { state: TaskState::Success, error: None }
+        Outcome {
+            state: TaskState::Success,
+            error: None,
+        }
     } else {
         for f in &failures {
             root.error(f);
@@ -201,13 +243,17 @@ async fn run_action(
             action.action_type
         )));
     }
-    let source = action.property(PROP_SCRIPT_SOURCE).unwrap_or_else(|| "Inline".into());
+    let source = action
+        .property(PROP_SCRIPT_SOURCE)
+        .unwrap_or_else(|| "Inline".into());
     if !source.eq_ignore_ascii_case("Inline") {
         return Err(ActionError::Failed(format!(
             "Scripts from the source '{source}' are not supported yet; use an inline script"
         )));
     }
-    let syntax_name = action.property(PROP_SCRIPT_SYNTAX).unwrap_or_else(|| "Bash".into());
+    let syntax_name = action
+        .property(PROP_SCRIPT_SYNTAX)
+        .unwrap_or_else(|| "Bash".into());
     let syntax = match Syntax::parse(&syntax_name) {
         Some(s) => s,
         None if syntax_name.eq_ignore_ascii_case("PowerShell") => {
@@ -223,10 +269,16 @@ async fn run_action(
     };
     let body = action.property(PROP_SCRIPT_BODY).unwrap_or_default();
     if body.trim().is_empty() {
-        return Err(ActionError::Failed(format!("The action '{}' has no script body", action.name)));
+        return Err(ActionError::Failed(format!(
+            "The action '{}' has no script body",
+            action.name
+        )));
     }
     let timeout = timeout_of(action, ctx.default_timeout);
-    target.verbose(format!("Running a {syntax_name} script with a timeout of {} seconds", timeout.as_secs()));
+    target.verbose(format!(
+        "Running a {syntax_name} script with a timeout of {} seconds",
+        timeout.as_secs()
+    ));
     let spec = ScriptSpec {
         syntax,
         body,

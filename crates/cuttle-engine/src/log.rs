@@ -137,7 +137,13 @@ impl TaskLog {
 impl ActivityLog {
     async fn save(&self) {
         let a = self.activity.lock().await.clone();
-        if let Err(e) = self.log.shared.store.put_activity(&self.log.shared.task_id, &a, self.position).await {
+        if let Err(e) = self
+            .log
+            .shared
+            .store
+            .put_activity(&self.log.shared.task_id, &a, self.position)
+            .await
+        {
             tracing::error!(task = %self.log.shared.task_id, error = %e, "could not store task activity");
         }
     }

@@ -46,7 +46,11 @@ impl PlannedStep {
 
 /// Plans a deployment of `process` to `environment_id`, leaving out the
 /// actions named (by id or name) in `skip_actions`.
-pub fn plan(process: &DeploymentProcess, environment_id: &str, skip_actions: &[String]) -> Vec<PlannedStep> {
+pub fn plan(
+    process: &DeploymentProcess,
+    environment_id: &str,
+    skip_actions: &[String],
+) -> Vec<PlannedStep> {
     process
         .steps
         .iter()
@@ -68,7 +72,10 @@ pub fn plan(process: &DeploymentProcess, environment_id: &str, skip_actions: &[S
                     } else {
                         None
                     };
-                    PlannedAction { action: a.clone(), skip }
+                    PlannedAction {
+                        action: a.clone(),
+                        skip,
+                    }
                 })
                 .collect(),
         })
@@ -92,7 +99,12 @@ mod tests {
     use cuttle_model::Step;
 
     fn action(id: &str) -> Action {
-        Action { id: id.into(), name: format!("{id} name"), action_type: "Octopus.Script".into(), ..Default::default() }
+        Action {
+            id: id.into(),
+            name: format!("{id} name"),
+            action_type: "Octopus.Script".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -103,18 +115,34 @@ mod tests {
         prod_only.environments = vec!["Environments-2".into()];
         let process = DeploymentProcess {
             steps: vec![
-                Step { name: "one".into(), actions: vec![action("a"), disabled], ..Default::default() },
-                Step { name: "two".into(), actions: vec![prod_only, action("d")], ..Default::default() },
+                Step {
+                    name: "one".into(),
+                    actions: vec![action("a"), disabled],
+                    ..Default::default()
+                },
+                Step {
+                    name: "two".into(),
+                    actions: vec![prod_only, action("d")],
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         };
         let p = plan(&process, "Environments-1", &["d name".into()]);
         assert_eq!(p.len(), 2);
         assert_eq!(p[1].number, 2);
-        let skips: Vec<_> = p.iter().flat_map(|s| s.actions.iter().map(|a| a.skip.clone())).collect();
+        let skips: Vec<_> = p
+            .iter()
+            .flat_map(|s| s.actions.iter().map(|a| a.skip.clone()))
+            .collect();
         assert_eq!(
             skips,
-            [None, Some(SkipReason::Disabled), Some(SkipReason::NotForEnvironment), Some(SkipReason::SkippedByRequest)]
+            [
+                None,
+                Some(SkipReason::Disabled),
+                Some(SkipReason::NotForEnvironment),
+                Some(SkipReason::SkippedByRequest)
+            ]
         );
         assert!(p[0].runs_anything());
         assert!(!p[1].runs_anything());

@@ -66,7 +66,8 @@ pub struct Runner {
     inner: Arc<Inner>,
 }
 
-const RESTART_MESSAGE: &str = "The server stopped while this task was running, so it was not finished";
+const RESTART_MESSAGE: &str =
+    "The server stopped while this task was running, so it was not finished";
 
 impl Runner {
     /// Closes what a previous run of this node left behind, then starts the
@@ -128,12 +129,17 @@ impl Runner {
         let deadline = tokio::time::Instant::now() + grace;
         while self.running_count() > 0 {
             let finished = self.inner.finished.notified();
-            if self.running_count() == 0 || tokio::time::timeout_at(deadline, finished).await.is_err() {
+            if self.running_count() == 0
+                || tokio::time::timeout_at(deadline, finished).await.is_err()
+            {
                 break;
             }
         }
         if self.running_count() > 0 {
-            tracing::warn!(count = self.running_count(), "stopping tasks still running at shutdown");
+            tracing::warn!(
+                count = self.running_count(),
+                "stopping tasks still running at shutdown"
+            );
             self.inner.shutting_down.store(true, Ordering::SeqCst);
             for token in self.lock_running().values() {
                 token.cancel();
@@ -182,8 +188,14 @@ impl Runner {
             let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
                 return;
             };
-            let lease_until = Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
-            match self.inner.store.claim_next_task(&self.inner.config.node_name, lease_until).await {
+            let lease_until =
+                Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
+            match self
+                .inner
+                .store
+                .claim_next_task(&self.inner.config.node_name, lease_until)
+                .await
+            {
                 Ok(Some(task)) => {
                     let token = CancellationToken::new();
                     self.lock_running().insert(task.id.clone(), token.clone());
@@ -203,7 +215,12 @@ impl Runner {
     async fn heartbeat(&self) {
         let ids: Vec<String> = self.lock_running().keys().cloned().collect();
         let until = Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
-        if let Err(e) = self.inner.store.renew_leases(&self.inner.config.node_name, &ids, until).await {
+        if let Err(e) = self
+            .inner
+            .store
+            .renew_leases(&self.inner.config.node_name, &ids, until)
+            .await
+        {
             tracing::error!(error = %e, "could not renew task leases");
         }
         if let Ok(cancelling) = self.inner.store.cancelling_among(&ids).await {
@@ -233,12 +250,20 @@ impl Runner {
             note.error(RESTART_MESSAGE);
             note.finish(cuttle_model::ActivityStatus::Failed).await;
             log.flush().await;
-            self.inner.store.complete_task(&id, TaskState::Failed, Some(RESTART_MESSAGE)).await?;
+            self.inner
+                .store
+                .complete_task(&id, TaskState::Failed, Some(RESTART_MESSAGE))
+                .await?;
         }
         Ok(())
     }
 
-    async fn execute(self, task: ServerTask, token: CancellationToken, permit: OwnedSemaphorePermit) {
+    async fn execute(
+        self,
+        task: ServerTask,
+        token: CancellationToken,
+        permit: OwnedSemaphorePermit,
+    ) {
         let started = std::time::Instant::now();
         let (state, error) = match TaskLog::open(self.inner.store.clone(), &task.id).await {
             Ok(log) => {
@@ -249,24 +274,39 @@ impl Runner {
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,
-                    other => deploy::Outcome::failed(format!("This server cannot run '{other}' tasks")),
+                    other => {
+                        deploy::Outcome::failed(format!("This server cannot run '{other}' tasks"))
+                    }
                 };
                 log.flush().await;
                 (outcome.state, outcome.error)
             }
-            Err(e) => (TaskState::Failed, Some(format!("The task log could not be opened: {e}"))),
+            Err(e) => (
+                TaskState::Failed,
+                Some(format!("The task log could not be opened: {e}")),
+            ),
         };
-        let (state, error) = if state == TaskState::Canceled && self.inner.shutting_down.load(Ordering::SeqCst) {
+        let (state, error) = if state == TaskState::Canceled
+            && self.inner.shutting_down.load(Ordering::SeqCst)
+        {
             let user_cancelled = matches!(self.inner.store.task(&task.id).await, Ok(Some(t)) if t.state == TaskState::Cancelling);
             if user_cancelled {
                 (state, error)
             } else {
-                (TaskState::Failed, Some("The server shut down before the task finished".to_owned()))
+                (
+                    TaskState::Failed,
+                    Some("The server shut down before the task finished".to_owned()),
+                )
             }
         } else {
             (state, error)
         };
-        if let Err(e) = self.inner.store.complete_task(&task.id, state, error.as_deref()).await {
+        if let Err(e) = self
+            .inner
+            .store
+            .complete_task(&task.id, state, error.as_deref())
+            .await
+        {
             tracing::error!(task = %task.id, error = %e, "could not record the end of a task");
         }
         tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");

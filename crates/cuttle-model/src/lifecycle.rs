@@ -54,8 +54,12 @@ impl Lifecycle {
     pub fn includes_environment(&self, environment_id: &str) -> bool {
         self.phases.is_empty()
             || self.phases.iter().any(|p| {
-                p.automatic_deployment_targets.iter().any(|e| e == environment_id)
-                    || p.optional_deployment_targets.iter().any(|e| e == environment_id)
+                p.automatic_deployment_targets
+                    .iter()
+                    .any(|e| e == environment_id)
+                    || p.optional_deployment_targets
+                        .iter()
+                        .any(|e| e == environment_id)
             })
     }
 }

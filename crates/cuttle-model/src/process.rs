@@ -13,7 +13,11 @@ pub fn property_text(props: &Properties, key: &str) -> Option<String> {
     match props.get(key)? {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("NewValue").or_else(|| o.get("Value")).and_then(|v| v.as_str()).map(str::to_owned),
+        Value::Object(o) => o
+            .get("NewValue")
+            .or_else(|| o.get("Value"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
         other => Some(other.to_string()),
     }
 }
@@ -29,7 +33,7 @@ pub struct PackageReference {
     pub properties: Properties,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Action {
     pub id: String,
@@ -51,30 +55,6 @@ pub struct Action {
     pub properties: Properties,
 }
 
-impl Default for Action {
-    fn default() -> Self {
-        Self {
-            id: String::new(),
-            name: String::new(),
-            action_type: String::new(),
-            slug: String::new(),
-            notes: None,
-            is_disabled: false,
-            is_required: false,
-            can_be_used_for_project_versioning: false,
-            environments: vec![],
-            excluded_environments: vec![],
-            channels: vec![],
-            tenant_tags: vec![],
-            worker_pool_id: None,
-            worker_pool_variable: None,
-            packages: vec![],
-            condition: None,
-            properties: Properties::new(),
-        }
-    }
-}
-
 impl Action {
     pub fn property(&self, key: &str) -> Option<String> {
         property_text(&self.properties, key)
@@ -83,7 +63,10 @@ impl Action {
     /// Whether this action takes part in a deployment to `environment_id`.
     pub fn applies_to_environment(&self, environment_id: &str) -> bool {
         (self.environments.is_empty() || self.environments.iter().any(|e| e == environment_id))
-            && !self.excluded_environments.iter().any(|e| e == environment_id)
+            && !self
+                .excluded_environments
+                .iter()
+                .any(|e| e == environment_id)
     }
 }
 

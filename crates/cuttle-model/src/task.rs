@@ -43,7 +43,10 @@ impl TaskState {
     }
 
     pub fn is_completed(self) -> bool {
-        matches!(self, TaskState::Success | TaskState::Failed | TaskState::Canceled | TaskState::TimedOut)
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failed | TaskState::Canceled | TaskState::TimedOut
+        )
     }
 }
 
@@ -228,7 +231,11 @@ pub struct ActivityElement {
 /// Assembles the flat activities and lines (each in creation order) into the
 /// tree the API returns. Lines whose activity is unknown are dropped rather
 /// than misattributed. `with_verbose` false leaves out Verbose lines.
-pub fn build_activity_tree(activities: &[Activity], lines: &[LogLine], with_verbose: bool) -> Vec<ActivityElement> {
+pub fn build_activity_tree(
+    activities: &[Activity],
+    lines: &[LogLine],
+    with_verbose: bool,
+) -> Vec<ActivityElement> {
     let mut by_parent: HashMap<Option<&str>, Vec<&Activity>> = HashMap::new();
     for a in activities {
         by_parent.entry(a.parent_id.as_deref()).or_default().push(a);
@@ -238,12 +245,15 @@ pub fn build_activity_tree(activities: &[Activity], lines: &[LogLine], with_verb
         if !with_verbose && l.category == LogCategory::Verbose {
             continue;
         }
-        lines_by_activity.entry(l.activity_id.as_str()).or_default().push(LogElement {
-            category: l.category,
-            occurred_at: l.occurred_at,
-            message_text: l.message.clone(),
-            detail: l.detail.clone(),
-        });
+        lines_by_activity
+            .entry(l.activity_id.as_str())
+            .or_default()
+            .push(LogElement {
+                category: l.category,
+                occurred_at: l.occurred_at,
+                message_text: l.message.clone(),
+                detail: l.detail.clone(),
+            });
     }
 
     fn build(
@@ -280,7 +290,12 @@ pub fn build_activity_tree(activities: &[Activity], lines: &[LogLine], with_verb
 pub fn render_raw_log(tree: &[ActivityElement]) -> String {
     fn walk(out: &mut String, nodes: &[ActivityElement], depth: usize) {
         for n in nodes {
-            out.push_str(&format!("{}{} [{}]\n", "  ".repeat(depth), n.name, n.status.as_str()));
+            out.push_str(&format!(
+                "{}{} [{}]\n",
+                "  ".repeat(depth),
+                n.name,
+                n.status.as_str()
+            ));
             for l in &n.log_elements {
                 out.push_str(&format!(
                     "{}{} {:<8} {}\n",
@@ -327,7 +342,12 @@ mod tests {
 
     #[test]
     fn builds_tree_in_order() {
-        let acts = vec![act("t", None), act("s1", Some("t")), act("w", Some("s1")), act("s2", Some("t"))];
+        let acts = vec![
+            act("t", None),
+            act("s1", Some("t")),
+            act("w", Some("s1")),
+            act("s2", Some("t")),
+        ];
         let lines = vec![
             line(1, "w", LogCategory::Info),
             line(2, "w", LogCategory::Verbose),
@@ -337,7 +357,13 @@ mod tests {
         let tree = build_activity_tree(&acts, &lines, true);
         assert_eq!(tree.len(), 1);
         let root = &tree[0];
-        assert_eq!(root.children.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+        assert_eq!(
+            root.children
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
         assert_eq!(root.children[0].children[0].log_elements.len(), 2);
         assert_eq!(root.children[1].log_elements[0].message_text, "line 3");
 

@@ -50,8 +50,9 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        Timestamp::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not an ISO 8601 date and time")))
+        Timestamp::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("'{text}' is not an ISO 8601 date and time"))
+        })
     }
 }
 

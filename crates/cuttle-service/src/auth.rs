@@ -4,7 +4,9 @@
 //! with one indexed lookup; passwords, being guessable, get argon2.
 
 use crate::{Result, ServiceError};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use cuttle_model::ids::Collection;
 use cuttle_model::user::ADMIN_USERNAME;
@@ -28,7 +30,11 @@ pub fn hash_password(password: &str) -> Result<String> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -37,7 +43,11 @@ pub fn hash_api_key(key: &str) -> String {
 }
 
 fn random_text(len: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// A new API key: `API-` and 32 upper-case letters and digits, as Octopus's look.
@@ -57,16 +67,29 @@ pub async fn authenticate_api_key(store: &Store, key: &str) -> Result<User> {
     store
         .user_by_api_key_hash(&hash_api_key(key))
         .await?
-        .ok_or_else(|| ServiceError::Unauthorized("The API key you provided was not valid, has expired or was revoked.".into()))
+        .ok_or_else(|| {
+            ServiceError::Unauthorized(
+                "The API key you provided was not valid, has expired or was revoked.".into(),
+            )
+        })
 }
 
 /// Creates an API key for `user_id`; the secret is returned once, here.
-pub async fn create_api_key(store: &Store, caller: &User, user_id: &str, purpose: &str) -> Result<ApiKey> {
+pub async fn create_api_key(
+    store: &Store,
+    caller: &User,
+    user_id: &str,
+    purpose: &str,
+) -> Result<ApiKey> {
     if caller.id != user_id {
-        return Err(ServiceError::Forbidden("You can only create API keys for yourself".into()));
+        return Err(ServiceError::Forbidden(
+            "You can only create API keys for yourself".into(),
+        ));
     }
     if purpose.trim().is_empty() {
-        return Err(ServiceError::invalid(vec!["Purpose is required: say what the key is for".into()]));
+        return Err(ServiceError::invalid(vec![
+            "Purpose is required: say what the key is for".into(),
+        ]));
     }
     let secret = generate_api_key();
     let mut tx = store.begin().await?;
@@ -89,12 +112,22 @@ pub async fn create_api_key(store: &Store, caller: &User, user_id: &str, purpose
     })
     .await?;
     tx.commit().await?;
-    Ok(ApiKey { api_key: Some(secret), ..key })
+    Ok(ApiKey {
+        api_key: Some(secret),
+        ..key
+    })
 }
 
-pub async fn revoke_api_key(store: &Store, caller: &User, user_id: &str, key_id: &str) -> Result<()> {
+pub async fn revoke_api_key(
+    store: &Store,
+    caller: &User,
+    user_id: &str,
+    key_id: &str,
+) -> Result<()> {
     if caller.id != user_id {
-        return Err(ServiceError::Forbidden("You can only revoke your own API keys".into()));
+        return Err(ServiceError::Forbidden(
+            "You can only revoke your own API keys".into(),
+        ));
     }
     store.revoke_api_key(user_id, key_id).await?;
     Ok(())
@@ -139,7 +172,10 @@ pub async fn bootstrap_admin(
     let mut report = AdminBootstrap::default();
     if store.user_count().await? == 0 {
         let generated = password.is_none().then(|| random_text(24));
-        let pass = password.map(str::to_owned).or_else(|| generated.clone()).unwrap_or_default();
+        let pass = password
+            .map(str::to_owned)
+            .or_else(|| generated.clone())
+            .unwrap_or_default();
         let hash = hash_password(&pass)?;
         let mut tx = store.begin().await?;
         let user = User {
@@ -155,7 +191,10 @@ pub async fn bootstrap_admin(
         tx.insert_user(&user, Some(&hash)).await?;
         tx.commit().await?;
         if let Some(generated) = &generated {
-            write_secret_file(&data_dir.join("initial-admin.txt"), &format!("username: admin\npassword: {generated}\n"))?;
+            write_secret_file(
+                &data_dir.join("initial-admin.txt"),
+                &format!("username: admin\npassword: {generated}\n"),
+            )?;
         }
         report.generated_password = generated;
         report.created_admin = true;
@@ -166,7 +205,9 @@ pub async fn bootstrap_admin(
             let (admin, _) = store
                 .user_with_password(ADMIN_USERNAME)
                 .await?
-                .ok_or_else(|| ServiceError::Internal("the administrator account is missing".into()))?;
+                .ok_or_else(|| {
+                    ServiceError::Internal("the administrator account is missing".into())
+                })?;
             let mut tx = store.begin().await?;
             let record = ApiKey {
                 id: tx.next_id(Collection::ApiKeys).await?,
@@ -201,7 +242,10 @@ fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
 /// Checks a username and password (for the portal's sign-in).
 pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<User> {
     let denied = || ServiceError::Unauthorized("The username or password is not correct".into());
-    let (user, hash) = store.user_with_password(username).await?.ok_or_else(denied)?;
+    let (user, hash) = store
+        .user_with_password(username)
+        .await?
+        .ok_or_else(denied)?;
     match hash {
         Some(h) if user.is_active && verify_password(password, &h) => Ok(user),
         _ => Err(denied()),
@@ -230,22 +274,39 @@ mod tests {
     #[tokio::test]
     async fn bootstrap_creates_admin_once_and_secret_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db"))).await.unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db")))
+            .await
+            .unwrap();
         let key = "API-BOOTSTRAPBOOTSTRAPBOOTSTRAP0001";
-        let r = bootstrap_admin(&store, dir.path(), None, Some(key)).await.unwrap();
+        let r = bootstrap_admin(&store, dir.path(), None, Some(key))
+            .await
+            .unwrap();
         let pass = r.generated_password.clone().unwrap();
         assert!(r.created_admin && r.created_api_key);
         let file = dir.path().join("initial-admin.txt");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(std::fs::read_to_string(&file).unwrap().contains(&pass));
-        assert_eq!(sign_in(&store, "admin", &pass).await.unwrap().username, "admin");
+        assert_eq!(
+            sign_in(&store, "admin", &pass).await.unwrap().username,
+            "admin"
+        );
         assert!(sign_in(&store, "admin", "nope").await.is_err());
-        assert_eq!(authenticate_api_key(&store, key).await.unwrap().username, "admin");
+        assert_eq!(
+            authenticate_api_key(&store, key).await.unwrap().username,
+            "admin"
+        );
         assert!(authenticate_api_key(&store, "API-UNKNOWN").await.is_err());
 
-        let again = bootstrap_admin(&store, dir.path(), None, Some(key)).await.unwrap();
-        assert!(!again.created_admin && !again.created_api_key && again.generated_password.is_none());
+        let again = bootstrap_admin(&store, dir.path(), None, Some(key))
+            .await
+            .unwrap();
+        assert!(
+            !again.created_admin && !again.created_api_key && again.generated_password.is_none()
+        );
         assert_eq!(store.user_count().await.unwrap(), 1);
         let bad = bootstrap_admin(&store, dir.path(), None, Some("API-x")).await;
         assert!(matches!(bad, Err(ServiceError::BadRequest { .. })));

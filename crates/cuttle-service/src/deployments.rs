@@ -6,7 +6,9 @@ use crate::releases::find_release;
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{Channel, Deployment, Environment, Lifecycle, Project, Release, ServerTask, Timestamp, User};
+use cuttle_model::{
+    Channel, Deployment, Environment, Lifecycle, Project, Release, ServerTask, Timestamp, User,
+};
 use cuttle_store::{NewTask, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -62,15 +64,23 @@ async fn check(store: &Store, space_id: &str, new: NewDeployment) -> Result<Chec
         }
     }
     if project.is_disabled {
-        return Err(ServiceError::bad_request(format!("The project '{}' is disabled, so it cannot be deployed", project.name)));
+        return Err(ServiceError::bad_request(format!(
+            "The project '{}' is disabled, so it cannot be deployed",
+            project.name
+        )));
     }
     if let Some(t) = &new.tenant_id {
         if !t.is_empty() {
-            return Err(ServiceError::bad_request("Tenanted deployments are not supported yet"));
+            return Err(ServiceError::bad_request(
+                "Tenanted deployments are not supported yet",
+            ));
         }
     }
     let channel: Channel = get_in_space(store, space_id, &release.channel_id).await?;
-    let lifecycle_id = channel.lifecycle_id.clone().unwrap_or_else(|| project.lifecycle_id.clone());
+    let lifecycle_id = channel
+        .lifecycle_id
+        .clone()
+        .unwrap_or_else(|| project.lifecycle_id.clone());
     let lifecycle: Lifecycle = get_in_space(store, space_id, &lifecycle_id).await?;
     if !lifecycle.includes_environment(&environment.id) {
         return Err(ServiceError::bad_request(format!(
@@ -78,15 +88,34 @@ async fn check(store: &Store, space_id: &str, new: NewDeployment) -> Result<Chec
             lifecycle.name, environment.name, release.version
         )));
     }
-    Ok(Checked { new, release, project, environment })
+    Ok(Checked {
+        new,
+        release,
+        project,
+        environment,
+    })
 }
 
-async fn write(inst: &Instance, caller: &User, space_id: &str, checked: Vec<Checked>) -> Result<Vec<(Deployment, ServerTask)>> {
+async fn write(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    checked: Vec<Checked>,
+) -> Result<Vec<(Deployment, ServerTask)>> {
     let mut tx = inst.store.begin().await?;
     let mut out = vec![];
-    for Checked { new, release, project, environment } in checked {
+    for Checked {
+        new,
+        release,
+        project,
+        environment,
+    } in checked
+    {
         let id = tx.next_id(Collection::Deployments).await?;
-        let description = format!("Deploy {} release {} to {}", project.name, release.version, environment.name);
+        let description = format!(
+            "Deploy {} release {} to {}",
+            project.name, release.version, environment.name
+        );
         let task = tx
             .insert_task(NewTask {
                 space_id: Some(space_id.into()),
@@ -113,7 +142,9 @@ async fn write(inst: &Instance, caller: &User, space_id: &str, checked: Vec<Chec
             deployment_process_id: release.project_deployment_process_snapshot_id.clone(),
             comments: new.comments,
             form_values: new.form_values,
-            use_guided_failure: new.use_guided_failure.unwrap_or(environment.use_guided_failure),
+            use_guided_failure: new
+                .use_guided_failure
+                .unwrap_or(environment.use_guided_failure),
             skip_actions: new.skip_actions,
             specific_machine_ids: new.specific_machine_ids,
             excluded_machine_ids: new.excluded_machine_ids,
@@ -127,7 +158,21 @@ async fn write(inst: &Instance, caller: &User, space_id: &str, checked: Vec<Chec
             failure_encountered: false,
         };
         tx.insert(&deployment).await?;
-        audit(&mut tx, caller, Some(space_id), "DeploymentQueued", description, vec![deployment.id.clone(), release.id, project.id, environment.id, task.id.clone()]).await?;
+        audit(
+            &mut tx,
+            caller,
+            Some(space_id),
+            "DeploymentQueued",
+            description,
+            vec![
+                deployment.id.clone(),
+                release.id,
+                project.id,
+                environment.id,
+                task.id.clone(),
+            ],
+        )
+        .await?;
         out.push((deployment, task));
     }
     tx.commit().await?;
@@ -135,7 +180,12 @@ async fn write(inst: &Instance, caller: &User, space_id: &str, checked: Vec<Chec
     Ok(out)
 }
 
-pub async fn create_deployment(inst: &Instance, caller: &User, space_id: &str, new: NewDeployment) -> Result<Deployment> {
+pub async fn create_deployment(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    new: NewDeployment,
+) -> Result<Deployment> {
     let checked = check(&inst.store, space_id, new).await?;
     let mut written = write(inst, caller, space_id, vec![checked]).await?;
     Ok(written.remove(0).0)
@@ -161,7 +211,12 @@ pub struct CreateDeploymentCommand {
 /// Deploys a release, named by project and version, to environments named by
 /// name: every name is checked before anything is written, and all the
 /// deployments are queued in one transaction.
-pub async fn create_deployments_by_name(inst: &Instance, caller: &User, space_id: &str, cmd: CreateDeploymentCommand) -> Result<Vec<(Deployment, ServerTask)>> {
+pub async fn create_deployments_by_name(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    cmd: CreateDeploymentCommand,
+) -> Result<Vec<(Deployment, ServerTask)>> {
     let mut errors = vec![];
     if cmd.project_name.trim().is_empty() {
         errors.push("ProjectName is required".to_owned());
@@ -176,7 +231,9 @@ pub async fn create_deployments_by_name(inst: &Instance, caller: &User, space_id
         return Err(ServiceError::invalid(errors));
     }
     if !cmd.specific_machine_names.is_empty() || !cmd.excluded_machine_names.is_empty() {
-        return Err(ServiceError::bad_request("Deployment targets are not supported yet, so machine names cannot be given"));
+        return Err(ServiceError::bad_request(
+            "Deployment targets are not supported yet, so machine names cannot be given",
+        ));
     }
     let project = find_project(&inst.store, space_id, cmd.project_name.trim()).await?;
     let release = find_release(&inst.store, &project, cmd.release_version.trim()).await?;
@@ -186,7 +243,9 @@ pub async fn create_deployments_by_name(inst: &Instance, caller: &User, space_id
             .store
             .find_by_name::<Environment>(Some(space_id), None, name.trim())
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("The environment '{name}' was not found")))?;
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("The environment '{name}' was not found"))
+            })?;
         let new = NewDeployment {
             release_id: release.id.clone(),
             environment_id: env.id,

@@ -7,7 +7,10 @@ use cuttle_store::StoreError;
 pub enum ServiceError {
     /// The request is invalid; `errors` lists each problem.
     #[error("{message}")]
-    BadRequest { message: String, errors: Vec<String> },
+    BadRequest {
+        message: String,
+        errors: Vec<String>,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]

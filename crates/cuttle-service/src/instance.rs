@@ -72,7 +72,8 @@ impl Instance {
         let installation_id = store
             .setting_or_insert("installation_id", &uuid::Uuid::new_v4().to_string())
             .await?;
-        let mut runner_config = RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
+        let mut runner_config =
+            RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
         let runner = Runner::start(store.clone(), runner_config).await?;

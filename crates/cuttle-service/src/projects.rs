@@ -4,7 +4,9 @@ use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
 use cuttle_model::project::DEFAULT_CHANNEL_NAME;
-use cuttle_model::{slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User};
+use cuttle_model::{
+    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User,
+};
 use cuttle_store::{DocumentQuery, Store};
 use std::collections::HashSet;
 
@@ -12,13 +14,26 @@ async fn validate_project(store: &Store, space_id: &str, p: &Project) -> Result<
     let mut errors = vec![];
     check_name("project", &p.name, &mut errors);
     if p.project_group_id.is_empty() {
-        errors.push("ProjectGroupId is required: say which project group the project belongs to".into());
-    } else if get_in_space::<ProjectGroup>(store, space_id, &p.project_group_id).await.is_err() {
-        errors.push(format!("The project group '{}' does not exist", p.project_group_id));
+        errors.push(
+            "ProjectGroupId is required: say which project group the project belongs to".into(),
+        );
+    } else if get_in_space::<ProjectGroup>(store, space_id, &p.project_group_id)
+        .await
+        .is_err()
+    {
+        errors.push(format!(
+            "The project group '{}' does not exist",
+            p.project_group_id
+        ));
     }
     if p.lifecycle_id.is_empty() {
-        errors.push("LifecycleId is required: say which lifecycle the project's releases follow".into());
-    } else if get_in_space::<Lifecycle>(store, space_id, &p.lifecycle_id).await.is_err() {
+        errors.push(
+            "LifecycleId is required: say which lifecycle the project's releases follow".into(),
+        );
+    } else if get_in_space::<Lifecycle>(store, space_id, &p.lifecycle_id)
+        .await
+        .is_err()
+    {
         errors.push(format!("The lifecycle '{}' does not exist", p.lifecycle_id));
     }
     if errors.is_empty() {
@@ -30,7 +45,12 @@ async fn validate_project(store: &Store, space_id: &str, p: &Project) -> Result<
 
 /// Creates a project together with its (empty) deployment process and its
 /// default channel.
-pub async fn create_project(store: &Store, caller: &User, space_id: &str, mut project: Project) -> Result<Project> {
+pub async fn create_project(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    mut project: Project,
+) -> Result<Project> {
     validate_project(store, space_id, &project).await?;
     let mut tx = store.begin().await?;
     project.id = tx.next_id(Collection::Projects).await?;
@@ -59,12 +79,26 @@ pub async fn create_project(store: &Store, caller: &User, space_id: &str, mut pr
         ..Default::default()
     };
     tx.insert(&channel).await?;
-    audit(&mut tx, caller, Some(space_id), "Created", format!("project {} was created", project.name), vec![project.id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Created",
+        format!("project {} was created", project.name),
+        vec![project.id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(project)
 }
 
-pub async fn update_project(store: &Store, caller: &User, space_id: &str, id: &str, mut project: Project) -> Result<Project> {
+pub async fn update_project(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+    mut project: Project,
+) -> Result<Project> {
     let existing: Project = get_in_space(store, space_id, id).await?;
     validate_project(store, space_id, &project).await?;
     project.id = existing.id;
@@ -75,7 +109,15 @@ pub async fn update_project(store: &Store, caller: &User, space_id: &str, id: &s
     project.variable_set_id = existing.variable_set_id;
     let mut tx = store.begin().await?;
     tx.update(&project).await?;
-    audit(&mut tx, caller, Some(space_id), "Modified", format!("project {} was modified", project.name), vec![project.id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Modified",
+        format!("project {} was modified", project.name),
+        vec![project.id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(project)
 }
@@ -84,11 +126,17 @@ pub async fn update_project(store: &Store, caller: &User, space_id: &str, id: &s
 /// deployments). Its finished tasks stay, as history.
 pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
     let project: Project = get_in_space(store, space_id, id).await?;
-    let owned = DocumentQuery { parent_ids: vec![project.id.clone()], ..Default::default() };
+    let owned = DocumentQuery {
+        parent_ids: vec![project.id.clone()],
+        ..Default::default()
+    };
     let channels = store.list::<Channel>(&owned).await?.items;
     let releases = store.list::<cuttle_model::Release>(&owned).await?.items;
     let deployments = store.list::<cuttle_model::Deployment>(&owned).await?.items;
-    let snapshots = store.list::<cuttle_store::ProcessSnapshot>(&owned).await?.items;
+    let snapshots = store
+        .list::<cuttle_store::ProcessSnapshot>(&owned)
+        .await?
+        .items;
     let mut tx = store.begin().await?;
     for c in &channels {
         tx.delete::<Channel>(&c.id).await?;
@@ -102,9 +150,18 @@ pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &s
     for s in &snapshots {
         tx.delete::<cuttle_store::ProcessSnapshot>(&s.0.id).await?;
     }
-    tx.delete::<DeploymentProcess>(&project.deployment_process_id).await?;
+    tx.delete::<DeploymentProcess>(&project.deployment_process_id)
+        .await?;
     tx.delete::<Project>(&project.id).await?;
-    audit(&mut tx, caller, Some(space_id), "Deleted", format!("project {} was deleted", project.name), vec![project.id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Deleted",
+        format!("project {} was deleted", project.name),
+        vec![project.id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -114,10 +171,16 @@ pub async fn find_project(store: &Store, space_id: &str, id_or_name: &str) -> Re
     if let Ok(p) = get_in_space::<Project>(store, space_id, id_or_name).await {
         return Ok(p);
     }
-    if let Some(p) = store.find_by_name::<Project>(Some(space_id), None, id_or_name).await? {
+    if let Some(p) = store
+        .find_by_name::<Project>(Some(space_id), None, id_or_name)
+        .await?
+    {
         return Ok(p);
     }
-    let q = DocumentQuery { space_id: Some(space_id.into()), ..Default::default() };
+    let q = DocumentQuery {
+        space_id: Some(space_id.into()),
+        ..Default::default()
+    };
     store
         .list::<Project>(&q)
         .await?
@@ -128,14 +191,19 @@ pub async fn find_project(store: &Store, space_id: &str, id_or_name: &str) -> Re
 }
 
 pub async fn default_channel(store: &Store, project: &Project) -> Result<Channel> {
-    let q = DocumentQuery { parent_ids: vec![project.id.clone()], ..Default::default() };
+    let q = DocumentQuery {
+        parent_ids: vec![project.id.clone()],
+        ..Default::default()
+    };
     let channels = store.list::<Channel>(&q).await?.items;
     channels
         .iter()
         .find(|c| c.is_default)
         .or(channels.first())
         .cloned()
-        .ok_or_else(|| ServiceError::Internal(format!("The project '{}' has no channel", project.name)))
+        .ok_or_else(|| {
+            ServiceError::Internal(format!("The project '{}' has no channel", project.name))
+        })
 }
 
 /// A process update as clients send it: the steps, and the version they loaded.
@@ -159,7 +227,10 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
         if step.name.is_empty() {
             errors.push(format!("{label} needs a name"));
         } else if !names.insert(step.name.to_lowercase()) {
-            errors.push(format!("{label}: the step name '{}' is used twice; step names must be unique", step.name));
+            errors.push(format!(
+                "{label}: the step name '{}' is used twice; step names must be unique",
+                step.name
+            ));
         }
         if step.slug.is_empty() {
             step.slug = slugify(&step.name);
@@ -168,13 +239,19 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
             step.condition = "Success".into();
         }
         if !["Success", "Failure", "Always", "Variable"].contains(&step.condition.as_str()) {
-            errors.push(format!("{label}: Condition must be Success, Failure, Always or Variable, not '{}'", step.condition));
+            errors.push(format!(
+                "{label}: Condition must be Success, Failure, Always or Variable, not '{}'",
+                step.condition
+            ));
         }
         if step.start_trigger.is_empty() {
             step.start_trigger = "StartAfterPrevious".into();
         }
         if step.actions.is_empty() {
-            errors.push(format!("{label} ('{}') needs at least one action", step.name));
+            errors.push(format!(
+                "{label} ('{}') needs at least one action",
+                step.name
+            ));
         }
         let single = step.actions.len() == 1;
         for (j, action) in step.actions.iter_mut().enumerate() {
@@ -188,13 +265,19 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
             if action.name.is_empty() {
                 errors.push(format!("{label}, action {} needs a name", j + 1));
             } else if !action_names.insert(action.name.to_lowercase()) {
-                errors.push(format!("{label}: the action name '{}' is used twice; action names must be unique", action.name));
+                errors.push(format!(
+                    "{label}: the action name '{}' is used twice; action names must be unique",
+                    action.name
+                ));
             }
             if action.slug.is_empty() {
                 action.slug = slugify(&action.name);
             }
             if action.action_type.trim().is_empty() {
-                errors.push(format!("{label}: the action '{}' needs an ActionType (for example Octopus.Script)", action.name));
+                errors.push(format!(
+                    "{label}: the action '{}' needs an ActionType (for example Octopus.Script)",
+                    action.name
+                ));
             }
         }
     }
@@ -205,14 +288,24 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
     }
 }
 
-pub async fn process_of_project(store: &Store, space_id: &str, project_id: &str) -> Result<DeploymentProcess> {
+pub async fn process_of_project(
+    store: &Store,
+    space_id: &str,
+    project_id: &str,
+) -> Result<DeploymentProcess> {
     let project: Project = get_in_space(store, space_id, project_id).await?;
-    Ok(get_in_space(store, space_id, &project.deployment_process_id).await?)
+    get_in_space(store, space_id, &project.deployment_process_id).await
 }
 
 /// Replaces a process's steps. A client that loaded an older version than
 /// the stored one gets a conflict instead of silently undoing someone's edit.
-pub async fn update_process(store: &Store, caller: &User, space_id: &str, process_id: &str, update: ProcessUpdate) -> Result<DeploymentProcess> {
+pub async fn update_process(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    process_id: &str,
+    update: ProcessUpdate,
+) -> Result<DeploymentProcess> {
     let mut process: DeploymentProcess = get_in_space(store, space_id, process_id).await?;
     if let Some(v) = update.version {
         if v != process.version {
@@ -236,7 +329,15 @@ pub async fn update_process(store: &Store, caller: &User, space_id: &str, proces
         return Err(ServiceError::Conflict("The deployment process was changed by someone else while saving; reload it and try again.".into()));
     }
     tx.update(&process).await?;
-    audit(&mut tx, caller, Some(space_id), "Modified", format!("deployment process {} was modified", process.id), vec![process.id.clone(), process.project_id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Modified",
+        format!("deployment process {} was modified", process.id),
+        vec![process.id.clone(), process.project_id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(process)
 }
@@ -250,17 +351,37 @@ mod tests {
     fn step_validation_fills_ids_and_lists_problems() {
         let mut ok = vec![Step {
             name: "Hello".into(),
-            actions: vec![Action { action_type: "Octopus.Script".into(), ..Default::default() }],
+            actions: vec![Action {
+                action_type: "Octopus.Script".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         }];
         validate_steps(&mut ok).unwrap();
         assert!(!ok[0].id.is_empty() && !ok[0].actions[0].id.is_empty());
         assert_eq!(ok[0].actions[0].name, "Hello");
 
-        let mut bad = vec![ok[0].clone(), Step { name: " ".into(), ..Default::default() }];
-        let Err(ServiceError::BadRequest { errors, .. }) = validate_steps(&mut bad) else { panic!("expected errors") };
-        assert!(errors.iter().any(|e| e.contains("used twice")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("needs a name")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("at least one action")), "{errors:?}");
+        let mut bad = vec![
+            ok[0].clone(),
+            Step {
+                name: " ".into(),
+                ..Default::default()
+            },
+        ];
+        let Err(ServiceError::BadRequest { errors, .. }) = validate_steps(&mut bad) else {
+            panic!("expected errors")
+        };
+        assert!(
+            errors.iter().any(|e| e.contains("used twice")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("needs a name")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("at least one action")),
+            "{errors:?}"
+        );
     }
 }

@@ -30,13 +30,18 @@ pub fn check_version(version: &str) -> Result<()> {
         Some("The version must be at most 100 characters")
     } else if !version.chars().next().is_some_and(|c| c.is_ascii_digit()) {
         Some("The version must start with a number, as in 1.0.0")
-    } else if !version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')) {
+    } else if !version
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+    {
         Some("The version may contain only letters, digits, '.', '-' and '+'")
     } else {
         None
     };
     match problem {
-        Some(p) => Err(ServiceError::invalid(vec![format!("{p} (got '{version}')")])),
+        Some(p) => Err(ServiceError::invalid(vec![format!(
+            "{p} (got '{version}')"
+        )])),
         None => Ok(()),
     }
 }
@@ -56,12 +61,24 @@ pub async fn find_release(store: &Store, project: &Project, version: &str) -> Re
     store
         .find_by_name::<Release>(Some(&project.space_id), Some(&project.id), version)
         .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("The release '{version}' of the project '{}' was not found", project.name)))
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "The release '{version}' of the project '{}' was not found",
+                project.name
+            ))
+        })
 }
 
-pub async fn create_release(store: &Store, caller: &User, space_id: &str, new: NewRelease) -> Result<Release> {
+pub async fn create_release(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    new: NewRelease,
+) -> Result<Release> {
     if new.project_id.is_empty() {
-        return Err(ServiceError::invalid(vec!["ProjectId is required: say which project the release is for".into()]));
+        return Err(ServiceError::invalid(vec![
+            "ProjectId is required: say which project the release is for".into(),
+        ]));
     }
     let project: Project = get_in_space(store, space_id, &new.project_id).await?;
     let channel = match new.channel_id.as_deref().filter(|c| !c.is_empty()) {
@@ -77,20 +94,32 @@ pub async fn create_release(store: &Store, caller: &User, space_id: &str, new: N
         }
         None => default_channel(store, &project).await?,
     };
-    let version = match new.version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+    let version = match new
+        .version
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
         Some(v) => v.to_owned(),
         None => {
-            let q = DocumentQuery { parent_ids: vec![project.id.clone()], ..Default::default() };
+            let q = DocumentQuery {
+                parent_ids: vec![project.id.clone()],
+                ..Default::default()
+            };
             let releases = store.list::<Release>(&q).await?.items;
             next_version(releases.iter().map(|r| r.version.as_str()))
         }
     };
     check_version(&version)?;
     if project.is_disabled {
-        return Err(ServiceError::bad_request(format!("The project '{}' is disabled", project.name)));
+        return Err(ServiceError::bad_request(format!(
+            "The project '{}' is disabled",
+            project.name
+        )));
     }
 
-    let process: DeploymentProcess = get_in_space(store, space_id, &project.deployment_process_id).await?;
+    let process: DeploymentProcess =
+        get_in_space(store, space_id, &project.deployment_process_id).await?;
     let mut tx = store.begin().await?;
     let id = tx.next_id(Collection::Releases).await?;
     let snapshot = ProcessSnapshot(DeploymentProcess {
@@ -114,7 +143,18 @@ pub async fn create_release(store: &Store, caller: &User, space_id: &str, new: N
         ignore_channel_rules: new.ignore_channel_rules,
     };
     tx.insert(&release).await?;
-    audit(&mut tx, caller, Some(space_id), "Created", format!("release {} of {} was created", release.version, project.name), vec![release.id.clone(), project.id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Created",
+        format!(
+            "release {} of {} was created",
+            release.version, project.name
+        ),
+        vec![release.id.clone(), project.id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(release)
 }
@@ -131,9 +171,16 @@ pub struct CreateReleaseCommand {
     pub ignore_channel_rules: bool,
 }
 
-pub async fn create_release_by_name(store: &Store, caller: &User, space_id: &str, cmd: CreateReleaseCommand) -> Result<Release> {
+pub async fn create_release_by_name(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    cmd: CreateReleaseCommand,
+) -> Result<Release> {
     if cmd.project_name.trim().is_empty() {
-        return Err(ServiceError::invalid(vec!["ProjectName is required".into()]));
+        return Err(ServiceError::invalid(
+            vec!["ProjectName is required".into()],
+        ));
     }
     let project = find_project(store, space_id, cmd.project_name.trim()).await?;
     let channel_id = match cmd.channel_name.as_deref().filter(|c| !c.is_empty()) {
@@ -141,7 +188,12 @@ pub async fn create_release_by_name(store: &Store, caller: &User, space_id: &str
             store
                 .find_by_name::<Channel>(Some(space_id), Some(&project.id), name)
                 .await?
-                .ok_or_else(|| ServiceError::NotFound(format!("The channel '{name}' of the project '{}' was not found", project.name)))?
+                .ok_or_else(|| {
+                    ServiceError::NotFound(format!(
+                        "The channel '{name}' of the project '{}' was not found",
+                        project.name
+                    ))
+                })?
                 .id,
         ),
         None => None,
@@ -176,7 +228,10 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(next_version(std::iter::empty()), "0.0.1");
-        assert_eq!(next_version(["0.0.9", "1.2.3", "1.10.0", "junk"].into_iter()), "1.10.1");
+        assert_eq!(
+            next_version(["0.0.9", "1.2.3", "1.10.0", "junk"].into_iter()),
+            "1.10.1"
+        );
         assert!(check_version("1.0.0").is_ok());
         assert!(check_version("1.0.0.12-beta.1+sha").is_ok());
         assert!(check_version("").is_err());

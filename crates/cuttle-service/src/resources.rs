@@ -37,7 +37,14 @@ fn fail_if_any(errors: Vec<String>) -> Result<()> {
     }
 }
 
-pub(crate) async fn audit(tx: &mut Tx, caller: &User, space_id: Option<&str>, category: &str, message: String, ids: Vec<String>) -> Result<()> {
+pub(crate) async fn audit(
+    tx: &mut Tx,
+    caller: &User,
+    space_id: Option<&str>,
+    category: &str,
+    message: String,
+    ids: Vec<String>,
+) -> Result<()> {
     tx.record_event(AuditEvent {
         space_id: space_id.map(str::to_owned),
         user_id: Some(caller.id.clone()),
@@ -52,11 +59,25 @@ pub(crate) async fn audit(tx: &mut Tx, caller: &User, space_id: Option<&str>, ca
 
 /// Gives a new document its id and inserts it with an audit event, in one
 /// transaction (so a failed insert does not use up the id).
-async fn insert_new<D: Document>(store: &Store, caller: &User, collection: Collection, mut doc: D, set_id: fn(&mut D, String)) -> Result<D> {
+async fn insert_new<D: Document>(
+    store: &Store,
+    caller: &User,
+    collection: Collection,
+    mut doc: D,
+    set_id: fn(&mut D, String),
+) -> Result<D> {
     let mut tx = store.begin().await?;
     set_id(&mut doc, tx.next_id(collection).await?);
     tx.insert(&doc).await?;
-    audit(&mut tx, caller, doc.space_id(), "Created", format!("{} {} was created", D::KIND, doc.name()), vec![doc.id().to_owned()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        doc.space_id(),
+        "Created",
+        format!("{} {} was created", D::KIND, doc.name()),
+        vec![doc.id().to_owned()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(doc)
 }
@@ -64,7 +85,15 @@ async fn insert_new<D: Document>(store: &Store, caller: &User, collection: Colle
 async fn update_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> Result<()> {
     let mut tx = store.begin().await?;
     tx.update(doc).await?;
-    audit(&mut tx, caller, doc.space_id(), "Modified", format!("{} {} was modified", D::KIND, doc.name()), vec![doc.id().to_owned()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        doc.space_id(),
+        "Modified",
+        format!("{} {} was modified", D::KIND, doc.name()),
+        vec![doc.id().to_owned()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -72,15 +101,39 @@ async fn update_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> 
 async fn delete_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> Result<()> {
     let mut tx = store.begin().await?;
     tx.delete::<D>(doc.id()).await?;
-    audit(&mut tx, caller, doc.space_id(), "Deleted", format!("{} {} was deleted", D::KIND, doc.name()), vec![doc.id().to_owned()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        doc.space_id(),
+        "Deleted",
+        format!("{} {} was deleted", D::KIND, doc.name()),
+        vec![doc.id().to_owned()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Refuses to delete a resource that projects still use.
-async fn ensure_unused_by_projects(store: &Store, space_id: &str, kind: &str, name: &str, uses: impl Fn(&Project) -> bool) -> Result<()> {
-    let q = DocumentQuery { space_id: Some(space_id.into()), ..Default::default() };
-    let users: Vec<String> = store.list::<Project>(&q).await?.items.into_iter().filter(|p| uses(p)).map(|p| p.name).collect();
+async fn ensure_unused_by_projects(
+    store: &Store,
+    space_id: &str,
+    kind: &str,
+    name: &str,
+    uses: impl Fn(&Project) -> bool,
+) -> Result<()> {
+    let q = DocumentQuery {
+        space_id: Some(space_id.into()),
+        ..Default::default()
+    };
+    let users: Vec<String> = store
+        .list::<Project>(&q)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| uses(p))
+        .map(|p| p.name)
+        .collect();
     if users.is_empty() {
         Ok(())
     } else {
@@ -106,13 +159,29 @@ pub async fn create_space(store: &Store, caller: &User, mut space: Space) -> Res
     space.is_default = false;
     tx.insert(&space).await?;
     crate::bootstrap::seed_space(&mut tx, &space.id).await?;
-    audit(&mut tx, caller, Some(&space.id), "Created", format!("space {} was created", space.name), vec![space.id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(&space.id),
+        "Created",
+        format!("space {} was created", space.name),
+        vec![space.id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(space)
 }
 
-pub async fn update_space(store: &Store, caller: &User, id: &str, mut space: Space) -> Result<Space> {
-    let existing: Space = store.get(id).await?.ok_or_else(|| ServiceError::not_found("space", id))?;
+pub async fn update_space(
+    store: &Store,
+    caller: &User,
+    id: &str,
+    mut space: Space,
+) -> Result<Space> {
+    let existing: Space = store
+        .get(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("space", id))?;
     let mut errors = vec![];
     check_name("space", &space.name, &mut errors);
     fail_if_any(errors)?;
@@ -134,7 +203,12 @@ fn validate_environment(env: &Environment) -> Result<()> {
     fail_if_any(errors)
 }
 
-pub async fn create_environment(store: &Store, caller: &User, space_id: &str, mut env: Environment) -> Result<Environment> {
+pub async fn create_environment(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    mut env: Environment,
+) -> Result<Environment> {
     validate_environment(&env)?;
     let mut tx = store.begin().await?;
     env.id = tx.next_id(Collection::Environments).await?;
@@ -142,17 +216,40 @@ pub async fn create_environment(store: &Store, caller: &User, space_id: &str, mu
     env.name = env.name.trim().to_owned();
     env.slug = slugify(&env.name);
     if env.sort_order == 0 {
-        let q = DocumentQuery { space_id: Some(space_id.into()), ..Default::default() };
+        let q = DocumentQuery {
+            space_id: Some(space_id.into()),
+            ..Default::default()
+        };
         let existing = tx.list::<Environment>(&q).await?;
-        env.sort_order = existing.items.iter().map(|e| e.sort_order).max().unwrap_or(0) + 1;
+        env.sort_order = existing
+            .items
+            .iter()
+            .map(|e| e.sort_order)
+            .max()
+            .unwrap_or(0)
+            + 1;
     }
     tx.insert(&env).await?;
-    audit(&mut tx, caller, Some(space_id), "Created", format!("environment {} was created", env.name), vec![env.id.clone()]).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Created",
+        format!("environment {} was created", env.name),
+        vec![env.id.clone()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(env)
 }
 
-pub async fn update_environment(store: &Store, caller: &User, space_id: &str, id: &str, mut env: Environment) -> Result<Environment> {
+pub async fn update_environment(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+    mut env: Environment,
+) -> Result<Environment> {
     let existing: Environment = get_in_space(store, space_id, id).await?;
     validate_environment(&env)?;
     env.id = existing.id;
@@ -163,13 +260,23 @@ pub async fn update_environment(store: &Store, caller: &User, space_id: &str, id
     Ok(env)
 }
 
-pub async fn delete_environment(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_environment(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+) -> Result<()> {
     let env: Environment = get_in_space(store, space_id, id).await?;
     delete_existing(store, caller, &env).await
 }
 
 /// Reorders environments: `ids` in the new order; every id must exist.
-pub async fn sort_environments(store: &Store, caller: &User, space_id: &str, ids: &[String]) -> Result<()> {
+pub async fn sort_environments(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    ids: &[String],
+) -> Result<()> {
     let mut envs = vec![];
     for id in ids {
         envs.push(get_in_space::<Environment>(store, space_id, id).await?);
@@ -179,24 +286,46 @@ pub async fn sort_environments(store: &Store, caller: &User, space_id: &str, ids
         e.sort_order = i as i64 + 1;
         tx.update(&e).await?;
     }
-    audit(&mut tx, caller, Some(space_id), "Modified", "environments were reordered".into(), ids.to_vec()).await?;
+    audit(
+        &mut tx,
+        caller,
+        Some(space_id),
+        "Modified",
+        "environments were reordered".into(),
+        ids.to_vec(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 // ---- project groups ----
 
-pub async fn create_project_group(store: &Store, caller: &User, space_id: &str, mut group: ProjectGroup) -> Result<ProjectGroup> {
+pub async fn create_project_group(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    mut group: ProjectGroup,
+) -> Result<ProjectGroup> {
     let mut errors = vec![];
     check_name("project group", &group.name, &mut errors);
     fail_if_any(errors)?;
     group.space_id = space_id.into();
     group.name = group.name.trim().to_owned();
     group.slug = slugify(&group.name);
-    insert_new(store, caller, Collection::ProjectGroups, group, |g, id| g.id = id).await
+    insert_new(store, caller, Collection::ProjectGroups, group, |g, id| {
+        g.id = id
+    })
+    .await
 }
 
-pub async fn update_project_group(store: &Store, caller: &User, space_id: &str, id: &str, mut group: ProjectGroup) -> Result<ProjectGroup> {
+pub async fn update_project_group(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+    mut group: ProjectGroup,
+) -> Result<ProjectGroup> {
     let existing: ProjectGroup = get_in_space(store, space_id, id).await?;
     let mut errors = vec![];
     check_name("project group", &group.name, &mut errors);
@@ -209,9 +338,17 @@ pub async fn update_project_group(store: &Store, caller: &User, space_id: &str, 
     Ok(group)
 }
 
-pub async fn delete_project_group(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_project_group(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+) -> Result<()> {
     let group: ProjectGroup = get_in_space(store, space_id, id).await?;
-    ensure_unused_by_projects(store, space_id, "project group", &group.name, |p| p.project_group_id == group.id).await?;
+    ensure_unused_by_projects(store, space_id, "project group", &group.name, |p| {
+        p.project_group_id == group.id
+    })
+    .await?;
     delete_existing(store, caller, &group).await
 }
 
@@ -227,16 +364,31 @@ async fn validate_lifecycle(store: &Store, space_id: &str, lc: &mut Lifecycle) -
         if phase.id.is_empty() {
             phase.id = cuttle_model::ids::guid();
         }
-        for env_id in phase.automatic_deployment_targets.iter().chain(&phase.optional_deployment_targets) {
-            if get_in_space::<Environment>(store, space_id, env_id).await.is_err() {
-                errors.push(format!("Phase '{}' names the environment '{env_id}', which does not exist", phase.name));
+        for env_id in phase
+            .automatic_deployment_targets
+            .iter()
+            .chain(&phase.optional_deployment_targets)
+        {
+            if get_in_space::<Environment>(store, space_id, env_id)
+                .await
+                .is_err()
+            {
+                errors.push(format!(
+                    "Phase '{}' names the environment '{env_id}', which does not exist",
+                    phase.name
+                ));
             }
         }
     }
     fail_if_any(errors)
 }
 
-pub async fn create_lifecycle(store: &Store, caller: &User, space_id: &str, mut lc: Lifecycle) -> Result<Lifecycle> {
+pub async fn create_lifecycle(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    mut lc: Lifecycle,
+) -> Result<Lifecycle> {
     validate_lifecycle(store, space_id, &mut lc).await?;
     lc.space_id = space_id.into();
     lc.name = lc.name.trim().to_owned();
@@ -244,7 +396,13 @@ pub async fn create_lifecycle(store: &Store, caller: &User, space_id: &str, mut 
     insert_new(store, caller, Collection::Lifecycles, lc, |l, id| l.id = id).await
 }
 
-pub async fn update_lifecycle(store: &Store, caller: &User, space_id: &str, id: &str, mut lc: Lifecycle) -> Result<Lifecycle> {
+pub async fn update_lifecycle(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+    mut lc: Lifecycle,
+) -> Result<Lifecycle> {
     let existing: Lifecycle = get_in_space(store, space_id, id).await?;
     validate_lifecycle(store, space_id, &mut lc).await?;
     lc.id = existing.id;
@@ -255,8 +413,16 @@ pub async fn update_lifecycle(store: &Store, caller: &User, space_id: &str, id: 
     Ok(lc)
 }
 
-pub async fn delete_lifecycle(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_lifecycle(
+    store: &Store,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+) -> Result<()> {
     let lc: Lifecycle = get_in_space(store, space_id, id).await?;
-    ensure_unused_by_projects(store, space_id, "lifecycle", &lc.name, |p| p.lifecycle_id == lc.id).await?;
+    ensure_unused_by_projects(store, space_id, "lifecycle", &lc.name, |p| {
+        p.lifecycle_id == lc.id
+    })
+    .await?;
     delete_existing(store, caller, &lc).await
 }

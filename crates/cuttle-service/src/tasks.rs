@@ -13,7 +13,11 @@ pub async fn task(inst: &Instance, id: &str) -> Result<ServerTask> {
 }
 
 /// A task with its activity log tree.
-pub async fn details(inst: &Instance, id: &str, verbose: bool) -> Result<(ServerTask, Vec<ActivityElement>)> {
+pub async fn details(
+    inst: &Instance,
+    id: &str,
+    verbose: bool,
+) -> Result<(ServerTask, Vec<ActivityElement>)> {
     let t = task(inst, id).await?;
     let (activities, lines) = inst.store.task_log(id).await?;
     Ok((t, build_activity_tree(&activities, &lines, verbose)))
@@ -21,7 +25,9 @@ pub async fn details(inst: &Instance, id: &str, verbose: bool) -> Result<(Server
 
 pub async fn cancel(inst: &Instance, caller: &User, id: &str) -> Result<ServerTask> {
     match inst.runner.cancel(id).await? {
-        CancelOutcome::CanceledWhileQueued | CancelOutcome::Cancelling | CancelOutcome::AlreadyDone => {}
+        CancelOutcome::CanceledWhileQueued
+        | CancelOutcome::Cancelling
+        | CancelOutcome::AlreadyDone => {}
     }
     tracing::info!(task = %id, user = %caller.username, "task cancellation requested");
     task(inst, id).await

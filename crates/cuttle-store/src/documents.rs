@@ -267,12 +267,18 @@ impl Filter {
             return;
         }
         let start = self.args.len() + 1;
-        let placeholders: Vec<String> = (0..values.len()).map(|i| format!("${}", start + i)).collect();
+        let placeholders: Vec<String> = (0..values.len())
+            .map(|i| format!("${}", start + i))
+            .collect();
         self.args.extend(values.iter().cloned());
-        self.sql.push_str(&format!(" AND {column} IN ({})", placeholders.join(", ")));
+        self.sql
+            .push_str(&format!(" AND {column} IN ({})", placeholders.join(", ")));
     }
 
-    fn bind_all<'q, O>(&'q self, mut q: QueryAs<'q, Any, O, AnyArguments<'q>>) -> QueryAs<'q, Any, O, AnyArguments<'q>> {
+    fn bind_all<'q, O>(
+        &'q self,
+        mut q: QueryAs<'q, Any, O, AnyArguments<'q>>,
+    ) -> QueryAs<'q, Any, O, AnyArguments<'q>> {
         for a in &self.args {
             q = q.bind(a.as_str());
         }
@@ -281,13 +287,21 @@ impl Filter {
 }
 
 fn decode<D: Document>(body: &str) -> Result<D> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("{} document: {e}", D::KIND)))
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("{} document: {e}", D::KIND)))
 }
 
 fn duplicate_message<D: Document>(doc: &D) -> String {
     match D::COLLECTION {
-        "Releases" => format!("A release with version '{}' already exists for this project", doc.name()),
-        _ => format!("A {} named '{}' already exists; names must be unique", D::KIND, doc.name()),
+        "Releases" => format!(
+            "A release with version '{}' already exists for this project",
+            doc.name()
+        ),
+        _ => format!(
+            "A {} named '{}' already exists; names must be unique",
+            D::KIND,
+            doc.name()
+        ),
     }
 }
 
@@ -340,7 +354,11 @@ async fn update_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()>
     .execute(&mut *conn)
     .await;
     match res {
-        Ok(r) if r.rows_affected() == 0 => Err(StoreError::NotFound(format!("The {} '{}'", D::KIND, doc.id()))),
+        Ok(r) if r.rows_affected() == 0 => Err(StoreError::NotFound(format!(
+            "The {} '{}'",
+            D::KIND,
+            doc.id()
+        ))),
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(duplicate_message(doc))),
         Err(e) => Err(e.into()),
@@ -348,11 +366,12 @@ async fn update_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()>
 }
 
 async fn get_on<D: Document>(conn: &mut AnyConnection, id: &str) -> Result<Option<D>> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT body FROM documents WHERE id = $1 AND collection = $2")
-        .bind(id)
-        .bind(D::COLLECTION)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT body FROM documents WHERE id = $1 AND collection = $2")
+            .bind(id)
+            .bind(D::COLLECTION)
+            .fetch_optional(&mut *conn)
+            .await?;
     row.map(|(b,)| decode(&b)).transpose()
 }
 
@@ -374,7 +393,10 @@ async fn list_on<D: Document>(conn: &mut AnyConnection, q: &DocumentQuery) -> Re
         );
     }
     let count_sql = format!("SELECT COUNT(*) FROM documents WHERE {}", f.sql);
-    let (total,): (i64,) = f.bind_all(sqlx::query_as(&count_sql)).fetch_one(&mut *conn).await?;
+    let (total,): (i64,) = f
+        .bind_all(sqlx::query_as(&count_sql))
+        .fetch_one(&mut *conn)
+        .await?;
 
     let order = if q.descending { "DESC" } else { "ASC" };
     let take = q.take.unwrap_or(i64::MAX).clamp(0, i64::MAX);
@@ -383,8 +405,14 @@ async fn list_on<D: Document>(conn: &mut AnyConnection, q: &DocumentQuery) -> Re
         f.sql,
         q.skip.max(0)
     );
-    let rows: Vec<(String,)> = f.bind_all(sqlx::query_as(&list_sql)).fetch_all(&mut *conn).await?;
-    let items = rows.iter().map(|(b,)| decode(b)).collect::<Result<Vec<D>>>()?;
+    let rows: Vec<(String,)> = f
+        .bind_all(sqlx::query_as(&list_sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    let items = rows
+        .iter()
+        .map(|(b,)| decode(b))
+        .collect::<Result<Vec<D>>>()?;
     Ok(Page { items, total })
 }
 
@@ -437,7 +465,12 @@ impl Store {
     }
 
     /// Finds one document by exact (case-insensitive) name.
-    pub async fn find_by_name<D: Document>(&self, space_id: Option<&str>, parent_id: Option<&str>, name: &str) -> Result<Option<D>> {
+    pub async fn find_by_name<D: Document>(
+        &self,
+        space_id: Option<&str>,
+        parent_id: Option<&str>,
+        name: &str,
+    ) -> Result<Option<D>> {
         let q = DocumentQuery {
             space_id: space_id.map(str::to_owned),
             parent_ids: parent_id.map(|p| vec![p.to_owned()]).unwrap_or_default(),

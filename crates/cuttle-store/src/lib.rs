@@ -76,7 +76,8 @@ impl Store {
     /// up to date.
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
+        let backend =
+            Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
         let options = AnyConnectOptions::from_str(url)?;
         let pool = match backend {
             // One connection: SQLite has one writer anyway, and a single
@@ -153,11 +154,13 @@ impl Store {
     /// Stores `value` under `key` unless the key already has one; returns the
     /// value that is stored afterwards (so racing nodes agree).
     pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
         Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
 }
@@ -183,7 +186,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -195,7 +203,10 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite:///x.db"), "sqlite:///x.db");
     }

@@ -84,7 +84,10 @@ fn task_from_row(row: &AnyRow) -> Result<ServerTask> {
 
 async fn get_task_on(conn: &mut AnyConnection, id: &str) -> Result<Option<ServerTask>> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(task_from_row).transpose()
 }
 
@@ -148,7 +151,9 @@ impl Store {
         let mut args: Vec<String> = vec![];
         let mut push = |clause: &str, values: Vec<String>| {
             let start = args.len() + 1;
-            let ph: Vec<String> = (0..values.len()).map(|i| format!("${}", start + i)).collect();
+            let ph: Vec<String> = (0..values.len())
+                .map(|i| format!("${}", start + i))
+                .collect();
             clauses.push(clause.replace("{}", &ph.join(", ")));
             args.extend(values);
         };
@@ -159,7 +164,10 @@ impl Store {
             push("id IN ({})", q.ids.clone());
         }
         if !q.states.is_empty() {
-            push("state IN ({})", q.states.iter().map(|s| s.as_str().to_owned()).collect());
+            push(
+                "state IN ({})",
+                q.states.iter().map(|s| s.as_str().to_owned()).collect(),
+            );
         }
         if let Some(n) = &q.name {
             push("name = {}", vec![n.clone()]);
@@ -196,7 +204,11 @@ impl Store {
 
     /// Claims the oldest queued task that is due, for `node`, holding a lease
     /// until `lease_until`. Queued tasks past their expiry are timed out first.
-    pub async fn claim_next_task(&self, node: &str, lease_until: Timestamp) -> Result<Option<ServerTask>> {
+    pub async fn claim_next_task(
+        &self,
+        node: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<ServerTask>> {
         let now = Timestamp::now().to_string();
         let mut conn = self.pool().acquire().await?;
         sqlx::query(
@@ -236,12 +248,14 @@ impl Store {
     pub async fn renew_leases(&self, node: &str, ids: &[String], until: Timestamp) -> Result<()> {
         let mut conn = self.pool().acquire().await?;
         for id in ids {
-            sqlx::query("UPDATE server_tasks SET lease_expires_at = $1 WHERE id = $2 AND server_node = $3")
-                .bind(until.to_string())
-                .bind(id)
-                .bind(node)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE server_tasks SET lease_expires_at = $1 WHERE id = $2 AND server_node = $3",
+            )
+            .bind(until.to_string())
+            .bind(id)
+            .bind(node)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
@@ -263,7 +277,12 @@ impl Store {
 
     /// Ends a task. Only a task that is not yet complete changes; returns
     /// whether this call completed it.
-    pub async fn complete_task(&self, id: &str, state: TaskState, error: Option<&str>) -> Result<bool> {
+    pub async fn complete_task(
+        &self,
+        id: &str,
+        state: TaskState,
+        error: Option<&str>,
+    ) -> Result<bool> {
         let now = Timestamp::now().to_string();
         let r = sqlx::query(
             "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
@@ -385,10 +404,11 @@ impl Store {
 
     /// The highest log sequence number written for a task (0 if none).
     pub async fn last_log_seq(&self, task_id: &str) -> Result<i64> {
-        let (n,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM task_log_lines WHERE task_id = $1")
-            .bind(task_id)
-            .fetch_one(self.pool())
-            .await?;
+        let (n,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(seq) FROM task_log_lines WHERE task_id = $1")
+                .bind(task_id)
+                .fetch_one(self.pool())
+                .await?;
         Ok(n.unwrap_or(0))
     }
 

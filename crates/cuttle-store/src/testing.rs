@@ -22,20 +22,30 @@ impl ScratchPostgres {
             return None;
         };
         let name = format!("cuttle_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {e}"));
+        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {e}")
+        });
         conn.execute(format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create scratch database");
         let url = match admin_url.rfind('/') {
-            Some(slash) if admin_url[..slash].contains("://") && slash > admin_url.find("://").unwrap_or(0) + 2 => {
-                let query = admin_url[slash..].find('?').map(|q| &admin_url[slash + q..]).unwrap_or("");
+            Some(slash)
+                if admin_url[..slash].contains("://")
+                    && slash > admin_url.find("://").unwrap_or(0) + 2 =>
+            {
+                let query = admin_url[slash..]
+                    .find('?')
+                    .map(|q| &admin_url[slash + q..])
+                    .unwrap_or("");
                 format!("{}/{name}{query}", &admin_url[..slash])
             }
             _ => format!("{admin_url}/{name}"),
         };
-        Some(ScratchPostgres { admin_url, name, url })
+        Some(ScratchPostgres {
+            admin_url,
+            name,
+            url,
+        })
     }
 }
 
@@ -45,7 +55,10 @@ impl Drop for ScratchPostgres {
         let name = self.name.clone();
         // Drop may run inside a runtime; a thread of its own can block freely.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = PgConnection::connect(&admin_url).await.ok()?;
                 conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())

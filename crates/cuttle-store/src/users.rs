@@ -12,13 +12,15 @@ fn decode_user(body: &str) -> Result<User> {
 impl Tx {
     pub async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<()> {
         let body = serde_json::to_string(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let res = sqlx::query("INSERT INTO users (id, username_lower, body, password_hash) VALUES ($1, $2, $3, $4)")
-            .bind(&user.id)
-            .bind(user.username.to_lowercase())
-            .bind(body)
-            .bind(password_hash)
-            .execute(&mut *self.inner)
-            .await;
+        let res = sqlx::query(
+            "INSERT INTO users (id, username_lower, body, password_hash) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&user.id)
+        .bind(user.username.to_lowercase())
+        .bind(body)
+        .bind(password_hash)
+        .execute(&mut *self.inner)
+        .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -44,7 +46,9 @@ impl Tx {
         .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("That API key already exists".into())),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("That API key already exists".into()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -52,7 +56,9 @@ impl Tx {
 
 impl Store {
     pub async fn user_count(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(self.pool()).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
         Ok(n)
     }
 
@@ -72,14 +78,20 @@ impl Store {
     }
 
     /// A user and their password hash, by username (case-insensitive).
-    pub async fn user_with_password(&self, username: &str) -> Result<Option<(User, Option<String>)>> {
+    pub async fn user_with_password(
+        &self,
+        username: &str,
+    ) -> Result<Option<(User, Option<String>)>> {
         let row = sqlx::query("SELECT body, password_hash FROM users WHERE username_lower = $1")
             .bind(username.to_lowercase())
             .fetch_optional(self.pool())
             .await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some((decode_user(&r.try_get::<String, _>("body")?)?, r.try_get("password_hash")?))),
+            Some(r) => Ok(Some((
+                decode_user(&r.try_get::<String, _>("body")?)?,
+                r.try_get("password_hash")?,
+            ))),
         }
     }
 
@@ -125,8 +137,13 @@ impl Store {
                     id: r.try_get("id")?,
                     user_id: r.try_get("user_id")?,
                     purpose: r.try_get("purpose")?,
-                    created: r.try_get::<String, _>("created").ok().and_then(|t| Timestamp::parse(&t)),
-                    expires: r.try_get::<Option<String>, _>("expires")?.and_then(|t| Timestamp::parse(&t)),
+                    created: r
+                        .try_get::<String, _>("created")
+                        .ok()
+                        .and_then(|t| Timestamp::parse(&t)),
+                    expires: r
+                        .try_get::<Option<String>, _>("expires")?
+                        .and_then(|t| Timestamp::parse(&t)),
                     api_key: None,
                 })
             })

@@ -16,7 +16,9 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db"))).await.unwrap();
+    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db")))
+        .await
+        .unwrap();
     scenario(sqlite.clone()).await;
     sqlite.close().await;
     if let Some(pg) = ScratchPostgres::create(name).await {
@@ -42,34 +44,91 @@ async fn documents_crud_uniqueness_and_paging() {
         let mut tx = store.begin().await.unwrap();
         let a = tx.next_id(Collection::Environments).await.unwrap();
         let b = tx.next_id(Collection::Environments).await.unwrap();
-        assert_eq!((a.as_str(), b.as_str()), ("Environments-1", "Environments-2"));
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("Environments-1", "Environments-2")
+        );
         tx.insert(&env(&a, "Production", 2)).await.unwrap();
         tx.insert(&env(&b, "Dev_50%", 1)).await.unwrap();
         tx.commit().await.unwrap();
 
         // Names are unique per space, case-insensitively, and a clash writes nothing.
         let mut tx = store.begin().await.unwrap();
-        let err = tx.insert(&env("Environments-9", "production", 3)).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("already exists")), "{err}");
+        let err = tx
+            .insert(&env("Environments-9", "production", 3))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("already exists")),
+            "{err}"
+        );
         drop(tx);
-        assert!(store.get::<Environment>("Environments-9").await.unwrap().is_none());
+        assert!(store
+            .get::<Environment>("Environments-9")
+            .await
+            .unwrap()
+            .is_none());
 
         // Ordered by sort order; paged; filtered by partial and exact name and ids.
-        let all = store.list::<Environment>(&DocumentQuery::default()).await.unwrap();
+        let all = store
+            .list::<Environment>(&DocumentQuery::default())
+            .await
+            .unwrap();
         assert_eq!(all.total, 2);
         assert_eq!(all.items[0].name, "Dev_50%");
         let page = store
-            .list::<Environment>(&DocumentQuery { skip: 1, take: Some(1), ..Default::default() })
+            .list::<Environment>(&DocumentQuery {
+                skip: 1,
+                take: Some(1),
+                ..Default::default()
+            })
             .await
             .unwrap();
-        assert_eq!((page.total, page.items.len(), page.items[0].name.as_str()), (2, 1, "Production"));
-        let partial = |p: &str| DocumentQuery { partial_name: Some(p.into()), ..Default::default() };
-        assert_eq!(store.list::<Environment>(&partial("PROD")).await.unwrap().total, 1);
-        assert_eq!(store.list::<Environment>(&partial("_50%")).await.unwrap().total, 1);
-        assert_eq!(store.list::<Environment>(&partial("%")).await.unwrap().total, 1, "% is literal");
-        let by_ids = DocumentQuery { ids: vec![b.clone(), "Environments-77".into()], ..Default::default() };
-        assert_eq!(store.list::<Environment>(&by_ids).await.unwrap().items[0].id, b);
-        let found = store.find_by_name::<Environment>(Some("Spaces-1"), None, "production").await.unwrap();
+        assert_eq!(
+            (page.total, page.items.len(), page.items[0].name.as_str()),
+            (2, 1, "Production")
+        );
+        let partial = |p: &str| DocumentQuery {
+            partial_name: Some(p.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .list::<Environment>(&partial("PROD"))
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        assert_eq!(
+            store
+                .list::<Environment>(&partial("_50%"))
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        assert_eq!(
+            store
+                .list::<Environment>(&partial("%"))
+                .await
+                .unwrap()
+                .total,
+            1,
+            "% is literal"
+        );
+        let by_ids = DocumentQuery {
+            ids: vec![b.clone(), "Environments-77".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            store.list::<Environment>(&by_ids).await.unwrap().items[0].id,
+            b
+        );
+        let found = store
+            .find_by_name::<Environment>(Some("Spaces-1"), None, "production")
+            .await
+            .unwrap();
         assert_eq!(found.map(|e| e.id), Some(a.clone()));
 
         // Update, then delete.
@@ -78,12 +137,21 @@ async fn documents_crud_uniqueness_and_paging() {
         e.description = "live".into();
         tx.update(&e).await.unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(store.require::<Environment>(&a).await.unwrap().description, "live");
+        assert_eq!(
+            store.require::<Environment>(&a).await.unwrap().description,
+            "live"
+        );
         let mut tx = store.begin().await.unwrap();
         tx.delete::<Environment>(&a).await.unwrap();
-        assert!(matches!(tx.delete::<Environment>(&a).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            tx.delete::<Environment>(&a).await,
+            Err(StoreError::NotFound(_))
+        ));
         tx.commit().await.unwrap();
-        assert!(matches!(store.require::<Environment>(&a).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.require::<Environment>(&a).await,
+            Err(StoreError::NotFound(_))
+        ));
 
         // Release versions are unique per project only.
         let rel = |id: &str, project: &str| Release {
@@ -96,8 +164,14 @@ async fn documents_crud_uniqueness_and_paging() {
         let mut tx = store.begin().await.unwrap();
         tx.insert(&rel("Releases-1", "Projects-1")).await.unwrap();
         tx.insert(&rel("Releases-2", "Projects-2")).await.unwrap();
-        let err = tx.insert(&rel("Releases-3", "Projects-1")).await.unwrap_err();
-        assert!(err.to_string().contains("version '1.0.0' already exists"), "{err}");
+        let err = tx
+            .insert(&rel("Releases-3", "Projects-1"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("version '1.0.0' already exists"),
+            "{err}"
+        );
     })
     .await;
 }
@@ -133,38 +207,93 @@ async fn task_queue_claims_in_order_once() {
         assert_eq!(t1.state, TaskState::Queued);
 
         let lease = Timestamp::now().add_millis(60_000);
-        let c1 = store.claim_next_task("node-a", lease).await.unwrap().unwrap();
-        let c2 = store.claim_next_task("node-b", lease).await.unwrap().unwrap();
-        assert_eq!((c1.id.as_str(), c2.id.as_str()), (t1.id.as_str(), t2.id.as_str()));
+        let c1 = store
+            .claim_next_task("node-a", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        let c2 = store
+            .claim_next_task("node-b", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c1.id.as_str(), c2.id.as_str()),
+            (t1.id.as_str(), t2.id.as_str())
+        );
         assert_eq!(c1.state, TaskState::Executing);
         assert_eq!(c1.server_node.as_deref(), Some("node-a"));
         assert!(c1.start_time.is_some());
         // The scheduled task is not due; the expired one timed out instead of starting.
-        assert!(store.claim_next_task("node-a", lease).await.unwrap().is_none());
-        assert_eq!(store.require_task(&t4.id).await.unwrap().state, TaskState::TimedOut);
+        assert!(store
+            .claim_next_task("node-a", lease)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            store.require_task(&t4.id).await.unwrap().state,
+            TaskState::TimedOut
+        );
         assert!(store.next_scheduled_time().await.unwrap().unwrap() > Timestamp::now());
 
-        assert!(store.complete_task(&c1.id, TaskState::Success, None).await.unwrap());
-        assert!(!store.complete_task(&c1.id, TaskState::Failed, Some("late")).await.unwrap());
+        assert!(store
+            .complete_task(&c1.id, TaskState::Success, None)
+            .await
+            .unwrap());
+        assert!(!store
+            .complete_task(&c1.id, TaskState::Failed, Some("late"))
+            .await
+            .unwrap());
         let done = store.require_task(&c1.id).await.unwrap();
         assert!(done.is_completed && done.finished_successfully && done.completed_time.is_some());
 
-        assert_eq!(store.request_cancel(&t3.id).await.unwrap(), CancelOutcome::CanceledWhileQueued);
-        assert_eq!(store.request_cancel(&c2.id).await.unwrap(), CancelOutcome::Cancelling);
-        assert_eq!(store.cancelling_among(&[c2.id.clone()]).await.unwrap(), vec![c2.id.clone()]);
-        assert_eq!(store.request_cancel(&c1.id).await.unwrap(), CancelOutcome::AlreadyDone);
-        assert!(matches!(store.request_cancel("ServerTasks-999").await, Err(StoreError::NotFound(_))));
+        assert_eq!(
+            store.request_cancel(&t3.id).await.unwrap(),
+            CancelOutcome::CanceledWhileQueued
+        );
+        assert_eq!(
+            store.request_cancel(&c2.id).await.unwrap(),
+            CancelOutcome::Cancelling
+        );
+        assert_eq!(
+            store
+                .cancelling_among(std::slice::from_ref(&c2.id))
+                .await
+                .unwrap(),
+            vec![c2.id.clone()]
+        );
+        assert_eq!(
+            store.request_cancel(&c1.id).await.unwrap(),
+            CancelOutcome::AlreadyDone
+        );
+        assert!(matches!(
+            store.request_cancel("ServerTasks-999").await,
+            Err(StoreError::NotFound(_))
+        ));
 
         // A node that restarts finds its own running tasks.
-        assert_eq!(store.orphaned_tasks(Some("node-b")).await.unwrap(), vec![c2.id.clone()]);
-        assert!(store.orphaned_tasks(Some("node-z")).await.unwrap().is_empty());
+        assert_eq!(
+            store.orphaned_tasks(Some("node-b")).await.unwrap(),
+            vec![c2.id.clone()]
+        );
+        assert!(store
+            .orphaned_tasks(Some("node-z"))
+            .await
+            .unwrap()
+            .is_empty());
 
         let (all, total) = store.list_tasks(&TaskQuery::default()).await.unwrap();
         assert_eq!(total, 4);
         assert_eq!(all[0].id, t4.id, "newest first");
-        let q = TaskQuery { ids: vec![t2.id.clone(), "ServerTasks-404".into()], ..Default::default() };
+        let q = TaskQuery {
+            ids: vec![t2.id.clone(), "ServerTasks-404".into()],
+            ..Default::default()
+        };
         assert_eq!(store.list_tasks(&q).await.unwrap().0.len(), 1);
-        let q = TaskQuery { states: vec![TaskState::Canceled], ..Default::default() };
+        let q = TaskQuery {
+            states: vec![TaskState::Canceled],
+            ..Default::default()
+        };
         assert_eq!(store.list_tasks(&q).await.unwrap().0[0].id, t3.id);
     })
     .await;
@@ -186,13 +315,21 @@ async fn task_log_round_trips() {
             show_at_summary_level: true,
         };
         store.put_activity(&t.id, &root, 0).await.unwrap();
-        let done = Activity { status: ActivityStatus::Success, ended: Some(Timestamp::now()), ..root.clone() };
+        let done = Activity {
+            status: ActivityStatus::Success,
+            ended: Some(Timestamp::now()),
+            ..root.clone()
+        };
         store.put_activity(&t.id, &done, 0).await.unwrap();
         let lines: Vec<LogLine> = (1..=3)
             .map(|i| LogLine {
                 seq: i,
                 activity_id: root.id.clone(),
-                category: if i == 2 { LogCategory::Error } else { LogCategory::Info },
+                category: if i == 2 {
+                    LogCategory::Error
+                } else {
+                    LogCategory::Info
+                },
                 occurred_at: Timestamp::now(),
                 message: format!("line {i} ünïcode"),
                 detail: None,
@@ -221,25 +358,53 @@ async fn users_and_api_keys() {
         };
         let mut tx = store.begin().await.unwrap();
         tx.insert_user(&user, Some("$argon2id$hash")).await.unwrap();
-        let key = ApiKey { id: "APIKeys-1".into(), user_id: user.id.clone(), purpose: "ci".into(), ..Default::default() };
+        let key = ApiKey {
+            id: "APIKeys-1".into(),
+            user_id: user.id.clone(),
+            purpose: "ci".into(),
+            ..Default::default()
+        };
         tx.insert_api_key(&key, "hash-1").await.unwrap();
         tx.commit().await.unwrap();
 
         let mut tx = store.begin().await.unwrap();
-        let dup = User { id: "Users-2".into(), ..user.clone() };
-        assert!(matches!(tx.insert_user(&dup, None).await, Err(StoreError::Conflict(_))));
+        let dup = User {
+            id: "Users-2".into(),
+            ..user.clone()
+        };
+        assert!(matches!(
+            tx.insert_user(&dup, None).await,
+            Err(StoreError::Conflict(_))
+        ));
         drop(tx);
 
         assert_eq!(store.user_count().await.unwrap(), 1);
         let (u, hash) = store.user_with_password("admin").await.unwrap().unwrap();
-        assert_eq!((u.id.as_str(), hash.as_deref()), ("Users-1", Some("$argon2id$hash")));
-        assert_eq!(store.user_by_api_key_hash("hash-1").await.unwrap().map(|u| u.id), Some(user.id.clone()));
+        assert_eq!(
+            (u.id.as_str(), hash.as_deref()),
+            ("Users-1", Some("$argon2id$hash"))
+        );
+        assert_eq!(
+            store
+                .user_by_api_key_hash("hash-1")
+                .await
+                .unwrap()
+                .map(|u| u.id),
+            Some(user.id.clone())
+        );
         assert!(store.user_by_api_key_hash("nope").await.unwrap().is_none());
         assert_eq!(store.api_keys(&user.id).await.unwrap().len(), 1);
         store.revoke_api_key(&user.id, "APIKeys-1").await.unwrap();
-        assert!(store.user_by_api_key_hash("hash-1").await.unwrap().is_none());
+        assert!(store
+            .user_by_api_key_hash("hash-1")
+            .await
+            .unwrap()
+            .is_none());
         assert!(store.api_keys(&user.id).await.unwrap().is_empty());
-        assert!(matches!(store.revoke_api_key(&user.id, "APIKeys-1").await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.revoke_api_key(&user.id, "APIKeys-1").await,
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(store.setting_or_insert("k", "v1").await.unwrap(), "v1");
         assert_eq!(store.setting_or_insert("k", "v2").await.unwrap(), "v1");
     })

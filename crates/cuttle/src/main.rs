@@ -8,7 +8,12 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "cuttle", version, propagate_version = true, about = "Cuttle: deployment automation server and CLI")]
+#[command(
+    name = "cuttle",
+    version,
+    propagate_version = true,
+    about = "Cuttle: deployment automation server and CLI"
+)]
 struct Cli {
     #[command(flatten)]
     conn: cli::Connection,
@@ -32,7 +37,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: could not start the async runtime: {e}");

@@ -35,14 +35,19 @@ pub struct ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let admin_password = std::env::var("CUTTLE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
-    let admin_key = std::env::var("CUTTLE_ADMIN_API_KEY").ok().filter(|k| !k.is_empty());
+    let admin_password = std::env::var("CUTTLE_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let admin_key = std::env::var("CUTTLE_ADMIN_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     if let Some(key) = &admin_key {
         cuttle_service::auth::validate_bootstrap_key(key).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -59,9 +64,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("could not open the installation")?;
 
-    let report = bootstrap_admin(&instance.store, &args.data_dir, admin_password.as_deref(), admin_key.as_deref())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = bootstrap_admin(
+        &instance.store,
+        &args.data_dir,
+        admin_password.as_deref(),
+        admin_key.as_deref(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(password) = &report.generated_password {
         println!(
             "Created the administrator 'admin' with the password: {password}\n(also written to {}; change it after signing in)",
@@ -78,7 +88,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     cuttle_api::serve(listener, instance.clone(), shutdown_signal()).await?;
     tracing::info!("no longer accepting requests; letting running tasks finish");
-    instance.runner.shutdown(Duration::from_secs(args.shutdown_timeout)).await;
+    instance
+        .runner
+        .shutdown(Duration::from_secs(args.shutdown_timeout))
+        .await;
     instance.store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -41,7 +41,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
 }
 
 /// Registers a space resource under both `/api/{space}{path}` and `/api{path}`.
-fn scoped(router: Router<AppState>, path: &str, handler: MethodRouter<AppState>) -> Router<AppState> {
+fn scoped(
+    router: Router<AppState>,
+    path: &str,
+    handler: MethodRouter<AppState>,
+) -> Router<AppState> {
     router
         .route(&format!("/api/{{space}}{path}"), handler.clone())
         .route(&format!("/api{path}"), handler)
@@ -68,8 +72,14 @@ pub fn all() -> Router<AppState> {
         .route("/api/users/me", get(me))
         .route("/api/users", get(users))
         .route("/api/users/{id}", get(user))
-        .route("/api/users/{id}/apikeys", get(api_keys).post(create_api_key))
-        .route("/api/users/{id}/apikeys/{key}", get(api_key).delete(revoke_api_key))
+        .route(
+            "/api/users/{id}/apikeys",
+            get(api_keys).post(create_api_key),
+        )
+        .route(
+            "/api/users/{id}/apikeys/{key}",
+            get(api_key).delete(revoke_api_key),
+        )
         .route("/api/spaces", get(spaces).post(create_space))
         .route("/api/spaces/all", get(all_spaces))
         .route("/api/spaces/{id}", get(space).put(update_space))
@@ -83,7 +93,10 @@ pub fn all() -> Router<AppState> {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "The resource you requested was not found.")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "The resource you requested was not found.",
+    )
 }
 
 async fn root(State(inst): State<AppState>) -> Json<Value> {
@@ -129,32 +142,75 @@ async fn me(Caller(user): Caller) -> Json<Value> {
     Json(resource(&user))
 }
 
-async fn users(State(inst): State<AppState>, _: Caller, Q(params): Q<ListParams>) -> ApiResult<Json<Value>> {
+async fn users(
+    State(inst): State<AppState>,
+    _: Caller,
+    Q(params): Q<ListParams>,
+) -> ApiResult<Json<Value>> {
     let all: Vec<User> = inst.store.users().await?;
     let total = all.len() as i64;
-    let items: Vec<User> = all.into_iter().skip(params.skip() as usize).take(params.take() as usize).collect();
+    let items: Vec<User> = all
+        .into_iter()
+        .skip(params.skip() as usize)
+        .take(params.take() as usize)
+        .collect();
     Ok(Json(page(&items, total, &params, "/api/users")))
 }
 
-async fn user(State(inst): State<AppState>, _: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let u = inst.store.user(&id).await?.ok_or_else(|| ApiError::not_found(format!("The user '{id}' was not found")))?;
+async fn user(
+    State(inst): State<AppState>,
+    _: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let u = inst
+        .store
+        .user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("The user '{id}' was not found")))?;
     Ok(Json(resource(&u)))
 }
 
-async fn api_keys(State(inst): State<AppState>, Caller(caller): Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn api_keys(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     if caller.id != id {
-        return Err(cuttle_service::ServiceError::Forbidden("You can only list your own API keys".into()).into());
+        return Err(cuttle_service::ServiceError::Forbidden(
+            "You can only list your own API keys".into(),
+        )
+        .into());
     }
     let keys = inst.store.api_keys(&id).await?;
-    let params = ListParams { take: Some(cuttle_service::paging::TAKE_ALL), ..Default::default() };
-    Ok(Json(page(&keys, keys.len() as i64, &params, &format!("/api/users/{id}/apikeys"))))
+    let params = ListParams {
+        take: Some(cuttle_service::paging::TAKE_ALL),
+        ..Default::default()
+    };
+    Ok(Json(page(
+        &keys,
+        keys.len() as i64,
+        &params,
+        &format!("/api/users/{id}/apikeys"),
+    )))
 }
 
-async fn api_key(State(inst): State<AppState>, Caller(caller): Caller, Path((id, key)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn api_key(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     if caller.id != id {
-        return Err(cuttle_service::ServiceError::Forbidden("You can only read your own API keys".into()).into());
+        return Err(cuttle_service::ServiceError::Forbidden(
+            "You can only read your own API keys".into(),
+        )
+        .into());
     }
-    let k = inst.store.api_keys(&id).await?.into_iter().find(|k| k.id == key);
+    let k = inst
+        .store
+        .api_keys(&id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key);
     let k = k.ok_or_else(|| ApiError::not_found(format!("The API key '{key}' was not found")))?;
     Ok(Json(resource(&k)))
 }
@@ -175,13 +231,24 @@ async fn create_api_key(
     Ok((StatusCode::CREATED, Json(resource(&key))))
 }
 
-async fn revoke_api_key(State(inst): State<AppState>, Caller(caller): Caller, Path((id, key)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn revoke_api_key(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     auth::revoke_api_key(&inst.store, &caller, &id, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn spaces(State(inst): State<AppState>, _: Caller, Q(params): Q<ListParams>) -> ApiResult<Json<Value>> {
-    let q = DocumentQuery { space_id: None, ..document_query("", &params) };
+async fn spaces(
+    State(inst): State<AppState>,
+    _: Caller,
+    Q(params): Q<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let q = DocumentQuery {
+        space_id: None,
+        ..document_query("", &params)
+    };
     let p = resources::list::<Space>(&inst.store, &q).await?;
     Ok(Json(page(&p.items, p.total, &params, "/api/spaces")))
 }
@@ -191,17 +258,34 @@ async fn all_spaces(State(inst): State<AppState>, _: Caller) -> ApiResult<Json<V
     Ok(Json(Value::Array(p.items.iter().map(resource).collect())))
 }
 
-async fn space(State(inst): State<AppState>, _: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let s: Space = inst.store.get(&id).await?.ok_or_else(|| ApiError::not_found(format!("The space '{id}' was not found")))?;
+async fn space(
+    State(inst): State<AppState>,
+    _: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s: Space = inst
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("The space '{id}' was not found")))?;
     Ok(Json(resource(&s)))
 }
 
-async fn create_space(State(inst): State<AppState>, Caller(caller): Caller, OctoJson(body): OctoJson<Space>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_space(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    OctoJson(body): OctoJson<Space>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let s = resources::create_space(&inst.store, &caller, body).await?;
     Ok((StatusCode::CREATED, Json(resource(&s))))
 }
 
-async fn update_space(State(inst): State<AppState>, Caller(caller): Caller, Path(id): Path<String>, OctoJson(body): OctoJson<Space>) -> ApiResult<Json<Value>> {
+async fn update_space(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    OctoJson(body): OctoJson<Space>,
+) -> ApiResult<Json<Value>> {
     let s = resources::update_space(&inst.store, &caller, &id, body).await?;
     Ok(Json(resource(&s)))
 }
@@ -240,11 +324,12 @@ fn builtin_feed(space: &str) -> Value {
 async fn feeds(_: Caller, SpaceId(space): SpaceId, Q(params): Q<ListParams>) -> Json<Value> {
     let feed = builtin_feed(&space);
     let ids = params.ids();
-    let items: Vec<Value> = if ids.is_empty() || ids.iter().any(|i| i == cuttle_model::ids::BUILTIN_FEED_ID) {
-        vec![feed]
-    } else {
-        vec![]
-    };
+    let items: Vec<Value> =
+        if ids.is_empty() || ids.iter().any(|i| i == cuttle_model::ids::BUILTIN_FEED_ID) {
+            vec![feed]
+        } else {
+            vec![]
+        };
     let total = items.len() as i64;
     Json(json!({
         "ItemType": "Feed",
@@ -257,12 +342,18 @@ async fn feeds(_: Caller, SpaceId(space): SpaceId, Q(params): Q<ListParams>) -> 
     }))
 }
 
-async fn feed(_: Caller, SpaceId(space): SpaceId, Path(params): Path<std::collections::HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn feed(
+    _: Caller,
+    SpaceId(space): SpaceId,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let id = params.get("id").cloned().unwrap_or_default();
     if id == cuttle_model::ids::BUILTIN_FEED_ID {
         Ok(Json(builtin_feed(&space)))
     } else {
-        Err(ApiError::not_found(format!("The feed '{id}' was not found")))
+        Err(ApiError::not_found(format!(
+            "The feed '{id}' was not found"
+        )))
     }
 }
 
@@ -272,9 +363,15 @@ pub struct Id(pub String);
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        params.0.get("id").cloned().map(Id).ok_or_else(|| ApiError::bad_request("The route has no id"))
+        let params =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        params
+            .0
+            .get("id")
+            .cloned()
+            .map(Id)
+            .ok_or_else(|| ApiError::bad_request("The route has no id"))
     }
 }

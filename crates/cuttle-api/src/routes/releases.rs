@@ -25,38 +25,106 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = scoped(r, "/releases/create/v1", post(create_release_v1));
     r = scoped(r, "/releases/{id}", get(release));
     r = scoped(r, "/releases/{id}/deployments", get(release_deployments));
-    r = scoped(r, "/deployments", get(list_deployments).post(create_deployment));
-    r = scoped(r, "/deployments/create/untenanted/v1", post(create_deployments_v1));
+    r = scoped(
+        r,
+        "/deployments",
+        get(list_deployments).post(create_deployment),
+    );
+    r = scoped(
+        r,
+        "/deployments/create/untenanted/v1",
+        post(create_deployments_v1),
+    );
     scoped(r, "/deployments/{id}", get(deployment))
 }
 
-async fn list_releases(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Q(p): Q<ListParams>) -> ApiResult<Json<Value>> {
-    let q = DocumentQuery { descending: true, ..document_query(&s, &p) };
+async fn list_releases(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let q = DocumentQuery {
+        descending: true,
+        ..document_query(&s, &p)
+    };
     let found = list::<Release>(&inst.store, &q).await?;
-    Ok(Json(page(&found.items, found.total, &p, &format!("/api/{s}/releases"))))
+    Ok(Json(page(
+        &found.items,
+        found.total,
+        &p,
+        &format!("/api/{s}/releases"),
+    )))
 }
 
-async fn release(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Id(id): Id) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(&get_in_space::<Release>(&inst.store, &s, &id).await?)))
+async fn release(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(
+        &get_in_space::<Release>(&inst.store, &s, &id).await?,
+    )))
 }
 
-async fn create_release(State(inst): State<AppState>, Caller(c): Caller, SpaceId(s): SpaceId, OctoJson(body): OctoJson<NewRelease>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_release(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    OctoJson(body): OctoJson<NewRelease>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let r = release_svc::create_release(&inst.store, &c, &s, body).await?;
     Ok((StatusCode::CREATED, Json(resource(&r))))
 }
 
-async fn create_release_v1(State(inst): State<AppState>, Caller(c): Caller, SpaceId(s): SpaceId, OctoJson(body): OctoJson<CreateReleaseCommand>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_release_v1(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    OctoJson(body): OctoJson<CreateReleaseCommand>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let r = release_svc::create_release_by_name(&inst.store, &c, &s, body).await?;
-    Ok((StatusCode::CREATED, Json(json!({"ReleaseId": r.id, "ReleaseVersion": r.version}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ReleaseId": r.id, "ReleaseVersion": r.version})),
+    ))
 }
 
-async fn release_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Id(id): Id, Q(p): Q<ListParams>) -> ApiResult<Json<Value>> {
+async fn release_deployments(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+    Q(p): Q<ListParams>,
+) -> ApiResult<Json<Value>> {
     let r = get_in_space::<Release>(&inst.store, &s, &id).await?;
-    let all = list::<Deployment>(&inst.store, &DocumentQuery { parent_ids: vec![r.project_id.clone()], descending: true, ..Default::default() }).await?;
-    let mine: Vec<Deployment> = all.items.into_iter().filter(|d| d.release_id == r.id).collect();
+    let all = list::<Deployment>(
+        &inst.store,
+        &DocumentQuery {
+            parent_ids: vec![r.project_id.clone()],
+            descending: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mine: Vec<Deployment> = all
+        .items
+        .into_iter()
+        .filter(|d| d.release_id == r.id)
+        .collect();
     let total = mine.len() as i64;
-    let items: Vec<Deployment> = mine.into_iter().skip(p.skip() as usize).take(p.take() as usize).collect();
-    Ok(Json(page(&items, total, &p, &format!("/api/{s}/releases/{id}/deployments"))))
+    let items: Vec<Deployment> = mine
+        .into_iter()
+        .skip(p.skip() as usize)
+        .take(p.take() as usize)
+        .collect();
+    Ok(Json(page(
+        &items,
+        total,
+        &p,
+        &format!("/api/{s}/releases/{id}/deployments"),
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -68,7 +136,13 @@ struct DeploymentFilters {
     task_state: Option<String>,
 }
 
-async fn list_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Q(p): Q<ListParams>, Q(f): Q<DeploymentFilters>) -> ApiResult<Json<Value>> {
+async fn list_deployments(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<ListParams>,
+    Q(f): Q<DeploymentFilters>,
+) -> ApiResult<Json<Value>> {
     let states: Vec<TaskState> = split_list(f.task_state.as_deref())
         .iter()
         .map(|s| s.parse::<TaskState>())
@@ -89,28 +163,59 @@ async fn list_deployments(State(inst): State<AppState>, _: Caller, SpaceId(s): S
     q.skip = 0;
     q.take = None;
     let candidates = list::<Deployment>(&inst.store, &q).await?.items;
-    let tq = TaskQuery { ids: candidates.iter().map(|d| d.task_id.clone()).collect(), states, ..Default::default() };
+    let tq = TaskQuery {
+        ids: candidates.iter().map(|d| d.task_id.clone()).collect(),
+        states,
+        ..Default::default()
+    };
     let (tasks, _) = inst.store.list_tasks(&tq).await?;
-    let matching: Vec<Deployment> = candidates.into_iter().filter(|d| tasks.iter().any(|t| t.id == d.task_id)).collect();
+    let matching: Vec<Deployment> = candidates
+        .into_iter()
+        .filter(|d| tasks.iter().any(|t| t.id == d.task_id))
+        .collect();
     let total = matching.len() as i64;
-    let items: Vec<Deployment> = matching.into_iter().skip(p.skip() as usize).take(p.take() as usize).collect();
+    let items: Vec<Deployment> = matching
+        .into_iter()
+        .skip(p.skip() as usize)
+        .take(p.take() as usize)
+        .collect();
     Ok(Json(page(&items, total, &p, &path)))
 }
 
-async fn deployment(State(inst): State<AppState>, _: Caller, SpaceId(s): SpaceId, Id(id): Id) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(&get_in_space::<Deployment>(&inst.store, &s, &id).await?)))
+async fn deployment(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(
+        &get_in_space::<Deployment>(&inst.store, &s, &id).await?,
+    )))
 }
 
-async fn create_deployment(State(inst): State<AppState>, Caller(c): Caller, SpaceId(s): SpaceId, OctoJson(body): OctoJson<NewDeployment>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_deployment(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    OctoJson(body): OctoJson<NewDeployment>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let d = deploy_svc::create_deployment(&inst, &c, &s, body).await?;
     Ok((StatusCode::CREATED, Json(resource(&d))))
 }
 
-async fn create_deployments_v1(State(inst): State<AppState>, Caller(c): Caller, SpaceId(s): SpaceId, OctoJson(body): OctoJson<CreateDeploymentCommand>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_deployments_v1(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    OctoJson(body): OctoJson<CreateDeploymentCommand>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let created = deploy_svc::create_deployments_by_name(&inst, &c, &s, body).await?;
     let tasks: Vec<Value> = created
         .iter()
         .map(|(d, t)| json!({"DeploymentId": d.id, "ServerTaskId": t.id}))
         .collect();
-    Ok((StatusCode::CREATED, Json(json!({"DeploymentServerTasks": tasks}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"DeploymentServerTasks": tasks})),
+    ))
 }

@@ -40,11 +40,19 @@ struct TaskFilters {
 }
 
 /// On `/api/tasks` every space's tasks; on `/api/{space}/tasks` one space's.
-async fn list_tasks(State(inst): State<AppState>, _: Caller, Path(params): Path<HashMap<String, String>>, Q(list): Q<ListParams>, Q(f): Q<TaskFilters>) -> ApiResult<Json<Value>> {
+async fn list_tasks(
+    State(inst): State<AppState>,
+    _: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    Q(list): Q<ListParams>,
+    Q(f): Q<TaskFilters>,
+) -> ApiResult<Json<Value>> {
     let space = params.get("space").cloned();
     if let Some(s) = &space {
         if inst.store.get::<cuttle_model::Space>(s).await?.is_none() {
-            return Err(ApiError::not_found(format!("The space '{s}' was not found")));
+            return Err(ApiError::not_found(format!(
+                "The space '{s}' was not found"
+            )));
         }
     }
     let states = split_list(f.states.as_deref())
@@ -81,7 +89,12 @@ struct DetailParams {
     verbose: Option<bool>,
 }
 
-async fn details(State(inst): State<AppState>, _: Caller, Id(id): Id, Q(p): Q<DetailParams>) -> ApiResult<Json<Value>> {
+async fn details(
+    State(inst): State<AppState>,
+    _: Caller,
+    Id(id): Id,
+    Q(p): Q<DetailParams>,
+) -> ApiResult<Json<Value>> {
     let (task, tree) = svc::details(&inst, &id, p.verbose.unwrap_or(true)).await?;
     let done = task.is_completed;
     let lines: usize = count_lines(&tree);
@@ -95,14 +108,23 @@ async fn details(State(inst): State<AppState>, _: Caller, Id(id): Id, Q(p): Q<De
 }
 
 fn count_lines(tree: &[cuttle_model::ActivityElement]) -> usize {
-    tree.iter().map(|a| a.log_elements.len() + count_lines(&a.children)).sum()
+    tree.iter()
+        .map(|a| a.log_elements.len() + count_lines(&a.children))
+        .sum()
 }
 
 async fn raw(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
     let (_, tree) = svc::details(&inst, &id, true).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], render_raw_log(&tree)))
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        render_raw_log(&tree),
+    ))
 }
 
-async fn cancel(State(inst): State<AppState>, Caller(c): Caller, Id(id): Id) -> ApiResult<Json<Value>> {
+async fn cancel(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
     Ok(Json(resource(&svc::cancel(&inst, &c, &id).await?)))
 }

@@ -34,7 +34,11 @@ impl Reply {
     /// The `ErrorMessage` and `Errors` of an error body, joined for asserting on.
     pub fn error_text(&self) -> String {
         let mut text = self.body["ErrorMessage"].as_str().unwrap_or("").to_owned();
-        assert!(self.body["Errors"].is_array(), "error body without Errors: {}", self.body);
+        assert!(
+            self.body["Errors"].is_array(),
+            "error body without Errors: {}",
+            self.body
+        );
         for e in self.body["Errors"].as_array().into_iter().flatten() {
             text.push_str(" | ");
             text.push_str(e.as_str().unwrap_or(""));
@@ -50,9 +54,14 @@ impl Server {
         config.database_url = pg.as_ref().map(|p| p.url.clone());
         config.default_script_timeout = Duration::from_secs(60);
         let inst = Instance::open(config).await.unwrap();
-        bootstrap_admin(&inst.store, dir.path(), Some("admin-password"), Some(ADMIN_KEY))
-            .await
-            .unwrap();
+        bootstrap_admin(
+            &inst.store,
+            dir.path(),
+            Some("admin-password"),
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -75,13 +84,21 @@ impl Server {
         }
     }
 
-    pub async fn call_with(&self, method: Method, path: &str, body: Option<&str>, key: Option<&str>) -> Reply {
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        key: Option<&str>,
+    ) -> Reply {
         let mut req = self.client.request(method, format!("{}{path}", self.url));
         if let Some(k) = key {
             req = req.header("X-Octopus-ApiKey", k);
         }
         if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_owned());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_owned());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
@@ -91,11 +108,13 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.call_with(Method::GET, path, None, Some(&self.key)).await
+        self.call_with(Method::GET, path, None, Some(&self.key))
+            .await
     }
 
     pub async fn send(&self, method: Method, path: &str, body: &Value) -> Reply {
-        self.call_with(method, path, Some(&body.to_string()), Some(&self.key)).await
+        self.call_with(method, path, Some(&body.to_string()), Some(&self.key))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
@@ -105,14 +124,21 @@ impl Server {
     /// POST that must succeed; returns the body.
     pub async fn create(&self, path: &str, body: Value) -> Value {
         let r = self.post(path, body).await;
-        assert!(r.status.is_success(), "{} {path} → {}: {}", self.backend, r.status, r.body);
+        assert!(
+            r.status.is_success(),
+            "{} {path} → {}: {}",
+            self.backend,
+            r.status,
+            r.body
+        );
         r.body
     }
 
     /// An environment, a project with one Bash step, returning the project.
     pub async fn project_with_script(&self, name: &str, script: &str, extra_props: Value) -> Value {
         if self.get("/api/environments?name=Dev").await.body["TotalResults"] == 0 {
-            self.create("/api/environments", serde_json::json!({"Name": "Dev"})).await;
+            self.create("/api/environments", serde_json::json!({"Name": "Dev"}))
+                .await;
         }
         let project = self
             .create(
@@ -128,7 +154,10 @@ impl Server {
             p.extend(extra);
         }
         let process = serde_json::json!({"Version": 0, "Steps": [{"Name": "Run it", "Actions": [{"ActionType": "Octopus.Script", "Properties": props}]}]});
-        let path = format!("/api/projects/{}/deploymentprocesses", project["Id"].as_str().unwrap());
+        let path = format!(
+            "/api/projects/{}/deploymentprocesses",
+            project["Id"].as_str().unwrap()
+        );
         let r = self.send(Method::PUT, &path, &process).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         project
@@ -136,14 +165,21 @@ impl Server {
 
     /// Creates a release and deploys it to Dev; returns the task id.
     pub async fn release_and_deploy(&self, project: &str, version: &str) -> String {
-        self.create("/api/Spaces-1/releases/create/v1", serde_json::json!({"ProjectName": project, "ReleaseVersion": version})).await;
+        self.create(
+            "/api/Spaces-1/releases/create/v1",
+            serde_json::json!({"ProjectName": project, "ReleaseVersion": version}),
+        )
+        .await;
         let d = self
             .create(
                 "/api/Spaces-1/deployments/create/untenanted/v1",
                 serde_json::json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
             )
             .await;
-        d["DeploymentServerTasks"][0]["ServerTaskId"].as_str().unwrap().to_owned()
+        d["DeploymentServerTasks"][0]["ServerTaskId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Polls a task until it completes (bounded), returning it.
@@ -162,13 +198,19 @@ impl Server {
     pub async fn log_lines(&self, id: &str) -> Vec<(String, String)> {
         fn walk(node: &Value, out: &mut Vec<(String, String)>) {
             for l in node["LogElements"].as_array().into_iter().flatten() {
-                out.push((l["Category"].as_str().unwrap_or("").into(), l["MessageText"].as_str().unwrap_or("").into()));
+                out.push((
+                    l["Category"].as_str().unwrap_or("").into(),
+                    l["MessageText"].as_str().unwrap_or("").into(),
+                ));
             }
             for c in node["Children"].as_array().into_iter().flatten() {
                 walk(c, out);
             }
         }
-        let details = self.get(&format!("/api/tasks/{id}/details?verbose=true")).await.body;
+        let details = self
+            .get(&format!("/api/tasks/{id}/details?verbose=true"))
+            .await
+            .body;
         let mut out = vec![];
         for a in details["ActivityLogs"].as_array().into_iter().flatten() {
             walk(a, &mut out);

@@ -120,7 +120,7 @@ fn report(result: anyhow::Result<i32>) -> anyhow::Result<i32> {
 
 fn color() -> bool {
     // https://no-color.org: any non-empty NO_COLOR turns color off.
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 async fn run_release(
@@ -261,6 +261,3 @@ async fn run_task(
     )
     .await
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,394 @@
+//! The `cuttle` binary as users run it: the server as a real process, the CLI
+//! verbs against it, graceful shutdown, and recovery after a crash. Runs on
+//! SQLite, and on PostgreSQL when CUTTLE_TEST_DATABASE_URL is set.
+
+use cuttle_store::testing::ScratchPostgres;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "API-PROCESSPROCESSPROCESSPROCESS0001";
+const BIN: &str = env!("CARGO_BIN_EXE_cuttle");
+
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> ServerProcess {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("CUTTLE_ADMIN_API_KEY", KEY)
+            .env("CUTTLE_NODE_NAME", "test-node")
+            .env_remove("CUTTLE_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let mut child = cmd.spawn().expect("start cuttle server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server announced its address");
+        ServerProcess { child, url }
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(server: &ServerProcess, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("CUTTLE_SERVER", &server.url)
+        .env("CUTTLE_API_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the cuttle CLI")
+}
+
+fn api(server: &ServerProcess, method: &str, path: &str, body: Option<Value>) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .header("X-Octopus-ApiKey", KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path} → {status}: {v}");
+        v
+    })
+}
+
+fn make_project(server: &ServerProcess, name: &str, script: &str) {
+    if api(server, "GET", "/api/environments?name=Dev", None)["TotalResults"] == 0 {
+        api(
+            server,
+            "POST",
+            "/api/environments",
+            Some(json!({"Name": "Dev"})),
+        );
+    }
+    let p = api(
+        server,
+        "POST",
+        "/api/projects",
+        Some(
+            json!({"Name": name, "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        ),
+    );
+    let process = json!({"Version": 0, "Steps": [{"Name": "Run", "Actions": [{"ActionType": "Octopus.Script",
+        "Properties": {"Octopus.Action.Script.ScriptBody": script, "Octopus.Action.Script.Syntax": "Bash"}}]}]});
+    api(
+        server,
+        "PUT",
+        &format!(
+            "/api/projects/{}/deploymentprocesses",
+            p["Id"].as_str().unwrap()
+        ),
+        Some(process),
+    );
+}
+
+fn wait_task(server: &ServerProcess, id: &str) -> Value {
+    for _ in 0..1500 {
+        let t = api(server, "GET", &format!("/api/tasks/{id}"), None);
+        if t["IsCompleted"] == true {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("task {id} did not finish");
+}
+
+/// Runs `scenario` with a fresh data directory on SQLite, then on PostgreSQL.
+fn on_both(name: &str, scenario: impl Fn(PathBuf, Option<String>)) {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(dir.path().to_path_buf(), None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Some(pg) = rt.block_on(ScratchPostgres::create(name)) {
+        let dir = tempfile::tempdir().unwrap();
+        scenario(dir.path().to_path_buf(), Some(pg.url.clone()));
+    }
+}
+
+#[test]
+fn cli_verbs_release_deploy_and_watch() {
+    on_both("cli", |dir, db| {
+        let server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        make_project(&server, "Hello", "echo \"hello from the walk-through\"");
+        make_project(&server, "Broken", "echo going down\nexit 4");
+
+        let out = cli(
+            &server,
+            &[
+                "release",
+                "create",
+                "--project",
+                "Hello",
+                "--version",
+                "1.0.0",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1.0.0"));
+
+        let out = cli(
+            &server,
+            &[
+                "deploy",
+                "--project",
+                "Hello",
+                "--release",
+                "1.0.0",
+                "--environment",
+                "Dev",
+                "--wait",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("hello from the walk-through"), "{stdout}");
+        assert!(stdout.contains("Success"), "{stdout}");
+
+        cli(
+            &server,
+            &[
+                "release",
+                "create",
+                "--project",
+                "Broken",
+                "--version",
+                "2.0.0",
+            ],
+        );
+        let out = cli(
+            &server,
+            &[
+                "deploy",
+                "--project",
+                "Broken",
+                "--release",
+                "2.0.0",
+                "--environment",
+                "Dev",
+                "--wait",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains("going down") && stdout.contains("exited with code 4"),
+            "{stdout}"
+        );
+
+        // Watching a finished task replays its log; an unknown one is an error.
+        let out = cli(&server, &["task", "watch", "ServerTasks-1"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the walk-through"));
+        let out = cli(&server, &["task", "watch", "ServerTasks-404"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("404"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // A release of a project that does not exist is refused by name.
+        let out = cli(
+            &server,
+            &[
+                "release",
+                "create",
+                "--project",
+                "Nope",
+                "--version",
+                "1.0.0",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
+    });
+}
+
+#[test]
+fn sigterm_lets_a_running_step_finish() {
+    on_both("shutdown", |dir, db| {
+        let mut server = ServerProcess::start(&dir, db.as_deref(), &["--shutdown-timeout", "30"]);
+        make_project(&server, "Graceful", "echo begin\nsleep 2\necho end");
+        api(
+            &server,
+            "POST",
+            "/api/Spaces-1/releases/create/v1",
+            Some(json!({"ProjectName": "Graceful"})),
+        );
+        let d = api(
+            &server,
+            "POST",
+            "/api/Spaces-1/deployments/create/untenanted/v1",
+            Some(
+                json!({"ProjectName": "Graceful", "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]}),
+            ),
+        );
+        let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Wait until it runs, then ask the server to stop.
+        for _ in 0..500 {
+            if api(&server, "GET", &format!("/api/tasks/{task}"), None)["State"] == "Executing" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server.signal("-TERM");
+        let status = server
+            .wait_exit(Duration::from_secs(30))
+            .expect("server stopped after SIGTERM");
+        assert!(status.success(), "{status:?}");
+
+        // Back up on the same database: the task finished while shutting down.
+        let server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        let t = wait_task(&server, &task);
+        assert_eq!(t["State"], "Success", "{t}");
+        let raw = cli(&server, &["task", "watch", &task]);
+        assert!(String::from_utf8_lossy(&raw.stdout).contains("end"));
+    });
+}
+
+#[test]
+fn a_crashed_server_closes_its_running_tasks_on_restart() {
+    on_both("crash", |dir, db| {
+        let server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        make_project(&server, "Crash", "echo working\nsleep 60");
+        api(
+            &server,
+            "POST",
+            "/api/Spaces-1/releases/create/v1",
+            Some(json!({"ProjectName": "Crash"})),
+        );
+        let d = api(
+            &server,
+            "POST",
+            "/api/Spaces-1/deployments/create/untenanted/v1",
+            Some(
+                json!({"ProjectName": "Crash", "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]}),
+            ),
+        );
+        let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for _ in 0..500 {
+            if api(&server, "GET", &format!("/api/tasks/{task}"), None)["State"] == "Executing" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server.signal("-KILL");
+        drop(server);
+
+        let server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        let t = wait_task(&server, &task);
+        assert_eq!(t["State"], "Failed");
+        assert!(
+            t["ErrorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("stopped while this task was running"),
+            "{t}"
+        );
+        // The server still works after recovering.
+        let d = api(
+            &server,
+            "POST",
+            "/api/Spaces-1/deployments/create/untenanted/v1",
+            Some(
+                json!({"ProjectName": "Crash", "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]}),
+            ),
+        );
+        let next = d["DeploymentServerTasks"][0]["ServerTaskId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api(&server, "POST", &format!("/api/tasks/{next}/cancel"), None);
+        assert_eq!(wait_task(&server, &next)["State"], "Canceled");
+    });
+}
+
+#[test]
+fn a_bad_bootstrap_key_refuses_to_start_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("CUTTLE_ADMIN_API_KEY", "API-short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 characters"));
+    assert!(!dir.path().join("cuttle.db").exists());
+
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for verb in ["server", "release", "deploy", "task"] {
+        assert!(text.contains(verb), "{text}");
+    }
+}

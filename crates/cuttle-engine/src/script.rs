@@ -173,7 +173,9 @@ pub async fn run_script(
             exit = child.wait(), if status.is_none() => {
                 status = Some(exit.map_err(io_context("waiting for the script"))?);
                 // Background children it left behind are part of the step and
-                // must not outlive it (nor hold the pipes open).
+                // must not outlive it (nor hold the pipes open). The leader is
+                // reaped already, but while any member lives the group id
+                // cannot be reused, and an empty group just gives ESRCH.
                 group.kill();
                 grace.as_mut().reset(Instant::now() + DRAIN_GRACE);
             }
@@ -508,25 +510,33 @@ mod tests {
     #[tokio::test]
     async fn a_background_child_holding_stdout_does_not_hang_the_run() {
         let dir = tempfile::tempdir().unwrap();
-        // The group kill reaches an ordinary background child; one that left
-        // the group with setsid is only escaped by the drain grace.
-        let body = "sleep 300 &\nsetsid sleep 300 &\necho $!\necho done\n";
+        // An ordinary background child dies with the group. One that escaped
+        // into its own session with setsid survives that and keeps the pipes
+        // open, so only the drain grace ends the run; it writes its pid once it
+        // has escaped, so the script cannot exit before then.
+        let body = "sleep 300 &
+setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' &
+until [ -s escaped.pid ]; do sleep 0.01; done
+cat escaped.pid
+echo done
+";
         let started = Instant::now();
         let (outcome, lines) = run(
             bash(&dir, body, Duration::from_secs(60)),
             CancellationToken::new(),
         )
         .await;
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "took {:?}",
-            started.elapsed()
-        );
+        let took = started.elapsed();
         let escaped: i32 = lines[0].1.parse().unwrap();
         // SAFETY: signals only the process this test started.
         unsafe { libc::kill(escaped, libc::SIGKILL) };
         assert_eq!(outcome, ScriptOutcome::Exited(0));
         assert_eq!(lines[1..], [stdout("done")]);
+        assert!(
+            took >= DRAIN_GRACE,
+            "the setsid child did not hold the pipes"
+        );
+        assert!(took < Duration::from_secs(3), "took {took:?}");
     }
 
     #[tokio::test]

@@ -2,78 +2,12 @@
 //! verbs against it, graceful shutdown, and recovery after a crash. Runs on
 //! SQLite, and on PostgreSQL when CUTTLE_TEST_DATABASE_URL is set.
 
-use cuttle_store::testing::ScratchPostgres;
+mod support;
+
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-const KEY: &str = "API-PROCESSPROCESSPROCESSPROCESS0001";
-const BIN: &str = env!("CARGO_BIN_EXE_cuttle");
-
-struct ServerProcess {
-    child: Child,
-    url: String,
-}
-
-impl ServerProcess {
-    fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> ServerProcess {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("CUTTLE_ADMIN_API_KEY", KEY)
-            .env("CUTTLE_NODE_NAME", "test-node")
-            .env_remove("CUTTLE_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(url) = database_url {
-            cmd.args(["--database-url", url]);
-        }
-        let mut child = cmd.spawn().expect("start cuttle server");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server announced its address");
-        ServerProcess { child, url }
-    }
-
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::{on_both, ServerProcess, BIN, KEY};
 
 fn cli(server: &ServerProcess, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -145,20 +79,6 @@ fn wait_task(server: &ServerProcess, id: &str) -> Value {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("task {id} did not finish");
-}
-
-/// Runs `scenario` with a fresh data directory on SQLite, then on PostgreSQL.
-fn on_both(name: &str, scenario: impl Fn(PathBuf, Option<String>)) {
-    let dir = tempfile::tempdir().unwrap();
-    scenario(dir.path().to_path_buf(), None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    if let Some(pg) = rt.block_on(ScratchPostgres::create(name)) {
-        let dir = tempfile::tempdir().unwrap();
-        scenario(dir.path().to_path_buf(), Some(pg.url.clone()));
-    }
 }
 
 #[test]

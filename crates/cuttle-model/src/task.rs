@@ -286,30 +286,45 @@ pub fn build_activity_tree(
     build(None, &by_parent, &mut lines_by_activity)
 }
 
-/// The whole log as plain text, one line per log element, indented by depth.
+/// The whole log as plain text, indented by depth. Within a node, its own
+/// lines and its children are interleaved in time order, as they happened.
 pub fn render_raw_log(tree: &[ActivityElement]) -> String {
-    fn walk(out: &mut String, nodes: &[ActivityElement], depth: usize) {
-        for n in nodes {
-            out.push_str(&format!(
-                "{}{} [{}]\n",
-                "  ".repeat(depth),
-                n.name,
-                n.status.as_str()
-            ));
-            for l in &n.log_elements {
-                out.push_str(&format!(
+    enum Entry<'a> {
+        Line(&'a LogElement),
+        Child(&'a ActivityElement),
+    }
+    fn walk(out: &mut String, n: &ActivityElement, depth: usize) {
+        out.push_str(&format!(
+            "{}{} [{}]\n",
+            "  ".repeat(depth),
+            n.name,
+            n.status.as_str()
+        ));
+        let mut entries: Vec<(Option<Timestamp>, Entry)> = n
+            .log_elements
+            .iter()
+            .map(|l| (Some(l.occurred_at), Entry::Line(l)))
+            .collect();
+        entries.extend(n.children.iter().map(|c| (c.started, Entry::Child(c))));
+        // Stable sort keeps creation order among equal times; unstarted children go last.
+        entries.sort_by_key(|(t, _)| (t.is_none(), *t));
+        for (_, e) in entries {
+            match e {
+                Entry::Line(l) => out.push_str(&format!(
                     "{}{} {:<8} {}\n",
                     "  ".repeat(depth + 1),
                     l.occurred_at,
                     l.category.as_str(),
                     l.message_text
-                ));
+                )),
+                Entry::Child(c) => walk(out, c, depth + 1),
             }
-            walk(out, &n.children, depth + 1);
         }
     }
     let mut out = String::new();
-    walk(&mut out, tree, 0);
+    for n in tree {
+        walk(&mut out, n, 0);
+    }
     out
 }
 

@@ -42,8 +42,17 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cuttle-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     let cuttle = locate_cuttle(args.cuttle.clone())?;
     let version = Command::new(&cuttle)
         .arg("--version")
@@ -67,7 +76,11 @@ async fn main() -> Result<()> {
     println!(
         "cuttle-bench: {} deployments per database, {} at {}",
         args.deployments,
-        String::from_utf8_lossy(&version.stdout).trim(),
+        String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .next()
+            .unwrap_or("cuttle")
+            .trim(),
         shown.display()
     );
 
@@ -280,7 +293,7 @@ impl Server {
             if let Some(status) = self.child.try_wait()? {
                 ensure!(
                     status.success(),
-                    "the server exited with {status} on SIGTERM{}",
+                    "the server did not exit cleanly on SIGTERM ({status}){}",
                     self.log_tail()
                 );
                 return Ok(());

@@ -81,6 +81,35 @@ fn wait_task(server: &ServerProcess, id: &str) -> Value {
     panic!("task {id} did not finish");
 }
 
+/// Releases a project, deploys it to Dev, and returns its task once it runs.
+fn deploy_and_wait_until_running(server: &ServerProcess, project: &str) -> String {
+    api(
+        server,
+        "POST",
+        "/api/Spaces-1/releases/create/v1",
+        Some(json!({"ProjectName": project})),
+    );
+    let body =
+        json!({"ProjectName": project, "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]});
+    let d = api(
+        server,
+        "POST",
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(body),
+    );
+    let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..500 {
+        if api(server, "GET", &format!("/api/tasks/{task}"), None)["State"] == "Executing" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    task
+}
+
 #[test]
 fn cli_verbs_release_deploy_and_watch() {
     on_both("cli", |dir, db| {
@@ -193,31 +222,8 @@ fn sigterm_lets_a_running_step_finish() {
     on_both("shutdown", |dir, db| {
         let mut server = ServerProcess::start(&dir, db.as_deref(), &["--shutdown-timeout", "30"]);
         make_project(&server, "Graceful", "echo begin\nsleep 2\necho end");
-        api(
-            &server,
-            "POST",
-            "/api/Spaces-1/releases/create/v1",
-            Some(json!({"ProjectName": "Graceful"})),
-        );
-        let d = api(
-            &server,
-            "POST",
-            "/api/Spaces-1/deployments/create/untenanted/v1",
-            Some(
-                json!({"ProjectName": "Graceful", "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]}),
-            ),
-        );
-        let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        // Wait until it runs, then ask the server to stop.
-        for _ in 0..500 {
-            if api(&server, "GET", &format!("/api/tasks/{task}"), None)["State"] == "Executing" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Once it runs, ask the server to stop.
+        let task = deploy_and_wait_until_running(&server, "Graceful");
         server.signal("-TERM");
         let status = server
             .wait_exit(Duration::from_secs(30))
@@ -238,30 +244,7 @@ fn a_crashed_server_closes_its_running_tasks_on_restart() {
     on_both("crash", |dir, db| {
         let server = ServerProcess::start(&dir, db.as_deref(), &[]);
         make_project(&server, "Crash", "echo working\nsleep 60");
-        api(
-            &server,
-            "POST",
-            "/api/Spaces-1/releases/create/v1",
-            Some(json!({"ProjectName": "Crash"})),
-        );
-        let d = api(
-            &server,
-            "POST",
-            "/api/Spaces-1/deployments/create/untenanted/v1",
-            Some(
-                json!({"ProjectName": "Crash", "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]}),
-            ),
-        );
-        let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        for _ in 0..500 {
-            if api(&server, "GET", &format!("/api/tasks/{task}"), None)["State"] == "Executing" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let task = deploy_and_wait_until_running(&server, "Crash");
         server.signal("-KILL");
         drop(server);
 

@@ -1,135 +1,197 @@
-//! Environments, project groups and lifecycles.
+//! Environments, project groups and lifecycles: plain resources served by one
+//! generic set of handlers.
 
 use super::{document_query, scoped, Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
-use crate::links::{page, resource};
+use crate::links::{page, resource, Linked};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use cuttle_model::{Environment, Lifecycle, Project, ProjectGroup};
+use cuttle_model::{Environment, Lifecycle, Project, ProjectGroup, User};
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources as svc;
-use cuttle_store::DocumentQuery;
+use cuttle_service::ServiceError;
+use cuttle_store::{Document, DocumentQuery, Store};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use std::future::Future;
 
 pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(
-        r,
-        "/environments",
-        get(list_environments).post(create_environment),
-    );
-    r = scoped(r, "/environments/all", get(all_environments));
+    r = crud::<Environment>(r);
     r = scoped(r, "/environments/sortorder", put(sort_environments));
-    r = scoped(
-        r,
-        "/environments/{id}",
-        get(environment)
-            .put(update_environment)
-            .delete(delete_environment),
-    );
-    r = scoped(r, "/projectgroups", get(list_groups).post(create_group));
-    r = scoped(r, "/projectgroups/all", get(all_groups));
-    r = scoped(
-        r,
-        "/projectgroups/{id}",
-        get(group).put(update_group).delete(delete_group),
-    );
+    r = crud::<ProjectGroup>(r);
     r = scoped(r, "/projectgroups/{id}/projects", get(group_projects));
-    r = scoped(
-        r,
-        "/lifecycles",
-        get(list_lifecycles).post(create_lifecycle),
-    );
-    r = scoped(r, "/lifecycles/all", get(all_lifecycles));
+    crud::<Lifecycle>(r)
+}
+
+/// A space resource whose commands are plain create, modify and delete.
+trait SpaceCrud: Document + Linked + Serialize + DeserializeOwned + Send + 'static {
+    /// The collection's route segment.
+    const PATH: &'static str;
+    fn create(
+        store: &Store,
+        caller: &User,
+        space: &str,
+        body: Self,
+    ) -> impl Future<Output = Result<Self, ServiceError>> + Send;
+    fn update(
+        store: &Store,
+        caller: &User,
+        space: &str,
+        id: &str,
+        body: Self,
+    ) -> impl Future<Output = Result<Self, ServiceError>> + Send;
+    fn delete(
+        store: &Store,
+        caller: &User,
+        space: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+macro_rules! space_crud {
+    ($t:ty, $path:literal, $create:ident, $update:ident, $delete:ident) => {
+        impl SpaceCrud for $t {
+            const PATH: &'static str = $path;
+            fn create(
+                store: &Store,
+                caller: &User,
+                space: &str,
+                body: Self,
+            ) -> impl Future<Output = Result<Self, ServiceError>> + Send {
+                svc::$create(store, caller, space, body)
+            }
+            fn update(
+                store: &Store,
+                caller: &User,
+                space: &str,
+                id: &str,
+                body: Self,
+            ) -> impl Future<Output = Result<Self, ServiceError>> + Send {
+                svc::$update(store, caller, space, id, body)
+            }
+            fn delete(
+                store: &Store,
+                caller: &User,
+                space: &str,
+                id: &str,
+            ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+                svc::$delete(store, caller, space, id)
+            }
+        }
+    };
+}
+
+space_crud!(
+    Environment,
+    "environments",
+    create_environment,
+    update_environment,
+    delete_environment
+);
+space_crud!(
+    ProjectGroup,
+    "projectgroups",
+    create_project_group,
+    update_project_group,
+    delete_project_group
+);
+space_crud!(
+    Lifecycle,
+    "lifecycles",
+    create_lifecycle,
+    update_lifecycle,
+    delete_lifecycle
+);
+
+/// The list, `all`, read, create, modify and delete routes of one resource.
+fn crud<D: SpaceCrud>(mut r: Router<AppState>) -> Router<AppState> {
+    let path = format!("/{}", D::PATH);
+    r = scoped(r, &path, get(list::<D>).post(create::<D>));
+    r = scoped(r, &format!("{path}/all"), get(all::<D>));
     scoped(
         r,
-        "/lifecycles/{id}",
-        get(lifecycle)
-            .put(update_lifecycle)
-            .delete(delete_lifecycle),
+        &format!("{path}/{{id}}"),
+        get(one::<D>).put(update::<D>).delete(delete::<D>),
     )
 }
 
-fn all_query(space: &str) -> DocumentQuery {
-    DocumentQuery {
-        space_id: Some(space.into()),
-        ..Default::default()
-    }
-}
-
-// ---- environments ----
-
-async fn list_environments(
+async fn list<D: SpaceCrud>(
     State(inst): State<AppState>,
     _: Caller,
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let found = svc::list::<Environment>(&inst.store, &document_query(&s, &p)).await?;
+    let found = svc::list::<D>(&inst.store, &document_query(&s, &p)).await?;
     Ok(Json(page(
         &found.items,
         found.total,
         &p,
-        &format!("/api/{s}/environments"),
+        &format!("/api/{s}/{}", D::PATH),
     )))
 }
 
-async fn all_environments(
+async fn all<D: SpaceCrud>(
     State(inst): State<AppState>,
     _: Caller,
     SpaceId(s): SpaceId,
 ) -> ApiResult<Json<Value>> {
-    let found = svc::list::<Environment>(&inst.store, &all_query(&s)).await?;
+    let q = DocumentQuery {
+        space_id: Some(s),
+        ..Default::default()
+    };
+    let found = svc::list::<D>(&inst.store, &q).await?;
     Ok(Json(Value::Array(
         found.items.iter().map(resource).collect(),
     )))
 }
 
-async fn environment(
+async fn one<D: SpaceCrud>(
     State(inst): State<AppState>,
     _: Caller,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
-        &svc::get_in_space::<Environment>(&inst.store, &s, &id).await?,
+        &svc::get_in_space::<D>(&inst.store, &s, &id).await?,
     )))
 }
 
-async fn create_environment(
+async fn create<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
     SpaceId(s): SpaceId,
-    OctoJson(body): OctoJson<Environment>,
+    OctoJson(body): OctoJson<D>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let e = svc::create_environment(&inst.store, &c, &s, body).await?;
-    Ok((StatusCode::CREATED, Json(resource(&e))))
+    let created = D::create(&inst.store, &c, &s, body).await?;
+    Ok((StatusCode::CREATED, Json(resource(&created))))
 }
 
-async fn update_environment(
+async fn update<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
     SpaceId(s): SpaceId,
     Id(id): Id,
-    OctoJson(body): OctoJson<Environment>,
+    OctoJson(body): OctoJson<D>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
-        &svc::update_environment(&inst.store, &c, &s, &id, body).await?,
+        &D::update(&inst.store, &c, &s, &id, body).await?,
     )))
 }
 
-async fn delete_environment(
+async fn delete<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
-    svc::delete_environment(&inst.store, &c, &s, &id).await?;
+    D::delete(&inst.store, &c, &s, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,45 +205,6 @@ async fn sort_environments(
     Ok(StatusCode::OK)
 }
 
-// ---- project groups ----
-
-async fn list_groups(
-    State(inst): State<AppState>,
-    _: Caller,
-    SpaceId(s): SpaceId,
-    Q(p): Q<ListParams>,
-) -> ApiResult<Json<Value>> {
-    let found = svc::list::<ProjectGroup>(&inst.store, &document_query(&s, &p)).await?;
-    Ok(Json(page(
-        &found.items,
-        found.total,
-        &p,
-        &format!("/api/{s}/projectgroups"),
-    )))
-}
-
-async fn all_groups(
-    State(inst): State<AppState>,
-    _: Caller,
-    SpaceId(s): SpaceId,
-) -> ApiResult<Json<Value>> {
-    let found = svc::list::<ProjectGroup>(&inst.store, &all_query(&s)).await?;
-    Ok(Json(Value::Array(
-        found.items.iter().map(resource).collect(),
-    )))
-}
-
-async fn group(
-    State(inst): State<AppState>,
-    _: Caller,
-    SpaceId(s): SpaceId,
-    Id(id): Id,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(
-        &svc::get_in_space::<ProjectGroup>(&inst.store, &s, &id).await?,
-    )))
-}
-
 async fn group_projects(
     State(inst): State<AppState>,
     _: Caller,
@@ -190,10 +213,13 @@ async fn group_projects(
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let g = svc::get_in_space::<ProjectGroup>(&inst.store, &s, &id).await?;
-    let all = svc::list::<Project>(&inst.store, &all_query(&s))
+    let q = DocumentQuery {
+        space_id: Some(s.clone()),
+        ..Default::default()
+    };
+    let mine: Vec<Project> = svc::list::<Project>(&inst.store, &q)
         .await?
-        .items;
-    let mine: Vec<Project> = all
+        .items
         .into_iter()
         .filter(|x| x.project_group_id == g.id)
         .collect();
@@ -209,107 +235,4 @@ async fn group_projects(
         &p,
         &format!("/api/{s}/projectgroups/{id}/projects"),
     )))
-}
-
-async fn create_group(
-    State(inst): State<AppState>,
-    Caller(c): Caller,
-    SpaceId(s): SpaceId,
-    OctoJson(body): OctoJson<ProjectGroup>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let g = svc::create_project_group(&inst.store, &c, &s, body).await?;
-    Ok((StatusCode::CREATED, Json(resource(&g))))
-}
-
-async fn update_group(
-    State(inst): State<AppState>,
-    Caller(c): Caller,
-    SpaceId(s): SpaceId,
-    Id(id): Id,
-    OctoJson(body): OctoJson<ProjectGroup>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(
-        &svc::update_project_group(&inst.store, &c, &s, &id, body).await?,
-    )))
-}
-
-async fn delete_group(
-    State(inst): State<AppState>,
-    Caller(c): Caller,
-    SpaceId(s): SpaceId,
-    Id(id): Id,
-) -> ApiResult<StatusCode> {
-    svc::delete_project_group(&inst.store, &c, &s, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- lifecycles ----
-
-async fn list_lifecycles(
-    State(inst): State<AppState>,
-    _: Caller,
-    SpaceId(s): SpaceId,
-    Q(p): Q<ListParams>,
-) -> ApiResult<Json<Value>> {
-    let found = svc::list::<Lifecycle>(&inst.store, &document_query(&s, &p)).await?;
-    Ok(Json(page(
-        &found.items,
-        found.total,
-        &p,
-        &format!("/api/{s}/lifecycles"),
-    )))
-}
-
-async fn all_lifecycles(
-    State(inst): State<AppState>,
-    _: Caller,
-    SpaceId(s): SpaceId,
-) -> ApiResult<Json<Value>> {
-    let found = svc::list::<Lifecycle>(&inst.store, &all_query(&s)).await?;
-    Ok(Json(Value::Array(
-        found.items.iter().map(resource).collect(),
-    )))
-}
-
-async fn lifecycle(
-    State(inst): State<AppState>,
-    _: Caller,
-    SpaceId(s): SpaceId,
-    Id(id): Id,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(
-        &svc::get_in_space::<Lifecycle>(&inst.store, &s, &id).await?,
-    )))
-}
-
-async fn create_lifecycle(
-    State(inst): State<AppState>,
-    Caller(c): Caller,
-    SpaceId(s): SpaceId,
-    OctoJson(body): OctoJson<Lifecycle>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let l = svc::create_lifecycle(&inst.store, &c, &s, body).await?;
-    Ok((StatusCode::CREATED, Json(resource(&l))))
-}
-
-async fn update_lifecycle(
-    State(inst): State<AppState>,
-    Caller(c): Caller,
-    SpaceId(s): SpaceId,
-    Id(id): Id,
-    OctoJson(body): OctoJson<Lifecycle>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(
-        &svc::update_lifecycle(&inst.store, &c, &s, &id, body).await?,
-    )))
-}
-
-async fn delete_lifecycle(
-    State(inst): State<AppState>,
-    Caller(c): Caller,
-    SpaceId(s): SpaceId,
-    Id(id): Id,
-) -> ApiResult<StatusCode> {
-    svc::delete_lifecycle(&inst.store, &c, &s, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,90 +1,315 @@
-//! A real `cuttle server` process on a loopback port, for tests that drive
-//! the binary as users do.
+//! Test helpers that run the real `cuttle` binary as users do: a server
+//! process on a loopback port, and scratch PostgreSQL databases.
 
+// Each test crate includes this module and uses only part of it.
 #![allow(dead_code)]
 
-use cuttle_store::testing::ScratchPostgres;
-use std::io::{BufRead, BufReader};
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-pub const KEY: &str = "API-PROCESSPROCESSPROCESSPROCESS0001";
+/// The administrator's API key every test server starts with (40 characters).
+pub const KEY: &str = "API-CUTTLETESTSERVERKEY00000000000000001";
+/// The administrator's password every test server starts with.
+pub const PASSWORD: &str = "cuttle-test-password";
 pub const BIN: &str = env!("CARGO_BIN_EXE_cuttle");
+/// Names the PostgreSQL server that scratch databases are made on.
+pub const TEST_DATABASE_ENV: &str = "CUTTLE_TEST_DATABASE_URL";
 
-pub struct ServerProcess {
+/// How many of the server's last output lines are kept for diagnostics.
+const KEPT_LINES: usize = 200;
+/// A debug build migrating a fresh PostgreSQL database can be slow to start.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// After SIGTERM the server lets running steps finish; past this it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// A `cuttle server` child process, stopped when dropped.
+pub struct TestServer {
     pub child: Child,
     pub url: String,
+    output: Arc<Mutex<VecDeque<String>>>,
+    // Declared last: removed only after Drop has stopped the server.
+    own_dir: Option<tempfile::TempDir>,
 }
 
-impl ServerProcess {
-    pub fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> ServerProcess {
+/// The name the process-level tests know it by.
+pub type ServerProcess = TestServer;
+
+impl TestServer {
+    /// A server on SQLite in a data directory of its own.
+    pub fn sqlite() -> TestServer {
+        TestServer::with_database(None)
+    }
+
+    /// A server in a data directory of its own, on PostgreSQL when
+    /// `database_url` is given, else on SQLite.
+    pub fn with_database(database_url: Option<&str>) -> TestServer {
+        let dir = tempfile::tempdir().expect("create a data directory");
+        let mut server = TestServer::start(dir.path(), database_url, &[]);
+        server.own_dir = Some(dir);
+        server
+    }
+
+    /// A server on `data_dir`, which outlives it, so a test can restart on
+    /// the same installation; `extra` are more `cuttle server` arguments.
+    pub fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> TestServer {
         let mut cmd = Command::new(BIN);
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("CUTTLE_ADMIN_API_KEY", KEY)
+            .env("CUTTLE_ADMIN_PASSWORD", PASSWORD)
             .env("CUTTLE_NODE_NAME", "test-node")
+            // Only the arguments choose the database, never the caller's shell.
             .env_remove("CUTTLE_DATABASE_URL")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
-        let mut child = cmd.spawn().expect("start cuttle server");
-        let stdout = child.stdout.take().unwrap();
+        let mut child = cmd.spawn().expect("start the cuttle server");
+        let output = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_owned());
+        drain(child.stdout.take().unwrap(), output.clone(), Some(tx));
+        drain(child.stderr.take().unwrap(), output.clone(), None);
+
+        let deadline = Instant::now() + START_LIMIT;
+        let url = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(url) => break url,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        // Let the readers catch the last words before reporting them.
+                        std::thread::sleep(Duration::from_millis(200));
+                        panic!(
+                            "the cuttle server exited ({status}) before listening:\n{}",
+                            tail(&output)
+                        );
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "the cuttle server did not announce its address within {} s:\n{}",
+                        START_LIMIT.as_secs(),
+                        tail(&output)
+                    );
                 }
             }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server announced its address");
-        ServerProcess { child, url }
+        };
+        TestServer {
+            child,
+            url,
+            output,
+            own_dir: None,
+        }
     }
 
+    /// The base URL, e.g. `http://127.0.0.1:43123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The administrator's API key.
+    pub fn api_key(&self) -> &'static str {
+        KEY
+    }
+
+    /// The server's last lines of output, stdout and stderr interleaved.
+    pub fn recent_output(&self) -> String {
+        tail(&self.output)
+    }
+
+    /// Sends a signal by name, e.g. `-TERM` or `-KILL`.
     pub fn signal(&self, sig: &str) {
-        Command::new("kill")
+        let status = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
-            .unwrap();
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {} failed", self.child.id());
     }
 
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+    /// Waits for the server to exit by itself; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
                 return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
     }
 }
 
-impl Drop for ServerProcess {
+impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // An exited child is already reaped, and its pid may be reused: only
+        // signal one still running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            if self.wait_exit(STOP_LIMIT).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- last output of the cuttle server at {} ---\n{}", self.url, self.recent_output());
+        }
     }
 }
 
-/// Runs `scenario` with a fresh data directory on SQLite, then on PostgreSQL.
-pub fn on_both(name: &str, scenario: impl Fn(PathBuf, Option<String>)) {
-    let dir = tempfile::tempdir().unwrap();
-    scenario(dir.path().to_path_buf(), None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    if let Some(pg) = rt.block_on(ScratchPostgres::create(name)) {
-        let dir = tempfile::tempdir().unwrap();
-        scenario(dir.path().to_path_buf(), Some(pg.url.clone()));
+/// Reads a child's stream to its end, so the child never blocks on a full
+/// pipe, keeping the last lines; the first address announced goes to `announce`.
+fn drain(
+    stream: impl Read + Send + 'static,
+    output: Arc<Mutex<VecDeque<String>>>,
+    mut announce: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                if let Some(tx) = announce.take() {
+                    let url = line[at + "listening on ".len()..].trim();
+                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+                }
+            }
+            let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.len() == KEPT_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    });
+}
+
+fn tail(output: &Mutex<VecDeque<String>>) -> String {
+    let kept = output.lock().unwrap_or_else(|e| e.into_inner());
+    kept.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+}
+
+/// A PostgreSQL database made for one test on the server named by
+/// `CUTTLE_TEST_DATABASE_URL`, and dropped when this is dropped.
+pub struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    /// A fresh database, or `None` when `CUTTLE_TEST_DATABASE_URL` is unset
+    /// (the caller then says the PostgreSQL run is skipped). Set but not
+    /// answering is a failure, not a skip: CI must not pass without it.
+    pub fn create() -> Option<ScratchDatabase> {
+        let admin_url = std::env::var(TEST_DATABASE_ENV)
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let name = format!("cuttle_t_{:016x}", random_u64());
+        if let Err(e) = psql(&admin_url, &format!("CREATE DATABASE {name}")) {
+            panic!("{TEST_DATABASE_ENV} is set, but creating a database there failed: {e}");
+        }
+        let url = with_database_name(&admin_url, &name);
+        Some(ScratchDatabase {
+            admin_url,
+            name,
+            url,
+        })
     }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        // FORCE: a server that was killed may leave connections behind.
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = psql(&self.admin_url, &sql) {
+            eprintln!("could not drop the scratch database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Runs one SQL statement with `psql`, which CI installs alongside PostgreSQL.
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    // -X: ignore any ~/.psqlrc; -w: never wait for a password prompt.
+    let out = Command::new("psql")
+        .args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run psql (is the PostgreSQL client installed?): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// `postgres://u@h:5432/test?sslmode=disable` with `name` as the database:
+/// `postgres://u@h:5432/name?sslmode=disable`.
+fn with_database_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.find('?') {
+        Some(q) => url.split_at(q),
+        None => (url, ""),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
+}
+
+/// Enough randomness for unique names, from std alone: the hasher's keys
+/// are random per process, mixed with the clock and the process id.
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Runs `scenario` with a fresh data directory on SQLite, then again on a
+/// scratch PostgreSQL database when `CUTTLE_TEST_DATABASE_URL` is set.
+pub fn on_both(name: &str, scenario: impl Fn(PathBuf, Option<String>)) {
+    let dir = tempfile::tempdir().expect("create a data directory");
+    scenario(dir.path().to_path_buf(), None);
+    match ScratchDatabase::create() {
+        Some(db) => {
+            let dir = tempfile::tempdir().expect("create a data directory");
+            scenario(dir.path().to_path_buf(), Some(db.url.clone()));
+        }
+        None => println!("{name} on PostgreSQL: skipped: {TEST_DATABASE_ENV} is not set"),
+    }
+}
+
+#[test]
+fn database_urls_name_the_scratch_database() {
+    assert_eq!(
+        with_database_name("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database_name("postgres://u:p@h/test?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database_name("postgres://h:5432", "x"), "postgres://h:5432/x");
 }

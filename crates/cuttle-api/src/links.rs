@@ -224,3 +224,14 @@ pub fn page<T: Serialize + Linked>(
         "Links": Value::Object(links),
     })
 }
+
+/// Pages a list that was filtered in memory.
+pub fn page_of<T: Serialize + Linked>(all: Vec<T>, params: &ListParams, path: &str) -> Value {
+    let total = all.len() as i64;
+    let items: Vec<T> = all
+        .into_iter()
+        .skip(params.skip() as usize)
+        .take(params.take() as usize)
+        .collect();
+    page(&items, total, params, path)
+}

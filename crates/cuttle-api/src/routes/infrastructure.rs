@@ -5,7 +5,7 @@ use super::{document_query, scoped, Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
-use crate::links::{page, resource, Linked};
+use crate::links::{page, page_of, resource, Linked};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
@@ -223,15 +223,8 @@ async fn group_projects(
         .into_iter()
         .filter(|x| x.project_group_id == g.id)
         .collect();
-    let total = mine.len() as i64;
-    let items: Vec<Project> = mine
-        .into_iter()
-        .skip(p.skip() as usize)
-        .take(p.take() as usize)
-        .collect();
-    Ok(Json(page(
-        &items,
-        total,
+    Ok(Json(page_of(
+        mine,
         &p,
         &format!("/api/{s}/projectgroups/{id}/projects"),
     )))

@@ -10,7 +10,7 @@ mod tasks;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
-use crate::links::{page, resource};
+use crate::links::{page, page_of, resource};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path, State};
@@ -148,13 +148,7 @@ async fn users(
     Q(params): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let all: Vec<User> = inst.store.users().await?;
-    let total = all.len() as i64;
-    let items: Vec<User> = all
-        .into_iter()
-        .skip(params.skip() as usize)
-        .take(params.take() as usize)
-        .collect();
-    Ok(Json(page(&items, total, &params, "/api/users")))
+    Ok(Json(page_of(all, &params, "/api/users")))
 }
 
 async fn user(

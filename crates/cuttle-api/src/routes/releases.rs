@@ -4,7 +4,7 @@ use super::{document_query, scoped, Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
-use crate::links::{page, resource};
+use crate::links::{page, page_of, resource};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
@@ -113,15 +113,8 @@ async fn release_deployments(
         .into_iter()
         .filter(|d| d.release_id == r.id)
         .collect();
-    let total = mine.len() as i64;
-    let items: Vec<Deployment> = mine
-        .into_iter()
-        .skip(p.skip() as usize)
-        .take(p.take() as usize)
-        .collect();
-    Ok(Json(page(
-        &items,
-        total,
+    Ok(Json(page_of(
+        mine,
         &p,
         &format!("/api/{s}/releases/{id}/deployments"),
     )))
@@ -173,13 +166,7 @@ async fn list_deployments(
         .into_iter()
         .filter(|d| tasks.iter().any(|t| t.id == d.task_id))
         .collect();
-    let total = matching.len() as i64;
-    let items: Vec<Deployment> = matching
-        .into_iter()
-        .skip(p.skip() as usize)
-        .take(p.take() as usize)
-        .collect();
-    Ok(Json(page(&items, total, &p, &path)))
+    Ok(Json(page_of(matching, &p, &path)))
 }
 
 async fn deployment(

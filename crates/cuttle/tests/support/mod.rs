@@ -140,8 +140,10 @@ impl TestServer {
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let until = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
-                return Some(status);
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => {}
+                Err(_) => return None,
             }
             if Instant::now() >= until {
                 return None;
@@ -165,7 +167,11 @@ impl Drop for TestServer {
             }
         }
         if std::thread::panicking() {
-            eprintln!("--- last output of the cuttle server at {} ---\n{}", self.url, self.recent_output());
+            eprintln!(
+                "--- last output of the cuttle server at {} ---\n{}",
+                self.url,
+                self.recent_output()
+            );
         }
     }
 }
@@ -196,7 +202,10 @@ fn drain(
 
 fn tail(output: &Mutex<VecDeque<String>>) -> String {
     let kept = output.lock().unwrap_or_else(|e| e.into_inner());
-    kept.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    kept.iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A PostgreSQL database made for one test on the server named by
@@ -246,7 +255,17 @@ impl Drop for ScratchDatabase {
 fn psql(url: &str, sql: &str) -> Result<(), String> {
     // -X: ignore any ~/.psqlrc; -w: never wait for a password prompt.
     let out = Command::new("psql")
-        .args(["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .args([
+            "-X",
+            "-w",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())
         .output()
@@ -311,5 +330,8 @@ fn database_urls_name_the_scratch_database() {
         with_database_name("postgres://u:p@h/test?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
     );
-    assert_eq!(with_database_name("postgres://h:5432", "x"), "postgres://h:5432/x");
+    assert_eq!(
+        with_database_name("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
 }

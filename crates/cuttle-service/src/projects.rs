@@ -363,6 +363,7 @@ mod tests {
 
         let mut bad = vec![
             ok[0].clone(),
+            ok[0].clone(),
             Step {
                 name: " ".into(),
                 ..Default::default()

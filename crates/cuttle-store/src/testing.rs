@@ -28,25 +28,25 @@ impl ScratchPostgres {
         conn.execute(format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create scratch database");
-        let url = match admin_url.rfind('/') {
-            Some(slash)
-                if admin_url[..slash].contains("://")
-                    && slash > admin_url.find("://").unwrap_or(0) + 2 =>
-            {
-                let query = admin_url[slash..]
-                    .find('?')
-                    .map(|q| &admin_url[slash + q..])
-                    .unwrap_or("");
-                format!("{}/{name}{query}", &admin_url[..slash])
-            }
-            _ => format!("{admin_url}/{name}"),
-        };
+        let url = with_database_name(&admin_url, &name);
         Some(ScratchPostgres {
             admin_url,
             name,
             url,
         })
     }
+}
+
+/// The same server URL naming another database:
+/// `postgres://u@h:5432/test?sslmode=disable` → `postgres://u@h:5432/NAME?sslmode=disable`.
+pub fn with_database_name(url: &str, name: &str) -> String {
+    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
 }
 
 impl Drop for ScratchPostgres {
@@ -67,5 +67,26 @@ impl Drop for ScratchPostgres {
             })
         })
         .join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database_name;
+
+    #[test]
+    fn names_the_scratch_database() {
+        assert_eq!(
+            with_database_name("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database_name("postgres://u:p@h/test?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database_name("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{ScratchDatabase, TestServer, TEST_DATABASE_ENV};
+use support::{scratch_postgres, TestServer};
 
 /// flow.mjs gives up after 5 minutes by itself; this only guards against a
 /// node process that hangs regardless.
@@ -132,12 +132,11 @@ fn the_octopus_client_deploys_a_release_on_sqlite() {
 
 #[test]
 fn the_octopus_client_deploys_a_release_on_postgresql() {
-    let Some(db) = ScratchDatabase::create() else {
-        println!("skipped: {TEST_DATABASE_ENV} is not set");
+    let Some(db) = scratch_postgres("octopus-client") else {
         return;
     };
     install_client();
     // Declared after the database, so the server stops before it is dropped.
-    let server = TestServer::with_database(Some(db.url()));
+    let server = TestServer::with_database(Some(&db.url));
     run_flow(&server, "PostgreSQL");
 }

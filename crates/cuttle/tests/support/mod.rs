@@ -4,22 +4,19 @@
 // Each test crate includes this module and uses only part of it.
 #![allow(dead_code)]
 
-use std::collections::hash_map::RandomState;
+pub use cuttle_store::testing::ScratchPostgres;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The administrator's API key every test server starts with (40 characters).
 pub const KEY: &str = "API-CUTTLETESTSERVERKEY00000000000000001";
 /// The administrator's password every test server starts with.
 pub const PASSWORD: &str = "cuttle-test-password";
 pub const BIN: &str = env!("CARGO_BIN_EXE_cuttle");
-/// Names the PostgreSQL server that scratch databases are made on.
-pub const TEST_DATABASE_ENV: &str = "CUTTLE_TEST_DATABASE_URL";
 
 /// How many of the server's last output lines are kept for diagnostics.
 const KEPT_LINES: usize = 200;
@@ -208,102 +205,14 @@ fn tail(output: &Mutex<VecDeque<String>>) -> String {
         .join("\n")
 }
 
-/// A PostgreSQL database made for one test on the server named by
-/// `CUTTLE_TEST_DATABASE_URL`, and dropped when this is dropped.
-pub struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl ScratchDatabase {
-    /// A fresh database, or `None` when `CUTTLE_TEST_DATABASE_URL` is unset
-    /// (the caller then says the PostgreSQL run is skipped). Set but not
-    /// answering is a failure, not a skip: CI must not pass without it.
-    pub fn create() -> Option<ScratchDatabase> {
-        let admin_url = std::env::var(TEST_DATABASE_ENV)
-            .ok()
-            .filter(|u| !u.is_empty())?;
-        let name = format!("cuttle_t_{:016x}", random_u64());
-        if let Err(e) = psql(&admin_url, &format!("CREATE DATABASE {name}")) {
-            panic!("{TEST_DATABASE_ENV} is set, but creating a database there failed: {e}");
-        }
-        let url = with_database_name(&admin_url, &name);
-        Some(ScratchDatabase {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        // FORCE: a server that was killed may leave connections behind.
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = psql(&self.admin_url, &sql) {
-            eprintln!("could not drop the scratch database {}: {e}", self.name);
-        }
-    }
-}
-
-/// Runs one SQL statement with `psql`, which CI installs alongside PostgreSQL.
-fn psql(url: &str, sql: &str) -> Result<(), String> {
-    // -X: ignore any ~/.psqlrc; -w: never wait for a password prompt.
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-w",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not run psql (is the PostgreSQL client installed?): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
-}
-
-/// `postgres://u@h:5432/test?sslmode=disable` with `name` as the database:
-/// `postgres://u@h:5432/name?sslmode=disable`.
-fn with_database_name(url: &str, name: &str) -> String {
-    let (base, query) = match url.find('?') {
-        Some(q) => url.split_at(q),
-        None => (url, ""),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    format!("{server}/{name}{query}")
-}
-
-/// Enough randomness for unique names, from std alone: the hasher's keys
-/// are random per process, mixed with the clock and the process id.
-fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
+/// A scratch PostgreSQL database for one test, or `None` (said as skipped)
+/// when `CUTTLE_TEST_DATABASE_URL` is unset.
+pub fn scratch_postgres(name: &str) -> Option<ScratchPostgres> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for creating the database");
+    rt.block_on(ScratchPostgres::create(name))
 }
 
 /// Runs `scenario` with a fresh data directory on SQLite, then again on a
@@ -311,27 +220,8 @@ fn random_u64() -> u64 {
 pub fn on_both(name: &str, scenario: impl Fn(PathBuf, Option<String>)) {
     let dir = tempfile::tempdir().expect("create a data directory");
     scenario(dir.path().to_path_buf(), None);
-    match ScratchDatabase::create() {
-        Some(db) => {
-            let dir = tempfile::tempdir().expect("create a data directory");
-            scenario(dir.path().to_path_buf(), Some(db.url.clone()));
-        }
-        None => println!("{name} on PostgreSQL: skipped: {TEST_DATABASE_ENV} is not set"),
+    if let Some(db) = scratch_postgres(name) {
+        let dir = tempfile::tempdir().expect("create a data directory");
+        scenario(dir.path().to_path_buf(), Some(db.url.clone()));
     }
-}
-
-#[test]
-fn database_urls_name_the_scratch_database() {
-    assert_eq!(
-        with_database_name("postgres://postgres@127.0.0.1:5432/test", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database_name("postgres://u:p@h/test?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(
-        with_database_name("postgres://h:5432", "x"),
-        "postgres://h:5432/x"
-    );
 }

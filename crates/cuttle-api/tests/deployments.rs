@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::on_both;
+use common::{on_both, on_both_with_cap};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
@@ -196,6 +196,24 @@ async fn step_conditions_and_unknown_action_types() {
         let details = s.get(&format!("/api/tasks/{task}/details")).await.body;
         let statuses: Vec<&str> = details["ActivityLogs"][0]["Children"].as_array().unwrap().iter().map(|c| c["Status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["Failed", "Skipped", "Success", "Success", "Failed"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_queues_tasks_beyond_it() {
+    on_both_with_cap("cap", 1, |s| async move {
+        s.project_with_script("Capped", "sleep 0.5", json!({})).await;
+        s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": "Capped", "ReleaseVersion": "1.0.0"})).await;
+        let body = json!({"ProjectName": "Capped", "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Dev"]});
+        let first = s.create("/api/Spaces-1/deployments/create/untenanted/v1", body.clone()).await;
+        let second = s.create("/api/Spaces-1/deployments/create/untenanted/v1", body).await;
+        let id = |d: &serde_json::Value| d["DeploymentServerTasks"][0]["ServerTaskId"].as_str().unwrap().to_owned();
+        let a = s.wait_for_task(&id(&first)).await;
+        let b = s.wait_for_task(&id(&second)).await;
+        assert_eq!((a["State"].as_str(), b["State"].as_str()), (Some("Success"), Some("Success")));
+        let ts = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+        assert!(ts(&b["StartTime"]) >= ts(&a["CompletedTime"]), "with a cap of 1 the second task waited: {a} {b}");
     })
     .await;
 }

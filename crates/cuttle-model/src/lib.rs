@@ -9,6 +9,7 @@
 //! - [`release`], [`deployment`]: immutable releases and deployments of them.
 //! - [`task`]: server tasks, their states and the activity log tree.
 //! - [`user`]: users and API keys.
+//! - [`variables`]: variables, their scopes and prompts.
 
 pub mod deployment;
 pub mod environment;
@@ -21,6 +22,7 @@ pub mod space;
 pub mod task;
 pub mod time;
 pub mod user;
+pub mod variables;
 
 pub use deployment::Deployment;
 pub use environment::Environment;
@@ -32,6 +34,7 @@ pub use space::Space;
 pub use task::{ActivityElement, ActivityStatus, LogCategory, LogElement, ServerTask, TaskState};
 pub use time::Timestamp;
 pub use user::{ApiKey, User};
+pub use variables::{Variable, VariablePrompt, VariableScope};
 
 /// Turns a display name into the URL slug Octopus derives from it
 /// ("My Web App" → "my-web-app").

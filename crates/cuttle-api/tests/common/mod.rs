@@ -48,11 +48,12 @@ impl Reply {
 }
 
 impl Server {
-    async fn start(pg: Option<ScratchPostgres>, backend: &'static str) -> Server {
+    async fn start(pg: Option<ScratchPostgres>, backend: &'static str, max_tasks: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = InstanceConfig::new(dir.path().to_path_buf());
         config.database_url = pg.as_ref().map(|p| p.url.clone());
         config.default_script_timeout = Duration::from_secs(60);
+        config.max_concurrent_tasks = max_tasks;
         let inst = Instance::open(config).await.unwrap();
         bootstrap_admin(
             &inst.store,
@@ -234,8 +235,17 @@ where
     F: Fn(Server) -> Fut,
     Fut: Future<Output = ()>,
 {
-    scenario(Server::start(None, "sqlite").await).await;
+    on_both_with_cap(name, 8, scenario).await
+}
+
+/// As [`on_both`], with at most `max_tasks` tasks running at once.
+pub async fn on_both_with_cap<F, Fut>(name: &str, max_tasks: usize, scenario: F)
+where
+    F: Fn(Server) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    scenario(Server::start(None, "sqlite", max_tasks).await).await;
     if let Some(pg) = ScratchPostgres::create(name).await {
-        scenario(Server::start(Some(pg), "postgres").await).await;
+        scenario(Server::start(Some(pg), "postgres", max_tasks).await).await;
     }
 }

@@ -1,0 +1,92 @@
+//! Variables and the sets that hold them: a project's own set, and library
+//! variable sets that projects include.
+
+use serde::{Deserialize, Serialize};
+
+/// The dimensions a variable's value can be scoped to. Within one dimension the
+/// listed values are alternatives; across dimensions all must match.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VariableScope {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub role: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machine: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub action: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channel: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenant_tag: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub process_owner: Vec<String>,
+}
+
+impl VariableScope {
+    pub fn is_empty(&self) -> bool {
+        self.environment.is_empty()
+            && self.role.is_empty()
+            && self.machine.is_empty()
+            && self.action.is_empty()
+            && self.channel.is_empty()
+            && self.tenant_tag.is_empty()
+            && self.process_owner.is_empty()
+    }
+}
+
+/// How a prompted variable asks for its value at deployment time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VariablePrompt {
+    pub label: String,
+    pub description: String,
+    pub required: bool,
+    pub display_settings: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Variable {
+    pub id: String,
+    pub name: String,
+    /// `None` for a sensitive value when it leaves the server, and for a value
+    /// that was never set.
+    pub value: Option<String>,
+    pub description: Option<String>,
+    pub scope: VariableScope,
+    pub is_editable: bool,
+    pub prompt: Option<VariablePrompt>,
+    /// `String`, `Sensitive`, `Certificate`, `AmazonWebServicesAccount`, …
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub is_sensitive: bool,
+}
+
+impl Default for Variable {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            name: String::new(),
+            value: None,
+            description: None,
+            scope: VariableScope::default(),
+            is_editable: true,
+            prompt: None,
+            kind: "String".into(),
+            is_sensitive: false,
+        }
+    }
+}
+
+impl Variable {
+    /// A plain, unscoped string variable.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: Some(value.into()), ..Self::default() }
+    }
+
+    pub fn sensitive(&self) -> bool {
+        self.is_sensitive || self.kind == "Sensitive"
+    }
+}

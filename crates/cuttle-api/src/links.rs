@@ -4,6 +4,7 @@
 
 use cuttle_model::*;
 use cuttle_service::paging::ListParams;
+use cuttle_service::variables::VariableSetView;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -65,6 +66,7 @@ impl Linked for Project {
             "Self": base,
             "Releases": format!("{base}/releases"),
             "Channels": format!("{base}/channels"),
+            "Variables": format!("/api/{}/variables/{}", self.space_id, self.variable_set_id),
             "DeploymentProcess": format!("/api/{}/deploymentprocesses/{}", self.space_id, self.deployment_process_id),
             "ProjectGroup": format!("/api/{}/projectgroups/{}", self.space_id, self.project_group_id),
             "Lifecycle": format!("/api/{}/lifecycles/{}", self.space_id, self.lifecycle_id),
@@ -87,6 +89,37 @@ impl Linked for Channel {
     }
 }
 
+impl Linked for LibraryVariableSet {
+    fn links(&self) -> Value {
+        json!({
+            "Self": format!("/api/{}/libraryvariablesets/{}", self.space_id, self.id),
+            "Variables": format!("/api/{}/variables/{}", self.space_id, self.variable_set_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "LibraryVariableSet"
+    }
+}
+
+impl Linked for VariableSetView {
+    fn links(&self) -> Value {
+        let s = &self.set.space_id;
+        let owner = &self.set.owner_id;
+        let owner_link = if owner.starts_with("LibraryVariableSets-") {
+            format!("/api/{s}/libraryvariablesets/{owner}")
+        } else {
+            format!("/api/{s}/projects/{owner}")
+        };
+        json!({
+            "Self": format!("/api/{s}/variables/{}", self.set.id),
+            "Owner": owner_link,
+        })
+    }
+    fn item_type() -> &'static str {
+        "VariableSet"
+    }
+}
+
 impl Linked for DeploymentProcess {
     fn links(&self) -> Value {
         json!({
@@ -102,13 +135,21 @@ impl Linked for DeploymentProcess {
 impl Linked for Release {
     fn links(&self) -> Value {
         let base = format!("/api/{}/releases/{}", self.space_id, self.id);
-        json!({
+        let mut links = json!({
             "Self": base,
             "Project": format!("/api/{}/projects/{}", self.space_id, self.project_id),
             "Channel": format!("/api/{}/channels/{}", self.space_id, self.channel_id),
             "Deployments": format!("{base}/deployments"),
             "ProjectDeploymentProcessSnapshot": format!("/api/{}/deploymentprocesses/{}", self.space_id, self.project_deployment_process_snapshot_id),
-        })
+        });
+        // Releases made before variables were frozen have no snapshot.
+        if !self.project_variable_set_snapshot_id.is_empty() {
+            links["ProjectVariableSnapshot"] = json!(format!(
+                "/api/{}/variables/{}",
+                self.space_id, self.project_variable_set_snapshot_id
+            ));
+        }
+        links
     }
     fn item_type() -> &'static str {
         "Release"

@@ -1,9 +1,15 @@
 //! Carrying out a deployment task: load what the release froze, plan, then
 //! run each step's actions on the built-in worker, writing the activity log.
 
+use crate::helpers::{
+    parse_service_message, variables_file, ServiceMessage, BASH_BOOTSTRAP, PYTHON_BOOTSTRAP,
+    VARIABLES_FILE,
+};
 use crate::log::{ActivityLog, TaskLog};
 use crate::plan::{condition_allows, plan};
 use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::variables::{DeploymentVariables, Sources, BUILT_IN_WORKER};
+use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::process::{
     PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, PROP_SCRIPT_SYNTAX, PROP_TIMEOUT_MINUTES,
     PROP_TIMEOUT_SECONDS, SCRIPT_ACTION_TYPE,
@@ -12,13 +18,15 @@ use cuttle_model::{
     Action, ActivityStatus, Deployment, Environment, LogCategory, Project, Release, ServerTask,
     TaskState,
 };
-use cuttle_store::{ProcessSnapshot, Store};
+use cuttle_model::{Channel, Space, Step};
+use cuttle_store::{MasterKey, ProcessSnapshot, Store};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct DeployContext {
     pub store: Store,
+    pub master_key: MasterKey,
     pub work_root: PathBuf,
     pub default_timeout: Duration,
 }
@@ -50,6 +58,8 @@ struct Loaded {
     project: Project,
     environment: Environment,
     process: ProcessSnapshot,
+    space: Option<Space>,
+    channel: Option<Channel>,
 }
 
 async fn load(store: &Store, task: &ServerTask) -> Result<Loaded, String> {
@@ -75,12 +85,22 @@ async fn load(store: &Store, task: &ServerTask) -> Result<Loaded, String> {
         .require(&deployment.deployment_process_id)
         .await
         .map_err(err)?;
+    let space = store
+        .get::<Space>(&deployment.space_id)
+        .await
+        .map_err(err)?;
+    let channel = store
+        .get::<Channel>(&release.channel_id)
+        .await
+        .map_err(err)?;
     Ok(Loaded {
         deployment,
         release,
         project,
         environment,
         process,
+        space,
+        channel,
     })
 }
 
@@ -104,6 +124,23 @@ pub async fn run(
         "Deploying {} release {} to {}",
         loaded.project.name, loaded.release.version, loaded.environment.name
     ));
+    let sources = Sources {
+        space: loaded.space.as_ref(),
+        project: &loaded.project,
+        release: &loaded.release,
+        deployment: &loaded.deployment,
+        environment: &loaded.environment,
+        channel: loaded.channel.as_ref(),
+        task_id: &task.id,
+    };
+    let mut vars = match DeploymentVariables::load(&ctx.store, &ctx.master_key, &sources).await {
+        Ok(v) => v,
+        Err(e) => {
+            root.log(LogCategory::Fatal, &e);
+            root.finish(ActivityStatus::Failed).await;
+            return Outcome::failed(e);
+        }
+    };
 
     let work_dir = ctx.work_root.join(&task.id);
     let steps = plan(
@@ -122,7 +159,33 @@ pub async fn run(
             activity.finish(ActivityStatus::Canceled).await;
             continue;
         }
-        if !condition_allows(&step.condition, !failures.is_empty()) {
+        let error_so_far = (!failures.is_empty()).then(|| failures.join(" "));
+        let source_step = step_of(&loaded.process, step.number);
+        if step.condition == "Variable" {
+            let expression = source_step
+                .and_then(|s| s.property(PROP_CONDITION_EXPRESSION))
+                .unwrap_or_default();
+            let dict = vars.for_deployment(error_so_far.as_deref());
+            match cuttle_vars::evaluate_truthy(&expression, &dict) {
+                Ok(true) => {}
+                Ok(false) => {
+                    activity.info(format!(
+                        "Skipped: the run condition {expression} is not true"
+                    ));
+                    activity.finish(ActivityStatus::Skipped).await;
+                    continue;
+                }
+                Err(e) => {
+                    activity.error(format!("The run condition could not be evaluated: {e}"));
+                    activity.finish(ActivityStatus::Failed).await;
+                    failures.push(format!(
+                        "The step '{}' failed: its run condition is invalid",
+                        step.name
+                    ));
+                    continue;
+                }
+            }
+        } else if !condition_allows(&step.condition, !failures.is_empty()) {
             activity.info(match step.condition.as_str() {
                 "Failure" => "Skipped: this step runs only when an earlier step failed",
                 _ => "Skipped: an earlier step failed",
@@ -154,10 +217,26 @@ pub async fn run(
                 ));
                 continue;
             }
-            let target = log.activity(Some(&activity), "Built-in worker").await;
+            let target = log.activity(Some(&activity), BUILT_IN_WORKER).await;
             target.start().await;
             let dir = work_dir.join(format!("step-{}-action-{}", step.number, i + 1));
-            match run_action(ctx, &planned.action, &target, dir, cancel.clone()).await {
+            let placement = Placement {
+                step: source_step.cloned().unwrap_or_default(),
+                number: step.number,
+                machine: BUILT_IN_WORKER,
+                error_so_far: error_so_far.as_deref(),
+            };
+            match run_action(
+                ctx,
+                &planned.action,
+                &placement,
+                &mut vars,
+                &target,
+                dir,
+                cancel.clone(),
+            )
+            .await
+            {
                 Ok(()) => target.finish(ActivityStatus::Success).await,
                 Err(ActionError::Canceled) => {
                     target.error(
@@ -230,9 +309,24 @@ fn timeout_of(action: &Action, default: Duration) -> Duration {
     secs.map(Duration::from_secs).unwrap_or(default)
 }
 
+/// The process step with this 1-based number.
+fn step_of(process: &ProcessSnapshot, number: usize) -> Option<&Step> {
+    process.0.steps.get(number.checked_sub(1)?)
+}
+
+/// Where an action runs: its step, and the machine it runs on.
+struct Placement<'a> {
+    step: Step,
+    number: usize,
+    machine: &'a str,
+    error_so_far: Option<&'a str>,
+}
+
 async fn run_action(
     ctx: &DeployContext,
     action: &Action,
+    placement: &Placement<'_>,
+    vars: &mut DeploymentVariables,
     target: &ActivityLog,
     dir: PathBuf,
     cancel: CancellationToken,
@@ -267,13 +361,35 @@ async fn run_action(
             )))
         }
     };
-    let body = action.property(PROP_SCRIPT_BODY).unwrap_or_default();
-    if body.trim().is_empty() {
+    let template = action.property(PROP_SCRIPT_BODY).unwrap_or_default();
+    if template.trim().is_empty() {
         return Err(ActionError::Failed(format!(
             "The action '{}' has no script body",
             action.name
         )));
     }
+    let dict = vars.for_action(
+        &placement.step,
+        placement.number,
+        action,
+        placement.machine,
+        placement.error_so_far,
+    );
+    // The body is a template: `#{…}` is substituted before the script runs.
+    let rendered = cuttle_vars::render(&template, &dict)
+        .map_err(|e| ActionError::Failed(format!("The script body could not be rendered: {e}")))?;
+    if let Some(e) = &rendered.parse_error {
+        target.log(
+            LogCategory::Warning,
+            format!("The script's variable substitution could not be parsed, so the script runs as written: {e}"),
+        );
+    } else if !rendered.unresolved.is_empty() {
+        target.verbose(format!(
+            "These tokens in the script were left as written because they could not be evaluated: {}",
+            rendered.unresolved.join(", ")
+        ));
+    }
+    let body = rendered.text.unwrap_or_default();
     let timeout = timeout_of(action, ctx.default_timeout);
     target.verbose(format!(
         "Running a {syntax_name} script with a timeout of {} seconds",
@@ -285,12 +401,56 @@ async fn run_action(
         work_dir: dir,
         env: vec![],
         timeout,
+        bootstrap: Some(
+            match syntax {
+                Syntax::Bash => BASH_BOOTSTRAP,
+                Syntax::Python => PYTHON_BOOTSTRAP,
+            }
+            .to_owned(),
+        ),
+        files: vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))],
     };
-    let on_line = |stream: OutputStream, line: String| match stream {
-        OutputStream::Stdout => target.info(line),
-        OutputStream::Stderr => target.error(line),
+    let mut outputs = vec![];
+    let mut masker = vars.masker().clone();
+    let mut secrets = vars.sensitive_values().to_vec();
+    let on_line = |stream: OutputStream, line: String| {
+        if stream == OutputStream::Stdout {
+            match parse_service_message(&line) {
+                Some(Ok(ServiceMessage::SetVariable {
+                    name,
+                    value,
+                    sensitive,
+                })) => {
+                    if sensitive && !value.is_empty() {
+                        // Mask it from the next line on, as later steps will.
+                        secrets.push(value.clone());
+                        masker = cuttle_vars::mask::Masker::new(secrets.iter().cloned());
+                    }
+                    target.verbose(format!("Output variable {name} was set"));
+                    outputs.push((name, value, sensitive));
+                    return;
+                }
+                Some(Err(why)) => {
+                    target.log(
+                        LogCategory::Warning,
+                        format!("A service message was ignored: {why}"),
+                    );
+                    return;
+                }
+                None => {}
+            }
+        }
+        let line = masker.mask_line(&line).into_owned();
+        match stream {
+            OutputStream::Stdout => target.info(line),
+            OutputStream::Stderr => target.error(line),
+        }
     };
-    match run_script(spec, cancel, on_line).await {
+    let result = run_script(spec, cancel, on_line).await;
+    for (name, value, sensitive) in outputs {
+        vars.record_output(&action.name, placement.machine, &name, &value, sensitive);
+    }
+    match result {
         Ok(ScriptOutcome::Exited(0)) => Ok(()),
         Ok(ScriptOutcome::Exited(code)) => Err(ActionError::Failed(format!(
             "The {syntax_name} script exited with code {code}"

@@ -7,11 +7,16 @@
 //! - [`deploy`]: carrying out one deployment task.
 //! - [`log`]: the activity log a running task writes.
 //! - [`script`]: the built-in worker: user scripts as child processes.
+//! - [`variables`]: a deployment's variables, output variables and masking.
+//! - [`helpers`]: the helper functions scripts get and the service messages
+//!   they print.
 
 pub mod deploy;
+pub mod helpers;
 pub mod log;
 pub mod plan;
 pub mod runner;
 pub mod script;
+pub mod variables;
 
 pub use runner::{Runner, RunnerConfig};

@@ -11,7 +11,7 @@ use crate::deploy::{self, DeployContext};
 use crate::log::TaskLog;
 use cuttle_model::{ServerTask, TaskState, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
-use cuttle_store::{Store, StoreError};
+use cuttle_store::{MasterKey, Store, StoreError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +47,7 @@ impl RunnerConfig {
 
 struct Inner {
     store: Store,
+    master_key: MasterKey,
     config: RunnerConfig,
     wake: Notify,
     /// Cancellation handles of the tasks running on this node.
@@ -72,11 +73,16 @@ const RESTART_MESSAGE: &str =
 impl Runner {
     /// Closes what a previous run of this node left behind, then starts the
     /// loop that claims and runs tasks.
-    pub async fn start(store: Store, config: RunnerConfig) -> Result<Runner, StoreError> {
+    pub async fn start(
+        store: Store,
+        master_key: MasterKey,
+        config: RunnerConfig,
+    ) -> Result<Runner, StoreError> {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1)));
         let runner = Runner {
             inner: Arc::new(Inner {
                 store,
+                master_key,
                 config,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
@@ -269,6 +275,7 @@ impl Runner {
             Ok(log) => {
                 let ctx = DeployContext {
                     store: self.inner.store.clone(),
+                    master_key: self.inner.master_key.clone(),
                     work_root: self.inner.config.work_dir.clone(),
                     default_timeout: self.inner.config.default_script_timeout,
                 };

@@ -34,13 +34,26 @@ impl Syntax {
         }
     }
 
-    /// The interpreter, its arguments before the script, and the script's file name.
-    fn invocation(self) -> (&'static str, &'static [&'static str], &'static str) {
+    /// The interpreter, its arguments before the script, and the script's
+    /// and bootstrap's file names.
+    fn invocation(
+        self,
+    ) -> (
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+    ) {
         match self {
             // No profile or rc files: the script sees only what it was given.
-            Syntax::Bash => ("bash", &["--noprofile", "--norc"], "script.sh"),
+            Syntax::Bash => (
+                "bash",
+                &["--noprofile", "--norc"],
+                "script.sh",
+                "bootstrap.sh",
+            ),
             // Unbuffered, so output streams to the log as it is printed.
-            Syntax::Python => ("python3", &["-u"], "script.py"),
+            Syntax::Python => ("python3", &["-u"], "script.py", "bootstrap.py"),
         }
     }
 }
@@ -56,6 +69,12 @@ pub struct ScriptSpec {
     /// TMPDIR are set), so the server's own secrets never reach scripts.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Run instead of the script, with the script's file name as its first
+    /// argument; it defines helper functions and then runs the script.
+    pub bootstrap: Option<String>,
+    /// Written beside the script, readable by the owner only (they may hold
+    /// sensitive values).
+    pub files: Vec<(String, String)>,
 }
 
 /// Which pipe a line of output came from.
@@ -91,6 +110,26 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> ScriptErr
     move |source| ScriptError::Io { context, source }
 }
 
+/// Writes a file that only the server's user can read.
+async fn write_private(path: &Path, content: &str) -> Result<(), ScriptError> {
+    use tokio::io::AsyncWriteExt;
+    let context = || format!("writing {}", path.display());
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(io_context(context()))?;
+    file.write_all(content.as_bytes())
+        .await
+        .map_err(io_context(context()))?;
+    // Tokio hands writes to a background thread: without this the script
+    // could start before its file is complete.
+    file.flush().await.map_err(io_context(context()))
+}
+
 /// Lines longer than this are split, so one endless line cannot exhaust memory.
 const MAX_LINE: usize = 64 * 1024;
 /// Once the script has exited, how long a process that escaped its group may
@@ -106,7 +145,7 @@ pub async fn run_script(
     cancel: CancellationToken,
     mut on_line: impl FnMut(OutputStream, String) + Send,
 ) -> Result<ScriptOutcome, ScriptError> {
-    let (interpreter, args, file_name) = spec.syntax.invocation();
+    let (interpreter, args, file_name, bootstrap_name) = spec.syntax.invocation();
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let program =
         find_on_path(interpreter, &path).ok_or(ScriptError::InterpreterNotFound(interpreter))?;
@@ -130,9 +169,16 @@ pub async fn run_script(
             "writing the script to {}",
             script.display()
         )))?;
-
-    let mut child = Command::new(&program)
-        .args(args)
+    for (name, content) in &spec.files {
+        write_private(&work_dir.join(name), content).await?;
+    }
+    let mut command = Command::new(&program);
+    command.args(args);
+    if let Some(bootstrap) = &spec.bootstrap {
+        write_private(&work_dir.join(bootstrap_name), bootstrap).await?;
+        command.arg(bootstrap_name);
+    }
+    let mut child = command
         .arg(file_name)
         .current_dir(&work_dir)
         .env_clear()
@@ -349,6 +395,8 @@ mod tests {
             work_dir: dir.path().join("work"),
             env: vec![],
             timeout,
+            bootstrap: None,
+            files: vec![],
         }
     }
 

@@ -16,6 +16,7 @@ pub enum Collection {
     Users,
     ApiKeys,
     Events,
+    LibraryVariableSets,
 }
 
 impl Collection {
@@ -33,6 +34,7 @@ impl Collection {
             Collection::Users => "Users",
             Collection::ApiKeys => "APIKeys",
             Collection::Events => "Events",
+            Collection::LibraryVariableSets => "LibraryVariableSets",
         }
     }
 
@@ -57,6 +59,11 @@ pub fn process_id_for(project_id: &str) -> String {
 /// The id of a project's variable set.
 pub fn variable_set_id_for(project_id: &str) -> String {
     format!("variableset-{project_id}")
+}
+
+/// The id of the frozen copy of a project's variables that a release keeps.
+pub fn variable_snapshot_id_for(project_id: &str, release_id: &str) -> String {
+    format!("variableset-{project_id}-s-{release_id}")
 }
 
 /// The id of the built-in package feed, the same in every space.

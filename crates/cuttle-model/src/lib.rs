@@ -34,7 +34,10 @@ pub use space::Space;
 pub use task::{ActivityElement, ActivityStatus, LogCategory, LogElement, ServerTask, TaskState};
 pub use time::Timestamp;
 pub use user::{ApiKey, User};
-pub use variables::{Variable, VariablePrompt, VariableScope};
+pub use variables::{
+    LibraryVariableSet, ReferenceItem, ScopeValues, Variable, VariablePrompt, VariableScope,
+    VariableSet,
+};
 
 /// Turns a display name into the URL slug Octopus derives from it
 /// ("My Web App" → "my-web-app").

@@ -85,6 +85,24 @@ pub struct Step {
     pub actions: Vec<Action>,
 }
 
+impl Step {
+    pub fn property(&self, key: &str) -> Option<String> {
+        property_text(&self.properties, key)
+    }
+
+    /// The roles (target tags) whose targets this step runs on.
+    pub fn target_roles(&self) -> Vec<String> {
+        self.property(PROP_TARGET_ROLES)
+            .map(|r| {
+                r.split(',')
+                    .map(|r| r.trim().to_owned())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Default for Step {
     fn default() -> Self {
         Self {
@@ -122,6 +140,8 @@ pub const PROP_TARGET_ROLES: &str = "Octopus.Action.TargetRoles";
 pub const PROP_TIMEOUT_MINUTES: &str = "Octopus.Action.ExecutionTimeout.Minutes";
 /// Cuttle's finer-grained timeout, in seconds; wins over the minutes property.
 pub const PROP_TIMEOUT_SECONDS: &str = "Cuttle.Action.ExecutionTimeout.Seconds";
+/// A step's run condition when its `Condition` is `Variable`.
+pub const PROP_CONDITION_EXPRESSION: &str = "Octopus.Step.ConditionVariableExpression";
 
 #[cfg(test)]
 mod tests {

@@ -83,10 +83,77 @@ impl Default for Variable {
 impl Variable {
     /// A plain, unscoped string variable.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: Some(value.into()), ..Self::default() }
+        Self {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Self::default()
+        }
     }
 
     pub fn sensitive(&self) -> bool {
         self.is_sensitive || self.kind == "Sensitive"
+    }
+}
+
+/// The variables a project or a library variable set owns. Sensitive values
+/// are kept encrypted; what leaves the server never carries them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VariableSet {
+    pub id: String,
+    pub space_id: String,
+    /// The project or library variable set this set belongs to.
+    pub owner_id: String,
+    /// Bumped on every save; a save that names an older version is refused.
+    pub version: i64,
+    pub variables: Vec<Variable>,
+}
+
+/// The values a variable set's scopes may name, as `GET /variables/{id}`
+/// returns them for editors.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ScopeValues {
+    pub environments: Vec<ReferenceItem>,
+    pub machines: Vec<ReferenceItem>,
+    pub actions: Vec<ReferenceItem>,
+    pub roles: Vec<ReferenceItem>,
+    pub channels: Vec<ReferenceItem>,
+    pub tenant_tags: Vec<ReferenceItem>,
+    pub processes: Vec<ReferenceItem>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ReferenceItem {
+    pub id: String,
+    pub name: String,
+}
+
+/// A named set of variables that many projects include.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LibraryVariableSet {
+    pub id: String,
+    pub space_id: String,
+    pub name: String,
+    pub description: String,
+    pub variable_set_id: String,
+    /// `Variables` (script modules are not supported).
+    pub content_type: String,
+    pub templates: Vec<serde_json::Value>,
+}
+
+impl Default for LibraryVariableSet {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            space_id: String::new(),
+            name: String::new(),
+            description: String::new(),
+            variable_set_id: String::new(),
+            content_type: "Variables".into(),
+            templates: vec![],
+        }
     }
 }

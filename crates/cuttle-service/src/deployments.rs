@@ -8,8 +8,9 @@ use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::{
     Channel, Deployment, Environment, Lifecycle, Project, Release, ServerTask, Timestamp, User,
+    VariableSet,
 };
-use cuttle_store::{NewTask, Store};
+use cuttle_store::{MasterKey, NewTask, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -41,7 +42,12 @@ struct Checked {
     environment: Environment,
 }
 
-async fn check(store: &Store, space_id: &str, new: NewDeployment) -> Result<Checked> {
+async fn check(
+    store: &Store,
+    key: &MasterKey,
+    space_id: &str,
+    mut new: NewDeployment,
+) -> Result<Checked> {
     let mut missing = vec![];
     if new.release_id.is_empty() {
         missing.push("ReleaseId is required: say which release to deploy".to_owned());
@@ -88,6 +94,7 @@ async fn check(store: &Store, space_id: &str, new: NewDeployment) -> Result<Chec
             lifecycle.name, environment.name, release.version
         )));
     }
+    new.form_values = prompted_values(store, key, &release, &environment, new.form_values).await?;
     Ok(Checked {
         new,
         release,
@@ -186,7 +193,7 @@ pub async fn create_deployment(
     space_id: &str,
     new: NewDeployment,
 ) -> Result<Deployment> {
-    let checked = check(&inst.store, space_id, new).await?;
+    let checked = check(&inst.store, &inst.master_key, space_id, new).await?;
     let mut written = write(inst, caller, space_id, vec![checked]).await?;
     Ok(written.remove(0).0)
 }
@@ -258,7 +265,88 @@ pub async fn create_deployments_by_name(
             queue_time_expiry: cmd.no_run_after,
             ..Default::default()
         };
-        checked.push(check(&inst.store, space_id, new).await?);
+        checked.push(check(&inst.store, &inst.master_key, space_id, new).await?);
     }
     write(inst, caller, space_id, checked).await
+}
+
+/// Checks the values given for the release's prompted variables (by variable
+/// id, as `FormValues` has them, or by name, as the executions API does) and
+/// returns them keyed by variable id, sensitive ones sealed. A required prompt
+/// without a value, or a value for something that is not a prompted variable,
+/// is refused.
+async fn prompted_values(
+    store: &Store,
+    key: &MasterKey,
+    release: &Release,
+    environment: &Environment,
+    given: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let variables = match release.project_variable_set_snapshot_id.as_str() {
+        "" => vec![],
+        id => store
+            .get::<VariableSet>(id)
+            .await?
+            .map(|s| s.variables)
+            .unwrap_or_default(),
+    };
+    let prompted: Vec<_> = variables
+        .iter()
+        .filter(|v| v.prompt.is_some())
+        .filter(|v| v.scope.environment.is_empty() || v.scope.environment.contains(&environment.id))
+        .collect();
+    let mut errors = vec![];
+    for k in given.keys() {
+        if !prompted
+            .iter()
+            .any(|v| &v.id == k || v.name.eq_ignore_ascii_case(k))
+        {
+            errors.push(format!(
+                "'{k}' is not a prompted variable of release {} in {}",
+                release.version, environment.name
+            ));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for v in &prompted {
+        let value = given.get(&v.id).or_else(|| {
+            given
+                .iter()
+                .find(|(k, _)| v.name.eq_ignore_ascii_case(k))
+                .map(|(_, x)| x)
+        });
+        let required = v.prompt.as_ref().is_some_and(|p| p.required);
+        match value {
+            Some(value) if !value.is_empty() || !required => {
+                let stored = if v.sensitive() {
+                    key.seal(value)
+                } else {
+                    value.clone()
+                };
+                out.insert(v.id.clone(), stored);
+            }
+            _ if required && v.value.as_deref().unwrap_or_default().is_empty() => {
+                let label = v
+                    .prompt
+                    .as_ref()
+                    .map(|p| p.label.as_str())
+                    .unwrap_or_default();
+                errors.push(format!(
+                    "The prompted variable '{}'{} needs a value",
+                    v.name,
+                    if label.is_empty() || label == v.name {
+                        String::new()
+                    } else {
+                        format!(" ({label})")
+                    }
+                ));
+            }
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ServiceError::invalid(errors))
+    }
 }

@@ -4,7 +4,8 @@
 
 use crate::Result;
 use cuttle_engine::{Runner, RunnerConfig};
-use cuttle_store::Store;
+use cuttle_store::secrets::KEY_CHECK_SETTING;
+use cuttle_store::{MasterKey, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub struct InstanceConfig {
     pub node_name: String,
     pub max_concurrent_tasks: usize,
     pub default_script_timeout: Duration,
+    /// The master key as base64 text; `None` means `<data dir>/master.key`,
+    /// created at first start.
+    pub master_key: Option<String>,
 }
 
 impl InstanceConfig {
@@ -32,6 +36,7 @@ impl InstanceConfig {
             node_name: default_node_name(),
             max_concurrent_tasks: 8,
             default_script_timeout: Duration::from_secs(3600),
+            master_key: None,
         }
     }
 
@@ -52,6 +57,7 @@ fn default_node_name() -> String {
 
 pub struct Instance {
     pub store: Store,
+    pub master_key: MasterKey,
     pub runner: Runner,
     pub config: InstanceConfig,
     pub installation_id: String,
@@ -68,6 +74,7 @@ impl Instance {
             ))
         })?;
         let store = Store::open(&config.database_url()).await?;
+        let master_key = open_master_key(&store, &config).await?;
         crate::bootstrap::ensure_default_space(&store).await?;
         let installation_id = store
             .setting_or_insert("installation_id", &uuid::Uuid::new_v4().to_string())
@@ -76,12 +83,37 @@ impl Instance {
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
-        let runner = Runner::start(store.clone(), runner_config).await?;
+        let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
         Ok(Arc::new(Instance {
             store,
+            master_key,
             runner,
             config,
             installation_id,
         }))
     }
+}
+
+/// Loads the master key and makes sure it is the one this database's sensitive
+/// values were sealed with: starting with another key would leave them
+/// unreadable and mix two keys in one database, so the server refuses.
+async fn open_master_key(store: &Store, config: &InstanceConfig) -> Result<MasterKey> {
+    let refuse = |e: cuttle_store::SecretError| crate::ServiceError::Internal(e.to_string());
+    let key = match &config.master_key {
+        Some(text) => MasterKey::from_base64(text)
+            .map_err(|e| crate::ServiceError::Internal(format!("CUTTLE_MASTER_KEY: {e}")))?,
+        None => MasterKey::load_or_create(&config.data_dir.join("master.key")).map_err(refuse)?,
+    };
+    let check = store
+        .setting_or_insert(KEY_CHECK_SETTING, &key.key_check())
+        .await?;
+    if !key.matches(&check) {
+        return Err(crate::ServiceError::Internal(
+            "The master key does not match the one this database was set up with, so its \
+             sensitive values could not be read. Start with the original key (the data \
+             directory's master.key, or CUTTLE_MASTER_KEY)."
+                .into(),
+        ));
+    }
+    Ok(key)
 }

@@ -13,6 +13,7 @@
 //! - [`releases`], [`deployments`]: releases and deployments, including the
 //!   executions API that CI tools call by name.
 //! - [`tasks`]: cancelling tasks and reading their logs.
+//! - [`variables`]: project and library variable sets, sensitive values sealed.
 //! - [`paging`]: the list parameters every collection accepts.
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod projects;
 pub mod releases;
 pub mod resources;
 pub mod tasks;
+pub mod variables;
 
 pub use error::ServiceError;
 pub use instance::{Instance, InstanceConfig};

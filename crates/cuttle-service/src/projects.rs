@@ -5,7 +5,7 @@ use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
 use cuttle_model::project::DEFAULT_CHANNEL_NAME;
 use cuttle_model::{
-    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User,
+    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User, VariableSet,
 };
 use cuttle_store::{DocumentQuery, Store};
 use std::collections::HashSet;
@@ -52,6 +52,7 @@ pub async fn create_project(
     mut project: Project,
 ) -> Result<Project> {
     validate_project(store, space_id, &project).await?;
+    crate::variables::check_included_sets(store, space_id, &project).await?;
     let mut tx = store.begin().await?;
     project.id = tx.next_id(Collection::Projects).await?;
     project.space_id = space_id.into();
@@ -69,6 +70,14 @@ pub async fn create_project(
         steps: vec![],
     };
     tx.insert(&process).await?;
+    tx.insert(&VariableSet {
+        id: project.variable_set_id.clone(),
+        space_id: space_id.into(),
+        owner_id: project.id.clone(),
+        version: 0,
+        variables: vec![],
+    })
+    .await?;
     let channel = Channel {
         id: tx.next_id(Collection::Channels).await?,
         space_id: space_id.into(),
@@ -101,6 +110,7 @@ pub async fn update_project(
 ) -> Result<Project> {
     let existing: Project = get_in_space(store, space_id, id).await?;
     validate_project(store, space_id, &project).await?;
+    crate::variables::check_included_sets(store, space_id, &project).await?;
     project.id = existing.id;
     project.space_id = existing.space_id;
     project.name = project.name.trim().to_owned();
@@ -137,6 +147,7 @@ pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &s
         .list::<cuttle_store::ProcessSnapshot>(&owned)
         .await?
         .items;
+    let variable_sets = store.list::<VariableSet>(&owned).await?.items;
     let mut tx = store.begin().await?;
     for c in &channels {
         tx.delete::<Channel>(&c.id).await?;
@@ -149,6 +160,9 @@ pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &s
     }
     for s in &snapshots {
         tx.delete::<cuttle_store::ProcessSnapshot>(&s.0.id).await?;
+    }
+    for v in &variable_sets {
+        tx.delete::<VariableSet>(&v.id).await?;
     }
     tx.delete::<DeploymentProcess>(&project.deployment_process_id)
         .await?;

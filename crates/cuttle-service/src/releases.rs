@@ -3,9 +3,9 @@
 use crate::projects::{default_channel, find_project};
 use crate::resources::{audit, get_in_space};
 use crate::{Result, ServiceError};
-use cuttle_model::ids::{sequence_of, Collection};
+use cuttle_model::ids::{sequence_of, variable_snapshot_id_for, Collection};
 use cuttle_model::release::SelectedPackage;
-use cuttle_model::{Channel, DeploymentProcess, Project, Release, Timestamp, User};
+use cuttle_model::{Channel, DeploymentProcess, Project, Release, Timestamp, User, VariableSet};
 use cuttle_store::{DocumentQuery, ProcessSnapshot, Store};
 use serde::Deserialize;
 
@@ -120,6 +120,7 @@ pub async fn create_release(
 
     let process: DeploymentProcess =
         get_in_space(store, space_id, &project.deployment_process_id).await?;
+    let frozen = crate::variables::variables_for_release(store, &project).await?;
     let mut tx = store.begin().await?;
     let id = tx.next_id(Collection::Releases).await?;
     let snapshot = ProcessSnapshot(DeploymentProcess {
@@ -127,6 +128,15 @@ pub async fn create_release(
         ..process
     });
     tx.insert(&snapshot).await?;
+    // Variables are frozen with the process: later edits change nothing here.
+    let variables = VariableSet {
+        id: variable_snapshot_id_for(&project.id, &id),
+        space_id: space_id.into(),
+        owner_id: project.id.clone(),
+        version: 0,
+        variables: frozen,
+    };
+    tx.insert(&variables).await?;
     let release = Release {
         id,
         space_id: space_id.into(),
@@ -136,7 +146,7 @@ pub async fn create_release(
         release_notes: new.release_notes,
         assembled: Some(Timestamp::now()),
         project_deployment_process_snapshot_id: snapshot.0.id.clone(),
-        project_variable_set_snapshot_id: String::new(),
+        project_variable_set_snapshot_id: variables.id.clone(),
         library_variable_set_snapshot_ids: vec![],
         selected_packages: new.selected_packages,
         build_information: vec![],

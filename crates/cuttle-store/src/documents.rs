@@ -205,6 +205,35 @@ impl Document for Deployment {
     }
 }
 
+space_document!(
+    LibraryVariableSet,
+    "LibraryVariableSets",
+    "library variable set"
+);
+
+impl Document for VariableSet {
+    const COLLECTION: &'static str = "VariableSets";
+    const KIND: &'static str = "variable set";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.id
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.owner_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        None
+    }
+    fn sort_key(&self) -> i64 {
+        0
+    }
+}
+
 /// Which documents a list wants.
 #[derive(Clone, Debug, Default)]
 pub struct DocumentQuery {

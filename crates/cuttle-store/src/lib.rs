@@ -6,6 +6,7 @@
 //! - [`dialect`]: the few places where SQLite and PostgreSQL must differ.
 //! - [`documents`]: resources kept as JSON documents with indexed columns.
 //! - [`tasks`]: the durable task queue and the task activity log.
+//! - [`secrets`]: the master key that seals sensitive values at rest.
 //! - [`users`]: users, password hashes and API key hashes.
 //! - [`events`]: the audit log.
 //! - [`testing`]: scratch databases for tests on both backends.
@@ -15,6 +16,7 @@
 pub mod dialect;
 pub mod documents;
 pub mod events;
+pub mod secrets;
 pub mod tasks;
 pub mod testing;
 pub mod users;
@@ -22,6 +24,7 @@ pub mod users;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::AuditEvent;
+pub use secrets::{MasterKey, SecretError};
 pub use tasks::{NewTask, TaskQuery};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -33,6 +33,9 @@ enum Command {
     /// Work with server tasks.
     #[command(subcommand)]
     Task(cli::TaskCommand),
+    /// Work with variables and templates locally.
+    #[command(subcommand)]
+    Vars(cli::VarsCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Command::Release(cmd) => cli::release(&args.conn, cmd).await,
             Command::Deploy(d) => cli::deploy(&args.conn, d).await,
             Command::Task(cmd) => cli::task(&args.conn, cmd).await,
+            Command::Vars(cmd) => Ok(cli::vars(cmd)),
         }
     });
     match result {

@@ -30,6 +30,11 @@ pub struct ServerArgs {
     /// This server's name in task records (default: the host name).
     #[arg(long, env = "CUTTLE_NODE_NAME")]
     node_name: Option<String>,
+    /// The master key that seals sensitive values (32 bytes in base64). Only as
+    /// an environment variable, never a flag, so it stays out of process lists;
+    /// without it the data directory's master.key is used, created at first start.
+    #[arg(skip = std::env::var("CUTTLE_MASTER_KEY").ok())]
+    master_key: Option<String>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -56,6 +61,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.database_url = args.database_url.clone();
     config.max_concurrent_tasks = args.max_concurrent_tasks;
     config.default_script_timeout = Duration::from_secs(args.script_timeout.max(1));
+    config.master_key = args.master_key.filter(|k| !k.trim().is_empty());
     if let Some(n) = args.node_name {
         config.node_name = n;
     }

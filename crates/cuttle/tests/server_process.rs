@@ -295,3 +295,49 @@ fn a_bad_bootstrap_key_refuses_to_start_and_writes_nothing() {
         assert!(text.contains(verb), "{text}");
     }
 }
+
+#[test]
+fn the_server_refuses_a_master_key_other_than_its_own() {
+    on_both("master-key", |dir, db| {
+        let mut server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        server.signal("-TERM");
+        assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+        let key_file = dir.join("master.key");
+        let original = std::fs::read_to_string(&key_file).unwrap();
+
+        let start = |key: Option<&str>| {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&dir)
+                .env_remove("CUTTLE_DATABASE_URL")
+                .env_remove("CUTTLE_MASTER_KEY")
+                .stdin(std::process::Stdio::null());
+            if let Some(url) = db.as_deref() {
+                cmd.args(["--database-url", url]);
+            }
+            if let Some(k) = key {
+                cmd.env("CUTTLE_MASTER_KEY", k);
+            }
+            cmd.output().unwrap()
+        };
+        // Another valid key: refused, naming the problem.
+        let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let out = start(Some(other));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("master key does not match"), "{err}");
+        // A malformed key file: refused, and left as it was.
+        std::fs::write(&key_file, "not a key").unwrap();
+        let out = start(None);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
+        assert_eq!(std::fs::read_to_string(&key_file).unwrap(), "not a key");
+        // With its own key back it starts, and its data is intact.
+        std::fs::write(&key_file, &original).unwrap();
+        let mut server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        let me = api(&server, "GET", "/api/users/me", None);
+        assert_eq!(me["Username"], "admin");
+        server.signal("-TERM");
+        assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    });
+}

@@ -1,4 +1,5 @@
-//! Environments, project groups and lifecycles: plain resources served by one
+//! Environments, project groups, lifecycles and library variable sets: plain
+//! resources served by one
 //! generic set of handlers.
 
 use super::{document_query, scoped, Id, Q};
@@ -12,9 +13,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use cuttle_model::{Environment, Lifecycle, Project, ProjectGroup, User};
+use cuttle_model::{Environment, LibraryVariableSet, Lifecycle, Project, ProjectGroup, User};
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources as svc;
+use cuttle_service::variables;
 use cuttle_service::ServiceError;
 use cuttle_store::{Document, DocumentQuery, Store};
 use serde::de::DeserializeOwned;
@@ -27,6 +29,7 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = scoped(r, "/environments/sortorder", put(sort_environments));
     r = crud::<ProjectGroup>(r);
     r = scoped(r, "/projectgroups/{id}/projects", get(group_projects));
+    r = crud::<LibraryVariableSet>(r);
     crud::<Lifecycle>(r)
 }
 
@@ -56,7 +59,7 @@ trait SpaceCrud: Document + Linked + Serialize + DeserializeOwned + Send + 'stat
 }
 
 macro_rules! space_crud {
-    ($t:ty, $path:literal, $create:ident, $update:ident, $delete:ident) => {
+    ($t:ty, $path:literal, $create:path, $update:path, $delete:path) => {
         impl SpaceCrud for $t {
             const PATH: &'static str = $path;
             fn create(
@@ -65,7 +68,7 @@ macro_rules! space_crud {
                 space: &str,
                 body: Self,
             ) -> impl Future<Output = Result<Self, ServiceError>> + Send {
-                svc::$create(store, caller, space, body)
+                $create(store, caller, space, body)
             }
             fn update(
                 store: &Store,
@@ -74,7 +77,7 @@ macro_rules! space_crud {
                 id: &str,
                 body: Self,
             ) -> impl Future<Output = Result<Self, ServiceError>> + Send {
-                svc::$update(store, caller, space, id, body)
+                $update(store, caller, space, id, body)
             }
             fn delete(
                 store: &Store,
@@ -82,7 +85,7 @@ macro_rules! space_crud {
                 space: &str,
                 id: &str,
             ) -> impl Future<Output = Result<(), ServiceError>> + Send {
-                svc::$delete(store, caller, space, id)
+                $delete(store, caller, space, id)
             }
         }
     };
@@ -91,23 +94,30 @@ macro_rules! space_crud {
 space_crud!(
     Environment,
     "environments",
-    create_environment,
-    update_environment,
-    delete_environment
+    svc::create_environment,
+    svc::update_environment,
+    svc::delete_environment
 );
 space_crud!(
     ProjectGroup,
     "projectgroups",
-    create_project_group,
-    update_project_group,
-    delete_project_group
+    svc::create_project_group,
+    svc::update_project_group,
+    svc::delete_project_group
 );
 space_crud!(
     Lifecycle,
     "lifecycles",
-    create_lifecycle,
-    update_lifecycle,
-    delete_lifecycle
+    svc::create_lifecycle,
+    svc::update_lifecycle,
+    svc::delete_lifecycle
+);
+space_crud!(
+    LibraryVariableSet,
+    "libraryvariablesets",
+    variables::create_library_variable_set,
+    variables::update_library_variable_set,
+    variables::delete_library_variable_set
 );
 
 /// The list, `all`, read, create, modify and delete routes of one resource.

@@ -6,6 +6,7 @@ mod infrastructure;
 mod projects;
 mod releases;
 mod tasks;
+mod variables;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -89,6 +90,7 @@ pub fn all() -> Router<AppState> {
     r = infrastructure::routes(r);
     r = projects::routes(r);
     r = releases::routes(r);
+    r = variables::routes(r);
     tasks::routes(r)
 }
 
@@ -116,6 +118,8 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
             "ProjectGroups": "/api/projectgroups{/id}{?skip,take,ids,partialName}",
             "Lifecycles": "/api/lifecycles{/id}{?skip,take,ids,partialName}",
             "Projects": "/api/projects{/id}{?skip,take,ids,partialName,name}",
+            "LibraryVariableSets": "/api/libraryvariablesets{/id}{?skip,take,ids,partialName,name}",
+            "Variables": "/api/variables{/id}",
             "Channels": "/api/channels{/id}{?skip,take,ids,partialName}",
             "DeploymentProcesses": "/api/deploymentprocesses{/id}",
             "Releases": "/api/releases{/id}{?skip,take,ids}",
@@ -293,6 +297,7 @@ async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
         "ProjectGroups": link("projectgroups"),
         "Lifecycles": link("lifecycles"),
         "Projects": link("projects"),
+        "LibraryVariableSets": link("libraryvariablesets"),
         "Channels": link("channels"),
         "Releases": link("releases"),
         "Deployments": link("deployments"),

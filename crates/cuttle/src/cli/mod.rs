@@ -1,5 +1,5 @@
 //! The CLI's verbs: clients of a Cuttle server's REST API, the same API every
-//! Octopus-compatible tool uses.
+//! Octopus-compatible tool uses, and local tools that need no server.
 //!
 //! # Layout
 //!
@@ -7,9 +7,13 @@
 //!   returning the process's exit code.
 //! - `api`: HTTP, the API key, space names → ids, the server's error bodies.
 //! - `watch`: following a server task's log until the task finishes.
+//! - `vars`: `vars render`, templates rendered locally (no server).
 
 mod api;
+mod vars;
 mod watch;
+
+pub use vars::VarsCommand;
 
 use std::io::{IsTerminal as _, Write};
 
@@ -80,6 +84,18 @@ pub struct DeployArgs {
     /// instead of failing the deployment [default: the environment's setting]
     #[arg(long)]
     pub guided_failure: bool,
+    /// A value for a prompted variable, as NAME=VALUE; repeat it for several
+    #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub variables: Vec<(String, String)>,
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected NAME=VALUE, got '{text}'")),
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -103,6 +119,11 @@ pub async fn deploy(conn: &Connection, args: DeployArgs) -> anyhow::Result<i32> 
 
 pub async fn task(conn: &Connection, cmd: TaskCommand) -> anyhow::Result<i32> {
     report(run_task(conn, cmd, &mut std::io::stdout(), color()).await)
+}
+
+/// Local and synchronous: reports its own errors and returns the exit code.
+pub fn vars(cmd: VarsCommand) -> i32 {
+    vars::run(cmd)
 }
 
 /// A refusal from the server is an outcome to show, not a failure of the
@@ -187,6 +208,7 @@ async fn run_deploy(
         /// Absent unless asked for, so each environment's own setting applies.
         #[serde(skip_serializing_if = "Option::is_none")]
         use_guided_failure: Option<bool>,
+        variables: std::collections::BTreeMap<String, String>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -207,6 +229,7 @@ async fn run_deploy(
         release_version: args.release,
         environment_names: args.environments,
         use_guided_failure: args.guided_failure.then_some(true),
+        variables: args.variables.into_iter().collect(),
     };
     let created: Created = api
         .post(

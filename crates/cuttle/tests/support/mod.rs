@@ -64,6 +64,7 @@ impl TestServer {
             .env("CUTTLE_NODE_NAME", "test-node")
             // Only the arguments choose the database, never the caller's shell.
             .env_remove("CUTTLE_DATABASE_URL")
+            .env_remove("CUTTLE_MASTER_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,0 +1,466 @@
+//! Variables over HTTP: project and library variable sets, sensitive values
+//! sealed and withheld, scope checks, and what deployments see: scoped
+//! values, system variables, output variables between steps, prompted
+//! values, and masking in the task log.
+
+mod common;
+
+use common::{on_both, Server};
+use cuttle_model::VariableSet;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn put_variables(s: &Server, set_id: &str, body: Value) -> common::Reply {
+    s.send(
+        Method::PUT,
+        &format!("/api/Spaces-1/variables/{set_id}"),
+        &body,
+    )
+    .await
+}
+
+/// A project whose process has the given steps, each one script action
+/// named like its step: `(name, syntax, body, extra step fields)`.
+async fn project_with_steps(s: &Server, name: &str, steps: &[(&str, &str, &str, Value)]) -> Value {
+    for env in ["Dev", "Prod"] {
+        if s.get(&format!("/api/environments?name={env}")).await.body["TotalResults"] == 0 {
+            s.create("/api/environments", json!({ "Name": env })).await;
+        }
+    }
+    let project = s
+        .create(
+            "/api/projects",
+            json!({"Name": name, "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        )
+        .await;
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|(step, syntax, body, extra)| {
+            let mut v = json!({
+                "Name": step,
+                "Actions": [{"Name": step, "ActionType": "Octopus.Script", "Properties": {
+                    "Octopus.Action.Script.ScriptBody": body,
+                    "Octopus.Action.Script.Syntax": syntax,
+                }}]
+            });
+            if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
+                o.extend(e.clone());
+            }
+            v
+        })
+        .collect();
+    let r = s
+        .send(
+            Method::PUT,
+            &format!(
+                "/api/projects/{}/deploymentprocesses",
+                project["Id"].as_str().unwrap()
+            ),
+            &json!({"Version": 0, "Steps": steps}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    project
+}
+
+async fn deploy(s: &Server, project: &str, version: &str, env: &str, vars: Value) -> common::Reply {
+    s.post(
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": [env], "Variables": vars}),
+    )
+    .await
+}
+
+async fn deployed_lines(s: &Server, project: &str, version: &str, env: &str) -> Vec<String> {
+    let r = deploy(s, project, version, env, json!({})).await;
+    assert!(r.status.is_success(), "{}: {}", s.backend, r.body);
+    let task = r.body["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = s.wait_for_task(&task).await;
+    let lines: Vec<String> = s
+        .log_lines(&task)
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(t["State"], "Success", "{}: {t} {lines:#?}", s.backend);
+    lines
+}
+
+#[tokio::test]
+async fn variable_sets_seal_sensitive_values_and_check_scopes() {
+    on_both("vars-sets", |s| async move {
+        let project = project_with_steps(&s, "Shop", &[("Run", "Bash", "true", json!({}))]).await;
+        let set_id = project["VariableSetId"].as_str().unwrap().to_owned();
+        assert_eq!(
+            set_id,
+            format!("variableset-{}", project["Id"].as_str().unwrap())
+        );
+        assert_eq!(
+            project["Links"]["Variables"],
+            format!("/api/Spaces-1/variables/{set_id}")
+        );
+
+        let empty = s.get(&format!("/api/Spaces-1/variables/{set_id}")).await;
+        assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+        assert_eq!(
+            (
+                empty.body["Version"].as_i64(),
+                empty.body["Variables"].as_array().map(Vec::len)
+            ),
+            (Some(0), Some(0))
+        );
+        let envs: Vec<&str> = empty.body["ScopeValues"]["Environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(envs, ["Dev", "Prod"]);
+        assert_eq!(empty.body["ScopeValues"]["Actions"][0]["Name"], "Run");
+        assert_eq!(
+            s.get(empty.body["Links"]["Owner"].as_str().unwrap())
+                .await
+                .status,
+            StatusCode::OK
+        );
+
+        let saved = put_variables(&s, &set_id, json!({"Version": 0, "Variables": [
+            {"Name": "Greeting", "Value": "hello dev", "Scope": {"Environment": ["Dev"]}},
+            {"Name": "Greeting", "Value": "hello anywhere"},
+            {"Name": "Password", "Value": "s3cr3t-pw", "Type": "Sensitive"},
+            {"Name": "Only in Run", "Value": "x", "Scope": {"Action": ["Run"], "Role": ["web"]}},
+        ]})).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+        assert_eq!(saved.body["Version"], 1);
+        let vars = saved.body["Variables"].as_array().unwrap().clone();
+        let dev_id = s.get("/api/environments?name=Dev").await.body["Items"][0]["Id"].clone();
+        assert_eq!(
+            vars[0]["Scope"]["Environment"],
+            json!([dev_id]),
+            "names are stored as ids"
+        );
+        assert!(vars
+            .iter()
+            .all(|v| v["Id"].as_str().is_some_and(|i| !i.is_empty())));
+        let password = vars
+            .iter()
+            .find(|v| v["Name"] == "Password")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (password["Value"].clone(), password["IsSensitive"].clone()),
+            (Value::Null, json!(true))
+        );
+        assert!(!saved.body.to_string().contains("s3cr3t"), "{}", saved.body);
+        let read = s
+            .get(&format!("/api/Spaces-1/variables/{set_id}"))
+            .await
+            .body;
+        assert!(!read.to_string().contains("s3cr3t"), "{read}");
+        assert_eq!(read["ScopeValues"]["Roles"][0]["Name"], "web");
+
+        // At rest the value is sealed under the master key.
+        let stored: VariableSet = s.inst.store.require(&set_id).await.unwrap();
+        let sealed = stored
+            .variables
+            .iter()
+            .find(|v| v.name == "Password")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
+        assert!(
+            sealed.starts_with("cuttle:v1:") && !sealed.contains("s3cr3t"),
+            "{sealed}"
+        );
+        assert_eq!(s.inst.master_key.open(&sealed).as_deref(), Ok("s3cr3t-pw"));
+
+        // Sending a sensitive value back as null keeps it.
+        let again = put_variables(
+            &s,
+            &set_id,
+            json!({"Version": 1, "Variables": read["Variables"]}),
+        )
+        .await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+        let stored: VariableSet = s.inst.store.require(&set_id).await.unwrap();
+        let kept = stored
+            .variables
+            .iter()
+            .find(|v| v.name == "Password")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
+        assert_eq!(s.inst.master_key.open(&kept).as_deref(), Ok("s3cr3t-pw"));
+
+        // Bad input is refused and changes nothing.
+        let stale = put_variables(&s, &set_id, json!({"Version": 1, "Variables": []})).await;
+        assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+        let unknown = put_variables(
+            &s,
+            &set_id,
+            json!({"Version": 2, "Variables": [
+                {"Name": "A", "Value": "1", "Scope": {"Environment": ["Environments-999"]}},
+                {"Name": "B", "Value": "1", "Scope": {"Channel": ["Nope"]}},
+                {"Name": "C", "Value": "1", "Scope": {"Action": ["No such step"]}},
+                {"Name": "  ", "Value": "1"},
+            ]}),
+        )
+        .await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
+        let text = unknown.error_text();
+        for needle in ["Environments-999", "'Nope'", "No such step", "name"] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        let after = s
+            .get(&format!("/api/Spaces-1/variables/{set_id}"))
+            .await
+            .body;
+        assert_eq!(
+            (
+                after["Version"].as_i64(),
+                after["Variables"].as_array().map(Vec::len)
+            ),
+            (Some(2), Some(4))
+        );
+        let missing = s
+            .get("/api/Spaces-1/variables/variableset-Projects-999")
+            .await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn library_variable_sets_are_included_by_projects() {
+    on_both("vars-library", |s| async move {
+        let lib = s.create("/api/Spaces-1/libraryvariablesets", json!({"Name": "Shared"})).await;
+        assert_eq!(lib["ContentType"], "Variables");
+        let lib_id = lib["Id"].as_str().unwrap().to_owned();
+        let set_id = lib["VariableSetId"].as_str().unwrap().to_owned();
+        assert_eq!(s.get(lib["Links"]["Variables"].as_str().unwrap()).await.status, StatusCode::OK);
+        let listed = s.get("/api/Spaces-1/libraryvariablesets?partialName=shar").await.body;
+        assert_eq!(listed["TotalResults"], 1);
+        let dup = s.post("/api/Spaces-1/libraryvariablesets", json!({"Name": "shared"})).await;
+        assert_eq!(dup.status, StatusCode::CONFLICT, "{}", dup.body);
+
+        let channel = put_variables(&s, &set_id, json!({"Version": 0, "Variables": [
+            {"Name": "X", "Value": "1", "Scope": {"Channel": ["Channels-1"]}}]})).await;
+        assert_eq!(channel.status, StatusCode::BAD_REQUEST, "{}", channel.body);
+        let r = put_variables(&s, &set_id, json!({"Version": 0, "Variables": [
+            {"Name": "Shared.Url", "Value": "https://lib"},
+            {"Name": "Overridden", "Value": "from library"}]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+        let bad = s.post("/api/projects", json!({"Name": "Nope", "ProjectGroupId": "ProjectGroups-1",
+            "LifecycleId": "Lifecycles-1", "IncludedLibraryVariableSetIds": ["LibraryVariableSets-99"]})).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+        assert!(bad.error_text().contains("LibraryVariableSets-99"));
+
+        let project = project_with_steps(&s, "Uses lib", &[("Show", "Bash",
+            "echo \"url=#{Shared.Url} o=#{Overridden}\"", json!({}))]).await;
+        let mut p = project.clone();
+        p["IncludedLibraryVariableSetIds"] = json!([lib_id]);
+        let pid = project["Id"].as_str().unwrap();
+        let r = s.send(Method::PUT, &format!("/api/projects/{pid}"), &p).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = put_variables(&s, project["VariableSetId"].as_str().unwrap(), json!({"Version": 0,
+            "Variables": [{"Name": "Overridden", "Value": "from project"}]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+        s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": "Uses lib", "ReleaseVersion": "1.0.0"})).await;
+        let lines = deployed_lines(&s, "Uses lib", "1.0.0", "Dev").await;
+        assert!(lines.contains(&"url=https://lib o=from project".to_owned()), "{lines:#?}");
+
+        let in_use = s.call_with(Method::DELETE, &format!("/api/Spaces-1/libraryvariablesets/{lib_id}"), None, Some(&s.key)).await;
+        assert_eq!(in_use.status, StatusCode::BAD_REQUEST, "{}", in_use.body);
+        assert!(in_use.error_text().contains("Uses lib"));
+        assert_eq!(s.get(&format!("/api/Spaces-1/libraryvariablesets/{lib_id}")).await.status, StatusCode::OK);
+    })
+    .await;
+}
+
+const PRODUCE: &str = r#"echo "greeting=#{Greeting}"
+echo "project=#{Octopus.Project.Name} env=#{Octopus.Environment.Name} release=#{Octopus.Release.Number} step=#{Octopus.Step.Name} machine=#{Octopus.Machine.Name} space=#{Octopus.Space.Name}"
+echo "task=#{Octopus.Task.Id} deployment=#{Octopus.Deployment.Id}"
+echo "via helper=$(get_octopusvariable "greeting")"
+echo "danger=$(get_octopusvariable "Danger")"
+echo "password is #{Password}!"
+get_octopusvariable "Cert"; echo
+set_octopusvariable "Port" "8080"
+set_octopusvariable "Token" "tok-123456" -sensitive
+echo "token tok-123456"
+"#;
+
+const CONSUME: &str = r#"print("port=#{Octopus.Action[Produce].Output.Port}")
+print("helper port=" + get_octopusvariable("Octopus.Action[Produce].Output.Port"))
+print("token=" + get_octopusvariable("Octopus.Action[Produce].Output.Token"))
+print("step=" + get_octopusvariable("Octopus.Step.Name"))
+"#;
+
+#[tokio::test]
+async fn a_deployment_sees_scoped_system_output_and_masked_values() {
+    on_both("vars-deploy", |s| async move {
+        let project = project_with_steps(
+            &s,
+            "Vars",
+            &[
+                ("Produce", "Bash", PRODUCE, json!({})),
+                ("Consume", "Python", CONSUME, json!({})),
+            ],
+        )
+        .await;
+        let set_id = project["VariableSetId"].as_str().unwrap().to_owned();
+        let r = put_variables(
+            &s,
+            &set_id,
+            json!({"Version": 0, "Variables": [
+                {"Name": "Greeting", "Value": "hello dev", "Scope": {"Environment": ["Dev"]}},
+                {"Name": "Greeting", "Value": "hello anywhere"},
+                {"Name": "Greeting", "Value": "hello prod", "Scope": {"Environment": ["Prod"]}},
+                {"Name": "Password", "Value": "s3cr3t-pw", "Type": "Sensitive"},
+                {"Name": "Cert", "Value": "line-one-AAAA\nline-two-BBBB", "IsSensitive": true},
+                {"Name": "Danger", "Value": "$(touch pwned) `touch pwned2` ; touch pwned3"},
+            ]}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        s.create(
+            "/api/Spaces-1/releases/create/v1",
+            json!({"ProjectName": "Vars", "ReleaseVersion": "1.0.0"}),
+        )
+        .await;
+
+        let lines = deployed_lines(&s, "Vars", "1.0.0", "Dev").await;
+        let has = |l: &str| lines.iter().any(|x| x == l);
+        for expected in [
+            "greeting=hello dev",
+            "project=Vars env=Dev release=1.0.0 step=Produce machine=Built-in worker space=Default",
+            "via helper=hello dev",
+            "danger=$(touch pwned) `touch pwned2` ; touch pwned3",
+            "password is ********!",
+            "token ********",
+            "port=8080",
+            "helper port=8080",
+            "token=********",
+            "step=Consume",
+        ] {
+            assert!(
+                has(expected),
+                "{}: missing {expected:?} in {lines:#?}",
+                s.backend
+            );
+        }
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("task=ServerTasks-") && l.contains("deployment=Deployments-")
+            ),
+            "{lines:#?}"
+        );
+        // The two-line sensitive value, printed over two lines, is masked on both.
+        assert_eq!(
+            lines.iter().filter(|l| *l == "********").count(),
+            2,
+            "{lines:#?}"
+        );
+        for secret in ["s3cr3t", "tok-123456", "line-one", "line-two"] {
+            assert!(
+                !lines.iter().any(|l| l.contains(secret)),
+                "{secret} leaked: {lines:#?}"
+            );
+        }
+
+        // The release froze its variables: a later edit changes nothing in it.
+        let current = s
+            .get(&format!("/api/Spaces-1/variables/{set_id}"))
+            .await
+            .body;
+        let mut vars = current["Variables"].as_array().unwrap().clone();
+        vars[0]["Value"] = json!("changed dev");
+        let r = put_variables(&s, &set_id, json!({"Version": 1, "Variables": vars})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let lines = deployed_lines(&s, "Vars", "1.0.0", "Dev").await;
+        assert!(
+            lines.contains(&"greeting=hello dev".to_owned()),
+            "{lines:#?}"
+        );
+        let lines = deployed_lines(&s, "Vars", "1.0.0", "Prod").await;
+        assert!(
+            lines.contains(&"greeting=hello prod".to_owned()),
+            "{lines:#?}"
+        );
+        s.create(
+            "/api/Spaces-1/releases/create/v1",
+            json!({"ProjectName": "Vars", "ReleaseVersion": "1.0.1"}),
+        )
+        .await;
+        let lines = deployed_lines(&s, "Vars", "1.0.1", "Dev").await;
+        assert!(
+            lines.contains(&"greeting=changed dev".to_owned()),
+            "{lines:#?}"
+        );
+        let release = s.get("/api/projects/Vars/releases/1.0.0").await.body;
+        let snapshot = s
+            .get(
+                release["Links"]["ProjectVariableSnapshot"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(snapshot.status, StatusCode::OK, "{}", snapshot.body);
+        assert!(
+            snapshot.body.to_string().contains("hello dev")
+                && !snapshot.body.to_string().contains("s3cr3t")
+        );
+        let frozen = put_variables(
+            &s,
+            snapshot.body["Id"].as_str().unwrap(),
+            json!({"Version": 0, "Variables": []}),
+        )
+        .await;
+        assert_eq!(frozen.status, StatusCode::BAD_REQUEST, "{}", frozen.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn prompted_variables_and_variable_run_conditions() {
+    on_both("vars-prompt", |s| async move {
+        let project = project_with_steps(&s, "Asks", &[
+            ("Ask", "Bash", "echo \"approved by #{Approver}\"", json!({})),
+            ("Maybe", "Bash", "echo maybe ran", json!({"Condition": "Variable",
+                "Properties": {"Octopus.Step.ConditionVariableExpression": "#{RunMaybe}"}})),
+            ("Surely", "Bash", "echo surely ran", json!({"Condition": "Variable",
+                "Properties": {"Octopus.Step.ConditionVariableExpression": "#{if Octopus.Environment.Name == \"Dev\"}true#{/if}"}})),
+        ]).await;
+        let r = put_variables(&s, project["VariableSetId"].as_str().unwrap(), json!({"Version": 0, "Variables": [
+            {"Name": "Approver", "Value": "", "Prompt": {"Label": "Who approves?", "Required": true}},
+            {"Name": "RunMaybe", "Value": "False"},
+        ]})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": "Asks", "ReleaseVersion": "1.0.0"})).await;
+
+        let missing = deploy(&s, "Asks", "1.0.0", "Dev", json!({})).await;
+        assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.body);
+        assert!(missing.error_text().contains("Approver"), "{}", missing.body);
+        let unknown = deploy(&s, "Asks", "1.0.0", "Dev", json!({"Approver": "a", "Nobody": "x"})).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
+        assert!(unknown.error_text().contains("Nobody"));
+        assert_eq!(s.get("/api/deployments").await.body["TotalResults"], 0, "nothing was queued");
+
+        let ok = deploy(&s, "Asks", "1.0.0", "Dev", json!({"Approver": "alice"})).await;
+        assert!(ok.status.is_success(), "{}", ok.body);
+        let task = ok.body["DeploymentServerTasks"][0]["ServerTaskId"].as_str().unwrap().to_owned();
+        let t = s.wait_for_task(&task).await;
+        let lines: Vec<String> = s.log_lines(&task).await.into_iter().map(|(_, m)| m).collect();
+        assert_eq!(t["State"], "Success", "{t} {lines:#?}");
+        assert!(lines.contains(&"approved by alice".to_owned()), "{lines:#?}");
+        assert!(!lines.contains(&"maybe ran".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"surely ran".to_owned()), "{lines:#?}");
+    })
+    .await;
+}

@@ -20,6 +20,8 @@ pub fn with_links<T: Serialize>(resource: &T, links: Value) -> Value {
 pub trait Linked {
     fn links(&self) -> Value;
     fn item_type() -> &'static str;
+    /// Takes out of the serialized resource what must not leave the server.
+    fn redact(_json: &mut Value) {}
 }
 
 impl Linked for Space {
@@ -170,6 +172,13 @@ impl Linked for Deployment {
     fn item_type() -> &'static str {
         "Deployment"
     }
+    /// Prompted values of sensitive variables are kept sealed; even sealed
+    /// they are nobody's business outside the server.
+    fn redact(json: &mut Value) {
+        if let Some(Value::Object(values)) = json.get_mut("FormValues") {
+            values.retain(|_, v| !v.as_str().is_some_and(cuttle_store::secrets::is_sealed));
+        }
+    }
 }
 
 impl Linked for ServerTask {
@@ -207,7 +216,9 @@ impl Linked for ApiKey {
 }
 
 pub fn resource<T: Serialize + Linked>(r: &T) -> Value {
-    with_links(r, r.links())
+    let mut v = with_links(r, r.links());
+    T::redact(&mut v);
+    v
 }
 
 /// The paged envelope Octopus collections use.

@@ -431,7 +431,7 @@ async fn a_deployment_sees_scoped_system_output_and_masked_values() {
 async fn prompted_variables_and_variable_run_conditions() {
     on_both("vars-prompt", |s| async move {
         let project = project_with_steps(&s, "Asks", &[
-            ("Ask", "Bash", "echo \"approved by #{Approver}\"", json!({})),
+            ("Ask", "Bash", "echo \"approved by #{Approver} with #{Token}\"", json!({})),
             ("Maybe", "Bash", "echo maybe ran", json!({"Condition": "Variable",
                 "Properties": {"Octopus.Step.ConditionVariableExpression": "#{RunMaybe}"}})),
             ("Surely", "Bash", "echo surely ran", json!({"Condition": "Variable",
@@ -440,6 +440,7 @@ async fn prompted_variables_and_variable_run_conditions() {
         let r = put_variables(&s, project["VariableSetId"].as_str().unwrap(), json!({"Version": 0, "Variables": [
             {"Name": "Approver", "Value": "", "Prompt": {"Label": "Who approves?", "Required": true}},
             {"Name": "RunMaybe", "Value": "False"},
+            {"Name": "Token", "Type": "Sensitive", "Value": "default-t0ken", "Prompt": {"Label": "Token"}},
         ]})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": "Asks", "ReleaseVersion": "1.0.0"})).await;
@@ -452,15 +453,31 @@ async fn prompted_variables_and_variable_run_conditions() {
         assert!(unknown.error_text().contains("Nobody"));
         assert_eq!(s.get("/api/deployments").await.body["TotalResults"], 0, "nothing was queued");
 
-        let ok = deploy(&s, "Asks", "1.0.0", "Dev", json!({"Approver": "alice"})).await;
+        let ok = deploy(&s, "Asks", "1.0.0", "Dev", json!({"Approver": "alice", "Token": "pr0mpted-t0ken"})).await;
         assert!(ok.status.is_success(), "{}", ok.body);
         let task = ok.body["DeploymentServerTasks"][0]["ServerTaskId"].as_str().unwrap().to_owned();
         let t = s.wait_for_task(&task).await;
         let lines: Vec<String> = s.log_lines(&task).await.into_iter().map(|(_, m)| m).collect();
         assert_eq!(t["State"], "Success", "{t} {lines:#?}");
-        assert!(lines.contains(&"approved by alice".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"approved by alice with ********".to_owned()), "{lines:#?}");
         assert!(!lines.contains(&"maybe ran".to_owned()), "{lines:#?}");
         assert!(lines.contains(&"surely ran".to_owned()), "{lines:#?}");
+
+        // FormValues name prompted variables by id; sensitive ones never come back.
+        let vars = r.body["Variables"].as_array().unwrap().clone();
+        let id_of = |name: &str| vars.iter().find(|v| v["Name"] == name).unwrap()["Id"].as_str().unwrap().to_owned();
+        let release = s.get("/api/projects/Asks/releases/1.0.0").await.body;
+        let dev = s.get("/api/environments?name=Dev").await.body["Items"][0]["Id"].clone();
+        let created = s.post("/api/Spaces-1/deployments", json!({"ReleaseId": release["Id"], "EnvironmentId": dev,
+            "FormValues": {id_of("Approver"): "bob", id_of("Token"): "f0rm-t0ken"}})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        assert_eq!(created.body["FormValues"], json!({id_of("Approver"): "bob"}), "{}", created.body);
+        let task = created.body["TaskId"].as_str().unwrap().to_owned();
+        assert_eq!(s.wait_for_task(&task).await["State"], "Success");
+        let lines: Vec<String> = s.log_lines(&task).await.into_iter().map(|(_, m)| m).collect();
+        assert!(lines.contains(&"approved by bob with ********".to_owned()), "{lines:#?}");
+        let listed = s.get(&format!("/api/deployments/{}", created.body["Id"].as_str().unwrap())).await.body;
+        assert!(!listed.to_string().contains("cuttle:v1:"), "{listed}");
     })
     .await;
 }

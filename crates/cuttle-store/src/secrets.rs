@@ -19,6 +19,11 @@ const NONCE_LEN: usize = 12;
 pub const KEY_CHECK_SETTING: &str = "master_key_check";
 const KEY_CHECK_PLAINTEXT: &str = "cuttle master key check";
 
+/// Whether `text` is a value sealed by a master key.
+pub fn is_sealed(text: &str) -> bool {
+    text.starts_with(PREFIX)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
     #[error("the master key must be 32 bytes encoded in base64 (44 characters); generate one with `openssl rand -base64 32`")]

@@ -18,17 +18,29 @@ pub mod links;
 pub mod routes;
 pub mod space;
 
-use axum::Router;
+use axum::{Extension, Router};
 use cuttle_service::Instance;
 use std::future::Future;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 pub type AppState = Arc<Instance>;
 
+/// Cancelled when the server begins shutting down. Responses that last as
+/// long as a task (log streams) end then; otherwise the graceful shutdown,
+/// which waits for responses in flight, would wait for the tasks too.
+#[derive(Clone, Default)]
+pub struct Closing(pub CancellationToken);
+
 /// The whole API as an axum router.
 pub fn router(instance: AppState) -> Router {
+    app(instance, Closing::default())
+}
+
+fn app(instance: AppState, closing: Closing) -> Router {
     routes::all()
         .fallback(routes::not_found)
+        .layer(Extension(closing))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(instance)
 }
@@ -40,7 +52,12 @@ pub async fn serve(
     instance: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(instance))
-        .with_graceful_shutdown(shutdown)
+    let closing = Closing::default();
+    let token = closing.0.clone();
+    axum::serve(listener, app(instance, closing))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
         .await
 }

@@ -142,6 +142,7 @@ impl Linked for Release {
             "Project": format!("/api/{}/projects/{}", self.space_id, self.project_id),
             "Channel": format!("/api/{}/channels/{}", self.space_id, self.channel_id),
             "Deployments": format!("{base}/deployments"),
+            "Progression": format!("{base}/progression"),
             "ProjectDeploymentProcessSnapshot": format!("/api/{}/deploymentprocesses/{}", self.space_id, self.project_deployment_process_snapshot_id),
         });
         // Releases made before variables were frozen have no snapshot.
@@ -193,6 +194,21 @@ impl Linked for ServerTask {
     }
     fn item_type() -> &'static str {
         "Task"
+    }
+}
+
+impl Linked for Interruption {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/interruptions/{}", self.space_id, self.id);
+        json!({
+            "Self": base,
+            "Submit": format!("{base}/submit"),
+            "Responsible": format!("{base}/responsible"),
+            "Task": format!("/api/tasks/{}", self.task_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Interruption"
     }
 }
 

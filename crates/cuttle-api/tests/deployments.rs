@@ -217,3 +217,31 @@ async fn the_concurrency_cap_queues_tasks_beyond_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deployments_of_one_project_to_one_environment_are_serialised() {
+    on_both_with_cap("serialise", 3, |s| async move {
+        s.project_with_script("Same", "sleep 0.6", json!({})).await;
+        s.project_with_script("Other", "sleep 0.1", json!({})).await;
+        for p in ["Same", "Other"] {
+            s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": p, "ReleaseVersion": "1.0.0"})).await;
+        }
+        let deploy = |p: &str| {
+            json!({"ProjectName": p, "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Dev"]})
+        };
+        let id = |d: &serde_json::Value| d["DeploymentServerTasks"][0]["ServerTaskId"].as_str().unwrap().to_owned();
+        let first = id(&s.create("/api/Spaces-1/deployments/create/untenanted/v1", deploy("Same")).await);
+        let second = id(&s.create("/api/Spaces-1/deployments/create/untenanted/v1", deploy("Same")).await);
+        let other = id(&s.create("/api/Spaces-1/deployments/create/untenanted/v1", deploy("Other")).await);
+        let a = s.wait_for_task(&first).await;
+        let b = s.wait_for_task(&second).await;
+        let c = s.wait_for_task(&other).await;
+        for t in [&a, &b, &c] {
+            assert_eq!(t["State"], "Success", "{t}");
+        }
+        let ts = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+        assert!(ts(&b["StartTime"]) >= ts(&a["CompletedTime"]), "the second deployment waited for the first: {a} {b}");
+        assert!(ts(&c["StartTime"]) < ts(&a["CompletedTime"]), "another project did not wait: {a} {c}");
+    })
+    .await;
+}

@@ -1,6 +1,10 @@
 //! Benchmarks a real Cuttle server process: start-up time to ready, idle
 //! resident memory and end-to-end deployment latency, on SQLite and
-//! optionally on PostgreSQL.
+//! optionally on PostgreSQL. `cuttle-bench vars` instead measures the
+//! variable engine's rendering throughput in process.
+
+mod engine;
+mod vars;
 
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{DateTime, FixedOffset};
@@ -39,6 +43,16 @@ struct Args {
     /// Also benchmark PostgreSQL, in a database created on this server and dropped afterwards.
     #[arg(long, env = "CUTTLE_BENCH_DATABASE_URL", hide_env_values = true)]
     postgres: Option<String>,
+    #[command(subcommand)]
+    bench: Option<Bench>,
+}
+
+#[derive(clap::Subcommand)]
+enum Bench {
+    /// Rendering throughput of the variable engine (no server needed).
+    Vars(vars::VarsArgs),
+    /// Engine overhead against a shell-script floor, and queued throughput.
+    Engine(engine::EngineArgs),
 }
 
 #[tokio::main]
@@ -53,6 +67,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Some(Bench::Vars(vars)) = &args.bench {
+        return vars::run(vars);
+    }
     let cuttle = locate_cuttle(args.cuttle.clone())?;
     let version = Command::new(&cuttle)
         .arg("--version")
@@ -68,6 +85,10 @@ async fn run(args: Args) -> Result<()> {
                 .collect(),
         )
         .build()?;
+
+    if let Some(Bench::Engine(engine)) = &args.bench {
+        return engine::run(&cuttle, &http, engine).await;
+    }
 
     let shown = std::env::current_dir()
         .ok()
@@ -120,14 +141,14 @@ async fn bench(
     // Declared before the servers so that it outlives them.
     let data = tempfile::Builder::new().prefix("cuttle-bench-").tempdir()?;
 
-    let (mut server, first) = Server::start(cuttle, data.path(), database_url, http).await?;
+    let (mut server, first) = Server::start(cuttle, data.path(), database_url, http, &[]).await?;
     server.stop()?;
     row("first start to ready", format!("{:7.1} ms", ms(first)));
 
     let mut restarts = Vec::new();
     for _ in 0..args.restarts {
         server.stop()?;
-        let (next, took) = Server::start(cuttle, data.path(), database_url, http).await?;
+        let (next, took) = Server::start(cuttle, data.path(), database_url, http, &[]).await?;
         server = next;
         restarts.push(ms(took));
     }
@@ -190,6 +211,7 @@ impl Server {
         data_dir: &Path,
         database_url: Option<&str>,
         http: &Client,
+        extra: &[&str],
     ) -> Result<(Self, Duration)> {
         let mut cmd = Command::new(cuttle);
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -204,6 +226,7 @@ impl Server {
         if let Some(url) = database_url {
             cmd.arg("--database-url").arg(url);
         }
+        cmd.args(extra);
         let t0 = Instant::now();
         let deadline = t0 + READY_TIMEOUT;
         let mut child = cmd

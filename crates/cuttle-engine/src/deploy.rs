@@ -5,10 +5,12 @@ use crate::helpers::{
     parse_service_message, variables_file, ServiceMessage, BASH_BOOTSTRAP, PYTHON_BOOTSTRAP,
     VARIABLES_FILE,
 };
+use crate::intervention::{record_manual_outputs, Answer, Asking, Interventions};
 use crate::log::{ActivityLog, TaskLog};
-use crate::plan::{condition_allows, plan};
+use crate::plan::{condition_allows, groups, plan, PlanInput, PlannedStep, SkipReason};
 use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
-use crate::variables::{DeploymentVariables, Sources, BUILT_IN_WORKER};
+use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_WORKER};
+use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
 use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::process::{
     PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, PROP_SCRIPT_SYNTAX, PROP_TIMEOUT_MINUTES,
@@ -21,6 +23,7 @@ use cuttle_model::{
 use cuttle_model::{Channel, Space, Step};
 use cuttle_store::{MasterKey, ProcessSnapshot, Store};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +32,8 @@ pub struct DeployContext {
     pub master_key: MasterKey,
     pub work_root: PathBuf,
     pub default_timeout: Duration,
+    /// Wakes this task when someone answers its interruption.
+    pub interventions: Arc<Interventions>,
 }
 
 /// How a task ended.
@@ -133,7 +138,7 @@ pub async fn run(
         channel: loaded.channel.as_ref(),
         task_id: &task.id,
     };
-    let mut vars = match DeploymentVariables::load(&ctx.store, &ctx.master_key, &sources).await {
+    let vars = match DeploymentVariables::load(&ctx.store, &ctx.master_key, &sources).await {
         Ok(v) => v,
         Err(e) => {
             root.log(LogCategory::Fatal, &e);
@@ -143,127 +148,46 @@ pub async fn run(
     };
 
     let work_dir = ctx.work_root.join(&task.id);
-    let steps = plan(
-        &loaded.process.0,
-        &loaded.environment.id,
-        &loaded.deployment.skip_actions,
-    );
+    let steps = plan(&PlanInput {
+        process: &loaded.process.0,
+        environment_id: &loaded.environment.id,
+        channel_id: &loaded.release.channel_id,
+        skip_actions: &loaded.deployment.skip_actions,
+        // Deployment targets arrive with agents; until then steps that target
+        // roles find none and say so.
+        targets: &[],
+    });
     let mut failures: Vec<String> = vec![];
     let mut canceled = false;
+    let vars = SharedVariables::new(vars);
+    let scope = StepScope {
+        ctx,
+        log,
+        task,
+        loaded: &loaded,
+        vars: &vars,
+        work_dir: &work_dir,
+        cancel: &cancel,
+    };
 
-    for step in &steps {
-        let title = format!("Step {}: {}", step.number, step.name);
-        let activity = log.activity(Some(&root), &title).await;
-        if canceled || cancel.is_cancelled() {
-            canceled = true;
-            activity.finish(ActivityStatus::Canceled).await;
-            continue;
+    // Steps of one group start together; a group starts when the one before
+    // it has finished, and its run conditions see the failures before it.
+    for group in groups(&steps) {
+        let mut activities = Vec::with_capacity(group.len());
+        for step in &group {
+            let title = format!("Step {}: {}", step.number, step.name);
+            activities.push(log.activity(Some(&root), &title).await);
         }
         let error_so_far = (!failures.is_empty()).then(|| failures.join(" "));
-        let source_step = step_of(&loaded.process, step.number);
-        if step.condition == "Variable" {
-            let expression = source_step
-                .and_then(|s| s.property(PROP_CONDITION_EXPRESSION))
-                .unwrap_or_default();
-            let dict = vars.for_deployment(error_so_far.as_deref());
-            match cuttle_vars::evaluate_truthy(&expression, &dict) {
-                Ok(true) => {}
-                Ok(false) => {
-                    activity.info(format!(
-                        "Skipped: the run condition {expression} is not true"
-                    ));
-                    activity.finish(ActivityStatus::Skipped).await;
-                    continue;
-                }
-                Err(e) => {
-                    activity.error(format!("The run condition could not be evaluated: {e}"));
-                    activity.finish(ActivityStatus::Failed).await;
-                    failures.push(format!(
-                        "The step '{}' failed: its run condition is invalid",
-                        step.name
-                    ));
-                    continue;
-                }
-            }
-        } else if !condition_allows(&step.condition, !failures.is_empty()) {
-            activity.info(match step.condition.as_str() {
-                "Failure" => "Skipped: this step runs only when an earlier step failed",
-                _ => "Skipped: an earlier step failed",
-            });
-            activity.finish(ActivityStatus::Skipped).await;
-            continue;
+        let ends =
+            futures::future::join_all(group.iter().zip(&activities).map(|(step, activity)| {
+                scope.run_step(step, activity, canceled, error_so_far.as_deref())
+            }))
+            .await;
+        for end in ends {
+            failures.extend(end.failures);
+            canceled |= end.canceled;
         }
-        if !step.runs_anything() {
-            for a in &step.actions {
-                if let Some(reason) = &a.skip {
-                    activity.info(format!(
-                        "Skipped '{}': {}",
-                        a.action.name,
-                        reason.describe()
-                    ));
-                }
-            }
-            activity.finish(ActivityStatus::Skipped).await;
-            continue;
-        }
-        activity.start().await;
-        let mut step_failed = false;
-        for (i, planned) in step.actions.iter().enumerate() {
-            if let Some(reason) = &planned.skip {
-                activity.info(format!(
-                    "Skipped '{}': {}",
-                    planned.action.name,
-                    reason.describe()
-                ));
-                continue;
-            }
-            let target = log.activity(Some(&activity), BUILT_IN_WORKER).await;
-            target.start().await;
-            let dir = work_dir.join(format!("step-{}-action-{}", step.number, i + 1));
-            let placement = Placement {
-                step: source_step.cloned().unwrap_or_default(),
-                number: step.number,
-                machine: BUILT_IN_WORKER,
-                error_so_far: error_so_far.as_deref(),
-            };
-            match run_action(
-                ctx,
-                &planned.action,
-                &placement,
-                &mut vars,
-                &target,
-                dir,
-                cancel.clone(),
-            )
-            .await
-            {
-                Ok(()) => target.finish(ActivityStatus::Success).await,
-                Err(ActionError::Canceled) => {
-                    target.error(
-                        "The task was cancelled; the script and its child processes were stopped",
-                    );
-                    target.finish(ActivityStatus::Canceled).await;
-                    canceled = true;
-                }
-                Err(ActionError::Failed(message)) => {
-                    target.error(&message);
-                    target.finish(ActivityStatus::Failed).await;
-                    failures.push(format!("The step '{}' failed: {message}", step.name));
-                    step_failed = true;
-                }
-            }
-            if canceled {
-                break;
-            }
-        }
-        let status = if canceled {
-            ActivityStatus::Canceled
-        } else if step_failed {
-            ActivityStatus::Failed
-        } else {
-            ActivityStatus::Success
-        };
-        activity.finish(status).await;
     }
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
 
@@ -292,6 +216,322 @@ pub async fn run(
             failures.join(" ")
         ))
     }
+}
+
+/// How one step ended: what failed, and whether the task was cancelled.
+struct StepEnd {
+    failures: Vec<String>,
+    canceled: bool,
+}
+
+/// What every step of one deployment shares.
+struct StepScope<'a> {
+    ctx: &'a DeployContext,
+    log: &'a TaskLog,
+    task: &'a ServerTask,
+    loaded: &'a Loaded,
+    vars: &'a SharedVariables,
+    work_dir: &'a std::path::Path,
+    cancel: &'a CancellationToken,
+}
+
+impl StepScope<'_> {
+    /// Runs one step (its condition, then its actions in order), writing
+    /// under `activity`. `error_so_far` is what failed before its group.
+    async fn run_step(
+        &self,
+        step: &PlannedStep,
+        activity: &ActivityLog,
+        canceled_before: bool,
+        error_so_far: Option<&str>,
+    ) -> StepEnd {
+        let mut failures = vec![];
+        let mut canceled = false;
+        if canceled_before || self.cancel.is_cancelled() {
+            activity.finish(ActivityStatus::Canceled).await;
+            return StepEnd {
+                failures,
+                canceled: true,
+            };
+        }
+        let source_step = step_of(&self.loaded.process, step.number);
+        if step.condition == "Variable" {
+            let expression = source_step
+                .and_then(|s| s.property(PROP_CONDITION_EXPRESSION))
+                .unwrap_or_default();
+            let dict = self.vars.for_deployment(error_so_far);
+            match cuttle_vars::evaluate_truthy(&expression, &dict) {
+                Ok(true) => {}
+                Ok(false) => {
+                    activity.info(format!(
+                        "Skipped: the run condition {expression} is not true"
+                    ));
+                    activity.finish(ActivityStatus::Skipped).await;
+                    return StepEnd { failures, canceled };
+                }
+                Err(e) => {
+                    activity.error(format!("The run condition could not be evaluated: {e}"));
+                    activity.finish(ActivityStatus::Failed).await;
+                    failures.push(format!(
+                        "The step '{}' failed: its run condition is invalid",
+                        step.name
+                    ));
+                    return StepEnd { failures, canceled };
+                }
+            }
+        } else if !condition_allows(&step.condition, error_so_far.is_some()) {
+            activity.info(match step.condition.as_str() {
+                "Failure" => "Skipped: this step runs only when an earlier step failed",
+                _ => "Skipped: an earlier step failed",
+            });
+            activity.finish(ActivityStatus::Skipped).await;
+            return StepEnd { failures, canceled };
+        }
+        if !step.runs_anything() {
+            for a in &step.actions {
+                if let Some(reason) = &a.skip {
+                    log_skip(activity, &a.action.name, reason);
+                }
+            }
+            activity.finish(ActivityStatus::Skipped).await;
+            return StepEnd { failures, canceled };
+        }
+        activity.start().await;
+        let mut step_failed = false;
+        let mut step_ignored = false;
+        for (i, planned) in step.actions.iter().enumerate() {
+            if let Some(reason) = &planned.skip {
+                log_skip(activity, &planned.action.name, reason);
+                return StepEnd { failures, canceled };
+            }
+            let placement = Placement {
+                step: source_step.cloned().unwrap_or_default(),
+                number: step.number,
+                machine: BUILT_IN_WORKER,
+                error_so_far,
+            };
+            let run = ActionRun {
+                ctx: self.ctx,
+                log: self.log,
+                step_activity: activity,
+                step_name: &step.name,
+                action: &planned.action,
+                placement: &placement,
+                dir: self
+                    .work_dir
+                    .join(format!("step-{}-action-{}", step.number, i + 1)),
+                asking: Asking {
+                    store: &self.ctx.store,
+                    hub: &self.ctx.interventions,
+                    task: self.task,
+                    deployment: &self.loaded.deployment,
+                    cancel: self.cancel,
+                },
+                guided: self.loaded.deployment.use_guided_failure,
+            };
+            match run.run(self.vars).await {
+                ActionOutcome::Succeeded => {}
+                ActionOutcome::Ignored => step_ignored = true,
+                ActionOutcome::Canceled => canceled = true,
+                ActionOutcome::Failed(message) => {
+                    failures.push(format!("The step '{}' failed: {message}", step.name));
+                    step_failed = true;
+                }
+            }
+            if canceled {
+                break;
+            }
+        }
+        let status = if canceled {
+            ActivityStatus::Canceled
+        } else if step_failed {
+            ActivityStatus::Failed
+        } else if step_ignored {
+            ActivityStatus::SuccessWithWarning
+        } else {
+            ActivityStatus::Success
+        };
+        activity.finish(status).await;
+        StepEnd { failures, canceled }
+    }
+}
+
+/// How one action of a step ended.
+enum ActionOutcome {
+    Succeeded,
+    /// It failed, and someone chose (guided failure) to carry on regardless.
+    Ignored,
+    Failed(String),
+    Canceled,
+}
+
+/// One action of a step, with what it needs to run and to ask for help.
+struct ActionRun<'a> {
+    ctx: &'a DeployContext,
+    log: &'a TaskLog,
+    step_activity: &'a ActivityLog,
+    step_name: &'a str,
+    action: &'a Action,
+    placement: &'a Placement<'a>,
+    dir: PathBuf,
+    asking: Asking<'a>,
+    /// Guided failure: a failure asks a person instead of failing the step.
+    guided: bool,
+}
+
+impl ActionRun<'_> {
+    async fn run(&self, vars: &SharedVariables) -> ActionOutcome {
+        if self.action.action_type == MANUAL_ACTION_TYPE {
+            return self.manual(vars).await;
+        }
+        let mut attempt = 1;
+        loop {
+            let (name, dir) = if attempt == 1 {
+                (BUILT_IN_WORKER.to_owned(), self.dir.clone())
+            } else {
+                // A retry gets a clean working directory of its own.
+                let mut dir = self.dir.clone().into_os_string();
+                dir.push(format!("-attempt-{attempt}"));
+                (
+                    format!("{BUILT_IN_WORKER} (attempt {attempt})"),
+                    PathBuf::from(dir),
+                )
+            };
+            let target = self.log.activity(Some(self.step_activity), &name).await;
+            target.start().await;
+            let result = run_action(
+                self.ctx,
+                self.action,
+                self.placement,
+                vars,
+                &target,
+                dir,
+                self.asking.cancel.clone(),
+            )
+            .await;
+            let message = match result {
+                Ok(()) => {
+                    target.finish(ActivityStatus::Success).await;
+                    return ActionOutcome::Succeeded;
+                }
+                Err(ActionError::Canceled) => {
+                    target.error(
+                        "The task was cancelled; the script and its child processes were stopped",
+                    );
+                    target.finish(ActivityStatus::Canceled).await;
+                    return ActionOutcome::Canceled;
+                }
+                Err(ActionError::Failed(message)) => {
+                    target.error(&message);
+                    target.finish(ActivityStatus::Failed).await;
+                    message
+                }
+            };
+            if !self.guided {
+                return ActionOutcome::Failed(message);
+            }
+            let answer = self
+                .asking
+                .guidance(
+                    self.step_activity,
+                    self.step_name,
+                    &self.action.name,
+                    &message,
+                )
+                .await;
+            match answer {
+                Answer::Decided {
+                    decision: Decision::Retry,
+                    ..
+                } => attempt += 1,
+                Answer::Decided {
+                    decision: Decision::Ignore,
+                    ..
+                } => {
+                    self.step_activity.log(
+                        LogCategory::Warning,
+                        format!(
+                            "The failure of '{}' was ignored; the deployment carries on",
+                            self.action.name
+                        ),
+                    );
+                    return ActionOutcome::Ignored;
+                }
+                Answer::Decided { .. } => return ActionOutcome::Failed(message),
+                Answer::Canceled => return ActionOutcome::Canceled,
+                Answer::Failed(why) => return ActionOutcome::Failed(format!("{message}; {why}")),
+            }
+        }
+    }
+
+    /// A manual intervention: its instructions are a template, like scripts.
+    async fn manual(&self, vars: &SharedVariables) -> ActionOutcome {
+        let template = self
+            .action
+            .property(PROP_MANUAL_INSTRUCTIONS)
+            .unwrap_or_default();
+        let dict = vars.for_action(
+            &self.placement.step,
+            self.placement.number,
+            self.action,
+            self.placement.machine,
+            self.placement.error_so_far,
+        );
+        let instructions = cuttle_vars::render(&template, &dict)
+            .ok()
+            .and_then(|r| r.text)
+            .unwrap_or(template);
+        let answer = self
+            .asking
+            .manual(
+                self.step_activity,
+                self.step_name,
+                self.action,
+                &instructions,
+            )
+            .await;
+        match answer {
+            Answer::Decided {
+                decision,
+                notes,
+                by,
+                username,
+            } => {
+                let approved = decision == Decision::Proceed;
+                record_manual_outputs(
+                    vars,
+                    &self.action.name,
+                    approved,
+                    notes.as_deref(),
+                    by.as_ref(),
+                    &username,
+                );
+                if approved {
+                    ActionOutcome::Succeeded
+                } else {
+                    ActionOutcome::Failed(format!(
+                        "the manual intervention was aborted by {username}{}",
+                        notes.map(|n| format!(": {n}")).unwrap_or_default()
+                    ))
+                }
+            }
+            Answer::Canceled => ActionOutcome::Canceled,
+            Answer::Failed(why) => ActionOutcome::Failed(why),
+        }
+    }
+}
+
+/// Says why an action does not run; a step that finds no targets is worth a
+/// warning, since it usually means a role is misspelt or no agent is there.
+fn log_skip(activity: &ActivityLog, action: &str, reason: &SkipReason) {
+    let category = match reason {
+        SkipReason::NoTargets { .. } => LogCategory::Warning,
+        _ => LogCategory::Info,
+    };
+    activity.log(
+        category,
+        format!("Skipped '{action}': {}", reason.describe()),
+    );
 }
 
 /// The timeout an action asks for, else the server's default.
@@ -326,7 +566,7 @@ async fn run_action(
     ctx: &DeployContext,
     action: &Action,
     placement: &Placement<'_>,
-    vars: &mut DeploymentVariables,
+    vars: &SharedVariables,
     target: &ActivityLog,
     dir: PathBuf,
     cancel: CancellationToken,
@@ -411,8 +651,7 @@ async fn run_action(
         files: vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))],
     };
     let mut outputs = vec![];
-    let mut masker = vars.masker().clone();
-    let mut secrets = vars.sensitive_values().to_vec();
+    let (mut masker, mut secrets) = vars.masking();
     let on_line = |stream: OutputStream, line: String| {
         if stream == OutputStream::Stdout {
             match parse_service_message(&line) {

@@ -5,7 +5,10 @@
 //! - [`runner`]: the durable task queue's consumer: claims, runs, cancels,
 //!   recovers, shuts down.
 //! - [`deploy`]: carrying out one deployment task.
+//! - [`intervention`]: pausing a deployment for a person (manual
+//!   intervention, guided failure) and waiting for the answer.
 //! - [`log`]: the activity log a running task writes.
+//! - [`signal`]: in-process wake-ups for live followers of a task's log.
 //! - [`script`]: the built-in worker: user scripts as child processes.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
@@ -13,10 +16,12 @@
 
 pub mod deploy;
 pub mod helpers;
+pub mod intervention;
 pub mod log;
 pub mod plan;
 pub mod runner;
 pub mod script;
+pub mod signal;
 pub mod variables;
 
-pub use runner::{Runner, RunnerConfig};
+pub use runner::{Runner, RunnerConfig, TaskFinished};

@@ -2,6 +2,7 @@
 //! one writer per task that stores them in batches, so a chatty script costs
 //! one transaction per batch rather than one per line.
 
+use crate::signal::TaskSignals;
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::Timestamp;
 use cuttle_store::Store;
@@ -14,9 +15,10 @@ const BATCH: usize = 256;
 struct Shared {
     store: Store,
     task_id: String,
-    next_seq: AtomicI64,
     next_activity: AtomicI64,
     lines: mpsc::UnboundedSender<Message>,
+    /// Wakes live followers of the task when lines or activities are stored.
+    signals: TaskSignals,
 }
 
 enum Message {
@@ -44,19 +46,38 @@ pub struct ActivityLog {
 impl TaskLog {
     /// Opens the log of `task_id`, continuing after any lines already stored.
     pub async fn open(store: Store, task_id: &str) -> Result<TaskLog, cuttle_store::StoreError> {
+        Self::open_signalling(store, task_id, TaskSignals::default()).await
+    }
+
+    /// As [`TaskLog::open`], signalling `signals` whenever lines or
+    /// activities of the task are stored.
+    pub async fn open_signalling(
+        store: Store,
+        task_id: &str,
+        signals: TaskSignals,
+    ) -> Result<TaskLog, cuttle_store::StoreError> {
         let last = store.last_log_seq(task_id).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let writer_store = store.clone();
         let writer_task = task_id.to_owned();
+        let writer_signals = signals.clone();
         tokio::spawn(async move {
             let mut received = Vec::with_capacity(BATCH);
             let mut lines = Vec::with_capacity(BATCH);
             let mut warned = false;
+            // Lines are numbered here, in the order they are stored, not when
+            // written: two writers could otherwise store 6 before 5, and a
+            // follower that has read up to 6 would never see 5.
+            let mut next_seq = last + 1;
             while rx.recv_many(&mut received, BATCH).await > 0 {
                 let mut flushed = vec![];
                 for m in received.drain(..) {
                     match m {
-                        Message::Line(l) => lines.push(l),
+                        Message::Line(mut l) => {
+                            l.seq = next_seq;
+                            next_seq += 1;
+                            lines.push(l);
+                        }
                         Message::Flush(done) => flushed.push(done),
                     }
                 }
@@ -69,6 +90,9 @@ impl TaskLog {
                 if let Err(e) = writer_store.append_log_lines(&writer_task, &lines).await {
                     tracing::error!(task = %writer_task, error = %e, "could not store task log lines");
                 }
+                if !lines.is_empty() {
+                    writer_signals.notify(&writer_task);
+                }
                 lines.clear();
                 for done in flushed {
                     let _ = done.send(());
@@ -79,9 +103,9 @@ impl TaskLog {
             shared: Arc::new(Shared {
                 store,
                 task_id: task_id.to_owned(),
-                next_seq: AtomicI64::new(last + 1),
                 next_activity: AtomicI64::new(1),
                 lines: tx,
+                signals,
             }),
         })
     }
@@ -114,7 +138,7 @@ impl TaskLog {
 
     fn write(&self, activity_id: &str, category: LogCategory, message: String) {
         let line = LogLine {
-            seq: self.shared.next_seq.fetch_add(1, Ordering::SeqCst),
+            seq: 0, // numbered by the writer
             activity_id: activity_id.to_owned(),
             category,
             occurred_at: Timestamp::now(),
@@ -146,6 +170,7 @@ impl ActivityLog {
         {
             tracing::error!(task = %self.log.shared.task_id, error = %e, "could not store task activity");
         }
+        self.log.shared.signals.notify(&self.log.shared.task_id);
     }
 
     pub async fn start(&self) {

@@ -8,7 +8,9 @@
 //! closes tasks whose node died.
 
 use crate::deploy::{self, DeployContext};
+use crate::intervention::Interventions;
 use crate::log::TaskLog;
+use crate::signal::TaskSignals;
 use cuttle_model::{ServerTask, TaskState, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
 use cuttle_store::{MasterKey, Store, StoreError};
@@ -17,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug)]
@@ -59,6 +61,21 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Signalled whenever a task finishes, for shutdown to wait on.
     finished: Notify,
+    /// Wakes tasks waiting on an interruption when one is answered here.
+    interventions: Arc<Interventions>,
+    /// Tells subscribers (the service's lifecycle promotions) which task
+    /// ended and how, after its end is recorded.
+    finished_tasks: broadcast::Sender<TaskFinished>,
+    /// Wakes live followers of a task (log streams) when it changes here.
+    signals: TaskSignals,
+}
+
+/// A task that this node ran has ended and its state is recorded.
+#[derive(Clone, Debug)]
+pub struct TaskFinished {
+    pub task_id: String,
+    pub name: String,
+    pub state: TaskState,
 }
 
 /// A handle on the runner; cheap to clone.
@@ -90,6 +107,9 @@ impl Runner {
                 stop_claiming: CancellationToken::new(),
                 shutting_down: AtomicBool::new(false),
                 finished: Notify::new(),
+                interventions: Arc::new(Interventions::default()),
+                finished_tasks: broadcast::channel(256).0,
+                signals: TaskSignals::default(),
             }),
         };
         runner.close_orphans(true).await?;
@@ -103,8 +123,25 @@ impl Runner {
         self.inner.wake.notify_one();
     }
 
+    /// Every task this node finishes from now on. A subscriber that falls
+    /// more than 256 behind misses the oldest (and is told it lagged).
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<TaskFinished> {
+        self.inner.finished_tasks.subscribe()
+    }
+
+    /// An interruption was answered: tasks waiting on one re-read theirs now
+    /// rather than at their next poll.
+    pub fn interruption_submitted(&self) {
+        self.inner.interventions.submitted();
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The signals this node sends when a task's log or state changes.
+    pub fn signals(&self) -> &TaskSignals {
+        &self.inner.signals
     }
 
     pub fn running_count(&self) -> usize {
@@ -125,6 +162,7 @@ impl Runner {
                 token.cancel();
             }
         }
+        self.inner.signals.notify(task_id);
         Ok(outcome)
     }
 
@@ -251,7 +289,8 @@ impl Runner {
                 continue;
             }
             tracing::warn!(task = %id, "closing a task whose server stopped while running it");
-            let log = TaskLog::open(self.inner.store.clone(), &id).await?;
+            let signals = self.inner.signals.clone();
+            let log = TaskLog::open_signalling(self.inner.store.clone(), &id, signals).await?;
             let note = log.activity(None, "Server restart").await;
             note.error(RESTART_MESSAGE);
             note.finish(cuttle_model::ActivityStatus::Failed).await;
@@ -260,6 +299,12 @@ impl Runner {
                 .store
                 .complete_task(&id, TaskState::Failed, Some(RESTART_MESSAGE))
                 .await?;
+            // Nobody waits on them any more; left pending they would ask forever.
+            self.inner
+                .store
+                .close_task_interruptions(&id, RESTART_MESSAGE)
+                .await?;
+            self.inner.signals.notify(&id);
         }
         Ok(())
     }
@@ -271,13 +316,16 @@ impl Runner {
         permit: OwnedSemaphorePermit,
     ) {
         let started = std::time::Instant::now();
-        let (state, error) = match TaskLog::open(self.inner.store.clone(), &task.id).await {
+        let signals = self.inner.signals.clone();
+        let opened = TaskLog::open_signalling(self.inner.store.clone(), &task.id, signals).await;
+        let (state, error) = match opened {
             Ok(log) => {
                 let ctx = DeployContext {
                     store: self.inner.store.clone(),
                     master_key: self.inner.master_key.clone(),
                     work_root: self.inner.config.work_dir.clone(),
                     default_timeout: self.inner.config.default_script_timeout,
+                    interventions: self.inner.interventions.clone(),
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,
@@ -308,14 +356,25 @@ impl Runner {
         } else {
             (state, error)
         };
-        if let Err(e) = self
+        match self
             .inner
             .store
             .complete_task(&task.id, state, error.as_deref())
             .await
         {
-            tracing::error!(task = %task.id, error = %e, "could not record the end of a task");
+            Ok(_) => {
+                // No subscriber is fine.
+                let _ = self.inner.finished_tasks.send(TaskFinished {
+                    task_id: task.id.clone(),
+                    name: task.name.clone(),
+                    state,
+                });
+            }
+            Err(e) => {
+                tracing::error!(task = %task.id, error = %e, "could not record the end of a task")
+            }
         }
+        self.inner.signals.notify(&task.id);
         tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
         self.lock_running().remove(&task.id);
         drop(permit);

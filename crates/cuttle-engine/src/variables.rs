@@ -254,3 +254,52 @@ impl DeploymentVariables {
         &self.masker
     }
 }
+
+/// The deployment's variables shared by steps that run at the same time. Each
+/// use takes the lock only briefly (to read a dictionary or record an output),
+/// never across a script run.
+pub struct SharedVariables(std::sync::Mutex<DeploymentVariables>);
+
+impl SharedVariables {
+    pub fn new(vars: DeploymentVariables) -> Self {
+        SharedVariables(std::sync::Mutex::new(vars))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut DeploymentVariables) -> T) -> T {
+        // A panic elsewhere cannot leave the variables half-written: every
+        // change is a single push or assignment.
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    pub fn for_deployment(&self, error: Option<&str>) -> VariableDictionary {
+        self.with(|v| v.for_deployment(error))
+    }
+
+    pub fn for_action(
+        &self,
+        step: &Step,
+        step_number: usize,
+        action: &Action,
+        machine: &str,
+        error: Option<&str>,
+    ) -> VariableDictionary {
+        self.with(|v| v.for_action(step, step_number, action, machine, error))
+    }
+
+    /// The masker as it is now, and the sensitive values it masks.
+    pub fn masking(&self) -> (Masker, Vec<String>) {
+        self.with(|v| (v.masker().clone(), v.sensitive_values().to_vec()))
+    }
+
+    pub fn record_output(
+        &self,
+        action: &str,
+        machine: &str,
+        name: &str,
+        value: &str,
+        sensitive: bool,
+    ) {
+        self.with(|v| v.record_output(action, machine, name, value, sensitive))
+    }
+}

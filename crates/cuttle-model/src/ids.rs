@@ -17,6 +17,7 @@ pub enum Collection {
     ApiKeys,
     Events,
     LibraryVariableSets,
+    Interruptions,
 }
 
 impl Collection {
@@ -35,6 +36,7 @@ impl Collection {
             Collection::ApiKeys => "APIKeys",
             Collection::Events => "Events",
             Collection::LibraryVariableSets => "LibraryVariableSets",
+            Collection::Interruptions => "Interruptions",
         }
     }
 

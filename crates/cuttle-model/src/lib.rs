@@ -5,17 +5,23 @@
 //! - [`time`]: the timestamp type every resource uses (UTC, millisecond precision).
 //! - [`ids`]: `<Collection>-<n>` identifiers and the collections that have them.
 //! - [`space`], [`environment`], [`project`], [`lifecycle`]: what a team models.
+//! - [`progression`]: how a release moves through its lifecycle's phases.
+//! - [`version_rule`]: channel version rules (NuGet ranges, pre-release tags).
 //! - [`process`]: the deployment process, its steps and actions.
 //! - [`release`], [`deployment`]: immutable releases and deployments of them.
 //! - [`task`]: server tasks, their states and the activity log tree.
+//! - [`interruption`]: a task pausing for a person (manual intervention,
+//!   guided failure).
 //! - [`user`]: users and API keys.
 //! - [`variables`]: variables, their scopes and prompts.
 
 pub mod deployment;
 pub mod environment;
 pub mod ids;
+pub mod interruption;
 pub mod lifecycle;
 pub mod process;
+pub mod progression;
 pub mod project;
 pub mod release;
 pub mod space;
@@ -23,9 +29,11 @@ pub mod task;
 pub mod time;
 pub mod user;
 pub mod variables;
+pub mod version_rule;
 
 pub use deployment::Deployment;
 pub use environment::Environment;
+pub use interruption::Interruption;
 pub use lifecycle::{Lifecycle, Phase, RetentionPolicy};
 pub use process::{Action, DeploymentProcess, Step};
 pub use project::{Channel, Project, ProjectGroup};

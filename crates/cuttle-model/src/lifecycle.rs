@@ -41,27 +41,11 @@ pub struct Lifecycle {
     pub name: String,
     pub slug: String,
     pub description: String,
-    /// No phases means: every environment, in environment order.
+    /// No phases means one phase per environment, in environment order; see
+    /// [`crate::progression`] for how releases move through them.
     pub phases: Vec<Phase>,
     pub release_retention_policy: RetentionPolicy,
     pub tentacle_retention_policy: RetentionPolicy,
-}
-
-impl Lifecycle {
-    /// Whether a deployment to `environment_id` is allowed at all by this
-    /// lifecycle. Phase ordering is enforced by the engine; this answers only
-    /// whether the environment belongs to the lifecycle.
-    pub fn includes_environment(&self, environment_id: &str) -> bool {
-        self.phases.is_empty()
-            || self.phases.iter().any(|p| {
-                p.automatic_deployment_targets
-                    .iter()
-                    .any(|e| e == environment_id)
-                    || p.optional_deployment_targets
-                        .iter()
-                        .any(|e| e == environment_id)
-            })
-    }
 }
 
 pub const DEFAULT_LIFECYCLE_NAME: &str = "Default Lifecycle";

@@ -140,6 +140,8 @@ pub const PROP_TARGET_ROLES: &str = "Octopus.Action.TargetRoles";
 pub const PROP_TIMEOUT_MINUTES: &str = "Octopus.Action.ExecutionTimeout.Minutes";
 /// Cuttle's finer-grained timeout, in seconds; wins over the minutes property.
 pub const PROP_TIMEOUT_SECONDS: &str = "Cuttle.Action.ExecutionTimeout.Seconds";
+/// At most this many targets run a step at once (a rolling deployment).
+pub const PROP_MAX_PARALLELISM: &str = "Octopus.Action.MaxParallelism";
 /// A step's run condition when its `Condition` is `Variable`.
 pub const PROP_CONDITION_EXPRESSION: &str = "Octopus.Step.ConditionVariableExpression";
 

@@ -105,13 +105,24 @@ impl Default for Project {
     }
 }
 
+/// A package of a deployment action that a channel rule constrains.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeploymentActionPackage {
+    pub deployment_action: String,
+    pub package_reference: Option<String>,
+}
+
+/// A channel version rule (see [`crate::version_rule`]). In Octopus a rule
+/// constrains the package versions of its `ActionPackages`; a rule without
+/// any constrains the release version itself.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ChannelRule {
     pub id: String,
     pub version_range: String,
     pub tag: String,
-    pub action_packages: Vec<Value>,
+    pub action_packages: Vec<DeploymentActionPackage>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -1,14 +1,14 @@
 //! Deployments: a release sent to an environment. Creating one queues its
 //! server task in the same transaction, then wakes the runner.
 
+use crate::progression;
 use crate::projects::find_project;
 use crate::releases::find_release;
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::{
-    Channel, Deployment, Environment, Lifecycle, Project, Release, ServerTask, Timestamp, User,
-    VariableSet,
+    Deployment, Environment, Project, Release, ServerTask, Timestamp, User, VariableSet,
 };
 use cuttle_store::{MasterKey, NewTask, Store};
 use serde::Deserialize;
@@ -35,14 +35,27 @@ pub struct NewDeployment {
 }
 
 /// Everything checked and loaded, ready to write.
-struct Checked {
+pub(crate) struct Checked {
     new: NewDeployment,
     release: Release,
     project: Project,
     environment: Environment,
+    /// Why the system queued it, for the audit event; `None` when a person did.
+    automatic: Option<String>,
 }
 
-async fn check(
+impl Checked {
+    pub(crate) fn automatic(self, why: String) -> Self {
+        Checked {
+            automatic: Some(why),
+            ..self
+        }
+    }
+}
+
+/// Validates a deployment and loads what writing it needs. Reads only, so it
+/// runs before the transaction opens.
+pub(crate) async fn check(
     store: &Store,
     key: &MasterKey,
     space_id: &str,
@@ -82,17 +95,11 @@ async fn check(
             ));
         }
     }
-    let channel: Channel = get_in_space(store, space_id, &release.channel_id).await?;
-    let lifecycle_id = channel
-        .lifecycle_id
-        .clone()
-        .unwrap_or_else(|| project.lifecycle_id.clone());
-    let lifecycle: Lifecycle = get_in_space(store, space_id, &lifecycle_id).await?;
-    if !lifecycle.includes_environment(&environment.id) {
-        return Err(ServiceError::bad_request(format!(
-            "The lifecycle '{}' does not include the environment '{}', so release {} cannot be deployed there",
-            lifecycle.name, environment.name, release.version
-        )));
+    let evaluated = progression::evaluate(store, &release, &project).await?;
+    if let Err(refusal) = evaluated.progression.check(&environment.id) {
+        return Err(ServiceError::bad_request(
+            refusal.message(&release.version, &evaluated.lifecycle.name),
+        ));
     }
     new.form_values = prompted_values(store, key, &release, &environment, new.form_values).await?;
     Ok(Checked {
@@ -100,10 +107,11 @@ async fn check(
         release,
         project,
         environment,
+        automatic: None,
     })
 }
 
-async fn write(
+pub(crate) async fn write(
     inst: &Instance,
     caller: &User,
     space_id: &str,
@@ -116,6 +124,7 @@ async fn write(
         release,
         project,
         environment,
+        automatic,
     } in checked
     {
         let id = tx.next_id(Collection::Deployments).await?;
@@ -149,9 +158,11 @@ async fn write(
             deployment_process_id: release.project_deployment_process_snapshot_id.clone(),
             comments: new.comments,
             form_values: new.form_values,
-            use_guided_failure: new
-                .use_guided_failure
-                .unwrap_or(environment.use_guided_failure),
+            use_guided_failure: cuttle_model::interruption::resolve_guided_failure(
+                new.use_guided_failure,
+                &project.default_guided_failure_mode,
+                environment.use_guided_failure,
+            ),
             skip_actions: new.skip_actions,
             specific_machine_ids: new.specific_machine_ids,
             excluded_machine_ids: new.excluded_machine_ids,
@@ -170,7 +181,10 @@ async fn write(
             caller,
             Some(space_id),
             "DeploymentQueued",
-            description,
+            match automatic {
+                Some(why) => format!("{description}. {why}"),
+                None => description,
+            },
             vec![
                 deployment.id.clone(),
                 release.id,

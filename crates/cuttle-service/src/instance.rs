@@ -65,7 +65,8 @@ pub struct Instance {
 
 impl Instance {
     /// Opens the database (running migrations), makes sure the default space
-    /// exists, and starts the task runner.
+    /// exists, starts the task runner, and follows the tasks it finishes to
+    /// queue automatic lifecycle deployments.
     pub async fn open(config: InstanceConfig) -> Result<Arc<Instance>> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             crate::ServiceError::Internal(format!(
@@ -84,13 +85,17 @@ impl Instance {
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
         let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
-        Ok(Arc::new(Instance {
+        let finished = runner.subscribe_finished();
+        let inst = Arc::new(Instance {
             store,
             master_key,
             runner,
             config,
             installation_id,
-        }))
+        });
+        // Weak: the follower must not keep the instance alive.
+        crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
+        Ok(inst)
     }
 }
 

@@ -12,16 +12,28 @@
 //! - [`projects`]: projects, channels and deployment processes.
 //! - [`releases`], [`deployments`]: releases and deployments, including the
 //!   executions API that CI tools call by name.
+//! - [`preview`]: the plan a deployment would follow, without running it.
+//! - [`progression`]: lifecycle progression of releases and automatic
+//!   deployments when a release reaches a phase.
+//! - [`channels`]: channels, their lifecycle and version rules.
 //! - [`tasks`]: cancelling tasks and reading their logs.
+//! - [`log_stream`]: following a task's log live, as it is written.
+//! - [`interruptions`]: answering a paused deployment (manual intervention,
+//!   guided failure).
 //! - [`variables`]: project and library variable sets, sensitive values sealed.
 //! - [`paging`]: the list parameters every collection accepts.
 
 pub mod auth;
 pub mod bootstrap;
+pub mod channels;
 pub mod deployments;
 pub mod error;
 pub mod instance;
+pub mod interruptions;
+pub mod log_stream;
 pub mod paging;
+pub mod preview;
+pub mod progression;
 pub mod projects;
 pub mod releases;
 pub mod resources;

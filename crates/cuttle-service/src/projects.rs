@@ -3,6 +3,7 @@
 use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
+use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::project::DEFAULT_CHANNEL_NAME;
 use cuttle_model::{
     slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User, VariableSet,
@@ -258,8 +259,29 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
                 step.condition
             ));
         }
+        if step.condition == "Variable"
+            && step
+                .property(PROP_CONDITION_EXPRESSION)
+                .is_none_or(|e| e.trim().is_empty())
+        {
+            errors.push(format!(
+                "{label}: a Variable run condition needs the expression in the step property {PROP_CONDITION_EXPRESSION}"
+            ));
+        }
         if step.start_trigger.is_empty() {
             step.start_trigger = "StartAfterPrevious".into();
+        }
+        match step.start_trigger.as_str() {
+            "StartAfterPrevious" => {}
+            // The first step has nothing to start with.
+            "StartWithPrevious" if i == 0 => errors.push(format!(
+                "{label} ('{}') cannot start with the previous step: it is the first step",
+                step.name
+            )),
+            "StartWithPrevious" => {}
+            other => errors.push(format!(
+                "{label}: StartTrigger must be StartAfterPrevious or StartWithPrevious, not '{other}'"
+            )),
         }
         if step.actions.is_empty() {
             errors.push(format!(

@@ -2,7 +2,7 @@
 
 use crate::projects::{default_channel, find_project};
 use crate::resources::{audit, get_in_space};
-use crate::{Result, ServiceError};
+use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::{sequence_of, variable_snapshot_id_for, Collection};
 use cuttle_model::release::SelectedPackage;
 use cuttle_model::{Channel, DeploymentProcess, Project, Release, Timestamp, User, VariableSet};
@@ -69,12 +69,16 @@ pub async fn find_release(store: &Store, project: &Project, version: &str) -> Re
         })
 }
 
+/// Creates a release: checks its channel's version rules (unless
+/// `IgnoreChannelRules`), freezes the process and variables, and then deploys
+/// it to the automatic environments of the lifecycle's first phase.
 pub async fn create_release(
-    store: &Store,
+    inst: &Instance,
     caller: &User,
     space_id: &str,
     new: NewRelease,
 ) -> Result<Release> {
+    let store = &inst.store;
     if new.project_id.is_empty() {
         return Err(ServiceError::invalid(vec![
             "ProjectId is required: say which project the release is for".into(),
@@ -111,6 +115,9 @@ pub async fn create_release(
         }
     };
     check_version(&version)?;
+    if !new.ignore_channel_rules {
+        crate::channels::check_release_rules(&channel, &version, &new.selected_packages)?;
+    }
     if project.is_disabled {
         return Err(ServiceError::bad_request(format!(
             "The project '{}' is disabled",
@@ -166,6 +173,10 @@ pub async fn create_release(
     )
     .await?;
     tx.commit().await?;
+    // The release exists whatever happens next; a failure here is logged.
+    if let Err(e) = crate::progression::deploy_automatic_phases(inst, &release.id, caller).await {
+        tracing::error!(release = %release.id, error = %e, "could not queue automatic deployments");
+    }
     Ok(release)
 }
 
@@ -182,11 +193,12 @@ pub struct CreateReleaseCommand {
 }
 
 pub async fn create_release_by_name(
-    store: &Store,
+    inst: &Instance,
     caller: &User,
     space_id: &str,
     cmd: CreateReleaseCommand,
 ) -> Result<Release> {
+    let store = &inst.store;
     if cmd.project_name.trim().is_empty() {
         return Err(ServiceError::invalid(
             vec!["ProjectName is required".into()],
@@ -216,7 +228,7 @@ pub async fn create_release_by_name(
         }
     }
     create_release(
-        store,
+        inst,
         caller,
         space_id,
         NewRelease {

@@ -28,6 +28,25 @@ impl Backend {
         }
     }
 
+    /// Locks a row read in a transaction until it commits, so two nodes
+    /// answering the same thing at once cannot both act on it. SQLite's one
+    /// connection already serialises transactions.
+    pub fn lock_row(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The backend of a connection, by the name sqlx gives it.
+    pub fn of_connection(name: &str) -> Backend {
+        if name == Backend::Postgres.name() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",

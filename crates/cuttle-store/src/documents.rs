@@ -234,6 +234,27 @@ impl Document for VariableSet {
     }
 }
 
+/// Kept under its task (`parent_id`), so a task's interruptions list cheaply.
+impl Document for Interruption {
+    const COLLECTION: &'static str = "Interruptions";
+    const KIND: &'static str = "interruption";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.title
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.task_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Which documents a list wants.
 #[derive(Clone, Debug, Default)]
 pub struct DocumentQuery {

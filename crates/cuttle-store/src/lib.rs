@@ -6,6 +6,8 @@
 //! - [`dialect`]: the few places where SQLite and PostgreSQL must differ.
 //! - [`documents`]: resources kept as JSON documents with indexed columns.
 //! - [`tasks`]: the durable task queue and the task activity log.
+//! - [`interruptions`]: tasks waiting for a person, and the task flag that
+//!   says so.
 //! - [`secrets`]: the master key that seals sensitive values at rest.
 //! - [`users`]: users, password hashes and API key hashes.
 //! - [`events`]: the audit log.
@@ -16,6 +18,7 @@
 pub mod dialect;
 pub mod documents;
 pub mod events;
+pub mod interruptions;
 pub mod secrets;
 pub mod tasks;
 pub mod testing;

@@ -43,6 +43,7 @@ pub struct TaskQuery {
 
 const TASK_COLUMNS: &str = "id, space_id, name, description, arguments, state, error_message, queue_time, \
     queue_time_expiry, start_time, completed_time, last_updated_time, server_node, has_warnings_or_errors, \
+    has_pending_interruptions, \
     project_id, environment_id, deployment_id";
 
 fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
@@ -62,7 +63,7 @@ fn task_from_row(row: &AnyRow) -> Result<ServerTask> {
         state: state.parse().map_err(StoreError::Corrupt)?,
         is_completed: false,
         finished_successfully: false,
-        has_pending_interruptions: false,
+        has_pending_interruptions: row.try_get::<i64, _>("has_pending_interruptions")? != 0,
         has_warnings_or_errors: row.try_get::<i64, _>("has_warnings_or_errors")? != 0,
         error_message: row.try_get("error_message")?,
         queue_time: ts(row, "queue_time")?.unwrap_or_else(Timestamp::now),
@@ -204,6 +205,8 @@ impl Store {
 
     /// Claims the oldest queued task that is due, for `node`, holding a lease
     /// until `lease_until`. Queued tasks past their expiry are timed out first.
+    /// A deployment waits while another of the same project to the same
+    /// environment runs, as Octopus serialises them; others pass it by.
     pub async fn claim_next_task(
         &self,
         node: &str,
@@ -222,8 +225,10 @@ impl Store {
         let sql = format!(
             "UPDATE server_tasks SET state = 'Executing', start_time = $1, last_updated_time = $1, server_node = $2, \
              lease_expires_at = $3 \
-             WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks WHERE state = 'Queued' AND queue_time <= $1 \
-             ORDER BY seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
+             WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks q WHERE q.state = 'Queued' AND q.queue_time <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM server_tasks busy WHERE busy.state IN ('Executing', 'Cancelling') \
+             AND busy.project_id = q.project_id AND busy.environment_id = q.environment_id) \
+             ORDER BY q.seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
             self.backend().skip_locked()
         );
         let row = sqlx::query(&sql)
@@ -457,5 +462,65 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((activities, lines))
+    }
+}
+
+fn activity_from_row(r: &AnyRow) -> Result<Activity> {
+    Ok(Activity {
+        id: r.try_get("id")?,
+        parent_id: r.try_get("parent_id")?,
+        name: r.try_get("name")?,
+        status: ActivityStatus::parse(&r.try_get::<String, _>("status")?),
+        started: ts(r, "started")?,
+        ended: ts(r, "ended")?,
+        show_at_summary_level: r.try_get::<i64, _>("show_at_summary")? != 0,
+    })
+}
+
+fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
+    Ok(LogLine {
+        seq: r.try_get("seq")?,
+        activity_id: r.try_get("activity_id")?,
+        category: LogCategory::parse(&r.try_get::<String, _>("category")?),
+        occurred_at: ts(r, "occurred_at")?.unwrap_or_else(Timestamp::now),
+        message: r.try_get("message")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+/// Reading a task's log piece by piece, for live log streams.
+impl Store {
+    /// Up to `limit` log lines of a task whose position (`seq`) is after
+    /// `position`, in order: a stream pages through a long log this way
+    /// instead of loading it whole.
+    pub async fn log_lines_after(
+        &self,
+        task_id: &str,
+        position: i64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>> {
+        let rows = sqlx::query(
+            "SELECT seq, activity_id, category, occurred_at, message, detail FROM task_log_lines \
+             WHERE task_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(task_id)
+        .bind(position)
+        .bind(limit.max(0))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(log_line_from_row).collect()
+    }
+
+    /// The nodes of a task's activity tree, flat, in creation order, without
+    /// their lines.
+    pub async fn task_activities(&self, task_id: &str) -> Result<Vec<Activity>> {
+        let rows = sqlx::query(
+            "SELECT id, parent_id, name, status, started, ended, show_at_summary FROM task_activities \
+             WHERE task_id = $1 ORDER BY position, id",
+        )
+        .bind(task_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(activity_from_row).collect()
     }
 }

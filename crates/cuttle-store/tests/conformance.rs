@@ -410,3 +410,63 @@ async fn users_and_api_keys() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn task_log_pages_after_a_position() {
+    on_both("log_pages", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let t = tx.insert_task(new_task("Deploy")).await.unwrap();
+        let other = tx.insert_task(new_task("Deploy")).await.unwrap();
+        tx.commit().await.unwrap();
+        let activity = |n: i64, parent: Option<String>| Activity {
+            id: format!("{}_{n}", t.id),
+            parent_id: parent,
+            name: format!("Activity {n}"),
+            status: ActivityStatus::Pending,
+            started: None,
+            ended: None,
+            show_at_summary_level: n == 1,
+        };
+        let root = activity(1, None);
+        let child = activity(2, Some(root.id.clone()));
+        // Stored out of order: read back by position.
+        store.put_activity(&t.id, &child, 2).await.unwrap();
+        store.put_activity(&t.id, &root, 1).await.unwrap();
+        assert_eq!(
+            store.task_activities(&t.id).await.unwrap(),
+            vec![root.clone(), child.clone()]
+        );
+        assert!(store.task_activities(&other.id).await.unwrap().is_empty());
+
+        let line = |seq: i64| LogLine {
+            seq,
+            activity_id: child.id.clone(),
+            category: LogCategory::Info,
+            occurred_at: Timestamp::from_millis(1_700_000_000_000 + seq),
+            message: format!("line {seq}"),
+            detail: (seq == 3).then(|| "detail".into()),
+        };
+        let lines: Vec<LogLine> = (1..=5).map(line).collect();
+        store.append_log_lines(&t.id, &lines).await.unwrap();
+        store.append_log_lines(&other.id, &[line(1)]).await.unwrap();
+        assert_eq!(
+            store.log_lines_after(&t.id, 0, 2).await.unwrap(),
+            lines[..2]
+        );
+        assert_eq!(
+            store.log_lines_after(&t.id, 2, 2).await.unwrap(),
+            lines[2..4]
+        );
+        assert_eq!(
+            store.log_lines_after(&t.id, 4, 10).await.unwrap(),
+            lines[4..]
+        );
+        assert!(store
+            .log_lines_after(&t.id, 5, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.log_lines_after(&t.id, 0, 0).await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -33,6 +33,9 @@ enum Command {
     /// Work with server tasks.
     #[command(subcommand)]
     Task(cli::TaskCommand),
+    /// Answer manual interventions and guided failures.
+    #[command(subcommand)]
+    Interruption(cli::InterruptionCommand),
     /// Work with variables and templates locally.
     #[command(subcommand)]
     Vars(cli::VarsCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
             Command::Release(cmd) => cli::release(&args.conn, cmd).await,
             Command::Deploy(d) => cli::deploy(&args.conn, d).await,
             Command::Task(cmd) => cli::task(&args.conn, cmd).await,
+            Command::Interruption(cmd) => cli::interruption(&args.conn, cmd).await,
             Command::Vars(cmd) => Ok(cli::vars(cmd)),
         }
     });

@@ -341,3 +341,154 @@ fn the_server_refuses_a_master_key_other_than_its_own() {
         assert!(server.wait_exit(Duration::from_secs(20)).is_some());
     });
 }
+
+/// Kills the server (SIGKILL) at several points of a three-step deployment
+/// and restarts it each time: every task ends, no step runs twice, and the
+/// log keeps what was written before the kill.
+#[test]
+fn kills_at_any_point_lose_and_repeat_nothing() {
+    on_both("crash-points", |dir, db| {
+        let marks = tempfile::tempdir().unwrap();
+        let mark = |n: u8| {
+            format!(
+                "echo \"step {n} start\"; echo {n} >> {}/#{{Octopus.Deployment.Id}}; {}; echo \"step {n} end\"",
+                marks.path().display(),
+                if n == 1 { "true" } else { "sleep 3" }
+            )
+        };
+        let mut server = ServerProcess::start(&dir, db.as_deref(), &[]);
+        make_project(&server, "Crashy", &mark(1));
+        let p = api(
+            &server,
+            "GET",
+            "/api/projects/Crashy/deploymentprocesses",
+            None,
+        );
+        let mut steps = p["Steps"].as_array().unwrap().clone();
+        for n in [2u8, 3] {
+            let mut s = steps[0].clone();
+            s["Id"] = json!("");
+            s["Name"] = json!(format!("Step {n}"));
+            s["Actions"][0]["Id"] = json!("");
+            s["Actions"][0]["Name"] = json!(format!("Step {n}"));
+            s["Actions"][0]["Properties"]["Octopus.Action.Script.ScriptBody"] = json!(mark(n));
+            steps.push(s);
+        }
+        api(
+            &server,
+            "PUT",
+            "/api/projects/Crashy/deploymentprocesses",
+            Some(json!({"Version": p["Version"], "Steps": steps})),
+        );
+        api(
+            &server,
+            "POST",
+            "/api/Spaces-1/releases/create/v1",
+            Some(json!({"ProjectName": "Crashy", "ReleaseVersion": "1.0.0"})),
+        );
+
+        // Kill points: as soon as the deployment is queued, during step 2, during step 3.
+        for kill_after in [None, Some("step 2 start"), Some("step 3 start")] {
+            let d = api(
+                &server,
+                "POST",
+                "/api/Spaces-1/deployments/create/untenanted/v1",
+                Some(
+                    json!({"ProjectName": "Crashy", "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Dev"]}),
+                ),
+            );
+            let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let deployment = d["DeploymentServerTasks"][0]["DeploymentId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            if let Some(line) = kill_after {
+                let raw = |s: &ServerProcess| raw_log(s, &task);
+                let mut seen = false;
+                for _ in 0..1000 {
+                    if raw(&server).contains(line) {
+                        seen = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(seen, "{line} never appeared: {}", raw(&server));
+            }
+            let before = raw_log(&server, &task);
+            server.signal("-KILL");
+            let _ = server.wait_exit(Duration::from_secs(10));
+            server = ServerProcess::start(&dir, db.as_deref(), &[]);
+
+            let t = wait_task(&server, &task);
+            let after = raw_log(&server, &task);
+            for line in before.lines().filter(|l| l.contains("step ")) {
+                let text = line
+                    .split_once("step ")
+                    .map(|(_, rest)| rest)
+                    .unwrap_or(line);
+                assert!(
+                    after.contains(text),
+                    "{kill_after:?}: the log lost {line:?}:\n{after}"
+                );
+            }
+            let ran = std::fs::read_to_string(marks.path().join(&deployment)).unwrap_or_default();
+            let mut steps: Vec<&str> = ran.lines().collect();
+            let count = steps.len();
+            steps.dedup();
+            assert_eq!(
+                steps.len(),
+                count,
+                "{kill_after:?}: a step ran twice: {ran:?}"
+            );
+            match t["State"].as_str() {
+                // Only a deployment still queued at the kill can run whole.
+                Some("Success") if kill_after.is_none() => {
+                    assert_eq!(steps, ["1", "2", "3"])
+                }
+                Some("Failed") => {
+                    assert!(
+                        t["ErrorMessage"]
+                            .as_str()
+                            .unwrap()
+                            .contains("stopped while this task was running"),
+                        "{t}"
+                    );
+                    assert!(
+                        kill_after.is_none() || steps.len() >= 2,
+                        "{kill_after:?}: {ran:?}"
+                    );
+                }
+                other => panic!("{kill_after:?}: unexpected end {other:?}: {t}"),
+            }
+            for n in &steps {
+                assert!(
+                    after.contains(&format!("step {n} start")),
+                    "{kill_after:?}: step {n} ran but its log is gone:\n{after}"
+                );
+            }
+        }
+        server.signal("-TERM");
+        let _ = server.wait_exit(Duration::from_secs(20));
+    });
+}
+
+fn raw_log(server: &ServerProcess, task: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/api/tasks/{task}/raw", server.url))
+            .header("X-Octopus-ApiKey", KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}

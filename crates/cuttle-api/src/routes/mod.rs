@@ -3,6 +3,8 @@
 //! the same path without the space segment.
 
 mod infrastructure;
+mod interruptions;
+mod preview;
 mod projects;
 mod releases;
 mod tasks;
@@ -91,6 +93,8 @@ pub fn all() -> Router<AppState> {
     r = projects::routes(r);
     r = releases::routes(r);
     r = variables::routes(r);
+    r = interruptions::routes(r);
+    r = preview::routes(r);
     tasks::routes(r)
 }
 
@@ -125,6 +129,7 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
             "Releases": "/api/releases{/id}{?skip,take,ids}",
             "Deployments": "/api/deployments{/id}{?skip,take,ids,projects,environments,taskState}",
             "Tasks": "/api/tasks{/id}{?skip,take,ids,states,name,project,environment}",
+            "Interruptions": "/api/interruptions{/id}{?skip,take,regarding,pendingOnly,ids}",
             "Feeds": "/api/feeds{/id}{?skip,take,ids}",
             "CreateReleaseCommandV1": "/api/{spaceId}/releases/create/v1",
             "CreateUntenantedDeploymentCommandV1": "/api/{spaceId}/deployments/create/untenanted/v1",
@@ -302,6 +307,7 @@ async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
         "Releases": link("releases"),
         "Deployments": link("deployments"),
         "Tasks": link("tasks"),
+        "Interruptions": link("interruptions"),
         "Feeds": link("feeds"),
     }}))
 }

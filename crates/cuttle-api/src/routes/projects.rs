@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use cuttle_model::{Channel, DeploymentProcess, Project, Release};
+use cuttle_service::channels;
 use cuttle_service::paging::ListParams;
 use cuttle_service::projects::{self as svc, ProcessUpdate};
 use cuttle_service::releases::find_release;
@@ -36,8 +37,12 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
         "/projects/{id}/deploymentprocesses",
         get(project_process).put(update_project_process),
     );
-    r = scoped(r, "/channels", get(list_channels));
-    r = scoped(r, "/channels/{id}", get(channel));
+    r = scoped(r, "/channels", get(list_channels).post(create_channel));
+    r = scoped(
+        r,
+        "/channels/{id}",
+        get(channel).put(update_channel).delete(delete_channel),
+    );
     scoped(
         r,
         "/deploymentprocesses/{id}",
@@ -227,6 +232,38 @@ async fn channel(
     Ok(Json(resource(
         &get_in_space::<Channel>(&inst.store, &s, &id).await?,
     )))
+}
+
+async fn create_channel(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    OctoJson(body): OctoJson<Channel>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let ch = channels::create_channel(&inst.store, &c, &s, body).await?;
+    Ok((StatusCode::CREATED, Json(resource(&ch))))
+}
+
+async fn update_channel(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+    OctoJson(body): OctoJson<Channel>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(
+        &channels::update_channel(&inst.store, &c, &s, &id, body).await?,
+    )))
+}
+
+async fn delete_channel(
+    State(inst): State<AppState>,
+    Caller(c): Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    channels::delete_channel(&inst.store, &c, &s, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A process, or the snapshot a release froze (snapshot ids share the route).

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use cuttle_model::{Deployment, Release, TaskState};
 use cuttle_service::deployments::{self as deploy_svc, CreateDeploymentCommand, NewDeployment};
 use cuttle_service::paging::{split_list, ListParams};
+use cuttle_service::progression;
 use cuttle_service::releases::{self as release_svc, CreateReleaseCommand, NewRelease};
 use cuttle_service::resources::{get_in_space, list};
 use cuttle_store::{DocumentQuery, TaskQuery};
@@ -25,6 +26,7 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = scoped(r, "/releases/create/v1", post(create_release_v1));
     r = scoped(r, "/releases/{id}", get(release));
     r = scoped(r, "/releases/{id}/deployments", get(release_deployments));
+    r = scoped(r, "/releases/{id}/progression", get(release_progression));
     r = scoped(
         r,
         "/deployments",
@@ -74,7 +76,7 @@ async fn create_release(
     SpaceId(s): SpaceId,
     OctoJson(body): OctoJson<NewRelease>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = release_svc::create_release(&inst.store, &c, &s, body).await?;
+    let r = release_svc::create_release(&inst, &c, &s, body).await?;
     Ok((StatusCode::CREATED, Json(resource(&r))))
 }
 
@@ -84,11 +86,51 @@ async fn create_release_v1(
     SpaceId(s): SpaceId,
     OctoJson(body): OctoJson<CreateReleaseCommand>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = release_svc::create_release_by_name(&inst.store, &c, &s, body).await?;
+    let r = release_svc::create_release_by_name(&inst, &c, &s, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"ReleaseId": r.id, "ReleaseVersion": r.version})),
     ))
+}
+
+/// Octopus's `LifecycleProgressionResource` for the release.
+async fn release_progression(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    let p = progression::release_progression(&inst.store, &s, &id).await?;
+    let phases: Vec<Value> = p
+        .phases
+        .iter()
+        .map(|ph| {
+            let deployments: Vec<Value> = ph
+                .deployments
+                .iter()
+                .map(|(d, t)| json!({"Deployment": resource(d), "Task": resource(t)}))
+                .collect();
+            json!({
+                "Id": ph.phase.id,
+                "Name": ph.phase.name,
+                "Blocked": ph.blocked,
+                "Progress": ph.progress,
+                "Deployments": deployments,
+                "AutomaticDeploymentTargets": ph.phase.automatic_deployment_targets,
+                "OptionalDeploymentTargets": ph.phase.optional_deployment_targets,
+                "MinimumEnvironmentsBeforePromotion": ph.phase.minimum_environments_before_promotion,
+                "IsOptionalPhase": ph.phase.is_optional_phase,
+            })
+        })
+        .collect();
+    let base = format!("/api/{s}/releases/{}", p.release.id);
+    Ok(Json(json!({
+        "Id": p.release.id,
+        "Phases": phases,
+        "NextDeployments": p.next_deployments,
+        "NextDeploymentsMinimumRequired": p.next_deployments_minimum_required,
+        "Links": {"Self": format!("{base}/progression"), "Release": base},
+    })))
 }
 
 async fn release_deployments(

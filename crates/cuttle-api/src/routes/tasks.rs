@@ -1,29 +1,37 @@
-//! Server tasks: list, read, details with the activity log, raw log, cancel.
+//! Server tasks: list, read, details with the activity log, raw log, the live
+//! log stream, cancel.
 
 use super::{scoped, Id, Q};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::links::{page, resource};
 use crate::AppState;
+use crate::Closing;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap, HeaderName};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use cuttle_model::task::render_raw_log;
 use cuttle_model::TaskState;
+use cuttle_service::log_stream::{LogStream, StreamEvent};
 use cuttle_service::paging::{split_list, ListParams};
 use cuttle_service::tasks as svc;
 use cuttle_store::TaskQuery;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
 
 pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = scoped(r, "/tasks", get(list_tasks));
     r = scoped(r, "/tasks/{id}", get(task));
     r = scoped(r, "/tasks/{id}/details", get(details));
     r = scoped(r, "/tasks/{id}/raw", get(raw));
+    r = scoped(r, "/tasks/{id}/stream", get(stream));
     scoped(r, "/tasks/{id}/cancel", post(cancel))
 }
 
@@ -127,4 +135,73 @@ async fn cancel(
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(&svc::cancel(&inst, &c, &id).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamParams {
+    since: Option<i64>,
+}
+
+/// The task's progress as Server-Sent Events (`task`, `activity`, `log` with
+/// its position as the event id, and a last `end`), from
+/// [`cuttle_service::log_stream`]. It resumes after `Last-Event-ID`, which a
+/// reconnecting EventSource sends (and which wins over the URL's), or else
+/// after `since`.
+async fn stream(
+    State(inst): State<AppState>,
+    _: Caller,
+    Id(id): Id,
+    Q(p): Q<StreamParams>,
+    Extension(closing): Extension<Closing>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("?").trim())
+        .filter(|v| !v.is_empty());
+    let after = match last_event_id {
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("The Last-Event-ID header must be a log position (a number)")
+        })?),
+        None => p.since,
+    };
+    let log = LogStream::open(inst, &id, after).await?;
+    // Read on demand: the next event is read only once the last one is sent,
+    // so a slow client holds back its own reads, never fills a buffer.
+    let events = futures_util::stream::unfold(log, |mut log| async move {
+        match log.next().await {
+            Ok(Some(event)) => Some((Ok::<_, Infallible>(sse_event(event)), log)),
+            Ok(None) => None,
+            Err(e) => {
+                // The client reconnects and resumes after its last line.
+                tracing::warn!(error = %e, "a task log stream stopped");
+                None
+            }
+        }
+    })
+    .take_until(closing.0.cancelled_owned());
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(15));
+    Ok((
+        // Asks nginx-style proxies to pass events on at once.
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(events).keep_alive(keep_alive),
+    ))
+}
+
+fn sse_event(event: StreamEvent) -> Event {
+    fn data<T: serde::Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+    }
+    match event {
+        StreamEvent::Log(line) => Event::default()
+            .event("log")
+            .id(line.position.to_string())
+            .data(data(&line)),
+        StreamEvent::Activity(a) => Event::default().event("activity").data(data(&a)),
+        StreamEvent::Task(t) => Event::default()
+            .event("task")
+            .data(resource(&t).to_string()),
+        StreamEvent::End(t) => Event::default().event("end").data(resource(&t).to_string()),
+    }
 }

@@ -195,6 +195,34 @@ impl Server {
         panic!("{}: task {id} did not complete within 30 s", self.backend);
     }
 
+    /// A second user with an API key, written through the store (there is
+    /// no user-creation API yet); returns the key.
+    pub async fn create_user(&self, username: &str) -> String {
+        use cuttle_model::ids::Collection;
+        let key = cuttle_service::auth::generate_api_key();
+        let mut tx = self.inst.store.begin().await.unwrap();
+        let user = cuttle_model::User {
+            id: tx.next_id(Collection::Users).await.unwrap(),
+            username: username.into(),
+            display_name: username.into(),
+            is_active: true,
+            ..Default::default()
+        };
+        tx.insert_user(&user, None).await.unwrap();
+        let record = cuttle_model::ApiKey {
+            id: tx.next_id(Collection::ApiKeys).await.unwrap(),
+            user_id: user.id.clone(),
+            purpose: "tests".into(),
+            created: Some(cuttle_model::Timestamp::now()),
+            ..Default::default()
+        };
+        tx.insert_api_key(&record, &cuttle_service::auth::hash_api_key(&key))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        key
+    }
+
     /// Every log line of a task, in tree order.
     pub async fn log_lines(&self, id: &str) -> Vec<(String, String)> {
         fn walk(node: &Value, out: &mut Vec<(String, String)>) {

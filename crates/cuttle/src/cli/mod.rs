@@ -8,11 +8,16 @@
 //! - `api`: HTTP, the API key, space names → ids, the server's error bodies.
 //! - `watch`: following a server task's log until the task finishes.
 //! - `vars`: `vars render`, templates rendered locally (no server).
+//! - `preview`: `deploy --preview`, the plan without deploying.
+//! - `interruption`: answering manual interventions and guided failures.
 
 mod api;
+mod interruption;
+mod preview;
 mod vars;
 mod watch;
 
+pub use interruption::InterruptionCommand;
 pub use vars::VarsCommand;
 
 use std::io::{IsTerminal as _, Write};
@@ -87,6 +92,10 @@ pub struct DeployArgs {
     /// A value for a prompted variable, as NAME=VALUE; repeat it for several
     #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub variables: Vec<(String, String)>,
+    /// Print the plan (steps, parallel groups, targets, what is skipped and
+    /// why) without deploying
+    #[arg(long, conflicts_with = "wait")]
+    pub preview: bool,
 }
 
 fn parse_assignment(text: &str) -> Result<(String, String), String> {
@@ -119,6 +128,10 @@ pub async fn deploy(conn: &Connection, args: DeployArgs) -> anyhow::Result<i32> 
 
 pub async fn task(conn: &Connection, cmd: TaskCommand) -> anyhow::Result<i32> {
     report(run_task(conn, cmd, &mut std::io::stdout(), color()).await)
+}
+
+pub async fn interruption(conn: &Connection, cmd: InterruptionCommand) -> anyhow::Result<i32> {
+    report(interruption::run(conn, cmd, &mut std::io::stdout()).await)
 }
 
 /// Local and synchronous: reports its own errors and returns the exit code.
@@ -224,6 +237,17 @@ async fn run_deploy(
 
     let api = Api::new(conn)?;
     let space = api.space_id(&conn.space).await?;
+    if args.preview {
+        return preview::run(
+            &api,
+            &space,
+            &args.project,
+            &args.release,
+            &args.environments,
+            out,
+        )
+        .await;
+    }
     let request = Request {
         project_name: args.project,
         release_version: args.release,
@@ -256,7 +280,7 @@ async fn run_deploy(
         let id = queued.server_task_id.as_str();
         code = code.max(
             watch::follow(
-                || watch::fetch_details(&api, id),
+                &mut watch::TaskStream::new(&api, id),
                 out,
                 color,
                 watch::Pace::DEFAULT,
@@ -277,7 +301,7 @@ async fn run_task(
     // Task routes are global: no space to resolve.
     let api = Api::new(conn)?;
     watch::follow(
-        || watch::fetch_details(&api, &id),
+        &mut watch::TaskStream::new(&api, &id),
         out,
         color,
         watch::Pace::DEFAULT,

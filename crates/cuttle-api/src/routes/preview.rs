@@ -1,0 +1,43 @@
+//! `GET /api/{space}/releases/{id}/deployments/preview/{environmentId}`: the
+//! plan a deployment would follow, without running anything.
+
+use super::scoped;
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::links::with_links;
+use crate::space::SpaceId;
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use cuttle_service::preview::preview_deployment;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub fn routes(r: Router<AppState>) -> Router<AppState> {
+    scoped(
+        r,
+        "/releases/{id}/deployments/preview/{environment}",
+        get(preview),
+    )
+}
+
+async fn preview(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let release = params.get("id").map(String::as_str).unwrap_or_default();
+    let environment = params
+        .get("environment")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let p = preview_deployment(&inst.store, &s, release, environment).await?;
+    let links = json!({
+        "Self": format!("/api/{s}/releases/{}/deployments/preview/{}", p.release_id, p.environment_id),
+        "Release": format!("/api/{s}/releases/{}", p.release_id),
+        "Environment": format!("/api/{s}/environments/{}", p.environment_id),
+    });
+    Ok(Json(with_links(&p, links)))
+}

@@ -143,6 +143,13 @@ async fn cancelling_stops_running_and_queued_tasks() {
         assert_eq!((t["State"].as_str(), t["StartTime"].is_null()), (Some("Canceled"), true));
         let r = s.call_with(Method::POST, "/api/tasks/ServerTasks-999/cancel", None, Some(&s.key)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
+        // A finished task cannot be cancelled: 409, and it stays as it ended.
+        let before = s.get(&format!("/api/tasks/{task}")).await.body;
+        let r = s.call_with(Method::POST, &format!("/api/tasks/{task}/cancel"), None, Some(&s.key)).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(r.error_text().contains("already"), "{}", r.body);
+        let after = s.get(&format!("/api/tasks/{task}")).await.body;
+        assert_eq!((after["State"].clone(), after["CompletedTime"].clone()), (before["State"].clone(), before["CompletedTime"].clone()));
     })
     .await;
 }

@@ -24,11 +24,14 @@ pub async fn details(
 }
 
 pub async fn cancel(inst: &Instance, caller: &User, id: &str) -> Result<ServerTask> {
-    match inst.runner.cancel(id).await? {
-        CancelOutcome::CanceledWhileQueued
-        | CancelOutcome::Cancelling
-        | CancelOutcome::AlreadyDone => {}
+    let outcome = inst.runner.cancel(id).await?;
+    let t = task(inst, id).await?;
+    if matches!(outcome, CancelOutcome::AlreadyDone) && t.state.is_completed() {
+        return Err(ServiceError::Conflict(format!(
+            "The task {id} has already finished ({:?}), so there is nothing to cancel",
+            t.state
+        )));
     }
     tracing::info!(task = %id, user = %caller.username, "task cancellation requested");
-    task(inst, id).await
+    Ok(t)
 }

@@ -19,7 +19,13 @@ fn cli(server: &ServerProcess, args: &[&str]) -> Output {
         .expect("run the cuttle CLI")
 }
 
-fn api(server: &ServerProcess, method: &str, path: &str, body: Option<Value>) -> Value {
+/// Sends a request with the administrator's key; returns the status and body text.
+fn request(
+    server: &ServerProcess,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -33,11 +39,15 @@ fn api(server: &ServerProcess, method: &str, path: &str, body: Option<Value>) ->
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path} → {status}: {v}");
-        v
+        (resp.status(), resp.text().await.unwrap())
     })
+}
+
+fn api(server: &ServerProcess, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, text) = request(server, method, path, body);
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {path} → {status}: {text}");
+    v
 }
 
 fn make_project(server: &ServerProcess, name: &str, script: &str) {
@@ -476,19 +486,5 @@ fn kills_at_any_point_lose_and_repeat_nothing() {
 }
 
 fn raw_log(server: &ServerProcess, task: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::Client::new()
-            .get(format!("{}/api/tasks/{task}/raw", server.url))
-            .header("X-Octopus-ApiKey", KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    })
+    request(server, "GET", &format!("/api/tasks/{task}/raw"), None).1
 }

@@ -62,6 +62,17 @@ struct Interruption {
 #[serde(rename_all = "PascalCase", default)]
 struct Form {
     values: serde_json::Map<String, serde_json::Value>,
+    elements: Vec<serde_json::Value>,
+}
+
+impl Form {
+    /// The text the step gives the person answering (a Paragraph element).
+    fn instructions(&self) -> Option<&str> {
+        self.elements
+            .iter()
+            .find(|e| e["Name"] == "Instructions")
+            .and_then(|e| e["Control"]["Text"].as_str())
+    }
 }
 
 pub(crate) async fn run(
@@ -99,7 +110,7 @@ pub(crate) async fn run(
                     i.title,
                     i.task_id.map(|t| format!(", task {t}")).unwrap_or_default()
                 )?;
-                if let Some(text) = i.form.values.get("Instructions").and_then(|v| v.as_str()) {
+                if let Some(text) = i.form.instructions() {
                     writeln!(out, "    {text}")?;
                 }
             }

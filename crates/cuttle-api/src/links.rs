@@ -35,7 +35,8 @@ impl Linked for Space {
 
 impl Linked for Environment {
     fn links(&self) -> Value {
-        json!({"Self": format!("/api/{}/environments/{}", self.space_id, self.id)})
+        let base = format!("/api/{}/environments/{}", self.space_id, self.id);
+        json!({"Self": base, "Machines": format!("{base}/machines")})
     }
     fn item_type() -> &'static str {
         "Environment"
@@ -209,6 +210,51 @@ impl Linked for Interruption {
     }
     fn item_type() -> &'static str {
         "Interruption"
+    }
+}
+
+impl Linked for Machine {
+    fn links(&self) -> Value {
+        let s = &self.space_id;
+        json!({
+            "Self": format!("/api/{s}/machines/{}", self.id),
+            "MachinePolicy": format!("/api/{s}/machinepolicies/{}", self.machine_policy_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "DeploymentTarget"
+    }
+}
+
+impl Linked for Worker {
+    fn links(&self) -> Value {
+        let s = &self.space_id;
+        json!({
+            "Self": format!("/api/{s}/workers/{}", self.id),
+            "MachinePolicy": format!("/api/{s}/machinepolicies/{}", self.machine_policy_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Worker"
+    }
+}
+
+impl Linked for WorkerPool {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/workerpools/{}", self.space_id, self.id);
+        json!({"Self": base, "Workers": format!("{base}/workers")})
+    }
+    fn item_type() -> &'static str {
+        "WorkerPool"
+    }
+}
+
+impl Linked for MachinePolicy {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/{}/machinepolicies/{}", self.space_id, self.id)})
+    }
+    fn item_type() -> &'static str {
+        "MachinePolicy"
     }
 }
 

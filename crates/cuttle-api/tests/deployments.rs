@@ -78,7 +78,9 @@ async fn a_failing_script_fails_the_step_and_the_task() {
 #[tokio::test]
 async fn a_script_past_its_timeout_is_killed_with_its_children() {
     on_both("deploy-timeout", |s| async move {
-        let script = "sleep 120 &\necho \"child $!\"\nsleep 120";
+        // A distinctive argument finds the child from outside: inside the
+        // worker's PID namespace, $! is not a host pid.
+        let script = "sleep 120.0417 &\necho \"child $!\"\nsleep 120";
         s.project_with_script(
             "Slow",
             script,
@@ -98,15 +100,24 @@ async fn a_script_past_its_timeout_is_killed_with_its_children() {
             "{t}"
         );
         let lines = s.log_lines(&task).await;
-        let pid: i32 = lines
-            .iter()
-            .find_map(|(_, m)| m.strip_prefix("child ").map(|p| p.parse().unwrap()))
-            .expect("the script printed its child's pid");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         assert!(
-            state.is_empty() || state.contains(") Z "),
-            "the background child survived: {state}"
+            lines.iter().any(|(_, m)| m.starts_with("child ")),
+            "the script started its child: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let survivors: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|p| {
+                let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+                cmdline.split(|&b| b == 0).any(|a| a == b"120.0417") && !stat.contains(") Z ")
+            })
+            .map(|p| p.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            survivors.is_empty(),
+            "the background child survived: {survivors:?}"
         );
     })
     .await;

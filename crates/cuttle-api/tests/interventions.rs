@@ -301,6 +301,9 @@ async fn only_the_responsible_user_answers_and_abort_fails_the_deployment() {
 async fn guided_failure_retries_only_the_failed_action_until_it_succeeds() {
     on_both("guided-retry", |s| async move {
         let dir = tempfile::tempdir().unwrap();
+        // Writable by the unprivileged user a root server runs scripts as.
+        let anyone = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+        std::fs::set_permissions(dir.path(), anyone).unwrap();
         let counter = dir.path().join("attempts");
         // Fails on its first two runs, succeeds on the third.
         let flaky = format!(

@@ -178,11 +178,40 @@ async fn variable_sets_seal_sensitive_values_and_check_scopes() {
         );
         assert_eq!(s.inst.master_key.open(&sealed).as_deref(), Ok("s3cr3t-pw"));
 
+        // A deployment target is named in scopes by id or name, stored by id.
+        let machine = s
+            .create(
+                "/api/Spaces-1/machines",
+                json!({"Name": "web01", "EnvironmentIds": [dev_id.clone()],
+            "Roles": ["web"], "Endpoint": {"CommunicationStyle": "TentaclePassive",
+            "Uri": "https://127.0.0.1:10933/", "Thumbprint": "AB".repeat(32)}}),
+            )
+            .await;
+        let mut with_machine = read["Variables"].as_array().unwrap().clone();
+        with_machine.push(json!({"Name": "OnWeb", "Value": "1", "Scope": {"Machine": ["web01"]}}));
+        let r = put_variables(
+            &s,
+            &set_id,
+            json!({"Version": 1, "Variables": with_machine}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let on_web = r.body["Variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["Name"] == "OnWeb")
+            .unwrap()
+            .clone();
+        assert_eq!(on_web["Scope"]["Machine"], json!([machine["Id"]]));
+        assert_eq!(r.body["ScopeValues"]["Machines"][0]["Name"], "web01");
+        let read = r.body;
+
         // Sending a sensitive value back as null keeps it.
         let again = put_variables(
             &s,
             &set_id,
-            json!({"Version": 1, "Variables": read["Variables"]}),
+            json!({"Version": 2, "Variables": read["Variables"]}),
         )
         .await;
         assert_eq!(again.status, StatusCode::OK, "{}", again.body);
@@ -198,22 +227,29 @@ async fn variable_sets_seal_sensitive_values_and_check_scopes() {
         assert_eq!(s.inst.master_key.open(&kept).as_deref(), Ok("s3cr3t-pw"));
 
         // Bad input is refused and changes nothing.
-        let stale = put_variables(&s, &set_id, json!({"Version": 1, "Variables": []})).await;
+        let stale = put_variables(&s, &set_id, json!({"Version": 2, "Variables": []})).await;
         assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
         let unknown = put_variables(
             &s,
             &set_id,
-            json!({"Version": 2, "Variables": [
+            json!({"Version": 3, "Variables": [
                 {"Name": "A", "Value": "1", "Scope": {"Environment": ["Environments-999"]}},
                 {"Name": "B", "Value": "1", "Scope": {"Channel": ["Nope"]}},
                 {"Name": "C", "Value": "1", "Scope": {"Action": ["No such step"]}},
                 {"Name": "  ", "Value": "1"},
+                {"Name": "D", "Value": "1", "Scope": {"Machine": ["ghost"]}},
             ]}),
         )
         .await;
         assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
         let text = unknown.error_text();
-        for needle in ["Environments-999", "'Nope'", "No such step", "name"] {
+        for needle in [
+            "Environments-999",
+            "'Nope'",
+            "No such step",
+            "name",
+            "'ghost'",
+        ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }
         let after = s
@@ -225,7 +261,7 @@ async fn variable_sets_seal_sensitive_values_and_check_scopes() {
                 after["Version"].as_i64(),
                 after["Variables"].as_array().map(Vec::len)
             ),
-            (Some(2), Some(4))
+            (Some(3), Some(5))
         );
         let missing = s
             .get("/api/Spaces-1/variables/variableset-Projects-999")

@@ -34,6 +34,8 @@ pub struct DeployContext {
     pub default_timeout: Duration,
     /// Wakes this task when someone answers its interruption.
     pub interventions: Arc<Interventions>,
+    /// The built-in worker's isolation.
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
 }
 
 /// How a task ended.
@@ -649,6 +651,7 @@ async fn run_action(
             .to_owned(),
         ),
         files: vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))],
+        sandbox: ctx.sandbox.clone(),
     };
     let mut outputs = vec![];
     let (mut masker, mut secrets) = vars.masking();

@@ -10,6 +10,7 @@
 //! - [`log`]: the activity log a running task writes.
 //! - [`signal`]: in-process wake-ups for live followers of a task's log.
 //! - [`script`]: the built-in worker: user scripts as child processes.
+//! - [`sandbox`]: their isolation: limits, an unprivileged user, namespaces.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
 //!   they print.
@@ -20,6 +21,7 @@ pub mod intervention;
 pub mod log;
 pub mod plan;
 pub mod runner;
+pub mod sandbox;
 pub mod script;
 pub mod signal;
 pub mod variables;

@@ -10,6 +10,7 @@
 use crate::deploy::{self, DeployContext};
 use crate::intervention::Interventions;
 use crate::log::TaskLog;
+use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::signal::TaskSignals;
 use cuttle_model::{ServerTask, TaskState, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
@@ -33,6 +34,8 @@ pub struct RunnerConfig {
     pub default_script_timeout: Duration,
     /// How long a claimed task stays ours without a renewal.
     pub lease: Duration,
+    /// The isolation of scripts on the built-in worker.
+    pub sandbox: SandboxConfig,
 }
 
 impl RunnerConfig {
@@ -40,9 +43,15 @@ impl RunnerConfig {
         RunnerConfig {
             node_name: node_name.into(),
             max_concurrent_tasks: 8,
-            work_dir,
             default_script_timeout: Duration::from_secs(3600),
             lease: Duration::from_secs(60),
+            // Other tasks' directories at least; the instance adds the
+            // whole data directory.
+            sandbox: SandboxConfig {
+                hidden_paths: vec![work_dir.clone()],
+                ..SandboxConfig::default()
+            },
+            work_dir,
         }
     }
 }
@@ -51,6 +60,8 @@ struct Inner {
     store: Store,
     master_key: MasterKey,
     config: RunnerConfig,
+    /// What the built-in worker could apply, probed once at start.
+    sandbox: Arc<Sandbox>,
     wake: Notify,
     /// Cancellation handles of the tasks running on this node.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -96,11 +107,19 @@ impl Runner {
         config: RunnerConfig,
     ) -> Result<Runner, StoreError> {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1)));
+        // Searchable but not listable: a worker user reaches its own
+        // directory without seeing the other tasks'.
+        if let Err(e) = crate::sandbox::restrict_dir(&config.work_dir) {
+            tracing::warn!(work_dir = %config.work_dir.display(), "the work directory could not be restricted: {e}");
+        }
+        let sandbox = Arc::new(Sandbox::probe(&config.sandbox).await);
+        tracing::info!("built-in worker isolation: {sandbox}");
         let runner = Runner {
             inner: Arc::new(Inner {
                 store,
                 master_key,
                 config,
+                sandbox,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 permits,
@@ -133,6 +152,11 @@ impl Runner {
     /// rather than at their next poll.
     pub fn interruption_submitted(&self) {
         self.inner.interventions.submitted();
+    }
+
+    /// The isolation scripts on the built-in worker run under.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.inner.sandbox
     }
 
     pub fn store(&self) -> &Store {
@@ -326,6 +350,7 @@ impl Runner {
                     work_root: self.inner.config.work_dir.clone(),
                     default_timeout: self.inner.config.default_script_timeout,
                     interventions: self.inner.interventions.clone(),
+                    sandbox: self.inner.sandbox.clone(),
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,

@@ -8,12 +8,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
+
+use crate::sandbox::{Sandbox, SandboxError};
 
 /// The languages the built-in worker can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct ScriptSpec {
     /// Written beside the script, readable by the owner only (they may hold
     /// sensitive values).
     pub files: Vec<(String, String)>,
+    /// The isolation the script runs under.
+    pub sandbox: Arc<Sandbox>,
 }
 
 /// Which pipe a line of output came from.
@@ -103,6 +107,8 @@ pub enum ScriptError {
     InterpreterNotFound(&'static str),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> ScriptError {
@@ -136,7 +142,7 @@ const MAX_LINE: usize = 64 * 1024;
 /// keep the pipes open before we stop reading.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 /// Used when the server itself has no PATH, as shells do.
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Runs a script until it exits, times out or is canceled, delivering each
 /// output line to `on_line` as soon as it is read.
@@ -147,6 +153,7 @@ pub async fn run_script(
 ) -> Result<ScriptOutcome, ScriptError> {
     let (interpreter, args, file_name, bootstrap_name) = spec.syntax.invocation();
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    let path = spec.sandbox.search_path(&path);
     let program =
         find_on_path(interpreter, &path).ok_or(ScriptError::InterpreterNotFound(interpreter))?;
 
@@ -172,12 +179,14 @@ pub async fn run_script(
     for (name, content) in &spec.files {
         write_private(&work_dir.join(name), content).await?;
     }
-    let mut command = Command::new(&program);
+    let mut command = spec.sandbox.command(&program, &work_dir);
     command.args(args);
     if let Some(bootstrap) = &spec.bootstrap {
         write_private(&work_dir.join(bootstrap_name), bootstrap).await?;
         command.arg(bootstrap_name);
     }
+    // Last, so that everything written above is handed to the script's user.
+    spec.sandbox.prepare(&work_dir).await?;
     let mut child = command
         .arg(file_name)
         .current_dir(&work_dir)
@@ -371,7 +380,7 @@ fn char_boundary_before_end(bytes: &[u8]) -> usize {
 }
 
 /// The first executable file called `name` in the directories of `path`.
-fn find_on_path(name: &str, path: &OsStr) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str, path: &OsStr) -> Option<PathBuf> {
     std::env::split_paths(path)
         .map(|dir| dir.join(name))
         .find(|candidate| is_executable(candidate))
@@ -397,6 +406,7 @@ mod tests {
             timeout,
             bootstrap: None,
             files: vec![],
+            sandbox: Arc::new(Sandbox::none()),
         }
     }
 

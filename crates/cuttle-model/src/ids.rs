@@ -18,6 +18,10 @@ pub enum Collection {
     Events,
     LibraryVariableSets,
     Interruptions,
+    Machines,
+    Workers,
+    WorkerPools,
+    MachinePolicies,
 }
 
 impl Collection {
@@ -37,6 +41,10 @@ impl Collection {
             Collection::Events => "Events",
             Collection::LibraryVariableSets => "LibraryVariableSets",
             Collection::Interruptions => "Interruptions",
+            Collection::Machines => "Machines",
+            Collection::Workers => "Workers",
+            Collection::WorkerPools => "WorkerPools",
+            Collection::MachinePolicies => "MachinePolicies",
         }
     }
 

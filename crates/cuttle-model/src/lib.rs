@@ -12,6 +12,9 @@
 //! - [`task`]: server tasks, their states and the activity log tree.
 //! - [`interruption`]: a task pausing for a person (manual intervention,
 //!   guided failure).
+//! - [`machine`]: deployment targets, workers, worker pools and the
+//!   endpoints agents are reached at.
+//! - [`machine_policy`]: machine policies and .NET `TimeSpan` durations.
 //! - [`user`]: users and API keys.
 //! - [`variables`]: variables, their scopes and prompts.
 
@@ -20,6 +23,8 @@ pub mod environment;
 pub mod ids;
 pub mod interruption;
 pub mod lifecycle;
+pub mod machine;
+pub mod machine_policy;
 pub mod process;
 pub mod progression;
 pub mod project;
@@ -35,6 +40,8 @@ pub use deployment::Deployment;
 pub use environment::Environment;
 pub use interruption::Interruption;
 pub use lifecycle::{Lifecycle, Phase, RetentionPolicy};
+pub use machine::{CommunicationStyle, Endpoint, HealthStatus, Machine, Worker, WorkerPool};
+pub use machine_policy::MachinePolicy;
 pub use process::{Action, DeploymentProcess, Step};
 pub use project::{Channel, Project, ProjectGroup};
 pub use release::Release;

@@ -76,7 +76,9 @@ impl Instance {
         })?;
         let store = Store::open(&config.database_url()).await?;
         let master_key = open_master_key(&store, &config).await?;
+        restrict_data_dir(&config.data_dir)?;
         crate::bootstrap::ensure_default_space(&store).await?;
+        crate::bootstrap::ensure_space_defaults(&store).await?;
         let installation_id = store
             .setting_or_insert("installation_id", &uuid::Uuid::new_v4().to_string())
             .await?;
@@ -84,6 +86,8 @@ impl Instance {
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
+        // Scripts on the built-in worker must not see the database or keys.
+        runner_config.sandbox.hidden_paths = vec![config.data_dir.clone()];
         let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
         let finished = runner.subscribe_finished();
         let inst = Arc::new(Instance {
@@ -97,6 +101,41 @@ impl Instance {
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
         Ok(inst)
     }
+}
+
+/// The data directory is searchable but not listable by others (the built-in
+/// worker's unprivileged user passes through it to its own work directory),
+/// and its secrets are the owner's alone: SQLite creates its files 0644, and
+/// files from older versions may be too.
+fn restrict_data_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &std::path::Path, mode: u32| match std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(mode),
+    ) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(crate::ServiceError::Internal(format!(
+                "The permissions of {} could not be restricted: {e}",
+                path.display()
+            )))
+        }
+        _ => Ok(()),
+    };
+    // A shared directory such as /tmp (sticky) is never the server's to restrict.
+    let shared = std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o1000 != 0);
+    if !shared {
+        set(dir, 0o711)?;
+    }
+    for name in [
+        "master.key",
+        "initial-admin.txt",
+        "cuttle.db",
+        "cuttle.db-wal",
+        "cuttle.db-shm",
+    ] {
+        set(&dir.join(name), 0o600)?;
+    }
+    Ok(())
 }
 
 /// Loads the master key and makes sure it is the one this database's sensitive

@@ -20,17 +20,25 @@
 //! - [`log_stream`]: following a task's log live, as it is written.
 //! - [`interruptions`]: answering a paused deployment (manual intervention,
 //!   guided failure).
+//! - [`machines`]: deployment targets, and what they share with workers.
+//! - [`workers`]: workers and worker pools.
+//! - [`machine_policies`]: machine policies.
+//! - [`default_choice`]: the one default worker pool and machine policy of
+//!   each space.
 //! - [`variables`]: project and library variable sets, sensitive values sealed.
 //! - [`paging`]: the list parameters every collection accepts.
 
 pub mod auth;
 pub mod bootstrap;
 pub mod channels;
+pub mod default_choice;
 pub mod deployments;
 pub mod error;
 pub mod instance;
 pub mod interruptions;
 pub mod log_stream;
+pub mod machine_policies;
+pub mod machines;
 pub mod paging;
 pub mod preview;
 pub mod progression;
@@ -39,6 +47,7 @@ pub mod releases;
 pub mod resources;
 pub mod tasks;
 pub mod variables;
+pub mod workers;
 
 pub use error::ServiceError;
 pub use instance::{Instance, InstanceConfig};

@@ -267,6 +267,25 @@ pub async fn delete_environment(
     id: &str,
 ) -> Result<()> {
     let env: Environment = get_in_space(store, space_id, id).await?;
+    // Machines keep their environment ids; removing one under them would
+    // leave targets pointing nowhere.
+    let filters = crate::machines::MachineFilters {
+        environment_ids: Some(env.id.clone()),
+        ..Default::default()
+    };
+    let q = DocumentQuery {
+        space_id: Some(space_id.into()),
+        ..Default::default()
+    };
+    let machines = crate::machines::list_machines(store, q, &filters).await?;
+    if !machines.is_empty() {
+        let names: Vec<String> = machines.into_iter().map(|m| m.name).collect();
+        return Err(ServiceError::Conflict(format!(
+            "The environment '{}' has the deployment targets {}; move or delete them first",
+            env.name,
+            names.join(", ")
+        )));
+    }
     delete_existing(store, caller, &env).await
 }
 

@@ -7,8 +7,8 @@ use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
 use cuttle_model::{
-    Channel, Environment, LibraryVariableSet, Project, ReferenceItem, ScopeValues, User, Variable,
-    VariableScope, VariableSet,
+    Channel, Environment, LibraryVariableSet, Machine, Project, ReferenceItem, ScopeValues, User,
+    Variable, VariableScope, VariableSet,
 };
 use cuttle_store::{DocumentQuery, MasterKey, Store};
 use std::collections::{BTreeSet, HashSet};
@@ -136,6 +136,13 @@ async fn scope_values(
             .items
             .iter()
             .map(|e| item(&e.id, &e.name))
+            .collect(),
+        machines: store
+            .list::<Machine>(&in_space)
+            .await?
+            .items
+            .iter()
+            .map(|m| item(&m.id, &m.name))
             .collect(),
         ..Default::default()
     };
@@ -275,6 +282,13 @@ async fn check_variables(
         ..Default::default()
     };
     let environments = store.list::<Environment>(&in_space).await?.items;
+    let machines: Vec<(String, String)> = store
+        .list::<Machine>(&in_space)
+        .await?
+        .items
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect();
     let (channels, actions) = match owner {
         Owner::Project(p) => {
             let owned = DocumentQuery {
@@ -334,11 +348,14 @@ async fn check_variables(
             )),
             None => {}
         }
-        for (dimension, values) in [
-            ("role", &scope.role),
-            ("machine", &scope.machine),
-            ("tenant tag", &scope.tenant_tag),
-        ] {
+        resolve(
+            &mut scope.machine,
+            &machines,
+            &label,
+            "deployment target",
+            &mut errors,
+        );
+        for (dimension, values) in [("role", &scope.role), ("tenant tag", &scope.tenant_tag)] {
             if values.iter().any(|r| r.trim().is_empty()) {
                 errors.push(format!("{label} has an empty {dimension} in its scope"));
             }

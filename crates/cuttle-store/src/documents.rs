@@ -255,6 +255,30 @@ impl Document for Interruption {
     }
 }
 
+// Machines and workers belong to several environments or pools, more than
+// the one `environment_id` column holds; they are listed by space and
+// filtered in memory (see `crate::machines`).
+space_document!(Machine, "Machines", "deployment target");
+space_document!(Worker, "Workers", "worker");
+space_document!(MachinePolicy, "MachinePolicies", "machine policy");
+
+impl Document for WorkerPool {
+    const COLLECTION: &'static str = "WorkerPools";
+    const KIND: &'static str = "worker pool";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        Some(&self.space_id)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn sort_key(&self) -> i64 {
+        self.sort_order
+    }
+}
+
 /// Which documents a list wants.
 #[derive(Clone, Debug, Default)]
 pub struct DocumentQuery {
@@ -425,7 +449,10 @@ async fn get_on<D: Document>(conn: &mut AnyConnection, id: &str) -> Result<Optio
     row.map(|(b,)| decode(&b)).transpose()
 }
 
-async fn list_on<D: Document>(conn: &mut AnyConnection, q: &DocumentQuery) -> Result<Page<D>> {
+pub(crate) async fn list_on<D: Document>(
+    conn: &mut AnyConnection,
+    q: &DocumentQuery,
+) -> Result<Page<D>> {
     let mut f = Filter::new(D::COLLECTION);
     if let Some(space) = &q.space_id {
         f.push(|n| format!("space_id = ${n}"), space.clone());

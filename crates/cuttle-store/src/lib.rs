@@ -5,6 +5,7 @@
 //! - this file: opening the store, transactions, errors.
 //! - [`dialect`]: the few places where SQLite and PostgreSQL must differ.
 //! - [`documents`]: resources kept as JSON documents with indexed columns.
+//! - [`machines`]: the deployment targets a deployment runs on.
 //! - [`tasks`]: the durable task queue and the task activity log.
 //! - [`interruptions`]: tasks waiting for a person, and the task flag that
 //!   says so.
@@ -19,6 +20,7 @@ pub mod dialect;
 pub mod documents;
 pub mod events;
 pub mod interruptions;
+pub mod machines;
 pub mod secrets;
 pub mod tasks;
 pub mod testing;

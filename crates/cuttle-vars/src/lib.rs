@@ -32,6 +32,8 @@ mod truthy;
 
 pub use dictionary::VariableDictionary;
 pub use error::VarsError;
-pub use render::{evaluate_truthy, parse, render, render_with, RenderOptions, Rendered};
+pub use render::{
+    evaluate_truthy, parse, render, render_with, PreparedTemplate, RenderOptions, Rendered,
+};
 pub use template::Template;
 pub use truthy::is_truthy;

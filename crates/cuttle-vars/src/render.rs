@@ -84,33 +84,63 @@ pub fn render_with(
     variables: &VariableDictionary,
     options: &RenderOptions,
 ) -> Result<Rendered, VarsError> {
-    let unchanged = |parse_error| Rendered {
-        text: Some(template.to_owned()),
-        unresolved: Vec::new(),
-        parse_error,
-    };
-    if !template.contains("#{") {
-        return Ok(unchanged(None));
+    PreparedTemplate::new(template, options).render(variables)
+}
+
+/// A template parsed once, to render against many dictionaries: a deployment
+/// renders the same file for every machine, and parsing is most of the work.
+#[derive(Clone, Debug)]
+pub struct PreparedTemplate {
+    source: String,
+    /// `None` when the text has no `#{` and renders to itself.
+    parsed: Option<Result<Template, String>>,
+    options: RenderOptions,
+}
+
+impl PreparedTemplate {
+    pub fn new(template: &str, options: &RenderOptions) -> Self {
+        let parsed = template
+            .contains("#{")
+            .then(|| parse_template(template, options.halt_on_error));
+        PreparedTemplate {
+            source: template.to_owned(),
+            parsed,
+            options: options.clone(),
+        }
     }
-    let parsed = match parse_template(template, options.halt_on_error) {
-        Ok(parsed) => parsed,
-        Err(e) => return Ok(unchanged(Some(e))),
-    };
-    let tree = variables.tree();
-    let input_bytes = (template.len() + tree.value_bytes()) as u64;
-    let limits = Limits {
-        max_output: options
-            .max_output_bytes
-            .unwrap_or(MIN_OUTPUT_LIMIT.max(template.len().saturating_mul(4))),
-        max_steps: options.max_steps.unwrap_or(1_000_000 + 16 * input_bytes),
-        max_depth: MAX_EVAL_DEPTH,
-    };
-    let outcome = eval::evaluate(&parsed, &tree, limits)?;
-    Ok(Rendered {
-        text: (!outcome.null).then_some(outcome.text),
-        unresolved: outcome.missing,
-        parse_error: None,
-    })
+
+    /// Renders as [`render_with`] would have.
+    pub fn render(&self, variables: &VariableDictionary) -> Result<Rendered, VarsError> {
+        let unchanged = |parse_error: Option<&String>| Rendered {
+            text: Some(self.source.clone()),
+            unresolved: Vec::new(),
+            parse_error: parse_error.cloned(),
+        };
+        let parsed = match &self.parsed {
+            None => return Ok(unchanged(None)),
+            Some(Err(e)) => return Ok(unchanged(Some(e))),
+            Some(Ok(parsed)) => parsed,
+        };
+        let tree = variables.tree();
+        let input_bytes = (self.source.len() + tree.value_bytes()) as u64;
+        let limits = Limits {
+            max_output: self
+                .options
+                .max_output_bytes
+                .unwrap_or(MIN_OUTPUT_LIMIT.max(self.source.len().saturating_mul(4))),
+            max_steps: self
+                .options
+                .max_steps
+                .unwrap_or(1_000_000 + 16 * input_bytes),
+            max_depth: MAX_EVAL_DEPTH,
+        };
+        let outcome = eval::evaluate(parsed, &tree, limits)?;
+        Ok(Rendered {
+            text: (!outcome.null).then_some(outcome.text),
+            unresolved: outcome.missing,
+            parse_error: None,
+        })
+    }
 }
 
 /// Parses a template without evaluating it (`Err(VarsError::Parse)` with a

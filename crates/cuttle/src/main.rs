@@ -39,6 +39,9 @@ enum Command {
     /// Work with variables and templates locally.
     #[command(subcommand)]
     Vars(cli::VarsCommand),
+    /// Set up an agent (a Tentacle) on this machine.
+    #[command(subcommand)]
+    Agent(cli::agent::AgentCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Task(cmd) => cli::task(&args.conn, cmd).await,
             Command::Interruption(cmd) => cli::interruption(&args.conn, cmd).await,
             Command::Vars(cmd) => Ok(cli::vars(cmd)),
+            Command::Agent(cmd) => cli::agent::run(cmd),
         }
     });
     match result {

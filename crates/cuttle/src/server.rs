@@ -69,6 +69,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("could not open the installation")?;
+    // The identity agents pin; created at first start beside the database.
+    let identity = cuttle_protocol::Identity::load_or_create(&instance.config.data_dir)
+        .context("could not load the server's TLS identity")?;
+    println!("Server certificate thumbprint: {}", identity.thumbprint());
 
     let report = bootstrap_admin(
         &instance.store,

@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
 use support::{on_both, ServerProcess, BIN, KEY};
@@ -359,6 +360,8 @@ fn the_server_refuses_a_master_key_other_than_its_own() {
 fn kills_at_any_point_lose_and_repeat_nothing() {
     on_both("crash-points", |dir, db| {
         let marks = tempfile::tempdir().unwrap();
+        // Writable by the unprivileged user a root server runs scripts as.
+        std::fs::set_permissions(marks.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let mark = |n: u8| {
             format!(
                 "echo \"step {n} start\"; echo {n} >> {}/#{{Octopus.Deployment.Id}}; {}; echo \"step {n} end\"",

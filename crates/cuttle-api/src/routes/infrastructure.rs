@@ -34,7 +34,9 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
 }
 
 /// A space resource whose commands are plain create, modify and delete.
-trait SpaceCrud: Document + Linked + Serialize + DeserializeOwned + Send + 'static {
+pub(super) trait SpaceCrud:
+    Document + Linked + Serialize + DeserializeOwned + Send + 'static
+{
     /// The collection's route segment.
     const PATH: &'static str;
     fn create(
@@ -90,6 +92,7 @@ macro_rules! space_crud {
         }
     };
 }
+pub(super) use space_crud;
 
 space_crud!(
     Environment,
@@ -121,10 +124,16 @@ space_crud!(
 );
 
 /// The list, `all`, read, create, modify and delete routes of one resource.
-fn crud<D: SpaceCrud>(mut r: Router<AppState>) -> Router<AppState> {
+pub(super) fn crud<D: SpaceCrud>(r: Router<AppState>) -> Router<AppState> {
     let path = format!("/{}", D::PATH);
-    r = scoped(r, &path, get(list::<D>).post(create::<D>));
-    r = scoped(r, &format!("{path}/all"), get(all::<D>));
+    item_routes::<D>(scoped(r, &path, get(list::<D>).post(create::<D>)))
+}
+
+/// The `all`, read, modify and delete routes of one resource, for those
+/// whose list and create routes are their own.
+pub(super) fn item_routes<D: SpaceCrud>(r: Router<AppState>) -> Router<AppState> {
+    let path = format!("/{}", D::PATH);
+    let r = scoped(r, &format!("{path}/all"), get(all::<D>));
     scoped(
         r,
         &format!("{path}/{{id}}"),
@@ -173,7 +182,7 @@ async fn one<D: SpaceCrud>(
     )))
 }
 
-async fn create<D: SpaceCrud>(
+pub(super) async fn create<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
     SpaceId(s): SpaceId,

@@ -4,6 +4,7 @@
 
 mod infrastructure;
 mod interruptions;
+mod machines;
 mod preview;
 mod projects;
 mod releases;
@@ -95,6 +96,7 @@ pub fn all() -> Router<AppState> {
     r = variables::routes(r);
     r = interruptions::routes(r);
     r = preview::routes(r);
+    r = machines::routes(r);
     tasks::routes(r)
 }
 
@@ -131,6 +133,10 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
             "Tasks": "/api/tasks{/id}{?skip,take,ids,states,name,project,environment}",
             "Interruptions": "/api/interruptions{/id}{?skip,take,regarding,pendingOnly,ids}",
             "Feeds": "/api/feeds{/id}{?skip,take,ids}",
+            "Machines": "/api/machines{/id}{?skip,take,ids,name,partialName,roles,environmentIds,healthStatuses,isDisabled}",
+            "Workers": "/api/workers{/id}{?skip,take,ids,name,partialName,workerPoolIds,healthStatuses,isDisabled}",
+            "WorkerPools": "/api/workerpools{/id}{?skip,take,ids,partialName,name}",
+            "MachinePolicies": "/api/machinepolicies{/id}{?skip,take,ids,partialName,name}",
             "CreateReleaseCommandV1": "/api/{spaceId}/releases/create/v1",
             "CreateUntenantedDeploymentCommandV1": "/api/{spaceId}/deployments/create/untenanted/v1",
         }
@@ -309,6 +315,10 @@ async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
         "Tasks": link("tasks"),
         "Interruptions": link("interruptions"),
         "Feeds": link("feeds"),
+        "Machines": link("machines"),
+        "Workers": link("workers"),
+        "WorkerPools": link("workerpools"),
+        "MachinePolicies": link("machinepolicies"),
     }}))
 }
 

@@ -11,6 +11,7 @@
 //! - `preview`: `deploy --preview`, the plan without deploying.
 //! - `interruption`: answering manual interventions and guided failures.
 
+pub mod agent;
 mod api;
 mod interruption;
 mod preview;

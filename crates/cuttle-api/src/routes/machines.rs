@@ -1,0 +1,118 @@
+//! Deployment targets, workers, worker pools and machine policies. Pools and
+//! policies are plain resources; machine and worker lists take Octopus's
+//! filters (roles, environments, pools, health, disabled).
+
+use super::infrastructure::{create, crud, item_routes, space_crud, SpaceCrud};
+use super::{document_query, scoped, Id, Q};
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::links::page_of;
+use crate::space::SpaceId;
+use crate::AppState;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use cuttle_model::{Environment, Machine, MachinePolicy, User, Worker, WorkerPool};
+use cuttle_service::machines::{self, MachineFilters};
+use cuttle_service::paging::ListParams;
+use cuttle_service::resources::get_in_space;
+use cuttle_service::{machine_policies, workers, ServiceError};
+use cuttle_store::Store;
+use serde_json::Value;
+use std::future::Future;
+
+space_crud!(
+    Machine,
+    "machines",
+    machines::create_machine,
+    machines::update_machine,
+    machines::delete_machine
+);
+space_crud!(
+    Worker,
+    "workers",
+    workers::create_worker,
+    workers::update_worker,
+    workers::delete_worker
+);
+space_crud!(
+    WorkerPool,
+    "workerpools",
+    workers::create_worker_pool,
+    workers::update_worker_pool,
+    workers::delete_worker_pool
+);
+space_crud!(
+    MachinePolicy,
+    "machinepolicies",
+    machine_policies::create_machine_policy,
+    machine_policies::update_machine_policy,
+    machine_policies::delete_machine_policy
+);
+
+pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
+    r = scoped(r, "/machines", get(list_machines).post(create::<Machine>));
+    r = item_routes::<Machine>(r);
+    r = scoped(r, "/environments/{id}/machines", get(environment_machines));
+    r = scoped(r, "/workers", get(list_workers).post(create::<Worker>));
+    r = item_routes::<Worker>(r);
+    r = crud::<WorkerPool>(r);
+    r = scoped(r, "/workerpools/{id}/workers", get(pool_workers));
+    crud::<MachinePolicy>(r)
+}
+
+async fn list_machines(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<ListParams>,
+    Q(f): Q<MachineFilters>,
+) -> ApiResult<Json<Value>> {
+    let found = machines::list_machines(&inst.store, document_query(&s, &p), &f).await?;
+    Ok(Json(page_of(found, &p, &format!("/api/{s}/machines"))))
+}
+
+async fn environment_machines(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+    Q(p): Q<ListParams>,
+    Q(mut f): Q<MachineFilters>,
+) -> ApiResult<Json<Value>> {
+    let env: Environment = get_in_space(&inst.store, &s, &id).await?;
+    f.environment_ids = Some(env.id);
+    let found = machines::list_machines(&inst.store, document_query(&s, &p), &f).await?;
+    Ok(Json(page_of(
+        found,
+        &p,
+        &format!("/api/{s}/environments/{id}/machines"),
+    )))
+}
+
+async fn list_workers(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<ListParams>,
+    Q(f): Q<MachineFilters>,
+) -> ApiResult<Json<Value>> {
+    let found = workers::list_workers(&inst.store, document_query(&s, &p), &f).await?;
+    Ok(Json(page_of(found, &p, &format!("/api/{s}/workers"))))
+}
+
+async fn pool_workers(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+    Q(p): Q<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let pool: WorkerPool = get_in_space(&inst.store, &s, &id).await?;
+    let found = workers::pool_workers(&inst.store, &s, &pool.id).await?;
+    Ok(Json(page_of(
+        found,
+        &p,
+        &format!("/api/{s}/workerpools/{id}/workers"),
+    )))
+}

@@ -111,28 +111,41 @@ impl Document for Channel {
     }
 }
 
-impl Document for DeploymentProcess {
-    const COLLECTION: &'static str = "DeploymentProcesses";
-    const KIND: &'static str = "deployment process";
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn space_id(&self) -> Option<&str> {
-        Some(&self.space_id)
-    }
-    fn name(&self) -> &str {
-        &self.id
-    }
-    fn parent_id(&self) -> Option<&str> {
-        Some(&self.project_id)
-    }
-    fn unique_scope(&self) -> Option<String> {
-        None
-    }
-    fn sort_key(&self) -> i64 {
-        0
-    }
+/// A document that belongs to another (its parent), is named by its id and is
+/// listed only under that parent.
+macro_rules! owned_document {
+    ($t:ty, $collection:literal, $kind:literal, $parent:ident) => {
+        impl Document for $t {
+            const COLLECTION: &'static str = $collection;
+            const KIND: &'static str = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn space_id(&self) -> Option<&str> {
+                Some(&self.space_id)
+            }
+            fn name(&self) -> &str {
+                &self.id
+            }
+            fn parent_id(&self) -> Option<&str> {
+                Some(&self.$parent)
+            }
+            fn unique_scope(&self) -> Option<String> {
+                None
+            }
+            fn sort_key(&self) -> i64 {
+                0
+            }
+        }
+    };
 }
+
+owned_document!(
+    DeploymentProcess,
+    "DeploymentProcesses",
+    "deployment process",
+    project_id
+);
 
 /// The frozen copy of a deployment process that a release keeps.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -211,28 +224,7 @@ space_document!(
     "library variable set"
 );
 
-impl Document for VariableSet {
-    const COLLECTION: &'static str = "VariableSets";
-    const KIND: &'static str = "variable set";
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn space_id(&self) -> Option<&str> {
-        Some(&self.space_id)
-    }
-    fn name(&self) -> &str {
-        &self.id
-    }
-    fn parent_id(&self) -> Option<&str> {
-        Some(&self.owner_id)
-    }
-    fn unique_scope(&self) -> Option<String> {
-        None
-    }
-    fn sort_key(&self) -> i64 {
-        0
-    }
-}
+owned_document!(VariableSet, "VariableSets", "variable set", owner_id);
 
 /// Kept under its task (`parent_id`), so a task's interruptions list cheaply.
 impl Document for Interruption {

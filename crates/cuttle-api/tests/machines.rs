@@ -526,3 +526,52 @@ async fn machine_policies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn health_tasks_are_queued_and_record_an_unreachable_agent() {
+    on_both("mach-health", |s| async move {
+        let server = s.get("/api/agents/server-thumbprint").await;
+        assert_eq!(server.status, StatusCode::OK, "{}", server.body);
+        assert_eq!(server.body["Thumbprint"].as_str().unwrap().len(), 64);
+
+        let r = s.post("/api/tasks", json!({"Name": "Deploy"})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        let r = s
+            .post(
+                "/api/tasks",
+                json!({"Name": "Health", "Arguments": {"MachineIds": ["Machines-999"]}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+        // Nothing listens on a port just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dev = env(&s, "Dev").await;
+        let m = s
+            .create(
+                "/api/machines",
+                json!({"Name": "gone", "EnvironmentIds": [dev], "Roles": ["web"],
+                       "Endpoint": {"CommunicationStyle": "TentaclePassive",
+                                    "Uri": format!("https://127.0.0.1:{port}/"),
+                                    "Thumbprint": thumbprint('A')}}),
+            )
+            .await;
+        let task = s
+            .create(
+                "/api/tasks",
+                json!({"Name": "Health", "Arguments": {"MachineIds": [id(&m)]}}),
+            )
+            .await;
+        let done = s.wait_for_task(task["Id"].as_str().unwrap()).await;
+        assert_eq!(done["State"], "Failed", "{}: {done}", s.backend);
+        let after = s.get(&format!("/api/machines/{}", id(&m))).await.body;
+        assert_eq!(after["HealthStatus"], "Unavailable", "{after}");
+        let summary = after["StatusSummary"].as_str().unwrap();
+        assert!(summary.contains("could not connect"), "{summary}");
+    })
+    .await;
+}

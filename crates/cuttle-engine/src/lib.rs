@@ -5,6 +5,7 @@
 //! - [`runner`]: the durable task queue's consumer: claims, runs, cancels,
 //!   recovers, shuts down.
 //! - [`deploy`]: carrying out one deployment task.
+//! - [`health`]: the `Health` task: asking listening agents who they are.
 //! - [`intervention`]: pausing a deployment for a person (manual
 //!   intervention, guided failure) and waiting for the answer.
 //! - [`log`]: the activity log a running task writes.
@@ -16,6 +17,7 @@
 //!   they print.
 
 pub mod deploy;
+pub mod health;
 pub mod helpers;
 pub mod intervention;
 pub mod log;

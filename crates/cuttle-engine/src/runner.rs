@@ -36,6 +36,9 @@ pub struct RunnerConfig {
     pub lease: Duration,
     /// The isolation of scripts on the built-in worker.
     pub sandbox: SandboxConfig,
+    /// The certificate this server presents to agents; without it, tasks
+    /// that talk to agents fail.
+    pub identity: Option<Arc<cuttle_protocol::Identity>>,
 }
 
 impl RunnerConfig {
@@ -51,6 +54,7 @@ impl RunnerConfig {
                 hidden_paths: vec![work_dir.clone()],
                 ..SandboxConfig::default()
             },
+            identity: None,
             work_dir,
         }
     }
@@ -354,6 +358,10 @@ impl Runner {
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,
+                    "Health" => {
+                        let identity = self.inner.config.identity.as_deref();
+                        crate::health::run(&ctx.store, identity, &task, &log, token.clone()).await
+                    }
                     other => {
                         deploy::Outcome::failed(format!("This server cannot run '{other}' tasks"))
                     }

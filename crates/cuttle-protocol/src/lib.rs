@@ -9,7 +9,9 @@
 //!   [`Thumbprint`].
 //! - `trust`: rustls configurations that pin the peer's thumbprint, in both
 //!   directions.
-//! - (next) the messages: the server's requests to an agent and their answers.
+//! - `messages`: the server's requests to an agent and their answers.
+//! - `client`: the server dialling a listening agent (`hello`).
+//! - `listen`: a listening agent serving the server's requests.
 //!
 //! # Architecture
 //!
@@ -67,10 +69,15 @@
 //! when a connection opens; the server refuses an agent whose version it
 //! does not speak, with both versions in the error, rather than guessing.
 
+pub mod client;
 pub mod identity;
+pub mod listen;
+pub mod messages;
 pub mod trust;
 
+pub use client::ProtocolError;
 pub use identity::{Identity, IdentityError, Thumbprint};
+pub use messages::Hello;
 pub use trust::{TrustedThumbprints, UntrustedPeer};
 
 /// The version of this contract. Bump it by hand with any change an older

@@ -61,6 +61,8 @@ pub struct Instance {
     pub runner: Runner,
     pub config: InstanceConfig,
     pub installation_id: String,
+    /// The certificate this server presents to agents, which they pin.
+    pub identity: Arc<cuttle_protocol::Identity>,
 }
 
 impl Instance {
@@ -82,12 +84,19 @@ impl Instance {
         let installation_id = store
             .setting_or_insert("installation_id", &uuid::Uuid::new_v4().to_string())
             .await?;
+        // Created at first start beside the database; agents pin it.
+        let identity = Arc::new(
+            cuttle_protocol::Identity::load_or_create(&config.data_dir).map_err(|e| {
+                crate::ServiceError::Internal(format!("The server's TLS identity: {e}"))
+            })?,
+        );
         let mut runner_config =
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
         runner_config.sandbox.hidden_paths = vec![config.data_dir.clone()];
+        runner_config.identity = Some(identity.clone());
         let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
         let finished = runner.subscribe_finished();
         let inst = Arc::new(Instance {
@@ -96,6 +105,7 @@ impl Instance {
             runner,
             config,
             installation_id,
+            identity,
         });
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);

@@ -35,3 +35,42 @@ pub async fn cancel(inst: &Instance, caller: &User, id: &str) -> Result<ServerTa
     tracing::info!(task = %id, user = %caller.username, "task cancellation requested");
     Ok(t)
 }
+
+/// Queues a `Health` task for the machines named (all in the space when
+/// none are), each checked to exist in the space first.
+pub async fn queue_health(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    machine_ids: Vec<String>,
+) -> Result<ServerTask> {
+    let mut names = Vec::with_capacity(machine_ids.len());
+    for id in &machine_ids {
+        let m: cuttle_model::Machine =
+            crate::resources::get_in_space(&inst.store, space_id, id).await?;
+        names.push(m.name);
+    }
+    let description = match names.as_slice() {
+        [] => "Check the health of every machine".to_owned(),
+        [one] => format!("Check the health of {one}"),
+        many => format!("Check the health of {} machines", many.len()),
+    };
+    let mut tx = inst.store.begin().await?;
+    let task = tx
+        .insert_task(cuttle_store::NewTask {
+            space_id: Some(space_id.into()),
+            name: "Health".into(),
+            description,
+            arguments: serde_json::json!({ "MachineIds": machine_ids }),
+            queue_time: None,
+            queue_time_expiry: None,
+            project_id: None,
+            environment_id: None,
+            deployment_id: None,
+        })
+        .await?;
+    tx.commit().await?;
+    inst.runner.wake();
+    tracing::info!(task = %task.id, user = %caller.username, "health check queued");
+    Ok(task)
+}

@@ -46,3 +46,32 @@ impl Tx {
         deployment_targets_on(&mut self.inner, space_id, environment_id).await
     }
 }
+
+impl Store {
+    /// Every machine in a space, disabled ones too, in creation order.
+    pub async fn machines_in_space(&self, space_id: &str) -> Result<Vec<Machine>> {
+        let q = DocumentQuery {
+            space_id: Some(space_id.to_owned()),
+            ..Default::default()
+        };
+        Ok(self.list::<Machine>(&q).await?.items)
+    }
+
+    /// Applies `change` to the machine as it is now and stores it, in one
+    /// transaction, so a health check's result does not undo an edit made
+    /// while it ran. `None` if the machine was deleted meanwhile.
+    pub async fn change_machine(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Machine),
+    ) -> Result<Option<Machine>> {
+        let mut tx = self.begin().await?;
+        let Some(mut machine) = tx.get::<Machine>(id).await? else {
+            return Ok(None);
+        };
+        change(&mut machine);
+        tx.update(&machine).await?;
+        tx.commit().await?;
+        Ok(Some(machine))
+    }
+}

@@ -39,7 +39,7 @@ enum Command {
     /// Work with variables and templates locally.
     #[command(subcommand)]
     Vars(cli::VarsCommand),
-    /// Set up an agent (a Tentacle) on this machine.
+    /// Set up and run an agent (a Tentacle) on this machine.
     #[command(subcommand)]
     Agent(cli::agent::AgentCommand),
 }
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             Command::Task(cmd) => cli::task(&args.conn, cmd).await,
             Command::Interruption(cmd) => cli::interruption(&args.conn, cmd).await,
             Command::Vars(cmd) => Ok(cli::vars(cmd)),
-            Command::Agent(cmd) => cli::agent::run(cmd),
+            Command::Agent(cmd) => cli::agent::run(&args.conn, cmd).await,
         }
     });
     match result {

@@ -37,7 +37,8 @@ pub struct ServerArgs {
     master_key: Option<String>,
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+/// Logs to stderr, filtered by RUST_LOG; for the server and the agent.
+pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -46,6 +47,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_tracing();
 
     let admin_password = std::env::var("CUTTLE_ADMIN_PASSWORD")
         .ok()
@@ -69,10 +74,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("could not open the installation")?;
-    // The identity agents pin; created at first start beside the database.
-    let identity = cuttle_protocol::Identity::load_or_create(&instance.config.data_dir)
-        .context("could not load the server's TLS identity")?;
-    println!("Server certificate thumbprint: {}", identity.thumbprint());
+    println!(
+        "Server certificate thumbprint: {}",
+        instance.identity.thumbprint()
+    );
 
     let report = bootstrap_admin(
         &instance.store,
@@ -107,7 +112,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

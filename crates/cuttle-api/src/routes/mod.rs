@@ -73,6 +73,7 @@ pub fn all() -> Router<AppState> {
         .route("/api", get(root))
         .route("/api/", get(root))
         .route("/api/capabilities", get(capabilities))
+        .route("/api/agents/server-thumbprint", get(server_thumbprint))
         .route("/api/users/me", get(me))
         .route("/api/users", get(users))
         .route("/api/users/{id}", get(user))
@@ -98,6 +99,12 @@ pub fn all() -> Router<AppState> {
     r = preview::routes(r);
     r = machines::routes(r);
     tasks::routes(r)
+}
+
+/// The thumbprint agents must trust, for `cuttle agent register`. Behind
+/// authentication: only someone allowed to register an agent needs it.
+async fn server_thumbprint(State(inst): State<AppState>, _: Caller) -> Json<Value> {
+    Json(json!({ "Thumbprint": inst.identity.thumbprint().to_string() }))
 }
 
 pub async fn not_found() -> ApiError {

@@ -4,11 +4,13 @@
 use super::{scoped, Id, Q};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::json::OctoJson;
 use crate::links::{page, resource};
+use crate::space::SpaceId;
 use crate::AppState;
 use crate::Closing;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderName};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -27,12 +29,43 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/tasks", get(list_tasks));
+    r = scoped(r, "/tasks", get(list_tasks).post(create_task));
     r = scoped(r, "/tasks/{id}", get(task));
     r = scoped(r, "/tasks/{id}/details", get(details));
     r = scoped(r, "/tasks/{id}/raw", get(raw));
     r = scoped(r, "/tasks/{id}/stream", get(stream));
     scoped(r, "/tasks/{id}/cancel", post(cancel))
+}
+
+/// `POST /api/tasks` as Octopus clients send it. Only `Health` for now:
+/// deployments are queued through `/api/deployments`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NewTaskBody {
+    name: String,
+    arguments: NewTaskArguments,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NewTaskArguments {
+    machine_ids: Vec<String>,
+}
+
+async fn create_task(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    SpaceId(s): SpaceId,
+    OctoJson(body): OctoJson<NewTaskBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.name != "Health" {
+        return Err(ApiError::bad_request(format!(
+            "Name: '{}' tasks cannot be queued here; only Health (deployments are created through /api/deployments)",
+            body.name
+        )));
+    }
+    let task = svc::queue_health(&inst, &caller, &s, body.arguments.machine_ids).await?;
+    Ok((StatusCode::CREATED, Json(resource(&task))))
 }
 
 /// Filters beside the paging parameters (read separately: serde's flatten

@@ -1,11 +1,20 @@
-//! `cuttle agent …`: the agent's local set-up. So far only `init`, which gives
-//! an agent the TLS identity by which a server will pin it.
+//! `cuttle agent …`: the agent on its machine. `init` gives it the TLS
+//! identity a server pins, `register` tells a server about it (and it about
+//! the server), `run` serves the server's requests. Listening mode only so far.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use cuttle_protocol::Identity;
+use anyhow::{bail, Context as _};
+use cuttle_protocol::{Hello, Identity, Thumbprint, TrustedThumbprints};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use super::api::Api;
+use super::Connection;
+
+/// The agent's registration, beside its identity in the data directory.
+const CONFIG_FILE: &str = "agent.json";
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AgentCommand {
@@ -20,12 +29,254 @@ pub enum AgentCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Register this agent with a server as a deployment target, and trust
+    /// that server's certificate (uses --server, --api-key and --space)
+    Register(RegisterArgs),
+    /// Serve the registered server's requests until stopped (SIGTERM, Ctrl-C)
+    Run {
+        #[arg(long, env = "CUTTLE_AGENT_DATA_DIR", default_value = "./cuttle-agent")]
+        data_dir: PathBuf,
+    },
 }
 
-pub fn run(cmd: AgentCommand) -> anyhow::Result<i32> {
+#[derive(clap::Args, Debug)]
+pub struct RegisterArgs {
+    #[arg(long, env = "CUTTLE_AGENT_DATA_DIR", default_value = "./cuttle-agent")]
+    data_dir: PathBuf,
+    /// The deployment target's name, unique in the space
+    #[arg(long)]
+    name: String,
+    /// An environment (name or id) the target is in; repeat for more
+    #[arg(long = "environment", required = true)]
+    environments: Vec<String>,
+    /// A role steps select the target by; repeat for more
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Listening mode: the address to listen on, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", required_unless_present_any = ["polling", "worker"])]
+    listen: Option<String>,
+    /// The host the server dials, when not the --listen host (e.g. listening on 0.0.0.0)
+    #[arg(long, value_name = "HOST")]
+    public_host: Option<String>,
+    /// Polling mode: the agent dials the server (not supported yet)
+    #[arg(long, conflicts_with = "listen")]
+    polling: bool,
+    /// Register as a worker instead of a deployment target (not supported yet)
+    #[arg(long, requires = "pool")]
+    worker: bool,
+    /// The worker pool of a worker (not supported yet)
+    #[arg(long)]
+    pool: Option<String>,
+}
+
+/// What `register` leaves for `run`: who the agent is, where it listens,
+/// and which server certificates it accepts (a set, for rotations).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct AgentConfig {
+    name: String,
+    listen: String,
+    server_url: String,
+    trusted_server_thumbprints: Vec<String>,
+    machine_id: String,
+    space_id: String,
+}
+
+pub async fn run(conn: &Connection, cmd: AgentCommand) -> anyhow::Result<i32> {
     match cmd {
         AgentCommand::Init { data_dir, force } => init(&data_dir, force, &mut std::io::stdout()),
+        AgentCommand::Register(args) => register(conn, args).await,
+        AgentCommand::Run { data_dir } => serve(&data_dir).await.map(|()| 0),
     }
+}
+
+fn load_identity(data_dir: &Path) -> anyhow::Result<Identity> {
+    if !Identity::exists(data_dir) {
+        bail!(
+            "there is no agent identity in {}; run `cuttle agent init --data-dir {}` first",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    Identity::load(data_dir).context("could not load the agent identity")
+}
+
+async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> {
+    if args.polling || args.worker {
+        eprintln!(
+            "Error: polling agents and workers are not supported yet; use --listen HOST:PORT"
+        );
+        return Ok(2);
+    }
+    let identity = load_identity(&args.data_dir)?;
+    let Some(listen) = args.listen else {
+        bail!("--listen HOST:PORT is required");
+    };
+    let (host, port) = listen
+        .rsplit_once(':')
+        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        .with_context(|| format!("--listen must be HOST:PORT, not {listen:?}"))?;
+    let host = args.public_host.as_deref().unwrap_or(host);
+    if matches!(host, "0.0.0.0" | "[::]") {
+        bail!(
+            "the server cannot dial {host}; pass --public-host with a name or address it can reach"
+        );
+    }
+
+    let api = Api::new(conn)?;
+    let space = api.space_id(&conn.space).await?;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct ServerThumbprint {
+        thumbprint: String,
+    }
+    let server: ServerThumbprint = api
+        .send(api.request(Method::GET, &["api", "agents", "server-thumbprint"]))
+        .await
+        .context("could not get the server's certificate thumbprint")?;
+    let server_thumbprint: Thumbprint = server
+        .thumbprint
+        .parse()
+        .context("the server sent a thumbprint that is not one")?;
+    let mut environment_ids = Vec::with_capacity(args.environments.len());
+    for env in &args.environments {
+        environment_ids.push(environment_id(&api, &space, env).await?);
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Created {
+        id: String,
+    }
+    let body = serde_json::json!({
+        "Name": args.name,
+        "Roles": args.roles,
+        "EnvironmentIds": environment_ids,
+        "Endpoint": {
+            "CommunicationStyle": "TentaclePassive",
+            "Uri": format!("https://{host}:{port}/"),
+            "Thumbprint": identity.thumbprint().to_string(),
+        },
+    });
+    let created: Created = api
+        .post(&["api", &space, "machines"], &body)
+        .await
+        .with_context(|| format!("could not register the deployment target {:?}", args.name))?;
+
+    let config = AgentConfig {
+        name: args.name.clone(),
+        listen: listen.clone(),
+        server_url: conn.server.clone().unwrap_or_default(),
+        trusted_server_thumbprints: vec![server_thumbprint.to_string()],
+        machine_id: created.id.clone(),
+        space_id: space,
+    };
+    let path = args.data_dir.join(CONFIG_FILE);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    println!(
+        "Registered {} as {} (listening on {listen}); it trusts the server certificate {server_thumbprint}.",
+        args.name, created.id
+    );
+    println!(
+        "Start it with: cuttle agent run --data-dir {}",
+        args.data_dir.display()
+    );
+    Ok(0)
+}
+
+/// An environment's id from its id or exact name.
+async fn environment_id(api: &Api, space: &str, env: &str) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Environment {
+        id: String,
+        name: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Page {
+        items: Vec<Environment>,
+    }
+    let query = [("partialName", env), ("skip", "0"), ("take", "2147483647")];
+    let page: Page = api
+        .send(
+            api.request(Method::GET, &["api", space, "environments"])
+                .query(&query),
+        )
+        .await?;
+    if let Some(found) = page.items.iter().find(|e| e.id == env || e.name == env) {
+        return Ok(found.id.clone());
+    }
+    if env.starts_with("Environments-") {
+        // partialName searches names only; the server checks the id.
+        return Ok(env.to_owned());
+    }
+    bail!("no environment is named {env:?} in {space} (names are case-sensitive)")
+}
+
+async fn serve(data_dir: &Path) -> anyhow::Result<()> {
+    crate::server::init_tracing();
+    let path = data_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "could not read {}; register the agent first with `cuttle agent register`",
+            path.display()
+        )
+    })?;
+    let config: AgentConfig =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    let identity = load_identity(data_dir)?;
+    let trusted = config
+        .trusted_server_thumbprints
+        .iter()
+        .map(|t| t.parse::<Thumbprint>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is corrupt", path.display()))?;
+    if trusted.is_empty() {
+        tracing::warn!(
+            "this agent trusts no server certificate, so it will refuse every connection"
+        );
+    }
+    let tls = cuttle_protocol::trust::server_config(&identity, TrustedThumbprints::new(trusted))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "Cuttle agent {} is listening on https://{addr}",
+        config.name
+    );
+
+    let (name, dir) = (config.name.clone(), data_dir.to_path_buf());
+    let hello = move || Hello {
+        protocol_version: cuttle_protocol::PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        operating_system: std::env::consts::OS.to_owned(),
+        architecture: std::env::consts::ARCH.to_owned(),
+        free_disk_bytes: free_disk_bytes(&dir).unwrap_or(0),
+        name: name.clone(),
+    };
+    cuttle_protocol::listen::serve(listener, tls, hello, crate::server::shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Space available to this user on the file system holding `dir`.
+fn free_disk_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stats` is written by statvfs
+    // before being read, only when it reports success.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 
 fn init(data_dir: &Path, force: bool, out: &mut dyn Write) -> anyhow::Result<i32> {

@@ -210,6 +210,12 @@ fn listening_agents_register_answer_health_checks_and_refuse_strangers() {
             config["TrustedServerThumbprints"],
             json!([server_thumbprint])
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir_a.join("agent.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the agent's configuration is private");
         let agent_a = Agent::start(&dir_a);
         let machine = machine_named(&server, "web-a");
         let id = machine["Id"].as_str().unwrap().to_owned();

@@ -172,7 +172,7 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
         space_id: space,
     };
     let path = args.data_dir.join(CONFIG_FILE);
-    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)
+    write_private(&path, &serde_json::to_vec_pretty(&config)?)
         .with_context(|| format!("could not write {}", path.display()))?;
     println!(
         "Registered {} as {} (listening on {listen}); it trusts the server certificate {server_thumbprint}.",
@@ -321,4 +321,21 @@ fn init(data_dir: &Path, force: bool, out: &mut dyn Write) -> anyhow::Result<i32
         certs.join(cuttle_protocol::identity::KEY_FILE).display()
     )?;
     Ok(0)
+}
+
+/// Writes `bytes` to `path` readable by the owner only, through a temporary
+/// file renamed into place, so a crash never leaves half a configuration.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -142,19 +142,7 @@ pub(crate) fn ensure_not_default<D: OneDefault>(doc: &D) -> Result<()> {
 /// nothing uses it.
 pub(crate) async fn delete<D: OneDefault>(store: &Store, caller: &User, doc: &D) -> Result<()> {
     ensure_not_default(doc)?;
-    let mut tx = store.begin().await?;
-    tx.delete::<D>(doc.id()).await?;
-    audit(
-        &mut tx,
-        caller,
-        doc.space_id(),
-        "Deleted",
-        format!("{} {} was deleted", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    crate::resources::delete_existing(store, caller, doc).await
 }
 
 /// Gives the space a default if it has none: the document named `name` if

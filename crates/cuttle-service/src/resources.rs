@@ -98,7 +98,12 @@ async fn update_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> 
     Ok(())
 }
 
-async fn delete_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> Result<()> {
+/// Deletes a document, with its audit event, in one transaction.
+pub(crate) async fn delete_existing<D: Document>(
+    store: &Store,
+    caller: &User,
+    doc: &D,
+) -> Result<()> {
     let mut tx = store.begin().await?;
     tx.delete::<D>(doc.id()).await?;
     audit(

@@ -35,8 +35,10 @@ pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin {
     }
 }
 
+/// A named resource of a space, unique by name there; listed in creation
+/// order, or by the field given last (a user-chosen sort order).
 macro_rules! space_document {
-    ($t:ty, $collection:literal, $kind:literal) => {
+    ($t:ty, $collection:literal, $kind:literal $(, $sort:ident)?) => {
         impl Document for $t {
             const COLLECTION: &'static str = $collection;
             const KIND: &'static str = $kind;
@@ -49,6 +51,11 @@ macro_rules! space_document {
             fn name(&self) -> &str {
                 &self.name
             }
+            $(
+                fn sort_key(&self) -> i64 {
+                    self.$sort
+                }
+            )?
         }
     };
 }
@@ -74,22 +81,7 @@ impl Document for Space {
     }
 }
 
-impl Document for Environment {
-    const COLLECTION: &'static str = "Environments";
-    const KIND: &'static str = "environment";
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn space_id(&self) -> Option<&str> {
-        Some(&self.space_id)
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn sort_key(&self) -> i64 {
-        self.sort_order
-    }
-}
+space_document!(Environment, "Environments", "environment", sort_order);
 
 impl Document for Channel {
     const COLLECTION: &'static str = "Channels";
@@ -254,22 +246,7 @@ space_document!(Machine, "Machines", "deployment target");
 space_document!(Worker, "Workers", "worker");
 space_document!(MachinePolicy, "MachinePolicies", "machine policy");
 
-impl Document for WorkerPool {
-    const COLLECTION: &'static str = "WorkerPools";
-    const KIND: &'static str = "worker pool";
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn space_id(&self) -> Option<&str> {
-        Some(&self.space_id)
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn sort_key(&self) -> i64 {
-        self.sort_order
-    }
-}
+space_document!(WorkerPool, "WorkerPools", "worker pool", sort_order);
 
 /// Which documents a list wants.
 #[derive(Clone, Debug, Default)]

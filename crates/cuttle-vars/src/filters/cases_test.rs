@@ -18,10 +18,9 @@ const AREAS: &[&str] = &[
     "filters-null",
 ];
 
-/// The shared conformance cases, beside the repository (`../shared`).
+/// The conformance cases, the repository's copy of the shared ones.
 fn cases_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/octostache-cases.json")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/octostache-cases.json")
 }
 
 /// One filter call: name and its options, nested `#{Var}` already looked up.

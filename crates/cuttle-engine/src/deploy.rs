@@ -7,21 +7,29 @@ use crate::helpers::{
 };
 use crate::intervention::{record_manual_outputs, Answer, Asking, Interventions};
 use crate::log::{ActivityLog, TaskLog};
-use crate::plan::{condition_allows, groups, plan, PlanInput, PlannedStep, SkipReason};
+use crate::plan::{
+    condition_allows, groups, plan, Placement as Where, PlanInput, PlanTarget, PlannedStep,
+    SkipReason,
+};
+use crate::remote::{run_on_agent, AgentTarget, ConnectionLimits};
 use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_WORKER};
+use crate::worker_choice::WorkerChoice;
 use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
+use cuttle_model::machine::HealthStatus;
 use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::process::{
     PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, PROP_SCRIPT_SYNTAX, PROP_TIMEOUT_MINUTES,
     PROP_TIMEOUT_SECONDS, SCRIPT_ACTION_TYPE,
 };
 use cuttle_model::{
-    Action, ActivityStatus, Deployment, Environment, LogCategory, Project, Release, ServerTask,
-    TaskState,
+    Action, ActivityStatus, Deployment, Environment, LogCategory, Machine, Project, Release,
+    ServerTask, TaskState, Worker,
 };
 use cuttle_model::{Channel, Space, Step};
+use cuttle_protocol::messages::{ScriptFile, ScriptSyntax, StartScript};
 use cuttle_store::{MasterKey, ProcessSnapshot, Store};
+use futures::StreamExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +44,8 @@ pub struct DeployContext {
     pub interventions: Arc<Interventions>,
     /// The built-in worker's isolation.
     pub sandbox: Arc<crate::sandbox::Sandbox>,
+    /// Connections to agents; `None` when the server has no TLS identity.
+    pub agents: Option<Arc<cuttle_protocol::Agents>>,
 }
 
 /// How a task ended.
@@ -67,6 +77,8 @@ struct Loaded {
     process: ProcessSnapshot,
     space: Option<Space>,
     channel: Option<Channel>,
+    /// The enabled deployment targets in the environment.
+    targets: Vec<Machine>,
 }
 
 async fn load(store: &Store, task: &ServerTask) -> Result<Loaded, String> {
@@ -100,7 +112,20 @@ async fn load(store: &Store, task: &ServerTask) -> Result<Loaded, String> {
         .get::<Channel>(&release.channel_id)
         .await
         .map_err(err)?;
+    // Only the machines the deployment was asked for, less those excluded.
+    let targets = store
+        .deployment_targets(&deployment.space_id, &environment.id)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .filter(|m| {
+            deployment.specific_machine_ids.is_empty()
+                || deployment.specific_machine_ids.contains(&m.id)
+        })
+        .filter(|m| !deployment.excluded_machine_ids.contains(&m.id))
+        .collect();
     Ok(Loaded {
+        targets,
         deployment,
         release,
         project,
@@ -150,14 +175,21 @@ pub async fn run(
     };
 
     let work_dir = ctx.work_root.join(&task.id);
+    let plan_targets: Vec<PlanTarget> = loaded
+        .targets
+        .iter()
+        .map(|m| PlanTarget {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            roles: m.roles.clone(),
+        })
+        .collect();
     let steps = plan(&PlanInput {
         process: &loaded.process.0,
         environment_id: &loaded.environment.id,
         channel_id: &loaded.release.channel_id,
         skip_actions: &loaded.deployment.skip_actions,
-        // Deployment targets arrive with agents; until then steps that target
-        // roles find none and say so.
-        targets: &[],
+        targets: &plan_targets,
     });
     let mut failures: Vec<String> = vec![];
     let mut canceled = false;
@@ -237,15 +269,15 @@ struct StepScope<'a> {
     cancel: &'a CancellationToken,
 }
 
-impl StepScope<'_> {
+impl<'a> StepScope<'a> {
     /// Runs one step (its condition, then its actions in order), writing
     /// under `activity`. `error_so_far` is what failed before its group.
     async fn run_step(
-        &self,
-        step: &PlannedStep,
-        activity: &ActivityLog,
+        &'a self,
+        step: &'a PlannedStep,
+        activity: &'a ActivityLog,
         canceled_before: bool,
-        error_so_far: Option<&str>,
+        error_so_far: Option<&'a str>,
     ) -> StepEnd {
         let mut failures = vec![];
         let mut canceled = false;
@@ -304,24 +336,25 @@ impl StepScope<'_> {
         for (i, planned) in step.actions.iter().enumerate() {
             if let Some(reason) = &planned.skip {
                 log_skip(activity, &planned.action.name, reason);
-                return StepEnd { failures, canceled };
+                continue;
             }
             let placement = Placement {
                 step: source_step.cloned().unwrap_or_default(),
                 number: step.number,
-                machine: BUILT_IN_WORKER,
                 error_so_far,
             };
-            let run = ActionRun {
+            let dir = self
+                .work_dir
+                .join(format!("step-{}-action-{}", step.number, i + 1));
+            let run = |runs_on| ActionRun {
                 ctx: self.ctx,
                 log: self.log,
                 step_activity: activity,
                 step_name: &step.name,
                 action: &planned.action,
                 placement: &placement,
-                dir: self
-                    .work_dir
-                    .join(format!("step-{}-action-{}", step.number, i + 1)),
+                runs_on,
+                dir: dir.clone(),
                 asking: Asking {
                     store: &self.ctx.store,
                     hub: &self.ctx.interventions,
@@ -331,13 +364,71 @@ impl StepScope<'_> {
                 },
                 guided: self.loaded.deployment.use_guided_failure,
             };
-            match run.run(self.vars).await {
-                ActionOutcome::Succeeded => {}
-                ActionOutcome::Ignored => step_ignored = true,
-                ActionOutcome::Canceled => canceled = true,
-                ActionOutcome::Failed(message) => {
-                    failures.push(format!("The step '{}' failed: {message}", step.name));
-                    step_failed = true;
+            let outcomes = match &planned.placement {
+                Where::Worker => {
+                    let spread = self.task.id.bytes().map(usize::from).sum::<usize>();
+                    let chosen = crate::worker_choice::choose(
+                        &self.ctx.store,
+                        &self.loaded.deployment.space_id,
+                        &planned.action,
+                        spread,
+                    )
+                    .await;
+                    match &chosen {
+                        Ok(WorkerChoice::BuiltIn) => {
+                            vec![run(RunsOn::BuiltInWorker).run(self.vars).await]
+                        }
+                        Ok(WorkerChoice::Worker(w)) => {
+                            vec![run(RunsOn::Worker(w)).run(self.vars).await]
+                        }
+                        Err(why) => {
+                            activity.error(why);
+                            vec![ActionOutcome::Failed(why.clone())]
+                        }
+                    }
+                }
+                Where::Targets(targets) => {
+                    // A rolling deployment: at most this many targets at once.
+                    let window = step.max_parallelism.unwrap_or(targets.len()).max(1);
+                    let machines: Vec<&Machine> = targets
+                        .iter()
+                        .filter_map(|t| self.loaded.targets.iter().find(|m| m.id == t.id))
+                        .collect();
+                    let machines = match self.available(machines, activity) {
+                        Ok(m) => m,
+                        Err(why) => {
+                            activity.error(&why);
+                            failures.push(format!("The step '{}' failed: {why}", step.name));
+                            step_failed = true;
+                            continue;
+                        }
+                    };
+                    let runs: Vec<_> = machines
+                        .into_iter()
+                        .map(|m| run(RunsOn::Target(m)))
+                        .collect();
+                    // Boxed and collected first: a lazy iterator's closure
+                    // held across the await makes the task's future !Send.
+                    let mut pending: Vec<futures::future::BoxFuture<'_, ActionOutcome>> =
+                        Vec::with_capacity(runs.len());
+                    for r in &runs {
+                        pending.push(Box::pin(r.run(self.vars)));
+                    }
+                    futures::stream::iter(pending)
+                        .buffered(window)
+                        .collect::<Vec<_>>()
+                        .await
+                }
+            };
+            for outcome in outcomes {
+                match outcome {
+                    ActionOutcome::Succeeded => {}
+                    ActionOutcome::Ignored => step_ignored = true,
+                    ActionOutcome::Canceled => canceled = true,
+                    ActionOutcome::Failed(message) => {
+                        failures.push(format!("The step '{}' failed: {message}", step.name));
+                        step_failed = true;
+                    }
                 }
             }
             if canceled {
@@ -358,6 +449,54 @@ impl StepScope<'_> {
     }
 }
 
+impl StepScope<'_> {
+    /// The targets to run on: an unavailable one (as its last health check
+    /// found) fails the step at once, naming it, unless the project skips
+    /// unavailable machines, in which case it is left out with a warning.
+    fn available<'m>(
+        &self,
+        machines: Vec<&'m Machine>,
+        activity: &ActivityLog,
+    ) -> Result<Vec<&'m Machine>, String> {
+        let policy = &self.loaded.project.project_connectivity_policy;
+        let skip = policy
+            .skip_machine_behavior
+            .eq_ignore_ascii_case("SkipUnavailableMachines")
+            || policy.exclude_unhealthy_targets;
+        let (down, up): (Vec<&Machine>, Vec<&Machine>) = machines.into_iter().partition(|m| {
+            matches!(
+                m.health_status,
+                HealthStatus::Unavailable | HealthStatus::Unhealthy
+            )
+        });
+        if down.is_empty() {
+            return Ok(up);
+        }
+        let described: Vec<String> = down
+            .iter()
+            .map(|m| format!("{} ({:?}: {})", m.name, m.health_status, m.status_summary))
+            .collect();
+        if !skip {
+            return Err(format!(
+                "the deployment target{} {} {} unavailable; check {}, or exclude {} from the deployment",
+                if down.len() == 1 { "" } else { "s" },
+                described.join(", "),
+                if down.len() == 1 { "is" } else { "are" },
+                if down.len() == 1 { "its health" } else { "their health" },
+                if down.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        activity.log(
+            LogCategory::Warning,
+            format!(
+                "Skipping unavailable deployment targets, as the project asks: {}",
+                described.join(", ")
+            ),
+        );
+        Ok(up)
+    }
+}
+
 /// How one action of a step ended.
 enum ActionOutcome {
     Succeeded,
@@ -375,6 +514,7 @@ struct ActionRun<'a> {
     step_name: &'a str,
     action: &'a Action,
     placement: &'a Placement<'a>,
+    runs_on: RunsOn<'a>,
     dir: PathBuf,
     asking: Asking<'a>,
     /// Guided failure: a failure asks a person instead of failing the step.
@@ -387,17 +527,15 @@ impl ActionRun<'_> {
             return self.manual(vars).await;
         }
         let mut attempt = 1;
+        let machine = self.runs_on.name();
         loop {
             let (name, dir) = if attempt == 1 {
-                (BUILT_IN_WORKER.to_owned(), self.dir.clone())
+                (machine.to_owned(), self.dir.clone())
             } else {
                 // A retry gets a clean working directory of its own.
                 let mut dir = self.dir.clone().into_os_string();
                 dir.push(format!("-attempt-{attempt}"));
-                (
-                    format!("{BUILT_IN_WORKER} (attempt {attempt})"),
-                    PathBuf::from(dir),
-                )
+                (format!("{machine} (attempt {attempt})"), PathBuf::from(dir))
             };
             let target = self.log.activity(Some(self.step_activity), &name).await;
             target.start().await;
@@ -405,9 +543,16 @@ impl ActionRun<'_> {
                 self.ctx,
                 self.action,
                 self.placement,
+                ActionSite {
+                    runs_on: &self.runs_on,
+                    dir,
+                    command_id: format!(
+                        "{}.step-{}.{}.attempt-{attempt}",
+                        self.asking.task.id, self.placement.number, self.action.id
+                    ),
+                },
                 vars,
                 &target,
-                dir,
                 self.asking.cancel.clone(),
             )
             .await;
@@ -476,7 +621,7 @@ impl ActionRun<'_> {
             &self.placement.step,
             self.placement.number,
             self.action,
-            self.placement.machine,
+            self.runs_on.name(),
             self.placement.error_so_far,
         );
         let instructions = cuttle_vars::render(&template, &dict)
@@ -556,21 +701,64 @@ fn step_of(process: &ProcessSnapshot, number: usize) -> Option<&Step> {
     process.0.steps.get(number.checked_sub(1)?)
 }
 
-/// Where an action runs: its step, and the machine it runs on.
+/// Which step an action belongs to, and what failed before it.
 struct Placement<'a> {
     step: Step,
     number: usize,
-    machine: &'a str,
     error_so_far: Option<&'a str>,
+}
+
+/// The machine one run of an action happens on.
+#[derive(Clone, Copy)]
+enum RunsOn<'a> {
+    BuiltInWorker,
+    Target(&'a Machine),
+    Worker(&'a Worker),
+}
+
+impl RunsOn<'_> {
+    fn name(&self) -> &str {
+        match self {
+            RunsOn::BuiltInWorker => BUILT_IN_WORKER,
+            RunsOn::Target(m) => &m.name,
+            RunsOn::Worker(w) => &w.name,
+        }
+    }
+
+    /// The agent it runs on; `None` for the built-in worker.
+    fn agent(&self) -> Option<AgentTarget<'_>> {
+        match self {
+            RunsOn::BuiltInWorker => None,
+            RunsOn::Target(m) => Some(AgentTarget {
+                name: &m.name,
+                endpoint: &m.endpoint,
+                machine_policy_id: &m.machine_policy_id,
+            }),
+            RunsOn::Worker(w) => Some(AgentTarget {
+                name: &w.name,
+                endpoint: &w.endpoint,
+                machine_policy_id: &w.machine_policy_id,
+            }),
+        }
+    }
+}
+
+/// Where one run of an action happens: the machine, the working directory
+/// on the built-in worker, and the command id an agent knows it by (the same
+/// id is never run twice by an agent).
+struct ActionSite<'a> {
+    runs_on: &'a RunsOn<'a>,
+    dir: PathBuf,
+    command_id: String,
 }
 
 async fn run_action(
     ctx: &DeployContext,
     action: &Action,
     placement: &Placement<'_>,
+    site: ActionSite<'_>,
     vars: &SharedVariables,
     target: &ActivityLog,
-    dir: PathBuf,
     cancel: CancellationToken,
 ) -> Result<(), ActionError> {
     if action.action_type != SCRIPT_ACTION_TYPE {
@@ -610,11 +798,12 @@ async fn run_action(
             action.name
         )));
     }
+    let machine = site.runs_on.name();
     let dict = vars.for_action(
         &placement.step,
         placement.number,
         action,
-        placement.machine,
+        machine,
         placement.error_so_far,
     );
     // The body is a template: `#{…}` is substituted before the script runs.
@@ -637,22 +826,12 @@ async fn run_action(
         "Running a {syntax_name} script with a timeout of {} seconds",
         timeout.as_secs()
     ));
-    let spec = ScriptSpec {
-        syntax,
-        body,
-        work_dir: dir,
-        env: vec![],
-        timeout,
-        bootstrap: Some(
-            match syntax {
-                Syntax::Bash => BASH_BOOTSTRAP,
-                Syntax::Python => PYTHON_BOOTSTRAP,
-            }
-            .to_owned(),
-        ),
-        files: vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))],
-        sandbox: ctx.sandbox.clone(),
-    };
+    let bootstrap = match syntax {
+        Syntax::Bash => BASH_BOOTSTRAP,
+        Syntax::Python => PYTHON_BOOTSTRAP,
+    }
+    .to_owned();
+    let files = vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))];
     let mut outputs = vec![];
     let (mut masker, mut secrets) = vars.masking();
     let on_line = |stream: OutputStream, line: String| {
@@ -688,9 +867,48 @@ async fn run_action(
             OutputStream::Stderr => target.error(line),
         }
     };
-    let result = run_script(spec, cancel, on_line).await;
+    let result = match site.runs_on.agent() {
+        None => {
+            let spec = ScriptSpec {
+                syntax,
+                body,
+                work_dir: site.dir,
+                env: vec![],
+                timeout,
+                bootstrap: Some(bootstrap),
+                files,
+                sandbox: ctx.sandbox.clone(),
+            };
+            run_script(spec, cancel, on_line)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Some(agent) => {
+            let Some(agents) = &ctx.agents else {
+                return Err(ActionError::Failed(
+                    "This server has no TLS identity, so it cannot reach agents".into(),
+                ));
+            };
+            let start = StartScript {
+                id: site.command_id,
+                syntax: match syntax {
+                    Syntax::Bash => ScriptSyntax::Bash,
+                    Syntax::Python => ScriptSyntax::Python,
+                },
+                body,
+                bootstrap: Some(bootstrap),
+                files: files
+                    .into_iter()
+                    .map(|(name, content)| ScriptFile { name, content })
+                    .collect(),
+                timeout_seconds: timeout.as_secs(),
+            };
+            let limits = ConnectionLimits::of(&ctx.store, agent.machine_policy_id).await;
+            run_on_agent(agents, &agent, limits, start, cancel, on_line).await
+        }
+    };
     for (name, value, sensitive) in outputs {
-        vars.record_output(&action.name, placement.machine, &name, &value, sensitive);
+        vars.record_output(&action.name, machine, &name, &value, sensitive);
     }
     match result {
         Ok(ScriptOutcome::Exited(0)) => Ok(()),
@@ -705,6 +923,6 @@ async fn run_action(
             timeout.as_secs()
         ))),
         Ok(ScriptOutcome::Canceled) => Err(ActionError::Canceled),
-        Err(e) => Err(ActionError::Failed(e.to_string())),
+        Err(e) => Err(ActionError::Failed(e)),
     }
 }

@@ -1,19 +1,22 @@
-//! The `Health` task: asks each listening agent who it is (`GET /v1/hello`)
+//! The `Health` task: asks each agent who it is (`GET /v1/hello`)
 //! and records on its machine whether it answered, and what it runs on.
 //!
-//! Arguments: `{"MachineIds": [...]}`; without any, every machine in the
-//! task's space. Each machine is checked at once and independently, each
-//! within its machine policy's `ConnectionConnectTimeout`.
+//! Arguments: `{"MachineIds": [...], "WorkerIds": [...]}`; without any,
+//! every deployment target and worker in the task's space. Each is checked
+//! at once and independently, within its machine policy's
+//! `ConnectionConnectTimeout`. An agent older than the server is a warning.
 
 use crate::deploy::Outcome;
 use crate::log::{ActivityLog, TaskLog};
-use cuttle_model::machine::{CommunicationStyle, HealthStatus};
+use cuttle_model::machine::{
+    AgentFacts, AgentMachine, CommunicationStyle, HealthCheck, HealthStatus,
+};
 use cuttle_model::machine_policy::parse_timespan;
 use cuttle_model::{
-    ActivityStatus, LogCategory, Machine, MachinePolicy, ServerTask, TaskState, Timestamp,
+    ActivityStatus, LogCategory, Machine, MachinePolicy, ServerTask, TaskState, Timestamp, Worker,
 };
-use cuttle_protocol::{Hello, Identity, Thumbprint};
-use cuttle_store::Store;
+use cuttle_protocol::{AgentEndpoint, Agents, Hello, Thumbprint};
+use cuttle_store::{DocumentQuery, Store};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +25,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(
     store: &Store,
-    identity: Option<&Identity>,
+    agents: Option<&Agents>,
     task: &ServerTask,
     log: &TaskLog,
     cancel: CancellationToken,
@@ -34,15 +37,16 @@ pub async fn run(
         root.finish(ActivityStatus::Failed).await;
         Outcome::failed(message)
     };
-    let Some(identity) = identity else {
+    let Some(agents) = agents else {
         return fail("This server has no TLS identity, so it cannot connect to agents".into())
             .await;
     };
-    let machines = match machines_of(store, task).await {
+    let (machines, workers) = match machines_of(store, task).await {
         Ok(m) => m,
         Err(e) => return fail(e).await,
     };
-    if machines.is_empty() {
+    let total = machines.len() + workers.len();
+    if total == 0 {
         root.info("There are no machines to check.");
         root.finish(ActivityStatus::Success).await;
         return Outcome {
@@ -51,22 +55,28 @@ pub async fn run(
         };
     }
 
-    let checks = machines.iter().map(|m| check(store, identity, m, &root));
-    let results = tokio::select! {
-        r = futures::future::join_all(checks) => r,
+    let checks = futures::future::join(
+        futures::future::join_all(machines.iter().map(|m| check(store, agents, m, &root))),
+        futures::future::join_all(workers.iter().map(|w| check(store, agents, w, &root))),
+    );
+    let (machine_results, worker_results) = tokio::select! {
+        r = checks => r,
         _ = cancel.cancelled() => {
             root.finish(ActivityStatus::Canceled).await;
             return Outcome { state: TaskState::Canceled, error: None };
         }
     };
-    let unavailable: Vec<&str> = machines
+    let names = machines
         .iter()
-        .zip(&results)
+        .map(|m| m.name.as_str())
+        .chain(workers.iter().map(|w| w.name.as_str()));
+    let unavailable: Vec<&str> = names
+        .zip(machine_results.iter().chain(&worker_results))
         .filter(|(_, healthy)| !**healthy)
-        .map(|(m, _)| m.name.as_str())
+        .map(|(name, _)| name)
         .collect();
     if unavailable.is_empty() {
-        root.info(format!("All {} machines are healthy.", machines.len()));
+        root.info(format!("All {total} machines are healthy."));
         root.finish(ActivityStatus::Success).await;
         Outcome {
             state: TaskState::Success,
@@ -74,99 +84,175 @@ pub async fn run(
         }
     } else {
         fail(format!(
-            "{} of {} machines could not be reached: {}",
+            "{} of {total} machines could not be reached: {}",
             unavailable.len(),
-            machines.len(),
             unavailable.join(", ")
         ))
         .await
     }
 }
 
-/// The machines the task names, or all in its space.
-async fn machines_of(store: &Store, task: &ServerTask) -> Result<Vec<Machine>, String> {
-    let ids: Vec<String> = match task.arguments.get("MachineIds") {
-        None | Some(serde_json::Value::Null) => vec![],
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|_| "The task's MachineIds is not a list of machine ids".to_owned())?,
+/// The machines and workers the task names (`MachineIds`, `WorkerIds`), or
+/// all of them in its space.
+async fn machines_of(
+    store: &Store,
+    task: &ServerTask,
+) -> Result<(Vec<Machine>, Vec<Worker>), String> {
+    let ids = |key: &str| -> Result<Vec<String>, String> {
+        match task.arguments.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(vec![]),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|_| format!("The task's {key} is not a list of ids")),
+        }
     };
-    if ids.is_empty() {
+    let (machine_ids, worker_ids) = (ids("MachineIds")?, ids("WorkerIds")?);
+    let err = |e: cuttle_store::StoreError| e.to_string();
+    if machine_ids.is_empty() && worker_ids.is_empty() {
         let space = task
             .space_id
             .as_deref()
             .ok_or("The task names no machines and no space")?;
-        return store
-            .machines_in_space(space)
-            .await
-            .map_err(|e| e.to_string());
+        let q = DocumentQuery {
+            space_id: Some(space.to_owned()),
+            ..Default::default()
+        };
+        return Ok((
+            store.machines_in_space(space).await.map_err(err)?,
+            store.list::<Worker>(&q).await.map_err(err)?.items,
+        ));
     }
-    let mut machines = Vec::with_capacity(ids.len());
-    for id in ids {
-        machines.push(
-            store
-                .require::<Machine>(&id)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+    let mut machines = Vec::with_capacity(machine_ids.len());
+    for id in machine_ids {
+        machines.push(store.require::<Machine>(&id).await.map_err(err)?);
     }
-    Ok(machines)
+    let mut workers = Vec::with_capacity(worker_ids.len());
+    for id in worker_ids {
+        workers.push(store.require::<Worker>(&id).await.map_err(err)?);
+    }
+    Ok((machines, workers))
 }
 
-/// Checks one machine, records the result on it and logs it; returns whether
-/// the machine is healthy.
-async fn check(store: &Store, identity: &Identity, machine: &Machine, root: &ActivityLog) -> bool {
-    let result = match machine.endpoint.communication_style {
-        Some(CommunicationStyle::TentaclePassive) => ask(store, identity, machine).await,
-        _ => Err("Only listening agents can be health-checked yet".to_owned()),
-    };
-    let now = Timestamp::now();
+/// Checks one machine or worker, records the result on it and logs it;
+/// returns whether it is healthy.
+async fn check<M>(store: &Store, agents: &Agents, machine: &M, root: &ActivityLog) -> bool
+where
+    M: AgentMachine + cuttle_store::Document,
+{
+    let result = ask(store, agents, machine).await;
     let healthy = result.is_ok();
+    let server_version = env!("CARGO_PKG_VERSION");
+    let older = |hello: &Hello| newer_than(server_version, &hello.agent_version) == Some(true);
+    let outcome = match &result {
+        Ok(hello) => HealthCheck {
+            status: if older(hello) {
+                HealthStatus::HasWarnings
+            } else {
+                HealthStatus::Healthy
+            },
+            summary: match (older(hello), machine.endpoint().communication_style) {
+                (true, _) => format!(
+                    "The agent answered, but runs version {}, older than this server ({server_version}); upgrade it.",
+                    hello.agent_version
+                ),
+                (false, Some(CommunicationStyle::TentacleActive)) => {
+                    "The polling agent answered over its connection.".to_owned()
+                }
+                (false, _) => format!("The agent answered at {}.", machine.endpoint().uri),
+            },
+            agent: Some(AgentFacts {
+                operating_system: hello.operating_system.clone(),
+                architecture: hello.architecture.clone(),
+                version: hello.agent_version.clone(),
+                seen: Timestamp::now(),
+            }),
+        },
+        Err(reason) => HealthCheck {
+            status: HealthStatus::Unavailable,
+            summary: reason.clone(),
+            agent: None,
+        },
+    };
     let recorded = store
-        .change_machine(&machine.id, |m| match &result {
-            Ok(hello) => {
-                m.health_status = HealthStatus::Healthy;
-                m.status_summary = format!("The agent answered at {}.", m.endpoint.uri);
-                m.operating_system = hello.operating_system.clone();
-                m.architecture = hello.architecture.clone();
-                m.agent_version = hello.agent_version.clone();
-                m.last_seen = Some(now);
-            }
-            Err(reason) => {
-                m.health_status = HealthStatus::Unavailable;
-                m.status_summary = reason.clone();
-            }
-        })
+        .change_machine::<M>(AgentMachine::id(machine), |m| m.record_health(&outcome))
         .await;
+    let name = AgentMachine::name(machine);
     match (&result, recorded) {
-        (_, Err(e)) => root.error(format!(
-            "{}: the result could not be recorded: {e}",
-            machine.name
-        )),
-        (_, Ok(None)) => root.info(format!("{} was deleted during the check", machine.name)),
-        (Ok(hello), Ok(Some(_))) => root.info(format!(
-            "{} is healthy: agent {} on {} {}",
-            machine.name, hello.agent_version, hello.operating_system, hello.architecture
-        )),
-        (Err(reason), Ok(Some(_))) => {
-            root.error(format!("{} is unavailable: {reason}", machine.name))
+        (_, Err(e)) => root.error(format!("{name}: the result could not be recorded: {e}")),
+        (_, Ok(None)) => root.info(format!("{name} was deleted during the check")),
+        (Ok(hello), Ok(Some(_))) => {
+            root.info(format!(
+                "{name} is healthy: agent {} on {} {}",
+                hello.agent_version, hello.operating_system, hello.architecture
+            ));
+            if older(hello) {
+                root.log(
+                    LogCategory::Warning,
+                    format!(
+                        "{name} runs agent {}, older than this server ({server_version}); upgrade it",
+                        hello.agent_version
+                    ),
+                );
+            }
         }
+        (Err(reason), Ok(Some(_))) => root.error(format!("{name} is unavailable: {reason}")),
     }
     healthy
 }
 
-async fn ask(store: &Store, identity: &Identity, machine: &Machine) -> Result<Hello, String> {
-    let thumbprint: Thumbprint = machine
-        .endpoint
-        .thumbprint
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let timeout = match store.get::<MachinePolicy>(&machine.machine_policy_id).await {
+/// Whether version `a` is newer than `b` (dotted numbers); `None` when
+/// either cannot be read.
+fn newer_than(a: &str, b: &str) -> Option<bool> {
+    let parse = |v: &str| -> Option<Vec<u64>> {
+        v.split(['-', '+'])
+            .next()?
+            .split('.')
+            .map(|n| n.parse().ok())
+            .collect()
+    };
+    Some(parse(a)? > parse(b)?)
+}
+
+async fn ask<M: AgentMachine>(
+    store: &Store,
+    agents: &Agents,
+    machine: &M,
+) -> Result<Hello, String> {
+    let endpoint = machine.endpoint();
+    let thumbprint: Thumbprint = endpoint.thumbprint.parse().map_err(|e| format!("{e}"))?;
+    let endpoint = match endpoint.communication_style {
+        Some(CommunicationStyle::TentaclePassive) => AgentEndpoint::Listening {
+            uri: &endpoint.uri,
+            thumbprint: &thumbprint,
+        },
+        Some(CommunicationStyle::TentacleActive) => AgentEndpoint::Polling {
+            thumbprint: &thumbprint,
+        },
+        None => return Err("The machine has no communication style".to_owned()),
+    };
+    let timeout = match store
+        .get::<MachinePolicy>(machine.machine_policy_id())
+        .await
+    {
         Ok(Some(p)) => {
             parse_timespan(&p.connection_connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT)
         }
         _ => DEFAULT_CONNECT_TIMEOUT,
     };
-    cuttle_protocol::client::hello(&machine.endpoint.uri, &thumbprint, identity, timeout)
+    agents
+        .hello(endpoint, timeout)
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer_than;
+
+    #[test]
+    fn versions() {
+        assert_eq!(newer_than("0.2.0", "0.1.9"), Some(true));
+        assert_eq!(newer_than("0.1.0", "0.1.0"), Some(false));
+        assert_eq!(newer_than("0.1.0", "0.10.0"), Some(false));
+        assert_eq!(newer_than("x", "0.1.0"), None);
+    }
 }

@@ -12,20 +12,24 @@
 //! - [`signal`]: in-process wake-ups for live followers of a task's log.
 //! - [`script`]: the built-in worker: user scripts as child processes.
 //! - [`sandbox`]: their isolation: limits, an unprivileged user, namespaces.
+//! - [`agent_host`]: an agent's side: the server's scripts, run and followed.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
 //!   they print.
 
+pub mod agent_host;
 pub mod deploy;
 pub mod health;
 pub mod helpers;
 pub mod intervention;
 pub mod log;
 pub mod plan;
+pub mod remote;
 pub mod runner;
 pub mod sandbox;
 pub mod script;
 pub mod signal;
 pub mod variables;
+pub mod worker_choice;
 
 pub use runner::{Runner, RunnerConfig, TaskFinished};

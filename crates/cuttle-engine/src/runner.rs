@@ -36,9 +36,9 @@ pub struct RunnerConfig {
     pub lease: Duration,
     /// The isolation of scripts on the built-in worker.
     pub sandbox: SandboxConfig,
-    /// The certificate this server presents to agents; without it, tasks
-    /// that talk to agents fail.
-    pub identity: Option<Arc<cuttle_protocol::Identity>>,
+    /// The server's connections to agents (and the certificate it presents
+    /// to them); without them, tasks that talk to agents fail.
+    pub agents: Option<Arc<cuttle_protocol::Agents>>,
 }
 
 impl RunnerConfig {
@@ -54,7 +54,7 @@ impl RunnerConfig {
                 hidden_paths: vec![work_dir.clone()],
                 ..SandboxConfig::default()
             },
-            identity: None,
+            agents: None,
             work_dir,
         }
     }
@@ -355,12 +355,13 @@ impl Runner {
                     default_timeout: self.inner.config.default_script_timeout,
                     interventions: self.inner.interventions.clone(),
                     sandbox: self.inner.sandbox.clone(),
+                    agents: self.inner.config.agents.clone(),
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,
                     "Health" => {
-                        let identity = self.inner.config.identity.as_deref();
-                        crate::health::run(&ctx.store, identity, &task, &log, token.clone()).await
+                        let agents = self.inner.config.agents.as_deref();
+                        crate::health::run(&ctx.store, agents, &task, &log, token.clone()).await
                     }
                     other => {
                         deploy::Outcome::failed(format!("This server cannot run '{other}' tasks"))

@@ -131,6 +131,27 @@ impl Sandbox {
         }
     }
 
+    /// For scripts on an agent: they run as the agent's own user, which the
+    /// machine's operator chose (deployment scripts often need its rights
+    /// to restart services), in a fresh directory with a cleared
+    /// environment, the resource limits, and their process group killed on
+    /// cancel or timeout. No namespaces: a target's scripts are meant to
+    /// change that machine.
+    pub fn for_agent() -> Sandbox {
+        Sandbox {
+            limits: Limits {
+                // Counted per user, and the user is the agent's own.
+                processes: None,
+                ..Limits::default()
+            },
+            user: None,
+            bwrap: None,
+            no_namespaces: Some("scripts on an agent run as the agent's user".into()),
+            hidden: vec![],
+            refused: None,
+        }
+    }
+
     /// Decides what isolation can apply here: looks up the worker user when
     /// the server is root, and runs bubblewrap once, exactly as scripts will
     /// run it, to see whether this kernel (or container) permits it.

@@ -211,7 +211,62 @@ macro_rules! agent_machine {
                 self.uri = self.endpoint.uri.clone();
             }
         }
+
+        impl AgentMachine for $name {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn endpoint(&self) -> &Endpoint {
+                &self.endpoint
+            }
+            fn machine_policy_id(&self) -> &str {
+                &self.machine_policy_id
+            }
+            fn health_status(&self) -> HealthStatus {
+                self.health_status
+            }
+            fn record_health(&mut self, check: &HealthCheck) {
+                self.health_status = check.status;
+                self.status_summary = check.summary.clone();
+                if let Some(agent) = &check.agent {
+                    self.operating_system = agent.operating_system.clone();
+                    self.architecture = agent.architecture.clone();
+                    self.agent_version = agent.version.clone();
+                    self.last_seen = Some(agent.seen);
+                }
+            }
+        }
     };
+}
+
+/// What deployment targets and workers share: both run the Cuttle agent.
+pub trait AgentMachine {
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn endpoint(&self) -> &Endpoint;
+    fn machine_policy_id(&self) -> &str;
+    fn health_status(&self) -> HealthStatus;
+    fn record_health(&mut self, check: &HealthCheck);
+}
+
+/// The result of one health check of a machine.
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    pub status: HealthStatus,
+    pub summary: String,
+    /// What the agent said about itself, when it answered.
+    pub agent: Option<AgentFacts>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentFacts {
+    pub operating_system: String,
+    pub architecture: String,
+    pub version: String,
+    pub seen: Timestamp,
 }
 
 agent_machine!(

@@ -1,24 +1,24 @@
-//! The server's side of a listening agent's connection: dial, pin, ask.
-//!
-//! HTTP/1.1 for now: one request per connection is all a health check
-//! needs, and the offline build has no `h2`. The long-lived HTTP/2
-//! connection of docs/agent-protocol.md replaces this when scripts run on
-//! agents; the messages stay the same.
+//! The server's side of a connection to an agent: an HTTP/2 client over a
+//! pinned TLS stream, whoever dialled (see `agents` for listening agents
+//! dialled by the server and `polling` for agents that dial it).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::identity::{Identity, Thumbprint};
-use crate::messages::{ErrorBody, Hello, HELLO_PATH};
+use crate::messages::{ErrorBody, Hello, ScriptStatus, StartScript, HELLO_PATH, SCRIPTS_PATH};
+use crate::service::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use crate::trust::{self, untrusted_peer, TrustedThumbprints};
 use crate::{LISTENING_PORT, PROTOCOL_VERSION};
-
 /// Why talking to an agent failed; each message names the agent's address.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -51,6 +51,16 @@ pub enum ProtocolError {
         server: Thumbprint,
         reason: String,
     },
+    #[error(
+        "the polling agent with certificate {thumbprint} has not connected to this server \
+         within {} s", after.as_secs_f64()
+    )]
+    NotConnected {
+        thumbprint: Thumbprint,
+        after: Duration,
+    },
+    #[error("the connection to the agent at {address} was lost: {reason}")]
+    Lost { address: String, reason: String },
     #[error("the agent at {address} answered {status}: {message}")]
     Status {
         address: String,
@@ -107,38 +117,43 @@ pub async fn hello(
     identity: &Identity,
     timeout: Duration,
 ) -> Result<Hello, ProtocolError> {
-    let address = address_of(uri)?;
-    let config = trust::client_config(identity, TrustedThumbprints::new([thumbprint.clone()]))?;
-    let asking = ask_hello(&address, config, thumbprint, identity.thumbprint());
-    let hello =
-        tokio::time::timeout(timeout, asking)
-            .await
-            .map_err(|_| ProtocolError::Timeout {
-                address: address.clone(),
-                after: timeout,
-            })??;
-    if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(ProtocolError::Version {
-            address,
-            agent: hello.protocol_version,
-            server: PROTOCOL_VERSION,
-        });
-    }
-    Ok(hello)
+    dial(uri, thumbprint, identity, timeout)
+        .await
+        .map(|(_, hello)| hello)
 }
 
-async fn ask_hello(
+/// Dials the listening agent at `uri` as [`hello`] does, and keeps the
+/// connection for further requests.
+pub async fn dial(
+    uri: &str,
+    thumbprint: &Thumbprint,
+    identity: &Identity,
+    timeout: Duration,
+) -> Result<(AgentConnection, Hello), ProtocolError> {
+    let address = address_of(uri)?;
+    let config = trust::client_config(identity, TrustedThumbprints::new([thumbprint.clone()]))?;
+    let dialling = dial_within(&address, config, thumbprint, identity.thumbprint());
+    tokio::time::timeout(timeout, dialling)
+        .await
+        .map_err(|_| ProtocolError::Timeout {
+            address: address.clone(),
+            after: timeout,
+        })?
+}
+
+async fn dial_within(
     address: &str,
     config: Arc<rustls::ClientConfig>,
     expected: &Thumbprint,
     server: &Thumbprint,
-) -> Result<Hello, ProtocolError> {
+) -> Result<(AgentConnection, Hello), ProtocolError> {
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|source| ProtocolError::Connect {
             address: address.to_owned(),
             source,
         })?;
+    let _ = tcp.set_nodelay(true);
     // Ours refusing theirs names their certificate; anything else at this
     // stage or the next is most likely theirs refusing ours.
     let refused = |error: &(dyn std::error::Error + 'static)| match untrusted_peer(error) {
@@ -157,44 +172,166 @@ async fn ask_hello(
         .connect(trust::server_name(), tcp)
         .await
         .map_err(|e| refused(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let connection = AgentConnection::handshake(tls, address.to_owned())
         .await
         .map_err(|e| refused(&e))?;
-    let driving = AbortOnDrop(tokio::spawn(connection));
+    // The agent checks this server's certificate after the handshake is
+    // done on this side, so its refusal arrives with the first answer.
+    let hello = match connection.hello().await {
+        Err(ProtocolError::Lost { reason, .. }) => {
+            return Err(ProtocolError::Refused {
+                address: address.to_owned(),
+                server: server.clone(),
+                reason,
+            })
+        }
+        other => other?,
+    };
+    Ok((connection, hello))
+}
 
-    let request = hyper::Request::get(HELLO_PATH)
-        .header(hyper::header::HOST, trust::SERVER_NAME)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| ProtocolError::Malformed {
-            address: address.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| refused(&e))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| refused(&e))?
-        .to_bytes();
-    drop(driving);
-    if !status.is_success() {
-        let message = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|b| b.error_message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(300).collect());
-        return Err(ProtocolError::Status {
-            address: address.to_owned(),
-            status: status.as_u16(),
-            message,
+/// One HTTP/2 connection to an agent; clones share it, and it closes when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct AgentConnection {
+    sender: SendRequest<Full<Bytes>>,
+    address: Arc<str>,
+    _driver: Arc<AbortOnDrop>,
+}
+
+impl AgentConnection {
+    /// Speaks HTTP/2 as the client over an established stream. `address`
+    /// names the agent in errors.
+    pub async fn handshake<I>(io: I, address: String) -> Result<AgentConnection, hyper::Error>
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(io))
+            .await?;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "an agent connection ended");
+            }
         });
+        Ok(AgentConnection {
+            sender,
+            address: address.into(),
+            _driver: Arc::new(AbortOnDrop(driver)),
+        })
     }
-    serde_json::from_slice(&body).map_err(|e| ProtocolError::Malformed {
-        address: address.to_owned(),
-        reason: e.to_string(),
-    })
+
+    /// The agent's address (or, for a polling agent, where it connected from).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Whether the connection has ended; a closed one answers nothing more.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// `GET /v1/hello`, refusing an agent whose protocol version differs.
+    pub async fn hello(&self) -> Result<Hello, ProtocolError> {
+        let hello: Hello = self
+            .call(Method::GET, HELLO_PATH.to_owned(), None)
+            .await?
+            .ok_or_else(|| self.malformed("the agent has no hello endpoint".into()))?;
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(ProtocolError::Version {
+                address: self.address.to_string(),
+                agent: hello.protocol_version,
+                server: PROTOCOL_VERSION,
+            });
+        }
+        Ok(hello)
+    }
+
+    /// Starts a script, or learns the status of the one with its id.
+    pub async fn start_script(&self, start: &StartScript) -> Result<ScriptStatus, ProtocolError> {
+        let body = serde_json::to_vec(start).map_err(|e| self.malformed(e.to_string()))?;
+        self.call(Method::POST, SCRIPTS_PATH.to_owned(), Some(body))
+            .await?
+            .ok_or_else(|| self.malformed("the agent cannot run scripts".into()))
+    }
+
+    /// The script's lines from `from` on, waiting up to `wait` for news;
+    /// `None` when the agent does not know the script (it restarted).
+    pub async fn script_status(
+        &self,
+        id: &str,
+        from: u64,
+        wait: Duration,
+    ) -> Result<Option<ScriptStatus>, ProtocolError> {
+        let path = format!("{SCRIPTS_PATH}/{id}?from={from}&wait={}", wait.as_millis());
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Cancels the script; `None` when the agent does not know it.
+    pub async fn cancel_script(&self, id: &str) -> Result<Option<ScriptStatus>, ProtocolError> {
+        self.call(Method::DELETE, format!("{SCRIPTS_PATH}/{id}"), None)
+            .await
+    }
+
+    /// One request; `Ok(None)` for a 404, the agent's message for another
+    /// error status.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<T>, ProtocolError> {
+        let lost = |e: &(dyn std::error::Error + 'static)| ProtocolError::Lost {
+            address: self.address.to_string(),
+            reason: error_chain(e),
+        };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("https://{}{path}", trust::SERVER_NAME));
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| self.malformed(e.to_string()))?;
+        let mut sender = self.sender.clone();
+        sender.ready().await.map_err(|e| lost(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| lost(&e))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| lost(&e))?
+            .to_bytes();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error_message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+            return Err(ProtocolError::Status {
+                address: self.address.to_string(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.malformed(e.to_string()))
+    }
+
+    fn malformed(&self, reason: String) -> ProtocolError {
+        ProtocolError::Malformed {
+            address: self.address.to_string(),
+            reason,
+        }
+    }
 }
 
 /// An error with its causes, as one line: hyper's own messages ("connection
@@ -213,9 +350,8 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Stops driving the connection when the request is done or abandoned (a
-/// timeout drops the future mid-way).
-struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+/// Stops driving the connection when its last user is gone.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

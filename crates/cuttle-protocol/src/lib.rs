@@ -10,8 +10,12 @@
 //! - `trust`: rustls configurations that pin the peer's thumbprint, in both
 //!   directions.
 //! - `messages`: the server's requests to an agent and their answers.
-//! - `client`: the server dialling a listening agent (`hello`).
-//! - `listen`: a listening agent serving the server's requests.
+//! - `client`: the server's HTTP/2 client side of one agent connection.
+//! - `service`: the agent's HTTP/2 server side, whoever dialled.
+//! - `listen`: a listening agent accepting the server's connections.
+//! - `polling`: polling agents dialling the server, and the server's hub
+//!   that keeps their connections.
+//! - `agents`: the server reaching any agent, listening or polling.
 //!
 //! # Architecture
 //!
@@ -69,15 +73,20 @@
 //! when a connection opens; the server refuses an agent whose version it
 //! does not speak, with both versions in the error, rather than guessing.
 
+pub mod agents;
 pub mod client;
 pub mod identity;
 pub mod listen;
 pub mod messages;
+pub mod polling;
+pub mod service;
 pub mod trust;
 
-pub use client::ProtocolError;
+pub use agents::{AgentEndpoint, Agents};
+pub use client::{AgentConnection, ProtocolError};
 pub use identity::{Identity, IdentityError, Thumbprint};
 pub use messages::Hello;
+pub use service::AgentService;
 pub use trust::{TrustedThumbprints, UntrustedPeer};
 
 /// The version of this contract. Bump it by hand with any change an older

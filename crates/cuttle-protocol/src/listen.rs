@@ -1,21 +1,16 @@
 //! A listening agent's side: accept the server's pinned TLS connections and
-//! answer its requests. HTTP/1.1 for now, as in `client`.
+//! answer its requests over HTTP/2 (see `service`).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::messages::{ErrorBody, Hello, HELLO_PATH};
+use crate::service::{serve_connection, AgentService};
 use crate::trust::untrusted_peer;
 
 /// A handshake that has not finished by then is dropped, so a peer that
@@ -27,17 +22,13 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Serves the agent's endpoints on `listener` with `tls` (which pins the
 /// servers this agent trusts) until `shutdown` completes; then stops
 /// accepting and lets open connections finish their current request.
-/// `hello` is called per request, as free disk space changes.
-pub async fn serve<H>(
+pub async fn serve<S: AgentService>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    hello: H,
+    service: Arc<S>,
     shutdown: impl Future<Output = ()>,
-) where
-    H: Fn() -> Hello + Send + Sync + 'static,
-{
+) {
     let acceptor = TlsAcceptor::from(tls);
-    let hello = Arc::new(hello);
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -56,7 +47,7 @@ pub async fn serve<H>(
         };
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
-        let (acceptor, hello, mut stopping) = (acceptor.clone(), hello.clone(), stopping.clone());
+        let (acceptor, service, stopping) = (acceptor.clone(), service.clone(), stopping.clone());
         connections.spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -72,23 +63,8 @@ pub async fn serve<H>(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |request| {
-                let hello = hello.clone();
-                async move { Ok::<_, Infallible>(route(&request, &*hello)) }
-            });
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = stopping.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            if let Err(e) = serve_connection(tls, service, stopping).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
@@ -99,43 +75,4 @@ pub async fn serve<H>(
         tracing::warn!("closing connections still open at shutdown");
         connections.abort_all();
     }
-}
-
-fn route(
-    request: &Request<Incoming>,
-    hello: &(dyn Fn() -> Hello + Send + Sync),
-) -> Response<Full<Bytes>> {
-    match (request.method(), request.uri().path()) {
-        (&Method::GET, HELLO_PATH) => json(StatusCode::OK, &hello()),
-        (_, HELLO_PATH) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{HELLO_PATH} takes GET"),
-        ),
-        (_, path) => error(
-            StatusCode::NOT_FOUND,
-            format!("this agent has no endpoint {path}"),
-        ),
-    }
-}
-
-fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
-    json(
-        status,
-        &ErrorBody {
-            error_message: message,
-        },
-    )
-}
-
-fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    // Our own plain structs always serialise; an empty body would still be
-    // an answer the server reports as malformed rather than a hang.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
 }

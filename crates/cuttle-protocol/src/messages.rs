@@ -28,3 +28,120 @@ pub struct Hello {
 pub struct ErrorBody {
     pub error_message: String,
 }
+
+/// Where scripts are started (`POST`), followed (`GET {SCRIPTS_PATH}/{id}`)
+/// and cancelled (`DELETE {SCRIPTS_PATH}/{id}`).
+pub const SCRIPTS_PATH: &str = "/v1/scripts";
+
+/// Longest script id an agent accepts.
+pub const MAX_SCRIPT_ID: usize = 200;
+
+/// Whether `id` may name a script: it appears in a URL path and names the
+/// script's working directory, so letters, digits, `.`, `_` and `-` only,
+/// and at least one letter or digit (never `.` or `..`).
+pub fn valid_script_id(id: &str) -> bool {
+    id.bytes().any(|b| b.is_ascii_alphanumeric())
+        && id.len() <= MAX_SCRIPT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The languages an agent runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScriptSyntax {
+    Bash,
+    Python,
+}
+
+/// A file written beside the script, readable by the script's user only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScriptFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// `POST /v1/scripts`: run a script. The id is the command's identity: an
+/// agent that already knows it answers with that script's status and runs
+/// nothing, so a request repeated after a lost connection never runs twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StartScript {
+    pub id: String,
+    pub syntax: ScriptSyntax,
+    pub body: String,
+    /// Run instead of the script, with the script's file name as argument.
+    pub bootstrap: Option<String>,
+    pub files: Vec<ScriptFile>,
+    pub timeout_seconds: u64,
+}
+
+/// Where a script is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScriptState {
+    Running,
+    /// It exited by itself; see `ExitCode`.
+    Exited,
+    /// A signal from outside the agent killed it; see `Signal`.
+    Killed,
+    TimedOut,
+    Canceled,
+    /// It could not be started (no interpreter, a full disk…); see `Error`.
+    Failed,
+}
+
+/// Which pipe a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScriptStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScriptLine {
+    pub stream: ScriptStream,
+    pub text: String,
+}
+
+/// A script's state and the lines from `From` on (the query's `from`); the
+/// next request asks `from=Next`. An agent answers `GET` as soon as there
+/// is a line past `from` or the script has ended, else after the query's
+/// `wait` milliseconds (a long poll), so lines stream without busy polling.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScriptStatus {
+    pub id: String,
+    pub state: ScriptState,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub from: u64,
+    pub lines: Vec<ScriptLine>,
+    pub next: u64,
+}
+
+impl ScriptStatus {
+    pub fn is_finished(&self) -> bool {
+        self.state != ScriptState::Running
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_ids() {
+        assert!(valid_script_id(
+            "ServerTasks-1.step-2.action-1.Machines-3.attempt-1"
+        ));
+        assert!(!valid_script_id(""));
+        assert!(!valid_script_id("a/b"));
+        assert!(!valid_script_id("../x"));
+        assert!(!valid_script_id(".."));
+        assert!(!valid_script_id("."));
+        assert!(!valid_script_id(&"a".repeat(MAX_SCRIPT_ID + 1)));
+    }
+}

@@ -128,7 +128,7 @@ pub fn client_config(
 ) -> Result<Arc<ClientConfig>, ConfigError> {
     let provider = provider();
     let verifier = Arc::new(PinnedServer(Pinned {
-        trusted,
+        trusted: Some(trusted),
         provider: provider.clone(),
     }));
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -150,6 +150,23 @@ pub fn client_config(
 pub fn server_config(
     identity: &Identity,
     trusted: TrustedThumbprints,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    acceptor_config(identity, Some(trusted))
+}
+
+/// For the server's polling endpoint: requires a client certificate and
+/// checks that the client holds its key, but accepts any thumbprint. The
+/// caller must then look the thumbprint up among registered agents (as
+/// `polling::PollingHub` does, before it sends a request) and drop the
+/// connection of one it does not know: the database, not a copy of it, is
+/// the authority, so a registration or a deletion applies at once.
+pub fn polling_server_config(identity: &Identity) -> Result<Arc<ServerConfig>, ConfigError> {
+    acceptor_config(identity, None)
+}
+
+fn acceptor_config(
+    identity: &Identity,
+    trusted: Option<TrustedThumbprints>,
 ) -> Result<Arc<ServerConfig>, ConfigError> {
     let provider = provider();
     let verifier = Arc::new(PinnedClient(Pinned {
@@ -181,7 +198,9 @@ pub fn server_name() -> ServerName<'static> {
 /// What both verifiers share: the pinned set and the algorithms that check
 /// handshake signatures.
 struct Pinned {
-    trusted: TrustedThumbprints,
+    /// `None` accepts any certificate (signatures are still checked); the
+    /// caller then decides by the thumbprint after the handshake.
+    trusted: Option<TrustedThumbprints>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -190,7 +209,11 @@ impl Pinned {
         // Intermediates, names and dates are ignored: the certificate itself
         // is trusted, not whoever issued it.
         let thumbprint = Thumbprint::of(end_entity);
-        if self.trusted.contains(&thumbprint) {
+        if self
+            .trusted
+            .as_ref()
+            .is_none_or(|t| t.contains(&thumbprint))
+        {
             Ok(())
         } else {
             // Error::Other rather than InvalidCertificate: rustls prints the

@@ -1,12 +1,16 @@
 //! The server asking a listening agent `GET /v1/hello` in-process, over real
 //! TLS on loopback: the answer, and each way it can go wrong.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cuttle_protocol::client::hello;
 use cuttle_protocol::listen::serve;
+use cuttle_protocol::messages::{ScriptStatus, StartScript};
 use cuttle_protocol::trust::server_config;
-use cuttle_protocol::{Hello, Identity, ProtocolError, TrustedThumbprints, PROTOCOL_VERSION};
+use cuttle_protocol::{
+    AgentService, Hello, Identity, ProtocolError, TrustedThumbprints, PROTOCOL_VERSION,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -23,6 +27,24 @@ fn answer() -> Hello {
     }
 }
 
+/// An agent that only says who it is.
+struct HelloOnly(Hello);
+
+impl AgentService for HelloOnly {
+    fn hello(&self) -> Hello {
+        self.0.clone()
+    }
+    fn start_script(&self, _: StartScript) -> Result<ScriptStatus, String> {
+        Err("this agent runs no scripts".into())
+    }
+    async fn script_status(&self, _: &str, _: u64, _: Duration) -> Option<ScriptStatus> {
+        None
+    }
+    async fn cancel_script(&self, _: &str) -> Option<ScriptStatus> {
+        None
+    }
+}
+
 /// An agent serving `answer` with `agent`'s identity, trusting `trusted`;
 /// returns its uri and the sender that stops it.
 async fn agent(
@@ -34,7 +56,7 @@ async fn agent(
     let uri = format!("https://{}/", listener.local_addr().unwrap());
     let tls = server_config(agent, trusted).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, tls, move || answer.clone(), async {
+    tokio::spawn(serve(listener, tls, Arc::new(HelloOnly(answer)), async {
         let _ = stopped.await;
     }));
     (uri, stop)
@@ -139,4 +161,54 @@ async fn silence_times_out_and_nobody_listening_is_a_connect_error() {
     .await
     .unwrap_err();
     assert!(matches!(err, ProtocolError::Connect { .. }), "{err}");
+}
+
+/// A polling agent dials the hub; the server asks it over that connection,
+/// and a certificate the server does not know is dropped after the handshake.
+#[tokio::test]
+async fn polling_agents_are_asked_over_their_own_connection() {
+    use cuttle_protocol::polling::{poll, PollingHub, Registered};
+    use cuttle_protocol::trust::{client_config, polling_server_config};
+
+    let server = Identity::generate("s").unwrap();
+    let (known, stranger) = (
+        Identity::generate("a").unwrap(),
+        Identity::generate("b").unwrap(),
+    );
+    let hub = PollingHub::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let allowed = known.thumbprint().clone();
+    let registered: Registered = Arc::new(move |t| {
+        let ok = t == allowed;
+        Box::pin(async move { ok })
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(hub.clone().serve(
+        listener,
+        polling_server_config(&server).unwrap(),
+        registered,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let trusts_server = TrustedThumbprints::new([server.thumbprint().clone()]);
+    for identity in [&known, &stranger] {
+        let tls = client_config(identity, trusts_server.clone()).unwrap();
+        let service = Arc::new(HelloOnly(answer()));
+        tokio::spawn(poll(address.clone(), tls, service, std::future::pending()));
+    }
+
+    let connection = hub
+        .wait_for(known.thumbprint(), LIMIT)
+        .await
+        .expect("the registered agent connects");
+    assert_eq!(connection.hello().await.unwrap(), answer());
+    assert!(
+        hub.wait_for(stranger.thumbprint(), Duration::from_secs(2))
+            .await
+            .is_none(),
+        "an unregistered certificate is never connected"
+    );
+    let _ = stop.send(());
 }

@@ -63,6 +63,10 @@ pub struct Instance {
     pub installation_id: String,
     /// The certificate this server presents to agents, which they pin.
     pub identity: Arc<cuttle_protocol::Identity>,
+    /// The server's connections to agents, polling ones included.
+    pub agents: Arc<cuttle_protocol::Agents>,
+    /// Where polling agents connect (0 until the endpoint is listening).
+    pub polling_port: std::sync::atomic::AtomicU16,
 }
 
 impl Instance {
@@ -96,7 +100,11 @@ impl Instance {
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
         runner_config.sandbox.hidden_paths = vec![config.data_dir.clone()];
-        runner_config.identity = Some(identity.clone());
+        let agents = Arc::new(cuttle_protocol::Agents::new(
+            identity.clone(),
+            cuttle_protocol::polling::PollingHub::new(),
+        ));
+        runner_config.agents = Some(agents.clone());
         let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
         let finished = runner.subscribe_finished();
         let inst = Arc::new(Instance {
@@ -106,10 +114,50 @@ impl Instance {
             config,
             installation_id,
             identity,
+            agents,
+            polling_port: Default::default(),
         });
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
+        crate::health_schedule::follow(Arc::downgrade(&inst));
         Ok(inst)
+    }
+}
+
+impl Instance {
+    /// Accepts polling agents on `listener` until `shutdown` completes,
+    /// letting in only certificates registered as polling machines or
+    /// workers at the moment they connect.
+    pub async fn serve_polling_agents(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            self.polling_port
+                .store(addr.port(), std::sync::atomic::Ordering::Relaxed);
+        }
+        let tls = cuttle_protocol::trust::polling_server_config(&self.identity)
+            .map_err(|e| crate::ServiceError::Internal(e.to_string()))?;
+        let store = self.store.clone();
+        let registered: cuttle_protocol::polling::Registered = Arc::new(move |thumbprint| {
+            let store = store.clone();
+            Box::pin(async move {
+                match store.polling_agent_registered(thumbprint.as_str()).await {
+                    Ok(known) => known,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look up a polling agent");
+                        false
+                    }
+                }
+            })
+        });
+        self.agents
+            .polling()
+            .clone()
+            .serve(listener, tls, registered, shutdown)
+            .await;
+        Ok(())
     }
 }
 

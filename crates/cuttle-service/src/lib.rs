@@ -34,6 +34,7 @@ pub mod channels;
 pub mod default_choice;
 pub mod deployments;
 pub mod error;
+mod health_schedule;
 pub mod instance;
 pub mod interruptions;
 pub mod log_stream;

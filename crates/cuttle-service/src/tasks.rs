@@ -43,12 +43,18 @@ pub async fn queue_health(
     caller: &User,
     space_id: &str,
     machine_ids: Vec<String>,
+    worker_ids: Vec<String>,
 ) -> Result<ServerTask> {
-    let mut names = Vec::with_capacity(machine_ids.len());
+    let mut names = Vec::with_capacity(machine_ids.len() + worker_ids.len());
     for id in &machine_ids {
         let m: cuttle_model::Machine =
             crate::resources::get_in_space(&inst.store, space_id, id).await?;
         names.push(m.name);
+    }
+    for id in &worker_ids {
+        let w: cuttle_model::Worker =
+            crate::resources::get_in_space(&inst.store, space_id, id).await?;
+        names.push(w.name);
     }
     let description = match names.as_slice() {
         [] => "Check the health of every machine".to_owned(),
@@ -61,7 +67,7 @@ pub async fn queue_health(
             space_id: Some(space_id.into()),
             name: "Health".into(),
             description,
-            arguments: serde_json::json!({ "MachineIds": machine_ids }),
+            arguments: serde_json::json!({ "MachineIds": machine_ids, "WorkerIds": worker_ids }),
             queue_time: None,
             queue_time_expiry: None,
             project_id: None,

@@ -4,7 +4,8 @@
 
 use crate::documents::{list_on, DocumentQuery};
 use crate::{Result, Store, Tx};
-use cuttle_model::Machine;
+use cuttle_model::machine::CommunicationStyle;
+use cuttle_model::{Machine, Worker};
 use sqlx::AnyConnection;
 
 async fn deployment_targets_on(
@@ -57,21 +58,43 @@ impl Store {
         Ok(self.list::<Machine>(&q).await?.items)
     }
 
-    /// Applies `change` to the machine as it is now and stores it, in one
-    /// transaction, so a health check's result does not undo an edit made
-    /// while it ran. `None` if the machine was deleted meanwhile.
-    pub async fn change_machine(
+    /// Applies `change` to the machine (or worker) as it is now and stores
+    /// it, in one transaction, so a health check's result does not undo an
+    /// edit made while it ran. `None` if it was deleted meanwhile.
+    pub async fn change_machine<M: crate::Document>(
         &self,
         id: &str,
-        change: impl FnOnce(&mut Machine),
-    ) -> Result<Option<Machine>> {
+        change: impl FnOnce(&mut M),
+    ) -> Result<Option<M>> {
         let mut tx = self.begin().await?;
-        let Some(mut machine) = tx.get::<Machine>(id).await? else {
+        let Some(mut machine) = tx.get::<M>(id).await? else {
             return Ok(None);
         };
         change(&mut machine);
         tx.update(&machine).await?;
         tx.commit().await?;
         Ok(Some(machine))
+    }
+}
+
+impl Store {
+    /// Whether a polling machine or worker, in any space, is registered with
+    /// this certificate thumbprint (64 uppercase hex, as stored).
+    pub async fn polling_agent_registered(&self, thumbprint: &str) -> Result<bool> {
+        let all = DocumentQuery::default();
+        let polling = |style: Option<CommunicationStyle>, t: &str| {
+            style == Some(CommunicationStyle::TentacleActive) && t.eq_ignore_ascii_case(thumbprint)
+        };
+        let machines = self.list::<Machine>(&all).await?.items;
+        if machines
+            .iter()
+            .any(|m| polling(m.endpoint.communication_style, &m.endpoint.thumbprint))
+        {
+            return Ok(true);
+        }
+        let workers = self.list::<Worker>(&all).await?.items;
+        Ok(workers
+            .iter()
+            .any(|w| polling(w.endpoint.communication_style, &w.endpoint.thumbprint)))
     }
 }

@@ -13,6 +13,10 @@ pub struct ServerArgs {
     #[arg(long, env = "CUTTLE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: String,
     /// Where Cuttle keeps its database (SQLite by default), keys and work files.
+    /// Where polling agents connect [default: the --listen host, port 10943;
+    /// an ephemeral port when --listen's port is 0]; "off" disables it
+    #[arg(long, env = "CUTTLE_POLLING_LISTEN")]
+    polling_listen: Option<String>,
     #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
     data_dir: PathBuf,
     /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
@@ -51,6 +55,20 @@ pub fn init_tracing() {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_tracing();
+    // Installed first: from here on SIGTERM means an orderly stop, which
+    // both the API and the polling endpoint follow.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let signalled = shutdown_signal();
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = stop.send(true);
+    });
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    };
 
     let admin_password = std::env::var("CUTTLE_ADMIN_PASSWORD")
         .ok()
@@ -101,7 +119,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(database = instance.store.backend().name(), data_dir = %args.data_dir.display(), "server ready");
     println!("Cuttle is listening on http://{addr}");
 
-    cuttle_api::serve(listener, instance.clone(), shutdown_signal()).await?;
+    let ephemeral = args.listen.trim().ends_with(":0");
+    if let Some(address) = polling_address(args.polling_listen.as_deref(), addr, ephemeral) {
+        let polling = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| {
+                format!("could not listen for polling agents on {address} (set --polling-listen, or \"off\")")
+            })?;
+        println!(
+            "Polling agents connect to port {}",
+            polling.local_addr()?.port()
+        );
+        let (instance, polling_stopped) = (instance.clone(), stopped());
+        tokio::spawn(async move {
+            if let Err(e) = instance
+                .serve_polling_agents(polling, polling_stopped)
+                .await
+            {
+                tracing::error!(error = %e, "the polling endpoint stopped");
+            }
+        });
+    }
+
+    cuttle_api::serve(listener, instance.clone(), stopped()).await?;
     tracing::info!("no longer accepting requests; letting running tasks finish");
     instance
         .runner
@@ -112,20 +152,54 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The polling endpoint's address: as given, none for "off", else the API's
+/// host on port 10943 (or an ephemeral port when the API's is).
+fn polling_address(
+    given: Option<&str>,
+    api: std::net::SocketAddr,
+    ephemeral: bool,
+) -> Option<String> {
+    match given.map(str::trim) {
+        Some(off) if off.eq_ignore_ascii_case("off") => None,
+        Some(address) => Some(address.to_owned()),
+        None => {
+            let port = if ephemeral {
+                0
+            } else {
+                cuttle_protocol::POLLING_PORT
+            };
+            Some(std::net::SocketAddr::new(api.ip(), port).to_string())
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+}
+
+/// Resolves at SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called, not when it is first awaited, so a signal sent after the call
+/// is never missed (nor does it kill the process the default way).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let interrupt = async {
+            match interrupt.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = interrupt => {},
+        }
     }
 }

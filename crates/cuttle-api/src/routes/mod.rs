@@ -104,7 +104,13 @@ pub fn all() -> Router<AppState> {
 /// The thumbprint agents must trust, for `cuttle agent register`. Behind
 /// authentication: only someone allowed to register an agent needs it.
 async fn server_thumbprint(State(inst): State<AppState>, _: Caller) -> Json<Value> {
-    Json(json!({ "Thumbprint": inst.identity.thumbprint().to_string() }))
+    let port = inst.polling_port.load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({
+        "Thumbprint": inst.identity.thumbprint().to_string(),
+        // Where polling agents connect, on this server's host; null when
+        // the polling endpoint is off.
+        "PollingPort": (port != 0).then_some(port),
+    }))
 }
 
 pub async fn not_found() -> ApiError {

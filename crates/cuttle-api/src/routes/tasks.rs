@@ -50,6 +50,7 @@ struct NewTaskBody {
 #[serde(rename_all = "PascalCase", default)]
 struct NewTaskArguments {
     machine_ids: Vec<String>,
+    worker_ids: Vec<String>,
 }
 
 async fn create_task(
@@ -64,7 +65,8 @@ async fn create_task(
             body.name
         )));
     }
-    let task = svc::queue_health(&inst, &caller, &s, body.arguments.machine_ids).await?;
+    let args = body.arguments;
+    let task = svc::queue_health(&inst, &caller, &s, args.machine_ids, args.worker_ids).await?;
     Ok((StatusCode::CREATED, Json(resource(&task))))
 }
 

@@ -1,11 +1,15 @@
 //! `cuttle agent …`: the agent on its machine. `init` gives it the TLS
 //! identity a server pins, `register` tells a server about it (and it about
-//! the server), `run` serves the server's requests. Listening mode only so far.
+//! the server), `run` serves the server's requests, listening or polling.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use std::sync::Arc;
+
+use cuttle_engine::agent_host::ScriptHost;
+use cuttle_engine::sandbox::Sandbox;
 use cuttle_protocol::{Hello, Identity, Thumbprint, TrustedThumbprints};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -47,7 +51,7 @@ pub struct RegisterArgs {
     #[arg(long)]
     name: String,
     /// An environment (name or id) the target is in; repeat for more
-    #[arg(long = "environment", required = true)]
+    #[arg(long = "environment", required_unless_present = "worker")]
     environments: Vec<String>,
     /// A role steps select the target by; repeat for more
     #[arg(long = "role")]
@@ -58,14 +62,18 @@ pub struct RegisterArgs {
     /// The host the server dials, when not the --listen host (e.g. listening on 0.0.0.0)
     #[arg(long, value_name = "HOST")]
     public_host: Option<String>,
-    /// Polling mode: the agent dials the server (not supported yet)
+    /// Polling mode: the agent dials the server and keeps the connection open
     #[arg(long, conflicts_with = "listen")]
     polling: bool,
-    /// Register as a worker instead of a deployment target (not supported yet)
-    #[arg(long, requires = "pool")]
+    /// Polling mode: where the server accepts agents, HOST:PORT [default:
+    /// the --server host and the port the server reports]
+    #[arg(long, value_name = "HOST:PORT", requires = "polling")]
+    server_comms_address: Option<String>,
+    /// Register as a worker in --pool instead of a deployment target
+    #[arg(long, requires = "pool", conflicts_with_all = ["environments", "roles"])]
     worker: bool,
-    /// The worker pool of a worker (not supported yet)
-    #[arg(long)]
+    /// The worker pool (name or id) of a worker
+    #[arg(long, requires = "worker")]
     pool: Option<String>,
 }
 
@@ -75,7 +83,12 @@ pub struct RegisterArgs {
 #[serde(rename_all = "PascalCase")]
 struct AgentConfig {
     name: String,
-    listen: String,
+    /// Listening mode: the address to listen on.
+    #[serde(default)]
+    listen: Option<String>,
+    /// Polling mode: the server's agent endpoint to dial.
+    #[serde(default)]
+    polling_server: Option<String>,
     server_url: String,
     trusted_server_thumbprints: Vec<String>,
     machine_id: String,
@@ -102,26 +115,24 @@ fn load_identity(data_dir: &Path) -> anyhow::Result<Identity> {
 }
 
 async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> {
-    if args.polling || args.worker {
-        eprintln!(
-            "Error: polling agents and workers are not supported yet; use --listen HOST:PORT"
-        );
-        return Ok(2);
-    }
     let identity = load_identity(&args.data_dir)?;
-    let Some(listen) = args.listen else {
-        bail!("--listen HOST:PORT is required");
+    let listening = match (&args.listen, args.polling) {
+        (Some(listen), false) => {
+            let (host, port) = listen
+                .rsplit_once(':')
+                .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                .with_context(|| format!("--listen must be HOST:PORT, not {listen:?}"))?;
+            let host = args.public_host.as_deref().unwrap_or(host);
+            if matches!(host, "0.0.0.0" | "[::]") {
+                bail!(
+                    "the server cannot dial {host}; pass --public-host with a name or address it can reach"
+                );
+            }
+            Some(format!("https://{host}:{port}/"))
+        }
+        (None, true) => None,
+        _ => bail!("pass either --listen HOST:PORT or --polling"),
     };
-    let (host, port) = listen
-        .rsplit_once(':')
-        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        .with_context(|| format!("--listen must be HOST:PORT, not {listen:?}"))?;
-    let host = args.public_host.as_deref().unwrap_or(host);
-    if matches!(host, "0.0.0.0" | "[::]") {
-        bail!(
-            "the server cannot dial {host}; pass --public-host with a name or address it can reach"
-        );
-    }
 
     let api = Api::new(conn)?;
     let space = api.space_id(&conn.space).await?;
@@ -129,6 +140,8 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
     #[serde(rename_all = "PascalCase")]
     struct ServerThumbprint {
         thumbprint: String,
+        #[serde(default)]
+        polling_port: Option<u16>,
     }
     let server: ServerThumbprint = api
         .send(api.request(Method::GET, &["api", "agents", "server-thumbprint"]))
@@ -138,34 +151,69 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
         .thumbprint
         .parse()
         .context("the server sent a thumbprint that is not one")?;
-    let mut environment_ids = Vec::with_capacity(args.environments.len());
-    for env in &args.environments {
-        environment_ids.push(environment_id(&api, &space, env).await?);
-    }
+    let polling_server = if args.polling {
+        Some(match &args.server_comms_address {
+            Some(address) => address.clone(),
+            None => polling_address(conn, server.polling_port)?,
+        })
+    } else {
+        None
+    };
 
+    // Polling agents are told apart by their certificate; the uri only has
+    // to be unique, so it is derived from the thumbprint.
+    let uri = listening.clone().unwrap_or_else(|| {
+        format!(
+            "poll://{}/",
+            &identity.thumbprint().as_str()[..20].to_ascii_lowercase()
+        )
+    });
+    let endpoint = serde_json::json!({
+        "CommunicationStyle": if args.polling { "TentacleActive" } else { "TentaclePassive" },
+        "Uri": uri,
+        "Thumbprint": identity.thumbprint().to_string(),
+    });
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Created {
         id: String,
     }
-    let body = serde_json::json!({
-        "Name": args.name,
-        "Roles": args.roles,
-        "EnvironmentIds": environment_ids,
-        "Endpoint": {
-            "CommunicationStyle": "TentaclePassive",
-            "Uri": format!("https://{host}:{port}/"),
-            "Thumbprint": identity.thumbprint().to_string(),
-        },
-    });
-    let created: Created = api
-        .post(&["api", &space, "machines"], &body)
-        .await
-        .with_context(|| format!("could not register the deployment target {:?}", args.name))?;
+    let (created, what): (Created, &str) = if args.worker {
+        let pool = args.pool.as_deref().unwrap_or_default();
+        let pool_id = named_id(&api, &space, "workerpools", "WorkerPools-", pool).await?;
+        let body = serde_json::json!({
+            "Name": args.name,
+            "WorkerPoolIds": [pool_id],
+            "Endpoint": endpoint,
+        });
+        let created = api
+            .post(&["api", &space, "workers"], &body)
+            .await
+            .with_context(|| format!("could not register the worker {:?}", args.name))?;
+        (created, "worker")
+    } else {
+        let mut environment_ids = Vec::with_capacity(args.environments.len());
+        for env in &args.environments {
+            environment_ids
+                .push(named_id(&api, &space, "environments", "Environments-", env).await?);
+        }
+        let body = serde_json::json!({
+            "Name": args.name,
+            "Roles": args.roles,
+            "EnvironmentIds": environment_ids,
+            "Endpoint": endpoint,
+        });
+        let created = api
+            .post(&["api", &space, "machines"], &body)
+            .await
+            .with_context(|| format!("could not register the deployment target {:?}", args.name))?;
+        (created, "deployment target")
+    };
 
     let config = AgentConfig {
         name: args.name.clone(),
-        listen: listen.clone(),
+        listen: args.listen.clone(),
+        polling_server: polling_server.clone(),
         server_url: conn.server.clone().unwrap_or_default(),
         trusted_server_thumbprints: vec![server_thumbprint.to_string()],
         machine_id: created.id.clone(),
@@ -174,8 +222,13 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
     let path = args.data_dir.join(CONFIG_FILE);
     write_private(&path, &serde_json::to_vec_pretty(&config)?)
         .with_context(|| format!("could not write {}", path.display()))?;
+    let how = match (&args.listen, &polling_server) {
+        (Some(listen), _) => format!("listening on {listen}"),
+        (_, Some(server)) => format!("polling {server}"),
+        _ => String::new(),
+    };
     println!(
-        "Registered {} as {} (listening on {listen}); it trusts the server certificate {server_thumbprint}.",
+        "Registered {} as {what} {} ({how}); it trusts the server certificate {server_thumbprint}.",
         args.name, created.id
     );
     println!(
@@ -185,38 +238,66 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
     Ok(0)
 }
 
-/// An environment's id from its id or exact name.
-async fn environment_id(api: &Api, space: &str, env: &str) -> anyhow::Result<String> {
+/// The server's polling endpoint: the --server host and the port it reports.
+fn polling_address(conn: &Connection, port: Option<u16>) -> anyhow::Result<String> {
+    let Some(port) = port else {
+        bail!("the server does not accept polling agents (its polling endpoint is off)");
+    };
+    let url = conn.server.as_deref().unwrap_or_default();
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("--server {url:?} is not a URL"))?;
+    // Brackets included for IPv6.
+    let Some(host) = parsed.host_str() else {
+        bail!("--server {url:?} names no host");
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+/// A resource's id from its id or exact name (environments, worker pools).
+async fn named_id(
+    api: &Api,
+    space: &str,
+    collection: &str,
+    id_prefix: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
-    struct Environment {
+    struct Named {
         id: String,
         name: String,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Page {
-        items: Vec<Environment>,
+        items: Vec<Named>,
     }
-    let query = [("partialName", env), ("skip", "0"), ("take", "2147483647")];
+    let query = [("partialName", name), ("skip", "0"), ("take", "2147483647")];
     let page: Page = api
         .send(
-            api.request(Method::GET, &["api", space, "environments"])
+            api.request(Method::GET, &["api", space, collection])
                 .query(&query),
         )
         .await?;
-    if let Some(found) = page.items.iter().find(|e| e.id == env || e.name == env) {
+    if let Some(found) = page.items.iter().find(|e| e.id == name || e.name == name) {
         return Ok(found.id.clone());
     }
-    if env.starts_with("Environments-") {
+    if name.starts_with(id_prefix) {
         // partialName searches names only; the server checks the id.
-        return Ok(env.to_owned());
+        return Ok(name.to_owned());
     }
-    bail!("no environment is named {env:?} in {space} (names are case-sensitive)")
+    let what = match collection {
+        "environments" => "environment",
+        "workerpools" => "worker pool",
+        other => other,
+    };
+    bail!("no {what} is named {name:?} in {space} (names are case-sensitive)")
 }
 
 async fn serve(data_dir: &Path) -> anyhow::Result<()> {
     crate::server::init_tracing();
+    // Before anything is announced, so an early SIGTERM is an orderly stop.
+    let shutdown = crate::server::shutdown_signal();
     let path = data_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -238,16 +319,6 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
             "this agent trusts no server certificate, so it will refuse every connection"
         );
     }
-    let tls = cuttle_protocol::trust::server_config(&identity, TrustedThumbprints::new(trusted))?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("could not listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    println!(
-        "Cuttle agent {} is listening on https://{addr}",
-        config.name
-    );
-
     let (name, dir) = (config.name.clone(), data_dir.to_path_buf());
     let hello = move || Hello {
         protocol_version: cuttle_protocol::PROTOCOL_VERSION,
@@ -257,7 +328,35 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         free_disk_bytes: free_disk_bytes(&dir).unwrap_or(0),
         name: name.clone(),
     };
-    cuttle_protocol::listen::serve(listener, tls, hello, crate::server::shutdown_signal()).await;
+    let work = data_dir.join("work");
+    std::fs::create_dir_all(&work)
+        .with_context(|| format!("could not create {}", work.display()))?;
+    let host = ScriptHost::new(work, Arc::new(Sandbox::for_agent()), hello);
+    let trusted = TrustedThumbprints::new(trusted);
+
+    match (&config.listen, &config.polling_server) {
+        (Some(listen), _) => {
+            let tls = cuttle_protocol::trust::server_config(&identity, trusted)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("could not listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!(
+                "Cuttle agent {} is listening on https://{addr}",
+                config.name
+            );
+            cuttle_protocol::listen::serve(listener, tls, host, shutdown).await;
+        }
+        (None, Some(server)) => {
+            let tls = cuttle_protocol::trust::client_config(&identity, trusted)?;
+            println!("Cuttle agent {} is polling {server}", config.name);
+            cuttle_protocol::polling::poll(server.clone(), tls, host, shutdown).await;
+        }
+        (None, None) => bail!(
+            "{} says neither where to listen nor which server to poll; register the agent again",
+            path.display()
+        ),
+    }
     tracing::info!("stopped");
     Ok(())
 }

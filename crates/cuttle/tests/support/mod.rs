@@ -4,6 +4,8 @@
 // Each test crate includes this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod agents;
+
 pub use cuttle_store::testing::ScratchPostgres;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};

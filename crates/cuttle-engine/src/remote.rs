@@ -1,0 +1,262 @@
+//! Running a script on an agent (a deployment target or a worker): start it
+//! by its command id, follow its lines with long polls, and survive lost
+//! connections by asking again with the same id, which never runs it twice.
+
+use std::time::Duration;
+
+use cuttle_model::machine::{CommunicationStyle, Endpoint};
+use cuttle_model::machine_policy::parse_timespan;
+use cuttle_model::MachinePolicy;
+use cuttle_protocol::messages::{ScriptState, ScriptStatus, ScriptStream, StartScript};
+use cuttle_protocol::{AgentConnection, AgentEndpoint, Agents, ProtocolError, Thumbprint};
+use cuttle_store::Store;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::script::{OutputStream, ScriptOutcome};
+
+/// How long one long poll waits on the agent for news.
+const LONG_POLL: Duration = Duration::from_secs(10);
+/// Past the script's own timeout (which the agent enforces), how long the
+/// server waits before it cancels the script itself.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(30);
+
+/// The agent a script runs on, as the machine or worker resource names it.
+pub struct AgentTarget<'a> {
+    pub name: &'a str,
+    pub endpoint: &'a Endpoint,
+    pub machine_policy_id: &'a str,
+}
+
+/// The connection limits of a machine's policy.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// For one attempt to reach the agent.
+    pub connect: Duration,
+    /// How long an agent may stay unreachable while its script runs before
+    /// the step fails saying the connection was lost.
+    pub retry: Duration,
+    /// Between attempts.
+    pub retry_sleep: Duration,
+}
+
+impl ConnectionLimits {
+    pub async fn of(store: &Store, policy_id: &str) -> ConnectionLimits {
+        let policy = store
+            .get::<MachinePolicy>(policy_id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let defaults = MachinePolicy::default();
+        let span = |text: &str, default: &str| {
+            parse_timespan(text)
+                .or_else(|_| parse_timespan(default))
+                .unwrap_or(Duration::from_secs(60))
+        };
+        ConnectionLimits {
+            connect: span(
+                &policy.connection_connect_timeout,
+                &defaults.connection_connect_timeout,
+            ),
+            retry: span(
+                &policy.connection_retry_time_limit,
+                &defaults.connection_retry_time_limit,
+            ),
+            retry_sleep: span(
+                &policy.connection_retry_sleep_interval,
+                &defaults.connection_retry_sleep_interval,
+            )
+            .max(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Reads a machine's endpoint as something to connect to.
+fn endpoint_of<'a>(
+    endpoint: &'a Endpoint,
+    thumbprint: &'a Thumbprint,
+) -> Result<AgentEndpoint<'a>, String> {
+    match endpoint.communication_style {
+        Some(CommunicationStyle::TentaclePassive) => Ok(AgentEndpoint::Listening {
+            uri: &endpoint.uri,
+            thumbprint,
+        }),
+        Some(CommunicationStyle::TentacleActive) => Ok(AgentEndpoint::Polling { thumbprint }),
+        other => Err(format!(
+            "the endpoint's communication style {other:?} cannot run scripts"
+        )),
+    }
+}
+
+/// Runs `start` on the agent, delivering its lines to `on_line`, until it
+/// ends, `cancel` fires (the agent then kills it), or the agent stays
+/// unreachable past the policy's retry limit.
+pub async fn run_on_agent(
+    agents: &Agents,
+    target: &AgentTarget<'_>,
+    limits: ConnectionLimits,
+    start: StartScript,
+    cancel: CancellationToken,
+    mut on_line: impl FnMut(OutputStream, String) + Send,
+) -> Result<ScriptOutcome, String> {
+    let thumbprint: Thumbprint = target
+        .endpoint
+        .thumbprint
+        .parse()
+        .map_err(|e| format!("{} has no valid thumbprint: {e}", target.name))?;
+    let endpoint = endpoint_of(target.endpoint, &thumbprint)?;
+    let deadline = Instant::now() + Duration::from_secs(start.timeout_seconds) + TIMEOUT_GRACE;
+    let mut session = Session {
+        agents,
+        endpoint,
+        limits,
+        name: target.name,
+        connection: None,
+        unreachable_since: None,
+    };
+
+    // Starting is idempotent by id, so it is simply repeated until it lands.
+    let mut status = loop {
+        let attempt = async {
+            let c = session.connection().await?;
+            c.start_script(&start).await
+        };
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = cancel.cancelled() => return Ok(ScriptOutcome::Canceled),
+        };
+        match result {
+            Ok(s) => break s,
+            Err(ProtocolError::Status { message, .. }) => {
+                return Err(format!("{} refused the script: {message}", target.name))
+            }
+            Err(e) => session.lost(e).await?,
+        }
+    };
+    session.reached();
+
+    let mut next = 0;
+    loop {
+        for line in status.lines.drain(..) {
+            let stream = match line.stream {
+                ScriptStream::Stdout => OutputStream::Stdout,
+                ScriptStream::Stderr => OutputStream::Stderr,
+            };
+            on_line(stream, line.text);
+        }
+        next = next.max(status.next);
+        if status.is_finished() {
+            return outcome(target.name, &status);
+        }
+        if Instant::now() > deadline {
+            return session.cancel(&start.id).await;
+        }
+        let asking = async {
+            let c = session.connection().await?;
+            c.script_status(&start.id, next, LONG_POLL).await
+        };
+        let result = tokio::select! {
+            r = asking => r,
+            _ = cancel.cancelled() => return session.cancel(&start.id).await,
+        };
+        status = match result {
+            Ok(Some(s)) => {
+                session.reached();
+                s
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "{} no longer knows the script (the agent restarted while it ran), \
+                     so its outcome is unknown",
+                    target.name
+                ))
+            }
+            Err(e) => {
+                session.lost(e).await?;
+                continue;
+            }
+        };
+    }
+}
+
+/// One agent's connection as a script run sees it: reconnected on demand,
+/// and given up on after the policy's retry limit.
+struct Session<'a> {
+    agents: &'a Agents,
+    endpoint: AgentEndpoint<'a>,
+    limits: ConnectionLimits,
+    name: &'a str,
+    connection: Option<AgentConnection>,
+    unreachable_since: Option<Instant>,
+}
+
+impl Session<'_> {
+    async fn connection(&mut self) -> Result<AgentConnection, ProtocolError> {
+        if let Some(c) = self.connection.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = self
+            .agents
+            .connect(self.endpoint, self.limits.connect)
+            .await?;
+        self.connection = Some(c.clone());
+        Ok(c)
+    }
+
+    fn reached(&mut self) {
+        self.unreachable_since = None;
+    }
+
+    /// After a failed request: drop the connection and pause, or give up
+    /// once the agent has been unreachable for the policy's retry limit.
+    async fn lost(&mut self, error: ProtocolError) -> Result<(), String> {
+        self.connection = None;
+        self.agents.forget(self.endpoint);
+        let since = *self.unreachable_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.limits.retry {
+            return Err(format!(
+                "the connection to {} was lost and not restored within {} s: {error}",
+                self.name,
+                self.limits.retry.as_secs()
+            ));
+        }
+        tracing::debug!(agent = self.name, %error, "retrying an agent request");
+        tokio::time::sleep(self.limits.retry_sleep).await;
+        Ok(())
+    }
+
+    /// Asks the agent to kill the script; the run ends `Canceled` whether or
+    /// not the agent could be told (it then kills it at its own timeout).
+    async fn cancel(&mut self, id: &str) -> Result<ScriptOutcome, String> {
+        let limit = self.limits.connect;
+        let asking = async {
+            let c = self.connection().await?;
+            c.cancel_script(id).await
+        };
+        match tokio::time::timeout(limit, asking).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(agent = self.name, %e, "could not cancel a script"),
+            Err(_) => tracing::warn!(agent = self.name, "cancelling a script timed out"),
+        }
+        Ok(ScriptOutcome::Canceled)
+    }
+}
+
+fn outcome(name: &str, status: &ScriptStatus) -> Result<ScriptOutcome, String> {
+    Ok(match status.state {
+        ScriptState::Exited => ScriptOutcome::Exited(status.exit_code.unwrap_or(-1)),
+        ScriptState::Killed => ScriptOutcome::Killed {
+            signal: status.signal.unwrap_or(0),
+        },
+        ScriptState::TimedOut => ScriptOutcome::TimedOut,
+        ScriptState::Canceled => ScriptOutcome::Canceled,
+        ScriptState::Failed => {
+            return Err(format!(
+                "{name} could not run the script: {}",
+                status.error.as_deref().unwrap_or("no reason given")
+            ))
+        }
+        ScriptState::Running => return Err(format!("{name} reported the script as still running")),
+    })
+}

@@ -1,0 +1,245 @@
+//! Polling mode: the agent dials the server and keeps the connection open;
+//! over it the server still asks and the agent answers (docs/agent-protocol.md).
+//!
+//! The server side is a [`PollingHub`]: it accepts agents whose certificates
+//! it trusts and keeps one [`AgentConnection`] per thumbprint. The agent side
+//! is [`poll`]: dial, serve, and dial again with backoff when the connection
+//! drops, so an agent outlives a server restart.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::client::AgentConnection;
+use crate::identity::Thumbprint;
+use crate::service::{serve_connection, AgentService};
+use crate::trust::{self, untrusted_peer};
+use crate::PROTOCOL_VERSION;
+
+/// A handshake that has not finished by then is dropped.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether a certificate belongs to a registered agent; asked after every
+/// polling agent's handshake.
+pub type Registered =
+    Arc<dyn Fn(Thumbprint) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// The polling agents connected to this server, by certificate thumbprint.
+#[derive(Default)]
+pub struct PollingHub {
+    connections: Mutex<HashMap<Thumbprint, AgentConnection>>,
+    /// Bumped whenever an agent connects, to wake those waiting for one.
+    connected: watch::Sender<u64>,
+}
+
+impl PollingHub {
+    pub fn new() -> Arc<PollingHub> {
+        Arc::new(PollingHub::default())
+    }
+
+    /// The open connection of the agent with this certificate, if any.
+    pub fn connection(&self, thumbprint: &Thumbprint) -> Option<AgentConnection> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        match connections.get(thumbprint) {
+            Some(c) if !c.is_closed() => Some(c.clone()),
+            Some(_) => {
+                connections.remove(thumbprint);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Waits up to `limit` for the agent with this certificate to be connected.
+    pub async fn wait_for(
+        &self,
+        thumbprint: &Thumbprint,
+        limit: Duration,
+    ) -> Option<AgentConnection> {
+        let mut changes = self.connected.subscribe();
+        let waiting = async {
+            loop {
+                if let Some(c) = self.connection(thumbprint) {
+                    return c;
+                }
+                if changes.changed().await.is_err() {
+                    // The hub is going away; nothing will connect.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(limit, waiting).await.ok()
+    }
+
+    /// Accepts polling agents on `listener` until `shutdown` completes. `tls`
+    /// is [`trust::polling_server_config`]; `registered` decides which
+    /// certificates are let in.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        registered: Registered,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let acceptor = TlsAcceptor::from(tls);
+        let mut handshakes = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not accept a polling agent's connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            while handshakes.try_join_next().is_some() {}
+            let (acceptor, hub, registered) = (acceptor.clone(), self.clone(), registered.clone());
+            handshakes.spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let accepting = hub.accept(acceptor, registered, tcp, peer);
+                match tokio::time::timeout(HANDSHAKE_LIMIT, accepting).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(message)) => tracing::warn!(%peer, "{message}"),
+                    Err(_) => {
+                        tracing::warn!(%peer, "a polling agent's handshake did not finish in time")
+                    }
+                }
+            });
+        }
+        handshakes.abort_all();
+        // Dropping the connections closes them; agents redial the next server.
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    async fn accept(
+        &self,
+        acceptor: TlsAcceptor,
+        registered: Registered,
+        tcp: TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), String> {
+        let tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| match untrusted_peer(&e) {
+                Some(u) => format!(
+                    "refused a polling agent with the unregistered certificate {}",
+                    u.thumbprint
+                ),
+                None => format!("a polling agent's TLS handshake failed: {e}"),
+            })?;
+        let thumbprint = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|c| Thumbprint::of(c))
+            .ok_or("a polling agent presented no certificate")?;
+        if !registered(thumbprint.clone()).await {
+            // Dropping the stream closes it before any request is made.
+            return Err(format!(
+                "refused a polling agent with the unregistered certificate {thumbprint}"
+            ));
+        }
+        let connection = AgentConnection::handshake(tls, peer.to_string())
+            .await
+            .map_err(|e| format!("a polling agent's HTTP/2 handshake failed: {e}"))?;
+        let hello = connection.hello().await.map_err(|e| e.to_string())?;
+        tracing::info!(%peer, name = %hello.name, %thumbprint, "a polling agent connected");
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(thumbprint, connection);
+        self.connected.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}
+
+/// The longest pause between an agent's attempts to reach its server.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The agent's side of polling mode: dials `server` (`host:port`), serves
+/// the server's requests over that connection, and dials again with backoff
+/// whenever it ends, until `shutdown` completes.
+pub async fn poll<S: AgentService>(
+    server: String,
+    tls: Arc<rustls::ClientConfig>,
+    service: Arc<S>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop, stopping) = watch::channel(false);
+    let connector = TlsConnector::from(tls);
+    let mut backoff = FIRST_BACKOFF;
+    let running = async {
+        loop {
+            let started = tokio::time::Instant::now();
+            match dial_and_serve(&server, &connector, service.clone(), stopping.clone()).await {
+                Ok(()) => tracing::info!(%server, "the connection to the server closed"),
+                Err(e) => tracing::warn!(%server, "{e}"),
+            }
+            if *stopping.borrow() {
+                return;
+            }
+            // A connection that lasted a while was a success: start over.
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = FIRST_BACKOFF;
+            }
+            tracing::info!(%server, after_ms = backoff.as_millis() as u64, "dialling the server again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    };
+    tokio::pin!(running);
+    tokio::select! {
+        _ = &mut running => {}
+        _ = shutdown => {
+            let _ = stop.send(true);
+            // Let the request in progress finish, then go.
+            let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+        }
+    }
+}
+
+async fn dial_and_serve<S: AgentService>(
+    server: &str,
+    connector: &TlsConnector,
+    service: Arc<S>,
+    stopping: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let tcp = TcpStream::connect(server)
+        .await
+        .map_err(|e| format!("could not connect to the server: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio::time::timeout(
+        HANDSHAKE_LIMIT,
+        connector.connect(trust::server_name(), tcp),
+    )
+    .await
+    .map_err(|_| "the server's TLS handshake did not finish in time".to_owned())?
+    .map_err(|e| match untrusted_peer(&e) {
+        Some(u) => format!(
+            "refused the server: it presented certificate {}, which this agent does not trust",
+            u.thumbprint
+        ),
+        None => format!("the TLS handshake with the server failed: {e}"),
+    })?;
+    tracing::info!(%server, protocol = PROTOCOL_VERSION, "connected to the server");
+    serve_connection(tls, service, stopping)
+        .await
+        .map_err(|e| format!("the connection to the server ended: {e}"))
+}

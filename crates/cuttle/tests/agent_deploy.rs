@@ -1,0 +1,356 @@
+//! Deployments reaching real agents: listening and polling `cuttle agent`
+//! processes on 127.0.0.1 run the steps whose roles they have, each in its
+//! own branch of the task log, a rolling step one target at a time; and the
+//! faults operators meet (an agent killed mid-script, a background process
+//! left behind, a server restart under a polling agent, a stranger's
+//! certificate).
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::agents::{
+    api, free_port, health, machine_named, raw_log, register, wait_task, Agent, Mode,
+};
+use support::{on_both, ServerProcess};
+
+fn environment(server: &ServerProcess) {
+    api(
+        server,
+        "POST",
+        "/api/environments",
+        Some(json!({"Name": "Dev"})),
+    );
+}
+
+/// A script step; `roles` empty runs it on the built-in worker.
+fn step(name: &str, roles: &str, script: &str, max_parallelism: Option<u32>) -> Value {
+    let mut properties = json!({});
+    if !roles.is_empty() {
+        properties["Octopus.Action.TargetRoles"] = json!(roles);
+    }
+    if let Some(n) = max_parallelism {
+        properties["Octopus.Action.MaxParallelism"] = json!(n.to_string());
+    }
+    json!({"Name": name, "Properties": properties, "Actions": [{
+        "Name": name, "ActionType": "Octopus.Script",
+        "Properties": {"Octopus.Action.Script.ScriptBody": script, "Octopus.Action.Script.Syntax": "Bash"}}]})
+}
+
+fn project(server: &ServerProcess, name: &str, steps: Vec<Value>) {
+    let p = api(
+        server,
+        "POST",
+        "/api/projects",
+        Some(
+            json!({"Name": name, "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        ),
+    );
+    api(
+        server,
+        "PUT",
+        &format!(
+            "/api/projects/{}/deploymentprocesses",
+            p["Id"].as_str().unwrap()
+        ),
+        Some(json!({"Version": 0, "Steps": steps})),
+    );
+}
+
+/// Releases the project and deploys it to Dev; the task id.
+fn deploy(server: &ServerProcess, project: &str, version: &str) -> String {
+    api(
+        server,
+        "POST",
+        "/api/Spaces-1/releases/create/v1",
+        Some(json!({"ProjectName": project, "ReleaseVersion": version})),
+    );
+    let d = api(
+        server,
+        "POST",
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(
+            json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
+        ),
+    );
+    d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn start_agent(server: &ServerProcess, dir: &Path, name: &str, mode: Mode<'_>) -> Agent {
+    let out = register(server, dir, name, mode);
+    assert!(out.status.success(), "{out:?}");
+    Agent::start(dir)
+}
+
+/// The names of an activity's children in the task's details.
+fn children_of(details: &Value, name: &str) -> Vec<String> {
+    fn find<'a>(node: &'a Value, name: &str) -> Option<&'a Value> {
+        if node["Name"] == name {
+            return Some(node);
+        }
+        node["Children"]
+            .as_array()?
+            .iter()
+            .find_map(|c| find(c, name))
+    }
+    details["ActivityLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|root| find(root, name))
+        .unwrap_or_else(|| panic!("no activity {name} in {details}"))["Children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn steps_run_on_listening_and_polling_targets() {
+    on_both("agent_deploy", |data_dir, db| {
+        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
+        environment(&server);
+        let tmp = tempfile::tempdir().unwrap();
+        let _agents = [
+            start_agent(
+                &server,
+                &tmp.path().join("1"),
+                "web-1",
+                Mode::Listening(&["web"]),
+            ),
+            start_agent(
+                &server,
+                &tmp.path().join("2"),
+                "web-2",
+                Mode::Listening(&["web"]),
+            ),
+            start_agent(
+                &server,
+                &tmp.path().join("3"),
+                "web-3",
+                Mode::Polling(&["web"]),
+            ),
+            start_agent(
+                &server,
+                &tmp.path().join("4"),
+                "db-1",
+                Mode::Listening(&["db"]),
+            ),
+        ];
+        let ids: Vec<String> = ["web-1", "web-2", "web-3", "db-1"]
+            .iter()
+            .map(|n| machine_named(&server, n)["Id"].as_str().unwrap().to_owned())
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let checked = health(&server, &ids);
+        assert_eq!(
+            checked["State"],
+            "Success",
+            "{checked}\n{}",
+            raw_log(&server, checked["Id"].as_str().unwrap())
+        );
+        let polling = machine_named(&server, "web-3");
+        assert_eq!(polling["HealthStatus"], "Healthy", "{polling}");
+        assert_eq!(polling["Endpoint"]["CommunicationStyle"], "TentacleActive");
+
+        let order = tmp.path().join("order.txt");
+        let rolling = format!(
+            "echo \"start #{{Octopus.Machine.Name}}\" >> {0}\nsleep 0.3\necho end >> {0}",
+            order.display()
+        );
+        project(
+            &server,
+            "Web",
+            vec![
+                step(
+                    "Greet",
+                    "web",
+                    "echo \"hello from #{Octopus.Machine.Name}\"",
+                    None,
+                ),
+                step("Roll", "web", &rolling, Some(1)),
+                step("Report", "", "echo \"on the worker\"", None),
+            ],
+        );
+        let task = deploy(&server, "Web", "1.0.0");
+        let done = wait_task(&server, &task, Duration::from_secs(120));
+        let log = raw_log(&server, &task);
+        assert_eq!(done["State"], "Success", "{done}\n{log}");
+        for name in ["web-1", "web-2", "web-3"] {
+            assert!(log.contains(&format!("hello from {name}")), "{log}");
+        }
+        assert!(!log.contains("hello from db-1"), "{log}");
+        assert!(log.contains("on the worker"), "{log}");
+
+        // Each target has its own branch under the step.
+        let details = api(&server, "GET", &format!("/api/tasks/{task}/details"), None);
+        let mut greeted = children_of(&details, "Step 1: Greet");
+        greeted.sort();
+        assert_eq!(greeted, ["web-1", "web-2", "web-3"]);
+
+        // MaxParallelism 1: each target ended before the next started.
+        let lines = std::fs::read_to_string(&order).unwrap();
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines.len(), 6, "{lines:?}");
+        for pair in lines.chunks(2) {
+            assert!(
+                pair[0].starts_with("start ") && pair[1] == "end",
+                "{lines:?}"
+            );
+        }
+    });
+}
+
+/// Makes the default machine policy quick to give up, so faults show fast.
+fn impatient_policy(server: &ServerProcess) {
+    let mut policy = api(server, "GET", "/api/machinepolicies", None)["Items"][0].clone();
+    policy["ConnectionConnectTimeout"] = json!("00:00:03");
+    policy["ConnectionRetryTimeLimit"] = json!("00:00:03");
+    policy["ConnectionRetrySleepInterval"] = json!("00:00:01");
+    let id = policy["Id"].as_str().unwrap().to_owned();
+    api(
+        server,
+        "PUT",
+        &format!("/api/machinepolicies/{id}"),
+        Some(policy),
+    );
+}
+
+fn wait_for_log(server: &ServerProcess, task: &str, text: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = raw_log(server, task);
+        if log.contains(text) {
+            return log;
+        }
+        assert!(Instant::now() < until, "no {text:?} in:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn agent_faults() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    environment(&server);
+    impatient_policy(&server);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+
+    // An agent killed mid-script: the step fails, naming the agent and
+    // saying the connection was lost, within the policy's limits.
+    let agent = start_agent(&server, &dir, "web-1", Mode::Listening(&["web"]));
+    project(
+        &server,
+        "Crash",
+        vec![step("Wait", "web", "echo started\nsleep 60", None)],
+    );
+    let task = deploy(&server, "Crash", "1.0.0");
+    wait_for_log(&server, &task, "started");
+    let killed = Instant::now();
+    agent.kill();
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(log.contains("the connection to web-1 was lost"), "{log}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "the lost agent was noticed only after {:?}",
+        killed.elapsed()
+    );
+
+    // A script that leaves a process in the background: the agent kills it
+    // when the script ends.
+    let agent = Agent::start(&dir);
+    project(
+        &server,
+        "Fork",
+        vec![step("Fork", "web", "sleep 300 &\necho \"child $!\"", None)],
+    );
+    let task = deploy(&server, "Fork", "1.0.0");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    let pid: u32 = log
+        .lines()
+        .find_map(|l| l.split("child ").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no child pid in {log}"));
+    let until = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < until,
+            "the background process {pid} outlived its script"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(agent);
+
+    // A polling agent whose registration names another certificate is
+    // refused, and the health check says it has not connected.
+    let strange = tmp.path().join("strange");
+    let _stranger = start_agent(&server, &strange, "poll-1", Mode::Polling(&["web"]));
+    let mut machine = machine_named(&server, "poll-1");
+    let id = machine["Id"].as_str().unwrap().to_owned();
+    machine["Endpoint"]["Thumbprint"] = json!("AB".repeat(32));
+    api(
+        &server,
+        "PUT",
+        &format!("/api/machines/{id}"),
+        Some(machine),
+    );
+    let checked = health(&server, &[&id]);
+    assert_eq!(checked["State"], "Failed", "{checked}");
+    let m = api(&server, "GET", &format!("/api/machines/{id}"), None);
+    assert_eq!(m["HealthStatus"], "Unavailable", "{m}");
+    assert!(
+        m["StatusSummary"]
+            .as_str()
+            .unwrap()
+            .contains("has not connected"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_polling_agent_reconnects_when_the_server_returns() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let extra = ["--polling-listen", listen.as_str()];
+    let mut server = ServerProcess::start(data_dir.path(), None, &extra);
+    environment(&server);
+    let tmp = tempfile::tempdir().unwrap();
+    let _agent = start_agent(&server, tmp.path(), "poll-1", Mode::Polling(&["web"]));
+    let id = machine_named(&server, "poll-1")["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(health(&server, &[&id])["State"], "Success");
+
+    // Killed outright, then started again on the same installation and port.
+    server.signal("-KILL");
+    server.wait_exit(Duration::from_secs(10));
+    drop(server);
+    let server = ServerProcess::start(data_dir.path(), None, &extra);
+    project(
+        &server,
+        "Again",
+        vec![step(
+            "Hello",
+            "web",
+            "echo \"back on #{Octopus.Machine.Name}\"",
+            None,
+        )],
+    );
+    let task = deploy(&server, "Again", "1.0.0");
+    let done = wait_task(&server, &task, Duration::from_secs(120));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    assert!(log.contains("back on poll-1"), "{log}");
+}

@@ -141,13 +141,18 @@ fn steps_run_on_listening_and_polling_targets() {
                 "db-1",
                 Mode::Listening(&["db"]),
             ),
+            start_agent(
+                &server,
+                &tmp.path().join("5"),
+                "worker-1",
+                Mode::PollingWorker("Default Worker Pool"),
+            ),
         ];
-        let ids: Vec<String> = ["web-1", "web-2", "web-3", "db-1"]
-            .iter()
-            .map(|n| machine_named(&server, n)["Id"].as_str().unwrap().to_owned())
-            .collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let checked = health(&server, &ids);
+        // No ids: every machine and worker in the space.
+        let checked = health(&server, &[]);
+        let workers = api(&server, "GET", "/api/workers", None);
+        assert_eq!(workers["Items"][0]["Name"], "worker-1", "{workers}");
+        assert_eq!(workers["Items"][0]["HealthStatus"], "Healthy", "{workers}");
         assert_eq!(
             checked["State"],
             "Success",
@@ -192,6 +197,8 @@ fn steps_run_on_listening_and_polling_targets() {
         let mut greeted = children_of(&details, "Step 1: Greet");
         greeted.sort();
         assert_eq!(greeted, ["web-1", "web-2", "web-3"]);
+        // The step without roles ran on the default pool's worker.
+        assert_eq!(children_of(&details, "Step 3: Report"), ["worker-1"]);
 
         // MaxParallelism 1: each target ended before the next started.
         let lines = std::fs::read_to_string(&order).unwrap();
@@ -264,9 +271,42 @@ fn agent_faults() {
         killed.elapsed()
     );
 
+    // Once a health check has found it unavailable, the next deployment
+    // fails at once, naming it; a project that skips unavailable machines
+    // leaves it out with a warning instead.
+    let web = machine_named(&server, "web-1");
+    let web_id = web["Id"].as_str().unwrap().to_owned();
+    assert_eq!(health(&server, &[&web_id])["State"], "Failed");
+    let task = deploy(&server, "Crash", "1.0.1");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(
+        log.contains("the deployment target web-1 (Unavailable") && !log.contains("started"),
+        "{log}"
+    );
+    let mut crash = api(&server, "GET", "/api/projects/Crash", None);
+    crash["ProjectConnectivityPolicy"]["SkipMachineBehavior"] = json!("SkipUnavailableMachines");
+    let crash_id = crash["Id"].as_str().unwrap().to_owned();
+    api(
+        &server,
+        "PUT",
+        &format!("/api/projects/{crash_id}"),
+        Some(crash),
+    );
+    let task = deploy(&server, "Crash", "1.0.2");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    assert!(
+        log.contains("Skipping unavailable deployment targets, as the project asks: web-1"),
+        "{log}"
+    );
+
     // A script that leaves a process in the background: the agent kills it
     // when the script ends.
     let agent = Agent::start(&dir);
+    assert_eq!(health(&server, &[&web_id])["State"], "Success");
     project(
         &server,
         "Fork",
@@ -353,4 +393,102 @@ fn a_polling_agent_reconnects_when_the_server_returns() {
     let log = raw_log(&server, &task);
     assert_eq!(done["State"], "Success", "{done}\n{log}");
     assert!(log.contains("back on poll-1"), "{log}");
+}
+
+#[test]
+fn worker_pools_without_a_usable_worker_fail_the_step_clearly() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    environment(&server);
+    impatient_policy(&server);
+    let pool = api(
+        &server,
+        "POST",
+        "/api/workerpools",
+        Some(json!({"Name": "Linux"})),
+    );
+    let pool_id = pool["Id"].as_str().unwrap().to_owned();
+    let mut on_pool = step("Build", "", "echo built", None);
+    on_pool["Actions"][0]["WorkerPoolId"] = json!(pool_id);
+    project(&server, "Build", vec![on_pool]);
+
+    // No workers at all in a pool chosen on purpose.
+    let task = deploy(&server, "Build", "1.0.0");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(
+        log.contains("The worker pool 'Linux' has no enabled workers"),
+        "{log}"
+    );
+
+    // A worker that was there, and is gone.
+    let tmp = tempfile::tempdir().unwrap();
+    let worker = start_agent(&server, tmp.path(), "w-1", Mode::PollingWorker("Linux"));
+    let id = api(&server, "GET", "/api/workers", None)["Items"][0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = deploy(&server, "Build", "1.0.1");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    assert_eq!(done["State"], "Success", "{}", raw_log(&server, &task));
+    worker.kill();
+    let checked = api(
+        &server,
+        "POST",
+        "/api/tasks",
+        Some(json!({"Name": "Health", "Arguments": {"WorkerIds": [id]}})),
+    );
+    let checked = wait_task(
+        &server,
+        checked["Id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(checked["State"], "Failed", "{checked}");
+    let task = deploy(&server, "Build", "1.0.2");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(
+        log.contains("No healthy worker in the worker pool 'Linux': w-1 is Unavailable"),
+        "{log}"
+    );
+}
+
+#[test]
+fn machine_policies_schedule_health_checks() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    environment(&server);
+    let mut policy = api(&server, "GET", "/api/machinepolicies", None)["Items"][0].clone();
+    policy["MachineHealthCheckPolicy"]["HealthCheckInterval"] = json!("00:00:02");
+    let id = policy["Id"].as_str().unwrap().to_owned();
+    api(
+        &server,
+        "PUT",
+        &format!("/api/machinepolicies/{id}"),
+        Some(policy),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let _agent = start_agent(&server, tmp.path(), "web-1", Mode::Listening(&["web"]));
+    // Nobody asks: the schedule checks it within a few intervals.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = machine_named(&server, "web-1");
+        if m["HealthStatus"] == "Healthy" {
+            assert!(m["LastSeen"].is_string(), "{m}");
+            break;
+        }
+        assert!(Instant::now() < until, "never checked: {m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tasks = api(&server, "GET", "/api/tasks?name=Health", None);
+    assert!(
+        tasks["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["Name"] == "Health"),
+        "{tasks}"
+    );
 }

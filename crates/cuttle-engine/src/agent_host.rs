@@ -11,11 +11,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use cuttle_protocol::messages::FileStatus;
 use cuttle_protocol::messages::{
     valid_script_id, Hello, ScriptLine, ScriptState, ScriptStatus, ScriptStream, ScriptSyntax,
     StartScript,
 };
-use cuttle_protocol::service::{AgentService, MAX_WAIT};
+use cuttle_protocol::service::{AgentService, FileError, MAX_WAIT};
+use hyper::body::Bytes;
+
+use crate::agent_files::FileCache;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +59,9 @@ pub struct ScriptHost {
     sandbox: Arc<Sandbox>,
     hello: Box<dyn Fn() -> Hello + Send + Sync>,
     scripts: Mutex<HashMap<String, Arc<Script>>>,
+    /// Files the server uploads, beside the work root (`<data dir>/files`
+    /// for `<data dir>/work`), where no script id can name them.
+    files: FileCache,
 }
 
 impl ScriptHost {
@@ -67,7 +74,9 @@ impl ScriptHost {
         sandbox: Arc<Sandbox>,
         hello: impl Fn() -> Hello + Send + Sync + 'static,
     ) -> Arc<ScriptHost> {
+        let files = FileCache::new(work_root.with_file_name("files"));
         Arc::new(ScriptHost {
+            files,
             work_root,
             sandbox,
             hello: Box::new(hello),
@@ -119,6 +128,23 @@ impl AgentService for ScriptHost {
             })
             .await;
         Some(script.status(from))
+    }
+
+    async fn file_status(&self, hash: &str) -> Result<FileStatus, FileError> {
+        self.files.status(hash).await
+    }
+
+    async fn write_chunk(
+        &self,
+        hash: &str,
+        offset: u64,
+        chunk: Bytes,
+    ) -> Result<FileStatus, FileError> {
+        self.files.write_chunk(hash, offset, chunk).await
+    }
+
+    async fn complete_file(&self, hash: &str, size: u64) -> Result<FileStatus, FileError> {
+        self.files.complete(hash, size).await
     }
 
     /// Answers with the state and no lines (`From` and `Next` at the end of

@@ -17,6 +17,7 @@
 //! - [`helpers`]: the helper functions scripts get and the service messages
 //!   they print.
 
+pub mod agent_files;
 pub mod agent_host;
 pub mod deploy;
 pub mod health;

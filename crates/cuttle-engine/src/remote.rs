@@ -180,6 +180,120 @@ pub async fn run_on_agent(
     }
 }
 
+/// What an upload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// The agent had the file already; nothing was sent.
+    pub cached: bool,
+    /// Bytes sent in this call (less than the file's size after a resume).
+    pub sent_bytes: u64,
+    /// How many times the upload resumed after a lost connection.
+    pub resumes: u32,
+}
+
+/// How much of a file one request carries.
+const CHUNK: usize = 1024 * 1024;
+
+/// Uploads the file at `path` (`size` bytes, SHA-256 `hash` in lowercase
+/// hex) into the agent's cache: skipped if the agent has it, resumed from
+/// where the agent stands after a lost connection (until the policy's retry
+/// limit), and verified by the agent before it keeps it.
+pub async fn upload_file(
+    agents: &Agents,
+    target: &AgentTarget<'_>,
+    limits: ConnectionLimits,
+    path: &std::path::Path,
+    hash: &str,
+    size: u64,
+) -> Result<Upload, String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let thumbprint: Thumbprint = target
+        .endpoint
+        .thumbprint
+        .parse()
+        .map_err(|e| format!("{} has no valid thumbprint: {e}", target.name))?;
+    let endpoint = endpoint_of(target.endpoint, &thumbprint)?;
+    let mut session = Session {
+        agents,
+        endpoint,
+        limits,
+        name: target.name,
+        connection: None,
+        unreachable_since: None,
+    };
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("could not open {}: {e}", path.display()))?;
+    let mut report = Upload {
+        cached: false,
+        sent_bytes: 0,
+        resumes: 0,
+    };
+    let mut first = true;
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        // Where the agent stands decides what to send, after a cut too.
+        let attempt = async {
+            let c = session.connection().await?;
+            let status = c.file_status(hash).await?;
+            if status.complete {
+                return Ok((status, true));
+            }
+            if !first {
+                report.resumes += 1;
+            }
+            first = false;
+            file.seek(std::io::SeekFrom::Start(status.received_bytes))
+                .await
+                .map_err(|e| UploadError::Local(local(path, e)))?;
+            let mut offset = status.received_bytes;
+            while offset < size {
+                let want = CHUNK.min((size - offset) as usize);
+                file.read_exact(&mut buffer[..want])
+                    .await
+                    .map_err(|e| UploadError::Local(local(path, e)))?;
+                let chunk = hyper::body::Bytes::copy_from_slice(&buffer[..want]);
+                c.put_chunk(hash, offset, chunk).await?;
+                report.sent_bytes += want as u64;
+                offset += want as u64;
+            }
+            let done = c.complete_file(hash, size).await?;
+            Ok::<_, UploadError>((done, false))
+        };
+        match attempt.await {
+            Ok((status, was_cached)) if status.complete => {
+                report.cached = was_cached && report.sent_bytes == 0;
+                return Ok(report);
+            }
+            Ok(_) => return Err(format!("{} did not keep the file", target.name)),
+            // Someone else's chunk got there first: ask again where it stands.
+            Err(UploadError::Agent(ProtocolError::Status { status: 409, .. })) => continue,
+            Err(UploadError::Agent(ProtocolError::Status { message, .. })) => {
+                return Err(format!("{} refused the file: {message}", target.name))
+            }
+            Err(UploadError::Local(why)) => return Err(why),
+            Err(UploadError::Agent(e)) => session.lost(e).await?,
+        }
+    }
+}
+
+/// Why one upload attempt stopped: the agent (retried while it is lost) or
+/// the server's own copy of the file (not retried).
+enum UploadError {
+    Agent(ProtocolError),
+    Local(String),
+}
+
+impl From<ProtocolError> for UploadError {
+    fn from(e: ProtocolError) -> Self {
+        UploadError::Agent(e)
+    }
+}
+
+fn local(path: &std::path::Path, e: std::io::Error) -> String {
+    format!("could not read {}: {e}", path.display())
+}
+
 /// One agent's connection as a script run sees it: reconnected on demand,
 /// and given up on after the policy's retry limit.
 struct Session<'a> {

@@ -15,7 +15,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::identity::{Identity, Thumbprint};
-use crate::messages::{ErrorBody, Hello, ScriptStatus, StartScript, HELLO_PATH, SCRIPTS_PATH};
+use crate::messages::{
+    ErrorBody, FileStatus, Hello, ScriptStatus, StartScript, FILES_PATH, HELLO_PATH, SCRIPTS_PATH,
+};
 use crate::service::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use crate::trust::{self, untrusted_peer, TrustedThumbprints};
 use crate::{LISTENING_PORT, PROTOCOL_VERSION};
@@ -254,9 +256,13 @@ impl AgentConnection {
     /// Starts a script, or learns the status of the one with its id.
     pub async fn start_script(&self, start: &StartScript) -> Result<ScriptStatus, ProtocolError> {
         let body = serde_json::to_vec(start).map_err(|e| self.malformed(e.to_string()))?;
-        self.call(Method::POST, SCRIPTS_PATH.to_owned(), Some(body))
-            .await?
-            .ok_or_else(|| self.malformed("the agent cannot run scripts".into()))
+        self.call(
+            Method::POST,
+            SCRIPTS_PATH.to_owned(),
+            Some(Body::json(body)),
+        )
+        .await?
+        .ok_or_else(|| self.malformed("the agent cannot run scripts".into()))
     }
 
     /// The script's lines from `from` on, waiting up to `wait` for news;
@@ -277,13 +283,53 @@ impl AgentConnection {
             .await
     }
 
+    /// What the agent holds of the file with this SHA-256 (lowercase hex).
+    pub async fn file_status(&self, hash: &str) -> Result<FileStatus, ProtocolError> {
+        self.call(Method::GET, format!("{FILES_PATH}/{hash}"), None)
+            .await?
+            .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
+    }
+
+    /// Appends `chunk` at `offset`; a 409 means the agent holds another
+    /// length (ask [`Self::file_status`] and send from there).
+    pub async fn put_chunk(
+        &self,
+        hash: &str,
+        offset: u64,
+        chunk: Bytes,
+    ) -> Result<FileStatus, ProtocolError> {
+        let body = Body {
+            bytes: chunk,
+            content_type: "application/octet-stream",
+        };
+        self.call(
+            Method::PUT,
+            format!("{FILES_PATH}/{hash}?offset={offset}"),
+            Some(body),
+        )
+        .await?
+        .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
+    }
+
+    /// Asks the agent to verify the upload (`size` bytes with this SHA-256)
+    /// and keep it in its cache.
+    pub async fn complete_file(&self, hash: &str, size: u64) -> Result<FileStatus, ProtocolError> {
+        self.call(
+            Method::POST,
+            format!("{FILES_PATH}/{hash}/complete?size={size}"),
+            None,
+        )
+        .await?
+        .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
+    }
+
     /// One request; `Ok(None)` for a 404, the agent's message for another
     /// error status.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: String,
-        body: Option<Vec<u8>>,
+        body: Option<Body>,
     ) -> Result<Option<T>, ProtocolError> {
         let lost = |e: &(dyn std::error::Error + 'static)| ProtocolError::Lost {
             address: self.address.to_string(),
@@ -292,11 +338,11 @@ impl AgentConnection {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", trust::SERVER_NAME));
-        if body.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(b) = &body {
+            request = request.header(hyper::header::CONTENT_TYPE, b.content_type);
         }
         let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body.map(|b| b.bytes).unwrap_or_default()))
             .map_err(|e| self.malformed(e.to_string()))?;
         let mut sender = self.sender.clone();
         sender.ready().await.map_err(|e| lost(&e))?;
@@ -330,6 +376,21 @@ impl AgentConnection {
         ProtocolError::Malformed {
             address: self.address.to_string(),
             reason,
+        }
+    }
+}
+
+/// A request body and its media type.
+struct Body {
+    bytes: Bytes,
+    content_type: &'static str,
+}
+
+impl Body {
+    fn json(bytes: Vec<u8>) -> Body {
+        Body {
+            bytes: Bytes::from(bytes),
+            content_type: "application/json",
         }
     }
 }

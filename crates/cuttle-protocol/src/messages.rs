@@ -144,4 +144,37 @@ mod tests {
         assert!(!valid_script_id("."));
         assert!(!valid_script_id(&"a".repeat(MAX_SCRIPT_ID + 1)));
     }
+
+    #[test]
+    fn file_hashes() {
+        assert!(valid_file_hash(&"ab".repeat(32)));
+        assert!(!valid_file_hash(&"AB".repeat(32)));
+        assert!(!valid_file_hash(&"ab".repeat(31)));
+        assert!(!valid_file_hash(&format!("../{}", "a".repeat(61))));
+    }
+}
+
+/// Where files are uploaded to an agent's content-addressed cache:
+/// `GET {FILES_PATH}/{sha256}` (what the agent has), `PUT
+/// {FILES_PATH}/{sha256}?offset=N` (a chunk, appended at `N`), `POST
+/// {FILES_PATH}/{sha256}/complete?size=S` (verify and keep).
+pub const FILES_PATH: &str = "/v1/files";
+
+/// The largest chunk an agent accepts in one `PUT`.
+pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Whether `hash` is a SHA-256 as files are named by: 64 lowercase hex.
+pub fn valid_file_hash(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// What an agent holds of one file: all of it (verified, in its cache), or
+/// the first `ReceivedBytes` of an upload in progress, which a broken
+/// upload resumes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileStatus {
+    pub hash: String,
+    pub complete: bool,
+    pub received_bytes: u64,
 }

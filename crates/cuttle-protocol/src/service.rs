@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::messages::{
-    valid_script_id, ErrorBody, Hello, ScriptStatus, StartScript, HELLO_PATH, SCRIPTS_PATH,
+    valid_file_hash, valid_script_id, ErrorBody, FileStatus, Hello, ScriptStatus, StartScript,
+    FILES_PATH, HELLO_PATH, MAX_CHUNK, SCRIPTS_PATH,
 };
 
 /// The longest long poll an agent grants; a server asking more gets this.
@@ -44,6 +45,69 @@ pub trait AgentService: Send + Sync + 'static {
     ) -> impl Future<Output = Option<ScriptStatus>> + Send;
     /// Cancels the script (its whole process tree); `None` when unknown.
     fn cancel_script(&self, id: &str) -> impl Future<Output = Option<ScriptStatus>> + Send;
+
+    /// What the agent holds of the file with this SHA-256.
+    fn file_status(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<FileStatus, FileError>> + Send {
+        let _ = hash;
+        async { Err(FileError::unsupported()) }
+    }
+    /// Appends a chunk at `offset`, which must be what it holds so far.
+    fn write_chunk(
+        &self,
+        hash: &str,
+        offset: u64,
+        chunk: Bytes,
+    ) -> impl Future<Output = Result<FileStatus, FileError>> + Send {
+        let _ = (hash, offset, chunk);
+        async { Err(FileError::unsupported()) }
+    }
+    /// Checks the upload's size and SHA-256, and keeps it in the cache.
+    fn complete_file(
+        &self,
+        hash: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<FileStatus, FileError>> + Send {
+        let _ = (hash, size);
+        async { Err(FileError::unsupported()) }
+    }
+}
+
+/// Why an agent refused a file request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileError {
+    /// A chunk's offset is not where the upload stands (answered 409).
+    Offset { received_bytes: u64 },
+    /// The finished upload is not the file it claims to be (answered 422);
+    /// the agent has dropped it, so the next upload starts over.
+    Mismatch(String),
+    /// The agent cannot store files: a full disk, no permission (answered 500).
+    Storage(String),
+    /// This agent keeps no files (answered 501).
+    Unsupported,
+}
+
+impl FileError {
+    fn unsupported() -> FileError {
+        FileError::Unsupported
+    }
+
+    fn answer(&self) -> Response<Full<Bytes>> {
+        match self {
+            FileError::Offset { received_bytes } => error(
+                StatusCode::CONFLICT,
+                format!("the upload stands at {received_bytes} bytes; send from there"),
+            ),
+            FileError::Mismatch(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
+            FileError::Storage(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m.clone()),
+            FileError::Unsupported => error(
+                StatusCode::NOT_IMPLEMENTED,
+                "this agent keeps no files".into(),
+            ),
+        }
+    }
 }
 
 /// Serves the server's requests on an established (TLS) stream until the
@@ -124,6 +188,12 @@ async fn route<S: AgentService>(request: Request<Incoming>, service: &S) -> Resp
             Err(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
         };
     }
+    if let Some(rest) = path
+        .strip_prefix(FILES_PATH)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        return file_route(request, service, method, rest, &query).await;
+    }
     let Some(id) = path
         .strip_prefix(SCRIPTS_PATH)
         .and_then(|rest| rest.strip_prefix('/'))
@@ -153,6 +223,78 @@ async fn route<S: AgentService>(request: Request<Incoming>, service: &S) -> Resp
             StatusCode::NOT_FOUND,
             format!("this agent knows no script {id}"),
         ),
+    }
+}
+
+/// `GET|PUT /v1/files/{hash}` and `POST /v1/files/{hash}/complete`.
+async fn file_route<S: AgentService>(
+    request: Request<Incoming>,
+    service: &S,
+    method: Method,
+    rest: &str,
+    query: &str,
+) -> Response<Full<Bytes>> {
+    let (hash, complete) = match rest.strip_suffix("/complete") {
+        Some(hash) => (hash, true),
+        None => (rest, false),
+    };
+    if !valid_file_hash(hash) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("'{hash}' is not a SHA-256 in lowercase hex"),
+        );
+    }
+    let number = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let result = match (method, complete) {
+        (Method::GET, false) => service.file_status(hash).await,
+        (Method::PUT, false) => {
+            let Some(offset) = number("offset") else {
+                return error(StatusCode::BAD_REQUEST, "a chunk needs ?offset=N".into());
+            };
+            // A little over a chunk, so the agent's own limit is the one
+            // that speaks.
+            let chunk = match Limited::new(request.into_body(), MAX_CHUNK + 1)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a chunk is at most {MAX_CHUNK} bytes: {e}"),
+                    )
+                }
+            };
+            if chunk.len() > MAX_CHUNK {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a chunk is at most {MAX_CHUNK} bytes"),
+                );
+            }
+            service.write_chunk(hash, offset, chunk).await
+        }
+        (Method::POST, true) => {
+            let Some(size) = number("size") else {
+                return error(StatusCode::BAD_REQUEST, "completing needs ?size=N".into());
+            };
+            service.complete_file(hash, size).await
+        }
+        _ => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{FILES_PATH}/{rest} does not take that method"),
+            )
+        }
+    };
+    match result {
+        Ok(status) => json(StatusCode::OK, &status),
+        Err(e) => e.answer(),
     }
 }
 

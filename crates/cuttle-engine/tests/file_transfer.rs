@@ -1,0 +1,162 @@
+//! Uploading a file to a real agent service over pinned TLS and HTTP/2 on
+//! loopback, through a proxy that cuts every connection after a few
+//! megabytes: the upload resumes where the agent stands, never re-sends an
+//! acknowledged byte, and the agent keeps only a verified file.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cuttle_engine::agent_files::sha256_of;
+use cuttle_engine::agent_host::ScriptHost;
+use cuttle_engine::remote::{upload_file, AgentTarget, ConnectionLimits};
+use cuttle_engine::sandbox::Sandbox;
+use cuttle_model::machine::{CommunicationStyle, Endpoint};
+use cuttle_protocol::polling::PollingHub;
+use cuttle_protocol::{Agents, Hello, Identity, TrustedThumbprints, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Forwards connections to `upstream`, cutting each one once `budget`
+/// bytes have gone towards the agent; counts the connections.
+async fn cutting_proxy(upstream: SocketAddr, budget: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(agent) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut agent_read, mut agent_write) = agent.into_split();
+                let towards_agent = async {
+                    let mut sent = 0;
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    while sent < budget {
+                        let n = match client_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n.min(budget - sent),
+                        };
+                        if agent_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                        sent += n;
+                    }
+                };
+                let towards_client = tokio::io::copy(&mut agent_read, &mut client_write);
+                // Whichever ends first ends the connection, both ways.
+                tokio::select! {
+                    _ = towards_agent => {}
+                    _ = towards_client => {}
+                }
+            });
+        }
+    });
+    (address, connections)
+}
+
+#[tokio::test]
+async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
+    let root = tempfile::tempdir().unwrap();
+    let (server, agent) = (
+        Identity::generate("server").unwrap(),
+        Identity::generate("agent").unwrap(),
+    );
+    let host = ScriptHost::new(root.path().join("work"), Arc::new(Sandbox::none()), || {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            operating_system: "linux".into(),
+            architecture: "x86_64".into(),
+            free_disk_bytes: 0,
+            name: "web-1".into(),
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_address = listener.local_addr().unwrap();
+    let tls = cuttle_protocol::trust::server_config(
+        &agent,
+        TrustedThumbprints::new([server.thumbprint().clone()]),
+    )
+    .unwrap();
+    tokio::spawn(cuttle_protocol::listen::serve(
+        listener,
+        tls,
+        host,
+        std::future::pending(),
+    ));
+    let (proxy, connections) = cutting_proxy(agent_address, 3 * 1024 * 1024).await;
+
+    // 10 MiB that do not compress or repeat in step with the chunks.
+    let mut content = Vec::with_capacity(10 << 20);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while content.len() < 10 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        content.extend_from_slice(&x.to_le_bytes());
+    }
+    let file = root.path().join("package.bin");
+    std::fs::write(&file, &content).unwrap();
+    let hash = sha256_of(&file).unwrap();
+    let size = content.len() as u64;
+
+    let agents = Agents::new(Arc::new(server), PollingHub::new());
+    let endpoint = Endpoint {
+        communication_style: Some(CommunicationStyle::TentaclePassive),
+        uri: format!("https://{proxy}/"),
+        thumbprint: agent.thumbprint().to_string(),
+        ..Default::default()
+    };
+    let target = AgentTarget {
+        name: "web-1",
+        endpoint: &endpoint,
+        machine_policy_id: "",
+    };
+    let limits = ConnectionLimits {
+        connect: Duration::from_secs(10),
+        retry: Duration::from_secs(30),
+        retry_sleep: Duration::from_millis(50),
+    };
+    let upload = upload_file(&agents, &target, limits, &file, &hash, size)
+        .await
+        .expect("the upload completes despite the cuts");
+    assert!(!upload.cached);
+    assert!(upload.resumes >= 2, "{upload:?}");
+    // Acknowledged chunks are never sent again.
+    assert_eq!(upload.sent_bytes, size, "{upload:?}");
+    assert!(connections.load(Ordering::SeqCst) >= 3);
+    let kept = root.path().join("files").join(&hash);
+    assert_eq!(sha256_of(&kept).unwrap(), hash);
+    assert!(
+        !root
+            .path()
+            .join("files/partial")
+            .join(format!("{hash}.part"))
+            .exists(),
+        "the partial upload became the cached file"
+    );
+
+    // The agent has it now: nothing is sent.
+    let again = upload_file(&agents, &target, limits, &file, &hash, size)
+        .await
+        .unwrap();
+    assert!(again.cached && again.sent_bytes == 0, "{again:?}");
+
+    // A file that is not what its hash says is refused and not kept.
+    let liar = root.path().join("liar.bin");
+    std::fs::write(&liar, b"not the package").unwrap();
+    let err = upload_file(&agents, &target, limits, &liar, &"0".repeat(64), 15)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("refused the file") && err.contains("SHA-256"),
+        "{err}"
+    );
+    assert!(!root.path().join("files").join("0".repeat(64)).exists());
+}

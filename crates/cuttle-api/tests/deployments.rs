@@ -263,3 +263,41 @@ async fn deployments_of_one_project_to_one_environment_are_serialised() {
     })
     .await;
 }
+
+/// `update_progress` in a script shows on its activity (percentage and
+/// message, sensitive values masked) and in the task's overall progress.
+#[tokio::test]
+async fn scripts_report_progress() {
+    on_both("progress", |s| async move {
+        // Long enough to be seen at 40% between the two updates.
+        let script = "update_progress 40 \"copied 4 of 10 files\"\nsleep 3\nupdate_progress 90";
+        s.project_with_script("Progress", script, json!({})).await;
+        let task = s.release_and_deploy("Progress", "1.0.0").await;
+        let find = |tree: &serde_json::Value| -> Option<serde_json::Value> {
+            let step = tree["ActivityLogs"][0]["Children"][0].clone();
+            let target = step["Children"][0].clone();
+            (!target.is_null()).then_some(target)
+        };
+        let mut seen = None;
+        for _ in 0..500 {
+            let details = s.get(&format!("/api/tasks/{task}/details")).await.body;
+            if let Some(t) = find(&details) {
+                if t["ProgressPercentage"] == 40 {
+                    seen = Some((t, details["Progress"]["ProgressPercentage"].clone()));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (target, overall) = seen.unwrap_or_else(|| panic!("{}: no progress seen", s.backend));
+        assert_eq!(target["ProgressMessage"], "copied 4 of 10 files");
+        let overall = overall.as_i64().unwrap();
+        assert!((40..100).contains(&overall), "{overall}");
+        let done = s.wait_for_task(&task).await;
+        assert_eq!(done["State"], "Success", "{done}");
+        let details = s.get(&format!("/api/tasks/{task}/details")).await.body;
+        assert_eq!(details["Progress"]["ProgressPercentage"], 100);
+        assert_eq!(find(&details).unwrap()["ProgressPercentage"], 100);
+    })
+    .await;
+}

@@ -336,6 +336,8 @@ async fn a_task_written_without_signals_still_streams() {
             started: Some(Timestamp::now()),
             ended: None,
             show_at_summary_level: true,
+            progress_percentage: None,
+            progress_message: None,
         };
         let line = |seq: i64| LogLine {
             seq,

@@ -851,6 +851,17 @@ async fn run_action(
                     outputs.push((name, value, sensitive));
                     return;
                 }
+                Some(Ok(ServiceMessage::Progress {
+                    percentage,
+                    message,
+                })) => {
+                    let message = message.map(|m| masker.mask_line(&m).into_owned());
+                    if let Some(m) = &message {
+                        target.verbose(format!("Progress {percentage}%: {m}"));
+                    }
+                    target.progress(percentage, message);
+                    return;
+                }
                 Some(Err(why)) => {
                     target.log(
                         LogCategory::Warning,

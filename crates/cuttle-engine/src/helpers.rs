@@ -51,6 +51,12 @@ set_octopusvariable() {
     "$(__cuttle_b64 "$1")" "$(__cuttle_b64 "$2")" "$(__cuttle_b64 "$sensitive")"
 }
 
+# update_progress PERCENT [MESSAGE]: how far the step is, shown in the task log.
+update_progress() {
+  printf "##octopus[progress percentage='%s' message='%s']\n" \
+    "$(__cuttle_b64 "$1")" "$(__cuttle_b64 "${2:-}")"
+}
+
 __cuttle_script="$1"
 shift
 . "./$__cuttle_script"
@@ -79,6 +85,12 @@ def set_octopusvariable(name, value, sensitive=False):
     print("##octopus[setVariable name='%s' value='%s' sensitive='%s']"
           % (enc(name), enc(value), enc("True" if sensitive else "False")), flush=True)
 
+def update_progress(percentage, message=""):
+    """Tells the task log how far the step is (0 to 100)."""
+    enc = lambda s: _b64.b64encode(str(s).encode("utf-8")).decode("ascii")
+    print("##octopus[progress percentage='%s' message='%s']"
+          % (enc(percentage), enc(message)), flush=True)
+
 octopusvariables = dict(_cuttle_values)
 
 _script = _sys.argv[1]
@@ -90,6 +102,7 @@ exec(_code, {
     "__file__": _script,
     "get_octopusvariable": get_octopusvariable,
     "set_octopusvariable": set_octopusvariable,
+    "update_progress": update_progress,
     "octopusvariables": octopusvariables,
 })
 "###;
@@ -102,6 +115,11 @@ pub enum ServiceMessage {
         value: String,
         sensitive: bool,
     },
+    /// `update_progress`: how far the step is, 0 to 100.
+    Progress {
+        percentage: i64,
+        message: Option<String>,
+    },
 }
 
 /// Parses a service message line. Attribute values are base64 (Octopus's
@@ -111,7 +129,8 @@ pub fn parse_service_message(line: &str) -> Option<Result<ServiceMessage, String
     let rest = line.trim_end().strip_prefix("##octopus[")?;
     let body = rest.strip_suffix(']')?;
     let (kind, mut attrs) = body.split_once(' ').unwrap_or((body, ""));
-    if !kind.eq_ignore_ascii_case("setVariable") {
+    let progress = kind.eq_ignore_ascii_case("progress");
+    if !kind.eq_ignore_ascii_case("setVariable") && !progress {
         return Some(Err(format!("unknown service message '{kind}'")));
     }
     let mut fields: Vec<(String, String)> = vec![];
@@ -138,6 +157,18 @@ pub fn parse_service_message(line: &str) -> Option<Result<ServiceMessage, String
         attrs = after;
     }
     let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    if progress {
+        let percentage = get("percentage").unwrap_or_default();
+        let Ok(percentage) = percentage.trim().parse::<i64>() else {
+            return Some(Err(format!(
+                "progress needs a whole percentage, not '{percentage}'"
+            )));
+        };
+        return Some(Ok(ServiceMessage::Progress {
+            percentage: percentage.clamp(0, 100),
+            message: get("message").filter(|m| !m.is_empty()),
+        }));
+    }
     let Some(name) = get("name").filter(|n| !n.trim().is_empty()) else {
         return Some(Err("setVariable needs a name".into()));
     };
@@ -177,6 +208,20 @@ mod tests {
             parse_service_message("##octopus[createArtifact path='eA==']"),
             Some(Err(_))
         ));
+        let progress = format!(
+            "##octopus[progress percentage='{}' message='{}']",
+            B64.encode("150"),
+            B64.encode("copying files")
+        );
+        assert_eq!(
+            parse_service_message(&progress),
+            Some(Ok(ServiceMessage::Progress {
+                percentage: 100,
+                message: Some("copying files".into())
+            }))
+        );
+        let bad = format!("##octopus[progress percentage='{}']", B64.encode("half"));
+        assert!(matches!(parse_service_message(&bad), Some(Err(m)) if m.contains("half")));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct ActivityLog {
     activity: Arc<Mutex<Activity>>,
     position: i64,
     pub id: String,
+    /// Numbers progress updates, and the newest applied, so updates stored
+    /// in the background never go back in time.
+    progress_sent: Arc<std::sync::atomic::AtomicU64>,
+    progress_applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TaskLog {
@@ -125,12 +129,16 @@ impl TaskLog {
             started: None,
             ended: None,
             show_at_summary_level: true,
+            progress_percentage: None,
+            progress_message: None,
         };
         let handle = ActivityLog {
             log: self.clone(),
             id: a.id.clone(),
             activity: Arc::new(Mutex::new(a)),
             position: n,
+            progress_sent: Default::default(),
+            progress_applied: Default::default(),
         };
         handle.save().await;
         handle
@@ -206,5 +214,25 @@ impl ActivityLog {
 
     pub fn error(&self, message: impl Into<String>) {
         self.log(LogCategory::Error, message);
+    }
+
+    /// Records how far the activity is (clamped to 0..=100), as a script's
+    /// `update_progress` says. Callable from synchronous output callbacks: the
+    /// update is stored in the background, last one wins.
+    pub fn progress(&self, percentage: i64, message: Option<String>) {
+        let this = self.clone();
+        let n = self.progress_sent.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::spawn(async move {
+            {
+                let mut a = this.activity.lock().await;
+                // An older update that ran late changes nothing.
+                if this.progress_applied.fetch_max(n, Ordering::SeqCst) > n {
+                    return;
+                }
+                a.progress_percentage = Some(percentage.clamp(0, 100));
+                a.progress_message = message;
+            }
+            this.save().await;
+        });
     }
 }

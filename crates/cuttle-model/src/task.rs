@@ -190,6 +190,9 @@ pub struct Activity {
     pub started: Option<Timestamp>,
     pub ended: Option<Timestamp>,
     pub show_at_summary_level: bool,
+    /// What the activity last said of its progress, 0 to 100.
+    pub progress_percentage: Option<i64>,
+    pub progress_message: Option<String>,
 }
 
 /// One log line as the store keeps it.
@@ -277,13 +280,47 @@ pub fn build_activity_tree(
                     children: build(Some(a.id.as_str()), by_parent, lines),
                     show_at_summary_level: a.show_at_summary_level,
                     log_elements: lines.remove(a.id.as_str()).unwrap_or_default(),
-                    progress_percentage: if done { 100 } else { 0 },
-                    progress_message: None,
+                    progress_percentage: if done {
+                        100
+                    } else {
+                        a.progress_percentage.unwrap_or(0)
+                    },
+                    progress_message: a.progress_message.clone(),
                 }
             })
             .collect()
     }
     build(None, &by_parent, &mut lines_by_activity)
+}
+
+/// How far a task is, 0 to 100: the average over its steps (the root's
+/// children), a finished step counting 100 and a running one what it or its
+/// targets report.
+pub fn task_progress(tree: &[ActivityElement], completed: bool) -> i64 {
+    if completed {
+        return 100;
+    }
+    let Some(steps) = tree.first().map(|root| &root.children) else {
+        return 0;
+    };
+    if steps.is_empty() {
+        return 0;
+    }
+    let of_step = |s: &ActivityElement| -> i64 {
+        let targets = if s.children.is_empty() {
+            0
+        } else {
+            s.children
+                .iter()
+                .map(|c| c.progress_percentage)
+                .sum::<i64>()
+                / s.children.len() as i64
+        };
+        s.progress_percentage.max(targets)
+    };
+    let total: i64 = steps.iter().map(of_step).sum();
+    // Never 100 while running: the last step's ending is still to come.
+    (total / steps.len() as i64).min(99)
 }
 
 /// The whole log as plain text, indented by depth. Within a node, its own
@@ -341,6 +378,8 @@ mod tests {
             started: None,
             ended: None,
             show_at_summary_level: true,
+            progress_percentage: None,
+            progress_message: None,
         }
     }
 

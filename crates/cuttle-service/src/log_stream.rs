@@ -52,6 +52,8 @@ pub struct ActivityEvent {
     pub started: Option<Timestamp>,
     pub ended: Option<Timestamp>,
     pub show_at_summary_level: bool,
+    pub progress_percentage: Option<i64>,
+    pub progress_message: Option<String>,
 }
 
 impl From<Activity> for ActivityEvent {
@@ -64,6 +66,8 @@ impl From<Activity> for ActivityEvent {
             started: a.started,
             ended: a.ended,
             show_at_summary_level: a.show_at_summary_level,
+            progress_percentage: a.progress_percentage,
+            progress_message: a.progress_message,
         }
     }
 }

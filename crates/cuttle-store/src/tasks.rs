@@ -363,10 +363,11 @@ impl Store {
     /// Creates or updates one node of a task's activity tree.
     pub async fn put_activity(&self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
-             started = excluded.started, ended = excluded.ended",
+             started = excluded.started, ended = excluded.ended, \
+             progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
         )
         .bind(task_id)
         .bind(&a.id)
@@ -377,6 +378,8 @@ impl Store {
         .bind(a.ended.map(|t| t.to_string()))
         .bind(position)
         .bind(i64::from(a.show_at_summary_level))
+        .bind(a.progress_percentage)
+        .bind(&a.progress_message)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -421,7 +424,7 @@ impl Store {
     pub async fn task_log(&self, task_id: &str) -> Result<(Vec<Activity>, Vec<LogLine>)> {
         let mut conn = self.pool().acquire().await?;
         let rows = sqlx::query(
-            "SELECT id, parent_id, name, status, started, ended, show_at_summary FROM task_activities \
+            "SELECT id, parent_id, name, status, started, ended, show_at_summary, progress_percentage, progress_message FROM task_activities \
              WHERE task_id = $1 ORDER BY position, id",
         )
         .bind(task_id)
@@ -429,17 +432,7 @@ impl Store {
         .await?;
         let activities = rows
             .iter()
-            .map(|r| {
-                Ok(Activity {
-                    id: r.try_get("id")?,
-                    parent_id: r.try_get("parent_id")?,
-                    name: r.try_get("name")?,
-                    status: ActivityStatus::parse(&r.try_get::<String, _>("status")?),
-                    started: ts(r, "started")?,
-                    ended: ts(r, "ended")?,
-                    show_at_summary_level: r.try_get::<i64, _>("show_at_summary")? != 0,
-                })
-            })
+            .map(activity_from_row)
             .collect::<Result<Vec<_>>>()?;
         let rows = sqlx::query(
             "SELECT seq, activity_id, category, occurred_at, message, detail FROM task_log_lines \
@@ -474,6 +467,8 @@ fn activity_from_row(r: &AnyRow) -> Result<Activity> {
         started: ts(r, "started")?,
         ended: ts(r, "ended")?,
         show_at_summary_level: r.try_get::<i64, _>("show_at_summary")? != 0,
+        progress_percentage: r.try_get("progress_percentage")?,
+        progress_message: r.try_get("progress_message")?,
     })
 }
 
@@ -515,7 +510,7 @@ impl Store {
     /// their lines.
     pub async fn task_activities(&self, task_id: &str) -> Result<Vec<Activity>> {
         let rows = sqlx::query(
-            "SELECT id, parent_id, name, status, started, ended, show_at_summary FROM task_activities \
+            "SELECT id, parent_id, name, status, started, ended, show_at_summary, progress_percentage, progress_message FROM task_activities \
              WHERE task_id = $1 ORDER BY position, id",
         )
         .bind(task_id)

@@ -313,6 +313,8 @@ async fn task_log_round_trips() {
             started: Some(Timestamp::now()),
             ended: None,
             show_at_summary_level: true,
+            progress_percentage: Some(30),
+            progress_message: Some("warming up".into()),
         };
         store.put_activity(&t.id, &root, 0).await.unwrap();
         let done = Activity {
@@ -426,6 +428,8 @@ async fn task_log_pages_after_a_position() {
             started: None,
             ended: None,
             show_at_summary_level: n == 1,
+            progress_percentage: None,
+            progress_message: None,
         };
         let root = activity(1, None);
         let child = activity(2, Some(root.id.clone()));

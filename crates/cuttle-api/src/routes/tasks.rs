@@ -143,7 +143,10 @@ async fn details(
     let lines: usize = count_lines(&tree);
     Ok(Json(json!({
         "Task": resource(&task),
-        "Progress": {"ProgressPercentage": if done { 100 } else { 0 }, "EstimatedTimeRemaining": if done { "" } else { "Unknown" }},
+        "Progress": {
+            "ProgressPercentage": cuttle_model::task::task_progress(&tree, done),
+            "EstimatedTimeRemaining": if done { "" } else { "Unknown" },
+        },
         "PhysicalLogSize": lines,
         "ActivityLogs": tree,
         "Links": {"Self": format!("/api/tasks/{}/details", task.id)},

@@ -167,6 +167,11 @@ pub async fn deploy_automatic_phases(
     by: &User,
 ) -> Result<Vec<Deployment>> {
     let store = &inst.store;
+    // Two nodes finishing deployments of this release at once must not both
+    // queue the next phase: one decides and writes, then the other looks.
+    let _lock = store
+        .node_lock(&format!("automatic-deployments/{release_id}"))
+        .await?;
     let Some(release) = store.get::<Release>(release_id).await? else {
         return Ok(vec![]);
     };

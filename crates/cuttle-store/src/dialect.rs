@@ -31,6 +31,16 @@ impl Backend {
     /// Locks a row read in a transaction until it commits, so two nodes
     /// answering the same thing at once cannot both act on it. SQLite's one
     /// connection already serialises transactions.
+    /// A statement that serialises task claims across server nodes until
+    /// the transaction ends (SQLite has one writer at a time anyway).
+    pub fn claim_lock(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            // The key is arbitrary but fixed: 'cuttle' in ASCII.
+            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(99117116116108101)"),
+        }
+    }
+
     pub fn lock_row(self) -> &'static str {
         match self {
             Backend::Sqlite => "",

@@ -131,6 +131,23 @@ impl Store {
         self.backend
     }
 
+    /// Holds a lock named `key` across every server node on this database
+    /// until the returned guard is dropped, for work that reads, decides and
+    /// writes in several transactions (queuing automatic deployments). On
+    /// SQLite there is one node, and a held transaction would block the
+    /// only connection, so there is no guard.
+    pub async fn node_lock(&self, key: &str) -> Result<Option<Tx>> {
+        if self.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(key)
+            .execute(&mut *tx.inner)
+            .await?;
+        Ok(Some(tx))
+    }
+
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {
             inner: self.pool.begin().await?,

@@ -213,7 +213,14 @@ impl Store {
         lease_until: Timestamp,
     ) -> Result<Option<ServerTask>> {
         let now = Timestamp::now().to_string();
-        let mut conn = self.pool().acquire().await?;
+        // One claim at a time across nodes: otherwise two nodes could each
+        // claim a deployment of the same project and environment, neither
+        // seeing the other's uncommitted claim. Claims are short.
+        let mut tx = self.pool().begin().await?;
+        if let Some(lock) = self.backend().claim_lock() {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        let conn = &mut *tx;
         sqlx::query(
             "UPDATE server_tasks SET state = 'TimedOut', completed_time = $1, last_updated_time = $1, \
              error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
@@ -237,7 +244,9 @@ impl Store {
             .bind(lease_until.to_string())
             .fetch_optional(&mut *conn)
             .await?;
-        row.as_ref().map(task_from_row).transpose()
+        let task = row.as_ref().map(task_from_row).transpose()?;
+        tx.commit().await?;
+        Ok(task)
     }
 
     /// When the earliest task that is queued for later becomes due.

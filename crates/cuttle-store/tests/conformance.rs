@@ -474,3 +474,86 @@ async fn task_log_pages_after_a_position() {
     })
     .await;
 }
+
+/// Two server nodes (two stores on one database) claiming at the same time
+/// never both start deployments of one project to one environment.
+#[tokio::test]
+async fn nodes_claiming_at_once_serialise_a_project_and_environment() {
+    async fn race(a: Store, b: Store) {
+        let lease = Timestamp::now().add_millis(60_000);
+        for round in 0..25 {
+            let mut tx = a.begin().await.unwrap();
+            for _ in 0..2 {
+                let task = NewTask {
+                    project_id: Some(format!("Projects-{round}")),
+                    environment_id: Some("Environments-1".into()),
+                    ..new_task("Deploy")
+                };
+                tx.insert_task(task).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+            let (x, y) = tokio::join!(
+                a.claim_next_task("node-a", lease),
+                b.claim_next_task("node-b", lease)
+            );
+            let claimed = [x.unwrap(), y.unwrap()].into_iter().flatten().count();
+            assert_eq!(claimed, 1, "round {round}: both nodes started one");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(&dir.path().join("cuttle.db"));
+    let (a, b) = (
+        Store::open(&url).await.unwrap(),
+        Store::open(&url).await.unwrap(),
+    );
+    race(a.clone(), b.clone()).await;
+    a.close().await;
+    b.close().await;
+    if let Some(pg) = ScratchPostgres::create("claim-race").await {
+        let (a, b) = (
+            Store::open(&pg.url).await.unwrap(),
+            Store::open(&pg.url).await.unwrap(),
+        );
+        race(a.clone(), b.clone()).await;
+        a.close().await;
+        b.close().await;
+    }
+}
+
+/// A node lock held by one node makes another wait until it is dropped
+/// (PostgreSQL; SQLite, with one node, has no such lock).
+#[tokio::test]
+async fn node_locks_exclude_other_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db")))
+        .await
+        .unwrap();
+    assert!(sqlite.node_lock("x").await.unwrap().is_none());
+    sqlite.close().await;
+    let Some(pg) = ScratchPostgres::create("node-lock").await else {
+        return;
+    };
+    let (a, b) = (
+        Store::open(&pg.url).await.unwrap(),
+        Store::open(&pg.url).await.unwrap(),
+    );
+    let held = a.node_lock("release/1").await.unwrap();
+    assert!(held.is_some());
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        b.node_lock("release/1"),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the second node waits while the first holds it"
+    );
+    // Another key is free.
+    assert!(b.node_lock("release/2").await.unwrap().is_some());
+    drop(held);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), b.node_lock("release/1"))
+        .await
+        .expect("free once the first node lets go")
+        .unwrap();
+    assert!(got.is_some());
+}

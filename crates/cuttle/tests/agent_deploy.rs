@@ -492,3 +492,130 @@ fn machine_policies_schedule_health_checks() {
         "{tasks}"
     );
 }
+
+/// Waits for a pending interruption of `task`.
+fn pending_interruption(server: &ServerProcess, task: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = api(
+            server,
+            "GET",
+            &format!("/api/Spaces-1/interruptions?regarding={task}&pendingOnly=true"),
+            None,
+        );
+        if let Some(found) = list["Items"].as_array().and_then(|i| i.first()) {
+            return found.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "no interruption:\n{}",
+            raw_log(server, task)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn guided_failure_retries_the_failed_target_only_and_cancel_reaches_agents() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    environment(&server);
+    let tmp = tempfile::tempdir().unwrap();
+    let _agents = [
+        start_agent(
+            &server,
+            &tmp.path().join("1"),
+            "web-1",
+            Mode::Listening(&["web"]),
+        ),
+        start_agent(
+            &server,
+            &tmp.path().join("2"),
+            "web-2",
+            Mode::Listening(&["web"]),
+        ),
+    ];
+    let marker = tmp.path().join("failed-once");
+    let flaky = format!(
+        "if [ \"#{{Octopus.Machine.Name}}\" = web-2 ] && [ ! -e {m} ]; then touch {m}; echo \"failing on web-2\"; exit 3; fi\n\
+         echo \"ok on #{{Octopus.Machine.Name}}\"",
+        m = marker.display()
+    );
+    project(&server, "Flaky", vec![step("Roll", "web", &flaky, None)]);
+    api(
+        &server,
+        "POST",
+        "/api/Spaces-1/releases/create/v1",
+        Some(json!({"ProjectName": "Flaky", "ReleaseVersion": "1.0.0"})),
+    );
+    let d = api(
+        &server,
+        "POST",
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(json!({"ProjectName": "Flaky", "ReleaseVersion": "1.0.0",
+            "EnvironmentNames": ["Dev"], "UseGuidedFailure": true})),
+    );
+    let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let interruption = pending_interruption(&server, &task);
+    assert_eq!(interruption["Type"], "GuidedFailure");
+    let id = interruption["Id"].as_str().unwrap();
+    api(
+        &server,
+        "POST",
+        &format!("/api/Spaces-1/interruptions/{id}/submit"),
+        Some(json!({"Notes": "flaky disk", "Guidance": "Retry"})),
+    );
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    let count = |text: &str| log.lines().filter(|l| l.trim_end().ends_with(text)).count();
+    assert_eq!(
+        (
+            count("ok on web-1"),
+            count("failing on web-2"),
+            count("ok on web-2")
+        ),
+        (1, 1, 1),
+        "{log}"
+    );
+    let details = api(&server, "GET", &format!("/api/tasks/{task}/details"), None);
+    let mut runs = children_of(&details, "Step 1: Roll");
+    runs.sort();
+    assert_eq!(runs, ["web-1", "web-2", "web-2 (attempt 2)"]);
+
+    // Cancelling a deployment stops the script on the agent, with its children.
+    project(
+        &server,
+        "Long",
+        vec![step(
+            "Wait",
+            "web",
+            "sleep 120 &\necho \"child $!\"\necho started\nwait",
+            None,
+        )],
+    );
+    let task = deploy(&server, "Long", "1.0.0");
+    let log = wait_for_log(&server, &task, "started");
+    let pids: Vec<u32> = log
+        .lines()
+        .filter_map(|l| l.split("child ").nth(1))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    assert!(!pids.is_empty(), "{log}");
+    api(&server, "POST", &format!("/api/tasks/{task}/cancel"), None);
+    let done = wait_task(&server, &task, Duration::from_secs(30));
+    assert_eq!(done["State"], "Canceled", "{done}");
+    let until = Instant::now() + Duration::from_secs(10);
+    for pid in pids {
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                Instant::now() < until,
+                "the script's child {pid} outlived the cancel"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cuttle_protocol::messages::FileStatus;
 use cuttle_protocol::messages::{
     valid_script_id, Hello, ScriptLine, ScriptState, ScriptStatus, ScriptStream, ScriptSyntax,
     StartScript,
 };
+use cuttle_protocol::messages::{FileList, FileStatus};
 use cuttle_protocol::service::{AgentService, FileError, MAX_WAIT};
 use hyper::body::Bytes;
 
@@ -130,21 +130,35 @@ impl AgentService for ScriptHost {
         Some(script.status(from))
     }
 
-    async fn file_status(&self, hash: &str) -> Result<FileStatus, FileError> {
-        self.files.status(hash).await
+    async fn list_files(&self) -> Result<FileList, FileError> {
+        self.files.list().await
+    }
+
+    async fn file_signature(&self, hash: &str) -> Result<Bytes, FileError> {
+        self.files.signature(hash).await
+    }
+
+    async fn file_status(&self, hash: &str, basis: Option<&str>) -> Result<FileStatus, FileError> {
+        self.files.status(hash, basis).await
     }
 
     async fn write_chunk(
         &self,
         hash: &str,
+        basis: Option<&str>,
         offset: u64,
         chunk: Bytes,
     ) -> Result<FileStatus, FileError> {
-        self.files.write_chunk(hash, offset, chunk).await
+        self.files.write_chunk(hash, basis, offset, chunk).await
     }
 
-    async fn complete_file(&self, hash: &str, size: u64) -> Result<FileStatus, FileError> {
-        self.files.complete(hash, size).await
+    async fn complete_file(
+        &self,
+        hash: &str,
+        basis: Option<&str>,
+        size: u64,
+    ) -> Result<FileStatus, FileError> {
+        self.files.complete(hash, basis, size).await
     }
 
     /// Answers with the state and no lines (`From` and `Next` at the end of

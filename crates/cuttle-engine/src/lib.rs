@@ -19,6 +19,7 @@
 
 pub mod agent_files;
 pub mod agent_host;
+pub mod delta;
 pub mod deploy;
 pub mod health;
 pub mod helpers;

@@ -181,23 +181,34 @@ pub async fn run_on_agent(
 }
 
 /// What an upload did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upload {
     /// The agent had the file already; nothing was sent.
     pub cached: bool,
-    /// Bytes sent in this call (less than the file's size after a resume).
+    /// Bytes sent in this call: the file's (less after a resume) or its
+    /// delta's.
     pub sent_bytes: u64,
     /// How many times the upload resumed after a lost connection.
     pub resumes: u32,
+    /// The cached file the agent rebuilt it from, when a delta was sent.
+    pub delta_from: Option<String>,
 }
 
 /// How much of a file one request carries.
 const CHUNK: usize = 1024 * 1024;
 
+/// What is being sent: the file, or a delta from a file the agent has.
+enum Payload {
+    Whole,
+    Delta { basis: String, bytes: Vec<u8> },
+}
+
 /// Uploads the file at `path` (`size` bytes, SHA-256 `hash` in lowercase
-/// hex) into the agent's cache: skipped if the agent has it, resumed from
-/// where the agent stands after a lost connection (until the policy's retry
-/// limit), and verified by the agent before it keeps it.
+/// hex) into the agent's cache: skipped if the agent has it; sent as a
+/// delta from the first of `bases` (SHA-256s of earlier versions, best
+/// first) that the agent holds, when that is smaller; resumed from where
+/// the agent stands after a lost connection (until the policy's retry
+/// limit); and verified by the agent before it keeps it.
 pub async fn upload_file(
     agents: &Agents,
     target: &AgentTarget<'_>,
@@ -205,8 +216,8 @@ pub async fn upload_file(
     path: &std::path::Path,
     hash: &str,
     size: u64,
+    bases: &[String],
 ) -> Result<Upload, String> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let thumbprint: Thumbprint = target
         .endpoint
         .thumbprint
@@ -221,53 +232,52 @@ pub async fn upload_file(
         connection: None,
         unreachable_since: None,
     };
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("could not open {}: {e}", path.display()))?;
     let mut report = Upload {
         cached: false,
         sent_bytes: 0,
         resumes: 0,
+        delta_from: None,
     };
+    let mut payload: Option<Payload> = None;
     let mut first = true;
-    let mut buffer = vec![0u8; CHUNK];
     loop {
-        // Where the agent stands decides what to send, after a cut too.
         let attempt = async {
             let c = session.connection().await?;
-            let status = c.file_status(hash).await?;
-            if status.complete {
-                return Ok((status, true));
+            if c.file_status(hash, None).await?.complete {
+                return Ok(true);
+            }
+            if payload.is_none() {
+                payload = Some(choose_payload(&c, path, size, bases).await?);
             }
             if !first {
                 report.resumes += 1;
             }
             first = false;
-            file.seek(std::io::SeekFrom::Start(status.received_bytes))
-                .await
-                .map_err(|e| UploadError::Local(local(path, e)))?;
-            let mut offset = status.received_bytes;
-            while offset < size {
-                let want = CHUNK.min((size - offset) as usize);
-                file.read_exact(&mut buffer[..want])
-                    .await
-                    .map_err(|e| UploadError::Local(local(path, e)))?;
-                let chunk = hyper::body::Bytes::copy_from_slice(&buffer[..want]);
-                c.put_chunk(hash, offset, chunk).await?;
-                report.sent_bytes += want as u64;
-                offset += want as u64;
+            match payload.as_ref() {
+                Some(Payload::Delta { basis, bytes }) => {
+                    send_delta(&c, hash, basis, bytes, size, &mut report).await?
+                }
+                _ => send_whole(&c, path, hash, size, &mut report).await?,
             }
-            let done = c.complete_file(hash, size).await?;
-            Ok::<_, UploadError>((done, false))
+            Ok::<_, UploadError>(false)
         };
         match attempt.await {
-            Ok((status, was_cached)) if status.complete => {
+            Ok(was_cached) => {
                 report.cached = was_cached && report.sent_bytes == 0;
                 return Ok(report);
             }
-            Ok(_) => return Err(format!("{} did not keep the file", target.name)),
             // Someone else's chunk got there first: ask again where it stands.
             Err(UploadError::Agent(ProtocolError::Status { status: 409, .. })) => continue,
+            // The delta did not rebuild the file: send the whole file instead.
+            Err(UploadError::Agent(ProtocolError::Status {
+                status: 422,
+                message,
+                ..
+            })) if matches!(payload, Some(Payload::Delta { .. })) => {
+                tracing::warn!(agent = target.name, %message, "a delta did not apply; sending the whole file");
+                payload = Some(Payload::Whole);
+                report.delta_from = None;
+            }
             Err(UploadError::Agent(ProtocolError::Status { message, .. })) => {
                 return Err(format!("{} refused the file: {message}", target.name))
             }
@@ -275,6 +285,95 @@ pub async fn upload_file(
             Err(UploadError::Agent(e)) => session.lost(e).await?,
         }
     }
+}
+
+/// A delta from the best basis the agent holds, if it is smaller than the
+/// file; else the whole file.
+async fn choose_payload(
+    c: &AgentConnection,
+    path: &std::path::Path,
+    size: u64,
+    bases: &[String],
+) -> Result<Payload, UploadError> {
+    if bases.is_empty() {
+        return Ok(Payload::Whole);
+    }
+    let held = c.list_files().await?.hashes;
+    let Some(basis) = bases.iter().find(|b| held.contains(b)) else {
+        return Ok(Payload::Whole);
+    };
+    let signature = c.file_signature(basis).await?.to_vec();
+    let new_file = path.to_path_buf();
+    let computed =
+        tokio::task::spawn_blocking(move || crate::delta::delta_for(&new_file, signature))
+            .await
+            .map_err(|e| UploadError::Local(format!("computing a delta failed: {e}")))?;
+    match computed {
+        Ok(bytes) if (bytes.len() as u64) < size => Ok(Payload::Delta {
+            basis: basis.clone(),
+            bytes,
+        }),
+        Ok(_) => Ok(Payload::Whole),
+        Err(e) => {
+            tracing::warn!(error = %e, "no delta could be computed; sending the whole file");
+            Ok(Payload::Whole)
+        }
+    }
+}
+
+async fn send_whole(
+    c: &AgentConnection,
+    path: &std::path::Path,
+    hash: &str,
+    size: u64,
+    report: &mut Upload,
+) -> Result<(), UploadError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| UploadError::Local(local(path, e)))?;
+    let status = c.file_status(hash, None).await?;
+    file.seek(std::io::SeekFrom::Start(status.received_bytes))
+        .await
+        .map_err(|e| UploadError::Local(local(path, e)))?;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut offset = status.received_bytes;
+    while offset < size {
+        let want = CHUNK.min((size - offset) as usize);
+        file.read_exact(&mut buffer[..want])
+            .await
+            .map_err(|e| UploadError::Local(local(path, e)))?;
+        let chunk = hyper::body::Bytes::copy_from_slice(&buffer[..want]);
+        c.put_chunk(hash, None, offset, chunk).await?;
+        report.sent_bytes += want as u64;
+        offset += want as u64;
+    }
+    c.complete_file(hash, None, size).await?;
+    Ok(())
+}
+
+async fn send_delta(
+    c: &AgentConnection,
+    hash: &str,
+    basis: &str,
+    delta: &[u8],
+    size: u64,
+    report: &mut Upload,
+) -> Result<(), UploadError> {
+    let status = c.file_status(hash, Some(basis)).await?;
+    let mut offset = usize::try_from(status.received_bytes)
+        .unwrap_or(usize::MAX)
+        .min(delta.len());
+    while offset < delta.len() {
+        let end = (offset + CHUNK).min(delta.len());
+        let chunk = hyper::body::Bytes::copy_from_slice(&delta[offset..end]);
+        c.put_chunk(hash, Some(basis), offset as u64, chunk).await?;
+        report.sent_bytes += (end - offset) as u64;
+        offset = end;
+    }
+    report.delta_from = Some(basis.to_owned());
+    c.complete_file(hash, Some(basis), size).await?;
+    Ok(())
 }
 
 /// Why one upload attempt stopped: the agent (retried while it is lost) or

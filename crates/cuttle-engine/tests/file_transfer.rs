@@ -123,7 +123,7 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
         retry: Duration::from_secs(30),
         retry_sleep: Duration::from_millis(50),
     };
-    let upload = upload_file(&agents, &target, limits, &file, &hash, size)
+    let upload = upload_file(&agents, &target, limits, &file, &hash, size, &[])
         .await
         .expect("the upload completes despite the cuts");
     assert!(!upload.cached);
@@ -143,7 +143,7 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
     );
 
     // The agent has it now: nothing is sent.
-    let again = upload_file(&agents, &target, limits, &file, &hash, size)
+    let again = upload_file(&agents, &target, limits, &file, &hash, size, &[])
         .await
         .unwrap();
     assert!(again.cached && again.sent_bytes == 0, "{again:?}");
@@ -151,7 +151,7 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
     // A file that is not what its hash says is refused and not kept.
     let liar = root.path().join("liar.bin");
     std::fs::write(&liar, b"not the package").unwrap();
-    let err = upload_file(&agents, &target, limits, &liar, &"0".repeat(64), 15)
+    let err = upload_file(&agents, &target, limits, &liar, &"0".repeat(64), 15, &[])
         .await
         .unwrap_err();
     assert!(
@@ -159,4 +159,40 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
         "{err}"
     );
     assert!(!root.path().join("files").join("0".repeat(64)).exists());
+
+    // The next version differs in 1% of its bytes: only a delta from the
+    // version the agent holds is sent, and the agent rebuilds and verifies it.
+    let mut next = content.clone();
+    let at = content.len() / 3;
+    for b in &mut next[at..at + content.len() / 100] {
+        *b ^= 0x5a;
+    }
+    let next_file = root.path().join("package-2.bin");
+    std::fs::write(&next_file, &next).unwrap();
+    let next_hash = sha256_of(&next_file).unwrap();
+    let bases = ["f".repeat(64), hash.clone()];
+    let delta = upload_file(
+        &agents,
+        &target,
+        limits,
+        &next_file,
+        &next_hash,
+        next.len() as u64,
+        &bases,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        delta.delta_from.as_deref(),
+        Some(hash.as_str()),
+        "{delta:?}"
+    );
+    assert!(
+        delta.sent_bytes * 20 < next.len() as u64,
+        "sent {} bytes for a 1% change of {}",
+        delta.sent_bytes,
+        next.len()
+    );
+    let kept = root.path().join("files").join(&next_hash);
+    assert_eq!(std::fs::read(&kept).unwrap(), next);
 }

@@ -16,7 +16,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::identity::{Identity, Thumbprint};
 use crate::messages::{
-    ErrorBody, FileStatus, Hello, ScriptStatus, StartScript, FILES_PATH, HELLO_PATH, SCRIPTS_PATH,
+    ErrorBody, FileList, FileStatus, Hello, ScriptStatus, StartScript, FILES_PATH, HELLO_PATH,
+    SCRIPTS_PATH,
 };
 use crate::service::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use crate::trust::{self, untrusted_peer, TrustedThumbprints};
@@ -283,18 +284,41 @@ impl AgentConnection {
             .await
     }
 
-    /// What the agent holds of the file with this SHA-256 (lowercase hex).
-    pub async fn file_status(&self, hash: &str) -> Result<FileStatus, ProtocolError> {
-        self.call(Method::GET, format!("{FILES_PATH}/{hash}"), None)
+    /// The SHA-256s of the files in the agent's cache.
+    pub async fn list_files(&self) -> Result<FileList, ProtocolError> {
+        self.call(Method::GET, FILES_PATH.to_owned(), None)
             .await?
             .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
 
-    /// Appends `chunk` at `offset`; a 409 means the agent holds another
-    /// length (ask [`Self::file_status`] and send from there).
+    /// The rsync signature of a file in the agent's cache.
+    pub async fn file_signature(&self, hash: &str) -> Result<Bytes, ProtocolError> {
+        let path = format!("{FILES_PATH}/{hash}/signature");
+        self.raw(Method::GET, path, None)
+            .await?
+            .ok_or_else(|| self.malformed(format!("the agent does not hold {hash}")))
+    }
+
+    /// What the agent holds of the file with this SHA-256 (lowercase hex),
+    /// or of its delta from `basis`.
+    pub async fn file_status(
+        &self,
+        hash: &str,
+        basis: Option<&str>,
+    ) -> Result<FileStatus, ProtocolError> {
+        let path = format!("{FILES_PATH}/{hash}{}", basis_query('?', basis));
+        self.call(Method::GET, path, None)
+            .await?
+            .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
+    }
+
+    /// Appends `chunk` at `offset` (of the file, or of its delta from
+    /// `basis`); a 409 means the agent holds another length (ask
+    /// [`Self::file_status`] and send from there).
     pub async fn put_chunk(
         &self,
         hash: &str,
+        basis: Option<&str>,
         offset: u64,
         chunk: Bytes,
     ) -> Result<FileStatus, ProtocolError> {
@@ -302,35 +326,55 @@ impl AgentConnection {
             bytes: chunk,
             content_type: "application/octet-stream",
         };
-        self.call(
-            Method::PUT,
-            format!("{FILES_PATH}/{hash}?offset={offset}"),
-            Some(body),
-        )
-        .await?
-        .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
+        let path = format!(
+            "{FILES_PATH}/{hash}?offset={offset}{}",
+            basis_query('&', basis)
+        );
+        self.call(Method::PUT, path, Some(body))
+            .await?
+            .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
 
-    /// Asks the agent to verify the upload (`size` bytes with this SHA-256)
-    /// and keep it in its cache.
-    pub async fn complete_file(&self, hash: &str, size: u64) -> Result<FileStatus, ProtocolError> {
-        self.call(
-            Method::POST,
-            format!("{FILES_PATH}/{hash}/complete?size={size}"),
-            None,
-        )
-        .await?
-        .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
+    /// Asks the agent to verify the upload (`size` bytes with this SHA-256,
+    /// once a delta is applied to `basis`) and keep it in its cache.
+    pub async fn complete_file(
+        &self,
+        hash: &str,
+        basis: Option<&str>,
+        size: u64,
+    ) -> Result<FileStatus, ProtocolError> {
+        let path = format!(
+            "{FILES_PATH}/{hash}/complete?size={size}{}",
+            basis_query('&', basis)
+        );
+        self.call(Method::POST, path, None)
+            .await?
+            .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
 
-    /// One request; `Ok(None)` for a 404, the agent's message for another
-    /// error status.
+    /// One request with a JSON answer; `Ok(None)` for a 404.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: String,
         body: Option<Body>,
     ) -> Result<Option<T>, ProtocolError> {
+        match self.raw(method, path, body).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.malformed(e.to_string())),
+        }
+    }
+
+    /// One request; its answer's bytes, `Ok(None)` for a 404, the agent's
+    /// message for another error status.
+    async fn raw(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Body>,
+    ) -> Result<Option<Bytes>, ProtocolError> {
         let lost = |e: &(dyn std::error::Error + 'static)| ProtocolError::Lost {
             address: self.address.to_string(),
             reason: error_chain(e),
@@ -367,9 +411,7 @@ impl AgentConnection {
                 message,
             });
         }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| self.malformed(e.to_string()))
+        Ok(Some(bytes))
     }
 
     fn malformed(&self, reason: String) -> ProtocolError {
@@ -378,6 +420,11 @@ impl AgentConnection {
             reason,
         }
     }
+}
+
+/// `basis=B` after `sep`, or nothing.
+fn basis_query(sep: char, basis: Option<&str>) -> String {
+    basis.map(|b| format!("{sep}basis={b}")).unwrap_or_default()
 }
 
 /// A request body and its media type.

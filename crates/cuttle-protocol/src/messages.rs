@@ -157,7 +157,10 @@ mod tests {
 /// Where files are uploaded to an agent's content-addressed cache:
 /// `GET {FILES_PATH}/{sha256}` (what the agent has), `PUT
 /// {FILES_PATH}/{sha256}?offset=N` (a chunk, appended at `N`), `POST
-/// {FILES_PATH}/{sha256}/complete?size=S` (verify and keep).
+/// {FILES_PATH}/{sha256}/complete?size=S` (verify and keep). With
+/// `&basis=B` the chunks are a delta against the cached file `B`
+/// (`GET {FILES_PATH}/{B}/signature` describes it), which the agent applies
+/// on completion; `GET {FILES_PATH}` lists the cache.
 pub const FILES_PATH: &str = "/v1/files";
 
 /// The largest chunk an agent accepts in one `PUT`.
@@ -166,6 +169,14 @@ pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 /// Whether `hash` is a SHA-256 as files are named by: 64 lowercase hex.
 pub fn valid_file_hash(hash: &str) -> bool {
     hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The files in an agent's cache, by SHA-256 (`GET /v1/files`): the bases
+/// a delta can be computed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileList {
+    pub hashes: Vec<String>,
 }
 
 /// What an agent holds of one file: all of it (verified, in its cache), or

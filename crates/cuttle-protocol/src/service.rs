@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::messages::{
-    valid_file_hash, valid_script_id, ErrorBody, FileStatus, Hello, ScriptStatus, StartScript,
-    FILES_PATH, HELLO_PATH, MAX_CHUNK, SCRIPTS_PATH,
+    valid_file_hash, valid_script_id, ErrorBody, FileList, FileStatus, Hello, ScriptStatus,
+    StartScript, FILES_PATH, HELLO_PATH, MAX_CHUNK, SCRIPTS_PATH,
 };
 
 /// The longest long poll an agent grants; a server asking more gets this.
@@ -46,31 +46,45 @@ pub trait AgentService: Send + Sync + 'static {
     /// Cancels the script (its whole process tree); `None` when unknown.
     fn cancel_script(&self, id: &str) -> impl Future<Output = Option<ScriptStatus>> + Send;
 
-    /// What the agent holds of the file with this SHA-256.
+    /// The SHA-256s of the files in the cache.
+    fn list_files(&self) -> impl Future<Output = Result<FileList, FileError>> + Send {
+        async { Err(FileError::unsupported()) }
+    }
+    /// The rsync signature of a cached file, for a delta against it.
+    fn file_signature(&self, hash: &str) -> impl Future<Output = Result<Bytes, FileError>> + Send {
+        let _ = hash;
+        async { Err(FileError::unsupported()) }
+    }
+    /// What the agent holds of the file with this SHA-256 (of its delta
+    /// from `basis`, with one).
     fn file_status(
         &self,
         hash: &str,
+        basis: Option<&str>,
     ) -> impl Future<Output = Result<FileStatus, FileError>> + Send {
-        let _ = hash;
+        let _ = (hash, basis);
         async { Err(FileError::unsupported()) }
     }
     /// Appends a chunk at `offset`, which must be what it holds so far.
     fn write_chunk(
         &self,
         hash: &str,
+        basis: Option<&str>,
         offset: u64,
         chunk: Bytes,
     ) -> impl Future<Output = Result<FileStatus, FileError>> + Send {
-        let _ = (hash, offset, chunk);
+        let _ = (hash, basis, offset, chunk);
         async { Err(FileError::unsupported()) }
     }
-    /// Checks the upload's size and SHA-256, and keeps it in the cache.
+    /// Checks the upload's size and SHA-256 (after applying the delta to
+    /// `basis`, with one), and keeps it in the cache.
     fn complete_file(
         &self,
         hash: &str,
+        basis: Option<&str>,
         size: u64,
     ) -> impl Future<Output = Result<FileStatus, FileError>> + Send {
-        let _ = (hash, size);
+        let _ = (hash, basis, size);
         async { Err(FileError::unsupported()) }
     }
 }
@@ -188,6 +202,15 @@ async fn route<S: AgentService>(request: Request<Incoming>, service: &S) -> Resp
             Err(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
         };
     }
+    if path == FILES_PATH {
+        return match method {
+            Method::GET => match service.list_files().await {
+                Ok(list) => json(StatusCode::OK, &list),
+                Err(e) => e.answer(),
+            },
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes GET")),
+        };
+    }
     if let Some(rest) = path
         .strip_prefix(FILES_PATH)
         .and_then(|r| r.strip_prefix('/'))
@@ -234,6 +257,25 @@ async fn file_route<S: AgentService>(
     rest: &str,
     query: &str,
 ) -> Response<Full<Bytes>> {
+    if let Some(hash) = rest.strip_suffix("/signature") {
+        if !valid_file_hash(hash) || method != Method::GET {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("'{hash}' is not a SHA-256 in lowercase hex, or not asked with GET"),
+            );
+        }
+        return match service.file_signature(hash).await {
+            Ok(bytes) => {
+                let mut response = Response::new(Full::new(bytes));
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/octet-stream"),
+                );
+                response
+            }
+            Err(e) => e.answer(),
+        };
+    }
     let (hash, complete) = match rest.strip_suffix("/complete") {
         Some(hash) => (hash, true),
         None => (rest, false),
@@ -244,6 +286,17 @@ async fn file_route<S: AgentService>(
             format!("'{hash}' is not a SHA-256 in lowercase hex"),
         );
     }
+    let basis = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "basis")
+        .map(|(_, v)| v);
+    if let Some(b) = basis.filter(|b| !valid_file_hash(b)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("the basis '{b}' is not a SHA-256 in lowercase hex"),
+        );
+    }
     let number = |name: &str| {
         query
             .split('&')
@@ -252,7 +305,7 @@ async fn file_route<S: AgentService>(
             .and_then(|(_, v)| v.parse::<u64>().ok())
     };
     let result = match (method, complete) {
-        (Method::GET, false) => service.file_status(hash).await,
+        (Method::GET, false) => service.file_status(hash, basis).await,
         (Method::PUT, false) => {
             let Some(offset) = number("offset") else {
                 return error(StatusCode::BAD_REQUEST, "a chunk needs ?offset=N".into());
@@ -277,13 +330,13 @@ async fn file_route<S: AgentService>(
                     format!("a chunk is at most {MAX_CHUNK} bytes"),
                 );
             }
-            service.write_chunk(hash, offset, chunk).await
+            service.write_chunk(hash, basis, offset, chunk).await
         }
         (Method::POST, true) => {
             let Some(size) = number("size") else {
                 return error(StatusCode::BAD_REQUEST, "completing needs ?size=N".into());
             };
-            service.complete_file(hash, size).await
+            service.complete_file(hash, basis, size).await
         }
         _ => {
             return error(

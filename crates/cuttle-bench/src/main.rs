@@ -3,6 +3,7 @@
 //! optionally on PostgreSQL. `cuttle-bench vars` instead measures the
 //! variable engine's rendering throughput in process.
 
+mod agents;
 mod engine;
 mod vars;
 
@@ -53,6 +54,8 @@ enum Bench {
     Vars(vars::VarsArgs),
     /// Engine overhead against a shell-script floor, and queued throughput.
     Engine(engine::EngineArgs),
+    /// One script step fanned out to 10, 50 and 200 agents, listening and polling.
+    Agents(agents::AgentsArgs),
 }
 
 #[tokio::main]
@@ -88,6 +91,9 @@ async fn run(args: Args) -> Result<()> {
 
     if let Some(Bench::Engine(engine)) = &args.bench {
         return engine::run(&cuttle, &http, engine).await;
+    }
+    if let Some(Bench::Agents(agents)) = &args.bench {
+        return agents::run(&cuttle, &http, agents).await;
     }
 
     let shown = std::env::current_dir()

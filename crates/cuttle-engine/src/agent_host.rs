@@ -114,7 +114,13 @@ impl AgentService for ScriptHost {
         drop(scripts);
         let status = script.status(0);
         let work_dir = self.work_root.join(&request.id);
-        runtime.spawn(execute(script, request, work_dir, self.sandbox.clone()));
+        let place = Place {
+            work_dir,
+            sandbox: self.sandbox.clone(),
+            files_root: self.work_root.with_file_name("files"),
+            applications: self.work_root.with_file_name("Applications"),
+        };
+        runtime.spawn(execute(script, request, place));
         Ok(status)
     }
 
@@ -210,17 +216,23 @@ fn prune(scripts: &mut HashMap<String, Arc<Script>>, now: Instant) {
     }
 }
 
-/// Runs one script to its end and records the outcome.
-async fn execute(
-    script: Arc<Script>,
-    request: StartScript,
+/// Where a script runs and what it may use there.
+struct Place {
     work_dir: PathBuf,
     sandbox: Arc<Sandbox>,
-) {
+    /// The file cache, where package steps find their package.
+    files_root: PathBuf,
+    /// Where package steps install when they name no root.
+    applications: PathBuf,
+}
+
+/// Runs one script to its end and records the outcome.
+async fn execute(script: Arc<Script>, request: StartScript, place: Place) {
     // Should this task end any other way (a panic), the script is still
     // reported as over rather than running forever.
     let guard = EndGuard(script.clone());
-    let outcome = run(&script, request, &work_dir, sandbox).await;
+    let work_dir = place.work_dir.clone();
+    let outcome = run(&script, request, &place).await;
     // Its lines have been kept (and streamed), so nothing there is needed;
     // removed before the end is reported, so a finished script has no dir.
     if let Err(e) = tokio::fs::remove_dir_all(&work_dir).await {
@@ -241,9 +253,9 @@ async fn execute(
 async fn run(
     script: &Arc<Script>,
     request: StartScript,
-    work_dir: &std::path::Path,
-    sandbox: Arc<Sandbox>,
+    place: &Place,
 ) -> Result<ScriptOutcome, String> {
+    let (work_dir, sandbox) = (place.work_dir.as_path(), place.sandbox.clone());
     // Left over by an earlier agent process that ran a script of this id:
     // the script starts in a fresh directory.
     match tokio::fs::remove_dir_all(work_dir).await {
@@ -259,6 +271,30 @@ async fn run(
     if script.cancel.is_cancelled() {
         return Ok(ScriptOutcome::Canceled);
     }
+    let timeout = match request.timeout_seconds {
+        0 => DEFAULT_TIMEOUT,
+        seconds => Duration::from_secs(seconds),
+    };
+    if let Some(step) = request.package {
+        let recorder = script.clone();
+        let on_line = move |stream, text| recorder.push(stream, text);
+        let run = crate::package_step::PackageRun {
+            step,
+            files_root: &place.files_root,
+            default_root: &place.applications,
+            work_dir,
+            bootstrap: request.bootstrap,
+            files: request
+                .files
+                .into_iter()
+                .map(|f| (f.name, f.content))
+                .collect(),
+            body: request.body,
+            timeout,
+            sandbox,
+        };
+        return crate::package_step::run(run, script.cancel.clone(), &on_line).await;
+    }
     let spec = ScriptSpec {
         syntax: match request.syntax {
             ScriptSyntax::Bash => Syntax::Bash,
@@ -267,10 +303,7 @@ async fn run(
         body: request.body,
         work_dir: work_dir.to_owned(),
         env: vec![],
-        timeout: match request.timeout_seconds {
-            0 => DEFAULT_TIMEOUT,
-            seconds => Duration::from_secs(seconds),
-        },
+        timeout,
         bootstrap: request.bootstrap,
         files: request
             .files
@@ -528,6 +561,7 @@ mod tests {
             bootstrap: None,
             files: vec![],
             timeout_seconds: 60,
+            package: None,
         }
     }
 

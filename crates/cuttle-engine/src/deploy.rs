@@ -1,6 +1,7 @@
 //! Carrying out a deployment task: load what the release froze, plan, then
 //! run each step's actions on the built-in worker, writing the activity log.
 
+use crate::deploy_package::PACKAGE_ACTION_TYPE;
 use crate::helpers::{
     parse_service_message, variables_file, ServiceMessage, BASH_BOOTSTRAP, PYTHON_BOOTSTRAP,
     VARIABLES_FILE,
@@ -46,6 +47,8 @@ pub struct DeployContext {
     pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// Connections to agents; `None` when the server has no TLS identity.
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
+    /// Where the built-in feed keeps package files, by SHA-256.
+    pub package_dir: PathBuf,
 }
 
 /// How a task ended.
@@ -338,10 +341,32 @@ impl<'a> StepScope<'a> {
                 log_skip(activity, &planned.action.name, reason);
                 continue;
             }
+            let package = if planned.action.action_type == PACKAGE_ACTION_TYPE {
+                match crate::deploy_package::resolve(
+                    &self.ctx.store,
+                    &self.ctx.package_dir,
+                    &self.loaded.release,
+                    &planned.action,
+                )
+                .await
+                {
+                    Ok(p) => Some(p),
+                    Err(why) => {
+                        activity.error(&why);
+                        failures.push(format!("The step '{}' failed: {why}", step.name));
+                        step_failed = true;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let placement = Placement {
                 step: source_step.cloned().unwrap_or_default(),
                 number: step.number,
                 error_so_far,
+                environment: self.loaded.environment.name.clone(),
+                package,
             };
             let dir = self
                 .work_dir
@@ -547,9 +572,13 @@ impl ActionRun<'_> {
                     runs_on: &self.runs_on,
                     dir,
                     command_id: format!(
-                        "{}.step-{}.{}.attempt-{attempt}",
-                        self.asking.task.id, self.placement.number, self.action.id
+                        "{}.step-{}.{}.{}.attempt-{attempt}",
+                        self.asking.task.id,
+                        self.placement.number,
+                        self.action.id,
+                        self.runs_on.id()
                     ),
+                    package: self.placement.package.as_ref(),
                 },
                 vars,
                 &target,
@@ -706,6 +735,10 @@ struct Placement<'a> {
     step: Step,
     number: usize,
     error_so_far: Option<&'a str>,
+    /// The environment's name, where packages are installed under.
+    environment: String,
+    /// The package the action deploys, resolved once for all its targets.
+    package: Option<crate::deploy_package::ResolvedPackage>,
 }
 
 /// The machine one run of an action happens on.
@@ -722,6 +755,15 @@ impl RunsOn<'_> {
             RunsOn::BuiltInWorker => BUILT_IN_WORKER,
             RunsOn::Target(m) => &m.name,
             RunsOn::Worker(w) => &w.name,
+        }
+    }
+
+    /// Part of a command id: unique per machine, and path-safe.
+    fn id(&self) -> &str {
+        match self {
+            RunsOn::BuiltInWorker => "built-in",
+            RunsOn::Target(m) => &m.id,
+            RunsOn::Worker(w) => &w.id,
         }
     }
 
@@ -750,6 +792,8 @@ struct ActionSite<'a> {
     runs_on: &'a RunsOn<'a>,
     dir: PathBuf,
     command_id: String,
+    /// The package a "Deploy a package" action deploys.
+    package: Option<&'a crate::deploy_package::ResolvedPackage>,
 }
 
 async fn run_action(
@@ -761,43 +805,6 @@ async fn run_action(
     target: &ActivityLog,
     cancel: CancellationToken,
 ) -> Result<(), ActionError> {
-    if action.action_type != SCRIPT_ACTION_TYPE {
-        return Err(ActionError::Failed(format!(
-            "The action type '{}' is not supported by this server",
-            action.action_type
-        )));
-    }
-    let source = action
-        .property(PROP_SCRIPT_SOURCE)
-        .unwrap_or_else(|| "Inline".into());
-    if !source.eq_ignore_ascii_case("Inline") {
-        return Err(ActionError::Failed(format!(
-            "Scripts from the source '{source}' are not supported yet; use an inline script"
-        )));
-    }
-    let syntax_name = action
-        .property(PROP_SCRIPT_SYNTAX)
-        .unwrap_or_else(|| "Bash".into());
-    let syntax = match Syntax::parse(&syntax_name) {
-        Some(s) => s,
-        None if syntax_name.eq_ignore_ascii_case("PowerShell") => {
-            return Err(ActionError::Failed(
-                "PowerShell scripts need pwsh, which the built-in worker does not have".into(),
-            ))
-        }
-        None => {
-            return Err(ActionError::Failed(format!(
-                "The script syntax '{syntax_name}' is not supported; use Bash or Python"
-            )))
-        }
-    };
-    let template = action.property(PROP_SCRIPT_BODY).unwrap_or_default();
-    if template.trim().is_empty() {
-        return Err(ActionError::Failed(format!(
-            "The action '{}' has no script body",
-            action.name
-        )));
-    }
     let machine = site.runs_on.name();
     let dict = vars.for_action(
         &placement.step,
@@ -806,26 +813,41 @@ async fn run_action(
         machine,
         placement.error_so_far,
     );
-    // The body is a template: `#{…}` is substituted before the script runs.
-    let rendered = cuttle_vars::render(&template, &dict)
-        .map_err(|e| ActionError::Failed(format!("The script body could not be rendered: {e}")))?;
-    if let Some(e) = &rendered.parse_error {
-        target.log(
-            LogCategory::Warning,
-            format!("The script's variable substitution could not be parsed, so the script runs as written: {e}"),
-        );
-    } else if !rendered.unresolved.is_empty() {
-        target.verbose(format!(
-            "These tokens in the script were left as written because they could not be evaluated: {}",
-            rendered.unresolved.join(", ")
-        ));
-    }
-    let body = rendered.text.unwrap_or_default();
+    let (syntax, syntax_name, body, package) = if action.action_type == PACKAGE_ACTION_TYPE {
+        let Some(resolved) = site.package else {
+            return Err(ActionError::Failed(format!(
+                "The action '{}' has no package to deploy",
+                action.name
+            )));
+        };
+        let step = crate::deploy_package::step(action, resolved, &placement.environment, &dict);
+        (
+            Syntax::Bash,
+            "package".to_owned(),
+            String::new(),
+            Some(step),
+        )
+    } else if action.action_type == SCRIPT_ACTION_TYPE {
+        let (syntax, syntax_name, body) = script_of(action, &dict, target)?;
+        (syntax, syntax_name, body, None)
+    } else {
+        return Err(ActionError::Failed(format!(
+            "The action type '{}' is not supported by this server",
+            action.action_type
+        )));
+    };
     let timeout = timeout_of(action, ctx.default_timeout);
-    target.verbose(format!(
-        "Running a {syntax_name} script with a timeout of {} seconds",
-        timeout.as_secs()
-    ));
+    target.verbose(if package.is_some() {
+        format!(
+            "Deploying a package with a timeout of {} seconds",
+            timeout.as_secs()
+        )
+    } else {
+        format!(
+            "Running a {syntax_name} script with a timeout of {} seconds",
+            timeout.as_secs()
+        )
+    });
     let bootstrap = match syntax {
         Syntax::Bash => BASH_BOOTSTRAP,
         Syntax::Python => PYTHON_BOOTSTRAP,
@@ -879,6 +901,11 @@ async fn run_action(
         }
     };
     let result = match site.runs_on.agent() {
+        None if package.is_some() => {
+            return Err(ActionError::Failed(
+                "A package is deployed to deployment targets: give the step a target role".into(),
+            ))
+        }
         None => {
             let spec = ScriptSpec {
                 syntax,
@@ -913,8 +940,14 @@ async fn run_action(
                     .map(|(name, content)| ScriptFile { name, content })
                     .collect(),
                 timeout_seconds: timeout.as_secs(),
+                package,
             };
             let limits = ConnectionLimits::of(&ctx.store, agent.machine_policy_id).await;
+            if let Some(resolved) = site.package {
+                crate::deploy_package::deliver(agents, &agent, limits, resolved, target)
+                    .await
+                    .map_err(ActionError::Failed)?;
+            }
             run_on_agent(agents, &agent, limits, start, cancel, on_line).await
         }
     };
@@ -936,4 +969,58 @@ async fn run_action(
         Ok(ScriptOutcome::Canceled) => Err(ActionError::Canceled),
         Err(e) => Err(ActionError::Failed(e)),
     }
+}
+
+/// A script action's syntax and body, rendered with the step's variables.
+fn script_of(
+    action: &Action,
+    dict: &cuttle_vars::VariableDictionary,
+    target: &ActivityLog,
+) -> Result<(Syntax, String, String), ActionError> {
+    let source = action
+        .property(PROP_SCRIPT_SOURCE)
+        .unwrap_or_else(|| "Inline".into());
+    if !source.eq_ignore_ascii_case("Inline") {
+        return Err(ActionError::Failed(format!(
+            "Scripts from the source '{source}' are not supported yet; use an inline script"
+        )));
+    }
+    let syntax_name = action
+        .property(PROP_SCRIPT_SYNTAX)
+        .unwrap_or_else(|| "Bash".into());
+    let syntax = match Syntax::parse(&syntax_name) {
+        Some(s) => s,
+        None if syntax_name.eq_ignore_ascii_case("PowerShell") => {
+            return Err(ActionError::Failed(
+                "PowerShell scripts need pwsh, which the built-in worker does not have".into(),
+            ))
+        }
+        None => {
+            return Err(ActionError::Failed(format!(
+                "The script syntax '{syntax_name}' is not supported; use Bash or Python"
+            )))
+        }
+    };
+    let template = action.property(PROP_SCRIPT_BODY).unwrap_or_default();
+    if template.trim().is_empty() {
+        return Err(ActionError::Failed(format!(
+            "The action '{}' has no script body",
+            action.name
+        )));
+    }
+    // The body is a template: `#{…}` is substituted before the script runs.
+    let rendered = cuttle_vars::render(&template, dict)
+        .map_err(|e| ActionError::Failed(format!("The script body could not be rendered: {e}")))?;
+    if let Some(e) = &rendered.parse_error {
+        target.log(
+            LogCategory::Warning,
+            format!("The script's variable substitution could not be parsed, so the script runs as written: {e}"),
+        );
+    } else if !rendered.unresolved.is_empty() {
+        target.verbose(format!(
+            "These tokens in the script were left as written because they could not be evaluated: {}",
+            rendered.unresolved.join(", ")
+        ));
+    }
+    Ok((syntax, syntax_name, rendered.text.unwrap_or_default()))
 }

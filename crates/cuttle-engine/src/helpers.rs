@@ -26,6 +26,21 @@ pub fn variables_file(variables: &VariableDictionary) -> String {
     out
 }
 
+/// Reads a variables file back into a dictionary (on an agent, to
+/// substitute package files with the step's variables). Lines that do not
+/// decode are skipped: the server wrote the file, so there are none.
+pub fn read_variables_file(text: &str) -> VariableDictionary {
+    let mut dict = VariableDictionary::new();
+    let decode = |s: &str| B64.decode(s).ok().and_then(|b| String::from_utf8(b).ok());
+    for line in text.lines() {
+        let (name, value) = line.split_once(' ').unwrap_or((line, ""));
+        if let (Some(name), Some(value)) = (decode(name), decode(value)) {
+            dict.set(&name, &value);
+        }
+    }
+    dict
+}
+
 pub const BASH_BOOTSTRAP: &str = r###"# Cuttle's helpers for Bash scripts; the script itself follows.
 __cuttle_variables="$PWD/.cuttle-variables"
 __cuttle_b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
@@ -222,6 +237,16 @@ mod tests {
         );
         let bad = format!("##octopus[progress percentage='{}']", B64.encode("half"));
         assert!(matches!(parse_service_message(&bad), Some(Err(m)) if m.contains("half")));
+    }
+
+    #[test]
+    fn variables_files_read_back() {
+        let mut d = VariableDictionary::new();
+        d.set("Logging:Level", "Debug");
+        d.set("Empty", "");
+        let back = read_variables_file(&variables_file(&d));
+        assert_eq!(back.get("logging:level"), Some("Debug"));
+        assert_eq!(back.get("Empty"), Some(""));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct RunnerConfig {
     /// The server's connections to agents (and the certificate it presents
     /// to them); without them, tasks that talk to agents fail.
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
+    /// Where the built-in feed keeps package files (`<data dir>/packages`).
+    pub package_dir: PathBuf,
 }
 
 impl RunnerConfig {
@@ -55,6 +57,7 @@ impl RunnerConfig {
                 ..SandboxConfig::default()
             },
             agents: None,
+            package_dir: work_dir.with_file_name("packages"),
             work_dir,
         }
     }
@@ -356,6 +359,7 @@ impl Runner {
                     interventions: self.inner.interventions.clone(),
                     sandbox: self.inner.sandbox.clone(),
                     agents: self.inner.config.agents.clone(),
+                    package_dir: self.inner.config.package_dir.clone(),
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,

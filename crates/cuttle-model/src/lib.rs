@@ -25,6 +25,7 @@ pub mod interruption;
 pub mod lifecycle;
 pub mod machine;
 pub mod machine_policy;
+pub mod package;
 pub mod process;
 pub mod progression;
 pub mod project;

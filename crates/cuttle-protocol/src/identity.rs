@@ -8,7 +8,8 @@
 //!
 //! The certificate's validity dates and names mean nothing here: the peer
 //! trusts exactly this certificate (by thumbprint), so it never expires and is
-//! replaced only by an explicit rotation (see docs/agent-protocol.md).
+//! replaced only by an explicit rotation (see docs/agent-protocol.md), which
+//! uses the same directory's `next.*` and `previous.*` files ([`Slot`]).
 
 use std::fmt;
 use std::io::Write as _;
@@ -28,6 +29,45 @@ pub const CERTS_DIR: &str = "certs";
 pub const KEY_FILE: &str = "identity.key";
 /// The self-signed certificate (PEM).
 pub const CERT_FILE: &str = "identity.crt";
+
+/// Which of a data directory's identities: the one presented, the one made
+/// ahead of a rotation so peers can trust it before it is presented, and the
+/// one presented before the last rotation (kept to roll back with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// `identity.{key,crt}`
+    Current,
+    /// `next.{key,crt}`
+    Next,
+    /// `previous.{key,crt}`
+    Previous,
+}
+
+impl Slot {
+    pub fn key_file(self) -> &'static str {
+        match self {
+            Slot::Current => KEY_FILE,
+            Slot::Next => "next.key",
+            Slot::Previous => "previous.key",
+        }
+    }
+
+    pub fn cert_file(self) -> &'static str {
+        match self {
+            Slot::Current => CERT_FILE,
+            Slot::Next => "next.crt",
+            Slot::Previous => "previous.crt",
+        }
+    }
+}
+
+/// What [`Identity::use_next`] did: the thumbprint that was presented and
+/// the one presented from the next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switched {
+    pub previous: Thumbprint,
+    pub current: Thumbprint,
+}
 
 /// The SHA-256 of a certificate's DER bytes as 64 uppercase hex digits: the
 /// whole of what a peer needs to know to trust a certificate.
@@ -139,8 +179,13 @@ impl Identity {
 
     /// The identity stored under `data_dir` (in `data_dir/certs/`).
     pub fn load(data_dir: &Path) -> Result<Self, IdentityError> {
+        Self::load_slot(data_dir, Slot::Current)
+    }
+
+    /// The identity in `slot` under `data_dir`.
+    pub fn load_slot(data_dir: &Path, slot: Slot) -> Result<Self, IdentityError> {
         let dir = data_dir.join(CERTS_DIR);
-        let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+        let (key_path, cert_path) = (dir.join(slot.key_file()), dir.join(slot.cert_file()));
         for path in [&key_path, &cert_path] {
             // Only a definite "not there" is Missing; a directory we may not
             // look into falls through to the read, which names the real error.
@@ -173,26 +218,99 @@ impl Identity {
     /// cannot be told (no permission to look), it says yes: better to refuse
     /// to create one than to overwrite one.
     pub fn exists(data_dir: &Path) -> bool {
+        Self::exists_slot(data_dir, Slot::Current)
+    }
+
+    /// Whether either file of the identity in `slot` is under `data_dir`,
+    /// saying yes when that cannot be told, as [`Identity::exists`] does.
+    pub fn exists_slot(data_dir: &Path, slot: Slot) -> bool {
         let dir = data_dir.join(CERTS_DIR);
-        [KEY_FILE, CERT_FILE]
+        [slot.key_file(), slot.cert_file()]
             .iter()
             .any(|name| dir.join(name).try_exists().unwrap_or(true))
     }
 
     /// Writes the identity under `data_dir`; refuses if one is there already.
     pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
-        if Self::exists(data_dir) {
+        self.save_slot(data_dir, Slot::Current)
+    }
+
+    /// Writes the identity into `slot`; refuses if one is there already.
+    pub fn save_slot(&self, data_dir: &Path, slot: Slot) -> Result<(), IdentityError> {
+        if Self::exists_slot(data_dir, slot) {
             return Err(IdentityError::AlreadyExists {
                 dir: data_dir.join(CERTS_DIR),
             });
         }
-        self.write(data_dir)
+        self.write(data_dir, slot)
     }
 
     /// Writes the identity under `data_dir`, replacing any that is there.
     /// Peers that pinned the old certificate no longer trust this side.
     pub fn replace(&self, data_dir: &Path) -> Result<(), IdentityError> {
-        self.write(data_dir)
+        self.write(data_dir, Slot::Current)
+    }
+
+    /// Writes the identity into `slot`, replacing any that is there.
+    pub fn replace_slot(&self, data_dir: &Path, slot: Slot) -> Result<(), IdentityError> {
+        self.write(data_dir, slot)
+    }
+
+    /// Makes the next identity the current one and keeps the current one as
+    /// the previous (replacing any earlier previous). Only files change: a
+    /// process that loaded the identity keeps presenting the old one until
+    /// it starts again.
+    ///
+    /// The current files are copied to `previous.*` and the next ones then
+    /// renamed over them, rather than the current ones renamed away, so that
+    /// `identity.*` never goes missing: a server started in between would
+    /// otherwise create a fresh identity that no agent trusts. Between the
+    /// two renames the certificate is new and the key old, which loading
+    /// refuses (never pairs); running this again finishes the switch.
+    pub fn use_next(data_dir: &Path) -> Result<Switched, IdentityError> {
+        if let Some(finished) = Self::finish_interrupted_switch(data_dir)? {
+            return Ok(finished);
+        }
+        let next = Self::load_slot(data_dir, Slot::Next)?;
+        let current = Self::load_slot(data_dir, Slot::Current)?;
+        current.write(data_dir, Slot::Previous)?;
+        let dir = data_dir.join(CERTS_DIR);
+        // Key last, as in `write`.
+        for (from, to) in [
+            (Slot::Next.cert_file(), CERT_FILE),
+            (Slot::Next.key_file(), KEY_FILE),
+        ] {
+            rename(&dir.join(from), &dir.join(to))?;
+        }
+        Ok(Switched {
+            previous: current.thumbprint,
+            current: next.thumbprint,
+        })
+    }
+
+    /// A switch stopped between its two renames leaves `next.key` alone,
+    /// beside the next certificate already in place as `identity.crt`:
+    /// when they belong together, the key's rename is all that is left.
+    fn finish_interrupted_switch(data_dir: &Path) -> Result<Option<Switched>, IdentityError> {
+        let dir = data_dir.join(CERTS_DIR);
+        let next_key = dir.join(Slot::Next.key_file());
+        let alone = matches!(dir.join(Slot::Next.cert_file()).try_exists(), Ok(false))
+            && matches!(next_key.try_exists(), Ok(true));
+        if !alone {
+            return Ok(None);
+        }
+        check_private(&next_key)?;
+        let cert_path = dir.join(CERT_FILE);
+        let Ok(paired) = Self::from_pem(read(&cert_path)?, read(&next_key)?, &cert_path, &next_key)
+        else {
+            return Ok(None);
+        };
+        let previous = Self::load_slot(data_dir, Slot::Previous)?;
+        rename(&next_key, &dir.join(KEY_FILE))?;
+        Ok(Some(Switched {
+            previous: previous.thumbprint,
+            current: paired.thumbprint,
+        }))
     }
 
     pub fn thumbprint(&self) -> &Thumbprint {
@@ -254,18 +372,16 @@ impl Identity {
     /// crash never leaves a truncated key. The key is renamed last: a
     /// certificate without its key is refused at load rather than paired with
     /// a stale key.
-    fn write(&self, data_dir: &Path) -> Result<(), IdentityError> {
+    fn write(&self, data_dir: &Path, slot: Slot) -> Result<(), IdentityError> {
         let dir = data_dir.join(CERTS_DIR);
         create_private_dir(&dir)?;
-        for (name, contents) in [(CERT_FILE, &self.cert_pem), (KEY_FILE, &self.key_pem)] {
-            let path = dir.join(name);
+        for (name, contents) in [
+            (slot.cert_file(), &self.cert_pem),
+            (slot.key_file(), &self.key_pem),
+        ] {
             let temp = dir.join(format!(".{name}.tmp"));
             write_private(&temp, contents.as_bytes())?;
-            std::fs::rename(&temp, &path).map_err(|source| IdentityError::Io {
-                action: "rename into place",
-                path: path.clone(),
-                source,
-            })?;
+            rename(&temp, &dir.join(name))?;
         }
         Ok(())
     }
@@ -286,6 +402,15 @@ fn read(path: &Path) -> Result<String, IdentityError> {
     String::from_utf8(bytes).map_err(|_| IdentityError::Corrupt {
         path: path.to_owned(),
         reason: "not a PEM text file".into(),
+    })
+}
+
+/// Replaces `to` with `from` in one step (same directory, same file system).
+fn rename(from: &Path, to: &Path) -> Result<(), IdentityError> {
+    std::fs::rename(from, to).map_err(|source| IdentityError::Io {
+        action: "rename into place",
+        path: to.to_owned(),
+        source,
     })
 }
 
@@ -470,5 +595,75 @@ mod tests {
         assert_eq!(pasted.parse::<Thumbprint>().unwrap().as_str(), upper);
         assert!("AB".repeat(20).parse::<Thumbprint>().is_err()); // a SHA-1
         assert!("ZZ".repeat(32).parse::<Thumbprint>().is_err());
+    }
+
+    #[test]
+    fn use_next_switches_and_keeps_the_previous() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let next = Identity::generate("Cuttle Server").unwrap();
+        next.save_slot(dir.path(), Slot::Next).unwrap();
+        assert!(matches!(
+            Identity::generate("x")
+                .unwrap()
+                .save_slot(dir.path(), Slot::Next),
+            Err(IdentityError::AlreadyExists { .. })
+        ));
+        // Saving the next leaves the current alone.
+        assert_eq!(
+            Identity::load(dir.path()).unwrap().thumbprint(),
+            first.thumbprint()
+        );
+
+        let switched = Identity::use_next(dir.path()).unwrap();
+        assert_eq!(&switched.previous, first.thumbprint());
+        assert_eq!(&switched.current, next.thumbprint());
+        let load = |slot| Identity::load_slot(dir.path(), slot);
+        assert_eq!(load(Slot::Current).unwrap().thumbprint(), next.thumbprint());
+        assert_eq!(
+            load(Slot::Previous).unwrap().thumbprint(),
+            first.thumbprint()
+        );
+        assert!(!Identity::exists_slot(dir.path(), Slot::Next));
+        let certs = dir.path().join(CERTS_DIR);
+        for key in [KEY_FILE, Slot::Previous.key_file()] {
+            let mode = std::fs::metadata(certs.join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+
+        // Nothing to switch to any more.
+        assert!(matches!(
+            Identity::use_next(dir.path()),
+            Err(IdentityError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn an_interrupted_switch_is_refused_at_load_and_finished_by_running_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let next = Identity::generate("Cuttle Server").unwrap();
+        next.save_slot(dir.path(), Slot::Next).unwrap();
+        // As `use_next` leaves things when stopped between its renames.
+        first.replace_slot(dir.path(), Slot::Previous).unwrap();
+        let certs = dir.path().join(CERTS_DIR);
+        std::fs::rename(certs.join(Slot::Next.cert_file()), certs.join(CERT_FILE)).unwrap();
+        assert!(matches!(
+            Identity::load(dir.path()),
+            Err(IdentityError::KeyMismatch { .. })
+        ));
+
+        let switched = Identity::use_next(dir.path()).unwrap();
+        assert_eq!(&switched.previous, first.thumbprint());
+        assert_eq!(&switched.current, next.thumbprint());
+        assert_eq!(
+            Identity::load(dir.path()).unwrap().thumbprint(),
+            next.thumbprint()
+        );
+        assert!(!Identity::exists_slot(dir.path(), Slot::Next));
     }
 }

@@ -75,6 +75,39 @@ pub struct StartScript {
     pub bootstrap: Option<String>,
     pub files: Vec<ScriptFile>,
     pub timeout_seconds: u64,
+    /// A "Deploy a package" step: the package is extracted and prepared
+    /// before `Body` (which may be empty) runs in its directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageStep>,
+}
+
+/// How an agent deploys a package it holds in its file cache (Octopus's
+/// `Octopus.TentaclePackage`): extract into a fresh directory, run
+/// `PreDeploy.sh`, substitute variables in the listed files, replace values
+/// in the listed JSON and YAML files, run `Deploy.sh` and `PostDeploy.sh`.
+/// The variables are those of the script's variables file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PackageStep {
+    /// The package file in the agent's cache.
+    pub hash: String,
+    /// Its name as pushed (`Acme.Web.1.2.3.zip`), which gives its format.
+    pub file_name: String,
+    pub package_id: String,
+    pub version: String,
+    pub environment: String,
+    /// Under which `<environment>/<package id>/<version>` is made; empty
+    /// for the agent's own (`<data dir>/Applications`).
+    pub application_root: String,
+    /// Where to install instead, when set (kept across deployments).
+    pub custom_installation_directory: String,
+    /// Empty the custom directory before installing into it.
+    pub purge_custom_directory: bool,
+    /// Globs of files whose `#{…}` are substituted.
+    pub substitute_in_files: Vec<String>,
+    /// Globs of JSON and YAML files whose values are replaced by variables
+    /// named like their key paths.
+    pub structured_files: Vec<String>,
 }
 
 /// Where a script is.

@@ -63,6 +63,10 @@ pub struct Instance {
     pub installation_id: String,
     /// The certificate this server presents to agents, which they pin.
     pub identity: Arc<cuttle_protocol::Identity>,
+    /// The certificate this server will present after the next rotation
+    /// (`cuttle server certificate new`), published so that agents can trust
+    /// it before it is presented. Read at start only, and never presented.
+    pub next_thumbprint: Option<cuttle_protocol::Thumbprint>,
     /// The server's connections to agents, polling ones included.
     pub agents: Arc<cuttle_protocol::Agents>,
     /// Where polling agents connect (0 until the endpoint is listening).
@@ -94,6 +98,7 @@ impl Instance {
                 crate::ServiceError::Internal(format!("The server's TLS identity: {e}"))
             })?,
         );
+        let next_thumbprint = load_next_thumbprint(&config.data_dir);
         let mut runner_config =
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
@@ -114,6 +119,7 @@ impl Instance {
             config,
             installation_id,
             identity,
+            next_thumbprint,
             agents,
             polling_port: Default::default(),
         });
@@ -158,6 +164,24 @@ impl Instance {
             .serve(listener, tls, registered, shutdown)
             .await;
         Ok(())
+    }
+}
+
+/// The next identity's thumbprint, if there is a usable one. One that cannot
+/// be loaded (half written, a key others can read) is not published, so no
+/// agent is told to trust it, but it does not stop the server either: the
+/// server never presents it.
+fn load_next_thumbprint(data_dir: &std::path::Path) -> Option<cuttle_protocol::Thumbprint> {
+    use cuttle_protocol::identity::Slot;
+    if !cuttle_protocol::Identity::exists_slot(data_dir, Slot::Next) {
+        return None;
+    }
+    match cuttle_protocol::Identity::load_slot(data_dir, Slot::Next) {
+        Ok(next) => Some(next.thumbprint().clone()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the next server certificate is not published");
+            None
+        }
     }
 }
 

@@ -19,6 +19,13 @@ pub struct NewRelease {
     pub release_notes: Option<String>,
     pub selected_packages: Vec<SelectedPackage>,
     pub ignore_channel_rules: bool,
+    /// The executions API's `Packages` (`Action:Version`, …); not a field
+    /// of the release resource.
+    #[serde(skip)]
+    pub packages: Vec<String>,
+    /// The executions API's `PackageVersion`, for packages not named.
+    #[serde(skip)]
+    pub package_version: Option<String>,
 }
 
 /// Release versions: SemVer, or Octopus's four-part numeric form, optionally
@@ -115,18 +122,32 @@ pub async fn create_release(
         }
     };
     check_version(&version)?;
-    if !new.ignore_channel_rules {
-        crate::channels::check_release_rules(&channel, &version, &new.selected_packages)?;
-    }
     if project.is_disabled {
         return Err(ServiceError::bad_request(format!(
             "The project '{}' is disabled",
             project.name
         )));
     }
-
     let process: DeploymentProcess =
         get_in_space(store, space_id, &project.deployment_process_id).await?;
+    let requested = crate::package_selection::Requested {
+        selected: new.selected_packages,
+        packages: new.packages,
+        default_version: new.package_version,
+    };
+    let selected_packages = crate::package_selection::select(
+        store,
+        space_id,
+        &process,
+        &channel,
+        &requested,
+        new.ignore_channel_rules,
+    )
+    .await?;
+    if !new.ignore_channel_rules {
+        crate::channels::check_release_rules(&channel, &version, &selected_packages)?;
+    }
+
     let frozen = crate::variables::variables_for_release(store, &project).await?;
     let mut tx = store.begin().await?;
     let id = tx.next_id(Collection::Releases).await?;
@@ -155,7 +176,7 @@ pub async fn create_release(
         project_deployment_process_snapshot_id: snapshot.0.id.clone(),
         project_variable_set_snapshot_id: variables.id.clone(),
         library_variable_set_snapshot_ids: vec![],
-        selected_packages: new.selected_packages,
+        selected_packages,
         build_information: vec![],
         ignore_channel_rules: new.ignore_channel_rules,
     };
@@ -190,6 +211,10 @@ pub struct CreateReleaseCommand {
     pub release_notes: Option<String>,
     pub ignore_if_already_exists: bool,
     pub ignore_channel_rules: bool,
+    /// `Action:Version`, `Action:Reference:Version` or `PackageId:Version`.
+    pub packages: Vec<String>,
+    /// The version of every package not named in `Packages`.
+    pub package_version: Option<String>,
 }
 
 pub async fn create_release_by_name(
@@ -238,6 +263,8 @@ pub async fn create_release_by_name(
             release_notes: cmd.release_notes,
             selected_packages: vec![],
             ignore_channel_rules: cmd.ignore_channel_rules,
+            packages: cmd.packages,
+            package_version: cmd.package_version,
         },
     )
     .await

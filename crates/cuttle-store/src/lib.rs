@@ -21,6 +21,7 @@ pub mod documents;
 pub mod events;
 pub mod interruptions;
 pub mod machines;
+pub mod packages;
 pub mod secrets;
 pub mod tasks;
 pub mod testing;

@@ -42,6 +42,9 @@ enum Command {
     /// Set up and run an agent (a Tentacle) on this machine.
     #[command(subcommand)]
     Agent(cli::agent::AgentCommand),
+    /// Push and list packages in the built-in feed.
+    #[command(subcommand)]
+    Package(cli::package::PackageCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             Command::Interruption(cmd) => cli::interruption(&args.conn, cmd).await,
             Command::Vars(cmd) => Ok(cli::vars(cmd)),
             Command::Agent(cmd) => cli::agent::run(&args.conn, cmd).await,
+            Command::Package(cmd) => cli::package::run(&args.conn, cmd).await,
         }
     });
     match result {

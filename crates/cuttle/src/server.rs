@@ -8,7 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
+// `cuttle server --data-dir X certificate new` would otherwise take X as the
+// server's and quietly work on the subcommand's default directory.
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServerArgs {
+    /// Without one, run the server.
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
     /// Address to serve HTTP on.
     #[arg(long, env = "CUTTLE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: String,
@@ -41,6 +47,13 @@ pub struct ServerArgs {
     master_key: Option<String>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum ServerCommand {
+    /// Rotate the certificate the server presents to agents
+    #[command(subcommand)]
+    Certificate(crate::cli::certificate::CertificateCommand),
+}
+
 /// Logs to stderr, filtered by RUST_LOG; for the server and the agent.
 pub fn init_tracing() {
     tracing_subscriber::fmt()
@@ -54,6 +67,9 @@ pub fn init_tracing() {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if let Some(ServerCommand::Certificate(cmd)) = args.command {
+        return crate::cli::certificate::run(cmd);
+    }
     init_tracing();
     // Installed first: from here on SIGTERM means an orderly stop, which
     // both the API and the polling endpoint follow.
@@ -96,6 +112,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "Server certificate thumbprint: {}",
         instance.identity.thumbprint()
     );
+    if let Some(next) = &instance.next_thumbprint {
+        println!("Next server certificate thumbprint (published, not presented): {next}");
+    }
 
     let report = bootstrap_admin(
         &instance.store,

@@ -5,6 +5,7 @@
 mod infrastructure;
 mod interruptions;
 mod machines;
+mod packages;
 mod preview;
 mod projects;
 mod releases;
@@ -98,15 +99,21 @@ pub fn all() -> Router<AppState> {
     r = interruptions::routes(r);
     r = preview::routes(r);
     r = machines::routes(r);
+    r = packages::routes(r);
     tasks::routes(r)
 }
 
-/// The thumbprint agents must trust, for `cuttle agent register`. Behind
-/// authentication: only someone allowed to register an agent needs it.
+/// The thumbprint agents must trust, for `cuttle agent register`, and the
+/// one they will have to trust after a rotation, for `cuttle agent trust
+/// --add-next`. Behind authentication: only someone allowed to register an
+/// agent needs them.
 async fn server_thumbprint(State(inst): State<AppState>, _: Caller) -> Json<Value> {
     let port = inst.polling_port.load(std::sync::atomic::Ordering::Relaxed);
     Json(json!({
         "Thumbprint": inst.identity.thumbprint().to_string(),
+        // Made by `cuttle server certificate new` and read at start; null
+        // when there is none.
+        "NextThumbprint": inst.next_thumbprint.as_ref().map(|t| t.to_string()),
         // Where polling agents connect, on this server's host; null when
         // the polling endpoint is off.
         "PollingPort": (port != 0).then_some(port),

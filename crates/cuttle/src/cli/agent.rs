@@ -1,6 +1,7 @@
 //! `cuttle agent …`: the agent on its machine. `init` gives it the TLS
 //! identity a server pins, `register` tells a server about it (and it about
-//! the server), `run` serves the server's requests, listening or polling.
+//! the server), `run` serves the server's requests, listening or polling,
+//! and `trust` changes which server certificates it accepts (rotations).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,11 +37,43 @@ pub enum AgentCommand {
     /// Register this agent with a server as a deployment target, and trust
     /// that server's certificate (uses --server, --api-key and --space)
     Register(RegisterArgs),
-    /// Serve the registered server's requests until stopped (SIGTERM, Ctrl-C)
+    /// Serve the registered server's requests until stopped (SIGTERM,
+    /// Ctrl-C); SIGHUP reloads the trusted server certificates from agent.json
     Run {
         #[arg(long, env = "CUTTLE_AGENT_DATA_DIR", default_value = "./cuttle-agent")]
         data_dir: PathBuf,
     },
+    /// Add or remove a server certificate this agent trusts, and print the
+    /// resulting set
+    ///
+    /// Changes TrustedServerThumbprints in the data directory's agent.json.
+    /// A running agent uses the new set from its next start, or at once when
+    /// sent SIGHUP.
+    Trust(TrustArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .required(true)
+        .args(["add", "remove", "add_next"])
+))]
+pub struct TrustArgs {
+    /// The agent's data directory, which holds agent.json
+    #[arg(long, env = "CUTTLE_AGENT_DATA_DIR", default_value = "./cuttle-agent")]
+    data_dir: PathBuf,
+    /// Trust this server certificate too: 64 hexadecimal digits (any case;
+    /// colons and spaces are ignored)
+    #[arg(long, value_name = "THUMBPRINT")]
+    add: Option<Thumbprint>,
+    /// Stop trusting this server certificate. The last one is never removed
+    #[arg(long, value_name = "THUMBPRINT")]
+    remove: Option<Thumbprint>,
+    /// Trust the certificate the server will switch to (its NextThumbprint).
+    /// Asks the server at --server, else the one the agent registered with;
+    /// needs --api-key
+    #[arg(long)]
+    add_next: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,7 +133,45 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> anyhow::Result<i32> {
         AgentCommand::Init { data_dir, force } => init(&data_dir, force, &mut std::io::stdout()),
         AgentCommand::Register(args) => register(conn, args).await,
         AgentCommand::Run { data_dir } => serve(&data_dir).await.map(|()| 0),
+        AgentCommand::Trust(args) => trust(conn, args, &mut std::io::stdout()).await,
     }
+}
+
+/// agent.json as read, checked and parsed. The text is kept so that `trust`
+/// changes its one field and leaves the rest as written.
+struct LoadedConfig {
+    path: PathBuf,
+    text: String,
+    config: AgentConfig,
+    /// `TrustedServerThumbprints` parsed, in order, without repeats.
+    trusted: Vec<Thumbprint>,
+}
+
+fn load_config(data_dir: &Path) -> anyhow::Result<LoadedConfig> {
+    let path = data_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "could not read {}; register the agent first with `cuttle agent register`",
+            path.display()
+        )
+    })?;
+    let config: AgentConfig =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    let mut trusted: Vec<Thumbprint> = Vec::new();
+    for text in &config.trusted_server_thumbprints {
+        let thumbprint = text
+            .parse()
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        if !trusted.contains(&thumbprint) {
+            trusted.push(thumbprint);
+        }
+    }
+    Ok(LoadedConfig {
+        path,
+        text,
+        config,
+        trusted,
+    })
 }
 
 fn load_identity(data_dir: &Path) -> anyhow::Result<Identity> {
@@ -298,22 +369,13 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
     crate::server::init_tracing();
     // Before anything is announced, so an early SIGTERM is an orderly stop.
     let shutdown = crate::server::shutdown_signal();
-    let path = data_dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "could not read {}; register the agent first with `cuttle agent register`",
-            path.display()
-        )
-    })?;
-    let config: AgentConfig =
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    let LoadedConfig {
+        path,
+        config,
+        trusted,
+        ..
+    } = load_config(data_dir)?;
     let identity = load_identity(data_dir)?;
-    let trusted = config
-        .trusted_server_thumbprints
-        .iter()
-        .map(|t| t.parse::<Thumbprint>())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} is corrupt", path.display()))?;
     if trusted.is_empty() {
         tracing::warn!(
             "this agent trusts no server certificate, so it will refuse every connection"
@@ -333,6 +395,7 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("could not create {}", work.display()))?;
     let host = ScriptHost::new(work, Arc::new(Sandbox::for_agent()), hello);
     let trusted = TrustedThumbprints::new(trusted);
+    reload_trust_on_hangup(data_dir.to_path_buf(), trusted.clone())?;
 
     match (&config.listen, &config.polling_server) {
         (Some(listen), _) => {
@@ -359,6 +422,175 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On SIGHUP, makes `trusted` the set agent.json now holds. The TLS
+/// configurations share the set, so the next connection (listening: the
+/// server's next dial; polling: the next redial) is checked against it with
+/// nothing restarted. A file that cannot be read, or trusts nothing, is
+/// logged and the set kept: a typo must not lock the server out.
+///
+/// The handler is installed before the agent announces itself, so a SIGHUP
+/// from then on never kills it the default way.
+fn reload_trust_on_hangup(data_dir: PathBuf, trusted: TrustedThumbprints) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup =
+        signal(SignalKind::hangup()).context("could not install the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match load_config(&data_dir) {
+                Ok(loaded) if loaded.trusted.is_empty() => tracing::warn!(
+                    "{} trusts no server certificate; keeping the ones trusted until now",
+                    loaded.path.display()
+                ),
+                Ok(loaded) => {
+                    tracing::info!(
+                        trusted = %thumbprint_list(&loaded.trusted),
+                        "reloaded the trusted server certificates"
+                    );
+                    trusted.replace_all(loaded.trusted);
+                }
+                Err(e) => tracing::warn!(
+                    "could not reload the trusted server certificates, keeping the ones \
+                     trusted until now: {e:#}"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
+fn thumbprint_list(thumbprints: &[Thumbprint]) -> String {
+    thumbprints
+        .iter()
+        .map(Thumbprint::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn trust(conn: &Connection, args: TrustArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let LoadedConfig {
+        path,
+        text,
+        config,
+        mut trusted,
+    } = load_config(&args.data_dir)?;
+    // What happened, and whether agent.json has to be written.
+    let (note, changed) = if let Some(remove) = &args.remove {
+        if !trusted.contains(remove) {
+            (format!("{remove} was not trusted; nothing changed."), false)
+        } else if trusted.len() == 1 {
+            bail!(
+                "refusing to remove {remove}: it is the only server certificate this agent \
+                 trusts, and an agent that trusts none refuses every server. Trust the new \
+                 one first (`cuttle agent trust --add-next`, or --add THUMBPRINT)"
+            );
+        } else {
+            trusted.retain(|t| t != remove);
+            (format!("Removed {remove}."), true)
+        }
+    } else {
+        let add = match args.add {
+            Some(add) => add,
+            None => next_server_thumbprint(conn, &config, &trusted).await?,
+        };
+        if trusted.contains(&add) {
+            (
+                format!("{add} was already trusted; nothing changed."),
+                false,
+            )
+        } else {
+            trusted.push(add.clone());
+            (format!("Added {add}."), true)
+        }
+    };
+    if changed {
+        // Only the one field changes; whatever else the file holds stays.
+        let mut document: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        let fields = document
+            .as_object_mut()
+            .with_context(|| format!("{} is corrupt: not a JSON object", path.display()))?;
+        fields.insert(
+            "TrustedServerThumbprints".to_owned(),
+            trusted.iter().map(Thumbprint::to_string).collect(),
+        );
+        write_private(&path, &serde_json::to_vec_pretty(&document)?)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    writeln!(out, "{note}")?;
+    writeln!(
+        out,
+        "This agent trusts these server certificates ({}):",
+        path.display()
+    )?;
+    for thumbprint in &trusted {
+        writeln!(out, "  {thumbprint}")?;
+    }
+    if changed {
+        writeln!(
+            out,
+            "A running agent uses them from its next start, or at once when sent SIGHUP."
+        )?;
+    }
+    Ok(0)
+}
+
+/// The thumbprint the server will switch to, as it publishes it. Asked of
+/// --server when given (a server may have moved), else of the server the
+/// agent registered with; either way the server must present a certificate
+/// the agent already trusts, so that a mistyped URL cannot slip another
+/// server's certificate in.
+async fn next_server_thumbprint(
+    conn: &Connection,
+    config: &AgentConfig,
+    trusted: &[Thumbprint],
+) -> anyhow::Result<Thumbprint> {
+    let server = conn
+        .server
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| Some(config.server_url.clone()).filter(|s| !s.trim().is_empty()));
+    let Some(url) = server.clone() else {
+        bail!("agent.json names no server; pass --server URL");
+    };
+    let conn = Connection {
+        server,
+        ..conn.clone()
+    };
+    let api = Api::new(&conn)?;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct ServerThumbprints {
+        thumbprint: String,
+        /// Absent from servers older than rotations.
+        #[serde(default)]
+        next_thumbprint: Option<String>,
+    }
+    let published: ServerThumbprints = api
+        .send(api.request(Method::GET, &["api", "agents", "server-thumbprint"]))
+        .await
+        .with_context(|| format!("could not ask {url} for its next certificate"))?;
+    let current: Thumbprint = published
+        .thumbprint
+        .parse()
+        .context("the server sent a thumbprint that is not one")?;
+    if !trusted.contains(&current) {
+        bail!(
+            "the server at {url} presents the certificate {current}, which this agent does \
+             not trust, so it may not be this agent's server. If it is, and its certificate \
+             has been switched already, trust it with: cuttle agent trust --add {current}"
+        );
+    }
+    let Some(next) = published.next_thumbprint else {
+        bail!(
+            "the server at {url} publishes no next certificate. Create one on the server \
+             with `cuttle server certificate new`, and restart the server so that it \
+             publishes it"
+        );
+    };
+    next.parse()
+        .context("the server sent a next thumbprint that is not one")
 }
 
 /// Space available to this user on the file system holding `dir`.

@@ -10,10 +10,16 @@
 //! - `vars`: `vars render`, templates rendered locally (no server).
 //! - `preview`: `deploy --preview`, the plan without deploying.
 //! - `interruption`: answering manual interventions and guided failures.
+//! - `agent`: the agent on its machine (`cuttle agent …`).
+//! - `package`: the built-in feed (`cuttle package push|list`).
+//! - `certificate`: rotating the server's certificate (`cuttle server
+//!   certificate …`), local files only.
 
 pub mod agent;
 mod api;
+pub mod certificate;
 mod interruption;
+pub mod package;
 mod preview;
 mod vars;
 mod watch;

@@ -1,7 +1,10 @@
-//! Uploading a file to a real agent service over pinned TLS and HTTP/2 on
-//! loopback, through a proxy that cuts every connection after a few
-//! megabytes: the upload resumes where the agent stands, never re-sends an
-//! acknowledged byte, and the agent keeps only a verified file.
+//! Uploading files to a real `cuttle agent run` process over pinned TLS and
+//! HTTP/2 on loopback, through a proxy that cuts every connection after a
+//! few megabytes: the upload resumes where the agent stands, never re-sends
+//! an acknowledged byte, and the agent keeps only a verified file; a new
+//! version travels as a delta from the one the agent holds.
+
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cuttle_engine::agent_files::sha256_of;
-use cuttle_engine::agent_host::ScriptHost;
 use cuttle_engine::remote::{upload_file, AgentTarget, ConnectionLimits};
-use cuttle_engine::sandbox::Sandbox;
 use cuttle_model::machine::{CommunicationStyle, Endpoint};
 use cuttle_protocol::polling::PollingHub;
-use cuttle_protocol::{Agents, Hello, Identity, TrustedThumbprints, PROTOCOL_VERSION};
+use cuttle_protocol::{Agents, Identity};
+use support::agents::{free_port, Agent};
+use support::BIN;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -60,36 +63,36 @@ async fn cutting_proxy(upstream: SocketAddr, budget: usize) -> (SocketAddr, Arc<
     (address, connections)
 }
 
+/// An agent process in `dir` that trusts `server` and listens on `port`,
+/// set up by hand as `register` would (no Cuttle server is involved).
+fn agent_trusting(dir: &std::path::Path, server: &Identity, port: u16) -> (Agent, Identity) {
+    let init = std::process::Command::new(BIN)
+        .args(["agent", "init", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let config = serde_json::json!({
+        "Name": "web-1",
+        "Listen": format!("127.0.0.1:{port}"),
+        "ServerUrl": "http://127.0.0.1:9",
+        "TrustedServerThumbprints": [server.thumbprint().to_string()],
+        "MachineId": "Machines-1",
+        "SpaceId": "Spaces-1",
+    });
+    std::fs::write(dir.join("agent.json"), config.to_string()).unwrap();
+    let identity = Identity::load(dir).unwrap();
+    (Agent::start(dir), identity)
+}
+
 #[tokio::test]
 async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
     let root = tempfile::tempdir().unwrap();
-    let (server, agent) = (
-        Identity::generate("server").unwrap(),
-        Identity::generate("agent").unwrap(),
-    );
-    let host = ScriptHost::new(root.path().join("work"), Arc::new(Sandbox::none()), || {
-        Hello {
-            protocol_version: PROTOCOL_VERSION,
-            agent_version: "test".into(),
-            operating_system: "linux".into(),
-            architecture: "x86_64".into(),
-            free_disk_bytes: 0,
-            name: "web-1".into(),
-        }
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agent_address = listener.local_addr().unwrap();
-    let tls = cuttle_protocol::trust::server_config(
-        &agent,
-        TrustedThumbprints::new([server.thumbprint().clone()]),
-    )
-    .unwrap();
-    tokio::spawn(cuttle_protocol::listen::serve(
-        listener,
-        tls,
-        host,
-        std::future::pending(),
-    ));
+    let server = Identity::generate("server").unwrap();
+    let port = free_port();
+    let agent_dir = root.path().join("agent");
+    let (_agent, agent) = agent_trusting(&agent_dir, &server, port);
+    let agent_address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (proxy, connections) = cutting_proxy(agent_address, 3 * 1024 * 1024).await;
 
     // 10 MiB that do not compress or repeat in step with the chunks.
@@ -131,7 +134,7 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
     // Acknowledged chunks are never sent again.
     assert_eq!(upload.sent_bytes, size, "{upload:?}");
     assert!(connections.load(Ordering::SeqCst) >= 3);
-    let kept = root.path().join("files").join(&hash);
+    let kept = agent_dir.join("files").join(&hash);
     assert_eq!(sha256_of(&kept).unwrap(), hash);
     assert!(
         !root
@@ -158,7 +161,7 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
         err.contains("refused the file") && err.contains("SHA-256"),
         "{err}"
     );
-    assert!(!root.path().join("files").join("0".repeat(64)).exists());
+    assert!(!agent_dir.join("files").join("0".repeat(64)).exists());
 
     // The next version differs in 1% of its bytes: only a delta from the
     // version the agent holds is sent, and the agent rebuilds and verifies it.
@@ -193,6 +196,6 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
         delta.sent_bytes,
         next.len()
     );
-    let kept = root.path().join("files").join(&next_hash);
+    let kept = agent_dir.join("files").join(&next_hash);
     assert_eq!(std::fs::read(&kept).unwrap(), next);
 }

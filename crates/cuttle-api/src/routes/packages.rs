@@ -1,0 +1,213 @@
+//! The built-in package feed: `POST packages/raw` (multipart, streamed to
+//! disk), the package list and items, downloads, deletes, and the feed's
+//! version search that Octopus clients use.
+
+use super::{scoped, Id, Q};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::links::{page_of, resource, Linked};
+use crate::space::SpaceId;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cuttle_model::ids::BUILTIN_FEED_ID;
+use cuttle_model::package::Package;
+use cuttle_service::packages::{self, OverwriteMode, PackageFilters, Upload};
+use cuttle_service::paging::ListParams;
+use cuttle_service::Instance;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
+    // Packages are as large as they come; the upload streams to disk, so
+    // the request body needs no limit.
+    r = scoped(
+        r,
+        "/packages/raw",
+        post(push).layer(DefaultBodyLimit::disable()),
+    );
+    r = scoped(r, "/packages", get(list));
+    r = scoped(r, "/packages/{id}", get(item).delete(delete));
+    r = scoped(r, "/packages/{id}/raw", get(download));
+    scoped(r, "/feeds/{id}/packages/versions", get(versions))
+}
+
+impl Linked for Package {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/packages/{}", self.space_id, self.id);
+        json!({
+            "Self": base,
+            "Raw": format!("{base}/raw"),
+            "Feed": format!("/api/{}/feeds/{}", self.space_id, self.feed_id),
+        })
+    }
+    fn item_type() -> &'static str {
+        "Package"
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PushParams {
+    #[serde(
+        rename = "overwriteMode",
+        alias = "overwritemode",
+        alias = "OverwriteMode"
+    )]
+    overwrite_mode: Option<String>,
+    replace: Option<String>,
+}
+
+async fn push(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<PushParams>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mode = OverwriteMode::from_query(p.overwrite_mode.as_deref(), p.replace.as_deref())?;
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::bad_request(format!(
+            "Send the package as multipart/form-data with one file part ({})",
+            e.body_text()
+        ))
+    })?;
+    let upload = match receive(&inst, &mut multipart).await {
+        Ok(u) => u,
+        Err(e) => {
+            // The client is still sending; reading the rest (and dropping
+            // it) lets it see the error instead of a reset connection.
+            drain(&mut multipart).await;
+            return Err(e);
+        }
+    };
+    let pushed = packages::push(&inst, &caller, &s, upload, mode).await?;
+    // Octopus answers 201 whatever the overwrite mode did; scripts check it.
+    Ok((StatusCode::CREATED, Json(resource(pushed.package()))))
+}
+
+/// Streams the first file part into an [`Upload`], a piece at a time.
+/// Parts that are not files (form fields) are skipped.
+async fn receive(inst: &Instance, multipart: &mut Multipart) -> ApiResult<Upload> {
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+        let Some(file_name) = field.file_name().map(str::to_owned) else {
+            continue;
+        };
+        let mut upload = Upload::begin(inst, &file_name).await?;
+        while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+            upload.write(&chunk).await?;
+        }
+        return Ok(upload);
+    }
+    Err(ApiError::bad_request(
+        "The upload has no file: send the package as a multipart/form-data file part named after the package (Acme.Web.1.2.3.zip)",
+    ))
+}
+
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+fn unreadable(e: MultipartError) -> ApiError {
+    ApiError::bad_request(format!(
+        "The upload could not be read to the end: {}",
+        e.body_text()
+    ))
+}
+
+async fn list(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<ListParams>,
+    Q(f): Q<PackageFilters>,
+) -> ApiResult<Json<Value>> {
+    let found = packages::list_packages(&inst.store, &s, &f, p.ids()).await?;
+    Ok(Json(page_of(found, &p, &format!("/api/{s}/packages"))))
+}
+
+async fn item(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    let p = packages::get_package(&inst.store, &s, &id).await?;
+    Ok(Json(resource(&p)))
+}
+
+/// The file, streamed from disk.
+async fn download(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<Response> {
+    let (package, file) = packages::open_package(&inst, &s, &id).await?;
+    let disposition = format!("attachment; filename=\"{}\"", package.file_name());
+    let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, package.package_size_bytes.into());
+    // Ids and versions are limited to characters that are safe here.
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+async fn delete(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    packages::delete_package(&inst, &caller, &s, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `feeds/feeds-builtin/packages/versions?packageId=X`: a package's
+/// versions, newest first, as Octopus clients look them up.
+async fn versions(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(feed): Id,
+    Q(p): Q<ListParams>,
+    Q(f): Q<PackageFilters>,
+) -> ApiResult<Json<Value>> {
+    if feed != BUILTIN_FEED_ID {
+        return Err(ApiError::not_found(format!(
+            "The feed '{feed}' was not found"
+        )));
+    }
+    let Some(package_id) = f.package_id.clone().filter(|p| !p.trim().is_empty()) else {
+        return Err(ApiError::bad_request(
+            "packageId is required: say which package's versions to list",
+        ));
+    };
+    let filters = PackageFilters {
+        package_id: Some(package_id),
+        filter: None,
+        latest: None,
+    };
+    let found = packages::list_packages(&inst.store, &s, &filters, vec![]).await?;
+    let path = format!("/api/{s}/feeds/{feed}/packages/versions");
+    let mut page = page_of(found, &p, &path);
+    // Feed searches call the size SizeBytes.
+    if let Some(items) = page["Items"].as_array_mut() {
+        for item in items {
+            item["SizeBytes"] = item["PackageSizeBytes"].clone();
+        }
+    }
+    Ok(Json(page))
+}

@@ -1,0 +1,573 @@
+//! The built-in package feed: pushing, listing, downloading and deleting
+//! package versions.
+//!
+//! Files are kept content-addressed, `<data dir>/packages/<sha256>`, so the
+//! same content pushed twice is stored once. A push streams to a temporary
+//! file in `<data dir>/packages/tmp/` while hashing it, never holding the
+//! package in memory; once the whole file is there it is checked (its format,
+//! and that it is not truncated), moved to its content address and recorded.
+//! A push that fails, or whose client goes away, leaves no file behind: the
+//! temporary file is removed when its [`Upload`] is dropped.
+
+use crate::resources::audit;
+use crate::{Instance, Result, ServiceError};
+use cuttle_model::ids::BUILTIN_FEED_ID;
+use cuttle_model::package::{
+    self, check_bzip2_end, check_magic, check_tar_ends, check_zip_end, feed_order,
+    package_resource_id, selection_uses_package, Package, PackageFileName, PackageFormat, TarShape,
+    BZIP2_TAIL_LEN, HEAD_LEN, ZIP_CENTRAL, ZIP_TAIL_LEN,
+};
+use cuttle_model::{Project, Release, Timestamp, User};
+use cuttle_store::packages::PackageQuery;
+use cuttle_store::{ProcessSnapshot, Store};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Serialises the steps that pair a content-addressed file with the rows
+/// that use it (publishing a file and recording it; deleting a row and the
+/// file no row uses any more), so that a delete cannot remove a file that a
+/// push is recording at the same moment. It guards the packages directory,
+/// which is one per process's data directory, hence a process-wide lock.
+static PACKAGE_FILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Temporary files older than this are left over from a server that
+/// stopped mid-push, and are removed when the next push begins.
+const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Large enough that writing a package is a few hundred system calls per
+/// hundred megabytes, small enough not to matter in memory.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// What to do when the pushed version exists already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverwriteMode {
+    FailIfExists,
+    OverwriteExisting,
+    IgnoreIfExists,
+}
+
+impl OverwriteMode {
+    /// From `overwriteMode`, or the older `replace=true` (which means
+    /// `OverwriteExisting`); `FailIfExists` when neither is given.
+    pub fn from_query(overwrite_mode: Option<&str>, replace: Option<&str>) -> Result<Self> {
+        match overwrite_mode.map(str::trim).filter(|m| !m.is_empty()) {
+            Some(m) if m.eq_ignore_ascii_case("FailIfExists") => Ok(Self::FailIfExists),
+            Some(m) if m.eq_ignore_ascii_case("OverwriteExisting") => Ok(Self::OverwriteExisting),
+            Some(m) if m.eq_ignore_ascii_case("IgnoreIfExists") => Ok(Self::IgnoreIfExists),
+            Some(m) => Err(ServiceError::bad_request(format!(
+                "overwriteMode '{m}' is not one of FailIfExists, OverwriteExisting, IgnoreIfExists"
+            ))),
+            None if replace.is_some_and(is_true) => Ok(Self::OverwriteExisting),
+            None => Ok(Self::FailIfExists),
+        }
+    }
+}
+
+/// A query flag, as .NET clients write them (`true`, `True`).
+pub fn is_true(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("true")
+}
+
+/// Where an installation keeps its package files.
+pub fn packages_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("packages")
+}
+
+/// Where pushes in progress are written.
+pub fn upload_dir(data_dir: &Path) -> PathBuf {
+    packages_dir(data_dir).join("tmp")
+}
+
+/// A file removed when this is dropped, unless it has been moved away.
+struct TempFile {
+    path: PathBuf,
+    moved: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.moved {
+            // Synchronous, so that it happens even when the push's future is
+            // dropped because its client went away.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A package being pushed: written to a temporary file and hashed as its
+/// pieces arrive. Dropping it before [`push`] removes the file.
+pub struct Upload {
+    name: PackageFileName,
+    dir: PathBuf,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    size: u64,
+    // Last, so the file is closed before it is removed.
+    temp: TempFile,
+}
+
+impl Upload {
+    /// Starts a push of a file called `file_name`, which must follow the
+    /// `<PackageId>.<Version><extension>` convention; it is checked here, so
+    /// that a badly named package is refused before it is sent.
+    pub async fn begin(inst: &Instance, file_name: &str) -> Result<Upload> {
+        let name = package::parse_file_name(file_name)
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+        let dir = packages_dir(&inst.config.data_dir);
+        let tmp = upload_dir(&inst.config.data_dir);
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|e| io_error("create the package directory", &tmp, e))?;
+        restrict(&dir);
+        remove_stale_uploads(&tmp).await;
+        let path = tmp.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| io_error("create", &path, e))?;
+        Ok(Upload {
+            name,
+            dir,
+            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            hasher: Sha256::new(),
+            size: 0,
+            temp: TempFile { path, moved: false },
+        })
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| io_error("write", &self.temp.path, e))
+    }
+
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}.{}{}",
+            self.name.package_id, self.name.version, self.name.extension
+        )
+    }
+}
+
+/// What a push did.
+#[derive(Debug)]
+pub enum Pushed {
+    Created(Package),
+    /// An existing version was replaced (`OverwriteExisting`).
+    Replaced(Package),
+    /// The version existed and was kept (`IgnoreIfExists`).
+    Existing(Package),
+}
+
+impl Pushed {
+    pub fn package(&self) -> &Package {
+        match self {
+            Pushed::Created(p) | Pushed::Replaced(p) | Pushed::Existing(p) => p,
+        }
+    }
+}
+
+/// Completes a push whose content has all been written: checks the file,
+/// then stores it under its hash and records the version, unless `mode`
+/// says otherwise for a version that exists.
+pub async fn push(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    upload: Upload,
+    mode: OverwriteMode,
+) -> Result<Pushed> {
+    let (store, caller, space_id) = (inst.store.clone(), caller.clone(), space_id.to_owned());
+    // The file is complete: it is published or refused even if the client
+    // stops waiting, never left half recorded.
+    run_to_end(finish_push(store, caller, space_id, upload, mode)).await
+}
+
+async fn finish_push(
+    store: Store,
+    caller: User,
+    space_id: String,
+    mut upload: Upload,
+    mode: OverwriteMode,
+) -> Result<Pushed> {
+    let path = upload.temp.path.clone();
+    upload
+        .file
+        .flush()
+        .await
+        .map_err(|e| io_error("write", &path, e))?;
+    upload
+        .file
+        .get_ref()
+        .sync_all()
+        .await
+        .map_err(|e| io_error("write", &path, e))?;
+    let hash = hex::encode(upload.hasher.finalize_reset());
+    let (format, size) = (upload.name.format, upload.size);
+    let checked_path = path.clone();
+    let checked = tokio::task::spawn_blocking(move || verify(&checked_path, format, size))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("checking a package: {e}")))?;
+    if let Err(why) = checked {
+        return Err(ServiceError::bad_request(format!(
+            "The package {} was refused: {why}",
+            upload.file_name()
+        )));
+    }
+
+    let name = &upload.name;
+    let pushed = Package {
+        id: package_resource_id(&name.package_id, &name.version),
+        space_id: space_id.clone(),
+        package_id: name.package_id.clone(),
+        version: name.version.clone(),
+        feed_id: BUILTIN_FEED_ID.into(),
+        file_extension: name.extension.clone(),
+        hash: hash.clone(),
+        package_size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+        published: Some(Timestamp::now()),
+    };
+    let content = upload.dir.join(&hash);
+
+    let _files = PACKAGE_FILES.lock().await;
+    let mut tx = store.begin().await?;
+    let existing = tx
+        .package_by_version(&space_id, &pushed.package_id, &pushed.version_key())
+        .await?;
+    match (&existing, mode) {
+        (Some(old), OverwriteMode::FailIfExists) => {
+            return Err(ServiceError::Conflict(format!(
+                "A package with the same name and version already exists: {} {}. Push it with overwriteMode=OverwriteExisting to replace it, or IgnoreIfExists to keep it",
+                old.package_id, old.version
+            )));
+        }
+        (Some(old), OverwriteMode::IgnoreIfExists) => return Ok(Pushed::Existing(old.clone())),
+        _ => {}
+    }
+    tokio::fs::rename(&path, &content)
+        .await
+        .map_err(|e| io_error("store", &content, e))?;
+    upload.temp.moved = true;
+    let recorded: Result<()> = async {
+        if let Some(old) = &existing {
+            tx.delete_package(&space_id, &old.id).await?;
+        }
+        tx.insert_package(&pushed).await?;
+        let (category, verb) = match &existing {
+            Some(_) => ("Modified", "replaced"),
+            None => ("Created", "pushed"),
+        };
+        audit(
+            &mut tx,
+            &caller,
+            Some(&space_id),
+            category,
+            format!(
+                "package {} {} was {verb}",
+                pushed.package_id, pushed.version
+            ),
+            vec![pushed.id.clone()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = recorded {
+        // The file may already have been someone else's; it stays if so.
+        remove_if_unused(&store, &upload.dir, &hash).await;
+        return Err(e);
+    }
+    match existing {
+        Some(old) => {
+            if old.hash != pushed.hash {
+                remove_if_unused(&store, &upload.dir, &old.hash).await;
+            }
+            Ok(Pushed::Replaced(pushed))
+        }
+        None => Ok(Pushed::Created(pushed)),
+    }
+}
+
+/// Runs a future as a task of its own and waits for it, so that it runs to
+/// the end even when the request that waits for it is dropped.
+async fn run_to_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("a package operation failed: {e}")))?
+}
+
+/// Removes a content file that no package version uses any more. Called
+/// with [`PACKAGE_FILES`] held.
+async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
+    match store.package_hash_in_use(hash).await {
+        Ok(false) => {
+            let path = dir.join(hash);
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove an unused package file");
+                }
+            }
+        }
+        Ok(true) => {}
+        Err(e) => {
+            tracing::warn!(hash, error = %e, "could not tell whether a package file is still used")
+        }
+    }
+}
+
+/// Checks that a file is what its extension says and is whole: its first
+/// bytes, then its end (zip's end-of-central-directory record, bzip2's
+/// end-of-stream marker, tar's end-of-archive blocks), and for `.tar.gz`
+/// the whole stream, unpacked without keeping it, which also checks gzip's
+/// checksum and the tar inside. Blocking.
+fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(), String> {
+    let unreadable = |e: std::io::Error| format!("it could not be read back: {e}");
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let head = read_at(&mut file, 0, HEAD_LEN.min(len as usize)).map_err(unreadable)?;
+    check_magic(format, &head)?;
+    let tail_of = |file: &mut std::fs::File, n: usize| {
+        let n = (n as u64).min(len);
+        read_at(file, len - n, n as usize).map_err(unreadable)
+    };
+    match format {
+        PackageFormat::Zip | PackageFormat::NuGet => {
+            let tail = tail_of(&mut file, ZIP_TAIL_LEN)?;
+            let end = check_zip_end(&tail, len)?;
+            if let Some(offset) = end.central_directory_offset {
+                let signature = read_at(&mut file, offset, 4).map_err(unreadable)?;
+                if signature != ZIP_CENTRAL {
+                    return Err("The zip archive is damaged: its central directory is not where its end record says".into());
+                }
+            }
+            Ok(())
+        }
+        PackageFormat::TarBz2 => check_bzip2_end(&tail_of(&mut file, BZIP2_TAIL_LEN)?),
+        PackageFormat::Tar => check_tar_ends(&head, &tail_of(&mut file, 512)?, len),
+        PackageFormat::TarGz => {
+            file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+            let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            let mut shape = TarShape::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match gz.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => shape.feed(&buf[..n]),
+                    Err(e) => return Err(format!("The gzip stream is truncated or damaged ({e})")),
+                }
+            }
+            shape.finish()
+        }
+    }
+}
+
+/// Reads up to `n` bytes at `offset` (fewer only at the end of the file).
+fn read_at(file: &mut std::fs::File, offset: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(n);
+    file.by_ref().take(n as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn io_error(doing: &str, path: &Path, e: std::io::Error) -> ServiceError {
+    ServiceError::Internal(format!(
+        "Could not {doing} the package file {}: {e}",
+        path.display()
+    ))
+}
+
+/// Package files are the owner's alone, like the rest of the data directory.
+fn restrict(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+/// Removes what pushes interrupted by a server stop left behind.
+async fn remove_stale_uploads(tmp: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(tmp).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let stale = entry
+            .metadata()
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_UPLOAD);
+        if stale {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
+}
+
+// ---- reading ----
+
+/// The feed's list filters, besides paging.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PackageFilters {
+    /// Part of the package id, in any case.
+    pub filter: Option<String>,
+    /// Exactly this package id, in any case.
+    #[serde(
+        rename = "nuGetPackageId",
+        alias = "packageId",
+        alias = "nugetPackageId"
+    )]
+    pub package_id: Option<String>,
+    /// `true`: only the newest version of each package.
+    pub latest: Option<String>,
+}
+
+/// A space's package versions, by package id and newest version first.
+pub async fn list_packages(
+    store: &Store,
+    space_id: &str,
+    filters: &PackageFilters,
+    ids: Vec<String>,
+) -> Result<Vec<Package>> {
+    let q = PackageQuery {
+        space_id: space_id.to_owned(),
+        filter: filters.filter.clone(),
+        package_id: filters.package_id.clone(),
+        ids,
+    };
+    let mut all = store.packages(&q).await?;
+    all.sort_by(feed_order);
+    if filters.latest.as_deref().is_some_and(is_true) {
+        all.dedup_by(|later, first| later.package_id.eq_ignore_ascii_case(&first.package_id));
+    }
+    Ok(all)
+}
+
+pub async fn get_package(store: &Store, space_id: &str, id: &str) -> Result<Package> {
+    store
+        .package(space_id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("package", id))
+}
+
+/// A package version and its file, opened for reading.
+pub async fn open_package(
+    inst: &Instance,
+    space_id: &str,
+    id: &str,
+) -> Result<(Package, tokio::fs::File)> {
+    let package = get_package(&inst.store, space_id, id).await?;
+    let path = packages_dir(&inst.config.data_dir).join(&package.hash);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| io_error("open", &path, e))?;
+    Ok((package, file))
+}
+
+// ---- deleting ----
+
+/// The releases that deploy this package version: those whose
+/// `SelectedPackages` pick it for an action of their frozen process.
+pub async fn releases_using(store: &Store, package: &Package) -> Result<Vec<Release>> {
+    let mut using = vec![];
+    for release in store.releases_selecting_packages(&package.space_id).await? {
+        let Some(snapshot) = store
+            .get::<ProcessSnapshot>(&release.project_deployment_process_snapshot_id)
+            .await?
+        else {
+            continue;
+        };
+        let uses = release
+            .selected_packages
+            .iter()
+            .any(|s| selection_uses_package(&snapshot.0, s, &package.package_id, &package.version));
+        if uses {
+            using.push(release);
+        }
+    }
+    Ok(using)
+}
+
+/// Deletes a package version, unless a release deploys it; its file goes
+/// when no other version (in any space) has the same content.
+pub async fn delete_package(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    id: &str,
+) -> Result<()> {
+    let store = inst.store.clone();
+    let package = get_package(&store, space_id, id).await?;
+    let using = releases_using(&store, &package).await?;
+    if !using.is_empty() {
+        let mut names = vec![];
+        for r in &using {
+            let project = store.get::<Project>(&r.project_id).await?;
+            let project = project.map_or_else(|| r.project_id.clone(), |p| p.name);
+            names.push(format!("{} of {project}", r.version));
+        }
+        return Err(ServiceError::Conflict(format!(
+            "The package {} {} cannot be deleted: the releases {} deploy it; delete those releases first",
+            package.package_id,
+            package.version,
+            names.join(", ")
+        )));
+    }
+    let dir = packages_dir(&inst.config.data_dir);
+    let caller = caller.clone();
+    run_to_end(async move {
+        let _files = PACKAGE_FILES.lock().await;
+        let mut tx = store.begin().await?;
+        tx.delete_package(&package.space_id, &package.id).await?;
+        audit(
+            &mut tx,
+            &caller,
+            Some(&package.space_id),
+            "Deleted",
+            format!(
+                "package {} {} was deleted",
+                package.package_id, package.version
+            ),
+            vec![package.id.clone()],
+        )
+        .await?;
+        tx.commit().await?;
+        remove_if_unused(&store, &dir, &package.hash).await;
+        Ok(())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overwrite_modes() {
+        let m =
+            |mode: Option<&str>, replace: Option<&str>| OverwriteMode::from_query(mode, replace);
+        assert_eq!(m(None, None).ok(), Some(OverwriteMode::FailIfExists));
+        assert_eq!(
+            m(None, Some("True")).ok(),
+            Some(OverwriteMode::OverwriteExisting)
+        );
+        assert_eq!(
+            m(None, Some("false")).ok(),
+            Some(OverwriteMode::FailIfExists)
+        );
+        assert_eq!(
+            m(Some("ignoreifexists"), Some("true")).ok(),
+            Some(OverwriteMode::IgnoreIfExists)
+        );
+        assert!(m(Some("Sometimes"), None).is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! "Deploy a package" end to end, as the README shows it: a zip pushed with
+//! `cuttle package push`, a release that picks it, and a deployment to two
+//! real agents where the files land with variables substituted and a JSON
+//! setting replaced; then a new version that travels as a delta, and a
+//! redeployment that sends nothing.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::agents::{agent_cli, api, raw_log, register, wait_task, Agent, Mode};
+use support::ServerProcess;
+
+/// A zip of `files` (name, bytes), named as the feed expects.
+fn zip_package(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let path = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for (file, bytes) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+        zip.start_file(*file, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    path
+}
+
+/// Bytes that do not compress, so a changed version has to be sent.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn package_files(big: Vec<u8>, settings: &str) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("appsettings.json", settings.as_bytes().to_vec()),
+        (
+            "config/app.conf",
+            b"greeting=#{Greeting}\nenvironment=#{Octopus.Environment.Name}\n".to_vec(),
+        ),
+        (
+            "PreDeploy.sh",
+            b"echo \"before substitution: $(head -1 config/app.conf)\"\n".to_vec(),
+        ),
+        (
+            "Deploy.sh",
+            b"echo \"deployed on $(get_octopusvariable Octopus.Machine.Name)\"\n".to_vec(),
+        ),
+        ("data/blob.bin", big),
+    ]
+}
+
+const SETTINGS: &str = r#"{"Logging": {"Level": "Information"}, "Port": 80}"#;
+
+fn cli(server: &ServerProcess, args: &[&str]) -> String {
+    let out = agent_cli(server, args);
+    assert!(out.status.success(), "cuttle {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn deploy(server: &ServerProcess, version: &str) -> (Value, String) {
+    let d = api(
+        server,
+        "POST",
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(json!({"ProjectName": "Web", "ReleaseVersion": version, "EnvironmentNames": ["Dev"]})),
+    );
+    let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = wait_task(server, &task, Duration::from_secs(120));
+    (done, raw_log(server, &task))
+}
+
+#[test]
+fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_delta() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    api(
+        &server,
+        "POST",
+        "/api/environments",
+        Some(json!({"Name": "Dev"})),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut agents = vec![];
+    for name in ["web-1", "web-2"] {
+        let dir = tmp.path().join(name);
+        let out = register(&server, &dir, name, Mode::Listening(&["web"]));
+        assert!(out.status.success(), "{out:?}");
+        agents.push((dir.clone(), Agent::start(&dir)));
+    }
+
+    let big = noise(1 << 20, 7);
+    let v1 = zip_package(
+        tmp.path(),
+        "Acme.Web.1.0.0.zip",
+        &package_files(big.clone(), SETTINGS),
+    );
+    let pushed = cli(&server, &["package", "push", v1.to_str().unwrap()]);
+    assert!(pushed.contains("Pushed Acme.Web 1.0.0"), "{pushed}");
+    let listed = cli(&server, &["package", "list"]);
+    assert!(
+        listed.contains("Acme.Web") && listed.contains("1.0.0"),
+        "{listed}"
+    );
+
+    let project = api(
+        &server,
+        "POST",
+        "/api/projects",
+        Some(
+            json!({"Name": "Web", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        ),
+    );
+    let id = project["Id"].as_str().unwrap();
+    let process = json!({"Version": 0, "Steps": [{
+        "Name": "Deploy web",
+        "Properties": {"Octopus.Action.TargetRoles": "web"},
+        "Actions": [{
+            "Name": "Deploy web",
+            "ActionType": "Octopus.TentaclePackage",
+            "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin", "AcquisitionLocation": "Server"}],
+            "Properties": {
+                "Octopus.Action.EnabledFeatures": "Octopus.Features.SubstituteInFiles,Octopus.Features.JsonConfigurationVariables",
+                "Octopus.Action.SubstituteInFiles.TargetFiles": "config/*.conf",
+                "Octopus.Action.Package.JsonConfigurationVariablesTargets": "appsettings.json"
+            }
+        }]
+    }]});
+    api(
+        &server,
+        "PUT",
+        &format!("/api/projects/{id}/deploymentprocesses"),
+        Some(process),
+    );
+    api(
+        &server,
+        "PUT",
+        &format!("/api/Spaces-1/variables/variableset-{id}"),
+        Some(json!({"Version": 0, "Variables": [
+            {"Name": "Greeting", "Value": "Hello from Cuttle"},
+            {"Name": "Logging:Level", "Value": "Debug"}
+        ]})),
+    );
+
+    // The release picks the newest version in the feed by itself.
+    let created = cli(
+        &server,
+        &[
+            "release",
+            "create",
+            "--project",
+            "Web",
+            "--version",
+            "1.0.0",
+        ],
+    );
+    assert!(created.contains("1.0.0"), "{created}");
+    let release = api(
+        &server,
+        "GET",
+        &format!("/api/Spaces-1/projects/{id}/releases"),
+        None,
+    );
+    assert_eq!(
+        release["Items"][0]["SelectedPackages"][0]["Version"], "1.0.0",
+        "{release}"
+    );
+    let (done, log) = deploy(&server, "1.0.0");
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    for (dir, _) in &agents {
+        let installed = dir.join("Applications/Dev/Acme.Web/1.0.0");
+        let conf = std::fs::read_to_string(installed.join("config/app.conf")).unwrap();
+        assert_eq!(conf, "greeting=Hello from Cuttle\nenvironment=Dev\n");
+        let settings: Value = serde_json::from_str(
+            &std::fs::read_to_string(installed.join("appsettings.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(settings, json!({"Logging": {"Level": "Debug"}, "Port": 80}));
+        assert_eq!(std::fs::read(installed.join("data/blob.bin")).unwrap(), big);
+    }
+    for name in ["web-1", "web-2"] {
+        assert!(log.contains(&format!("deployed on {name}")), "{log}");
+        assert!(
+            log.contains(&format!("Sent Acme.Web 1.0.0 to {name}:")),
+            "{log}"
+        );
+    }
+    assert!(
+        log.contains("before substitution: greeting=#{Greeting}"),
+        "PreDeploy.sh runs before the substitution: {log}"
+    );
+
+    // 1.0.1 differs in 1% of its bytes: each agent gets a delta.
+    let mut changed = big.clone();
+    for b in &mut changed[1000..1000 + big.len() / 100] {
+        *b ^= 0xff;
+    }
+    let v2 = zip_package(
+        tmp.path(),
+        "Acme.Web.1.0.1.zip",
+        &package_files(changed.clone(), SETTINGS),
+    );
+    cli(&server, &["package", "push", v2.to_str().unwrap()]);
+    cli(
+        &server,
+        &[
+            "release",
+            "create",
+            "--project",
+            "Web",
+            "--version",
+            "1.0.1",
+        ],
+    );
+    let (done, log) = deploy(&server, "1.0.1");
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    let sent: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("Sent Acme.Web 1.0.1") && l.contains("as a delta"))
+        .filter_map(|l| l.rsplit_once(", ")?.1.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(sent.len(), 2, "{log}");
+    let size = std::fs::metadata(&v2).unwrap().len();
+    for bytes in sent {
+        assert!(
+            bytes * 10 < size,
+            "a delta of {bytes} bytes for {size}: {log}"
+        );
+    }
+    for (dir, _) in &agents {
+        let blob = dir.join("Applications/Dev/Acme.Web/1.0.1/data/blob.bin");
+        assert_eq!(std::fs::read(blob).unwrap(), changed);
+    }
+
+    // The same release again: nothing is sent, and it lands beside the last.
+    let (done, log) = deploy(&server, "1.0.1");
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    assert!(log.contains("web-1 already has Acme.Web 1.0.1"), "{log}");
+    assert!(agents[0]
+        .0
+        .join("Applications/Dev/Acme.Web/1.0.1_1")
+        .is_dir());
+
+    // A settings file that is not JSON fails the step, naming the file.
+    let broken = zip_package(
+        tmp.path(),
+        "Acme.Web.1.0.2.zip",
+        &package_files(changed, "{ not json"),
+    );
+    cli(&server, &["package", "push", broken.to_str().unwrap()]);
+    cli(
+        &server,
+        &[
+            "release",
+            "create",
+            "--project",
+            "Web",
+            "--version",
+            "1.0.2",
+        ],
+    );
+    let (done, log) = deploy(&server, "1.0.2");
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(
+        log.contains("appsettings.json") && log.contains("not valid JSON"),
+        "{log}"
+    );
+}

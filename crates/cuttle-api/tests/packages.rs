@@ -825,3 +825,56 @@ async fn large_push(s: &Server, mb: u64) {
         grown / (1024 * 1024)
     );
 }
+
+/// Feed retention removes old versions no release deploys, and only those.
+#[tokio::test]
+async fn retention_removes_old_unused_versions_only() {
+    let _side_by_side = MEMORY_MEASURED.read().await;
+    on_both("pkg-retention", |s| async move {
+        for (v, text) in [("1.0.0", "one"), ("1.0.1", "two"), ("1.0.2", "three")] {
+            push(&s, &format!("Acme.Web.{v}.zip"), &web_zip(text)).await;
+        }
+        let project = s
+            .create(
+                "/api/projects",
+                json!({"Name": "Web", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+            )
+            .await;
+        let project_id = project["Id"].as_str().unwrap();
+        let process = json!({"Version": 0, "Steps": [{"Name": "Deploy web", "Actions": [{
+            "Name": "Deploy web",
+            "ActionType": "Octopus.TentaclePackage",
+            "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin"}]
+        }]}]});
+        let r = s
+            .send(
+                Method::PUT,
+                &format!("/api/projects/{project_id}/deploymentprocesses"),
+                &process,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", s.backend, r.body);
+        s.create(
+            "/api/Spaces-1/releases",
+            json!({"ProjectId": project_id, "Version": "5.0.0",
+                   "SelectedPackages": [{"ActionName": "Deploy web", "Version": "1.0.0"}]}),
+        )
+        .await;
+
+        // Nothing is old enough yet.
+        let kept =
+            cuttle_service::package_retention::apply(&s.inst, Duration::from_secs(3600)).await;
+        assert!(kept.unwrap().is_empty());
+        // Everything is: only what the release deploys stays.
+        let removed = cuttle_service::package_retention::apply(&s.inst, Duration::ZERO)
+            .await
+            .unwrap();
+        let mut gone: Vec<&str> = removed.iter().map(|p| p.version.as_str()).collect();
+        gone.sort();
+        assert_eq!(gone, ["1.0.1", "1.0.2"], "{}", s.backend);
+        let left = s.get("/api/Spaces-1/packages").await.body;
+        assert_eq!(versions_of(&left), ["Acme.Web 1.0.0"], "{}", s.backend);
+        assert_eq!(files_in(&packages_dir(&s)).len(), 1, "{}", s.backend);
+    })
+    .await;
+}

@@ -927,6 +927,11 @@ async fn run_action(
                     "This server has no TLS identity, so it cannot reach agents".into(),
                 ));
             };
+            let mut package = package;
+            if let Some(p) = package.as_mut() {
+                p.versions_to_keep =
+                    crate::remote::versions_kept(&ctx.store, agent.machine_policy_id).await;
+            }
             let start = StartScript {
                 id: site.command_id,
                 syntax: match syntax {

@@ -37,6 +37,9 @@ pub struct ResolvedPackage {
     pub path: PathBuf,
     /// Earlier versions' hashes, newest first: bases for a delta.
     pub bases: Vec<String>,
+    /// Every version's hash, newest first: what the agent's retention
+    /// counts as versions of this package.
+    pub version_hashes: Vec<String>,
 }
 
 /// The package the release chose for this action (its primary package).
@@ -92,10 +95,12 @@ pub async fn resolve(
         .map(|p| p.hash.clone())
         .filter(|h| *h != package.hash)
         .collect();
+    let version_hashes = versions.iter().map(|p| p.hash.clone()).collect();
     Ok(ResolvedPackage {
         path: package_dir.join(&package.hash),
         package,
         bases,
+        version_hashes,
     })
 }
 
@@ -214,6 +219,9 @@ pub fn step(
         } else {
             vec![]
         },
+        // Set per target, from its machine policy.
+        versions_to_keep: 0,
+        version_hashes: resolved.version_hashes.clone(),
     }
 }
 
@@ -264,6 +272,7 @@ mod tests {
             },
             path: PathBuf::from("/x"),
             bases: vec![],
+            version_hashes: vec![],
         };
         let mut dict = VariableDictionary::new();
         dict.set("ConfigFile", "appsettings.json");

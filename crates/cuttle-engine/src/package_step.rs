@@ -153,6 +153,16 @@ pub async fn run(
             return Ok(outcome);
         }
     }
+    if step.versions_to_keep > 0 {
+        let (step, dir, files_root) = (step.clone(), dir.clone(), run.files_root.to_path_buf());
+        let custom = !run.step.custom_installation_directory.trim().is_empty();
+        let pruned = tokio::task::spawn_blocking(move || prune(&step, &dir, custom, &files_root))
+            .await
+            .map_err(|e| e.to_string())?;
+        for line in pruned {
+            say(line);
+        }
+    }
     // The server reads these as output variables, as if a script set them.
     let path = dir.to_string_lossy().into_owned();
     for (name, value) in [
@@ -240,6 +250,74 @@ async fn install(
         dest.display()
     ));
     Ok(dest)
+}
+
+/// Keeps the newest `versions_to_keep` extracted versions of the package
+/// (by modification time; not in a custom directory, which holds one) and
+/// as many of its versions in the file cache (by version order); the one
+/// just deployed always stays. Returns what it says about it; a file that
+/// cannot be removed is reported, not fatal.
+fn prune(step: &PackageStep, installed: &Path, custom: bool, files_root: &Path) -> Vec<String> {
+    let keep = step.versions_to_keep as usize;
+    let mut said = vec![];
+    if let (false, Some(parent)) = (custom, installed.parent()) {
+        let mut versions: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(parent)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(_, p)| p != installed)
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        let old: Vec<PathBuf> = versions
+            .into_iter()
+            .skip(keep.saturating_sub(1))
+            .map(|(_, p)| p)
+            .collect();
+        let mut removed = vec![];
+        for dir in old {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => removed.push(
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                Err(e) => said.push(format!("Could not remove {}: {e}", dir.display())),
+            }
+        }
+        if !removed.is_empty() {
+            said.push(format!(
+                "Removed {} older extracted version{} of {} (keeping {keep}): {}",
+                removed.len(),
+                if removed.len() == 1 { "" } else { "s" },
+                step.package_id,
+                removed.join(", ")
+            ));
+        }
+    }
+    let cached: Vec<&String> = step
+        .version_hashes
+        .iter()
+        .filter(|h| **h != step.hash)
+        .filter(|h| cuttle_protocol::messages::valid_file_hash(h))
+        .filter(|h| files_root.join(h.as_str()).is_file())
+        .collect();
+    let mut removed = 0;
+    for hash in cached.into_iter().skip(keep.saturating_sub(1)) {
+        match std::fs::remove_file(files_root.join(hash)) {
+            Ok(()) => removed += 1,
+            Err(e) => said.push(format!("Could not remove the cached package {hash}: {e}")),
+        }
+    }
+    if removed > 0 {
+        said.push(format!(
+            "Removed {removed} older cached file{} of {} (keeping {keep} versions)",
+            if removed == 1 { "" } else { "s" },
+            step.package_id
+        ));
+    }
+    said
 }
 
 /// One line per matched file, relative to the installation directory.

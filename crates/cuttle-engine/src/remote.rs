@@ -72,6 +72,18 @@ impl ConnectionLimits {
     }
 }
 
+/// How many versions of each package the machine's policy keeps on it.
+pub async fn versions_kept(store: &Store, policy_id: &str) -> u32 {
+    store
+        .get::<MachinePolicy>(policy_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .machine_package_cache_retention_policy
+        .versions_to_keep()
+}
+
 /// Reads a machine's endpoint as something to connect to.
 fn endpoint_of<'a>(
     endpoint: &'a Endpoint,

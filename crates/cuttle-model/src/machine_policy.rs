@@ -24,6 +24,45 @@ pub struct MachinePolicy {
     pub connection_retry_time_limit: String,
     pub connection_connect_timeout: String,
     pub polling_request_queue_timeout: String,
+    /// How many versions of each package an agent keeps, extracted and in
+    /// its file cache.
+    pub machine_package_cache_retention_policy: PackageCacheRetention,
+}
+
+/// Octopus's package cache retention: `Default`, or `Quantities` with
+/// `QuantityOfVersionsToKeep` versions of each package.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PackageCacheRetention {
+    pub strategy: String,
+    pub quantity_of_versions_to_keep: i64,
+    pub version_unit: String,
+}
+
+impl Default for PackageCacheRetention {
+    fn default() -> Self {
+        PackageCacheRetention {
+            strategy: "Default".into(),
+            quantity_of_versions_to_keep: DEFAULT_VERSIONS_KEPT,
+            version_unit: "Items".into(),
+        }
+    }
+}
+
+/// What the `Default` strategy keeps of each package on an agent.
+pub const DEFAULT_VERSIONS_KEPT: i64 = 5;
+
+impl PackageCacheRetention {
+    /// How many versions of a package an agent keeps (at least the one just
+    /// deployed).
+    pub fn versions_to_keep(&self) -> u32 {
+        let n = if self.strategy.eq_ignore_ascii_case("Quantities") {
+            self.quantity_of_versions_to_keep
+        } else {
+            DEFAULT_VERSIONS_KEPT
+        };
+        u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+    }
 }
 
 impl Default for MachinePolicy {
@@ -41,6 +80,7 @@ impl Default for MachinePolicy {
             connection_retry_time_limit: "00:05:00".into(),
             connection_connect_timeout: "00:01:00".into(),
             polling_request_queue_timeout: "00:02:00".into(),
+            machine_package_cache_retention_policy: PackageCacheRetention::default(),
         }
     }
 }
@@ -138,6 +178,23 @@ impl MachinePolicy {
         if self.connection_retry_count_limit < 0 {
             errors.push("ConnectionRetryCountLimit cannot be negative".into());
         }
+        let retention = &self.machine_package_cache_retention_policy;
+        if !["Default", "Quantities"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&retention.strategy))
+        {
+            errors.push(format!(
+                "MachinePackageCacheRetentionPolicy.Strategy '{}' is not Default or Quantities",
+                retention.strategy
+            ));
+        } else if retention.strategy.eq_ignore_ascii_case("Quantities")
+            && retention.quantity_of_versions_to_keep < 1
+        {
+            errors.push(
+                "MachinePackageCacheRetentionPolicy.QuantityOfVersionsToKeep must be at least 1"
+                    .into(),
+            );
+        }
         errors
     }
 }
@@ -211,6 +268,33 @@ mod tests {
         ] {
             assert!(parse_timespan(bad).is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn package_retention_counts_and_checks() {
+        let mut p = MachinePolicy::default();
+        assert_eq!(
+            p.machine_package_cache_retention_policy.versions_to_keep(),
+            5
+        );
+        p.machine_package_cache_retention_policy = PackageCacheRetention {
+            strategy: "Quantities".into(),
+            quantity_of_versions_to_keep: 2,
+            version_unit: "Items".into(),
+        };
+        assert_eq!(
+            p.machine_package_cache_retention_policy.versions_to_keep(),
+            2
+        );
+        assert!(p.problems().is_empty());
+        p.machine_package_cache_retention_policy
+            .quantity_of_versions_to_keep = 0;
+        assert_eq!(
+            p.problems(),
+            ["MachinePackageCacheRetentionPolicy.QuantityOfVersionsToKeep must be at least 1"]
+        );
+        p.machine_package_cache_retention_policy.strategy = "Forever".into();
+        assert!(p.problems()[0].contains("'Forever' is not Default or Quantities"));
     }
 
     #[test]

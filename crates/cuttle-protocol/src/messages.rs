@@ -108,6 +108,12 @@ pub struct PackageStep {
     /// Globs of JSON and YAML files whose values are replaced by variables
     /// named like their key paths.
     pub structured_files: Vec<String>,
+    /// How many versions of this package the agent keeps, extracted and
+    /// cached, after a successful deployment (0: all).
+    pub versions_to_keep: u32,
+    /// The SHA-256s of every version of this package in the feed, newest
+    /// first: which cached files are versions of it.
+    pub version_hashes: Vec<String>,
 }
 
 /// Where a script is.

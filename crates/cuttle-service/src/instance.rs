@@ -26,6 +26,9 @@ pub struct InstanceConfig {
     /// The master key as base64 text; `None` means `<data dir>/master.key`,
     /// created at first start.
     pub master_key: Option<String>,
+    /// How long the built-in feed keeps package versions no release uses;
+    /// `None` keeps them for ever.
+    pub package_retention: Option<Duration>,
 }
 
 impl InstanceConfig {
@@ -37,6 +40,7 @@ impl InstanceConfig {
             max_concurrent_tasks: 8,
             default_script_timeout: Duration::from_secs(3600),
             master_key: None,
+            package_retention: None,
         }
     }
 
@@ -126,6 +130,9 @@ impl Instance {
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
         crate::health_schedule::follow(Arc::downgrade(&inst));
+        if let Some(keep_for) = inst.config.package_retention {
+            crate::package_retention::follow(Arc::downgrade(&inst), keep_for);
+        }
         Ok(inst)
     }
 }

@@ -40,6 +40,7 @@ pub mod interruptions;
 pub mod log_stream;
 pub mod machine_policies;
 pub mod machines;
+pub mod package_retention;
 pub mod package_selection;
 pub mod packages;
 pub mod paging;

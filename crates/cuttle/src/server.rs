@@ -23,6 +23,10 @@ pub struct ServerArgs {
     /// an ephemeral port when --listen's port is 0]; "off" disables it
     #[arg(long, env = "CUTTLE_POLLING_LISTEN")]
     polling_listen: Option<String>,
+    /// Remove package versions that no release deploys once they are this
+    /// many days old (checked hourly); 0 keeps them for ever
+    #[arg(long, env = "CUTTLE_PACKAGE_RETENTION_DAYS", default_value_t = 0)]
+    package_retention_days: u64,
     #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
     data_dir: PathBuf,
     /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
@@ -101,6 +105,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.max_concurrent_tasks = args.max_concurrent_tasks;
     config.default_script_timeout = Duration::from_secs(args.script_timeout.max(1));
     config.master_key = args.master_key.filter(|k| !k.trim().is_empty());
+    config.package_retention = (args.package_retention_days > 0)
+        .then(|| Duration::from_secs(args.package_retention_days.saturating_mul(86_400)));
     if let Some(n) = args.node_name {
         config.node_name = n;
     }

@@ -91,6 +91,17 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
         "/api/environments",
         Some(json!({"Name": "Dev"})),
     );
+    // Agents keep two versions of each package.
+    let mut policy = api(&server, "GET", "/api/machinepolicies", None)["Items"][0].clone();
+    policy["MachinePackageCacheRetentionPolicy"] =
+        json!({"Strategy": "Quantities", "QuantityOfVersionsToKeep": 2});
+    let policy_id = policy["Id"].as_str().unwrap().to_owned();
+    api(
+        &server,
+        "PUT",
+        &format!("/api/machinepolicies/{policy_id}"),
+        Some(policy),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let mut agents = vec![];
     for name in ["web-1", "web-2"] {
@@ -247,6 +258,15 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
     let (done, log) = deploy(&server, "1.0.1");
     assert_eq!(done["State"], "Success", "{done}\n{log}");
     assert!(log.contains("web-1 already has Acme.Web 1.0.1"), "{log}");
+    // Two versions kept: the first one extracted is gone.
+    assert!(
+        log.contains("Removed 1 older extracted version of Acme.Web (keeping 2): 1.0.0"),
+        "{log}"
+    );
+    for (dir, _) in &agents {
+        assert!(!dir.join("Applications/Dev/Acme.Web/1.0.0").exists());
+        assert!(dir.join("Applications/Dev/Acme.Web/1.0.1").is_dir());
+    }
     assert!(agents[0]
         .0
         .join("Applications/Dev/Acme.Web/1.0.1_1")

@@ -341,7 +341,9 @@ impl<'a> StepScope<'a> {
                 log_skip(activity, &planned.action.name, reason);
                 continue;
             }
-            let package = if planned.action.action_type == PACKAGE_ACTION_TYPE {
+            let package = if planned.action.action_type == PACKAGE_ACTION_TYPE
+                || crate::deploy_package::script_from_package(&planned.action)
+            {
                 match crate::deploy_package::resolve(
                     &self.ctx.store,
                     &self.ctx.package_dir,
@@ -827,6 +829,18 @@ async fn run_action(
             String::new(),
             Some(step),
         )
+    } else if action.action_type == SCRIPT_ACTION_TYPE
+        && crate::deploy_package::script_from_package(action)
+    {
+        let Some(resolved) = site.package else {
+            return Err(ActionError::Failed(format!(
+                "The action '{}' names no package to take its script from",
+                action.name
+            )));
+        };
+        let step =
+            crate::deploy_package::script_step(action, resolved).map_err(ActionError::Failed)?;
+        (Syntax::Bash, "Bash".to_owned(), String::new(), Some(step))
     } else if action.action_type == SCRIPT_ACTION_TYPE {
         let (syntax, syntax_name, body) = script_of(action, &dict, target)?;
         (syntax, syntax_name, body, None)
@@ -901,12 +915,23 @@ async fn run_action(
         }
     };
     let result = match site.runs_on.agent() {
-        None if package.is_some() => {
+        None if package.as_ref().is_some_and(|p| p.script_file.is_empty()) => {
             return Err(ActionError::Failed(
                 "A package is deployed to deployment targets: give the step a target role".into(),
             ))
         }
         None => {
+            let body = match (&package, site.package) {
+                // A script from a package: extracted here, run from there.
+                (Some(step), Some(resolved)) => {
+                    let dir = site.dir.join("package");
+                    crate::package_step::extract_for_script(&resolved.path, step, &dir)
+                        .await
+                        .map_err(ActionError::Failed)?;
+                    crate::package_step::script_body(&dir, &step.script_file)
+                }
+                _ => body,
+            };
             let spec = ScriptSpec {
                 syntax,
                 body,

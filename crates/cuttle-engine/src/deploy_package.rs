@@ -19,6 +19,7 @@ use crate::remote::{upload_file, AgentTarget, ConnectionLimits};
 pub const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";
 
 const PROP_FEATURES: &str = "Octopus.Action.EnabledFeatures";
+const PROP_SCRIPT_FILE_NAME: &str = "Octopus.Action.Script.ScriptFileName";
 const PROP_SUBSTITUTE_ENABLED: &str = "Octopus.Action.SubstituteInFiles.Enabled";
 const PROP_SUBSTITUTE_TARGETS: &str = "Octopus.Action.SubstituteInFiles.TargetFiles";
 const PROP_STRUCTURED_ENABLED: &str = "Octopus.Action.StructuredConfigurationVariables.Enabled";
@@ -222,7 +223,47 @@ pub fn step(
         // Set per target, from its machine policy.
         versions_to_keep: 0,
         version_hashes: resolved.version_hashes.clone(),
+        script_file: String::new(),
     }
+}
+
+/// "Run a script from a package": the package and the script file in it
+/// (`Octopus.Action.Script.ScriptFileName`), checked to be a relative path
+/// to a Bash script.
+pub fn script_step(action: &Action, resolved: &ResolvedPackage) -> Result<PackageStep, String> {
+    let file = action.property(PROP_SCRIPT_FILE_NAME).unwrap_or_default();
+    let file = file.trim().replace('\\', "/");
+    if file.is_empty() {
+        return Err(format!(
+            "The action '{}' runs a script from a package but names no script file ({PROP_SCRIPT_FILE_NAME})",
+            action.name
+        ));
+    }
+    if file.starts_with('/') || file.split('/').any(|part| part == "..") {
+        return Err(format!(
+            "The script file '{file}' must be a path inside the package"
+        ));
+    }
+    if !file.ends_with(".sh") {
+        return Err(format!(
+            "The script file '{file}' is not a Bash script (.sh); scripts from packages run with Bash"
+        ));
+    }
+    Ok(PackageStep {
+        hash: resolved.package.hash.clone(),
+        file_name: resolved.package.file_name(),
+        package_id: resolved.package.package_id.clone(),
+        version: resolved.package.version.clone(),
+        script_file: file,
+        ..Default::default()
+    })
+}
+
+/// Whether a script action takes its script from a package.
+pub fn script_from_package(action: &Action) -> bool {
+    action
+        .property(cuttle_model::process::PROP_SCRIPT_SOURCE)
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("Package"))
 }
 
 fn is_true(text: &str) -> bool {
@@ -243,6 +284,43 @@ fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use cuttle_model::process::Properties;
+
+    #[test]
+    fn scripts_from_packages_must_be_bash_files_inside_the_package() {
+        let resolved = ResolvedPackage {
+            package: Package {
+                package_id: "Acme.Tools".into(),
+                version: "2.0.0".into(),
+                file_extension: ".tar.gz".into(),
+                hash: "b".repeat(64),
+                ..Default::default()
+            },
+            path: PathBuf::from("/x"),
+            bases: vec![],
+            version_hashes: vec![],
+        };
+        let with_file = |file: &str| {
+            let mut properties = Properties::default();
+            properties.insert(PROP_SCRIPT_FILE_NAME.into(), file.into());
+            Action {
+                name: "Run".into(),
+                properties,
+                ..Default::default()
+            }
+        };
+        let ok = script_step(&with_file(r"scripts\deploy.sh"), &resolved).unwrap();
+        assert_eq!(ok.script_file, "scripts/deploy.sh");
+        assert_eq!(ok.file_name, "Acme.Tools.2.0.0.tar.gz");
+        for (file, why) in [
+            ("", "names no script file"),
+            ("../evil.sh", "inside the package"),
+            ("/etc/evil.sh", "inside the package"),
+            ("deploy.ps1", "not a Bash script"),
+        ] {
+            let err = script_step(&with_file(file), &resolved).unwrap_err();
+            assert!(err.contains(why), "{file}: {err}");
+        }
+    }
 
     #[test]
     fn properties_choose_the_features() {

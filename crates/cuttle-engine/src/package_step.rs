@@ -72,6 +72,24 @@ pub async fn run(
         )
     })?;
 
+    if !step.script_file.is_empty() {
+        // A script from a package: a throw-away extraction, nothing else.
+        let dir = run.work_dir.join("package");
+        extract_for_script(&archive, step, &dir).await?;
+        let spec = ScriptSpec {
+            syntax: Syntax::Bash,
+            body: script_body(&dir, &step.script_file),
+            work_dir: run.work_dir.join("script"),
+            env: vec![],
+            timeout: run.timeout,
+            bootstrap: run.bootstrap.clone(),
+            files: run.files.clone(),
+            sandbox: run.sandbox.clone(),
+        };
+        return run_script(spec, cancel, on_line)
+            .await
+            .map_err(|e| e.to_string());
+    }
     let dir = install(&run, &archive, format, &say).await?;
     let variables = run
         .files
@@ -185,6 +203,45 @@ pub async fn run(
         ));
     }
     Ok(ScriptOutcome::Exited(0))
+}
+
+/// Extracts a package whose script is to run into `dir`, and checks the
+/// script is there.
+pub async fn extract_for_script(
+    archive: &Path,
+    step: &PackageStep,
+    dir: &Path,
+) -> Result<(), String> {
+    let format = ArchiveFormat::from_file_name(&step.file_name).ok_or_else(|| {
+        format!(
+            "'{}' is not a package file name that can be extracted",
+            step.file_name
+        )
+    })?;
+    let (archive, to) = (archive.to_path_buf(), dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        package::extract(&archive, format, &to, &ExtractLimits::default())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if !dir.join(&step.script_file).is_file() {
+        return Err(format!(
+            "The package {} {} has no file {}",
+            step.package_id, step.version, step.script_file
+        ));
+    }
+    Ok(())
+}
+
+/// The Bash that runs a script file of an extracted package, from its root.
+pub fn script_body(dir: &Path, script_file: &str) -> String {
+    format!(
+        "cd {}
+. {}",
+        shell_quote(dir),
+        shell_quote(Path::new(&format!("./{script_file}")))
+    )
 }
 
 /// Extracts the package where the step says, and says where.

@@ -114,6 +114,10 @@ pub struct PackageStep {
     /// The SHA-256s of every version of this package in the feed, newest
     /// first: which cached files are versions of it.
     pub version_hashes: Vec<String>,
+    /// "Run a script from a package": the Bash script at this path in the
+    /// package runs from a throw-away extraction instead (no installation,
+    /// no substitution, nothing kept).
+    pub script_file: String,
 }
 
 /// Where a script is.

@@ -55,6 +55,11 @@ fn package_files(big: Vec<u8>, settings: &str) -> Vec<(&'static str, Vec<u8>)> {
             b"echo \"deployed on $(get_octopusvariable Octopus.Machine.Name)\"\n".to_vec(),
         ),
         ("data/blob.bin", big),
+        (
+            "tools/hello.sh",
+            b"echo \"hello from the package on $(get_octopusvariable Octopus.Machine.Name)\"\n"
+                .to_vec(),
+        ),
     ]
 }
 
@@ -66,12 +71,14 @@ fn cli(server: &ServerProcess, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn deploy(server: &ServerProcess, version: &str) -> (Value, String) {
+fn deploy_project(server: &ServerProcess, project: &str, version: &str) -> (Value, String) {
     let d = api(
         server,
         "POST",
         "/api/Spaces-1/deployments/create/untenanted/v1",
-        Some(json!({"ProjectName": "Web", "ReleaseVersion": version, "EnvironmentNames": ["Dev"]})),
+        Some(
+            json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
+        ),
     );
     let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
         .as_str()
@@ -79,6 +86,10 @@ fn deploy(server: &ServerProcess, version: &str) -> (Value, String) {
         .to_owned();
     let done = wait_task(server, &task, Duration::from_secs(120));
     (done, raw_log(server, &task))
+}
+
+fn deploy(server: &ServerProcess, version: &str) -> (Value, String) {
+    deploy_project(server, "Web", version)
 }
 
 #[test]
@@ -211,6 +222,50 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
         log.contains("before substitution: greeting=#{Greeting}"),
         "PreDeploy.sh runs before the substitution: {log}"
     );
+
+    // A script can come from a package, on targets and on the built-in worker.
+    let tools = api(
+        &server,
+        "POST",
+        "/api/projects",
+        Some(
+            json!({"Name": "Tools", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        ),
+    );
+    let from_package = |name: &str, roles: &str| {
+        json!({"Name": name, "Properties": {"Octopus.Action.TargetRoles": roles}, "Actions": [{
+            "Name": name, "ActionType": "Octopus.Script",
+            "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin"}],
+            "Properties": {"Octopus.Action.Script.ScriptSource": "Package",
+                           "Octopus.Action.Script.ScriptFileName": "tools/hello.sh"}}]})
+    };
+    api(
+        &server,
+        "PUT",
+        &format!(
+            "/api/projects/{}/deploymentprocesses",
+            tools["Id"].as_str().unwrap()
+        ),
+        Some(json!({"Version": 0, "Steps": [
+            from_package("On targets", "web"),
+            from_package("On the worker", "")
+        ]})),
+    );
+    cli(
+        &server,
+        &[
+            "release",
+            "create",
+            "--project",
+            "Tools",
+            "--version",
+            "1.0.0",
+        ],
+    );
+    let (done, log) = deploy_project(&server, "Tools", "1.0.0");
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    assert_eq!(log.matches("hello from the package on").count(), 3, "{log}");
+    assert!(log.contains("hello from the package on web-2"), "{log}");
 
     // 1.0.1 differs in 1% of its bytes: each agent gets a delta.
     let mut changed = big.clone();

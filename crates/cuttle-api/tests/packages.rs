@@ -635,33 +635,7 @@ async fn a_package_a_release_deploys_cannot_be_deleted() {
     on_both("pkg-in-use", |s| async move {
         push(&s, "Acme.Web.1.0.0.zip", &web_zip("one")).await;
         push(&s, "Acme.Web.1.0.1.zip", &web_zip("two")).await;
-        let project = s
-            .create(
-                "/api/projects",
-                json!({"Name": "Web", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
-            )
-            .await;
-        let project_id = project["Id"].as_str().unwrap();
-        let process = json!({"Version": 0, "Steps": [{"Name": "Deploy web", "Actions": [{
-            "Name": "Deploy web",
-            "ActionType": "Octopus.Script",
-            "Properties": {"Octopus.Action.Script.ScriptBody": "echo hi", "Octopus.Action.Script.Syntax": "Bash"},
-            "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin", "AcquisitionLocation": "Server"}]
-        }]}]});
-        let r = s
-            .send(
-                Method::PUT,
-                &format!("/api/projects/{project_id}/deploymentprocesses"),
-                &process,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}: {}", s.backend, r.body);
-        s.create(
-            "/api/Spaces-1/releases",
-            json!({"ProjectId": project_id, "Version": "5.0.0",
-                   "SelectedPackages": [{"ActionName": "Deploy web", "Version": "1.0.0"}]}),
-        )
-        .await;
+        release_5_deploying_web_1_0_0(&s).await;
 
         let r = s
             .call_with(
@@ -672,8 +646,14 @@ async fn a_package_a_release_deploys_cannot_be_deleted() {
             )
             .await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}: {}", s.backend, r.body);
-        assert!(r.error_text().contains("5.0.0 of Web"), "{}", r.error_text());
-        let kept = s.get("/api/Spaces-1/packages/packages-Acme.Web.1.0.0").await;
+        assert!(
+            r.error_text().contains("5.0.0 of Web"),
+            "{}",
+            r.error_text()
+        );
+        let kept = s
+            .get("/api/Spaces-1/packages/packages-Acme.Web.1.0.0")
+            .await;
         assert_eq!(kept.status, StatusCode::OK);
 
         // The version no release picked can go.
@@ -687,6 +667,37 @@ async fn a_package_a_release_deploys_cannot_be_deleted() {
             .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     })
+    .await;
+}
+
+/// A project Web whose step uses Acme.Web, and its release 5.0.0, which
+/// deploys version 1.0.0.
+async fn release_5_deploying_web_1_0_0(s: &Server) {
+    let project = s
+        .create(
+            "/api/projects",
+            json!({"Name": "Web", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        )
+        .await;
+    let project_id = project["Id"].as_str().unwrap();
+    let process = json!({"Version": 0, "Steps": [{"Name": "Deploy web", "Actions": [{
+        "Name": "Deploy web",
+        "ActionType": "Octopus.TentaclePackage",
+        "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin", "AcquisitionLocation": "Server"}]
+    }]}]});
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("/api/projects/{project_id}/deploymentprocesses"),
+            &process,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}: {}", s.backend, r.body);
+    s.create(
+        "/api/Spaces-1/releases",
+        json!({"ProjectId": project_id, "Version": "5.0.0",
+               "SelectedPackages": [{"ActionName": "Deploy web", "Version": "1.0.0"}]}),
+    )
     .await;
 }
 
@@ -834,32 +845,7 @@ async fn retention_removes_old_unused_versions_only() {
         for (v, text) in [("1.0.0", "one"), ("1.0.1", "two"), ("1.0.2", "three")] {
             push(&s, &format!("Acme.Web.{v}.zip"), &web_zip(text)).await;
         }
-        let project = s
-            .create(
-                "/api/projects",
-                json!({"Name": "Web", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
-            )
-            .await;
-        let project_id = project["Id"].as_str().unwrap();
-        let process = json!({"Version": 0, "Steps": [{"Name": "Deploy web", "Actions": [{
-            "Name": "Deploy web",
-            "ActionType": "Octopus.TentaclePackage",
-            "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin"}]
-        }]}]});
-        let r = s
-            .send(
-                Method::PUT,
-                &format!("/api/projects/{project_id}/deploymentprocesses"),
-                &process,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}: {}", s.backend, r.body);
-        s.create(
-            "/api/Spaces-1/releases",
-            json!({"ProjectId": project_id, "Version": "5.0.0",
-                   "SelectedPackages": [{"ActionName": "Deploy web", "Version": "1.0.0"}]}),
-        )
-        .await;
+        release_5_deploying_web_1_0_0(&s).await;
 
         // Nothing is old enough yet.
         let kept =

@@ -112,21 +112,8 @@ pub async fn run_on_agent(
     cancel: CancellationToken,
     mut on_line: impl FnMut(OutputStream, String) + Send,
 ) -> Result<ScriptOutcome, String> {
-    let thumbprint: Thumbprint = target
-        .endpoint
-        .thumbprint
-        .parse()
-        .map_err(|e| format!("{} has no valid thumbprint: {e}", target.name))?;
-    let endpoint = endpoint_of(target.endpoint, &thumbprint)?;
     let deadline = Instant::now() + Duration::from_secs(start.timeout_seconds) + TIMEOUT_GRACE;
-    let mut session = Session {
-        agents,
-        endpoint,
-        limits,
-        name: target.name,
-        connection: None,
-        unreachable_since: None,
-    };
+    let mut session = Session::open(agents, target, limits)?;
 
     // Starting is idempotent by id, so it is simply repeated until it lands.
     let mut status = loop {
@@ -230,20 +217,7 @@ pub async fn upload_file(
     size: u64,
     bases: &[String],
 ) -> Result<Upload, String> {
-    let thumbprint: Thumbprint = target
-        .endpoint
-        .thumbprint
-        .parse()
-        .map_err(|e| format!("{} has no valid thumbprint: {e}", target.name))?;
-    let endpoint = endpoint_of(target.endpoint, &thumbprint)?;
-    let mut session = Session {
-        agents,
-        endpoint,
-        limits,
-        name: target.name,
-        connection: None,
-        unreachable_since: None,
-    };
+    let mut session = Session::open(agents, target, limits)?;
     let mut report = Upload {
         cached: false,
         sent_bytes: 0,
@@ -409,21 +383,53 @@ fn local(path: &std::path::Path, e: std::io::Error) -> String {
 /// and given up on after the policy's retry limit.
 struct Session<'a> {
     agents: &'a Agents,
-    endpoint: AgentEndpoint<'a>,
+    target: &'a Endpoint,
+    thumbprint: Thumbprint,
     limits: ConnectionLimits,
     name: &'a str,
     connection: Option<AgentConnection>,
     unreachable_since: Option<Instant>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session with the agent, refusing a machine that cannot be reached
+    /// at all (no valid thumbprint, no communication style).
+    fn open(
+        agents: &'a Agents,
+        target: &'a AgentTarget<'a>,
+        limits: ConnectionLimits,
+    ) -> Result<Session<'a>, String> {
+        let thumbprint: Thumbprint = target
+            .endpoint
+            .thumbprint
+            .parse()
+            .map_err(|e| format!("{} has no valid thumbprint: {e}", target.name))?;
+        endpoint_of(target.endpoint, &thumbprint)?;
+        Ok(Session {
+            agents,
+            target: target.endpoint,
+            thumbprint,
+            limits,
+            name: target.name,
+            connection: None,
+            unreachable_since: None,
+        })
+    }
+
+    fn endpoint(&self) -> AgentEndpoint<'_> {
+        // Checked in `open`; a style it refused never gets here.
+        endpoint_of(self.target, &self.thumbprint).unwrap_or(AgentEndpoint::Polling {
+            thumbprint: &self.thumbprint,
+        })
+    }
+
     async fn connection(&mut self) -> Result<AgentConnection, ProtocolError> {
         if let Some(c) = self.connection.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
         let c = self
             .agents
-            .connect(self.endpoint, self.limits.connect)
+            .connect(self.endpoint(), self.limits.connect)
             .await?;
         self.connection = Some(c.clone());
         Ok(c)
@@ -437,7 +443,7 @@ impl Session<'_> {
     /// once the agent has been unreachable for the policy's retry limit.
     async fn lost(&mut self, error: ProtocolError) -> Result<(), String> {
         self.connection = None;
-        self.agents.forget(self.endpoint);
+        self.agents.forget(self.endpoint());
         let since = *self.unreachable_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.limits.retry {
             return Err(format!(

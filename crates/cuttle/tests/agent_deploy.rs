@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::agents::{
-    api, free_port, health, machine_named, raw_log, register, wait_task, Agent, Mode,
+    api, deploy_to_dev, free_port, health, machine_named, raw_log, register, wait_task, Agent, Mode,
 };
 use support::{on_both, ServerProcess};
 
@@ -66,18 +66,7 @@ fn deploy(server: &ServerProcess, project: &str, version: &str) -> String {
         "/api/Spaces-1/releases/create/v1",
         Some(json!({"ProjectName": project, "ReleaseVersion": version})),
     );
-    let d = api(
-        server,
-        "POST",
-        "/api/Spaces-1/deployments/create/untenanted/v1",
-        Some(
-            json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
-        ),
-    );
-    d["DeploymentServerTasks"][0]["ServerTaskId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    deploy_to_dev(server, project, version)
 }
 
 fn start_agent(server: &ServerProcess, dir: &Path, name: &str, mode: Mode<'_>) -> Agent {

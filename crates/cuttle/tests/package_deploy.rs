@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::agents::{agent_cli, api, raw_log, register, wait_task, Agent, Mode};
+use support::agents::{agent_cli, api, deploy_to_dev, raw_log, register, wait_task, Agent, Mode};
 use support::ServerProcess;
 
 /// A zip of `files` (name, bytes), named as the feed expects.
@@ -72,24 +72,30 @@ fn cli(server: &ServerProcess, args: &[&str]) -> String {
 }
 
 fn deploy_project(server: &ServerProcess, project: &str, version: &str) -> (Value, String) {
-    let d = api(
-        server,
-        "POST",
-        "/api/Spaces-1/deployments/create/untenanted/v1",
-        Some(
-            json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
-        ),
-    );
-    let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let task = deploy_to_dev(server, project, version);
     let done = wait_task(server, &task, Duration::from_secs(120));
     (done, raw_log(server, &task))
 }
 
 fn deploy(server: &ServerProcess, version: &str) -> (Value, String) {
     deploy_project(server, "Web", version)
+}
+
+/// Creates a release with the CLI (which picks the newest package) and
+/// deploys it.
+fn release_and_deploy(server: &ServerProcess, project: &str, version: &str) -> (Value, String) {
+    cli(
+        server,
+        &[
+            "release",
+            "create",
+            "--project",
+            project,
+            "--version",
+            version,
+        ],
+    );
+    deploy_project(server, project, version)
 }
 
 #[test]
@@ -251,18 +257,7 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
             from_package("On the worker", "")
         ]})),
     );
-    cli(
-        &server,
-        &[
-            "release",
-            "create",
-            "--project",
-            "Tools",
-            "--version",
-            "1.0.0",
-        ],
-    );
-    let (done, log) = deploy_project(&server, "Tools", "1.0.0");
+    let (done, log) = release_and_deploy(&server, "Tools", "1.0.0");
     assert_eq!(done["State"], "Success", "{done}\n{log}");
     assert_eq!(log.matches("hello from the package on").count(), 3, "{log}");
     assert!(log.contains("hello from the package on web-2"), "{log}");
@@ -278,18 +273,7 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
         &package_files(changed.clone(), SETTINGS),
     );
     cli(&server, &["package", "push", v2.to_str().unwrap()]);
-    cli(
-        &server,
-        &[
-            "release",
-            "create",
-            "--project",
-            "Web",
-            "--version",
-            "1.0.1",
-        ],
-    );
-    let (done, log) = deploy(&server, "1.0.1");
+    let (done, log) = release_and_deploy(&server, "Web", "1.0.1");
     assert_eq!(done["State"], "Success", "{done}\n{log}");
     let sent: Vec<u64> = log
         .lines()
@@ -334,18 +318,7 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
         &package_files(changed, "{ not json"),
     );
     cli(&server, &["package", "push", broken.to_str().unwrap()]);
-    cli(
-        &server,
-        &[
-            "release",
-            "create",
-            "--project",
-            "Web",
-            "--version",
-            "1.0.2",
-        ],
-    );
-    let (done, log) = deploy(&server, "1.0.2");
+    let (done, log) = release_and_deploy(&server, "Web", "1.0.2");
     assert_eq!(done["State"], "Failed", "{done}\n{log}");
     assert!(
         log.contains("appsettings.json") && log.contains("not valid JSON"),

@@ -78,6 +78,22 @@ pub fn wait_task(server: &ServerProcess, id: &str, limit: Duration) -> Value {
     }
 }
 
+/// Deploys an existing release of `project` to Dev; the task id.
+pub fn deploy_to_dev(server: &ServerProcess, project: &str, version: &str) -> String {
+    let d = api(
+        server,
+        "POST",
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(
+            json!({"ProjectName": project, "ReleaseVersion": version, "EnvironmentNames": ["Dev"]}),
+        ),
+    );
+    d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// `cuttle …` as a user runs it against `server`.
 pub fn agent_cli(server: &ServerProcess, args: &[&str]) -> Output {
     Command::new(BIN)

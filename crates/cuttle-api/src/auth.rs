@@ -1,12 +1,16 @@
 //! The caller of a request, from its API key: `X-Octopus-ApiKey`,
 //! `Authorization: Bearer …`, or the `apikey` query parameter. An empty
-//! header counts as none.
+//! header counts as none. Without a key, a GET may instead carry the web
+//! portal's session cookie (so the portal's pages can read the live log);
+//! only reads, because the API checks no CSRF token.
 
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{header, Method};
 use cuttle_model::User;
+use cuttle_service::sessions;
 
 pub struct Caller(pub User);
 
@@ -48,7 +52,19 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = api_key_of(parts).unwrap_or_default();
+        let key = api_key_of(parts);
+        if key.is_none() && (parts.method == Method::GET || parts.method == Method::HEAD) {
+            let cookies = parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            if let Some(token) = sessions::cookie(cookies, sessions::SESSION_COOKIE) {
+                let session = sessions::authenticate(&state.store, token).await?;
+                return Ok(Caller(session.user));
+            }
+        }
+        let key = key.unwrap_or_default();
         let user = cuttle_service::auth::authenticate_api_key(&state.store, &key).await?;
         Ok(Caller(user))
     }

@@ -10,6 +10,8 @@
 //! - [`links`]: `Links` and the paged collection envelope.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
+//!
+//! The web portal (`cuttle_portal`) is merged in at `/`.
 
 pub mod auth;
 pub mod error;
@@ -39,6 +41,8 @@ pub fn router(instance: AppState) -> Router {
 
 fn app(instance: AppState, closing: Closing) -> Router {
     routes::all()
+        // The portal's pages, over the same services; none is under /api.
+        .merge(cuttle_portal::router())
         .fallback(routes::not_found)
         .layer(Extension(closing))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -27,10 +27,13 @@
 //!   each space.
 //! - [`variables`]: project and library variable sets, sensitive values sealed.
 //! - [`paging`]: the list parameters every collection accepts.
+//! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
+//! - [`dashboard`]: what the portal's dashboard and task pages read.
 
 pub mod auth;
 pub mod bootstrap;
 pub mod channels;
+pub mod dashboard;
 pub mod default_choice;
 pub mod deployments;
 pub mod error;
@@ -49,6 +52,7 @@ pub mod progression;
 pub mod projects;
 pub mod releases;
 pub mod resources;
+pub mod sessions;
 pub mod tasks;
 pub mod variables;
 pub mod workers;

@@ -11,11 +11,14 @@
 //!   says so.
 //! - [`secrets`]: the master key that seals sensitive values at rest.
 //! - [`users`]: users, password hashes and API key hashes.
+//! - [`sessions`]: the web portal's sessions, by the hash of their token.
+//! - [`dashboard`]: the newest deployment per project and environment.
 //! - [`events`]: the audit log.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
 
+pub mod dashboard;
 pub mod dialect;
 pub mod documents;
 pub mod events;
@@ -23,6 +26,7 @@ pub mod interruptions;
 pub mod machines;
 pub mod packages;
 pub mod secrets;
+pub mod sessions;
 pub mod tasks;
 pub mod testing;
 pub mod users;

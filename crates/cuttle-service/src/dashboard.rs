@@ -1,0 +1,376 @@
+//! What the portal's pages read: the dashboard (the newest deployment of
+//! every project to every environment), a page of tasks, and a task with its
+//! whole log as of one moment. Each is a fixed, small number of queries
+//! however many projects, environments or deployments there are.
+
+use crate::{Instance, Result, ServiceError};
+use cuttle_model::task::{Activity, LogLine};
+use cuttle_model::{
+    Deployment, Environment, Project, ProjectGroup, Release, ServerTask, TaskState,
+};
+use cuttle_store::{DocumentQuery, TaskQuery};
+use std::collections::HashMap;
+
+/// How a deployment looks on the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeploymentState {
+    Success,
+    SuccessWithWarnings,
+    Failed,
+    Canceled,
+    Queued,
+    Running,
+    /// Running, but paused until a person answers an interruption.
+    Waiting,
+}
+
+impl DeploymentState {
+    pub fn of(task: &ServerTask) -> Self {
+        if task.has_pending_interruptions && !task.is_completed {
+            return DeploymentState::Waiting;
+        }
+        match task.state {
+            TaskState::Success if task.has_warnings_or_errors => {
+                DeploymentState::SuccessWithWarnings
+            }
+            TaskState::Success => DeploymentState::Success,
+            TaskState::Failed | TaskState::TimedOut => DeploymentState::Failed,
+            TaskState::Canceled => DeploymentState::Canceled,
+            TaskState::Queued => DeploymentState::Queued,
+            TaskState::Executing | TaskState::Cancelling => DeploymentState::Running,
+        }
+    }
+
+    /// Whether it may still change by itself (a page showing it refreshes).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            DeploymentState::Queued | DeploymentState::Running | DeploymentState::Waiting
+        )
+    }
+}
+
+/// The newest deployment of one project to one environment.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub deployment: Deployment,
+    pub release_version: String,
+    pub task: ServerTask,
+    pub state: DeploymentState,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProjectRow {
+    pub project: Project,
+    /// One per environment of [`Dashboard::environments`], in that order.
+    pub cells: Vec<Option<Cell>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupRows {
+    pub group: ProjectGroup,
+    pub projects: Vec<ProjectRow>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dashboard {
+    pub environments: Vec<Environment>,
+    /// Groups that have projects, in the groups' order.
+    pub groups: Vec<GroupRows>,
+    /// Whether any cell is still queued, running or waiting.
+    pub live: bool,
+}
+
+fn whole_space(space_id: &str) -> DocumentQuery {
+    DocumentQuery {
+        space_id: Some(space_id.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The dashboard of a space: its projects by group, against its
+/// environments, each cell the newest deployment there.
+pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
+    let store = &inst.store;
+    let groups = store.list::<ProjectGroup>(&whole_space(space_id)).await?;
+    let projects = store.list::<Project>(&whole_space(space_id)).await?;
+    let environments = store.list::<Environment>(&whole_space(space_id)).await?;
+    let deployments = store.latest_deployments(space_id).await?;
+
+    let task_ids: Vec<String> = deployments.iter().map(|d| d.task_id.clone()).collect();
+    let release_ids: Vec<String> = deployments.iter().map(|d| d.release_id.clone()).collect();
+    let tasks: HashMap<String, ServerTask> = if task_ids.is_empty() {
+        HashMap::new()
+    } else {
+        let q = TaskQuery {
+            ids: task_ids,
+            ..Default::default()
+        };
+        let (tasks, _) = store.list_tasks(&q).await?;
+        tasks.into_iter().map(|t| (t.id.clone(), t)).collect()
+    };
+    let releases: HashMap<String, Release> = if release_ids.is_empty() {
+        HashMap::new()
+    } else {
+        let q = DocumentQuery {
+            ids: release_ids,
+            ..whole_space(space_id)
+        };
+        let page = store.list::<Release>(&q).await?;
+        page.items.into_iter().map(|r| (r.id.clone(), r)).collect()
+    };
+
+    let env_index: HashMap<&str, usize> = environments
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.as_str(), i))
+        .collect();
+    let mut cells: HashMap<&str, Vec<Option<Cell>>> = HashMap::new();
+    let mut live = false;
+    for d in &deployments {
+        let (Some(&column), Some(task)) = (
+            env_index.get(d.environment_id.as_str()),
+            tasks.get(&d.task_id),
+        ) else {
+            continue;
+        };
+        let state = DeploymentState::of(task);
+        live |= state.is_live();
+        let row = cells
+            .entry(d.project_id.as_str())
+            .or_insert_with(|| vec![None; environments.items.len()]);
+        row[column] = Some(Cell {
+            deployment: d.clone(),
+            release_version: releases
+                .get(&d.release_id)
+                .map(|r| r.version.clone())
+                .unwrap_or_else(|| d.release_id.clone()),
+            task: task.clone(),
+            state,
+        });
+    }
+
+    let mut by_group: HashMap<&str, Vec<ProjectRow>> = HashMap::new();
+    for p in &projects.items {
+        let row = ProjectRow {
+            project: p.clone(),
+            cells: cells
+                .remove(p.id.as_str())
+                .unwrap_or_else(|| vec![None; environments.items.len()]),
+        };
+        by_group
+            .entry(p.project_group_id.as_str())
+            .or_default()
+            .push(row);
+    }
+    let mut rows = vec![];
+    for g in &groups.items {
+        if let Some(mut projects) = by_group.remove(g.id.as_str()) {
+            projects.sort_by_key(|r| r.project.name.to_lowercase());
+            rows.push(GroupRows {
+                group: g.clone(),
+                projects,
+            });
+        }
+    }
+    // A project whose group is gone still shows, under a group of its own.
+    let mut orphans: Vec<ProjectRow> = by_group.into_values().flatten().collect();
+    if !orphans.is_empty() {
+        orphans.sort_by_key(|r| r.project.name.to_lowercase());
+        rows.push(GroupRows {
+            group: ProjectGroup {
+                name: "Other projects".into(),
+                space_id: space_id.to_owned(),
+                ..Default::default()
+            },
+            projects: orphans,
+        });
+    }
+    Ok(Dashboard {
+        environments: environments.items,
+        groups: rows,
+        live,
+    })
+}
+
+/// Which tasks a list wants.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    pub states: Vec<TaskState>,
+    pub project_id: Option<String>,
+    pub skip: i64,
+    pub take: i64,
+}
+
+/// A page of a space's tasks, newest first, with the names of the projects
+/// and environments they concern.
+#[derive(Clone, Debug)]
+pub struct TaskList {
+    pub tasks: Vec<ServerTask>,
+    pub total: i64,
+    /// Every project of the space (for naming tasks and filtering by them).
+    pub projects: Vec<Project>,
+    pub environment_names: HashMap<String, String>,
+}
+
+pub async fn task_list(inst: &Instance, space_id: &str, filter: &TaskFilter) -> Result<TaskList> {
+    let store = &inst.store;
+    let q = TaskQuery {
+        space_id: Some(space_id.to_owned()),
+        states: filter.states.clone(),
+        project_id: filter.project_id.clone().filter(|p| !p.is_empty()),
+        skip: filter.skip.max(0),
+        take: Some(filter.take.clamp(1, 500)),
+        ..Default::default()
+    };
+    let (tasks, total) = store.list_tasks(&q).await?;
+    let mut projects = store.list::<Project>(&whole_space(space_id)).await?.items;
+    projects.sort_by_key(|p| p.name.to_lowercase());
+    let environment_names = store
+        .list::<Environment>(&whole_space(space_id))
+        .await?
+        .items
+        .into_iter()
+        .map(|e| (e.id, e.name))
+        .collect();
+    Ok(TaskList {
+        tasks,
+        total,
+        projects,
+        environment_names,
+    })
+}
+
+/// A task and what it concerns (for deployments: the project, environment,
+/// release and deployment).
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    pub task: ServerTask,
+    pub project: Option<Project>,
+    pub environment: Option<Environment>,
+    pub release: Option<Release>,
+    pub deployment: Option<Deployment>,
+}
+
+pub async fn task_context(inst: &Instance, id: &str) -> Result<TaskContext> {
+    let store = &inst.store;
+    let task = store
+        .task(id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("task", id))?;
+    let deployment = match &task.deployment_id {
+        Some(d) => store.get::<Deployment>(d).await?,
+        None => None,
+    };
+    let project = match &task.project_id {
+        Some(p) => store.get::<Project>(p).await?,
+        None => None,
+    };
+    let environment = match &task.environment_id {
+        Some(e) => store.get::<Environment>(e).await?,
+        None => None,
+    };
+    let release = match &deployment {
+        Some(d) => store.get::<Release>(&d.release_id).await?,
+        None => None,
+    };
+    Ok(TaskContext {
+        task,
+        project,
+        environment,
+        release,
+        deployment,
+    })
+}
+
+/// A task and its whole log as of one moment, and the position of its last
+/// line: a live follower resumes after `position` and misses nothing.
+#[derive(Clone, Debug)]
+pub struct TaskSnapshot {
+    pub context: TaskContext,
+    /// The activity tree's nodes, flat, in creation order.
+    pub activities: Vec<Activity>,
+    pub lines: Vec<LogLine>,
+    pub position: i64,
+}
+
+pub async fn task_snapshot(inst: &Instance, id: &str) -> Result<TaskSnapshot> {
+    // The task first, then lines, then activities, as the live stream reads
+    // them: a task is marked complete only after its last line is stored,
+    // and an activity before any line under it, so a completed task shows
+    // its whole log and every line read has its activity.
+    let context = task_context(inst, id).await?;
+    let lines = inst.store.log_lines_after(id, 0, i64::MAX).await?;
+    let activities = inst.store.task_activities(id).await?;
+    let position = lines.last().map_or(0, |l| l.seq);
+    Ok(TaskSnapshot {
+        context,
+        activities,
+        lines,
+        position,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cuttle_model::Timestamp;
+
+    fn task(state: TaskState, pending: bool, warnings: bool) -> ServerTask {
+        let mut t = ServerTask {
+            id: "ServerTasks-1".into(),
+            space_id: None,
+            name: "Deploy".into(),
+            description: String::new(),
+            arguments: serde_json::Value::Null,
+            state,
+            is_completed: false,
+            finished_successfully: false,
+            has_pending_interruptions: pending,
+            has_warnings_or_errors: warnings,
+            error_message: None,
+            queue_time: Timestamp::now(),
+            queue_time_expiry: None,
+            start_time: None,
+            completed_time: None,
+            last_updated_time: Timestamp::now(),
+            duration: String::new(),
+            server_node: None,
+            can_rerun: false,
+            has_been_picked_up_by_processor: false,
+            project_id: None,
+            environment_id: None,
+            deployment_id: None,
+        };
+        t.derive_fields(Timestamp::now());
+        t
+    }
+
+    #[test]
+    fn deployment_states() {
+        use DeploymentState::*;
+        let cases = [
+            (TaskState::Success, false, false, Success),
+            (TaskState::Success, false, true, SuccessWithWarnings),
+            (TaskState::Failed, false, false, Failed),
+            (TaskState::TimedOut, false, false, Failed),
+            (TaskState::Canceled, false, false, Canceled),
+            (TaskState::Queued, false, false, Queued),
+            (TaskState::Executing, false, false, Running),
+            (TaskState::Executing, true, false, Waiting),
+            (TaskState::Cancelling, false, false, Running),
+            // A finished task's flag is stale, never "waiting".
+            (TaskState::Failed, true, false, Failed),
+        ];
+        for (state, pending, warnings, want) in cases {
+            assert_eq!(
+                DeploymentState::of(&task(state, pending, warnings)),
+                want,
+                "{state:?} pending={pending} warnings={warnings}"
+            );
+        }
+        assert!(Waiting.is_live() && Running.is_live() && Queued.is_live());
+        assert!(!Success.is_live() && !Failed.is_live());
+    }
+}

@@ -928,6 +928,8 @@ async fn run_action(
                     crate::package_step::extract_for_script(&resolved.path, step, &dir)
                         .await
                         .map_err(ActionError::Failed)?;
+                    // The data directory may be relative; the script runs elsewhere.
+                    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
                     crate::package_step::script_body(&dir, &step.script_file)
                 }
                 _ => body,

@@ -393,6 +393,10 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
     let work = data_dir.join("work");
     std::fs::create_dir_all(&work)
         .with_context(|| format!("could not create {}", work.display()))?;
+    // Absolute: scripts run in their own directories, where a path relative
+    // to the agent's (an installation directory, say) would mean nothing.
+    let work = std::fs::canonicalize(&work)
+        .with_context(|| format!("could not resolve {}", work.display()))?;
     let host = ScriptHost::new(work, Arc::new(Sandbox::for_agent()), hello);
     let trusted = TrustedThumbprints::new(trusted);
     reload_trust_on_hangup(data_dir.to_path_buf(), trusted.clone())?;

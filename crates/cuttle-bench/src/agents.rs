@@ -31,7 +31,7 @@ pub struct AgentsArgs {
 }
 
 const SCRIPT: &str = "echo hello";
-const ENVIRONMENT: &str = "Dev";
+pub(crate) const ENVIRONMENT: &str = "Dev";
 /// `cuttle agent init` and `register` run this many at a time.
 const SETUP_BATCH: usize = 8;
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,7 +41,7 @@ const TASK_POLL: Duration = Duration::from_millis(5);
 const RSS_SAMPLE: usize = 20;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     Listening,
     Polling,
 }
@@ -254,15 +254,21 @@ async fn configuration(
 }
 
 /// Agents' processes, killed when dropped, and their machines on the server.
-struct Fleet {
+pub(crate) struct Fleet {
     agents: Vec<Child>,
-    machine_ids: Vec<String>,
+    pub(crate) machine_ids: Vec<String>,
     /// Declared last so that it is removed after the agents are killed.
     _dir: tempfile::TempDir,
 }
 
 impl Fleet {
-    fn start(cuttle: &Path, server: &str, mode: Mode, n: usize, role: &str) -> Result<Self> {
+    pub(crate) fn start(
+        cuttle: &Path,
+        server: &str,
+        mode: Mode,
+        n: usize,
+        role: &str,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cuttle-bench-agents-")
             .tempdir()?;
@@ -345,6 +351,11 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// The directory that holds agent `i`'s data directory, `a{i}`.
+    pub(crate) fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Waits until every agent has said that it listens or polls.
     fn wait_ready(&mut self, dirs: &[PathBuf]) -> Result<()> {
         let deadline = Instant::now() + AGENT_READY_TIMEOUT;
@@ -374,7 +385,7 @@ impl Fleet {
 
     /// Kills the agents and deletes their machines, so that later rows'
     /// health checks and deployments do not meet them.
-    async fn stop(mut self, api: &Api<'_>) -> Result<()> {
+    pub(crate) async fn stop(mut self, api: &Api<'_>) -> Result<()> {
         self.kill();
         for id in &self.machine_ids {
             let path = format!("/api/Spaces-1/machines/{id}");
@@ -447,7 +458,7 @@ fn batched(
     Ok(())
 }
 
-fn path_str(p: &Path) -> Result<&str> {
+pub(crate) fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
         .with_context(|| format!("{} is not UTF-8", p.display()))
 }
@@ -574,7 +585,7 @@ async fn deploy(api: &Api<'_>, project: &str) -> Result<Deployment> {
 }
 
 /// Polls a task until it completes; it must succeed.
-async fn wait_task(api: &Api<'_>, id: &str, t0: Instant) -> Result<Value> {
+pub(crate) async fn wait_task(api: &Api<'_>, id: &str, t0: Instant) -> Result<Value> {
     let path = format!("/api/tasks/{id}");
     loop {
         let task = api.call(Method::GET, &path, None).await?;
@@ -600,7 +611,7 @@ async fn wait_task(api: &Api<'_>, id: &str, t0: Instant) -> Result<Value> {
     }
 }
 
-async fn raw_log(api: &Api<'_>, id: &str) -> Result<String> {
+pub(crate) async fn raw_log(api: &Api<'_>, id: &str) -> Result<String> {
     let path = format!("/api/tasks/{id}/raw");
     let resp = api
         .http
@@ -698,7 +709,7 @@ fn ansible(hosts: usize, cuttle: &[(Mode, f64)]) -> Result<()> {
     Ok(())
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))

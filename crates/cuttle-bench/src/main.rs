@@ -5,6 +5,7 @@
 
 mod agents;
 mod engine;
+mod packages;
 mod vars;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -56,6 +57,8 @@ enum Bench {
     Engine(engine::EngineArgs),
     /// One script step fanned out to 10, 50 and 200 agents, listening and polling.
     Agents(agents::AgentsArgs),
+    /// Pushing a 200 MiB package, delivering it to 10 agents, a 1% delta, extracting 10,000 files.
+    Packages(packages::PackagesArgs),
 }
 
 #[tokio::main]
@@ -94,6 +97,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::Agents(agents)) = &args.bench {
         return agents::run(&cuttle, &http, agents).await;
+    }
+    if let Some(Bench::Packages(packages)) = &args.bench {
+        return packages::run(&cuttle, &http, packages).await;
     }
 
     let shown = std::env::current_dir()

@@ -49,6 +49,8 @@ pub async fn serve<S: AgentService>(
         while connections.try_join_next().is_some() {}
         let (acceptor, service, stopping) = (acceptor.clone(), service.clone(), stopping.clone());
         connections.spawn(async move {
+            // Small HTTP/2 frames must not wait for delayed ACKs.
+            let _ = tcp.set_nodelay(true);
             let tls = match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

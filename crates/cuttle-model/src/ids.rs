@@ -22,6 +22,7 @@ pub enum Collection {
     Workers,
     WorkerPools,
     MachinePolicies,
+    BuildInformation,
 }
 
 impl Collection {
@@ -45,6 +46,7 @@ impl Collection {
             Collection::Workers => "Workers",
             Collection::WorkerPools => "WorkerPools",
             Collection::MachinePolicies => "MachinePolicies",
+            Collection::BuildInformation => "BuildInformation",
         }
     }
 

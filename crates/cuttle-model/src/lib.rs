@@ -18,6 +18,7 @@
 //! - [`user`]: users and API keys.
 //! - [`variables`]: variables, their scopes and prompts.
 
+pub mod build_info;
 pub mod deployment;
 pub mod environment;
 pub mod ids;

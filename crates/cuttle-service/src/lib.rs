@@ -32,6 +32,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod build_info;
 pub mod channels;
 pub mod dashboard;
 pub mod default_choice;

@@ -147,6 +147,8 @@ pub async fn create_release(
     if !new.ignore_channel_rules {
         crate::channels::check_release_rules(&channel, &version, &selected_packages)?;
     }
+    let build_information =
+        crate::build_info::for_release(store, space_id, &process, &selected_packages).await?;
 
     let frozen = crate::variables::variables_for_release(store, &project).await?;
     let mut tx = store.begin().await?;
@@ -177,7 +179,7 @@ pub async fn create_release(
         project_variable_set_snapshot_id: variables.id.clone(),
         library_variable_set_snapshot_ids: vec![],
         selected_packages,
-        build_information: vec![],
+        build_information,
         ignore_channel_rules: new.ignore_channel_rules,
     };
     tx.insert(&release).await?;

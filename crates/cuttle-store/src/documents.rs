@@ -245,6 +245,11 @@ impl Document for Interruption {
 space_document!(Machine, "Machines", "deployment target");
 space_document!(Worker, "Workers", "worker");
 space_document!(MachinePolicy, "MachinePolicies", "machine policy");
+space_document!(
+    cuttle_model::build_info::BuildInformation,
+    "BuildInformation",
+    "build information"
+);
 
 space_document!(WorkerPool, "WorkerPools", "worker pool", sort_order);
 

@@ -2,6 +2,7 @@
 //! Space resources answer on `/api/{space}/…` and, for the default space, on
 //! the same path without the space segment.
 
+mod build_info;
 mod infrastructure;
 mod interruptions;
 mod machines;
@@ -100,6 +101,7 @@ pub fn all() -> Router<AppState> {
     r = preview::routes(r);
     r = machines::routes(r);
     r = packages::routes(r);
+    r = build_info::routes(r);
     tasks::routes(r)
 }
 

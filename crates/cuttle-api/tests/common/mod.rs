@@ -122,6 +122,22 @@ impl Server {
         self.send(Method::POST, path, &body).await
     }
 
+    /// Pushes a package file to the built-in feed, which must accept it;
+    /// returns the package resource.
+    pub async fn push_package(&self, file_name: &str, data: &[u8]) -> Value {
+        let part = reqwest::multipart::Part::bytes(data.to_vec()).file_name(file_name.to_owned());
+        let resp = self
+            .client
+            .post(format!("{}/api/Spaces-1/packages/raw", self.url))
+            .header("X-Octopus-ApiKey", &self.key)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{}", self.backend);
+        resp.json().await.unwrap()
+    }
+
     /// POST that must succeed; returns the body.
     pub async fn create(&self, path: &str, body: Value) -> Value {
         let r = self.post(path, body).await;

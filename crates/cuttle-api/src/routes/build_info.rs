@@ -1,0 +1,94 @@
+//! Build information, as CI plugins push it: `POST build-information`,
+//! and the list, items and deletes.
+
+use super::{scoped, Id, Q};
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::json::OctoJson;
+use crate::links::{page_of, resource, Linked};
+use crate::space::SpaceId;
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use cuttle_model::build_info::BuildInformation;
+use cuttle_service::build_info::{self, NewBuildInformation};
+use cuttle_service::packages::OverwriteMode;
+use cuttle_service::paging::ListParams;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
+    r = scoped(r, "/build-information", get(list).post(create));
+    scoped(r, "/build-information/{id}", get(item).delete(delete))
+}
+
+impl Linked for BuildInformation {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/{}/build-information/{}", self.space_id, self.id)})
+    }
+    fn item_type() -> &'static str {
+        "BuildInformation"
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CreateParams {
+    #[serde(rename = "overwriteMode", alias = "OverwriteMode")]
+    overwrite_mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListFilters {
+    #[serde(rename = "packageId", alias = "PackageId")]
+    package_id: Option<String>,
+}
+
+async fn create(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<CreateParams>,
+    OctoJson(body): OctoJson<NewBuildInformation>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mode = OverwriteMode::from_query(p.overwrite_mode.as_deref(), None)?;
+    let created = build_info::create(&inst.store, &caller, &s, body, mode).await?;
+    Ok((StatusCode::CREATED, Json(resource(&created))))
+}
+
+async fn list(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Q(p): Q<ListParams>,
+    Q(f): Q<ListFilters>,
+) -> ApiResult<Json<Value>> {
+    let found = build_info::list(&inst.store, &s, f.package_id.as_deref()).await?;
+    Ok(Json(page_of(
+        found,
+        &p,
+        &format!("/api/{s}/build-information"),
+    )))
+}
+
+async fn item(
+    State(inst): State<AppState>,
+    _: Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(
+        &build_info::get(&inst.store, &s, &id).await?,
+    )))
+}
+
+async fn delete(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    SpaceId(s): SpaceId,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    build_info::delete(&inst.store, &caller, &s, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -229,6 +229,55 @@ fn a_pushed_zip_is_deployed_to_two_agents_with_its_settings_and_travels_as_a_del
         "PreDeploy.sh runs before the substitution: {log}"
     );
 
+    // A custom installation directory, emptied first as configured.
+    let custom = tmp.path().join("custom-site");
+    let site = api(
+        &server,
+        "POST",
+        "/api/projects",
+        Some(
+            json!({"Name": "Site", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        ),
+    );
+    api(
+        &server,
+        "PUT",
+        &format!(
+            "/api/projects/{}/deploymentprocesses",
+            site["Id"].as_str().unwrap()
+        ),
+        Some(json!({"Version": 0, "Steps": [{
+        "Name": "Site", "Properties": {"Octopus.Action.TargetRoles": "web"},
+        "Actions": [{"Name": "Site", "ActionType": "Octopus.TentaclePackage",
+            "Packages": [{"Name": "", "PackageId": "Acme.Web", "FeedId": "feeds-builtin"}],
+            "Properties": {
+                "Octopus.Action.EnabledFeatures": "Octopus.Features.CustomDirectory",
+                "Octopus.Action.Package.CustomInstallationDirectory": "#{SiteRoot}/#{Octopus.Machine.Name}",
+                "Octopus.Action.Package.CustomInstallationDirectoryShouldBePurgedBeforeDeployment": "True"
+            }}]}]})),
+    );
+    api(
+        &server,
+        "PUT",
+        &format!(
+            "/api/Spaces-1/variables/variableset-{}",
+            site["Id"].as_str().unwrap()
+        ),
+        Some(json!({"Version": 0, "Variables": [
+            {"Name": "SiteRoot", "Value": custom.to_str().unwrap()}
+        ]})),
+    );
+    std::fs::create_dir_all(custom.join("web-1")).unwrap();
+    std::fs::write(custom.join("web-1/stale.txt"), "old").unwrap();
+    let (done, log) = release_and_deploy(&server, "Site", "1.0.0");
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    for name in ["web-1", "web-2"] {
+        let dir = custom.join(name);
+        assert!(dir.join("Deploy.sh").is_file(), "{log}");
+        assert!(!dir.join("stale.txt").exists(), "purged first: {log}");
+    }
+    assert!(log.contains("emptied first"), "{log}");
+
     // A script can come from a package, on targets and on the built-in worker.
     let tools = api(
         &server,

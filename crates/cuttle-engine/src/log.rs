@@ -168,7 +168,10 @@ impl TaskLog {
 
 impl ActivityLog {
     async fn save(&self) {
-        let a = self.activity.lock().await.clone();
+        // Held while writing, so saves of one activity reach the store in
+        // order: a progress update saved in the background must not land
+        // after the activity's end and undo it.
+        let a = self.activity.lock().await;
         if let Err(e) = self
             .log
             .shared

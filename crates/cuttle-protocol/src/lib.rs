@@ -73,6 +73,7 @@
 //! when a connection opens; the server refuses an agent whose version it
 //! does not speak, with both versions in the error, rather than guessing.
 
+mod accept;
 pub mod agents;
 pub mod client;
 pub mod identity;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::accept::next_connection;
 use crate::service::{serve_connection, AgentService};
 use crate::trust::untrusted_peer;
 
@@ -32,25 +33,13 @@ pub async fn serve<S: AgentService>(
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause, not spin.
-                    tracing::warn!(error = %e, "could not accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((tcp, peer)) =
+        next_connection(&listener, shutdown.as_mut(), "a connection").await
+    {
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
         let (acceptor, service, stopping) = (acceptor.clone(), service.clone(), stopping.clone());
         connections.spawn(async move {
-            // Small HTTP/2 frames must not wait for delayed ACKs.
-            let _ = tcp.set_nodelay(true);
             let tls = match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

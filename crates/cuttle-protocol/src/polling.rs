@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::accept::next_connection;
 use crate::client::AgentConnection;
 use crate::identity::Thumbprint;
 use crate::service::{serve_connection, AgentService};
@@ -91,22 +92,12 @@ impl PollingHub {
         let acceptor = TlsAcceptor::from(tls);
         let mut handshakes = JoinSet::new();
         tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not accept a polling agent's connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        while let Some((tcp, peer)) =
+            next_connection(&listener, shutdown.as_mut(), "a polling agent's connection").await
+        {
             while handshakes.try_join_next().is_some() {}
             let (acceptor, hub, registered) = (acceptor.clone(), self.clone(), registered.clone());
             handshakes.spawn(async move {
-                let _ = tcp.set_nodelay(true);
                 let accepting = hub.accept(acceptor, registered, tcp, peer);
                 match tokio::time::timeout(HANDSHAKE_LIMIT, accepting).await {
                     Ok(Ok(())) => {}

@@ -182,20 +182,7 @@ pub async fn run(cuttle: &Path, http: &Client, args: &PackagesArgs) -> Result<()
         .context("the health check of the agents")?;
     create_project(&api).await?;
 
-    cli_ok(
-        cuttle,
-        api.base,
-        &[
-            "release",
-            "create",
-            "--project",
-            PROJECT,
-            "--version",
-            "1.0.0",
-        ],
-    )?;
-    settle()?;
-    let first = deploy(&api, "1.0.0", n)
+    let first = release_and_deploy(cuttle, &api, "1.0.0", n)
         .await
         .context("the deployment of 1.0.0")?;
     ensure!(
@@ -244,20 +231,7 @@ pub async fn run(cuttle: &Path, http: &Client, args: &PackagesArgs) -> Result<()
         &["package", "push", agents::path_str(&v2)?],
     )?;
     remove(&v2)?;
-    cli_ok(
-        cuttle,
-        api.base,
-        &[
-            "release",
-            "create",
-            "--project",
-            PROJECT,
-            "--version",
-            "1.0.1",
-        ],
-    )?;
-    settle()?;
-    let second = deploy(&api, "1.0.1", n)
+    let second = release_and_deploy(cuttle, &api, "1.0.1", n)
         .await
         .context("the deployment of 1.0.1")?;
     ensure!(
@@ -526,6 +500,30 @@ struct Delivery {
     sent: Vec<u64>,
     /// How many of those were deltas.
     delta: usize,
+}
+
+/// Creates the release with the CLI (which picks the newest package),
+/// flushes the disk, and deploys it to every agent.
+async fn release_and_deploy(
+    cuttle: &Path,
+    api: &Api<'_>,
+    version: &str,
+    agents: usize,
+) -> Result<Delivery> {
+    cli_ok(
+        cuttle,
+        api.base,
+        &[
+            "release",
+            "create",
+            "--project",
+            PROJECT,
+            "--version",
+            version,
+        ],
+    )?;
+    settle()?;
+    deploy(api, version, agents).await
 }
 
 async fn deploy(api: &Api<'_>, version: &str, agents: usize) -> Result<Delivery> {

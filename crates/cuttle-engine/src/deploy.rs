@@ -928,8 +928,6 @@ async fn run_action(
                     crate::package_step::extract_for_script(&resolved.path, step, &dir)
                         .await
                         .map_err(ActionError::Failed)?;
-                    // The data directory may be relative; the script runs elsewhere.
-                    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
                     crate::package_step::script_body(&dir, &step.script_file)
                 }
                 _ => body,
@@ -954,10 +952,13 @@ async fn run_action(
                     "This server has no TLS identity, so it cannot reach agents".into(),
                 ));
             };
+            // Read once: the connection limits and the package retention.
+            let policy = crate::remote::policy_of(&ctx.store, agent.machine_policy_id).await;
             let mut package = package;
             if let Some(p) = package.as_mut() {
-                p.versions_to_keep =
-                    crate::remote::versions_kept(&ctx.store, agent.machine_policy_id).await;
+                p.versions_to_keep = policy
+                    .machine_package_cache_retention_policy
+                    .versions_to_keep();
             }
             let start = StartScript {
                 id: site.command_id,
@@ -974,7 +975,7 @@ async fn run_action(
                 timeout_seconds: timeout.as_secs(),
                 package,
             };
-            let limits = ConnectionLimits::of(&ctx.store, agent.machine_policy_id).await;
+            let limits = ConnectionLimits::of(&policy);
             if let Some(resolved) = site.package {
                 crate::deploy_package::deliver(agents, &agent, limits, resolved, target)
                     .await

@@ -11,17 +11,13 @@ use crate::log::{ActivityLog, TaskLog};
 use cuttle_model::machine::{
     AgentFacts, AgentMachine, CommunicationStyle, HealthCheck, HealthStatus,
 };
-use cuttle_model::machine_policy::parse_timespan;
+use cuttle_model::version_rule::Version;
 use cuttle_model::{
-    ActivityStatus, LogCategory, Machine, MachinePolicy, ServerTask, TaskState, Timestamp, Worker,
+    ActivityStatus, LogCategory, Machine, ServerTask, TaskState, Timestamp, Worker,
 };
 use cuttle_protocol::{AgentEndpoint, Agents, Hello, Thumbprint};
 use cuttle_store::{DocumentQuery, Store};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// When a machine's policy is missing or its timeout unreadable.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(
     store: &Store,
@@ -141,15 +137,18 @@ where
     let result = ask(store, agents, machine).await;
     let healthy = result.is_ok();
     let server_version = env!("CARGO_PKG_VERSION");
-    let older = |hello: &Hello| newer_than(server_version, &hello.agent_version) == Some(true);
+    // Decided once: the status, its summary and the log line all say it.
+    let older = result
+        .as_ref()
+        .is_ok_and(|hello| newer_than(server_version, &hello.agent_version) == Some(true));
     let outcome = match &result {
         Ok(hello) => HealthCheck {
-            status: if older(hello) {
+            status: if older {
                 HealthStatus::HasWarnings
             } else {
                 HealthStatus::Healthy
             },
-            summary: match (older(hello), machine.endpoint().communication_style) {
+            summary: match (older, machine.endpoint().communication_style) {
                 (true, _) => format!(
                     "The agent answered, but runs version {}, older than this server ({server_version}); upgrade it.",
                     hello.agent_version
@@ -184,7 +183,7 @@ where
                 "{name} is healthy: agent {} on {} {}",
                 hello.agent_version, hello.operating_system, hello.architecture
             ));
-            if older(hello) {
+            if older {
                 root.log(
                     LogCategory::Warning,
                     format!(
@@ -199,17 +198,10 @@ where
     healthy
 }
 
-/// Whether version `a` is newer than `b` (dotted numbers); `None` when
-/// either cannot be read.
+/// Whether version `a` is newer than `b`, by the SemVer precedence the
+/// rest of Cuttle uses; `None` when either cannot be read.
 fn newer_than(a: &str, b: &str) -> Option<bool> {
-    let parse = |v: &str| -> Option<Vec<u64>> {
-        v.split(['-', '+'])
-            .next()?
-            .split('.')
-            .map(|n| n.parse().ok())
-            .collect()
-    };
-    Some(parse(a)? > parse(b)?)
+    Some(Version::parse(a)? > Version::parse(b)?)
 }
 
 async fn ask<M: AgentMachine>(
@@ -229,15 +221,8 @@ async fn ask<M: AgentMachine>(
         },
         None => return Err("The machine has no communication style".to_owned()),
     };
-    let timeout = match store
-        .get::<MachinePolicy>(machine.machine_policy_id())
-        .await
-    {
-        Ok(Some(p)) => {
-            parse_timespan(&p.connection_connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT)
-        }
-        _ => DEFAULT_CONNECT_TIMEOUT,
-    };
+    let policy = crate::remote::policy_of(store, machine.machine_policy_id()).await;
+    let timeout = crate::remote::ConnectionLimits::of(&policy).connect;
     agents
         .hello(endpoint, timeout)
         .await

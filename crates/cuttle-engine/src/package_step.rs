@@ -91,7 +91,8 @@ pub async fn run(
             .map_err(|e| e.to_string());
     }
     let dir = install(&run, &archive, format, &say).await?;
-    // Scripts cd into it from their own directories.
+    // Scripts cd into it from their own directories; a custom directory
+    // may have been given relative to the agent's.
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let variables = run
         .files

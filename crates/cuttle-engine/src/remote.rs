@@ -40,14 +40,18 @@ pub struct ConnectionLimits {
     pub retry_sleep: Duration,
 }
 
+/// A machine's policy, or the defaults when it is gone or unreadable.
+pub async fn policy_of(store: &Store, policy_id: &str) -> MachinePolicy {
+    store
+        .get::<MachinePolicy>(policy_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 impl ConnectionLimits {
-    pub async fn of(store: &Store, policy_id: &str) -> ConnectionLimits {
-        let policy = store
-            .get::<MachinePolicy>(policy_id)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    pub fn of(policy: &MachinePolicy) -> ConnectionLimits {
         let defaults = MachinePolicy::default();
         let span = |text: &str, default: &str| {
             parse_timespan(text)
@@ -70,18 +74,6 @@ impl ConnectionLimits {
             .max(Duration::from_millis(100)),
         }
     }
-}
-
-/// How many versions of each package the machine's policy keeps on it.
-pub async fn versions_kept(store: &Store, policy_id: &str) -> u32 {
-    store
-        .get::<MachinePolicy>(policy_id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .machine_package_cache_retention_policy
-        .versions_to_keep()
 }
 
 /// Reads a machine's endpoint as something to connect to.
@@ -229,7 +221,8 @@ pub async fn upload_file(
     loop {
         let attempt = async {
             let c = session.connection().await?;
-            if c.file_status(hash, None).await?.complete {
+            let held = c.file_status(hash, None).await?;
+            if held.complete {
                 return Ok(true);
             }
             if payload.is_none() {
@@ -243,7 +236,7 @@ pub async fn upload_file(
                 Some(Payload::Delta { basis, bytes }) => {
                     send_delta(&c, hash, basis, bytes, size, &mut report).await?
                 }
-                _ => send_whole(&c, path, hash, size, &mut report).await?,
+                _ => send_whole(&c, path, hash, held.received_bytes, size, &mut report).await?,
             }
             Ok::<_, UploadError>(false)
         };
@@ -307,10 +300,12 @@ async fn choose_payload(
     }
 }
 
+/// Sends the file from `from`, the length the agent already holds.
 async fn send_whole(
     c: &AgentConnection,
     path: &std::path::Path,
     hash: &str,
+    from: u64,
     size: u64,
     report: &mut Upload,
 ) -> Result<(), UploadError> {
@@ -318,12 +313,11 @@ async fn send_whole(
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| UploadError::Local(local(path, e)))?;
-    let status = c.file_status(hash, None).await?;
-    file.seek(std::io::SeekFrom::Start(status.received_bytes))
+    file.seek(std::io::SeekFrom::Start(from))
         .await
         .map_err(|e| UploadError::Local(local(path, e)))?;
     let mut buffer = vec![0u8; CHUNK];
-    let mut offset = status.received_bytes;
+    let mut offset = from;
     while offset < size {
         let want = CHUNK.min((size - offset) as usize);
         file.read_exact(&mut buffer[..want])
@@ -383,7 +377,8 @@ fn local(path: &std::path::Path, e: std::io::Error) -> String {
 /// and given up on after the policy's retry limit.
 struct Session<'a> {
     agents: &'a Agents,
-    target: &'a Endpoint,
+    /// The listening agent's uri; `None` for a polling agent.
+    listening_uri: Option<&'a str>,
     thumbprint: Thumbprint,
     limits: ConnectionLimits,
     name: &'a str,
@@ -404,10 +399,13 @@ impl<'a> Session<'a> {
             .thumbprint
             .parse()
             .map_err(|e| format!("{} has no valid thumbprint: {e}", target.name))?;
-        endpoint_of(target.endpoint, &thumbprint)?;
+        let listening_uri = match endpoint_of(target.endpoint, &thumbprint)? {
+            AgentEndpoint::Listening { .. } => Some(target.endpoint.uri.as_str()),
+            AgentEndpoint::Polling { .. } => None,
+        };
         Ok(Session {
             agents,
-            target: target.endpoint,
+            listening_uri,
             thumbprint,
             limits,
             name: target.name,
@@ -417,10 +415,15 @@ impl<'a> Session<'a> {
     }
 
     fn endpoint(&self) -> AgentEndpoint<'_> {
-        // Checked in `open`; a style it refused never gets here.
-        endpoint_of(self.target, &self.thumbprint).unwrap_or(AgentEndpoint::Polling {
-            thumbprint: &self.thumbprint,
-        })
+        match self.listening_uri {
+            Some(uri) => AgentEndpoint::Listening {
+                uri,
+                thumbprint: &self.thumbprint,
+            },
+            None => AgentEndpoint::Polling {
+                thumbprint: &self.thumbprint,
+            },
+        }
     }
 
     async fn connection(&mut self) -> Result<AgentConnection, ProtocolError> {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::{dial, AgentConnection, ProtocolError};
+use crate::client::{dial, open_connection, AgentConnection, ProtocolError};
 use crate::identity::{Identity, Thumbprint};
 use crate::polling::PollingHub;
 use crate::Hello;
@@ -68,10 +68,7 @@ impl Agents {
                     return Ok(c);
                 }
                 let (connection, _) = dial(uri, thumbprint, &self.identity, timeout).await?;
-                self.dialled
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, connection.clone());
+                self.keep(key, connection.clone());
                 Ok(connection)
             }
             AgentEndpoint::Polling { thumbprint } => {
@@ -95,10 +92,7 @@ impl Agents {
         match endpoint {
             AgentEndpoint::Listening { uri, thumbprint } => {
                 let (connection, hello) = dial(uri, thumbprint, &self.identity, timeout).await?;
-                self.dialled
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((uri.to_owned(), thumbprint.clone()), connection);
+                self.keep((uri.to_owned(), thumbprint.clone()), connection);
                 Ok(hello)
             }
             AgentEndpoint::Polling { .. } => {
@@ -125,14 +119,13 @@ impl Agents {
     }
 
     fn cached(&self, key: &(String, Thumbprint)) -> Option<AgentConnection> {
-        let mut dialled = self.dialled.lock().unwrap_or_else(|p| p.into_inner());
-        match dialled.get(key) {
-            Some(c) if !c.is_closed() => Some(c.clone()),
-            Some(_) => {
-                dialled.remove(key);
-                None
-            }
-            None => None,
-        }
+        open_connection(&self.dialled, key)
+    }
+
+    fn keep(&self, key: (String, Thumbprint), connection: AgentConnection) {
+        self.dialled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, connection);
     }
 }

@@ -193,6 +193,22 @@ async fn dial_within(
     Ok((connection, hello))
 }
 
+/// The open connection kept under `key`; a closed one is forgotten.
+pub(crate) fn open_connection<K: Eq + std::hash::Hash>(
+    kept: &std::sync::Mutex<std::collections::HashMap<K, AgentConnection>>,
+    key: &K,
+) -> Option<AgentConnection> {
+    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+    match kept.get(key) {
+        Some(c) if !c.is_closed() => Some(c.clone()),
+        Some(_) => {
+            kept.remove(key);
+            None
+        }
+        None => None,
+    }
+}
+
 /// One HTTP/2 connection to an agent; clones share it, and it closes when
 /// the last clone is dropped.
 #[derive(Clone)]

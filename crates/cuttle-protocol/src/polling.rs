@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::accept::next_connection;
-use crate::client::AgentConnection;
+use crate::client::{open_connection, AgentConnection};
 use crate::identity::Thumbprint;
 use crate::service::{serve_connection, AgentService};
 use crate::trust::{self, untrusted_peer};
@@ -47,15 +47,7 @@ impl PollingHub {
 
     /// The open connection of the agent with this certificate, if any.
     pub fn connection(&self, thumbprint: &Thumbprint) -> Option<AgentConnection> {
-        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        match connections.get(thumbprint) {
-            Some(c) if !c.is_closed() => Some(c.clone()),
-            Some(_) => {
-                connections.remove(thumbprint);
-                None
-            }
-            None => None,
-        }
+        open_connection(&self.connections, thumbprint)
     }
 
     /// Waits up to `limit` for the agent with this certificate to be connected.

@@ -17,10 +17,9 @@ use std::sync::Weak;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often the schedule is looked at; no policy runs more often.
-const TICK: Duration = Duration::from_secs(1);
-/// Below this an interval is taken as this, so a typo cannot flood the queue.
-const MIN_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the schedule is looked at (one read of the policies); no
+/// policy is checked more often, so a typo cannot flood the queue.
+const TICK: Duration = Duration::from_secs(5);
 
 /// Follows the schedule for as long as the instance lives.
 pub(crate) fn follow(inst: Weak<Instance>) {
@@ -53,7 +52,7 @@ async fn queue_due(inst: &Instance, last_run: &mut HashMap<String, Instant>) -> 
         };
         // First seen: the first check is one interval from now.
         let last = *last_run.entry(policy.id.clone()).or_insert(now);
-        if now.duration_since(last) >= interval.max(MIN_INTERVAL) {
+        if now.duration_since(last) >= interval {
             last_run.insert(policy.id.clone(), now);
             due.push(policy);
         }

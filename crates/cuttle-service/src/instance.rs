@@ -73,6 +73,8 @@ pub struct Instance {
     pub next_thumbprint: Option<cuttle_protocol::Thumbprint>,
     /// The server's connections to agents, polling ones included.
     pub agents: Arc<cuttle_protocol::Agents>,
+    /// Held while a package file and its rows are paired or parted.
+    pub package_files: crate::packages::PackageFiles,
     /// Where polling agents connect (0 until the endpoint is listening).
     pub polling_port: std::sync::atomic::AtomicU16,
 }
@@ -81,13 +83,17 @@ impl Instance {
     /// Opens the database (running migrations), makes sure the default space
     /// exists, starts the task runner, and follows the tasks it finishes to
     /// queue automatic lifecycle deployments.
-    pub async fn open(config: InstanceConfig) -> Result<Arc<Instance>> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    pub async fn open(mut config: InstanceConfig) -> Result<Arc<Instance>> {
+        let unusable = |e: std::io::Error| {
             crate::ServiceError::Internal(format!(
                 "The data directory {} could not be created: {e}",
                 config.data_dir.display()
             ))
-        })?;
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(unusable)?;
+        // Absolute from here on: scripts run in directories of their own,
+        // where a path relative to the server's would mean nothing.
+        config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(unusable)?;
         let store = Store::open(&config.database_url()).await?;
         let master_key = open_master_key(&store, &config).await?;
         restrict_data_dir(&config.data_dir)?;
@@ -126,6 +132,7 @@ impl Instance {
             next_thumbprint,
             agents,
             polling_port: Default::default(),
+            package_files: Default::default(),
         });
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);

@@ -31,9 +31,9 @@ use tokio::io::AsyncWriteExt;
 /// Serialises the steps that pair a content-addressed file with the rows
 /// that use it (publishing a file and recording it; deleting a row and the
 /// file no row uses any more), so that a delete cannot remove a file that a
-/// push is recording at the same moment. It guards the packages directory,
-/// which is one per process's data directory, hence a process-wide lock.
-static PACKAGE_FILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// push is recording at the same moment. One per instance, as its packages
+/// directory is.
+pub type PackageFiles = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 /// Temporary files older than this are left over from a server that
 /// stopped mid-push, and are removed when the next push begins.
@@ -185,13 +185,15 @@ pub async fn push(
     mode: OverwriteMode,
 ) -> Result<Pushed> {
     let (store, caller, space_id) = (inst.store.clone(), caller.clone(), space_id.to_owned());
+    let files = inst.package_files.clone();
     // The file is complete: it is published or refused even if the client
     // stops waiting, never left half recorded.
-    run_to_end(finish_push(store, caller, space_id, upload, mode)).await
+    run_to_end(finish_push(store, files, caller, space_id, upload, mode)).await
 }
 
 async fn finish_push(
     store: Store,
+    files: PackageFiles,
     caller: User,
     space_id: String,
     mut upload: Upload,
@@ -236,7 +238,7 @@ async fn finish_push(
     };
     let content = upload.dir.join(&hash);
 
-    let _files = PACKAGE_FILES.lock().await;
+    let _files = files.lock().await;
     let mut tx = store.begin().await?;
     let existing = tx
         .package_by_version(&space_id, &pushed.package_id, &pushed.version_key())
@@ -307,7 +309,7 @@ async fn run_to_end<T: Send + 'static>(
 }
 
 /// Removes a content file that no package version uses any more. Called
-/// with [`PACKAGE_FILES`] held.
+/// with the instance's [`PackageFiles`] lock held.
 async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
     match store.package_hash_in_use(hash).await {
         Ok(false) => {
@@ -524,8 +526,9 @@ pub async fn delete_package(
     }
     let dir = packages_dir(&inst.config.data_dir);
     let caller = caller.clone();
+    let files = inst.package_files.clone();
     run_to_end(async move {
-        let _files = PACKAGE_FILES.lock().await;
+        let _files = files.lock().await;
         let mut tx = store.begin().await?;
         tx.delete_package(&package.space_id, &package.id).await?;
         audit(

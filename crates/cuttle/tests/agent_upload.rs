@@ -17,7 +17,7 @@ use cuttle_model::machine::{CommunicationStyle, Endpoint};
 use cuttle_protocol::polling::PollingHub;
 use cuttle_protocol::{Agents, Identity};
 use support::agents::{free_port, Agent};
-use support::BIN;
+use support::{noise, BIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -96,14 +96,7 @@ async fn a_cut_upload_resumes_and_the_agent_keeps_a_verified_file() {
     let (proxy, connections) = cutting_proxy(agent_address, 3 * 1024 * 1024).await;
 
     // 10 MiB that do not compress or repeat in step with the chunks.
-    let mut content = Vec::with_capacity(10 << 20);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while content.len() < 10 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        content.extend_from_slice(&x.to_le_bytes());
-    }
+    let content = noise(10 << 20, 0x9E37_79B9_7F4A_7C15);
     let file = root.path().join("package.bin");
     std::fs::write(&file, &content).unwrap();
     let hash = sha256_of(&file).unwrap();

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::agents::{agent_cli, api, deploy_to_dev, raw_log, register, wait_task, Agent, Mode};
-use support::ServerProcess;
+use support::{noise, ServerProcess};
 
 /// A zip of `files` (name, bytes), named as the feed expects.
 fn zip_package(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
@@ -24,19 +24,6 @@ fn zip_package(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
     }
     zip.finish().unwrap();
     path
-}
-
-/// Bytes that do not compress, so a changed version has to be sent.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn package_files(big: Vec<u8>, settings: &str) -> Vec<(&'static str, Vec<u8>)> {

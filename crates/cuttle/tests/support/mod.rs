@@ -208,6 +208,20 @@ fn tail(output: &Mutex<VecDeque<String>>) -> String {
         .join("\n")
 }
 
+/// Bytes that do not compress or repeat (xorshift), so that sending them
+/// costs what their length says.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A scratch PostgreSQL database for one test, or `None` (said as skipped)
 /// when `CUTTLE_TEST_DATABASE_URL` is unset.
 pub fn scratch_postgres(name: &str) -> Option<ScratchPostgres> {

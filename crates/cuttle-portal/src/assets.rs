@@ -57,13 +57,31 @@ pub const CSS: Asset = Asset::new(
     "portal",
     "css",
     "text/css; charset=utf-8",
-    include_str!("../assets/portal.css"),
+    concat!(
+        include_str!("../assets/portal.css"),
+        include_str!("../assets/pages/projects.css"),
+        include_str!("../assets/pages/process.css"),
+        include_str!("../assets/pages/variables.css"),
+        include_str!("../assets/pages/infrastructure.css"),
+        include_str!("../assets/pages/library.css"),
+        include_str!("../assets/pages/configuration.css"),
+    ),
 );
 pub const JS: Asset = Asset::new(
     "portal",
     "js",
     "text/javascript; charset=utf-8",
-    include_str!("../assets/portal.js"),
+    // Each page file is its own `(function () { … })();`, so names in one
+    // cannot collide with another's.
+    concat!(
+        include_str!("../assets/portal.js"),
+        include_str!("../assets/pages/projects.js"),
+        include_str!("../assets/pages/process.js"),
+        include_str!("../assets/pages/variables.js"),
+        include_str!("../assets/pages/infrastructure.js"),
+        include_str!("../assets/pages/library.js"),
+        include_str!("../assets/pages/configuration.js"),
+    ),
 );
 pub const ICON: Asset = Asset::new(
     "cuttle",

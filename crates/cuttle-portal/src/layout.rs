@@ -9,7 +9,11 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Dashboard,
+    Projects,
+    Infrastructure,
+    Library,
     Tasks,
+    Configuration,
 }
 
 fn head(title: &str) -> Markup {
@@ -44,7 +48,11 @@ pub fn page(viewer: &Viewer, title: &str, nav: Nav, body: Markup) -> Markup {
                     a.brand href="/" { (PreEscaped(LOGO)) span { "Cuttle" } }
                     nav aria-label="Main" {
                         a href="/" aria-current=[current(Nav::Dashboard)] { "Dashboard" }
+                        a href="/projects" aria-current=[current(Nav::Projects)] { "Projects" }
+                        a href="/infrastructure" aria-current=[current(Nav::Infrastructure)] { "Infrastructure" }
+                        a href="/library" aria-current=[current(Nav::Library)] { "Library" }
                         a href="/tasks" aria-current=[current(Nav::Tasks)] { "Tasks" }
+                        a href="/configuration" aria-current=[current(Nav::Configuration)] { "Configuration" }
                     }
                     form.signout method="post" action="/signout" {
                         span.user title=(user.username) { (name) }

@@ -11,17 +11,32 @@
 //! - `dashboard`: projects by group against environments, refreshing itself.
 //! - `tasks`: the task list, and a task's page with its live log, Cancel
 //!   and the answers to a pending interruption.
+//! - `projects`: the project list, a project's overview, releases and
+//!   deploying them.
+//! - `process`: a project's deployment process editor.
+//! - `variables`: the variables editor (projects and library sets).
+//! - `infrastructure`: environments, targets, workers, pools, policies.
+//! - `library`: packages in the built-in feed, library variable sets.
+//! - `configuration`: users and API keys.
+//! - `forms`: the CSRF field, labelled inputs, errors sorted onto fields.
 //! - `layout`: the page frame, state icons and times.
 //! - `assets`: the one CSS and one JS file, under content-hashed names.
 //! - [`error`]: errors as pages.
 
 mod assets;
+mod configuration;
 mod dashboard;
 pub mod error;
+mod forms;
+mod infrastructure;
 mod layout;
+mod library;
+mod process;
+mod projects;
 pub mod session;
 mod signin;
 mod tasks;
+mod variables;
 
 use axum::extract::Request;
 use axum::http::header::{self, HeaderValue};
@@ -51,6 +66,12 @@ pub fn router() -> Router<AppState> {
             post(tasks::answer),
         )
         .route("/assets/{file}", get(assets::serve))
+        .merge(projects::routes())
+        .merge(process::routes())
+        .merge(variables::routes())
+        .merge(infrastructure::routes())
+        .merge(library::routes())
+        .merge(configuration::routes())
         .layer(middleware::from_fn(security_headers))
 }
 

@@ -1,0 +1,1 @@
+// configuration pages: behaviour beyond plain forms (none yet).

@@ -1,0 +1,1 @@
+// infrastructure pages: behaviour beyond plain forms (none yet).

@@ -1,0 +1,1 @@
+// library pages: behaviour beyond plain forms (none yet).

@@ -1,0 +1,1 @@
+// process pages: behaviour beyond plain forms (none yet).

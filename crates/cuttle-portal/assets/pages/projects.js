@@ -1,0 +1,1 @@
+// projects pages: behaviour beyond plain forms (none yet).

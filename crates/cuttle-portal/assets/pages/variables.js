@@ -1,0 +1,1 @@
+// variables pages: behaviour beyond plain forms (none yet).

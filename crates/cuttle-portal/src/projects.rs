@@ -1,0 +1,8 @@
+//! projects pages.
+
+use crate::AppState;
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

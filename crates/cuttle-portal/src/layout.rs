@@ -2,7 +2,7 @@
 
 use crate::assets;
 use crate::session::{Viewer, CSRF_FIELD};
-use cuttle_model::{ActivityStatus, ServerTask, TaskState, Timestamp};
+use cuttle_model::{ActivityStatus, Project, ServerTask, TaskState, Timestamp};
 use cuttle_service::dashboard::DeploymentState;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -76,6 +76,56 @@ pub fn bare(title: &str, body: Markup) -> Markup {
                 main #main {
                     a.brand.standalone href="/" { (PreEscaped(LOGO)) span { "Cuttle" } }
                     (body)
+                }
+            }
+        }
+    }
+}
+
+/// The sections of a project's pages, as tabs under its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProjectTab {
+    Overview,
+    Process,
+    Variables,
+    Releases,
+}
+
+/// The head of every project page: where it sits, its name, its tabs.
+/// `extra` is the page's own breadcrumb beyond the project (or empty).
+pub fn project_head(project: &Project, tab: ProjectTab, extra: Markup) -> Markup {
+    let tabs = [
+        (
+            ProjectTab::Overview,
+            "Overview",
+            format!("/projects/{}", project.id),
+        ),
+        (
+            ProjectTab::Process,
+            "Process",
+            format!("/projects/{}/process", project.id),
+        ),
+        (
+            ProjectTab::Variables,
+            "Variables",
+            format!("/projects/{}/variables", project.id),
+        ),
+        (
+            ProjectTab::Releases,
+            "Releases",
+            format!("/projects/{}/releases", project.id),
+        ),
+    ];
+    html! {
+        div.page-head.project-head {
+            p.crumbs { a href="/projects" { "Projects" } " / " (project.name) (extra) }
+            div.title-row {
+                h1 { (project.name) }
+                @if project.is_disabled { span.tag { "disabled" } }
+            }
+            nav.tabs aria-label="Project" {
+                @for (t, label, href) in &tabs {
+                    a href=(href) aria-current=[(*t == tab).then_some("page")] { (label) }
                 }
             }
         }

@@ -40,16 +40,17 @@ fn board(d: &Dashboard, now: Timestamp) -> Markup {
                 div.panel.empty {
                     h2 { "No projects yet" }
                     p {
-                        "Create environments and projects through the API ("
-                        code { "POST /api/Spaces-1/environments" } ", "
-                        code { "POST /api/Spaces-1/projects" }
-                        "); their deployments will show here."
+                        "Add the environments you deploy to under "
+                        a href="/infrastructure/environments" { "Infrastructure" }
+                        ", then "
+                        a href="/projects" { "create a project" }
+                        "; its deployments will show here."
                     }
                 }
             } @else if d.environments.is_empty() {
                 div.panel.empty {
                     h2 { "No environments yet" }
-                    p { "Create an environment (" code { "POST /api/Spaces-1/environments" } ") to deploy to." }
+                    p { a href="/infrastructure/environments" { "Create an environment" } " to deploy to." }
                 }
             }
             @for g in &d.groups {

@@ -194,6 +194,116 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
     })
 }
 
+/// One release of a project with, per environment of
+/// [`ProjectOverview::environments`], its newest deployment there.
+#[derive(Clone, Debug)]
+pub struct ReleaseRow {
+    pub release: Release,
+    pub cells: Vec<Option<Cell>>,
+}
+
+/// A project's newest releases against the environments of its lifecycle.
+#[derive(Clone, Debug)]
+pub struct ProjectOverview {
+    pub project: Project,
+    /// The lifecycle's environments, phase by phase.
+    pub environments: Vec<Environment>,
+    /// Newest first.
+    pub releases: Vec<ReleaseRow>,
+    pub live: bool,
+}
+
+/// The overview of a project: its `take` newest releases, each with the
+/// newest deployment to each environment its lifecycle names.
+pub async fn project_overview(
+    inst: &Instance,
+    space_id: &str,
+    project_id: &str,
+    take: i64,
+) -> Result<ProjectOverview> {
+    let store = &inst.store;
+    let project = crate::projects::find_project(store, space_id, project_id).await?;
+    let lifecycle: cuttle_model::Lifecycle =
+        crate::resources::get_in_space(store, space_id, &project.lifecycle_id).await?;
+    let all_environments = store
+        .list::<Environment>(&whole_space(space_id))
+        .await?
+        .items;
+    let mut environment_ids: Vec<String> = vec![];
+    for phase in cuttle_model::progression::effective_phases(&lifecycle, &all_environments) {
+        for e in phase.environments() {
+            if !environment_ids.contains(e) {
+                environment_ids.push(e.clone());
+            }
+        }
+    }
+    let environments: Vec<Environment> = environment_ids
+        .iter()
+        .filter_map(|id| all_environments.iter().find(|e| &e.id == id).cloned())
+        .collect();
+    let owned = DocumentQuery {
+        parent_ids: vec![project.id.clone()],
+        descending: true,
+        ..whole_space(space_id)
+    };
+    let releases = store
+        .list::<Release>(&DocumentQuery {
+            take: Some(take.max(1)),
+            ..owned.clone()
+        })
+        .await?
+        .items;
+    let release_ids: Vec<&str> = releases.iter().map(|r| r.id.as_str()).collect();
+    // Newest first, so the first deployment seen in a cell is the one shown.
+    let deployments: Vec<Deployment> = store
+        .list::<Deployment>(&owned)
+        .await?
+        .items
+        .into_iter()
+        .filter(|d| release_ids.contains(&d.release_id.as_str()))
+        .collect();
+    let tasks: HashMap<String, ServerTask> = if deployments.is_empty() {
+        HashMap::new()
+    } else {
+        let q = TaskQuery {
+            ids: deployments.iter().map(|d| d.task_id.clone()).collect(),
+            ..Default::default()
+        };
+        let (tasks, _) = store.list_tasks(&q).await?;
+        tasks.into_iter().map(|t| (t.id.clone(), t)).collect()
+    };
+    let mut live = false;
+    let rows = releases
+        .into_iter()
+        .map(|release| {
+            let cells = environments
+                .iter()
+                .map(|env| {
+                    let d = deployments
+                        .iter()
+                        .find(|d| d.release_id == release.id && d.environment_id == env.id)?;
+                    let task = tasks.get(&d.task_id)?;
+                    let state = DeploymentState::of(task);
+                    live |= state.is_live();
+                    Some(Cell {
+                        deployment: d.clone(),
+                        release_version: release.version.clone(),
+                        task: task.clone(),
+                        state,
+                    })
+                })
+                .collect();
+            ReleaseRow { release, cells }
+        })
+        .collect();
+    Ok(ProjectOverview {
+        project,
+        environments,
+        releases: rows,
+        live,
+    })
+}
+
 /// Which tasks a list wants.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {

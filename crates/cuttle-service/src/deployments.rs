@@ -212,6 +212,55 @@ pub async fn create_deployment(
     Ok(written.remove(0).0)
 }
 
+/// Deploys one release to several environments: every deployment is checked
+/// before any is written, and all are queued in one transaction, so a refusal
+/// for one environment queues nothing.
+pub async fn create_deployments(
+    inst: &Instance,
+    caller: &User,
+    space_id: &str,
+    new: Vec<NewDeployment>,
+) -> Result<Vec<(Deployment, ServerTask)>> {
+    if new.is_empty() {
+        return Err(ServiceError::invalid(vec![
+            "EnvironmentId is required: say where to deploy".to_owned(),
+        ]));
+    }
+    let mut checked = vec![];
+    for n in new {
+        checked.push(check(&inst.store, &inst.master_key, space_id, n).await?);
+    }
+    write(inst, caller, space_id, checked).await
+}
+
+/// The release's prompted variables that apply in any of `environment_ids`
+/// (all of them when it is empty), as frozen with the release.
+pub async fn prompted_variables(
+    store: &Store,
+    release: &Release,
+    environment_ids: &[String],
+) -> Result<Vec<cuttle_model::Variable>> {
+    let variables = match release.project_variable_set_snapshot_id.as_str() {
+        "" => vec![],
+        id => store
+            .get::<VariableSet>(id)
+            .await?
+            .map(|s| s.variables)
+            .unwrap_or_default(),
+    };
+    Ok(variables
+        .into_iter()
+        .filter(|v| v.prompt.is_some())
+        .filter(|v| {
+            v.scope.environment.is_empty()
+                || environment_ids.is_empty()
+                || environment_ids
+                    .iter()
+                    .any(|e| v.scope.environment.contains(e))
+        })
+        .collect())
+}
+
 /// `POST /api/{space}/deployments/create/untenanted/v1`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

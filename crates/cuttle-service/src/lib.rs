@@ -55,6 +55,7 @@ pub mod releases;
 pub mod resources;
 pub mod sessions;
 pub mod tasks;
+pub mod users;
 pub mod variables;
 pub mod workers;
 

@@ -324,6 +324,39 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
     }
 }
 
+/// What a step's primary action needs before it can do anything, beyond
+/// what [`update_process`] checks: an inline script needs its body, a
+/// package step the package it deploys. The engine fails such a step at
+/// deployment; editors call this to say so while the step is being written.
+pub fn step_content_problems(step: &Step) -> Vec<String> {
+    use cuttle_model::process::{PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, SCRIPT_ACTION_TYPE};
+    const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";
+    let Some(action) = step.actions.first() else {
+        return vec![];
+    };
+    let mut problems = vec![];
+    let inline = action
+        .property(PROP_SCRIPT_SOURCE)
+        .is_none_or(|s| s.eq_ignore_ascii_case("Inline"));
+    if action.action_type == SCRIPT_ACTION_TYPE
+        && inline
+        && action
+            .property(PROP_SCRIPT_BODY)
+            .is_none_or(|b| b.trim().is_empty())
+    {
+        problems.push("The script is empty: write the script this step runs".to_owned());
+    }
+    if action.action_type == PACKAGE_ACTION_TYPE
+        && action
+            .packages
+            .iter()
+            .all(|p| p.package_id.trim().is_empty())
+    {
+        problems.push("A package ID is required: name the package this step deploys".to_owned());
+    }
+    problems
+}
+
 pub async fn process_of_project(
     store: &Store,
     space_id: &str,

@@ -64,6 +64,70 @@ pub fn next_version<'a>(existing: impl Iterator<Item = &'a str>) -> String {
         .unwrap_or_else(|| "0.0.1".into())
 }
 
+/// The version a release of the project gets when none is given.
+pub async fn suggested_version(store: &Store, project: &Project) -> Result<String> {
+    let q = DocumentQuery {
+        parent_ids: vec![project.id.clone()],
+        ..Default::default()
+    };
+    let releases = store.list::<Release>(&q).await?.items;
+    Ok(next_version(releases.iter().map(|r| r.version.as_str())))
+}
+
+/// A package a new release of the project must choose a version of.
+#[derive(Clone, Debug)]
+pub struct PackageChoice {
+    pub action_name: String,
+    /// `None` for the action's primary package.
+    pub reference: Option<String>,
+    pub package_id: String,
+    /// The versions in the built-in feed, newest first.
+    pub versions: Vec<String>,
+}
+
+/// Every package reference of the project's enabled actions, with the
+/// versions the built-in feed has of it (what a release form offers).
+pub async fn package_choices(
+    store: &Store,
+    space_id: &str,
+    project: &Project,
+) -> Result<Vec<PackageChoice>> {
+    let process: DeploymentProcess =
+        get_in_space(store, space_id, &project.deployment_process_id).await?;
+    let mut out = vec![];
+    for action in process
+        .steps
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter(|a| !a.is_disabled)
+    {
+        for p in action
+            .packages
+            .iter()
+            .filter(|p| !p.package_id.trim().is_empty())
+        {
+            let mut versions: Vec<String> = store
+                .packages(&cuttle_store::packages::PackageQuery {
+                    space_id: space_id.to_owned(),
+                    package_id: Some(p.package_id.clone()),
+                    ..Default::default()
+                })
+                .await?
+                .into_iter()
+                .map(|p| p.version)
+                .collect();
+            versions.sort_by(|a, b| cuttle_model::package::compare_versions(b, a));
+            out.push(PackageChoice {
+                action_name: action.name.clone(),
+                reference: Some(p.name.clone()).filter(|n| !n.is_empty()),
+                package_id: p.package_id.clone(),
+                versions,
+            });
+        }
+    }
+    Ok(out)
+}
+
 pub async fn find_release(store: &Store, project: &Project, version: &str) -> Result<Release> {
     store
         .find_by_name::<Release>(Some(&project.space_id), Some(&project.id), version)
@@ -112,14 +176,7 @@ pub async fn create_release(
         .filter(|v| !v.is_empty())
     {
         Some(v) => v.to_owned(),
-        None => {
-            let q = DocumentQuery {
-                parent_ids: vec![project.id.clone()],
-                ..Default::default()
-            };
-            let releases = store.list::<Release>(&q).await?.items;
-            next_version(releases.iter().map(|r| r.version.as_str()))
-        }
+        None => suggested_version(store, &project).await?,
     };
     check_version(&version)?;
     if project.is_disabled {

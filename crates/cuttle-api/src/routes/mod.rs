@@ -77,7 +77,7 @@ pub fn all() -> Router<AppState> {
         .route("/api/capabilities", get(capabilities))
         .route("/api/agents/server-thumbprint", get(server_thumbprint))
         .route("/api/users/me", get(me))
-        .route("/api/users", get(users))
+        .route("/api/users", get(users).post(create_user))
         .route("/api/users/{id}", get(user))
         .route(
             "/api/users/{id}/apikeys",
@@ -186,6 +186,35 @@ async fn users(
 ) -> ApiResult<Json<Value>> {
     let all: Vec<User> = inst.store.users().await?;
     Ok(Json(page_of(all, &params, "/api/users")))
+}
+
+/// A new user, as Octopus clients send it; active unless told otherwise.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct NewUserBody {
+    username: String,
+    display_name: String,
+    email_address: String,
+    password: Option<String>,
+    is_service: bool,
+    is_active: Option<bool>,
+}
+
+async fn create_user(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    OctoJson(body): OctoJson<NewUserBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let new = cuttle_service::users::NewUser {
+        username: body.username,
+        display_name: body.display_name,
+        email_address: body.email_address,
+        password: body.password.unwrap_or_default(),
+        is_service: body.is_service,
+        is_active: body.is_active.unwrap_or(true),
+    };
+    let user = cuttle_service::users::create(&inst.store, &caller, &new).await?;
+    Ok((StatusCode::CREATED, Json(resource(&user))))
 }
 
 async fn user(

@@ -1,0 +1,231 @@
+//! People and service accounts: listing them and creating them. A person
+//! signs in with a password (hashed with argon2, never stored in the user
+//! document); a service account has none and works through API keys.
+
+use crate::auth::hash_password;
+use crate::resources::audit;
+use crate::{Result, ServiceError};
+use cuttle_model::ids::Collection;
+use cuttle_model::User;
+use cuttle_store::{Store, StoreError};
+
+/// Shorter passwords fall to guessing too quickly.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longer is surely a paste gone wrong, and hashing it costs for nothing.
+pub const MAX_PASSWORD_LEN: usize = 256;
+pub const MAX_USERNAME_LEN: usize = 64;
+
+/// What a new user is made from, as a client sends it.
+#[derive(Clone, Debug, Default)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub email_address: String,
+    pub password: String,
+    pub is_service: bool,
+    pub is_active: bool,
+}
+
+/// Every user, by id.
+pub async fn list(store: &Store) -> Result<Vec<User>> {
+    Ok(store.users().await?)
+}
+
+/// Creates a user after checking every field, reporting all problems at
+/// once; the username is unique regardless of case.
+pub async fn create(store: &Store, caller: &User, new: &NewUser) -> Result<User> {
+    let username = new.username.trim();
+    let mut problems = check(new);
+    if !username.is_empty() && store.user_with_password(username).await?.is_some() {
+        problems.push(taken(username));
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::invalid(problems));
+    }
+    let hash = match new.is_service {
+        true => None,
+        false => Some(hash_password(&new.password)?),
+    };
+    let mut tx = store.begin().await?;
+    let user = User {
+        id: tx.next_id(Collection::Users).await?,
+        username: username.to_owned(),
+        display_name: match new.display_name.trim() {
+            "" => username.to_owned(),
+            d => d.to_owned(),
+        },
+        email_address: new.email_address.trim().to_owned(),
+        is_active: new.is_active,
+        is_service: new.is_service,
+        can_password_be_edited: !new.is_service,
+        is_requestor: false,
+    };
+    match tx.insert_user(&user, hash.as_deref()).await {
+        // Someone took the name since the check above.
+        Err(StoreError::Conflict(_)) => return Err(ServiceError::invalid(vec![taken(username)])),
+        other => other?,
+    }
+    let kind = if user.is_service {
+        "service account"
+    } else {
+        "user"
+    };
+    audit(
+        &mut tx,
+        caller,
+        None,
+        "Created",
+        format!("{kind} {} was created", user.username),
+        vec![user.id.clone()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+fn taken(username: &str) -> String {
+    format!("A user with the username '{username}' already exists")
+}
+
+/// The problems with a new user that need no look-up.
+fn check(new: &NewUser) -> Vec<String> {
+    let mut problems = vec![];
+    let username = new.username.trim();
+    if username.is_empty() {
+        problems.push("Username is required".to_owned());
+    } else if username.chars().count() > MAX_USERNAME_LEN {
+        problems.push(format!(
+            "Username must be at most {MAX_USERNAME_LEN} characters long"
+        ));
+    } else if username
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        problems.push("Username cannot contain spaces or control characters".to_owned());
+    }
+    let email = new.email_address.trim();
+    if !email.is_empty() && !looks_like_email(email) {
+        problems.push(format!(
+            "Email address '{email}' is not an email address (name@example.com)"
+        ));
+    }
+    if new.is_service {
+        if !new.password.is_empty() {
+            problems.push(
+                "Password must be empty for a service account: it signs in with API keys".into(),
+            );
+        }
+    } else {
+        problems.extend(password_problem(&new.password, username));
+    }
+    problems
+}
+
+fn looks_like_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Why a password will not do, if it will not: too short, too long, the
+/// username itself, or too few different characters to be hard to guess.
+pub fn password_problem(password: &str, username: &str) -> Option<String> {
+    let len = password.chars().count();
+    if len == 0 {
+        return Some("Password is required for a user who signs in".into());
+    }
+    if len < MIN_PASSWORD_LEN {
+        return Some(format!(
+            "Password must be at least {MIN_PASSWORD_LEN} characters long"
+        ));
+    }
+    if len > MAX_PASSWORD_LEN {
+        return Some(format!(
+            "Password must be at most {MAX_PASSWORD_LEN} characters long"
+        ));
+    }
+    if !username.is_empty() && password.to_lowercase().contains(&username.to_lowercase()) {
+        return Some("Password must not contain the username".into());
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 5 {
+        return Some(
+            "Password is too easy to guess: use more different characters, or a passphrase".into(),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(username: &str, password: &str) -> NewUser {
+        NewUser {
+            username: username.into(),
+            password: password.into(),
+            is_active: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn checks_each_field() {
+        assert!(check(&person("alice", "correct horse")).is_empty());
+        assert_eq!(
+            check(&person("  ", "correct horse")),
+            ["Username is required"]
+        );
+        assert!(check(&person("al ice", "correct horse"))[0].contains("spaces"));
+        assert!(check(&person("alice", "short"))[0].contains("at least 8"));
+        assert!(check(&person("alice", "aaaaaaaaaa"))[0].contains("easy to guess"));
+        assert!(check(&person("alice", "xxALICExx1"))[0].contains("username"));
+        let mut bad_mail = person("alice", "correct horse");
+        bad_mail.email_address = "alice.example.com".into();
+        assert!(check(&bad_mail)[0].contains("not an email address"));
+        let mut robot = person("deployer", "");
+        robot.is_service = true;
+        assert!(check(&robot).is_empty());
+        robot.password = "correct horse".into();
+        assert!(check(&robot)[0].contains("service account"));
+    }
+
+    #[tokio::test]
+    async fn creates_once_per_username() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db")))
+            .await
+            .unwrap();
+        let caller = User {
+            id: "Users-0".into(),
+            username: "admin".into(),
+            ..Default::default()
+        };
+        let alice = create(&store, &caller, &person("alice", "correct horse"))
+            .await
+            .unwrap();
+        assert_eq!(alice.display_name, "alice");
+        assert!(alice.can_password_be_edited && alice.is_active);
+        assert!(crate::auth::sign_in(&store, "alice", "correct horse")
+            .await
+            .is_ok());
+        let again = create(&store, &caller, &person("ALICE", "another pass"))
+            .await
+            .unwrap_err();
+        match again {
+            ServiceError::BadRequest { errors, .. } => {
+                assert_eq!(errors, ["A user with the username 'ALICE' already exists"])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(list(&store).await.unwrap().len(), 1);
+    }
+}

@@ -308,6 +308,19 @@ async fn bad_input_is_refused_and_writes_nothing() {
         let r = s.send(Method::PUT, &path, &json!({"Version": current["Version"], "Steps": [{"Name": "", "Actions": []}]})).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(s.get(&path).await.body["Steps"], current["Steps"]);
+        // Steps that could only fail when deployed: an empty script, a
+        // package step without its package.
+        let empty = json!({"Version": current["Version"], "Steps": [
+            {"Name": "Blank", "Actions": [{"Name": "Blank", "ActionType": "Octopus.Script",
+                "Properties": {"Octopus.Action.Script.ScriptBody": "  ", "Octopus.Action.Script.Syntax": "Bash"}}]},
+            {"Name": "Ship", "Actions": [{"Name": "Ship", "ActionType": "Octopus.TentaclePackage",
+                "Packages": [{"Name": "", "PackageId": "", "FeedId": "feeds-builtin"}]}]}]});
+        let r = s.send(Method::PUT, &path, &empty).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let text = r.error_text();
+        assert!(text.contains("Step 1 ('Blank'): The script is empty"), "{text}");
+        assert!(text.contains("Step 2 ('Ship'): A package ID is required"), "{text}");
+        assert_eq!(s.get(&path).await.body["Steps"], current["Steps"]);
     })
     .await;
 }

@@ -562,3 +562,36 @@ async fn channel_version_rules_are_checked_at_release_creation() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_environment_a_phase_names_is_not_deleted() {
+    on_both("lifecycles_env_in_phase", |s| async move {
+        let envs = environments(&s, &["Dev", "Test"]).await;
+        lifecycle(&s, "Two step", vec![phase("First", &[], &[&envs[0]])]).await;
+        let r = s
+            .send(
+                Method::DELETE,
+                &format!("/api/environments/{}", envs[0]),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(
+            r.error_text().contains("lifecycles Two step"),
+            "{}",
+            r.error_text()
+        );
+        let still = s.get(&format!("/api/environments/{}", envs[0])).await;
+        assert_eq!(still.status, StatusCode::OK);
+        // One no phase names goes.
+        let r = s
+            .send(
+                Method::DELETE,
+                &format!("/api/environments/{}", envs[1]),
+                &Value::Null,
+            )
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+    })
+    .await;
+}

@@ -6,6 +6,7 @@
 mod agents;
 mod engine;
 mod packages;
+mod portal;
 mod vars;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -59,6 +60,8 @@ enum Bench {
     Agents(agents::AgentsArgs),
     /// Pushing a 200 MiB package, delivering it to 10 agents, a 1% delta, extracting 10,000 files.
     Packages(packages::PackagesArgs),
+    /// Portal page render times with 50 projects and 10,000 deployments.
+    Portal(portal::PortalArgs),
 }
 
 #[tokio::main]
@@ -100,6 +103,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::Packages(packages)) = &args.bench {
         return packages::run(&cuttle, &http, packages).await;
+    }
+    if let Some(Bench::Portal(portal)) = &args.bench {
+        return portal::run(&cuttle, &http, portal).await;
     }
 
     let shown = std::env::current_dir()

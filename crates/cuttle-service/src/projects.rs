@@ -316,6 +316,9 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
                 ));
             }
         }
+        for problem in step_content_problems(step) {
+            errors.push(format!("{label} ('{}'): {problem}", step.name));
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -324,10 +327,10 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
     }
 }
 
-/// What a step's primary action needs before it can do anything, beyond
-/// what [`update_process`] checks: an inline script needs its body, a
-/// package step the package it deploys. The engine fails such a step at
-/// deployment; editors call this to say so while the step is being written.
+/// What a step's primary action needs before it can do anything: an inline
+/// script needs its body, a package step the package it deploys. Saving a
+/// process refuses such a step (the engine would only fail it at
+/// deployment); editors call this to say so beside the field.
 pub fn step_content_problems(step: &Step) -> Vec<String> {
     use cuttle_model::process::{PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, SCRIPT_ACTION_TYPE};
     const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";

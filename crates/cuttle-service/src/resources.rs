@@ -291,6 +291,33 @@ pub async fn delete_environment(
             names.join(", ")
         )));
     }
+    // A lifecycle phase naming a missing environment could never complete.
+    let lifecycles = list::<Lifecycle>(
+        store,
+        &DocumentQuery {
+            space_id: Some(space_id.into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let naming: Vec<String> = lifecycles
+        .items
+        .into_iter()
+        .filter(|lc| {
+            lc.phases.iter().any(|p| {
+                p.automatic_deployment_targets.contains(&env.id)
+                    || p.optional_deployment_targets.contains(&env.id)
+            })
+        })
+        .map(|lc| lc.name)
+        .collect();
+    if !naming.is_empty() {
+        return Err(ServiceError::Conflict(format!(
+            "The environment '{}' is in a phase of the lifecycles {}; take it out of them first",
+            env.name,
+            naming.join(", ")
+        )));
+    }
     delete_existing(store, caller, &env).await
 }
 

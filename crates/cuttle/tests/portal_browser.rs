@@ -265,6 +265,38 @@ impl Browser {
         .await;
     }
 
+    /// Empties a text input (before typing a value of one's own).
+    async fn clear(&self, element: &str) {
+        self.call("POST", &format!("/element/{element}/clear"), None)
+            .await;
+    }
+
+    /// Clears `css`'s input and types `text` into it.
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.wait_for(css).await;
+        self.clear(&e).await;
+        self.type_into(&e, text).await;
+    }
+
+    /// Waits for the address bar to contain `part`; returns the address.
+    async fn wait_for_url(&self, part: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let now = self.current_url().await;
+            if now.contains(part) {
+                return now;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("failure").await;
+                panic!(
+                    "the browser did not reach {part} within {PATIENCE:?}; at {now}:\n{}",
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn resize(&self, width: u32, height: u32) {
         self.call(
             "POST",
@@ -399,23 +431,8 @@ async fn the_portal_in_a_real_browser() {
         url: url.clone(),
         http: reqwest::Client::new(),
     };
-    api.call("POST", "/api/environments", Some(json!({"Name": "Dev"})))
-        .await;
-    api.call(
-        "POST",
-        "/api/environments",
-        Some(json!({"Name": "Production"})),
-    )
-    .await;
-    // Slow enough that the browser sees it running, and lines arrive live.
-    api.project(
-        "Web shop",
-        json!([
-            script("Prepare", "echo \"preparing release #{Octopus.Release.Number}\"; sleep 3"),
-            script("Roll out", "for i in 1 2 3 4 5; do echo \"rolled out part $i of 5\"; sleep 0.3; done\necho 'all parts <live>'"),
-        ]),
-    )
-    .await;
+    // Journey 2's project is set up through the API; journey 1 builds its
+    // own, and the environments both deploy to, through the portal.
     api.project(
         "Billing API",
         json!([
@@ -450,16 +467,108 @@ async fn the_portal_in_a_real_browser() {
     assert_eq!(b.current_url().await, format!("{url}/"));
     b.screenshot("dashboard-empty").await;
 
-    // Journey 1: a deployment followed live on its task page.
-    let task = api.deploy("Web shop", "1.4.2").await;
-    b.go(&format!("{url}/tasks/{task}")).await;
+    // Journey 1, all in the browser: environments, a project, its steps and
+    // a scoped variable, a release, and its deployment followed live.
+    for env in ["Dev", "Production"] {
+        b.go(&format!("{url}/infrastructure/environments")).await;
+        b.fill("#environment-name", env).await;
+        b.click(&b.wait_for("#create-environment").await).await;
+        b.wait_for_text("main table", env).await;
+    }
+    b.screenshot("environments").await;
+
+    b.go(&format!("{url}/projects")).await;
+    b.fill("#project-name", "Web shop").await;
+    b.click(&b.wait_for("#create-project").await).await;
+    let process = b.wait_for_url("/process").await;
+    let project = process
+        .split("/projects/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the project's id in the address")
+        .to_owned();
+
+    // Slow enough that the browser sees it running, and lines arrive live.
+    let steps = [
+        (
+            "Prepare",
+            "echo \"preparing release #{Octopus.Release.Number}: #{Greeting}\"\nsleep 3",
+        ),
+        (
+            "Roll out",
+            "for i in 1 2 3 4 5; do echo \"rolled out part $i of 5\"; sleep 0.3; done\necho 'all parts <live>'",
+        ),
+    ];
+    for (name, body) in steps {
+        b.go(&format!(
+            "{url}/projects/{project}/process/steps/new?kind=script"
+        ))
+        .await;
+        b.fill("#step-name", name).await;
+        b.fill("#script-body", body).await;
+        b.click(&b.wait_for("#run-on-server").await).await;
+        b.click(&b.wait_for("#save-step").await).await;
+        b.wait_for_url(&format!("/projects/{project}/process"))
+            .await;
+        b.wait_for_text("main", name).await;
+    }
+    b.screenshot("process").await;
+
+    b.go(&format!("{url}/projects/{project}/variables")).await;
+    b.fill("#var-name-new", "Greeting").await;
+    b.fill("#var-value-new", "hello from <Dev>").await;
+    let dev = api.call("GET", "/api/environments?name=Dev", None).await["Items"][0]["Id"]
+        .as_str()
+        .expect("Dev's id")
+        .to_owned();
+    b.click(
+        &b.wait_for(&format!("#var-env-new option[value='{dev}']"))
+            .await,
+    )
+    .await;
+    b.click(&b.wait_for("#save-variables").await).await;
+    b.wait_for_text("main", "Saved").await;
+    b.screenshot("variables").await;
+    let set = api
+        .call("GET", &format!("/api/projects/{project}"), None)
+        .await["VariableSetId"]
+        .as_str()
+        .expect("the project's variable set")
+        .to_owned();
+    let saved = api
+        .call("GET", &format!("/api/variables/{set}"), None)
+        .await;
+    let greeting = saved["Variables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["Name"] == "Greeting")
+        .unwrap_or_else(|| panic!("no Greeting variable: {saved}"));
+    assert_eq!(greeting["Scope"]["Environment"], json!([dev]), "{greeting}");
+
+    b.go(&format!("{url}/projects/{project}/releases/new"))
+        .await;
+    b.fill("#release-version", "1.4.2").await;
+    b.fill("#release-notes", "First cut <b>not bold</b>").await;
+    b.click(&b.wait_for("#create-release").await).await;
+    b.wait_for_url("/releases/1.4.2").await;
+    b.wait_for_text("main", "First cut <b>not bold</b>").await;
+    b.screenshot("release").await;
+
+    b.go(&format!("{url}/projects/{project}/releases/1.4.2/deploy"))
+        .await;
+    b.click(&b.wait_for(&format!("#deploy-env-{dev}")).await)
+        .await;
+    b.click(&b.wait_for("#deploy").await).await;
+    let task_url = b.wait_for_url("/tasks/ServerTasks-").await;
+    let task = task_url.rsplit('/').next().expect("a task id").to_owned();
     let page = b.wait_for("#task").await;
     assert_eq!(
         b.attribute(&page, "data-completed").await.as_deref(),
         Some("false"),
         "the page must load while the deployment runs, so what follows is streamed"
     );
-    b.wait_for_text(".line .msg", "preparing release 1.4.2")
+    b.wait_for_text(".line .msg", "preparing release 1.4.2: hello from <Dev>")
         .await;
     b.wait_for_text(".badge", "Running").await;
     b.screenshot("task-running").await;
@@ -478,6 +587,10 @@ async fn the_portal_in_a_real_browser() {
         "no Cancel once done"
     );
     b.screenshot("task-finished").await;
+    assert_eq!(api.task(&task).await["State"], "Success");
+    b.go(&format!("{url}/")).await;
+    b.wait_for(&format!("a.cell.state-success[href$='/{task}']"))
+        .await;
 
     // The dashboard refreshes itself while something runs: a second
     // deployment shows running, then green, without a reload.
@@ -540,6 +653,49 @@ async fn the_portal_in_a_real_browser() {
     b.resize(390, 844).await;
     b.screenshot("task-finished-phone").await;
     b.resize(1280, 900).await;
+
+    // Infrastructure: two real agents, their health checked from the page.
+    let agents_dir = tempfile::tempdir().expect("a directory for agents");
+    let mut agents = vec![];
+    for (name, mode) in [
+        ("web-01", support::agents::Mode::Listening(&["web"])),
+        ("web-02", support::agents::Mode::Polling(&["web", "cache"])),
+    ] {
+        let dir = agents_dir.path().join(name);
+        let out = support::agents::register(&server, &dir, name, mode);
+        assert!(out.status.success(), "{out:?}");
+        agents.push(support::agents::Agent::start(&dir));
+    }
+    b.go(&format!("{url}/infrastructure/targets")).await;
+    b.click(&b.wait_for("#check-health").await).await;
+    b.wait_for_url("/tasks/ServerTasks-").await;
+    b.wait_for_text(".badge", "Success").await;
+    b.go(&format!("{url}/infrastructure/targets")).await;
+    b.wait_for_text("main table", "web-02").await;
+    let healthy = b.find_all("[data-health=Healthy]").await;
+    assert_eq!(healthy.len(), 2, "both agents are healthy");
+    b.screenshot("infrastructure").await;
+
+    // The other main pages, for a person to look at.
+    b.go(&format!("{url}/projects/{project}")).await;
+    b.wait_for_text("main", "1.4.3").await;
+    b.screenshot("project-overview").await;
+    b.go(&format!("{url}/projects")).await;
+    b.wait_for_text("main", "Billing API").await;
+    b.screenshot("projects").await;
+    b.go(&format!("{url}/library")).await;
+    b.wait_for("#package-file").await;
+    b.screenshot("library").await;
+    b.go(&format!("{url}/configuration/api-keys")).await;
+    b.fill("#api-key-purpose", "CI plugin").await;
+    b.click(&b.wait_for("#create-api-key").await).await;
+    let key = b
+        .attribute(&b.wait_for("#new-api-key").await, "value")
+        .await
+        .unwrap_or_default();
+    assert!(key.starts_with("API-"), "{key}");
+    b.screenshot("api-key-created").await;
+    drop(agents);
 
     // The tasks list, filtered.
     b.go(&format!("{url}/tasks?state=Success")).await;

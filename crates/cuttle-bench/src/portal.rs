@@ -60,14 +60,27 @@ pub async fn run(cuttle: &Path, http: &Client, args: &PortalArgs) -> Result<()> 
     let environments: Vec<String> = (1..=args.environments)
         .map(|i| format!("Env {i:02}"))
         .collect();
+    let mut environment_ids = vec![];
     for e in &environments {
-        api.call(
+        let created = api
+            .call(
+                Method::POST,
+                "/api/Spaces-1/environments",
+                Some(json!({ "Name": e })),
+            )
+            .await?;
+        environment_ids.push(created["Id"].clone());
+    }
+    // One phase holding every environment: each release goes everywhere at once.
+    let lifecycle = api
+        .call(
             Method::POST,
-            "/api/Spaces-1/environments",
-            Some(json!({ "Name": e })),
+            "/api/Spaces-1/lifecycles",
+            Some(json!({"Name": "Anywhere", "Phases": [
+                {"Name": "All", "OptionalDeploymentTargets": environment_ids}]})),
         )
         .await?;
-    }
+    let lifecycle = lifecycle["Id"].as_str().context("no lifecycle Id")?;
     let mut groups = vec![];
     for g in 1..=GROUPS {
         let group = api
@@ -83,7 +96,7 @@ pub async fn run(cuttle: &Path, http: &Client, args: &PortalArgs) -> Result<()> 
     for p in 0..args.projects {
         let name = format!("Service {:02}", p + 1);
         let group = &groups[(p % GROUPS) as usize];
-        let id = create_project(&api, &name, group).await?;
+        let id = create_project(&api, &name, group, lifecycle).await?;
         projects.push((id, name));
     }
 
@@ -196,12 +209,12 @@ pub async fn run(cuttle: &Path, http: &Client, args: &PortalArgs) -> Result<()> 
     Ok(())
 }
 
-async fn create_project(api: &Api<'_>, name: &str, group: &str) -> Result<String> {
+async fn create_project(api: &Api<'_>, name: &str, group: &str, lifecycle: &str) -> Result<String> {
     let project = api
         .call(
             Method::POST,
             "/api/Spaces-1/projects",
-            Some(json!({"Name": name, "ProjectGroupId": group, "LifecycleId": "Lifecycles-1"})),
+            Some(json!({"Name": name, "ProjectGroupId": group, "LifecycleId": lifecycle})),
         )
         .await?;
     let id = project["Id"].as_str().context("the project has no Id")?;

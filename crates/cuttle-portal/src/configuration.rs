@@ -5,6 +5,7 @@
 //! server keeps only its hash.
 
 use crate::error::PortalError;
+use crate::forms::CsrfOnly;
 use crate::forms::{self, Problems};
 use crate::layout::{self, Nav};
 use crate::session::Viewer;
@@ -289,12 +290,6 @@ async fn create_key(
         Ok(page) => (status, page).into_response(),
         Err(e) => e.page(Some(API_KEYS)),
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// `POST /configuration/api-keys/{id}/revoke`

@@ -8,6 +8,14 @@ use crate::session::CSRF_FIELD;
 use axum::http::StatusCode;
 use cuttle_service::ServiceError;
 use maud::{html, Markup};
+use serde::Deserialize;
+
+/// A form that carries nothing but its CSRF token (a button that acts).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    pub csrf: Option<String>,
+}
 
 /// The hidden field carrying the session's CSRF token; every form has one.
 pub fn csrf(token: &str) -> Markup {

@@ -20,6 +20,7 @@ mod overview;
 mod policies;
 mod pools;
 
+use crate::forms::CsrfOnly;
 use crate::layout::{self, Icon, Nav};
 use crate::session::Viewer;
 use crate::AppState;
@@ -31,7 +32,6 @@ use cuttle_model::machine::HealthStatus;
 use cuttle_model::space::DEFAULT_SPACE_ID;
 use cuttle_store::DocumentQuery;
 use maud::{html, Markup};
-use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -178,13 +178,6 @@ fn whole_space() -> DocumentQuery {
         space_id: Some(DEFAULT_SPACE_ID.into()),
         ..Default::default()
     }
-}
-
-/// A form that carries nothing but the CSRF token.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// A health status as a badge: icon and words, never colour alone.

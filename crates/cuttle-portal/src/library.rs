@@ -9,6 +9,7 @@
 //! does, so a package of any size never sits in memory.
 
 use crate::error::PortalError;
+use crate::forms::CsrfOnly;
 use crate::forms::{self, Problems};
 use crate::layout::{self, Nav};
 use crate::session::{Viewer, CSRF_FIELD};
@@ -563,12 +564,6 @@ fn version_row(row: &VersionRow, csrf: &str, now: Timestamp) -> Markup {
             }
         }
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// `POST /library/packages/{package_id}/versions/{version}/delete`: back

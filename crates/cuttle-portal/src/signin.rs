@@ -4,6 +4,7 @@
 //! page cannot sign a browser in to an account of their choosing.
 
 use crate::error::PortalError;
+use crate::forms::CsrfOnly;
 use crate::layout;
 use crate::session::{self, Viewer, CSRF_FIELD};
 use crate::AppState;
@@ -134,12 +135,6 @@ pub async fn submit(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// `POST /signout`: ends the session here and in the browser.

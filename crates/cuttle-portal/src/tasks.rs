@@ -8,6 +8,7 @@
 //! API calls.
 
 use crate::error::PortalError;
+use crate::forms::CsrfOnly;
 use crate::layout::{self, activity_icon, clock, task_badge, Nav};
 use crate::session::{FragmentViewer, Viewer, CSRF_FIELD};
 use crate::AppState;
@@ -444,12 +445,6 @@ fn line(l: &LogLine) -> Markup {
             @if let Some(d) = &l.detail { pre.detail { (d) } }
         }
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// `POST /tasks/{id}/cancel`

@@ -702,6 +702,23 @@ async fn the_portal_in_a_real_browser() {
     b.wait_for_text("table.tasks", "Billing API").await;
     b.screenshot("tasks").await;
 
+    // 1.4.3 promoted to Production: the dashboard with every state it has.
+    let promoted = api
+        .call(
+            "POST",
+            "/api/Spaces-1/deployments/create/untenanted/v1",
+            Some(json!({"ProjectName": "Web shop", "ReleaseVersion": "1.4.3", "EnvironmentNames": ["Production"]})),
+        )
+        .await;
+    let promoted = promoted["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .expect("a task id")
+        .to_owned();
+    b.go(&format!("{url}/")).await;
+    b.wait_for(&format!("a.cell.state-success[href$='/{promoted}']"))
+        .await;
+    b.screenshot("dashboard-promoted").await;
+
     // Signing out ends it: the dashboard asks to sign in again.
     b.go(&format!("{url}/")).await;
     b.click(&b.wait_for("form.signout button").await).await;

@@ -51,9 +51,11 @@
     if (b && !window.confirm(b.getAttribute("data-confirm"))) { e.preventDefault(); }
   });
 
-  // The dashboard: refetched every 3 s while something is queued, running
-  // or waiting, else every 30 s (someone else may deploy).
-  function dashboard(board) {
+  // Boards (the dashboard, a project's releases): refetched every 3 s
+  // while something on them is queued, running or waiting, else every 30 s
+  // (someone else may deploy). The fragment is the board again, same id.
+  function liveBoard(board) {
+    var id = board.id;
     function schedule() {
       setTimeout(refresh, board.getAttribute("data-live") === "true" ? 3000 : 30000);
     }
@@ -63,7 +65,7 @@
         if (html === null) { return; }
         var holder = document.createElement("div");
         holder.innerHTML = html; // the server escapes every value it renders
-        var fresh = holder.querySelector("#dashboard");
+        var fresh = holder.querySelector("#" + id);
         if (fresh) {
           board.replaceWith(fresh);
           board = fresh;
@@ -202,8 +204,7 @@
   });
 
   localizeTimes(document);
-  var board = document.getElementById("dashboard");
-  if (board) { dashboard(board); }
+  document.querySelectorAll("[data-refresh][id]").forEach(liveBoard);
   var task = document.getElementById("task");
   if (task) { taskPage(task); }
 })();

@@ -8,7 +8,7 @@ mod releases;
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
 use crate::layout::{self, deployment_icon, deployment_label, Nav, ProjectTab};
-use crate::session::Viewer;
+use crate::session::{FragmentViewer, Viewer};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/projects", get(list_page).post(create))
         .route("/projects/{id}", get(overview))
+        .route("/projects/{id}/board", get(board_fragment))
         .merge(releases::routes())
         .merge(deploy::routes())
 }
@@ -301,6 +302,17 @@ async fn overview(
     }
 }
 
+/// `GET /projects/{id}/board`: the releases × environments board alone,
+/// which the page script fetches again while a deployment is under way.
+async fn board_fragment(
+    State(inst): State<AppState>,
+    FragmentViewer(_): FragmentViewer,
+    Path(id): Path<String>,
+) -> Result<Markup, PortalError> {
+    let o = board::project_overview(&inst, DEFAULT_SPACE_ID, &id, OVERVIEW_RELEASES).await?;
+    Ok(release_board(&o, Timestamp::now()))
+}
+
 fn overview_view(viewer: &Viewer, o: &ProjectOverview, now: Timestamp) -> Markup {
     let p = &o.project;
     let body = html! {
@@ -333,10 +345,13 @@ fn overview_view(viewer: &Viewer, o: &ProjectOverview, now: Timestamp) -> Markup
     layout::page(viewer, &p.name, Nav::Projects, body)
 }
 
+/// The board, refreshed by the page script (as the dashboard is) while
+/// anything on it is queued, running or waiting.
 fn release_board(o: &ProjectOverview, now: Timestamp) -> Markup {
     let p = &o.project;
     html! {
-        div.table-wrap.board-wrap {
+        div.table-wrap.board-wrap #project-board data-live=(o.live)
+            data-refresh=(format!("/projects/{}/board", p.id)) {
             table.board.release-board {
                 thead {
                     tr {

@@ -182,6 +182,20 @@ async fn project_release_and_deployment_through_the_forms() {
         assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
         assert!(overview.body.contains(&format!(r#"href="/tasks/{task}""#)));
         assert!(overview.body.contains("cell state-success"));
+        assert!(overview.body.contains(r#"data-live="false""#));
+        // The board alone, as the page script refetches it; it needs a session.
+        let fragment = b.get(&format!("/projects/{id}/board")).await;
+        assert_eq!(fragment.status, StatusCode::OK);
+        assert!(
+            fragment
+                .body
+                .starts_with(r#"<div class="table-wrap board-wrap" id="project-board""#),
+            "{}",
+            fragment.body
+        );
+        assert!(fragment.body.contains(&format!(r#"href="/tasks/{task}""#)));
+        let signed_out = s.get_page(&format!("/projects/{id}/board"), None).await;
+        assert_eq!(signed_out.status, StatusCode::UNAUTHORIZED);
         let release = b.get(&format!("/projects/{id}/releases/1.0.0")).await;
         assert!(release.body.contains(&format!(r#"id="deploy-to-{prod}""#)));
 

@@ -425,6 +425,11 @@ mod tests {
             name: "Hello".into(),
             actions: vec![Action {
                 action_type: "Octopus.Script".into(),
+                properties: [(
+                    cuttle_model::process::PROP_SCRIPT_BODY.to_owned(),
+                    serde_json::Value::from("echo hello"),
+                )]
+                .into(),
                 ..Default::default()
             }],
             ..Default::default()

@@ -714,6 +714,18 @@ async fn the_portal_in_a_real_browser() {
         .as_str()
         .expect("a task id")
         .to_owned();
+    // The project's overview follows it without a reload, as the dashboard does.
+    b.go(&format!("{url}/projects/{project}")).await;
+    let board = b.wait_for("#project-board").await;
+    assert_eq!(
+        b.attribute(&board, "data-live").await.as_deref(),
+        Some("true"),
+        "loaded while the promotion runs"
+    );
+    b.wait_for(&format!(
+        "#project-board a.cell.state-success[href$='/{promoted}']"
+    ))
+    .await;
     b.go(&format!("{url}/")).await;
     b.wait_for(&format!("a.cell.state-success[href$='/{promoted}']"))
         .await;

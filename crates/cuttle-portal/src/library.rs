@@ -468,10 +468,11 @@ async fn versions_of(inst: &Instance, package_id: &str) -> Result<Vec<VersionRow
     };
     let versions = packages::list_packages(&inst.store, DEFAULT_SPACE_ID, &filters, vec![]).await?;
     let mut project_names: HashMap<String, String> = HashMap::new();
+    let using = packages::releases_using_each(&inst.store, &versions).await?;
     let mut rows = Vec::with_capacity(versions.len());
-    for package in versions {
+    for (package, releases) in versions.into_iter().zip(using) {
         let mut used_by = vec![];
-        for release in packages::releases_using(&inst.store, &package).await? {
+        for release in releases {
             let name = match project_names.get(&release.project_id) {
                 Some(n) => n.clone(),
                 None => {

@@ -480,20 +480,32 @@ pub async fn open_package(
 /// The releases that deploy this package version: those whose
 /// `SelectedPackages` pick it for an action of their frozen process.
 pub async fn releases_using(store: &Store, package: &Package) -> Result<Vec<Release>> {
-    let mut using = vec![];
-    for release in store.releases_selecting_packages(&package.space_id).await? {
+    let mut each = releases_using_each(store, std::slice::from_ref(package)).await?;
+    Ok(each.pop().unwrap_or_default())
+}
+
+/// The releases using each of `packages` (of one space), in one pass over
+/// the releases that select packages: a package's page lists every version
+/// without reading the releases once per version.
+pub async fn releases_using_each(store: &Store, packages: &[Package]) -> Result<Vec<Vec<Release>>> {
+    let mut using = vec![Vec::new(); packages.len()];
+    let Some(first) = packages.first() else {
+        return Ok(using);
+    };
+    for release in store.releases_selecting_packages(&first.space_id).await? {
         let Some(snapshot) = store
             .get::<ProcessSnapshot>(&release.project_deployment_process_snapshot_id)
             .await?
         else {
             continue;
         };
-        let uses = release
-            .selected_packages
-            .iter()
-            .any(|s| selection_uses_package(&snapshot.0, s, &package.package_id, &package.version));
-        if uses {
-            using.push(release);
+        for (package, users) in packages.iter().zip(&mut using) {
+            let uses = release.selected_packages.iter().any(|s| {
+                selection_uses_package(&snapshot.0, s, &package.package_id, &package.version)
+            });
+            if uses {
+                users.push(release.clone());
+            }
         }
     }
     Ok(using)

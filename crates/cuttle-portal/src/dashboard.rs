@@ -79,7 +79,7 @@ fn board(d: &Dashboard, now: Timestamp) -> Markup {
                                             @for (cell, env) in row.cells.iter().zip(&d.environments) {
                                                 td {
                                                     @match cell {
-                                                        Some(c) => (cell_link(c, &env.name, now)),
+                                                        Some(c) => (cell_link(c, &env.name, now, true)),
                                                         None => span.none title=(format!("Not deployed to {}", env.name)) { "—" },
                                                     }
                                                 }
@@ -96,7 +96,9 @@ fn board(d: &Dashboard, now: Timestamp) -> Markup {
     }
 }
 
-fn cell_link(c: &Cell, environment: &str, now: Timestamp) -> Markup {
+/// A deployment in a board's cell: state by colour, icon and words, and
+/// when. A project's board leaves out the version, which heads its row.
+pub(crate) fn cell_link(c: &Cell, environment: &str, now: Timestamp, version: bool) -> Markup {
     let icon = deployment_icon(c.state);
     let label = deployment_label(c.state);
     let at = c
@@ -109,14 +111,22 @@ fn cell_link(c: &Cell, environment: &str, now: Timestamp) -> Markup {
             href=(format!("/tasks/{}", c.task.id))
             aria-label=(format!("{} to {}: {label}, {}", c.release_version, environment, layout::ago(at, now)))
             data-state=(icon.key()) {
-            span.cell-top {
-                (icon.markup())
-                span.version { (c.release_version) }
-            }
-            span.cell-bottom {
-                span.state-label { (label) }
-                " · "
-                (layout::when(at, now))
+            @if version {
+                span.cell-top {
+                    (icon.markup())
+                    span.version { (c.release_version) }
+                }
+                span.cell-bottom {
+                    span.state-label { (label) }
+                    " · "
+                    (layout::when(at, now))
+                }
+            } @else {
+                span.cell-top {
+                    (icon.markup())
+                    span.state-label { (label) }
+                }
+                span.cell-bottom { (layout::when(at, now)) }
             }
         }
     }

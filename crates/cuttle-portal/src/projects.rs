@@ -7,7 +7,7 @@ mod releases;
 
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
-use crate::layout::{self, deployment_icon, deployment_label, Nav, ProjectTab};
+use crate::layout::{self, Nav, ProjectTab};
 use crate::session::{FragmentViewer, Viewer};
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Form, Router};
 use cuttle_model::space::DEFAULT_SPACE_ID;
 use cuttle_model::{Environment, Lifecycle, Project, ProjectGroup, Timestamp};
-use cuttle_service::dashboard::{self as board, Cell, ProjectOverview};
+use cuttle_service::dashboard::{self as board, ProjectOverview};
 use cuttle_service::resources::list;
 use cuttle_service::Instance;
 use cuttle_store::DocumentQuery;
@@ -370,7 +370,7 @@ fn release_board(o: &ProjectOverview, now: Timestamp) -> Markup {
                             @for (cell, env) in row.cells.iter().zip(&o.environments) {
                                 td {
                                     @match cell {
-                                        Some(c) => (cell_link(c, &env.name, now)),
+                                        Some(c) => (crate::dashboard::cell_link(c, &env.name, now, false)),
                                         None => span.none title=(format!("Not deployed to {}", env.name)) { "—" },
                                     }
                                 }
@@ -379,29 +379,6 @@ fn release_board(o: &ProjectOverview, now: Timestamp) -> Markup {
                     }
                 }
             }
-        }
-    }
-}
-
-/// A deployment in a board cell, drawn as the dashboard draws its cells
-/// (without the version, which heads the row).
-pub(crate) fn cell_link(c: &Cell, environment: &str, now: Timestamp) -> Markup {
-    let icon = deployment_icon(c.state);
-    let label = deployment_label(c.state);
-    let at = c
-        .task
-        .completed_time
-        .or(c.task.start_time)
-        .unwrap_or(c.task.queue_time);
-    html! {
-        a class=(format!("cell state-{}", icon.key()))
-            href=(format!("/tasks/{}", c.task.id))
-            aria-label=(format!("{} to {}: {label}, {}", c.release_version, environment, layout::ago(at, now))) {
-            span.cell-top {
-                (icon.markup())
-                span.state-label { (label) }
-            }
-            span.cell-bottom { (layout::when(at, now)) }
         }
     }
 }

@@ -507,6 +507,9 @@ async fn the_portal_in_a_real_browser() {
         b.fill("#step-name", name).await;
         b.fill("#script-body", body).await;
         b.click(&b.wait_for("#run-on-server").await).await;
+        if name == "Prepare" {
+            b.screenshot("step-form").await;
+        }
         b.click(&b.wait_for("#save-step").await).await;
         b.wait_for_url(&format!("/projects/{project}/process"))
             .await;
@@ -559,6 +562,18 @@ async fn the_portal_in_a_real_browser() {
         .await;
     b.click(&b.wait_for(&format!("#deploy-env-{dev}")).await)
         .await;
+    // The plan first: nothing is queued by a preview.
+    b.click(&b.wait_for("#preview-deploy").await).await;
+    b.wait_for_text("section.plan", "Roll out").await;
+    b.screenshot("deploy-preview").await;
+    assert_eq!(
+        api.call("GET", "/api/tasks?take=1", None).await["TotalResults"],
+        0
+    );
+    let tick = b.wait_for(&format!("#deploy-env-{dev}")).await;
+    if b.attribute(&tick, "checked").await.is_none() {
+        b.click(&tick).await;
+    }
     b.click(&b.wait_for("#deploy").await).await;
     let task_url = b.wait_for_url("/tasks/ServerTasks-").await;
     let task = task_url.rsplit('/').next().expect("a task id").to_owned();

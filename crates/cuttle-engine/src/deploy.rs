@@ -1,7 +1,6 @@
 //! Carrying out a deployment task: load what the release froze, plan, then
 //! run each step's actions on the built-in worker, writing the activity log.
 
-use crate::deploy_package::PACKAGE_ACTION_TYPE;
 use crate::helpers::{
     parse_service_message, variables_file, ServiceMessage, BASH_BOOTSTRAP, PYTHON_BOOTSTRAP,
     VARIABLES_FILE,
@@ -18,6 +17,7 @@ use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_W
 use crate::worker_choice::WorkerChoice;
 use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
 use cuttle_model::machine::HealthStatus;
+use cuttle_model::process::PACKAGE_ACTION_TYPE;
 use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::process::{
     PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, PROP_SCRIPT_SYNTAX, PROP_TIMEOUT_MINUTES,

@@ -16,8 +16,6 @@ use cuttle_vars::VariableDictionary;
 use crate::log::ActivityLog;
 use crate::remote::{upload_file, AgentTarget, ConnectionLimits};
 
-pub const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";
-
 const PROP_FEATURES: &str = "Octopus.Action.EnabledFeatures";
 const PROP_SCRIPT_FILE_NAME: &str = "Octopus.Action.Script.ScriptFileName";
 const PROP_SUBSTITUTE_ENABLED: &str = "Octopus.Action.SubstituteInFiles.Enabled";

@@ -131,6 +131,8 @@ pub struct DeploymentProcess {
 }
 
 pub const SCRIPT_ACTION_TYPE: &str = "Octopus.Script";
+/// "Deploy a package": a package delivered to targets and installed there.
+pub const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";
 pub const PROP_SCRIPT_BODY: &str = "Octopus.Action.Script.ScriptBody";
 pub const PROP_SCRIPT_SYNTAX: &str = "Octopus.Action.Script.Syntax";
 pub const PROP_SCRIPT_SOURCE: &str = "Octopus.Action.Script.ScriptSource";

@@ -32,25 +32,13 @@ pub fn routes() -> Router<AppState> {
         .route("/configuration/api-keys/{id}/revoke", post(revoke_key))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Tab {
-    Users,
-    ApiKeys,
-}
-
-fn head(tab: Tab) -> Markup {
-    let tabs = [
-        (Tab::Users, "Users", USERS),
-        (Tab::ApiKeys, "API keys", API_KEYS),
-    ];
+/// The section's head, with the tab whose href is `current` marked.
+fn head(current: &str) -> Markup {
+    let tabs = [("Users", USERS), ("API keys", API_KEYS)];
     html! {
         div.page-head {
             h1 { "Configuration" }
-            nav.tabs aria-label="Configuration" {
-                @for (t, label, href) in tabs {
-                    a href=(href) aria-current=[(t == tab).then_some("page")] { (label) }
-                }
-            }
+            (layout::tabs("Configuration", &tabs, current))
         }
     }
 }
@@ -146,7 +134,7 @@ async fn users_view(
 ) -> Result<Markup, PortalError> {
     let all = users::list(&inst.store).await?;
     let body = html! {
-        (head(Tab::Users))
+        (head(USERS))
         div.config-grid {
             section aria-labelledby="users-title" {
                 h2 #users-title { "Users" }
@@ -321,7 +309,7 @@ async fn keys_view(
     let keys = inst.store.api_keys(&viewer.session.user.id).await?;
     let now = Timestamp::now();
     let body = html! {
-        (head(Tab::ApiKeys))
+        (head(API_KEYS))
         @if let Some(key) = created {
             (new_key(key))
         }
@@ -352,7 +340,7 @@ fn new_key(key: &ApiKey) -> Markup {
             h2 #new-key-title { "Your new API key: " (key.purpose) }
             p { strong { "Copy it now." } " It is not stored and will not be shown again." }
             div.config-key-copy {
-                label.config-sr for="new-api-key" { "API key" }
+                label.sr-only for="new-api-key" { "API key" }
                 input #new-api-key type="text" readonly value=(secret) spellcheck="false" autocomplete="off";
                 button #copy-api-key.primary type="button" data-copy="new-api-key" hidden { "Copy" }
             }
@@ -371,7 +359,7 @@ fn keys_table(keys: &[ApiKey], csrf: &str, now: Timestamp) -> Markup {
                         th scope="col" { "Key id" }
                         th scope="col" { "Created" }
                         th scope="col" { "Expires" }
-                        th scope="col" { span.config-sr { "Actions" } }
+                        th scope="col" { span.sr-only { "Actions" } }
                     }
                 }
                 tbody {

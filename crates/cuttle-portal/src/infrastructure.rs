@@ -24,13 +24,9 @@ use crate::forms::CsrfOnly;
 use crate::layout::{self, Icon, Nav};
 use crate::session::Viewer;
 use crate::AppState;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use cuttle_model::machine::HealthStatus;
-use cuttle_model::space::DEFAULT_SPACE_ID;
-use cuttle_store::DocumentQuery;
 use maud::{html, Markup};
 
 pub fn routes() -> Router<AppState> {
@@ -149,13 +145,8 @@ fn head(tab: Tab, title: &str, lead: &str, actions: Markup) -> Markup {
 
 /// The tabs across the infrastructure pages, `tab` marked as current.
 fn tabs(tab: Tab) -> Markup {
-    html! {
-        nav.tabs aria-label="Infrastructure" {
-            @for t in Tab::ALL {
-                a href=(t.href()) aria-current=[(t == tab).then_some("page")] { (t.label()) }
-            }
-        }
-    }
+    let items = Tab::ALL.map(|t| (t.label(), t.href()));
+    layout::tabs("Infrastructure", &items, tab.href())
 }
 
 fn page(viewer: &Viewer, title: &str, body: Markup) -> Markup {
@@ -167,17 +158,12 @@ fn page(viewer: &Viewer, title: &str, body: Markup) -> Markup {
     )
 }
 
-/// A re-rendered form: its page, with the status the mistake deserves.
-fn with_status(status: StatusCode, markup: Markup) -> Response {
-    (status, markup).into_response()
-}
-
-/// Everything of a kind in the default space.
-fn whole_space() -> DocumentQuery {
-    DocumentQuery {
-        space_id: Some(DEFAULT_SPACE_ID.into()),
-        ..Default::default()
-    }
+/// Which field a service message is about: the name, or the form as a whole.
+fn name_field(message: &str) -> Option<&'static str> {
+    message
+        .to_ascii_lowercase()
+        .contains("name")
+        .then_some("Name")
 }
 
 /// A health status as a badge: icon and words, never colour alone.

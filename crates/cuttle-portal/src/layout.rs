@@ -94,28 +94,22 @@ pub enum ProjectTab {
 /// The head of every project page: where it sits, its name, its tabs.
 /// `extra` is the page's own breadcrumb beyond the project (or empty).
 pub fn project_head(project: &Project, tab: ProjectTab, extra: Markup) -> Markup {
-    let tabs = [
-        (
-            ProjectTab::Overview,
-            "Overview",
-            format!("/projects/{}", project.id),
-        ),
-        (
-            ProjectTab::Process,
-            "Process",
-            format!("/projects/{}/process", project.id),
-        ),
+    let base = format!("/projects/{}", project.id);
+    let hrefs = [
+        (ProjectTab::Overview, "Overview", base.clone()),
+        (ProjectTab::Process, "Process", format!("{base}/process")),
         (
             ProjectTab::Variables,
             "Variables",
-            format!("/projects/{}/variables", project.id),
+            format!("{base}/variables"),
         ),
-        (
-            ProjectTab::Releases,
-            "Releases",
-            format!("/projects/{}/releases", project.id),
-        ),
+        (ProjectTab::Releases, "Releases", format!("{base}/releases")),
     ];
+    let items: Vec<(&str, &str)> = hrefs.iter().map(|(_, l, h)| (*l, h.as_str())).collect();
+    let current = hrefs
+        .iter()
+        .find(|(t, _, _)| *t == tab)
+        .map_or("", |(_, _, h)| h.as_str());
     html! {
         div.page-head.project-head {
             p.crumbs { a href="/projects" { "Projects" } " / " (project.name) (extra) }
@@ -123,10 +117,18 @@ pub fn project_head(project: &Project, tab: ProjectTab, extra: Markup) -> Markup
                 h1 { (project.name) }
                 @if project.is_disabled { span.tag { "disabled" } }
             }
-            nav.tabs aria-label="Project" {
-                @for (t, label, href) in &tabs {
-                    a href=(href) aria-current=[(*t == tab).then_some("page")] { (label) }
-                }
+            (tabs("Project", &items, current))
+        }
+    }
+}
+
+/// Tabs across a section's pages, `(label, href)` each; the one whose href
+/// is `current` is marked as the page shown.
+pub fn tabs(section: &str, items: &[(&str, &str)], current: &str) -> Markup {
+    html! {
+        nav.tabs aria-label=(section) {
+            @for (label, href) in items {
+                a href=(href) aria-current=[(*href == current).then_some("page")] { (label) }
             }
         }
     }

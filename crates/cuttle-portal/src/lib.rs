@@ -49,6 +49,11 @@ use std::sync::Arc;
 
 pub type AppState = Arc<Instance>;
 
+/// Every document of a kind in the space the portal shows.
+pub(crate) fn default_space() -> cuttle_store::DocumentQuery {
+    cuttle_store::DocumentQuery::in_space(cuttle_model::space::DEFAULT_SPACE_ID)
+}
+
 /// The portal's routes. None starts with `/api`, so they merge into the
 /// API's router without overlap.
 pub fn router() -> Router<AppState> {

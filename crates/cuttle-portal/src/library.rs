@@ -25,12 +25,18 @@ use cuttle_model::space::DEFAULT_SPACE_ID;
 use cuttle_model::{Project, Release, Timestamp};
 use cuttle_service::packages::{self, OverwriteMode, PackageFilters, Upload};
 use cuttle_service::{Instance, ServiceError};
+use cuttle_store::DocumentQuery;
 use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::HashMap;
 
 const LIBRARY: &str = "/library";
 const UPLOAD: &str = "/library/packages/upload";
+/// The library's sections; its variable sets are edited in `variables`.
+pub(crate) const TABS: [(&str, &str); 2] = [
+    ("Packages", LIBRARY),
+    ("Library variable sets", "/library/variable-sets"),
+];
 /// A CSRF token is a few dozen characters; a longer field is not one.
 const MAX_TOKEN_LEN: usize = 256;
 
@@ -141,10 +147,7 @@ async fn library_view(
     let body = html! {
         div.page-head {
             h1 { "Library" }
-            nav.tabs aria-label="Library" {
-                a href=(LIBRARY) aria-current="page" { "Packages" }
-                a href="/library/variable-sets" { "Library variable sets" }
-            }
+            (layout::tabs("Library", &TABS, LIBRARY))
         }
         div.library-grid {
             section aria-labelledby="packages-title" {
@@ -467,26 +470,43 @@ async fn versions_of(inst: &Instance, package_id: &str) -> Result<Vec<VersionRow
         ..Default::default()
     };
     let versions = packages::list_packages(&inst.store, DEFAULT_SPACE_ID, &filters, vec![]).await?;
-    let mut project_names: HashMap<String, String> = HashMap::new();
     let using = packages::releases_using_each(&inst.store, &versions).await?;
-    let mut rows = Vec::with_capacity(versions.len());
-    for (package, releases) in versions.into_iter().zip(using) {
-        let mut used_by = vec![];
-        for release in releases {
-            let name = match project_names.get(&release.project_id) {
-                Some(n) => n.clone(),
-                None => {
-                    let project = inst.store.get::<Project>(&release.project_id).await?;
-                    let n = project.map_or_else(|| release.project_id.clone(), |p| p.name);
-                    project_names.insert(release.project_id.clone(), n.clone());
-                    n
-                }
-            };
-            used_by.push((release, name));
-        }
-        rows.push(VersionRow { package, used_by });
-    }
+    let names = project_names(inst, using.iter().flatten()).await?;
+    let rows = versions
+        .into_iter()
+        .zip(using)
+        .map(|(package, releases)| {
+            let used_by = releases
+                .into_iter()
+                .map(|r| {
+                    let name = names.get(&r.project_id).unwrap_or(&r.project_id).clone();
+                    (r, name)
+                })
+                .collect();
+            VersionRow { package, used_by }
+        })
+        .collect();
     Ok(rows)
+}
+
+/// The names of the releases' projects, read at once, by project id.
+async fn project_names(
+    inst: &Instance,
+    releases: impl Iterator<Item = &Release>,
+) -> Result<HashMap<String, String>, PortalError> {
+    let mut ids: Vec<String> = releases.map(|r| r.project_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    // No ids would mean no filter: every project.
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let q = DocumentQuery {
+        ids,
+        ..Default::default()
+    };
+    let projects = inst.store.list::<Project>(&q).await?.items;
+    Ok(projects.into_iter().map(|p| (p.id, p.name)).collect())
 }
 
 async fn package_view(
@@ -511,7 +531,7 @@ async fn package_view(
                         th scope="col" { "Published" }
                         th scope="col" { "SHA-256" }
                         th scope="col" { "Used by" }
-                        th scope="col" { span.library-sr { "Actions" } }
+                        th scope="col" { span.sr-only { "Actions" } }
                     }
                 }
                 tbody {

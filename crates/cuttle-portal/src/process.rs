@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use cuttle_model::interruption::MANUAL_ACTION_TYPE;
+use cuttle_model::process::PACKAGE_ACTION_TYPE;
 use cuttle_model::process::{PROP_CONDITION_EXPRESSION, PROP_RUN_ON_SERVER, SCRIPT_ACTION_TYPE};
 use cuttle_model::space::DEFAULT_SPACE_ID;
 use cuttle_model::{Action, DeploymentProcess, Project, Step};
@@ -26,8 +27,6 @@ use cuttle_service::projects::{self, ProcessUpdate};
 use cuttle_service::{Instance, ServiceError};
 use maud::{html, Markup};
 use serde::Deserialize;
-
-pub const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -11,7 +11,6 @@ use crate::layout::{self, Nav, ProjectTab};
 use crate::session::{FragmentViewer, Viewer};
 use crate::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -20,7 +19,6 @@ use cuttle_model::{Environment, Lifecycle, Project, ProjectGroup, Timestamp};
 use cuttle_service::dashboard::{self as board, ProjectOverview};
 use cuttle_service::resources::list;
 use cuttle_service::Instance;
-use cuttle_store::DocumentQuery;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -34,13 +32,6 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/board", get(board_fragment))
         .merge(releases::routes())
         .merge(deploy::routes())
-}
-
-fn space() -> DocumentQuery {
-    DocumentQuery {
-        space_id: Some(DEFAULT_SPACE_ID.into()),
-        ..Default::default()
-    }
 }
 
 /// A project by the id in the URL (its slug or name also find it).
@@ -58,13 +49,20 @@ struct Catalogue {
 
 async fn catalogue(inst: &Instance) -> Result<Catalogue, PortalError> {
     let store = &inst.store;
-    let mut projects = list::<Project>(store, &space()).await?.items;
+    let mut projects = list::<Project>(store, &crate::default_space()).await?.items;
     projects.sort_by_key(|p| p.name.to_lowercase());
     Ok(Catalogue {
-        groups: list::<ProjectGroup>(store, &space()).await?.items,
-        lifecycles: list::<Lifecycle>(store, &space()).await?.items,
+        groups: list::<ProjectGroup>(store, &crate::default_space())
+            .await?
+            .items,
+        lifecycles: list::<Lifecycle>(store, &crate::default_space())
+            .await?
+            .items,
         projects,
-        environments: list::<Environment>(store, &space()).await?.items.len(),
+        environments: list::<Environment>(store, &crate::default_space())
+            .await?
+            .items
+            .len(),
     })
 }
 
@@ -386,9 +384,4 @@ fn release_board(o: &ProjectOverview, now: Timestamp) -> Markup {
 /// Where a service error that is not about the form sends the person back.
 pub(crate) fn failed(e: impl Into<PortalError>, back: &str) -> Response {
     e.into().page(Some(back))
-}
-
-/// A form re-rendered with its problems, with the status they call for.
-pub(crate) fn with_status(status: StatusCode, page: Markup) -> Response {
-    (status, page).into_response()
 }

@@ -8,7 +8,7 @@
 mod grid;
 
 use crate::error::PortalError;
-use crate::forms::{self, Problems};
+use crate::forms::{self, CsrfOnly, Problems};
 use crate::layout::{self, Nav, ProjectTab};
 use crate::session::Viewer;
 use crate::AppState;
@@ -116,7 +116,7 @@ impl Owner {
 enum Outcome {
     Loaded,
     Saved,
-    /// The service refused the rows; its messages, those on no row first.
+    /// The service refused the rows; all its messages.
     Invalid(Vec<String>),
     /// Someone saved since the page was loaded.
     Conflict(String),
@@ -200,12 +200,25 @@ async fn included_sets(inst: &Instance, owner: &Owner) -> Result<Markup, PortalE
     let Owner::Project(p) = owner else {
         return Ok(html! {});
     };
-    let mut sets = vec![];
-    for id in &p.included_library_variable_set_ids {
-        if let Ok(l) = get_in_space::<LibraryVariableSet>(&inst.store, DEFAULT_SPACE_ID, id).await {
-            sets.push(l);
+    let ids = &p.included_library_variable_set_ids;
+    // No ids would mean no filter: every set.
+    let found = match ids.is_empty() {
+        true => vec![],
+        false => {
+            let q = DocumentQuery {
+                ids: ids.clone(),
+                ..crate::default_space()
+            };
+            resources::list::<LibraryVariableSet>(&inst.store, &q)
+                .await?
+                .items
         }
-    }
+    };
+    // In the order the project includes them; one since deleted is left out.
+    let sets: Vec<&LibraryVariableSet> = ids
+        .iter()
+        .filter_map(|id| found.iter().find(|l| &l.id == id))
+        .collect();
     Ok(html! {
         section.panel.included aria-labelledby="included-title" {
             h2 #included-title { "Included library variable sets" }
@@ -214,7 +227,7 @@ async fn included_sets(inst: &Instance, owner: &Owner) -> Result<Markup, PortalE
             } @else {
                 p.muted { "Their variables apply too; at equal scope, the project's own win." }
                 ul {
-                    @for l in &sets {
+                    @for l in sets {
                         li { a href=(format!("/library/variable-sets/{}", l.id)) { (l.name) } }
                     }
                 }
@@ -358,6 +371,33 @@ fn or_page(result: Result<Response, PortalError>, back: &str) -> Response {
     result.unwrap_or_else(|e| e.page(Some(back)))
 }
 
+/// The editor on `owner`'s stored set, once `owner` is found.
+async fn stored_page(
+    inst: &Instance,
+    viewer: &Viewer,
+    owner: Result<Owner, PortalError>,
+    shown: Shown,
+    back: &str,
+) -> Response {
+    let done = async {
+        let owner = owner?;
+        show(inst, viewer, &owner, shown.outcome(), None, StatusCode::OK).await
+    };
+    or_page(done.await, back)
+}
+
+/// A posted grid for `owner`'s set, once `owner` is found.
+async fn posted_grid(
+    inst: &Instance,
+    viewer: &Viewer,
+    owner: Result<Owner, PortalError>,
+    fields: Vec<(String, String)>,
+    back: &str,
+) -> Response {
+    let done = async { submit(inst, viewer, &owner?, fields).await };
+    or_page(done.await, back)
+}
+
 /// `GET /projects/{id}/variables`
 async fn project_page(
     State(inst): State<AppState>,
@@ -365,19 +405,8 @@ async fn project_page(
     Path(id): Path<String>,
     Query(shown): Query<Shown>,
 ) -> Response {
-    let done = async {
-        let owner = Owner::project(&inst, &id).await?;
-        show(
-            &inst,
-            &viewer,
-            &owner,
-            shown.outcome(),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    };
-    or_page(done.await, &format!("/projects/{id}"))
+    let owner = Owner::project(&inst, &id).await;
+    stored_page(&inst, &viewer, owner, shown, &format!("/projects/{id}")).await
 }
 
 /// `POST /projects/{id}/variables`
@@ -387,11 +416,9 @@ async fn project_save(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let done = async {
-        let owner = Owner::project(&inst, &id).await?;
-        submit(&inst, &viewer, &owner, fields).await
-    };
-    or_page(done.await, &format!("/projects/{id}/variables"))
+    let owner = Owner::project(&inst, &id).await;
+    let back = format!("/projects/{id}/variables");
+    posted_grid(&inst, &viewer, owner, fields, &back).await
 }
 
 /// `GET /library/variable-sets/{id}`
@@ -401,19 +428,8 @@ async fn library_page(
     Path(id): Path<String>,
     Query(shown): Query<Shown>,
 ) -> Response {
-    let done = async {
-        let owner = Owner::library(&inst, &id).await?;
-        show(
-            &inst,
-            &viewer,
-            &owner,
-            shown.outcome(),
-            None,
-            StatusCode::OK,
-        )
-        .await
-    };
-    or_page(done.await, "/library/variable-sets")
+    let owner = Owner::library(&inst, &id).await;
+    stored_page(&inst, &viewer, owner, shown, "/library/variable-sets").await
 }
 
 /// `POST /library/variable-sets/{id}`
@@ -423,11 +439,9 @@ async fn library_save(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let done = async {
-        let owner = Owner::library(&inst, &id).await?;
-        submit(&inst, &viewer, &owner, fields).await
-    };
-    or_page(done.await, &format!("/library/variable-sets/{id}"))
+    let owner = Owner::library(&inst, &id).await;
+    let back = format!("/library/variable-sets/{id}");
+    posted_grid(&inst, &viewer, owner, fields, &back).await
 }
 
 // The list of library variable sets, and creating one.
@@ -464,19 +478,15 @@ async fn list_page(
     typed: &SetForm,
     problems: &Problems,
 ) -> Result<Markup, PortalError> {
-    let q = DocumentQuery {
-        space_id: Some(DEFAULT_SPACE_ID.into()),
-        ..Default::default()
-    };
-    let sets = resources::list::<LibraryVariableSet>(&inst.store, &q)
+    let sets = resources::list::<LibraryVariableSet>(&inst.store, &crate::default_space())
         .await?
         .items;
     let body = html! {
         div.page-head {
-            p.crumbs { a href="/library" { "Library" } " / Variable sets" }
-            h1 { "Library variable sets" }
-            p.muted { "Variables that many projects share. A project includes a set to use its variables." }
+            h1 { "Library" }
+            (layout::tabs("Library", &crate::library::TABS, "/library/variable-sets"))
         }
+        p.muted { "Variables that many projects share. A project includes a set to use its variables." }
         div.variables {
             @if sets.is_empty() {
                 div.panel.empty { p { "No library variable sets yet." } }
@@ -558,11 +568,7 @@ async fn library_aside(
     l: &LibraryVariableSet,
     typed: Option<&Settings>,
 ) -> Result<Markup, PortalError> {
-    let q = DocumentQuery {
-        space_id: Some(DEFAULT_SPACE_ID.into()),
-        ..Default::default()
-    };
-    let users: Vec<Project> = resources::list::<Project>(&inst.store, &q)
+    let users: Vec<Project> = resources::list::<Project>(&inst.store, &crate::default_space())
         .await?
         .items
         .into_iter()
@@ -616,15 +622,14 @@ async fn library_settings(
     let back = format!("/library/variable-sets/{id}");
     let done = async {
         viewer.check_csrf(typed.csrf.as_deref())?;
-        let owner = Owner::library(&inst, &id).await?;
-        let Owner::Library(current) = &owner else {
-            return Err(PortalError::BadRequest("not a library set".into()));
-        };
+        let current =
+            get_in_space::<LibraryVariableSet>(&inst.store, DEFAULT_SPACE_ID, &id).await?;
         let changed = LibraryVariableSet {
             name: typed.name.clone(),
             description: typed.description.trim().to_owned(),
             ..current.clone()
         };
+        let owner = Owner::Library(current);
         let user = &viewer.session.user;
         match svc::update_library_variable_set(&inst.store, user, DEFAULT_SPACE_ID, &id, changed)
             .await
@@ -649,7 +654,7 @@ async fn library_settings(
             }
         }
     };
-    or_page(done.await, &format!("/library/variable-sets/{id}"))
+    or_page(done.await, &back)
 }
 
 /// `POST /library/variable-sets/{id}/delete`
@@ -657,10 +662,10 @@ async fn library_delete(
     State(inst): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(typed): Form<SetForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     let done = async {
-        viewer.check_csrf(typed.csrf.as_deref())?;
+        viewer.check_csrf(form.csrf.as_deref())?;
         let user = &viewer.session.user;
         svc::delete_library_variable_set(&inst.store, user, DEFAULT_SPACE_ID, &id).await?;
         Ok(Redirect::to("/library/variable-sets").into_response())

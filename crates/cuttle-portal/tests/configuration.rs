@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{on_both, Page, Server};
+use common::{on_both, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -28,17 +28,6 @@ async fn my_keys(s: &Server) -> Vec<Value> {
         .await;
     assert_eq!(status, StatusCode::OK, "{keys}");
     keys["Items"].as_array().unwrap().clone()
-}
-
-/// The text of the problem shown under the input `id`.
-fn error_under(page: &Page, id: &str) -> String {
-    let marker = format!(r#"id="{id}-error">"#);
-    let at = page
-        .body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no error under #{id} in:\n{}", page.body));
-    let rest = &page.body[at + marker.len()..];
-    rest[..rest.find("</p>").unwrap()].to_owned()
 }
 
 /// The one new API key on a page (`API-` and 32 letters and digits).
@@ -72,7 +61,12 @@ async fn users_are_listed_and_added() {
 
         let page = b.get("/configuration/users").await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        assert!(page.body.contains("Administrator"), "{}", page.body);
+        // In the list, not only in the header's signed-in name.
+        assert!(
+            page.body.contains("<td>Administrator</td>"),
+            "{}",
+            page.body
+        );
         for id in [
             "user-username",
             "user-display-name",
@@ -128,8 +122,14 @@ async fn users_are_listed_and_added() {
             )
             .await;
         assert_eq!(robot.status, StatusCode::SEE_OTHER, "{}", robot.body);
+        assert_eq!(usernames(&s).await, ["admin", "alice", "deployer"]);
+        // The row's kind, not the form's checkbox label.
         let page = b.get("/configuration/users").await;
-        assert!(page.body.contains("Service account"));
+        assert!(
+            page.body.contains("<td>Service account</td>"),
+            "{}",
+            page.body
+        );
     })
     .await;
 }
@@ -165,7 +165,7 @@ async fn bad_users_are_refused_beside_the_field() {
         let dup = add("ALICE", "another good one").await;
         assert_eq!(dup.status, StatusCode::BAD_REQUEST, "{}", dup.body);
         assert_eq!(
-            error_under(&dup, "user-username"),
+            dup.error_under("user-username"),
             "A user with the username 'ALICE' already exists"
         );
         // What was typed comes back, except the password.
@@ -175,15 +175,19 @@ async fn bad_users_are_refused_beside_the_field() {
 
         let empty = add("", "correct horse battery").await;
         assert_eq!(empty.status, StatusCode::BAD_REQUEST);
-        assert_eq!(error_under(&empty, "user-username"), "Username is required");
+        assert_eq!(empty.error_under("user-username"), "Username is required");
 
         let short = add("bob", "abc12").await;
         assert_eq!(short.status, StatusCode::BAD_REQUEST);
-        assert!(error_under(&short, "user-password").contains("at least 8 characters"));
+        assert!(short
+            .error_under("user-password")
+            .contains("at least 8 characters"));
 
         let weak = add("bob", "aaaaaaaaaaaa").await;
         assert_eq!(weak.status, StatusCode::BAD_REQUEST);
-        assert!(error_under(&weak, "user-password").contains("too easy to guess"));
+        assert!(weak
+            .error_under("user-password")
+            .contains("too easy to guess"));
 
         assert_eq!(usernames(&s).await, ["admin", "alice"]);
     })
@@ -268,7 +272,9 @@ async fn an_api_key_is_shown_once_works_and_is_revoked() {
             )
             .await;
         assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.body);
-        assert!(error_under(&empty, "api-key-purpose").contains("Purpose is required"));
+        assert!(empty
+            .error_under("api-key-purpose")
+            .contains("Purpose is required"));
         assert_eq!(key_on(&empty.body), None);
         assert_eq!(my_keys(&s).await.len(), before);
 

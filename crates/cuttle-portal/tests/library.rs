@@ -120,17 +120,6 @@ fn leftover_uploads(s: &Server) -> usize {
     std::fs::read_dir(tmp).map(|d| d.count()).unwrap_or(0)
 }
 
-/// The text of the problem shown under the input `id`.
-fn error_under(page: &Page, id: &str) -> String {
-    let marker = format!(r#"id="{id}-error">"#);
-    let at = page
-        .body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no error under #{id} in:\n{}", page.body));
-    let rest = &page.body[at + marker.len()..];
-    rest[..rest.find("</p>").unwrap()].to_owned()
-}
-
 #[tokio::test]
 async fn packages_are_uploaded_listed_and_deleted() {
     on_both("portal-library-upload", |s| async move {
@@ -262,32 +251,32 @@ async fn bad_uploads_are_refused_beside_the_file_input() {
             "{}",
             bad_name.body
         );
-        assert!(!error_under(&bad_name, "package-file").is_empty());
+        assert!(!bad_name.error_under("package-file").is_empty());
         assert!(bad_name.body.contains(r#"aria-invalid="true""#));
 
         // A format the feed does not take.
         let rar = refused("Acme.Web.1.0.0.rar", b"Rar!\x1a\x07\x00".to_vec()).await;
         assert_eq!(rar.status, StatusCode::BAD_REQUEST, "{}", rar.body);
-        assert!(!error_under(&rar, "package-file").is_empty());
+        assert!(!rar.error_under("package-file").is_empty());
 
         // A zip that is not one.
         let corrupt = refused("Acme.Web.1.0.0.zip", b"PK\x03\x04 not really".to_vec()).await;
         assert_eq!(corrupt.status, StatusCode::BAD_REQUEST, "{}", corrupt.body);
-        assert!(error_under(&corrupt, "package-file").contains("was refused"));
+        assert!(corrupt.error_under("package-file").contains("was refused"));
 
         // A name carrying markup is shown as text.
         let markup = refused("<img src=x onerror=alert(1)>.zip", package("x")).await;
         assert_eq!(markup.status, StatusCode::BAD_REQUEST, "{}", markup.body);
         assert!(!markup.body.contains("<img src=x"));
-        assert!(
-            error_under(&markup, "package-file").contains("&lt;img src=x onerror=alert(1)&gt;.zip")
-        );
+        assert!(markup
+            .error_under("package-file")
+            .contains("&lt;img src=x onerror=alert(1)&gt;.zip"));
 
         // No file chosen: browsers send an empty part without a name.
         let none = refused("", vec![]).await;
         assert_eq!(none.status, StatusCode::BAD_REQUEST, "{}", none.body);
         assert_eq!(
-            error_under(&none, "package-file"),
+            none.error_under("package-file"),
             "Choose a package file to upload"
         );
 
@@ -301,7 +290,7 @@ async fn bad_uploads_are_refused_beside_the_file_input() {
         let before = feed(&s).await;
         let again = refused("Acme.Web.2.0.0.zip", package("second, longer")).await;
         assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
-        let reason = error_under(&again, "package-file");
+        let reason = again.error_under("package-file");
         assert!(reason.contains("already exists"), "{reason}");
         assert!(
             reason.contains("Replace the version if it exists"),

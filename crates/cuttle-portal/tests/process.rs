@@ -550,9 +550,14 @@ async fn package_and_manual_steps_through_their_forms() {
             "Check the shop\nthen proceed"
         );
 
-        // The list says what each does and where.
+        // The list says what each does and where (the add-step buttons carry
+        // the same words, so look for them as the steps' facts).
         let list = b.get(&format!("/projects/{project}/process")).await;
-        for needle in ["Deploy a package", "Manual intervention", "#{NeedsSignOff}"] {
+        for needle in [
+            "<dd>Deploy a package</dd>",
+            "<dd>Manual intervention</dd>",
+            "#{NeedsSignOff}",
+        ] {
             assert!(list.body.contains(needle), "{needle}: {}", list.body);
         }
     })

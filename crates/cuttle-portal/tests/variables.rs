@@ -9,12 +9,17 @@ use common::{on_both, script_step, Browser, Page, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// The project's variable set as the API returns it.
-async fn variables(s: &Server, project: &str) -> Value {
+/// The id of the project's variable set.
+async fn set_id(s: &Server, project: &str) -> String {
     let (_, p) = s
         .api(Method::GET, &format!("/api/projects/{project}"), None)
         .await;
-    let set = p["VariableSetId"].as_str().unwrap().to_owned();
+    p["VariableSetId"].as_str().unwrap().to_owned()
+}
+
+/// The project's variable set as the API returns it.
+async fn variables(s: &Server, project: &str) -> Value {
+    let set = set_id(s, project).await;
     let (status, v) = s
         .api(Method::GET, &format!("/api/variables/{set}"), None)
         .await;
@@ -24,10 +29,7 @@ async fn variables(s: &Server, project: &str) -> Value {
 
 /// Saves a project's variables through the API, as another user would.
 async fn put_variables(s: &Server, project: &str, version: i64, vars: Value) {
-    let (_, p) = s
-        .api(Method::GET, &format!("/api/projects/{project}"), None)
-        .await;
-    let set = p["VariableSetId"].as_str().unwrap().to_owned();
+    let set = set_id(s, project).await;
     let (status, reply) = s
         .api(
             Method::PUT,

@@ -81,20 +81,19 @@ pub struct Dashboard {
     pub live: bool,
 }
 
-fn whole_space(space_id: &str) -> DocumentQuery {
-    DocumentQuery {
-        space_id: Some(space_id.to_owned()),
-        ..Default::default()
-    }
-}
-
 /// The dashboard of a space: its projects by group, against its
 /// environments, each cell the newest deployment there.
 pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
     let store = &inst.store;
-    let groups = store.list::<ProjectGroup>(&whole_space(space_id)).await?;
-    let projects = store.list::<Project>(&whole_space(space_id)).await?;
-    let environments = store.list::<Environment>(&whole_space(space_id)).await?;
+    let groups = store
+        .list::<ProjectGroup>(&DocumentQuery::in_space(space_id))
+        .await?;
+    let projects = store
+        .list::<Project>(&DocumentQuery::in_space(space_id))
+        .await?;
+    let environments = store
+        .list::<Environment>(&DocumentQuery::in_space(space_id))
+        .await?;
     let deployments = store.latest_deployments(space_id).await?;
 
     let task_ids: Vec<String> = deployments.iter().map(|d| d.task_id.clone()).collect();
@@ -114,7 +113,7 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
     } else {
         let q = DocumentQuery {
             ids: release_ids,
-            ..whole_space(space_id)
+            ..DocumentQuery::in_space(space_id)
         };
         let page = store.list::<Release>(&q).await?;
         page.items.into_iter().map(|r| (r.id.clone(), r)).collect()
@@ -226,7 +225,7 @@ pub async fn project_overview(
     let lifecycle: cuttle_model::Lifecycle =
         crate::resources::get_in_space(store, space_id, &project.lifecycle_id).await?;
     let all_environments = store
-        .list::<Environment>(&whole_space(space_id))
+        .list::<Environment>(&DocumentQuery::in_space(space_id))
         .await?
         .items;
     let mut environment_ids: Vec<String> = vec![];
@@ -244,7 +243,7 @@ pub async fn project_overview(
     let owned = DocumentQuery {
         parent_ids: vec![project.id.clone()],
         descending: true,
-        ..whole_space(space_id)
+        ..DocumentQuery::in_space(space_id)
     };
     let releases = store
         .list::<Release>(&DocumentQuery {
@@ -335,10 +334,13 @@ pub async fn task_list(inst: &Instance, space_id: &str, filter: &TaskFilter) -> 
         ..Default::default()
     };
     let (tasks, total) = store.list_tasks(&q).await?;
-    let mut projects = store.list::<Project>(&whole_space(space_id)).await?.items;
+    let mut projects = store
+        .list::<Project>(&DocumentQuery::in_space(space_id))
+        .await?
+        .items;
     projects.sort_by_key(|p| p.name.to_lowercase());
     let environment_names = store
-        .list::<Environment>(&whole_space(space_id))
+        .list::<Environment>(&DocumentQuery::in_space(space_id))
         .await?
         .items
         .into_iter()

@@ -33,20 +33,13 @@ macro_rules! one_default {
 one_default!(WorkerPool);
 one_default!(MachinePolicy);
 
-fn in_space(space_id: &str) -> DocumentQuery {
-    DocumentQuery {
-        space_id: Some(space_id.to_owned()),
-        ..Default::default()
-    }
-}
-
 /// The space's default, if it has one.
 pub(crate) async fn find_default<D: OneDefault>(
     store: &Store,
     space_id: &str,
 ) -> Result<Option<D>> {
     Ok(store
-        .list::<D>(&in_space(space_id))
+        .list::<D>(&DocumentQuery::in_space(space_id))
         .await?
         .items
         .into_iter()
@@ -59,7 +52,11 @@ async fn clear_other_defaults<D: OneDefault>(
     space_id: &str,
     keep: &str,
 ) -> Result<(), StoreError> {
-    for mut other in tx.list::<D>(&in_space(space_id)).await?.items {
+    for mut other in tx
+        .list::<D>(&DocumentQuery::in_space(space_id))
+        .await?
+        .items
+    {
         if other.is_default() && other.id() != keep {
             other.set_default(false);
             tx.update(&other).await?;
@@ -155,7 +152,10 @@ pub(crate) async fn seed<D: OneDefault>(
     name: &str,
     make: impl FnOnce() -> D,
 ) -> Result<(), StoreError> {
-    let existing = tx.list::<D>(&in_space(space_id)).await?.items;
+    let existing = tx
+        .list::<D>(&DocumentQuery::in_space(space_id))
+        .await?
+        .items;
     if existing.iter().any(|d| d.is_default()) {
         return Ok(());
     }

@@ -250,15 +250,18 @@ pub async fn prompted_variables(
     };
     Ok(variables
         .into_iter()
-        .filter(|v| v.prompt.is_some())
-        .filter(|v| {
-            v.scope.environment.is_empty()
-                || environment_ids.is_empty()
-                || environment_ids
-                    .iter()
-                    .any(|e| v.scope.environment.contains(e))
-        })
+        .filter(|v| v.prompt.is_some() && prompt_applies(v, environment_ids))
         .collect())
+}
+
+/// Whether a prompted variable is asked for when deploying to any of
+/// `environment_ids` (always when it is empty or the variable is unscoped).
+pub fn prompt_applies(variable: &cuttle_model::Variable, environment_ids: &[String]) -> bool {
+    variable.scope.environment.is_empty()
+        || environment_ids.is_empty()
+        || environment_ids
+            .iter()
+            .any(|e| variable.scope.environment.contains(e))
 }
 
 /// `POST /api/{space}/deployments/create/untenanted/v1`.
@@ -345,19 +348,8 @@ async fn prompted_values(
     environment: &Environment,
     given: BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>> {
-    let variables = match release.project_variable_set_snapshot_id.as_str() {
-        "" => vec![],
-        id => store
-            .get::<VariableSet>(id)
-            .await?
-            .map(|s| s.variables)
-            .unwrap_or_default(),
-    };
-    let prompted: Vec<_> = variables
-        .iter()
-        .filter(|v| v.prompt.is_some())
-        .filter(|v| v.scope.environment.is_empty() || v.scope.environment.contains(&environment.id))
-        .collect();
+    let prompted =
+        prompted_variables(store, release, std::slice::from_ref(&environment.id)).await?;
     let mut errors = vec![];
     for k in given.keys() {
         if !prompted
@@ -411,5 +403,23 @@ async fn prompted_values(
         Ok(out)
     } else {
         Err(ServiceError::invalid(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prompt_applies;
+    use cuttle_model::Variable;
+
+    #[test]
+    fn a_prompt_applies_where_it_is_scoped() {
+        let mut v = Variable::default();
+        let (dev, prod) = ("Environments-1".to_owned(), "Environments-2".to_owned());
+        assert!(prompt_applies(&v, std::slice::from_ref(&prod)));
+        v.scope.environment = vec![dev.clone()];
+        assert!(prompt_applies(&v, std::slice::from_ref(&dev)));
+        assert!(!prompt_applies(&v, std::slice::from_ref(&prod)));
+        assert!(prompt_applies(&v, &[prod, dev]));
+        assert!(prompt_applies(&v, &[]));
     }
 }

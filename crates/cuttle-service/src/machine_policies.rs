@@ -66,10 +66,7 @@ pub async fn delete_machine_policy(
 ) -> Result<()> {
     let p: MachinePolicy = get_in_space(store, space_id, id).await?;
     default_choice::ensure_not_default(&p)?;
-    let q = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let q = DocumentQuery::in_space(space_id);
     let mut users: Vec<String> = store
         .list::<Machine>(&q)
         .await?

@@ -192,10 +192,7 @@ pub async fn find_project(store: &Store, space_id: &str, id_or_name: &str) -> Re
     {
         return Ok(p);
     }
-    let q = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let q = DocumentQuery::in_space(space_id);
     store
         .list::<Project>(&q)
         .await?
@@ -332,8 +329,9 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
 /// process refuses such a step (the engine would only fail it at
 /// deployment); editors call this to say so beside the field.
 pub fn step_content_problems(step: &Step) -> Vec<String> {
-    use cuttle_model::process::{PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, SCRIPT_ACTION_TYPE};
-    const PACKAGE_ACTION_TYPE: &str = "Octopus.TentaclePackage";
+    use cuttle_model::process::{
+        PACKAGE_ACTION_TYPE, PROP_SCRIPT_BODY, PROP_SCRIPT_SOURCE, SCRIPT_ACTION_TYPE,
+    };
     let Some(action) = step.actions.first() else {
         return vec![];
     };

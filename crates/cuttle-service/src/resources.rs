@@ -127,10 +127,7 @@ async fn ensure_unused_by_projects(
     name: &str,
     uses: impl Fn(&Project) -> bool,
 ) -> Result<()> {
-    let q = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let q = DocumentQuery::in_space(space_id);
     let users: Vec<String> = store
         .list::<Project>(&q)
         .await?
@@ -221,10 +218,7 @@ pub async fn create_environment(
     env.name = env.name.trim().to_owned();
     env.slug = slugify(&env.name);
     if env.sort_order == 0 {
-        let q = DocumentQuery {
-            space_id: Some(space_id.into()),
-            ..Default::default()
-        };
+        let q = DocumentQuery::in_space(space_id);
         let existing = tx.list::<Environment>(&q).await?;
         env.sort_order = existing
             .items
@@ -278,10 +272,7 @@ pub async fn delete_environment(
         environment_ids: Some(env.id.clone()),
         ..Default::default()
     };
-    let q = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let q = DocumentQuery::in_space(space_id);
     let machines = crate::machines::list_machines(store, q, &filters).await?;
     if !machines.is_empty() {
         let names: Vec<String> = machines.into_iter().map(|m| m.name).collect();
@@ -292,14 +283,7 @@ pub async fn delete_environment(
         )));
     }
     // A lifecycle phase naming a missing environment could never complete.
-    let lifecycles = list::<Lifecycle>(
-        store,
-        &DocumentQuery {
-            space_id: Some(space_id.into()),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let lifecycles = list::<Lifecycle>(store, &DocumentQuery::in_space(space_id)).await?;
     let naming: Vec<String> = lifecycles
         .items
         .into_iter()

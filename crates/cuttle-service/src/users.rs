@@ -135,7 +135,7 @@ fn looks_like_email(email: &str) -> bool {
 
 /// Why a password will not do, if it will not: too short, too long, the
 /// username itself, or too few different characters to be hard to guess.
-pub fn password_problem(password: &str, username: &str) -> Option<String> {
+fn password_problem(password: &str, username: &str) -> Option<String> {
     let len = password.chars().count();
     if len == 0 {
         return Some("Password is required for a user who signs in".into());

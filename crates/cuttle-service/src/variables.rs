@@ -121,10 +121,7 @@ async fn scope_values(
     owner: &Owner,
     set: &VariableSet,
 ) -> Result<ScopeValues> {
-    let in_space = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let in_space = DocumentQuery::in_space(space_id);
     let item = |id: &str, name: &str| ReferenceItem {
         id: id.into(),
         name: name.into(),
@@ -277,10 +274,7 @@ async fn check_variables(
     owner: &Owner,
     variables: &mut [Variable],
 ) -> Result<()> {
-    let in_space = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let in_space = DocumentQuery::in_space(space_id);
     let environments = store.list::<Environment>(&in_space).await?.items;
     let machines: Vec<(String, String)> = store
         .list::<Machine>(&in_space)
@@ -487,10 +481,7 @@ pub async fn delete_library_variable_set(
     id: &str,
 ) -> Result<()> {
     let set: LibraryVariableSet = get_in_space(store, space_id, id).await?;
-    let in_space = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let in_space = DocumentQuery::in_space(space_id);
     let users: Vec<String> = store
         .list::<Project>(&in_space)
         .await?

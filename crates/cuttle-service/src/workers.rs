@@ -173,10 +173,7 @@ pub async fn create_worker_pool(
     validate_pool(&mut p)?;
     p.space_id = space_id.into();
     if p.sort_order == 0 {
-        let q = DocumentQuery {
-            space_id: Some(space_id.into()),
-            ..Default::default()
-        };
+        let q = DocumentQuery::in_space(space_id);
         let pools = store.list::<WorkerPool>(&q).await?.items;
         p.sort_order = pools.iter().map(|x| x.sort_order).max().unwrap_or(0) + 1;
     }
@@ -199,10 +196,7 @@ pub async fn update_worker_pool(
 
 /// The workers in a pool, in creation order.
 pub async fn pool_workers(store: &Store, space_id: &str, pool_id: &str) -> Result<Vec<Worker>> {
-    let q = DocumentQuery {
-        space_id: Some(space_id.into()),
-        ..Default::default()
-    };
+    let q = DocumentQuery::in_space(space_id);
     Ok(store
         .list::<Worker>(&q)
         .await?

@@ -271,6 +271,16 @@ pub struct DocumentQuery {
     pub descending: bool,
 }
 
+impl DocumentQuery {
+    /// Every document of a kind in one space.
+    pub fn in_space(space_id: &str) -> Self {
+        DocumentQuery {
+            space_id: Some(space_id.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -6,7 +6,7 @@
 //! the page: the commands carry a placeholder and point to where keys are
 //! made.
 
-use super::{head, health_badge, page, shell_word, whole_space, CsrfOnly, Tab};
+use super::{head, health_badge, page, shell_word, CsrfOnly, Tab};
 use crate::error::PortalError;
 use crate::forms;
 use crate::layout;
@@ -49,12 +49,16 @@ pub async fn targets(
     parts: Parts,
     Query(q): Query<CommandQuery>,
 ) -> Result<Markup, PortalError> {
-    let machines =
-        machines::list_machines(&inst.store, whole_space(), &MachineFilters::default()).await?;
-    let mut environments = resources::list::<Environment>(&inst.store, &whole_space())
+    let machines = machines::list_machines(
+        &inst.store,
+        crate::default_space(),
+        &MachineFilters::default(),
+    )
+    .await?;
+    // In their order: the store lists them by it.
+    let environments = resources::list::<Environment>(&inst.store, &crate::default_space())
         .await?
         .items;
-    environments.sort_by_key(|e| (e.sort_order, e.id.clone()));
     let env_names: HashMap<&str, &str> = environments
         .iter()
         .map(|e| (e.id.as_str(), e.name.as_str()))
@@ -90,7 +94,7 @@ pub async fn targets(
                             th scope="col" { "Communication" }
                             th scope="col" { "Agent" }
                             th scope="col" { "Last seen" }
-                            th scope="col" { span.infra-hidden { "Actions" } }
+                            th scope="col" { span.sr-only { "Actions" } }
                         }
                     }
                     tbody {
@@ -129,9 +133,13 @@ pub async fn workers(
     parts: Parts,
     Query(q): Query<CommandQuery>,
 ) -> Result<Markup, PortalError> {
-    let workers =
-        workers::list_workers(&inst.store, whole_space(), &MachineFilters::default()).await?;
-    let mut pools = resources::list::<WorkerPool>(&inst.store, &whole_space())
+    let workers = workers::list_workers(
+        &inst.store,
+        crate::default_space(),
+        &MachineFilters::default(),
+    )
+    .await?;
+    let mut pools = resources::list::<WorkerPool>(&inst.store, &crate::default_space())
         .await?
         .items;
     pools.sort_by_key(|p| (!p.is_default, p.sort_order, p.id.clone()));
@@ -169,7 +177,7 @@ pub async fn workers(
                             th scope="col" { "Communication" }
                             th scope="col" { "Agent" }
                             th scope="col" { "Last seen" }
-                            th scope="col" { span.infra-hidden { "Actions" } }
+                            th scope="col" { span.sr-only { "Actions" } }
                         }
                     }
                     tbody {
@@ -244,7 +252,7 @@ fn check_one(viewer: &Viewer, action: &str, name: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
             (forms::csrf(viewer.csrf()))
-            button.small type="submit" { "Check health" span.infra-hidden { " of " (name) } }
+            button.small type="submit" { "Check health" span.sr-only { " of " (name) } }
         }
     }
 }
@@ -285,10 +293,13 @@ pub async fn check_all(
     viewer: Viewer,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    let ids = match machines::list_machines(&inst.store, whole_space(), &Default::default()).await {
-        Ok(all) => all.into_iter().map(|m| m.id).collect(),
-        Err(e) => return PortalError::from(e).page(Some(TARGETS)),
-    };
+    let ids =
+        match machines::list_machines(&inst.store, crate::default_space(), &Default::default())
+            .await
+        {
+            Ok(all) => all.into_iter().map(|m| m.id).collect(),
+            Err(e) => return PortalError::from(e).page(Some(TARGETS)),
+        };
     queue(&inst, &viewer, f.csrf.as_deref(), ids, vec![], TARGETS).await
 }
 
@@ -298,7 +309,9 @@ pub async fn check_workers(
     viewer: Viewer,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    let ids = match workers::list_workers(&inst.store, whole_space(), &Default::default()).await {
+    let ids = match workers::list_workers(&inst.store, crate::default_space(), &Default::default())
+        .await
+    {
         Ok(all) => all.into_iter().map(|w| w.id).collect(),
         Err(e) => return PortalError::from(e).page(Some(WORKERS)),
     };
@@ -402,7 +415,7 @@ fn command_blocks(inst: &Instance, server: &str, what: &[(&str, &str)], prefix: 
                 div.command {
                     div.command-head {
                         h3 #(format!("{id}-title")) { (label) }
-                        button.small.copy type="button" data-copy=(id) hidden { "Copy" span.infra-hidden { " the " (label.to_ascii_lowercase()) " commands" } }
+                        button.small.copy type="button" data-copy=(id) hidden { "Copy" span.sr-only { " the " (label.to_ascii_lowercase()) " commands" } }
                     }
                     p.muted { (hint) }
                     @if matches!(mode, Mode::Polling) && !polling_on {

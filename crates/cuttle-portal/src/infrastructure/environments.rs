@@ -5,7 +5,7 @@
 //! above the list. An environment's own page changes its name, description
 //! and guided-failure default, and lists the targets in it.
 
-use super::{head, health_badge, page, tabs, whole_space, with_status, CsrfOnly, Tab};
+use super::{head, health_badge, name_field, page, tabs, CsrfOnly, Tab};
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
 use crate::session::Viewer;
@@ -41,13 +41,23 @@ struct Listing {
     targets: HashMap<String, usize>,
 }
 
+/// The environments in their order (the store lists them by it).
+async fn in_order(inst: &Instance) -> Result<Vec<Environment>, PortalError> {
+    Ok(
+        svc::list::<Environment>(&inst.store, &crate::default_space())
+            .await?
+            .items,
+    )
+}
+
 async fn load(inst: &Instance) -> Result<Listing, PortalError> {
-    let mut environments = svc::list::<Environment>(&inst.store, &whole_space())
-        .await?
-        .items;
-    environments.sort_by_key(|e| (e.sort_order, e.id.clone()));
-    let machines =
-        machines::list_machines(&inst.store, whole_space(), &MachineFilters::default()).await?;
+    let environments = in_order(inst).await?;
+    let machines = machines::list_machines(
+        &inst.store,
+        crate::default_space(),
+        &MachineFilters::default(),
+    )
+    .await?;
     let mut targets = HashMap::new();
     for id in machines.iter().flat_map(|m| &m.environment_ids) {
         *targets.entry(id.clone()).or_insert(0) += 1;
@@ -76,38 +86,24 @@ pub async fn create(
     viewer: Viewer,
     Form(f): Form<NewEnvironment>,
 ) -> Response {
-    if let Err(e) = viewer.check_csrf(f.csrf.as_deref()) {
-        return e.page(Some(HERE));
-    }
-    let env = Environment {
-        name: f.name.clone(),
-        description: f.description.clone(),
-        ..Default::default()
+    let shown = async {
+        viewer.check_csrf(f.csrf.as_deref())?;
+        let env = Environment {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            ..Default::default()
+        };
+        let user = &viewer.session.user;
+        let Err(err) = svc::create_environment(&inst.store, user, DEFAULT_SPACE_ID, env).await
+        else {
+            return Ok(Redirect::to(HERE).into_response());
+        };
+        let (status, problems) = Problems::from_error(err, name_field)?;
+        let listing = load(&inst).await?;
+        let page = render(&viewer, &listing, &f, &problems, &Problems::none());
+        Ok::<_, PortalError>((status, page).into_response())
     };
-    let user = &viewer.session.user;
-    let err = match svc::create_environment(&inst.store, user, DEFAULT_SPACE_ID, env).await {
-        Ok(_) => return Redirect::to(HERE).into_response(),
-        Err(e) => e,
-    };
-    let (status, problems) = match Problems::from_error(err, name_field) {
-        Ok(p) => p,
-        Err(e) => return e.page(Some(HERE)),
-    };
-    match load(&inst).await {
-        Ok(listing) => with_status(
-            status,
-            render(&viewer, &listing, &f, &problems, &Problems::none()),
-        ),
-        Err(e) => e.page(Some(HERE)),
-    }
-}
-
-/// Which field a service message is about: the name, or the form as a whole.
-fn name_field(message: &str) -> Option<&'static str> {
-    message
-        .to_ascii_lowercase()
-        .contains("name")
-        .then_some("Name")
+    shown.await.unwrap_or_else(|e| e.page(Some(HERE)))
 }
 
 #[derive(Deserialize, Default)]
@@ -127,8 +123,7 @@ pub async fn move_one(
 ) -> Response {
     let done = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        let listing = load(&inst).await?;
-        let mut ids: Vec<String> = listing.environments.into_iter().map(|e| e.id).collect();
+        let mut ids: Vec<String> = in_order(&inst).await?.into_iter().map(|e| e.id).collect();
         let at = ids
             .iter()
             .position(|e| *e == id)
@@ -165,31 +160,20 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    if let Err(e) = viewer.check_csrf(f.csrf.as_deref()) {
-        return e.page(Some(HERE));
-    }
-    let user = &viewer.session.user;
-    let err = match svc::delete_environment(&inst.store, user, DEFAULT_SPACE_ID, &id).await {
-        Ok(()) => return Redirect::to(HERE).into_response(),
-        Err(e) => e,
+    let shown = async {
+        viewer.check_csrf(f.csrf.as_deref())?;
+        let user = &viewer.session.user;
+        let Err(err) = svc::delete_environment(&inst.store, user, DEFAULT_SPACE_ID, &id).await
+        else {
+            return Ok(Redirect::to(HERE).into_response());
+        };
+        let (status, refused) = Problems::from_error(err, |_| None)?;
+        let listing = load(&inst).await?;
+        let empty = NewEnvironment::default();
+        let page = render(&viewer, &listing, &empty, &Problems::none(), &refused);
+        Ok::<_, PortalError>((status, page).into_response())
     };
-    let (status, refused) = match Problems::from_error(err, |_| None) {
-        Ok(p) => p,
-        Err(e) => return e.page(Some(HERE)),
-    };
-    match load(&inst).await {
-        Ok(listing) => with_status(
-            status,
-            render(
-                &viewer,
-                &listing,
-                &NewEnvironment::default(),
-                &Problems::none(),
-                &refused,
-            ),
-        ),
-        Err(e) => e.page(Some(HERE)),
-    }
+    shown.await.unwrap_or_else(|e| e.page(Some(HERE)))
 }
 
 fn render(
@@ -206,7 +190,7 @@ fn render(
         (refused.summary())
         div.infra-split {
             section aria-labelledby="environments-title" {
-                h2.infra-hidden #environments-title { "Environments in order" }
+                h2.sr-only #environments-title { "Environments in order" }
                 (table(viewer, listing))
             }
             (create_form(viewer, form, problems))
@@ -231,7 +215,7 @@ fn table(viewer: &Viewer, listing: &Listing) -> Markup {
                             th scope="col" { "#" }
                             th scope="col" { "Name" }
                             th.count scope="col" { "Deployment targets" }
-                            th scope="col" { span.infra-hidden { "Actions" } }
+                            th scope="col" { span.sr-only { "Actions" } }
                         }
                     }
                     tbody {
@@ -261,9 +245,9 @@ fn row_actions(viewer: &Viewer, e: &Environment, first: bool, last: bool) -> Mar
         form.inline method="post" action=(move_to) {
             (forms::csrf(viewer.csrf()))
             button.small type="submit" name="direction" value="up" disabled[first]
-                { "Move up" span.infra-hidden { " " (e.name) } }
+                { "Move up" span.sr-only { " " (e.name) } }
             button.small type="submit" name="direction" value="down" disabled[last]
-                { "Move down" span.infra-hidden { " " (e.name) } }
+                { "Move down" span.sr-only { " " (e.name) } }
         }
         form.inline method="post" action=(format!("{HERE}/{}/delete", e.id)) {
             (forms::csrf(viewer.csrf()))
@@ -315,15 +299,13 @@ impl EditEnvironment {
     }
 }
 
-/// The environment and the deployment targets in it.
-async fn load_one(inst: &Instance, id: &str) -> Result<(Environment, Vec<Machine>), PortalError> {
-    let env: Environment = svc::get_in_space(&inst.store, DEFAULT_SPACE_ID, id).await?;
+/// The deployment targets in an environment.
+async fn targets_in(inst: &Instance, env: &Environment) -> Result<Vec<Machine>, PortalError> {
     let filters = MachineFilters {
         environment_ids: Some(env.id.clone()),
         ..Default::default()
     };
-    let targets = machines::list_machines(&inst.store, whole_space(), &filters).await?;
-    Ok((env, targets))
+    Ok(machines::list_machines(&inst.store, crate::default_space(), &filters).await?)
 }
 
 /// `GET /infrastructure/environments/{id}`
@@ -332,7 +314,8 @@ pub async fn detail(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Markup, PortalError> {
-    let (env, targets) = load_one(&inst, &id).await?;
+    let env: Environment = svc::get_in_space(&inst.store, DEFAULT_SPACE_ID, &id).await?;
+    let targets = targets_in(&inst, &env).await?;
     Ok(render_one(
         &viewer,
         &env,
@@ -350,33 +333,29 @@ pub async fn update(
     Path(id): Path<String>,
     Form(f): Form<EditEnvironment>,
 ) -> Response {
-    let here = format!("{HERE}/{id}");
-    let loaded = async {
+    let shown = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        load_one(&inst, &id).await
+        let env: Environment = svc::get_in_space(&inst.store, DEFAULT_SPACE_ID, &id).await?;
+        let changed = Environment {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            use_guided_failure: f.use_guided_failure.is_some(),
+            ..env.clone()
+        };
+        let user = &viewer.session.user;
+        let Err(err) =
+            svc::update_environment(&inst.store, user, DEFAULT_SPACE_ID, &id, changed).await
+        else {
+            return Ok(Redirect::to(HERE).into_response());
+        };
+        let (status, problems) = Problems::from_error(err, name_field)?;
+        let targets = targets_in(&inst, &env).await?;
+        let page = render_one(&viewer, &env, &targets, &f, &problems);
+        Ok::<_, PortalError>((status, page).into_response())
     };
-    let (env, targets) = match loaded.await {
-        Ok(found) => found,
-        Err(e) => return e.page(Some(&here)),
-    };
-    let changed = Environment {
-        name: f.name.clone(),
-        description: f.description.clone(),
-        use_guided_failure: f.use_guided_failure.is_some(),
-        ..env.clone()
-    };
-    let user = &viewer.session.user;
-    let err = match svc::update_environment(&inst.store, user, DEFAULT_SPACE_ID, &id, changed).await
-    {
-        Ok(_) => return Redirect::to(HERE).into_response(),
-        Err(e) => e,
-    };
-    match Problems::from_error(err, name_field) {
-        Ok((status, problems)) => {
-            with_status(status, render_one(&viewer, &env, &targets, &f, &problems))
-        }
-        Err(e) => e.page(Some(&here)),
-    }
+    shown
+        .await
+        .unwrap_or_else(|e| e.page(Some(&format!("{HERE}/{id}"))))
 }
 
 fn render_one(

@@ -1,7 +1,7 @@
 //! The infrastructure overview: how many of each thing there are, and how
 //! healthy the targets and workers are, each linking to its own page.
 
-use super::{head, health_badge_counted, page, whole_space, Tab};
+use super::{head, health_badge_counted, page, Tab};
 use crate::error::PortalError;
 use crate::session::Viewer;
 use crate::AppState;
@@ -10,6 +10,7 @@ use cuttle_model::machine::HealthStatus;
 use cuttle_model::{Environment, MachinePolicy, WorkerPool};
 use cuttle_service::machines::{self, MachineFilters};
 use cuttle_service::{resources, workers};
+use cuttle_store::{Document, DocumentQuery, Store};
 use maud::{html, Markup};
 
 /// The health statuses in the order they are worth a look: worst first.
@@ -30,21 +31,30 @@ fn by_health(statuses: impl Iterator<Item = HealthStatus> + Clone) -> Vec<(Healt
         .collect()
 }
 
+/// How many of a kind the space has: counted by the store, none read.
+async fn count<D: Document>(store: &Store) -> Result<usize, PortalError> {
+    let q = DocumentQuery {
+        take: Some(0),
+        ..crate::default_space()
+    };
+    let total = resources::list::<D>(store, &q).await?.total;
+    Ok(usize::try_from(total).unwrap_or_default())
+}
+
 /// `GET /infrastructure`
 pub async fn page_handler(
     State(inst): State<AppState>,
     viewer: Viewer,
 ) -> Result<Markup, PortalError> {
     let store = &inst.store;
-    let environments = resources::list::<Environment>(store, &whole_space()).await?;
-    let pools = resources::list::<WorkerPool>(store, &whole_space()).await?;
-    let policies = resources::list::<MachinePolicy>(store, &whole_space()).await?;
-    let targets = machines::list_machines(store, whole_space(), &MachineFilters::default()).await?;
-    let workers = workers::list_workers(store, whole_space(), &MachineFilters::default()).await?;
+    let targets =
+        machines::list_machines(store, crate::default_space(), &MachineFilters::default()).await?;
+    let workers =
+        workers::list_workers(store, crate::default_space(), &MachineFilters::default()).await?;
     let cards = [
         card(
             Tab::Environments,
-            environments.items.len(),
+            count::<Environment>(store).await?,
             "environment",
             vec![],
         ),
@@ -60,10 +70,15 @@ pub async fn page_handler(
             "worker",
             by_health(workers.iter().map(|w| w.health_status)),
         ),
-        card(Tab::Pools, pools.items.len(), "worker pool", vec![]),
+        card(
+            Tab::Pools,
+            count::<WorkerPool>(store).await?,
+            "worker pool",
+            vec![],
+        ),
         card(
             Tab::Policies,
-            policies.items.len(),
+            count::<MachinePolicy>(store).await?,
             "machine policy",
             vec![],
         ),

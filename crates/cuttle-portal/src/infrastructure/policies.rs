@@ -3,12 +3,13 @@
 //! connection timeouts and retries, whether machines may be offline).
 //! The rest of the policy is kept as it is; the service checks it all.
 
-use super::{head, page, tabs, whole_space, with_status, Tab};
+use super::{head, name_field, page, tabs, Tab};
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
 use crate::session::Viewer;
 use crate::AppState;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use cuttle_model::machine_policy::{
@@ -36,13 +37,13 @@ fn span(text: &str) -> String {
 /// How many deployment targets and workers each policy governs, by id.
 async fn users(inst: &Instance) -> Result<HashMap<String, (usize, usize)>, PortalError> {
     let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
-    for m in resources::list::<Machine>(&inst.store, &whole_space())
+    for m in resources::list::<Machine>(&inst.store, &crate::default_space())
         .await?
         .items
     {
         counts.entry(m.machine_policy_id).or_default().0 += 1;
     }
-    for w in resources::list::<Worker>(&inst.store, &whole_space())
+    for w in resources::list::<Worker>(&inst.store, &crate::default_space())
         .await?
         .items
     {
@@ -57,7 +58,7 @@ async fn users_of(inst: &Instance, policy_id: &str) -> Result<(usize, usize), Po
 
 /// `GET /infrastructure/machine-policies`
 pub async fn list(State(inst): State<AppState>, viewer: Viewer) -> Result<Markup, PortalError> {
-    let policies = resources::list::<MachinePolicy>(&inst.store, &whole_space())
+    let policies = resources::list::<MachinePolicy>(&inst.store, &crate::default_space())
         .await?
         .items;
     let mut used = users(&inst).await?;
@@ -195,12 +196,7 @@ fn field_of(message: &str) -> Option<&'static str> {
         .iter()
         .find(|(prefix, _)| message.starts_with(prefix))
         .map(|(_, field)| *field)
-        .or_else(|| {
-            message
-                .to_ascii_lowercase()
-                .contains("name")
-                .then_some("Name")
-        })
+        .or_else(|| name_field(message))
 }
 
 /// `GET /infrastructure/machine-policies/{id}`
@@ -228,43 +224,34 @@ pub async fn update(
     Form(f): Form<PolicyForm>,
 ) -> Response {
     let here = format!("{LIST}/{id}");
-    let existing = async {
+    let shown = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        let p: MachinePolicy = get_in_space(&inst.store, DEFAULT_SPACE_ID, &id).await?;
-        let used = users_of(&inst, &p.id).await?;
-        Ok::<_, PortalError>((p, used))
+        let existing: MachinePolicy = get_in_space(&inst.store, DEFAULT_SPACE_ID, &id).await?;
+        let mut problems = Problems::none();
+        let changed = f.apply(&existing, &mut problems);
+        let (status, problems) = if !problems.is_empty() {
+            (StatusCode::BAD_REQUEST, problems)
+        } else {
+            let user = &viewer.session.user;
+            let Err(err) = machine_policies::update_machine_policy(
+                &inst.store,
+                user,
+                DEFAULT_SPACE_ID,
+                &id,
+                changed,
+            )
+            .await
+            else {
+                return Ok(Redirect::to(&here).into_response());
+            };
+            Problems::from_error(err, field_of)?
+        };
+        // Only a form shown again says how many machines use the policy.
+        let used = users_of(&inst, &existing.id).await?;
+        let page = render(&viewer, &existing, used, &f, &problems);
+        Ok::<_, PortalError>((status, page).into_response())
     };
-    let (existing, used) = match existing.await {
-        Ok(found) => found,
-        Err(e) => return e.page(Some(&here)),
-    };
-    let mut problems = Problems::none();
-    let changed = f.apply(&existing, &mut problems);
-    if !problems.is_empty() {
-        return with_status(
-            axum::http::StatusCode::BAD_REQUEST,
-            render(&viewer, &existing, used, &f, &problems),
-        );
-    }
-    let user = &viewer.session.user;
-    let err = match machine_policies::update_machine_policy(
-        &inst.store,
-        user,
-        DEFAULT_SPACE_ID,
-        &id,
-        changed,
-    )
-    .await
-    {
-        Ok(_) => return Redirect::to(&here).into_response(),
-        Err(e) => e,
-    };
-    match Problems::from_error(err, field_of) {
-        Ok((status, problems)) => {
-            with_status(status, render(&viewer, &existing, used, &f, &problems))
-        }
-        Err(e) => e.page(Some(&here)),
-    }
+    shown.await.unwrap_or_else(|e| e.page(Some(&here)))
 }
 
 fn render(

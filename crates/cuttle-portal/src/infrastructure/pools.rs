@@ -3,7 +3,7 @@
 //! service refuses for the default pool and for pools with workers; its
 //! reason is shown above the list).
 
-use super::{head, page, whole_space, with_status, CsrfOnly, Tab};
+use super::{head, name_field, page, CsrfOnly, Tab};
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
 use crate::session::Viewer;
@@ -37,11 +37,16 @@ struct Listing {
 }
 
 async fn load(inst: &Instance) -> Result<Listing, PortalError> {
-    let mut pools = resources::list::<WorkerPool>(&inst.store, &whole_space())
+    // In their order: the store lists them by it.
+    let pools = resources::list::<WorkerPool>(&inst.store, &crate::default_space())
         .await?
         .items;
-    pools.sort_by_key(|p| (p.sort_order, p.id.clone()));
-    let all = workers::list_workers(&inst.store, whole_space(), &MachineFilters::default()).await?;
+    let all = workers::list_workers(
+        &inst.store,
+        crate::default_space(),
+        &MachineFilters::default(),
+    )
+    .await?;
     let mut counts = HashMap::new();
     for id in all.iter().flat_map(|w| &w.worker_pool_ids) {
         *counts.entry(id.clone()).or_insert(0) += 1;
@@ -70,31 +75,24 @@ pub async fn create(
     viewer: Viewer,
     Form(f): Form<NewPool>,
 ) -> Response {
-    if let Err(e) = viewer.check_csrf(f.csrf.as_deref()) {
-        return e.page(Some(HERE));
-    }
-    let pool = WorkerPool {
-        name: f.name.clone(),
-        description: f.description.clone(),
-        ..Default::default()
+    let shown = async {
+        viewer.check_csrf(f.csrf.as_deref())?;
+        let pool = WorkerPool {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            ..Default::default()
+        };
+        let user = &viewer.session.user;
+        let Err(err) = workers::create_worker_pool(&inst.store, user, DEFAULT_SPACE_ID, pool).await
+        else {
+            return Ok(Redirect::to(HERE).into_response());
+        };
+        let (status, problems) = Problems::from_error(err, name_field)?;
+        let listing = load(&inst).await?;
+        let page = render(&viewer, &listing, &f, &problems, &Problems::none());
+        Ok::<_, PortalError>((status, page).into_response())
     };
-    let user = &viewer.session.user;
-    let err = match workers::create_worker_pool(&inst.store, user, DEFAULT_SPACE_ID, pool).await {
-        Ok(_) => return Redirect::to(HERE).into_response(),
-        Err(e) => e,
-    };
-    let field_of = |m: &str| m.to_ascii_lowercase().contains("name").then_some("Name");
-    let (status, problems) = match Problems::from_error(err, field_of) {
-        Ok(p) => p,
-        Err(e) => return e.page(Some(HERE)),
-    };
-    match load(&inst).await {
-        Ok(listing) => with_status(
-            status,
-            render(&viewer, &listing, &f, &problems, &Problems::none()),
-        ),
-        Err(e) => e.page(Some(HERE)),
-    }
+    shown.await.unwrap_or_else(|e| e.page(Some(HERE)))
 }
 
 /// `POST /infrastructure/worker-pools/{id}/delete`
@@ -104,31 +102,20 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    if let Err(e) = viewer.check_csrf(f.csrf.as_deref()) {
-        return e.page(Some(HERE));
-    }
-    let user = &viewer.session.user;
-    let err = match workers::delete_worker_pool(&inst.store, user, DEFAULT_SPACE_ID, &id).await {
-        Ok(()) => return Redirect::to(HERE).into_response(),
-        Err(e) => e,
+    let shown = async {
+        viewer.check_csrf(f.csrf.as_deref())?;
+        let user = &viewer.session.user;
+        let Err(err) = workers::delete_worker_pool(&inst.store, user, DEFAULT_SPACE_ID, &id).await
+        else {
+            return Ok(Redirect::to(HERE).into_response());
+        };
+        let (status, refused) = Problems::from_error(err, |_| None)?;
+        let listing = load(&inst).await?;
+        let empty = NewPool::default();
+        let page = render(&viewer, &listing, &empty, &Problems::none(), &refused);
+        Ok::<_, PortalError>((status, page).into_response())
     };
-    let (status, refused) = match Problems::from_error(err, |_| None) {
-        Ok(p) => p,
-        Err(e) => return e.page(Some(HERE)),
-    };
-    match load(&inst).await {
-        Ok(listing) => with_status(
-            status,
-            render(
-                &viewer,
-                &listing,
-                &NewPool::default(),
-                &Problems::none(),
-                &refused,
-            ),
-        ),
-        Err(e) => e.page(Some(HERE)),
-    }
+    shown.await.unwrap_or_else(|e| e.page(Some(HERE)))
 }
 
 fn render(
@@ -145,14 +132,14 @@ fn render(
         (refused.summary())
         div.infra-split {
             section aria-labelledby="pools-title" {
-                h2.infra-hidden #pools-title { "Worker pools" }
+                h2.sr-only #pools-title { "Worker pools" }
                 div.table-wrap {
                     table.pools {
                         thead {
                             tr {
                                 th scope="col" { "Name" }
                                 th.count scope="col" { "Workers" }
-                                th scope="col" { span.infra-hidden { "Actions" } }
+                                th scope="col" { span.sr-only { "Actions" } }
                             }
                         }
                         tbody {

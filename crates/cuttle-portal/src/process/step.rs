@@ -80,13 +80,13 @@ fn unix_lines(text: &str) -> String {
     text.replace("\r\n", "\n")
 }
 
-/// The package a step deploys, as the engine picks it.
-fn primary_package(action: &Action) -> Option<&PackageReference> {
-    action
-        .packages
+/// Where the package a step deploys is among its action's packages, as the
+/// engine picks it: the unnamed one, else the first.
+fn primary_index(packages: &[PackageReference]) -> Option<usize> {
+    packages
         .iter()
-        .find(|p| p.name.is_empty())
-        .or_else(|| action.packages.first())
+        .position(|p| p.name.is_empty())
+        .or((!packages.is_empty()).then_some(0))
 }
 
 impl StepForm {
@@ -111,7 +111,7 @@ impl StepForm {
         let kind = Kind::of(step);
         let action = step.actions.first();
         let prop = |k: &str| action.and_then(|a| a.property(k)).unwrap_or_default();
-        let package = action.and_then(primary_package);
+        let package = action.and_then(|a| Some(&a.packages[primary_index(&a.packages)?]));
         let roles = step.target_roles();
         let on_server =
             kind != Kind::Package && (roles.is_empty() || action.is_some_and(runs_on_server));
@@ -211,12 +211,7 @@ impl StepForm {
         let feed_id = Some(self.feed_id.trim())
             .filter(|f| !f.is_empty())
             .unwrap_or(BUILTIN_FEED_ID);
-        let primary = action
-            .packages
-            .iter()
-            .position(|p| p.name.is_empty())
-            .or((!action.packages.is_empty()).then_some(0));
-        match primary {
+        match primary_index(&action.packages) {
             Some(i) => {
                 action.packages[i].package_id = package_id.into();
                 action.packages[i].feed_id = feed_id.into();

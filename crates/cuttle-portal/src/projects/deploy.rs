@@ -3,7 +3,7 @@
 //! queue the deployments (all or none) through the service the API uses.
 
 use super::releases::{crumbs, release_href};
-use super::{failed, project, with_status};
+use super::{failed, project};
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
 use crate::layout::{self, Nav, ProjectTab};
@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
+use cuttle_model::progression::Refusal;
 use cuttle_model::space::DEFAULT_SPACE_ID;
 use cuttle_model::{Environment, Project, Release, Variable};
 use cuttle_service::deployments::{self as svc, NewDeployment};
@@ -22,7 +23,6 @@ use cuttle_service::progression;
 use cuttle_service::releases::find_release;
 use cuttle_service::resources::list;
 use cuttle_service::Instance;
-use cuttle_store::DocumentQuery;
 use maud::{html, Markup};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -55,32 +55,19 @@ async fn context(inst: &Instance, id: &str, version: &str) -> Result<Context, Po
     let project = project(inst, id).await?;
     let release = find_release(store, &project, version).await?;
     let evaluated = progression::evaluate(store, &release, &project).await?;
-    let environments = list::<Environment>(
-        store,
-        &DocumentQuery {
-            space_id: Some(DEFAULT_SPACE_ID.into()),
-            ..Default::default()
-        },
-    )
-    .await?
-    .items;
+    let environments = list::<Environment>(store, &crate::default_space())
+        .await?
+        .items;
     let allowed = evaluated.progression.allowed();
+    // Environments outside the lifecycle are not worth a line.
     let refused = environments
         .iter()
-        .filter(|e| !allowed.contains(&e.id))
-        .filter_map(|e| {
-            let why = evaluated.progression.check(&e.id).err()?;
-            let in_lifecycle = evaluated
-                .progression
-                .phases
-                .iter()
-                .any(|p| p.phase.environments().any(|x| x == &e.id));
-            in_lifecycle.then(|| {
-                (
-                    e.name.clone(),
-                    why.message(&release.version, &evaluated.lifecycle.name),
-                )
-            })
+        .filter_map(|e| match evaluated.progression.check(&e.id) {
+            Err(why @ Refusal::PhaseIncomplete { .. }) => Some((
+                e.name.clone(),
+                why.message(&release.version, &evaluated.lifecycle.name),
+            )),
+            _ => None,
         })
         .collect();
     let prompts = svc::prompted_variables(store, &release, &[]).await?;
@@ -152,10 +139,11 @@ async fn submit(
     if typed.environments.is_empty() {
         let mut problems = Problems::none();
         problems.on("EnvironmentId", "Choose at least one environment");
-        return with_status(
+        return (
             StatusCode::BAD_REQUEST,
             view(&viewer, &c, &typed, &problems, &[]),
-        );
+        )
+            .into_response();
     }
     if preview {
         return show_preview(&inst, &viewer, &c, &typed, &back).await;
@@ -186,12 +174,7 @@ async fn show_preview(
     for e in &typed.environments {
         match preview_deployment(&inst.store, DEFAULT_SPACE_ID, &c.release.id, e).await {
             Ok(p) => plans.push(p),
-            Err(err) => match Problems::from_error(err, environment_field) {
-                Ok((status, problems)) => {
-                    return with_status(status, view(viewer, c, typed, &problems, &plans))
-                }
-                Err(err) => return err.page(Some(back)),
-            },
+            Err(err) => return show_refusal(err, viewer, c, typed, &plans, back),
         }
     }
     view(viewer, c, typed, &Problems::none(), &plans).into_response()
@@ -204,39 +187,58 @@ async fn deploy(
     typed: &Typed,
     back: &str,
 ) -> Response {
-    let mut new = vec![];
-    for e in &typed.environments {
-        // Only the prompts that apply there: the service refuses others.
-        let applies =
-            match svc::prompted_variables(&inst.store, &c.release, std::slice::from_ref(e)).await {
-                Ok(v) => v,
-                Err(err) => return failed(err, back),
-            };
-        let form_values = typed
-            .prompts
-            .iter()
-            // A browser sends every input; an empty one means "not given",
-            // so a prompt's default still applies.
-            .filter(|(k, v)| !v.is_empty() && applies.iter().any(|a| &a.id == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        new.push(NewDeployment {
-            release_id: c.release.id.clone(),
-            environment_id: e.clone(),
-            project_id: Some(c.project.id.clone()),
-            form_values,
-            ..Default::default()
-        });
-    }
+    let new = typed
+        .environments
+        .iter()
+        .map(|e| {
+            let here = std::slice::from_ref(e);
+            let form_values = typed
+                .prompts
+                .iter()
+                // A browser sends every input; an empty one means "not
+                // given", so a prompt's default still applies. Only the
+                // prompts that apply there: the service refuses others.
+                .filter(|(k, v)| {
+                    !v.is_empty()
+                        && c.prompts
+                            .iter()
+                            .any(|a| &a.id == *k && svc::prompt_applies(a, here))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            NewDeployment {
+                release_id: c.release.id.clone(),
+                environment_id: e.clone(),
+                project_id: Some(c.project.id.clone()),
+                form_values,
+                ..Default::default()
+            }
+        })
+        .collect();
     match svc::create_deployments(inst, &viewer.session.user, DEFAULT_SPACE_ID, new).await {
         Ok(done) => match done.as_slice() {
             [(_, task)] => Redirect::to(&format!("/tasks/{}", task.id)).into_response(),
             _ => Redirect::to(back).into_response(),
         },
-        Err(err) => match Problems::from_error(err, environment_field) {
-            Ok((status, problems)) => with_status(status, view(viewer, c, typed, &problems, &[])),
-            Err(err) => err.page(Some(back)),
-        },
+        Err(err) => show_refusal(err, viewer, c, typed, &[], back),
+    }
+}
+
+/// The form again with the service's reason a preview or deployment was
+/// refused, or an error page when the reason is not about the form.
+fn show_refusal(
+    err: impl Into<PortalError>,
+    viewer: &Viewer,
+    c: &Context,
+    typed: &Typed,
+    plans: &[DeploymentPreview],
+    back: &str,
+) -> Response {
+    match Problems::from_error(err, environment_field) {
+        Ok((status, problems)) => {
+            (status, view(viewer, c, typed, &problems, plans)).into_response()
+        }
+        Err(err) => err.page(Some(back)),
     }
 }
 

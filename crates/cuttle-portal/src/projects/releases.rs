@@ -2,7 +2,7 @@
 //! prefilled as the API would pick it, a version per package), and a
 //! release's page with its progression through the lifecycle.
 
-use super::{failed, project, with_status};
+use super::{failed, project};
 use crate::error::PortalError;
 use crate::forms::{self, Problems};
 use crate::layout::{self, task_badge, Nav, ProjectTab};
@@ -12,11 +12,11 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use cuttle_model::progression::PhaseProgress;
+use cuttle_model::progression::{PhaseProgress, PhaseState};
 use cuttle_model::release::SelectedPackage;
 use cuttle_model::space::DEFAULT_SPACE_ID;
 use cuttle_model::{Channel, Environment, Project, Release, Timestamp};
-use cuttle_service::progression::{self, ReleaseProgression};
+use cuttle_service::progression;
 use cuttle_service::releases::{self as svc, NewRelease, PackageChoice};
 use cuttle_service::resources::list;
 use cuttle_service::Instance;
@@ -237,7 +237,7 @@ async fn create(
         Ok(r) => Redirect::to(&release_href(&p, &r.version)).into_response(),
         Err(e) => match Problems::from_error(e, version_field) {
             Ok((status, problems)) => {
-                with_status(status, form_view(&viewer, &p, &choices, &typed, &problems))
+                (status, form_view(&viewer, &p, &choices, &typed, &problems)).into_response()
             }
             Err(e) => e.page(Some(&back)),
         },
@@ -329,18 +329,10 @@ async fn release_page(
     let shown = async {
         let p = project(&inst, &id).await?;
         let release = svc::find_release(&inst.store, &p, &version).await?;
-        let prog =
-            progression::release_progression(&inst.store, DEFAULT_SPACE_ID, &release.id).await?;
         let evaluated = progression::evaluate(&inst.store, &release, &p).await?;
-        let environments = list::<Environment>(
-            &inst.store,
-            &DocumentQuery {
-                space_id: Some(DEFAULT_SPACE_ID.into()),
-                ..Default::default()
-            },
-        )
-        .await?
-        .items;
+        let environments = list::<Environment>(&inst.store, &crate::default_space())
+            .await?
+            .items;
         let channel = channels(&inst, &p)
             .await?
             .into_iter()
@@ -348,8 +340,9 @@ async fn release_page(
             .map(|c| c.name);
         let view = ReleaseView {
             project: &p,
+            release: &release,
             channel,
-            progression: &prog,
+            phases: &evaluated.progression.phases,
             allowed: evaluated.progression.allowed(),
             environments: &environments,
             deployments: &evaluated.deployments,
@@ -364,8 +357,10 @@ async fn release_page(
 
 struct ReleaseView<'a> {
     project: &'a Project,
+    release: &'a Release,
     channel: Option<String>,
-    progression: &'a ReleaseProgression,
+    /// The lifecycle's phases and how far the release has come in each.
+    phases: &'a [PhaseState],
     /// Environments the release may be deployed to now.
     allowed: Vec<String>,
     environments: &'a [Environment],
@@ -385,7 +380,7 @@ impl ReleaseView<'_> {
 
 fn release_view(viewer: &Viewer, v: &ReleaseView) -> Markup {
     let p = v.project;
-    let r = &v.progression.release;
+    let r = v.release;
     let now = Timestamp::now();
     let deploy = format!("{}/deploy", release_href(p, &r.version));
     let body = html! {
@@ -464,14 +459,14 @@ fn progression_view(v: &ReleaseView, deploy: &str, now: Timestamp) -> Markup {
     html! {
         section.progression aria-labelledby="progression-title" {
             h3 #progression-title { "Lifecycle" }
-            @if v.progression.phases.is_empty() {
+            @if v.phases.is_empty() {
                 p.muted {
                     "The lifecycle has no environments yet. "
                     a href="/infrastructure/environments" { "Create an environment" } "."
                 }
             }
             ol.phases {
-                @for ph in &v.progression.phases {
+                @for ph in v.phases {
                     @let (label, class) = progress_label(ph.progress);
                     li.phase {
                         div.phase-head {
@@ -493,12 +488,12 @@ fn progression_view(v: &ReleaseView, deploy: &str, now: Timestamp) -> Markup {
 
 fn phase_environment(
     v: &ReleaseView,
-    ph: &progression::PhaseView,
+    ph: &PhaseState,
     environment_id: &str,
     deploy: &str,
     now: Timestamp,
 ) -> Markup {
-    let newest = ph
+    let newest = v
         .deployments
         .iter()
         .find(|(d, _)| d.environment_id == environment_id);

@@ -50,21 +50,12 @@ impl Row {
         }
     }
 
-    fn scope_is_empty(&self) -> bool {
-        let s = &self.scope;
-        s.environment.is_empty()
-            && s.role.is_empty()
-            && s.machine.is_empty()
-            && s.channel.is_empty()
-            && s.action.is_empty()
-    }
-
     /// A new row nobody typed into: left out of the saved set.
     pub fn is_blank(&self) -> bool {
         self.id.is_empty()
             && self.name.trim().is_empty()
             && self.value.is_empty()
-            && self.scope_is_empty()
+            && self.scope.is_empty()
     }
 
     /// Whether the row becomes a variable of the saved set.
@@ -275,7 +266,7 @@ fn chips(row: &Row, c: &Choices) -> Markup {
     ];
     html! {
         div.chips {
-            @if row.scope_is_empty() {
+            @if row.scope.is_empty() {
                 span.muted { "Unscoped" }
             }
             @for d in &dims {
@@ -349,7 +340,7 @@ fn row(row: &Row, index: &str, key: &str, c: &Choices) -> Markup {
         tr.var-row.invalid[invalid].new-row[new] {
             td.var-name {
                 input type="hidden" name=(field("Id")) value=(row.id);
-                label.vh for=(name_id) { "Name" }
+                label.sr-only for=(name_id) { "Name" }
                 input #(name_id) type="text" name=(field("Name")) value=(row.name)
                     autocomplete="off" spellcheck="false"
                     aria-invalid=[invalid.then_some("true")]
@@ -391,12 +382,12 @@ fn row(row: &Row, index: &str, key: &str, c: &Choices) -> Markup {
                 }
             }
             td.var-check {
-                label.vh for=(ids.of("sensitive")) { "Sensitive" }
+                label.sr-only for=(ids.of("sensitive")) { "Sensitive" }
                 input #(ids.of("sensitive")) type="checkbox" name=(field("Sensitive"))
                     value="on" checked[row.sensitive] data-sensitive;
             }
             td.var-check {
-                label.vh for=(ids.of("remove")) { "Remove" }
+                label.sr-only for=(ids.of("remove")) { "Remove" }
                 input #(ids.of("remove")) type="checkbox" name=(field("Remove"))
                     value="on" checked[row.remove];
             }
@@ -407,7 +398,7 @@ fn row(row: &Row, index: &str, key: &str, c: &Choices) -> Markup {
 fn value_cell(row: &Row, ids: &Ids, name: &str) -> Markup {
     let id = ids.of("value");
     html! {
-        label.vh for=(id) { "Value" }
+        label.sr-only for=(id) { "Value" }
         @if row.sensitive {
             @if row.has_secret {
                 span.badge.state-pending.secret-set { (PreEscaped(LOCK)) span { "set" } }

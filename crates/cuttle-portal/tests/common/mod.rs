@@ -37,6 +37,17 @@ pub struct Page {
 }
 
 impl Page {
+    /// The message shown under the input with this id (`{id}-error`).
+    pub fn error_under(&self, id: &str) -> String {
+        let marker = format!(r#"id="{id}-error">"#);
+        let at = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no error under #{id} in:\n{}", self.body));
+        let rest = &self.body[at + marker.len()..];
+        rest[..rest.find("</p>").unwrap()].to_owned()
+    }
+
     pub fn location(&self) -> Option<&str> {
         self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
     }

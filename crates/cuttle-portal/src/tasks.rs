@@ -457,7 +457,7 @@ pub async fn cancel(
     let back = format!("/tasks/{id}");
     let done = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        cuttle_service::tasks::cancel(&inst, &viewer.session.user, &id).await?;
+        cuttle_service::tasks::cancel(&inst, &viewer.session.user, None, &id).await?;
         Ok::<_, PortalError>(())
     };
     match done.await {
@@ -483,7 +483,7 @@ pub async fn answer(
             .map(|(_, v)| v.as_str());
         viewer.check_csrf(csrf)?;
         let user = &viewer.session.user;
-        let task = cuttle_service::tasks::task(&inst, &id).await?;
+        let task = cuttle_service::tasks::task(&inst, None, &id).await?;
         let space = task.space_id.as_deref().unwrap_or(DEFAULT_SPACE_ID);
         let i = interruptions::get(&inst, user, space, &interruption).await?;
         if i.task_id != task.id {

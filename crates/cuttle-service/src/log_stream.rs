@@ -140,9 +140,14 @@ impl LogStream {
     /// Starts following `task_id`, sending only lines after `after` (the
     /// position of the last line a reader already has). An unknown task is
     /// `NotFound`.
-    pub async fn open(inst: Arc<Instance>, task_id: &str, after: Option<i64>) -> Result<Self> {
+    pub async fn open(
+        inst: Arc<Instance>,
+        space: Option<&str>,
+        task_id: &str,
+        after: Option<i64>,
+    ) -> Result<Self> {
         let watch = inst.runner.signals().follow(task_id);
-        crate::tasks::task(&inst, task_id).await?;
+        crate::tasks::task(&inst, space, task_id).await?;
         Ok(LogStream {
             inst,
             task_id: task_id.to_owned(),

@@ -5,27 +5,38 @@ use cuttle_model::task::{build_activity_tree, ActivityElement};
 use cuttle_model::{ServerTask, User};
 use cuttle_store::tasks::CancelOutcome;
 
-pub async fn task(inst: &Instance, id: &str) -> Result<ServerTask> {
-    inst.store
-        .task(id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("task", id))
+/// A task. Asked for in a space (`Some`), one of another space is treated
+/// as missing, so ids cannot be probed or acted on across spaces; `None` is
+/// the space-less `/api/tasks` view, which spans every space.
+pub async fn task(inst: &Instance, space: Option<&str>, id: &str) -> Result<ServerTask> {
+    match inst.store.task(id).await? {
+        Some(t) if space.is_none() || t.space_id.as_deref() == space => Ok(t),
+        _ => Err(ServiceError::not_found("task", id)),
+    }
 }
 
 /// A task with its activity log tree.
 pub async fn details(
     inst: &Instance,
+    space: Option<&str>,
     id: &str,
     verbose: bool,
 ) -> Result<(ServerTask, Vec<ActivityElement>)> {
-    let t = task(inst, id).await?;
+    let t = task(inst, space, id).await?;
     let (activities, lines) = inst.store.task_log(id).await?;
     Ok((t, build_activity_tree(&activities, &lines, verbose)))
 }
 
-pub async fn cancel(inst: &Instance, caller: &User, id: &str) -> Result<ServerTask> {
+pub async fn cancel(
+    inst: &Instance,
+    caller: &User,
+    space: Option<&str>,
+    id: &str,
+) -> Result<ServerTask> {
+    // Checked before anything changes: another space's task is not found.
+    task(inst, space, id).await?;
     let outcome = inst.runner.cancel(id).await?;
-    let t = task(inst, id).await?;
+    let t = task(inst, space, id).await?;
     if matches!(outcome, CancelOutcome::AlreadyDone) && t.state.is_completed() {
         return Err(ServiceError::Conflict(format!(
             "The task {id} has already finished ({:?}), so there is nothing to cancel",

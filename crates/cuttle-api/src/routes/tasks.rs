@@ -9,7 +9,7 @@ use crate::links::{page, resource};
 use crate::space::SpaceId;
 use crate::AppState;
 use crate::Closing;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -122,8 +122,37 @@ async fn list_tasks(
     Ok(Json(page(&tasks, total, &list, &path)))
 }
 
-async fn task(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(&svc::task(&inst, &id).await?)))
+/// The `{space}` of a task route: `None` on the space-less `/api/tasks/…`,
+/// which, like the list there, spans every space. A task of another space
+/// than the route's is not found.
+struct TaskSpace(Option<String>);
+
+impl FromRequestParts<AppState> for TaskSpace {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !params.contains_key("space") {
+            return Ok(TaskSpace(None));
+        }
+        let SpaceId(space) = SpaceId::from_request_parts(parts, state).await?;
+        Ok(TaskSpace(Some(space)))
+    }
+}
+
+async fn task(
+    State(inst): State<AppState>,
+    _: Caller,
+    TaskSpace(space): TaskSpace,
+    Id(id): Id,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(resource(
+        &svc::task(&inst, space.as_deref(), &id).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -135,10 +164,12 @@ struct DetailParams {
 async fn details(
     State(inst): State<AppState>,
     _: Caller,
+    TaskSpace(space): TaskSpace,
     Id(id): Id,
     Q(p): Q<DetailParams>,
 ) -> ApiResult<Json<Value>> {
-    let (task, tree) = svc::details(&inst, &id, p.verbose.unwrap_or(true)).await?;
+    let (task, tree) =
+        svc::details(&inst, space.as_deref(), &id, p.verbose.unwrap_or(true)).await?;
     let done = task.is_completed;
     let lines: usize = count_lines(&tree);
     Ok(Json(json!({
@@ -159,8 +190,13 @@ fn count_lines(tree: &[cuttle_model::ActivityElement]) -> usize {
         .sum()
 }
 
-async fn raw(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<impl IntoResponse> {
-    let (_, tree) = svc::details(&inst, &id, true).await?;
+async fn raw(
+    State(inst): State<AppState>,
+    _: Caller,
+    TaskSpace(space): TaskSpace,
+    Id(id): Id,
+) -> ApiResult<impl IntoResponse> {
+    let (_, tree) = svc::details(&inst, space.as_deref(), &id, true).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         render_raw_log(&tree),
@@ -170,9 +206,12 @@ async fn raw(State(inst): State<AppState>, _: Caller, Id(id): Id) -> ApiResult<i
 async fn cancel(
     State(inst): State<AppState>,
     Caller(c): Caller,
+    TaskSpace(space): TaskSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(&svc::cancel(&inst, &c, &id).await?)))
+    Ok(Json(resource(
+        &svc::cancel(&inst, &c, space.as_deref(), &id).await?,
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -189,6 +228,7 @@ struct StreamParams {
 async fn stream(
     State(inst): State<AppState>,
     _: Caller,
+    TaskSpace(space): TaskSpace,
     Id(id): Id,
     Q(p): Q<StreamParams>,
     Extension(closing): Extension<Closing>,
@@ -204,7 +244,7 @@ async fn stream(
         })?),
         None => p.since,
     };
-    let log = LogStream::open(inst, &id, after).await?;
+    let log = LogStream::open(inst, space.as_deref(), &id, after).await?;
     // Read on demand: the next event is read only once the last one is sent,
     // so a slow client holds back its own reads, never fills a buffer.
     let events = futures_util::stream::unfold(log, |mut log| async move {

@@ -28,11 +28,11 @@ fn api_key_of(parts: &Parts) -> Option<String> {
         return Some(k);
     }
     if let Some(auth) = header("authorization") {
-        if let Some(token) = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-        {
-            return Some(token.trim().to_owned()).filter(|t| !t.is_empty());
+        // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER` counts.
+        if let Some((scheme, token)) = auth.split_once(|c: char| c.is_ascii_whitespace()) {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some(token.trim().to_owned()).filter(|t| !t.is_empty());
+            }
         }
     }
     parts.uri.query().and_then(|q| {

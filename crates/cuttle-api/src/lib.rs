@@ -8,6 +8,7 @@
 //! - [`auth`]: the [`auth::Caller`] extractor (API keys).
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
+//! - [`requests`]: checks every request passes, and its redacted trace span.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
 //!
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod json;
 pub mod links;
+pub mod requests;
 pub mod routes;
 pub mod space;
 
@@ -45,7 +47,8 @@ fn app(instance: AppState, closing: Closing) -> Router {
         .merge(cuttle_portal::router())
         .fallback(routes::not_found)
         .layer(Extension(closing))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(requests::refuse_nul))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan))
         .with_state(instance)
 }
 

@@ -91,6 +91,9 @@ pub async fn create_api_key(
             "Purpose is required: say what the key is for".into(),
         ]));
     }
+    if let Some(problem) = crate::text::name_problem("Purpose", "API key", purpose) {
+        return Err(ServiceError::invalid(vec![problem]));
+    }
     let secret = generate_api_key();
     let mut tx = store.begin().await?;
     let key = ApiKey {

@@ -27,6 +27,7 @@
 //!   each space.
 //! - [`variables`]: project and library variable sets, sensitive values sealed.
 //! - [`paging`]: the list parameters every collection accepts.
+//! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
 
@@ -55,6 +56,7 @@ pub mod releases;
 pub mod resources;
 pub mod sessions;
 pub mod tasks;
+pub mod text;
 pub mod users;
 pub mod variables;
 pub mod workers;

@@ -238,6 +238,8 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
         step.name = step.name.trim().to_owned();
         if step.name.is_empty() {
             errors.push(format!("{label} needs a name"));
+        } else if let Some(problem) = crate::text::name_problem("Name", "step", &step.name) {
+            errors.push(format!("{label}: {problem}"));
         } else if !names.insert(step.name.to_lowercase()) {
             errors.push(format!(
                 "{label}: the step name '{}' is used twice; step names must be unique",
@@ -297,6 +299,9 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
             action.name = action.name.trim().to_owned();
             if action.name.is_empty() {
                 errors.push(format!("{label}, action {} needs a name", j + 1));
+            } else if let Some(problem) = crate::text::name_problem("Name", "action", &action.name)
+            {
+                errors.push(format!("{label}, action {}: {problem}", j + 1));
             } else if !action_names.insert(action.name.to_lowercase()) {
                 errors.push(format!(
                     "{label}: the action name '{}' is used twice; action names must be unique",

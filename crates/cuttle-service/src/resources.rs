@@ -26,6 +26,8 @@ pub fn check_name(kind: &str, name: &str, errors: &mut Vec<String>) {
         errors.push(format!("Name is required: give the {kind} a name"));
     } else if trimmed.chars().count() > 200 {
         errors.push(format!("The {kind} name must be at most 200 characters"));
+    } else if let Some(problem) = crate::text::name_problem("Name", kind, name) {
+        errors.push(problem);
     }
 }
 
@@ -395,6 +397,8 @@ async fn validate_lifecycle(store: &Store, space_id: &str, lc: &mut Lifecycle) -
     for (i, phase) in lc.phases.iter_mut().enumerate() {
         if phase.name.trim().is_empty() {
             errors.push(format!("Phase {} needs a name", i + 1));
+        } else if let Some(problem) = crate::text::name_problem("Name", "phase", &phase.name) {
+            errors.push(format!("Phase {}: {problem}", i + 1));
         }
         if phase.id.is_empty() {
             phase.id = cuttle_model::ids::guid();

@@ -99,12 +99,23 @@ fn check(new: &NewUser) -> Vec<String> {
         ));
     } else if username
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
+        .any(|c| c.is_whitespace() || crate::text::is_forbidden_in_name(c))
     {
-        problems.push("Username cannot contain spaces or control characters".to_owned());
+        problems.push(
+            "Username cannot contain spaces, control, bidirectional or invisible characters"
+                .to_owned(),
+        );
+    }
+    if let Some(problem) = crate::text::name_problem("DisplayName", "user", new.display_name.trim())
+    {
+        problems.push(problem);
     }
     let email = new.email_address.trim();
-    if !email.is_empty() && !looks_like_email(email) {
+    if email.chars().any(crate::text::is_forbidden_in_name) {
+        problems.push(
+            "EmailAddress cannot contain control, bidirectional or invisible characters".into(),
+        );
+    } else if !email.is_empty() && !looks_like_email(email) {
         problems.push(format!(
             "Email address '{email}' is not an email address (name@example.com)"
         ));

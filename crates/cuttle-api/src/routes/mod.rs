@@ -286,9 +286,14 @@ async fn create_api_key(
     Caller(caller): Caller,
     Path(id): Path<String>,
     OctoJson(body): OctoJson<NewApiKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<impl axum::response::IntoResponse> {
     let key = auth::create_api_key(&inst.store, &caller, &id, &body.purpose).await?;
-    Ok((StatusCode::CREATED, Json(resource(&key))))
+    // The body holds the key's secret, shown this once: no cache may keep it.
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(resource(&key)),
+    ))
 }
 
 async fn revoke_api_key(

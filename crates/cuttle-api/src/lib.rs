@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`serve`]: runs the API on a listener until a shutdown future resolves.
+//! - [`connections`]: the accept loop, its connection cap and timeouts.
 //! - [`json`]: case-insensitive request bodies.
 //! - [`auth`]: the [`auth::Caller`] extractor (API keys).
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
@@ -15,6 +16,7 @@
 //! The web portal (`cuttle_portal`) is merged in at `/`.
 
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod json;
 pub mod links;
@@ -23,6 +25,7 @@ pub mod routes;
 pub mod space;
 
 use axum::{Extension, Router};
+pub use connections::HttpLimits;
 use cuttle_service::Instance;
 use std::future::Future;
 use std::sync::Arc;
@@ -53,18 +56,27 @@ fn app(instance: AppState, closing: Closing) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets requests
-/// in flight finish.
+/// in flight finish; within the default [`HttpLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     instance: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, instance, HttpLimits::default(), shutdown).await
+}
+
+/// As [`serve`], within `limits`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    instance: AppState,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let closing = Closing::default();
     let token = closing.0.clone();
-    axum::serve(listener, app(instance, closing))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await
+    connections::serve(listener, app(instance, closing), limits, async move {
+        shutdown.await;
+        token.cancel();
+    })
+    .await
 }

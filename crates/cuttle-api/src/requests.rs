@@ -65,7 +65,10 @@ pub struct RedactedSpan;
 
 impl<B> tower_http::trace::MakeSpan<B> for RedactedSpan {
     fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        // tower-http's target, so that `RUST_LOG=tower_http=debug` still
+        // shows each request's span with its events.
         tracing::debug_span!(
+            target: "tower_http::trace",
             "request",
             method = %request.method(),
             uri = %redacted(request.uri()),

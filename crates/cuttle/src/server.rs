@@ -41,6 +41,17 @@ pub struct ServerArgs {
     /// On shutdown, how long running steps may take to finish, in seconds.
     #[arg(long, env = "CUTTLE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Most HTTP connections served at once; more wait in the listen queue
+    /// until one closes.
+    #[arg(long, env = "CUTTLE_HTTP_MAX_CONNECTIONS", default_value_t = cuttle_api::HttpLimits::default().max_connections)]
+    http_max_connections: usize,
+    /// Seconds an HTTP client may take to send a request's headers; also how
+    /// long a connection may sit idle between requests.
+    #[arg(long, env = "CUTTLE_HTTP_HEADER_TIMEOUT", default_value_t = cuttle_api::HttpLimits::default().header_timeout.as_secs())]
+    http_header_timeout: u64,
+    /// Seconds an HTTP request's body may pause before the request fails.
+    #[arg(long, env = "CUTTLE_HTTP_BODY_TIMEOUT", default_value_t = cuttle_api::HttpLimits::default().body_timeout.as_secs())]
+    http_body_timeout: u64,
     /// This server's name in task records (default: the host name).
     #[arg(long, env = "CUTTLE_NODE_NAME")]
     node_name: Option<String>,
@@ -166,7 +177,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
 
-    cuttle_api::serve(listener, instance.clone(), stopped()).await?;
+    let limits = cuttle_api::HttpLimits {
+        max_connections: args.http_max_connections.max(1),
+        header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.http_body_timeout.max(1)),
+    };
+    cuttle_api::serve_with(listener, instance.clone(), limits, stopped()).await?;
     tracing::info!("no longer accepting requests; letting running tasks finish");
     instance
         .runner

@@ -57,7 +57,18 @@ impl TestServer {
     /// A server on `data_dir`, which outlives it, so a test can restart on
     /// the same installation; `extra` are more `cuttle server` arguments.
     pub fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(data_dir, database_url, extra, &[])
+    }
+
+    /// As [`TestServer::start`], with more environment variables (`RUST_LOG`…).
+    pub fn start_with_env(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub errors: Vec<String>,
+    /// Seconds to wait before trying again (a 429's `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             status,
             message: message.into(),
             errors: vec![],
+            retry_after: None,
         }
     }
 
@@ -29,6 +32,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             errors: vec![message.clone()],
             message,
+            retry_after: None,
         }
     }
 
@@ -45,6 +49,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, vec![]),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, vec![]),
             ServiceError::Conflict(m) => (StatusCode::CONFLICT, vec![m.clone()]),
+            ServiceError::TooManyRequests { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, vec![message.clone()])
+            }
             ServiceError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])
@@ -56,10 +63,15 @@ impl From<ServiceError> for ApiError {
             }
             other => other.to_string(),
         };
+        let retry_after = match &e {
+            ServiceError::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs()),
+            _ => None,
+        };
         ApiError {
             status,
             message,
             errors,
+            retry_after,
         }
     }
 }
@@ -72,11 +84,17 @@ impl From<cuttle_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"ErrorMessage": self.message, "Errors": self.errors})),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -93,7 +93,7 @@ async fn create_user(
         is_service: form.is_service.is_some(),
         is_active: form.is_active.is_some(),
     };
-    let err = match users::create(&inst.store, &viewer.session.user, &new).await {
+    let err = match users::create(&inst.store, &inst.passwords, &viewer.session.user, &new).await {
         Ok(_) => return Redirect::to(USERS).into_response(),
         Err(e) => e,
     };

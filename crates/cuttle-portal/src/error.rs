@@ -32,6 +32,7 @@ impl PortalError {
                 ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                 ServiceError::Conflict(_) => StatusCode::CONFLICT,
+                ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

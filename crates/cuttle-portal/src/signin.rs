@@ -110,7 +110,14 @@ pub async fn submit(
     }
     let next = next_or_home(f.next.as_deref());
     let secure = session::is_https(&parts);
-    match sessions::sign_in(&inst.store, &f.username, &f.password).await {
+    // The peer's address, as the API's accept loop records it. Behind a
+    // reverse proxy that is the proxy's, which counts everyone together:
+    // such servers set --sign-in-failures-per-address to 0 (per user holds).
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match sessions::sign_in(&inst, &f.username, &f.password, client).await {
         Ok(started) => Ok((
             AppendHeaders([
                 (
@@ -129,6 +136,18 @@ pub async fn submit(
             tracing::info!(username = %f.username, "portal sign-in refused");
             Ok((
                 StatusCode::UNAUTHORIZED,
+                form_page(submitted, &next, &f.username, Some(&message)),
+            )
+                .into_response())
+        }
+        Err(ServiceError::TooManyRequests {
+            message,
+            retry_after,
+        }) => {
+            tracing::warn!(username = %f.username, client = ?client, "portal sign-in throttled");
+            Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after.as_secs().to_string())],
                 form_page(submitted, &next, &f.username, Some(&message)),
             )
                 .into_response())

@@ -242,16 +242,50 @@ fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
         .map_err(|e| ServiceError::Internal(format!("could not write {}: {e}", path.display())))
 }
 
-/// Checks a username and password (for the portal's sign-in).
-pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<User> {
-    let denied = || ServiceError::Unauthorized("The username or password is not correct".into());
-    let (user, hash) = store
-        .user_with_password(username)
-        .await?
-        .ok_or_else(denied)?;
-    match hash {
-        Some(h) if user.is_active && verify_password(password, &h) => Ok(user),
-        _ => Err(denied()),
+/// The user whose username and password these are. The password is
+/// checked on the hashing pool, and against a stand-in hash when there is
+/// no such active user with a password, so every refusal costs the same.
+pub async fn check_password(
+    store: &Store,
+    passwords: &crate::passwords::Passwords,
+    username: &str,
+    password: &str,
+) -> Result<User> {
+    let found = store.user_with_password(username).await?;
+    let hash = found
+        .as_ref()
+        .filter(|(user, _)| user.is_active)
+        .and_then(|(_, hash)| hash.as_deref());
+    let matched = passwords.verify(password, hash).await?;
+    match found {
+        Some((user, _)) if matched => Ok(user),
+        _ => Err(ServiceError::Unauthorized(
+            "The username or password is not correct".into(),
+        )),
+    }
+}
+
+/// Checks a username and password for a sign-in from `client`: refused
+/// without checking after too many failures for the username or from the
+/// address (see [`crate::sign_in_throttle`]), and counted when wrong.
+pub async fn sign_in(
+    inst: &crate::Instance,
+    username: &str,
+    password: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<User> {
+    let username = username.trim();
+    inst.sign_ins.check(username, client)?;
+    match check_password(&inst.store, &inst.passwords, username, password).await {
+        Ok(user) => {
+            inst.sign_ins.succeeded(username);
+            Ok(user)
+        }
+        Err(ServiceError::Unauthorized(m)) => {
+            inst.sign_ins.failed(username, client);
+            Err(ServiceError::Unauthorized(m))
+        }
+        Err(other) => Err(other),
     }
 }
 
@@ -293,11 +327,21 @@ mod tests {
             0o600
         );
         assert!(std::fs::read_to_string(&file).unwrap().contains(&pass));
+        let passwords = crate::passwords::Passwords::new(1);
         assert_eq!(
-            sign_in(&store, "admin", &pass).await.unwrap().username,
+            check_password(&store, &passwords, "admin", &pass)
+                .await
+                .unwrap()
+                .username,
             "admin"
         );
-        assert!(sign_in(&store, "admin", "nope").await.is_err());
+        assert!(check_password(&store, &passwords, "admin", "nope")
+            .await
+            .is_err());
+        assert!(check_password(&store, &passwords, "nobody", &pass)
+            .await
+            .is_err());
+        assert_eq!(passwords.checks(), 3, "an unknown user costs a check too");
         assert_eq!(
             authenticate_api_key(&store, key).await.unwrap().username,
             "admin"

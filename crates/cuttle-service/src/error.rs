@@ -19,6 +19,12 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Refused for now, after too many attempts; try again after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("{0}")]
     Internal(String),
 }

@@ -29,6 +29,10 @@ pub struct InstanceConfig {
     /// How long the built-in feed keeps package versions no release uses;
     /// `None` keeps them for ever.
     pub package_retention: Option<Duration>,
+    /// Most password hashes computed at once (each takes a core and 19 MiB).
+    pub max_concurrent_password_hashes: usize,
+    /// When failed sign-ins are refused for a while.
+    pub sign_in_throttle: crate::sign_in_throttle::ThrottleConfig,
 }
 
 impl InstanceConfig {
@@ -41,6 +45,8 @@ impl InstanceConfig {
             default_script_timeout: Duration::from_secs(3600),
             master_key: None,
             package_retention: None,
+            max_concurrent_password_hashes: crate::passwords::Passwords::default_concurrency(),
+            sign_in_throttle: Default::default(),
         }
     }
 
@@ -77,6 +83,10 @@ pub struct Instance {
     pub package_files: crate::packages::PackageFiles,
     /// Where polling agents connect (0 until the endpoint is listening).
     pub polling_port: std::sync::atomic::AtomicU16,
+    /// Password hashing, off the async workers and bounded.
+    pub passwords: crate::passwords::Passwords,
+    /// Failed sign-ins, per username and per client address.
+    pub sign_ins: crate::sign_in_throttle::SignInThrottle,
 }
 
 impl Instance {
@@ -126,13 +136,15 @@ impl Instance {
             store,
             master_key,
             runner,
-            config,
             installation_id,
             identity,
             next_thumbprint,
             agents,
             polling_port: Default::default(),
             package_files: Default::default(),
+            passwords: crate::passwords::Passwords::new(config.max_concurrent_password_hashes),
+            sign_ins: crate::sign_in_throttle::SignInThrottle::new(config.sign_in_throttle),
+            config,
         });
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);

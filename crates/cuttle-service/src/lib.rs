@@ -7,6 +7,8 @@
 //! - [`instance`]: the [`Instance`], everything one installation owns.
 //! - [`error`]: [`ServiceError`], mapped once to HTTP statuses by the API.
 //! - [`auth`]: users, passwords, API keys, the first administrator.
+//! - [`passwords`]: argon2 on a bounded blocking pool; unknown users cost the same.
+//! - [`sign_in_throttle`]: refusing sign-ins after too many failures.
 //! - [`bootstrap`]: the default space and what every space starts with.
 //! - [`resources`]: spaces, environments, project groups, lifecycles.
 //! - [`projects`]: projects, channels and deployment processes.
@@ -49,12 +51,14 @@ pub mod package_retention;
 pub mod package_selection;
 pub mod packages;
 pub mod paging;
+pub mod passwords;
 pub mod preview;
 pub mod progression;
 pub mod projects;
 pub mod releases;
 pub mod resources;
 pub mod sessions;
+pub mod sign_in_throttle;
 pub mod tasks;
 pub mod text;
 pub mod users;

@@ -50,10 +50,16 @@ fn expired() -> ServiceError {
     ServiceError::Unauthorized("Your session has expired or was ended; sign in again.".into())
 }
 
-/// Checks a username and password and starts a session for that user.
-pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Started> {
-    let user = crate::auth::sign_in(store, username.trim(), password).await?;
-    start(store, &user, SESSION_LIFETIME).await
+/// Checks a username and password from `client` (throttled, see
+/// [`crate::auth::sign_in`]) and starts a session for that user.
+pub async fn sign_in(
+    inst: &crate::Instance,
+    username: &str,
+    password: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<Started> {
+    let user = crate::auth::sign_in(inst, username, password, client).await?;
+    start(&inst.store, &user, SESSION_LIFETIME).await
 }
 
 /// Starts a session for `user` lasting `lifetime`, clearing out sessions that
@@ -198,11 +204,15 @@ mod tests {
         tx.insert_user(&user, Some(&hash)).await.unwrap();
         tx.commit().await.unwrap();
 
+        let passwords = crate::passwords::Passwords::new(1);
         assert!(matches!(
-            sign_in(&store, "alice", "wrong").await,
+            crate::auth::check_password(&store, &passwords, "alice", "wrong").await,
             Err(ServiceError::Unauthorized(_))
         ));
-        let started = sign_in(&store, " Alice ", "pw").await.unwrap();
+        let alice = crate::auth::check_password(&store, &passwords, "Alice", "pw")
+            .await
+            .unwrap();
+        let started = start(&store, &alice, SESSION_LIFETIME).await.unwrap();
         let s = authenticate(&store, &started.token).await.unwrap();
         assert_eq!(s.user.id, user.id);
         assert_eq!(s.csrf_token, started.session.csrf_token);

@@ -2,7 +2,7 @@
 //! signs in with a password (hashed with argon2, never stored in the user
 //! document); a service account has none and works through API keys.
 
-use crate::auth::hash_password;
+use crate::passwords::Passwords;
 use crate::resources::audit;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
@@ -33,7 +33,12 @@ pub async fn list(store: &Store) -> Result<Vec<User>> {
 
 /// Creates a user after checking every field, reporting all problems at
 /// once; the username is unique regardless of case.
-pub async fn create(store: &Store, caller: &User, new: &NewUser) -> Result<User> {
+pub async fn create(
+    store: &Store,
+    passwords: &Passwords,
+    caller: &User,
+    new: &NewUser,
+) -> Result<User> {
     let username = new.username.trim();
     let mut problems = check(new);
     if !username.is_empty() && store.user_with_password(username).await?.is_some() {
@@ -44,7 +49,7 @@ pub async fn create(store: &Store, caller: &User, new: &NewUser) -> Result<User>
     }
     let hash = match new.is_service {
         true => None,
-        false => Some(hash_password(&new.password)?),
+        false => Some(passwords.hash(&new.password).await?),
     };
     let mut tx = store.begin().await?;
     let user = User {
@@ -220,17 +225,30 @@ mod tests {
             username: "admin".into(),
             ..Default::default()
         };
-        let alice = create(&store, &caller, &person("alice", "correct horse"))
-            .await
-            .unwrap();
+        let passwords = Passwords::new(1);
+        let alice = create(
+            &store,
+            &passwords,
+            &caller,
+            &person("alice", "correct horse"),
+        )
+        .await
+        .unwrap();
         assert_eq!(alice.display_name, "alice");
         assert!(alice.can_password_be_edited && alice.is_active);
-        assert!(crate::auth::sign_in(&store, "alice", "correct horse")
-            .await
-            .is_ok());
-        let again = create(&store, &caller, &person("ALICE", "another pass"))
-            .await
-            .unwrap_err();
+        assert!(
+            crate::auth::check_password(&store, &passwords, "alice", "correct horse")
+                .await
+                .is_ok()
+        );
+        let again = create(
+            &store,
+            &passwords,
+            &caller,
+            &person("ALICE", "another pass"),
+        )
+        .await
+        .unwrap_err();
         match again {
             ServiceError::BadRequest { errors, .. } => {
                 assert_eq!(errors, ["A user with the username 'ALICE' already exists"])

@@ -52,6 +52,15 @@ pub struct ServerArgs {
     /// Seconds an HTTP request's body may pause before the request fails.
     #[arg(long, env = "CUTTLE_HTTP_BODY_TIMEOUT", default_value_t = cuttle_api::HttpLimits::default().body_timeout.as_secs())]
     http_body_timeout: u64,
+    /// Failed portal sign-ins for one username within 15 minutes before
+    /// more are refused until the 15 minutes are up; 0 sets no limit.
+    #[arg(long, env = "CUTTLE_SIGN_IN_FAILURES_PER_USER", default_value_t = cuttle_service::sign_in_throttle::ThrottleConfig::default().per_user)]
+    sign_in_failures_per_user: u32,
+    /// As --sign-in-failures-per-user, from one client address; 0 sets no
+    /// limit (set it so behind a reverse proxy, where every client has the
+    /// proxy's address).
+    #[arg(long, env = "CUTTLE_SIGN_IN_FAILURES_PER_ADDRESS", default_value_t = cuttle_service::sign_in_throttle::ThrottleConfig::default().per_address)]
+    sign_in_failures_per_address: u32,
     /// This server's name in task records (default: the host name).
     #[arg(long, env = "CUTTLE_NODE_NAME")]
     node_name: Option<String>,
@@ -118,6 +127,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.master_key = args.master_key.filter(|k| !k.trim().is_empty());
     config.package_retention = (args.package_retention_days > 0)
         .then(|| Duration::from_secs(args.package_retention_days.saturating_mul(86_400)));
+    config.sign_in_throttle.per_user = args.sign_in_failures_per_user;
+    config.sign_in_throttle.per_address = args.sign_in_failures_per_address;
     if let Some(n) = args.node_name {
         config.node_name = n;
     }

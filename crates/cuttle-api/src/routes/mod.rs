@@ -213,7 +213,7 @@ async fn create_user(
         is_service: body.is_service,
         is_active: body.is_active.unwrap_or(true),
     };
-    let user = cuttle_service::users::create(&inst.store, &caller, &new).await?;
+    let user = cuttle_service::users::create(&inst.store, &inst.passwords, &caller, &new).await?;
     Ok((StatusCode::CREATED, Json(resource(&user))))
 }
 

@@ -8,8 +8,9 @@ use common::{on_both, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// A second space with an environment and a project whose one step sleeps,
-/// released and deployed there; returns (space, release, deployment, task).
+/// A second space with an environment and a project whose one step waits
+/// for a manual intervention, released and deployed there; returns (space,
+/// release, deployment, task).
 async fn deploy_in_second_space(s: &Server) -> (String, String, String, String) {
     let space = s.create("/api/spaces", json!({"Name": "Elsewhere"})).await;
     let sp = space["Id"].as_str().unwrap().to_owned();
@@ -23,9 +24,15 @@ async fn deploy_in_second_space(s: &Server) -> (String, String, String, String) 
             json!({"Name": "Remote", "ProjectGroupId": group, "LifecycleId": lifecycle}),
         )
         .await;
+    // A manual intervention: the task waits on it, with an interruption.
     let process = json!({"Version": 0, "Steps": [{"Name": "Wait", "Actions": [{
-        "ActionType": "Octopus.Script",
-        "Properties": {"Octopus.Action.Script.ScriptBody": "echo waiting; sleep 30", "Octopus.Action.Script.Syntax": "Bash"},
+        "Name": "Wait",
+        "ActionType": "Octopus.Manual",
+        "Properties": {
+            "Octopus.Action.Manual.Instructions": "Wait here",
+            "Octopus.Action.Manual.BlockConcurrentDeployments": "False",
+            "Octopus.Action.RunOnServer": "true",
+        },
     }]}]});
     let path = format!(
         "/api/{sp}/projects/{}/deploymentprocesses",
@@ -132,6 +139,187 @@ async fn fault_another_spaces_task_is_not_found_and_not_cancelled() {
         assert_eq!(r.status, StatusCode::OK, "{}: {}", s.backend, r.body);
         let done = s.wait_for_task(&task).await;
         assert_eq!(done["State"], "Canceled", "{}", s.backend);
+    })
+    .await;
+}
+
+/// The id of the first item of a collection.
+async fn first_id(s: &Server, path: &str) -> String {
+    let body = s.get(path).await.body;
+    let item = if body.is_array() {
+        &body[0]
+    } else {
+        &body["Items"][0]
+    };
+    item["Id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: nothing at {path}: {body}", s.backend))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn fault_every_space_route_treats_another_spaces_ids_as_missing() {
+    on_both("space-walls-all", |s| async move {
+        let (sp, release, _deployment, task) = deploy_in_second_space(&s).await;
+        let project = first_id(&s, &format!("/api/{sp}/projects")).await;
+        let project_doc = s.get(&format!("/api/{sp}/projects/{project}")).await.body;
+        let variables = project_doc["VariableSetId"].as_str().unwrap().to_owned();
+        let environment = first_id(&s, &format!("/api/{sp}/environments")).await;
+        let lifecycle = first_id(&s, &format!("/api/{sp}/lifecycles")).await;
+        let group = first_id(&s, &format!("/api/{sp}/projectgroups")).await;
+        let channel = first_id(&s, &format!("/api/{sp}/projects/{project}/channels")).await;
+        let pool = first_id(&s, &format!("/api/{sp}/workerpools")).await;
+        let policy = first_id(&s, &format!("/api/{sp}/machinepolicies")).await;
+        let mut interruption = None;
+        for _ in 0..500 {
+            let found = s
+                .get(&format!("/api/{sp}/interruptions?regarding={task}"))
+                .await
+                .body;
+            if let Some(id) = found["Items"][0]["Id"].as_str() {
+                interruption = Some(id.to_owned());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let interruption = interruption.expect("the manual step's interruption");
+
+        for path in [
+            format!("/api/Spaces-1/projects/{project}"),
+            format!("/api/Spaces-1/projects/{project}/channels"),
+            format!("/api/Spaces-1/projects/{project}/releases"),
+            format!("/api/Spaces-1/projects/{project}/releases/1.0.0"),
+            format!("/api/Spaces-1/projects/{project}/deploymentprocesses"),
+            format!("/api/Spaces-1/variables/{variables}"),
+            format!("/api/Spaces-1/environments/{environment}"),
+            format!("/api/Spaces-1/environments/{environment}/machines"),
+            format!("/api/Spaces-1/lifecycles/{lifecycle}"),
+            format!("/api/Spaces-1/projectgroups/{group}"),
+            format!("/api/Spaces-1/projectgroups/{group}/projects"),
+            format!("/api/Spaces-1/channels/{channel}"),
+            format!("/api/Spaces-1/workerpools/{pool}"),
+            format!("/api/Spaces-1/workerpools/{pool}/workers"),
+            format!("/api/Spaces-1/machinepolicies/{policy}"),
+            format!("/api/Spaces-1/releases/{release}/deployments/preview/{environment}"),
+            format!("/api/Spaces-1/interruptions/{interruption}"),
+            format!("/api/Spaces-1/interruptions/{interruption}/responsible"),
+            format!("/api/projects/{project}"),
+            format!("/api/interruptions/{interruption}"),
+        ] {
+            let r = s.get(&path).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{} GET {path}: {}",
+                s.backend,
+                r.body
+            );
+        }
+
+        // Writes through Spaces-1 are refused and change nothing.
+        let writes = [
+            (
+                Method::PUT,
+                format!("/api/Spaces-1/projects/{project}"),
+                project_doc.clone(),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/Spaces-1/projects/{project}"),
+                json!({}),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/Spaces-1/environments/{environment}"),
+                json!({}),
+            ),
+            (
+                Method::PUT,
+                format!("/api/Spaces-1/environments/{environment}"),
+                json!({"Name": "Taken"}),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/Spaces-1/channels/{channel}"),
+                json!({}),
+            ),
+            (
+                Method::PUT,
+                format!("/api/Spaces-1/variables/{variables}"),
+                json!({"Variables": []}),
+            ),
+            (
+                Method::PUT,
+                format!("/api/Spaces-1/interruptions/{interruption}/responsible"),
+                json!({}),
+            ),
+            (
+                Method::POST,
+                format!("/api/Spaces-1/interruptions/{interruption}/submit"),
+                json!({"Result": "Proceed"}),
+            ),
+            (
+                Method::POST,
+                format!("/api/Spaces-1/tasks/{task}/cancel"),
+                json!({}),
+            ),
+        ];
+        for (method, path, body) in writes {
+            let r = s.send(method.clone(), &path, &body).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{} {method} {path}: {}",
+                s.backend,
+                r.body
+            );
+        }
+        for (path, body) in [
+            (
+                "/api/Spaces-1/deployments",
+                json!({"ReleaseId": release, "EnvironmentId": environment}),
+            ),
+            (
+                "/api/Spaces-1/releases",
+                json!({"ProjectId": project, "Version": "9.9.9"}),
+            ),
+        ] {
+            let r = s.post(path, body).await;
+            assert!(
+                r.status == StatusCode::NOT_FOUND || r.status == StatusCode::BAD_REQUEST,
+                "{} POST {path}: {} {}",
+                s.backend,
+                r.status,
+                r.body
+            );
+        }
+        let after = s.get(&format!("/api/{sp}/projects/{project}")).await.body;
+        assert_eq!(after, project_doc, "{}", s.backend);
+        assert_eq!(
+            s.get(&format!("/api/{sp}/environments/{environment}"))
+                .await
+                .body["Name"],
+            "Far"
+        );
+        let i = s
+            .get(&format!("/api/{sp}/interruptions/{interruption}"))
+            .await
+            .body;
+        assert_eq!(i["IsPending"], true, "{}: {i}", s.backend);
+        assert_eq!(state_of(&s, &sp, &task).await, "Executing", "{}", s.backend);
+        let releases = s
+            .get(&format!("/api/{sp}/projects/{project}/releases"))
+            .await
+            .body;
+        assert_eq!(releases["TotalResults"], 1, "{}: {releases}", s.backend);
+        let deployments = s.get(&format!("/api/{sp}/deployments")).await.body;
+        assert_eq!(
+            deployments["TotalResults"], 1,
+            "{}: {deployments}",
+            s.backend
+        );
+        s.post(&format!("/api/{sp}/tasks/{task}/cancel"), json!({}))
+            .await;
     })
     .await;
 }

@@ -381,20 +381,22 @@ impl Store {
         .bind(task_id)
         .bind(&a.id)
         .bind(&a.parent_id)
-        .bind(&a.name)
+        .bind(storable(&a.name))
         .bind(a.status.as_str())
         .bind(a.started.map(|t| t.to_string()))
         .bind(a.ended.map(|t| t.to_string()))
         .bind(position)
         .bind(i64::from(a.show_at_summary_level))
         .bind(a.progress_percentage)
-        .bind(&a.progress_message)
+        .bind(a.progress_message.as_deref().map(storable))
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// Appends log lines in one transaction (the engine batches them).
+    /// Appends log lines in one transaction (the engine batches them). A
+    /// NUL a script printed is kept as U+FFFD, on both databases alike:
+    /// PostgreSQL cannot store one in text, and refused the whole batch.
     pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
@@ -410,8 +412,8 @@ impl Store {
             .bind(&l.activity_id)
             .bind(l.category.as_str())
             .bind(l.occurred_at.to_string())
-            .bind(&l.message)
-            .bind(&l.detail)
+            .bind(storable(&l.message))
+            .bind(l.detail.as_deref().map(storable))
             .execute(&mut *tx)
             .await?;
         }
@@ -527,4 +529,10 @@ impl Store {
         .await?;
         rows.iter().map(activity_from_row).collect()
     }
+}
+
+/// `text` as both databases can store it: PostgreSQL's text cannot hold a
+/// NUL, so it becomes U+FFFD (the replacement character) everywhere.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }

@@ -348,6 +348,60 @@ async fn task_log_round_trips() {
     .await;
 }
 
+/// A script may print a NUL. PostgreSQL cannot hold one in text, and
+/// refused the whole batch of lines around it; SQLite kept it. Both now
+/// keep every line, the NUL shown as U+FFFD.
+#[tokio::test]
+async fn fault_a_log_line_with_a_nul_is_kept_on_both_databases() {
+    on_both("log_nul", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let t = tx.insert_task(new_task("Deploy")).await.unwrap();
+        tx.commit().await.unwrap();
+        let line = |seq: i64, message: &str, detail: Option<&str>| LogLine {
+            seq,
+            activity_id: format!("{}_1", t.id),
+            category: LogCategory::Info,
+            occurred_at: Timestamp::now(),
+            message: message.into(),
+            detail: detail.map(str::to_owned),
+        };
+        let lines = [
+            line(1, "before", None),
+            line(2, "a\0b", Some("x\0y")),
+            line(3, "after", None),
+        ];
+        store.append_log_lines(&t.id, &lines).await.unwrap();
+        // A script's progress message may hold one too.
+        let activity = Activity {
+            id: format!("{}_1", t.id),
+            parent_id: None,
+            name: "Deploy".into(),
+            status: ActivityStatus::Running,
+            started: Some(Timestamp::now()),
+            ended: None,
+            show_at_summary_level: true,
+            progress_percentage: Some(50),
+            progress_message: Some("half\0way".into()),
+        };
+        store.put_activity(&t.id, &activity, 0).await.unwrap();
+        let (acts, got) = store.task_log(&t.id).await.unwrap();
+        assert_eq!(acts[0].progress_message.as_deref(), Some("half\u{FFFD}way"));
+        let messages: Vec<(&str, Option<&str>)> = got
+            .iter()
+            .map(|l| (l.message.as_str(), l.detail.as_deref()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                ("before", None),
+                ("a\u{FFFD}b", Some("x\u{FFFD}y")),
+                ("after", None)
+            ]
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn users_and_api_keys() {
     on_both("users", |store| async move {

@@ -95,6 +95,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         return crate::cli::certificate::run(cmd);
     }
     init_tracing();
+    raise_open_file_limit();
     // Installed first: from here on SIGTERM means an orderly stop, which
     // both the API and the polling endpoint follow.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -202,6 +203,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     instance.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises this process's soft limit on open files to its hard limit (at
+/// most 65,536). The soft limit is often 1,024, which HTTP connections,
+/// agents, the database and package files together can reach; the hard
+/// limit is what the operator allows, and is never exceeded.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = limit.rlim_max.min(65_536);
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        tracing::debug!(
+            from = limit.rlim_cur,
+            to = wanted,
+            "raised the open file limit"
+        );
+    }
 }
 
 /// The polling endpoint's address: as given, none for "off", else the API's

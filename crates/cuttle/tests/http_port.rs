@@ -93,3 +93,43 @@ fn fault_an_api_key_in_the_query_is_not_logged() {
     );
     assert!(!output.contains(KEY), "the API key was logged:\n{output}");
 }
+
+/// The soft and hard open-file limits in a /proc/<pid>/limits text.
+fn open_file_limits(limits: &str) -> (u64, u64) {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn fault_the_server_raises_its_open_file_limit() {
+    let own = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let (soft, hard) = open_file_limits(&own);
+    if hard <= 256 {
+        eprintln!("skipped: the hard open-file limit ({hard}) leaves nothing to raise");
+        return;
+    }
+    // The server inherits a low soft limit, as under many service managers.
+    let lowered = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None, &[]);
+    let restored = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &restored) };
+    let theirs = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    assert_eq!(open_file_limits(&theirs), (hard.min(65_536), hard));
+}

@@ -11,7 +11,9 @@ use serde_json::json;
 #[tokio::test]
 async fn fault_nul_in_a_name_or_filter_is_a_400_on_both_databases() {
     on_both("nul-bytes", |s| async move {
+        s.project_with_script("Looked up", "echo hi", json!({})).await;
         let before = s.get("/api/environments").await.body["TotalResults"].clone();
+        let lifecycles = s.get("/api/lifecycles").await.body["TotalResults"].clone();
         for (path, body) in [
             ("/api/environments", json!({"Name": "Dev\u{0}elopment"})),
             ("/api/Spaces-1/projectgroups", json!({"Name": "\u{0}"})),
@@ -52,6 +54,38 @@ async fn fault_nul_in_a_name_or_filter_is_a_400_on_both_databases() {
             assert!(
                 r.error_text().contains("NUL") || r.error_text().contains("control"),
                 "{} GET {path}: {}",
+                s.backend,
+                r.body
+            );
+        }
+        // Names and ids in bodies that are looked up, not stored.
+        for (path, body, field) in [
+            (
+                "/api/Spaces-1/releases/create/v1",
+                json!({"ProjectName": "Looked up\u{0}", "ReleaseVersion": "1.0.0"}),
+                "ProjectName",
+            ),
+            (
+                "/api/Spaces-1/deployments/create/untenanted/v1",
+                json!({"ProjectName": "Looked up", "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Dev\u{0}"]}),
+                "EnvironmentNames[0]",
+            ),
+            (
+                "/api/Spaces-1/tasks",
+                json!({"Name": "Health", "Arguments": {"MachineIds": ["Machines-1\u{0}"]}}),
+                "Arguments.MachineIds[0]",
+            ),
+            (
+                "/api/lifecycles",
+                json!({"Name": "Kept", "Description": "d\u{0}"}),
+                "Description",
+            ),
+        ] {
+            let r = s.post(path, body).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{} POST {path}: {}", s.backend, r.body);
+            assert!(
+                r.error_text().contains(&format!("{field} contains a NUL")),
+                "{} POST {path}: {}",
                 s.backend,
                 r.body
             );

@@ -96,6 +96,10 @@ async fn fault_nul_in_a_name_or_filter_is_a_400_on_both_databases() {
             "{}: a refused request changed something",
             s.backend
         );
+        let now = s.get("/api/lifecycles").await.body["TotalResults"].clone();
+        assert_eq!(lifecycles, now, "{}", s.backend);
+        let releases = s.get("/api/releases").await.body["TotalResults"].clone();
+        assert_eq!(releases, 0, "{}", s.backend);
     })
     .await;
 }

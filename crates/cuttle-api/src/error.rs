@@ -45,6 +45,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, vec![]),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, vec![]),
             ServiceError::Conflict(m) => (StatusCode::CONFLICT, vec![m.clone()]),
+            ServiceError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()]),
             ServiceError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])

@@ -93,7 +93,11 @@ fn create_environments(server: &TestServer, prefix: &str, count: usize) -> (Vec<
         let (status, answer) = request(server, "POST", "/api/Spaces-1/environments", Some(body));
         match status {
             201 => acknowledged.push(name),
-            503 => refused += 1,
+            503 => {
+                let said = answer["ErrorMessage"].as_str().unwrap_or_default();
+                assert!(said.contains("storage is full"), "{answer}");
+                refused += 1;
+            }
             other => panic!("creating {name}: unexpected {other}: {answer}"),
         }
     }
@@ -155,6 +159,15 @@ fn fault_disk_full_loses_no_acknowledged_write() {
     eprintln!(
         "disk full: {} writes acknowledged, {refused} refused",
         acknowledged.len()
+    );
+
+    // A package pushed now is refused whole, with the reason.
+    let early = zip_package(packages.path(), "Early.1.0.0.zip");
+    let refused_push = agent_cli(&server, &["package", "push", early.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&refused_push.stderr);
+    assert!(
+        !refused_push.status.success() && said.contains("storage is full"),
+        "a push to a full disk: {refused_push:?}"
     );
 
     // Space comes back: the server takes writes again by itself.

@@ -52,6 +52,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooManyRequests { message, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, vec![message.clone()])
             }
+            ServiceError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()]),
             ServiceError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])

@@ -25,6 +25,10 @@ pub enum ServiceError {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// The server cannot take the request now but will later (its storage
+    /// is full); nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -56,6 +60,14 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::NotFound(what) => ServiceError::NotFound(format!("{what} was not found")),
             StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::StorageFull(e) => {
+                tracing::error!(error = %e, "the database's storage is full");
+                ServiceError::Unavailable(
+                    "The server's storage is full, so nothing was saved. Try again once space \
+                     has been freed."
+                        .into(),
+                )
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -258,6 +258,12 @@ async fn finish_push(
         .map_err(|e| io_error("store", &content, e))?;
     upload.temp.moved = true;
     let recorded: Result<()> = async {
+        // The rename reaches the disk before the row that names the file does.
+        let dir = upload.dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("storing a package: {e}")))?
+            .map_err(|e| io_error("store", &content, e))?;
         if let Some(old) = &existing {
             tx.delete_package(&space_id, &old.id).await?;
         }
@@ -381,6 +387,14 @@ fn read_at(file: &mut std::fs::File, offset: u64, n: usize) -> std::io::Result<V
 }
 
 fn io_error(doing: &str, path: &Path, e: std::io::Error) -> ServiceError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        tracing::error!(path = %path.display(), "the package store's disk is full");
+        return ServiceError::Unavailable(
+            "The server's storage is full, so the package was not saved. Try again once space \
+             has been freed."
+                .into(),
+        );
+    }
     ServiceError::Internal(format!(
         "Could not {doing} the package file {}: {e}",
         path.display()

@@ -2,7 +2,8 @@
 //! PostgreSQL, with a single migration history and one source of each query.
 //!
 //! # Layout
-//! - this file: opening the store, transactions, errors.
+//! - this file: opening the store, errors.
+//! - [`transaction`]: transactions, and what happens to a failed one.
 //! - [`dialect`]: the few places where SQLite and PostgreSQL must differ.
 //! - [`documents`]: resources kept as JSON documents with indexed columns.
 //! - [`machines`]: the deployment targets a deployment runs on.
@@ -29,6 +30,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod tasks;
 pub mod testing;
+mod transaction;
 pub mod users;
 
 pub use dialect::Backend;
@@ -36,9 +38,10 @@ pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::AuditEvent;
 pub use secrets::{MasterKey, SecretError};
 pub use tasks::{NewTask, TaskQuery};
+pub use transaction::Tx;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,7 +52,11 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The disk under the database is full: nothing of the write was kept,
+    /// and the same write succeeds once space is freed.
+    #[error("the database's storage is full: {0}")]
+    StorageFull(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {0}")]
@@ -59,6 +66,33 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_storage_full(&e) {
+            StoreError::StorageFull(e)
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// SQLite's SQLITE_FULL (13) and PostgreSQL's `disk_full` (53100).
+fn is_storage_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            matches!(d.code().as_deref(), Some("13") | Some("53100"))
+                || d.message().contains("No space left on device")
+        }
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(libc_enospc()),
+        _ => false,
+    }
+}
+
+/// ENOSPC on Linux, where Cuttle runs.
+const fn libc_enospc() -> i32 {
+    28
+}
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
@@ -71,17 +105,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-}
-
-/// A transaction; writes that belong together go through one.
-pub struct Tx {
-    pub(crate) inner: sqlx::Transaction<'static, Any>,
-}
-
-impl Tx {
-    pub async fn commit(self) -> Result<()> {
-        Ok(self.inner.commit().await?)
-    }
 }
 
 impl Store {
@@ -105,8 +128,11 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(60))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
+                            // synchronous = FULL: a commit is on disk before it
+                            // returns, so nothing acknowledged is lost to a power
+                            // cut either (NORMAL survives only a process crash).
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
                             )
                             .await?;
                             Ok(())
@@ -154,9 +180,7 @@ impl Store {
     }
 
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx {
-            inner: self.pool.begin().await?,
-        })
+        Tx::begin(&self.pool).await
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -216,11 +216,11 @@ impl Store {
         // One claim at a time across nodes: otherwise two nodes could each
         // claim a deployment of the same project and environment, neither
         // seeing the other's uncommitted claim. Claims are short.
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(lock) = self.backend().claim_lock() {
-            sqlx::query(lock).execute(&mut *tx).await?;
+            sqlx::query(lock).execute(&mut *tx.inner).await?;
         }
-        let conn = &mut *tx;
+        let conn = &mut *tx.inner;
         sqlx::query(
             "UPDATE server_tasks SET state = 'TimedOut', completed_time = $1, last_updated_time = $1, \
              error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
@@ -401,7 +401,7 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         for l in lines {
             sqlx::query(
                 "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
@@ -414,7 +414,7 @@ impl Store {
             .bind(l.occurred_at.to_string())
             .bind(storable(&l.message))
             .bind(l.detail.as_deref().map(storable))
-            .execute(&mut *tx)
+            .execute(&mut *tx.inner)
             .await?;
         }
         tx.commit().await?;

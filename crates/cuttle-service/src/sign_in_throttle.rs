@@ -56,6 +56,21 @@ pub struct SignInThrottle {
     windows: Mutex<HashMap<Key, Window>>,
 }
 
+/// An IPv4 address counts alone; an IPv6 one by its /64 network, which a
+/// single client usually holds whole (and could otherwise walk through).
+fn address_key(address: IpAddr) -> Key {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Key::Address(IpAddr::V4(v4)),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                Key::Address(IpAddr::V6(network.into()))
+            }
+        },
+        v4 => Key::Address(v4),
+    }
+}
+
 fn user_key(username: &str) -> Key {
     // Usernames are unique regardless of case, so guesses are counted so.
     Key::User(username.trim().to_lowercase())
@@ -88,7 +103,7 @@ impl SignInThrottle {
         let refusal = blocked(&user_key(username), self.config.per_user)
             .map(|wait| ("for this user", wait))
             .or_else(|| {
-                let address = Key::Address(address?);
+                let address = address_key(address?);
                 blocked(&address, self.config.per_address).map(|wait| ("from this address", wait))
             });
         match refusal {
@@ -111,7 +126,7 @@ impl SignInThrottle {
     pub fn failed(&self, username: &str, address: Option<IpAddr>) {
         let now = Instant::now();
         let mut windows = self.windows();
-        let keys = std::iter::once(user_key(username)).chain(address.map(Key::Address));
+        let keys = std::iter::once(user_key(username)).chain(address.map(address_key));
         for key in keys {
             if !windows.contains_key(&key) && windows.len() >= MAX_FOLLOWED {
                 windows.retain(|_, w| now < w.started + self.config.window);
@@ -198,6 +213,15 @@ mod tests {
         t.check("carol", None).unwrap();
         t.succeeded("ALICE");
         t.check("alice", Some(there)).unwrap();
+
+        // One IPv6 /64 is one address.
+        let v6 = throttle(100, 2);
+        v6.failed("a", Some("2001:db8::1".parse().unwrap()));
+        v6.failed("b", Some("2001:db8::ffff:2".parse().unwrap()));
+        assert!(v6.check("c", Some("2001:db8::3".parse().unwrap())).is_err());
+        assert!(v6
+            .check("c", Some("2001:db8:0:1::3".parse().unwrap()))
+            .is_ok());
 
         let unlimited = throttle(0, 0);
         for _ in 0..100 {

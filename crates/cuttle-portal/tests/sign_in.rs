@@ -172,3 +172,54 @@ async fn fault_an_unknown_user_costs_a_password_hash() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn fault_a_nul_in_a_username_is_a_400_on_both_databases() {
+    on_both("sign-in-nul", |s| async move {
+        let (csrf, cookie) = form(&s).await;
+        let page = attempt(&s, &csrf, &cookie, "ad\u{0}min", "wrong password").await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{}: {}",
+            s.backend,
+            page.body
+        );
+        assert!(
+            page.body.contains("Username contains a NUL"),
+            "{}",
+            page.body
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_nul_in_a_new_username_is_a_400_on_both_databases() {
+    on_both("new-user-nul", |s| async move {
+        let b = s.sign_in().await;
+        let page = b
+            .post(
+                "/configuration/users",
+                &[
+                    ("csrf", &b.csrf),
+                    ("username", "al\u{0}ice"),
+                    ("display_name", "Alice"),
+                    ("email", ""),
+                    ("password", "correct horse battery"),
+                    ("is_active", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{}: {}",
+            s.backend,
+            page.body
+        );
+        let (_, users) = s.api(reqwest::Method::GET, "/api/users", None).await;
+        assert_eq!(users["TotalResults"], 1, "{}: {users}", s.backend);
+    })
+    .await;
+}

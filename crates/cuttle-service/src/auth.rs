@@ -251,6 +251,8 @@ pub async fn check_password(
     username: &str,
     password: &str,
 ) -> Result<User> {
+    // No username holds one, and PostgreSQL cannot even look one up.
+    crate::text::check_no_nul("Username", username)?;
     let found = store.user_with_password(username).await?;
     let hash = found
         .as_ref()

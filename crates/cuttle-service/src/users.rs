@@ -41,7 +41,11 @@ pub async fn create(
 ) -> Result<User> {
     let username = new.username.trim();
     let mut problems = check(new);
-    if !username.is_empty() && store.user_with_password(username).await?.is_some() {
+    // A NUL is refused by `check` already, and PostgreSQL cannot look one up.
+    if !username.is_empty()
+        && !username.contains('\0')
+        && store.user_with_password(username).await?.is_some()
+    {
         problems.push(taken(username));
     }
     if !problems.is_empty() {

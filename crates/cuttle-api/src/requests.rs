@@ -1,30 +1,63 @@
-//! What every request passes through before its handler: a NUL in its path
-//! or query is refused once, here, for every route (ids and filters reach
+//! What every request passes through before its handler: a NUL in its path,
+//! query or form body is refused once, here, for every route (ids and filters reach
 //! the database, where PostgreSQL cannot hold a NUL and SQLite can), and
 //! the trace span that names it in debug logs leaves out API keys.
 
 use crate::error::ApiError;
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::Uri;
+use axum::http::{header, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cuttle_service::text::check_no_nul;
 use percent_encoding::percent_decode_str;
 
-/// Answers 400 to a request whose decoded path or query holds a NUL.
+/// The largest form body read to check it: axum's own limit for forms.
+const FORM_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Answers 400 to a request whose decoded path, query or form body (the
+/// portal's forms) holds a NUL. JSON bodies are checked as they are parsed
+/// (`crate::json`).
 pub async fn refuse_nul(request: Request, next: Next) -> Response {
     let uri = request.uri();
     let decoded = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    let checked = cuttle_service::text::check_no_nul("The request's path", &decoded(uri.path()))
-        .and_then(|()| {
-            cuttle_service::text::check_no_nul(
-                "The query string",
-                &decoded(uri.query().unwrap_or("")),
-            )
-        });
-    match checked {
-        Ok(()) => next.run(request).await,
-        Err(e) => ApiError::from(e).into_response(),
+    let checked = check_no_nul("The request's path", &decoded(uri.path()))
+        .and_then(|()| check_no_nul("The query string", &decoded(uri.query().unwrap_or(""))));
+    if let Err(e) = checked {
+        return ApiError::from(e).into_response();
     }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad_request(format!("The form could not be read: {e}"))
+                .into_response()
+        }
+    };
+    // One that does not parse is left to the handler to refuse.
+    if let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) {
+        for (name, value) in &fields {
+            let checked =
+                check_no_nul("A form field's name", name).and_then(|()| check_no_nul(name, value));
+            if let Err(e) = checked {
+                return ApiError::from(e).into_response();
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// The query parameters whose values are secrets.

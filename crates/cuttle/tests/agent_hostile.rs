@@ -1,0 +1,328 @@
+//! A compromised or broken agent: it holds a registered identity, so the
+//! pinned TLS handshake succeeds, and then answers with bodies no honest
+//! agent sends. The server must read a bounded amount of each answer in a
+//! bounded time, and say clearly what the agent did. Runs the hostile peer
+//! on 127.0.0.1 against the protocol client in-process, and against a real
+//! `cuttle server` process whose memory is read from /proc.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cuttle_protocol::client::{dial, hello};
+use cuttle_protocol::{Identity, ProtocolError};
+use serde_json::json;
+use support::agents::{api, health, machine_named, raw_log, register, Mode};
+use support::hostile::{Answer, Behaviour, HostileAgent};
+use support::{on_both, ServerProcess};
+
+const MIB: u64 = 1024 * 1024;
+/// What each hostile answer offers: far more than any honest answer.
+const OFFERED: u64 = 256 * MIB;
+/// What the server may take of it: its caps plus HTTP/2's flow-control
+/// windows, with room to spare, and still far below what was offered.
+const READ_AT_MOST: u64 = 40 * MIB;
+
+struct Pair {
+    server: Identity,
+    agent: Identity,
+}
+
+fn pair() -> Pair {
+    Pair {
+        server: Identity::generate("server").unwrap(),
+        agent: Identity::generate("agent").unwrap(),
+    }
+}
+
+fn hostile(pair: &Pair, hello: Answer, other: Answer) -> HostileAgent {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    HostileAgent::serve(
+        listener,
+        &pair.agent,
+        pair.server.thumbprint().clone(),
+        Behaviour { hello, other },
+    )
+}
+
+/// Runs `asking` and insists that it ends by itself well within `limit`.
+async fn ends_within<T>(limit: Duration, asking: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, asking)
+        .await
+        .unwrap_or_else(|_| panic!("the request was still waiting after {limit:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_an_endless_hello_is_cut_off_after_a_bounded_read() {
+    let pair = pair();
+    let agent = hostile(&pair, Answer::Huge(OFFERED), Answer::Honest);
+    let started = Instant::now();
+    let err = ends_within(
+        Duration::from_secs(60),
+        hello(
+            &agent.uri,
+            pair.agent.thumbprint(),
+            &pair.server,
+            Duration::from_secs(60),
+        ),
+    )
+    .await
+    .expect_err("an endless hello is not an answer");
+    assert!(
+        matches!(err, ProtocolError::TooLarge { .. }),
+        "{err} after {:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert!(
+        agent.sent() < READ_AT_MOST,
+        "the server read {} MiB of the endless hello",
+        agent.sent() / MIB
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_dripping_agent_is_given_up_on() {
+    let pair = pair();
+    // A hello that never ends: the dial's own limit applies.
+    let agent = hostile(
+        &pair,
+        Answer::Drip(Duration::from_millis(200)),
+        Answer::Honest,
+    );
+    let err = ends_within(
+        Duration::from_secs(20),
+        hello(
+            &agent.uri,
+            pair.agent.thumbprint(),
+            &pair.server,
+            Duration::from_secs(2),
+        ),
+    )
+    .await
+    .expect_err("a dripping hello is not an answer");
+    assert!(matches!(err, ProtocolError::Timeout { .. }), "{err}");
+
+    // A good hello, then answers that never end: each request has its own
+    // deadline, past any long-poll wait it asked for.
+    let agent = hostile(
+        &pair,
+        Answer::Honest,
+        Answer::Drip(Duration::from_millis(200)),
+    );
+    let (connection, _) = dial(
+        &agent.uri,
+        pair.agent.thumbprint(),
+        &pair.server,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the hello is honest");
+    let connection = connection.answering_within(Duration::from_secs(2));
+    let started = Instant::now();
+    let err = ends_within(
+        Duration::from_secs(30),
+        connection.script_status("s", 0, Duration::from_secs(1)),
+    )
+    .await
+    .expect_err("a dripping status is not an answer");
+    assert!(matches!(err, ProtocolError::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the long poll's wait is granted: {:?}",
+        started.elapsed()
+    );
+    let err = ends_within(Duration::from_secs(30), connection.list_files())
+        .await
+        .expect_err("a dripping file list is not an answer");
+    assert!(matches!(err, ProtocolError::Timeout { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_lying_and_garbage_answers_are_clear_errors() {
+    let pair = pair();
+    let server = &pair.server;
+    let agent_thumbprint = pair.agent.thumbprint();
+    let limit = Duration::from_secs(60);
+
+    // Not JSON at all.
+    let agent = hostile(&pair, Answer::Text("{\"Protocol"), Answer::Honest);
+    let err = hello(&agent.uri, agent_thumbprint, server, limit)
+        .await
+        .expect_err("garbage is not a hello");
+    assert!(matches!(err, ProtocolError::Malformed { .. }), "{err}");
+
+    // A length far past the cap is refused before the body is read.
+    let agent = hostile(
+        &pair,
+        Answer::Claiming {
+            claimed: 10 * 1024 * MIB,
+            sent: OFFERED,
+        },
+        Answer::Honest,
+    );
+    let err = hello(&agent.uri, agent_thumbprint, server, limit)
+        .await
+        .expect_err("a 10 GiB hello is not an answer");
+    assert!(matches!(err, ProtocolError::TooLarge { .. }), "{err}");
+    assert!(agent.sent() < READ_AT_MOST, "{} MiB", agent.sent() / MIB);
+
+    // A length shorter than the body: the stream is broken, not trusted.
+    let agent = hostile(
+        &pair,
+        Answer::Claiming {
+            claimed: 10,
+            sent: MIB,
+        },
+        Answer::Honest,
+    );
+    let err = hello(&agent.uri, agent_thumbprint, server, limit)
+        .await
+        .expect_err("a body longer than its length is not an answer");
+    assert!(
+        !matches!(err, ProtocolError::Timeout { .. }),
+        "a lie is found out, not waited on: {err}"
+    );
+
+    // Oversized answers to every other request, error or not.
+    for other in [Answer::Huge(OFFERED), Answer::HugeError(OFFERED)] {
+        let agent = hostile(&pair, Answer::Honest, other.clone());
+        let (connection, _) = dial(&agent.uri, agent_thumbprint, server, limit)
+            .await
+            .expect("the hello is honest");
+        let hash = "ab".repeat(32);
+        for _ in 0..3 {
+            let err = ends_within(limit, connection.file_status(&hash, None))
+                .await
+                .expect_err("an endless file status is not an answer");
+            assert!(
+                matches!(err, ProtocolError::TooLarge { .. }),
+                "{other:?}: {err}"
+            );
+        }
+        let err = ends_within(limit, connection.script_status("s", 0, Duration::ZERO))
+            .await
+            .expect_err("an endless status is not an answer");
+        assert!(
+            matches!(err, ProtocolError::TooLarge { .. }),
+            "{other:?}: {err}"
+        );
+        let err = ends_within(limit, connection.file_signature(&hash))
+            .await
+            .expect_err("an endless signature is not an answer");
+        assert!(
+            matches!(err, ProtocolError::TooLarge { .. }),
+            "{other:?}: {err}"
+        );
+        assert!(
+            agent.sent() < 5 * READ_AT_MOST,
+            "{other:?}: the server read {} MiB over five requests",
+            agent.sent() / MIB
+        );
+    }
+}
+
+/// The largest resident size the process has had, in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("/proc/<pid>/status has VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM is a number of kB");
+    kib * 1024
+}
+
+#[test]
+fn fault_a_hostile_agent_fails_its_health_check_without_growing_the_server() {
+    on_both("agent_hostile", |data_dir, db| {
+        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
+        api(
+            &server,
+            "POST",
+            "/api/environments",
+            Some(json!({"Name": "Dev"})),
+        );
+        let server_thumbprint: cuttle_protocol::Thumbprint =
+            api(&server, "GET", "/api/agents/server-thumbprint", None)["Thumbprint"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        let mut policy = api(&server, "GET", "/api/machinepolicies", None)["Items"][0].clone();
+        policy["ConnectionConnectTimeout"] = json!("00:00:05");
+        let policy_id = policy["Id"].as_str().unwrap().to_owned();
+        api(
+            &server,
+            "PUT",
+            &format!("/api/machinepolicies/{policy_id}"),
+            Some(policy),
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+
+        for (name, answer) in [
+            ("endless", Answer::Huge(OFFERED)),
+            ("dripping", Answer::Drip(Duration::from_millis(200))),
+        ] {
+            // A registered identity whose private key the hostile peer holds.
+            let dir = tmp.path().join(name);
+            let registered = register(&server, &dir, name, Mode::Listening(&["web"]));
+            assert!(registered.status.success(), "{registered:?}");
+            let machine = machine_named(&server, name);
+            let id = machine["Id"].as_str().unwrap().to_owned();
+            let uri = machine["Uri"].as_str().unwrap();
+            let address = uri.trim_start_matches("https://").trim_end_matches('/');
+            let listener = std::net::TcpListener::bind(address).unwrap();
+            let identity = Identity::load(&dir).unwrap();
+            let agent = runtime.block_on(async {
+                HostileAgent::serve(
+                    listener,
+                    &identity,
+                    server_thumbprint.clone(),
+                    Behaviour {
+                        hello: answer.clone(),
+                        other: Answer::Honest,
+                    },
+                )
+            });
+
+            let before = peak_memory(server.child.id());
+            let started = Instant::now();
+            let task = health(&server, &[&id]);
+            let took = started.elapsed();
+            let after = peak_memory(server.child.id());
+            assert!(
+                after.saturating_sub(before) < READ_AT_MOST,
+                "{name}: the server's peak memory grew by {} MiB (offered {} MiB, read {} MiB)",
+                after.saturating_sub(before) / MIB,
+                OFFERED / MIB,
+                agent.sent() / MIB
+            );
+            assert_eq!(task["State"], "Failed", "{name}: {task}");
+            assert!(
+                took < Duration::from_secs(45),
+                "{name}: the health check took {took:?}"
+            );
+            let log = raw_log(&server, task["Id"].as_str().unwrap());
+            let m = api(&server, "GET", &format!("/api/machines/{id}"), None);
+            assert_eq!(m["HealthStatus"], "Unavailable", "{name}: {m}");
+            let said = m["StatusSummary"].as_str().unwrap_or_default().to_owned();
+            match answer {
+                Answer::Huge(_) => assert!(
+                    said.contains("larger than") && log.contains("larger than"),
+                    "{name}: {said}\n{log}"
+                ),
+                _ => assert!(
+                    said.contains("did not answer within") && log.contains("did not answer"),
+                    "{name}: {said}\n{log}"
+                ),
+            }
+            drop(agent);
+        }
+    });
+}

@@ -560,6 +560,40 @@ async fn bad_packages_are_refused_and_leave_nothing_behind() {
     .await;
 }
 
+/// A `.tar.gz` holding one file of `mib` MiB of zeros: the tar's header,
+/// its data and its end, as concatenated gzip members (which a gzip reader
+/// reads as one stream), so building it costs compressing one MiB.
+fn tar_gz_of_zeros(mib: u64) -> Vec<u8> {
+    let member = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&[0u8; 1 << 20]).unwrap();
+        gz.finish().unwrap()
+    };
+    let mut out = gzip(&tar_header("zeros.bin", mib << 20));
+    for _ in 0..mib {
+        out.extend_from_slice(&member);
+    }
+    out.extend_from_slice(&gzip(&[0u8; 1024]));
+    out
+}
+
+#[tokio::test]
+async fn fault_a_tar_gz_bomb_is_refused_and_leaves_nothing_behind() {
+    let _side_by_side = MEMORY_MEASURED.read().await;
+    on_both("pkg-bomb", |s| async move {
+        // About 2 MB that inflates to 2 GiB: far past the 200:1 ratio an
+        // agent's extraction allows, so it would never deploy.
+        let bomb = tar_gz_of_zeros(2048);
+        assert!(bomb.len() < 4 << 20, "{} bytes", bomb.len());
+        refused(&s, "Acme.1.0.0.tar.gz", &bomb, "decompression bomb").await;
+        // The same shape within the limits is a package like any other.
+        let small = tar_gz_of_zeros(4);
+        let pushed = push(&s, "Acme.1.0.0.tar.gz", &small).await;
+        assert_eq!(pushed["Version"], "1.0.0", "{pushed}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn overwrite_modes_decide_what_happens_to_an_existing_version() {
     let _side_by_side = MEMORY_MEASURED.read().await;

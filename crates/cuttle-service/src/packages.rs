@@ -11,6 +11,7 @@
 
 use crate::resources::audit;
 use crate::{Instance, Result, ServiceError};
+use cuttle_engine::package::ExtractLimits;
 use cuttle_model::ids::BUILTIN_FEED_ID;
 use cuttle_model::package::{
     self, check_bzip2_end, check_magic, check_tar_ends, check_zip_end, feed_order,
@@ -331,7 +332,9 @@ async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
 /// bytes, then its end (zip's end-of-central-directory record, bzip2's
 /// end-of-stream marker, tar's end-of-archive blocks), and for `.tar.gz`
 /// the whole stream, unpacked without keeping it, which also checks gzip's
-/// checksum and the tar inside. Blocking.
+/// checksum and the tar inside, and that it stays within the expansion
+/// limits an agent extracts it with (a bomb would never deploy, so it is
+/// refused here, before it is kept). Blocking.
 fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(), String> {
     let unreadable = |e: std::io::Error| format!("it could not be read back: {e}");
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
@@ -360,15 +363,41 @@ fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(
             let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
             let mut shape = TarShape::default();
             let mut buf = vec![0u8; 64 * 1024];
+            let limits = ExtractLimits::default();
+            let allowed = limits.allowed(len);
+            let mut inflated = 0u64;
             loop {
                 match gz.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => shape.feed(&buf[..n]),
+                    Ok(n) => {
+                        inflated += n as u64;
+                        if inflated > allowed {
+                            return Err(expansion_refused(&limits, len));
+                        }
+                        shape.feed(&buf[..n])
+                    }
                     Err(e) => return Err(format!("The gzip stream is truncated or damaged ({e})")),
                 }
             }
             shape.finish()
         }
+    }
+}
+
+/// Why a package expanding past `limits.allowed(len)` is refused, in the
+/// words extraction would use.
+fn expansion_refused(limits: &ExtractLimits, len: u64) -> String {
+    if limits.allowed(len) >= limits.max_total_bytes {
+        format!(
+            "it expands to more than {} bytes, more than an agent extracts",
+            limits.max_total_bytes
+        )
+    } else {
+        format!(
+            "it looks like a decompression bomb: it expands to more than {} times \
+             its size of {len} bytes, more than an agent extracts",
+            limits.max_ratio
+        )
     }
 }
 

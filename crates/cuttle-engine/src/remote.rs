@@ -95,14 +95,18 @@ fn endpoint_of<'a>(
 
 /// Runs `start` on the agent, delivering its lines to `on_line`, until it
 /// ends, `cancel` fires (the agent then kills it), or the agent stays
-/// unreachable past the policy's retry limit.
-pub async fn run_on_agent(
+/// unreachable past the policy's retry limit. After each answer's lines,
+/// `settled` is awaited before more are asked for: lines are taken no
+/// faster than they are stored, so an agent flooding them cannot pile them
+/// up in the server's memory.
+pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
     agents: &Agents,
     target: &AgentTarget<'_>,
     limits: ConnectionLimits,
     start: StartScript,
     cancel: CancellationToken,
     mut on_line: impl FnMut(OutputStream, String) + Send,
+    settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, String> {
     let deadline = Instant::now() + Duration::from_secs(start.timeout_seconds) + TIMEOUT_GRACE;
     let mut session = Session::open(agents, target, limits)?;
@@ -136,6 +140,7 @@ pub async fn run_on_agent(
             };
             on_line(stream, line.text);
         }
+        settled().await;
         next = next.max(status.next);
         if status.is_finished() {
             return outcome(target.name, &status);

@@ -326,3 +326,124 @@ fn fault_a_hostile_agent_fails_its_health_check_without_growing_the_server() {
         }
     });
 }
+
+/// A script status that is still running, with these lines.
+fn running_with(lines: Vec<String>) -> hyper::body::Bytes {
+    use cuttle_protocol::messages::{ScriptLine, ScriptState, ScriptStatus, ScriptStream};
+    let status = ScriptStatus {
+        id: "any".into(),
+        state: ScriptState::Running,
+        exit_code: None,
+        signal: None,
+        error: None,
+        from: 0,
+        next: lines.len() as u64,
+        lines: lines
+            .into_iter()
+            .map(|text| ScriptLine {
+                stream: ScriptStream::Stdout,
+                text,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&status).unwrap().into()
+}
+
+#[test]
+fn fault_an_agent_flooding_a_running_script_does_not_grow_the_server() {
+    on_both("agent_hostile_flood", |data_dir, db| {
+        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
+        api(
+            &server,
+            "POST",
+            "/api/environments",
+            Some(json!({"Name": "Dev"})),
+        );
+        let server_thumbprint: cuttle_protocol::Thumbprint =
+            api(&server, "GET", "/api/agents/server-thumbprint", None)["Thumbprint"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("flood");
+        let registered = register(&server, &dir, "flood", Mode::Listening(&["web"]));
+        assert!(registered.status.success(), "{registered:?}");
+        let machine = machine_named(&server, "flood");
+        let uri = machine["Uri"].as_str().unwrap();
+        let address = uri.trim_start_matches("https://").trim_end_matches('/');
+        let listener = std::net::TcpListener::bind(address).unwrap();
+        let identity = Identity::load(&dir).unwrap();
+        // Every answer: about 6 MiB of output variables, 100 names (in
+        // base64, 'AA@…') of 48 KiB of NULs each (in base64, 'AAAA…'),
+        // set again and again while the script "runs".
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let value = "A".repeat(64 * 1024);
+        let sets: Vec<String> = (0..100)
+            .map(|i| {
+                let (a, b) = (alphabet[i / 62] as char, alphabet[i % 62] as char);
+                format!("##octopus[setVariable name='QUF{a}QUF{b}' value='{value}']")
+            })
+            .collect();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _agent = runtime.block_on(async {
+            HostileAgent::serve(
+                listener,
+                &identity,
+                server_thumbprint,
+                Behaviour {
+                    hello: Answer::Honest,
+                    other: Answer::Bytes(running_with(sets)),
+                },
+            )
+        });
+        let project = api(
+            &server,
+            "POST",
+            "/api/projects",
+            Some(
+                json!({"Name": "Flood", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+            ),
+        );
+        api(
+            &server,
+            "PUT",
+            &format!(
+                "/api/projects/{}/deploymentprocesses",
+                project["Id"].as_str().unwrap()
+            ),
+            Some(
+                json!({"Version": 0, "Steps": [{"Name": "Run", "Properties": {"Octopus.Action.TargetRoles": "web"},
+                "Actions": [{"Name": "Run", "ActionType": "Octopus.Script", "Properties": {
+                    "Octopus.Action.Script.ScriptBody": "true", "Octopus.Action.Script.Syntax": "Bash"}}]}]}),
+            ),
+        );
+        api(
+            &server,
+            "POST",
+            "/api/Spaces-1/releases/create/v1",
+            Some(json!({"ProjectName": "Flood", "ReleaseVersion": "1.0.0"})),
+        );
+        let before = peak_memory(server.child.id());
+        let task = support::agents::deploy_to_dev(&server, "Flood", "1.0.0");
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut flooded = false;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(500));
+            flooded = flooded || raw_log(&server, &task).contains("Output variable AA@");
+        }
+        let after = peak_memory(server.child.id());
+        assert!(
+            flooded,
+            "the agent's answers were read:\n{}",
+            raw_log(&server, &task)
+        );
+        assert!(
+            after.saturating_sub(before) < 3 * READ_AT_MOST,
+            "the server's peak memory grew by {} MiB in 20 s of a flooding agent",
+            after.saturating_sub(before) / MIB
+        );
+        let log = raw_log(&server, &task);
+        assert!(log.contains("output variables"), "{log}");
+    });
+}

@@ -34,6 +34,8 @@ pub enum Answer {
     Drip(Duration),
     /// `200` with this body.
     Text(&'static str),
+    /// `200` with these bytes (shared, so a large answer costs its bytes once).
+    Bytes(Bytes),
     /// `500` with this many bytes of `x` as its error message.
     HugeError(u64),
     /// `200` claiming a `Content-Length` of `claimed` and sending `Huge`.
@@ -125,6 +127,7 @@ fn respond(answer: Answer, is_hello: bool, counter: Arc<AtomicU64>) -> Response<
         Answer::Honest => (200, body(Kind::Once(Some(running_json()))), None),
         Answer::Huge(n) => (200, body(Kind::Huge(n)), None),
         Answer::Drip(every) => (200, body(Kind::Drip(every)), None),
+        Answer::Bytes(b) => (200, body(Kind::Once(Some(b))), None),
         Answer::Text(t) => (
             200,
             body(Kind::Once(Some(Bytes::from_static(t.as_bytes())))),

@@ -41,7 +41,11 @@ fn hostile(pair: &Pair, hello: Answer, other: Answer) -> HostileAgent {
         listener,
         &pair.agent,
         pair.server.thumbprint().clone(),
-        Behaviour { hello, other },
+        Behaviour {
+            hello,
+            other,
+            chunks: None,
+        },
     )
 }
 
@@ -287,6 +291,7 @@ fn fault_a_hostile_agent_fails_its_health_check_without_growing_the_server() {
                     Behaviour {
                         hello: answer.clone(),
                         other: Answer::Honest,
+                        chunks: None,
                     },
                 )
             });
@@ -394,6 +399,7 @@ fn fault_an_agent_flooding_a_running_script_does_not_grow_the_server() {
                 Behaviour {
                     hello: Answer::Honest,
                     other: Answer::Bytes(running_with(sets)),
+                    chunks: None,
                 },
             )
         });
@@ -446,4 +452,63 @@ fn fault_an_agent_flooding_a_running_script_does_not_grow_the_server() {
         let log = raw_log(&server, &task);
         assert!(log.contains("output variables"), "{log}");
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_an_agent_refusing_every_chunk_does_not_hold_an_upload() {
+    use cuttle_engine::remote::{upload_file, AgentTarget, ConnectionLimits};
+    use cuttle_model::machine::{CommunicationStyle, Endpoint};
+    use cuttle_protocol::messages::FileStatus;
+    use std::sync::Arc;
+
+    let pair = pair();
+    let hash = "ab".repeat(32);
+    // The agent holds nothing of the file, and answers every chunk that
+    // another upload's got there first.
+    let nothing = serde_json::to_vec(&FileStatus {
+        hash: hash.clone(),
+        complete: false,
+        received_bytes: 0,
+    })
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent = HostileAgent::serve(
+        listener,
+        &pair.agent,
+        pair.server.thumbprint().clone(),
+        Behaviour {
+            hello: Answer::Honest,
+            other: Answer::Bytes(nothing.into()),
+            chunks: Some(Answer::Conflict),
+        },
+    );
+    let server_identity = Arc::new(pair.server);
+    let agents =
+        cuttle_protocol::Agents::new(server_identity, cuttle_protocol::polling::PollingHub::new());
+    let endpoint = Endpoint {
+        communication_style: Some(CommunicationStyle::TentaclePassive),
+        uri: agent.uri.clone(),
+        thumbprint: pair.agent.thumbprint().to_string(),
+        ..Endpoint::default()
+    };
+    let target = AgentTarget {
+        name: "liar",
+        endpoint: &endpoint,
+        machine_policy_id: "MachinePolicies-1",
+    };
+    let limits = ConnectionLimits {
+        connect: Duration::from_secs(5),
+        retry: Duration::from_secs(5),
+        retry_sleep: Duration::from_millis(100),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("package.zip");
+    std::fs::write(&file, vec![7u8; 3 * 1024 * 1024]).unwrap();
+    let err = ends_within(
+        Duration::from_secs(30),
+        upload_file(&agents, &target, limits, &file, &hash, 3 * 1024 * 1024, &[]),
+    )
+    .await
+    .expect_err("an upload the agent never takes does not succeed");
+    assert!(err.contains("liar"), "{err}");
 }

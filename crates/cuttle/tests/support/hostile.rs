@@ -38,15 +38,20 @@ pub enum Answer {
     Bytes(Bytes),
     /// `500` with this many bytes of `x` as its error message.
     HugeError(u64),
+    /// `409`: another upload's chunk got there first (always, for a liar).
+    Conflict,
     /// `200` claiming a `Content-Length` of `claimed` and sending `Huge`.
     Claiming { claimed: u64, sent: u64 },
 }
 
-/// The answers to `/v1/hello` and to everything else.
+/// The answers to `/v1/hello`, to file chunks (`PUT`), and to everything
+/// else.
 #[derive(Clone, Debug)]
 pub struct Behaviour {
     pub hello: Answer,
     pub other: Answer,
+    /// For `PUT` requests; `other` when `None`.
+    pub chunks: Option<Answer>,
 }
 
 /// A hostile agent listening on 127.0.0.1; stops when dropped.
@@ -93,10 +98,10 @@ impl HostileAgent {
                     };
                     let handler = hyper::service::service_fn(move |request: Request<_>| {
                         let is_hello = request.uri().path() == HELLO_PATH;
-                        let answer = if is_hello {
-                            behaviour.hello.clone()
-                        } else {
-                            behaviour.other.clone()
+                        let answer = match (&behaviour.chunks, request.method()) {
+                            _ if is_hello => behaviour.hello.clone(),
+                            (Some(chunks), &hyper::Method::PUT) => chunks.clone(),
+                            _ => behaviour.other.clone(),
                         };
                         let counter = counter.clone();
                         async move { Ok::<_, Infallible>(respond(answer, is_hello, counter)) }
@@ -128,6 +133,13 @@ fn respond(answer: Answer, is_hello: bool, counter: Arc<AtomicU64>) -> Response<
         Answer::Huge(n) => (200, body(Kind::Huge(n)), None),
         Answer::Drip(every) => (200, body(Kind::Drip(every)), None),
         Answer::Bytes(b) => (200, body(Kind::Once(Some(b))), None),
+        Answer::Conflict => (
+            409,
+            body(Kind::Once(Some(Bytes::from_static(
+                br#"{"ErrorMessage":"the upload stands elsewhere"}"#,
+            )))),
+            None,
+        ),
         Answer::Text(t) => (
             200,
             body(Kind::Once(Some(Bytes::from_static(t.as_bytes())))),

@@ -512,3 +512,63 @@ async fn fault_an_agent_refusing_every_chunk_does_not_hold_an_upload() {
     .expect_err("an upload the agent never takes does not succeed");
     assert!(err.contains("liar"), "{err}");
 }
+
+#[test]
+fn fault_a_hostile_polling_agent_does_not_grow_the_server() {
+    on_both("agent_hostile_polling", |data_dir, db| {
+        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
+        api(
+            &server,
+            "POST",
+            "/api/environments",
+            Some(json!({"Name": "Dev"})),
+        );
+        let about = api(&server, "GET", "/api/agents/server-thumbprint", None);
+        let server_thumbprint: cuttle_protocol::Thumbprint =
+            about["Thumbprint"].as_str().unwrap().parse().unwrap();
+        let port = about["PollingPort"].as_u64().expect("a polling port");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("poller");
+        let registered = register(&server, &dir, "poller", Mode::Polling(&["web"]));
+        assert!(registered.status.success(), "{registered:?}");
+        let identity = Identity::load(&dir).unwrap();
+
+        let before = peak_memory(server.child.id());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        // The polling agent dials in, and answers the server's hello with
+        // an endless body, again on every redial.
+        let agent = runtime.block_on(async {
+            HostileAgent::poll(
+                format!("127.0.0.1:{port}"),
+                &identity,
+                server_thumbprint,
+                Behaviour {
+                    hello: Answer::Huge(OFFERED),
+                    other: Answer::Honest,
+                    chunks: None,
+                },
+            )
+        });
+        let until = Instant::now() + Duration::from_secs(60);
+        let said = loop {
+            let output = server.recent_output();
+            if output.contains("larger than") || output.contains("could not be read") {
+                break output;
+            }
+            assert!(
+                Instant::now() < until,
+                "the server said nothing of the polling agent:\n{output}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let after = peak_memory(server.child.id());
+        assert!(
+            after.saturating_sub(before) < READ_AT_MOST,
+            "the server's peak memory grew by {} MiB (offered {} MiB a connection, read {} MiB)",
+            after.saturating_sub(before) / MIB,
+            OFFERED / MIB,
+            agent.sent() / MIB
+        );
+        assert!(said.contains("larger than"), "{said}");
+    });
+}

@@ -93,24 +93,41 @@ impl HostileAgent {
                 let (acceptor, behaviour, counter) =
                     (acceptor.clone(), behaviour.clone(), counter.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let handler = hyper::service::service_fn(move |request: Request<_>| {
-                        let is_hello = request.uri().path() == HELLO_PATH;
-                        let answer = match (&behaviour.chunks, request.method()) {
-                            _ if is_hello => behaviour.hello.clone(),
-                            (Some(chunks), &hyper::Method::PUT) => chunks.clone(),
-                            _ => behaviour.other.clone(),
-                        };
-                        let counter = counter.clone();
-                        async move { Ok::<_, Infallible>(respond(answer, is_hello, counter)) }
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .timer(TokioTimer::new())
-                        .serve_connection(TokioIo::new(tls), handler)
-                        .await;
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        answer(tls, behaviour, counter).await;
+                    }
                 });
+            }
+        });
+        HostileAgent { uri, sent, task }
+    }
+
+    /// A polling agent: dials the server's polling port at `address` as
+    /// `identity`, trusting only `server`'s certificate, and answers the
+    /// server's requests over that connection, dialling again whenever the
+    /// server drops it. Call within a Tokio runtime.
+    pub fn poll(
+        address: String,
+        identity: &Identity,
+        server: cuttle_protocol::Thumbprint,
+        behaviour: Behaviour,
+    ) -> HostileAgent {
+        let tls =
+            cuttle_protocol::trust::client_config(identity, TrustedThumbprints::new([server]))
+                .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let uri = format!("poll://{address}/");
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(tcp) = tokio::net::TcpStream::connect(&address).await {
+                    let name = cuttle_protocol::trust::server_name();
+                    if let Ok(tls) = connector.connect(name, tcp).await {
+                        answer(tls, behaviour.clone(), counter.clone()).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         HostileAgent { uri, sent, task }
@@ -119,6 +136,27 @@ impl HostileAgent {
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
+}
+
+/// Answers the server's requests on one connection as `behaviour` says.
+async fn answer<I>(io: I, behaviour: Behaviour, counter: Arc<AtomicU64>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let handler = hyper::service::service_fn(move |request: Request<_>| {
+        let is_hello = request.uri().path() == HELLO_PATH;
+        let answer = match (&behaviour.chunks, request.method()) {
+            _ if is_hello => behaviour.hello.clone(),
+            (Some(chunks), &hyper::Method::PUT) => chunks.clone(),
+            _ => behaviour.other.clone(),
+        };
+        let counter = counter.clone();
+        async move { Ok::<_, Infallible>(respond(answer, is_hello, counter)) }
+    });
+    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), handler)
+        .await;
 }
 
 fn respond(answer: Answer, is_hello: bool, counter: Arc<AtomicU64>) -> Response<Hostile> {

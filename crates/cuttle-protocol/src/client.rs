@@ -26,10 +26,11 @@ use crate::{LISTENING_PORT, PROTOCOL_VERSION};
 
 /// How long an agent has to answer one request, from sending it to the
 /// last byte of the answer, past any long-poll wait the request asks for.
-/// Generous, since completing a large upload means hashing it; its job is
-/// that an agent dripping an answer byte by byte cannot hold a deployment
-/// (or the server's memory) for ever.
-pub const ANSWER_LIMIT: Duration = Duration::from_secs(120);
+/// Generous, since completing a large upload means hashing it (or
+/// applying a delta to it) first; its job is that an agent dripping an
+/// answer byte by byte cannot hold a deployment (or the server's memory)
+/// for ever.
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 /// Why talking to an agent failed; each message names the agent's address.
 #[derive(Debug, thiserror::Error)]

@@ -334,7 +334,8 @@ async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
 /// the whole stream, unpacked without keeping it, which also checks gzip's
 /// checksum and the tar inside, and that it stays within the expansion
 /// limits an agent extracts it with (a bomb would never deploy, so it is
-/// refused here, before it is kept). Blocking.
+/// refused here, before it is kept), as a zip's entries must say they do.
+/// Blocking.
 fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(), String> {
     let unreadable = |e: std::io::Error| format!("it could not be read back: {e}");
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
@@ -354,7 +355,7 @@ fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(
                     return Err("The zip archive is damaged: its central directory is not where its end record says".into());
                 }
             }
-            Ok(())
+            check_zip_sizes(file, len)
         }
         PackageFormat::TarBz2 => check_bzip2_end(&tail_of(&mut file, BZIP2_TAIL_LEN)?),
         PackageFormat::Tar => check_tar_ends(&head, &tail_of(&mut file, 512)?, len),
@@ -382,6 +383,30 @@ fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(
             shape.finish()
         }
     }
+}
+
+/// Refuses a zip whose entries say they expand past what an agent
+/// extracts. The sizes are the central directory's, so nothing is
+/// inflated; an archive that lies about them is stopped by extraction.
+fn check_zip_sizes(file: std::fs::File, len: u64) -> std::result::Result<(), String> {
+    let damaged = |e: zip::result::ZipError| format!("The zip archive is damaged ({e})");
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(damaged)?;
+    let limits = ExtractLimits::default();
+    if zip.len() as u64 > limits.max_entries {
+        return Err(format!(
+            "it has more than {} entries, more than an agent extracts",
+            limits.max_entries
+        ));
+    }
+    let mut declared = 0u64;
+    for index in 0..zip.len() {
+        let entry = zip.by_index_raw(index).map_err(damaged)?;
+        declared = declared.saturating_add(entry.size());
+        if declared > limits.allowed(len) {
+            return Err(expansion_refused(&limits, len));
+        }
+    }
+    Ok(())
 }
 
 /// Why a package expanding past `limits.allowed(len)` is refused, in the

@@ -12,7 +12,7 @@ use crate::plan::{
     SkipReason,
 };
 use crate::remote::{run_on_agent, AgentTarget, ConnectionLimits};
-use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::script::{run_script_paced, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_WORKER};
 use crate::worker_choice::WorkerChoice;
 use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
@@ -956,7 +956,7 @@ async fn run_action(
                 files,
                 sandbox: ctx.sandbox.clone(),
             };
-            run_script(spec, cancel, on_line)
+            run_script_paced(spec, cancel, on_line, || target.flush())
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -572,3 +572,78 @@ fn fault_a_hostile_polling_agent_does_not_grow_the_server() {
         assert!(said.contains("larger than"), "{said}");
     });
 }
+
+#[test]
+fn fault_a_script_flooding_its_output_does_not_grow_the_server() {
+    on_both("script_flood", |data_dir, db| {
+        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
+        api(
+            &server,
+            "POST",
+            "/api/environments",
+            Some(json!({"Name": "Dev"})),
+        );
+        let project = api(
+            &server,
+            "POST",
+            "/api/projects",
+            Some(
+                json!({"Name": "Chatty", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+            ),
+        );
+        // On the built-in worker: lines as fast as the pipe takes them.
+        api(
+            &server,
+            "PUT",
+            &format!(
+                "/api/projects/{}/deploymentprocesses",
+                project["Id"].as_str().unwrap()
+            ),
+            Some(
+                json!({"Version": 0, "Steps": [{"Name": "Run", "Properties": {},
+                "Actions": [{"Name": "Run", "ActionType": "Octopus.Script", "Properties": {
+                    "Octopus.Action.Script.ScriptBody": "yes 'a chatty line of output, again and again'",
+                    "Octopus.Action.Script.Syntax": "Bash"}}]}]}),
+            ),
+        );
+        api(
+            &server,
+            "POST",
+            "/api/Spaces-1/releases/create/v1",
+            Some(json!({"ProjectName": "Chatty", "ReleaseVersion": "1.0.0"})),
+        );
+        let before = peak_memory(server.child.id());
+        let task = support::agents::deploy_to_dev(&server, "Chatty", "1.0.0");
+        std::thread::sleep(Duration::from_secs(20));
+        let after = peak_memory(server.child.id());
+        let head = raw_log_head(&server, &task);
+        assert!(head.contains("a chatty line"), "{head}");
+        assert!(
+            after.saturating_sub(before) < 3 * READ_AT_MOST,
+            "the server's peak memory grew by {} MiB in 20 s of a chatty script",
+            after.saturating_sub(before) / MIB
+        );
+    });
+}
+
+/// The first bytes of a task's log as text: enough to see lines were
+/// stored, without reading a flood's worth.
+fn raw_log_head(server: &ServerProcess, task: &str) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut resp = reqwest::Client::new()
+            .get(format!("{}/api/tasks/{task}/raw", server.url))
+            .header("X-Octopus-ApiKey", support::KEY)
+            .send()
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while head.len() < 64 * 1024 {
+            match resp.chunk().await.unwrap() {
+                Some(c) => head.extend_from_slice(&c),
+                None => break,
+            }
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    })
+}

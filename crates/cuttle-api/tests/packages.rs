@@ -25,19 +25,43 @@ fn crc32(data: &[u8]) -> u32 {
 
 /// A zip archive with stored (uncompressed) entries.
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let stored: Vec<ZipEntry<'_>> = entries
+        .iter()
+        .map(|(name, data)| ZipEntry {
+            name,
+            method: 0,
+            data,
+            crc: crc32(data),
+            size: data.len() as u32,
+        })
+        .collect();
+    zip_raw(&stored)
+}
+
+/// One entry of a zip made by hand: `data` as stored, compressed by `method`
+/// (0 stored, 8 deflated) from `size` bytes whose CRC-32 is `crc`.
+struct ZipEntry<'a> {
+    name: &'a str,
+    method: u16,
+    data: &'a [u8],
+    crc: u32,
+    size: u32,
+}
+
+fn zip_raw(entries: &[ZipEntry<'_>]) -> Vec<u8> {
     let mut out = vec![];
     let mut central = vec![];
-    for (name, data) in entries {
+    for entry in entries {
+        let (name, data) = (entry.name, entry.data);
         let offset = out.len() as u32;
-        let (crc, size) = (crc32(data), data.len() as u32);
         let common = |v: &mut Vec<u8>| {
             v.extend_from_slice(&20u16.to_le_bytes()); // version needed
             v.extend_from_slice(&0u16.to_le_bytes()); // flags
-            v.extend_from_slice(&0u16.to_le_bytes()); // stored
+            v.extend_from_slice(&entry.method.to_le_bytes());
             v.extend_from_slice(&0u32.to_le_bytes()); // time, date
-            v.extend_from_slice(&crc.to_le_bytes());
-            v.extend_from_slice(&size.to_le_bytes());
-            v.extend_from_slice(&size.to_le_bytes());
+            v.extend_from_slice(&entry.crc.to_le_bytes());
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(&entry.size.to_le_bytes());
             v.extend_from_slice(&(name.len() as u16).to_le_bytes());
             v.extend_from_slice(&0u16.to_le_bytes()); // extra
         };
@@ -48,7 +72,7 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         central.extend_from_slice(b"PK\x01\x02");
         central.extend_from_slice(&20u16.to_le_bytes()); // version made by
         common(&mut central);
-        central.extend_from_slice(&[0u8; 8]); // comment, disk, attributes
+        central.extend_from_slice(&[0u8; 6]); // comment, disk, internal attributes
         central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
         central.extend_from_slice(&offset.to_le_bytes());
         central.extend_from_slice(name.as_bytes());
@@ -556,6 +580,83 @@ async fn bad_packages_are_refused_and_leave_nothing_behind() {
         assert!(r.error_text().contains("overwriteMode"));
 
         assert_eq!(s.get("/api/Spaces-1/packages").await.body["TotalResults"], 0);
+    })
+    .await;
+}
+
+/// A `.tar.gz` holding one file of `mib` MiB of zeros: the tar's header,
+/// its data and its end, as concatenated gzip members (which a gzip reader
+/// reads as one stream), so building it costs compressing one MiB.
+fn tar_gz_of_zeros(mib: u64) -> Vec<u8> {
+    let member = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&[0u8; 1 << 20]).unwrap();
+        gz.finish().unwrap()
+    };
+    let mut out = gzip(&tar_header("zeros.bin", mib << 20));
+    for _ in 0..mib {
+        out.extend_from_slice(&member);
+    }
+    out.extend_from_slice(&gzip(&[0u8; 1024]));
+    out
+}
+
+/// A `.zip` holding one deflated file of `mib` MiB of zeros: one MiB's
+/// deflate segment (flushed whole, so it stands alone) repeated, then an
+/// empty final block, so building it costs compressing one MiB.
+fn zip_of_zeros(mib: u32) -> Vec<u8> {
+    let mut deflate = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut segment = Vec::with_capacity(8 << 10);
+    deflate
+        .compress_vec(&[0u8; 1 << 20], &mut segment, flate2::FlushCompress::Full)
+        .unwrap();
+    let mut stream = segment.repeat(mib as usize);
+    // A final block of the fixed code holding only its end.
+    stream.extend_from_slice(&[0x03, 0x00]);
+    let mut one = flate2::Crc::new();
+    one.update(&[0u8; 1 << 20]);
+    let mut crc = flate2::Crc::new();
+    for _ in 0..mib {
+        crc.combine(&one);
+    }
+    zip_raw(&[ZipEntry {
+        name: "zeros.bin",
+        method: 8,
+        data: &stream,
+        crc: crc.sum(),
+        size: mib << 20,
+    }])
+}
+
+#[tokio::test]
+async fn fault_a_zip_bomb_is_refused_and_leaves_nothing_behind() {
+    let _side_by_side = MEMORY_MEASURED.read().await;
+    on_both("pkg-zip-bomb", |s| async move {
+        // About 2 MB that says, truly, that it inflates to 2 GiB.
+        let bomb = zip_of_zeros(2047);
+        assert!(bomb.len() < 4 << 20, "{} bytes", bomb.len());
+        refused(&s, "Acme.1.0.0.zip", &bomb, "decompression bomb").await;
+        refused(&s, "Acme.1.0.0.nupkg", &bomb, "decompression bomb").await;
+        let small = zip_of_zeros(4);
+        let pushed = push(&s, "Acme.1.0.0.zip", &small).await;
+        assert_eq!(pushed["Version"], "1.0.0", "{pushed}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_tar_gz_bomb_is_refused_and_leaves_nothing_behind() {
+    let _side_by_side = MEMORY_MEASURED.read().await;
+    on_both("pkg-bomb", |s| async move {
+        // About 2 MB that inflates to 2 GiB: far past the 200:1 ratio an
+        // agent's extraction allows, so it would never deploy.
+        let bomb = tar_gz_of_zeros(2048);
+        assert!(bomb.len() < 4 << 20, "{} bytes", bomb.len());
+        refused(&s, "Acme.1.0.0.tar.gz", &bomb, "decompression bomb").await;
+        // The same shape within the limits is a package like any other.
+        let small = tar_gz_of_zeros(4);
+        let pushed = push(&s, "Acme.1.0.0.tar.gz", &small).await;
+        assert_eq!(pushed["Version"], "1.0.0", "{pushed}");
     })
     .await;
 }

@@ -15,7 +15,7 @@ use cuttle_protocol::messages::{
     valid_script_id, Hello, ScriptLine, ScriptState, ScriptStatus, ScriptStream, ScriptSyntax,
     StartScript,
 };
-use cuttle_protocol::messages::{FileList, FileStatus};
+use cuttle_protocol::messages::{FileList, FileStatus, MAX_STATUS_LINES_JSON};
 use cuttle_protocol::service::{AgentService, FileError, MAX_WAIT};
 use hyper::body::Bytes;
 
@@ -39,8 +39,9 @@ const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
 /// The most lines in one status answer, so an answer's body stays bounded;
 /// the server simply asks again from `Next`.
 const MAX_ANSWER_LINES: usize = 5_000;
-/// The most text in one status answer (at least one line is always sent).
-const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// What a line costs in a status answer besides its text's JSON:
+/// `{"Stream":"Stdout","Text":""},`.
+const LINE_JSON_OVERHEAD: usize = 32;
 /// How long a cancel waits for the script to end before answering.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// Finished scripts are remembered this long, so a server that lost its
@@ -499,14 +500,18 @@ impl Script {
             .unwrap_or(usize::MAX)
             .min(record.lines.len());
         let mut end = start;
+        // Counted as JSON, escapes included: a line of control characters
+        // is six times its length on the wire, and the server reads at
+        // most MAX_STATUS_ANSWER.
         let mut bytes = 0;
         while let Some(line) = record.lines.get(end) {
+            let cost = json_len(&line.text) + LINE_JSON_OVERHEAD;
             if end - start >= MAX_ANSWER_LINES
-                || (end > start && bytes + line.text.len() > MAX_ANSWER_BYTES)
+                || (end > start && bytes + cost > MAX_STATUS_LINES_JSON)
             {
                 break;
             }
-            bytes += line.text.len();
+            bytes += cost;
             end += 1;
         }
         let lines = record.lines[start..end].to_vec();
@@ -526,6 +531,17 @@ impl Script {
             lines,
         }
     }
+}
+
+/// How long `text` is as a JSON string's contents, as serde_json writes it.
+fn json_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
 }
 
 /// A poisoned lock only means another thread panicked mid-update; the data
@@ -729,6 +745,47 @@ mod tests {
         let past = script.status(u64::MAX);
         assert!(past.lines.is_empty());
         assert_eq!(past.next, u64::MAX);
+    }
+
+    #[test]
+    fn fault_a_status_of_escaped_lines_fits_what_the_server_reads() {
+        use cuttle_protocol::messages::MAX_STATUS_ANSWER;
+        // Control characters are six bytes each as JSON: lines of them
+        // would make an answer of 4 MiB of text 24 MiB on the wire.
+        let script = Script::new("escapes".into());
+        for _ in 0..200 {
+            script.push(OutputStream::Stdout, "\u{1}".repeat(64 * 1024 - 1));
+        }
+        script.finish(End::state(ScriptState::Exited).exit_code(0));
+        let mut from = 0;
+        let mut answers = 0;
+        loop {
+            let status = script.status(from);
+            let wire = serde_json::to_vec(&status).unwrap().len();
+            assert!(
+                wire <= MAX_STATUS_ANSWER,
+                "an answer of {wire} bytes is more than the server reads"
+            );
+            assert!(!status.lines.is_empty() || status.is_finished());
+            answers += 1;
+            from = status.next;
+            if status.is_finished() {
+                break;
+            }
+        }
+        assert!(answers > 1, "the lines were paged");
+        for text in [
+            "plain",
+            "quote \" back\\ tab\t",
+            "\u{0}\u{1f}\u{7f}",
+            "é€😀",
+        ] {
+            assert_eq!(
+                json_len(text) + 2,
+                serde_json::to_string(text).unwrap().len(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::plan::{
     SkipReason,
 };
 use crate::remote::{run_on_agent, AgentTarget, ConnectionLimits};
-use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::script::{run_script_paced, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_WORKER};
 use crate::worker_choice::WorkerChoice;
 use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
@@ -868,7 +868,7 @@ async fn run_action(
     }
     .to_owned();
     let files = vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))];
-    let mut outputs = vec![];
+    let mut outputs = Outputs::default();
     let (mut masker, mut secrets) = vars.masking();
     let on_line = |stream: OutputStream, line: String| {
         if stream == OutputStream::Stdout {
@@ -878,13 +878,27 @@ async fn run_action(
                     value,
                     sensitive,
                 })) => {
+                    if !outputs.set(&name, &value, sensitive) {
+                        if !outputs.warned {
+                            outputs.warned = true;
+                            target.log(
+                                LogCategory::Warning,
+                                format!(
+                                    "Output variable {name} and any after it were ignored: \
+                                     an action keeps at most {MAX_OUTPUTS} output variables \
+                                     of {} MiB in all",
+                                    MAX_OUTPUT_BYTES >> 20
+                                ),
+                            );
+                        }
+                        return;
+                    }
                     if sensitive && !value.is_empty() {
                         // Mask it from the next line on, as later steps will.
-                        secrets.push(value.clone());
+                        secrets.push(value);
                         masker = cuttle_vars::mask::Masker::new(secrets.iter().cloned());
                     }
                     target.verbose(format!("Output variable {name} was set"));
-                    outputs.push((name, value, sensitive));
                     return;
                 }
                 Some(Ok(ServiceMessage::Progress {
@@ -942,7 +956,7 @@ async fn run_action(
                 files,
                 sandbox: ctx.sandbox.clone(),
             };
-            run_script(spec, cancel, on_line)
+            run_script_paced(spec, cancel, on_line, || target.flush())
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -981,10 +995,13 @@ async fn run_action(
                     .await
                     .map_err(ActionError::Failed)?;
             }
-            run_on_agent(agents, &agent, limits, start, cancel, on_line).await
+            run_on_agent(agents, &agent, limits, start, cancel, on_line, || {
+                target.flush()
+            })
+            .await
         }
     };
-    for (name, value, sensitive) in outputs {
+    for (name, value, sensitive) in outputs.kept {
         vars.record_output(&action.name, machine, &name, &value, sensitive);
     }
     match result {
@@ -1001,6 +1018,43 @@ async fn run_action(
         ))),
         Ok(ScriptOutcome::Canceled) => Err(ActionError::Canceled),
         Err(e) => Err(ActionError::Failed(e)),
+    }
+}
+
+/// The most output variables one run of an action keeps, and their names
+/// and values' most bytes in all. A script, or an agent speaking for it,
+/// can print `setVariable` without end, and each is held until the action
+/// ends; real uses set a few short values.
+const MAX_OUTPUTS: usize = 1_000;
+const MAX_OUTPUT_BYTES: usize = 4 << 20;
+
+/// The output variables one run of an action sets, in order, within
+/// [`MAX_OUTPUTS`] and [`MAX_OUTPUT_BYTES`]; a name set again replaces its
+/// value (the last one wins, as it would when recorded).
+#[derive(Default)]
+struct Outputs {
+    kept: Vec<(String, String, bool)>,
+    bytes: usize,
+    /// Whether the log has said that some were ignored.
+    warned: bool,
+}
+
+impl Outputs {
+    /// Keeps the variable; false, keeping nothing, past the limits.
+    fn set(&mut self, name: &str, value: &str, sensitive: bool) -> bool {
+        let earlier = self.kept.iter().position(|(n, _, _)| n == name);
+        let freed = earlier.map_or(0, |i| self.kept[i].0.len() + self.kept[i].1.len());
+        let bytes = self.bytes - freed + name.len() + value.len();
+        if bytes > MAX_OUTPUT_BYTES || (earlier.is_none() && self.kept.len() >= MAX_OUTPUTS) {
+            return false;
+        }
+        self.bytes = bytes;
+        let entry = (name.to_owned(), value.to_owned(), sensitive);
+        match earlier {
+            Some(i) => self.kept[i] = entry,
+            None => self.kept.push(entry),
+        }
+        true
     }
 }
 
@@ -1056,4 +1110,31 @@ fn script_of(
         ));
     }
     Ok((syntax, syntax_name, rendered.text.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_output_variables_are_bounded_in_number_and_size() {
+        let mut outputs = Outputs::default();
+        // A name set again replaces its value, and costs only the new one.
+        for round in 0..10 {
+            assert!(outputs.set("Same", &"x".repeat(MAX_OUTPUT_BYTES / 2), round % 2 == 0));
+        }
+        assert_eq!(outputs.kept.len(), 1);
+        assert!(!outputs.set("Other", &"y".repeat(MAX_OUTPUT_BYTES / 2), false));
+        assert!(outputs.set("Other", "short", false));
+        assert_eq!(outputs.kept[1], ("Other".into(), "short".into(), false));
+        // Past the number, new names are refused, known ones still change.
+        let mut outputs = Outputs::default();
+        for i in 0..MAX_OUTPUTS {
+            assert!(outputs.set(&format!("V{i}"), "1", false));
+        }
+        assert!(!outputs.set("OneMore", "1", false));
+        assert!(outputs.set("V0", "2", false));
+        assert_eq!(outputs.kept.len(), MAX_OUTPUTS);
+        assert_eq!(outputs.kept[0].1, "2");
+    }
 }

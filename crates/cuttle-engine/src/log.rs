@@ -167,6 +167,11 @@ impl TaskLog {
 }
 
 impl ActivityLog {
+    /// Waits until every line of the task written so far is stored.
+    pub async fn flush(&self) {
+        self.log.flush().await
+    }
+
     async fn save(&self) {
         // Held while writing, so saves of one activity reach the store in
         // order: a progress update saved in the background must not land

@@ -95,14 +95,18 @@ fn endpoint_of<'a>(
 
 /// Runs `start` on the agent, delivering its lines to `on_line`, until it
 /// ends, `cancel` fires (the agent then kills it), or the agent stays
-/// unreachable past the policy's retry limit.
-pub async fn run_on_agent(
+/// unreachable past the policy's retry limit. After each answer's lines,
+/// `settled` is awaited before more are asked for: lines are taken no
+/// faster than they are stored, so an agent flooding them cannot pile them
+/// up in the server's memory.
+pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
     agents: &Agents,
     target: &AgentTarget<'_>,
     limits: ConnectionLimits,
     start: StartScript,
     cancel: CancellationToken,
     mut on_line: impl FnMut(OutputStream, String) + Send,
+    settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, String> {
     let deadline = Instant::now() + Duration::from_secs(start.timeout_seconds) + TIMEOUT_GRACE;
     let mut session = Session::open(agents, target, limits)?;
@@ -136,6 +140,7 @@ pub async fn run_on_agent(
             };
             on_line(stream, line.text);
         }
+        settled().await;
         next = next.max(status.next);
         if status.is_finished() {
             return outcome(target.name, &status);
@@ -187,6 +192,11 @@ pub struct Upload {
 
 /// How much of a file one request carries.
 const CHUNK: usize = 1024 * 1024;
+/// How many conflicts (409: another upload's chunk got there first) in a
+/// row, with not a chunk more held in between, an upload takes before it
+/// gives up: two uploads of one file make progress between them, a lying
+/// agent none.
+const MAX_CONFLICTS: u32 = 10;
 
 /// What is being sent: the file, or a delta from a file the agent has.
 enum Payload {
@@ -218,10 +228,14 @@ pub async fn upload_file(
     };
     let mut payload: Option<Payload> = None;
     let mut first = true;
+    // Where the agent's copy stood at most, whoever sent it.
+    let mut stood = 0u64;
+    let (mut conflicts, mut progress_at_conflict) = (0, 0);
     loop {
         let attempt = async {
             let c = session.connection().await?;
             let held = c.file_status(hash, None).await?;
+            stood = stood.max(held.received_bytes.min(size));
             if held.complete {
                 return Ok(true);
             }
@@ -245,8 +259,26 @@ pub async fn upload_file(
                 report.cached = was_cached && report.sent_bytes == 0;
                 return Ok(report);
             }
-            // Someone else's chunk got there first: ask again where it stands.
-            Err(UploadError::Agent(ProtocolError::Status { status: 409, .. })) => continue,
+            // Someone else's chunk got there first: ask again where it
+            // stands, unless the agent keeps saying so while nothing moves.
+            Err(UploadError::Agent(ProtocolError::Status { status: 409, .. })) => {
+                // Progress by either upload, by at least a chunk (a liar's
+                // copy cannot grow past the file's size).
+                let progress = stood.max(report.sent_bytes);
+                if progress >= progress_at_conflict + CHUNK as u64 {
+                    conflicts = 0;
+                    progress_at_conflict = progress;
+                }
+                conflicts += 1;
+                if conflicts > MAX_CONFLICTS {
+                    return Err(format!(
+                        "{} answered {MAX_CONFLICTS} times in a row that the upload stood \
+                         elsewhere while it took nothing; it was given up",
+                        target.name
+                    ));
+                }
+                continue;
+            }
             // The delta did not rebuild the file: send the whole file instead.
             Err(UploadError::Agent(ProtocolError::Status {
                 status: 422,

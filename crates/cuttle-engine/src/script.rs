@@ -149,7 +149,46 @@ pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 pub async fn run_script(
     spec: ScriptSpec,
     cancel: CancellationToken,
+    on_line: impl FnMut(OutputStream, String) + Send,
+) -> Result<ScriptOutcome, ScriptError> {
+    run_script_paced(spec, cancel, on_line, || std::future::ready(())).await
+}
+
+/// How many lines, or bytes of them, are read between two waits for
+/// `settled`.
+const PACE_LINES: usize = 1_000;
+const PACE_BYTES: usize = 1024 * 1024;
+
+/// Counts lines read since the last wait for the caller to settle.
+#[derive(Default)]
+struct Pace {
+    lines: usize,
+    bytes: usize,
+}
+
+impl Pace {
+    /// Counts a line of `len` bytes; whether it is time to wait.
+    fn due(&mut self, len: usize) -> bool {
+        self.lines += 1;
+        self.bytes += len;
+        if self.lines >= PACE_LINES || self.bytes >= PACE_BYTES {
+            *self = Pace::default();
+            return true;
+        }
+        false
+    }
+}
+
+/// As [`run_script`], awaiting `settled` after every [`PACE_LINES`] lines
+/// or [`PACE_BYTES`] of them:
+/// the output is read no faster than the caller keeps it (a task log's
+/// store), so a script printing without pause waits on its pipe instead of
+/// piling its lines up in memory.
+pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
+    spec: ScriptSpec,
+    cancel: CancellationToken,
     mut on_line: impl FnMut(OutputStream, String) + Send,
+    settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, ScriptError> {
     let (interpreter, args, file_name, bootstrap_name) = spec.syntax.invocation();
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
@@ -212,17 +251,30 @@ pub async fn run_script(
     let grace = sleep(Duration::MAX);
     tokio::pin!(deadline, grace);
     let mut status: Option<ExitStatus> = None;
+    let mut pace = Pace::default();
     loop {
         if status.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
         tokio::select! {
             line = next_line(&mut stdout) => match line.map_err(io_context("reading the script's stdout"))? {
-                Some(line) => on_line(OutputStream::Stdout, line),
+                Some(line) => {
+                    let due = pace.due(line.len());
+                    on_line(OutputStream::Stdout, line);
+                    if due {
+                        settled().await;
+                    }
+                }
                 None => stdout = None,
             },
             line = next_line(&mut stderr) => match line.map_err(io_context("reading the script's stderr"))? {
-                Some(line) => on_line(OutputStream::Stderr, line),
+                Some(line) => {
+                    let due = pace.due(line.len());
+                    on_line(OutputStream::Stderr, line);
+                    if due {
+                        settled().await;
+                    }
+                }
                 None => stderr = None,
             },
             exit = child.wait(), if status.is_none() => {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Bytes};
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,11 +17,21 @@ use tokio_rustls::TlsConnector;
 use crate::identity::{Identity, Thumbprint};
 use crate::messages::{
     ErrorBody, FileList, FileStatus, Hello, ScriptStatus, StartScript, FILES_PATH, HELLO_PATH,
+    MAX_CONTROL_ANSWER, MAX_FILE_LIST_ANSWER, MAX_SIGNATURE_ANSWER, MAX_STATUS_ANSWER,
     SCRIPTS_PATH,
 };
 use crate::service::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use crate::trust::{self, untrusted_peer, TrustedThumbprints};
 use crate::{LISTENING_PORT, PROTOCOL_VERSION};
+
+/// How long an agent has to answer one request, from sending it to the
+/// last byte of the answer, past any long-poll wait the request asks for.
+/// Generous, since completing a large upload means hashing it (or
+/// applying a delta to it) first; its job is that an agent dripping an
+/// answer byte by byte cannot hold a deployment (or the server's memory)
+/// for ever.
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(5 * 60);
+
 /// Why talking to an agent failed; each message names the agent's address.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -70,6 +80,13 @@ pub enum ProtocolError {
         status: u16,
         message: String,
     },
+    #[error(
+        "the agent at {address} sent an answer larger than {limit} bytes, \
+         more than an agent ever sends; it was cut off"
+    )]
+    TooLarge { address: String, limit: usize },
+    #[error("the agent at {address} broke off its answer: {reason}")]
+    BrokenAnswer { address: String, reason: String },
     #[error("the agent at {address} sent an answer that could not be read: {reason}")]
     Malformed { address: String, reason: String },
     #[error(
@@ -215,6 +232,8 @@ pub(crate) fn open_connection<K: Eq + std::hash::Hash>(
 pub struct AgentConnection {
     sender: SendRequest<Full<Bytes>>,
     address: Arc<str>,
+    /// Each request's deadline past its long-poll wait ([`ANSWER_LIMIT`]).
+    answer_limit: Duration,
     _driver: Arc<AbortOnDrop>,
 }
 
@@ -240,8 +259,16 @@ impl AgentConnection {
         Ok(AgentConnection {
             sender,
             address: address.into(),
+            answer_limit: ANSWER_LIMIT,
             _driver: Arc::new(AbortOnDrop(driver)),
         })
+    }
+
+    /// This connection with `limit` instead of [`ANSWER_LIMIT`] for each
+    /// request; clones made before keep theirs.
+    pub fn answering_within(mut self, limit: Duration) -> AgentConnection {
+        self.answer_limit = limit;
+        self
     }
 
     /// The agent's address (or, for a polling agent, where it connected from).
@@ -257,7 +284,7 @@ impl AgentConnection {
     /// `GET /v1/hello`, refusing an agent whose protocol version differs.
     pub async fn hello(&self) -> Result<Hello, ProtocolError> {
         let hello: Hello = self
-            .call(Method::GET, HELLO_PATH.to_owned(), None)
+            .call(Method::GET, HELLO_PATH.to_owned(), None, Answer::control())
             .await?
             .ok_or_else(|| self.malformed("the agent has no hello endpoint".into()))?;
         if hello.protocol_version != PROTOCOL_VERSION {
@@ -277,6 +304,7 @@ impl AgentConnection {
             Method::POST,
             SCRIPTS_PATH.to_owned(),
             Some(Body::json(body)),
+            Answer::status(Duration::ZERO),
         )
         .await?
         .ok_or_else(|| self.malformed("the agent cannot run scripts".into()))
@@ -291,18 +319,22 @@ impl AgentConnection {
         wait: Duration,
     ) -> Result<Option<ScriptStatus>, ProtocolError> {
         let path = format!("{SCRIPTS_PATH}/{id}?from={from}&wait={}", wait.as_millis());
-        self.call(Method::GET, path, None).await
+        self.call(Method::GET, path, None, Answer::status(wait))
+            .await
     }
 
     /// Cancels the script; `None` when the agent does not know it.
     pub async fn cancel_script(&self, id: &str) -> Result<Option<ScriptStatus>, ProtocolError> {
-        self.call(Method::DELETE, format!("{SCRIPTS_PATH}/{id}"), None)
+        // The agent waits a while for the script to end before answering.
+        let answer = Answer::status(crate::service::MAX_WAIT);
+        self.call(Method::DELETE, format!("{SCRIPTS_PATH}/{id}"), None, answer)
             .await
     }
 
     /// The SHA-256s of the files in the agent's cache.
     pub async fn list_files(&self) -> Result<FileList, ProtocolError> {
-        self.call(Method::GET, FILES_PATH.to_owned(), None)
+        let answer = Answer::of(MAX_FILE_LIST_ANSWER);
+        self.call(Method::GET, FILES_PATH.to_owned(), None, answer)
             .await?
             .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
@@ -310,7 +342,7 @@ impl AgentConnection {
     /// The rsync signature of a file in the agent's cache.
     pub async fn file_signature(&self, hash: &str) -> Result<Bytes, ProtocolError> {
         let path = format!("{FILES_PATH}/{hash}/signature");
-        self.raw(Method::GET, path, None)
+        self.raw(Method::GET, path, None, Answer::of(MAX_SIGNATURE_ANSWER))
             .await?
             .ok_or_else(|| self.malformed(format!("the agent does not hold {hash}")))
     }
@@ -323,7 +355,7 @@ impl AgentConnection {
         basis: Option<&str>,
     ) -> Result<FileStatus, ProtocolError> {
         let path = format!("{FILES_PATH}/{hash}{}", basis_query('?', basis));
-        self.call(Method::GET, path, None)
+        self.call(Method::GET, path, None, Answer::control())
             .await?
             .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
@@ -346,7 +378,7 @@ impl AgentConnection {
             "{FILES_PATH}/{hash}?offset={offset}{}",
             basis_query('&', basis)
         );
-        self.call(Method::PUT, path, Some(body))
+        self.call(Method::PUT, path, Some(body), Answer::control())
             .await?
             .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
@@ -363,7 +395,7 @@ impl AgentConnection {
             "{FILES_PATH}/{hash}/complete?size={size}{}",
             basis_query('&', basis)
         );
-        self.call(Method::POST, path, None)
+        self.call(Method::POST, path, None, Answer::control())
             .await?
             .ok_or_else(|| self.malformed("the agent cannot receive files".into()))
     }
@@ -374,8 +406,9 @@ impl AgentConnection {
         method: Method,
         path: String,
         body: Option<Body>,
+        answer: Answer,
     ) -> Result<Option<T>, ProtocolError> {
-        match self.raw(method, path, body).await? {
+        match self.raw(method, path, body, answer).await? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -384,17 +417,16 @@ impl AgentConnection {
     }
 
     /// One request; its answer's bytes, `Ok(None)` for a 404, the agent's
-    /// message for another error status.
+    /// message for another error status. The whole exchange has the
+    /// request's wait plus the connection's answer limit, and no more than
+    /// `answer.max_bytes` of the answer is read.
     async fn raw(
         &self,
         method: Method,
         path: String,
         body: Option<Body>,
+        answer: Answer,
     ) -> Result<Option<Bytes>, ProtocolError> {
-        let lost = |e: &(dyn std::error::Error + 'static)| ProtocolError::Lost {
-            address: self.address.to_string(),
-            reason: error_chain(e),
-        };
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", trust::SERVER_NAME));
@@ -404,16 +436,15 @@ impl AgentConnection {
         let request = request
             .body(Full::new(body.map(|b| b.bytes).unwrap_or_default()))
             .map_err(|e| self.malformed(e.to_string()))?;
-        let mut sender = self.sender.clone();
-        sender.ready().await.map_err(|e| lost(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| lost(&e))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
+        let limit = answer.wait + self.answer_limit;
+        // Dropping the exchange on time resets its stream, so the agent's
+        // further bytes are refused by HTTP/2 rather than buffered.
+        let (status, bytes) = tokio::time::timeout(limit, self.exchange(request, answer))
             .await
-            .map_err(|e| lost(&e))?
-            .to_bytes();
+            .map_err(|_| ProtocolError::Timeout {
+                address: self.address.to_string(),
+                after: limit,
+            })??;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -430,6 +461,46 @@ impl AgentConnection {
         Ok(Some(bytes))
     }
 
+    /// Sends the request and reads its answer, at most `answer.max_bytes`
+    /// of it (an error answer's message is a control answer, whatever was
+    /// asked).
+    async fn exchange(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+        answer: Answer,
+    ) -> Result<(StatusCode, Bytes), ProtocolError> {
+        let lost = |e: &(dyn std::error::Error + 'static)| ProtocolError::Lost {
+            address: self.address.to_string(),
+            reason: error_chain(e),
+        };
+        let mut sender = self.sender.clone();
+        sender.ready().await.map_err(|e| lost(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| lost(&e))?;
+        let status = response.status();
+        let max_bytes = if status.is_success() {
+            answer.max_bytes
+        } else {
+            MAX_CONTROL_ANSWER
+        };
+        let too_large = || ProtocolError::TooLarge {
+            address: self.address.to_string(),
+            limit: max_bytes,
+        };
+        let body = response.into_body();
+        // A declared length past the limit is refused before any of it is read.
+        if body.size_hint().lower() > max_bytes as u64 {
+            return Err(too_large());
+        }
+        match Limited::new(body, max_bytes).collect().await {
+            Ok(collected) => Ok((status, collected.to_bytes())),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(e) => Err(ProtocolError::BrokenAnswer {
+                address: self.address.to_string(),
+                reason: error_chain(&*e),
+            }),
+        }
+    }
+
     fn malformed(&self, reason: String) -> ProtocolError {
         ProtocolError::Malformed {
             address: self.address.to_string(),
@@ -441,6 +512,35 @@ impl AgentConnection {
 /// `basis=B` after `sep`, or nothing.
 fn basis_query(sep: char, basis: Option<&str>) -> String {
     basis.map(|b| format!("{sep}basis={b}")).unwrap_or_default()
+}
+
+/// What a request may take in answer: how many bytes, and how long the
+/// agent may hold it on purpose (a long poll) before its answer limit runs.
+#[derive(Clone, Copy)]
+struct Answer {
+    max_bytes: usize,
+    wait: Duration,
+}
+
+impl Answer {
+    fn of(max_bytes: usize) -> Answer {
+        Answer {
+            max_bytes,
+            wait: Duration::ZERO,
+        }
+    }
+
+    fn control() -> Answer {
+        Answer::of(MAX_CONTROL_ANSWER)
+    }
+
+    /// A script's status; the agent caps `wait` at its `MAX_WAIT`.
+    fn status(wait: Duration) -> Answer {
+        Answer {
+            max_bytes: MAX_STATUS_ANSWER,
+            wait: wait.min(crate::service::MAX_WAIT),
+        }
+    }
 }
 
 /// A request body and its media type.

@@ -57,7 +57,12 @@
 //! by others) are typed errors with the path in the message. A handshake
 //! refused by pinning surfaces as an I/O error from the TLS stream whose
 //! cause [`trust::untrusted_peer`] extracts. Nothing here panics on what a
-//! peer sends.
+//! peer sends, and an agent holding a registered certificate is still peer
+//! input: the server reads at most a limit of each answer, by kind
+//! (`messages::MAX_*_ANSWER`), and gives each request a deadline
+//! ([`client::ANSWER_LIMIT`] past its long-poll wait), so an agent that
+//! sends without end or drips its answer is cut off with an error that
+//! says so.
 //!
 //! # Concurrency
 //!

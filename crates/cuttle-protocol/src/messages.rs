@@ -22,6 +22,32 @@ pub struct Hello {
     pub name: String,
 }
 
+/// The most the server reads of an agent's answer to a control request (a
+/// hello, a file's status, and any error answer), in bytes. An agent is
+/// peer input: one that sends more is cut off and reported, so a broken or
+/// compromised agent cannot make the server hold what it sends.
+pub const MAX_CONTROL_ANSWER: usize = 256 * 1024;
+
+/// The most the server reads of a script status answer. An agent pages its
+/// lines so that their JSON stays under half of this (see
+/// [`MAX_STATUS_LINES_JSON`]); the rest is room for the other fields.
+pub const MAX_STATUS_ANSWER: usize = 16 * 1024 * 1024;
+
+/// How much of one status answer an agent fills with lines, counted as
+/// their JSON (escapes included), so that [`MAX_STATUS_ANSWER`] holds
+/// whatever the script printed. At least one line is always sent, and a
+/// line is at most 64 KiB of text (384 KiB escaped).
+pub const MAX_STATUS_LINES_JSON: usize = 4 * 1024 * 1024;
+
+/// The most the server reads of an agent's list of cached files (about
+/// 60,000 SHA-256s).
+pub const MAX_FILE_LIST_ANSWER: usize = 4 * 1024 * 1024;
+
+/// The most the server reads of a cached file's rsync signature; an
+/// agent's signatures stay near 1.2 MB (about 100,000 blocks) for files up
+/// to 100 GB, and this allows files over a terabyte.
+pub const MAX_SIGNATURE_ANSWER: usize = 16 * 1024 * 1024;
+
 /// The body of every error answer, in the API's shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -11,6 +11,7 @@
 
 use crate::resources::audit;
 use crate::{Instance, Result, ServiceError};
+use cuttle_engine::package::ExtractLimits;
 use cuttle_model::ids::BUILTIN_FEED_ID;
 use cuttle_model::package::{
     self, check_bzip2_end, check_magic, check_tar_ends, check_zip_end, feed_order,
@@ -337,7 +338,10 @@ async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
 /// bytes, then its end (zip's end-of-central-directory record, bzip2's
 /// end-of-stream marker, tar's end-of-archive blocks), and for `.tar.gz`
 /// the whole stream, unpacked without keeping it, which also checks gzip's
-/// checksum and the tar inside. Blocking.
+/// checksum and the tar inside, and that it stays within the expansion
+/// limits an agent extracts it with (a bomb would never deploy, so it is
+/// refused here, before it is kept), as a zip's entries must say they do.
+/// Blocking.
 fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(), String> {
     let unreadable = |e: std::io::Error| format!("it could not be read back: {e}");
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
@@ -357,7 +361,7 @@ fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(
                     return Err("The zip archive is damaged: its central directory is not where its end record says".into());
                 }
             }
-            Ok(())
+            check_zip_sizes(file, len)
         }
         PackageFormat::TarBz2 => check_bzip2_end(&tail_of(&mut file, BZIP2_TAIL_LEN)?),
         PackageFormat::Tar => check_tar_ends(&head, &tail_of(&mut file, 512)?, len),
@@ -366,15 +370,65 @@ fn verify(path: &Path, format: PackageFormat, len: u64) -> std::result::Result<(
             let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
             let mut shape = TarShape::default();
             let mut buf = vec![0u8; 64 * 1024];
+            let limits = ExtractLimits::default();
+            let allowed = limits.allowed(len);
+            let mut inflated = 0u64;
             loop {
                 match gz.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => shape.feed(&buf[..n]),
+                    Ok(n) => {
+                        inflated += n as u64;
+                        if inflated > allowed {
+                            return Err(expansion_refused(&limits, len));
+                        }
+                        shape.feed(&buf[..n])
+                    }
                     Err(e) => return Err(format!("The gzip stream is truncated or damaged ({e})")),
                 }
             }
             shape.finish()
         }
+    }
+}
+
+/// Refuses a zip whose entries say they expand past what an agent
+/// extracts. The sizes are the central directory's, so nothing is
+/// inflated; an archive that lies about them is stopped by extraction.
+fn check_zip_sizes(file: std::fs::File, len: u64) -> std::result::Result<(), String> {
+    let damaged = |e: zip::result::ZipError| format!("The zip archive is damaged ({e})");
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(damaged)?;
+    let limits = ExtractLimits::default();
+    if zip.len() as u64 > limits.max_entries {
+        return Err(format!(
+            "it has more than {} entries, more than an agent extracts",
+            limits.max_entries
+        ));
+    }
+    let mut declared = 0u64;
+    for index in 0..zip.len() {
+        let entry = zip.by_index_raw(index).map_err(damaged)?;
+        declared = declared.saturating_add(entry.size());
+        if declared > limits.allowed(len) {
+            return Err(expansion_refused(&limits, len));
+        }
+    }
+    Ok(())
+}
+
+/// Why a package expanding past `limits.allowed(len)` is refused, in the
+/// words extraction would use.
+fn expansion_refused(limits: &ExtractLimits, len: u64) -> String {
+    if limits.allowed(len) >= limits.max_total_bytes {
+        format!(
+            "it expands to more than {} bytes, more than an agent extracts",
+            limits.max_total_bytes
+        )
+    } else {
+        format!(
+            "it looks like a decompression bomb: it expands to more than {} times \
+             its size of {len} bytes, more than an agent extracts",
+            limits.max_ratio
+        )
     }
 }
 

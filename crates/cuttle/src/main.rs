@@ -47,8 +47,44 @@ enum Command {
     Package(cli::package::PackageCommand),
 }
 
+impl Command {
+    /// Whether this runs until stopped, serving others (the server, a
+    /// running agent), rather than printing an answer for a reader.
+    fn is_service(&self) -> bool {
+        match self {
+            Command::Server(s) => s.runs_the_server(),
+            Command::Agent(a) => a.is_run(),
+            _ => false,
+        }
+    }
+}
+
+/// Sets what writing to a pipe nobody reads any more does. Rust ignores
+/// SIGPIPE, so such a write fails and `println!` panics: wrong for a verb
+/// whose reader went away (`cuttle package list | head -1`), which should
+/// end quietly as Unix filters do, by the signal (status 141 in a shell).
+/// A service keeps ignoring it: a script or client that closes its end of
+/// a pipe must not take the server or an agent down.
+fn end_quietly_when_the_reader_goes(quietly: bool) {
+    let action = if quietly {
+        libc::SIG_DFL
+    } else {
+        libc::SIG_IGN
+    };
+    // SAFETY: called at the start of main, before any other thread exists,
+    // and SIG_DFL and SIG_IGN are not handlers that could run Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, action);
+    }
+}
+
 fn main() -> ExitCode {
+    // Before parsing, so that `--help | head -1` ends quietly too.
+    end_quietly_when_the_reader_goes(true);
     let args = Cli::parse();
+    if args.command.is_service() {
+        end_quietly_when_the_reader_goes(false);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -90,6 +90,13 @@ pub fn init_tracing() {
         .init();
 }
 
+impl ServerArgs {
+    /// Whether this runs the server rather than one of its subcommands.
+    pub fn runs_the_server(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerCommand::Certificate(cmd)) = args.command {
         return crate::cli::certificate::run(cmd);
@@ -137,12 +144,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("could not open the installation")?;
-    println!(
+    crate::cli::announce!(
         "Server certificate thumbprint: {}",
         instance.identity.thumbprint()
     );
     if let Some(next) = &instance.next_thumbprint {
-        println!("Next server certificate thumbprint (published, not presented): {next}");
+        crate::cli::announce!(
+            "Next server certificate thumbprint (published, not presented): {next}"
+        );
     }
 
     let report = bootstrap_admin(
@@ -154,7 +163,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(password) = &report.generated_password {
-        println!(
+        crate::cli::announce!(
             "Created the administrator 'admin' with the password: {password}\n(also written to {}; change it after signing in)",
             args.data_dir.join("initial-admin.txt").display()
         );
@@ -165,7 +174,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(database = instance.store.backend().name(), data_dir = %args.data_dir.display(), "server ready");
-    println!("Cuttle is listening on http://{addr}");
+    crate::cli::announce!("Cuttle is listening on http://{addr}");
 
     let ephemeral = args.listen.trim().ends_with(":0");
     if let Some(address) = polling_address(args.polling_listen.as_deref(), addr, ephemeral) {
@@ -174,7 +183,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .with_context(|| {
                 format!("could not listen for polling agents on {address} (set --polling-listen, or \"off\")")
             })?;
-        println!(
+        crate::cli::announce!(
             "Polling agents connect to port {}",
             polling.local_addr()?.port()
         );

@@ -11,9 +11,11 @@
 //!   with `..` components, never climbing above the root, and has no `..`
 //!   after a name. Absolute or escaping links are refused. Hard links (tar)
 //!   must name a regular file extracted earlier;
-//! - bytes are counted as they are written (headers lie) and extraction stops
-//!   past [`ExtractLimits`]: a total, a ratio to the archive's size, a number
-//!   of entries;
+//! - bytes are counted as they are written (headers lie), and for tars also
+//!   as they are decompressed (a tar reader skips the data of entries it
+//!   does not write, and reads GNU long names whole into memory), and
+//!   extraction stops past [`ExtractLimits`]: a total, a ratio to the
+//!   archive's size, a number of entries;
 //! - everything is unpacked into a temp directory beside `dest` and renamed
 //!   to `dest` only at the end, so a failure leaves no `dest` behind.
 //!
@@ -22,12 +24,14 @@
 //! owner can always read and write (later steps rewrite and purge files).
 //! Device files and FIFOs in tars are skipped and reported.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 /// The archive formats a package can come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +108,16 @@ pub struct ExtractLimits {
     pub ratio_free_bytes: u64,
     /// Most entries (files, directories, links). Default 1,000,000.
     pub max_entries: u64,
+}
+
+impl ExtractLimits {
+    /// The most bytes an archive of `compressed` bytes may expand to: past
+    /// it, it is too large or a decompression bomb.
+    pub fn allowed(&self, compressed: u64) -> u64 {
+        let by_ratio = compressed.saturating_mul(self.max_ratio);
+        self.max_total_bytes
+            .min(self.ratio_free_bytes.max(by_ratio))
+    }
 }
 
 impl Default for ExtractLimits {
@@ -225,6 +239,7 @@ pub fn extract(
         limits,
         compressed,
         expanded: 0,
+        inflated: Rc::default(),
         entries: 0,
         real_dirs: HashSet::new(),
         dir_modes: Vec::new(),
@@ -270,8 +285,11 @@ struct Unpacker<'a> {
     root: PathBuf,
     limits: &'a ExtractLimits,
     compressed: u64,
-    /// Bytes decompressed so far, which the limits apply to.
+    /// Bytes written so far, which the limits apply to.
     expanded: u64,
+    /// Bytes of a tar taken from its (decompressed) stream so far, which
+    /// the limits apply to as well: counted by [`Metered`].
+    inflated: Rc<Cell<u64>>,
     entries: u64,
     /// Directories (relative) known to be real directories made here: never
     /// symlinks, and never replaced, so entries below them are safe to write.
@@ -309,11 +327,24 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Counts `n` more bytes about to be written (or, at the end of a tar,
-    /// read past), failing past the limits.
+    /// Counts `n` more bytes about to be written, failing past the limits.
     fn account(&mut self, n: u64) -> Result<()> {
         self.expanded = self.expanded.saturating_add(n);
-        let bytes = self.expanded;
+        self.within_limits(self.expanded)
+    }
+
+    /// The limit a failed read ran into, if that is why it failed.
+    fn over_limit(&self) -> Option<ExtractError> {
+        self.within_limits(self.inflated.get().max(self.expanded))
+            .err()
+    }
+
+    /// A tar stream's error: the limit it ran into, or damage.
+    fn stream_error(&self, reason: impl fmt::Display) -> ExtractError {
+        self.over_limit().unwrap_or_else(|| self.corrupt(reason))
+    }
+
+    fn within_limits(&self, bytes: u64) -> Result<()> {
         if bytes > self.limits.max_total_bytes {
             return Err(ExtractError::TooLarge {
                 file: self.archive.to_owned(),
@@ -449,7 +480,10 @@ impl Unpacker<'_> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.corrupt(format!("reading entry '{entry}': {e}"))),
+                Err(e) => {
+                    let reason = format!("reading entry '{entry}': {e}");
+                    return Err(self.stream_error(reason));
+                }
             };
             self.account(n as u64)?;
             self.report.bytes += n as u64;
@@ -601,11 +635,16 @@ impl Unpacker<'_> {
 
     fn tar<R: Read>(&mut self, reader: R) -> Result<()> {
         use tar::EntryType;
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|e| self.corrupt(e))?;
+        let metered = Metered {
+            inner: reader,
+            read: self.inflated.clone(),
+            allowed: self.limits.allowed(self.compressed),
+        };
+        let mut archive = tar::Archive::new(metered);
+        let entries = archive.entries().map_err(|e| self.stream_error(e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| self.corrupt(e))?;
-            let path = entry.path().map_err(|e| self.corrupt(e))?.into_owned();
+            let mut entry = entry.map_err(|e| self.stream_error(e))?;
+            let path = entry.path().map_err(|e| self.stream_error(e))?.into_owned();
             let name = path.to_string_lossy().into_owned();
             let kind = entry.header().entry_type();
             if matches!(
@@ -630,7 +669,7 @@ impl Unpacker<'_> {
                 EntryType::Symlink | EntryType::Link => {
                     let target = entry
                         .link_name()
-                        .map_err(|e| self.corrupt(e))?
+                        .map_err(|e| self.stream_error(e))?
                         .ok_or_else(|| self.refuse(&name, "link without a target"))?
                         .into_owned();
                     if kind == EntryType::Symlink {
@@ -646,18 +685,46 @@ impl Unpacker<'_> {
             }
         }
         // Read the rest of the stream so a truncated or damaged compressed
-        // tail (gzip's and bzip2's checksums) is noticed; it counts too.
+        // tail (gzip's and bzip2's checksums) is noticed; the meter counts it.
         let mut rest = archive.into_inner();
         let mut buf = vec![0u8; 64 << 10];
         loop {
             match rest.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => self.account(n as u64)?,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.corrupt(e)),
+                Err(e) => return Err(self.stream_error(e)),
             }
         }
         Ok(())
+    }
+}
+
+/// A tar's decompressed stream, counted into `read` as the tar reader
+/// takes it, and cut off (an error) once past `allowed` bytes, so no entry,
+/// written or not, makes extraction read or hold more.
+struct Metered<R> {
+    inner: R,
+    read: Rc<Cell<u64>>,
+    allowed: u64,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let so_far = self.read.get();
+        let past = || io::Error::other("the archive expands past its limits");
+        if so_far > self.allowed {
+            return Err(past());
+        }
+        // One byte past the limit is enough to know it was passed.
+        let room = usize::try_from(self.allowed - so_far + 1).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.read.set(so_far + n as u64);
+        if so_far + n as u64 > self.allowed {
+            return Err(past());
+        }
+        Ok(n)
     }
 }
 
@@ -1108,6 +1175,66 @@ mod tests {
         };
         let report = extract(&c.archive, ArchiveFormat::Zip, &c.dest, &limits).unwrap();
         assert_eq!(report.bytes, 50 << 20);
+    }
+
+    /// A `.tar.gz` of `header` followed by `mib` MiB of zeros (its data,
+    /// then whatever a tar reader makes of zero blocks) and a tar end, as
+    /// concatenated gzip members, so building it costs one MiB's compression.
+    fn tar_gz_bomb(header: Option<&tar::Header>, mib: u64) -> Vec<u8> {
+        let member = gzip(&[0u8; 1 << 20]);
+        let mut out = match header {
+            Some(h) => gzip(h.as_bytes()),
+            None => gzip(&good_tar()),
+        };
+        for _ in 0..mib {
+            out.extend_from_slice(&member);
+        }
+        out.extend_from_slice(&gzip(&[0u8; 1024]));
+        out
+    }
+
+    #[test]
+    fn fault_tar_gz_bombs_are_stopped_whatever_holds_the_zeros() {
+        let limits = ExtractLimits {
+            max_ratio: 100,
+            ratio_free_bytes: 1 << 20,
+            ..ExtractLimits::default()
+        };
+        let size = 64 << 20;
+        let mut regular = tar_header(tar::EntryType::Regular, 0o644, size);
+        regular.as_old_mut().name[..9].copy_from_slice(b"zeros.bin");
+        // A GNU long name is read into memory whole by the tar reader.
+        let mut long_name = tar_header(tar::EntryType::GNULongName, 0o644, size);
+        long_name.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        // A FIFO's data is skipped, never written: only reading sees it.
+        let fifo = tar_header(tar::EntryType::Fifo, 0o644, size);
+        let mut cases = vec![];
+        for (what, header) in [
+            ("a regular file", Some(&regular)),
+            ("a GNU long name", Some(&long_name)),
+            ("a FIFO's data", Some(&fifo)),
+            ("the stream past the tar's end", None),
+        ] {
+            let mut header = header.cloned();
+            if let Some(h) = header.as_mut() {
+                h.set_cksum();
+            }
+            cases.push((what, tar_gz_bomb(header.as_ref(), 64)));
+        }
+        let mut wrong = vec![];
+        for (what, bytes) in cases {
+            assert!(bytes.len() < 1 << 20, "{what}: {} bytes", bytes.len());
+            let c = case("bomb.tar.gz", &bytes);
+            match extract(&c.archive, ArchiveFormat::TarGz, &c.dest, &limits) {
+                Err(ExtractError::Bomb { ratio: 100, .. }) => {}
+                other => {
+                    wrong.push(format!("{what}: {other:?}"));
+                    continue;
+                }
+            }
+            c.assert_clean();
+        }
+        assert!(wrong.is_empty(), "not stopped as bombs: {wrong:#?}");
     }
 
     #[test]

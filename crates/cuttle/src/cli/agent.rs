@@ -128,6 +128,13 @@ struct AgentConfig {
     space_id: String,
 }
 
+impl AgentCommand {
+    /// Whether this runs the agent rather than setting it up.
+    pub fn is_run(&self) -> bool {
+        matches!(self, AgentCommand::Run { .. })
+    }
+}
+
 pub async fn run(conn: &Connection, cmd: AgentCommand) -> anyhow::Result<i32> {
     match cmd {
         AgentCommand::Init { data_dir, force } => init(&data_dir, force, &mut std::io::stdout()),
@@ -408,7 +415,7 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("could not listen on {listen}"))?;
             let addr = listener.local_addr()?;
-            println!(
+            super::announce!(
                 "Cuttle agent {} is listening on https://{addr}",
                 config.name
             );
@@ -416,7 +423,7 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
         }
         (None, Some(server)) => {
             let tls = cuttle_protocol::trust::client_config(&identity, trusted)?;
-            println!("Cuttle agent {} is polling {server}", config.name);
+            super::announce!("Cuttle agent {} is polling {server}", config.name);
             cuttle_protocol::polling::poll(server.clone(), tls, host, shutdown).await;
         }
         (None, None) => bail!(

@@ -141,6 +141,18 @@ pub async fn interruption(conn: &Connection, cmd: InterruptionCommand) -> anyhow
     report(interruption::run(conn, cmd, &mut std::io::stdout()).await)
 }
 
+/// Prints a line for whoever watches a service (the server, a running
+/// agent). A reader that went away is no reason to stop serving, so a
+/// failed write is dropped rather than a panic, as `println!` would.
+macro_rules! announce {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*).and_then(|()| out.flush());
+    }};
+}
+pub(crate) use announce;
+
 /// Local and synchronous: reports its own errors and returns the exit code.
 pub fn vars(cmd: VarsCommand) -> i32 {
     vars::run(cmd)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod hostile;
 
 pub use cuttle_store::testing::ScratchPostgres;
 use std::collections::VecDeque;

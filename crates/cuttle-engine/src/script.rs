@@ -1,6 +1,7 @@
 //! The built-in worker: a user script runs as a child process of the server,
-//! never inside it, in its own process group so that a timeout or a
-//! cancellation kills it together with everything it started.
+//! never inside it, in its own process group and under its step's isolation
+//! ([`crate::sandbox::Step`]), so that its end, a timeout or a cancellation
+//! kills it together with everything it started.
 
 use std::ffi::OsStr;
 use std::io;
@@ -152,6 +153,8 @@ pub async fn run_script(
     mut on_line: impl FnMut(OutputStream, String) + Send,
 ) -> Result<ScriptOutcome, ScriptError> {
     let (interpreter, args, file_name, bootstrap_name) = spec.syntax.invocation();
+    // First: a refused script gets no directory either.
+    let mut step = spec.sandbox.step()?;
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let path = spec.sandbox.search_path(&path);
     let program =
@@ -179,14 +182,14 @@ pub async fn run_script(
     for (name, content) in &spec.files {
         write_private(&work_dir.join(name), content).await?;
     }
-    let mut command = spec.sandbox.command(&program, &work_dir);
+    let mut command = step.command(&program, &work_dir);
     command.args(args);
     if let Some(bootstrap) = &spec.bootstrap {
         write_private(&work_dir.join(bootstrap_name), bootstrap).await?;
         command.arg(bootstrap_name);
     }
     // Last, so that everything written above is handed to the script's user.
-    spec.sandbox.prepare(&work_dir).await?;
+    step.prepare(&work_dir).await?;
     let mut child = command
         .arg(file_name)
         .current_dir(&work_dir)
@@ -231,14 +234,18 @@ pub async fn run_script(
                 // must not outlive it (nor hold the pipes open). The leader is
                 // reaped already, but while any member lives the group id
                 // cannot be reused, and an empty group just gives ESRCH.
+                // The step's isolation reaches those that left the group.
                 group.kill();
+                step.kill();
                 grace.as_mut().reset(Instant::now() + DRAIN_GRACE);
             }
             () = &mut grace, if status.is_some() => break,
             () = &mut deadline, if status.is_none() => {
+                step.kill();
                 return group.kill_and_reap(&mut child, ScriptOutcome::TimedOut).await;
             }
             () = cancel.cancelled(), if status.is_none() => {
+                step.kill();
                 return group.kill_and_reap(&mut child, ScriptOutcome::Canceled).await;
             }
         }

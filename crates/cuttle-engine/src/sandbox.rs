@@ -245,14 +245,14 @@ impl Sandbox {
         if self.refused.is_some() {
             return;
         }
-        let Some(why) = self.isolation_missing() else {
+        let Some((missing, why)) = self.isolation_missing() else {
             return;
         };
         if allow_unisolated {
-            self.unisolated = Some(why);
+            self.unisolated = Some(missing);
         } else {
             self.refused = Some(format!(
-                "{why}, so a script could read other deployments' files (their \
+                "{missing} ({why}), so a script could read other deployments' files (their \
                  sensitive variables included) or leave processes running after its \
                  step. Install bubblewrap, or run the server as root; or start it \
                  with {UNISOLATED_OPT_IN} to run scripts regardless"
@@ -300,8 +300,8 @@ impl Sandbox {
         }
     }
 
-    /// Why steps would be neither contained nor kept apart here, if so.
-    fn isolation_missing(&self) -> Option<String> {
+    /// What isolation steps would lack here, and why, if any.
+    fn isolation_missing(&self) -> Option<(String, String)> {
         let mut missing = vec![];
         if !self.contains_steps() {
             missing.push("processes a step starts could outlive it");
@@ -313,14 +313,19 @@ impl Sandbox {
             return None;
         }
         let why = self.no_namespaces.as_deref().unwrap_or("not probed");
-        Some(format!(
-            "{} (no namespaces: {why}; the server does not run as root{})",
+        let cgroups = match &self.no_cgroups {
+            Some(no) => format!("; no cgroups: {no}"),
+            None => String::new(),
+        };
+        Some((
             missing.join(" and "),
-            match &self.no_cgroups {
-                Some(no) => format!("; no cgroups: {no}"),
-                None => String::new(),
-            }
+            format!("no namespaces: {why}; the server does not run as root{cgroups}"),
         ))
+    }
+
+    /// Whether scripts are refused (the line says why and how to allow them).
+    pub fn refuses(&self) -> bool {
+        self.refused.is_some()
     }
 
     /// Whether scripts run inside namespaces that hide the data directory.

@@ -29,6 +29,10 @@ pub struct InstanceConfig {
     /// How long the built-in feed keeps package versions no release uses;
     /// `None` keeps them for ever.
     pub package_retention: Option<Duration>,
+    /// Run scripts on the built-in worker even where its steps can be
+    /// neither contained nor kept apart (no root, no bubblewrap): the
+    /// operator's explicit choice, refused otherwise.
+    pub builtin_worker_unisolated: bool,
 }
 
 impl InstanceConfig {
@@ -41,6 +45,7 @@ impl InstanceConfig {
             default_script_timeout: Duration::from_secs(3600),
             master_key: None,
             package_retention: None,
+            builtin_worker_unisolated: false,
         }
     }
 
@@ -115,6 +120,7 @@ impl Instance {
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
         runner_config.sandbox.hidden_paths = vec![config.data_dir.clone()];
+        runner_config.sandbox.allow_unisolated = config.builtin_worker_unisolated;
         let agents = Arc::new(cuttle_protocol::Agents::new(
             identity.clone(),
             cuttle_protocol::polling::PollingHub::new(),

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::on_both;
+use common::{on_both, on_both_configured, Server};
+use cuttle_service::InstanceConfig;
 use serde_json::json;
 
 #[tokio::test]
@@ -65,7 +66,16 @@ async fn a_deployment_script_cannot_read_the_master_key() {
 /// deployment's step starts outlives the step.
 #[tokio::test]
 async fn fault_a_deployment_cannot_read_another_projects_sensitive_values() {
-    on_both("sandbox-other-project", |s| async move {
+    // The review found it without bubblewrap; with it too, where it works.
+    for namespaces in [false, true] {
+        let name = format!("sandbox-other-project-{namespaces}");
+        let configure = |c: &mut InstanceConfig| c.builtin_worker.namespaces = namespaces;
+        on_both_configured(&name, configure, other_project_scenario).await;
+    }
+}
+
+async fn other_project_scenario(s: Server) {
+    {
         const SECRET: &str = "Victim-Only-Secret-4431";
         const MARKER: &str = "602.31337";
         let victim = s
@@ -80,7 +90,11 @@ async fn fault_a_deployment_cannot_read_another_projects_sensitive_values() {
             {"Name": "Db.Password", "Value": SECRET, "Type": "Sensitive"},
         ]});
         let r = s
-            .send(reqwest::Method::PUT, &format!("/api/Spaces-1/variables/{set_id}"), &body)
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/Spaces-1/variables/{set_id}"),
+                &body,
+            )
             .await;
         assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
         let victim_task = s.release_and_deploy("Victim", "1.0.0").await;
@@ -97,7 +111,10 @@ async fn fault_a_deployment_cannot_read_another_projects_sensitive_values() {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert!(victim_dir.join("started").exists(), "the victim never started");
+        assert!(
+            victim_dir.join("started").exists(),
+            "the victim never started"
+        );
 
         // Reads the victim's variables file (values are base64; printed
         // decoded and reversed, so no masking could hide a leak), lists its
@@ -142,9 +159,12 @@ async fn fault_a_deployment_cannot_read_another_projects_sensitive_values() {
             return;
         }
         assert!(!leaked, "{}: {sandbox}: {text:?}", s.backend);
-        assert!(left.is_empty(), "{}: still running after the step: {left:?}", s.backend);
-    })
-    .await;
+        assert!(
+            left.is_empty(),
+            "{}: still running after the step: {left:?}",
+            s.backend
+        );
+    }
 }
 
 /// Processes (not zombies) with `argument` on their command line, waiting

@@ -76,12 +76,7 @@ impl Cgroups {
 
     /// Creates a step's cgroup with these limits (`None`: no limit).
     pub fn create(&self, memory: Option<u64>, pids: Option<u64>) -> io::Result<StepCgroup> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let name = format!(
-            "{STEP_PREFIX}{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = unique_name();
         let mut step = StepCgroup {
             v2: self.v2,
             dirs: Vec::with_capacity(self.hierarchies.len()),
@@ -282,12 +277,37 @@ fn own_dir(mount: &Mount, own: &str) -> Option<PathBuf> {
     Some(mount.point.join(relative.trim_start_matches('/')))
 }
 
-/// Creates and removes a step cgroup under `parent`, proving it can.
+/// A step cgroup's name, unique on the host: this server's pid, and a count
+/// (several runners in one process probe and create at once).
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{STEP_PREFIX}{}-{n}", std::process::id())
+}
+
+/// Creates and removes a step cgroup under `parent`, proving it can, and
+/// removes those a server that is gone (killed outright) left there.
 fn try_child(parent: &Path) -> Result<(), String> {
-    let probe = parent.join(format!("{STEP_PREFIX}{}-probe", std::process::id()));
+    let probe = parent.join(unique_name());
     std::fs::create_dir(&probe)
         .map_err(|e| format!("cannot create cgroups in {}: {e}", parent.display()))?;
     let _ = std::fs::remove_dir(&probe);
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STEP_PREFIX)) else {
+            continue;
+        };
+        let owner = rest.split('-').next().unwrap_or_default();
+        if !owner.is_empty() && !Path::new("/proc").join(owner).exists() {
+            let dir = entry.path();
+            for pid in members(&dir) {
+                // SAFETY: kill(2) touches no memory; the pid is a member of a
+                // step cgroup whose server is gone.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
     Ok(())
 }
 

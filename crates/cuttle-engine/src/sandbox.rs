@@ -532,7 +532,9 @@ impl Step {
 
 impl Drop for Step {
     fn drop(&mut self) {
-        self.kill();
+        // Each kills what is left of the step as it goes.
+        drop(self.cgroup.take());
+        drop(self.uid.take());
         // Only root can read it from now on: a later step that happens to
         // get this uid again finds nothing of this one's.
         if let Some(dir) = self.work_dir.take() {

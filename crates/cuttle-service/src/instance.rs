@@ -29,10 +29,11 @@ pub struct InstanceConfig {
     /// How long the built-in feed keeps package versions no release uses;
     /// `None` keeps them for ever.
     pub package_retention: Option<Duration>,
-    /// Run scripts on the built-in worker even where its steps can be
-    /// neither contained nor kept apart (no root, no bubblewrap): the
-    /// operator's explicit choice, refused otherwise.
-    pub builtin_worker_unisolated: bool,
+    /// The isolation of scripts on the built-in worker (its
+    /// `allow_unisolated` is the operator's explicit choice to run them where
+    /// steps can be neither contained nor kept apart). Its hidden paths are
+    /// replaced by the data directory.
+    pub builtin_worker: cuttle_engine::sandbox::SandboxConfig,
 }
 
 impl InstanceConfig {
@@ -45,7 +46,7 @@ impl InstanceConfig {
             default_script_timeout: Duration::from_secs(3600),
             master_key: None,
             package_retention: None,
-            builtin_worker_unisolated: false,
+            builtin_worker: Default::default(),
         }
     }
 
@@ -119,8 +120,10 @@ impl Instance {
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
-        runner_config.sandbox.hidden_paths = vec![config.data_dir.clone()];
-        runner_config.sandbox.allow_unisolated = config.builtin_worker_unisolated;
+        runner_config.sandbox = cuttle_engine::sandbox::SandboxConfig {
+            hidden_paths: vec![config.data_dir.clone()],
+            ..config.builtin_worker.clone()
+        };
         let agents = Arc::new(cuttle_protocol::Agents::new(
             identity.clone(),
             cuttle_protocol::polling::PollingHub::new(),

@@ -110,7 +110,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.max_concurrent_tasks = args.max_concurrent_tasks;
     config.default_script_timeout = Duration::from_secs(args.script_timeout.max(1));
     config.master_key = args.master_key.filter(|k| !k.trim().is_empty());
-    config.builtin_worker_unisolated = args.builtin_worker_unisolated;
+    config.builtin_worker.allow_unisolated = args.builtin_worker_unisolated;
     config.package_retention = (args.package_retention_days > 0)
         .then(|| Duration::from_secs(args.package_retention_days.saturating_mul(86_400)));
     if let Some(n) = args.node_name {

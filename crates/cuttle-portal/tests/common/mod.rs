@@ -106,7 +106,7 @@ impl Server {
         config.default_script_timeout = Duration::from_secs(60);
         // Where isolation is not required, scripts run without it (and the
         // isolation tests say so); where it is, its absence fails them.
-        config.builtin_worker_unisolated =
+        config.builtin_worker.allow_unisolated =
             std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none();
         let inst = Instance::open(config).await.unwrap();
         bootstrap_admin(

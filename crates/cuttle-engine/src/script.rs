@@ -190,7 +190,7 @@ pub async fn run_script(
     }
     // Last, so that everything written above is handed to the script's user.
     step.prepare(&work_dir).await?;
-    let mut child = command
+    command
         .arg(file_name)
         .current_dir(&work_dir)
         .env_clear()
@@ -204,9 +204,15 @@ pub async fn run_script(
         .stderr(Stdio::piped())
         // Its own group, so one kill reaches everything the script starts.
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(io_context(format!("starting {}", program.display())))?;
+        .kill_on_drop(true);
+    // spawn() waits until the child has exec'd, and joining a cgroup on the
+    // way can take a kernel grace period (milliseconds): not on the async
+    // threads.
+    let spawned = tokio::task::spawn_blocking(move || command.spawn())
+        .await
+        .map_err(io::Error::other)
+        .and_then(|spawned| spawned);
+    let mut child = spawned.map_err(io_context(format!("starting {}", program.display())))?;
     let mut group = ProcessGroup::of(&child);
     let mut stdout = child.stdout.take().map(LineReader::new);
     let mut stderr = child.stderr.take().map(LineReader::new);

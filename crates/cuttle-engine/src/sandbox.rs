@@ -140,6 +140,10 @@ pub struct Sandbox {
     cgroups: Option<Cgroups>,
     /// Why steps get no cgroup, when they do not.
     no_cgroups: Option<String>,
+    /// Without bubblewrap, as root: whether the server can give a step a
+    /// mount namespace with /tmp its own (a container may not allow it),
+    /// and why not.
+    tmp_namespace: Result<(), String>,
     /// Why no script may run at all.
     refused: Option<String>,
     /// Why steps are neither contained nor kept apart, when the operator
@@ -167,6 +171,7 @@ impl Sandbox {
             hidden: vec![],
             cgroups: None,
             no_cgroups: Some("disabled".into()),
+            tmp_namespace: Err("disabled".into()),
             refused: None,
             unisolated: None,
         }
@@ -231,10 +236,14 @@ impl Sandbox {
             hidden,
             cgroups,
             no_cgroups,
+            tmp_namespace: Err("not probed".into()),
             refused,
             unisolated: None,
         };
         sandbox.no_namespaces = sandbox.probe_bwrap(config).await;
+        if sandbox.bwrap.is_none() && sandbox.step_uids() {
+            sandbox.tmp_namespace = sandbox.probe_tmp_namespace().await;
+        }
         sandbox.settle(config.allow_unisolated);
         sandbox
     }
@@ -257,6 +266,32 @@ impl Sandbox {
                  step. Install bubblewrap, or run the server as root; or start it \
                  with {UNISOLATED_OPT_IN} to run scripts regardless"
             ));
+        }
+    }
+
+    /// Starts `true` with /tmp its own, as a step without bubblewrap would
+    /// start (in a scratch directory below /tmp, the harder case).
+    async fn probe_tmp_namespace(&self) -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("a scratch directory: {e}"))?;
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let exec = Exec {
+            limits: self.limits,
+            ids: None,
+            cgroup_procs: vec![],
+            private_tmp: PrivateTmp::new(dir.path(), &tmp),
+        };
+        let mut command = Command::new("true");
+        exec.apply(&mut command);
+        command
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match command.status().await {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("a test process exited with {status}")),
+            Err(e) => Err(format!("no mount namespace: {e}")),
         }
     }
 
@@ -368,7 +403,7 @@ impl Sandbox {
     /// Whether each step has a /tmp of its own (rather than the host's).
     pub fn private_tmp(&self) -> bool {
         // Without bubblewrap, root makes the mount namespace itself.
-        self.bwrap.is_some() || self.step_uids()
+        self.bwrap.is_some() || (self.step_uids() && self.tmp_namespace.is_ok())
     }
 
     /// The server's PATH without the directories the script's user cannot
@@ -509,7 +544,7 @@ impl Step {
         let mut command = match &sandbox.bwrap {
             Some(bwrap) => sandbox.wrap(bwrap, work_dir, Some(&tmp), program),
             None => {
-                if sandbox.step_uids() {
+                if sandbox.private_tmp() {
                     exec.private_tmp = PrivateTmp::new(work_dir, &tmp);
                 }
                 Command::new(program)
@@ -816,7 +851,11 @@ impl fmt::Display for Sandbox {
         if self.private_tmp() {
             write!(f, ", /tmp its own per step")?;
         } else {
-            write!(f, ", the host's /tmp (TMPDIR is the step's own)")?;
+            write!(f, ", the host's /tmp (TMPDIR is the step's own")?;
+            match (&self.tmp_namespace, self.step_uids()) {
+                (Err(why), true) => write!(f, "; {why})")?,
+                _ => write!(f, ")")?,
+            }
         }
         write!(f, ", the host's network")?;
         let show = |v: Option<u64>, unit: &dyn Fn(u64) -> String| {
@@ -1508,6 +1547,17 @@ mod tests {
              per step (group of nobody), no cgroup per step (disabled), /tmp its own per \
              step, the host's network, limits cpu=3600s mem=4GiB per process files=4096 \
              procs=1024 per step"
+        );
+        // Root without bubblewrap, where no mount namespace may be made.
+        sandbox.bwrap = None;
+        sandbox.no_namespaces = Some("bubblewrap (bwrap) is not installed".into());
+        sandbox.tmp_namespace = Err("no mount namespace: Operation not permitted".into());
+        assert!(
+            sandbox.to_string().contains(
+                ", the host's /tmp (TMPDIR is the step's own; no mount namespace: Operation \
+                 not permitted), "
+            ),
+            "{sandbox}"
         );
     }
 

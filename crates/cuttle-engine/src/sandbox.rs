@@ -220,27 +220,35 @@ impl Sandbox {
             // path that does not exist has nothing to hide.
             .filter_map(|p| std::fs::canonicalize(p).ok())
             .collect();
-        let (cgroups, no_cgroups) = if !config.cgroups {
-            (None, Some("disabled in the configuration".into()))
-        } else {
-            match Cgroups::probe() {
-                Ok(c) => (Some(c), None),
-                Err(e) => (None, Some(e)),
-            }
-        };
         let mut sandbox = Sandbox {
             limits: config.limits,
             user,
             bwrap: None,
             no_namespaces: None,
             hidden,
-            cgroups,
-            no_cgroups,
+            cgroups: None,
+            no_cgroups: None,
             tmp_namespace: Err("not probed".into()),
             refused,
             unisolated: None,
         };
-        sandbox.no_namespaces = sandbox.probe_bwrap(config).await;
+        let cgroups = async {
+            if !config.cgroups {
+                return Err("disabled in the configuration".to_owned());
+            }
+            let cgroups = Cgroups::probe()?;
+            probe_joining(&cgroups).await.map(|()| cgroups)
+        };
+        // Each probe starts a process and waits for it: at once, not in turn.
+        let (cgroups, bwrap) = tokio::join!(cgroups, sandbox.probe_bwrap(config));
+        match cgroups {
+            Ok(c) => sandbox.cgroups = Some(c),
+            Err(e) => sandbox.no_cgroups = Some(e),
+        }
+        match bwrap {
+            Ok(bwrap) => sandbox.bwrap = Some(bwrap),
+            Err(e) => sandbox.no_namespaces = Some(e),
+        }
         if sandbox.bwrap.is_none() && sandbox.step_uids() {
             sandbox.tmp_namespace = sandbox.probe_tmp_namespace().await;
         }
@@ -295,14 +303,14 @@ impl Sandbox {
         }
     }
 
-    /// Runs bubblewrap as a step would; why namespaces are not used, if not.
-    async fn probe_bwrap(&mut self, config: &SandboxConfig) -> Option<String> {
+    /// Runs bubblewrap as a step would: it, or why namespaces are not used.
+    async fn probe_bwrap(&self, config: &SandboxConfig) -> Result<PathBuf, String> {
         if !config.namespaces {
-            return Some("disabled in the configuration".into());
+            return Err("disabled in the configuration".into());
         }
         let path = std::env::var_os("PATH").unwrap_or_else(|| crate::script::DEFAULT_PATH.into());
         let Some(bwrap) = crate::script::find_on_path(BWRAP, &path) else {
-            return Some("bubblewrap (bwrap) is not installed".into());
+            return Err("bubblewrap (bwrap) is not installed".into());
         };
         let probe_dir = std::env::temp_dir();
         let ids = self.user.as_ref().map(|u| (StepUid::allocate(), u.gid));
@@ -322,16 +330,13 @@ impl Sandbox {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         match command.output().await {
-            Ok(out) if out.status.success() => {
-                self.bwrap = Some(bwrap);
-                None
-            }
-            Ok(out) => Some(format!(
+            Ok(out) if out.status.success() => Ok(bwrap),
+            Ok(out) => Err(format!(
                 "bubblewrap is not permitted here: {}",
                 first_line(&String::from_utf8_lossy(&out.stderr))
                     .unwrap_or(&format!("it exited with {}", out.status))
             )),
-            Err(e) => Some(format!("bubblewrap could not be started: {e}")),
+            Err(e) => Err(format!("bubblewrap could not be started: {e}")),
         }
     }
 
@@ -472,6 +477,39 @@ impl Sandbox {
         command.arg("--chdir").arg(work_dir);
         command.arg("--").arg(program);
         command
+    }
+}
+
+/// Starts `true` in a step cgroup, as a step would start: creating one is
+/// not always enough to be let in (a container's cgroup namespace, cgroup v2's
+/// rule against processes in inner cgroups).
+async fn probe_joining(cgroups: &Cgroups) -> Result<(), String> {
+    let step = cgroups
+        .create(None, None)
+        .map_err(|e| format!("creating a step cgroup: {e}"))?;
+    let exec = Exec {
+        limits: Limits {
+            cpu_seconds: None,
+            memory_bytes: None,
+            open_files: None,
+            processes: None,
+        },
+        ids: None,
+        cgroup_procs: step.procs_files(),
+        private_tmp: None,
+    };
+    let mut command = Command::new("true");
+    exec.apply(&mut command);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match command.status().await {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "a test process in a step cgroup exited with {status}"
+        )),
+        Err(e) => Err(format!("a process cannot join a step cgroup: {e}")),
     }
 }
 

@@ -205,7 +205,7 @@ impl Sandbox {
     /// found, or steps can be neither contained nor kept apart (and that was
     /// not allowed), scripts are refused rather than run.
     pub async fn probe(config: &SandboxConfig) -> Sandbox {
-        let (user, refused) = if effective_uid() == Some(0) {
+        let (user, refused) = if runs_as_root() {
             match find_user(config.user.as_deref()) {
                 Ok(user) => (Some(user), None),
                 Err(e) => (None, Some(format!("the server runs as root and {e}"))),
@@ -716,6 +716,11 @@ fn bytes(n: u64) -> String {
 
 fn first_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// Whether the server runs as root (and so can give steps uids of their own).
+pub(crate) fn runs_as_root() -> bool {
+    effective_uid() == Some(0)
 }
 
 /// The server's effective user id: the owner of its own `/proc` entry.

@@ -300,14 +300,15 @@ async fn only_the_responsible_user_answers_and_abort_fails_the_deployment() {
 #[tokio::test]
 async fn guided_failure_retries_only_the_failed_action_until_it_succeeds() {
     on_both("guided-retry", |s| async move {
-        let dir = tempfile::tempdir().unwrap();
-        // Writable by the unprivileged user a root server runs scripts as.
+        // Not below /tmp, which is each step's own; writable by every step's
+        // uid (a root server runs each as its own), and so is the counter.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let anyone = std::os::unix::fs::PermissionsExt::from_mode(0o777);
         std::fs::set_permissions(dir.path(), anyone).unwrap();
         let counter = dir.path().join("attempts");
         // Fails on its first two runs, succeeds on the third.
         let flaky = format!(
-            "n=$(cat '{c}' 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > '{c}'\nif [ $n -lt 3 ]; then echo \"failing $n\"; exit 3; fi\necho \"worked on try $n\"",
+            "umask 0\nn=$(cat '{c}' 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > '{c}'\nif [ $n -lt 3 ]; then echo \"failing $n\"; exit 3; fi\necho \"worked on try $n\"",
             c = counter.display()
         );
         project_with_steps(

@@ -11,7 +11,9 @@
 //! - [`log`]: the activity log a running task writes.
 //! - [`signal`]: in-process wake-ups for live followers of a task's log.
 //! - [`script`]: the built-in worker: user scripts as child processes.
-//! - [`sandbox`]: their isolation: limits, an unprivileged user, namespaces.
+//! - [`sandbox`]: their isolation: each step contained and kept apart, with
+//!   limits; [`cgroup`] and [`step_user`] are two of its means, and
+//!   `step_exec` what a step's process does before it runs the script.
 //! - [`agent_host`]: an agent's side: the server's scripts, run and followed.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
@@ -19,6 +21,7 @@
 
 pub mod agent_files;
 pub mod agent_host;
+pub mod cgroup;
 pub mod delta;
 pub mod deploy;
 pub mod deploy_package;
@@ -34,6 +37,8 @@ pub mod runner;
 pub mod sandbox;
 pub mod script;
 pub mod signal;
+mod step_exec;
+pub mod step_user;
 pub mod variables;
 pub mod worker_choice;
 

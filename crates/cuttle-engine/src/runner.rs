@@ -120,7 +120,11 @@ impl Runner {
             tracing::warn!(work_dir = %config.work_dir.display(), "the work directory could not be restricted: {e}");
         }
         let sandbox = Arc::new(Sandbox::probe(&config.sandbox).await);
-        tracing::info!("built-in worker isolation: {sandbox}");
+        if sandbox.refuses() {
+            tracing::warn!("built-in worker isolation: {sandbox}");
+        } else {
+            tracing::info!("built-in worker isolation: {sandbox}");
+        }
         let runner = Runner {
             inner: Arc::new(Inner {
                 store,

@@ -1,6 +1,7 @@
 //! The built-in worker: a user script runs as a child process of the server,
-//! never inside it, in its own process group so that a timeout or a
-//! cancellation kills it together with everything it started.
+//! never inside it, in its own process group and under its step's isolation
+//! ([`crate::sandbox::Step`]), so that its end, a timeout or a cancellation
+//! kills it together with everything it started.
 
 use std::ffi::OsStr;
 use std::io;
@@ -191,6 +192,8 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
     settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, ScriptError> {
     let (interpreter, args, file_name, bootstrap_name) = spec.syntax.invocation();
+    // First: a refused script gets no directory either.
+    let mut step = spec.sandbox.step()?;
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let path = spec.sandbox.search_path(&path);
     let program =
@@ -218,15 +221,15 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
     for (name, content) in &spec.files {
         write_private(&work_dir.join(name), content).await?;
     }
-    let mut command = spec.sandbox.command(&program, &work_dir);
+    let mut command = step.command(&program, &work_dir);
     command.args(args);
     if let Some(bootstrap) = &spec.bootstrap {
         write_private(&work_dir.join(bootstrap_name), bootstrap).await?;
         command.arg(bootstrap_name);
     }
     // Last, so that everything written above is handed to the script's user.
-    spec.sandbox.prepare(&work_dir).await?;
-    let mut child = command
+    step.prepare(&work_dir).await?;
+    command
         .arg(file_name)
         .current_dir(&work_dir)
         .env_clear()
@@ -240,9 +243,15 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
         .stderr(Stdio::piped())
         // Its own group, so one kill reaches everything the script starts.
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(io_context(format!("starting {}", program.display())))?;
+        .kill_on_drop(true);
+    // spawn() waits until the child has exec'd, and joining a cgroup on the
+    // way can take a kernel grace period (milliseconds): not on the async
+    // threads.
+    let spawned = tokio::task::spawn_blocking(move || command.spawn())
+        .await
+        .map_err(io::Error::other)
+        .and_then(|spawned| spawned);
+    let mut child = spawned.map_err(io_context(format!("starting {}", program.display())))?;
     let mut group = ProcessGroup::of(&child);
     let mut stdout = child.stdout.take().map(LineReader::new);
     let mut stderr = child.stderr.take().map(LineReader::new);
@@ -283,14 +292,18 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
                 // must not outlive it (nor hold the pipes open). The leader is
                 // reaped already, but while any member lives the group id
                 // cannot be reused, and an empty group just gives ESRCH.
+                // The step's isolation reaches those that left the group.
                 group.kill();
+                step.kill();
                 grace.as_mut().reset(Instant::now() + DRAIN_GRACE);
             }
             () = &mut grace, if status.is_some() => break,
             () = &mut deadline, if status.is_none() => {
+                step.kill();
                 return group.kill_and_reap(&mut child, ScriptOutcome::TimedOut).await;
             }
             () = cancel.cancelled(), if status.is_none() => {
+                step.kill();
                 return group.kill_and_reap(&mut child, ScriptOutcome::Canceled).await;
             }
         }

@@ -33,6 +33,11 @@ pub struct InstanceConfig {
     pub max_concurrent_password_hashes: usize,
     /// When failed sign-ins are refused for a while.
     pub sign_in_throttle: crate::sign_in_throttle::ThrottleConfig,
+    /// The isolation of scripts on the built-in worker (its
+    /// `allow_unisolated` is the operator's explicit choice to run them where
+    /// steps can be neither contained nor kept apart). Its hidden paths are
+    /// replaced by the data directory.
+    pub builtin_worker: cuttle_engine::sandbox::SandboxConfig,
 }
 
 impl InstanceConfig {
@@ -47,6 +52,7 @@ impl InstanceConfig {
             package_retention: None,
             max_concurrent_password_hashes: crate::passwords::Passwords::default_concurrency(),
             sign_in_throttle: Default::default(),
+            builtin_worker: Default::default(),
         }
     }
 
@@ -124,7 +130,10 @@ impl Instance {
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
-        runner_config.sandbox.hidden_paths = vec![config.data_dir.clone()];
+        runner_config.sandbox = cuttle_engine::sandbox::SandboxConfig {
+            hidden_paths: vec![config.data_dir.clone()],
+            ..config.builtin_worker.clone()
+        };
         let agents = Arc::new(cuttle_protocol::Agents::new(
             identity.clone(),
             cuttle_protocol::polling::PollingHub::new(),

@@ -61,6 +61,11 @@ pub struct ServerArgs {
     /// proxy's address).
     #[arg(long, env = "CUTTLE_SIGN_IN_FAILURES_PER_ADDRESS", default_value_t = cuttle_service::sign_in_throttle::ThrottleConfig::default().per_address)]
     sign_in_failures_per_address: u32,
+    /// Run scripts on the built-in worker even where it cannot isolate its
+    /// steps (without root and bubblewrap): a script could then read other
+    /// deployments' files and leave processes running after its step
+    #[arg(long, env = "CUTTLE_BUILTIN_WORKER_UNISOLATED", value_parser = clap::builder::BoolishValueParser::new())]
+    builtin_worker_unisolated: bool,
     /// This server's name in task records (default: the host name).
     #[arg(long, env = "CUTTLE_NODE_NAME")]
     node_name: Option<String>,
@@ -133,6 +138,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.max_concurrent_tasks = args.max_concurrent_tasks;
     config.default_script_timeout = Duration::from_secs(args.script_timeout.max(1));
     config.master_key = args.master_key.filter(|k| !k.trim().is_empty());
+    config.builtin_worker.allow_unisolated = args.builtin_worker_unisolated;
     config.package_retention = (args.package_retention_days > 0)
         .then(|| Duration::from_secs(args.package_retention_days.saturating_mul(86_400)));
     config.sign_in_throttle.per_user = args.sign_in_failures_per_user;

@@ -359,12 +359,13 @@ fn the_server_refuses_a_master_key_other_than_its_own() {
 #[test]
 fn kills_at_any_point_lose_and_repeat_nothing() {
     on_both("crash-points", |dir, db| {
-        let marks = tempfile::tempdir().unwrap();
-        // Writable by the unprivileged user a root server runs scripts as.
+        // Not below /tmp, which is each step's own; writable by every step's
+        // uid (a root server runs each as its own), and so are the marks.
+        let marks = tempfile::tempdir_in("/var/tmp").unwrap();
         std::fs::set_permissions(marks.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let mark = |n: u8| {
             format!(
-                "echo \"step {n} start\"; echo {n} >> {}/#{{Octopus.Deployment.Id}}; {}; echo \"step {n} end\"",
+                "umask 0; echo \"step {n} start\"; echo {n} >> {}/#{{Octopus.Deployment.Id}}; {}; echo \"step {n} end\"",
                 marks.path().display(),
                 if n == 1 { "true" } else { "sleep 3" }
             )

@@ -49,11 +49,25 @@ impl Reply {
 
 impl Server {
     async fn start(pg: Option<ScratchPostgres>, backend: &'static str, max_tasks: usize) -> Server {
+        Server::start_configured(pg, backend, max_tasks, &|_| {}).await
+    }
+
+    async fn start_configured(
+        pg: Option<ScratchPostgres>,
+        backend: &'static str,
+        max_tasks: usize,
+        configure: &dyn Fn(&mut InstanceConfig),
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = InstanceConfig::new(dir.path().to_path_buf());
         config.database_url = pg.as_ref().map(|p| p.url.clone());
         config.default_script_timeout = Duration::from_secs(60);
+        // Where isolation is not required, scripts run without it (and the
+        // isolation tests say so); where it is, its absence fails them.
+        config.builtin_worker.allow_unisolated =
+            std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none();
         config.max_concurrent_tasks = max_tasks;
+        configure(&mut config);
         let inst = Instance::open(config).await.unwrap();
         bootstrap_admin(
             &inst.store,
@@ -280,6 +294,21 @@ where
     Fut: Future<Output = ()>,
 {
     on_both_with_cap(name, 8, scenario).await
+}
+
+/// As [`on_both`], with the instance's configuration changed by `configure`.
+pub async fn on_both_configured<F, Fut>(
+    name: &str,
+    configure: impl Fn(&mut InstanceConfig),
+    scenario: F,
+) where
+    F: Fn(Server) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    scenario(Server::start_configured(None, "sqlite", 8, &configure).await).await;
+    if let Some(pg) = ScratchPostgres::create(name).await {
+        scenario(Server::start_configured(Some(pg), "postgres", 8, &configure).await).await;
+    }
 }
 
 /// As [`on_both`], with at most `max_tasks` tasks running at once.

@@ -107,6 +107,10 @@ impl Server {
         // Two hashes at once, as on a small server, whatever this machine's
         // cores: the sign-in flood test counts on the queue it makes.
         config.max_concurrent_password_hashes = 2;
+        // Where isolation is not required, scripts run without it (and the
+        // isolation tests say so); where it is, its absence fails them.
+        config.builtin_worker.allow_unisolated =
+            std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none();
         let inst = Instance::open(config).await.unwrap();
         bootstrap_admin(
             &inst.store,

@@ -517,3 +517,117 @@ async fn prompted_variables_and_variable_run_conditions() {
     })
     .await;
 }
+
+/// A variable's `Type` is matched without regard to case and stored in its
+/// canonical spelling, so `sensitive` seals the value like `Sensitive`; an
+/// unknown type is refused naming it, and nothing is saved. Project and
+/// library sets alike.
+#[tokio::test]
+async fn fault_variable_type_is_case_insensitive_and_unknown_types_are_refused() {
+    on_both("vars-type-case", |s| async move {
+        let project =
+            project_with_steps(&s, "Typed", &[("Run", "Bash", "echo hi", json!({}))]).await;
+        let lib = s
+            .create(
+                "/api/Spaces-1/libraryvariablesets",
+                json!({"Name": "Typed lib"}),
+            )
+            .await;
+        for set_id in [
+            project["VariableSetId"].as_str().unwrap().to_owned(),
+            lib["VariableSetId"].as_str().unwrap().to_owned(),
+        ] {
+            for bad in ["Sensitve", "Bogus"] {
+                let r = put_variables(
+                    &s,
+                    &set_id,
+                    json!({"Version": 0, "Variables": [
+                    {"Name": "Fine", "Value": "plain"},
+                    {"Name": "Oops", "Value": "typo-s3cret", "Type": bad}]}),
+                )
+                .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::BAD_REQUEST,
+                    "{}: {}",
+                    s.backend,
+                    r.body
+                );
+                let text = r.error_text();
+                assert!(
+                    text.contains(&format!("'{bad}'")) && text.contains("Oops"),
+                    "{text}"
+                );
+                let after = s
+                    .get(&format!("/api/Spaces-1/variables/{set_id}"))
+                    .await
+                    .body;
+                assert_eq!(
+                    (
+                        after["Version"].as_i64(),
+                        after["Variables"].as_array().map(Vec::len)
+                    ),
+                    (Some(0), Some(0)),
+                    "{after}"
+                );
+            }
+
+            let saved = put_variables(
+                &s,
+                &set_id,
+                json!({"Version": 0, "Variables": [
+                {"Name": "Lower", "Value": "lower-s3cret", "Type": "sensitive"},
+                {"Name": "Upper", "Value": "upper-s3cret", "Type": "SENSITIVE"},
+                {"Name": "Text", "Value": "plain", "Type": "string"},
+                {"Name": "Cert", "Value": "Certificates-1", "Type": "certificate"},
+                {"Name": "Pool", "Value": "WorkerPools-1", "Type": "workerpool"}]}),
+            )
+            .await;
+            assert_eq!(
+                saved.status,
+                StatusCode::OK,
+                "{}: {}",
+                s.backend,
+                saved.body
+            );
+            assert!(!saved.body.to_string().contains("s3cret"), "{}", saved.body);
+            let types: Vec<(&str, &str, bool)> = saved.body["Variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["Name"].as_str().unwrap(),
+                        v["Type"].as_str().unwrap(),
+                        v["IsSensitive"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                types,
+                [
+                    ("Lower", "Sensitive", true),
+                    ("Upper", "Sensitive", true),
+                    ("Text", "String", false),
+                    ("Cert", "Certificate", false),
+                    ("Pool", "WorkerPool", false),
+                ]
+            );
+            // At rest the values are sealed, not plain text.
+            let stored: VariableSet = s.inst.store.require(&set_id).await.unwrap();
+            for v in stored
+                .variables
+                .iter()
+                .filter(|v| v.name == "Lower" || v.name == "Upper")
+            {
+                let value = v.value.as_deref().unwrap();
+                assert!(
+                    v.sensitive() && !value.contains("s3cret"),
+                    "{}: {v:?}",
+                    s.backend
+                );
+            }
+        }
+    })
+    .await;
+}

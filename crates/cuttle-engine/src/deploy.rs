@@ -169,7 +169,10 @@ pub async fn run(
         task_id: &task.id,
     };
     let vars = match DeploymentVariables::load(&ctx.store, &ctx.master_key, &sources).await {
-        Ok(v) => v,
+        Ok(v) => {
+            log.add_secrets(v.sensitive_values().iter().cloned());
+            v
+        }
         Err(e) => {
             root.log(LogCategory::Fatal, &e);
             root.finish(ActivityStatus::Failed).await;
@@ -879,9 +882,11 @@ async fn run_action(
                     sensitive,
                 })) => {
                     if sensitive && !value.is_empty() {
-                        // Mask it from the next line on, as later steps will.
+                        // Mask it from the next line on, as later steps will,
+                        // and everywhere the task's log masks.
                         secrets.push(value.clone());
                         masker = cuttle_vars::mask::Masker::new(secrets.iter().cloned());
+                        target.add_secrets([value.clone()]);
                     }
                     target.verbose(format!("Output variable {name} was set"));
                     outputs.push((name, value, sensitive));

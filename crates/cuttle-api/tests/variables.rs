@@ -631,3 +631,89 @@ async fn fault_variable_type_is_case_insensitive_and_unknown_types_are_refused()
     })
     .await;
 }
+
+/// Lines longer than 64 KiB reach the log in pieces; a sensitive value
+/// that a cut divides must still be masked, not shown in two halves. On
+/// stdout and stderr, a value just across a cut, one ending exactly at a
+/// cut, and several values across successive cuts of one line.
+#[tokio::test]
+async fn fault_a_secret_across_a_long_line_cut_is_masked() {
+    const CUT: usize = 64 * 1024;
+    const SECRET: &str = "cut-s3cret-value-XYZ";
+    let fill = |c: char, n: usize| format!("head -c {n} /dev/zero | tr '\\0' {c}");
+    let n = SECRET.len();
+    let body = [
+        // Across the cut; ending exactly at it.
+        format!("{}; echo \"#{{Secret}}-tail\"", fill('k', CUT - 7)),
+        format!("{}; echo \"#{{Secret}}-end\"", fill('m', CUT - n)),
+        // Across the first and the second cut of one line.
+        format!(
+            "{}; printf '%s' \"#{{Secret}}\"; {}; echo \"#{{Secret}}-fin\"",
+            fill('o', CUT - 3),
+            fill('p', CUT - n - 2)
+        ),
+        format!("({}; echo \"#{{Secret}}-err\") >&2", fill('w', CUT - 11)),
+    ]
+    .join("\n");
+    on_both("vars-mask-cut", |s| {
+        let body = body.clone();
+        async move {
+            let project =
+                project_with_steps(&s, "Long lines", &[("Print", "Bash", &body, json!({}))]).await;
+            let r = put_variables(
+                &s,
+                project["VariableSetId"].as_str().unwrap(),
+                json!({"Version": 0, "Variables": [
+                {"Name": "Secret", "Value": SECRET, "Type": "Sensitive"}]}),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            s.create(
+                "/api/Spaces-1/releases/create/v1",
+                json!({"ProjectName": "Long lines", "ReleaseVersion": "1.0.0"}),
+            )
+            .await;
+            let lines = deployed_lines(&s, "Long lines", "1.0.0", "Dev").await;
+            // The pieces read in order, as someone scrolling the log would.
+            let joined = lines.concat();
+            assert!(
+                !joined.contains(SECRET),
+                "{}: the secret is shown",
+                s.backend
+            );
+            for half in [&SECRET[..n / 2], &SECRET[n / 2..]] {
+                assert!(
+                    !joined.contains(half),
+                    "{}: half of the secret ({half}) is shown",
+                    s.backend
+                );
+            }
+            for end in [
+                "********-tail",
+                "********-end",
+                "********-fin",
+                "********-err",
+            ] {
+                assert!(joined.contains(end), "{}: no {end}", s.backend);
+            }
+            assert_eq!(joined.matches("********").count(), 5, "{}", s.backend);
+            // Nothing printed was lost: every filler byte is there.
+            for (c, count) in [
+                ('k', CUT - 7),
+                ('m', CUT - n),
+                ('o', CUT - 3),
+                ('p', CUT - n - 2),
+                ('w', CUT - 11),
+            ] {
+                let run = c.to_string().repeat(3);
+                let shown: usize = lines
+                    .iter()
+                    .filter(|l| l.contains(&run))
+                    .map(|l| l.matches(c).count())
+                    .sum();
+                assert_eq!(shown, count, "{}: {c}", s.backend);
+            }
+        }
+    })
+    .await;
+}

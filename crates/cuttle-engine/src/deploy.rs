@@ -12,7 +12,7 @@ use crate::plan::{
     SkipReason,
 };
 use crate::remote::{run_on_agent, AgentTarget, ConnectionLimits};
-use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::script::{run_script, OutputLine, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_WORKER};
 use crate::worker_choice::WorkerChoice;
 use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
@@ -30,6 +30,7 @@ use cuttle_model::{
 use cuttle_model::{Channel, Space, Step};
 use cuttle_protocol::messages::{ScriptFile, ScriptSyntax, StartScript};
 use cuttle_store::{MasterKey, ProcessSnapshot, Store};
+use cuttle_vars::mask::PieceMasker;
 use futures::StreamExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -873,9 +874,22 @@ async fn run_action(
     let files = vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))];
     let mut outputs = vec![];
     let (mut masker, mut secrets) = vars.masking();
-    let on_line = |stream: OutputStream, line: String| {
-        if stream == OutputStream::Stdout {
-            match parse_service_message(&line) {
+    // A line too long to keep whole comes in pieces; each stream's pieces
+    // are masked together, so a secret across a cut is still found.
+    let mut pieces = [PieceMasker::default(), PieceMasker::default()];
+    let piece_of = |stream: OutputStream| match stream {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
+    };
+    let show = |target: &ActivityLog, stream: OutputStream, text: String| match stream {
+        OutputStream::Stdout => target.info(text),
+        OutputStream::Stderr => target.error(text),
+    };
+    let on_line = |stream: OutputStream, line: OutputLine| {
+        let pieces = &mut pieces[piece_of(stream)];
+        // Service messages are whole lines of their own.
+        if stream == OutputStream::Stdout && !line.continues && !pieces.mid_line() {
+            match parse_service_message(&line.text) {
                 Some(Ok(ServiceMessage::SetVariable {
                     name,
                     value,
@@ -913,10 +927,8 @@ async fn run_action(
                 None => {}
             }
         }
-        let line = masker.mask_line(&line).into_owned();
-        match stream {
-            OutputStream::Stdout => target.info(line),
-            OutputStream::Stderr => target.error(line),
+        if let Some(shown) = pieces.piece(&masker, &line.text, line.continues) {
+            show(target, stream, shown);
         }
     };
     let result = match site.runs_on.agent() {
@@ -989,6 +1001,12 @@ async fn run_action(
             run_on_agent(agents, &agent, limits, start, cancel, on_line).await
         }
     };
+    // Output that ended in the middle of a cut line.
+    for stream in [OutputStream::Stdout, OutputStream::Stderr] {
+        if let Some(rest) = pieces[piece_of(stream)].finish(&masker) {
+            show(target, stream, rest);
+        }
+    }
     for (name, value, sensitive) in outputs {
         vars.record_output(&action.name, machine, &name, &value, sensitive);
     }

@@ -1,7 +1,13 @@
 //! Escaping for HTML, XML, JSON, URIs, YAML and Java properties, and
 //! Markdown to HTML.
 
-use super::{no_options, require, FilterError, FilterResult, Output};
+use super::{fits, no_options, require, FilterError, FilterResult, Output};
+use std::collections::VecDeque;
+
+/// The most memory Markdown's parser is allowed per byte of its input,
+/// counted against the output budget (measured: up to about 100 bytes, for
+/// a line feed every other byte).
+const MARKDOWN_BYTES_PER_INPUT_BYTE: usize = 64;
 use pulldown_cmark::{Alignment, CowStr, Event, Options, Parser, Tag, TagEnd};
 
 /// Every escape makes its result in an [`Output`], which stops it at the
@@ -179,18 +185,31 @@ fn properties(s: &str, key: bool, out: &mut Output) -> Built {
 /// per line and bare `http://`, `https://`, `ftp://`, `mailto:` and `www.`
 /// addresses become links.
 fn markdown(s: &str, out: &mut Output) -> Built {
+    // The parser holds a tree of its whole input, up to about a hundred
+    // bytes per input byte: refuse input whose parse alone could pass the
+    // budget (1 MiB of Markdown under the default 64 MiB).
+    fits(
+        s.len().saturating_mul(MARKDOWN_BYTES_PER_INPUT_BYTE),
+        out.limit(),
+    )?;
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_SUPERSCRIPT
         | Options::ENABLE_SUBSCRIPT;
+    // Events are made as the writer asks for them, never all held at once.
+    let mut parser = Parser::new_ext(s.trim(), options);
+    let mut pending: VecDeque<Event<'_>> = VecDeque::new();
     let mut events: Vec<Event<'_>> = Vec::new();
     let mut aligns: Vec<Alignment> = Vec::new();
     let mut cell = 0usize;
     let mut in_head = false;
     // Inside links, code and raw HTML text is never auto-linked.
     let mut no_autolink = 0usize;
-    for ev in Parser::new_ext(s.trim(), options) {
-        match ev {
+    let stream = std::iter::from_fn(|| loop {
+        if let Some(ev) = pending.pop_front() {
+            return Some(ev);
+        }
+        match parser.next()? {
             Event::Start(Tag::Table(a)) => {
                 aligns = a;
                 events.push(Event::Html("<table>\n".into()));
@@ -240,9 +259,10 @@ fn markdown(s: &str, out: &mut Output) -> Built {
             Event::Text(text) if no_autolink == 0 => autolink(text, &mut events),
             other => events.push(other),
         }
-    }
+        pending.extend(events.drain(..));
+    });
     // The writer fails only when the budget is spent.
-    if pulldown_cmark::html::write_html_fmt(&mut *out, events.into_iter()).is_err() {
+    if pulldown_cmark::html::write_html_fmt(&mut *out, stream).is_err() {
         return Err(FilterError::TooLarge { limit: out.limit() });
     }
     out.push('\n')

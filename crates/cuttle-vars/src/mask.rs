@@ -25,7 +25,7 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 /// What replaces a sensitive value.
 pub const MASK: &str = "********";
@@ -77,9 +77,14 @@ impl Masker {
         let matcher = if patterns.is_empty() {
             Matcher::Empty
         } else {
-            // Standard semantics: the only kind that reports overlapping matches.
+            // Standard semantics: the only kind that reports overlapping
+            // matches. An NFA, not the DFA chosen for few patterns: a DFA
+            // takes about a kilobyte per byte of the values, so one large
+            // secret (a key, a kubeconfig) cost hundreds of megabytes and
+            // minutes to build, for every masker made.
             match AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
                 .build(&patterns)
             {
                 Ok(ac) => Matcher::Values(ac),
@@ -338,6 +343,22 @@ mod tests {
         assert_eq!(pieces.finish(&m), None);
         let empty = masker(&[]);
         assert_eq!(pieces.piece(&empty, "abc", true).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn fault_a_large_secret_makes_a_small_masker() {
+        let secret = "k".repeat(100_000) + "-end";
+        let m = masker(&[&secret, "short"]);
+        let Matcher::Values(ac) = &m.matcher else {
+            panic!("no matcher");
+        };
+        // Some bytes per byte of the values, not a kilobyte.
+        assert!(
+            ac.memory_usage() < 40 * secret.len(),
+            "{}",
+            ac.memory_usage()
+        );
+        assert_eq!(m.mask_line(&format!("[{secret}]")), "[********]");
     }
 
     #[test]

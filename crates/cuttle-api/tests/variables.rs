@@ -717,3 +717,27 @@ async fn fault_a_secret_across_a_long_line_cut_is_masked() {
     })
     .await;
 }
+
+/// A sensitive output variable larger than a line's 64 KiB cut: its service
+/// message arrives in pieces, and must still set the variable, never reach
+/// the log (not even base64-encoded), and be masked where later steps print it.
+#[tokio::test]
+async fn fault_a_large_sensitive_output_variable_is_set_and_never_shown() {
+    on_both("vars-large-output", |s| async move {
+        project_with_steps(&s, "Large output", &[
+            ("Make", "Bash", "big=\"$(head -c 100000 /dev/zero | tr '\\0' q)-tail\"\nset_octopusvariable \"Big\" \"$big\" -sensitive\necho made", json!({})),
+            ("Use", "Bash", "v=\"#{Octopus.Action[Make].Output.Big}\"\necho \"length ${#v}\"\necho \"value $v\"", json!({})),
+        ]).await;
+        s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": "Large output", "ReleaseVersion": "1.0.0"})).await;
+        let lines = deployed_lines(&s, "Large output", "1.0.0", "Dev").await;
+        assert!(lines.contains(&"length 100005".to_owned()), "{}: {:?}", s.backend, lines.iter().map(|l| &l[..l.len().min(80)]).collect::<Vec<_>>());
+        assert!(lines.contains(&"value ********".to_owned()), "{}", s.backend);
+        assert!(lines.contains(&"Output variable Big was set".to_owned()), "{}", s.backend);
+        let joined = lines.concat();
+        // Neither the value nor its base64 ("qqq" encodes as "cXFx").
+        for shown in ["qqqqqqqq", "cXFxcXFx", "##octopus"] {
+            assert!(!joined.contains(shown), "{}: the log shows {shown}", s.backend);
+        }
+    })
+    .await;
+}

@@ -802,6 +802,20 @@ struct ActionSite<'a> {
     package: Option<&'a crate::deploy_package::ResolvedPackage>,
 }
 
+/// What starts a service message line.
+const SERVICE_MESSAGE: &str = "##octopus[";
+/// The longest service message gathered from the pieces of a cut line.
+const MAX_SERVICE_MESSAGE: usize = 16 << 20;
+
+/// A service message being read from the pieces of a line too long to be
+/// delivered whole.
+enum Gather {
+    Idle,
+    Message(String),
+    /// Too long to read: the rest of its pieces are dropped.
+    TooLong,
+}
+
 async fn run_action(
     ctx: &DeployContext,
     action: &Action,
@@ -885,11 +899,46 @@ async fn run_action(
         OutputStream::Stdout => target.info(text),
         OutputStream::Stderr => target.error(text),
     };
+    let mut gathering = Gather::Idle;
     let on_line = |stream: OutputStream, line: OutputLine| {
         let pieces = &mut pieces[piece_of(stream)];
-        // Service messages are whole lines of their own.
-        if stream == OutputStream::Stdout && !line.continues && !pieces.mid_line() {
-            match parse_service_message(&line.text) {
+        // Service messages are lines of their own. One longer than a piece
+        // (a large output variable) is gathered whole before it is read, and
+        // none of it is shown: it carries the value.
+        let message = match (stream, std::mem::replace(&mut gathering, Gather::Idle)) {
+            (OutputStream::Stderr, _) => None,
+            (_, Gather::TooLong) => {
+                if line.continues {
+                    gathering = Gather::TooLong;
+                }
+                return;
+            }
+            (_, Gather::Message(mut text)) => {
+                text.push_str(&line.text);
+                Some(text)
+            }
+            (_, Gather::Idle) if !pieces.mid_line() && line.text.starts_with(SERVICE_MESSAGE) => {
+                Some(line.text.clone())
+            }
+            (_, Gather::Idle) => None,
+        };
+        if let Some(text) = message {
+            if line.continues {
+                gathering = if text.len() > MAX_SERVICE_MESSAGE {
+                    target.log(
+                        LogCategory::Warning,
+                        format!(
+                            "A service message longer than {} MiB was ignored",
+                            MAX_SERVICE_MESSAGE >> 20
+                        ),
+                    );
+                    Gather::TooLong
+                } else {
+                    Gather::Message(text)
+                };
+                return;
+            }
+            match parse_service_message(&text) {
                 Some(Ok(ServiceMessage::SetVariable {
                     name,
                     value,
@@ -925,6 +974,12 @@ async fn run_action(
                     return;
                 }
                 None => {}
+            }
+            if text.len() != line.text.len() {
+                // Gathered, yet not a service message after all: shown as
+                // the pieces it came in would have been, masked whole.
+                show(target, stream, masker.mask_line(&text).into_owned());
+                return;
             }
         }
         if let Some(shown) = pieces.piece(&masker, &line.text, line.continues) {

@@ -517,3 +517,227 @@ async fn prompted_variables_and_variable_run_conditions() {
     })
     .await;
 }
+
+/// A variable's `Type` is matched without regard to case and stored in its
+/// canonical spelling, so `sensitive` seals the value like `Sensitive`; an
+/// unknown type is refused naming it, and nothing is saved. Project and
+/// library sets alike.
+#[tokio::test]
+async fn fault_variable_type_is_case_insensitive_and_unknown_types_are_refused() {
+    on_both("vars-type-case", |s| async move {
+        let project =
+            project_with_steps(&s, "Typed", &[("Run", "Bash", "echo hi", json!({}))]).await;
+        let lib = s
+            .create(
+                "/api/Spaces-1/libraryvariablesets",
+                json!({"Name": "Typed lib"}),
+            )
+            .await;
+        for set_id in [
+            project["VariableSetId"].as_str().unwrap().to_owned(),
+            lib["VariableSetId"].as_str().unwrap().to_owned(),
+        ] {
+            for bad in ["Sensitve", "Bogus"] {
+                let r = put_variables(
+                    &s,
+                    &set_id,
+                    json!({"Version": 0, "Variables": [
+                    {"Name": "Fine", "Value": "plain"},
+                    {"Name": "Oops", "Value": "typo-s3cret", "Type": bad}]}),
+                )
+                .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::BAD_REQUEST,
+                    "{}: {}",
+                    s.backend,
+                    r.body
+                );
+                let text = r.error_text();
+                assert!(
+                    text.contains(&format!("'{bad}'")) && text.contains("Oops"),
+                    "{text}"
+                );
+                let after = s
+                    .get(&format!("/api/Spaces-1/variables/{set_id}"))
+                    .await
+                    .body;
+                assert_eq!(
+                    (
+                        after["Version"].as_i64(),
+                        after["Variables"].as_array().map(Vec::len)
+                    ),
+                    (Some(0), Some(0)),
+                    "{after}"
+                );
+            }
+
+            let saved = put_variables(
+                &s,
+                &set_id,
+                json!({"Version": 0, "Variables": [
+                {"Name": "Lower", "Value": "lower-s3cret", "Type": "sensitive"},
+                {"Name": "Upper", "Value": "upper-s3cret", "Type": "SENSITIVE"},
+                {"Name": "Text", "Value": "plain", "Type": "string"},
+                {"Name": "Cert", "Value": "Certificates-1", "Type": "certificate"},
+                {"Name": "Pool", "Value": "WorkerPools-1", "Type": "workerpool"}]}),
+            )
+            .await;
+            assert_eq!(
+                saved.status,
+                StatusCode::OK,
+                "{}: {}",
+                s.backend,
+                saved.body
+            );
+            assert!(!saved.body.to_string().contains("s3cret"), "{}", saved.body);
+            let types: Vec<(&str, &str, bool)> = saved.body["Variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["Name"].as_str().unwrap(),
+                        v["Type"].as_str().unwrap(),
+                        v["IsSensitive"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                types,
+                [
+                    ("Lower", "Sensitive", true),
+                    ("Upper", "Sensitive", true),
+                    ("Text", "String", false),
+                    ("Cert", "Certificate", false),
+                    ("Pool", "WorkerPool", false),
+                ]
+            );
+            // At rest the values are sealed, not plain text.
+            let stored: VariableSet = s.inst.store.require(&set_id).await.unwrap();
+            for v in stored
+                .variables
+                .iter()
+                .filter(|v| v.name == "Lower" || v.name == "Upper")
+            {
+                let value = v.value.as_deref().unwrap();
+                assert!(
+                    v.sensitive() && !value.contains("s3cret"),
+                    "{}: {v:?}",
+                    s.backend
+                );
+            }
+        }
+    })
+    .await;
+}
+
+/// Lines longer than 64 KiB reach the log in pieces; a sensitive value
+/// that a cut divides must still be masked, not shown in two halves. On
+/// stdout and stderr, a value just across a cut, one ending exactly at a
+/// cut, and several values across successive cuts of one line.
+#[tokio::test]
+async fn fault_a_secret_across_a_long_line_cut_is_masked() {
+    const CUT: usize = 64 * 1024;
+    const SECRET: &str = "cut-s3cret-value-XYZ";
+    let fill = |c: char, n: usize| format!("head -c {n} /dev/zero | tr '\\0' {c}");
+    let n = SECRET.len();
+    let body = [
+        // Across the cut; ending exactly at it.
+        format!("{}; echo \"#{{Secret}}-tail\"", fill('k', CUT - 7)),
+        format!("{}; echo \"#{{Secret}}-end\"", fill('m', CUT - n)),
+        // Across the first and the second cut of one line.
+        format!(
+            "{}; printf '%s' \"#{{Secret}}\"; {}; echo \"#{{Secret}}-fin\"",
+            fill('o', CUT - 3),
+            fill('p', CUT - n - 2)
+        ),
+        format!("({}; echo \"#{{Secret}}-err\") >&2", fill('w', CUT - 11)),
+    ]
+    .join("\n");
+    on_both("vars-mask-cut", |s| {
+        let body = body.clone();
+        async move {
+            let project =
+                project_with_steps(&s, "Long lines", &[("Print", "Bash", &body, json!({}))]).await;
+            let r = put_variables(
+                &s,
+                project["VariableSetId"].as_str().unwrap(),
+                json!({"Version": 0, "Variables": [
+                {"Name": "Secret", "Value": SECRET, "Type": "Sensitive"}]}),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            s.create(
+                "/api/Spaces-1/releases/create/v1",
+                json!({"ProjectName": "Long lines", "ReleaseVersion": "1.0.0"}),
+            )
+            .await;
+            let lines = deployed_lines(&s, "Long lines", "1.0.0", "Dev").await;
+            // The pieces read in order, as someone scrolling the log would.
+            let joined = lines.concat();
+            assert!(
+                !joined.contains(SECRET),
+                "{}: the secret is shown",
+                s.backend
+            );
+            for half in [&SECRET[..n / 2], &SECRET[n / 2..]] {
+                assert!(
+                    !joined.contains(half),
+                    "{}: half of the secret ({half}) is shown",
+                    s.backend
+                );
+            }
+            for end in [
+                "********-tail",
+                "********-end",
+                "********-fin",
+                "********-err",
+            ] {
+                assert!(joined.contains(end), "{}: no {end}", s.backend);
+            }
+            assert_eq!(joined.matches("********").count(), 5, "{}", s.backend);
+            // Nothing printed was lost: every filler byte is there.
+            for (c, count) in [
+                ('k', CUT - 7),
+                ('m', CUT - n),
+                ('o', CUT - 3),
+                ('p', CUT - n - 2),
+                ('w', CUT - 11),
+            ] {
+                let run = c.to_string().repeat(3);
+                let shown: usize = lines
+                    .iter()
+                    .filter(|l| l.contains(&run))
+                    .map(|l| l.matches(c).count())
+                    .sum();
+                assert_eq!(shown, count, "{}: {c}", s.backend);
+            }
+        }
+    })
+    .await;
+}
+
+/// A sensitive output variable larger than a line's 64 KiB cut: its service
+/// message arrives in pieces, and must still set the variable, never reach
+/// the log (not even base64-encoded), and be masked where later steps print it.
+#[tokio::test]
+async fn fault_a_large_sensitive_output_variable_is_set_and_never_shown() {
+    on_both("vars-large-output", |s| async move {
+        project_with_steps(&s, "Large output", &[
+            ("Make", "Bash", "big=\"$(head -c 100000 /dev/zero | tr '\\0' q)-tail\"\nset_octopusvariable \"Big\" \"$big\" -sensitive\necho made", json!({})),
+            ("Use", "Bash", "v=\"#{Octopus.Action[Make].Output.Big}\"\necho \"length ${#v}\"\necho \"value $v\"", json!({})),
+        ]).await;
+        s.create("/api/Spaces-1/releases/create/v1", json!({"ProjectName": "Large output", "ReleaseVersion": "1.0.0"})).await;
+        let lines = deployed_lines(&s, "Large output", "1.0.0", "Dev").await;
+        assert!(lines.contains(&"length 100005".to_owned()), "{}: {:?}", s.backend, lines.iter().map(|l| &l[..l.len().min(80)]).collect::<Vec<_>>());
+        assert!(lines.contains(&"value ********".to_owned()), "{}", s.backend);
+        assert!(lines.contains(&"Output variable Big was set".to_owned()), "{}", s.backend);
+        let joined = lines.concat();
+        // Neither the value nor its base64 ("qqq" encodes as "cXFx").
+        for shown in ["qqqqqqqq", "cXFxcXFx", "##octopus"] {
+            assert!(!joined.contains(shown), "{}: the log shows {shown}", s.backend);
+        }
+    })
+    .await;
+}

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::sandbox::Sandbox;
-use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::script::{run_script, OutputLine, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 
 /// Used when a request gives no timeout (`TimeoutSeconds: 0`), so that no
 /// script can run forever unattended.
@@ -278,7 +278,7 @@ async fn run(
     };
     if let Some(step) = request.package {
         let recorder = script.clone();
-        let on_line = move |stream, text| recorder.push(stream, text);
+        let on_line = move |stream, line| recorder.push(stream, line);
         let run = crate::package_step::PackageRun {
             step,
             files_root: &place.files_root,
@@ -314,8 +314,8 @@ async fn run(
         sandbox,
     };
     let recorder = script.clone();
-    run_script(spec, script.cancel.clone(), move |stream, text| {
-        recorder.push(stream, text)
+    run_script(spec, script.cancel.clone(), move |stream, line| {
+        recorder.push(stream, line)
     })
     .await
     .map_err(|e| e.to_string())
@@ -420,7 +420,8 @@ impl Script {
     }
 
     /// Keeps a line, or counts it once the caps are reached.
-    fn push(&self, stream: OutputStream, text: String) {
+    fn push(&self, stream: OutputStream, line: OutputLine) {
+        let OutputLine { text, continues } = line;
         {
             let mut record = lock(&self.record);
             if record.dropped > 0 {
@@ -438,6 +439,7 @@ impl Script {
                          ({MAX_KEPT_LINES} lines or {} MiB); the rest of its output was dropped",
                         MAX_KEPT_BYTES / (1024 * 1024)
                     ),
+                    continues: false,
                 });
             } else {
                 record.kept_bytes += text.len();
@@ -447,6 +449,7 @@ impl Script {
                         OutputStream::Stderr => ScriptStream::Stderr,
                     },
                     text,
+                    continues,
                 });
             }
         }
@@ -606,6 +609,7 @@ mod tests {
         ScriptLine {
             stream: ScriptStream::Stdout,
             text: text.into(),
+            continues: false,
         }
     }
 
@@ -626,7 +630,8 @@ mod tests {
                 out("one"),
                 ScriptLine {
                     stream: ScriptStream::Stderr,
-                    text: "two".into()
+                    text: "two".into(),
+                    continues: false,
                 }
             ]
         );
@@ -725,7 +730,7 @@ mod tests {
     fn output_is_capped_and_answers_are_paged() {
         let script = Script::new("big".into());
         for i in 0..MAX_KEPT_LINES + 10 {
-            script.push(OutputStream::Stdout, i.to_string());
+            script.push(OutputStream::Stdout, OutputLine::whole(i.to_string()));
         }
         script.finish(End::state(ScriptState::Exited).exit_code(0));
         let record = lock(&script.record);
@@ -754,7 +759,10 @@ mod tests {
         // would make an answer of 4 MiB of text 24 MiB on the wire.
         let script = Script::new("escapes".into());
         for _ in 0..200 {
-            script.push(OutputStream::Stdout, "\u{1}".repeat(64 * 1024 - 1));
+            script.push(
+                OutputStream::Stdout,
+                OutputLine::whole("\u{1}".repeat(64 * 1024 - 1)),
+            );
         }
         script.finish(End::state(ScriptState::Exited).exit_code(0));
         let mut from = 0;

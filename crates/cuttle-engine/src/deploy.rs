@@ -12,7 +12,9 @@ use crate::plan::{
     SkipReason,
 };
 use crate::remote::{run_on_agent, AgentTarget, ConnectionLimits};
-use crate::script::{run_script_paced, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::script::{
+    run_script_paced, OutputLine, OutputStream, ScriptOutcome, ScriptSpec, Syntax,
+};
 use crate::variables::{DeploymentVariables, SharedVariables, Sources, BUILT_IN_WORKER};
 use crate::worker_choice::WorkerChoice;
 use cuttle_model::interruption::{Decision, MANUAL_ACTION_TYPE, PROP_MANUAL_INSTRUCTIONS};
@@ -30,6 +32,7 @@ use cuttle_model::{
 use cuttle_model::{Channel, Space, Step};
 use cuttle_protocol::messages::{ScriptFile, ScriptSyntax, StartScript};
 use cuttle_store::{MasterKey, ProcessSnapshot, Store};
+use cuttle_vars::mask::PieceMasker;
 use futures::StreamExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -169,7 +172,10 @@ pub async fn run(
         task_id: &task.id,
     };
     let vars = match DeploymentVariables::load(&ctx.store, &ctx.master_key, &sources).await {
-        Ok(v) => v,
+        Ok(v) => {
+            log.add_secrets(v.sensitive_values().iter().cloned());
+            v
+        }
         Err(e) => {
             root.log(LogCategory::Fatal, &e);
             root.finish(ActivityStatus::Failed).await;
@@ -798,6 +804,20 @@ struct ActionSite<'a> {
     package: Option<&'a crate::deploy_package::ResolvedPackage>,
 }
 
+/// What starts a service message line.
+const SERVICE_MESSAGE: &str = "##octopus[";
+/// The longest service message gathered from the pieces of a cut line.
+const MAX_SERVICE_MESSAGE: usize = 16 << 20;
+
+/// A service message being read from the pieces of a line too long to be
+/// delivered whole.
+enum Gather {
+    Idle,
+    Message(String),
+    /// Too long to read: the rest of its pieces are dropped.
+    TooLong,
+}
+
 async fn run_action(
     ctx: &DeployContext,
     action: &Action,
@@ -870,9 +890,57 @@ async fn run_action(
     let files = vec![(VARIABLES_FILE.to_owned(), variables_file(&dict))];
     let mut outputs = Outputs::default();
     let (mut masker, mut secrets) = vars.masking();
-    let on_line = |stream: OutputStream, line: String| {
-        if stream == OutputStream::Stdout {
-            match parse_service_message(&line) {
+    // A line too long to keep whole comes in pieces; each stream's pieces
+    // are masked together, so a secret across a cut is still found.
+    let mut pieces = [PieceMasker::default(), PieceMasker::default()];
+    let piece_of = |stream: OutputStream| match stream {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
+    };
+    let show = |target: &ActivityLog, stream: OutputStream, text: String| match stream {
+        OutputStream::Stdout => target.info(text),
+        OutputStream::Stderr => target.error(text),
+    };
+    let mut gathering = Gather::Idle;
+    let on_line = |stream: OutputStream, line: OutputLine| {
+        let pieces = &mut pieces[piece_of(stream)];
+        // Service messages are lines of their own. One longer than a piece
+        // (a large output variable) is gathered whole before it is read, and
+        // none of it is shown: it carries the value.
+        let message = match (stream, std::mem::replace(&mut gathering, Gather::Idle)) {
+            (OutputStream::Stderr, _) => None,
+            (_, Gather::TooLong) => {
+                if line.continues {
+                    gathering = Gather::TooLong;
+                }
+                return;
+            }
+            (_, Gather::Message(mut text)) => {
+                text.push_str(&line.text);
+                Some(text)
+            }
+            (_, Gather::Idle) if !pieces.mid_line() && line.text.starts_with(SERVICE_MESSAGE) => {
+                Some(line.text.clone())
+            }
+            (_, Gather::Idle) => None,
+        };
+        if let Some(text) = message {
+            if line.continues {
+                gathering = if text.len() > MAX_SERVICE_MESSAGE {
+                    target.log(
+                        LogCategory::Warning,
+                        format!(
+                            "A service message longer than {} MiB was ignored",
+                            MAX_SERVICE_MESSAGE >> 20
+                        ),
+                    );
+                    Gather::TooLong
+                } else {
+                    Gather::Message(text)
+                };
+                return;
+            }
+            match parse_service_message(&text) {
                 Some(Ok(ServiceMessage::SetVariable {
                     name,
                     value,
@@ -894,9 +962,11 @@ async fn run_action(
                         return;
                     }
                     if sensitive && !value.is_empty() {
-                        // Mask it from the next line on, as later steps will.
-                        secrets.push(value);
+                        // Mask it from the next line on, as later steps will,
+                        // and everywhere the task's log masks.
+                        secrets.push(value.clone());
                         masker = cuttle_vars::mask::Masker::new(secrets.iter().cloned());
+                        target.add_secrets([value.clone()]);
                     }
                     target.verbose(format!("Output variable {name} was set"));
                     return;
@@ -921,11 +991,15 @@ async fn run_action(
                 }
                 None => {}
             }
+            if text.len() != line.text.len() {
+                // Gathered, yet not a service message after all: shown as
+                // the pieces it came in would have been, masked whole.
+                show(target, stream, masker.mask_line(&text).into_owned());
+                return;
+            }
         }
-        let line = masker.mask_line(&line).into_owned();
-        match stream {
-            OutputStream::Stdout => target.info(line),
-            OutputStream::Stderr => target.error(line),
+        if let Some(shown) = pieces.piece(&masker, &line.text, line.continues) {
+            show(target, stream, shown);
         }
     };
     let result = match site.runs_on.agent() {
@@ -1001,6 +1075,12 @@ async fn run_action(
             .await
         }
     };
+    // Output that ended in the middle of a cut line.
+    for stream in [OutputStream::Stdout, OutputStream::Stderr] {
+        if let Some(rest) = pieces[piece_of(stream)].finish(&masker) {
+            show(target, stream, rest);
+        }
+    }
     for (name, value, sensitive) in outputs.kept {
         vars.record_output(&action.name, machine, &name, &value, sensitive);
     }

@@ -92,13 +92,20 @@ impl Asking<'_> {
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
+        // Rendered from variables: masked before it is logged or stored, so
+        // neither the interruption's form nor the database holds a secret.
+        let instructions = &activity.mask(instructions);
         activity.info(if instructions.trim().is_empty() {
             "Manual intervention required (no instructions were given)".to_owned()
         } else {
             format!("Manual intervention required: {instructions}")
         });
-        let interruption =
-            Interruption::manual(self.raised_at(activity), step_name, instructions, teams);
+        let interruption = Interruption::manual(
+            self.raised_at(activity),
+            &activity.mask(step_name),
+            instructions,
+            teams,
+        );
         self.ask(activity, interruption, "proceed or abort").await
     }
 
@@ -116,8 +123,8 @@ impl Asking<'_> {
         );
         let interruption = Interruption::guided_failure(
             self.raised_at(activity),
-            &format!("Failure guidance: {step_name}"),
-            &explanation,
+            &activity.mask(&format!("Failure guidance: {step_name}")),
+            &activity.mask(&explanation),
         );
         self.ask(activity, interruption, "retry, ignore or fail")
             .await

@@ -6,8 +6,9 @@ use crate::signal::TaskSignals;
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::Timestamp;
 use cuttle_store::Store;
+use cuttle_vars::mask::Masker;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 const BATCH: usize = 256;
@@ -19,6 +20,17 @@ struct Shared {
     lines: mpsc::UnboundedSender<Message>,
     /// Wakes live followers of the task when lines or activities are stored.
     signals: TaskSignals,
+    /// The task's sensitive values. Every line, activity name and progress
+    /// message is masked here, before it is stored: whatever shows the log
+    /// later (details, raw text, the live stream, the portal) reads only
+    /// masked text, and so does the database.
+    masking: RwLock<Masking>,
+}
+
+#[derive(Default)]
+struct Masking {
+    secrets: Vec<String>,
+    masker: Option<Arc<Masker>>,
 }
 
 enum Message {
@@ -110,6 +122,7 @@ impl TaskLog {
                 next_activity: AtomicI64::new(1),
                 lines: tx,
                 signals,
+                masking: RwLock::default(),
             }),
         })
     }
@@ -118,13 +131,47 @@ impl TaskLog {
         &self.shared.task_id
     }
 
+    /// Masks `values` (sensitive values of the task) in everything written
+    /// from now on, as well as those added before.
+    pub fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
+        // A panic elsewhere cannot leave the list half-written.
+        let mut masking = self
+            .shared
+            .masking
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let before = masking.secrets.len();
+        masking
+            .secrets
+            .extend(values.into_iter().filter(|v| !v.is_empty()));
+        if masking.secrets.len() != before {
+            let masker = Masker::new(masking.secrets.iter().cloned());
+            masking.masker = Some(Arc::new(masker));
+        }
+    }
+
+    /// `text` with the task's sensitive values masked.
+    pub fn mask(&self, text: &str) -> String {
+        let masker = self
+            .shared
+            .masking
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .masker
+            .clone();
+        match masker {
+            Some(m) => m.mask_line(text).into_owned(),
+            None => text.to_owned(),
+        }
+    }
+
     /// Starts a node of the activity tree under `parent` (or at the root).
     pub async fn activity(&self, parent: Option<&ActivityLog>, name: &str) -> ActivityLog {
         let n = self.shared.next_activity.fetch_add(1, Ordering::SeqCst);
         let a = Activity {
             id: format!("{}_{n}", self.shared.task_id),
             parent_id: parent.map(|p| p.id.clone()),
-            name: name.to_owned(),
+            name: self.mask(name),
             status: ActivityStatus::Pending,
             started: None,
             ended: None,
@@ -150,7 +197,7 @@ impl TaskLog {
             activity_id: activity_id.to_owned(),
             category,
             occurred_at: Timestamp::now(),
-            message,
+            message: self.mask(&message),
             detail: None,
         };
         // The writer lives as long as any sender, so this send cannot fail.
@@ -212,6 +259,16 @@ impl ActivityLog {
         self.log.write(&self.id, category, message.into());
     }
 
+    /// See [`TaskLog::mask`].
+    pub fn mask(&self, text: &str) -> String {
+        self.log.mask(text)
+    }
+
+    /// See [`TaskLog::add_secrets`].
+    pub fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
+        self.log.add_secrets(values);
+    }
+
     pub fn info(&self, message: impl Into<String>) {
         self.log(LogCategory::Info, message);
     }
@@ -228,6 +285,7 @@ impl ActivityLog {
     /// `update_progress` says. Callable from synchronous output callbacks: the
     /// update is stored in the background, last one wins.
     pub fn progress(&self, percentage: i64, message: Option<String>) {
+        let message = message.map(|m| self.mask(&m));
         let this = self.clone();
         let n = self.progress_sent.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::spawn(async move {

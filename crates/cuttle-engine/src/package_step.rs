@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{read_variables_file, VARIABLES_FILE};
 use crate::package::{self, ArchiveFormat, ExtractLimits};
 use crate::sandbox::Sandbox;
-use crate::script::{run_script, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
+use crate::script::{run_script, OutputLine, OutputStream, ScriptOutcome, ScriptSpec, Syntax};
 
 /// The scripts a package may carry, in the order they run; the substitutions
 /// happen between the first and the second.
@@ -50,11 +50,11 @@ pub struct PackageRun<'a> {
 pub async fn run(
     run: PackageRun<'_>,
     cancel: CancellationToken,
-    on_line: &(dyn Fn(OutputStream, String) + Send + Sync),
+    on_line: &(dyn Fn(OutputStream, OutputLine) + Send + Sync),
 ) -> Result<ScriptOutcome, String> {
     let deadline = Instant::now() + run.timeout;
     let step = &run.step;
-    let say = |text: String| on_line(OutputStream::Stdout, text);
+    let say = |text: String| on_line(OutputStream::Stdout, OutputLine::whole(text));
     if !cuttle_protocol::messages::valid_file_hash(&step.hash) {
         return Err(format!("'{}' is not a package hash", step.hash));
     }

@@ -13,7 +13,7 @@ use cuttle_store::Store;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::script::{OutputStream, ScriptOutcome};
+use crate::script::{OutputLine, OutputStream, ScriptOutcome};
 
 /// How long one long poll waits on the agent for news.
 const LONG_POLL: Duration = Duration::from_secs(10);
@@ -105,7 +105,7 @@ pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
     limits: ConnectionLimits,
     start: StartScript,
     cancel: CancellationToken,
-    mut on_line: impl FnMut(OutputStream, String) + Send,
+    mut on_line: impl FnMut(OutputStream, OutputLine) + Send,
     settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, String> {
     let deadline = Instant::now() + Duration::from_secs(start.timeout_seconds) + TIMEOUT_GRACE;
@@ -138,7 +138,13 @@ pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
                 ScriptStream::Stdout => OutputStream::Stdout,
                 ScriptStream::Stderr => OutputStream::Stderr,
             };
-            on_line(stream, line.text);
+            on_line(
+                stream,
+                OutputLine {
+                    text: line.text,
+                    continues: line.continues,
+                },
+            );
         }
         settled().await;
         next = next.max(status.next);

@@ -376,7 +376,8 @@ impl Runner {
                     }
                 };
                 log.flush().await;
-                (outcome.state, outcome.error)
+                // The task's error is shown with its log: masked alike.
+                (outcome.state, outcome.error.map(|e| log.mask(&e)))
             }
             Err(e) => (
                 TaskState::Failed,

@@ -818,7 +818,7 @@ pub fn restrict_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script::{run_script, ScriptOutcome, ScriptSpec, Syntax};
+    use crate::script::{run_script, OutputLine, ScriptOutcome, ScriptSpec, Syntax};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
     use tokio_util::sync::CancellationToken;
@@ -875,9 +875,11 @@ mod tests {
                 sandbox: Arc::new(sandbox.clone()),
             };
             let mut lines = vec![];
-            let outcome = run_script(spec, CancellationToken::new(), |_, line| lines.push(line))
-                .await
-                .expect("the script runs");
+            let outcome = run_script(spec, CancellationToken::new(), |_, line: OutputLine| {
+                lines.push(line.text)
+            })
+            .await
+            .expect("the script runs");
             (outcome, lines)
         }
     }
@@ -1060,9 +1062,11 @@ mod tests {
             sandbox: Arc::new(sandbox),
         };
         let mut lines = vec![];
-        let outcome = run_script(spec, CancellationToken::new(), |_, l| lines.push(l))
-            .await
-            .unwrap();
+        let outcome = run_script(spec, CancellationToken::new(), |_, l: OutputLine| {
+            lines.push(l.text)
+        })
+        .await
+        .unwrap();
         assert_eq!(
             (outcome, lines),
             (ScriptOutcome::Exited(0), vec!["py".to_owned()])
@@ -1090,7 +1094,7 @@ mod tests {
             sandbox: Arc::new(sandbox.clone()),
         };
         let mut lines = vec![];
-        let outcome = run_script(spec, cancel, |_, line| lines.push(line))
+        let outcome = run_script(spec, cancel, |_, line| lines.push(line.text))
             .await
             .expect("the script runs");
         (outcome, lines)

@@ -89,6 +89,26 @@ pub enum OutputStream {
     Stderr,
 }
 
+/// A line a script printed, or a piece of one: a line longer than
+/// [`MAX_LINE`] bytes is delivered in pieces, each but the last marked
+/// `continues`, so that whoever masks secrets can join what a cut divides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputLine {
+    pub text: String,
+    /// The line goes on in the next piece of the same stream.
+    pub continues: bool,
+}
+
+impl OutputLine {
+    /// A whole line.
+    pub fn whole(text: impl Into<String>) -> Self {
+        OutputLine {
+            text: text.into(),
+            continues: false,
+        }
+    }
+}
+
 /// How a script run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ScriptOutcome {
@@ -138,7 +158,7 @@ async fn write_private(path: &Path, content: &str) -> Result<(), ScriptError> {
 }
 
 /// Lines longer than this are split, so one endless line cannot exhaust memory.
-const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = 64 * 1024;
 /// Once the script has exited, how long a process that escaped its group may
 /// keep the pipes open before we stop reading.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
@@ -150,7 +170,7 @@ pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 pub async fn run_script(
     spec: ScriptSpec,
     cancel: CancellationToken,
-    on_line: impl FnMut(OutputStream, String) + Send,
+    on_line: impl FnMut(OutputStream, OutputLine) + Send,
 ) -> Result<ScriptOutcome, ScriptError> {
     run_script_paced(spec, cancel, on_line, || std::future::ready(())).await
 }
@@ -188,7 +208,7 @@ impl Pace {
 pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
     spec: ScriptSpec,
     cancel: CancellationToken,
-    mut on_line: impl FnMut(OutputStream, String) + Send,
+    mut on_line: impl FnMut(OutputStream, OutputLine) + Send,
     settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, ScriptError> {
     let (interpreter, args, file_name, bootstrap_name) = spec.syntax.invocation();
@@ -268,7 +288,7 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
         tokio::select! {
             line = next_line(&mut stdout) => match line.map_err(io_context("reading the script's stdout"))? {
                 Some(line) => {
-                    let due = pace.due(line.len());
+                    let due = pace.due(line.text.len());
                     on_line(OutputStream::Stdout, line);
                     if due {
                         settled().await;
@@ -278,7 +298,7 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
             },
             line = next_line(&mut stderr) => match line.map_err(io_context("reading the script's stderr"))? {
                 Some(line) => {
-                    let due = pace.due(line.len());
+                    let due = pace.due(line.text.len());
                     on_line(OutputStream::Stderr, line);
                     if due {
                         settled().await;
@@ -322,7 +342,7 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
 /// closed pipe simply drops out of the `select!`.
 async fn next_line<R: AsyncRead + Unpin>(
     reader: &mut Option<LineReader<R>>,
-) -> io::Result<Option<String>> {
+) -> io::Result<Option<OutputLine>> {
     match reader {
         Some(reader) => reader.next_line().await,
         None => std::future::pending().await,
@@ -387,12 +407,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// Cancel-safe: the partial line lives in `self`, and the only await is
     /// `fill_buf`, which loses nothing when dropped.
-    async fn next_line(&mut self) -> io::Result<Option<String>> {
+    async fn next_line(&mut self) -> io::Result<Option<OutputLine>> {
         loop {
             let available = self.reader.fill_buf().await?;
             if available.is_empty() {
                 // End of the pipe: a last line without a newline still counts.
-                return Ok((!self.line.is_empty()).then(|| take_line(&mut self.line, usize::MAX)));
+                return Ok((!self.line.is_empty())
+                    .then(|| OutputLine::whole(take_line(&mut self.line, usize::MAX))));
             }
             let window = &available[..available.len().min(MAX_LINE - self.line.len())];
             if let Some(newline) = window.iter().position(|&b| b == b'\n') {
@@ -401,14 +422,20 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 if self.line.last() == Some(&b'\r') {
                     self.line.pop();
                 }
-                return Ok(Some(take_line(&mut self.line, usize::MAX)));
+                return Ok(Some(OutputLine::whole(take_line(
+                    &mut self.line,
+                    usize::MAX,
+                ))));
             }
             let taken = window.len();
             self.line.extend_from_slice(window);
             self.reader.consume(taken);
             if self.line.len() >= MAX_LINE {
                 let cut = char_boundary_before_end(&self.line);
-                return Ok(Some(take_line(&mut self.line, cut)));
+                return Ok(Some(OutputLine {
+                    text: take_line(&mut self.line, cut),
+                    continues: true,
+                }));
             }
         }
     }
@@ -477,9 +504,11 @@ mod tests {
 
     async fn run(spec: ScriptSpec, cancel: CancellationToken) -> (ScriptOutcome, Lines) {
         let mut lines = Vec::new();
-        let outcome = run_script(spec, cancel, |stream, line| lines.push((stream, line)))
-            .await
-            .expect("the script runs");
+        let outcome = run_script(spec, cancel, |stream, line: OutputLine| {
+            lines.push((stream, line.text))
+        })
+        .await
+        .expect("the script runs");
         (outcome, lines)
     }
 
@@ -534,13 +563,17 @@ mod tests {
         input.extend("€tail".as_bytes());
         let mut reader = LineReader::new(&input[..]);
         let mut lines = Vec::new();
+        let mut continues = Vec::new();
         while let Some(line) = reader.next_line().await.unwrap() {
-            lines.push(line);
+            lines.push(line.text);
+            continues.push(line.continues);
         }
         assert_eq!(lines[..3], ["one", "two", ""]);
         assert_eq!(lines[3], "x".repeat(MAX_LINE - 1));
         assert_eq!(lines[4], "€tail");
         assert_eq!(lines.len(), 5);
+        // Only the cut piece says its line goes on.
+        assert_eq!(continues, [false, false, false, true, false]);
     }
 
     #[tokio::test]

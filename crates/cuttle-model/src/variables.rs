@@ -91,8 +91,32 @@ impl Variable {
     }
 
     pub fn sensitive(&self) -> bool {
-        self.is_sensitive || self.kind == "Sensitive"
+        self.is_sensitive || self.kind == SENSITIVE_TYPE
     }
+}
+
+/// The `Type` of a variable holding a secret.
+pub const SENSITIVE_TYPE: &str = "Sensitive";
+
+/// Every variable `Type` Octopus knows, spelled as it spells them.
+pub const VARIABLE_TYPES: &[&str] = &[
+    "String",
+    SENSITIVE_TYPE,
+    "Certificate",
+    "AmazonWebServicesAccount",
+    "AzureAccount",
+    "GoogleCloudAccount",
+    "UsernamePasswordAccount",
+    "WorkerPool",
+];
+
+/// The canonical spelling of a variable `Type` given in any case (names in
+/// the API are case-insensitive), or `None` for a type nobody knows.
+pub fn canonical_variable_type(kind: &str) -> Option<&'static str> {
+    VARIABLE_TYPES
+        .iter()
+        .copied()
+        .find(|known| known.eq_ignore_ascii_case(kind.trim()))
 }
 
 /// The variables a project or a library variable set owns. Sensitive values

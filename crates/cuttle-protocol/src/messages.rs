@@ -167,11 +167,21 @@ pub enum ScriptStream {
     Stderr,
 }
 
+/// A line a script printed, or a piece of one: a line too long to keep whole
+/// is cut, and every piece but the last says it `Continues`, so the server
+/// can mask a secret that a cut divides. Agents that predate the field send
+/// none, which reads as a whole line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ScriptLine {
     pub stream: ScriptStream,
     pub text: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub continues: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A script's state and the lines from `From` on (the query's `from`); the
@@ -200,6 +210,27 @@ impl ScriptStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_piece_of_a_cut_line_says_it_continues() {
+        let piece = ScriptLine {
+            stream: ScriptStream::Stdout,
+            text: "aaa".into(),
+            continues: true,
+        };
+        let json = serde_json::to_string(&piece).unwrap();
+        assert_eq!(json, r#"{"Stream":"Stdout","Text":"aaa","Continues":true}"#);
+        assert_eq!(serde_json::from_str::<ScriptLine>(&json).unwrap(), piece);
+        // A whole line is written as before, and an agent that predates
+        // the field is read as sending whole lines.
+        let whole = ScriptLine {
+            continues: false,
+            ..piece
+        };
+        let old = r#"{"Stream":"Stdout","Text":"aaa"}"#;
+        assert_eq!(serde_json::to_string(&whole).unwrap(), old);
+        assert_eq!(serde_json::from_str::<ScriptLine>(old).unwrap(), whole);
+    }
 
     #[test]
     fn script_ids() {

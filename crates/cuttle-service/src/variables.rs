@@ -6,6 +6,7 @@ use crate::projects::process_of_project;
 use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
+use cuttle_model::variables::{canonical_variable_type, SENSITIVE_TYPE, VARIABLE_TYPES};
 use cuttle_model::{
     Channel, Environment, LibraryVariableSet, Machine, Project, ReferenceItem, ScopeValues, User,
     Variable, VariableScope, VariableSet,
@@ -214,9 +215,9 @@ pub async fn update_variable_set(
             )]));
         }
         v.name = v.name.trim().to_owned();
-        if v.is_sensitive || v.kind == "Sensitive" {
+        if v.sensitive() {
             v.is_sensitive = true;
-            v.kind = "Sensitive".into();
+            v.kind = SENSITIVE_TYPE.into();
             v.value = match v.value.take() {
                 Some(plain) => Some(key.seal(&plain)),
                 // Clients send sensitive values back as null: keep the old one.
@@ -308,6 +309,19 @@ async fn check_variables(
             format!("The variable '{}'", v.name.trim())
         };
         check_name("variable", &v.name, &mut errors);
+        // Stored in its canonical spelling: every later check (is it
+        // sensitive? is it an account?) compares exactly.
+        if v.kind.trim().is_empty() {
+            v.kind = "String".into();
+        }
+        match canonical_variable_type(&v.kind) {
+            Some(kind) => v.kind = kind.to_owned(),
+            None => errors.push(format!(
+                "{label} has the unknown type '{}'; the types are {}",
+                v.kind,
+                VARIABLE_TYPES.join(", ")
+            )),
+        }
         let scope: &mut VariableScope = &mut v.scope;
         resolve(
             &mut scope.environment,

@@ -43,6 +43,40 @@ impl ScratchPostgres {
     }
 }
 
+impl ScratchPostgres {
+    /// The tables of this database with a row whose text holds `needle`, to
+    /// prove that something is never stored in the clear.
+    pub async fn tables_containing(&self, needle: &str) -> Vec<String> {
+        let mut conn = PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the scratch database");
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("list tables");
+        let mut found = vec![];
+        for (table,) in tables {
+            // A row cast to text shows every column, documents included.
+            let sql = format!(
+                "SELECT count(*) FROM \"{}\" t WHERE strpos(t::text, $1) > 0",
+                table.replace('"', "\"\"")
+            );
+            let (hits,): (i64,) = sqlx::query_as(&sql)
+                .bind(needle)
+                .fetch_one(&mut conn)
+                .await
+                .expect("search a table");
+            if hits > 0 {
+                found.push(table);
+            }
+        }
+        found
+    }
+}
+
 /// The same server URL naming another database:
 /// `postgres://u@h:5432/test?sslmode=disable` → `postgres://u@h:5432/NAME?sslmode=disable`.
 pub fn with_database_name(url: &str, name: &str) -> String {

@@ -18,12 +18,13 @@
 
 use std::sync::Arc;
 
+use crate::filters::{self, FilterError};
 use crate::json::{self, Member};
 use crate::parse::parse_template;
 use crate::template::{Condition, Conditional, Expr, Repetition, Step, Symbol, Template, Token};
 use crate::tree::{Tree, ROOT};
 use crate::truthy::is_truthy;
-use crate::{filters, VarsError};
+use crate::VarsError;
 
 type Result<T> = std::result::Result<T, VarsError>;
 
@@ -312,16 +313,37 @@ impl<'t> Evaluator<'t> {
         let mut value = self.resolve_optional(&expr.input, scope, sink)?;
         for filter in &expr.filters {
             let mut args = Vec::with_capacity(filter.options.len());
+            let mut args_len = 0usize;
             for option in &filter.options {
-                args.push(self.option_text(option, scope, sink)?);
+                let arg = self.option_text(option, scope, sink)?;
+                // Each option is held to the budget as it is evaluated; so
+                // are all of them together, before the next is made.
+                args_len = args_len.saturating_add(arg.len());
+                self.check_size(args_len)?;
+                args.push(arg);
             }
             self.tick()?;
             // A failing filter passes "no value" down the chain, as in
             // Octostache; the token is echoed if the chain ends without one.
-            value = filters::apply(&filter.name, value.as_deref(), &args).unwrap_or(None);
-            if let Some(v) = &value {
-                self.check_size(v.len())?;
-            }
+            // A result too large ends the evaluation: the filter stopped
+            // building it at the budget.
+            // Its work (regex matches) is paid from the same step budget.
+            let mut budget = filters::Budget {
+                max_output: self.limits.max_output,
+                steps: self.limits.max_steps.saturating_sub(self.steps),
+            };
+            let result = filters::apply_within(&filter.name, value.as_deref(), &args, &mut budget);
+            self.steps = self.limits.max_steps.saturating_sub(budget.steps);
+            value = match result {
+                Ok(v) => v,
+                Err(FilterError::TooLarge { limit }) => return Err(VarsError::TooLarge { limit }),
+                Err(FilterError::TooComplex) => {
+                    return Err(VarsError::TooComplex {
+                        limit: self.limits.max_steps,
+                    })
+                }
+                Err(_) => None,
+            };
         }
         Ok(value)
     }

@@ -25,7 +25,7 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 /// What replaces a sensitive value.
 pub const MASK: &str = "********";
@@ -39,6 +39,9 @@ pub const MIN_LINE_FRAGMENT: usize = 3;
 #[derive(Clone, Debug)]
 pub struct Masker {
     matcher: Matcher,
+    /// The longest value masked, in bytes: how much of a cut line must be
+    /// held back for a value that may go on in the next piece.
+    longest: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -70,19 +73,25 @@ impl Masker {
         }
         patterns.sort_unstable();
         patterns.dedup();
+        let longest = patterns.iter().map(String::len).max().unwrap_or(0);
         let matcher = if patterns.is_empty() {
             Matcher::Empty
         } else {
-            // Standard semantics: the only kind that reports overlapping matches.
+            // Standard semantics: the only kind that reports overlapping
+            // matches. An NFA, not the DFA chosen for few patterns: a DFA
+            // takes about a kilobyte per byte of the values, so one large
+            // secret (a key, a kubeconfig) cost hundreds of megabytes and
+            // minutes to build, for every masker made.
             match AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
                 .build(&patterns)
             {
                 Ok(ac) => Matcher::Values(ac),
                 Err(_) => Matcher::Unbuildable,
             }
         };
-        Self { matcher }
+        Self { matcher, longest }
     }
 
     /// Whether this masker has nothing to mask.
@@ -99,33 +108,100 @@ impl Masker {
             Matcher::Unbuildable => return Cow::Owned(MASK.to_owned()),
             Matcher::Values(ac) => ac,
         };
-        // Overlapping matches arrive ordered by where they end; sort by start
-        // to merge them into disjoint ranges.
-        let mut ranges: Vec<(usize, usize)> = ac
-            .find_overlapping_iter(line)
-            .map(|m| (m.start(), m.end()))
-            .collect();
+        let ranges = merged_ranges(ac, line);
         if ranges.is_empty() {
             return Cow::Borrowed(line);
         }
-        ranges.sort_unstable();
         let mut out = String::with_capacity(line.len());
         let mut copied = 0;
-        let mut current = ranges[0];
-        for &(start, end) in &ranges[1..] {
-            if start <= current.1 {
-                current.1 = current.1.max(end);
-            } else {
-                out.push_str(&line[copied..current.0]);
-                out.push_str(MASK);
-                copied = current.1;
-                current = (start, end);
+        for (start, end) in ranges {
+            out.push_str(&line[copied..start]);
+            out.push_str(MASK);
+            copied = end;
+        }
+        out.push_str(&line[copied..]);
+        Cow::Owned(out)
+    }
+
+    /// Where `text` may be cut so that no value is split: at most `at`,
+    /// unless a value found runs across it, then at that value's end.
+    /// Values that start before the cut and fit in `text` are all found.
+    fn safe_cut(&self, text: &str, at: usize) -> usize {
+        let mut cut = at.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if let Matcher::Values(ac) = &self.matcher {
+            for (start, end) in merged_ranges(ac, text) {
+                if start < cut && end > cut {
+                    cut = end;
+                }
             }
         }
-        out.push_str(&line[copied..current.0]);
-        out.push_str(MASK);
-        out.push_str(&line[current.1..]);
-        Cow::Owned(out)
+        cut
+    }
+}
+
+/// Every occurrence of every value in `text`, overlapping or touching ones
+/// merged, in order.
+fn merged_ranges(ac: &AhoCorasick, text: &str) -> Vec<(usize, usize)> {
+    // Overlapping matches arrive ordered by where they end; sort by start
+    // to merge them into disjoint ranges.
+    let mut ranges: Vec<(usize, usize)> = ac
+        .find_overlapping_iter(text)
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// Masks output that arrives in pieces: a line too long to keep whole is
+/// cut into pieces, and a value may straddle a cut, each half of it
+/// harmless-looking alone. The end of a piece that may begin a value (up to
+/// the longest value's length) is held back and masked with the next piece.
+/// One per stream of output.
+#[derive(Debug, Default)]
+pub struct PieceMasker {
+    held: String,
+    /// The last piece said its line goes on.
+    mid_line: bool,
+}
+
+impl PieceMasker {
+    /// The masked text to show for a piece, `continues` when the line goes
+    /// on in the next piece; `None` while all of it is still held back.
+    pub fn piece(&mut self, masker: &Masker, text: &str, continues: bool) -> Option<String> {
+        let mut whole = std::mem::take(&mut self.held);
+        whole.push_str(text);
+        self.mid_line = continues;
+        if !continues {
+            return Some(masker.mask_line(&whole).into_owned());
+        }
+        // A value starting before `cut` ends within `whole`, so it is found.
+        let keep = masker.longest.saturating_sub(1);
+        let cut = masker.safe_cut(&whole, whole.len().saturating_sub(keep));
+        self.held = whole.split_off(cut);
+        (!whole.is_empty()).then(|| masker.mask_line(&whole).into_owned())
+    }
+
+    /// Whether the next piece continues a line already begun.
+    pub fn mid_line(&self) -> bool {
+        self.mid_line
+    }
+
+    /// What is still held back when the output ends without finishing its
+    /// line, masked.
+    pub fn finish(&mut self, masker: &Masker) -> Option<String> {
+        self.mid_line = false;
+        let held = std::mem::take(&mut self.held);
+        (!held.is_empty()).then(|| masker.mask_line(&held).into_owned())
     }
 }
 
@@ -207,6 +283,82 @@ mod tests {
         assert_eq!(m.mask_line(&format!("[{key}]")), "[********]");
         // Fragments too short to carry the secret are not masked on their own.
         assert_eq!(m.mask_line("fn main() {}"), "fn main() {}");
+    }
+
+    /// Pieces of one line, cut at `width` bytes as a line reader cuts, fed
+    /// through a piece masker; the shown pieces joined.
+    fn shown_in_pieces(m: &Masker, line: &str, width: usize) -> String {
+        let mut pieces = PieceMasker::default();
+        let mut shown = String::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            let mut cut = width.min(rest.len());
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, after) = rest.split_at(cut);
+            if let Some(s) = pieces.piece(m, piece, !after.is_empty()) {
+                shown.push_str(&s);
+            }
+            rest = after;
+        }
+        shown.push_str(&pieces.finish(m).unwrap_or_default());
+        shown
+    }
+
+    #[test]
+    fn fault_a_value_across_a_cut_is_masked() {
+        let secret = "hunter2-long-secret";
+        let m = masker(&[secret, "short"]);
+        for width in 1..40 {
+            for at in 0..30 {
+                let line = format!("{}{secret}{}", "a".repeat(at), "b".repeat(7));
+                let shown = shown_in_pieces(&m, &line, width);
+                assert_eq!(
+                    shown,
+                    format!("{}********{}", "a".repeat(at), "b".repeat(7)),
+                    "width {width}, at {at}"
+                );
+            }
+        }
+        // At the very end of a cut line, several in a row, and non-ASCII text.
+        assert_eq!(shown_in_pieces(&m, &format!("x{secret}"), 10), "x********");
+        assert_eq!(
+            shown_in_pieces(&m, &format!("{secret}-short-{secret}"), 7),
+            "********-********-********"
+        );
+        let m = masker(&["clé-secrète"]);
+        assert_eq!(
+            shown_in_pieces(&m, "→→ clé-secrète ←←", 5),
+            "→→ ******** ←←"
+        );
+    }
+
+    #[test]
+    fn pieces_of_a_line_without_values_pass_through() {
+        let m = masker(&["zzz"]);
+        let mut pieces = PieceMasker::default();
+        assert_eq!(pieces.piece(&m, "abcdef", true).as_deref(), Some("abcd"));
+        assert_eq!(pieces.piece(&m, "gh", false).as_deref(), Some("efgh"));
+        assert_eq!(pieces.finish(&m), None);
+        let empty = masker(&[]);
+        assert_eq!(pieces.piece(&empty, "abc", true).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn fault_a_large_secret_makes_a_small_masker() {
+        let secret = "k".repeat(100_000) + "-end";
+        let m = masker(&[&secret, "short"]);
+        let Matcher::Values(ac) = &m.matcher else {
+            panic!("no matcher");
+        };
+        // Some bytes per byte of the values, not a kilobyte.
+        assert!(
+            ac.memory_usage() < 40 * secret.len(),
+            "{}",
+            ac.memory_usage()
+        );
+        assert_eq!(m.mask_line(&format!("[{secret}]")), "[********]");
     }
 
     #[test]

@@ -608,3 +608,53 @@ fn guided_failure_retries_the_failed_target_only_and_cancel_reaches_agents() {
         }
     }
 }
+
+/// An agent cuts a line longer than 64 KiB into pieces as the server does;
+/// a sensitive value across the cut must reach the log masked, not as two
+/// halves, whichever way the agent is reached.
+#[test]
+fn fault_a_secret_across_a_cut_line_on_an_agent_is_masked() {
+    const SECRET: &str = "agent-s3cret-value-XYZ";
+    on_both("agent_mask_cut", |data_dir, db| {
+        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
+        environment(&server);
+        let tmp = tempfile::tempdir().unwrap();
+        let _agents = [
+            start_agent(
+                &server,
+                &tmp.path().join("1"),
+                "web-1",
+                Mode::Listening(&["web"]),
+            ),
+            start_agent(
+                &server,
+                &tmp.path().join("2"),
+                "web-2",
+                Mode::Polling(&["web"]),
+            ),
+        ];
+        health(&server, &[]);
+        // The value begins 7 bytes before the 64 KiB cut.
+        let script = "head -c 65529 /dev/zero | tr '\\0' k; echo \"#{Secret}-tail\"";
+        project(&server, "Long", vec![step("Print", "web", script, None)]);
+        let p = api(&server, "GET", "/api/projects/Long", None);
+        let set = p["VariableSetId"].as_str().unwrap().to_owned();
+        api(
+            &server,
+            "PUT",
+            &format!("/api/Spaces-1/variables/{set}"),
+            Some(
+                json!({"Version": 0, "Variables": [{"Name": "Secret", "Value": SECRET, "Type": "Sensitive"}]}),
+            ),
+        );
+        let task = deploy(&server, "Long", "1.0.0");
+        let done = wait_task(&server, &task, Duration::from_secs(120));
+        let log = raw_log(&server, &task);
+        assert_eq!(done["State"], "Success", "{done}");
+        // Either half of the value, as the cut divides it.
+        for part in [SECRET, &SECRET[..7], &SECRET[7..]] {
+            assert!(!log.contains(part), "the log shows {part}");
+        }
+        assert_eq!(log.matches("********-tail").count(), 2, "one per agent");
+    });
+}

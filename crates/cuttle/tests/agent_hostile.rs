@@ -348,6 +348,7 @@ fn running_with(lines: Vec<String>) -> hyper::body::Bytes {
             .map(|text| ScriptLine {
                 stream: ScriptStream::Stdout,
                 text,
+                continues: false,
             })
             .collect(),
     };

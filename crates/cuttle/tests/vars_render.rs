@@ -422,3 +422,64 @@ fn variables_are_required() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--variables"), "{}", r.stderr);
 }
+
+/// As [`run`], with the child's address space capped at 1 GiB, so a
+/// template that asks for more memory fails here instead of taking the
+/// machine's.
+fn run_capped(args: &[&str], stdin: &str) -> Run {
+    let mut capped = vec!["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\"", BIN];
+    capped.extend_from_slice(args);
+    let mut child = Command::new("sh")
+        .args(&capped)
+        .env_remove("CUTTLE_SERVER")
+        .env_remove("CUTTLE_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cuttle");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    let out = child.wait_with_output().expect("run cuttle");
+    Run {
+        code: out.status.code().expect("exit code, not a signal"),
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+#[test]
+fn fault_a_filter_that_multiplies_its_input_ends_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = write_json(
+        dir.path(),
+        "vars.json",
+        &json!({"Big": "x".repeat(80_000), "Inner": "#{Big | Replace \".\" \"$`\"}"}),
+    );
+    for template in [
+        // About 3.2 GB asked for by one filter.
+        "#{Big | Replace \".\" \"$`\"}",
+        // Replacements of replacements.
+        "#{Big | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\" | Replace \".\" \"$&$&\"}",
+        "#{Inner | Replace \".\" \"$`\"}",
+    ] {
+        let r = run_capped(&["vars", "render", "--variables", s(&vars)], template);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (1, ""),
+            "{template}: {}",
+            r.stderr
+        );
+        assert!(
+            // The size or the work limit, named.
+            (r.stderr.contains("larger than") || r.stderr.contains("steps"))
+                && r.stderr.contains("probably expands")
+                && !r.stderr.contains("memory allocation"),
+            "{template}: {}",
+            r.stderr
+        );
+    }
+}

@@ -317,6 +317,29 @@ impl Server {
         .await
     }
 
+    /// Where `needle` is stored as plain text: files of the data directory
+    /// (the SQLite database with its journal, blobs), or PostgreSQL tables.
+    pub async fn stored_in_the_clear(&self, needle: &str) -> Vec<String> {
+        let mut found = match &self._pg {
+            Some(pg) => pg.tables_containing(needle).await,
+            None => vec![],
+        };
+        let mut dirs = vec![self._dir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                        found.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        found
+    }
+
     pub async fn pending_interruptions(&self, task: &str) -> Vec<Value> {
         let (_, list) = self
             .api(

@@ -1,6 +1,6 @@
 //! `ToBase64` / `FromBase64` with `utf8` (default) or `unicode` (UTF-16LE).
 
-use super::{require, FilterError, FilterResult};
+use super::{fits, require, FilterError, FilterResult};
 use base64::alphabet::STANDARD;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -47,7 +47,7 @@ pub(super) fn decode_base64(s: &str) -> Option<Vec<u8>> {
     DOTNET_BASE64.decode(compact).ok()
 }
 
-pub(super) fn apply(f: &str, input: Option<&str>, args: &[String]) -> FilterResult {
+pub(super) fn apply(f: &str, input: Option<&str>, args: &[String], limit: usize) -> FilterResult {
     let s = require(f, input)?;
     let enc = match args {
         [] => TextEncoding::Utf8,
@@ -56,6 +56,12 @@ pub(super) fn apply(f: &str, input: Option<&str>, args: &[String]) -> FilterResu
         _ => return Err(FilterError::bad(f, "expects at most one option")),
     };
     if f == "tobase64" {
+        // The size is known before encoding: refuse before building it.
+        let bytes = match enc {
+            TextEncoding::Utf8 => s.len(),
+            TextEncoding::Utf16Le => s.encode_utf16().count().saturating_mul(2),
+        };
+        fits(bytes.div_ceil(3).saturating_mul(4), limit)?;
         return Ok(Some(DOTNET_BASE64.encode(encode_text(s, enc))));
     }
     let bytes = decode_base64(s).ok_or_else(|| FilterError::bad(f, "input is not base64"))?;

@@ -1,40 +1,53 @@
 //! Escaping for HTML, XML, JSON, URIs, YAML and Java properties, and
 //! Markdown to HTML.
 
-use super::{no_options, require, FilterError, FilterResult};
+use super::{fits, no_options, require, FilterError, FilterResult, Output};
+use std::collections::VecDeque;
+
+/// The most memory Markdown's parser is allowed per byte of its input,
+/// counted against the output budget (measured: up to about 100 bytes, for
+/// a line feed every other byte).
+const MARKDOWN_BYTES_PER_INPUT_BYTE: usize = 64;
 use pulldown_cmark::{Alignment, CowStr, Event, Options, Parser, Tag, TagEnd};
 
-pub(super) fn apply(f: &str, input: Option<&str>, args: &[String]) -> FilterResult {
+/// Every escape makes its result in an [`Output`], which stops it at the
+/// budget: escaping multiplies some characters up to twelve times.
+pub(super) fn apply(f: &str, input: Option<&str>, args: &[String], limit: usize) -> FilterResult {
     no_options(f, args)?;
     let s = require(f, input)?;
-    let out = match f {
-        "htmlescape" => map_chars(s, |c| html_entity(c, true)),
-        "xmlescape" => map_chars(s, |c| html_entity(c, false)),
-        "jsonescape" => map_chars(s, json_escape),
-        "uriescape" => percent_encode(s, |b| {
-            is_unreserved(b) || b":/?#[]@!$&'()*+,;=".contains(&b)
-        }),
-        "uridataescape" => percent_encode(s, is_unreserved),
-        "yamlsinglequoteescape" => yaml_single_quote(s),
-        "yamldoublequoteescape" => yaml_double_quote(s),
-        "propertieskeyescape" => properties(s, true),
-        "propertiesvalueescape" => properties(s, false),
-        "markdown" | "markdowntohtml" => markdown(s),
+    let mut out = Output::new(limit);
+    out.reserve(s.len())?;
+    match f {
+        "htmlescape" => map_chars(s, |c| html_entity(c, true), &mut out)?,
+        "xmlescape" => map_chars(s, |c| html_entity(c, false), &mut out)?,
+        "jsonescape" => map_chars(s, json_escape, &mut out)?,
+        "uriescape" => percent_encode(
+            s,
+            |b| is_unreserved(b) || b":/?#[]@!$&'()*+,;=".contains(&b),
+            &mut out,
+        )?,
+        "uridataescape" => percent_encode(s, is_unreserved, &mut out)?,
+        "yamlsinglequoteescape" => yaml_single_quote(s, &mut out)?,
+        "yamldoublequoteescape" => yaml_double_quote(s, &mut out)?,
+        "propertieskeyescape" => properties(s, true, &mut out)?,
+        "propertiesvalueescape" => properties(s, false, &mut out)?,
+        "markdown" | "markdowntohtml" => markdown(s, &mut out)?,
         _ => return Err(FilterError::Unknown(f.to_owned())),
-    };
-    Ok(Some(out))
+    }
+    Ok(Some(out.into_string()))
 }
 
+type Built = Result<(), FilterError>;
+
 /// Applies a per-char replacement (`None` keeps the char).
-fn map_chars(s: &str, f: impl Fn(char) -> Option<&'static str>) -> String {
-    let mut out = String::with_capacity(s.len());
+fn map_chars(s: &str, f: impl Fn(char) -> Option<&'static str>, out: &mut Output) -> Built {
     for c in s.chars() {
         match f(c) {
-            Some(r) => out.push_str(r),
-            None => out.push(c),
+            Some(r) => out.push_str(r)?,
+            None => out.push(c)?,
         }
     }
-    out
+    Ok(())
 }
 
 fn html_entity(c: char, html: bool) -> Option<&'static str> {
@@ -68,39 +81,45 @@ fn is_unreserved(b: u8) -> bool {
 
 /// Percent-encodes the UTF-8 bytes that `keep` rejects, with uppercase hex
 /// as .NET's `Uri.EscapeDataString`/`EscapeUriString` do (`%` included).
-fn percent_encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
-    let mut out = String::with_capacity(s.len());
+fn percent_encode(s: &str, keep: impl Fn(u8) -> bool, out: &mut Output) -> Built {
     for b in s.bytes() {
         if keep(b) {
-            out.push(char::from(b));
+            out.push(char::from(b))?;
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(&format!("%{b:02X}"))?;
         }
     }
-    out
+    Ok(())
 }
 
 /// In a single-quoted YAML scalar a line break folds into a space, so every
 /// run of line breaks gets one more (`\r\n` when the run starts with `\r`).
-fn yaml_single_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
+fn yaml_single_quote(s: &str, out: &mut Output) -> Built {
+    let quoted = |out: &mut Output, text: &str| -> Built {
+        for (i, part) in text.split('\'').enumerate() {
+            if i > 0 {
+                out.push_str("''")?;
+            }
+            out.push_str(part)?;
+        }
+        Ok(())
+    };
     let mut rest = s;
     while let Some(pos) = rest.find(['\r', '\n']) {
-        out.push_str(&rest[..pos].replace('\'', "''"));
+        quoted(out, &rest[..pos])?;
         let run = &rest[pos..];
         let len = newline_run_len(run);
         if len == 0 {
             // A lone `\r` is not a line break here; keep it.
-            out.push('\r');
+            out.push('\r')?;
             rest = &run[1..];
             continue;
         }
-        out.push_str(if run.starts_with('\r') { "\r\n" } else { "\n" });
-        out.push_str(&run[..len]);
+        out.push_str(if run.starts_with('\r') { "\r\n" } else { "\n" })?;
+        out.push_str(&run[..len])?;
         rest = &run[len..];
     }
-    out.push_str(&rest.replace('\'', "''"));
-    out
+    quoted(out, rest)
 }
 
 /// Length of the leading run of `\n` / `\r\n` line breaks.
@@ -119,66 +138,78 @@ fn newline_run_len(s: &str) -> usize {
 }
 
 /// `\uXXXX` for each UTF-16 unit, as .NET escapes a char at a time.
-fn push_u_escapes(out: &mut String, c: char) {
+fn push_u_escapes(out: &mut Output, c: char) -> Built {
     let mut buf = [0u16; 2];
     for unit in c.encode_utf16(&mut buf) {
-        out.push_str(&format!("\\u{unit:04x}"));
+        out.push_str(&format!("\\u{unit:04x}"))?;
     }
+    Ok(())
 }
 
-fn yaml_double_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+fn yaml_double_quote(s: &str, out: &mut Output) -> Built {
     for c in s.chars() {
         match c {
-            '\r' => out.push_str("\\r"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            ' '..='~' => out.push(c),
-            _ => push_u_escapes(&mut out, c),
+            '\r' => out.push_str("\\r")?,
+            '\n' => out.push_str("\\n")?,
+            '\t' => out.push_str("\\t")?,
+            '\\' => out.push_str("\\\\")?,
+            '"' => out.push_str("\\\"")?,
+            ' '..='~' => out.push(c)?,
+            _ => push_u_escapes(out, c)?,
         }
     }
-    out
+    Ok(())
 }
 
 /// Java properties: keys also escape space, `:` and `=`; values only a
 /// leading space. Chars from U+00FF up become `\uXXXX` (Octostache's bound).
-fn properties(s: &str, key: bool) -> String {
-    let mut out = String::with_capacity(s.len());
+fn properties(s: &str, key: bool, out: &mut Output) -> Built {
     for (i, c) in s.chars().enumerate() {
         match c {
-            ' ' if key || i == 0 => out.push_str("\\ "),
-            ':' if key => out.push_str("\\:"),
-            '=' if key => out.push_str("\\="),
-            '\\' => out.push_str("\\\\"),
-            '\r' => out.push_str("\\r"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0xFF => out.push(c),
-            _ => push_u_escapes(&mut out, c),
+            ' ' if key || i == 0 => out.push_str("\\ ")?,
+            ':' if key => out.push_str("\\:")?,
+            '=' if key => out.push_str("\\=")?,
+            '\\' => out.push_str("\\\\")?,
+            '\r' => out.push_str("\\r")?,
+            '\n' => out.push_str("\\n")?,
+            '\t' => out.push_str("\\t")?,
+            c if u32::from(c) < 0xFF => out.push(c)?,
+            _ => push_u_escapes(out, c)?,
         }
     }
-    out
+    Ok(())
 }
 
 /// Markdown to HTML in the style of Markdig with pipe tables, emphasis
 /// extras and auto-links (what Octostache uses): tables are written one tag
 /// per line and bare `http://`, `https://`, `ftp://`, `mailto:` and `www.`
 /// addresses become links.
-fn markdown(s: &str) -> String {
+fn markdown(s: &str, out: &mut Output) -> Built {
+    // The parser holds a tree of its whole input, up to about a hundred
+    // bytes per input byte: refuse input whose parse alone could pass the
+    // budget (1 MiB of Markdown under the default 64 MiB).
+    fits(
+        s.len().saturating_mul(MARKDOWN_BYTES_PER_INPUT_BYTE),
+        out.limit(),
+    )?;
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_SUPERSCRIPT
         | Options::ENABLE_SUBSCRIPT;
+    // Events are made as the writer asks for them, never all held at once.
+    let mut parser = Parser::new_ext(s.trim(), options);
+    let mut pending: VecDeque<Event<'_>> = VecDeque::new();
     let mut events: Vec<Event<'_>> = Vec::new();
     let mut aligns: Vec<Alignment> = Vec::new();
     let mut cell = 0usize;
     let mut in_head = false;
     // Inside links, code and raw HTML text is never auto-linked.
     let mut no_autolink = 0usize;
-    for ev in Parser::new_ext(s.trim(), options) {
-        match ev {
+    let stream = std::iter::from_fn(|| loop {
+        if let Some(ev) = pending.pop_front() {
+            return Some(ev);
+        }
+        match parser.next()? {
             Event::Start(Tag::Table(a)) => {
                 aligns = a;
                 events.push(Event::Html("<table>\n".into()));
@@ -228,11 +259,13 @@ fn markdown(s: &str) -> String {
             Event::Text(text) if no_autolink == 0 => autolink(text, &mut events),
             other => events.push(other),
         }
+        pending.extend(events.drain(..));
+    });
+    // The writer fails only when the budget is spent.
+    if pulldown_cmark::html::write_html_fmt(&mut *out, stream).is_err() {
+        return Err(FilterError::TooLarge { limit: out.limit() });
     }
-    let mut html = String::with_capacity(s.len() * 2);
-    pulldown_cmark::html::push_html(&mut html, events.into_iter());
-    html.push('\n');
-    html
+    out.push('\n')
 }
 
 /// Splits `text` around bare addresses and emits them as links.

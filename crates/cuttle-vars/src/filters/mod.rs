@@ -73,6 +73,31 @@ pub enum FilterError {
     Unknown(String),
     #[error("filter '{filter}': {reason}")]
     BadArguments { filter: String, reason: String },
+    /// The result would grow past the output budget. Unlike the others this
+    /// ends the evaluation: echoing the token would hide why.
+    #[error("the result is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The filter's work (regex matches, lines) ran past the steps left of
+    /// the evaluation's budget. Ends the evaluation too.
+    #[error("the filter took more steps than were left")]
+    TooComplex,
+}
+
+/// What a filter may use: how large its result may grow, and how many steps
+/// of work (one per regex match, per line indented) it may still take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub max_output: usize,
+    /// Spent by the filter as it works.
+    pub steps: u64,
+}
+
+impl Budget {
+    /// Takes one step, failing when none is left.
+    pub(crate) fn step(&mut self) -> Result<(), FilterError> {
+        self.steps = self.steps.checked_sub(1).ok_or(FilterError::TooComplex)?;
+        Ok(())
+    }
 }
 
 impl FilterError {
@@ -87,20 +112,116 @@ impl FilterError {
 /// What every filter returns.
 pub(crate) type FilterResult = Result<Option<String>, FilterError>;
 
+/// The output budget [`apply`] uses: the smallest a render allows.
+pub const DEFAULT_MAX_OUTPUT: usize = 64 << 20;
+
+/// Text a filter builds, refused the moment it would pass its budget, so a
+/// filter that multiplies its input (a replacement quoting the text before
+/// each match, an indent per line) fails after at most `limit` bytes instead
+/// of first building all it was asked for.
+pub(crate) struct Output {
+    text: String,
+    limit: usize,
+}
+
+impl Output {
+    pub(crate) fn new(limit: usize) -> Self {
+        Output {
+            text: String::new(),
+            limit,
+        }
+    }
+
+    /// Fails unless `len` more bytes fit.
+    pub(crate) fn reserve(&mut self, len: usize) -> Result<(), FilterError> {
+        fits(self.text.len().saturating_add(len), self.limit)?;
+        self.text.reserve(len);
+        Ok(())
+    }
+
+    pub(crate) fn push_str(&mut self, s: &str) -> Result<(), FilterError> {
+        fits(self.text.len().saturating_add(s.len()), self.limit)?;
+        self.text.push_str(s);
+        Ok(())
+    }
+
+    pub(crate) fn push(&mut self, c: char) -> Result<(), FilterError> {
+        fits(self.text.len() + c.len_utf8(), self.limit)?;
+        self.text.push(c);
+        Ok(())
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub(crate) fn into_string(self) -> String {
+        self.text
+    }
+}
+
+impl std::fmt::Write for Output {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s).map_err(|_| std::fmt::Error)
+    }
+}
+
+/// Fails when a result of `len` bytes would pass `limit`.
+pub(crate) fn fits(len: usize, limit: usize) -> Result<(), FilterError> {
+    if len > limit {
+        Err(FilterError::TooLarge { limit })
+    } else {
+        Ok(())
+    }
+}
+
 /// Applies the filter `name` (case-insensitive) with its evaluated `args` to
 /// `input` (`None` when there is no input value, as in `#{ | NowDate}`).
-/// `Ok(None)` means the filter yields no value at all.
+/// `Ok(None)` means the filter yields no value at all. The result may be up
+/// to [`DEFAULT_MAX_OUTPUT`] bytes; see [`apply_within`].
 pub fn apply(
     name: &str,
     input: Option<&str>,
     args: &[String],
 ) -> Result<Option<String>, FilterError> {
+    let mut budget = Budget {
+        max_output: DEFAULT_MAX_OUTPUT,
+        steps: u64::MAX,
+    };
+    apply_within(name, input, args, &mut budget)
+}
+
+/// [`apply`] within a budget: a result that would be larger than
+/// `budget.max_output` bytes is [`FilterError::TooLarge`], found while it is
+/// built; work past `budget.steps` is [`FilterError::TooComplex`]. The steps
+/// taken are subtracted from `budget.steps`.
+///
+/// Filters whose result can outgrow their input and options check every
+/// piece they add. The others (case, trimming, cutting, hashes, decoding,
+/// versions, URI parts, dates and numbers) make results no larger than a
+/// small multiple of their input and options, which the evaluator has
+/// already held to the budget; their result is checked once made.
+pub fn apply_within(
+    name: &str,
+    input: Option<&str>,
+    args: &[String],
+    budget: &mut Budget,
+) -> Result<Option<String>, FilterError> {
+    let value = dispatch(name, input, args, budget)?;
+    if let Some(v) = &value {
+        fits(v.len(), budget.max_output)?;
+    }
+    Ok(value)
+}
+
+fn dispatch(name: &str, input: Option<&str>, args: &[String], budget: &mut Budget) -> FilterResult {
+    let limit = budget.max_output;
     let lower = name.trim().to_ascii_lowercase();
     let f = lower.as_str();
     match f {
         "toupper" | "tolower" | "trim" | "substring" | "truncate" | "replace" | "append"
         | "prepend" | "indent" | "match" | "startswith" | "endswith" | "contains" => {
-            text::apply(f, input, args)
+            text::apply(f, input, args, budget)
         }
         "htmlescape"
         | "xmlescape"
@@ -112,8 +233,8 @@ pub fn apply(
         | "propertieskeyescape"
         | "propertiesvalueescape"
         | "markdown"
-        | "markdowntohtml" => escape::apply(f, input, args),
-        "tobase64" | "frombase64" => encoding::apply(f, input, args),
+        | "markdowntohtml" => escape::apply(f, input, args, limit),
+        "tobase64" | "frombase64" => encoding::apply(f, input, args, limit),
         "md5" | "sha1" | "sha256" | "sha384" | "sha512" => hash::apply(f, input, args),
         "uripart" => uripart::apply(input, args),
         "versionmajor"

@@ -1,14 +1,20 @@
 //! Text filters: case, trimming, cutting, regex replace, concatenation,
 //! indentation and the true/false comparisons.
 
-use super::{no_options, parse_int, require, FilterError, FilterResult};
+use super::{fits, no_options, parse_int, require, Budget, FilterError, FilterResult, Output};
 use regex::{Captures, Regex, RegexBuilder};
 
 /// Compiled-program limit for user-supplied patterns, so a pathological
 /// pattern fails instead of using lots of memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-pub(super) fn apply(f: &str, input: Option<&str>, args: &[String]) -> FilterResult {
+pub(super) fn apply(
+    f: &str,
+    input: Option<&str>,
+    args: &[String],
+    budget: &mut Budget,
+) -> FilterResult {
+    let limit = budget.max_output;
     match f {
         "toupper" => {
             no_options(f, args)?;
@@ -20,10 +26,10 @@ pub(super) fn apply(f: &str, input: Option<&str>, args: &[String]) -> FilterResu
         }
         "trim" => trim(require(f, input)?, args),
         "substring" => substring(require(f, input)?, args),
-        "truncate" => truncate(require(f, input)?, args),
-        "replace" => replace(require(f, input)?, args),
-        "append" | "prepend" => concat(f, input, args),
-        "indent" => indent(require(f, input)?, args),
+        "truncate" => truncate(require(f, input)?, args, limit),
+        "replace" => replace(require(f, input)?, args, budget),
+        "append" | "prepend" => concat(f, input, args, limit),
+        "indent" => indent(require(f, input)?, args, budget),
         "match" | "startswith" | "endswith" | "contains" => compare(f, input, args),
         _ => Err(FilterError::Unknown(f.to_owned())),
     }
@@ -85,7 +91,7 @@ fn substring(s: &str, args: &[String]) -> FilterResult {
 
 /// `Truncate length [suffix]`; the suffix (default `...`) is only added when
 /// something was cut off.
-fn truncate(s: &str, args: &[String]) -> FilterResult {
+fn truncate(s: &str, args: &[String], limit: usize) -> FilterResult {
     let len = count(
         "truncate",
         args.first()
@@ -95,6 +101,7 @@ fn truncate(s: &str, args: &[String]) -> FilterResult {
     match s.char_indices().nth(len) {
         Some((cut, _)) => {
             let suffix = args.get(1).map(String::as_str).unwrap_or("...");
+            fits(cut.saturating_add(suffix.len()), limit)?;
             Ok(Some(format!("{}{}", &s[..cut], suffix)))
         }
         None => Ok(Some(s.to_owned())),
@@ -108,57 +115,73 @@ pub(super) fn compile(filter: &str, pattern: &str) -> Result<Regex, FilterError>
         .map_err(|e| FilterError::bad(filter, format!("bad regular expression: {e}")))
 }
 
-fn replace(s: &str, args: &[String]) -> FilterResult {
+/// A replacement can quote the whole input at every match (`` $` ``, `$_`),
+/// so the result is built piece by piece in an [`Output`] that stops at the
+/// budget; each match is a step of the evaluation's work.
+fn replace(s: &str, args: &[String], budget: &mut Budget) -> FilterResult {
     let pattern = args
         .first()
         .ok_or_else(|| FilterError::bad("replace", "no pattern"))?;
     let replacement = args.get(1).map(String::as_str).unwrap_or("");
     let re = compile("replace", pattern)?;
-    let out = re.replace_all(s, |caps: &Captures<'_>| {
-        expand_dotnet(&re, caps, s, replacement)
-    });
-    Ok(Some(out.into_owned()))
+    let mut out = Output::new(budget.max_output);
+    let mut copied = 0;
+    for caps in re.captures_iter(s) {
+        budget.step()?;
+        let Some(whole) = caps.get(0) else { continue };
+        out.push_str(&s[copied..whole.start()])?;
+        expand_dotnet(&re, &caps, s, replacement, &mut out)?;
+        copied = whole.end();
+    }
+    out.push_str(&s[copied..])?;
+    Ok(Some(out.into_string()))
 }
 
-/// Expands a .NET substitution string: `$n`, `${name}`, `$$`, `$&`, `` $` ``,
-/// `$'`, `$+`, `$_`. A reference to a group that does not exist stays literal
-/// text, as in .NET (Rust's own syntax would give an empty string instead).
-fn expand_dotnet(re: &Regex, caps: &Captures<'_>, input: &str, repl: &str) -> String {
+/// Expands a .NET substitution string into `out`: `$n`, `${name}`, `$$`,
+/// `$&`, `` $` ``, `$'`, `$+`, `$_`. A reference to a group that does not
+/// exist stays literal text, as in .NET (Rust's own syntax would give an
+/// empty string instead).
+fn expand_dotnet(
+    re: &Regex,
+    caps: &Captures<'_>,
+    input: &str,
+    repl: &str,
+    out: &mut Output,
+) -> Result<(), FilterError> {
     let whole = caps.get(0).map(|m| (m.start(), m.end())).unwrap_or((0, 0));
-    let mut out = String::with_capacity(repl.len());
     let mut rest = repl;
     while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
+        out.push_str(&rest[..pos])?;
         let after = &rest[pos + 1..];
         let mut consumed = 0;
         match after.as_bytes().first() {
             Some(b'$') => {
-                out.push('$');
+                out.push('$')?;
                 consumed = 1;
             }
             Some(b'&') => {
-                out.push_str(&input[whole.0..whole.1]);
+                out.push_str(&input[whole.0..whole.1])?;
                 consumed = 1;
             }
             Some(b'`') => {
-                out.push_str(&input[..whole.0]);
+                out.push_str(&input[..whole.0])?;
                 consumed = 1;
             }
             Some(b'\'') => {
-                out.push_str(&input[whole.1..]);
+                out.push_str(&input[whole.1..])?;
                 consumed = 1;
             }
             Some(b'_') => {
-                out.push_str(input);
+                out.push_str(input)?;
                 consumed = 1;
             }
             Some(b'+') => {
                 // The last group of the pattern (empty when it did not take part).
                 let last = caps.len().saturating_sub(1);
                 if last > 0 {
-                    out.push_str(caps.get(last).map_or("", |m| m.as_str()));
+                    out.push_str(caps.get(last).map_or("", |m| m.as_str()))?;
                 } else {
-                    out.push_str(&input[whole.0..whole.1]);
+                    out.push_str(&input[whole.0..whole.1])?;
                 }
                 consumed = 1;
             }
@@ -166,7 +189,7 @@ fn expand_dotnet(re: &Regex, caps: &Captures<'_>, input: &str, repl: &str) -> St
                 let digits = after.bytes().take_while(u8::is_ascii_digit).count();
                 if let Ok(n) = after[..digits].parse::<usize>() {
                     if n < caps.len() {
-                        out.push_str(caps.get(n).map_or("", |m| m.as_str()));
+                        out.push_str(caps.get(n).map_or("", |m| m.as_str()))?;
                         consumed = digits;
                     }
                 }
@@ -185,7 +208,7 @@ fn expand_dotnet(re: &Regex, caps: &Captures<'_>, input: &str, repl: &str) -> St
                         None
                     };
                     if let Some(m) = group {
-                        out.push_str(m.map_or("", |m| m.as_str()));
+                        out.push_str(m.map_or("", |m| m.as_str()))?;
                         consumed = close + 1;
                     }
                 }
@@ -194,27 +217,36 @@ fn expand_dotnet(re: &Regex, caps: &Captures<'_>, input: &str, repl: &str) -> St
         }
         if consumed == 0 {
             // Not a substitution: the `$` is literal.
-            out.push('$');
+            out.push('$')?;
         }
         rest = &after[consumed..];
     }
-    out.push_str(rest);
-    out
+    out.push_str(rest)
 }
 
 /// `Append`/`Prepend`: options concatenated; no input counts as empty, but
 /// at least one option is required.
-fn concat(f: &str, input: Option<&str>, args: &[String]) -> FilterResult {
+fn concat(f: &str, input: Option<&str>, args: &[String], limit: usize) -> FilterResult {
     if args.is_empty() {
         return Err(FilterError::bad(f, "expects at least one option"));
     }
-    let extra: String = args.concat();
     let base = input.unwrap_or("");
-    Ok(Some(if f == "append" {
-        format!("{base}{extra}")
-    } else {
-        format!("{extra}{base}")
-    }))
+    let mut out = Output::new(limit);
+    // The size is known: refuse before copying anything.
+    out.reserve(
+        args.iter()
+            .fold(base.len(), |total, a| total.saturating_add(a.len())),
+    )?;
+    if f == "append" {
+        out.push_str(base)?;
+    }
+    for a in args {
+        out.push_str(a)?;
+    }
+    if f != "append" {
+        out.push_str(base)?;
+    }
+    Ok(Some(out.into_string()))
 }
 
 /// Largest indent size, as Octostache parses sizes as a byte.
@@ -230,7 +262,7 @@ fn indent_size(s: &str) -> Option<usize> {
 
 /// `Indent [N | M/N | /N | text | first rest]`: the first indent goes
 /// before the text, the second after every line feed.
-fn indent(s: &str, args: &[String]) -> FilterResult {
+fn indent(s: &str, args: &[String], budget: &mut Budget) -> FilterResult {
     if s.is_empty() {
         return Ok(Some(String::new()));
     }
@@ -251,10 +283,18 @@ fn indent(s: &str, args: &[String]) -> FilterResult {
         [a, b] => (a.clone(), b.clone()),
         _ => return Err(FilterError::bad("indent", "expects at most two options")),
     };
-    Ok(Some(format!(
-        "{first}{}",
-        s.replace('\n', &format!("\n{rest}"))
-    )))
+    // Every line feed gets the whole indent: built line by line, within the budget.
+    let mut out = Output::new(budget.max_output);
+    out.push_str(&first)?;
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            budget.step()?;
+            out.push('\n')?;
+            out.push_str(&rest)?;
+        }
+        out.push_str(line)?;
+    }
+    Ok(Some(out.into_string()))
 }
 
 /// `Match` (regex), `StartsWith`, `EndsWith`, `Contains`: case-sensitive,

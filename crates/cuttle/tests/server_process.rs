@@ -357,7 +357,7 @@ fn the_server_refuses_a_master_key_other_than_its_own() {
 /// and restarts it each time: every task ends, no step runs twice, and the
 /// log keeps what was written before the kill.
 #[test]
-fn kills_at_any_point_lose_and_repeat_nothing() {
+fn fault_kills_at_any_point_lose_and_repeat_nothing() {
     on_both("crash-points", |dir, db| {
         // Not below /tmp, which is each step's own; writable by every step's
         // uid (a root server runs each as its own), and so are the marks.

@@ -675,6 +675,7 @@ mod tests {
         };
         let sel = |action: &str, version: &str| SelectedPackage {
             action_name: action.into(),
+            step_name: None,
             package_reference_name: None,
             version: version.into(),
         };

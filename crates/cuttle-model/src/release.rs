@@ -9,6 +9,11 @@ use serde_json::Value;
 #[serde(rename_all = "PascalCase", default)]
 pub struct SelectedPackage {
     pub action_name: String,
+    /// Which step the version is for, when a client names the step rather
+    /// than (or as well as) its action; resolved to actions on creation, so a
+    /// release's own selections never carry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_name: Option<String>,
     pub package_reference_name: Option<String>,
     pub version: String,
 }

@@ -307,6 +307,7 @@ mod tests {
         assert!(check_release_rules(&c, "5.0.0", &[]).is_ok());
         let pkg = |v: &str| SelectedPackage {
             action_name: "Deploy web".into(),
+            step_name: None,
             package_reference_name: None,
             version: v.into(),
         };

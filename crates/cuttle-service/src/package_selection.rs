@@ -2,6 +2,11 @@
 //! action references, the version the caller named, else the newest in the
 //! built-in feed that the channel's rules allow. The release keeps the
 //! choice, so deploying it later deploys the same files.
+//!
+//! Callers name the action a version is for (`ActionName`), its step
+//! (`StepName`), or both, compared without regard to case as Octopus does. A
+//! selection that names nothing in the process is an error, not a silent
+//! fall-back to the newest version.
 
 use crate::{Result, ServiceError};
 use cuttle_model::ids::BUILTIN_FEED_ID;
@@ -41,8 +46,14 @@ pub async fn select(
     requested: &Requested,
     ignore_rules: bool,
 ) -> Result<Vec<SelectedPackage>> {
-    let mut needed = vec![];
     let mut errors = vec![];
+    let resolved = resolve_selections(process, &requested.selected, &mut errors);
+    let requested = &Requested {
+        selected: resolved,
+        packages: requested.packages.clone(),
+        default_version: requested.default_version.clone(),
+    };
+    let mut needed = vec![];
     for action in process
         .steps
         .iter()
@@ -128,6 +139,7 @@ pub async fn select(
         };
         chosen.push(SelectedPackage {
             action_name: n.action.to_owned(),
+            step_name: None,
             package_reference_name: n.reference.map(str::to_owned),
             version,
         });
@@ -137,6 +149,73 @@ pub async fn select(
     } else {
         Err(ServiceError::invalid(errors))
     }
+}
+
+/// The explicit selections, each naming one action of the process: one that
+/// names a step stands for every action of that step. A selection that names
+/// no step or action of the process adds an error.
+fn resolve_selections(
+    process: &DeploymentProcess,
+    selected: &[SelectedPackage],
+    errors: &mut Vec<String>,
+) -> Vec<SelectedPackage> {
+    let mut resolved = vec![];
+    let actions = || process.steps.iter().flat_map(|s| &s.actions);
+    for s in selected {
+        let version = s.version.trim();
+        let action = s.action_name.trim();
+        let step = s.step_name.as_deref().map(str::trim).unwrap_or("");
+        let for_action = |name: &str| SelectedPackage {
+            action_name: name.to_owned(),
+            step_name: None,
+            ..s.clone()
+        };
+        if step.is_empty() {
+            if action.is_empty() {
+                errors.push(format!(
+                    "A selected package (version {version}) names no step or action: give its StepName or ActionName"
+                ));
+            } else if let Some(a) = actions().find(|a| a.name.eq_ignore_ascii_case(action)) {
+                resolved.push(for_action(&a.name));
+            } else {
+                errors.push(format!(
+                    "The selected package version {version} is for the action '{action}', which is not in the deployment process"
+                ));
+            }
+            continue;
+        }
+        let Some(found) = process
+            .steps
+            .iter()
+            .find(|st| st.name.eq_ignore_ascii_case(step))
+        else {
+            // Older clients put the action's name in StepName.
+            match actions().find(|a| a.name.eq_ignore_ascii_case(step)) {
+                Some(a) if action.is_empty() || a.name.eq_ignore_ascii_case(action) => {
+                    resolved.push(for_action(&a.name))
+                }
+                _ => errors.push(format!(
+                    "The selected package version {version} is for the step '{step}', which is not in the deployment process"
+                )),
+            }
+            continue;
+        };
+        if action.is_empty() {
+            resolved.extend(found.actions.iter().map(|a| for_action(&a.name)));
+        } else if let Some(a) = found
+            .actions
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(action))
+        {
+            resolved.push(for_action(&a.name));
+        } else {
+            errors.push(format!(
+                "The selected package version {version} is for the action '{action}', which is not in the step '{}'",
+                found.name
+            ));
+        }
+    }
+    resolved
 }
 
 /// The version the caller named for this reference, if any.
@@ -219,6 +298,7 @@ mod tests {
         let requested = Requested {
             selected: vec![SelectedPackage {
                 action_name: "deploy web".into(),
+                step_name: None,
                 package_reference_name: None,
                 version: "1.2.0".into(),
             }],

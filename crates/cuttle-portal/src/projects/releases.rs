@@ -227,6 +227,7 @@ async fn create(
             .filter(|(_, v)| !v.is_empty())
             .map(|(c, v)| SelectedPackage {
                 action_name: c.action_name.clone(),
+                step_name: None,
                 package_reference_name: c.reference.clone(),
                 version: v.clone(),
             })

@@ -11,6 +11,7 @@
 //! - [`sign_in_throttle`]: refusing sign-ins after too many failures.
 //! - [`bootstrap`]: the default space and what every space starts with.
 //! - [`resources`]: spaces, environments, project groups, lifecycles.
+//! - [`spaces`]: deleting a space, once its task queue is stopped.
 //! - [`projects`]: projects, channels and deployment processes.
 //! - [`releases`], [`deployments`]: releases and deployments, including the
 //!   executions API that CI tools call by name.
@@ -59,6 +60,7 @@ pub mod releases;
 pub mod resources;
 pub mod sessions;
 pub mod sign_in_throttle;
+pub mod spaces;
 pub mod tasks;
 pub mod text;
 pub mod users;

@@ -307,7 +307,7 @@ async fn finish_push(
 
 /// Runs a future as a task of its own and waits for it, so that it runs to
 /// the end even when the request that waits for it is dropped.
-async fn run_to_end<T: Send + 'static>(
+pub(crate) async fn run_to_end<T: Send + 'static>(
     work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
     tokio::spawn(work)
@@ -317,7 +317,7 @@ async fn run_to_end<T: Send + 'static>(
 
 /// Removes a content file that no package version uses any more. Called
 /// with the instance's [`PackageFiles`] lock held.
-async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
+pub(crate) async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
     match store.package_hash_in_use(hash).await {
         Ok(false) => {
             let path = dir.join(hash);

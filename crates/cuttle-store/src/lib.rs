@@ -13,6 +13,7 @@
 //! - [`secrets`]: the master key that seals sensitive values at rest.
 //! - [`users`]: users, password hashes and API key hashes.
 //! - [`sessions`]: the web portal's sessions, by the hash of their token.
+//! - [`spaces`]: deleting a space with everything in it; stopped queues.
 //! - [`dashboard`]: the newest deployment per project and environment.
 //! - [`events`]: the audit log.
 //! - [`testing`]: scratch databases for tests on both backends.
@@ -28,6 +29,7 @@ pub mod machines;
 pub mod packages;
 pub mod secrets;
 pub mod sessions;
+pub mod spaces;
 pub mod tasks;
 pub mod testing;
 mod transaction;

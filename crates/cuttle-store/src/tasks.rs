@@ -206,7 +206,8 @@ impl Store {
     /// Claims the oldest queued task that is due, for `node`, holding a lease
     /// until `lease_until`. Queued tasks past their expiry are timed out first.
     /// A deployment waits while another of the same project to the same
-    /// environment runs, as Octopus serialises them; others pass it by.
+    /// environment runs, as Octopus serialises them; others pass it by. A
+    /// space whose task queue is stopped starts none of its tasks.
     pub async fn claim_next_task(
         &self,
         node: &str,
@@ -235,6 +236,8 @@ impl Store {
              WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks q WHERE q.state = 'Queued' AND q.queue_time <= $1 \
              AND NOT EXISTS (SELECT 1 FROM server_tasks busy WHERE busy.state IN ('Executing', 'Cancelling') \
              AND busy.project_id = q.project_id AND busy.environment_id = q.environment_id) \
+             AND NOT EXISTS (SELECT 1 FROM documents sp WHERE sp.collection = 'Spaces' \
+             AND sp.id = q.space_id AND sp.body LIKE $4) \
              ORDER BY q.seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
             self.backend().skip_locked()
         );
@@ -242,6 +245,7 @@ impl Store {
             .bind(&now)
             .bind(node)
             .bind(lease_until.to_string())
+            .bind(crate::spaces::STOPPED_SPACE_BODY)
             .fetch_optional(&mut *conn)
             .await?;
         let task = row.as_ref().map(task_from_row).transpose()?;

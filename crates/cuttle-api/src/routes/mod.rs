@@ -89,7 +89,10 @@ pub fn all() -> Router<AppState> {
         )
         .route("/api/spaces", get(spaces).post(create_space))
         .route("/api/spaces/all", get(all_spaces))
-        .route("/api/spaces/{id}", get(space).put(update_space))
+        .route(
+            "/api/spaces/{id}",
+            get(space).put(update_space).delete(delete_space),
+        )
         .route("/api/{space}", get(space_home));
     r = scoped(r, "/feeds", get(feeds));
     r = scoped(r, "/feeds/{id}", get(feed));
@@ -353,6 +356,15 @@ async fn update_space(
 ) -> ApiResult<Json<Value>> {
     let s = resources::update_space(&inst.store, &caller, &id, body).await?;
     Ok(Json(resource(&s)))
+}
+
+async fn delete_space(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    cuttle_service::spaces::delete_space(&inst, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The space's own root document, with links to its collections.

@@ -1,0 +1,63 @@
+//! Deleting a space. As in Octopus, a space is deleted only once its task
+//! queue has been stopped (`TaskQueueStopped`, set with a PUT), so nothing
+//! starts in it while it goes, and never while it is the default space.
+
+use crate::packages::{packages_dir, remove_if_unused, run_to_end};
+use crate::resources::audit;
+use crate::{Instance, Result, ServiceError};
+use cuttle_model::User;
+
+/// Deletes a space and everything in it in one transaction, then the package
+/// files that no other space uses.
+pub async fn delete_space(inst: &Instance, caller: &User, id: &str) -> Result<()> {
+    let store = inst.store.clone();
+    let dir = packages_dir(&inst.config.data_dir);
+    let files = inst.package_files.clone();
+    let caller = caller.clone();
+    let id = id.to_owned();
+    run_to_end(async move {
+        // Files are removed under the lock, so a push cannot reuse one
+        // between the check that it is unused and its removal.
+        let _files = files.lock().await;
+        let mut tx = store.begin().await?;
+        let space = tx
+            .lock_space(&id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("space", &id))?;
+        if space.is_default {
+            return Err(ServiceError::bad_request(format!(
+                "The space '{}' is the default space and cannot be deleted; make another space the default first",
+                space.name
+            )));
+        }
+        if !space.task_queue_stopped {
+            return Err(ServiceError::bad_request(format!(
+                "The task queue of the space '{}' must be stopped before the space can be deleted: set TaskQueueStopped to true with a PUT of the space, then delete it",
+                space.name
+            )));
+        }
+        let running = tx.running_tasks_in_space(&id).await?;
+        if running > 0 {
+            return Err(ServiceError::Conflict(format!(
+                "The space '{}' still has {running} running task(s); wait for them to finish or cancel them, then delete the space",
+                space.name
+            )));
+        }
+        let hashes = tx.delete_space(&id).await?;
+        audit(
+            &mut tx,
+            &caller,
+            None,
+            "Deleted",
+            format!("space {} was deleted", space.name),
+            vec![id.clone()],
+        )
+        .await?;
+        tx.commit().await?;
+        for hash in &hashes {
+            remove_if_unused(&store, &dir, hash).await;
+        }
+        Ok(())
+    })
+    .await
+}

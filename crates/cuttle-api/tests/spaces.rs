@@ -1,7 +1,7 @@
 //! Deleting a space, on both databases: refused until its task queue is
 //! stopped (and always for the default space), then everything in it goes
 //! in one transaction, with the package files no other space uses. A
-//! stopped queue starts none of the space's tasks.
+//! stopped queue starts none of the space's tasks until it is restarted.
 
 mod common;
 
@@ -164,6 +164,8 @@ async fn a_stopped_space_is_deleted_with_everything_in_it() {
 async fn the_default_space_cannot_be_deleted() {
     on_both("space-delete-default", |s| async move {
         stop_queue(&s, "Spaces-1", true).await;
+        s.project_with_script("Waiting", "echo hi", json!({})).await;
+        let task_id = s.release_and_deploy("Waiting", "1.0.0").await;
         let r = delete(&s, "/api/spaces/Spaces-1").await;
         assert_eq!(
             r.status,
@@ -174,7 +176,14 @@ async fn the_default_space_cannot_be_deleted() {
         );
         assert!(r.error_text().contains("default"), "{}", r.error_text());
         assert_eq!(s.get("/api/spaces/Spaces-1").await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let task = s.get(&format!("/api/tasks/{task_id}")).await.body;
+        assert_eq!(task["State"], "Queued", "{}: {task}", s.backend);
+
+        // Restarted, the queue runs what waited.
         stop_queue(&s, "Spaces-1", false).await;
+        let task = s.wait_for_task(&task_id).await;
+        assert_eq!(task["State"], "Success", "{}: {task}", s.backend);
 
         let r = delete(&s, "/api/spaces/Spaces-99").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}: {}", s.backend, r.body);

@@ -11,7 +11,8 @@
 //! - [`sign_in_throttle`]: refusing sign-ins after too many failures.
 //! - [`bootstrap`]: the default space and what every space starts with.
 //! - [`resources`]: spaces, environments, project groups, lifecycles.
-//! - [`spaces`]: deleting a space, once its task queue is stopped.
+//! - [`spaces`]: stopping and restarting a space's task queue; deleting a
+//!   space once its queue is stopped.
 //! - [`projects`]: projects, channels and deployment processes.
 //! - [`releases`], [`deployments`]: releases and deployments, including the
 //!   executions API that CI tools call by name.

@@ -1,11 +1,21 @@
-//! Deleting a space. As in Octopus, a space is deleted only once its task
+//! Changing and deleting a space. As in Octopus, a space is deleted only once its task
 //! queue has been stopped (`TaskQueueStopped`, set with a PUT), so nothing
 //! starts in it while it goes, and never while it is the default space.
 
 use crate::packages::{packages_dir, remove_if_unused, run_to_end};
 use crate::resources::audit;
 use crate::{Instance, Result, ServiceError};
-use cuttle_model::User;
+use cuttle_model::{Space, User};
+
+/// Changes a space; a space whose queue runs (again) has the engine look for
+/// its waiting tasks at once.
+pub async fn update_space(inst: &Instance, caller: &User, id: &str, space: Space) -> Result<Space> {
+    let space = crate::resources::update_space(&inst.store, caller, id, space).await?;
+    if !space.task_queue_stopped {
+        inst.runner.wake();
+    }
+    Ok(space)
+}
 
 /// Deletes a space and everything in it in one transaction, then the package
 /// files that no other space uses.

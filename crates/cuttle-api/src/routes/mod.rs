@@ -354,7 +354,7 @@ async fn update_space(
     Path(id): Path<String>,
     OctoJson(body): OctoJson<Space>,
 ) -> ApiResult<Json<Value>> {
-    let s = resources::update_space(&inst.store, &caller, &id, body).await?;
+    let s = cuttle_service::spaces::update_space(&inst, &caller, &id, body).await?;
     Ok(Json(resource(&s)))
 }
 

@@ -160,7 +160,12 @@ impl StepCgroup {
 
 impl Drop for StepCgroup {
     fn drop(&mut self) {
-        let step = StepCgroup {
+        // The removal below holds a `StepCgroup` of its own and empties it
+        // when done, so dropping that one starts nothing.
+        if self.dirs.is_empty() {
+            return;
+        }
+        let mut step = StepCgroup {
             v2: self.v2,
             dirs: std::mem::take(&mut self.dirs),
         };
@@ -177,14 +182,15 @@ impl Drop for StepCgroup {
                         .iter()
                         .all(|d| std::fs::remove_dir(d).is_ok() || !d.exists());
                 if removed {
-                    return;
+                    break;
                 }
                 if Instant::now() > until {
                     tracing::warn!(cgroups = ?step.dirs, "a step's cgroup could not be removed");
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+            step.dirs.clear();
         };
         if let Err(e) = std::thread::Builder::new()
             .name("cuttle-cgroup-removal".into())
@@ -418,6 +424,43 @@ fn probe_v1(mounts: &[Mount], own: &str) -> Result<Cgroups, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Threads of this process whose name starts as the removal's does.
+    fn removal_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                    .filter(|name| name.starts_with("cuttle-cgroup"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn fault_a_removed_step_cgroup_leaves_no_thread_behind() {
+        let cgroups = match Cgroups::probe() {
+            Ok(c) => c,
+            Err(why) => {
+                eprintln!("skipped: no cgroups to create here ({why})");
+                return;
+            }
+        };
+        let step = cgroups
+            .create(Some(64 << 20), Some(16))
+            .expect("a step cgroup");
+        let dirs = step.dirs.clone();
+        drop(step);
+        // The removal ends once the cgroup is gone, and starts no other.
+        let until = Instant::now() + Duration::from_secs(5);
+        while (removal_threads() > 0 || dirs.iter().any(|d| d.exists())) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(dirs.iter().all(|d| !d.exists()), "left: {dirs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(removal_threads(), 0, "the removal keeps running");
+    }
 
     #[test]
     fn reads_cgroup_mounts() {

@@ -12,6 +12,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,7 +76,10 @@ struct Browser {
 impl Browser {
     async fn start(chromedriver: &Path, chromium: Option<&Path>, shots: PathBuf) -> Browser {
         let port = free_port();
+        // A process group of its own, so that the browsers it starts can be
+        // ended with it.
         let driver = Command::new(chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -319,8 +323,27 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session's browser dies with its driver.
-        let _ = self.driver.kill();
+        // Ending the session closes its browser; killing the driver alone
+        // would leave the browser's processes running.
+        if !self.session.is_empty() {
+            let address = self.base.trim_start_matches("http://").to_owned();
+            if let Ok(mut conn) = std::net::TcpStream::connect(&address) {
+                use std::io::{Read, Write};
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = format!(
+                    "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
+                if conn.write_all(request.as_bytes()).is_ok() {
+                    let _ = conn.read_to_end(&mut Vec::new());
+                }
+            }
+        }
+        // And whatever is left of the driver's process group.
+        if let Ok(pgid) = i32::try_from(self.driver.id()) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
         let _ = self.driver.wait();
     }
 }

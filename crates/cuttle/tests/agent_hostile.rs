@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::client::{dial, hello};
@@ -241,22 +242,33 @@ fn peak_memory(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// A server with a Dev environment, and what it says about itself to agents
+/// (`/api/agents/server-thumbprint`).
+fn server_with_dev(data_dir: &Path, db: Option<&str>) -> (ServerProcess, serde_json::Value) {
+    let server = ServerProcess::start(data_dir, db, &[]);
+    api(
+        &server,
+        "POST",
+        "/api/environments",
+        Some(json!({"Name": "Dev"})),
+    );
+    let about = api(&server, "GET", "/api/agents/server-thumbprint", None);
+    (server, about)
+}
+
+fn thumbprint_of(about: &serde_json::Value) -> cuttle_protocol::Thumbprint {
+    about["Thumbprint"]
+        .as_str()
+        .expect("the server's thumbprint")
+        .parse()
+        .expect("a thumbprint")
+}
+
 #[test]
 fn fault_a_hostile_agent_fails_its_health_check_without_growing_the_server() {
     on_both("agent_hostile", |data_dir, db| {
-        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
-        api(
-            &server,
-            "POST",
-            "/api/environments",
-            Some(json!({"Name": "Dev"})),
-        );
-        let server_thumbprint: cuttle_protocol::Thumbprint =
-            api(&server, "GET", "/api/agents/server-thumbprint", None)["Thumbprint"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+        let (server, about) = server_with_dev(&data_dir, db.as_deref());
+        let server_thumbprint = thumbprint_of(&about);
         let mut policy = api(&server, "GET", "/api/machinepolicies", None)["Items"][0].clone();
         policy["ConnectionConnectTimeout"] = json!("00:00:05");
         let policy_id = policy["Id"].as_str().unwrap().to_owned();
@@ -358,19 +370,8 @@ fn running_with(lines: Vec<String>) -> hyper::body::Bytes {
 #[test]
 fn fault_an_agent_flooding_a_running_script_does_not_grow_the_server() {
     on_both("agent_hostile_flood", |data_dir, db| {
-        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
-        api(
-            &server,
-            "POST",
-            "/api/environments",
-            Some(json!({"Name": "Dev"})),
-        );
-        let server_thumbprint: cuttle_protocol::Thumbprint =
-            api(&server, "GET", "/api/agents/server-thumbprint", None)["Thumbprint"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+        let (server, about) = server_with_dev(&data_dir, db.as_deref());
+        let server_thumbprint = thumbprint_of(&about);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("flood");
         let registered = register(&server, &dir, "flood", Mode::Listening(&["web"]));
@@ -517,16 +518,8 @@ async fn fault_an_agent_refusing_every_chunk_does_not_hold_an_upload() {
 #[test]
 fn fault_a_hostile_polling_agent_does_not_grow_the_server() {
     on_both("agent_hostile_polling", |data_dir, db| {
-        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
-        api(
-            &server,
-            "POST",
-            "/api/environments",
-            Some(json!({"Name": "Dev"})),
-        );
-        let about = api(&server, "GET", "/api/agents/server-thumbprint", None);
-        let server_thumbprint: cuttle_protocol::Thumbprint =
-            about["Thumbprint"].as_str().unwrap().parse().unwrap();
+        let (server, about) = server_with_dev(&data_dir, db.as_deref());
+        let server_thumbprint = thumbprint_of(&about);
         let port = about["PollingPort"].as_u64().expect("a polling port");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("poller");
@@ -577,13 +570,7 @@ fn fault_a_hostile_polling_agent_does_not_grow_the_server() {
 #[test]
 fn fault_a_script_flooding_its_output_does_not_grow_the_server() {
     on_both("script_flood", |data_dir, db| {
-        let server = ServerProcess::start(&data_dir, db.as_deref(), &[]);
-        api(
-            &server,
-            "POST",
-            "/api/environments",
-            Some(json!({"Name": "Dev"})),
-        );
+        let (server, _) = server_with_dev(&data_dir, db.as_deref());
         let project = api(
             &server,
             "POST",

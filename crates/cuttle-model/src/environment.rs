@@ -14,4 +14,9 @@ pub struct Environment {
     pub sort_order: i64,
     pub use_guided_failure: bool,
     pub allow_dynamic_infrastructure: bool,
+    /// Octopus's per-extension settings (issue trackers and the like), which
+    /// Cuttle has none of: always present for clients that read it, always
+    /// empty.
+    #[serde(skip_deserializing)]
+    pub extension_settings: Vec<serde_json::Value>,
 }

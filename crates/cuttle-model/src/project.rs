@@ -77,6 +77,52 @@ pub struct Project {
     pub versioning_strategy: VersioningStrategy,
     pub project_connectivity_policy: ConnectivityPolicy,
     pub release_notes_template: Option<String>,
+    /// Octopus features Cuttle does not have, in the shape Octopus gives
+    /// them on a project that does not use them: clients read these fields
+    /// (the official client's types require them), so they are always
+    /// present and always empty. What a client sends for them is ignored,
+    /// as every unknown field is.
+    #[serde(skip_deserializing)]
+    pub release_creation_strategy: ReleaseCreationStrategy,
+    #[serde(skip_deserializing)]
+    pub templates: Vec<Value>,
+    #[serde(skip_deserializing)]
+    pub auto_deploy_release_overrides: Vec<Value>,
+    #[serde(skip_deserializing)]
+    pub extension_settings: Vec<Value>,
+    #[serde(skip_deserializing)]
+    pub cloned_from_project_id: Option<String>,
+    /// Every project lives in the database; none is kept in Git.
+    #[serde(skip_deserializing)]
+    pub is_version_controlled: bool,
+    #[serde(skip_deserializing)]
+    pub persistence_settings: PersistenceSettings,
+}
+
+/// Octopus's automatic release creation on a package push; Cuttle has none,
+/// so every part is null.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ReleaseCreationStrategy {
+    pub channel_id: Option<String>,
+    pub release_creation_package: Option<Value>,
+    pub release_creation_package_step_id: Option<String>,
+}
+
+/// Where a project is kept: `Database` (Octopus's other kind,
+/// `VersionControlled`, keeps it in Git).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PersistenceSettings {
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+impl Default for PersistenceSettings {
+    fn default() -> Self {
+        Self {
+            kind: "Database".into(),
+        }
+    }
 }
 
 impl Default for Project {
@@ -101,6 +147,13 @@ impl Default for Project {
             versioning_strategy: VersioningStrategy::default(),
             project_connectivity_policy: ConnectivityPolicy::default(),
             release_notes_template: None,
+            release_creation_strategy: ReleaseCreationStrategy::default(),
+            templates: vec![],
+            auto_deploy_release_overrides: vec![],
+            extension_settings: vec![],
+            cloned_from_project_id: None,
+            is_version_controlled: false,
+            persistence_settings: PersistenceSettings::default(),
         }
     }
 }

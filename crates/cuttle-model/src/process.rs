@@ -50,9 +50,20 @@ pub struct Action {
     pub tenant_tags: Vec<String>,
     pub worker_pool_id: Option<String>,
     pub worker_pool_variable: Option<String>,
+    pub container: ActionContainer,
     pub packages: Vec<PackageReference>,
     pub condition: Option<String>,
     pub properties: Properties,
+}
+
+/// The execution container Octopus may run an action in. Cuttle runs
+/// actions on its workers and agents directly, so only the empty one (both
+/// null) is accepted; it is kept because clients send and read it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ActionContainer {
+    pub image: Option<String>,
+    pub feed_id: Option<String>,
 }
 
 impl Action {

@@ -317,6 +317,20 @@ fn validate_steps(steps: &mut [Step]) -> Result<()> {
                     action.name
                 ));
             }
+            // Octopus clients send an empty container (`Image: null`); an
+            // empty string means the same.
+            if let Some(image) = action
+                .container
+                .image
+                .take()
+                .filter(|i| !i.trim().is_empty())
+            {
+                errors.push(format!(
+                    "{label}: the action '{}' asks to run in the container image '{}', but Cuttle runs steps on its workers and agents, not in execution containers; leave Container.Image null",
+                    action.name,
+                    image.trim()
+                ));
+            }
         }
         for problem in step_content_problems(step) {
             errors.push(format!("{label} ('{}'): {problem}", step.name));

@@ -38,11 +38,15 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     /// Half of the 1,024 descriptors a process commonly gets, leaving the
     /// rest to the database, agents, packages and logs; timeouts long enough
-    /// for any client on a slow link.
+    /// for any client on a slow link. Idle connections are kept as long as
+    /// Octopus Server keeps them (130 s): clients pool them on that
+    /// assumption, and one whose event loop was busy longer than the server
+    /// waited (Node.js zipping a package before pushing it) sends its next
+    /// request on a connection already closed and fails with a reset.
     fn default() -> Self {
         HttpLimits {
             max_connections: 512,
-            header_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(130),
             body_timeout: Duration::from_secs(60),
         }
     }

@@ -198,3 +198,51 @@ async fn fault_a_stalled_request_body_is_cut_off() {
         .unwrap();
     assert_eq!(list["TotalResults"], 0, "{list}");
 }
+
+/// Reads one response with a `Content-Length` body off a kept-alive
+/// connection; empty when the server closed or reset it instead.
+async fn read_response(tcp: &mut TcpStream) -> String {
+    let mut got = vec![];
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match tokio::time::timeout(BOUND, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return String::from_utf8_lossy(&got).into_owned(),
+        }
+    }
+}
+
+/// Octopus clients pool connections for as long as Octopus keeps them; one
+/// busy for longer than half a minute (zipping a large package, say) then
+/// sends its next request on the connection it already had.
+#[tokio::test]
+async fn a_kept_alive_connection_outlasts_a_client_busy_for_longer_than_half_a_minute() {
+    let port = serve(HttpLimits::default()).await;
+    let mut tcp = TcpStream::connect(port.addr).await.unwrap();
+    let request = b"GET /api HTTP/1.1\r\nHost: test\r\n\r\n";
+    tcp.write_all(request).await.unwrap();
+    let first = read_response(&mut tcp).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    tcp.write_all(request).await.unwrap();
+    let second = read_response(&mut tcp).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the kept-alive connection was closed while the client was busy: {second:?}"
+    );
+}

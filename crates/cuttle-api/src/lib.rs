@@ -61,6 +61,11 @@ fn app(instance: AppState, closing: Closing) -> Router {
         .fallback(routes::not_found)
         .layer(Extension(closing))
         .layer(axum::middleware::from_fn(requests::refuse_nul))
+        // A bug in one handler answers that request with a 500 and leaves
+        // the connection, and every other request, alone.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan))
         .with_state(instance)
 }

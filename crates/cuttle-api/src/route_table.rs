@@ -412,8 +412,7 @@ fn operation_id(path: &str, method: &HttpMethod) -> String {
 /// the space.
 fn tag(path: &str) -> String {
     path.split('/')
-        .filter(|s| !s.is_empty() && *s != "api" && !s.starts_with('{'))
-        .next()
+        .find(|s| !s.is_empty() && *s != "api" && !s.starts_with('{'))
         .unwrap_or("api")
         .to_owned()
 }

@@ -22,7 +22,7 @@ pub fn property_text(props: &Properties, key: &str) -> Option<String> {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PackageReference {
     pub id: String,
@@ -30,10 +30,11 @@ pub struct PackageReference {
     pub package_id: String,
     pub feed_id: String,
     pub acquisition_location: String,
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Action {
     pub id: String,
@@ -53,13 +54,14 @@ pub struct Action {
     pub container: ActionContainer,
     pub packages: Vec<PackageReference>,
     pub condition: Option<String>,
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
 /// The execution container Octopus may run an action in. Cuttle runs
 /// actions on its workers and agents directly, so only the empty one (both
 /// null) is accepted; it is kept because clients send and read it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ActionContainer {
     pub image: Option<String>,
@@ -81,7 +83,7 @@ impl Action {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Step {
     pub id: String,
@@ -92,6 +94,7 @@ pub struct Step {
     /// `StartAfterPrevious` or `StartWithPrevious`.
     pub start_trigger: String,
     pub package_requirement: String,
+    #[schema(value_type = Object)]
     pub properties: Properties,
     pub actions: Vec<Action>,
 }
@@ -129,7 +132,7 @@ impl Default for Step {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DeploymentProcess {
     pub id: String,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The body CI plugins send.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NewBuildInformation {
     pub package_id: String,
@@ -23,7 +23,7 @@ pub struct NewBuildInformation {
     pub octopus_build_information: BuildDetails,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct BuildDetails {
     pub build_environment: String,
@@ -36,7 +36,7 @@ pub struct BuildDetails {
     pub commits: Vec<NewCommit>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NewCommit {
     pub id: String,

@@ -10,6 +10,7 @@
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
 //! - [`requests`]: checks every request passes, and its redacted trace span.
+//! - [`route_case`]: route paths match case-insensitively on their literals.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
 //!
@@ -21,6 +22,7 @@ pub mod error;
 pub mod json;
 pub mod links;
 pub mod requests;
+pub mod route_case;
 pub mod routes;
 pub mod space;
 
@@ -30,6 +32,7 @@ use cuttle_service::Instance;
 use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub type AppState = Arc<Instance>;
 
@@ -45,14 +48,21 @@ pub fn router(instance: AppState) -> Router {
 }
 
 fn app(instance: AppState, closing: Closing) -> Router {
-    routes::all()
+    let api = routes::all();
+    let case = Arc::new(route_case::RouteCase::of(&api));
+    let routed = api
         // The portal's pages, over the same services; none is under /api.
         .merge(cuttle_portal::router())
         .fallback(routes::not_found)
         .layer(Extension(closing))
         .layer(axum::middleware::from_fn(requests::refuse_nul))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan))
-        .with_state(instance)
+        .with_state(instance);
+    // Layers on a router run once a route has matched; the path's spelling
+    // must be settled before, so the rewrite wraps the whole router.
+    Router::new().fallback_service(
+        routed.map_request(move |request: axum::extract::Request| case.rewrite(request)),
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets requests

@@ -7,6 +7,7 @@
 //! - [`connections`]: the accept loop, its connection cap and timeouts.
 //! - [`json`]: case-insensitive request bodies.
 //! - [`auth`]: the [`auth::Caller`] extractor (API keys).
+//! - [`capabilities`]: the requests `/api/capabilities` lists, by Octopus's names.
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
 //! - [`requests`]: checks every request passes, and its redacted trace span.
@@ -17,6 +18,7 @@
 //! The web portal (`cuttle_portal`) is merged in at `/`.
 
 pub mod auth;
+pub mod capabilities;
 pub mod connections;
 pub mod error;
 pub mod json;

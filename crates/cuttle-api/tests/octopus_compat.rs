@@ -1,10 +1,12 @@
 //! What long-lived Octopus clients take for granted beyond the resource
 //! shapes: route paths that match whatever the case of their literal
-//! segments.
+//! segments, and a capabilities document that lists, by Octopus's names,
+//! the requests the server answers.
 
 mod common;
 
 use common::{on_both, Server};
+use cuttle_api::capabilities::CAPABILITIES;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -171,6 +173,50 @@ async fn literal_segments_match_in_any_case_and_ids_keep_theirs() {
             "{}",
             home.status()
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn capabilities_name_the_requests_the_server_answers() {
+    on_both("capabilities", |s| async move {
+        let listed = s.get("/api/capabilities").await;
+        assert_eq!(listed.status, StatusCode::OK);
+        let names: Vec<&str> = listed.body["Capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for expected in [
+            "GetAllSpacesRequest",
+            "CreateReleaseCommandV1",
+            "CreateDeploymentUntenantedCommandV1",
+        ] {
+            assert!(names.contains(&expected), "{expected}: {names:?}");
+        }
+        // Every name listed stands for a request that is answered: with an
+        // empty body a command is refused as invalid, never unknown.
+        for name in &names {
+            let c = CAPABILITIES
+                .iter()
+                .find(|c| c.name == *name)
+                .unwrap_or_else(|| panic!("{name} has no route"));
+            let path = c.path.replace("{spaceId}", "Spaces-1");
+            let method = Method::from_bytes(c.method.as_bytes()).unwrap();
+            let r = match method {
+                Method::GET => s.get(&path).await,
+                m => s.send(m, &path, &json!({})).await,
+            };
+            assert!(
+                r.status != StatusCode::NOT_FOUND && r.status != StatusCode::METHOD_NOT_ALLOWED,
+                "{name}: {} {path} → {}: {}",
+                c.method,
+                r.status,
+                r.body
+            );
+        }
+        assert_eq!(names.len(), CAPABILITIES.len(), "{names:?}");
     })
     .await;
 }

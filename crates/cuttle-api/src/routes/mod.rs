@@ -168,14 +168,9 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// The requests this server answers beyond the resource routes.
+/// The requests this server answers, by Octopus's names.
 async fn capabilities() -> Json<Value> {
-    Json(json!({"Capabilities": [
-        "CreateReleaseCommandV1",
-        "CreateDeploymentUntenantedCommandV1",
-        "TaskDetails",
-        "TaskCancel",
-    ]}))
+    Json(json!({"Capabilities": crate::capabilities::names()}))
 }
 
 async fn me(Caller(user): Caller) -> Json<Value> {

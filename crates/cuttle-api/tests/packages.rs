@@ -671,11 +671,17 @@ async fn overwrite_modes_decide_what_happens_to_an_existing_version() {
 
         let r = push_with(&s, "Acme.Web.1.0.0.zip", &b, "").await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}: {}", s.backend, r.body);
-        assert!(
-            r.error_text()
-                .contains("A package with the same name and version already exists"),
+        // Octopus's words, which clients look for, and then Cuttle's.
+        assert_eq!(
+            r.body["ErrorMessage"], "A package with the same name and version already exists.",
             "{}",
-            r.error_text()
+            r.body
+        );
+        let why = r.body["Errors"][0].as_str().unwrap_or("");
+        assert!(
+            why.contains("Acme.Web 1.0.0") && why.contains("OverwriteExisting"),
+            "{}",
+            r.body
         );
         let r = push_with(&s, "Acme.Web.1.0.0.zip", &b, "?overwriteMode=FailIfExists").await;
         assert_eq!(r.status, StatusCode::CONFLICT);

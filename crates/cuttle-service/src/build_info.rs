@@ -14,6 +14,11 @@ use cuttle_store::{DocumentQuery, Store};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Octopus's words for build information that exists already, which
+/// clients look for in the error.
+pub const BUILD_INFORMATION_EXISTS: &str =
+    "Metadata for the specified Package ID and version already exists.";
+
 /// The body CI plugins send.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -21,6 +26,9 @@ pub struct NewBuildInformation {
     pub package_id: String,
     pub version: String,
     pub octopus_build_information: BuildDetails,
+    /// What to do when the version has build information already, for
+    /// clients that say it in the body rather than the query.
+    pub overwrite_mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,9 +84,12 @@ pub async fn create(
         return Ok(found.clone());
     }
     if existing.is_some() && mode == OverwriteMode::FailIfExists {
-        return Err(ServiceError::Conflict(format!(
-            "Build information for {package_id} {version} already exists; send overwriteMode=OverwriteExisting to replace it"
-        )));
+        return Err(ServiceError::AlreadyExists {
+            octopus: BUILD_INFORMATION_EXISTS,
+            detail: format!(
+                "Build information for {package_id} {version} already exists; send overwriteMode=OverwriteExisting to replace it, or IgnoreIfExists to keep it"
+            ),
+        });
     }
     let b = new.octopus_build_information;
     let mut record = BuildInformation {

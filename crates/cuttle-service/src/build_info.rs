@@ -7,7 +7,7 @@ use crate::resources::{audit, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::build_info::{build_information_name, commit_url, BuildInformation, Commit};
 use cuttle_model::ids::Collection;
-use cuttle_model::package::{compare_versions, is_valid_package_id, is_valid_version};
+use cuttle_model::package::{compare_versions, is_valid_package_id, is_valid_version, Package};
 use cuttle_model::release::SelectedPackage;
 use cuttle_model::{DeploymentProcess, Timestamp, User};
 use cuttle_store::{DocumentQuery, Store};
@@ -164,6 +164,32 @@ pub async fn list(
         .items
         .into_iter()
         .filter(|b| wanted.is_none_or(|p| b.package_id.eq_ignore_ascii_case(p)))
+        .collect())
+}
+
+/// The build information recorded for each of `packages`, in their order:
+/// the one for the same package id (any case) and the same version by
+/// precedence (`1.0` is `1.0.0`), or `None`. Build information may be
+/// pushed before or after its package, so the two are matched when read.
+pub async fn of_packages(
+    store: &Store,
+    space_id: &str,
+    packages: &[Package],
+) -> Result<Vec<Option<BuildInformation>>> {
+    if packages.is_empty() {
+        return Ok(vec![]);
+    }
+    let all = list(store, space_id, None).await?;
+    Ok(packages
+        .iter()
+        .map(|p| {
+            all.iter()
+                .find(|b| {
+                    b.package_id.eq_ignore_ascii_case(&p.package_id)
+                        && compare_versions(&b.version, &p.version).is_eq()
+                })
+                .cloned()
+        })
         .collect())
 }
 

@@ -105,3 +105,13 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The answer to a request whose handler panicked; the panic itself is
+/// logged by the panic hook.
+pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The server met an unexpected error while answering this request.",
+    )
+    .into_response()
+}

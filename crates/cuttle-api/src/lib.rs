@@ -14,6 +14,8 @@
 //! - [`route_case`]: route paths match case-insensitively on their literals.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
+//! - [`route_table`]: registers each route with its description.
+//! - [`openapi`]: the OpenAPI document built from that table.
 //!
 //! The web portal (`cuttle_portal`) is merged in at `/`.
 
@@ -23,8 +25,10 @@ pub mod connections;
 pub mod error;
 pub mod json;
 pub mod links;
+pub mod openapi;
 pub mod requests;
 pub mod route_case;
+pub mod route_table;
 pub mod routes;
 pub mod space;
 
@@ -49,15 +53,28 @@ pub fn router(instance: AppState) -> Router {
     app(instance, Closing::default())
 }
 
+/// The OpenAPI document of the whole API, as `/api/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes::all()).1
+}
+
 fn app(instance: AppState, closing: Closing) -> Router {
-    let api = routes::all();
-    let case = Arc::new(route_case::RouteCase::of(&api));
+    let table = routes::all();
+    // The document's own route is added by `finish`, after the table.
+    let templates = table.templates().chain([openapi::PATH]);
+    let case = Arc::new(route_case::RouteCase::new(templates));
+    let (api, _) = openapi::finish(table);
     let routed = api
         // The portal's pages, over the same services; none is under /api.
         .merge(cuttle_portal::router())
         .fallback(routes::not_found)
         .layer(Extension(closing))
         .layer(axum::middleware::from_fn(requests::refuse_nul))
+        // A bug in one handler answers that request with a 500 and leaves
+        // the connection, and every other request, alone.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan))
         .with_state(instance);
     // Layers on a router run once a route has matched; the path's spelling

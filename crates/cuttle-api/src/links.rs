@@ -317,10 +317,12 @@ pub fn page<T: Serialize + Linked>(
         "Page.Current".into(),
         json!(format!("{path}?skip={skip}&take={take}")),
     );
-    if skip + take < total {
+    // `skip` comes from the query string: near i64::MAX the sum would overflow.
+    let next = skip.saturating_add(take);
+    if next < total {
         links.insert(
             "Page.Next".into(),
-            json!(format!("{path}?skip={}&take={take}", skip + take)),
+            json!(format!("{path}?skip={next}&take={take}")),
         );
     }
     let last_skip = if pages > 0 { (pages - 1) * take } else { 0 };

@@ -186,3 +186,20 @@ async fn fault_a_new_api_key_is_not_cached() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn fault_a_skip_near_the_largest_integer_pages_past_the_end() {
+    on_both("huge-skip", |s| async move {
+        for path in [
+            "/api/users?skip=9223372036854775806",
+            "/api/Spaces-1/projects?skip=9223372036854775807&take=2147483647",
+            "/api/spaces?skip=9223372036854775000",
+        ] {
+            let r = s.get(path).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+            assert_eq!(r.body["Items"], json!([]), "{path}");
+            assert!(r.body["Links"]["Page.Next"].is_null(), "{path}");
+        }
+    })
+    .await;
+}

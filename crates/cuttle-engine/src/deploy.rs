@@ -427,9 +427,13 @@ impl<'a> StepScope<'a> {
                         .iter()
                         .filter_map(|t| self.loaded.targets.iter().find(|m| m.id == t.id))
                         .collect();
-                    let machines = match self.available(machines, activity) {
+                    let machines = match self.available(machines, activity).await {
                         Ok(m) => m,
-                        Err(why) => {
+                        Err(Unavailable::Canceled) => {
+                            canceled = true;
+                            break;
+                        }
+                        Err(Unavailable::Failed(why)) => {
                             activity.error(&why);
                             failures.push(format!("The step '{}' failed: {why}", step.name));
                             step_failed = true;
@@ -482,15 +486,23 @@ impl<'a> StepScope<'a> {
     }
 }
 
+/// Why a step does not run on its targets.
+enum Unavailable {
+    Failed(String),
+    Canceled,
+}
+
 impl StepScope<'_> {
     /// The targets to run on: an unavailable one (as its last health check
-    /// found) fails the step at once, naming it, unless the project skips
-    /// unavailable machines, in which case it is left out with a warning.
-    fn available<'m>(
+    /// found) fails the step at once, naming it, and so does a polling
+    /// target whose agent does not connect within its policy's connect
+    /// timeout; unless the project skips unavailable machines, in which
+    /// case they are left out with a warning.
+    async fn available<'m>(
         &self,
         machines: Vec<&'m Machine>,
         activity: &ActivityLog,
-    ) -> Result<Vec<&'m Machine>, String> {
+    ) -> Result<Vec<&'m Machine>, Unavailable> {
         let policy = &self.loaded.project.project_connectivity_policy;
         let skip = policy
             .skip_machine_behavior
@@ -502,31 +514,57 @@ impl StepScope<'_> {
                 HealthStatus::Unavailable | HealthStatus::Unhealthy
             )
         });
-        if down.is_empty() {
+        if !down.is_empty() {
+            let described: Vec<String> = down
+                .iter()
+                .map(|m| format!("{} ({:?}: {})", m.name, m.health_status, m.status_summary))
+                .collect();
+            if !skip {
+                return Err(Unavailable::Failed(format!(
+                    "the deployment target{} {} {} unavailable; check {}, or exclude {} from the deployment",
+                    if down.len() == 1 { "" } else { "s" },
+                    described.join(", "),
+                    if down.len() == 1 { "is" } else { "are" },
+                    if down.len() == 1 { "its health" } else { "their health" },
+                    if down.len() == 1 { "it" } else { "them" },
+                )));
+            }
+            activity.log(
+                LogCategory::Warning,
+                format!(
+                    "Skipping unavailable deployment targets, as the project asks: {}",
+                    described.join(", ")
+                ),
+            );
+        }
+        let Some(agents) = &self.ctx.agents else {
+            // Running on them says why no agent can be reached.
+            return Ok(up);
+        };
+        let away =
+            crate::polling_wait::not_connected(agents, &self.ctx.store, &up, activity, self.cancel)
+                .await
+                .map_err(|_| Unavailable::Canceled)?;
+        if away.is_empty() {
             return Ok(up);
         }
-        let described: Vec<String> = down
-            .iter()
-            .map(|m| format!("{} ({:?}: {})", m.name, m.health_status, m.status_summary))
-            .collect();
         if !skip {
-            return Err(format!(
-                "the deployment target{} {} {} unavailable; check {}, or exclude {} from the deployment",
-                if down.len() == 1 { "" } else { "s" },
-                described.join(", "),
-                if down.len() == 1 { "is" } else { "are" },
-                if down.len() == 1 { "its health" } else { "their health" },
-                if down.len() == 1 { "it" } else { "them" },
-            ));
+            let reasons: Vec<String> = away.iter().map(|a| a.describe()).collect();
+            return Err(Unavailable::Failed(reasons.join("; ")));
         }
-        activity.log(
-            LogCategory::Warning,
-            format!(
-                "Skipping unavailable deployment targets, as the project asks: {}",
-                described.join(", ")
-            ),
-        );
-        Ok(up)
+        for a in &away {
+            activity.log(
+                LogCategory::Warning,
+                format!(
+                    "{}; the machine was skipped, as the project skips unavailable machines",
+                    a.describe()
+                ),
+            );
+        }
+        Ok(up
+            .into_iter()
+            .filter(|m| !away.iter().any(|a| a.machine.id == m.id))
+            .collect())
     }
 }
 

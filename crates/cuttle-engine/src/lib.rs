@@ -32,6 +32,7 @@ pub mod log;
 pub mod package;
 pub mod package_step;
 pub mod plan;
+pub mod polling_wait;
 pub mod remote;
 pub mod runner;
 pub mod sandbox;

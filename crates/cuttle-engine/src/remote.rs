@@ -422,6 +422,8 @@ struct Session<'a> {
     name: &'a str,
     connection: Option<AgentConnection>,
     unreachable_since: Option<Instant>,
+    /// Whether the agent has been connected at all in this session.
+    connected_once: bool,
 }
 
 impl<'a> Session<'a> {
@@ -449,6 +451,7 @@ impl<'a> Session<'a> {
             name: target.name,
             connection: None,
             unreachable_since: None,
+            connected_once: false,
         })
     }
 
@@ -473,6 +476,7 @@ impl<'a> Session<'a> {
             .connect(self.endpoint(), self.limits.connect)
             .await?;
         self.connection = Some(c.clone());
+        self.connected_once = true;
         Ok(c)
     }
 
@@ -481,10 +485,22 @@ impl<'a> Session<'a> {
     }
 
     /// After a failed request: drop the connection and pause, or give up
-    /// once the agent has been unreachable for the policy's retry limit.
+    /// once the agent has been unreachable for the policy's retry limit. A
+    /// polling agent that has not connected at all within the connect
+    /// timeout is given up on at once: it is not running, and retrying
+    /// would only keep the task waiting for the whole retry limit.
     async fn lost(&mut self, error: ProtocolError) -> Result<(), String> {
         self.connection = None;
         self.agents.forget(self.endpoint());
+        if let ProtocolError::NotConnected { after, .. } = &error {
+            if !self.connected_once {
+                return Err(format!(
+                    "The polling agent on {} did not connect within {}",
+                    self.name,
+                    crate::polling_wait::seconds(*after)
+                ));
+            }
+        }
         let since = *self.unreachable_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.limits.retry {
             return Err(format!(

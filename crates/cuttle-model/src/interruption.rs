@@ -23,7 +23,7 @@ pub const FIELD_NOTES: &str = "Notes";
 pub const FIELD_RESULT: &str = "Result";
 pub const FIELD_GUIDANCE: &str = "Guidance";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub enum InterruptionKind {
     #[default]
     ManualIntervention,
@@ -58,7 +58,7 @@ impl Decision {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Button {
     pub text: String,
@@ -66,7 +66,7 @@ pub struct Button {
     pub requires_confirmation: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "Type", rename_all_fields = "PascalCase")]
 pub enum Control {
     Paragraph { text: String, resolve_links: bool },
@@ -74,7 +74,7 @@ pub enum Control {
     SubmitButtonGroup { buttons: Vec<Button> },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct FormElement {
     pub name: String,
@@ -82,14 +82,14 @@ pub struct FormElement {
     pub is_value_required: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Form {
     pub values: BTreeMap<String, Option<String>>,
     pub elements: Vec<FormElement>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Interruption {
     pub id: String,

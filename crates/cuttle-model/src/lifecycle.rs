@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RetentionPolicy {
     pub quantity_to_keep: i64,
@@ -20,7 +20,7 @@ impl Default for RetentionPolicy {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Phase {
     pub id: String,
@@ -33,7 +33,7 @@ pub struct Phase {
     pub tentacle_retention_policy: Option<RetentionPolicy>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Lifecycle {
     pub id: String,

@@ -6,7 +6,7 @@ use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// How the server and an agent reach each other.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum CommunicationStyle {
     /// Listening agent: the server dials `https://host:port/`.
     TentaclePassive,
@@ -15,7 +15,7 @@ pub enum CommunicationStyle {
     TentacleActive,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum HealthStatus {
     #[default]
     Unknown,
@@ -39,7 +39,7 @@ impl HealthStatus {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Endpoint {
     pub id: Option<String>,
@@ -158,7 +158,7 @@ fn valid_host_port(authority: &str) -> bool {
 macro_rules! agent_machine {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty,)* }) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+        #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
         #[serde(rename_all = "PascalCase", default)]
         pub struct $name {
             pub id: String,
@@ -287,7 +287,7 @@ agent_machine!(
 );
 
 /// A named set of workers that steps run on.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct WorkerPool {
     pub id: String,

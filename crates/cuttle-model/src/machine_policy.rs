@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub const DEFAULT_MACHINE_POLICY_NAME: &str = "Default Machine Policy";
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct MachinePolicy {
     pub id: String,
@@ -31,7 +31,7 @@ pub struct MachinePolicy {
 
 /// Octopus's package cache retention: `Default`, or `Quantities` with
 /// `QuantityOfVersionsToKeep` versions of each package.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PackageCacheRetention {
     pub strategy: String,
@@ -85,7 +85,7 @@ impl Default for MachinePolicy {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct MachineHealthCheckPolicy {
     pub health_check_interval: String,
@@ -107,7 +107,7 @@ impl Default for MachineHealthCheckPolicy {
 
 /// An extra health-check script; `RunType` "Inline" with an empty body runs
 /// only the built-in checks.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ScriptPolicy {
     pub run_type: String,
@@ -123,20 +123,20 @@ impl Default for ScriptPolicy {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum HealthCheckType {
     #[default]
     RunScript,
     OnlyConnectivity,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct MachineConnectivityPolicy {
     pub machine_connectivity_behavior: MachineConnectivityBehavior,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum MachineConnectivityBehavior {
     #[default]
     ExpectedToBeOnline,

@@ -21,7 +21,7 @@ use std::cmp::Ordering;
 
 /// A package version in the built-in feed. The file itself is kept by its
 /// content (`Hash`); this is what is known about it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Package {
     /// `packages-<PackageId>.<Version>`, as Octopus names it.

@@ -22,7 +22,7 @@ pub fn property_text(props: &Properties, key: &str) -> Option<String> {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PackageReference {
     pub id: String,
@@ -30,10 +30,11 @@ pub struct PackageReference {
     pub package_id: String,
     pub feed_id: String,
     pub acquisition_location: String,
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Action {
     pub id: String,
@@ -52,6 +53,7 @@ pub struct Action {
     pub worker_pool_variable: Option<String>,
     pub packages: Vec<PackageReference>,
     pub condition: Option<String>,
+    #[schema(value_type = Object)]
     pub properties: Properties,
 }
 
@@ -70,7 +72,7 @@ impl Action {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Step {
     pub id: String,
@@ -81,6 +83,7 @@ pub struct Step {
     /// `StartAfterPrevious` or `StartWithPrevious`.
     pub start_trigger: String,
     pub package_requirement: String,
+    #[schema(value_type = Object)]
     pub properties: Properties,
     pub actions: Vec<Action>,
 }
@@ -118,7 +121,7 @@ impl Default for Step {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DeploymentProcess {
     pub id: String,

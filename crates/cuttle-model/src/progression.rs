@@ -65,7 +65,7 @@ impl ReleaseHistory {
 /// A phase with its environments worked out (implicit phases of a lifecycle
 /// without phases, "any environment" phases, environments that no longer
 /// exist left out).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct EffectivePhase {
     pub id: String,
@@ -166,7 +166,7 @@ pub fn effective_phases(
         .collect()
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum PhaseProgress {
     /// Enough of its environments succeeded.
     Complete,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ProjectGroup {
     pub id: String,
@@ -17,7 +17,7 @@ pub struct ProjectGroup {
 
 pub const DEFAULT_PROJECT_GROUP_NAME: &str = "Default Project Group";
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VersioningStrategy {
     pub template: String,
@@ -35,7 +35,7 @@ impl Default for VersioningStrategy {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ConnectivityPolicy {
     pub skip_machine_behavior: String,
@@ -55,7 +55,7 @@ impl Default for ConnectivityPolicy {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Project {
     pub id: String,
@@ -106,7 +106,7 @@ impl Default for Project {
 }
 
 /// A package of a deployment action that a channel rule constrains.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DeploymentActionPackage {
     pub deployment_action: String,
@@ -116,7 +116,7 @@ pub struct DeploymentActionPackage {
 /// A channel version rule (see [`crate::version_rule`]). In Octopus a rule
 /// constrains the package versions of its `ActionPackages`; a rule without
 /// any constrains the release version itself.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ChannelRule {
     pub id: String,
@@ -125,7 +125,7 @@ pub struct ChannelRule {
     pub action_packages: Vec<DeploymentActionPackage>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Channel {
     pub id: String,

@@ -56,6 +56,19 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// In the API's description a timestamp is an RFC 3339 date and time.
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 /// Formats a duration the way Octopus shows task durations ("1 minute", "3 seconds").
 pub fn human_duration(ms: i64) -> String {
     let secs = ms.max(0) / 1000;

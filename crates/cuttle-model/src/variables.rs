@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The dimensions a variable's value can be scoped to. Within one dimension the
 /// listed values are alternatives; across dimensions all must match.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VariableScope {
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -37,7 +37,7 @@ impl VariableScope {
 }
 
 /// How a prompted variable asks for its value at deployment time.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VariablePrompt {
     pub label: String,
@@ -46,7 +46,7 @@ pub struct VariablePrompt {
     pub display_settings: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Variable {
     pub id: String,
@@ -121,7 +121,7 @@ pub fn canonical_variable_type(kind: &str) -> Option<&'static str> {
 
 /// The variables a project or a library variable set owns. Sensitive values
 /// are kept encrypted; what leaves the server never carries them.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct VariableSet {
     pub id: String,
@@ -135,7 +135,7 @@ pub struct VariableSet {
 
 /// The values a variable set's scopes may name, as `GET /variables/{id}`
 /// returns them for editors.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ScopeValues {
     pub environments: Vec<ReferenceItem>,
@@ -147,7 +147,7 @@ pub struct ScopeValues {
     pub processes: Vec<ReferenceItem>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ReferenceItem {
     pub id: String,
@@ -155,7 +155,7 @@ pub struct ReferenceItem {
 }
 
 /// A named set of variables that many projects include.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct LibraryVariableSet {
     pub id: String,

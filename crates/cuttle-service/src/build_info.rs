@@ -20,7 +20,7 @@ pub const BUILD_INFORMATION_EXISTS: &str =
     "Metadata for the specified Package ID and version already exists.";
 
 /// The body CI plugins send.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NewBuildInformation {
     pub package_id: String,
@@ -31,7 +31,7 @@ pub struct NewBuildInformation {
     pub overwrite_mode: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct BuildDetails {
     pub build_environment: String,
@@ -44,7 +44,7 @@ pub struct BuildDetails {
     pub commits: Vec<NewCommit>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NewCommit {
     pub id: String,

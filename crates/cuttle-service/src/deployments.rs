@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// A deployment as clients ask for it (`POST /deployments`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NewDeployment {
     pub release_id: String,
@@ -265,7 +265,7 @@ pub fn prompt_applies(variable: &cuttle_model::Variable, environment_ids: &[Stri
 }
 
 /// `POST /api/{space}/deployments/create/untenanted/v1`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateDeploymentCommand {
     pub project_name: String,

@@ -29,7 +29,7 @@ const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// One log line; `Position` orders a task's lines and is what a reader
 /// resumes after.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct LogEvent {
     pub position: i64,
@@ -42,7 +42,7 @@ pub struct LogEvent {
 }
 
 /// One node of the activity tree (without its lines or children).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ActivityEvent {
     pub id: String,

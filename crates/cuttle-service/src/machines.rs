@@ -12,7 +12,8 @@ use cuttle_store::{Document, DocumentQuery, Store};
 use serde::Deserialize;
 
 /// The filters of a machine or worker list, beyond the usual paging ones.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MachineFilters {
     /// Comma-joined roles; a machine matches if it has any of them.
     pub roles: Option<String>,

@@ -493,7 +493,8 @@ async fn remove_stale_uploads(tmp: &Path) {
 // ---- reading ----
 
 /// The feed's list filters, besides paging.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PackageFilters {
     /// Part of the package id, in any case.
     pub filter: Option<String>,

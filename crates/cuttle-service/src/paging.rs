@@ -6,7 +6,8 @@ use serde::Deserialize;
 pub const TAKE_ALL: i64 = 2_147_483_647;
 pub const DEFAULT_TAKE: i64 = 30;
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     pub skip: Option<i64>,
     pub take: Option<i64>,

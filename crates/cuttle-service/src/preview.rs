@@ -10,7 +10,7 @@ use cuttle_model::{Environment, Project, Release};
 use cuttle_store::{ProcessSnapshot, Store};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeploymentPreview {
     pub space_id: String,
@@ -30,7 +30,7 @@ pub struct DeploymentPreview {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct StepPreview {
     pub number: usize,
@@ -43,7 +43,7 @@ pub struct StepPreview {
     pub actions: Vec<ActionPreview>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ActionPreview {
     pub id: String,

@@ -219,7 +219,7 @@ pub async fn default_channel(store: &Store, project: &Project) -> Result<Channel
 }
 
 /// A process update as clients send it: the steps, and the version they loaded.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ProcessUpdate {
     pub version: Option<i64>,

@@ -10,7 +10,7 @@ use cuttle_store::{DocumentQuery, ProcessSnapshot, Store};
 use serde::Deserialize;
 
 /// A release as clients ask for it (`POST /releases`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NewRelease {
     pub project_id: String,
@@ -261,7 +261,7 @@ pub async fn create_release(
 }
 
 /// `POST /api/{space}/releases/create/v1`, the executions API CI tools use.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateReleaseCommand {
     pub project_name: String,

@@ -21,7 +21,7 @@ pub fn library_variable_set_id_for(library_id: &str) -> String {
 
 /// A variable set as clients see it: sensitive values withheld, and the
 /// values its scopes may name.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct VariableSetView {
     #[serde(flatten)]

@@ -658,3 +658,157 @@ fn fault_a_secret_across_a_cut_line_on_an_agent_is_masked() {
         assert_eq!(log.matches("********-tail").count(), 2, "one per agent");
     });
 }
+
+/// Gives the default machine policy this connect timeout and a retry limit
+/// of five minutes: an agent that is not connected must be given up on
+/// within the first, long before the second.
+fn connect_timeout(server: &ServerProcess, timeout: &str) {
+    let mut policy = api(server, "GET", "/api/machinepolicies", None)["Items"][0].clone();
+    policy["ConnectionConnectTimeout"] = json!(timeout);
+    policy["ConnectionRetryTimeLimit"] = json!("00:05:00");
+    let id = policy["Id"].as_str().unwrap().to_owned();
+    let saved = api(
+        server,
+        "PUT",
+        &format!("/api/machinepolicies/{id}"),
+        Some(policy),
+    );
+    assert_eq!(saved["ConnectionConnectTimeout"], timeout, "{saved}");
+}
+
+#[test]
+fn a_polling_agent_that_is_not_connected_fails_or_is_skipped_within_the_connect_timeout() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    environment(&server);
+    connect_timeout(&server, "00:00:02");
+    let tmp = tempfile::tempdir().unwrap();
+    let _web1 = start_agent(
+        &server,
+        &tmp.path().join("web-1"),
+        "web-1",
+        Mode::Listening(&["web"]),
+    );
+    // Registered, but its agent is not running.
+    let out = register(
+        &server,
+        &tmp.path().join("web-2"),
+        "web-2",
+        Mode::Polling(&["web"]),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let web2 = machine_named(&server, "web-2");
+    assert_eq!(web2["HealthStatus"], "Unknown", "{web2}");
+    let web2_id = web2["Id"].as_str().unwrap().to_owned();
+    let expected =
+        format!("The polling agent on machine 'web-2' ({web2_id}) did not connect within 2s");
+    project(
+        &server,
+        "Away",
+        vec![step(
+            "Hello",
+            "web",
+            "echo \"ran on #{Octopus.Machine.Name}\"",
+            None,
+        )],
+    );
+
+    // The step fails naming the machine, well before the retry limit, and
+    // runs nowhere, as for a target found unavailable.
+    let task = deploy(&server, "Away", "1.0.0");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(log.contains(&expected), "{log}");
+    assert!(
+        done["ErrorMessage"].as_str().unwrap().contains(&expected),
+        "{done}"
+    );
+    assert!(!log.contains("ran on"), "{log}");
+
+    // A project that skips unavailable machines deploys to the others and
+    // says which one it skipped.
+    let mut away = api(&server, "GET", "/api/projects/Away", None);
+    away["ProjectConnectivityPolicy"]["SkipMachineBehavior"] = json!("SkipUnavailableMachines");
+    let away_id = away["Id"].as_str().unwrap().to_owned();
+    api(
+        &server,
+        "PUT",
+        &format!("/api/projects/{away_id}"),
+        Some(away),
+    );
+    let task = deploy(&server, "Away", "1.0.1");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    assert!(
+        log.contains(&format!("{expected}; the machine was skipped")),
+        "{log}"
+    );
+    assert!(
+        log.contains("ran on web-1") && !log.contains("ran on web-2"),
+        "{log}"
+    );
+
+    // A polling worker that is not connected fails its step as fast.
+    let pool = api(
+        &server,
+        "POST",
+        "/api/workerpools",
+        Some(json!({"Name": "Linux"})),
+    );
+    let out = register(
+        &server,
+        &tmp.path().join("w-1"),
+        "w-1",
+        Mode::PollingWorker("Linux"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut on_pool = step("Build", "", "echo built", None);
+    on_pool["Actions"][0]["WorkerPoolId"] = pool["Id"].clone();
+    project(&server, "Build", vec![on_pool]);
+    let task = deploy(&server, "Build", "1.0.0");
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Failed", "{done}\n{log}");
+    assert!(
+        log.contains("The polling agent on w-1 did not connect within 2s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_polling_agent_that_connects_within_the_connect_timeout_runs_the_step() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data_dir.path(), None, &[]);
+    environment(&server);
+    connect_timeout(&server, "00:00:40");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = register(&server, tmp.path(), "late-1", Mode::Polling(&["web"]));
+    assert!(out.status.success(), "{out:?}");
+    project(
+        &server,
+        "Late",
+        vec![step(
+            "Hello",
+            "web",
+            "echo \"ran on #{Octopus.Machine.Name}\"",
+            None,
+        )],
+    );
+    let task = deploy(&server, "Late", "1.0.0");
+    wait_for_log(
+        &server,
+        &task,
+        "Waiting up to 40s for the polling agent on machine 'late-1'",
+    );
+    let _agent = Agent::start(tmp.path());
+    let done = wait_task(&server, &task, Duration::from_secs(60));
+    let log = raw_log(&server, &task);
+    assert_eq!(done["State"], "Success", "{done}\n{log}");
+    assert!(log.contains("ran on late-1"), "{log}");
+    assert!(
+        log.contains("The polling agent on machine 'late-1'") && log.contains(") connected"),
+        "{log}"
+    );
+}

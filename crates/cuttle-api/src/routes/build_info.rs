@@ -1,17 +1,17 @@
 //! Build information, as CI plugins push it: `POST build-information`,
 //! and the list, items and deletes.
 
-use super::{scoped, Id, Q};
+use super::{Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
 use crate::links::{page_of, resource, Linked};
+use crate::route_table::{get, op, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::build_info::BuildInformation;
 use cuttle_service::build_info::{self, NewBuildInformation};
 use cuttle_service::packages::OverwriteMode;
@@ -19,9 +19,35 @@ use cuttle_service::paging::ListParams;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/build-information", get(list).post(create));
-    scoped(r, "/build-information/{id}", get(item).delete(delete))
+pub fn routes(mut r: Routes) -> Routes {
+    r = r.space(
+        "/build-information",
+        get(
+            list,
+            op("Lists build information, optionally for one package")
+                .query::<ListParams>()
+                .query::<ListFilters>()
+                .page::<BuildInformation>(),
+        )
+        .post(
+            create,
+            op("Records a package version's build information")
+                .query::<CreateParams>()
+                .body::<NewBuildInformation>()
+                .created::<BuildInformation>(),
+        ),
+    );
+    r.space(
+        "/build-information/{id}",
+        get(
+            item,
+            op("One build information record").resource::<BuildInformation>(),
+        )
+        .delete(
+            delete,
+            op("Deletes a build information record").no_content(),
+        ),
+    )
 }
 
 impl Linked for BuildInformation {
@@ -33,7 +59,8 @@ impl Linked for BuildInformation {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateParams {
     #[serde(
         rename = "overwriteMode",
@@ -43,7 +70,8 @@ struct CreateParams {
     overwrite_mode: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListFilters {
     #[serde(rename = "packageId", alias = "PackageId")]
     package_id: Option<String>,

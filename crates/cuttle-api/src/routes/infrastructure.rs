@@ -2,17 +2,17 @@
 //! resources served by one
 //! generic set of handlers.
 
-use super::{document_query, scoped, Id, Q};
+use super::{document_query, Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
 use crate::links::{page, page_of, resource, Linked};
+use crate::route_table::{get, op, put, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::{Environment, LibraryVariableSet, Lifecycle, Project, ProjectGroup, User};
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources as svc;
@@ -24,18 +24,34 @@ use serde::Serialize;
 use serde_json::Value;
 use std::future::Future;
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
+pub fn routes(mut r: Routes) -> Routes {
     r = crud::<Environment>(r);
-    r = scoped(r, "/environments/sortorder", put(sort_environments));
+    r = r.space(
+        "/environments/sortorder",
+        put(
+            sort_environments,
+            op("Orders the space's environments: the body lists their ids in order")
+                .body_ids()
+                .empty(),
+        ),
+    );
     r = crud::<ProjectGroup>(r);
-    r = scoped(r, "/projectgroups/{id}/projects", get(group_projects));
+    r = r.space(
+        "/projectgroups/{id}/projects",
+        get(
+            group_projects,
+            op("Lists the projects in a project group")
+                .query::<ListParams>()
+                .page::<Project>(),
+        ),
+    );
     r = crud::<LibraryVariableSet>(r);
     crud::<Lifecycle>(r)
 }
 
 /// A space resource whose commands are plain create, modify and delete.
 pub(super) trait SpaceCrud:
-    Document + Linked + Serialize + DeserializeOwned + Send + 'static
+    Document + Linked + Serialize + DeserializeOwned + utoipa::ToSchema + Send + 'static
 {
     /// The collection's route segment.
     const PATH: &'static str;
@@ -124,20 +140,55 @@ space_crud!(
 );
 
 /// The list, `all`, read, create, modify and delete routes of one resource.
-pub(super) fn crud<D: SpaceCrud>(r: Router<AppState>) -> Router<AppState> {
+pub(super) fn crud<D: SpaceCrud>(r: Routes) -> Routes {
     let path = format!("/{}", D::PATH);
-    item_routes::<D>(scoped(r, &path, get(list::<D>).post(create::<D>)))
+    let kind = D::item_type();
+    let r = r.space(
+        &path,
+        get(
+            list::<D>,
+            op(format!("Lists the space's resources of type {kind}"))
+                .query::<ListParams>()
+                .page::<D>(),
+        )
+        .post(
+            create::<D>,
+            op(format!("Creates a resource of type {kind}"))
+                .body::<D>()
+                .created::<D>(),
+        ),
+    );
+    item_routes::<D>(r)
 }
 
 /// The `all`, read, modify and delete routes of one resource, for those
 /// whose list and create routes are their own.
-pub(super) fn item_routes<D: SpaceCrud>(r: Router<AppState>) -> Router<AppState> {
+pub(super) fn item_routes<D: SpaceCrud>(r: Routes) -> Routes {
     let path = format!("/{}", D::PATH);
-    let r = scoped(r, &format!("{path}/all"), get(all::<D>));
-    scoped(
-        r,
+    let kind = D::item_type();
+    let r = r.space(
+        &format!("{path}/all"),
+        get(
+            all::<D>,
+            op(format!("Every resource of type {kind} in the space")).array::<D>(),
+        ),
+    );
+    r.space(
         &format!("{path}/{{id}}"),
-        get(one::<D>).put(update::<D>).delete(delete::<D>),
+        get(
+            one::<D>,
+            op(format!("One resource of type {kind}")).resource::<D>(),
+        )
+        .put(
+            update::<D>,
+            op(format!("Modifies a resource of type {kind}"))
+                .body::<D>()
+                .resource::<D>(),
+        )
+        .delete(
+            delete::<D>,
+            op(format!("Deletes a resource of type {kind}")).no_content(),
+        ),
     )
 }
 

@@ -1,34 +1,65 @@
 //! Interruptions: list, read, take responsibility, submit an answer.
 
-use super::{scoped, Id, Q};
+use super::{Id, Q};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page_of, resource};
+use crate::route_table::{get, op, post, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use cuttle_model::{Interruption, User};
 use cuttle_service::interruptions::{self as svc, InterruptionFilter};
 use cuttle_service::paging::ListParams;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/interruptions", get(list));
-    r = scoped(r, "/interruptions/{id}", get(interruption));
-    r = scoped(
-        r,
-        "/interruptions/{id}/responsible",
-        get(responsible).put(take_responsibility),
+pub fn routes(mut r: Routes) -> Routes {
+    r = r.space(
+        "/interruptions",
+        get(
+            list,
+            op("Lists interruptions (manual interventions and guided failures)")
+                .query::<ListParams>()
+                .query::<Filters>()
+                .page::<Interruption>(),
+        ),
     );
-    scoped(r, "/interruptions/{id}/submit", post(submit))
+    r = r.space(
+        "/interruptions/{id}",
+        get(
+            interruption,
+            op("One interruption").resource::<Interruption>(),
+        ),
+    );
+    r = r.space(
+        "/interruptions/{id}/responsible",
+        get(
+            responsible,
+            op("The user responsible for an interruption, or null").optional::<User>(),
+        )
+        .put(
+            take_responsibility,
+            op("Makes the caller responsible for an interruption").resource::<User>(),
+        ),
+    );
+    r.space(
+        "/interruptions/{id}/submit",
+        post(
+            submit,
+            op("Answers an interruption with its form's values")
+                .body_object()
+                .resource::<Interruption>(),
+        ),
+    )
 }
 
 /// Filters beside the paging parameters. `pendingOnly` is read as text:
 /// clients send `true`, `True` or `False`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 struct Filters {
     regarding: Option<String>,

@@ -3,15 +3,15 @@
 //! filters (roles, environments, pools, health, disabled).
 
 use super::infrastructure::{create, crud, item_routes, space_crud, SpaceCrud};
-use super::{document_query, scoped, Id, Q};
+use super::{document_query, Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::links::page_of;
+use crate::route_table::{get, op, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::{Environment, Machine, MachinePolicy, User, Worker, WorkerPool};
 use cuttle_service::machines::{self, MachineFilters};
 use cuttle_service::paging::ListParams;
@@ -50,14 +50,61 @@ space_crud!(
     machine_policies::delete_machine_policy
 );
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/machines", get(list_machines).post(create::<Machine>));
+pub fn routes(mut r: Routes) -> Routes {
+    r = r.space(
+        "/machines",
+        get(
+            list_machines,
+            op("Lists deployment targets, with Octopus's filters")
+                .query::<ListParams>()
+                .query::<MachineFilters>()
+                .page::<Machine>(),
+        )
+        .post(
+            create::<Machine>,
+            op("Registers a deployment target")
+                .body::<Machine>()
+                .created::<Machine>(),
+        ),
+    );
     r = item_routes::<Machine>(r);
-    r = scoped(r, "/environments/{id}/machines", get(environment_machines));
-    r = scoped(r, "/workers", get(list_workers).post(create::<Worker>));
+    r = r.space(
+        "/environments/{id}/machines",
+        get(
+            environment_machines,
+            op("Lists an environment's deployment targets")
+                .query::<ListParams>()
+                .query::<MachineFilters>()
+                .page::<Machine>(),
+        ),
+    );
+    r = r.space(
+        "/workers",
+        get(
+            list_workers,
+            op("Lists workers, with Octopus's filters")
+                .query::<ListParams>()
+                .query::<MachineFilters>()
+                .page::<Worker>(),
+        )
+        .post(
+            create::<Worker>,
+            op("Registers a worker")
+                .body::<Worker>()
+                .created::<Worker>(),
+        ),
+    );
     r = item_routes::<Worker>(r);
     r = crud::<WorkerPool>(r);
-    r = scoped(r, "/workerpools/{id}/workers", get(pool_workers));
+    r = r.space(
+        "/workerpools/{id}/workers",
+        get(
+            pool_workers,
+            op("Lists a worker pool's workers")
+                .query::<ListParams>()
+                .page::<Worker>(),
+        ),
+    );
     crud::<MachinePolicy>(r)
 }
 

@@ -17,14 +17,14 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page, page_of, resource};
+use crate::route_table::{get, op, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, MethodRouter};
-use axum::{Json, Router};
-use cuttle_model::{Space, User};
+use axum::Json;
+use cuttle_model::{ApiKey, Space, User};
 use cuttle_service::instance::{CUTTLE_VERSION, OCTOPUS_COMPATIBLE_VERSION};
 use cuttle_service::paging::ListParams;
 use cuttle_service::{auth, resources};
@@ -46,17 +46,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     }
 }
 
-/// Registers a space resource under both `/api/{space}{path}` and `/api{path}`.
-fn scoped(
-    router: Router<AppState>,
-    path: &str,
-    handler: MethodRouter<AppState>,
-) -> Router<AppState> {
-    router
-        .route(&format!("/api/{{space}}{path}"), handler.clone())
-        .route(&format!("/api{path}"), handler)
-}
-
 /// The document query a list request asks for.
 pub fn document_query(space_id: &str, params: &ListParams) -> DocumentQuery {
     DocumentQuery {
@@ -70,32 +59,116 @@ pub fn document_query(space_id: &str, params: &ListParams) -> DocumentQuery {
     }
 }
 
-pub fn all() -> Router<AppState> {
-    let mut r = Router::new()
-        .route("/api", get(root))
-        .route("/api/", get(root))
-        .route("/api/capabilities", get(capabilities))
-        .route("/api/agents/server-thumbprint", get(server_thumbprint))
-        .route("/api/users/me", get(me))
-        .route("/api/users", get(users).post(create_user))
-        .route("/api/users/{id}", get(user))
-        .route(
+pub fn all() -> Routes {
+    let mut r = Routes::new()
+        .at(
+            "/api",
+            get(
+                root,
+                op("The API's root document, with links to every collection").public(),
+            ),
+        )
+        .at(
+            "/api/",
+            get(
+                root,
+                op("The API's root document (with a trailing slash)").public(),
+            ),
+        )
+        .at(
+            "/api/capabilities",
+            get(
+                capabilities,
+                op("The requests this server supports, by Octopus's names").public(),
+            ),
+        )
+        .at(
+            "/api/agents/server-thumbprint",
+            get(
+                server_thumbprint,
+                op("The server certificate's thumbprint agents must trust"),
+            ),
+        )
+        .at(
+            "/api/users/me",
+            get(me, op("The calling user").resource::<User>()),
+        )
+        .at(
+            "/api/users",
+            get(
+                users,
+                op("Lists users").query::<ListParams>().page::<User>(),
+            )
+            .post(
+                create_user,
+                op("Creates a user").body::<NewUserBody>().created::<User>(),
+            ),
+        )
+        .at(
+            "/api/users/{id}",
+            get(user, op("One user").resource::<User>()),
+        )
+        .at(
             "/api/users/{id}/apikeys",
-            get(api_keys).post(create_api_key),
+            get(api_keys, op("Lists the user's API keys").page::<ApiKey>()).post(
+                create_api_key,
+                op("Creates an API key; the answer holds its secret, shown this once")
+                    .body::<NewApiKey>()
+                    .created::<ApiKey>(),
+            ),
         )
-        .route(
+        .at(
             "/api/users/{id}/apikeys/{key}",
-            get(api_key).delete(revoke_api_key),
+            get(
+                api_key,
+                op("One of the user's API keys").resource::<ApiKey>(),
+            )
+            .delete(revoke_api_key, op("Revokes an API key").no_content()),
         )
-        .route("/api/spaces", get(spaces).post(create_space))
-        .route("/api/spaces/all", get(all_spaces))
-        .route(
+        .at(
+            "/api/spaces",
+            get(
+                spaces,
+                op("Lists spaces").query::<ListParams>().page::<Space>(),
+            )
+            .post(
+                create_space,
+                op("Creates a space").body::<Space>().created::<Space>(),
+            ),
+        )
+        .at(
+            "/api/spaces/all",
+            get(all_spaces, op("Every space").array::<Space>()),
+        )
+        .at(
             "/api/spaces/{id}",
-            get(space).put(update_space).delete(delete_space),
+            get(space, op("One space").resource::<Space>())
+                .put(
+                    update_space,
+                    op("Modifies a space (stop its task queue before deleting it)")
+                        .body::<Space>()
+                        .resource::<Space>(),
+                )
+                .delete(
+                    delete_space,
+                    op("Deletes a space whose task queue is stopped").no_content(),
+                ),
         )
-        .route("/api/{space}", get(space_home));
-    r = scoped(r, "/feeds", get(feeds));
-    r = scoped(r, "/feeds/{id}", get(feed));
+        .at(
+            "/api/{space}",
+            get(
+                space_home,
+                op("The space's root document, with links to its collections"),
+            ),
+        );
+    r = r.space(
+        "/feeds",
+        get(
+            feeds,
+            op("Lists the space's feeds (the built-in feed)").query::<ListParams>(),
+        ),
+    );
+    r = r.space("/feeds/{id}", get(feed, op("One feed")));
     r = infrastructure::routes(r);
     r = projects::routes(r);
     r = releases::routes(r);
@@ -187,7 +260,7 @@ async fn users(
 }
 
 /// A new user, as Octopus clients send it; active unless told otherwise.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 struct NewUserBody {
     username: String,
@@ -273,7 +346,7 @@ async fn api_key(
     Ok(Json(resource(&k)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 struct NewApiKey {
     purpose: String,

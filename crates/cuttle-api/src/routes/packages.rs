@@ -2,10 +2,11 @@
 //! disk), the package list and items, downloads, deletes, and the feed's
 //! version search that Octopus clients use.
 
-use super::{scoped, Id, Q};
+use super::{Id, Q};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::links::{page_of, resource, Linked};
+use crate::route_table::{get, op, post, Routes, OCTET_STREAM};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::body::Body;
@@ -13,8 +14,7 @@ use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::build_info::BuildInformation;
 use cuttle_model::ids::BUILTIN_FEED_ID;
 use cuttle_model::package::Package;
@@ -25,24 +25,55 @@ use cuttle_service::Instance;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
+pub fn routes(mut r: Routes) -> Routes {
     // Packages are as large as they come; the upload streams to disk, so
     // the request body needs no limit.
-    r = scoped(
-        r,
+    r = r.space(
         "/packages/raw",
-        post(push).layer(DefaultBodyLimit::disable()),
+        post(
+            push,
+            op("Pushes a package to the built-in feed (multipart, one file part)")
+                .query::<PushParams>()
+                .upload()
+                .created::<PackageView>(),
+        )
+        .layer(DefaultBodyLimit::disable()),
     );
-    r = scoped(r, "/packages", get(list));
-    r = scoped(r, "/packages/{id}", get(item).delete(delete));
-    r = scoped(r, "/packages/{id}/raw", get(download));
-    scoped(r, "/feeds/{id}/packages/versions", get(versions))
+    r = r.space(
+        "/packages",
+        get(
+            list,
+            op("Lists the built-in feed's packages")
+                .query::<ListParams>()
+                .query::<PackageFilters>()
+                .page::<PackageView>(),
+        ),
+    );
+    r = r.space(
+        "/packages/{id}",
+        get(item, op("One package version").resource::<PackageView>())
+            .delete(delete, op("Deletes a package version").no_content()),
+    );
+    r = r.space(
+        "/packages/{id}/raw",
+        get(download, op("Downloads a package file").media(OCTET_STREAM)),
+    );
+    r.space(
+        "/feeds/{id}/packages/versions",
+        get(
+            versions,
+            op("Lists a package's versions in a feed, newest first")
+                .query::<ListParams>()
+                .query::<PackageFilters>()
+                .page::<PackageView>(),
+        ),
+    )
 }
 
 /// A package version as Octopus shows it: the feed's record, the fields
 /// Octopus reads from a package's metadata, and the build information
 /// recorded for the version.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 struct PackageView {
     #[serde(flatten)]
@@ -59,6 +90,7 @@ struct PackageView {
     nuget_feed_id: String,
     /// The build information resource for this package id and version, or
     /// null.
+    #[schema(value_type = Option<BuildInformation>)]
     package_version_build_information: Option<Value>,
 }
 
@@ -115,7 +147,8 @@ impl Linked for Package {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PushParams {
     #[serde(
         rename = "overwriteMode",

@@ -1,24 +1,26 @@
 //! `GET /api/{space}/releases/{id}/deployments/preview/{environmentId}`: the
 //! plan a deployment would follow, without running anything.
 
-use super::scoped;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::links::with_links;
+use crate::route_table::{get, op, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use cuttle_service::preview::preview_deployment;
+use axum::Json;
+use cuttle_service::preview::{preview_deployment, DeploymentPreview};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    scoped(
-        r,
+pub fn routes(r: Routes) -> Routes {
+    r.space(
         "/releases/{id}/deployments/preview/{environment}",
-        get(preview),
+        get(
+            preview,
+            op("The plan a deployment of the release to the environment would follow")
+                .resource::<DeploymentPreview>(),
+        ),
     )
 }
 

@@ -1,16 +1,16 @@
 //! Projects, channels and deployment processes.
 
-use super::{document_query, scoped, Id, Q};
+use super::{document_query, Id, Q};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page, resource};
+use crate::route_table::{get, op, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::{Channel, DeploymentProcess, Project, Release};
 use cuttle_service::channels;
 use cuttle_service::paging::ListParams;
@@ -21,32 +21,123 @@ use cuttle_store::{DocumentQuery, ProcessSnapshot};
 use serde_json::Value;
 use std::collections::HashMap;
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/projects", get(list_projects).post(create_project));
-    r = scoped(r, "/projects/all", get(all_projects));
-    r = scoped(
-        r,
+pub fn routes(mut r: Routes) -> Routes {
+    r = r.space(
+        "/projects",
+        get(
+            list_projects,
+            op("Lists the space's projects")
+                .query::<ListParams>()
+                .page::<Project>(),
+        )
+        .post(
+            create_project,
+            op("Creates a project, with its process and variable set")
+                .body::<Project>()
+                .created::<Project>(),
+        ),
+    );
+    r = r.space(
+        "/projects/all",
+        get(
+            all_projects,
+            op("Every project in the space").array::<Project>(),
+        ),
+    );
+    r = r.space(
         "/projects/{id}",
-        get(project).put(update_project).delete(delete_project),
+        get(
+            project,
+            op("One project, by id or slug").resource::<Project>(),
+        )
+        .put(
+            update_project,
+            op("Modifies a project")
+                .body::<Project>()
+                .resource::<Project>(),
+        )
+        .delete(
+            delete_project,
+            op("Deletes a project and what belongs to it").no_content(),
+        ),
     );
-    r = scoped(r, "/projects/{id}/channels", get(project_channels));
-    r = scoped(r, "/projects/{id}/releases", get(project_releases));
-    r = scoped(r, "/projects/{id}/releases/{version}", get(project_release));
-    r = scoped(
-        r,
+    r = r.space(
+        "/projects/{id}/channels",
+        get(
+            project_channels,
+            op("Lists a project's channels")
+                .query::<ListParams>()
+                .page::<Channel>(),
+        ),
+    );
+    r = r.space(
+        "/projects/{id}/releases",
+        get(
+            project_releases,
+            op("Lists a project's releases, newest first")
+                .query::<ListParams>()
+                .page::<Release>(),
+        ),
+    );
+    r = r.space(
+        "/projects/{id}/releases/{version}",
+        get(
+            project_release,
+            op("One release of a project, by its version").resource::<Release>(),
+        ),
+    );
+    r = r.space(
         "/projects/{id}/deploymentprocesses",
-        get(project_process).put(update_project_process),
+        get(
+            project_process,
+            op("A project's deployment process").resource::<DeploymentProcess>(),
+        )
+        .put(
+            update_project_process,
+            op("Replaces a project's deployment process; its Version must be the one loaded")
+                .body::<ProcessUpdate>()
+                .resource::<DeploymentProcess>(),
+        ),
     );
-    r = scoped(r, "/channels", get(list_channels).post(create_channel));
-    r = scoped(
-        r,
+    r = r.space(
+        "/channels",
+        get(
+            list_channels,
+            op("Lists the space's channels")
+                .query::<ListParams>()
+                .page::<Channel>(),
+        )
+        .post(
+            create_channel,
+            op("Creates a channel of a project")
+                .body::<Channel>()
+                .created::<Channel>(),
+        ),
+    );
+    r = r.space(
         "/channels/{id}",
-        get(channel).put(update_channel).delete(delete_channel),
+        get(channel, op("One channel").resource::<Channel>())
+            .put(
+                update_channel,
+                op("Modifies a channel")
+                    .body::<Channel>()
+                    .resource::<Channel>(),
+            )
+            .delete(delete_channel, op("Deletes a channel").no_content()),
     );
-    scoped(
-        r,
+    r.space(
         "/deploymentprocesses/{id}",
-        get(process).put(update_process),
+        get(
+            process,
+            op("A deployment process, or a release's snapshot of one")
+                .resource::<DeploymentProcess>(),
+        )
+        .put(
+            update_process,
+            op("Replaces a deployment process; its Version must be the one loaded")
+                .body::<ProcessUpdate>()
+                .resource::<DeploymentProcess>(),
+        ),
     )
 }
 

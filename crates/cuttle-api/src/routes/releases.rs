@@ -1,16 +1,16 @@
 //! Releases, deployments, and the executions API CI tools call by name.
 
-use super::{document_query, scoped, Id, Q};
+use super::{document_query, Id, Q};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
 use crate::links::{page, page_of, resource};
+use crate::route_table::{get, op, post, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::{Deployment, Release, TaskState};
 use cuttle_service::deployments::{self as deploy_svc, CreateDeploymentCommand, NewDeployment};
 use cuttle_service::paging::{split_list, ListParams};
@@ -21,23 +21,102 @@ use cuttle_store::{DocumentQuery, TaskQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/releases", get(list_releases).post(create_release));
-    r = scoped(r, "/releases/create/v1", post(create_release_v1));
-    r = scoped(r, "/releases/{id}", get(release));
-    r = scoped(r, "/releases/{id}/deployments", get(release_deployments));
-    r = scoped(r, "/releases/{id}/progression", get(release_progression));
-    r = scoped(
-        r,
+pub fn routes(mut r: Routes) -> Routes {
+    r = r.space(
+        "/releases",
+        get(
+            list_releases,
+            op("Lists releases, newest first")
+                .query::<ListParams>()
+                .page::<Release>(),
+        )
+        .post(
+            create_release,
+            op("Creates a release of a project")
+                .body::<NewRelease>()
+                .created::<Release>(),
+        ),
+    );
+    r = r.space(
+        "/releases/create/v1",
+        post(
+            create_release_v1,
+            op("Creates a release, naming the project, channel and packages (Octopus's CreateReleaseCommandV1)")
+                .body::<CreateReleaseCommand>()
+                .created::<CreatedRelease>(),
+        ),
+    );
+    r = r.space(
+        "/releases/{id}",
+        get(release, op("One release").resource::<Release>()),
+    );
+    r = r.space(
+        "/releases/{id}/deployments",
+        get(
+            release_deployments,
+            op("Lists a release's deployments")
+                .query::<ListParams>()
+                .page::<Deployment>(),
+        ),
+    );
+    r = r.space(
+        "/releases/{id}/progression",
+        get(
+            release_progression,
+            op("The release's progression through its lifecycle's phases"),
+        ),
+    );
+    r = r.space(
         "/deployments",
-        get(list_deployments).post(create_deployment),
+        get(
+            list_deployments,
+            op("Lists deployments, with Octopus's filters")
+                .query::<ListParams>()
+                .query::<DeploymentFilters>()
+                .page::<Deployment>(),
+        )
+        .post(
+            create_deployment,
+            op("Deploys a release to an environment")
+                .body::<NewDeployment>()
+                .created::<Deployment>(),
+        ),
     );
-    r = scoped(
-        r,
+    r = r.space(
         "/deployments/create/untenanted/v1",
-        post(create_deployments_v1),
+        post(
+            create_deployments_v1,
+            op("Deploys a release to environments, by names (Octopus's CreateDeploymentUntenantedCommandV1)")
+                .body::<CreateDeploymentCommand>()
+                .created::<CreatedDeployments>(),
+        ),
     );
-    scoped(r, "/deployments/{id}", get(deployment))
+    r.space(
+        "/deployments/{id}",
+        get(deployment, op("One deployment").resource::<Deployment>()),
+    )
+}
+
+/// What `releases/create/v1` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+struct CreatedRelease {
+    release_id: String,
+    release_version: String,
+}
+
+/// What `deployments/create/untenanted/v1` answers: one task per deployment.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+struct CreatedDeployments {
+    deployment_server_tasks: Vec<DeploymentServerTask>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+struct DeploymentServerTask {
+    deployment_id: String,
+    server_task_id: String,
 }
 
 async fn list_releases(
@@ -87,10 +166,11 @@ async fn create_release_v1(
     OctoJson(body): OctoJson<CreateReleaseCommand>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let r = release_svc::create_release_by_name(&inst, &c, &s, body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"ReleaseId": r.id, "ReleaseVersion": r.version})),
-    ))
+    let created = CreatedRelease {
+        release_id: r.id,
+        release_version: r.version,
+    };
+    Ok((StatusCode::CREATED, Json(json!(created))))
 }
 
 /// Octopus's `LifecycleProgressionResource` for the release.
@@ -162,7 +242,8 @@ async fn release_deployments(
     )))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 struct DeploymentFilters {
     projects: Option<String>,
@@ -239,12 +320,14 @@ async fn create_deployments_v1(
     OctoJson(body): OctoJson<CreateDeploymentCommand>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let created = deploy_svc::create_deployments_by_name(&inst, &c, &s, body).await?;
-    let tasks: Vec<Value> = created
-        .iter()
-        .map(|(d, t)| json!({"DeploymentId": d.id, "ServerTaskId": t.id}))
-        .collect();
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"DeploymentServerTasks": tasks})),
-    ))
+    let answer = CreatedDeployments {
+        deployment_server_tasks: created
+            .into_iter()
+            .map(|(d, t)| DeploymentServerTask {
+                deployment_id: d.id,
+                server_task_id: t.id,
+            })
+            .collect(),
+    };
+    Ok((StatusCode::CREATED, Json(json!(answer))))
 }

@@ -1,11 +1,12 @@
 //! Server tasks: list, read, details with the activity log, raw log, the live
 //! log stream, cancel.
 
-use super::{scoped, Id, Q};
+use super::{Id, Q};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page, resource};
+use crate::route_table::{get, op, post, Routes, EVENT_STREAM, TEXT};
 use crate::space::SpaceId;
 use crate::AppState;
 use crate::Closing;
@@ -13,10 +14,9 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use cuttle_model::task::render_raw_log;
-use cuttle_model::TaskState;
+use cuttle_model::{ServerTask, TaskState};
 use cuttle_service::log_stream::{LogStream, StreamEvent};
 use cuttle_service::paging::{split_list, ListParams};
 use cuttle_service::tasks as svc;
@@ -28,25 +28,63 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
-    r = scoped(r, "/tasks", get(list_tasks).post(create_task));
-    r = scoped(r, "/tasks/{id}", get(task));
-    r = scoped(r, "/tasks/{id}/details", get(details));
-    r = scoped(r, "/tasks/{id}/raw", get(raw));
-    r = scoped(r, "/tasks/{id}/stream", get(stream));
-    scoped(r, "/tasks/{id}/cancel", post(cancel))
+pub fn routes(mut r: Routes) -> Routes {
+    r = r.space(
+        "/tasks",
+        get(
+            list_tasks,
+            op("Lists server tasks, newest first (on /api/tasks, every space's)")
+                .query::<ListParams>()
+                .query::<TaskFilters>()
+                .page::<ServerTask>(),
+        )
+        .post(
+            create_task,
+            op("Queues a task (Health: a health check of machines)")
+                .body::<NewTaskBody>()
+                .created::<ServerTask>(),
+        ),
+    );
+    r = r.space(
+        "/tasks/{id}",
+        get(task, op("One task").resource::<ServerTask>()),
+    );
+    r = r.space(
+        "/tasks/{id}/details",
+        get(
+            details,
+            op("A task with its progress and activity log tree").query::<DetailParams>(),
+        ),
+    );
+    r = r.space(
+        "/tasks/{id}/raw",
+        get(raw, op("A task's log as plain text").media(TEXT)),
+    );
+    r = r.space(
+        "/tasks/{id}/stream",
+        get(
+            stream,
+            op("A task's progress and log as Server-Sent Events, until it finishes")
+                .query::<StreamParams>()
+                .media(EVENT_STREAM),
+        ),
+    );
+    r.space(
+        "/tasks/{id}/cancel",
+        post(cancel, op("Cancels a task").resource::<ServerTask>()),
+    )
 }
 
 /// `POST /api/tasks` as Octopus clients send it. Only `Health` for now:
 /// deployments are queued through `/api/deployments`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 struct NewTaskBody {
     name: String,
     arguments: NewTaskArguments,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 struct NewTaskArguments {
     machine_ids: Vec<String>,
@@ -72,7 +110,8 @@ async fn create_task(
 
 /// Filters beside the paging parameters (read separately: serde's flatten
 /// cannot read numbers from a query string).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 struct TaskFilters {
     states: Option<String>,
@@ -155,7 +194,8 @@ async fn task(
     )))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 struct DetailParams {
     verbose: Option<bool>,
@@ -214,7 +254,8 @@ async fn cancel(
     )))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 struct StreamParams {
     since: Option<i64>,

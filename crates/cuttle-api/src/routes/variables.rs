@@ -1,24 +1,32 @@
 //! Variable sets: `GET`/`PUT /api/{space}/variables/{id}`.
 
-use super::{scoped, Id};
+use super::Id;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
 use crate::links::resource;
+use crate::route_table::{get, op, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use cuttle_model::VariableSet;
-use cuttle_service::variables as svc;
+use cuttle_service::variables::{self as svc, VariableSetView};
 use serde_json::Value;
 
-pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    scoped(
-        r,
+pub fn routes(r: Routes) -> Routes {
+    r.space(
         "/variables/{id}",
-        get(variable_set).put(update_variable_set),
+        get(
+            variable_set,
+            op("A variable set; sensitive values are never sent").resource::<VariableSetView>(),
+        )
+        .put(
+            update_variable_set,
+            op("Replaces a variable set's variables; its Version must be the one loaded")
+                .body::<VariableSet>()
+                .resource::<VariableSetView>(),
+        ),
     )
 }
 

@@ -1,0 +1,449 @@
+//! The route table: every route is registered here together with its
+//! description, so the router and the OpenAPI document at
+//! `/api/openapi.json` are built from the same calls and cannot drift.
+//!
+//! Route modules write `r.space("/projects", get(list, op("Lists …").page::<Project>()))`:
+//! [`get`], [`post`], [`put`] and [`delete`] take a handler *and* its
+//! [`Op`]; there is no way to add a handler without describing it.
+
+use crate::AppState;
+use axum::handler::Handler;
+use axum::routing::MethodRouter;
+use axum::Router;
+use std::collections::BTreeMap;
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{
+    ContentBuilder, Paths, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder,
+};
+use utoipa::{IntoParams, ToSchema};
+
+/// Media types the API answers with besides JSON.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const OCTET_STREAM: &str = "application/octet-stream";
+pub const EVENT_STREAM: &str = "text/event-stream";
+const JSON: &str = "application/json";
+
+/// The name of the API key scheme in the document.
+pub const API_KEY_SCHEME: &str = "ApiKey";
+
+/// What one operation takes and answers.
+pub struct Op {
+    summary: String,
+    public: bool,
+    query: Vec<utoipa::openapi::path::Parameter>,
+    body: Option<(&'static str, RefOr<Schema>)>,
+    status: u16,
+    answer: Option<(&'static str, RefOr<Schema>)>,
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+/// An operation that answers 200 with a JSON object (shape it with the
+/// builder methods).
+pub fn op(summary: impl Into<String>) -> Op {
+    Op {
+        summary: summary.into(),
+        public: false,
+        query: Vec::new(),
+        body: None,
+        status: 200,
+        answer: Some((JSON, ObjectBuilder::new().into())),
+        schemas: Vec::new(),
+    }
+}
+
+impl Op {
+    /// Answered without an API key.
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// Answers one `T`, with its `Links`.
+    pub fn resource<T: ToSchema>(mut self) -> Self {
+        self.answer = Some((JSON, self.schema_ref::<T>()));
+        self
+    }
+
+    /// Answers one `T`, or `null` where there is none.
+    pub fn optional<T: ToSchema>(mut self) -> Self {
+        let one = self.schema_ref::<T>();
+        let null = ObjectBuilder::new().schema_type(Type::Null);
+        let either = utoipa::openapi::schema::OneOfBuilder::new()
+            .item(one)
+            .item(null);
+        self.answer = Some((JSON, either.into()));
+        self
+    }
+
+    /// Answers 201 with the created `T`.
+    pub fn created<T: ToSchema>(mut self) -> Self {
+        self.status = 201;
+        self.resource::<T>()
+    }
+
+    /// Answers a JSON array of `T`.
+    pub fn array<T: ToSchema>(mut self) -> Self {
+        let item = self.schema_ref::<T>();
+        self.answer = Some((JSON, ArrayBuilder::new().items(item).into()));
+        self
+    }
+
+    /// Answers Octopus's paged collection of `T`.
+    pub fn page<T: ToSchema>(mut self) -> Self {
+        let item = self.schema_ref::<T>();
+        self.answer = Some((JSON, collection(item)));
+        self
+    }
+
+    /// Answers 204 without a body.
+    pub fn no_content(mut self) -> Self {
+        self.status = 204;
+        self.answer = None;
+        self
+    }
+
+    /// Answers 200 without a body.
+    pub fn empty(mut self) -> Self {
+        self.answer = None;
+        self
+    }
+
+    /// Takes a JSON object whose shape the resource it is for decides.
+    pub fn body_object(mut self) -> Self {
+        self.body = Some((JSON, ObjectBuilder::new().into()));
+        self
+    }
+
+    /// Takes a JSON array of ids.
+    pub fn body_ids(mut self) -> Self {
+        let id = ObjectBuilder::new().schema_type(Type::String);
+        self.body = Some((JSON, ArrayBuilder::new().items(id).into()));
+        self
+    }
+
+    /// Answers 200 with a body of another media type.
+    pub fn media(mut self, media_type: &'static str) -> Self {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("binary".into())));
+        self.answer = Some((media_type, schema.into()));
+        self
+    }
+
+    /// Takes a JSON body of `T`.
+    pub fn body<T: ToSchema>(mut self) -> Self {
+        self.body = Some((JSON, self.schema_ref::<T>()));
+        self
+    }
+
+    /// Takes a multipart form whose one part is a file.
+    pub fn upload(mut self) -> Self {
+        let file = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("binary".into())));
+        let form = ObjectBuilder::new()
+            .property("fileToUpload", file)
+            .required("fileToUpload");
+        self.body = Some(("multipart/form-data", form.into()));
+        self
+    }
+
+    /// Takes the query parameters `P` describes.
+    pub fn query<P: IntoParams>(mut self) -> Self {
+        self.query
+            .extend(P::into_params(|| Some(ParameterIn::Query)));
+        self
+    }
+
+    fn schema_ref<T: ToSchema>(&mut self) -> RefOr<Schema> {
+        let name = T::name().into_owned();
+        self.schemas.push((name.clone(), T::schema()));
+        T::schemas(&mut self.schemas);
+        RefOr::Ref(Ref::from_schema_name(name))
+    }
+}
+
+/// The envelope Octopus pages collections in.
+fn collection(item: RefOr<Schema>) -> RefOr<Schema> {
+    let int = || ObjectBuilder::new().schema_type(Type::Integer);
+    ObjectBuilder::new()
+        .property("ItemType", ObjectBuilder::new().schema_type(Type::String))
+        .property("TotalResults", int())
+        .property("ItemsPerPage", int())
+        .property("NumberOfPages", int())
+        .property("LastPageNumber", int())
+        .property("Items", ArrayBuilder::new().items(item))
+        .property("Links", ObjectBuilder::new())
+        .required("Items")
+        .required("TotalResults")
+        .into()
+}
+
+/// The handlers of one path, one per method, each with its description.
+pub struct Endpoint {
+    router: MethodRouter<AppState>,
+    ops: Vec<(HttpMethod, Op)>,
+}
+
+macro_rules! method {
+    ($name:ident, $method:ident) => {
+        pub fn $name<H, T>(handler: H, op: Op) -> Endpoint
+        where
+            H: Handler<T, AppState>,
+            T: 'static,
+        {
+            Endpoint {
+                router: axum::routing::$name(handler),
+                ops: vec![(HttpMethod::$method, op)],
+            }
+        }
+    };
+}
+
+macro_rules! chained {
+    ($name:ident, $method:ident) => {
+        pub fn $name<H, T>(mut self, handler: H, op: Op) -> Self
+        where
+            H: Handler<T, AppState>,
+            T: 'static,
+        {
+            self.router = self.router.$name(handler);
+            self.ops.push((HttpMethod::$method, op));
+            self
+        }
+    };
+}
+
+method!(get, Get);
+method!(post, Post);
+method!(put, Put);
+method!(delete, Delete);
+method!(patch, Patch);
+
+impl Endpoint {
+    /// Wraps the handlers so far in `layer` (a body limit, say).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<axum::extract::Request>>::Response:
+            axum::response::IntoResponse + 'static,
+        <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
+    {
+        self.router = self.router.layer(layer);
+        self
+    }
+
+    chained!(get, Get);
+    chained!(post, Post);
+    chained!(put, Put);
+    chained!(delete, Delete);
+    chained!(patch, Patch);
+}
+
+/// The router and the description of every route in it.
+#[derive(Default)]
+pub struct Routes {
+    router: Router<AppState>,
+    paths: BTreeMap<String, PathItem>,
+    schemas: BTreeMap<String, RefOr<Schema>>,
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A route at exactly `path`.
+    pub fn at(mut self, path: &str, endpoint: Endpoint) -> Self {
+        self.describe(path, &endpoint.ops);
+        self.router = self.router.route(path, endpoint.router);
+        self
+    }
+
+    /// A space resource, under both `/api/{space}{path}` and, for the
+    /// default space, `/api{path}`.
+    pub fn space(mut self, path: &str, endpoint: Endpoint) -> Self {
+        let scoped = format!("/api/{{space}}{path}");
+        let default = format!("/api{path}");
+        self.describe(&scoped, &endpoint.ops);
+        self.describe(&default, &endpoint.ops);
+        self.router = self
+            .router
+            .route(&scoped, endpoint.router.clone())
+            .route(&default, endpoint.router);
+        self
+    }
+
+    /// The route templates registered so far, for the case-insensitive
+    /// matching of their literal segments.
+    pub fn templates(&self) -> impl Iterator<Item = &str> {
+        self.paths.keys().map(String::as_str)
+    }
+
+    /// The router, and the document's paths and schemas.
+    pub fn into_parts(self) -> (Router<AppState>, Paths, BTreeMap<String, RefOr<Schema>>) {
+        let mut paths = Paths::new();
+        for (path, item) in self.paths {
+            paths.paths.insert(path, item);
+        }
+        (self.router, paths, self.schemas)
+    }
+
+    fn describe(&mut self, path: &str, ops: &[(HttpMethod, Op)]) {
+        for (method, op) in ops {
+            for (name, schema) in &op.schemas {
+                self.schemas
+                    .entry(name.clone())
+                    .or_insert_with(|| schema.clone());
+            }
+            let operation = operation(path, method, op);
+            let item = PathItem::new(method.clone(), operation);
+            match self.paths.get_mut(path) {
+                Some(existing) => existing.merge_operations(item),
+                None => {
+                    self.paths.insert(path.to_owned(), item);
+                }
+            }
+        }
+    }
+}
+
+/// The described operation: path parameters come from the template itself.
+fn operation(path: &str, method: &HttpMethod, op: &Op) -> Operation {
+    let mut b = Operation::builder()
+        .operation_id(Some(operation_id(path, method)))
+        .summary(Some(op.summary.clone()))
+        .tag(tag(path));
+    for name in path_parameters(path) {
+        let description = match name {
+            "space" => "The space's id (for example `Spaces-1`).",
+            "id" => "The resource's id.",
+            _ => "",
+        };
+        b = b.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(description).filter(|d| !d.is_empty()))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    for p in &op.query {
+        b = b.parameter(p.clone());
+    }
+    if let Some((media, schema)) = &op.body {
+        b = b.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content(
+                    *media,
+                    ContentBuilder::new().schema(Some(schema.clone())).build(),
+                )
+                .build(),
+        ));
+    }
+    let mut answer = ResponseBuilder::new().description(op.summary.clone());
+    if let Some((media, schema)) = &op.answer {
+        answer = answer.content(
+            *media,
+            ContentBuilder::new().schema(Some(schema.clone())).build(),
+        );
+    }
+    let error = ResponseBuilder::new()
+        .description("An error, in Octopus's shape")
+        .content(
+            JSON,
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("Error"))))
+                .build(),
+        );
+    b = b.responses(
+        ResponsesBuilder::new()
+            .response(op.status.to_string(), answer)
+            .response("default", error)
+            .build(),
+    );
+    if !op.public {
+        b = b.security(SecurityRequirement::new::<_, [&str; 0], &str>(
+            API_KEY_SCHEME,
+            [],
+        ));
+    }
+    b.build()
+}
+
+/// The `{name}` segments of a route template.
+pub fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+/// A stable id: the method and the template's segments, without braces.
+fn operation_id(path: &str, method: &HttpMethod) -> String {
+    let method = match method {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Put => "put",
+        HttpMethod::Delete => "delete",
+        HttpMethod::Patch => "patch",
+        _ => "other",
+    };
+    let rest: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim_matches(|c| c == '{' || c == '}')
+                .replace(['-', '.'], "_")
+        })
+        .collect();
+    format!("{method}_{}", rest.join("_"))
+}
+
+/// The area a path belongs to: its first literal segment after `/api` and
+/// the space.
+fn tag(path: &str) -> String {
+    path.split('/')
+        .find(|s| !s.is_empty() && *s != "api" && !s.starts_with('{'))
+        .unwrap_or("api")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_name_the_method_and_template() {
+        assert_eq!(
+            operation_id("/api/{space}/projects/{id}", &HttpMethod::Get),
+            "get_api_space_projects_id"
+        );
+        assert_eq!(
+            operation_id("/api/build-information", &HttpMethod::Post),
+            "post_api_build_information"
+        );
+    }
+
+    #[test]
+    fn tags_are_the_first_literal_after_the_space() {
+        assert_eq!(tag("/api/{space}/projects/{id}"), "projects");
+        assert_eq!(tag("/api"), "api");
+        assert_eq!(tag("/api/users/me"), "users");
+    }
+
+    #[test]
+    fn path_parameters_come_from_the_template() {
+        let names: Vec<&str> =
+            path_parameters("/api/{space}/projects/{id}/releases/{version}").collect();
+        assert_eq!(names, ["space", "id", "version"]);
+    }
+}

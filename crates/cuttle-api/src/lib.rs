@@ -9,6 +9,7 @@
 //! - [`auth`]: the [`auth::Caller`] extractor (API keys).
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
+//! - [`answers`]: the shapes of answers that are not one resource.
 //! - [`requests`]: checks every request passes, and its redacted trace span.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
@@ -17,6 +18,7 @@
 //!
 //! The web portal (`cuttle_portal`) is merged in at `/`.
 
+pub mod answers;
 pub mod auth;
 pub mod connections;
 pub mod error;

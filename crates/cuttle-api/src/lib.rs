@@ -10,6 +10,7 @@
 //! - [`capabilities`]: the requests `/api/capabilities` lists, by Octopus's names.
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
+//! - [`answers`]: the shapes of answers that are not one resource.
 //! - [`requests`]: checks every request passes, and its redacted trace span.
 //! - [`route_case`]: route paths match case-insensitively on their literals.
 //! - [`error`]: the one error → response mapping.
@@ -19,6 +20,7 @@
 //!
 //! The web portal (`cuttle_portal`) is merged in at `/`.
 
+pub mod answers;
 pub mod auth;
 pub mod capabilities;
 pub mod connections;

@@ -290,8 +290,10 @@ impl Routes {
 
     /// The router, and the document's paths and schemas.
     pub fn into_parts(self) -> (Router<AppState>, Paths, BTreeMap<String, RefOr<Schema>>) {
+        let mut described = self.paths;
+        link_created_resources(&mut described);
         let mut paths = Paths::new();
-        for (path, item) in self.paths {
+        for (path, item) in described {
             paths.paths.insert(path, item);
         }
         (self.router, paths, self.schemas)
@@ -312,6 +314,53 @@ impl Routes {
                     self.paths.insert(path.to_owned(), item);
                 }
             }
+        }
+    }
+}
+
+/// Links each create (a `POST` answering 201 on a collection) to the
+/// operations on the created item (`{collection}/{id}`), with the id from
+/// the answer's `Id`, so a client or a fuzzer can follow from one to the
+/// other.
+fn link_created_resources(paths: &mut BTreeMap<String, PathItem>) {
+    use utoipa::openapi::link::LinkBuilder;
+    let mut links = Vec::new();
+    for (path, item) in paths.iter() {
+        let creates = item
+            .post
+            .as_ref()
+            .is_some_and(|op| op.responses.responses.contains_key("201"));
+        let Some(target) = creates
+            .then(|| paths.get(&format!("{path}/{{id}}")))
+            .flatten()
+        else {
+            continue;
+        };
+        let item_path = format!("{path}/{{id}}");
+        let targets = [
+            ("Get", &target.get, HttpMethod::Get),
+            ("Modify", &target.put, HttpMethod::Put),
+            ("Delete", &target.delete, HttpMethod::Delete),
+        ];
+        for (name, op, method) in targets {
+            if op.is_some() {
+                let mut link = LinkBuilder::new()
+                    .operation_id(operation_id(&item_path, &method))
+                    .parameter("id", "$response.body#/Id");
+                if path.contains("{space}") {
+                    link = link.parameter("space", "$request.path.space");
+                }
+                links.push((path.clone(), name, link.build()));
+            }
+        }
+    }
+    for (path, name, link) in links {
+        let created = paths
+            .get_mut(&path)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.responses.responses.get_mut("201"));
+        if let Some(RefOr::T(response)) = created {
+            response.links.insert(name.to_owned(), RefOr::T(link));
         }
     }
 }

@@ -87,6 +87,17 @@ async fn the_document_is_openapi_3_1_and_served_without_a_key() {
                 "$ref to missing schema {name}"
             );
         }
+        // A create links to the created item's operations.
+        let links = &doc["paths"]["/api/{space}/projects"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            links["Get"]["operationId"], "get_api_space_projects_id",
+            "{links}"
+        );
+        assert_eq!(links["Get"]["parameters"]["id"], "$response.body#/Id");
+        assert_eq!(
+            links["Delete"]["parameters"]["space"],
+            "$request.path.space"
+        );
         // The same as the library builds.
         let built = serde_json::to_value(cuttle_api::openapi_document()).unwrap();
         assert_eq!(built, doc);

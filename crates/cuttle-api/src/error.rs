@@ -49,6 +49,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, vec![]),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, vec![]),
             ServiceError::Conflict(m) => (StatusCode::CONFLICT, vec![m.clone()]),
+            ServiceError::AlreadyExists { detail, .. } => {
+                (StatusCode::CONFLICT, vec![detail.clone()])
+            }
             ServiceError::TooManyRequests { message, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, vec![message.clone()])
             }
@@ -62,6 +65,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Internal(_) => {
                 "The server hit an internal error; it has been logged.".to_owned()
             }
+            // Clients compare this text; the explanation is in `Errors`.
+            ServiceError::AlreadyExists { octopus, .. } => (*octopus).to_owned(),
             other => other.to_string(),
         };
         let retry_after = match &e {

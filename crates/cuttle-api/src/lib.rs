@@ -7,9 +7,12 @@
 //! - [`connections`]: the accept loop, its connection cap and timeouts.
 //! - [`json`]: case-insensitive request bodies.
 //! - [`auth`]: the [`auth::Caller`] extractor (API keys).
+//! - [`capabilities`]: the requests `/api/capabilities` lists, by Octopus's names.
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
+//! - [`answers`]: the shapes of answers that are not one resource.
 //! - [`requests`]: checks every request passes, and its redacted trace span.
+//! - [`route_case`]: route paths match case-insensitively on their literals.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
 //! - [`route_table`]: registers each route with its description.
@@ -17,13 +20,16 @@
 //!
 //! The web portal (`cuttle_portal`) is merged in at `/`.
 
+pub mod answers;
 pub mod auth;
+pub mod capabilities;
 pub mod connections;
 pub mod error;
 pub mod json;
 pub mod links;
 pub mod openapi;
 pub mod requests;
+pub mod route_case;
 pub mod route_table;
 pub mod routes;
 pub mod space;
@@ -34,6 +40,7 @@ use cuttle_service::Instance;
 use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub type AppState = Arc<Instance>;
 
@@ -54,8 +61,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 fn app(instance: AppState, closing: Closing) -> Router {
-    let (api, _) = openapi::finish(routes::all());
-    api
+    let table = routes::all();
+    // The document's own route is added by `finish`, after the table.
+    let templates = table.templates().chain([openapi::PATH]);
+    let case = Arc::new(route_case::RouteCase::new(templates));
+    let (api, _) = openapi::finish(table);
+    let routed = api
         // The portal's pages, over the same services; none is under /api.
         .merge(cuttle_portal::router())
         .fallback(routes::not_found)
@@ -67,7 +78,12 @@ fn app(instance: AppState, closing: Closing) -> Router {
             error::panicked,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan))
-        .with_state(instance)
+        .with_state(instance);
+    // Layers on a router run once a route has matched; the path's spelling
+    // must be settled before, so the rewrite wraps the whole router.
+    Router::new().fallback_service(
+        routed.map_request(move |request: axum::extract::Request| case.rewrite(request)),
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets requests

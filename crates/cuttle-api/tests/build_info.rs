@@ -150,3 +150,74 @@ async fn bad_build_information_is_refused_and_records_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_existing_version_is_refused_in_octopus_words_or_handled_as_the_body_asks() {
+    on_both("build-info-exists", |s| async move {
+        s.create(
+            "/api/Spaces-1/build-information",
+            build("Acme.Web", "1.0.0", "41"),
+        )
+        .await;
+
+        let again = s
+            .post(
+                "/api/Spaces-1/build-information",
+                build("Acme.Web", "1.0.0", "42"),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+        // Clients compare Octopus's message; Cuttle's explanation follows.
+        assert_eq!(
+            again.body["ErrorMessage"],
+            "Metadata for the specified Package ID and version already exists.",
+            "{}",
+            again.body
+        );
+        let why = again.body["Errors"][0].as_str().unwrap_or("");
+        assert!(
+            why.contains("Acme.Web 1.0.0") && why.contains("OverwriteExisting"),
+            "{}",
+            again.body
+        );
+
+        // The overwrite mode may come in the body, as some clients send it.
+        let mut body = build("Acme.Web", "1.0.0", "43");
+        body["OverwriteMode"] = json!("IgnoreIfExists");
+        let kept = s.post("/api/Spaces-1/build-information", body).await;
+        assert_eq!(kept.status, StatusCode::CREATED, "{}", kept.body);
+        assert_eq!(kept.body["BuildNumber"], "41", "{}", kept.body);
+
+        let mut body = build("Acme.Web", "1.0.0", "44");
+        body["overwriteMode"] = json!("OverwriteExisting");
+        let replaced = s.post("/api/Spaces-1/build-information", body).await;
+        assert_eq!(replaced.status, StatusCode::CREATED, "{}", replaced.body);
+        assert_eq!(replaced.body["BuildNumber"], "44", "{}", replaced.body);
+
+        // The query wins over the body.
+        let mut body = build("Acme.Web", "1.0.0", "45");
+        body["OverwriteMode"] = json!("OverwriteExisting");
+        let refused = s
+            .post(
+                "/api/Spaces-1/build-information?overwriteMode=FailIfExists",
+                body,
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+
+        // A mode that is none of the three is refused, and changes nothing.
+        let mut body = build("Acme.Web", "1.0.0", "46");
+        body["OverwriteMode"] = json!("Always");
+        let bad = s.post("/api/Spaces-1/build-information", body).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+        assert!(bad.error_text().contains("Always"), "{}", bad.error_text());
+
+        let listed = s
+            .get("/api/Spaces-1/build-information?packageId=Acme.Web")
+            .await
+            .body;
+        assert_eq!(listed["TotalResults"], 1, "{listed}");
+        assert_eq!(listed["Items"][0]["BuildNumber"], "44", "{listed}");
+    })
+    .await;
+}

@@ -671,11 +671,17 @@ async fn overwrite_modes_decide_what_happens_to_an_existing_version() {
 
         let r = push_with(&s, "Acme.Web.1.0.0.zip", &b, "").await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}: {}", s.backend, r.body);
-        assert!(
-            r.error_text()
-                .contains("A package with the same name and version already exists"),
+        // Octopus's words, which clients look for, and then Cuttle's.
+        assert_eq!(
+            r.body["ErrorMessage"], "A package with the same name and version already exists.",
             "{}",
-            r.error_text()
+            r.body
+        );
+        let why = r.body["Errors"][0].as_str().unwrap_or("");
+        assert!(
+            why.contains("Acme.Web 1.0.0") && why.contains("OverwriteExisting"),
+            "{}",
+            r.body
         );
         let r = push_with(&s, "Acme.Web.1.0.0.zip", &b, "?overwriteMode=FailIfExists").await;
         assert_eq!(r.status, StatusCode::CONFLICT);
@@ -962,6 +968,103 @@ async fn retention_removes_old_unused_versions_only() {
         let left = s.get("/api/Spaces-1/packages").await.body;
         assert_eq!(versions_of(&left), ["Acme.Web 1.0.0"], "{}", s.backend);
         assert_eq!(files_in(&packages_dir(&s)).len(), 1, "{}", s.backend);
+    })
+    .await;
+}
+
+/// The fields of an Octopus package resource that every package view has.
+fn assert_octopus_package(p: &Value, package_id: &str, version: &str, extension: &str) {
+    assert_eq!(p["PackageId"], package_id, "{p}");
+    assert_eq!(p["Version"], version, "{p}");
+    // Without a title of its own a package is titled by its id.
+    assert_eq!(p["Title"], package_id, "{p}");
+    assert_eq!(p["FileExtension"], extension, "{p}");
+    assert_eq!(p["FeedId"], "feeds-builtin", "{p}");
+    assert_eq!(p["NuGetPackageId"], package_id, "{p}");
+    assert_eq!(p["NuGetFeedId"], "feeds-builtin", "{p}");
+    assert!(p["Hash"].as_str().is_some_and(|h| h.len() == 64), "{p}");
+    assert!(p["PackageSizeBytes"].as_i64().is_some_and(|n| n > 0), "{p}");
+    assert!(p["Published"].is_string(), "{p}");
+    for field in [
+        "Summary",
+        "Description",
+        "ReleaseNotes",
+        "PackageVersionBuildInformation",
+    ] {
+        assert!(p.get(field).is_some(), "{field} is missing: {p}");
+    }
+    assert!(p["Links"]["Self"].is_string(), "{p}");
+}
+
+#[tokio::test]
+async fn package_resources_carry_octopus_fields_and_their_build_information() {
+    let _side_by_side = MEMORY_MEASURED.read().await;
+    on_both("pkg-octopus-fields", |s| async move {
+        let tar = gzip(&tar_of(&[("hello.txt", b"hello\n")]));
+        let pushed = push(&s, "Acme.Api.2.0.0.tar.gz", &tar).await;
+        assert_octopus_package(&pushed, "Acme.Api", "2.0.0", ".tar.gz");
+        assert!(
+            pushed["PackageVersionBuildInformation"].is_null(),
+            "{pushed}"
+        );
+        let nu = push(&s, "Acme.Lib.1.0.0.nupkg", &nupkg("Acme.Lib", "1.0.0")).await;
+        assert_octopus_package(&nu, "Acme.Lib", "1.0.0", ".nupkg");
+
+        // Build information pushed after the package, for the same id in
+        // another case and the same version spelled shorter.
+        let build = json!({"PackageId": "acme.api", "Version": "2.0", "OctopusBuildInformation": {
+            "BuildNumber": "288", "VcsType": "Git", "VcsRoot": "https://github.com/acme/api",
+            "VcsCommitNumber": "314cf2c3", "Branch": "main",
+            "Commits": [{"Id": "314cf2c3", "Comment": "Fix it"}]}});
+        let recorded = s.create("/api/Spaces-1/build-information", build).await;
+
+        let id = pushed["Id"].as_str().unwrap();
+        let item = s.get(&format!("/api/Spaces-1/packages/{id}")).await.body;
+        assert_octopus_package(&item, "Acme.Api", "2.0.0", ".tar.gz");
+        let shown = &item["PackageVersionBuildInformation"];
+        assert_eq!(shown["Id"], recorded["Id"], "{item}");
+        assert_eq!(shown["VcsCommitNumber"], "314cf2c3", "{item}");
+        assert_eq!(shown["BuildNumber"], "288", "{item}");
+        assert_eq!(shown["Commits"][0]["Comment"], "Fix it", "{item}");
+        let link = shown["Links"]["Self"].as_str().unwrap();
+        assert_eq!(s.get(link).await.status, StatusCode::OK);
+
+        let listed = s.get("/api/Spaces-1/packages?filter=Acme").await.body;
+        let items = listed["Items"].as_array().unwrap();
+        assert_eq!(items.len(), 2, "{listed}");
+        for p in items {
+            let with_build = p["PackageId"] == "Acme.Api";
+            assert_eq!(
+                p["PackageVersionBuildInformation"].is_object(),
+                with_build,
+                "{p}"
+            );
+        }
+        assert_octopus_package(&items[0], "Acme.Api", "2.0.0", ".tar.gz");
+
+        let versions = s
+            .get("/api/Spaces-1/feeds/feeds-builtin/packages/versions?packageId=Acme.Api")
+            .await
+            .body;
+        let v = &versions["Items"][0];
+        assert_octopus_package(v, "Acme.Api", "2.0.0", ".tar.gz");
+        assert_eq!(v["SizeBytes"], v["PackageSizeBytes"], "{v}");
+        assert_eq!(v["PackageVersionBuildInformation"]["BuildNumber"], "288");
+
+        // Another version of the package has no build information.
+        let next = push(&s, "Acme.Api.2.0.1.tar.gz", &tar).await;
+        assert!(next["PackageVersionBuildInformation"].is_null(), "{next}");
+
+        // Build information that came first shows on the push's answer.
+        s.create(
+            "/api/Spaces-1/build-information",
+            json!({"PackageId": "Acme.Web", "Version": "3.0.0",
+                   "OctopusBuildInformation": {"BuildNumber": "7"}}),
+        )
+        .await;
+        let web = push(&s, "Acme.Web.3.0.0.zip", &web_zip("w")).await;
+        assert_octopus_package(&web, "Acme.Web", "3.0.0", ".zip");
+        assert_eq!(web["PackageVersionBuildInformation"]["BuildNumber"], "7");
     })
     .await;
 }

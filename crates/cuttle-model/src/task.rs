@@ -226,6 +226,7 @@ pub struct ActivityElement {
     pub status: ActivityStatus,
     pub started: Option<Timestamp>,
     pub ended: Option<Timestamp>,
+    #[schema(no_recursion)]
     pub children: Vec<ActivityElement>,
     pub show_at_summary_level: bool,
     pub log_elements: Vec<LogElement>,

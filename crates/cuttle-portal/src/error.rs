@@ -31,7 +31,9 @@ impl PortalError {
                 ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-                ServiceError::Conflict(_) => StatusCode::CONFLICT,
+                ServiceError::Conflict(_) | ServiceError::AlreadyExists { .. } => {
+                    StatusCode::CONFLICT
+                }
                 ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

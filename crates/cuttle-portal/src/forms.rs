@@ -65,6 +65,9 @@ impl Problems {
                 (StatusCode::BAD_REQUEST, errors)
             }
             PortalError::Service(ServiceError::Conflict(m)) => (StatusCode::CONFLICT, vec![m]),
+            PortalError::Service(ServiceError::AlreadyExists { detail, .. }) => {
+                (StatusCode::CONFLICT, vec![detail])
+            }
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, vec![m]),
             other => return Err(other),
         };

@@ -7,12 +7,17 @@ use crate::resources::{audit, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::build_info::{build_information_name, commit_url, BuildInformation, Commit};
 use cuttle_model::ids::Collection;
-use cuttle_model::package::{compare_versions, is_valid_package_id, is_valid_version};
+use cuttle_model::package::{compare_versions, is_valid_package_id, is_valid_version, Package};
 use cuttle_model::release::SelectedPackage;
 use cuttle_model::{DeploymentProcess, Timestamp, User};
 use cuttle_store::{DocumentQuery, Store};
 use serde::Deserialize;
 use serde_json::Value;
+
+/// Octopus's words for build information that exists already, which
+/// clients look for in the error.
+pub const BUILD_INFORMATION_EXISTS: &str =
+    "Metadata for the specified Package ID and version already exists.";
 
 /// The body CI plugins send.
 #[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -21,6 +26,9 @@ pub struct NewBuildInformation {
     pub package_id: String,
     pub version: String,
     pub octopus_build_information: BuildDetails,
+    /// What to do when the version has build information already, for
+    /// clients that say it in the body rather than the query.
+    pub overwrite_mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -76,9 +84,12 @@ pub async fn create(
         return Ok(found.clone());
     }
     if existing.is_some() && mode == OverwriteMode::FailIfExists {
-        return Err(ServiceError::Conflict(format!(
-            "Build information for {package_id} {version} already exists; send overwriteMode=OverwriteExisting to replace it"
-        )));
+        return Err(ServiceError::AlreadyExists {
+            octopus: BUILD_INFORMATION_EXISTS,
+            detail: format!(
+                "Build information for {package_id} {version} already exists; send overwriteMode=OverwriteExisting to replace it, or IgnoreIfExists to keep it"
+            ),
+        });
     }
     let b = new.octopus_build_information;
     let mut record = BuildInformation {
@@ -153,6 +164,32 @@ pub async fn list(
         .items
         .into_iter()
         .filter(|b| wanted.is_none_or(|p| b.package_id.eq_ignore_ascii_case(p)))
+        .collect())
+}
+
+/// The build information recorded for each of `packages`, in their order:
+/// the one for the same package id (any case) and the same version by
+/// precedence (`1.0` is `1.0.0`), or `None`. Build information may be
+/// pushed before or after its package, so the two are matched when read.
+pub async fn of_packages(
+    store: &Store,
+    space_id: &str,
+    packages: &[Package],
+) -> Result<Vec<Option<BuildInformation>>> {
+    if packages.is_empty() {
+        return Ok(vec![]);
+    }
+    let all = list(store, space_id, None).await?;
+    Ok(packages
+        .iter()
+        .map(|p| {
+            all.iter()
+                .find(|b| {
+                    b.package_id.eq_ignore_ascii_case(&p.package_id)
+                        && compare_versions(&b.version, &p.version).is_eq()
+                })
+                .cloned()
+        })
         .collect())
 }
 

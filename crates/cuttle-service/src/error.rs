@@ -19,6 +19,14 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict that Octopus clients recognise by Octopus's own wording,
+    /// which `octopus` holds word for word; `detail` is the explanation
+    /// people read.
+    #[error("{detail}")]
+    AlreadyExists {
+        octopus: &'static str,
+        detail: String,
+    },
     /// Refused for now, after too many attempts; try again after `retry_after`.
     #[error("{message}")]
     TooManyRequests {

@@ -44,6 +44,10 @@ const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 /// hundred megabytes, small enough not to matter in memory.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// Octopus's words for a push of a version the feed has, which clients
+/// look for in the error.
+pub const PACKAGE_EXISTS: &str = "A package with the same name and version already exists.";
+
 /// What to do when the pushed version exists already.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverwriteMode {
@@ -246,10 +250,13 @@ async fn finish_push(
         .await?;
     match (&existing, mode) {
         (Some(old), OverwriteMode::FailIfExists) => {
-            return Err(ServiceError::Conflict(format!(
-                "A package with the same name and version already exists: {} {}. Push it with overwriteMode=OverwriteExisting to replace it, or IgnoreIfExists to keep it",
-                old.package_id, old.version
-            )));
+            return Err(ServiceError::AlreadyExists {
+                octopus: PACKAGE_EXISTS,
+                detail: format!(
+                    "A package with the same ID and version already exists: {} {}. Push it with overwriteMode=OverwriteExisting to replace it, or IgnoreIfExists to keep it",
+                    old.package_id, old.version
+                ),
+            });
         }
         (Some(old), OverwriteMode::IgnoreIfExists) => return Ok(Pushed::Existing(old.clone())),
         _ => {}

@@ -62,7 +62,11 @@ impl Linked for BuildInformation {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct CreateParams {
-    #[serde(rename = "overwriteMode", alias = "OverwriteMode")]
+    #[serde(
+        rename = "overwriteMode",
+        alias = "OverwriteMode",
+        alias = "overwritemode"
+    )]
     overwrite_mode: Option<String>,
 }
 
@@ -80,7 +84,8 @@ async fn create(
     Q(p): Q<CreateParams>,
     OctoJson(body): OctoJson<NewBuildInformation>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mode = OverwriteMode::from_query(p.overwrite_mode.as_deref(), None)?;
+    let asked = p.overwrite_mode.or_else(|| body.overwrite_mode.clone());
+    let mode = OverwriteMode::from_query(asked.as_deref(), None)?;
     let created = build_info::create(&inst.store, &caller, &s, body, mode).await?;
     Ok((StatusCode::CREATED, Json(resource(&created))))
 }

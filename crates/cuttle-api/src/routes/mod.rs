@@ -13,6 +13,7 @@ mod releases;
 mod tasks;
 mod variables;
 
+use crate::answers::{Feed, ServerThumbprint};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
@@ -168,7 +169,7 @@ pub fn all() -> Routes {
             op("Lists the space's feeds (the built-in feed)").query::<ListParams>(),
         ),
     );
-    r = r.space("/feeds/{id}", get(feed, op("One feed")));
+    r = r.space("/feeds/{id}", get(feed, op("One feed").resource::<Feed>()));
     r = infrastructure::routes(r);
     r = projects::routes(r);
     r = releases::routes(r);
@@ -187,14 +188,14 @@ pub fn all() -> Routes {
 /// agent needs them.
 async fn server_thumbprint(State(inst): State<AppState>, _: Caller) -> Json<Value> {
     let port = inst.polling_port.load(std::sync::atomic::Ordering::Relaxed);
-    Json(json!({
-        "Thumbprint": inst.identity.thumbprint().to_string(),
+    Json(json!(ServerThumbprint {
+        thumbprint: inst.identity.thumbprint().to_string(),
         // Made by `cuttle server certificate new` and read at start; null
         // when there is none.
-        "NextThumbprint": inst.next_thumbprint.as_ref().map(|t| t.to_string()),
+        next_thumbprint: inst.next_thumbprint.as_ref().map(|t| t.to_string()),
         // Where polling agents connect, on this server's host; null when
         // the polling endpoint is off.
-        "PollingPort": (port != 0).then_some(port),
+        polling_port: (port != 0).then_some(port),
     }))
 }
 
@@ -241,14 +242,9 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// The requests this server answers beyond the resource routes.
+/// The requests this server answers, by Octopus's names.
 async fn capabilities() -> Json<Value> {
-    Json(json!({"Capabilities": [
-        "CreateReleaseCommandV1",
-        "CreateDeploymentUntenantedCommandV1",
-        "TaskDetails",
-        "TaskCancel",
-    ]}))
+    Json(json!({"Capabilities": crate::capabilities::names()}))
 }
 
 async fn me(Caller(user): Caller) -> Json<Value> {
@@ -465,15 +461,16 @@ async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
 
 /// The built-in package feed; the same in every space, and always first.
 fn builtin_feed(space: &str) -> Value {
-    json!({
-        "Id": cuttle_model::ids::BUILTIN_FEED_ID,
-        "SpaceId": space,
-        "Name": "Octopus Server (built-in)",
-        "FeedType": "BuiltIn",
-        "IsBuiltInRepoSyncEnabled": false,
-        "DeleteUnreleasedPackagesAfterDays": 30,
-        "PackageAcquisitionLocationOptions": ["Server", "ExecutionTarget"],
-        "Links": {"Self": format!("/api/{space}/feeds/{}", cuttle_model::ids::BUILTIN_FEED_ID)},
+    let id = cuttle_model::ids::BUILTIN_FEED_ID;
+    json!(Feed {
+        id: id.into(),
+        space_id: space.into(),
+        name: "Octopus Server (built-in)".into(),
+        feed_type: "BuiltIn".into(),
+        is_built_in_repo_sync_enabled: false,
+        delete_unreleased_packages_after_days: 30,
+        package_acquisition_location_options: vec!["Server".into(), "ExecutionTarget".into()],
+        links: [("Self".to_owned(), format!("/api/{space}/feeds/{id}"))].into(),
     })
 }
 

@@ -15,12 +15,14 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
+use cuttle_model::build_info::BuildInformation;
 use cuttle_model::ids::BUILTIN_FEED_ID;
 use cuttle_model::package::Package;
+use cuttle_service::build_info;
 use cuttle_service::packages::{self, OverwriteMode, PackageFilters, Upload};
 use cuttle_service::paging::ListParams;
 use cuttle_service::Instance;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub fn routes(mut r: Routes) -> Routes {
@@ -33,7 +35,7 @@ pub fn routes(mut r: Routes) -> Routes {
             op("Pushes a package to the built-in feed (multipart, one file part)")
                 .query::<PushParams>()
                 .upload()
-                .created::<Package>(),
+                .created::<PackageView>(),
         )
         .layer(DefaultBodyLimit::disable()),
     );
@@ -44,12 +46,12 @@ pub fn routes(mut r: Routes) -> Routes {
             op("Lists the built-in feed's packages")
                 .query::<ListParams>()
                 .query::<PackageFilters>()
-                .page::<Package>(),
+                .page::<PackageView>(),
         ),
     );
     r = r.space(
         "/packages/{id}",
-        get(item, op("One package version").resource::<Package>())
+        get(item, op("One package version").resource::<PackageView>())
             .delete(delete, op("Deletes a package version").no_content()),
     );
     r = r.space(
@@ -63,9 +65,72 @@ pub fn routes(mut r: Routes) -> Routes {
             op("Lists a package's versions in a feed, newest first")
                 .query::<ListParams>()
                 .query::<PackageFilters>()
-                .page::<Package>(),
+                .page::<PackageView>(),
         ),
     )
+}
+
+/// A package version as Octopus shows it: the feed's record, the fields
+/// Octopus reads from a package's metadata, and the build information
+/// recorded for the version.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+struct PackageView {
+    #[serde(flatten)]
+    package: Package,
+    /// The package id, as Octopus shows packages without a title of their
+    /// own; Cuttle reads no package metadata.
+    title: String,
+    summary: Option<String>,
+    description: Option<String>,
+    release_notes: Option<String>,
+    #[serde(rename = "NuGetPackageId")]
+    nuget_package_id: String,
+    #[serde(rename = "NuGetFeedId")]
+    nuget_feed_id: String,
+    /// The build information resource for this package id and version, or
+    /// null.
+    #[schema(value_type = Option<BuildInformation>)]
+    package_version_build_information: Option<Value>,
+}
+
+impl PackageView {
+    fn new(package: Package, build: Option<BuildInformation>) -> PackageView {
+        PackageView {
+            title: package.package_id.clone(),
+            summary: None,
+            description: None,
+            release_notes: None,
+            nuget_package_id: package.package_id.clone(),
+            nuget_feed_id: package.feed_id.clone(),
+            package_version_build_information: build.as_ref().map(resource),
+            package,
+        }
+    }
+
+    /// Each of `packages` with its build information.
+    async fn all(inst: &Instance, space: &str, packages: Vec<Package>) -> ApiResult<Vec<Self>> {
+        let builds = build_info::of_packages(&inst.store, space, &packages).await?;
+        Ok(packages
+            .into_iter()
+            .zip(builds)
+            .map(|(p, b)| PackageView::new(p, b))
+            .collect())
+    }
+
+    async fn one(inst: &Instance, space: &str, package: Package) -> ApiResult<Value> {
+        let view = PackageView::all(inst, space, vec![package]).await?;
+        Ok(view.first().map(resource).unwrap_or(Value::Null))
+    }
+}
+
+impl Linked for PackageView {
+    fn links(&self) -> Value {
+        self.package.links()
+    }
+    fn item_type() -> &'static str {
+        Package::item_type()
+    }
 }
 
 impl Linked for Package {
@@ -118,8 +183,9 @@ async fn push(
         }
     };
     let pushed = packages::push(&inst, &caller, &s, upload, mode).await?;
+    let view = PackageView::one(&inst, &s, pushed.package().clone()).await?;
     // Octopus answers 201 whatever the overwrite mode did; scripts check it.
-    Ok((StatusCode::CREATED, Json(resource(pushed.package()))))
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// Streams the first file part into an [`Upload`], a piece at a time.
@@ -161,6 +227,7 @@ async fn list(
     Q(f): Q<PackageFilters>,
 ) -> ApiResult<Json<Value>> {
     let found = packages::list_packages(&inst.store, &s, &f, p.ids()).await?;
+    let found = PackageView::all(&inst, &s, found).await?;
     Ok(Json(page_of(found, &p, &format!("/api/{s}/packages"))))
 }
 
@@ -171,7 +238,7 @@ async fn item(
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     let p = packages::get_package(&inst.store, &s, &id).await?;
-    Ok(Json(resource(&p)))
+    Ok(Json(PackageView::one(&inst, &s, p).await?))
 }
 
 /// The file, streamed from disk.
@@ -233,6 +300,7 @@ async fn versions(
         latest: None,
     };
     let found = packages::list_packages(&inst.store, &s, &filters, vec![]).await?;
+    let found = PackageView::all(&inst, &s, found).await?;
     let path = format!("/api/{s}/feeds/{feed}/packages/versions");
     let mut page = page_of(found, &p, &path);
     // Feed searches call the size SizeBytes.

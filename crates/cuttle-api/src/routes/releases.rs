@@ -1,6 +1,7 @@
 //! Releases, deployments, and the executions API CI tools call by name.
 
 use super::{document_query, Id, Q};
+use crate::answers::{PhaseDeployment, PhaseProgression, ReleaseProgression};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
@@ -63,7 +64,8 @@ pub fn routes(mut r: Routes) -> Routes {
         "/releases/{id}/progression",
         get(
             release_progression,
-            op("The release's progression through its lifecycle's phases"),
+            op("The release's progression through its lifecycle's phases")
+                .resource::<ReleaseProgression>(),
         ),
     );
     r = r.space(
@@ -181,35 +183,39 @@ async fn release_progression(
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     let p = progression::release_progression(&inst.store, &s, &id).await?;
-    let phases: Vec<Value> = p
+    let phases = p
         .phases
         .iter()
-        .map(|ph| {
-            let deployments: Vec<Value> = ph
+        .map(|ph| PhaseProgression {
+            id: ph.phase.id.clone(),
+            name: ph.phase.name.clone(),
+            blocked: ph.blocked,
+            progress: ph.progress,
+            deployments: ph
                 .deployments
                 .iter()
-                .map(|(d, t)| json!({"Deployment": resource(d), "Task": resource(t)}))
-                .collect();
-            json!({
-                "Id": ph.phase.id,
-                "Name": ph.phase.name,
-                "Blocked": ph.blocked,
-                "Progress": ph.progress,
-                "Deployments": deployments,
-                "AutomaticDeploymentTargets": ph.phase.automatic_deployment_targets,
-                "OptionalDeploymentTargets": ph.phase.optional_deployment_targets,
-                "MinimumEnvironmentsBeforePromotion": ph.phase.minimum_environments_before_promotion,
-                "IsOptionalPhase": ph.phase.is_optional_phase,
-            })
+                .map(|(d, t)| PhaseDeployment {
+                    deployment: resource(d),
+                    task: resource(t),
+                })
+                .collect(),
+            automatic_deployment_targets: ph.phase.automatic_deployment_targets.clone(),
+            optional_deployment_targets: ph.phase.optional_deployment_targets.clone(),
+            minimum_environments_before_promotion: ph.phase.minimum_environments_before_promotion,
+            is_optional_phase: ph.phase.is_optional_phase,
         })
         .collect();
     let base = format!("/api/{s}/releases/{}", p.release.id);
-    Ok(Json(json!({
-        "Id": p.release.id,
-        "Phases": phases,
-        "NextDeployments": p.next_deployments,
-        "NextDeploymentsMinimumRequired": p.next_deployments_minimum_required,
-        "Links": {"Self": format!("{base}/progression"), "Release": base},
+    Ok(Json(json!(ReleaseProgression {
+        id: p.release.id.clone(),
+        phases,
+        next_deployments: p.next_deployments,
+        next_deployments_minimum_required: p.next_deployments_minimum_required,
+        links: [
+            ("Self".to_owned(), format!("{base}/progression")),
+            ("Release".to_owned(), base),
+        ]
+        .into(),
     })))
 }
 

@@ -2,6 +2,7 @@
 //! log stream, cancel.
 
 use super::{Id, Q};
+use crate::answers::{TaskDetails, TaskProgress};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
@@ -53,7 +54,9 @@ pub fn routes(mut r: Routes) -> Routes {
         "/tasks/{id}/details",
         get(
             details,
-            op("A task with its progress and activity log tree").query::<DetailParams>(),
+            op("A task with its progress and activity log tree")
+                .query::<DetailParams>()
+                .resource::<TaskDetails>(),
         ),
     );
     r = r.space(
@@ -212,15 +215,16 @@ async fn details(
         svc::details(&inst, space.as_deref(), &id, p.verbose.unwrap_or(true)).await?;
     let done = task.is_completed;
     let lines: usize = count_lines(&tree);
-    Ok(Json(json!({
-        "Task": resource(&task),
-        "Progress": {
-            "ProgressPercentage": cuttle_model::task::task_progress(&tree, done),
-            "EstimatedTimeRemaining": if done { "" } else { "Unknown" },
+    let self_link = format!("/api/tasks/{}/details", task.id);
+    Ok(Json(json!(TaskDetails {
+        task: resource(&task),
+        progress: TaskProgress {
+            progress_percentage: cuttle_model::task::task_progress(&tree, done),
+            estimated_time_remaining: if done { "" } else { "Unknown" }.into(),
         },
-        "PhysicalLogSize": lines,
-        "ActivityLogs": tree,
-        "Links": {"Self": format!("/api/tasks/{}/details", task.id)},
+        physical_log_size: lines,
+        activity_logs: tree,
+        links: [("Self".to_owned(), self_link)].into(),
     })))
 }
 

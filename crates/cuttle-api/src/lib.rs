@@ -61,11 +61,11 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 fn app(instance: AppState, closing: Closing) -> Router {
-    let table = routes::all();
-    // The document's own route is added by `finish`, after the table.
-    let templates = table.templates().chain([openapi::PATH]);
-    let case = Arc::new(route_case::RouteCase::new(templates));
-    let (api, _) = openapi::finish(table);
+    let (api, doc) = openapi::finish(routes::all());
+    // The document names every route, its own included.
+    let case = Arc::new(route_case::RouteCase::new(
+        doc.paths.paths.keys().map(String::as_str),
+    ));
     let routed = api
         // The portal's pages, over the same services; none is under /api.
         .merge(cuttle_portal::router())

@@ -126,10 +126,7 @@ impl Op {
 
     /// Answers 200 with a body of another media type.
     pub fn media(mut self, media_type: &'static str) -> Self {
-        let schema = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::Custom("binary".into())));
-        self.answer = Some((media_type, schema.into()));
+        self.answer = Some((media_type, binary().into()));
         self
     }
 
@@ -141,11 +138,8 @@ impl Op {
 
     /// Takes a multipart form whose one part is a file.
     pub fn upload(mut self) -> Self {
-        let file = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::Custom("binary".into())));
         let form = ObjectBuilder::new()
-            .property("fileToUpload", file)
+            .property("fileToUpload", binary())
             .required("fileToUpload");
         self.body = Some(("multipart/form-data", form.into()));
         self
@@ -164,6 +158,13 @@ impl Op {
         T::schemas(&mut self.schemas);
         RefOr::Ref(Ref::from_schema_name(name))
     }
+}
+
+/// Bytes of any kind: a file, a log, a stream.
+fn binary() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("binary".into())))
 }
 
 /// The envelope Octopus pages collections in.
@@ -280,12 +281,6 @@ impl Routes {
             .route(&scoped, endpoint.router.clone())
             .route(&default, endpoint.router);
         self
-    }
-
-    /// The route templates registered so far, for the case-insensitive
-    /// matching of their literal segments.
-    pub fn templates(&self) -> impl Iterator<Item = &str> {
-        self.paths.keys().map(String::as_str)
     }
 
     /// The router, and the document's paths and schemas.

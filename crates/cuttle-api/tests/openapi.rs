@@ -47,14 +47,26 @@ fn concrete(template: &str) -> String {
         .join("/")
 }
 
-/// Whether a concrete path matches a template, segment by segment.
-fn matches(template: &str, path: &str) -> bool {
-    let path = path.split(['?', '{']).next().unwrap_or(path);
+/// Whether a link matches a template, segment by segment. A link may be a
+/// URI template itself: its `{?…}` query expansion is dropped, its `{/id}`
+/// is one optional segment, and its `{spaceId}` stands for any one segment.
+fn matches(template: &str, link: &str) -> bool {
+    let link = link.split("{?").next().unwrap_or(link);
+    let link = link.split('?').next().unwrap_or(link);
+    match link.split_once("{/") {
+        Some((base, _)) => {
+            matches_exactly(template, base) || matches_exactly(template, &format!("{base}/x"))
+        }
+        None => matches_exactly(template, link),
+    }
+}
+
+fn matches_exactly(template: &str, path: &str) -> bool {
     let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
     t.len() == p.len()
         && t.iter()
             .zip(&p)
-            .all(|(t, p)| t.starts_with('{') || t.eq_ignore_ascii_case(p))
+            .all(|(t, p)| t.starts_with('{') || (!p.starts_with('{') && t.eq_ignore_ascii_case(p)))
 }
 
 async fn document(s: &Server) -> Value {
@@ -265,4 +277,17 @@ fn the_matching_used_here_is_by_segment() {
         "/api/Spaces-1/projects"
     ));
     assert!(!matches("/api/{space}/projects", "/api/Spaces-1/releases"));
+    // URI templates: the query expansion goes, `{/id}` is optional, and a
+    // `{spaceId}` in the link is a segment, not the end of it.
+    assert!(matches("/api/users", "/api/users{/id}{?skip,take}"));
+    assert!(matches("/api/users/{id}", "/api/users{/id}{?skip,take}"));
+    assert!(matches(
+        "/api/{space}/releases/create/v1",
+        "/api/{spaceId}/releases/create/v1"
+    ));
+    assert!(!matches("/api/", "/api/{spaceId}/releases/create/v1"));
+    assert!(!matches(
+        "/api/{space}/releases",
+        "/api/{spaceId}/releases/create/v1"
+    ));
 }

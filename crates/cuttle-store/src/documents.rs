@@ -499,6 +499,25 @@ impl Tx {
     pub async fn get<D: Document>(&mut self, id: &str) -> Result<Option<D>> {
         get_on(&mut self.inner, id).await
     }
+    /// Reads a document and locks its row until the transaction ends, so a
+    /// check followed by an update cannot race another writer (or node).
+    pub async fn lock<D: Document>(&mut self, id: &str) -> Result<Option<D>> {
+        let backend = crate::dialect::Backend::of_connection(self.inner.backend_name());
+        let sql = format!(
+            "SELECT body FROM documents WHERE id = $1 AND collection = $2{}",
+            backend.lock_row()
+        );
+        let row: Option<(String,)> = sqlx::query_as(&sql)
+            .bind(id)
+            .bind(D::COLLECTION)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        row.map(|(body,)| {
+            serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("{} document: {e}", D::KIND)))
+        })
+        .transpose()
+    }
     pub async fn list<D: Document>(&mut self, q: &DocumentQuery) -> Result<Page<D>> {
         list_on(&mut self.inner, q).await
     }

@@ -3,9 +3,7 @@
 //! recomputed in every transaction that raises, answers or closes one, so the
 //! two never disagree.
 
-use crate::dialect::Backend;
-use crate::documents::Document;
-use crate::{DocumentQuery, Result, Store, StoreError, Tx};
+use crate::{DocumentQuery, Result, Store, Tx};
 use cuttle_model::Interruption;
 
 fn of_task(task_id: &str) -> DocumentQuery {
@@ -19,21 +17,7 @@ impl Tx {
     /// Reads an interruption and locks it until the transaction ends, so a
     /// check of `IsPending` followed by an update cannot race another node.
     pub async fn lock_interruption(&mut self, id: &str) -> Result<Option<Interruption>> {
-        let backend = Backend::of_connection(self.inner.backend_name());
-        let sql = format!(
-            "SELECT body FROM documents WHERE id = $1 AND collection = $2{}",
-            backend.lock_row()
-        );
-        let row: Option<(String,)> = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(Interruption::COLLECTION)
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        row.map(|(body,)| {
-            serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("interruption document: {e}")))
-        })
-        .transpose()
+        self.lock(id).await
     }
 
     /// Sets the task's `HasPendingInterruptions` from its interruptions as

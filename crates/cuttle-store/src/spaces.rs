@@ -1,7 +1,6 @@
 //! Deleting a space and everything in it, and the task queue of a space
 //! that is stopped (`TaskQueueStopped`), which [`crate::tasks`] honours.
 
-use crate::dialect::Backend;
 use crate::documents::Document;
 use crate::{Result, StoreError, Tx};
 use cuttle_model::Space;
@@ -14,21 +13,7 @@ impl Tx {
     /// Reads a space and locks it until the transaction ends, so that it is
     /// not restarted while it is being deleted.
     pub async fn lock_space(&mut self, id: &str) -> Result<Option<Space>> {
-        let backend = Backend::of_connection(self.inner.backend_name());
-        let sql = format!(
-            "SELECT body FROM documents WHERE id = $1 AND collection = $2{}",
-            backend.lock_row()
-        );
-        let row: Option<(String,)> = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(Space::COLLECTION)
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        row.map(|(b,)| {
-            serde_json::from_str(&b)
-                .map_err(|e| StoreError::Corrupt(format!("space document: {e}")))
-        })
-        .transpose()
+        self.lock(id).await
     }
 
     /// How many of the space's tasks are running (or being cancelled).

@@ -16,8 +16,14 @@ struct Run {
 }
 
 fn run(args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut command = Command::new(BIN);
+    command.args(args);
+    run_command(command, stdin)
+}
+
+/// Runs `command` with `stdin` as its input and collects what it printed.
+fn run_command(mut command: Command, stdin: &str) -> Run {
+    let mut child = command
         // Keep the connection settings of a developer's shell out of it.
         .env_remove("CUTTLE_SERVER")
         .env_remove("CUTTLE_API_KEY")
@@ -429,26 +435,9 @@ fn variables_are_required() {
 fn run_capped(args: &[&str], stdin: &str) -> Run {
     let mut capped = vec!["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\"", BIN];
     capped.extend_from_slice(args);
-    let mut child = Command::new("sh")
-        .args(&capped)
-        .env_remove("CUTTLE_SERVER")
-        .env_remove("CUTTLE_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start cuttle");
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    let out = child.wait_with_output().expect("run cuttle");
-    Run {
-        code: out.status.code().expect("exit code, not a signal"),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    }
+    let mut command = Command::new("sh");
+    command.args(&capped);
+    run_command(command, stdin)
 }
 
 #[test]

@@ -299,23 +299,28 @@ async fn task_queue_claims_in_order_once() {
     .await;
 }
 
+/// A task's root activity, running, with its progress.
+fn running_root(task_id: &str, percentage: i64, message: &str) -> Activity {
+    Activity {
+        id: format!("{task_id}_1"),
+        parent_id: None,
+        name: "Deploy".into(),
+        status: ActivityStatus::Running,
+        started: Some(Timestamp::now()),
+        ended: None,
+        show_at_summary_level: true,
+        progress_percentage: Some(percentage),
+        progress_message: Some(message.into()),
+    }
+}
+
 #[tokio::test]
 async fn task_log_round_trips() {
     on_both("log", |store| async move {
         let mut tx = store.begin().await.unwrap();
         let t = tx.insert_task(new_task("Deploy")).await.unwrap();
         tx.commit().await.unwrap();
-        let root = Activity {
-            id: format!("{}_1", t.id),
-            parent_id: None,
-            name: "Deploy".into(),
-            status: ActivityStatus::Running,
-            started: Some(Timestamp::now()),
-            ended: None,
-            show_at_summary_level: true,
-            progress_percentage: Some(30),
-            progress_message: Some("warming up".into()),
-        };
+        let root = running_root(&t.id, 30, "warming up");
         store.put_activity(&t.id, &root, 0).await.unwrap();
         let done = Activity {
             status: ActivityStatus::Success,
@@ -372,17 +377,7 @@ async fn fault_a_log_line_with_a_nul_is_kept_on_both_databases() {
         ];
         store.append_log_lines(&t.id, &lines).await.unwrap();
         // A script's progress message may hold one too.
-        let activity = Activity {
-            id: format!("{}_1", t.id),
-            parent_id: None,
-            name: "Deploy".into(),
-            status: ActivityStatus::Running,
-            started: Some(Timestamp::now()),
-            ended: None,
-            show_at_summary_level: true,
-            progress_percentage: Some(50),
-            progress_message: Some("half\0way".into()),
-        };
+        let activity = running_root(&t.id, 50, "half\0way");
         store.put_activity(&t.id, &activity, 0).await.unwrap();
         let (acts, got) = store.task_log(&t.id).await.unwrap();
         assert_eq!(acts[0].progress_message.as_deref(), Some("half\u{FFFD}way"));

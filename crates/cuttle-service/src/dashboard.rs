@@ -94,20 +94,13 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
     let environments = store
         .list::<Environment>(&DocumentQuery::in_space(space_id))
         .await?;
+    // The newest deployment of each project to each environment, with its
+    // task: read from the table that keeps them, not from the history.
     let deployments = store.latest_deployments(space_id).await?;
-
-    let task_ids: Vec<String> = deployments.iter().map(|d| d.task_id.clone()).collect();
-    let release_ids: Vec<String> = deployments.iter().map(|d| d.release_id.clone()).collect();
-    let tasks: HashMap<String, ServerTask> = if task_ids.is_empty() {
-        HashMap::new()
-    } else {
-        let q = TaskQuery {
-            ids: task_ids,
-            ..Default::default()
-        };
-        let (tasks, _) = store.list_tasks(&q).await?;
-        tasks.into_iter().map(|t| (t.id.clone(), t)).collect()
-    };
+    let release_ids: Vec<String> = deployments
+        .iter()
+        .map(|(d, _)| d.release_id.clone())
+        .collect();
     let releases: HashMap<String, Release> = if release_ids.is_empty() {
         HashMap::new()
     } else {
@@ -127,11 +120,8 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
         .collect();
     let mut cells: HashMap<&str, Vec<Option<Cell>>> = HashMap::new();
     let mut live = false;
-    for d in &deployments {
-        let (Some(&column), Some(task)) = (
-            env_index.get(d.environment_id.as_str()),
-            tasks.get(&d.task_id),
-        ) else {
+    for (d, task) in &deployments {
+        let Some(&column) = env_index.get(d.environment_id.as_str()) else {
             continue;
         };
         let state = DeploymentState::of(task);
@@ -248,29 +238,15 @@ pub async fn project_overview(
     let releases = store
         .list::<Release>(&DocumentQuery {
             take: Some(take.max(1)),
-            ..owned.clone()
+            ..owned
         })
         .await?
         .items;
-    let release_ids: Vec<&str> = releases.iter().map(|r| r.id.as_str()).collect();
-    // Newest first, so the first deployment seen in a cell is the one shown.
-    let deployments: Vec<Deployment> = store
-        .list::<Deployment>(&owned)
-        .await?
-        .items
-        .into_iter()
-        .filter(|d| release_ids.contains(&d.release_id.as_str()))
-        .collect();
-    let tasks: HashMap<String, ServerTask> = if deployments.is_empty() {
-        HashMap::new()
-    } else {
-        let q = TaskQuery {
-            ids: deployments.iter().map(|d| d.task_id.clone()).collect(),
-            ..Default::default()
-        };
-        let (tasks, _) = store.list_tasks(&q).await?;
-        tasks.into_iter().map(|t| (t.id.clone(), t)).collect()
-    };
+    // The newest deployment of each of these releases to each environment,
+    // with its task: the index entries of a few releases, not the
+    // project's history.
+    let release_ids: Vec<String> = releases.iter().map(|r| r.id.clone()).collect();
+    let deployments = store.newest_release_deployments(&release_ids).await?;
     let mut live = false;
     let rows = releases
         .into_iter()
@@ -278,10 +254,9 @@ pub async fn project_overview(
             let cells = environments
                 .iter()
                 .map(|env| {
-                    let d = deployments
+                    let (d, task) = deployments
                         .iter()
-                        .find(|d| d.release_id == release.id && d.environment_id == env.id)?;
-                    let task = tasks.get(&d.task_id)?;
+                        .find(|(d, _)| d.release_id == release.id && d.environment_id == env.id)?;
                     let state = DeploymentState::of(task);
                     live |= state.is_live();
                     Some(Cell {

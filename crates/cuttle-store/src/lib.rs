@@ -14,13 +14,16 @@
 //! - [`users`]: users, password hashes and API key hashes.
 //! - [`sessions`]: the web portal's sessions, by the hash of their token.
 //! - [`spaces`]: deleting a space with everything in it; stopped queues.
-//! - [`dashboard`]: the newest deployment per project and environment.
+//! - [`deployments`]: deployment history's index, its lists, and the newest
+//!   deployment per project and environment.
+//! - [`statement`]: SQL text with its arguments, run here or explained by
+//!   tests.
 //! - [`events`]: the audit log.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
 
-pub mod dashboard;
+pub mod deployments;
 pub mod dialect;
 pub mod documents;
 pub mod events;
@@ -30,11 +33,13 @@ pub mod packages;
 pub mod secrets;
 pub mod sessions;
 pub mod spaces;
+pub mod statement;
 pub mod tasks;
 pub mod testing;
 mod transaction;
 pub mod users;
 
+pub use deployments::DeploymentQuery;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::AuditEvent;
@@ -152,7 +157,15 @@ impl Store {
             }
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let store = Store { pool, backend };
+        store.backfill_deployment_index().await?;
+        if backend == Backend::Postgres {
+            // A database restored from a dump, or on a server whose
+            // autovacuum is off, has no statistics, and PostgreSQL then
+            // guesses row counts; sampling is cheap and makes its plans sane.
+            store.pool.execute("ANALYZE").await?;
+        }
+        Ok(store)
     }
 
     /// The SQLite database inside a data directory.

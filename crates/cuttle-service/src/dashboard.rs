@@ -246,7 +246,9 @@ pub async fn project_overview(
     // with its task: the index entries of a few releases, not the
     // project's history.
     let release_ids: Vec<String> = releases.iter().map(|r| r.id.clone()).collect();
-    let deployments = store.newest_release_deployments(&release_ids).await?;
+    let deployments = store
+        .newest_release_deployments(space_id, &release_ids)
+        .await?;
     let mut live = false;
     let rows = releases
         .into_iter()

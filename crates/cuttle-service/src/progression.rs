@@ -71,7 +71,9 @@ pub async fn evaluate(store: &Store, release: &Release, project: &Project) -> Re
         .items;
     // Only this release's deployments, each joined with its task; one
     // whose task is gone (history cleaned up) tells nothing and is left out.
-    let deployments = store.release_deployments(&release.id).await?;
+    let deployments = store
+        .release_deployments(&release.space_id, &release.id)
+        .await?;
     let mut history = ReleaseHistory::default();
     for (d, t) in &deployments {
         history.record(&d.environment_id, outcome(t.state));

@@ -15,11 +15,14 @@ CREATE TABLE deployments (
     release_id TEXT NOT NULL,
     task_id TEXT NOT NULL
 );
+-- Each list's equality filters lead its index and `seq` ends it, so a
+-- newest-first page is an ordered walk that stops at its LIMIT, and a
+-- planner without statistics has no cheaper-looking plan that sorts.
 CREATE INDEX deployments_space ON deployments (space_id, seq);
-CREATE INDEX deployments_project ON deployments (project_id, seq);
-CREATE INDEX deployments_environment ON deployments (environment_id, seq);
-CREATE INDEX deployments_release ON deployments (release_id, seq);
-CREATE INDEX deployments_target ON deployments (project_id, environment_id, tenant_id, seq);
+CREATE INDEX deployments_project ON deployments (space_id, project_id, seq);
+CREATE INDEX deployments_environment ON deployments (space_id, environment_id, seq);
+CREATE INDEX deployments_target ON deployments (space_id, project_id, environment_id, seq);
+CREATE INDEX deployments_release ON deployments (space_id, release_id, seq);
 
 -- The newest deployment of each project to each environment (and tenant):
 -- what the dashboard shows. Moved on by each new deployment, moved back
@@ -46,11 +49,14 @@ CREATE INDEX documents_space_order ON documents (collection, space_id, sort_key,
 DROP INDEX documents_list;
 CREATE INDEX documents_list ON documents (collection, space_id, parent_id, sort_key, id);
 
--- Task lists by state, project or environment, newest first.
+-- Task lists by state, project or environment, newest first, in a space
+-- or across spaces (and the queue: queued tasks by state).
 DROP INDEX server_tasks_queue;
 CREATE INDEX server_tasks_state ON server_tasks (state, seq);
-CREATE INDEX server_tasks_project ON server_tasks (project_id, seq);
-CREATE INDEX server_tasks_environment ON server_tasks (environment_id, seq);
+CREATE INDEX server_tasks_space ON server_tasks (space_id, seq);
+CREATE INDEX server_tasks_space_state ON server_tasks (space_id, state, seq);
+CREATE INDEX server_tasks_space_project ON server_tasks (space_id, project_id, seq);
+CREATE INDEX server_tasks_space_environment ON server_tasks (space_id, environment_id, seq);
 -- The running tasks, which a claim checks for each queued deployment: a
 -- handful of rows however long the history.
 CREATE INDEX server_tasks_running ON server_tasks (project_id, environment_id)

@@ -39,16 +39,10 @@ pub struct DeploymentQuery {
 }
 
 impl DeploymentQuery {
-    /// The FROM and WHERE clauses both the page and its count share.
-    fn filter(&self, st: &mut Statement) -> String {
-        let mut sql = String::from("FROM deployments d JOIN documents doc ON doc.id = d.id");
-        if !self.task_states.is_empty() {
-            sql.push_str(" JOIN server_tasks t ON t.id = d.task_id");
-        }
-        sql.push_str(&format!(
-            " WHERE d.space_id = {}",
-            st.arg(self.space_id.as_str())
-        ));
+    /// The WHERE conditions on the deployment both the page and its count
+    /// share (the task's state apart).
+    fn conditions(&self, st: &mut Statement) -> String {
+        let mut sql = format!("d.space_id = {}", st.arg(self.space_id.as_str()));
         if !self.ids.is_empty() {
             sql.push_str(&format!(" AND d.id IN ({})", st.args(&self.ids)));
         }
@@ -67,46 +61,96 @@ impl DeploymentQuery {
         if let Some(release) = &self.release_id {
             sql.push_str(&format!(" AND d.release_id = {}", st.arg(release.as_str())));
         }
-        if !self.task_states.is_empty() {
-            let states: Vec<String> = self
-                .task_states
-                .iter()
-                .map(|s| literal(s.as_str()))
-                .collect();
-            sql.push_str(&format!(" AND t.state IN ({})", states.join(", ")));
-        }
         sql
     }
 
+    /// The states as SQL literals (the store's own names, never input).
+    fn states(&self) -> String {
+        self.task_states
+            .iter()
+            .map(|s| literal(s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The page's statement: bodies, newest first, paged in SQL.
+    ///
+    /// Filtered on unfinished states only (queued, running), it starts from
+    /// those tasks, which are few however long the history, and sorts them.
+    /// Otherwise it walks the deployments newest first and looks each task
+    /// up by its key, stopping at the page's end.
     pub fn page_statement(&self) -> Statement {
         let mut st = Statement::default();
-        let filter = self.filter(&mut st);
+        let conditions = self.conditions(&mut st);
         let take = self.take.unwrap_or(i64::MAX).max(0);
-        st.sql = format!(
-            "SELECT doc.body {filter} ORDER BY d.seq DESC LIMIT {take} OFFSET {}",
+        let paging = format!(
+            "ORDER BY d.seq DESC LIMIT {take} OFFSET {}",
             self.skip.max(0)
         );
+        let unfinished_only =
+            !self.task_states.is_empty() && self.task_states.iter().all(|s| !s.is_completed());
+        st.sql = if unfinished_only {
+            // The deployment is checked per task by its key (`OFFSET 0`
+            // keeps that a check rather than a join PostgreSQL might hash
+            // over the whole history); a deployment document's sort key is
+            // its `seq`.
+            let space = st.arg(self.space_id.as_str());
+            format!(
+                "SELECT doc.body FROM server_tasks t JOIN documents doc ON doc.id = t.deployment_id \
+                 WHERE t.space_id = {space} AND t.state IN ({}) AND EXISTS (SELECT 1 FROM deployments d \
+                 WHERE d.id = t.deployment_id AND d.task_id = t.id AND {conditions} LIMIT 1 OFFSET 0) \
+                 ORDER BY doc.sort_key DESC LIMIT {take} OFFSET {}",
+                self.states(),
+                self.skip.max(0)
+            )
+        } else if !self.task_states.is_empty() {
+            // `OFFSET 0` keeps PostgreSQL from turning the EXISTS into a
+            // join (which, guessing few matches without statistics, it
+            // would hash whole and sort); as a per-row check it is taken to
+            // pass one row in two, and the newest-first walk is chosen.
+            format!(
+                "SELECT doc.body FROM deployments d JOIN documents doc ON doc.id = d.id \
+                 WHERE {conditions} AND EXISTS (SELECT 1 FROM server_tasks t \
+                 WHERE t.id = d.task_id AND t.state IN ({}) LIMIT 1 OFFSET 0) {paging}",
+                self.states()
+            )
+        } else {
+            format!(
+                "SELECT doc.body FROM deployments d JOIN documents doc ON doc.id = d.id \
+                 WHERE {conditions} {paging}"
+            )
+        };
         st
     }
 
-    /// How many deployments match, for the page's total.
+    /// How many deployments match, for the page's total. This one reads
+    /// every matching index entry: see the README on totals.
     pub fn count_statement(&self) -> Statement {
         let mut st = Statement::default();
-        let filter = self.filter(&mut st);
-        st.sql = format!("SELECT COUNT(*) {filter}");
+        let conditions = self.conditions(&mut st);
+        st.sql = if self.task_states.is_empty() {
+            format!("SELECT COUNT(*) FROM deployments d WHERE {conditions}")
+        } else {
+            format!(
+                "SELECT COUNT(*) FROM deployments d JOIN server_tasks t ON t.id = d.task_id \
+                 WHERE {conditions} AND t.state IN ({})",
+                self.states()
+            )
+        };
         st
     }
 }
 
 /// A release's deployments, newest first, each with its task: what lifecycle
 /// progression reads. A deployment whose task is gone is left out.
-pub fn release_deployments_statement(release_id: &str) -> Statement {
+pub fn release_deployments_statement(space_id: &str, release_id: &str) -> Statement {
     let mut st = Statement::default();
+    let space = st.arg(space_id);
     let release = st.arg(release_id);
     st.sql = format!(
         "SELECT doc.body, {} FROM deployments d JOIN documents doc ON doc.id = d.id \
-         JOIN server_tasks t ON t.id = d.task_id WHERE d.release_id = {release} ORDER BY d.seq DESC",
+         JOIN server_tasks t ON t.id = d.task_id WHERE d.space_id = {space} AND d.release_id = {release} \
+         ORDER BY d.seq DESC",
         task_columns("t")
     );
     st
@@ -129,15 +173,18 @@ pub fn latest_deployments_statement(space_id: &str) -> Statement {
 /// The newest deployment of each of a few releases to each environment,
 /// with its task (a project's overview of its newest releases). Reads the
 /// index entries of those releases, and the documents of only the newest.
-pub fn newest_release_deployments_statement(release_ids: &[String]) -> Statement {
+/// The CROSS JOIN keeps SQLite from walking the space's deployments to
+/// meet the few newest ones.
+pub fn newest_release_deployments_statement(space_id: &str, release_ids: &[String]) -> Statement {
     let mut st = Statement::default();
+    let space = st.arg(space_id);
     let releases = st.args(release_ids);
     st.sql = format!(
         "SELECT doc.body, {} FROM \
          (SELECT release_id, environment_id, MAX(seq) AS seq FROM deployments \
-          WHERE release_id IN ({releases}) GROUP BY release_id, environment_id) n \
-         JOIN deployments d ON d.release_id = n.release_id AND d.seq = n.seq \
-         JOIN documents doc ON doc.id = d.id JOIN server_tasks t ON t.id = d.task_id \
+          WHERE space_id = {space} AND release_id IN ({releases}) GROUP BY release_id, environment_id) n \
+         CROSS JOIN deployments d JOIN documents doc ON doc.id = d.id JOIN server_tasks t ON t.id = d.task_id \
+         WHERE d.space_id = {space} AND d.release_id = n.release_id AND d.seq = n.seq \
          ORDER BY d.seq DESC",
         task_columns("t")
     );
@@ -172,9 +219,10 @@ impl Store {
     /// A release's deployments, newest first, each with its task.
     pub async fn release_deployments(
         &self,
+        space_id: &str,
         release_id: &str,
     ) -> Result<Vec<(Deployment, ServerTask)>> {
-        let st = release_deployments_statement(release_id);
+        let st = release_deployments_statement(space_id, release_id);
         let rows = st.query().fetch_all(self.pool()).await?;
         rows.iter().map(with_task).collect()
     }
@@ -194,12 +242,13 @@ impl Store {
     /// newest first, each with its task.
     pub async fn newest_release_deployments(
         &self,
+        space_id: &str,
         release_ids: &[String],
     ) -> Result<Vec<(Deployment, ServerTask)>> {
         if release_ids.is_empty() {
             return Ok(vec![]);
         }
-        let st = newest_release_deployments_statement(release_ids);
+        let st = newest_release_deployments_statement(space_id, release_ids);
         let rows = st.query().fetch_all(self.pool()).await?;
         rows.iter().map(with_task).collect()
     }
@@ -357,13 +406,13 @@ pub(crate) async fn index(conn: &mut AnyConnection, d: &Deployment) -> Result<()
 /// Drops a deleted deployment from the index, in its transaction; if it was
 /// the newest of its target, the one before it (if any) takes its place.
 pub(crate) async fn unindex(conn: &mut AnyConnection, id: &str) -> Result<()> {
-    let removed: Option<(String, String, String)> = sqlx::query_as(
-        "DELETE FROM deployments WHERE id = $1 RETURNING project_id, environment_id, tenant_id",
+    let removed: Option<(String, String, String, String)> = sqlx::query_as(
+        "DELETE FROM deployments WHERE id = $1 RETURNING project_id, environment_id, tenant_id, space_id",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((project, environment, tenant)) = removed else {
+    let Some((project, environment, tenant, space)) = removed else {
         return Ok(());
     };
     let was_newest = sqlx::query(
@@ -382,12 +431,13 @@ pub(crate) async fn unindex(conn: &mut AnyConnection, id: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO latest_deployments (project_id, environment_id, tenant_id, space_id, deployment_id, seq) \
              SELECT project_id, environment_id, tenant_id, space_id, id, seq FROM deployments \
-             WHERE project_id = $1 AND environment_id = $2 AND tenant_id = $3 \
+             WHERE space_id = $4 AND project_id = $1 AND environment_id = $2 AND tenant_id = $3 \
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(&project)
         .bind(&environment)
         .bind(&tenant)
+        .bind(&space)
         .execute(&mut *conn)
         .await?;
     }

@@ -181,6 +181,19 @@ impl TaskQuery {
     }
 }
 
+/// The UPDATE that times out the queued tasks past their expiry, before a
+/// claim: it reads only the queued tasks, by the state index.
+pub fn time_out_statement(now: &str) -> Statement {
+    let mut st = Statement::default();
+    let now = st.arg(now);
+    st.sql = format!(
+        "UPDATE server_tasks SET state = 'TimedOut', completed_time = {now}, last_updated_time = {now}, \
+         error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
+         WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < {now}"
+    );
+    st
+}
+
 /// The UPDATE that claims the oldest due queued task for `node` (see
 /// [`Store::claim_next_task`]). A deployment waits while another of its
 /// project and environment runs: that check reads the small partial index
@@ -305,14 +318,7 @@ impl Store {
             sqlx::query(lock).execute(&mut *tx.inner).await?;
         }
         let conn = &mut *tx.inner;
-        sqlx::query(
-            "UPDATE server_tasks SET state = 'TimedOut', completed_time = $1, last_updated_time = $1, \
-             error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
-             WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < $1",
-        )
-        .bind(&now)
-        .execute(&mut *conn)
-        .await?;
+        time_out_statement(&now).query().execute(&mut *conn).await?;
         let claim = claim_statement(self.backend(), &now, node, &lease_until.to_string());
         let row = claim.query().fetch_optional(&mut *conn).await?;
         let task = row.as_ref().map(task_from_row).transpose()?;

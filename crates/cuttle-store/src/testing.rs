@@ -2,7 +2,11 @@
 //! `CUTTLE_TEST_DATABASE_URL` names a PostgreSQL server, on PostgreSQL too,
 //! each in a database of its own that is dropped afterwards.
 
-use sqlx::{Connection, Executor, PgConnection};
+use crate::statement::Statement;
+use crate::{Backend, Result, Store};
+use cuttle_model::ids::Collection;
+use cuttle_model::{Deployment, ServerTask, TaskState, Timestamp};
+use sqlx::{Connection, Executor, PgConnection, Row};
 
 pub const TEST_DATABASE_ENV: &str = "CUTTLE_TEST_DATABASE_URL";
 
@@ -75,6 +79,117 @@ impl ScratchPostgres {
         }
         found
     }
+}
+
+/// The tables whose rows grow with history: a plan must not read one whole.
+pub const HISTORY_TABLES: [&str; 6] = [
+    "documents",
+    "server_tasks",
+    "deployments",
+    "latest_deployments",
+    "events",
+    "task_log_lines",
+];
+
+/// The plan the database chooses for `statement` with its arguments bound,
+/// one line per node: `EXPLAIN` on PostgreSQL, `EXPLAIN QUERY PLAN` on
+/// SQLite. Nothing is executed.
+pub async fn explain(store: &Store, statement: &Statement) -> Result<Vec<String>> {
+    let explained = Statement {
+        sql: match store.backend() {
+            Backend::Postgres => format!("EXPLAIN {}", statement.sql),
+            Backend::Sqlite => format!("EXPLAIN QUERY PLAN {}", statement.sql),
+        },
+        args: statement.args.clone(),
+    };
+    let rows = explained.query().fetch_all(store.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(match store.backend() {
+                Backend::Postgres => r.try_get::<String, _>(0)?,
+                Backend::Sqlite => r.try_get::<String, _>("detail")?,
+            })
+        })
+        .collect()
+}
+
+/// Turns autovacuum (and so automatic `ANALYZE`) off for the history
+/// tables on PostgreSQL, as on a freshly restored database, so a plan
+/// cannot lean on statistics gathered while a test loads data.
+pub async fn disable_autovacuum(store: &Store) -> Result<()> {
+    if store.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    for table in HISTORY_TABLES {
+        store
+            .pool()
+            .execute(format!("ALTER TABLE {table} SET (autovacuum_enabled = false)").as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Where a generated deployment went, and how its task ended.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry<'a> {
+    /// The number of both the deployment's and its task's id.
+    pub n: i64,
+    pub space_id: &'a str,
+    pub project_id: &'a str,
+    pub environment_id: &'a str,
+    pub release_id: &'a str,
+    pub state: TaskState,
+}
+
+/// A deployment with its task, as the server would have written them, for
+/// [`crate::Tx::import_deployments`] or [`crate::Tx::insert`].
+pub fn deployment_with_task(e: &HistoryEntry<'_>) -> (Deployment, ServerTask) {
+    let id = Collection::Deployments.id(e.n);
+    let task_id = Collection::ServerTasks.id(e.n);
+    let at = Timestamp::from_millis(1_700_000_000_000 + e.n * 60_000);
+    let done = e.state.is_completed();
+    let deployment = Deployment {
+        id: id.clone(),
+        space_id: e.space_id.to_owned(),
+        name: format!("Deploy to {}", e.environment_id),
+        release_id: e.release_id.to_owned(),
+        environment_id: e.environment_id.to_owned(),
+        project_id: e.project_id.to_owned(),
+        channel_id: "Channels-1".into(),
+        task_id: task_id.clone(),
+        deployment_process_id: "deploymentprocess-snapshot".into(),
+        created: Some(at),
+        deployed_by: "admin".into(),
+        deployed_by_id: "Users-1".into(),
+        ..Default::default()
+    };
+    let mut task = ServerTask {
+        id: task_id,
+        space_id: Some(e.space_id.to_owned()),
+        name: "Deploy".into(),
+        description: format!("Deploy {} to {}", e.release_id, e.environment_id),
+        arguments: serde_json::json!({ "DeploymentId": id }),
+        state: e.state,
+        is_completed: false,
+        finished_successfully: false,
+        has_pending_interruptions: false,
+        has_warnings_or_errors: e.state == TaskState::Failed,
+        error_message: (e.state == TaskState::Failed).then(|| "The script failed".to_owned()),
+        queue_time: at,
+        queue_time_expiry: None,
+        start_time: (e.state != TaskState::Queued).then(|| at.add_millis(100)),
+        completed_time: done.then(|| at.add_millis(5_000)),
+        last_updated_time: at.add_millis(5_000),
+        duration: String::new(),
+        server_node: (e.state != TaskState::Queued).then(|| "node".to_owned()),
+        can_rerun: false,
+        has_been_picked_up_by_processor: false,
+        project_id: Some(e.project_id.to_owned()),
+        environment_id: Some(e.environment_id.to_owned()),
+        deployment_id: Some(id),
+    };
+    task.derive_fields(Timestamp::now());
+    (deployment, task)
 }
 
 /// The same server URL naming another database:

@@ -204,7 +204,7 @@ fn with_task(row: &AnyRow) -> Result<(Deployment, ServerTask)> {
 impl Store {
     /// A page of a space's deployments, newest first, filtered in SQL.
     pub async fn list_deployments(&self, q: &DeploymentQuery) -> Result<Page<Deployment>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         let count = q.count_statement();
         let (total,): (i64,) = count.query_as().fetch_one(&mut *conn).await?;
         let page = q.page_statement();
@@ -223,7 +223,7 @@ impl Store {
         release_id: &str,
     ) -> Result<Vec<(Deployment, ServerTask)>> {
         let st = release_deployments_statement(space_id, release_id);
-        let rows = st.query().fetch_all(self.pool()).await?;
+        let rows = st.query().fetch_all(self.reader()).await?;
         rows.iter().map(with_task).collect()
     }
 
@@ -234,7 +234,7 @@ impl Store {
         space_id: &str,
     ) -> Result<Vec<(Deployment, ServerTask)>> {
         let st = latest_deployments_statement(space_id);
-        let rows = st.query().fetch_all(self.pool()).await?;
+        let rows = st.query().fetch_all(self.reader()).await?;
         rows.iter().map(with_task).collect()
     }
 
@@ -249,7 +249,7 @@ impl Store {
             return Ok(vec![]);
         }
         let st = newest_release_deployments_statement(space_id, release_ids);
-        let rows = st.query().fetch_all(self.pool()).await?;
+        let rows = st.query().fetch_all(self.reader()).await?;
         rows.iter().map(with_task).collect()
     }
 

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 /// The setting a migration leaves when deployments written before it are
 /// still to be indexed.
-const PENDING_BACKFILL: &str = "pending/deployment-index";
+pub(crate) const PENDING_BACKFILL: &str = "pending/deployment-index";
 
 /// Which deployments a list wants, newest first.
 #[derive(Clone, Debug, Default)]

@@ -192,6 +192,21 @@ pub fn deployment_with_task(e: &HistoryEntry<'_>) -> (Deployment, ServerTask) {
     (deployment, task)
 }
 
+/// Empties the deployment index and marks it as still to be filled, as a
+/// database written before the index existed looks after its migration;
+/// the next [`Store::open`] fills it from the documents.
+pub async fn forget_deployment_index(store: &Store) -> Result<()> {
+    let mut tx = store.begin().await?;
+    for sql in ["DELETE FROM latest_deployments", "DELETE FROM deployments"] {
+        sqlx::query(sql).execute(&mut *tx.inner).await?;
+    }
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")
+        .bind(crate::deployments::PENDING_BACKFILL)
+        .execute(&mut *tx.inner)
+        .await?;
+    tx.commit().await
+}
+
 /// The same server URL naming another database:
 /// `postgres://u@h:5432/test?sslmode=disable` → `postgres://u@h:5432/NAME?sslmode=disable`.
 pub fn with_database_name(url: &str, name: &str) -> String {

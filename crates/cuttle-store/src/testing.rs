@@ -2,7 +2,7 @@
 //! `CUTTLE_TEST_DATABASE_URL` names a PostgreSQL server, on PostgreSQL too,
 //! each in a database of its own that is dropped afterwards.
 
-use crate::statement::Statement;
+use crate::statement::{literal, Arg, Statement};
 use crate::{Backend, Result, Store};
 use cuttle_model::ids::Collection;
 use cuttle_model::{Deployment, ServerTask, TaskState, Timestamp};
@@ -110,6 +110,41 @@ pub async fn explain(store: &Store, statement: &Statement) -> Result<Vec<String>
                 Backend::Sqlite => r.try_get::<String, _>("detail")?,
             })
         })
+        .collect()
+}
+
+/// On PostgreSQL, the generic plan: the one a prepared statement settles on
+/// after a few runs, made without looking at the values bound (`EXPLAIN`
+/// with parameters always shows the plan for those values). SQLite plans
+/// every statement one way, so this is [`explain`] there.
+pub async fn explain_generic(store: &Store, statement: &Statement) -> Result<Vec<String>> {
+    if store.backend() != Backend::Postgres {
+        return explain(store, statement).await;
+    }
+    let mut conn = store.pool().acquire().await?;
+    conn.execute(format!("PREPARE cuttle_explain AS {}", statement.sql).as_str())
+        .await?;
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+        .await?;
+    let values: Vec<String> = statement
+        .args
+        .iter()
+        .map(|a| match a {
+            Arg::Text(s) => literal(s),
+            Arg::Int(n) => n.to_string(),
+        })
+        .collect();
+    let execute = if values.is_empty() {
+        "EXPLAIN EXECUTE cuttle_explain".to_owned()
+    } else {
+        format!("EXPLAIN EXECUTE cuttle_explain({})", values.join(", "))
+    };
+    let rows = sqlx::query(&execute).fetch_all(&mut *conn).await;
+    conn.execute("DEALLOCATE cuttle_explain; RESET plan_cache_mode")
+        .await?;
+    rows?
+        .iter()
+        .map(|r| Ok(r.try_get::<String, _>(0)?))
         .collect()
 }
 

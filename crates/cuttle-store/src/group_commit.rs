@@ -89,9 +89,9 @@ async fn commit_group(pool: &AnyPool, group: &mut Vec<Request>) -> bool {
     let mut answers = Vec::with_capacity(group.len());
     for r in group.drain(..) {
         let outcome = if alone {
-            (r.job)(&mut *tx.inner).await
+            (r.job)(&mut tx.inner).await
         } else {
-            run_in_savepoint(&mut *tx.inner, r.job).await
+            run_in_savepoint(&mut tx.inner, r.job).await
         };
         answers.push((r.done, outcome));
     }

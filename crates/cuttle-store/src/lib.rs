@@ -19,6 +19,7 @@
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
+//! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
@@ -27,6 +28,7 @@ pub mod deployments;
 pub mod dialect;
 pub mod documents;
 pub mod events;
+mod group_commit;
 pub mod interruptions;
 pub mod machines;
 pub mod packages;
@@ -116,6 +118,8 @@ pub struct Store {
     /// (WAL lets them read while the writer writes), so a long read never
     /// holds up a write or another read; on PostgreSQL, the same pool.
     reader: AnyPool,
+    /// Running tasks' progress writes, committed in groups on `pool`.
+    progress: group_commit::GroupCommit,
     backend: Backend,
 }
 
@@ -177,6 +181,7 @@ impl Store {
                     .connect_with(options)
                     .await?;
                 Store {
+                    progress: group_commit::GroupCommit::start(pool.clone()),
                     pool,
                     reader,
                     backend,
@@ -190,6 +195,7 @@ impl Store {
                     .await?;
                 MIGRATOR.run(&pool).await?;
                 Store {
+                    progress: group_commit::GroupCommit::start(pool.clone()),
                     reader: pool.clone(),
                     pool,
                     backend,
@@ -238,6 +244,17 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs a running task's write in the next group commit.
+    pub(crate) async fn progress_write(&self, job: group_commit::Job) -> Result<u64> {
+        self.progress.run(job).await
+    }
+
+    /// How many group commits of running tasks' writes this store has made
+    /// (each is one flush to disk, however many writes it held).
+    pub fn progress_commits(&self) -> u64 {
+        self.progress.commits()
     }
 
     /// The pool for reads outside a transaction. Never write through it.

@@ -87,9 +87,7 @@ impl DeploymentQuery {
             "ORDER BY d.seq DESC LIMIT {take} OFFSET {}",
             self.skip.max(0)
         );
-        let unfinished_only =
-            !self.task_states.is_empty() && self.task_states.iter().all(|s| !s.is_completed());
-        st.sql = if unfinished_only {
+        st.sql = if self.unfinished_only() {
             // The deployment is checked per task by its key (`OFFSET 0`
             // keeps that a check rather than a join PostgreSQL might hash
             // over the whole history); a deployment document's sort key is
@@ -123,12 +121,27 @@ impl DeploymentQuery {
         st
     }
 
-    /// How many deployments match, for the page's total. This one reads
-    /// every matching index entry: see the README on totals.
+    /// Whether only unfinished states are asked for: those tasks are few
+    /// however long the history, so a read starts from them.
+    fn unfinished_only(&self) -> bool {
+        !self.task_states.is_empty() && self.task_states.iter().all(|s| !s.is_completed())
+    }
+
+    /// How many deployments match, for the page's total. Except for
+    /// unfinished states, this reads every matching index entry, so it
+    /// grows with the history the filters select.
     pub fn count_statement(&self) -> Statement {
         let mut st = Statement::default();
         let conditions = self.conditions(&mut st);
-        st.sql = if self.task_states.is_empty() {
+        st.sql = if self.unfinished_only() {
+            let space = st.arg(self.space_id.as_str());
+            format!(
+                "SELECT COUNT(*) FROM server_tasks t WHERE t.space_id = {space} AND t.state IN ({}) \
+                 AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = t.deployment_id \
+                 AND d.task_id = t.id AND {conditions} LIMIT 1 OFFSET 0)",
+                self.states()
+            )
+        } else if self.task_states.is_empty() {
             format!("SELECT COUNT(*) FROM deployments d WHERE {conditions}")
         } else {
             format!(

@@ -156,6 +156,19 @@ fn hot_queries() -> Vec<Hot> {
                 deployments(|q| q.task_states = vec![TaskState::Executing, TaskState::Queued]),
             )
         },
+        // Its total too: a client polling for what runs pays for the few
+        // unfinished tasks, not for the history.
+        Hot {
+            uses: Some("server_tasks_space_state"),
+            ..hot("deployments?taskState=Executing,Queued: total", {
+                DeploymentQuery {
+                    space_id: SPACE.into(),
+                    task_states: vec![TaskState::Executing, TaskState::Queued],
+                    ..Default::default()
+                }
+                .count_statement()
+            })
+        },
         page(
             "deployments?taskState=Failed,Canceled",
             deployments(|q| q.task_states = vec![TaskState::Failed, TaskState::Canceled]),

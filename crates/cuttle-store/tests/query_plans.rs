@@ -229,6 +229,14 @@ fn hot_queries() -> Vec<Hot> {
             )
         },
         page("tasks", tasks(|_| {})),
+        page("tasks of every space", tasks(|q| q.space_id = None)),
+        page(
+            "tasks of every space?states=Success",
+            tasks(|q| {
+                q.space_id = None;
+                q.states = vec![TaskState::Success];
+            }),
+        ),
         page(
             "tasks?states=Success",
             tasks(|q| q.states = vec![TaskState::Success]),

@@ -75,10 +75,14 @@ impl DeploymentQuery {
 
     /// The page's statement: bodies, newest first, paged in SQL.
     ///
-    /// Filtered on unfinished states only (queued, running), it starts from
-    /// those tasks, which are few however long the history, and sorts them.
-    /// Otherwise it walks the deployments newest first and looks each task
-    /// up by its key, stopping at the page's end.
+    /// Filtered on unfinished states only (queued, running), or on one
+    /// state and nothing else of the deployment, it starts from the tasks in
+    /// that state, by the index that orders them: few (unfinished), or
+    /// walked newest first to the page's end however rare the state. A
+    /// deployment and its task are numbered in one transaction whose first
+    /// id holds the others back (`id_sequences` rows lock until commit), so
+    /// task order is deployment order. Otherwise it walks the deployments
+    /// newest first and looks each task up by its key.
     pub fn page_statement(&self) -> Statement {
         let mut st = Statement::default();
         let conditions = self.conditions(&mut st);
@@ -87,17 +91,29 @@ impl DeploymentQuery {
             "ORDER BY d.seq DESC LIMIT {take} OFFSET {}",
             self.skip.max(0)
         );
-        st.sql = if self.unfinished_only() {
+        let one_state_alone = self.task_states.len() == 1
+            && self.ids.is_empty()
+            && self.project_ids.is_empty()
+            && self.environment_ids.is_empty()
+            && self.release_id.is_none();
+        st.sql = if self.unfinished_only() || one_state_alone {
             // The deployment is checked per task by its key (`OFFSET 0`
             // keeps that a check rather than a join PostgreSQL might hash
-            // over the whole history); a deployment document's sort key is
-            // its `seq`.
+            // over the whole history).
+            // One state: its index gives the order. Several: the few
+            // unfinished tasks are sorted, by a key no index of the tasks
+            // has, lest SQLite walk the space's tasks to avoid that sort.
+            let order = if self.task_states.len() == 1 {
+                "t.seq"
+            } else {
+                "doc.sort_key"
+            };
             let space = st.arg(self.space_id.as_str());
             format!(
                 "SELECT doc.body FROM server_tasks t JOIN documents doc ON doc.id = t.deployment_id \
                  WHERE t.space_id = {space} AND t.state IN ({}) AND EXISTS (SELECT 1 FROM deployments d \
                  WHERE d.id = t.deployment_id AND d.task_id = t.id AND {conditions} LIMIT 1 OFFSET 0) \
-                 ORDER BY doc.sort_key DESC LIMIT {take} OFFSET {}",
+                 ORDER BY {order} DESC LIMIT {take} OFFSET {}",
                 self.states(),
                 self.skip.max(0)
             )

@@ -143,10 +143,21 @@ fn hot_queries() -> Vec<Hot> {
     vec![
         page("deployments", deployments(|_| {})),
         page("deployments, second page", deployments(|q| q.skip = 30)),
-        page(
-            "deployments?taskState=Success",
-            deployments(|q| q.task_states = vec![TaskState::Success]),
-        ),
+        // One state alone: the tasks in it, newest first, however rare.
+        Hot {
+            uses: Some("server_tasks_space_state"),
+            ..page(
+                "deployments?taskState=Success",
+                deployments(|q| q.task_states = vec![TaskState::Success]),
+            )
+        },
+        Hot {
+            uses: Some("server_tasks_space_state"),
+            ..page(
+                "deployments?taskState=Canceled",
+                deployments(|q| q.task_states = vec![TaskState::Canceled]),
+            )
+        },
         // Starts from the unfinished tasks, few by nature, and sorts those.
         Hot {
             may_sort: true,

@@ -398,33 +398,6 @@ impl Store {
         Ok(())
     }
 
-    /// Appends log lines in one transaction (the engine batches them). A
-    /// NUL a script printed is kept as U+FFFD, on both databases alike:
-    /// PostgreSQL cannot store one in text, and refused the whole batch.
-    pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        for l in lines {
-            sqlx::query(
-                "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(task_id)
-            .bind(l.seq)
-            .bind(&l.activity_id)
-            .bind(l.category.as_str())
-            .bind(l.occurred_at.to_string())
-            .bind(storable(&l.message))
-            .bind(l.detail.as_deref().map(storable))
-            .execute(&mut *tx.inner)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The highest log sequence number written for a task (0 if none).
     pub async fn last_log_seq(&self, task_id: &str) -> Result<i64> {
         let (n,): (Option<i64>,) =
@@ -487,7 +460,7 @@ fn activity_from_row(r: &AnyRow) -> Result<Activity> {
     })
 }
 
-fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
+pub(crate) fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
     Ok(LogLine {
         seq: r.try_get("seq")?,
         activity_id: r.try_get("activity_id")?,
@@ -537,6 +510,6 @@ impl Store {
 
 /// `text` as both databases can store it: PostgreSQL's text cannot hold a
 /// NUL, so it becomes U+FFFD (the replacement character) everywhere.
-fn storable(text: &str) -> String {
+pub(crate) fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }

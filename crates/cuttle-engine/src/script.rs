@@ -177,8 +177,8 @@ pub async fn run_script(
 
 /// How many lines, or bytes of them, are read between two waits for
 /// `settled`.
-const PACE_LINES: usize = 1_000;
-const PACE_BYTES: usize = 1024 * 1024;
+const PACE_LINES: usize = 256;
+const PACE_BYTES: usize = 256 * 1024;
 
 /// Counts lines read since the last wait for the caller to settle.
 #[derive(Default)]

@@ -97,20 +97,22 @@ impl Store {
     }
 
     /// How many lines each activity of a task has (Verbose ones left out
-    /// unless `with_verbose`), counted in the database: nothing is loaded.
-    /// Activities without lines are absent.
+    /// unless `with_verbose`; none after position `up_to`), counted in the
+    /// database: nothing is loaded. Activities without lines are absent.
     pub async fn activity_line_counts(
         &self,
         task_id: &str,
         with_verbose: bool,
+        up_to: Option<i64>,
     ) -> Result<Vec<(String, i64)>> {
         let sql = format!(
-            "SELECT activity_id, COUNT(*) AS n FROM task_log_lines WHERE task_id = $1{} \
-             GROUP BY activity_id",
+            "SELECT activity_id, COUNT(*) AS n FROM task_log_lines \
+             WHERE task_id = $1 AND seq <= $2{} GROUP BY activity_id",
             verbose_filter(with_verbose)
         );
         let rows = sqlx::query(&sql)
             .bind(task_id)
+            .bind(up_to.unwrap_or(i64::MAX))
             .fetch_all(self.pool())
             .await?;
         rows.iter()

@@ -64,7 +64,17 @@ fn a_million_line_script_keeps_every_line_in_bounded_memory() {
         let before = peak_memory(&server);
         let task = deploy_to_dev(&server, "Loud", "1.0.0");
         let done = wait_task(&server, &task, Duration::from_secs(600));
-        assert_eq!(done["State"], "Success", "{done}");
+        assert_eq!(
+            done["State"],
+            "Success",
+            "{done}\n{}",
+            api(
+                &server,
+                "GET",
+                &format!("/api/tasks/{task}/details?tail=20"),
+                None
+            )
+        );
         let after = peak_memory(&server);
         assert!(
             after.saturating_sub(before) < GROWTH_AT_MOST,

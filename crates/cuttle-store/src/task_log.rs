@@ -6,7 +6,7 @@
 use crate::tasks::{log_line_from_row, storable};
 use crate::{Backend, Result, Store};
 use cuttle_model::task::{LogCategory, LogLine};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use std::sync::OnceLock;
 
 /// Log lines stored per `INSERT` statement: enough that a statement's fixed
@@ -56,46 +56,44 @@ fn full_insert_sql(backend: Backend) -> &'static str {
     cell.get_or_init(|| insert_sql(backend, LOG_ROWS_PER_STATEMENT))
 }
 
+/// Stores log lines on a connection inside a transaction,
+/// [`LOG_ROWS_PER_STATEMENT`] to a statement.
+pub(crate) async fn insert_log_lines(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    task_id: &str,
+    lines: &[LogLine],
+) -> Result<u64> {
+    for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
+        let full = chunk.len() == LOG_ROWS_PER_STATEMENT;
+        let partial;
+        let sql = if full {
+            full_insert_sql(backend)
+        } else {
+            partial = insert_sql(backend, chunk.len());
+            partial.as_str()
+        };
+        // A short chunk's statement is one of hundreds of shapes: not worth
+        // a place in the connection's statement cache.
+        let mut q = sqlx::query(sql).persistent(full);
+        for l in chunk {
+            q = q
+                .bind(task_id)
+                .bind(l.seq)
+                .bind(l.activity_id.as_str())
+                .bind(l.category.as_str())
+                .bind(l.occurred_at.to_string())
+                .bind(storable(&l.message))
+                .bind(l.detail.as_deref().map(storable));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(lines.len() as u64)
+}
+
 const LINE_COLUMNS: &str = "seq, activity_id, category, occurred_at, message, detail";
 
 impl Store {
-    /// Appends log lines in one transaction, [`LOG_ROWS_PER_STATEMENT`] to a
-    /// statement (the engine batches them). A NUL a script printed is kept
-    /// as U+FFFD, on both databases alike: PostgreSQL cannot store one in
-    /// text, and refused the whole batch.
-    pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
-            let full = chunk.len() == LOG_ROWS_PER_STATEMENT;
-            let partial;
-            let sql = if full {
-                full_insert_sql(self.backend())
-            } else {
-                partial = insert_sql(self.backend(), chunk.len());
-                partial.as_str()
-            };
-            // A short chunk's statement is one of hundreds of shapes: not
-            // worth a place in the connection's statement cache.
-            let mut q = sqlx::query(sql).persistent(full);
-            for l in chunk {
-                q = q
-                    .bind(task_id)
-                    .bind(l.seq)
-                    .bind(l.activity_id.as_str())
-                    .bind(l.category.as_str())
-                    .bind(l.occurred_at.to_string())
-                    .bind(storable(&l.message))
-                    .bind(l.detail.as_deref().map(storable));
-            }
-            q.execute(&mut *tx.inner).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// How many lines each activity of a task has (Verbose ones left out
     /// unless `with_verbose`; none after position `up_to`), counted in the
     /// database: nothing is loaded. Activities without lines are absent.
@@ -113,7 +111,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(task_id)
             .bind(up_to.unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
+            .fetch_all(self.reader())
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("activity_id")?, r.try_get("n")?)))
@@ -141,7 +139,7 @@ impl Store {
             .bind(activity_id)
             .bind(up_to.unwrap_or(i64::MAX))
             .bind(limit.max(0))
-            .fetch_all(self.pool())
+            .fetch_all(self.reader())
             .await?;
         let mut lines = rows
             .iter()
@@ -170,7 +168,7 @@ impl Store {
         .bind(activity_id)
         .bind(after)
         .bind(limit.max(0))
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(log_line_from_row).collect()
     }

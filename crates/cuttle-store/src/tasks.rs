@@ -5,6 +5,8 @@
 //! conditional UPDATE (see [`crate::dialect`]). A running task holds a lease
 //! that its node renews; a task whose lease lapsed belongs to a node that died.
 
+use crate::group_commit::job;
+use crate::task_log::insert_log_lines;
 use crate::{Result, Store, StoreError, Tx};
 use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
@@ -136,7 +138,7 @@ pub enum CancelOutcome {
 
 impl Store {
     pub async fn task(&self, id: &str) -> Result<Option<ServerTask>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         get_task_on(&mut conn, id).await
     }
 
@@ -180,7 +182,7 @@ impl Store {
             push("environment_id = {}", vec![e.clone()]);
         }
         let filter = clauses.join(" AND ");
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
 
         let count_sql = format!("SELECT COUNT(*) FROM server_tasks WHERE {filter}");
         let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
@@ -257,7 +259,7 @@ impl Store {
     pub async fn next_scheduled_time(&self) -> Result<Option<Timestamp>> {
         let row: Option<(Option<String>,)> =
             sqlx::query_as("SELECT MIN(queue_time) FROM server_tasks WHERE state = 'Queued'")
-                .fetch_optional(self.pool())
+                .fetch_optional(self.reader())
                 .await?;
         Ok(row.and_then(|r| r.0).and_then(|t| Timestamp::parse(&t)))
     }
@@ -288,7 +290,7 @@ impl Store {
         )
         .bind(Timestamp::now().to_string())
         .bind(restarting_node.unwrap_or(""))
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
@@ -302,24 +304,40 @@ impl Store {
         error: Option<&str>,
     ) -> Result<bool> {
         let now = Timestamp::now().to_string();
-        let r = sqlx::query(
-            "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
-             lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
-        )
-        .bind(state.as_str())
-        .bind(error)
-        .bind(&now)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+        let (id, error) = (id.to_owned(), error.map(str::to_owned));
+        let changed = self
+            .progress_write(job(move |conn| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
+                         lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
+                    )
+                    .bind(state.as_str())
+                    .bind(error)
+                    .bind(&now)
+                    .bind(id)
+                    .execute(conn)
+                    .await?;
+                    Ok(r.rows_affected())
+                })
+            }))
+            .await?;
+        Ok(changed > 0)
     }
 
     pub async fn mark_warnings(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE server_tasks SET has_warnings_or_errors = 1 WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let id = id.to_owned();
+        self.progress_write(job(move |conn| {
+            Box::pin(async move {
+                let r =
+                    sqlx::query("UPDATE server_tasks SET has_warnings_or_errors = 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(conn)
+                        .await?;
+                Ok(r.rows_affected())
+            })
+        }))
+        .await?;
         Ok(())
     }
 
@@ -375,25 +393,50 @@ impl Store {
 
     /// Creates or updates one node of a task's activity tree.
     pub async fn put_activity(&self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
-             started = excluded.started, ended = excluded.ended, \
-             progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
-        )
-        .bind(task_id)
-        .bind(&a.id)
-        .bind(&a.parent_id)
-        .bind(storable(&a.name))
-        .bind(a.status.as_str())
-        .bind(a.started.map(|t| t.to_string()))
-        .bind(a.ended.map(|t| t.to_string()))
-        .bind(position)
-        .bind(i64::from(a.show_at_summary_level))
-        .bind(a.progress_percentage)
-        .bind(a.progress_message.as_deref().map(storable))
-        .execute(self.pool())
+        let (task_id, a) = (task_id.to_owned(), a.clone());
+        self.progress_write(job(move |conn| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
+                     started = excluded.started, ended = excluded.ended, \
+                     progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
+                )
+                .bind(task_id)
+                .bind(&a.id)
+                .bind(&a.parent_id)
+                .bind(storable(&a.name))
+                .bind(a.status.as_str())
+                .bind(a.started.map(|t| t.to_string()))
+                .bind(a.ended.map(|t| t.to_string()))
+                .bind(position)
+                .bind(i64::from(a.show_at_summary_level))
+                .bind(a.progress_percentage)
+                .bind(a.progress_message.as_deref().map(storable))
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected())
+            })
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Appends log lines in one transaction, shared with other running
+    /// tasks' writes (the engine batches them), many lines to a statement
+    /// ([`crate::task_log::insert_log_lines`]). A NUL a script printed is
+    /// kept as U+FFFD, on both databases alike: PostgreSQL cannot store one
+    /// in text, and refused the whole batch.
+    pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let (task_id, lines) = (task_id.to_owned(), lines.to_vec());
+        let backend = self.backend();
+        self.progress_write(job(move |conn| {
+            Box::pin(async move { insert_log_lines(conn, backend, &task_id, &lines).await })
+        }))
         .await?;
         Ok(())
     }
@@ -403,14 +446,14 @@ impl Store {
         let (n,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(seq) FROM task_log_lines WHERE task_id = $1")
                 .bind(task_id)
-                .fetch_one(self.pool())
+                .fetch_one(self.reader())
                 .await?;
         Ok(n.unwrap_or(0))
     }
 
     /// A task's whole activity tree and log, each in creation order.
     pub async fn task_log(&self, task_id: &str) -> Result<(Vec<Activity>, Vec<LogLine>)> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         let rows = sqlx::query(
             "SELECT id, parent_id, name, status, started, ended, show_at_summary, progress_percentage, progress_message FROM task_activities \
              WHERE task_id = $1 ORDER BY position, id",
@@ -489,7 +532,7 @@ impl Store {
         .bind(task_id)
         .bind(position)
         .bind(limit.max(0))
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(log_line_from_row).collect()
     }
@@ -502,7 +545,7 @@ impl Store {
              WHERE task_id = $1 ORDER BY position, id",
         )
         .bind(task_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(activity_from_row).collect()
     }

@@ -606,3 +606,126 @@ async fn node_locks_exclude_other_nodes() {
         .unwrap();
     assert!(got.is_some());
 }
+
+/// A transaction holding the writer (a long write, or a slow request inside
+/// one) must not stall reads: on SQLite they have connections of their own.
+/// Before, the read below waited for the only connection, forever.
+#[tokio::test]
+async fn reads_go_on_while_a_transaction_holds_the_writer() {
+    on_both("reads_beside_writer", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let id = tx.next_id(Collection::Environments).await.unwrap();
+        tx.insert(&env(&id, "Staging", 1)).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut held = store.begin().await.unwrap();
+        held.insert(&env("Environments-99", "Uncommitted", 2))
+            .await
+            .unwrap();
+        // Bounded only so that a regression fails instead of hanging.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let page = store
+                .list::<Environment>(&DocumentQuery::in_space("Spaces-1"))
+                .await
+                .unwrap();
+            let task = store.task("ServerTasks-404").await.unwrap();
+            (page, task)
+        })
+        .await
+        .expect("a read waited for the transaction holding the writer");
+        // The read sees what is committed, not the open transaction's row.
+        let names: Vec<String> = read.0.items.into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["Staging".to_owned()]);
+        assert!(read.1.is_none());
+        held.rollback().await.unwrap();
+    })
+    .await;
+}
+
+fn log_line(seq: i64) -> LogLine {
+    LogLine {
+        seq,
+        activity_id: "A0".into(),
+        category: LogCategory::Info,
+        occurred_at: Timestamp::now(),
+        message: format!("line {seq}"),
+        detail: None,
+    }
+}
+
+fn running_activity(id: &str) -> Activity {
+    Activity {
+        id: id.into(),
+        parent_id: None,
+        name: format!("Step {id}"),
+        status: ActivityStatus::Running,
+        started: Some(Timestamp::now()),
+        ended: None,
+        show_at_summary_level: true,
+        progress_percentage: None,
+        progress_message: None,
+    }
+}
+
+/// Running tasks' writes that arrive together share one commit (one flush
+/// to disk) instead of one each; a write that fails among them is undone
+/// alone, and its caller alone is told.
+#[tokio::test]
+async fn running_tasks_writes_share_commits_and_fail_alone() {
+    on_both("group_commit", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let t = tx
+            .insert_task(NewTask {
+                space_id: Some("Spaces-1".into()),
+                name: "Deploy".into(),
+                description: "grouped".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store.append_log_lines(&t.id, &[log_line(1)]).await.unwrap();
+        let before = store.progress_commits();
+
+        // On SQLite, hold the one writer so that every write below queues
+        // up behind it; PostgreSQL has more connections, and the writes
+        // queue behind the committer's first commit instead.
+        let held = store.begin().await.unwrap();
+        let mut writes = vec![];
+        for i in 0..64 {
+            let (store, task) = (store.clone(), t.id.clone());
+            writes.push(tokio::spawn(async move {
+                store
+                    .put_activity(&task, &running_activity(&format!("A{i}")), i)
+                    .await
+            }));
+        }
+        // The same line number again: refused by the primary key.
+        let (dup_store, dup_task) = (store.clone(), t.id.clone());
+        let duplicate =
+            tokio::spawn(
+                async move { dup_store.append_log_lines(&dup_task, &[log_line(1)]).await },
+            );
+        if store.backend() == cuttle_store::Backend::Sqlite {
+            // Time for the writes to queue; they cannot commit before the
+            // writer is released, however long this takes.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(store.progress_commits(), before);
+        }
+        held.rollback().await.unwrap();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        assert!(duplicate.await.unwrap().is_err());
+
+        let commits = store.progress_commits() - before;
+        assert!(
+            (1..=8).contains(&commits),
+            "65 writes took {commits} commits"
+        );
+        let (acts, lines) = store.task_log(&t.id).await.unwrap();
+        assert_eq!(acts.len(), 64);
+        assert_eq!(lines.len(), 1);
+    })
+    .await;
+}

@@ -396,3 +396,74 @@ impl ActivityLog {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cuttle_store::testing::ScratchPostgres;
+    use cuttle_store::NewTask;
+
+    const WRITTEN: usize = 20_000;
+    /// How often the producer below waits for room, as a script's reader
+    /// does every so many lines.
+    const PACE: usize = 64;
+
+    async fn task(store: &Store) -> String {
+        let mut tx = store.begin().await.unwrap();
+        let t = tx
+            .insert_task(NewTask {
+                name: "Deploy".into(),
+                description: "Deploy".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        t.id
+    }
+
+    /// A producer far faster than the database, waiting for room as it
+    /// goes: never more than the bound waits in memory, and every line is
+    /// stored, in order, with times that never go back.
+    async fn bounded(store: Store) {
+        let id = task(&store).await;
+        let log = TaskLog::open(store.clone(), &id).await.unwrap();
+        let a = log.activity(None, "Run").await;
+        let mut most = 0;
+        for i in 0..WRITTEN {
+            a.info(format!("line {i}"));
+            most = most.max(log.backlog());
+            if i % PACE == PACE - 1 {
+                a.room().await;
+            }
+        }
+        log.flush().await;
+        assert!(
+            most <= BACKLOG_LINES + PACE,
+            "{most} lines waited for the writer"
+        );
+        assert_eq!(log.backlog(), 0);
+        let lines = store
+            .log_lines_after(&id, 0, WRITTEN as i64 + 1)
+            .await
+            .unwrap();
+        assert_eq!(lines.len(), WRITTEN);
+        for (i, pair) in lines.windows(2).enumerate() {
+            assert_eq!(pair[0].message, format!("line {i}"));
+            assert!(pair[0].seq < pair[1].seq);
+            assert!(pair[0].occurred_at <= pair[1].occurred_at);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_lines_waits_for_room_instead_of_filling_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db")))
+            .await
+            .unwrap();
+        bounded(store).await;
+        if let Some(pg) = ScratchPostgres::create("log_backlog").await {
+            bounded(Store::open(&pg.url).await.unwrap()).await;
+        }
+    }
+}

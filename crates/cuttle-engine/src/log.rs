@@ -116,6 +116,16 @@ impl TaskLog {
         signals: TaskSignals,
     ) -> Result<TaskLog, cuttle_store::StoreError> {
         let last = store.last_log_seq(task_id).await?;
+        // A task resumed (on this node or another, whose clock may differ)
+        // continues after its last line's time too.
+        let last_time = match last {
+            0 => None,
+            _ => store
+                .log_lines_after(task_id, last - 1, 1)
+                .await?
+                .first()
+                .map(|l| l.occurred_at),
+        };
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let backlog = Arc::new(Backlog::default());
         let writer_backlog = backlog.clone();
@@ -134,7 +144,7 @@ impl TaskLog {
             // or the clock stepping back, could make them), so the order of
             // an activity's lines by position is also their order by time:
             // the raw log is read back in pages by position.
-            let mut latest: Option<Timestamp> = None;
+            let mut latest = last_time;
             while rx.recv_many(&mut received, BATCH).await > 0 {
                 let mut flushed = vec![];
                 let mut bytes = 0;
@@ -453,6 +463,19 @@ mod tests {
             assert!(pair[0].seq < pair[1].seq);
             assert!(pair[0].occurred_at <= pair[1].occurred_at);
         }
+
+        // Resumed, as after a restart: numbering and time go on from there.
+        drop((a, log));
+        let log = TaskLog::open(store.clone(), &id).await.unwrap();
+        log.activity(None, "Again").await.info("resumed");
+        log.flush().await;
+        let more = store
+            .log_lines_after(&id, WRITTEN as i64, 10)
+            .await
+            .unwrap();
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].seq, WRITTEN as i64 + 1);
+        assert!(more[0].occurred_at >= lines[WRITTEN - 1].occurred_at);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,9 @@
 
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::task::{build_activity_tree, omitted_lines_note, ActivityElement};
-use cuttle_model::{ServerTask, User};
+use cuttle_model::{ServerTask, Timestamp, User};
 use cuttle_store::tasks::CancelOutcome;
+use std::collections::HashMap;
 
 /// A task. Asked for in a space (`Some`), one of another space is treated
 /// as missing, so ids cannot be probed or acted on across spaces; `None` is
@@ -40,23 +41,21 @@ pub async fn details(
     view: LogView,
 ) -> Result<(ServerTask, Vec<ActivityElement>, i64)> {
     let t = task(inst, space, id).await?;
-    let (tree, total) = log_tree(&inst.store, id, view, None).await?;
+    let (tree, total) = log_tree(&inst.store, id, view).await?;
     Ok((t, tree, total))
 }
 
 /// A task's activity tree with the last lines of each activity, as
-/// [`details`] shows them, up to position `up_to` (all when `None`), and how
-/// many lines there are in all. Reads one activity at a time, each with an
-/// index: never the whole log.
-pub async fn log_tree(
+/// [`details`] shows them, and how many lines there are in all. Reads one
+/// activity at a time, each through an index: never the whole log.
+async fn log_tree(
     store: &cuttle_store::Store,
     id: &str,
     view: LogView,
-    up_to: Option<i64>,
 ) -> Result<(Vec<ActivityElement>, i64)> {
     let activities = store.task_activities(id).await?;
-    let counts: std::collections::HashMap<String, i64> = store
-        .activity_line_counts(id, view.verbose, up_to)
+    let counts: HashMap<String, i64> = store
+        .activity_line_counts(id, view.verbose, None)
         .await?
         .into_iter()
         .collect();
@@ -64,7 +63,7 @@ pub async fn log_tree(
         t.clamp(0, DETAIL_LINES_PER_ACTIVITY)
     });
     let mut lines = vec![];
-    let mut omitted = std::collections::HashMap::new();
+    let mut omitted = HashMap::new();
     let mut total = 0;
     for a in &activities {
         let count = counts.get(&a.id).copied().unwrap_or(0);
@@ -73,7 +72,7 @@ pub async fn log_tree(
             continue;
         }
         let tail = store
-            .activity_log_tail(id, &a.id, view.verbose, limit, up_to)
+            .activity_log_tail(id, &a.id, view.verbose, limit, None)
             .await?;
         // Said only where the server's cap cut, not where a caller asked for
         // a tail and got it.
@@ -94,7 +93,7 @@ pub async fn log_tree(
 
 fn note_omissions(
     tree: &mut [ActivityElement],
-    omitted: &std::collections::HashMap<String, (i64, cuttle_model::Timestamp)>,
+    omitted: &HashMap<String, (i64, Timestamp)>,
     task_id: &str,
 ) {
     for a in tree {

@@ -373,30 +373,56 @@ pub async fn task_context(inst: &Instance, id: &str) -> Result<TaskContext> {
     })
 }
 
-/// A task and its whole log as of one moment, and the position of its last
-/// line: a live follower resumes after `position` and misses nothing.
+/// Lines of one activity the task page shows at most: an activity with
+/// more shows its last ones, and says how many earlier ones the raw log has.
+pub const PAGE_LINES_PER_ACTIVITY: i64 = 1_000;
+
+/// A task and its log as of one moment (each activity's last
+/// [`PAGE_LINES_PER_ACTIVITY`] lines), and the position of its last line: a
+/// live follower resumes after `position` and misses nothing.
 #[derive(Clone, Debug)]
 pub struct TaskSnapshot {
     pub context: TaskContext,
     /// The activity tree's nodes, flat, in creation order.
     pub activities: Vec<Activity>,
     pub lines: Vec<LogLine>,
+    /// Per activity, how many of its earlier lines are left out of `lines`.
+    pub omitted: HashMap<String, i64>,
     pub position: i64,
 }
 
 pub async fn task_snapshot(inst: &Instance, id: &str) -> Result<TaskSnapshot> {
-    // The task first, then lines, then activities, as the live stream reads
-    // them: a task is marked complete only after its last line is stored,
-    // and an activity before any line under it, so a completed task shows
-    // its whole log and every line read has its activity.
+    // The task first, then the last line's position, then activities, then
+    // lines up to that position, as the live stream reads them: a task is
+    // marked complete only after its last line is stored, and an activity
+    // before any line under it, so a completed task shows its whole log and
+    // every line read has its activity.
     let context = task_context(inst, id).await?;
-    let lines = inst.store.log_lines_after(id, 0, i64::MAX).await?;
+    let position = inst.store.last_log_seq(id).await?;
     let activities = inst.store.task_activities(id).await?;
-    let position = lines.last().map_or(0, |l| l.seq);
+    let counts = inst
+        .store
+        .activity_line_counts(id, true, Some(position))
+        .await?;
+    let mut lines = vec![];
+    let mut omitted = HashMap::new();
+    for (activity, count) in counts {
+        let tail = inst
+            .store
+            .activity_log_tail(id, &activity, true, PAGE_LINES_PER_ACTIVITY, Some(position))
+            .await?;
+        if count > tail.len() as i64 {
+            omitted.insert(activity, count - tail.len() as i64);
+        }
+        lines.extend(tail);
+    }
+    // In the order they were written, as the tree expects.
+    lines.sort_by_key(|l| l.seq);
     Ok(TaskSnapshot {
         context,
         activities,
         lines,
+        omitted,
         position,
     })
 }

@@ -8,6 +8,7 @@
 //! - [`documents`]: resources kept as JSON documents with indexed columns.
 //! - [`machines`]: the deployment targets a deployment runs on.
 //! - [`tasks`]: the durable task queue and the task activity log.
+//! - [`task_log`]: log lines stored in batches and read a piece at a time.
 //! - [`interruptions`]: tasks waiting for a person, and the task flag that
 //!   says so.
 //! - [`secrets`]: the master key that seals sensitive values at rest.
@@ -36,6 +37,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod spaces;
 pub mod statement;
+pub mod task_log;
 pub mod tasks;
 pub mod testing;
 mod transaction;

@@ -7,6 +7,7 @@
 
 use crate::group_commit::job;
 use crate::statement::{literal, Statement};
+use crate::task_log::insert_log_lines;
 use crate::{Backend, Result, Store, StoreError, Tx};
 use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
@@ -496,16 +497,18 @@ impl Store {
     }
 
     /// Appends log lines in one transaction, shared with other running
-    /// tasks' writes (the engine batches them). A
-    /// NUL a script printed is kept as U+FFFD, on both databases alike:
-    /// PostgreSQL cannot store one in text, and refused the whole batch.
+    /// tasks' writes (the engine batches them), many lines to a statement
+    /// ([`crate::task_log::insert_log_lines`]). A NUL a script printed is
+    /// kept as U+FFFD, on both databases alike: PostgreSQL cannot store one
+    /// in text, and refused the whole batch.
     pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
         let (task_id, lines) = (task_id.to_owned(), lines.to_vec());
+        let backend = self.backend();
         self.progress_write(job(move |conn| {
-            Box::pin(async move { insert_log_lines(conn, &task_id, &lines).await })
+            Box::pin(async move { insert_log_lines(conn, backend, &task_id, &lines).await })
         }))
         .await?;
         Ok(())
@@ -573,7 +576,7 @@ fn activity_from_row(r: &AnyRow) -> Result<Activity> {
     })
 }
 
-fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
+pub(crate) fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
     Ok(LogLine {
         seq: r.try_get("seq")?,
         activity_id: r.try_get("activity_id")?,
@@ -621,32 +624,8 @@ impl Store {
     }
 }
 
-/// Stores log lines on a connection inside a transaction.
-async fn insert_log_lines(
-    conn: &mut AnyConnection,
-    task_id: &str,
-    lines: &[LogLine],
-) -> Result<u64> {
-    for l in lines {
-        sqlx::query(
-            "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(task_id)
-        .bind(l.seq)
-        .bind(&l.activity_id)
-        .bind(l.category.as_str())
-        .bind(l.occurred_at.to_string())
-        .bind(storable(&l.message))
-        .bind(l.detail.as_deref().map(storable))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(lines.len() as u64)
-}
-
 /// `text` as both databases can store it: PostgreSQL's text cannot hold a
 /// NUL, so it becomes U+FFFD (the replacement character) everywhere.
-fn storable(text: &str) -> String {
+pub(crate) fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }

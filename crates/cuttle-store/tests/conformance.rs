@@ -729,3 +729,39 @@ async fn running_tasks_writes_share_commits_and_fail_alone() {
     })
     .await;
 }
+
+/// A page's total is right whether it is counted or known from a short
+/// page: whole lists, a short last page, a full page, and a page past the
+/// end all say how many there are.
+#[tokio::test]
+async fn page_totals_with_and_without_counting() {
+    on_both("page_totals", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..5 {
+            let id = tx.next_id(Collection::Environments).await.unwrap();
+            tx.insert(&env(&id, &format!("Env {i}"), i)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let page = |skip: i64, take: Option<i64>| {
+            let store = store.clone();
+            async move {
+                let p = store
+                    .list::<Environment>(&DocumentQuery {
+                        skip,
+                        take,
+                        ..DocumentQuery::in_space("Spaces-1")
+                    })
+                    .await
+                    .unwrap();
+                (p.items.len(), p.total)
+            }
+        };
+        assert_eq!(page(0, None).await, (5, 5));
+        assert_eq!(page(3, Some(10)).await, (2, 5));
+        assert_eq!(page(0, Some(2)).await, (2, 5));
+        assert_eq!(page(0, Some(5)).await, (5, 5));
+        assert_eq!(page(9, Some(10)).await, (0, 5));
+        assert_eq!(page(0, Some(0)).await, (0, 5));
+    })
+    .await;
+}

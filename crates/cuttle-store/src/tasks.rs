@@ -301,18 +301,8 @@ impl Store {
         state: TaskState,
         error: Option<&str>,
     ) -> Result<bool> {
-        let now = Timestamp::now().to_string();
-        let r = sqlx::query(
-            "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
-             lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
-        )
-        .bind(state.as_str())
-        .bind(error)
-        .bind(&now)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+        let mut conn = self.pool().acquire().await?;
+        complete_task_on(&mut conn, id, state, error).await
     }
 
     pub async fn mark_warnings(&self, id: &str) -> Result<()> {
@@ -375,27 +365,8 @@ impl Store {
 
     /// Creates or updates one node of a task's activity tree.
     pub async fn put_activity(&self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
-             started = excluded.started, ended = excluded.ended, \
-             progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
-        )
-        .bind(task_id)
-        .bind(&a.id)
-        .bind(&a.parent_id)
-        .bind(storable(&a.name))
-        .bind(a.status.as_str())
-        .bind(a.started.map(|t| t.to_string()))
-        .bind(a.ended.map(|t| t.to_string()))
-        .bind(position)
-        .bind(i64::from(a.show_at_summary_level))
-        .bind(a.progress_percentage)
-        .bind(a.progress_message.as_deref().map(storable))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        put_activity_on(&mut conn, task_id, a, position).await
     }
 
     /// Appends log lines in one transaction (the engine batches them). A
@@ -406,21 +377,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        for l in lines {
-            sqlx::query(
-                "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(task_id)
-            .bind(l.seq)
-            .bind(&l.activity_id)
-            .bind(l.category.as_str())
-            .bind(l.occurred_at.to_string())
-            .bind(storable(&l.message))
-            .bind(l.detail.as_deref().map(storable))
-            .execute(&mut *tx.inner)
-            .await?;
-        }
+        tx.append_log_lines(task_id, lines).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -471,6 +428,97 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         Ok((activities, lines))
     }
+}
+
+/// The task writes a transaction can hold, for writers that record many
+/// tasks at once (a history written in bulk) and so cannot afford a
+/// transaction per write.
+impl Tx {
+    /// Ends a task inside this transaction, as [`Store::complete_task`] does.
+    pub async fn complete_task(
+        &mut self,
+        id: &str,
+        state: TaskState,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        complete_task_on(&mut self.inner, id, state, error).await
+    }
+
+    /// Creates or updates one node of a task's activity tree inside this
+    /// transaction, as [`Store::put_activity`] does.
+    pub async fn put_activity(&mut self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
+        put_activity_on(&mut self.inner, task_id, a, position).await
+    }
+
+    /// Appends log lines inside this transaction, as
+    /// [`Store::append_log_lines`] does in a transaction of its own.
+    pub async fn append_log_lines(&mut self, task_id: &str, lines: &[LogLine]) -> Result<()> {
+        for l in lines {
+            sqlx::query(
+                "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(task_id)
+            .bind(l.seq)
+            .bind(&l.activity_id)
+            .bind(l.category.as_str())
+            .bind(l.occurred_at.to_string())
+            .bind(storable(&l.message))
+            .bind(l.detail.as_deref().map(storable))
+            .execute(&mut *self.inner)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn complete_task_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    state: TaskState,
+    error: Option<&str>,
+) -> Result<bool> {
+    let now = Timestamp::now().to_string();
+    let r = sqlx::query(
+        "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
+         lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
+    )
+    .bind(state.as_str())
+    .bind(error)
+    .bind(&now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+async fn put_activity_on(
+    conn: &mut AnyConnection,
+    task_id: &str,
+    a: &Activity,
+    position: i64,
+) -> Result<()> {
+    sqlx::query(
+            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
+             started = excluded.started, ended = excluded.ended, \
+             progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
+        )
+        .bind(task_id)
+        .bind(&a.id)
+        .bind(&a.parent_id)
+        .bind(storable(&a.name))
+        .bind(a.status.as_str())
+        .bind(a.started.map(|t| t.to_string()))
+        .bind(a.ended.map(|t| t.to_string()))
+        .bind(position)
+        .bind(i64::from(a.show_at_summary_level))
+        .bind(a.progress_percentage)
+        .bind(a.progress_message.as_deref().map(storable))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn activity_from_row(r: &AnyRow) -> Result<Activity> {

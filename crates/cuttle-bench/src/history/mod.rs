@@ -596,3 +596,19 @@ async fn long_log(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_sizes;
+
+    #[test]
+    fn sizes_must_be_positive_and_grow() {
+        assert!(check_sizes(&[1_000, 10_000]).is_ok());
+        assert!(check_sizes(&[5]).is_ok());
+        let err = |sizes: &[u64]| check_sizes(sizes).unwrap_err().to_string();
+        assert!(err(&[]).contains("at least one"));
+        assert!(err(&[0, 10]).contains("positive"));
+        assert!(err(&[10_000, 1_000]).contains("must grow"));
+        assert!(err(&[1_000, 1_000]).contains("must grow"));
+    }
+}

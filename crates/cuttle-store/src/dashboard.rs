@@ -24,7 +24,7 @@ impl Store {
         )
         .bind(Deployment::COLLECTION)
         .bind(space_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|(body,)| {

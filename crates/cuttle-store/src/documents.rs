@@ -528,7 +528,7 @@ impl Tx {
 
 impl Store {
     pub async fn get<D: Document>(&self, id: &str) -> Result<Option<D>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         get_on(&mut conn, id).await
     }
 
@@ -540,7 +540,7 @@ impl Store {
     }
 
     pub async fn list<D: Document>(&self, q: &DocumentQuery) -> Result<Page<D>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         list_on(&mut conn, q).await
     }
 

@@ -105,9 +105,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A handle on one installation's database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Transactions and every write. On SQLite, the one writer.
     pool: AnyPool,
+    /// Reads outside a transaction. On SQLite, connections of their own
+    /// (WAL lets them read while the writer writes), so a long read never
+    /// holds up a write or another read; on PostgreSQL, the same pool.
+    reader: AnyPool,
     backend: Backend,
 }
+
+/// SQLite connections for reads outside transactions: enough that a slow
+/// read (a large list, a long log) leaves others free, few enough that
+/// their page caches stay small.
+const SQLITE_READERS: u32 = 4;
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema
@@ -117,12 +127,12 @@ impl Store {
         let backend =
             Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = match backend {
-            // One connection: SQLite has one writer anyway, and a single
-            // connection rules out "database is locked" when a transaction
+        let store = match backend {
+            // One writing connection: SQLite has one writer anyway, and a
+            // single one rules out "database is locked" when a transaction
             // that has read upgrades to a write. Every statement is short.
             Backend::Sqlite => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
@@ -140,19 +150,48 @@ impl Store {
                             Ok(())
                         })
                     })
+                    .connect_with(options.clone())
+                    .await?;
+                // Migrations first: readers must never see half a schema.
+                MIGRATOR.run(&pool).await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(SQLITE_READERS)
+                    .min_connections(0)
+                    .idle_timeout(Duration::from_secs(600))
+                    .max_lifetime(None)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // query_only: a write sent here by mistake fails
+                            // at once instead of racing the writer.
+                            conn.execute("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
-                    .await?
+                    .await?;
+                Store {
+                    pool,
+                    reader,
+                    backend,
+                }
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
-                    .await?
+                    .await?;
+                MIGRATOR.run(&pool).await?;
+                Store {
+                    reader: pool.clone(),
+                    pool,
+                    backend,
+                }
             }
         };
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(store)
     }
 
     /// The SQLite database inside a data directory.
@@ -189,6 +228,11 @@ impl Store {
         &self.pool
     }
 
+    /// The pool for reads outside a transaction. Never write through it.
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -196,6 +240,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.reader.close().await;
         self.pool.close().await;
     }
 

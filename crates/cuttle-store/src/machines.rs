@@ -32,7 +32,7 @@ impl Store {
         space_id: &str,
         environment_id: &str,
     ) -> Result<Vec<Machine>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         deployment_targets_on(&mut conn, space_id, environment_id).await
     }
 }

@@ -127,19 +127,19 @@ async fn hash_in_use_on(conn: &mut AnyConnection, hash: &str) -> Result<bool> {
 impl Store {
     /// The package versions a query asks for, in no particular order.
     pub async fn packages(&self, q: &PackageQuery) -> Result<Vec<Package>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         packages_on(&mut conn, q).await
     }
 
     /// One package version by its resource id (`packages-…`).
     pub async fn package(&self, space_id: &str, id: &str) -> Result<Option<Package>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         package_on(&mut conn, space_id, id).await
     }
 
     /// Whether any package version, in any space, has a file with this hash.
     pub async fn package_hash_in_use(&self, hash: &str) -> Result<bool> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         hash_in_use_on(&mut conn, hash).await
     }
 
@@ -152,7 +152,7 @@ impl Store {
              AND body LIKE '%\"SelectedPackages\":[{%'",
         )
         .bind(space_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|(b,)| {

@@ -66,7 +66,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(now.to_string())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.reader())
         .await?;
         let Some(r) = row else { return Ok(None) };
         let time = |col: &str| -> Result<Timestamp> {

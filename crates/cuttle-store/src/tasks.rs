@@ -136,7 +136,7 @@ pub enum CancelOutcome {
 
 impl Store {
     pub async fn task(&self, id: &str) -> Result<Option<ServerTask>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         get_task_on(&mut conn, id).await
     }
 
@@ -180,7 +180,7 @@ impl Store {
             push("environment_id = {}", vec![e.clone()]);
         }
         let filter = clauses.join(" AND ");
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
 
         let count_sql = format!("SELECT COUNT(*) FROM server_tasks WHERE {filter}");
         let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
@@ -257,7 +257,7 @@ impl Store {
     pub async fn next_scheduled_time(&self) -> Result<Option<Timestamp>> {
         let row: Option<(Option<String>,)> =
             sqlx::query_as("SELECT MIN(queue_time) FROM server_tasks WHERE state = 'Queued'")
-                .fetch_optional(self.pool())
+                .fetch_optional(self.reader())
                 .await?;
         Ok(row.and_then(|r| r.0).and_then(|t| Timestamp::parse(&t)))
     }
@@ -288,7 +288,7 @@ impl Store {
         )
         .bind(Timestamp::now().to_string())
         .bind(restarting_node.unwrap_or(""))
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
@@ -387,14 +387,14 @@ impl Store {
         let (n,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(seq) FROM task_log_lines WHERE task_id = $1")
                 .bind(task_id)
-                .fetch_one(self.pool())
+                .fetch_one(self.reader())
                 .await?;
         Ok(n.unwrap_or(0))
     }
 
     /// A task's whole activity tree and log, each in creation order.
     pub async fn task_log(&self, task_id: &str) -> Result<(Vec<Activity>, Vec<LogLine>)> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         let rows = sqlx::query(
             "SELECT id, parent_id, name, status, started, ended, show_at_summary, progress_percentage, progress_message FROM task_activities \
              WHERE task_id = $1 ORDER BY position, id",
@@ -564,7 +564,7 @@ impl Store {
         .bind(task_id)
         .bind(position)
         .bind(limit.max(0))
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(log_line_from_row).collect()
     }
@@ -577,7 +577,7 @@ impl Store {
              WHERE task_id = $1 ORDER BY position, id",
         )
         .bind(task_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(activity_from_row).collect()
     }

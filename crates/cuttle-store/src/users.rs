@@ -57,7 +57,7 @@ impl Tx {
 impl Store {
     pub async fn user_count(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-            .fetch_one(self.pool())
+            .fetch_one(self.reader())
             .await?;
         Ok(n)
     }
@@ -65,14 +65,14 @@ impl Store {
     pub async fn user(&self, id: &str) -> Result<Option<User>> {
         let row: Option<(String,)> = sqlx::query_as("SELECT body FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         row.map(|(b,)| decode_user(&b)).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<User>> {
         let rows: Vec<(String,)> = sqlx::query_as("SELECT body FROM users ORDER BY id")
-            .fetch_all(self.pool())
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(|(b,)| decode_user(b)).collect()
     }
@@ -84,7 +84,7 @@ impl Store {
     ) -> Result<Option<(User, Option<String>)>> {
         let row = sqlx::query("SELECT body, password_hash FROM users WHERE username_lower = $1")
             .bind(username.to_lowercase())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         match row {
             None => Ok(None),
@@ -102,7 +102,7 @@ impl Store {
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
         .bind(key_hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.reader())
         .await?;
         let Some(r) = row else { return Ok(None) };
         let expires: Option<String> = r.try_get("expires")?;
@@ -118,7 +118,7 @@ impl Store {
     pub async fn api_key_exists(&self, key_hash: &str) -> Result<bool> {
         let row: Option<(String,)> = sqlx::query_as("SELECT id FROM api_keys WHERE key_hash = $1")
             .bind(key_hash)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         Ok(row.is_some())
     }
@@ -129,7 +129,7 @@ impl Store {
             "SELECT id, user_id, purpose, created, expires FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created, id",
         )
         .bind(user_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {

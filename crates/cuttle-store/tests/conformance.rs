@@ -606,3 +606,38 @@ async fn node_locks_exclude_other_nodes() {
         .unwrap();
     assert!(got.is_some());
 }
+
+/// A transaction holding the writer (a long write, or a slow request inside
+/// one) must not stall reads: on SQLite they have connections of their own.
+/// Before, the read below waited for the only connection, forever.
+#[tokio::test]
+async fn reads_go_on_while_a_transaction_holds_the_writer() {
+    on_both("reads_beside_writer", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let id = tx.next_id(Collection::Environments).await.unwrap();
+        tx.insert(&env(&id, "Staging", 1)).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut held = store.begin().await.unwrap();
+        held.insert(&env("Environments-99", "Uncommitted", 2))
+            .await
+            .unwrap();
+        // Bounded only so that a regression fails instead of hanging.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let page = store
+                .list::<Environment>(&DocumentQuery::in_space("Spaces-1"))
+                .await
+                .unwrap();
+            let task = store.task("ServerTasks-404").await.unwrap();
+            (page, task)
+        })
+        .await
+        .expect("a read waited for the transaction holding the writer");
+        // The read sees what is committed, not the open transaction's row.
+        let names: Vec<String> = read.0.items.into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["Staging".to_owned()]);
+        assert!(read.1.is_none());
+        held.rollback().await.unwrap();
+    })
+    .await;
+}

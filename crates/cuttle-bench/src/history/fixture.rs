@@ -21,6 +21,10 @@ pub const CHATTY: &str = "Chatty";
 pub const CHATTY_RELEASE: &str = "1.0.0";
 /// How long one real deployment may take before the bench gives up.
 const TASK_TIMEOUT: Duration = Duration::from_secs(900);
+/// Polling one deployment that is timed end to end.
+pub const FAST_POLL: Duration = Duration::from_millis(2);
+/// Polling while many deployments or a long one run.
+pub const SLOW_POLL: Duration = Duration::from_millis(20);
 
 pub struct Fixture {
     pub user_id: String,
@@ -96,7 +100,7 @@ pub async fn create(api: &Api<'_>, log_lines: u32) -> Result<Fixture> {
 
     let task = queue(api, &projects[0].1, FIRST_RELEASE, &[&environments[0].1]).await?;
     let template_task = task.into_iter().next().context("no task was queued")?;
-    wait_task(api, &template_task).await?;
+    wait_task(api, &template_task, FAST_POLL).await?;
     Ok(Fixture {
         user_id,
         username,
@@ -149,8 +153,10 @@ pub async fn queue(
         .collect()
 }
 
-/// Polls a task until it completes; fails unless it succeeded.
-pub async fn wait_task(api: &Api<'_>, id: &str) -> Result<()> {
+/// Polls a task every `poll` until it completes; fails unless it succeeded.
+/// Waits on many tasks poll slowly, so that the polling does not load the
+/// server it measures.
+pub async fn wait_task(api: &Api<'_>, id: &str, poll: Duration) -> Result<()> {
     let t0 = Instant::now();
     loop {
         let task = api
@@ -169,7 +175,7 @@ pub async fn wait_task(api: &Api<'_>, id: &str) -> Result<()> {
             t0.elapsed() < TASK_TIMEOUT,
             "task {id} did not finish within {TASK_TIMEOUT:?}"
         );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

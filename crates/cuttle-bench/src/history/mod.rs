@@ -435,7 +435,7 @@ async fn deploy_calls(
         let id = created["DeploymentServerTasks"][0]["ServerTaskId"]
             .as_str()
             .context("no ServerTaskId in the answer")?;
-        fixture::wait_task(&api_of(api), id).await?;
+        fixture::wait_task(&api_of(api), id, fixture::FAST_POLL).await?;
         ends.push(ms(t0.elapsed()));
     }
     let figure = |times: Vec<f64>| match &failure {
@@ -487,7 +487,7 @@ async fn queued_batches(
             tasks.extend(fixture::queue(&client, name, version, &environments).await?);
         }
         for id in &tasks {
-            fixture::wait_task(&client, id).await?;
+            fixture::wait_task(&client, id, fixture::SLOW_POLL).await?;
         }
         let took = t0.elapsed().as_secs_f64();
         let label = format!("{} queued deployments, batch {b}", thousands(n as u64));
@@ -555,7 +555,12 @@ async fn long_log(
     let t0 = Instant::now();
     let env = &fixture.environments[0].1;
     let task = fixture::queue(&client, CHATTY, CHATTY_RELEASE, &[env]).await?;
-    fixture::wait_task(&client, task.first().context("no task")?).await?;
+    fixture::wait_task(
+        &client,
+        task.first().context("no task")?,
+        fixture::SLOW_POLL,
+    )
+    .await?;
     let took = t0.elapsed().as_secs_f64();
     at.put(
         &format!("{lines}-line log stored, end to end"),

@@ -16,6 +16,7 @@
 //! - [`spaces`]: deleting a space with everything in it; stopped queues.
 //! - [`dashboard`]: the newest deployment per project and environment.
 //! - [`events`]: the audit log.
+//! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
@@ -24,6 +25,7 @@ pub mod dashboard;
 pub mod dialect;
 pub mod documents;
 pub mod events;
+mod group_commit;
 pub mod interruptions;
 pub mod machines;
 pub mod packages;
@@ -111,6 +113,8 @@ pub struct Store {
     /// (WAL lets them read while the writer writes), so a long read never
     /// holds up a write or another read; on PostgreSQL, the same pool.
     reader: AnyPool,
+    /// Running tasks' progress writes, committed in groups on `pool`.
+    progress: group_commit::GroupCommit,
     backend: Backend,
 }
 
@@ -172,6 +176,7 @@ impl Store {
                     .connect_with(options)
                     .await?;
                 Store {
+                    progress: group_commit::GroupCommit::start(pool.clone()),
                     pool,
                     reader,
                     backend,
@@ -185,6 +190,7 @@ impl Store {
                     .await?;
                 MIGRATOR.run(&pool).await?;
                 Store {
+                    progress: group_commit::GroupCommit::start(pool.clone()),
                     reader: pool.clone(),
                     pool,
                     backend,
@@ -226,6 +232,17 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs a running task's write in the next group commit.
+    pub(crate) async fn progress_write(&self, job: group_commit::Job) -> Result<u64> {
+        self.progress.run(job).await
+    }
+
+    /// How many group commits of running tasks' writes this store has made
+    /// (each is one flush to disk, however many writes it held).
+    pub fn progress_commits(&self) -> u64 {
+        self.progress.commits()
     }
 
     /// The pool for reads outside a transaction. Never write through it.

@@ -5,6 +5,7 @@
 //! conditional UPDATE (see [`crate::dialect`]). A running task holds a lease
 //! that its node renews; a task whose lease lapsed belongs to a node that died.
 
+use crate::group_commit::job;
 use crate::{Result, Store, StoreError, Tx};
 use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
@@ -301,15 +302,31 @@ impl Store {
         state: TaskState,
         error: Option<&str>,
     ) -> Result<bool> {
-        let mut conn = self.pool().acquire().await?;
-        complete_task_on(&mut conn, id, state, error).await
+        let now = Timestamp::now();
+        let (id, error) = (id.to_owned(), error.map(str::to_owned));
+        let changed = self
+            .progress_write(job(move |conn| {
+                Box::pin(
+                    async move { complete_task_on(conn, &id, state, error.as_deref(), now).await },
+                )
+            }))
+            .await?;
+        Ok(changed > 0)
     }
 
     pub async fn mark_warnings(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE server_tasks SET has_warnings_or_errors = 1 WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let id = id.to_owned();
+        self.progress_write(job(move |conn| {
+            Box::pin(async move {
+                let r =
+                    sqlx::query("UPDATE server_tasks SET has_warnings_or_errors = 1 WHERE id = $1")
+                        .bind(id)
+                        .execute(conn)
+                        .await?;
+                Ok(r.rows_affected())
+            })
+        }))
+        .await?;
         Ok(())
     }
 
@@ -365,20 +382,27 @@ impl Store {
 
     /// Creates or updates one node of a task's activity tree.
     pub async fn put_activity(&self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
-        let mut conn = self.pool().acquire().await?;
-        put_activity_on(&mut conn, task_id, a, position).await
+        let (task_id, a) = (task_id.to_owned(), a.clone());
+        self.progress_write(job(move |conn| {
+            Box::pin(async move { put_activity_on(conn, &task_id, &a, position).await })
+        }))
+        .await?;
+        Ok(())
     }
 
-    /// Appends log lines in one transaction (the engine batches them). A
+    /// Appends log lines in one transaction, shared with other running
+    /// tasks' writes (the engine batches them). A
     /// NUL a script printed is kept as U+FFFD, on both databases alike:
     /// PostgreSQL cannot store one in text, and refused the whole batch.
     pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        tx.append_log_lines(task_id, lines).await?;
-        tx.commit().await?;
+        let (task_id, lines) = (task_id.to_owned(), lines.to_vec());
+        self.progress_write(job(move |conn| {
+            Box::pin(async move { insert_log_lines(conn, &task_id, &lines).await })
+        }))
+        .await?;
         Ok(())
     }
 
@@ -441,84 +465,74 @@ impl Tx {
         state: TaskState,
         error: Option<&str>,
     ) -> Result<bool> {
-        complete_task_on(&mut self.inner, id, state, error).await
+        let changed = complete_task_on(&mut self.inner, id, state, error, Timestamp::now()).await?;
+        Ok(changed > 0)
     }
 
     /// Creates or updates one node of a task's activity tree inside this
     /// transaction, as [`Store::put_activity`] does.
     pub async fn put_activity(&mut self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
-        put_activity_on(&mut self.inner, task_id, a, position).await
+        put_activity_on(&mut self.inner, task_id, a, position).await?;
+        Ok(())
     }
 
     /// Appends log lines inside this transaction, as
     /// [`Store::append_log_lines`] does in a transaction of its own.
     pub async fn append_log_lines(&mut self, task_id: &str, lines: &[LogLine]) -> Result<()> {
-        for l in lines {
-            sqlx::query(
-                "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(task_id)
-            .bind(l.seq)
-            .bind(&l.activity_id)
-            .bind(l.category.as_str())
-            .bind(l.occurred_at.to_string())
-            .bind(storable(&l.message))
-            .bind(l.detail.as_deref().map(storable))
-            .execute(&mut *self.inner)
-            .await?;
-        }
+        insert_log_lines(&mut self.inner, task_id, lines).await?;
         Ok(())
     }
 }
 
+/// Ends a task at `now`; returns how many rows changed.
 async fn complete_task_on(
     conn: &mut AnyConnection,
     id: &str,
     state: TaskState,
     error: Option<&str>,
-) -> Result<bool> {
-    let now = Timestamp::now().to_string();
+    now: Timestamp,
+) -> Result<u64> {
     let r = sqlx::query(
         "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
          lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
     )
     .bind(state.as_str())
     .bind(error)
-    .bind(&now)
+    .bind(now.to_string())
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    Ok(r.rows_affected() > 0)
+    Ok(r.rows_affected())
 }
 
+/// Creates or updates an activity; returns how many rows changed.
 async fn put_activity_on(
     conn: &mut AnyConnection,
     task_id: &str,
     a: &Activity,
     position: i64,
-) -> Result<()> {
-    sqlx::query(
-            "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
-             started = excluded.started, ended = excluded.ended, \
-             progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
-        )
-        .bind(task_id)
-        .bind(&a.id)
-        .bind(&a.parent_id)
-        .bind(storable(&a.name))
-        .bind(a.status.as_str())
-        .bind(a.started.map(|t| t.to_string()))
-        .bind(a.ended.map(|t| t.to_string()))
-        .bind(position)
-        .bind(i64::from(a.show_at_summary_level))
-        .bind(a.progress_percentage)
-        .bind(a.progress_message.as_deref().map(storable))
+) -> Result<u64> {
+    let r = sqlx::query(
+        "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
+         started = excluded.started, ended = excluded.ended, \
+         progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
+    )
+    .bind(task_id)
+    .bind(&a.id)
+    .bind(&a.parent_id)
+    .bind(storable(&a.name))
+    .bind(a.status.as_str())
+    .bind(a.started.map(|t| t.to_string()))
+    .bind(a.ended.map(|t| t.to_string()))
+    .bind(position)
+    .bind(i64::from(a.show_at_summary_level))
+    .bind(a.progress_percentage)
+    .bind(a.progress_message.as_deref().map(storable))
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(r.rows_affected())
 }
 
 fn activity_from_row(r: &AnyRow) -> Result<Activity> {
@@ -581,6 +595,30 @@ impl Store {
         .await?;
         rows.iter().map(activity_from_row).collect()
     }
+}
+
+/// Stores log lines on a connection inside a transaction.
+async fn insert_log_lines(
+    conn: &mut AnyConnection,
+    task_id: &str,
+    lines: &[LogLine],
+) -> Result<u64> {
+    for l in lines {
+        sqlx::query(
+            "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(task_id)
+        .bind(l.seq)
+        .bind(&l.activity_id)
+        .bind(l.category.as_str())
+        .bind(l.occurred_at.to_string())
+        .bind(storable(&l.message))
+        .bind(l.detail.as_deref().map(storable))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(lines.len() as u64)
 }
 
 /// `text` as both databases can store it: PostgreSQL's text cannot hold a

@@ -641,3 +641,91 @@ async fn reads_go_on_while_a_transaction_holds_the_writer() {
     })
     .await;
 }
+
+fn log_line(seq: i64) -> LogLine {
+    LogLine {
+        seq,
+        activity_id: "A0".into(),
+        category: LogCategory::Info,
+        occurred_at: Timestamp::now(),
+        message: format!("line {seq}"),
+        detail: None,
+    }
+}
+
+fn running_activity(id: &str) -> Activity {
+    Activity {
+        id: id.into(),
+        parent_id: None,
+        name: format!("Step {id}"),
+        status: ActivityStatus::Running,
+        started: Some(Timestamp::now()),
+        ended: None,
+        show_at_summary_level: true,
+        progress_percentage: None,
+        progress_message: None,
+    }
+}
+
+/// Running tasks' writes that arrive together share one commit (one flush
+/// to disk) instead of one each; a write that fails among them is undone
+/// alone, and its caller alone is told.
+#[tokio::test]
+async fn running_tasks_writes_share_commits_and_fail_alone() {
+    on_both("group_commit", |store| async move {
+        let mut tx = store.begin().await.unwrap();
+        let t = tx
+            .insert_task(NewTask {
+                space_id: Some("Spaces-1".into()),
+                name: "Deploy".into(),
+                description: "grouped".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store.append_log_lines(&t.id, &[log_line(1)]).await.unwrap();
+        let before = store.progress_commits();
+
+        // On SQLite, hold the one writer so that every write below queues
+        // up behind it; PostgreSQL has more connections, and the writes
+        // queue behind the committer's first commit instead.
+        let held = store.begin().await.unwrap();
+        let mut writes = vec![];
+        for i in 0..64 {
+            let (store, task) = (store.clone(), t.id.clone());
+            writes.push(tokio::spawn(async move {
+                store
+                    .put_activity(&task, &running_activity(&format!("A{i}")), i)
+                    .await
+            }));
+        }
+        // The same line number again: refused by the primary key.
+        let (dup_store, dup_task) = (store.clone(), t.id.clone());
+        let duplicate =
+            tokio::spawn(
+                async move { dup_store.append_log_lines(&dup_task, &[log_line(1)]).await },
+            );
+        if store.backend() == cuttle_store::Backend::Sqlite {
+            // Time for the writes to queue; they cannot commit before the
+            // writer is released, however long this takes.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(store.progress_commits(), before);
+        }
+        held.rollback().await.unwrap();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        assert!(duplicate.await.unwrap().is_err());
+
+        let commits = store.progress_commits() - before;
+        assert!(
+            (1..=8).contains(&commits),
+            "65 writes took {commits} commits"
+        );
+        let (acts, lines) = store.task_log(&t.id).await.unwrap();
+        assert_eq!(acts.len(), 64);
+        assert_eq!(lines.len(), 1);
+    })
+    .await;
+}

@@ -74,17 +74,16 @@ pub async fn run(cuttle: &Path, args: &HistoryArgs) -> Result<()> {
         args.samples,
         args.cap
     );
-    let mut tables = vec![];
+    // Each table is printed as soon as its database is done: a run on a
+    // million deployments takes long.
     if !args.skip_sqlite {
-        tables.push(("sqlite", database(cuttle, None, args).await?));
+        let table = database(cuttle, None, args).await?;
+        println!("\n{}", table.render("sqlite"));
     }
     if let Some(admin_url) = &args.postgres {
         let db = PgDatabase::create(admin_url)?;
-        tables.push(("postgres", database(cuttle, Some(&db.url), args).await?));
-    }
-    println!();
-    for (name, table) in tables {
-        println!("{}", table.render(name));
+        let table = database(cuttle, Some(&db.url), args).await?;
+        println!("\n{}", table.render("postgres"));
     }
     Ok(())
 }
@@ -480,17 +479,21 @@ async fn queued_batches(
     let mut first: Option<f64> = None;
     let mut slowest: f64 = 0.0;
     for b in 1..=args.batches {
-        let t0 = Instant::now();
-        let mut tasks = Vec::with_capacity(n);
-        for (p, (_, name)) in fixture.projects.iter().enumerate() {
-            let version = &generator.newest_release(p).version;
-            tasks.extend(fixture::queue(&client, name, version, &environments).await?);
-        }
-        for id in &tasks {
-            fixture::wait_task(&client, id, fixture::SLOW_POLL).await?;
-        }
-        let took = t0.elapsed().as_secs_f64();
         let label = format!("{} queued deployments, batch {b}", thousands(n as u64));
+        // A batch that fails is shown failed; the figures after it still count.
+        let took = match queue_batch(&client, generator, fixture, &environments).await {
+            Ok(took) => took,
+            Err(e) => {
+                at.put(
+                    &label,
+                    Unit::Seconds,
+                    Goal::None,
+                    true,
+                    Figure::Failed(format!("{e:#}")),
+                );
+                break;
+            }
+        };
         at.put(&label, Unit::Seconds, Goal::None, true, Figure::Value(took));
         slowest = slowest.max(took);
         let first = *first.get_or_insert(took);
@@ -536,9 +539,33 @@ async fn queued_batches(
         Unit::Times,
         Goal::AtMost(3.0),
         false,
-        Figure::Value(slowest / floor),
+        if first.is_some() {
+            Figure::Value(slowest / floor)
+        } else {
+            Figure::Failed("no batch finished".into())
+        },
     );
     Ok(())
+}
+
+/// One deployment of every project to every environment, queued at once;
+/// the seconds from the first call to the last task's end.
+async fn queue_batch(
+    client: &Api<'_>,
+    generator: &Generator,
+    fixture: &Fixture,
+    environments: &[&str],
+) -> Result<f64> {
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for (p, (_, name)) in fixture.projects.iter().enumerate() {
+        let version = &generator.newest_release(p).version;
+        tasks.extend(fixture::queue(client, name, version, environments).await?);
+    }
+    for id in &tasks {
+        fixture::wait_task(client, id, fixture::SLOW_POLL).await?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// A step printing the long log, deployed end to end, against bash writing
@@ -552,29 +579,37 @@ async fn long_log(
 ) -> Result<()> {
     let client = api_of(api);
     let lines = thousands(u64::from(args.log_lines));
-    let t0 = Instant::now();
     let env = &fixture.environments[0].1;
-    let task = fixture::queue(&client, CHATTY, CHATTY_RELEASE, &[env]).await?;
-    fixture::wait_task(
-        &client,
-        task.first().context("no task")?,
-        fixture::SLOW_POLL,
-    )
-    .await?;
-    let took = t0.elapsed().as_secs_f64();
+    let stored = async {
+        let t0 = Instant::now();
+        let task = fixture::queue(&client, CHATTY, CHATTY_RELEASE, &[env]).await?;
+        let task = task.first().context("no task was queued")?;
+        fixture::wait_task(&client, task, fixture::SLOW_POLL).await?;
+        anyhow::Ok(t0.elapsed().as_secs_f64())
+    };
+    let (took, rate) = match stored.await {
+        Ok(took) => (
+            Figure::Value(took),
+            Figure::Value(f64::from(args.log_lines) / took),
+        ),
+        Err(e) => {
+            let f = Figure::Failed(format!("{e:#}"));
+            (f.clone(), f)
+        }
+    };
     at.put(
         &format!("{lines}-line log stored, end to end"),
         Unit::Seconds,
         Goal::None,
         true,
-        Figure::Value(took),
+        took,
     );
     at.put(
         "log lines stored per second",
         Unit::LinesPerSecond,
         Goal::AtLeast(500_000.0),
         true,
-        Figure::Value(f64::from(args.log_lines) / took),
+        rate,
     );
     let out = data.join("long-log-floor.out");
     let t0 = Instant::now();

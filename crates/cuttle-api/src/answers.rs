@@ -20,7 +20,8 @@ pub struct TaskDetails {
     #[schema(value_type = cuttle_model::ServerTask)]
     pub task: Value,
     pub progress: TaskProgress,
-    /// Log lines in the activity tree.
+    /// Log lines of the task's activities (Verbose ones only if asked
+    /// for), including those the tree leaves out of a long activity.
     pub physical_log_size: usize,
     pub activity_logs: Vec<ActivityElement>,
     pub links: BTreeMap<String, String>,

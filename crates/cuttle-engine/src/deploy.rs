@@ -1068,7 +1068,7 @@ async fn run_action(
                 files,
                 sandbox: ctx.sandbox.clone(),
             };
-            run_script_paced(spec, cancel, on_line, || target.flush())
+            run_script_paced(spec, cancel, on_line, || target.room())
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -1108,7 +1108,7 @@ async fn run_action(
                     .map_err(ActionError::Failed)?;
             }
             run_on_agent(agents, &agent, limits, start, cancel, on_line, || {
-                target.flush()
+                target.room()
             })
             .await
         }

@@ -1,23 +1,39 @@
 //! Writing a task's activity log while it runs. Lines go through a channel to
-//! one writer per task that stores them in batches, so a chatty script costs
-//! one transaction per batch rather than one per line.
+//! one writer per task that stores them in batches (one transaction, a few
+//! statements), so a chatty script costs a transaction per few thousand
+//! lines rather than one per line.
+//!
+//! The channel is bounded for the producers that can flood it: a script's
+//! output reader and an agent's log stream wait for [`TaskLog::room`] as
+//! they read, so a script printing faster than the database stores waits
+//! on its pipe instead of piling lines up in memory. The engine's own lines
+//! (a few per step, written from synchronous code) never wait.
 
 use crate::signal::TaskSignals;
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::Timestamp;
 use cuttle_store::Store;
 use cuttle_vars::mask::Masker;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
-const BATCH: usize = 256;
+/// Lines the writer stores in one transaction at most: it takes what is
+/// waiting, up to this, so a quiet log is stored line by line at once and a
+/// flood in large batches.
+const BATCH: usize = 4_096;
+/// Lines (and bytes of them) waiting for the writer beyond which
+/// [`TaskLog::room`] holds its callers back.
+pub const BACKLOG_LINES: usize = 2 * BATCH;
+pub const BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
 struct Shared {
     store: Store,
     task_id: String,
     next_activity: AtomicI64,
     lines: mpsc::UnboundedSender<Message>,
+    /// What is sent to the writer and not yet stored.
+    backlog: Arc<Backlog>,
     /// Wakes live followers of the task when lines or activities are stored.
     signals: TaskSignals,
     /// The task's sensitive values. Every line, activity name and progress
@@ -31,6 +47,33 @@ struct Shared {
 struct Masking {
     secrets: Vec<String>,
     masker: Option<Arc<Masker>>,
+}
+
+/// Lines (and their bytes) sent to the writer and not yet stored; the
+/// writer signals `stored` after each batch.
+#[derive(Default)]
+struct Backlog {
+    lines: AtomicUsize,
+    bytes: AtomicUsize,
+    stored: Notify,
+}
+
+impl Backlog {
+    fn has_room(&self) -> bool {
+        self.lines.load(Ordering::Acquire) < BACKLOG_LINES
+            && self.bytes.load(Ordering::Acquire) < BACKLOG_BYTES
+    }
+
+    fn add(&self, bytes: usize) {
+        self.lines.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn remove(&self, lines: usize, bytes: usize) {
+        self.lines.fetch_sub(lines, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.stored.notify_waiters();
+    }
 }
 
 enum Message {
@@ -73,25 +116,48 @@ impl TaskLog {
         signals: TaskSignals,
     ) -> Result<TaskLog, cuttle_store::StoreError> {
         let last = store.last_log_seq(task_id).await?;
+        // A task resumed (on this node or another, whose clock may differ)
+        // continues after its last line's time too.
+        let last_time = match last {
+            0 => None,
+            _ => store
+                .log_lines_after(task_id, last - 1, 1)
+                .await?
+                .first()
+                .map(|l| l.occurred_at),
+        };
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let backlog = Arc::new(Backlog::default());
+        let writer_backlog = backlog.clone();
         let writer_store = store.clone();
         let writer_task = task_id.to_owned();
         let writer_signals = signals.clone();
         tokio::spawn(async move {
             let mut received = Vec::with_capacity(BATCH);
-            let mut lines = Vec::with_capacity(BATCH);
+            let mut lines: Vec<LogLine> = Vec::with_capacity(BATCH);
             let mut warned = false;
             // Lines are numbered here, in the order they are stored, not when
             // written: two writers could otherwise store 6 before 5, and a
             // follower that has read up to 6 would never see 5.
             let mut next_seq = last + 1;
+            // Times never go back along the numbering either (two writers,
+            // or the clock stepping back, could make them), so the order of
+            // an activity's lines by position is also their order by time:
+            // the raw log is read back in pages by position.
+            let mut latest = last_time;
             while rx.recv_many(&mut received, BATCH).await > 0 {
                 let mut flushed = vec![];
+                let mut bytes = 0;
                 for m in received.drain(..) {
                     match m {
                         Message::Line(mut l) => {
                             l.seq = next_seq;
                             next_seq += 1;
+                            match latest {
+                                Some(t) if l.occurred_at < t => l.occurred_at = t,
+                                _ => latest = Some(l.occurred_at),
+                            }
+                            bytes += l.message.len();
                             lines.push(l);
                         }
                         Message::Flush(done) => flushed.push(done),
@@ -109,6 +175,9 @@ impl TaskLog {
                 if !lines.is_empty() {
                     writer_signals.notify(&writer_task);
                 }
+                // Stored or given up on: either way no longer waiting, so a
+                // failing database cannot hold the script back forever.
+                writer_backlog.remove(lines.len(), bytes);
                 lines.clear();
                 for done in flushed {
                     let _ = done.send(());
@@ -121,6 +190,7 @@ impl TaskLog {
                 task_id: task_id.to_owned(),
                 next_activity: AtomicI64::new(1),
                 lines: tx,
+                backlog,
                 signals,
                 masking: RwLock::default(),
             }),
@@ -200,8 +270,37 @@ impl TaskLog {
             message: self.mask(&message),
             detail: None,
         };
+        let bytes = line.message.len();
+        self.shared.backlog.add(bytes);
         // The writer lives as long as any sender, so this send cannot fail.
-        let _ = self.shared.lines.send(Message::Line(line));
+        if self.shared.lines.send(Message::Line(line)).is_err() {
+            self.shared.backlog.remove(1, bytes);
+        }
+    }
+
+    /// Waits until the lines waiting for the writer are under the backlog's
+    /// bounds ([`BACKLOG_LINES`], [`BACKLOG_BYTES`]). Readers of a script's
+    /// output call it as they go: that is the back-pressure that keeps a
+    /// flood of output out of memory. Unlike [`TaskLog::flush`], it returns
+    /// while the writer is still busy, so reading and storing overlap.
+    pub async fn room(&self) {
+        let backlog = &self.shared.backlog;
+        loop {
+            let stored = backlog.stored.notified();
+            tokio::pin!(stored);
+            // Registered before the check, so a batch stored in between
+            // still wakes this.
+            stored.as_mut().enable();
+            if backlog.has_room() {
+                return;
+            }
+            stored.await;
+        }
+    }
+
+    /// Lines written and not yet stored, for tests of the bound.
+    pub fn backlog(&self) -> usize {
+        self.shared.backlog.lines.load(Ordering::Acquire)
     }
 
     /// Waits until every line written so far is stored.
@@ -217,6 +316,11 @@ impl ActivityLog {
     /// Waits until every line of the task written so far is stored.
     pub async fn flush(&self) {
         self.log.flush().await
+    }
+
+    /// See [`TaskLog::room`].
+    pub async fn room(&self) {
+        self.log.room().await
     }
 
     async fn save(&self) {
@@ -300,5 +404,89 @@ impl ActivityLog {
             }
             this.save().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cuttle_store::testing::ScratchPostgres;
+    use cuttle_store::NewTask;
+
+    const WRITTEN: usize = 20_000;
+    /// How often the producer below waits for room, as a script's reader
+    /// does every so many lines.
+    const PACE: usize = 64;
+
+    async fn task(store: &Store) -> String {
+        let mut tx = store.begin().await.unwrap();
+        let t = tx
+            .insert_task(NewTask {
+                name: "Deploy".into(),
+                description: "Deploy".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        t.id
+    }
+
+    /// A producer far faster than the database, waiting for room as it
+    /// goes: never more than the bound waits in memory, and every line is
+    /// stored, in order, with times that never go back.
+    async fn bounded(store: Store) {
+        let id = task(&store).await;
+        let log = TaskLog::open(store.clone(), &id).await.unwrap();
+        let a = log.activity(None, "Run").await;
+        let mut most = 0;
+        for i in 0..WRITTEN {
+            a.info(format!("line {i}"));
+            most = most.max(log.backlog());
+            if i % PACE == PACE - 1 {
+                a.room().await;
+            }
+        }
+        log.flush().await;
+        assert!(
+            most <= BACKLOG_LINES + PACE,
+            "{most} lines waited for the writer"
+        );
+        assert_eq!(log.backlog(), 0);
+        let lines = store
+            .log_lines_after(&id, 0, WRITTEN as i64 + 1)
+            .await
+            .unwrap();
+        assert_eq!(lines.len(), WRITTEN);
+        for (i, pair) in lines.windows(2).enumerate() {
+            assert_eq!(pair[0].message, format!("line {i}"));
+            assert!(pair[0].seq < pair[1].seq);
+            assert!(pair[0].occurred_at <= pair[1].occurred_at);
+        }
+
+        // Resumed, as after a restart: numbering and time go on from there.
+        drop((a, log));
+        let log = TaskLog::open(store.clone(), &id).await.unwrap();
+        log.activity(None, "Again").await.info("resumed");
+        log.flush().await;
+        let more = store
+            .log_lines_after(&id, WRITTEN as i64, 10)
+            .await
+            .unwrap();
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].seq, WRITTEN as i64 + 1);
+        assert!(more[0].occurred_at >= lines[WRITTEN - 1].occurred_at);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_lines_waits_for_room_instead_of_filling_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db")))
+            .await
+            .unwrap();
+        bounded(store).await;
+        if let Some(pg) = ScratchPostgres::create("log_backlog").await {
+            bounded(Store::open(&pg.url).await.unwrap()).await;
+        }
     }
 }

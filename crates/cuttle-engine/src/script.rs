@@ -165,6 +165,36 @@ const DRAIN_GRACE: Duration = Duration::from_millis(200);
 /// Used when the server itself has no PATH, as shells do.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// Starts `command` on a thread that lives until the returned guard is
+/// dropped, so that the child's parent-death signal fires only when the
+/// step is over (or the server itself ends).
+async fn spawn_on_own_thread(
+    mut command: tokio::process::Command,
+) -> (
+    io::Result<tokio::process::Child>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (started, spawned) = tokio::sync::oneshot::channel();
+    let (guard, over) = std::sync::mpsc::channel::<()>();
+    // The child is registered with this runtime's reactor.
+    let runtime = tokio::runtime::Handle::current();
+    let thread = std::thread::Builder::new()
+        .name("cuttle-step".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let _ = started.send(command.spawn());
+            // Until the guard is dropped: nothing is ever sent.
+            let _ = over.recv();
+        });
+    let result = match thread {
+        Ok(_) => spawned
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the step's starting thread ended"))),
+        Err(e) => Err(e),
+    };
+    (result, guard)
+}
+
 /// Runs a script until it exits, times out or is canceled, delivering each
 /// output line to `on_line` as soon as it is read.
 pub async fn run_script(
@@ -177,8 +207,8 @@ pub async fn run_script(
 
 /// How many lines, or bytes of them, are read between two waits for
 /// `settled`.
-const PACE_LINES: usize = 1_000;
-const PACE_BYTES: usize = 1024 * 1024;
+const PACE_LINES: usize = 256;
+const PACE_BYTES: usize = 256 * 1024;
 
 /// Counts lines read since the last wait for the caller to settle.
 #[derive(Default)]
@@ -266,11 +296,12 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
         .kill_on_drop(true);
     // spawn() waits until the child has exec'd, and joining a cgroup on the
     // way can take a kernel grace period (milliseconds): not on the async
-    // threads.
-    let spawned = tokio::task::spawn_blocking(move || command.spawn())
-        .await
-        .map_err(io::Error::other)
-        .and_then(|spawned| spawned);
+    // threads. Nor on the blocking pool: the step's processes are killed
+    // when the *thread* that started them ends (PR_SET_PDEATHSIG is per
+    // thread), and the pool ends a thread idle for ten seconds, which killed
+    // any longer script on a quiet server. A thread of its own lives until
+    // the step is over (`_starter` dropped).
+    let (spawned, _starter) = spawn_on_own_thread(command).await;
     let mut child = spawned.map_err(io_context(format!("starting {}", program.display())))?;
     let mut group = ProcessGroup::of(&child);
     let mut stdout = child.stdout.take().map(LineReader::new);

@@ -328,18 +328,15 @@ pub fn task_progress(tree: &[ActivityElement], completed: bool) -> i64 {
 
 /// The whole log as plain text, indented by depth. Within a node, its own
 /// lines and its children are interleaved in time order, as they happened.
+/// A reader of a long log writes the same text a piece at a time with
+/// [`raw_heading`] and [`raw_line`].
 pub fn render_raw_log(tree: &[ActivityElement]) -> String {
     enum Entry<'a> {
         Line(&'a LogElement),
         Child(&'a ActivityElement),
     }
     fn walk(out: &mut String, n: &ActivityElement, depth: usize) {
-        out.push_str(&format!(
-            "{}{} [{}]\n",
-            "  ".repeat(depth),
-            n.name,
-            n.status.as_str()
-        ));
+        raw_heading(out, &n.name, n.status, depth);
         let mut entries: Vec<(Option<Timestamp>, Entry)> = n
             .log_elements
             .iter()
@@ -350,13 +347,9 @@ pub fn render_raw_log(tree: &[ActivityElement]) -> String {
         entries.sort_by_key(|(t, _)| (t.is_none(), *t));
         for (_, e) in entries {
             match e {
-                Entry::Line(l) => out.push_str(&format!(
-                    "{}{} {:<8} {}\n",
-                    "  ".repeat(depth + 1),
-                    l.occurred_at,
-                    l.category.as_str(),
-                    l.message_text
-                )),
+                Entry::Line(l) => {
+                    raw_line(out, l.occurred_at, l.category, &l.message_text, depth + 1)
+                }
                 Entry::Child(c) => walk(out, c, depth + 1),
             }
         }
@@ -366,6 +359,58 @@ pub fn render_raw_log(tree: &[ActivityElement]) -> String {
         walk(&mut out, n, 0);
     }
     out
+}
+
+/// The raw log's line naming an activity `depth` levels down.
+pub fn raw_heading(out: &mut String, name: &str, status: ActivityStatus, depth: usize) {
+    indent(out, depth);
+    out.push_str(name);
+    out.push_str(" [");
+    out.push_str(status.as_str());
+    out.push_str("]\n");
+}
+
+/// The raw log's text of one log line, under an activity `depth - 1`
+/// levels down.
+pub fn raw_line(
+    out: &mut String,
+    occurred_at: Timestamp,
+    category: LogCategory,
+    message: &str,
+    depth: usize,
+) {
+    use std::fmt::Write;
+    indent(out, depth);
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{} {:<8} {}", occurred_at, category.as_str(), message);
+}
+
+fn indent(out: &mut String, depth: usize) {
+    for _ in 0..depth {
+        out.push_str("  ");
+    }
+}
+
+/// Whether the raw log shows a line at `line_time` before a child activity
+/// that started at `child_started`: lines come first at equal times, and
+/// children that never started come after every line.
+pub fn raw_line_precedes(line_time: Timestamp, child_started: Option<Timestamp>) -> bool {
+    child_started.is_none_or(|started| line_time <= started)
+}
+
+/// The first element of an activity whose older lines were left out of an
+/// answer, saying how many and where all of them are.
+pub fn omitted_lines_note(omitted: i64, task_id: &str, occurred_at: Timestamp) -> LogElement {
+    LogElement {
+        category: LogCategory::Info,
+        occurred_at,
+        message_text: format!(
+            "{omitted} earlier line{} of this activity are not shown here; \
+             the raw log (/api/tasks/{task_id}/raw) has every line",
+            if omitted == 1 { "" } else { "s" }
+        ),
+        detail: None,
+    }
 }
 
 #[cfg(test)]

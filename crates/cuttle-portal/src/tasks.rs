@@ -205,7 +205,7 @@ pub async fn page(
                     }
                 }
                 div #log-tree.tree {
-                    (log_tree(&snap.activities, &snap.lines))
+                    (log_tree(&task.id, &snap.activities, &snap.lines, &snap.omitted))
                 }
                 @if snap.activities.is_empty() && !task.is_completed {
                     p.muted #log-waiting { "Waiting for the task to start…" }
@@ -346,8 +346,14 @@ fn button_class(value: &str) -> &'static str {
     }
 }
 
-/// The activity tree with each node's lines, from the flat rows.
-fn log_tree(activities: &[Activity], lines: &[LogLine]) -> Markup {
+/// The activity tree with each node's lines, from the flat rows. A long
+/// activity shows its last lines, after a note with a link to the raw log.
+fn log_tree(
+    task_id: &str,
+    activities: &[Activity],
+    lines: &[LogLine],
+    omitted: &HashMap<String, i64>,
+) -> Markup {
     let mut children: HashMap<Option<&str>, Vec<&Activity>> = HashMap::new();
     for a in activities {
         children.entry(a.parent_id.as_deref()).or_default().push(a);
@@ -360,13 +366,17 @@ fn log_tree(activities: &[Activity], lines: &[LogLine]) -> Markup {
             .push(l);
     }
     let tree = Tree {
+        task_id,
         children,
         lines: by_activity,
+        omitted,
     };
     tree.nodes(None)
 }
 
 struct Tree<'a> {
+    task_id: &'a str,
+    omitted: &'a HashMap<String, i64>,
     children: HashMap<Option<&'a str>, Vec<&'a Activity>>,
     lines: HashMap<&'a str, Vec<&'a LogLine>>,
 }
@@ -417,6 +427,13 @@ impl Tree<'_> {
                     }
                 }
                 div.entries {
+                    @if let Some(n) = self.omitted.get(&a.id) {
+                        div.omitted {
+                            (n) " earlier line" @if *n != 1 { "s" } " not shown. "
+                            a href=(format!("/api/tasks/{}/raw", self.task_id)) { "The raw log" }
+                            " has every line."
+                        }
+                    }
                     @for (_, e) in &entries {
                         @match e {
                             Entry::Line(l) => (line(l)),

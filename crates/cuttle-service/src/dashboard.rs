@@ -94,20 +94,13 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
     let environments = store
         .list::<Environment>(&DocumentQuery::in_space(space_id))
         .await?;
+    // The newest deployment of each project to each environment, with its
+    // task: read from the table that keeps them, not from the history.
     let deployments = store.latest_deployments(space_id).await?;
-
-    let task_ids: Vec<String> = deployments.iter().map(|d| d.task_id.clone()).collect();
-    let release_ids: Vec<String> = deployments.iter().map(|d| d.release_id.clone()).collect();
-    let tasks: HashMap<String, ServerTask> = if task_ids.is_empty() {
-        HashMap::new()
-    } else {
-        let q = TaskQuery {
-            ids: task_ids,
-            ..Default::default()
-        };
-        let (tasks, _) = store.list_tasks(&q).await?;
-        tasks.into_iter().map(|t| (t.id.clone(), t)).collect()
-    };
+    let release_ids: Vec<String> = deployments
+        .iter()
+        .map(|(d, _)| d.release_id.clone())
+        .collect();
     let releases: HashMap<String, Release> = if release_ids.is_empty() {
         HashMap::new()
     } else {
@@ -127,11 +120,8 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
         .collect();
     let mut cells: HashMap<&str, Vec<Option<Cell>>> = HashMap::new();
     let mut live = false;
-    for d in &deployments {
-        let (Some(&column), Some(task)) = (
-            env_index.get(d.environment_id.as_str()),
-            tasks.get(&d.task_id),
-        ) else {
+    for (d, task) in &deployments {
+        let Some(&column) = env_index.get(d.environment_id.as_str()) else {
             continue;
         };
         let state = DeploymentState::of(task);
@@ -248,29 +238,17 @@ pub async fn project_overview(
     let releases = store
         .list::<Release>(&DocumentQuery {
             take: Some(take.max(1)),
-            ..owned.clone()
+            ..owned
         })
         .await?
         .items;
-    let release_ids: Vec<&str> = releases.iter().map(|r| r.id.as_str()).collect();
-    // Newest first, so the first deployment seen in a cell is the one shown.
-    let deployments: Vec<Deployment> = store
-        .list::<Deployment>(&owned)
-        .await?
-        .items
-        .into_iter()
-        .filter(|d| release_ids.contains(&d.release_id.as_str()))
-        .collect();
-    let tasks: HashMap<String, ServerTask> = if deployments.is_empty() {
-        HashMap::new()
-    } else {
-        let q = TaskQuery {
-            ids: deployments.iter().map(|d| d.task_id.clone()).collect(),
-            ..Default::default()
-        };
-        let (tasks, _) = store.list_tasks(&q).await?;
-        tasks.into_iter().map(|t| (t.id.clone(), t)).collect()
-    };
+    // The newest deployment of each of these releases to each environment,
+    // with its task: the index entries of a few releases, not the
+    // project's history.
+    let release_ids: Vec<String> = releases.iter().map(|r| r.id.clone()).collect();
+    let deployments = store
+        .newest_release_deployments(space_id, &release_ids)
+        .await?;
     let mut live = false;
     let rows = releases
         .into_iter()
@@ -278,10 +256,9 @@ pub async fn project_overview(
             let cells = environments
                 .iter()
                 .map(|env| {
-                    let d = deployments
+                    let (d, task) = deployments
                         .iter()
-                        .find(|d| d.release_id == release.id && d.environment_id == env.id)?;
-                    let task = tasks.get(&d.task_id)?;
+                        .find(|(d, _)| d.release_id == release.id && d.environment_id == env.id)?;
                     let state = DeploymentState::of(task);
                     live |= state.is_live();
                     Some(Cell {
@@ -396,30 +373,56 @@ pub async fn task_context(inst: &Instance, id: &str) -> Result<TaskContext> {
     })
 }
 
-/// A task and its whole log as of one moment, and the position of its last
-/// line: a live follower resumes after `position` and misses nothing.
+/// Lines of one activity the task page shows at most: an activity with
+/// more shows its last ones, and says how many earlier ones the raw log has.
+pub const PAGE_LINES_PER_ACTIVITY: i64 = 1_000;
+
+/// A task and its log as of one moment (each activity's last
+/// [`PAGE_LINES_PER_ACTIVITY`] lines), and the position of its last line: a
+/// live follower resumes after `position` and misses nothing.
 #[derive(Clone, Debug)]
 pub struct TaskSnapshot {
     pub context: TaskContext,
     /// The activity tree's nodes, flat, in creation order.
     pub activities: Vec<Activity>,
     pub lines: Vec<LogLine>,
+    /// Per activity, how many of its earlier lines are left out of `lines`.
+    pub omitted: HashMap<String, i64>,
     pub position: i64,
 }
 
 pub async fn task_snapshot(inst: &Instance, id: &str) -> Result<TaskSnapshot> {
-    // The task first, then lines, then activities, as the live stream reads
-    // them: a task is marked complete only after its last line is stored,
-    // and an activity before any line under it, so a completed task shows
-    // its whole log and every line read has its activity.
+    // The task first, then the last line's position, then activities, then
+    // lines up to that position, as the live stream reads them: a task is
+    // marked complete only after its last line is stored, and an activity
+    // before any line under it, so a completed task shows its whole log and
+    // every line read has its activity.
     let context = task_context(inst, id).await?;
-    let lines = inst.store.log_lines_after(id, 0, i64::MAX).await?;
+    let position = inst.store.last_log_seq(id).await?;
     let activities = inst.store.task_activities(id).await?;
-    let position = lines.last().map_or(0, |l| l.seq);
+    let counts = inst
+        .store
+        .activity_line_counts(id, true, Some(position))
+        .await?;
+    let mut lines = vec![];
+    let mut omitted = HashMap::new();
+    for (activity, count) in counts {
+        let tail = inst
+            .store
+            .activity_log_tail(id, &activity, true, PAGE_LINES_PER_ACTIVITY, Some(position))
+            .await?;
+        if count > tail.len() as i64 {
+            omitted.insert(activity, count - tail.len() as i64);
+        }
+        lines.extend(tail);
+    }
+    // In the order they were written, as the tree expects.
+    lines.sort_by_key(|l| l.seq);
     Ok(TaskSnapshot {
         context,
         activities,
         lines,
+        omitted,
         position,
     })
 }

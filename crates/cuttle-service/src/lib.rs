@@ -22,6 +22,7 @@
 //! - [`channels`]: channels, their lifecycle and version rules.
 //! - [`tasks`]: cancelling tasks and reading their logs.
 //! - [`log_stream`]: following a task's log live, as it is written.
+//! - [`raw_log`]: a task's whole log as text, read a page at a time.
 //! - [`interruptions`]: answering a paused deployment (manual intervention,
 //!   guided failure).
 //! - [`machines`]: deployment targets, and what they share with workers.
@@ -57,6 +58,7 @@ pub mod passwords;
 pub mod preview;
 pub mod progression;
 pub mod projects;
+pub mod raw_log;
 pub mod releases;
 pub mod resources;
 pub mod sessions;

@@ -19,7 +19,7 @@ use cuttle_model::progression::{
 use cuttle_model::{
     Channel, Deployment, Environment, Lifecycle, Project, Release, ServerTask, TaskState, User,
 };
-use cuttle_store::{DocumentQuery, Store, TaskQuery};
+use cuttle_store::{DocumentQuery, Store};
 use std::sync::Weak;
 use tokio::sync::broadcast;
 
@@ -69,39 +69,19 @@ pub async fn evaluate(store: &Store, release: &Release, project: &Project) -> Re
         })
         .await?
         .items;
-    let deployments: Vec<Deployment> = store
-        .list::<Deployment>(&DocumentQuery {
-            parent_ids: vec![release.project_id.clone()],
-            descending: true,
-            ..Default::default()
-        })
-        .await?
-        .items
-        .into_iter()
-        .filter(|d| d.release_id == release.id)
-        .collect();
-    let tasks = if deployments.is_empty() {
-        vec![]
-    } else {
-        let q = TaskQuery {
-            ids: deployments.iter().map(|d| d.task_id.clone()).collect(),
-            ..Default::default()
-        };
-        store.list_tasks(&q).await?.0
-    };
+    // Only this release's deployments, each joined with its task; one
+    // whose task is gone (history cleaned up) tells nothing and is left out.
+    let deployments = store
+        .release_deployments(&release.space_id, &release.id)
+        .await?;
     let mut history = ReleaseHistory::default();
-    let mut with_tasks = vec![];
-    for d in deployments {
-        // A deployment whose task is gone (history cleaned up) tells nothing.
-        if let Some(t) = tasks.iter().find(|t| t.id == d.task_id) {
-            history.record(&d.environment_id, outcome(t.state));
-            with_tasks.push((d, t.clone()));
-        }
+    for (d, t) in &deployments {
+        history.record(&d.environment_id, outcome(t.state));
     }
     let progression = Progression::evaluate(&lifecycle, &environments, history);
     Ok(Evaluated {
         lifecycle,
-        deployments: with_tasks,
+        deployments,
         progression,
     })
 }

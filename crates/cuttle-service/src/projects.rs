@@ -137,9 +137,10 @@ pub async fn update_project(
 /// deployments). Its finished tasks stay, as history.
 pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
     let project: Project = get_in_space(store, space_id, id).await?;
+    // In the space, so the lists seek the (collection, space, parent) index.
     let owned = DocumentQuery {
         parent_ids: vec![project.id.clone()],
-        ..Default::default()
+        ..DocumentQuery::in_space(space_id)
     };
     let channels = store.list::<Channel>(&owned).await?.items;
     let releases = store.list::<cuttle_model::Release>(&owned).await?.items;

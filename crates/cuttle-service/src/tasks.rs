@@ -1,9 +1,10 @@
 //! Reading and cancelling server tasks.
 
 use crate::{Instance, Result, ServiceError};
-use cuttle_model::task::{build_activity_tree, ActivityElement};
-use cuttle_model::{ServerTask, User};
+use cuttle_model::task::{build_activity_tree, omitted_lines_note, ActivityElement};
+use cuttle_model::{ServerTask, Timestamp, User};
 use cuttle_store::tasks::CancelOutcome;
+use std::collections::HashMap;
 
 /// A task. Asked for in a space (`Some`), one of another space is treated
 /// as missing, so ids cannot be probed or acted on across spaces; `None` is
@@ -15,16 +16,92 @@ pub async fn task(inst: &Instance, space: Option<&str>, id: &str) -> Result<Serv
     }
 }
 
-/// A task with its activity log tree.
+/// Lines of one activity a task's details show at most. An activity with
+/// more shows its last lines, after a first line that says how many were
+/// left out and that the raw log has them all: the answer's size stays
+/// bounded whatever the log's.
+pub const DETAIL_LINES_PER_ACTIVITY: i64 = 1_000;
+
+/// What to show of a task's log.
+#[derive(Clone, Copy, Debug)]
+pub struct LogView {
+    /// Verbose lines too.
+    pub verbose: bool,
+    /// Only the last this many lines of each activity (Octopus's `tail`),
+    /// at most [`DETAIL_LINES_PER_ACTIVITY`].
+    pub tail: Option<i64>,
+}
+
+/// A task with its activity log tree, each activity's lines at most
+/// [`DETAIL_LINES_PER_ACTIVITY`], and how many lines the log has in all.
 pub async fn details(
     inst: &Instance,
     space: Option<&str>,
     id: &str,
-    verbose: bool,
-) -> Result<(ServerTask, Vec<ActivityElement>)> {
+    view: LogView,
+) -> Result<(ServerTask, Vec<ActivityElement>, i64)> {
     let t = task(inst, space, id).await?;
-    let (activities, lines) = inst.store.task_log(id).await?;
-    Ok((t, build_activity_tree(&activities, &lines, verbose)))
+    let (tree, total) = log_tree(&inst.store, id, view).await?;
+    Ok((t, tree, total))
+}
+
+/// A task's activity tree with the last lines of each activity, as
+/// [`details`] shows them, and how many lines there are in all. Reads one
+/// activity at a time, each through an index: never the whole log.
+async fn log_tree(
+    store: &cuttle_store::Store,
+    id: &str,
+    view: LogView,
+) -> Result<(Vec<ActivityElement>, i64)> {
+    let activities = store.task_activities(id).await?;
+    let counts: HashMap<String, i64> = store
+        .activity_line_counts(id, view.verbose, None)
+        .await?
+        .into_iter()
+        .collect();
+    let limit = view.tail.map_or(DETAIL_LINES_PER_ACTIVITY, |t| {
+        t.clamp(0, DETAIL_LINES_PER_ACTIVITY)
+    });
+    let mut lines = vec![];
+    let mut omitted = HashMap::new();
+    let mut total = 0;
+    for a in &activities {
+        let count = counts.get(&a.id).copied().unwrap_or(0);
+        total += count;
+        if count == 0 || limit == 0 {
+            continue;
+        }
+        let tail = store
+            .activity_log_tail(id, &a.id, view.verbose, limit, None)
+            .await?;
+        // Said only where the server's cap cut, not where a caller asked for
+        // a tail and got it.
+        let capped = view.tail.is_none_or(|t| t > DETAIL_LINES_PER_ACTIVITY);
+        if capped && count > tail.len() as i64 {
+            if let Some(first) = tail.first() {
+                omitted.insert(a.id.clone(), (count - tail.len() as i64, first.occurred_at));
+            }
+        }
+        lines.extend(tail);
+    }
+    let mut tree = build_activity_tree(&activities, &lines, view.verbose);
+    if !omitted.is_empty() {
+        note_omissions(&mut tree, &omitted, id);
+    }
+    Ok((tree, total))
+}
+
+fn note_omissions(
+    tree: &mut [ActivityElement],
+    omitted: &HashMap<String, (i64, Timestamp)>,
+    task_id: &str,
+) {
+    for a in tree {
+        if let Some(&(n, at)) = omitted.get(&a.id) {
+            a.log_elements.insert(0, omitted_lines_note(n, task_id, at));
+        }
+        note_omissions(&mut a.children, omitted, task_id);
+    }
 }
 
 pub async fn cancel(

@@ -63,4 +63,16 @@ impl Backend {
             Backend::Postgres => "PostgreSQL",
         }
     }
+
+    /// The placeholder of a statement's `n`th value (from 1). sqlx's SQLite
+    /// driver looks every numbered placeholder up by name, at a cost that
+    /// grows with the statement's count of them (quadratic over a statement
+    /// of thousands); anonymous `?` are bound by position, at no cost.
+    /// PostgreSQL takes only `$n`.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
 }

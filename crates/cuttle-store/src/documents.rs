@@ -2,6 +2,7 @@
 //! it belongs to and which of its fields are queried or must be unique; the
 //! rest of its shape is free to grow without migrations.
 
+use crate::statement::Statement;
 use crate::{is_unique_violation, Result, Store, StoreError, Tx};
 use cuttle_model::ids::sequence_of;
 use cuttle_model::*;
@@ -32,6 +33,11 @@ pub trait Document: Serialize + DeserializeOwned + Send + Sync + Unpin {
     }
     fn sort_key(&self) -> i64 {
         sequence_of(self.id())
+    }
+    /// This document as a deployment, which the store also keeps in the
+    /// deployment index ([`crate::deployments`]); `None` for every other.
+    fn as_deployment(&self) -> Option<&Deployment> {
+        None
     }
 }
 
@@ -208,6 +214,9 @@ impl Document for Deployment {
     fn unique_scope(&self) -> Option<String> {
         None
     }
+    fn as_deployment(&self) -> Option<&Deployment> {
+        Some(self)
+    }
 }
 
 space_document!(
@@ -363,32 +372,75 @@ fn duplicate_message<D: Document>(doc: &D) -> String {
     }
 }
 
-async fn insert_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()> {
+/// The values of a document's row, in the order of [`DOCUMENT_COLUMNS`].
+fn document_row<D: Document>(doc: &D, st: &mut Statement) -> Result<String> {
     let body = serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let name_lower = doc.name().to_lowercase();
     let unique_key = doc.unique_scope().map(|s| format!("{s}/{name_lower}"));
-    let res = sqlx::query(
-        "INSERT INTO documents (id, collection, space_id, parent_id, environment_id, name, name_lower, unique_key, sort_key, body, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(doc.id())
-    .bind(D::COLLECTION)
-    .bind(doc.space_id())
-    .bind(doc.parent_id())
-    .bind(doc.environment_id())
-    .bind(doc.name())
-    .bind(&name_lower)
-    .bind(unique_key)
-    .bind(doc.sort_key())
-    .bind(body)
-    .bind(Timestamp::now().to_string())
-    .execute(&mut *conn)
-    .await;
-    match res {
+    let optional = |st: &mut Statement, v: Option<&str>| match v {
+        Some(v) => st.arg(v),
+        None => "NULL".to_owned(),
+    };
+    let values = [
+        st.arg(doc.id()),
+        st.arg(D::COLLECTION),
+        optional(st, doc.space_id()),
+        optional(st, doc.parent_id()),
+        optional(st, doc.environment_id()),
+        st.arg(doc.name()),
+        st.arg(name_lower.as_str()),
+        optional(st, unique_key.as_deref()),
+        st.arg(doc.sort_key()),
+        st.arg(body),
+        st.arg(Timestamp::now().to_string()),
+    ];
+    Ok(format!("({})", values.join(", ")))
+}
+
+const DOCUMENT_COLUMNS: &str =
+    "id, collection, space_id, parent_id, environment_id, name, name_lower, unique_key, sort_key, body, updated_at";
+
+/// Inserts documents in one multi-row statement (bulk imports; the caller
+/// keeps any index of them, see [`crate::deployments`]).
+pub(crate) async fn insert_many<D: Document>(conn: &mut AnyConnection, docs: &[&D]) -> Result<()> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let mut st = Statement::default();
+    let rows = docs
+        .iter()
+        .map(|d| document_row(*d, &mut st))
+        .collect::<Result<Vec<_>>>()?;
+    st.sql = format!(
+        "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES {}",
+        rows.join(", ")
+    );
+    match st.query().execute(&mut *conn).await {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(duplicate_message(doc))),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "some of the {} {}s already exist",
+            docs.len(),
+            D::KIND
+        ))),
         Err(e) => Err(e.into()),
     }
+}
+
+async fn insert_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()> {
+    let mut st = Statement::default();
+    let row = document_row(doc, &mut st)?;
+    st.sql = format!("INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES {row}");
+    match st.query().execute(&mut *conn).await {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::Conflict(duplicate_message(doc)))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(d) = doc.as_deployment() {
+        crate::deployments::index(conn, d).await?;
+    }
+    Ok(())
 }
 
 async fn update_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()> {
@@ -417,7 +469,10 @@ async fn update_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()>
             D::KIND,
             doc.id()
         ))),
-        Ok(_) => Ok(()),
+        Ok(_) => match doc.as_deployment() {
+            Some(d) => crate::deployments::index(conn, d).await,
+            None => Ok(()),
+        },
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(duplicate_message(doc))),
         Err(e) => Err(e.into()),
     }
@@ -485,6 +540,9 @@ async fn delete_on<D: Document>(conn: &mut AnyConnection, id: &str) -> Result<()
         .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("The {} '{id}'", D::KIND)));
+    }
+    if D::COLLECTION == Deployment::COLLECTION {
+        crate::deployments::unindex(conn, id).await?;
     }
     Ok(())
 }

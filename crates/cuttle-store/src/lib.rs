@@ -8,20 +8,24 @@
 //! - [`documents`]: resources kept as JSON documents with indexed columns.
 //! - [`machines`]: the deployment targets a deployment runs on.
 //! - [`tasks`]: the durable task queue and the task activity log.
+//! - [`task_log`]: log lines stored in batches and read a piece at a time.
 //! - [`interruptions`]: tasks waiting for a person, and the task flag that
 //!   says so.
 //! - [`secrets`]: the master key that seals sensitive values at rest.
 //! - [`users`]: users, password hashes and API key hashes.
 //! - [`sessions`]: the web portal's sessions, by the hash of their token.
 //! - [`spaces`]: deleting a space with everything in it; stopped queues.
-//! - [`dashboard`]: the newest deployment per project and environment.
+//! - [`deployments`]: deployment history's index, its lists, and the newest
+//!   deployment per project and environment.
+//! - [`statement`]: SQL text with its arguments, run here or explained by
+//!   tests.
 //! - [`events`]: the audit log.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
 
-pub mod dashboard;
+pub mod deployments;
 pub mod dialect;
 pub mod documents;
 pub mod events;
@@ -32,11 +36,14 @@ pub mod packages;
 pub mod secrets;
 pub mod sessions;
 pub mod spaces;
+pub mod statement;
+pub mod task_log;
 pub mod tasks;
 pub mod testing;
 mod transaction;
 pub mod users;
 
+pub use deployments::DeploymentQuery;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::AuditEvent;
@@ -197,6 +204,13 @@ impl Store {
                 }
             }
         };
+        store.backfill_deployment_index().await?;
+        if backend == Backend::Postgres {
+            // A database restored from a dump, or on a server whose
+            // autovacuum is off, has no statistics, and PostgreSQL then
+            // guesses row counts; sampling is cheap and makes its plans sane.
+            store.pool.execute("ANALYZE").await?;
+        }
         Ok(store)
     }
 

@@ -45,6 +45,8 @@ impl Tx {
             "DELETE FROM task_activities WHERE task_id IN (SELECT id FROM server_tasks WHERE space_id = $1)",
             "DELETE FROM server_tasks WHERE space_id = $1",
             "DELETE FROM packages WHERE space_id = $1",
+            "DELETE FROM latest_deployments WHERE space_id = $1",
+            "DELETE FROM deployments WHERE space_id = $1",
             "DELETE FROM documents WHERE space_id = $1",
         ];
         for sql in statements {

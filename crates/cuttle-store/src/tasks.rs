@@ -6,7 +6,9 @@
 //! that its node renews; a task whose lease lapsed belongs to a node that died.
 
 use crate::group_commit::job;
-use crate::{Result, Store, StoreError, Tx};
+use crate::statement::{literal, Statement};
+use crate::task_log::insert_log_lines;
+use crate::{Backend, Result, Store, StoreError, Tx};
 use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::{ServerTask, TaskState, Timestamp};
@@ -47,12 +49,21 @@ const TASK_COLUMNS: &str = "id, space_id, name, description, arguments, state, e
     has_pending_interruptions, \
     project_id, environment_id, deployment_id";
 
+/// [`TASK_COLUMNS`] of the table named `alias` in a join.
+pub(crate) fn task_columns(alias: &str) -> String {
+    TASK_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
     let text: Option<String> = row.try_get(col)?;
     Ok(text.and_then(|t| Timestamp::parse(&t)))
 }
 
-fn task_from_row(row: &AnyRow) -> Result<ServerTask> {
+pub(crate) fn task_from_row(row: &AnyRow) -> Result<ServerTask> {
     let state: String = row.try_get("state")?;
     let arguments: String = row.try_get("arguments")?;
     let mut task = ServerTask {
@@ -124,6 +135,139 @@ impl Tx {
     }
 }
 
+impl TaskQuery {
+    /// The WHERE clause the page and its count share. States are the
+    /// store's own names, written as literals so that a partial index's
+    /// condition matches them.
+    fn filter(&self, st: &mut Statement) -> String {
+        let mut clauses: Vec<String> = vec!["1 = 1".into()];
+        if let Some(s) = &self.space_id {
+            clauses.push(format!("space_id = {}", st.arg(s.as_str())));
+        }
+        if !self.ids.is_empty() {
+            clauses.push(format!("id IN ({})", st.args(&self.ids)));
+        }
+        if !self.states.is_empty() {
+            let states: Vec<String> = self.states.iter().map(|s| literal(s.as_str())).collect();
+            clauses.push(format!("state IN ({})", states.join(", ")));
+        }
+        if let Some(n) = &self.name {
+            clauses.push(format!("name = {}", st.arg(n.as_str())));
+        }
+        if let Some(p) = &self.project_id {
+            clauses.push(format!("project_id = {}", st.arg(p.as_str())));
+        }
+        if let Some(e) = &self.environment_id {
+            clauses.push(format!("environment_id = {}", st.arg(e.as_str())));
+        }
+        clauses.join(" AND ")
+    }
+
+    /// The page's statement: newest first, paged in SQL.
+    pub fn page_statement(&self) -> Statement {
+        let mut st = Statement::default();
+        let filter = self.filter(&mut st);
+        let take = self.take.unwrap_or(i64::MAX).max(0);
+        st.sql = format!(
+            "SELECT {TASK_COLUMNS} FROM server_tasks WHERE {filter} ORDER BY seq DESC LIMIT {take} OFFSET {}",
+            self.skip.max(0)
+        );
+        st
+    }
+
+    pub fn count_statement(&self) -> Statement {
+        let mut st = Statement::default();
+        let filter = self.filter(&mut st);
+        st.sql = format!("SELECT COUNT(*) FROM server_tasks WHERE {filter}");
+        st
+    }
+}
+
+/// The UPDATE that times out the queued tasks past their expiry, before a
+/// claim: it reads only the queued tasks, by the state index.
+pub fn time_out_statement(now: &str) -> Statement {
+    let mut st = Statement::default();
+    let now = st.arg(now);
+    st.sql = format!(
+        "UPDATE server_tasks SET state = 'TimedOut', completed_time = {now}, last_updated_time = {now}, \
+         error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
+         WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < {now}"
+    );
+    st
+}
+
+/// The UPDATE that claims the oldest due queued task for `node` (see
+/// [`Store::claim_next_task`]). A deployment waits while another of its
+/// project and environment runs: that check reads the small partial index
+/// of running tasks, however many tasks the history holds.
+pub fn claim_statement(backend: Backend, now: &str, node: &str, lease_until: &str) -> Statement {
+    let mut st = Statement::default();
+    let now = st.arg(now);
+    let node = st.arg(node);
+    let lease = st.arg(lease_until);
+    let stopped = st.arg(crate::spaces::STOPPED_SPACE_BODY);
+    st.sql = format!(
+        "UPDATE server_tasks SET state = 'Executing', start_time = {now}, last_updated_time = {now}, server_node = {node}, \
+         lease_expires_at = {lease} \
+         WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks q WHERE q.state = 'Queued' AND q.queue_time <= {now} \
+         AND NOT EXISTS (SELECT 1 FROM server_tasks busy WHERE busy.state IN ('Executing', 'Cancelling') \
+         AND busy.project_id = q.project_id AND busy.environment_id = q.environment_id) \
+         AND NOT EXISTS (SELECT 1 FROM documents sp WHERE sp.collection = 'Spaces' \
+         AND sp.id = q.space_id AND sp.body LIKE {stopped}) \
+         ORDER BY q.seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
+        backend.skip_locked()
+    );
+    st
+}
+
+/// Writes finished tasks as they were, in one multi-row statement (bulk
+/// imports of history, see [`Tx::import_deployments`]).
+pub(crate) async fn import_tasks(conn: &mut AnyConnection, tasks: &[&ServerTask]) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let mut st = Statement::default();
+    let optional = |st: &mut Statement, v: Option<String>| match v {
+        Some(v) => st.arg(v),
+        None => "NULL".to_owned(),
+    };
+    let rows: Vec<String> = tasks
+        .iter()
+        .map(|t| {
+            let values = [
+                st.arg(t.id.as_str()),
+                st.arg(sequence_of(&t.id)),
+                optional(&mut st, t.space_id.clone()),
+                st.arg(t.name.as_str()),
+                st.arg(t.description.as_str()),
+                st.arg(t.arguments.to_string()),
+                st.arg(t.state.as_str()),
+                optional(&mut st, t.error_message.clone()),
+                st.arg(t.queue_time.to_string()),
+                optional(&mut st, t.queue_time_expiry.map(|x| x.to_string())),
+                optional(&mut st, t.start_time.map(|x| x.to_string())),
+                optional(&mut st, t.completed_time.map(|x| x.to_string())),
+                st.arg(t.last_updated_time.to_string()),
+                optional(&mut st, t.server_node.clone()),
+                st.arg(i64::from(t.has_warnings_or_errors)),
+                st.arg(i64::from(t.has_pending_interruptions)),
+                optional(&mut st, t.project_id.clone()),
+                optional(&mut st, t.environment_id.clone()),
+                optional(&mut st, t.deployment_id.clone()),
+            ];
+            format!("({})", values.join(", "))
+        })
+        .collect();
+    st.sql = format!(
+        "INSERT INTO server_tasks (id, seq, space_id, name, description, arguments, state, error_message, \
+         queue_time, queue_time_expiry, start_time, completed_time, last_updated_time, server_node, \
+         has_warnings_or_errors, has_pending_interruptions, project_id, environment_id, deployment_id) VALUES {}",
+        rows.join(", ")
+    );
+    st.query().execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// What became of a cancellation request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -149,57 +293,10 @@ impl Store {
 
     /// Lists tasks newest first.
     pub async fn list_tasks(&self, q: &TaskQuery) -> Result<(Vec<ServerTask>, i64)> {
-        let mut clauses: Vec<String> = vec!["1 = 1".into()];
-        let mut args: Vec<String> = vec![];
-        let mut push = |clause: &str, values: Vec<String>| {
-            let start = args.len() + 1;
-            let ph: Vec<String> = (0..values.len())
-                .map(|i| format!("${}", start + i))
-                .collect();
-            clauses.push(clause.replace("{}", &ph.join(", ")));
-            args.extend(values);
-        };
-        if let Some(s) = &q.space_id {
-            push("space_id = {}", vec![s.clone()]);
-        }
-        if !q.ids.is_empty() {
-            push("id IN ({})", q.ids.clone());
-        }
-        if !q.states.is_empty() {
-            push(
-                "state IN ({})",
-                q.states.iter().map(|s| s.as_str().to_owned()).collect(),
-            );
-        }
-        if let Some(n) = &q.name {
-            push("name = {}", vec![n.clone()]);
-        }
-        if let Some(p) = &q.project_id {
-            push("project_id = {}", vec![p.clone()]);
-        }
-        if let Some(e) = &q.environment_id {
-            push("environment_id = {}", vec![e.clone()]);
-        }
-        let filter = clauses.join(" AND ");
         let mut conn = self.reader().acquire().await?;
-
-        let count_sql = format!("SELECT COUNT(*) FROM server_tasks WHERE {filter}");
-        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
-        for a in &args {
-            count = count.bind(a.as_str());
-        }
-        let (total,) = count.fetch_one(&mut *conn).await?;
-
-        let take = q.take.unwrap_or(i64::MAX).max(0);
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM server_tasks WHERE {filter} ORDER BY seq DESC LIMIT {take} OFFSET {}",
-            q.skip.max(0)
-        );
-        let mut query = sqlx::query(&sql);
-        for a in &args {
-            query = query.bind(a.as_str());
-        }
-        let rows = query.fetch_all(&mut *conn).await?;
+        let (total,): (i64,) = q.count_statement().query_as().fetch_one(&mut *conn).await?;
+        let page = q.page_statement();
+        let rows = page.query().fetch_all(&mut *conn).await?;
         let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         Ok((tasks, total))
     }
@@ -223,32 +320,9 @@ impl Store {
             sqlx::query(lock).execute(&mut *tx.inner).await?;
         }
         let conn = &mut *tx.inner;
-        sqlx::query(
-            "UPDATE server_tasks SET state = 'TimedOut', completed_time = $1, last_updated_time = $1, \
-             error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
-             WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < $1",
-        )
-        .bind(&now)
-        .execute(&mut *conn)
-        .await?;
-        let sql = format!(
-            "UPDATE server_tasks SET state = 'Executing', start_time = $1, last_updated_time = $1, server_node = $2, \
-             lease_expires_at = $3 \
-             WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks q WHERE q.state = 'Queued' AND q.queue_time <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM server_tasks busy WHERE busy.state IN ('Executing', 'Cancelling') \
-             AND busy.project_id = q.project_id AND busy.environment_id = q.environment_id) \
-             AND NOT EXISTS (SELECT 1 FROM documents sp WHERE sp.collection = 'Spaces' \
-             AND sp.id = q.space_id AND sp.body LIKE $4) \
-             ORDER BY q.seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
-            self.backend().skip_locked()
-        );
-        let row = sqlx::query(&sql)
-            .bind(&now)
-            .bind(node)
-            .bind(lease_until.to_string())
-            .bind(crate::spaces::STOPPED_SPACE_BODY)
-            .fetch_optional(&mut *conn)
-            .await?;
+        time_out_statement(&now).query().execute(&mut *conn).await?;
+        let claim = claim_statement(self.backend(), &now, node, &lease_until.to_string());
+        let row = claim.query().fetch_optional(&mut *conn).await?;
         let task = row.as_ref().map(task_from_row).transpose()?;
         tx.commit().await?;
         Ok(task)
@@ -391,16 +465,18 @@ impl Store {
     }
 
     /// Appends log lines in one transaction, shared with other running
-    /// tasks' writes (the engine batches them). A
-    /// NUL a script printed is kept as U+FFFD, on both databases alike:
-    /// PostgreSQL cannot store one in text, and refused the whole batch.
+    /// tasks' writes (the engine batches them), many lines to a statement
+    /// ([`crate::task_log::insert_log_lines`]). A NUL a script printed is
+    /// kept as U+FFFD, on both databases alike: PostgreSQL cannot store one
+    /// in text, and refused the whole batch.
     pub async fn append_log_lines(&self, task_id: &str, lines: &[LogLine]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
         let (task_id, lines) = (task_id.to_owned(), lines.to_vec());
+        let backend = self.backend();
         self.progress_write(job(move |conn| {
-            Box::pin(async move { insert_log_lines(conn, &task_id, &lines).await })
+            Box::pin(async move { insert_log_lines(conn, backend, &task_id, &lines).await })
         }))
         .await?;
         Ok(())
@@ -549,7 +625,7 @@ fn activity_from_row(r: &AnyRow) -> Result<Activity> {
     })
 }
 
-fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
+pub(crate) fn log_line_from_row(r: &AnyRow) -> Result<LogLine> {
     Ok(LogLine {
         seq: r.try_get("seq")?,
         activity_id: r.try_get("activity_id")?,
@@ -597,32 +673,8 @@ impl Store {
     }
 }
 
-/// Stores log lines on a connection inside a transaction.
-async fn insert_log_lines(
-    conn: &mut AnyConnection,
-    task_id: &str,
-    lines: &[LogLine],
-) -> Result<u64> {
-    for l in lines {
-        sqlx::query(
-            "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(task_id)
-        .bind(l.seq)
-        .bind(&l.activity_id)
-        .bind(l.category.as_str())
-        .bind(l.occurred_at.to_string())
-        .bind(storable(&l.message))
-        .bind(l.detail.as_deref().map(storable))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(lines.len() as u64)
-}
-
 /// `text` as both databases can store it: PostgreSQL's text cannot hold a
 /// NUL, so it becomes U+FFFD (the replacement character) everywhere.
-fn storable(text: &str) -> String {
+pub(crate) fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }

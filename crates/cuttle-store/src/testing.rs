@@ -2,7 +2,11 @@
 //! `CUTTLE_TEST_DATABASE_URL` names a PostgreSQL server, on PostgreSQL too,
 //! each in a database of its own that is dropped afterwards.
 
-use sqlx::{Connection, Executor, PgConnection};
+use crate::statement::{literal, Arg, Statement};
+use crate::{Backend, Result, Store};
+use cuttle_model::ids::Collection;
+use cuttle_model::{Deployment, ServerTask, TaskState, Timestamp};
+use sqlx::{Connection, Executor, PgConnection, Row};
 
 pub const TEST_DATABASE_ENV: &str = "CUTTLE_TEST_DATABASE_URL";
 
@@ -75,6 +79,167 @@ impl ScratchPostgres {
         }
         found
     }
+}
+
+/// The tables whose rows grow with history: a plan must not read one whole.
+pub const HISTORY_TABLES: [&str; 6] = [
+    "documents",
+    "server_tasks",
+    "deployments",
+    "latest_deployments",
+    "events",
+    "task_log_lines",
+];
+
+/// The plan the database chooses for `statement` with its arguments bound,
+/// one line per node: `EXPLAIN` on PostgreSQL, `EXPLAIN QUERY PLAN` on
+/// SQLite. Nothing is executed.
+pub async fn explain(store: &Store, statement: &Statement) -> Result<Vec<String>> {
+    let explained = Statement {
+        sql: match store.backend() {
+            Backend::Postgres => format!("EXPLAIN {}", statement.sql),
+            Backend::Sqlite => format!("EXPLAIN QUERY PLAN {}", statement.sql),
+        },
+        args: statement.args.clone(),
+    };
+    let rows = explained.query().fetch_all(store.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(match store.backend() {
+                Backend::Postgres => r.try_get::<String, _>(0)?,
+                Backend::Sqlite => r.try_get::<String, _>("detail")?,
+            })
+        })
+        .collect()
+}
+
+/// On PostgreSQL, the generic plan: the one a prepared statement settles on
+/// after a few runs, made without looking at the values bound (`EXPLAIN`
+/// with parameters always shows the plan for those values). SQLite plans
+/// every statement one way, so this is [`explain`] there.
+pub async fn explain_generic(store: &Store, statement: &Statement) -> Result<Vec<String>> {
+    if store.backend() != Backend::Postgres {
+        return explain(store, statement).await;
+    }
+    let mut conn = store.pool().acquire().await?;
+    conn.execute(format!("PREPARE cuttle_explain AS {}", statement.sql).as_str())
+        .await?;
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+        .await?;
+    let values: Vec<String> = statement
+        .args
+        .iter()
+        .map(|a| match a {
+            Arg::Text(s) => literal(s),
+            Arg::Int(n) => n.to_string(),
+        })
+        .collect();
+    let execute = if values.is_empty() {
+        "EXPLAIN EXECUTE cuttle_explain".to_owned()
+    } else {
+        format!("EXPLAIN EXECUTE cuttle_explain({})", values.join(", "))
+    };
+    let rows = sqlx::query(&execute).fetch_all(&mut *conn).await;
+    conn.execute("DEALLOCATE cuttle_explain; RESET plan_cache_mode")
+        .await?;
+    rows?
+        .iter()
+        .map(|r| Ok(r.try_get::<String, _>(0)?))
+        .collect()
+}
+
+/// Turns autovacuum (and so automatic `ANALYZE`) off for the history
+/// tables on PostgreSQL, as on a freshly restored database, so a plan
+/// cannot lean on statistics gathered while a test loads data.
+pub async fn disable_autovacuum(store: &Store) -> Result<()> {
+    if store.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    for table in HISTORY_TABLES {
+        store
+            .pool()
+            .execute(format!("ALTER TABLE {table} SET (autovacuum_enabled = false)").as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Where a generated deployment went, and how its task ended.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry<'a> {
+    /// The number of both the deployment's and its task's id.
+    pub n: i64,
+    pub space_id: &'a str,
+    pub project_id: &'a str,
+    pub environment_id: &'a str,
+    pub release_id: &'a str,
+    pub state: TaskState,
+}
+
+/// A deployment with its task, as the server would have written them, for
+/// [`crate::Tx::import_deployments`] or [`crate::Tx::insert`].
+pub fn deployment_with_task(e: &HistoryEntry<'_>) -> (Deployment, ServerTask) {
+    let id = Collection::Deployments.id(e.n);
+    let task_id = Collection::ServerTasks.id(e.n);
+    let at = Timestamp::from_millis(1_700_000_000_000 + e.n * 60_000);
+    let done = e.state.is_completed();
+    let deployment = Deployment {
+        id: id.clone(),
+        space_id: e.space_id.to_owned(),
+        name: format!("Deploy to {}", e.environment_id),
+        release_id: e.release_id.to_owned(),
+        environment_id: e.environment_id.to_owned(),
+        project_id: e.project_id.to_owned(),
+        channel_id: "Channels-1".into(),
+        task_id: task_id.clone(),
+        deployment_process_id: "deploymentprocess-snapshot".into(),
+        created: Some(at),
+        deployed_by: "admin".into(),
+        deployed_by_id: "Users-1".into(),
+        ..Default::default()
+    };
+    let mut task = ServerTask {
+        id: task_id,
+        space_id: Some(e.space_id.to_owned()),
+        name: "Deploy".into(),
+        description: format!("Deploy {} to {}", e.release_id, e.environment_id),
+        arguments: serde_json::json!({ "DeploymentId": id }),
+        state: e.state,
+        is_completed: false,
+        finished_successfully: false,
+        has_pending_interruptions: false,
+        has_warnings_or_errors: e.state == TaskState::Failed,
+        error_message: (e.state == TaskState::Failed).then(|| "The script failed".to_owned()),
+        queue_time: at,
+        queue_time_expiry: None,
+        start_time: (e.state != TaskState::Queued).then(|| at.add_millis(100)),
+        completed_time: done.then(|| at.add_millis(5_000)),
+        last_updated_time: at.add_millis(5_000),
+        duration: String::new(),
+        server_node: (e.state != TaskState::Queued).then(|| "node".to_owned()),
+        can_rerun: false,
+        has_been_picked_up_by_processor: false,
+        project_id: Some(e.project_id.to_owned()),
+        environment_id: Some(e.environment_id.to_owned()),
+        deployment_id: Some(id),
+    };
+    task.derive_fields(Timestamp::now());
+    (deployment, task)
+}
+
+/// Empties the deployment index and marks it as still to be filled, as a
+/// database written before the index existed looks after its migration;
+/// the next [`Store::open`] fills it from the documents.
+pub async fn forget_deployment_index(store: &Store) -> Result<()> {
+    let mut tx = store.begin().await?;
+    for sql in ["DELETE FROM latest_deployments", "DELETE FROM deployments"] {
+        sqlx::query(sql).execute(&mut *tx.inner).await?;
+    }
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")
+        .bind(crate::deployments::PENDING_BACKFILL)
+        .execute(&mut *tx.inner)
+        .await?;
+    tx.commit().await
 }
 
 /// The same server URL naming another database:

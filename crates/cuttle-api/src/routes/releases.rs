@@ -5,7 +5,7 @@ use crate::answers::{PhaseDeployment, PhaseProgression, ReleaseProgression};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
-use crate::links::{page, page_of, resource};
+use crate::links::{page, resource};
 use crate::route_table::{get, op, post, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
@@ -18,7 +18,7 @@ use cuttle_service::paging::{split_list, ListParams};
 use cuttle_service::progression;
 use cuttle_service::releases::{self as release_svc, CreateReleaseCommand, NewRelease};
 use cuttle_service::resources::{get_in_space, list};
-use cuttle_store::{DocumentQuery, TaskQuery};
+use cuttle_store::{DeploymentQuery, DocumentQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -227,25 +227,28 @@ async fn release_deployments(
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let r = get_in_space::<Release>(&inst.store, &s, &id).await?;
-    let all = list::<Deployment>(
-        &inst.store,
-        &DocumentQuery {
-            parent_ids: vec![r.project_id.clone()],
-            descending: true,
-            ..Default::default()
-        },
-    )
-    .await?;
-    let mine: Vec<Deployment> = all
-        .items
-        .into_iter()
-        .filter(|d| d.release_id == r.id)
-        .collect();
-    Ok(Json(page_of(
-        mine,
+    let q = DeploymentQuery {
+        release_id: Some(r.id),
+        ..deployment_query(&s, &p)
+    };
+    let found = inst.store.list_deployments(&q).await?;
+    Ok(Json(page(
+        &found.items,
+        found.total,
         &p,
         &format!("/api/{s}/releases/{id}/deployments"),
     )))
+}
+
+/// A space's deployments, newest first, paged as `p` asks.
+fn deployment_query(space_id: &str, p: &ListParams) -> DeploymentQuery {
+    DeploymentQuery {
+        space_id: space_id.to_owned(),
+        ids: p.ids(),
+        skip: p.skip(),
+        take: Some(p.take()),
+        ..Default::default()
+    }
 }
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -270,32 +273,19 @@ async fn list_deployments(
         .map(|s| s.parse::<TaskState>())
         .collect::<Result<_, _>>()
         .map_err(crate::error::ApiError::bad_request)?;
-    let mut q = DocumentQuery {
-        parent_ids: split_list(f.projects.as_deref()),
+    let q = DeploymentQuery {
+        project_ids: split_list(f.projects.as_deref()),
         environment_ids: split_list(f.environments.as_deref()),
-        descending: true,
-        ..document_query(&s, &p)
+        task_states: states,
+        ..deployment_query(&s, &p)
     };
-    let path = format!("/api/{s}/deployments");
-    if states.is_empty() {
-        let found = list::<Deployment>(&inst.store, &q).await?;
-        return Ok(Json(page(&found.items, found.total, &p, &path)));
-    }
-    // Filtering on the task's state: find the matching tasks, then page.
-    q.skip = 0;
-    q.take = None;
-    let candidates = list::<Deployment>(&inst.store, &q).await?.items;
-    let tq = TaskQuery {
-        ids: candidates.iter().map(|d| d.task_id.clone()).collect(),
-        states,
-        ..Default::default()
-    };
-    let (tasks, _) = inst.store.list_tasks(&tq).await?;
-    let matching: Vec<Deployment> = candidates
-        .into_iter()
-        .filter(|d| tasks.iter().any(|t| t.id == d.task_id))
-        .collect();
-    Ok(Json(page_of(matching, &p, &path)))
+    let found = inst.store.list_deployments(&q).await?;
+    Ok(Json(page(
+        &found.items,
+        found.total,
+        &p,
+        &format!("/api/{s}/deployments"),
+    )))
 }
 
 async fn deployment(

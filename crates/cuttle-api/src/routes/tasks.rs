@@ -11,15 +11,16 @@ use crate::route_table::{get, op, post, Routes, EVENT_STREAM, TEXT};
 use crate::space::SpaceId;
 use crate::AppState;
 use crate::Closing;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use cuttle_model::task::render_raw_log;
 use cuttle_model::{ServerTask, TaskState};
 use cuttle_service::log_stream::{LogStream, StreamEvent};
 use cuttle_service::paging::{split_list, ListParams};
+use cuttle_service::raw_log::RawLog;
 use cuttle_service::tasks as svc;
 use cuttle_store::TaskQuery;
 use futures_util::StreamExt;
@@ -201,7 +202,28 @@ async fn task(
 #[into_params(parameter_in = Query)]
 #[serde(default)]
 struct DetailParams {
+    /// Verbose lines too (the default).
     verbose: Option<bool>,
+    /// Only the last this many lines of each activity. Without it, an
+    /// activity shows its last 1,000 lines, after a first line saying how
+    /// many earlier ones were left out (the raw log has them all); 1,000 is
+    /// also the most `tail` gives.
+    #[param(value_type = Option<u32>, minimum = 0)]
+    tail: Option<String>,
+}
+
+impl DetailParams {
+    fn tail(&self) -> ApiResult<Option<i64>> {
+        let Some(text) = &self.tail else {
+            return Ok(None);
+        };
+        match text.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(ApiError::bad_request(format!(
+                "tail must be a number of lines, 0 or more; '{text}' is not"
+            ))),
+        }
+    }
 }
 
 async fn details(
@@ -211,10 +233,13 @@ async fn details(
     Id(id): Id,
     Q(p): Q<DetailParams>,
 ) -> ApiResult<Json<Value>> {
-    let (task, tree) =
-        svc::details(&inst, space.as_deref(), &id, p.verbose.unwrap_or(true)).await?;
+    let view = svc::LogView {
+        verbose: p.verbose.unwrap_or(true),
+        tail: p.tail()?,
+    };
+    let (task, tree, lines) = svc::details(&inst, space.as_deref(), &id, view).await?;
     let done = task.is_completed;
-    let lines: usize = count_lines(&tree);
+    let lines = usize::try_from(lines).unwrap_or_default();
     let self_link = format!("/api/tasks/{}/details", task.id);
     Ok(Json(json!(TaskDetails {
         task: resource(&task),
@@ -228,22 +253,33 @@ async fn details(
     })))
 }
 
-fn count_lines(tree: &[cuttle_model::ActivityElement]) -> usize {
-    tree.iter()
-        .map(|a| a.log_elements.len() + count_lines(&a.children))
-        .sum()
-}
-
+/// The whole log as text, streamed from the database a page at a time
+/// ([`cuttle_service::raw_log`]): a piece is read only once the last one is
+/// sent, so neither the log's size nor a slow client grows memory.
 async fn raw(
     State(inst): State<AppState>,
     _: Caller,
     TaskSpace(space): TaskSpace,
     Id(id): Id,
 ) -> ApiResult<impl IntoResponse> {
-    let (_, tree) = svc::details(&inst, space.as_deref(), &id, true).await?;
+    // Asked first, so an unknown task is a 404 rather than an empty body.
+    let task = svc::task(&inst, space.as_deref(), &id).await?;
+    let log = RawLog::open(inst.store.clone(), &task.id).await?;
+    let pieces = futures_util::stream::unfold(Some(log), |log| async move {
+        let mut log = log?;
+        match log.next_piece().await {
+            Ok(Some(text)) => Some((Ok(Bytes::from(text)), Some(log))),
+            Ok(None) => None,
+            Err(e) => {
+                // The body ends short of its end, which the client sees.
+                tracing::warn!(error = %e, "a task's raw log stopped");
+                Some((Err(std::io::Error::other(e.to_string())), None))
+            }
+        }
+    });
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        render_raw_log(&tree),
+        Body::from_stream(pieces),
     ))
 }
 

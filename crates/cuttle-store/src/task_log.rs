@@ -1,0 +1,211 @@
+//! A task's log lines: stored in batches of many rows per statement, and
+//! read a bounded piece at a time (one activity's tail, one page of an
+//! activity's lines), so neither a chatty script nor a reader of a log of a
+//! million lines holds the log in memory or a connection for long.
+
+use crate::tasks::{log_line_from_row, storable};
+use crate::{Backend, Result, Store};
+use cuttle_model::task::{LogCategory, LogLine};
+use sqlx::{AnyConnection, Row};
+use std::sync::OnceLock;
+
+/// Log lines stored per `INSERT` statement: enough that a statement's fixed
+/// cost (a round trip to the database's thread or server) is shared by many
+/// lines, few enough that a statement stays small. Seven values a row keep
+/// a full statement (3,500) far under both SQLite's limit of parameters
+/// (32,766) and PostgreSQL's (65,535).
+pub const LOG_ROWS_PER_STATEMENT: usize = 500;
+
+const SQLITE_MAX_PARAMETERS: usize = 32_766;
+const POSTGRES_MAX_PARAMETERS: usize = 65_535;
+const _: () = assert!(7 * LOG_ROWS_PER_STATEMENT <= SQLITE_MAX_PARAMETERS);
+const _: () = assert!(7 * LOG_ROWS_PER_STATEMENT <= POSTGRES_MAX_PARAMETERS);
+
+/// How many statements [`Store::append_log_lines`] runs for `lines` lines.
+pub fn log_insert_statements(lines: usize) -> usize {
+    lines.div_ceil(LOG_ROWS_PER_STATEMENT)
+}
+
+/// The `INSERT` of `rows` log lines.
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    let mut sql = String::with_capacity(110 + rows * 40);
+    sql.push_str(
+        "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) VALUES ",
+    );
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 1..=7 {
+            if c > 1 {
+                sql.push(',');
+            }
+            sql.push_str(&backend.placeholder(r * 7 + c));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The statement for a full chunk, built once per backend.
+fn full_insert_sql(backend: Backend) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| insert_sql(backend, LOG_ROWS_PER_STATEMENT))
+}
+
+/// Stores log lines on a connection inside a transaction,
+/// [`LOG_ROWS_PER_STATEMENT`] to a statement.
+pub(crate) async fn insert_log_lines(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    task_id: &str,
+    lines: &[LogLine],
+) -> Result<u64> {
+    for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
+        let full = chunk.len() == LOG_ROWS_PER_STATEMENT;
+        let partial;
+        let sql = if full {
+            full_insert_sql(backend)
+        } else {
+            partial = insert_sql(backend, chunk.len());
+            partial.as_str()
+        };
+        // A short chunk's statement is one of hundreds of shapes: not worth
+        // a place in the connection's statement cache.
+        let mut q = sqlx::query(sql).persistent(full);
+        for l in chunk {
+            q = q
+                .bind(task_id)
+                .bind(l.seq)
+                .bind(l.activity_id.as_str())
+                .bind(l.category.as_str())
+                .bind(l.occurred_at.to_string())
+                .bind(storable(&l.message))
+                .bind(l.detail.as_deref().map(storable));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(lines.len() as u64)
+}
+
+const LINE_COLUMNS: &str = "seq, activity_id, category, occurred_at, message, detail";
+
+impl Store {
+    /// How many lines each activity of a task has (Verbose ones left out
+    /// unless `with_verbose`; none after position `up_to`), counted in the
+    /// database: nothing is loaded. Activities without lines are absent.
+    pub async fn activity_line_counts(
+        &self,
+        task_id: &str,
+        with_verbose: bool,
+        up_to: Option<i64>,
+    ) -> Result<Vec<(String, i64)>> {
+        let sql = format!(
+            "SELECT activity_id, COUNT(*) AS n FROM task_log_lines \
+             WHERE task_id = $1 AND seq <= $2{} GROUP BY activity_id",
+            verbose_filter(with_verbose)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(task_id)
+            .bind(up_to.unwrap_or(i64::MAX))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("activity_id")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// The last `limit` lines of one activity in order, leaving out Verbose
+    /// ones unless `with_verbose`, and any after position `up_to`.
+    pub async fn activity_log_tail(
+        &self,
+        task_id: &str,
+        activity_id: &str,
+        with_verbose: bool,
+        limit: i64,
+        up_to: Option<i64>,
+    ) -> Result<Vec<LogLine>> {
+        let sql = format!(
+            "SELECT {LINE_COLUMNS} FROM task_log_lines \
+             WHERE task_id = $1 AND activity_id = $2 AND seq <= $3{} \
+             ORDER BY seq DESC LIMIT $4",
+            verbose_filter(with_verbose)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(task_id)
+            .bind(activity_id)
+            .bind(up_to.unwrap_or(i64::MAX))
+            .bind(limit.max(0))
+            .fetch_all(self.reader())
+            .await?;
+        let mut lines = rows
+            .iter()
+            .map(log_line_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    /// Up to `limit` lines of one activity after position `after`, in
+    /// order. A reader pages through an activity of any size this way,
+    /// holding no connection between pages.
+    pub async fn activity_log_page(
+        &self,
+        task_id: &str,
+        activity_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LINE_COLUMNS} FROM task_log_lines \
+             WHERE task_id = $1 AND activity_id = $2 AND seq > $3 \
+             ORDER BY seq LIMIT $4"
+        ))
+        .bind(task_id)
+        .bind(activity_id)
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(log_line_from_row).collect()
+    }
+}
+
+fn verbose_filter(with_verbose: bool) -> String {
+    if with_verbose {
+        String::new()
+    } else {
+        format!(" AND category <> '{}'", LogCategory::Verbose.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_takes_one_statement_per_five_hundred_lines() {
+        assert_eq!(log_insert_statements(0), 0);
+        assert_eq!(log_insert_statements(1), 1);
+        assert_eq!(log_insert_statements(500), 1);
+        assert_eq!(log_insert_statements(501), 2);
+        assert_eq!(log_insert_statements(4_096), 9);
+    }
+
+    #[test]
+    fn the_insert_binds_seven_values_a_row() {
+        let sql = insert_sql(Backend::Postgres, 2);
+        assert!(sql.ends_with("VALUES ($1,$2,$3,$4,$5,$6,$7),($8,$9,$10,$11,$12,$13,$14)"));
+        let sql = insert_sql(Backend::Sqlite, 2);
+        assert!(sql.ends_with("VALUES (?,?,?,?,?,?,?),(?,?,?,?,?,?,?)"));
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let full = full_insert_sql(backend);
+            assert_eq!(full.matches('(').count(), 1 + LOG_ROWS_PER_STATEMENT);
+        }
+        let full = full_insert_sql(Backend::Postgres);
+        assert!(full.ends_with(&format!(",${})", 7 * LOG_ROWS_PER_STATEMENT)));
+    }
+}

@@ -555,7 +555,8 @@ impl Tx {
     /// Appends log lines inside this transaction, as
     /// [`Store::append_log_lines`] does in a transaction of its own.
     pub async fn append_log_lines(&mut self, task_id: &str, lines: &[LogLine]) -> Result<()> {
-        insert_log_lines(&mut self.inner, task_id, lines).await?;
+        let backend = crate::dialect::Backend::of_connection(self.inner.backend_name());
+        insert_log_lines(&mut self.inner, backend, task_id, lines).await?;
         Ok(())
     }
 }

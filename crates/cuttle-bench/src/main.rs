@@ -5,6 +5,7 @@
 
 mod agents;
 mod engine;
+mod history;
 mod packages;
 mod portal;
 mod vars;
@@ -62,6 +63,8 @@ enum Bench {
     Packages(packages::PackagesArgs),
     /// Portal page render times with 50 projects and 10,000 deployments.
     Portal(portal::PortalArgs),
+    /// How request costs grow with history: 10,000 to 1,000,000 deployments written through the store.
+    History(history::HistoryArgs),
 }
 
 #[tokio::main]
@@ -106,6 +109,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::Portal(portal)) = &args.bench {
         return portal::run(&cuttle, &http, portal).await;
+    }
+    if let Some(Bench::History(history)) = &args.bench {
+        return history::run(&cuttle, history).await;
     }
 
     let shown = std::env::current_dir()
@@ -351,12 +357,21 @@ impl Server {
     }
 
     fn rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmRSS")
+    }
+
+    /// The most memory the process has held resident since it started.
+    fn peak_rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmHWM")
+    }
+
+    fn status_kib(&self, field: &str) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/<pid>/status")
+            .with_context(|| format!("no {field} in /proc/<pid>/status"))
     }
 
     fn log_tail(&self) -> String {

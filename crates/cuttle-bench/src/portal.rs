@@ -209,7 +209,12 @@ pub async fn run(cuttle: &Path, http: &Client, args: &PortalArgs) -> Result<()> 
     Ok(())
 }
 
-async fn create_project(api: &Api<'_>, name: &str, group: &str, lifecycle: &str) -> Result<String> {
+pub(crate) async fn create_project(
+    api: &Api<'_>,
+    name: &str,
+    group: &str,
+    lifecycle: &str,
+) -> Result<String> {
     let project = api
         .call(
             Method::POST,
@@ -253,14 +258,14 @@ async fn wait_idle(api: &Api<'_>) -> Result<()> {
 }
 
 /// A signed-in portal session, as a browser holds one.
-struct Browser {
+pub(crate) struct Browser {
     http: Client,
     base: String,
     cookie: String,
 }
 
 impl Browser {
-    async fn sign_in(base: &str) -> Result<Browser> {
+    pub(crate) async fn sign_in(base: &str) -> Result<Browser> {
         let http = Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -294,8 +299,13 @@ impl Browser {
         })
     }
 
+    /// The session's `Cookie` header.
+    pub(crate) fn cookie(&self) -> &str {
+        &self.cookie
+    }
+
     /// Fetches a page whole; returns its size.
-    async fn get(&self, path: &str) -> Result<usize> {
+    pub(crate) async fn get(&self, path: &str) -> Result<usize> {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))

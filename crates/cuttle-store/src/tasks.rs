@@ -376,23 +376,13 @@ impl Store {
         state: TaskState,
         error: Option<&str>,
     ) -> Result<bool> {
-        let now = Timestamp::now().to_string();
+        let now = Timestamp::now();
         let (id, error) = (id.to_owned(), error.map(str::to_owned));
         let changed = self
             .progress_write(job(move |conn| {
-                Box::pin(async move {
-                    let r = sqlx::query(
-                        "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
-                         lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
-                    )
-                    .bind(state.as_str())
-                    .bind(error)
-                    .bind(&now)
-                    .bind(id)
-                    .execute(conn)
-                    .await?;
-                    Ok(r.rows_affected())
-                })
+                Box::pin(
+                    async move { complete_task_on(conn, &id, state, error.as_deref(), now).await },
+                )
             }))
             .await?;
         Ok(changed > 0)
@@ -468,29 +458,7 @@ impl Store {
     pub async fn put_activity(&self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
         let (task_id, a) = (task_id.to_owned(), a.clone());
         self.progress_write(job(move |conn| {
-            Box::pin(async move {
-                let r = sqlx::query(
-                    "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
-                     started = excluded.started, ended = excluded.ended, \
-                     progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
-                )
-                .bind(task_id)
-                .bind(&a.id)
-                .bind(&a.parent_id)
-                .bind(storable(&a.name))
-                .bind(a.status.as_str())
-                .bind(a.started.map(|t| t.to_string()))
-                .bind(a.ended.map(|t| t.to_string()))
-                .bind(position)
-                .bind(i64::from(a.show_at_summary_level))
-                .bind(a.progress_percentage)
-                .bind(a.progress_message.as_deref().map(storable))
-                .execute(conn)
-                .await?;
-                Ok(r.rows_affected())
-            })
+            Box::pin(async move { put_activity_on(conn, &task_id, &a, position).await })
         }))
         .await?;
         Ok(())
@@ -560,6 +528,88 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         Ok((activities, lines))
     }
+}
+
+/// The task writes a transaction can hold, for writers that record many
+/// tasks at once (a history written in bulk) and so cannot afford a
+/// transaction per write.
+impl Tx {
+    /// Ends a task inside this transaction, as [`Store::complete_task`] does.
+    pub async fn complete_task(
+        &mut self,
+        id: &str,
+        state: TaskState,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let changed = complete_task_on(&mut self.inner, id, state, error, Timestamp::now()).await?;
+        Ok(changed > 0)
+    }
+
+    /// Creates or updates one node of a task's activity tree inside this
+    /// transaction, as [`Store::put_activity`] does.
+    pub async fn put_activity(&mut self, task_id: &str, a: &Activity, position: i64) -> Result<()> {
+        put_activity_on(&mut self.inner, task_id, a, position).await?;
+        Ok(())
+    }
+
+    /// Appends log lines inside this transaction, as
+    /// [`Store::append_log_lines`] does in a transaction of its own.
+    pub async fn append_log_lines(&mut self, task_id: &str, lines: &[LogLine]) -> Result<()> {
+        let backend = crate::dialect::Backend::of_connection(self.inner.backend_name());
+        insert_log_lines(&mut self.inner, backend, task_id, lines).await?;
+        Ok(())
+    }
+}
+
+/// Ends a task at `now`; returns how many rows changed.
+async fn complete_task_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    state: TaskState,
+    error: Option<&str>,
+    now: Timestamp,
+) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
+         lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
+    )
+    .bind(state.as_str())
+    .bind(error)
+    .bind(now.to_string())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Creates or updates an activity; returns how many rows changed.
+async fn put_activity_on(
+    conn: &mut AnyConnection,
+    task_id: &str,
+    a: &Activity,
+    position: i64,
+) -> Result<u64> {
+    let r = sqlx::query(
+        "INSERT INTO task_activities (task_id, id, parent_id, name, status, started, ended, position, show_at_summary, progress_percentage, progress_message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (task_id, id) DO UPDATE SET name = excluded.name, status = excluded.status, \
+         started = excluded.started, ended = excluded.ended, \
+         progress_percentage = excluded.progress_percentage, progress_message = excluded.progress_message",
+    )
+    .bind(task_id)
+    .bind(&a.id)
+    .bind(&a.parent_id)
+    .bind(storable(&a.name))
+    .bind(a.status.as_str())
+    .bind(a.started.map(|t| t.to_string()))
+    .bind(a.ended.map(|t| t.to_string()))
+    .bind(position)
+    .bind(i64::from(a.show_at_summary_level))
+    .bind(a.progress_percentage)
+    .bind(a.progress_message.as_deref().map(storable))
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 fn activity_from_row(r: &AnyRow) -> Result<Activity> {

@@ -264,6 +264,35 @@ fn hot_queries() -> Vec<Hot> {
             "tasks?environment=",
             tasks(|q| q.environment_id = Some("Environments-3".into())),
         ),
+        Hot {
+            uses: Some("server_tasks_space_name"),
+            ..page(
+                "tasks?name=Health",
+                tasks(|q| q.name = Some("Health".into())),
+            )
+        },
+        Hot {
+            uses: Some("server_tasks_space_name"),
+            ..hot("tasks?name=Health: total", {
+                let mut q = TaskQuery {
+                    space_id: Some(SPACE.into()),
+                    name: Some("Health".into()),
+                    ..Default::default()
+                };
+                q.take = Some(30);
+                q.count_statement()
+            })
+        },
+        Hot {
+            uses: Some("server_tasks_name"),
+            ..page(
+                "tasks of every space?name=Health",
+                tasks(|q| {
+                    q.space_id = None;
+                    q.name = Some("Health".into());
+                }),
+            )
+        },
     ]
 }
 

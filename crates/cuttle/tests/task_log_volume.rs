@@ -226,3 +226,51 @@ fn peak_memory(server: &ServerProcess) -> u64 {
         .expect("VmHWM in /proc/<pid>/status");
     kib * 1024
 }
+
+/// A step that runs past ten quiet seconds finishes. Its process used to be
+/// started from a pooled thread that the runtime ends after ten idle
+/// seconds, and the parent-death signal of the sandbox then killed it.
+#[test]
+fn a_step_outlives_ten_idle_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), None, &[]);
+    api(
+        &server,
+        "POST",
+        "/api/environments",
+        Some(json!({"Name": "Dev"})),
+    );
+    let project = api(
+        &server,
+        "POST",
+        "/api/projects",
+        Some(
+            json!({"Name": "Slow", "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
+        ),
+    );
+    api(
+        &server,
+        "PUT",
+        &format!(
+            "/api/projects/{}/deploymentprocesses",
+            project["Id"].as_str().unwrap()
+        ),
+        Some(
+            json!({"Version": 0, "Steps": [{"Name": "Wait", "Properties": {},
+            "Actions": [{"Name": "Wait", "ActionType": "Octopus.Script", "Properties": {
+                "Octopus.Action.Script.ScriptBody": "sleep 13; echo still here",
+                "Octopus.Action.Script.Syntax": "Bash"}}]}]}),
+        ),
+    );
+    api(
+        &server,
+        "POST",
+        "/api/Spaces-1/releases/create/v1",
+        Some(json!({"ProjectName": "Slow", "ReleaseVersion": "1.0.0"})),
+    );
+    let task = deploy_to_dev(&server, "Slow", "1.0.0");
+    let done = wait_task(&server, &task, Duration::from_secs(120));
+    let raw = api(&server, "GET", &format!("/api/tasks/{task}/details"), None);
+    assert_eq!(done["State"], "Success", "{done}\n{raw}");
+    assert!(raw.to_string().contains("still here"), "{raw}");
+}

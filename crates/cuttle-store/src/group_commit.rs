@@ -155,3 +155,104 @@ where
 {
     Box::new(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ScratchPostgres;
+    use crate::Store;
+
+    /// A table whose rows are checked only at COMMIT: a row naming a
+    /// missing parent makes the group's commit itself fail.
+    async fn probe(store: &Store) {
+        store
+            .pool()
+            .execute(
+                "CREATE TABLE group_parent (id INTEGER PRIMARY KEY); \
+                 CREATE TABLE group_probe (id INTEGER PRIMARY KEY, parent INTEGER \
+                 REFERENCES group_parent (id) DEFERRABLE INITIALLY DEFERRED)",
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A group of inserts, each answered on its own channel.
+    fn group(rows: &[(i64, Option<i64>)]) -> (Vec<Request>, Vec<oneshot::Receiver<Result<u64>>>) {
+        rows.iter()
+            .map(|&(id, parent)| {
+                let (done, answer) = oneshot::channel();
+                let job = job(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO group_probe (id, parent) VALUES ($1, $2)")
+                            .bind(id)
+                            .bind(parent)
+                            .execute(conn)
+                            .await?;
+                        Ok(1)
+                    })
+                });
+                (Request { job, done }, answer)
+            })
+            .unzip()
+    }
+
+    async fn ids(store: &Store) -> Vec<i64> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM group_probe ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| r.0).collect()
+    }
+
+    async fn stores() -> (Vec<Store>, tempfile::TempDir, Option<ScratchPostgres>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stores = vec![
+            Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db")))
+                .await
+                .unwrap(),
+        ];
+        let pg = ScratchPostgres::create("group_commit").await;
+        if let Some(pg) = &pg {
+            stores.push(Store::open(&pg.url).await.unwrap());
+        }
+        (stores, dir, pg)
+    }
+
+    #[tokio::test]
+    async fn fault_a_failed_group_commit_keeps_nothing_and_tells_every_writer() {
+        let (stores, _dir, _pg) = stores().await;
+        for store in stores {
+            probe(&store).await;
+            let (mut requests, answers) = group(&[(1, None), (2, Some(99)), (3, None)]);
+            assert!(!commit_group(store.pool(), &mut requests).await);
+            for answer in answers {
+                assert!(answer.await.unwrap().is_err(), "{:?}", store.backend());
+            }
+            assert!(ids(&store).await.is_empty());
+            // The writer is not left inside the failed transaction.
+            let (mut requests, answers) = group(&[(4, None)]);
+            assert!(commit_group(store.pool(), &mut requests).await);
+            for answer in answers {
+                assert_eq!(answer.await.unwrap().unwrap(), 1);
+            }
+            assert_eq!(ids(&store).await, vec![4]);
+        }
+    }
+
+    #[tokio::test]
+    async fn fault_a_failing_write_is_undone_alone_and_the_rest_commit() {
+        let (stores, _dir, _pg) = stores().await;
+        for store in stores {
+            probe(&store).await;
+            // The second insert repeats the first's key.
+            let (mut requests, answers) = group(&[(1, None), (1, None), (3, None)]);
+            assert!(commit_group(store.pool(), &mut requests).await);
+            let mut outcomes = vec![];
+            for answer in answers {
+                outcomes.push(answer.await.unwrap().is_ok());
+            }
+            assert_eq!(outcomes, [true, false, true], "{:?}", store.backend());
+            assert_eq!(ids(&store).await, vec![1, 3]);
+        }
+    }
+}

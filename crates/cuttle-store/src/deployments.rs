@@ -234,10 +234,18 @@ impl Store {
     /// A page of a space's deployments, newest first, filtered in SQL.
     pub async fn list_deployments(&self, q: &DeploymentQuery) -> Result<Page<Deployment>> {
         let mut conn = self.reader().acquire().await?;
-        let count = q.count_statement();
-        let (total,): (i64,) = count.query_as().fetch_one(&mut *conn).await?;
         let page = q.page_statement();
         let rows: Vec<(String,)> = page.query_as().fetch_all(&mut *conn).await?;
+        let total = match crate::documents::known_total(q.skip, q.take, rows.len()) {
+            Some(total) => total,
+            None => {
+                q.count_statement()
+                    .query_as::<(i64,)>()
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .0
+            }
+        };
         let items = rows
             .iter()
             .map(|(b,)| decode(b))

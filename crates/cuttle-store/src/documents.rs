@@ -290,6 +290,17 @@ impl DocumentQuery {
     }
 }
 
+/// The total of a list whose page came back short (and did not start past
+/// the end): that page holds the last of them, so nothing need count them.
+pub(crate) fn known_total(skip: i64, take: Option<i64>, returned: usize) -> Option<i64> {
+    let (skip, take, len) = (
+        skip.max(0),
+        take.unwrap_or(i64::MAX).max(0),
+        returned as i64,
+    );
+    (len < take && (len > 0 || skip == 0)).then_some(skip + len)
+}
+
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -519,11 +530,8 @@ pub(crate) async fn list_on<D: Document>(
         .bind_all(sqlx::query_as(&list_sql))
         .fetch_all(&mut *conn)
         .await?;
-    // A page that came back short, and did not start past the end, holds
-    // the last of them: the total is known without counting them all.
-    let len = rows.len() as i64;
-    let total = if len < take && (len > 0 || skip == 0) {
-        skip + len
+    let total = if let Some(total) = known_total(skip, q.take, rows.len()) {
+        total
     } else {
         let count_sql = format!("SELECT COUNT(*) FROM documents WHERE {}", f.sql);
         let (total,): (i64,) = f

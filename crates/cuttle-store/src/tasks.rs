@@ -294,9 +294,18 @@ impl Store {
     /// Lists tasks newest first.
     pub async fn list_tasks(&self, q: &TaskQuery) -> Result<(Vec<ServerTask>, i64)> {
         let mut conn = self.reader().acquire().await?;
-        let (total,): (i64,) = q.count_statement().query_as().fetch_one(&mut *conn).await?;
         let page = q.page_statement();
         let rows = page.query().fetch_all(&mut *conn).await?;
+        let total = match crate::documents::known_total(q.skip, q.take, rows.len()) {
+            Some(total) => total,
+            None => {
+                q.count_statement()
+                    .query_as::<(i64,)>()
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .0
+            }
+        };
         let tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         Ok((tasks, total))
     }

@@ -6,6 +6,7 @@ mod build_info;
 mod infrastructure;
 mod interruptions;
 mod machines;
+pub mod operations;
 mod packages;
 mod preview;
 mod projects;
@@ -179,6 +180,7 @@ pub fn all() -> Routes {
     r = machines::routes(r);
     r = packages::routes(r);
     r = build_info::routes(r);
+    r = operations::routes(r);
     tasks::routes(r)
 }
 

@@ -281,6 +281,43 @@ impl Metrics {
         text
     }
 
+    /// Exports zero for label values known in advance (task types and
+    /// outcomes, agent commands, where database errors come from), so that
+    /// rates and ratios over them exist before the first event.
+    pub fn expect(
+        &self,
+        task_types: &[&str],
+        outcomes: &[&str],
+        agent_commands: &[&str],
+        error_sources: &[&str],
+    ) {
+        for task_type in task_types {
+            for outcome in outcomes {
+                let labels = TaskOutcome {
+                    task_type: (*task_type).to_owned(),
+                    outcome: (*outcome).to_owned(),
+                };
+                drop(self.tasks_finished.get_or_create(&labels));
+            }
+            let labels = TaskType {
+                task_type: (*task_type).to_owned(),
+            };
+            drop(self.task_queue_wait.get_or_create(&labels));
+        }
+        for command in agent_commands {
+            let labels = AgentCommand {
+                command: (*command).to_owned(),
+            };
+            drop(self.agent_command_duration.get_or_create(&labels));
+            drop(self.agent_command_errors.get_or_create(&labels));
+        }
+        for source in error_sources {
+            drop(self.database_errors.get_or_create(&Source {
+                source: (*source).to_owned(),
+            }));
+        }
+    }
+
     /// A task has started after waiting `waited` in the queue.
     pub fn task_started(&self, task_type: &str, waited: Duration) {
         self.task_queue_wait
@@ -363,8 +400,9 @@ impl Metrics {
     }
 
     /// Sets the figures read at scrape time. Label sets absent from the
-    /// snapshot are removed, so a status nobody has any more disappears
-    /// rather than keeping its last count.
+    /// snapshot are removed, so a task type nobody runs any more disappears
+    /// rather than keeping its last count (the snapshot holds zeros for the
+    /// values that should stay).
     pub fn apply(&self, snapshot: &Snapshot) {
         let set = |family: &Family<TaskType, Gauge>, counts: &[(String, i64)]| {
             family.clear();

@@ -232,6 +232,19 @@ pub(crate) fn open_connection<K: Eq + std::hash::Hash>(
 /// of a few), how long it took, and whether it failed.
 pub type RoundTrips = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
 
+/// The names [`RoundTrips`] are told.
+pub const COMMANDS: [&str; 9] = [
+    "hello",
+    "start_script",
+    "script_status",
+    "cancel_script",
+    "list_files",
+    "file_signature",
+    "file_status",
+    "put_chunk",
+    "complete_file",
+];
+
 /// A command's name by its method and path, for round-trip figures.
 fn command_name(method: &Method, path: &str) -> &'static str {
     let path = path.split('?').next().unwrap_or(path);

@@ -4,6 +4,7 @@
 
 use crate::Result;
 use cuttle_engine::{Runner, RunnerConfig};
+use cuttle_model::TaskState;
 use cuttle_store::secrets::KEY_CHECK_SETTING;
 use cuttle_store::{MasterKey, Store};
 use std::path::PathBuf;
@@ -126,6 +127,17 @@ impl Instance {
             CUTTLE_VERSION,
             store.backend().name(),
         ));
+        let outcomes: Vec<&str> = TaskState::ALL
+            .iter()
+            .filter(|s| s.is_completed())
+            .map(|s| s.as_str())
+            .collect();
+        metrics.expect(
+            &crate::metrics::TASK_TYPES,
+            &outcomes,
+            &cuttle_protocol::client::COMMANDS,
+            &crate::metrics::ERROR_SOURCES,
+        );
         metrics.task_default_timeout_seconds.set(
             i64::try_from(config.default_script_timeout.as_secs()).unwrap_or(i64::MAX),
         );

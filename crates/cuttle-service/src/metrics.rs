@@ -4,7 +4,7 @@
 
 use crate::Instance;
 use cuttle_metrics::Snapshot;
-use cuttle_model::Timestamp;
+use cuttle_model::{HealthStatus, Timestamp};
 use std::path::Path;
 
 /// The metrics in the OpenMetrics text format, with the gauges read now:
@@ -22,17 +22,38 @@ pub async fn scrape(inst: &Instance) -> String {
     inst.metrics.encode()
 }
 
+/// Where database errors are counted: the task runner's queue work (claims,
+/// leases, completions), scrapes, and readiness checks.
+pub const ERROR_SOURCES: [&str; 3] = ["task_queue", "metrics", "readiness"];
+
+/// The task types every server runs; their gauges read 0 rather than vanish.
+pub const TASK_TYPES: [&str; 2] = ["Deploy", "Health"];
+
+/// Counts for `known` names, 0 for those missing, then any others.
+fn with_zeros(known: &[&str], counts: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = known.iter().map(|k| ((*k).to_owned(), 0)).collect();
+    for (name, n) in counts {
+        match all.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, total)) => *total += n,
+            None => all.push((name, n)),
+        }
+    }
+    all
+}
+
 async fn snapshot(inst: &Instance) -> crate::Result<Snapshot> {
     let tasks = inst.store.task_gauges().await?;
+    let statuses: Vec<String> = HealthStatus::ALL.iter().map(|s| format!("{s:?}")).collect();
+    let statuses: Vec<&str> = statuses.iter().map(String::as_str).collect();
     let now = Timestamp::now().millis();
     let age = |t: Option<Timestamp>| t.map_or(0, |t| (now - t.millis()).max(0) / 1000);
     let pool = inst.store.pool_use();
     Ok(Snapshot {
         oldest_queued_seconds: age(tasks.oldest_queue_time),
         oldest_running_seconds: age(tasks.oldest_start_time),
-        queued: tasks.queued,
-        running: tasks.running,
-        agents: inst.store.agents_by_health().await?,
+        queued: with_zeros(&TASK_TYPES, tasks.queued),
+        running: with_zeros(&TASK_TYPES, tasks.running),
+        agents: with_zeros(&statuses, inst.store.agents_by_health().await?),
         database_connections: i64::from(pool.size),
         database_idle_connections: i64::from(pool.idle),
         package_feed_bytes: inst.store.package_feed_bytes().await?,

@@ -24,7 +24,11 @@ pub async fn count(State(inst): State<AppState>, request: Request, next: Next) -
     };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    inst.metrics
-        .http_answered(&method, &route, response.status().as_u16(), started.elapsed());
+    inst.metrics.http_answered(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }

@@ -83,7 +83,9 @@ fn app(instance: AppState, closing: Closing) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panicked,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan));
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan),
+        );
     // Outside the catch-panic layer, so a panic counts as the 500 it answers.
     let routed = if counted {
         routed.layer(axum::middleware::from_fn_with_state(

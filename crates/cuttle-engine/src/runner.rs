@@ -463,11 +463,21 @@ impl Runner {
         }
         let store = &self.inner.store;
         let project = match &task.project_id {
-            Some(id) => store.get::<Project>(id).await.ok().flatten().map(|p| p.name),
+            Some(id) => store
+                .get::<Project>(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|p| p.name),
             None => None,
         };
         let environment = match &task.environment_id {
-            Some(id) => store.get::<Environment>(id).await.ok().flatten().map(|e| e.name),
+            Some(id) => store
+                .get::<Environment>(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|e| e.name),
             None => None,
         };
         metrics.deployment_finished(

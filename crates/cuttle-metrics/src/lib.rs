@@ -428,8 +428,7 @@ impl Metrics {
                 })
                 .set(*n);
         }
-        self.database_connections
-            .set(snapshot.database_connections);
+        self.database_connections.set(snapshot.database_connections);
         self.database_idle_connections
             .set(snapshot.database_idle_connections);
         self.package_feed_bytes.set(snapshot.package_feed_bytes);
@@ -472,7 +471,12 @@ mod tests {
         let m = Metrics::new("1.2.3", "SQLite");
         m.task_finished("Deploy", "Success", Duration::from_millis(1500));
         m.deployment_finished("Web \"shop\"", "Production", "Success");
-        m.http_answered("GET", "/api/{space}/projects", 200, Duration::from_millis(3));
+        m.http_answered(
+            "GET",
+            "/api/{space}/projects",
+            200,
+            Duration::from_millis(3),
+        );
         m.apply(&Snapshot {
             queued: vec![("Deploy".into(), 2)],
             agents: vec![("Healthy".into(), 3)],

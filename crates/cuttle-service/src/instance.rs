@@ -138,9 +138,9 @@ impl Instance {
             &cuttle_protocol::client::COMMANDS,
             &crate::metrics::ERROR_SOURCES,
         );
-        metrics.task_default_timeout_seconds.set(
-            i64::try_from(config.default_script_timeout.as_secs()).unwrap_or(i64::MAX),
-        );
+        metrics
+            .task_default_timeout_seconds
+            .set(i64::try_from(config.default_script_timeout.as_secs()).unwrap_or(i64::MAX));
         let master_key = open_master_key(&store, &config).await?;
         restrict_data_dir(&config.data_dir)?;
         crate::bootstrap::ensure_default_space(&store).await?;

@@ -52,12 +52,13 @@ impl Store {
             &now,
         )
         .await?;
-        gauges.oldest_start_time = self.earliest(
-            "SELECT MIN(start_time) FROM server_tasks \
+        gauges.oldest_start_time = self
+            .earliest(
+                "SELECT MIN(start_time) FROM server_tasks \
              WHERE state IN ('Executing', 'Cancelling') AND start_time <= $1",
-            &now,
-        )
-        .await?;
+                &now,
+            )
+            .await?;
         Ok(gauges)
     }
 

@@ -120,7 +120,11 @@ pub fn init_tracing_as(format: LogFormat) {
             .init(),
         // One object per line; the spans a line happened in (a task's, a
         // request's) come with their fields.
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

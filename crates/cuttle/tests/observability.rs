@@ -75,7 +75,8 @@ fn a_deployment_moves_the_task_deployment_and_http_counters() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (_, text) = get(&open, &[]);
-    let deployed = "cuttle_deployments_total{project=\"Shop Web\",environment=\"Dev\",outcome=\"Success\"}";
+    let deployed =
+        "cuttle_deployments_total{project=\"Shop Web\",environment=\"Dev\",outcome=\"Success\"}";
     assert_eq!(sample(&text, deployed), Some(1.0), "{text}");
     let finished = "cuttle_tasks_finished_total{task_type=\"Deploy\",outcome=\"Success\"}";
     assert_eq!(sample(&text, finished), Some(1.0), "{text}");
@@ -93,7 +94,10 @@ fn a_deployment_moves_the_task_deployment_and_http_counters() {
     assert!(!text.contains("Projects-999"), "{text}");
     assert!(!text.contains(&task), "a task id in a label: {text}");
     // Nothing is queued or running any more.
-    assert_eq!(sample(&text, "cuttle_oldest_running_task_seconds"), Some(0.0));
+    assert_eq!(
+        sample(&text, "cuttle_oldest_running_task_seconds"),
+        Some(0.0)
+    );
     let running = "cuttle_tasks_running{task_type=\"Deploy\"}";
     assert_eq!(sample(&text, running), Some(0.0), "{text}");
 }
@@ -154,7 +158,14 @@ fn readyz_answers_503_when_the_database_is_unreachable() {
     assert_eq!(status, StatusCode::OK);
 
     // The database refuses connections and drops the server's.
-    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let name = db
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
     let admin = std::env::var("CUTTLE_TEST_DATABASE_URL").unwrap();
     let psql = |sql: &str| {
         let out = Command::new("psql")
@@ -163,7 +174,9 @@ fn readyz_answers_503_when_the_database_is_unreachable() {
             .expect("run psql");
         assert!(out.status.success(), "{sql}: {out:?}");
     };
-    psql(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"));
+    psql(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
+    ));
     psql(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
     ));
@@ -180,7 +193,9 @@ fn readyz_answers_503_when_the_database_is_unreachable() {
     // Alive, though not ready; and ready again once the database is back.
     let (status, _) = get(&format!("{open}/healthz"), &[]);
     assert_eq!(status, StatusCode::OK);
-    psql(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"));
+    psql(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
+    ));
     let until = Instant::now() + Duration::from_secs(20);
     let mut status = StatusCode::SERVICE_UNAVAILABLE;
     while status != StatusCode::OK && Instant::now() < until {
@@ -204,7 +219,13 @@ fn json_logs_carry_request_and_task_ids() {
         cmd.env("CUTTLE_BUILTIN_WORKER_UNISOLATED", "true");
     }
     let mut child = cmd
-        .args(["server", "--listen", "127.0.0.1:0", "--polling-listen", "off"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--polling-listen",
+            "off",
+        ])
         .args(["--log-format", "json", "--data-dir"])
         .arg(dir.path().join("data"))
         .env("CUTTLE_ADMIN_API_KEY", KEY)
@@ -256,9 +277,7 @@ fn json_logs_carry_request_and_task_ids() {
             .is_some_and(|spans| spans.iter().any(|s| s[field] == value))
     };
     assert!(
-        events
-            .iter()
-            .any(|e| in_span(e, "request_id", &request_id)),
+        events.iter().any(|e| in_span(e, "request_id", &request_id)),
         "no line names request {request_id}:\n{text}"
     );
     let finished = events

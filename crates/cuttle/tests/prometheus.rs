@@ -261,8 +261,13 @@ fn prometheus_scrapes_a_deployment_with_the_shipped_rules_loaded() {
 
     // The shipped rules loaded and evaluate without error; none fires for
     // a healthy server.
-    let (_, _, text) = try_call("GET", &format!("{}/api/v1/rules", prometheus.url), &[], None)
-        .expect("prometheus answers");
+    let (_, _, text) = try_call(
+        "GET",
+        &format!("{}/api/v1/rules", prometheus.url),
+        &[],
+        None,
+    )
+    .expect("prometheus answers");
     let v: Value = serde_json::from_str(&text).unwrap();
     let rules: Vec<&Value> = v["data"]["groups"]
         .as_array()
@@ -273,11 +278,20 @@ fn prometheus_scrapes_a_deployment_with_the_shipped_rules_loaded() {
     assert_eq!(rules.len(), 10, "{text}");
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, _, text) =
-            try_call("GET", &format!("{}/api/v1/rules", prometheus.url), &[], None).unwrap();
+        let (_, _, text) = try_call(
+            "GET",
+            &format!("{}/api/v1/rules", prometheus.url),
+            &[],
+            None,
+        )
+        .unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         let rules: Vec<Value> = v["data"]["groups"][0]["rules"].as_array().unwrap().clone();
-        let evaluated = rules.iter().all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")));
+        let evaluated = rules.iter().all(|r| {
+            r["lastEvaluation"]
+                .as_str()
+                .is_some_and(|t| !t.starts_with("0001"))
+        });
         if evaluated {
             for r in &rules {
                 assert_eq!(r["health"], "ok", "{r}");
@@ -285,7 +299,10 @@ fn prometheus_scrapes_a_deployment_with_the_shipped_rules_loaded() {
             }
             break;
         }
-        assert!(Instant::now() < until, "the rules were not evaluated: {text}");
+        assert!(
+            Instant::now() < until,
+            "the rules were not evaluated: {text}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -52,8 +52,10 @@ fn health_endpoint() -> crate::route_table::Endpoint {
 fn readiness_endpoint() -> crate::route_table::Endpoint {
     get(
         readyz,
-        op("Answers 200 when the server should get traffic: its database answers, \
-            its migrations are applied and it is not shutting down; 503 with the reason otherwise")
+        op(
+            "Answers 200 when the server should get traffic: its database answers, \
+            its migrations are applied and it is not shutting down; 503 with the reason otherwise",
+        )
         .public()
         .media(TEXT),
     )

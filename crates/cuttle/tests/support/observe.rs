@@ -134,10 +134,7 @@ pub fn metrics_url(server: &TestServer) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!(
-        "no metrics address announced:\n{}",
-        server.recent_output()
-    );
+    panic!("no metrics address announced:\n{}", server.recent_output());
 }
 
 pub fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
@@ -150,4 +147,3 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
-

@@ -83,10 +83,12 @@ impl Store {
 
     /// Bytes of package files in the built-in feed, each version once.
     pub async fn package_feed_bytes(&self) -> Result<i64> {
-        let row: (Option<i64>,) = sqlx::query_as("SELECT SUM(size_bytes) FROM packages")
-            .fetch_one(self.reader())
-            .await?;
-        Ok(row.0.unwrap_or(0))
+        // PostgreSQL sums BIGINTs as NUMERIC, which the Any driver cannot read.
+        let row: (i64,) =
+            sqlx::query_as("SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM packages")
+                .fetch_one(self.reader())
+                .await?;
+        Ok(row.0)
     }
 
     /// The connections of the pool that writes (on SQLite; on PostgreSQL

@@ -298,7 +298,9 @@ async fn attempt(inst: &Instance, client: &reqwest::Client, d: Delivery) -> Resu
         return Ok(()); // kept until the subscription is enabled again
     }
     let timeout = super::webhook_timeout(&s);
-    let lease_until = now_ms() + millis(timeout) + 30_000;
+    // A little past the timeout: a sender that died mid-attempt leaves the
+    // delivery due again soon after.
+    let lease_until = now_ms() + millis(timeout) + 5_000;
     if !inst.store.claim_delivery(&d, lease_until).await? {
         return Ok(());
     }

@@ -572,10 +572,19 @@ async fn email_is_sent_through_a_real_smtp_server() {
                 assert!(text.contains("ops@example.com"), "{text}");
                 assert!(text.contains("[Cuttle]"), "{text}");
                 let id = created["Id"].as_str().unwrap();
-                let history = s
-                    .get(&format!("/api/Spaces-1/subscriptions/{id}/deliveries"))
-                    .await
-                    .body;
+                // The server records the attempt once the SMTP server has
+                // answered, a moment after it printed the message.
+                let mut history = Value::Null;
+                for _ in 0..500 {
+                    history = s
+                        .get(&format!("/api/Spaces-1/subscriptions/{id}/deliveries"))
+                        .await
+                        .body;
+                    if history["Items"][0]["State"] != "Pending" {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 assert_eq!(history["Items"][0]["Channel"], "Email", "{}: {history}", s.backend);
                 assert_eq!(history["Items"][0]["State"], "Delivered");
                 assert!(history["Items"][0]["AttemptHistory"][0]["Outcome"]
@@ -587,4 +596,64 @@ async fn email_is_sent_through_a_real_smtp_server() {
     )
     .await;
     drop(sink.child);
+}
+
+#[tokio::test]
+async fn deleting_a_space_takes_its_subscriptions_and_their_queues() {
+    on_both_configured("subs_space_delete", fast_retries, |s| async move {
+        let hook = Receiver::start(vec![]).await;
+        let space = s
+            .create(
+                "/api/spaces",
+                json!({"Name": "Short-lived", "SpaceManagersTeams": ["teams-administrators"]}),
+            )
+            .await;
+        let sid = space["Id"].as_str().unwrap().to_owned();
+        let sub = s
+            .create(
+                &format!("/api/{sid}/subscriptions"),
+                json!({"Name": "All", "EventNotificationSubscription": {"WebhookURI": hook.url}}),
+            )
+            .await;
+        s.create(&format!("/api/{sid}/environments"), json!({"Name": "Here"}))
+            .await;
+        hook.wait_for(1, s.backend).await;
+        // Another space cannot see it.
+        let r = s
+            .get(&format!(
+                "/api/Spaces-1/subscriptions/{}",
+                sub["Id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", s.backend);
+        let mut stopped = s.get(&format!("/api/spaces/{sid}")).await.body;
+        stopped["TaskQueueStopped"] = json!(true);
+        let r = s
+            .send(Method::PUT, &format!("/api/spaces/{sid}"), &stopped)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", s.backend, r.body);
+        let r = s
+            .call_with(
+                Method::DELETE,
+                &format!("/api/spaces/{sid}"),
+                None,
+                Some(&s.key),
+            )
+            .await;
+        assert!(
+            r.status.is_success(),
+            "{}: {} {}",
+            s.backend,
+            r.status,
+            r.body
+        );
+        let r = s
+            .get(&format!(
+                "/api/{sid}/subscriptions/{}/deliveries",
+                sub["Id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}: {}", s.backend, r.body);
+    })
+    .await;
 }

@@ -316,8 +316,11 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
+            // Only while the delivery exists: its subscription may have
+            // been deleted during the attempt.
             "INSERT INTO subscription_attempts (delivery_id, attempt, at, succeeded, outcome, duration_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM subscription_deliveries WHERE id = $1) \
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
         )
         .bind(delivery_id)
         .bind(i64::from(attempt.attempt))

@@ -38,13 +38,14 @@ struct Received {
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl Receiver {
     async fn start(script: Vec<Answer>) -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let (g, s) = (got.clone(), script);
+        let (g, s) = (got.clone(), script.clone());
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
             let (g, s) = (g.clone(), s.clone());
             async move {
@@ -71,7 +72,7 @@ impl Receiver {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { url, got }
+        Receiver { url, got, script }
     }
 
     fn received(&self) -> Vec<Received> {
@@ -580,7 +581,8 @@ async fn email_is_sent_through_a_real_smtp_server() {
                         .get(&format!("/api/Spaces-1/subscriptions/{id}/deliveries"))
                         .await
                         .body;
-                    if history["Items"][0]["State"] != "Pending" {
+                    let state = &history["Items"][0]["State"];
+                    if state == "Delivered" || state == "Abandoned" {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -655,5 +657,53 @@ async fn deleting_a_space_takes_its_subscriptions_and_their_queues() {
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}: {}", s.backend, r.body);
     })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_delivery_never_received_is_abandoned_after_the_retry_period_and_the_queue_moves_on(
+) {
+    on_both_configured(
+        "subs_abandon",
+        |c| {
+            fast_retries(c);
+            c.subscriptions.keep_trying_for = Duration::from_millis(600);
+        },
+        |s| async move {
+            let hook = Receiver::start(vec![Answer::Fail; 10_000]).await;
+            let sub = s
+                .create(
+                    "/api/Spaces-1/subscriptions",
+                    environment_subscription("Give up", &hook.url),
+                )
+                .await;
+            let id = sub["Id"].as_str().unwrap().to_owned();
+            let names = make_environments(&s, "Abandoned ", 1).await;
+            // Past the retry period the first is given up.
+            let mut first = Value::Null;
+            for _ in 0..1500 {
+                let history = s
+                    .get(&format!("/api/Spaces-1/subscriptions/{id}/deliveries"))
+                    .await
+                    .body;
+                first = history["Items"][0].clone();
+                if first["State"] == "Abandoned" || first["State"] == "Delivered" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(first["State"], "Abandoned", "{}: {first}", s.backend);
+            assert_eq!(first["LastError"], "HTTP 500");
+            assert!(first["Attempts"].as_u64().unwrap() >= 2, "{first}");
+            // The receiver recovers; the queue moves on to the next event.
+            hook.script.lock().unwrap().clear();
+            let failed = hook.received().len();
+            let later = make_environments(&s, "Received ", 1).await;
+            let got = hook.wait_for(failed + 1, s.backend).await;
+            let last = messages(&got).pop().unwrap();
+            assert!(last.contains(&later[0]), "{}: {last}", s.backend);
+            assert!(messages(&got[..1])[0].contains(&names[0]));
+        },
+    )
     .await;
 }

@@ -43,6 +43,8 @@ pub struct InstanceConfig {
     /// counted (`/metrics` still answers, with the gauges read at scrape
     /// time); off only to measure what counting costs.
     pub count_metrics: bool,
+    /// How subscriptions' deliveries are retried and where they may go.
+    pub subscriptions: crate::subscriptions::SubscriptionConfig,
 }
 
 impl InstanceConfig {
@@ -59,6 +61,7 @@ impl InstanceConfig {
             sign_in_throttle: Default::default(),
             builtin_worker: Default::default(),
             count_metrics: true,
+            subscriptions: Default::default(),
         }
     }
 
@@ -105,6 +108,8 @@ pub struct Instance {
     pub scrapes: tokio::sync::Mutex<()>,
     /// Set when the server begins shutting down, so `/readyz` turns traffic away.
     draining: std::sync::atomic::AtomicBool,
+    /// Wakes the subscriptions' dispatcher.
+    pub dispatcher: crate::subscriptions::Dispatcher,
 }
 
 impl Instance {
@@ -197,11 +202,13 @@ impl Instance {
             metrics,
             scrapes: Default::default(),
             draining: Default::default(),
+            dispatcher: Default::default(),
             config,
         });
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
         crate::health_schedule::follow(Arc::downgrade(&inst));
+        crate::subscriptions::dispatch::follow(Arc::downgrade(&inst), inst.dispatcher.clone());
         if let Some(keep_for) = inst.config.package_retention {
             crate::package_retention::follow(Arc::downgrade(&inst), keep_for);
         }

@@ -21,6 +21,7 @@
 //!   tests.
 //! - [`events`]: the audit log.
 //! - [`gauges`]: the counts and ages `/metrics` reads at each scrape.
+//! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
@@ -39,6 +40,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod spaces;
 pub mod statement;
+pub mod subscriptions;
 pub mod task_log;
 pub mod tasks;
 pub mod testing;

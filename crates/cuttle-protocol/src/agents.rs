@@ -29,6 +29,9 @@ pub struct Agents {
     dialled: Mutex<HashMap<(String, Thumbprint), AgentConnection>>,
     /// Told of every command's round trip on the connections handed out.
     round_trips: Option<RoundTrips>,
+    /// When each agent's certificate expires (Unix seconds), as presented
+    /// on its last connection; one entry per agent, so bounded by them.
+    expiries: Mutex<HashMap<Thumbprint, i64>>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -46,6 +49,23 @@ impl Agents {
             hub,
             dialled: Mutex::default(),
             round_trips: None,
+            expiries: Mutex::default(),
+        }
+    }
+
+    /// The earliest expiry (Unix seconds) of the certificates agents have
+    /// presented since this server started.
+    pub fn earliest_certificate_expiry(&self) -> Option<i64> {
+        let expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        expiries.values().min().copied()
+    }
+
+    fn note_expiry(&self, thumbprint: &Thumbprint, connection: &AgentConnection) {
+        if let Some(at) = connection.peer_expires_at() {
+            self.expiries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(thumbprint.clone(), at);
         }
     }
 
@@ -78,6 +98,7 @@ impl Agents {
                 }
                 let (connection, _) = dial(uri, thumbprint, &self.identity, timeout).await?;
                 let connection = connection.reporting_to(self.round_trips.clone());
+                self.note_expiry(thumbprint, &connection);
                 self.keep(key, connection.clone());
                 Ok(connection)
             }
@@ -85,7 +106,10 @@ impl Agents {
                 .hub
                 .wait_for(thumbprint, timeout)
                 .await
-                .map(|c| c.reporting_to(self.round_trips.clone()))
+                .map(|c| {
+                    self.note_expiry(thumbprint, &c);
+                    c.reporting_to(self.round_trips.clone())
+                })
                 .ok_or_else(|| ProtocolError::NotConnected {
                     thumbprint: thumbprint.clone(),
                     after: timeout,
@@ -104,6 +128,7 @@ impl Agents {
             AgentEndpoint::Listening { uri, thumbprint } => {
                 let (connection, hello) = dial(uri, thumbprint, &self.identity, timeout).await?;
                 let connection = connection.reporting_to(self.round_trips.clone());
+                self.note_expiry(thumbprint, &connection);
                 self.keep((uri.to_owned(), thumbprint.clone()), connection);
                 Ok(hello)
             }

@@ -192,9 +192,16 @@ async fn dial_within(
         .connect(trust::server_name(), tcp)
         .await
         .map_err(|e| refused(&e))?;
+    let presented = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|c| c.to_vec());
     let connection = AgentConnection::handshake(tls, address.to_owned())
         .await
-        .map_err(|e| refused(&e))?;
+        .map_err(|e| refused(&e))?
+        .with_peer_certificate(presented.as_deref());
     // The agent checks this server's certificate after the handshake is
     // done on this side, so its refusal arrives with the first answer.
     let hello = match connection.hello().await {
@@ -226,8 +233,6 @@ pub(crate) fn open_connection<K: Eq + std::hash::Hash>(
     }
 }
 
-/// One HTTP/2 connection to an agent; clones share it, and it closes when
-/// the last clone is dropped.
 /// Told of each command's round trip to an agent: the command's name (one
 /// of a few), how long it took, and whether it failed.
 pub type RoundTrips = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
@@ -269,6 +274,8 @@ fn command_name(method: &Method, path: &str) -> &'static str {
     }
 }
 
+/// One HTTP/2 connection to an agent; clones share it, and it closes when
+/// the last clone is dropped.
 #[derive(Clone)]
 pub struct AgentConnection {
     sender: SendRequest<Full<Bytes>>,
@@ -277,6 +284,8 @@ pub struct AgentConnection {
     answer_limit: Duration,
     /// Told of every command's round trip (the server's metrics).
     round_trips: Option<RoundTrips>,
+    /// When the agent's certificate expires (Unix seconds), if known.
+    peer_expires_at: Option<i64>,
     _driver: Arc<AbortOnDrop>,
 }
 
@@ -304,8 +313,19 @@ impl AgentConnection {
             address: address.into(),
             answer_limit: ANSWER_LIMIT,
             round_trips: None,
+            peer_expires_at: None,
             _driver: Arc::new(AbortOnDrop(driver)),
         })
+    }
+
+    /// When the certificate the agent presented expires (Unix seconds).
+    pub fn peer_expires_at(&self) -> Option<i64> {
+        self.peer_expires_at
+    }
+
+    pub(crate) fn with_peer_certificate(mut self, der: Option<&[u8]>) -> AgentConnection {
+        self.peer_expires_at = der.and_then(crate::identity::certificate_expiry);
+        self
     }
 
     /// This connection, telling `round_trips` of each command it sends.

@@ -23,6 +23,13 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest as _, Sha256};
 
+/// When a DER certificate stops being valid, in Unix seconds (`None` if its
+/// dates cannot be read).
+pub fn certificate_expiry(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The directory under a data directory that holds the identity.
 pub const CERTS_DIR: &str = "certs";
 /// The private key (PKCS#8 PEM), readable by its owner only.
@@ -317,8 +324,7 @@ impl Identity {
     /// its dates cannot be read). Peers pin the certificate and ignore its
     /// dates, but tools that inspect it do not.
     pub fn expires_at(&self) -> Option<i64> {
-        let (_, cert) = x509_parser::parse_x509_certificate(self.certificate_der()).ok()?;
-        Some(cert.validity().not_after.timestamp())
+        certificate_expiry(self.certificate_der())
     }
 
     pub fn thumbprint(&self) -> &Thumbprint {

@@ -125,13 +125,14 @@ impl PollingHub {
                 ),
                 None => format!("a polling agent's TLS handshake failed: {e}"),
             })?;
-        let thumbprint = tls
+        let presented = tls
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|certs| certs.first())
-            .map(|c| Thumbprint::of(c))
+            .map(|c| c.to_vec())
             .ok_or("a polling agent presented no certificate")?;
+        let thumbprint = Thumbprint::of(&presented);
         if !registered(thumbprint.clone()).await {
             // Dropping the stream closes it before any request is made.
             return Err(format!(
@@ -140,7 +141,8 @@ impl PollingHub {
         }
         let connection = AgentConnection::handshake(tls, peer.to_string())
             .await
-            .map_err(|e| format!("a polling agent's HTTP/2 handshake failed: {e}"))?;
+            .map_err(|e| format!("a polling agent's HTTP/2 handshake failed: {e}"))?
+            .with_peer_certificate(Some(&presented));
         let hello = connection.hello().await.map_err(|e| e.to_string())?;
         tracing::info!(%peer, name = %hello.name, %thumbprint, "a polling agent connected");
         self.connections

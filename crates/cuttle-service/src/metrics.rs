@@ -19,6 +19,9 @@ pub async fn scrape(inst: &Instance) -> String {
             tracing::warn!(error = %e, "/metrics could not read the database");
         }
     }
+    if let Some(at) = inst.agents.earliest_certificate_expiry() {
+        inst.metrics.certificate_expires("agents", at);
+    }
     inst.metrics.encode()
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::observe::{deploy, get, metrics_url, sample, try_call, wait_state, wait_task};
+use support::observe::{api, deploy, get, metrics_url, sample, try_call, wait_state, wait_task};
 use support::{scratch_postgres, TestServer, BIN, KEY};
 
 #[test]
@@ -285,4 +285,67 @@ fn json_logs_carry_request_and_task_ids() {
         .find(|e| in_span(e, "task_id", &task))
         .unwrap_or_else(|| panic!("no line names task {task}:\n{text}"));
     assert!(finished["level"].is_string() && finished["timestamp"].is_string());
+}
+
+#[test]
+fn an_agent_is_counted_by_health_with_its_certificate_and_round_trips() {
+    use support::agents::{health, machine_named, register, Agent, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None, &["--metrics-listen", "127.0.0.1:0"]);
+    let open = format!("{}/metrics", metrics_url(&server));
+    let (_, before) = get(&open, &[]);
+    assert_eq!(
+        sample(&before, "cuttle_agents{status=\"Healthy\"}"),
+        Some(0.0)
+    );
+    assert!(!before.contains("owner=\"agents\""), "{before}");
+
+    api(
+        &server.url,
+        "POST",
+        "/api/environments",
+        Some(serde_json::json!({"Name": "Dev"})),
+    );
+    let agent_dir = tempfile::tempdir().unwrap();
+    let out = register(&server, agent_dir.path(), "web01", Mode::Polling(&["web"]));
+    assert!(out.status.success(), "{out:?}");
+    let _agent = Agent::start(agent_dir.path());
+    let machine = machine_named(&server, "web01");
+    let task = health(&server, &[machine["Id"].as_str().unwrap()]);
+    assert_eq!(task["State"], "Success", "{task}");
+
+    let (_, text) = get(&open, &[]);
+    assert_eq!(
+        sample(&text, "cuttle_agents{status=\"Healthy\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "cuttle_agents{status=\"Unknown\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    let expiry = sample(
+        &text,
+        "cuttle_certificate_expiry_timestamp_seconds{owner=\"agents\"}",
+    )
+    .expect("the agent's certificate expiry");
+    assert!(expiry > now, "{text}");
+    let hellos = sample(
+        &text,
+        "cuttle_agent_command_duration_seconds_count{command=\"hello\"}",
+    );
+    assert!(hellos.is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "cuttle_agent_command_errors_total{command=\"hello\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
 }

@@ -12,7 +12,7 @@
 //! codes, health statuses, and project and environment *names* (a few per
 //! installation, unlike ids of deployments or tasks, which never appear).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -25,59 +25,86 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskType {
-    pub task_type: String,
+    pub task_type: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskOutcome {
-    pub task_type: String,
-    pub outcome: String,
+    pub task_type: Text,
+    pub outcome: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeploymentOutcome {
-    pub project: String,
-    pub environment: String,
-    pub outcome: String,
+    pub project: Text,
+    pub environment: Text,
+    pub outcome: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpRequest {
-    pub method: String,
-    pub route: String,
-    pub status: String,
+    pub method: Text,
+    pub route: Text,
+    pub status: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpRoute {
-    pub method: String,
-    pub route: String,
+    pub method: Text,
+    pub route: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HealthStatus {
-    pub status: String,
+    pub status: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgentCommand {
-    pub command: String,
+    pub command: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Source {
-    pub source: String,
+    pub source: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Certificate {
-    pub owner: String,
+    pub owner: Text,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildInfo {
-    pub version: String,
-    pub database: String,
+    pub version: Text,
+    pub database: Text,
+}
+
+/// A label value, escaped as the text format requires: prometheus-client
+/// writes values as given, and one `"` (in a project's name, say) would
+/// make every scrape fail.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl Text {
+    pub fn of(value: &str) -> Text {
+        Text(value.to_owned())
+    }
+}
+
+impl EncodeLabelValue for Text {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -266,8 +293,8 @@ impl Metrics {
         );
         m.build_info
             .get_or_create(&BuildInfo {
-                version: version.to_owned(),
-                database: database.to_owned(),
+                version: Text::of(version),
+                database: Text::of(database),
             })
             .set(1);
         Metrics { registry, ..m }
@@ -294,26 +321,26 @@ impl Metrics {
         for task_type in task_types {
             for outcome in outcomes {
                 let labels = TaskOutcome {
-                    task_type: (*task_type).to_owned(),
-                    outcome: (*outcome).to_owned(),
+                    task_type: Text::of(task_type),
+                    outcome: Text::of(outcome),
                 };
                 drop(self.tasks_finished.get_or_create(&labels));
             }
             let labels = TaskType {
-                task_type: (*task_type).to_owned(),
+                task_type: Text::of(task_type),
             };
             drop(self.task_queue_wait.get_or_create(&labels));
         }
         for command in agent_commands {
             let labels = AgentCommand {
-                command: (*command).to_owned(),
+                command: Text::of(command),
             };
             drop(self.agent_command_duration.get_or_create(&labels));
             drop(self.agent_command_errors.get_or_create(&labels));
         }
         for source in error_sources {
             drop(self.database_errors.get_or_create(&Source {
-                source: (*source).to_owned(),
+                source: Text::of(source),
             }));
         }
     }
@@ -322,7 +349,7 @@ impl Metrics {
     pub fn task_started(&self, task_type: &str, waited: Duration) {
         self.task_queue_wait
             .get_or_create(&TaskType {
-                task_type: task_type.to_owned(),
+                task_type: Text::of(task_type),
             })
             .observe(waited.as_secs_f64());
     }
@@ -330,8 +357,8 @@ impl Metrics {
     /// A task has ended with `outcome` (its final state) after `ran`.
     pub fn task_finished(&self, task_type: &str, outcome: &str, ran: Duration) {
         let labels = TaskOutcome {
-            task_type: task_type.to_owned(),
-            outcome: outcome.to_owned(),
+            task_type: Text::of(task_type),
+            outcome: Text::of(outcome),
         };
         self.tasks_finished.get_or_create(&labels).inc();
         self.task_duration
@@ -343,9 +370,9 @@ impl Metrics {
     pub fn deployment_finished(&self, project: &str, environment: &str, outcome: &str) {
         self.deployments
             .get_or_create(&DeploymentOutcome {
-                project: project.to_owned(),
-                environment: environment.to_owned(),
-                outcome: outcome.to_owned(),
+                project: Text::of(project),
+                environment: Text::of(environment),
+                outcome: Text::of(outcome),
             })
             .inc();
     }
@@ -355,15 +382,15 @@ impl Metrics {
     pub fn http_answered(&self, method: &str, route: &str, status: u16, took: Duration) {
         self.http_requests
             .get_or_create(&HttpRequest {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status: status.to_string(),
+                method: Text::of(method),
+                route: Text::of(route),
+                status: Text(status.to_string()),
             })
             .inc();
         self.http_request_duration
             .get_or_create(&HttpRoute {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method: Text::of(method),
+                route: Text::of(route),
             })
             .observe(took.as_secs_f64());
     }
@@ -371,7 +398,7 @@ impl Metrics {
     /// A command to an agent was answered (or failed) after `took`.
     pub fn agent_command(&self, command: &str, took: Duration, failed: bool) {
         let labels = AgentCommand {
-            command: command.to_owned(),
+            command: Text::of(command),
         };
         self.agent_command_duration
             .get_or_create(&labels)
@@ -385,7 +412,7 @@ impl Metrics {
     pub fn database_error(&self, source: &str) {
         self.database_errors
             .get_or_create(&Source {
-                source: source.to_owned(),
+                source: Text::of(source),
             })
             .inc();
     }
@@ -394,7 +421,7 @@ impl Metrics {
     pub fn certificate_expires(&self, owner: &str, unix_seconds: i64) {
         self.certificate_expiry
             .get_or_create(&Certificate {
-                owner: owner.to_owned(),
+                owner: Text::of(owner),
             })
             .set(unix_seconds);
     }
@@ -409,7 +436,7 @@ impl Metrics {
             for (task_type, n) in counts {
                 family
                     .get_or_create(&TaskType {
-                        task_type: task_type.clone(),
+                        task_type: Text::of(task_type),
                     })
                     .set(*n);
             }
@@ -424,7 +451,7 @@ impl Metrics {
         for (status, n) in &snapshot.agents {
             self.agents
                 .get_or_create(&HealthStatus {
-                    status: status.clone(),
+                    status: Text::of(status),
                 })
                 .set(*n);
         }
@@ -470,7 +497,7 @@ mod tests {
     fn names_follow_the_conventions_and_values_are_encoded() {
         let m = Metrics::new("1.2.3", "SQLite");
         m.task_finished("Deploy", "Success", Duration::from_millis(1500));
-        m.deployment_finished("Web \"shop\"", "Production", "Success");
+        m.deployment_finished("Web \"shop\" \\ new\nline", "Production", "Success");
         m.http_answered(
             "GET",
             "/api/{space}/projects",
@@ -487,7 +514,7 @@ mod tests {
             "cuttle_build_info{version=\"1.2.3\",database=\"SQLite\"} 1",
             "cuttle_tasks_finished_total{task_type=\"Deploy\",outcome=\"Success\"} 1",
             "cuttle_task_duration_seconds_count{task_type=\"Deploy\",outcome=\"Success\"} 1",
-            "cuttle_deployments_total{project=\"Web \\\"shop\\\"\",environment=\"Production\",outcome=\"Success\"} 1",
+            "cuttle_deployments_total{project=\"Web \\\"shop\\\" \\\\ new\\nline\",environment=\"Production\",outcome=\"Success\"} 1",
             "cuttle_http_requests_total{method=\"GET\",route=\"/api/{space}/projects\",status=\"200\"} 1",
             "cuttle_tasks_queued{task_type=\"Deploy\"} 2",
             "cuttle_agents{status=\"Healthy\"} 3",

@@ -246,11 +246,12 @@ fn prometheus_scrapes_a_deployment_with_the_shipped_rules_loaded() {
         0.0,
     );
 
-    let task = deploy(&server.url, "Scraped", "echo scraped");
+    // A quote in a label value must be escaped, or every scrape fails.
+    let task = deploy(&server.url, "Scraped \"quoted\"", "echo scraped");
     wait_task(&server.url, &task);
     wait_for(
         &prometheus,
-        "sum(cuttle_deployments_total{project=\"Scraped\",environment=\"Dev\",outcome=\"Success\"})",
+        "sum(cuttle_deployments_total{project=\"Scraped \\\"quoted\\\"\",environment=\"Dev\",outcome=\"Success\"})",
         1.0,
     );
     wait_for(

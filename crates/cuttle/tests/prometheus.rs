@@ -261,7 +261,7 @@ fn prometheus_scrapes_a_deployment_with_the_shipped_rules_loaded() {
     );
 
     // The shipped rules loaded and evaluate without error; none fires for
-    // a healthy server.
+    // a healthy server (but the disk one may, on a host whose disk is full).
     let (_, _, text) = try_call(
         "GET",
         &format!("{}/api/v1/rules", prometheus.url),
@@ -296,7 +296,10 @@ fn prometheus_scrapes_a_deployment_with_the_shipped_rules_loaded() {
         if evaluated {
             for r in &rules {
                 assert_eq!(r["health"], "ok", "{r}");
-                assert_eq!(r["state"], "inactive", "{r}");
+                // The disk rule reads the host's real disk, which may be full.
+                if r["name"] != "CuttleDiskNearlyFull" {
+                    assert_eq!(r["state"], "inactive", "{r}");
+                }
             }
             break;
         }

@@ -2,13 +2,14 @@
 //! optional lifecycle of its own and version rules its releases must meet.
 //! A project always has exactly one default channel.
 
+use crate::actor::Actor;
 use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
 use cuttle_model::project::ChannelRule;
 use cuttle_model::release::SelectedPackage;
 use cuttle_model::version_rule::VersionRule;
-use cuttle_model::{slugify, Channel, Lifecycle, Project, Release, User};
+use cuttle_model::{slugify, Channel, Lifecycle, Project, Release};
 use cuttle_store::{DocumentQuery, Store};
 
 fn describe(rule: &ChannelRule) -> String {
@@ -74,7 +75,7 @@ async fn other_defaults(store: &Store, project_id: &str, except: &str) -> Result
 
 pub async fn create_channel(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut channel: Channel,
 ) -> Result<Channel> {
@@ -109,7 +110,7 @@ pub async fn create_channel(
 
 pub async fn update_channel(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut channel: Channel,
@@ -154,7 +155,7 @@ pub async fn update_channel(
 
 /// Deletes a channel that is not the default and has no releases (they
 /// would be left without one).
-pub async fn delete_channel(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_channel(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let channel: Channel = get_in_space(store, space_id, id).await?;
     if channel.is_default {
         return Err(ServiceError::bad_request(format!(

@@ -2,10 +2,11 @@
 //! machine policies): making one the default unsets the old one in the same
 //! transaction, and the default can neither be unset nor deleted directly.
 
+use crate::actor::Actor;
 use crate::resources::audit;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{MachinePolicy, User, WorkerPool};
+use cuttle_model::{MachinePolicy, WorkerPool};
 use cuttle_store::{Document, DocumentQuery, Store, StoreError, Tx};
 
 pub(crate) trait OneDefault: Document + Clone {
@@ -67,7 +68,7 @@ async fn clear_other_defaults<D: OneDefault>(
 
 pub(crate) async fn insert<D: OneDefault>(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     collection: Collection,
     mut doc: D,
 ) -> Result<D> {
@@ -93,7 +94,7 @@ pub(crate) async fn insert<D: OneDefault>(
 
 pub(crate) async fn update<D: OneDefault>(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     existing: &D,
     doc: D,
 ) -> Result<D> {
@@ -137,7 +138,7 @@ pub(crate) fn ensure_not_default<D: OneDefault>(doc: &D) -> Result<()> {
 
 /// Deletes a document that is not the default; the caller has checked that
 /// nothing uses it.
-pub(crate) async fn delete<D: OneDefault>(store: &Store, caller: &User, doc: &D) -> Result<()> {
+pub(crate) async fn delete<D: OneDefault>(store: &Store, caller: &Actor, doc: &D) -> Result<()> {
     ensure_not_default(doc)?;
     crate::resources::delete_existing(store, caller, doc).await
 }

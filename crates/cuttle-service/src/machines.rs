@@ -2,12 +2,13 @@
 //! them, and listing them by the filters Octopus clients send. What machines
 //! and workers share (name, endpoint, machine policy) is checked here too.
 
+use crate::actor::Actor;
 use crate::paging::split_list;
 use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine::HealthStatus;
-use cuttle_model::{Endpoint, Environment, Machine, MachinePolicy, User};
+use cuttle_model::{Endpoint, Environment, Machine, MachinePolicy};
 use cuttle_store::{Document, DocumentQuery, Store};
 use serde::Deserialize;
 
@@ -173,7 +174,7 @@ async fn validate(store: &Store, space_id: &str, m: &mut Machine) -> Result<()> 
 
 pub async fn create_machine(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut m: Machine,
 ) -> Result<Machine> {
@@ -198,7 +199,7 @@ pub async fn create_machine(
 
 pub async fn update_machine(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut m: Machine,
@@ -223,7 +224,7 @@ pub async fn update_machine(
     Ok(m)
 }
 
-pub async fn delete_machine(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_machine(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let m: Machine = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<Machine>(&m.id).await?;

@@ -1,12 +1,13 @@
 //! Projects, their channels and their deployment processes.
 
+use crate::actor::Actor;
 use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
 use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::project::DEFAULT_CHANNEL_NAME;
 use cuttle_model::{
-    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User, VariableSet,
+    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, VariableSet,
 };
 use cuttle_store::{DocumentQuery, Store};
 use std::collections::HashSet;
@@ -48,7 +49,7 @@ async fn validate_project(store: &Store, space_id: &str, p: &Project) -> Result<
 /// default channel.
 pub async fn create_project(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut project: Project,
 ) -> Result<Project> {
@@ -104,7 +105,7 @@ pub async fn create_project(
 
 pub async fn update_project(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut project: Project,
@@ -135,7 +136,7 @@ pub async fn update_project(
 
 /// Deletes a project with everything it owns (process, channels, releases,
 /// deployments). Its finished tasks stay, as history.
-pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_project(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let project: Project = get_in_space(store, space_id, id).await?;
     // In the space, so the lists seek the (collection, space, parent) index.
     let owned = DocumentQuery {
@@ -391,7 +392,7 @@ pub async fn process_of_project(
 /// the stored one gets a conflict instead of silently undoing someone's edit.
 pub async fn update_process(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     process_id: &str,
     update: ProcessUpdate,

@@ -1,8 +1,9 @@
 //! Reading and cancelling server tasks.
 
+use crate::actor::Actor;
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::task::{build_activity_tree, omitted_lines_note, ActivityElement};
-use cuttle_model::{ServerTask, Timestamp, User};
+use cuttle_model::{ServerTask, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
 use std::collections::HashMap;
 
@@ -106,7 +107,7 @@ fn note_omissions(
 
 pub async fn cancel(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space: Option<&str>,
     id: &str,
 ) -> Result<ServerTask> {
@@ -128,7 +129,7 @@ pub async fn cancel(
 /// none are), each checked to exist in the space first.
 pub async fn queue_health(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     machine_ids: Vec<String>,
     worker_ids: Vec<String>,

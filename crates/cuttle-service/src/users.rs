@@ -2,6 +2,7 @@
 //! signs in with a password (hashed with argon2, never stored in the user
 //! document); a service account has none and works through API keys.
 
+use crate::actor::Actor;
 use crate::passwords::Passwords;
 use crate::resources::audit;
 use crate::{Result, ServiceError};
@@ -36,7 +37,7 @@ pub async fn list(store: &Store) -> Result<Vec<User>> {
 pub async fn create(
     store: &Store,
     passwords: &Passwords,
-    caller: &User,
+    caller: &Actor,
     new: &NewUser,
 ) -> Result<User> {
     let username = new.username.trim();

@@ -1,6 +1,7 @@
 //! Workers (`Workers-N`) and the worker pools they belong to. Every space has
 //! a default pool, which workers registered without a pool join.
 
+use crate::actor::Actor;
 use crate::default_choice;
 use crate::machines::{check_agent, check_ids, MachineFilters};
 use crate::paging::split_list;
@@ -8,7 +9,7 @@ use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine::STATIC_WORKER_POOL;
-use cuttle_model::{slugify, User, Worker, WorkerPool};
+use cuttle_model::{slugify, Worker, WorkerPool};
 use cuttle_store::{DocumentQuery, Store};
 
 // ---- workers ----
@@ -73,7 +74,7 @@ async fn validate_worker(store: &Store, space_id: &str, w: &mut Worker) -> Resul
 
 pub async fn create_worker(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut w: Worker,
 ) -> Result<Worker> {
@@ -98,7 +99,7 @@ pub async fn create_worker(
 
 pub async fn update_worker(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut w: Worker,
@@ -123,7 +124,7 @@ pub async fn update_worker(
     Ok(w)
 }
 
-pub async fn delete_worker(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_worker(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let w: Worker = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<Worker>(&w.id).await?;
@@ -166,7 +167,7 @@ fn validate_pool(p: &mut WorkerPool) -> Result<()> {
 
 pub async fn create_worker_pool(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut p: WorkerPool,
 ) -> Result<WorkerPool> {
@@ -182,7 +183,7 @@ pub async fn create_worker_pool(
 
 pub async fn update_worker_pool(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut p: WorkerPool,
@@ -209,7 +210,7 @@ pub async fn pool_workers(store: &Store, space_id: &str, pool_id: &str) -> Resul
 /// Refuses to delete the default pool or one that still has workers.
 pub async fn delete_worker_pool(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {

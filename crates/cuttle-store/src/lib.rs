@@ -46,7 +46,7 @@ pub mod users;
 pub use deployments::DeploymentQuery;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
-pub use events::AuditEvent;
+pub use events::{AuditEvent, EventQuery, StoredEvent};
 pub use secrets::{MasterKey, SecretError};
 pub use tasks::{NewTask, TaskQuery};
 pub use transaction::Tx;
@@ -205,6 +205,7 @@ impl Store {
             }
         };
         store.backfill_deployment_index().await?;
+        store.backfill_event_documents().await?;
         if backend == Backend::Postgres {
             // A database restored from a dump, or on a server whose
             // autovacuum is off, has no statistics, and PostgreSQL then

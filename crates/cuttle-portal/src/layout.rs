@@ -31,7 +31,7 @@ fn head(title: &str) -> Markup {
 
 /// A page for a signed-in person: the top bar with navigation and sign-out.
 pub fn page(viewer: &Viewer, title: &str, nav: Nav, body: Markup) -> Markup {
-    let user = &viewer.session.user;
+    let user = &viewer.actor;
     let name = if user.display_name.is_empty() {
         &user.username
     } else {

@@ -327,7 +327,7 @@ async fn submit(
         let saved = svc::update_variable_set(
             &inst.store,
             &inst.master_key,
-            &viewer.session.user,
+            &viewer.actor,
             DEFAULT_SPACE_ID,
             owner.set_id(),
             incoming,
@@ -541,7 +541,7 @@ async fn library_create(
         };
         match svc::create_library_variable_set(
             &inst.store,
-            &viewer.session.user,
+            &viewer.actor,
             DEFAULT_SPACE_ID,
             set,
         )
@@ -630,7 +630,7 @@ async fn library_settings(
             ..current.clone()
         };
         let owner = Owner::Library(current);
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         match svc::update_library_variable_set(&inst.store, user, DEFAULT_SPACE_ID, &id, changed)
             .await
         {
@@ -666,7 +666,7 @@ async fn library_delete(
 ) -> Response {
     let done = async {
         viewer.check_csrf(form.csrf.as_deref())?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         svc::delete_library_variable_set(&inst.store, user, DEFAULT_SPACE_ID, &id).await?;
         Ok(Redirect::to("/library/variable-sets").into_response())
     };

@@ -15,6 +15,32 @@ pub struct Origin {
     pub established_with: Option<String>,
 }
 
+/// The most of a user agent kept: a client may send any length.
+const USER_AGENT_MAX: usize = 400;
+
+impl Origin {
+    /// A request's origin from what the HTTP layer read: the peer address
+    /// and the `User-Agent` header (cut short, without control characters).
+    pub fn of_request(
+        peer: Option<std::net::IpAddr>,
+        user_agent: Option<&str>,
+        established_with: Option<&str>,
+    ) -> Self {
+        Origin {
+            ip_address: peer.map(|ip| ip.to_canonical().to_string()),
+            user_agent: user_agent
+                .map(|ua| {
+                    ua.chars()
+                        .filter(|c| !c.is_control())
+                        .take(USER_AGENT_MAX)
+                        .collect::<String>()
+                })
+                .filter(|ua| !ua.is_empty()),
+            established_with: established_with.map(str::to_owned),
+        }
+    }
+}
+
 /// The caller of a command. Reads as its [`User`].
 #[derive(Clone, Debug)]
 pub struct Actor {

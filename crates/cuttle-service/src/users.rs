@@ -225,11 +225,11 @@ mod tests {
         let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db")))
             .await
             .unwrap();
-        let caller = User {
+        let caller = Actor::from(User {
             id: "Users-0".into(),
             username: "admin".into(),
             ..Default::default()
-        };
+        });
         let passwords = Passwords::new(1);
         let alice = create(
             &store,

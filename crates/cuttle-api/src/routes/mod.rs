@@ -248,7 +248,7 @@ async fn capabilities() -> Json<Value> {
 }
 
 async fn me(Caller(user): Caller) -> Json<Value> {
-    Json(resource(&user))
+    Json(resource(&user.user))
 }
 
 async fn users(

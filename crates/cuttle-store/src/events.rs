@@ -8,7 +8,7 @@ use crate::{Result, Store, Tx};
 use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::Timestamp;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditEvent {
@@ -63,7 +63,15 @@ pub fn document_type(id: &str) -> &str {
 
 impl Tx {
     pub async fn record_event(&mut self, e: AuditEvent) -> Result<()> {
-        let id = self.next_id(Collection::Events).await?;
+        record_event_on(&mut self.inner, e).await
+    }
+}
+
+/// Writes an event on a connection inside a transaction (a [`Tx`]'s, or a
+/// group commit's, see [`crate::tasks`]).
+pub(crate) async fn record_event_on(conn: &mut AnyConnection, e: AuditEvent) -> Result<()> {
+    {
+        let id = crate::next_id_on(conn, Collection::Events).await?;
         let seq = sequence_of(&id);
         let mut related = e.related_document_ids.clone();
         related.retain(|d| !d.trim().is_empty());
@@ -87,14 +95,14 @@ impl Tx {
         .bind(e.ip_address)
         .bind(e.details)
         .bind(e.change_details)
-        .execute(&mut *self.inner)
+        .execute(&mut *conn)
         .await?;
-        index_documents(self, seq, &related).await
+        index_documents(conn, seq, &related).await
     }
 }
 
 /// One `event_documents` row per distinct document of an event.
-async fn index_documents(tx: &mut Tx, seq: i64, related: &[String]) -> Result<()> {
+async fn index_documents(conn: &mut AnyConnection, seq: i64, related: &[String]) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for doc in related {
         if !seen.insert(doc.as_str()) {
@@ -106,7 +114,7 @@ async fn index_documents(tx: &mut Tx, seq: i64, related: &[String]) -> Result<()
         .bind(doc)
         .bind(seq)
         .bind(document_type(doc))
-        .execute(&mut *tx.inner)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
@@ -291,7 +299,7 @@ impl Store {
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
-                index_documents(&mut tx, *seq, &ids).await?;
+                index_documents(&mut tx.inner, *seq, &ids).await?;
             }
             tx.commit().await?;
         }

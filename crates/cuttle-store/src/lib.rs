@@ -301,16 +301,24 @@ impl Store {
 impl Tx {
     /// Hands out the next number of a collection's ids.
     pub async fn next_id(&mut self, collection: cuttle_model::ids::Collection) -> Result<String> {
-        let (n,): (i64,) = sqlx::query_as(
-            "INSERT INTO id_sequences (collection, next_value) VALUES ($1, 1) \
-             ON CONFLICT (collection) DO UPDATE SET next_value = id_sequences.next_value + 1 \
-             RETURNING next_value",
-        )
-        .bind(collection.prefix())
-        .fetch_one(&mut *self.inner)
-        .await?;
-        Ok(collection.id(n))
+        next_id_on(&mut self.inner, collection).await
     }
+}
+
+/// [`Tx::next_id`] on a connection already inside a transaction.
+pub(crate) async fn next_id_on(
+    conn: &mut sqlx::AnyConnection,
+    collection: cuttle_model::ids::Collection,
+) -> Result<String> {
+    let (n,): (i64,) = sqlx::query_as(
+        "INSERT INTO id_sequences (collection, next_value) VALUES ($1, 1) \
+         ON CONFLICT (collection) DO UPDATE SET next_value = id_sequences.next_value + 1 \
+         RETURNING next_value",
+    )
+    .bind(collection.prefix())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(collection.id(n))
 }
 
 /// Hides a password in a database URL before it is shown anywhere.

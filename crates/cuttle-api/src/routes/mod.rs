@@ -3,6 +3,7 @@
 //! the same path without the space segment.
 
 mod build_info;
+mod events;
 mod infrastructure;
 mod interruptions;
 mod machines;
@@ -179,6 +180,7 @@ pub fn all() -> Routes {
     r = machines::routes(r);
     r = packages::routes(r);
     r = build_info::routes(r);
+    r = events::routes(r);
     tasks::routes(r)
 }
 

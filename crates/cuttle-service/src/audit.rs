@@ -90,23 +90,30 @@ pub fn event(actor: &Actor, entry: Entry) -> AuditEvent {
 }
 
 /// Octopus's `ChangeDetails`: the document as it is now (as it was, for a
-/// deletion) and the differences, each `{Path, Before, After}` with a JSON
-/// pointer; sensitive values replaced by [`HIDDEN`] in both.
-pub fn change_details(mut before: Option<Value>, mut after: Option<Value>) -> Value {
-    for doc in [&mut before, &mut after].into_iter().flatten() {
-        hide_sensitive(doc);
-    }
+/// deletion) and the differences, each `{Path, Before, After}` (a path of
+/// field names, and of `Id`s inside lists of items that have them). A
+/// sensitive value is [`HIDDEN`] everywhere; that it changed still shows.
+pub fn change_details(before: Option<Value>, after: Option<Value>) -> Value {
     let mut differences = Vec::new();
     diff(
         "",
         before.as_ref().unwrap_or(&Value::Null),
         after.as_ref().unwrap_or(&Value::Null),
+        false,
         &mut differences,
     );
+    let mut context = after.or(before).unwrap_or(Value::Null);
+    hide_sensitive(&mut context);
     json!({
-        "DocumentContext": after.as_ref().or(before.as_ref()).cloned().unwrap_or(Value::Null),
+        "DocumentContext": context,
         "Differences": differences,
     })
+}
+
+/// A sensitive variable: its `Value` is a secret.
+fn is_sensitive_variable(v: &Value) -> bool {
+    v.get("IsSensitive") == Some(&Value::Bool(true))
+        || v.get("Type").and_then(Value::as_str) == Some(cuttle_model::variables::SENSITIVE_TYPE)
 }
 
 /// Field names whose values are secrets wherever they appear.
@@ -139,9 +146,7 @@ fn secret_field(name: &str) -> bool {
 pub fn hide_sensitive(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            let sensitive_variable = map.get("IsSensitive") == Some(&Value::Bool(true))
-                || map.get("Type").and_then(Value::as_str)
-                    == Some(cuttle_model::variables::SENSITIVE_TYPE);
+            let sensitive_variable = is_sensitive_variable(&Value::Object(map.clone()));
             for (k, v) in map.iter_mut() {
                 if (sensitive_variable && k == "Value") || (secret_field(k) && !v.is_null()) {
                     *v = Value::String(HIDDEN.into());
@@ -155,26 +160,44 @@ pub fn hide_sensitive(value: &mut Value) {
     }
 }
 
+/// A value as a difference may show it: hidden when `secret`, and with
+/// every secret inside it hidden.
+fn shown(v: &Value, secret: bool) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        _ if secret => Value::String(HIDDEN.into()),
+        _ => {
+            let mut v = v.clone();
+            hide_sensitive(&mut v);
+            v
+        }
+    }
+}
+
 /// Leaves that differ between `a` and `b`. Arrays of objects with `Id`s
-/// are matched by id (a variable moved in the list is not a change).
-fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Value>) {
+/// are matched by id (a variable moved in the list is not a change). Under
+/// `secret`, values are compared but never shown.
+fn diff(path: &str, a: &Value, b: &Value, secret: bool, out: &mut Vec<Value>) {
     if a == b {
         return;
     }
     match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
+        (Value::Object(x), Value::Object(y)) if !secret => {
+            let sensitive = is_sensitive_variable(a) || is_sensitive_variable(b);
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
                 let child = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
+                let hidden = (sensitive && k == "Value") || secret_field(k);
                 diff(
                     &child,
                     x.get(k).unwrap_or(&Value::Null),
                     y.get(k).unwrap_or(&Value::Null),
+                    hidden,
                     out,
                 );
             }
         }
-        (Value::Array(x), Value::Array(y)) if by_id(x).is_some() && by_id(y).is_some() => {
+        (Value::Array(x), Value::Array(y)) if !secret && by_id(x).is_some() && by_id(y).is_some() => {
             let (xs, ys) = (by_id(x).unwrap_or_default(), by_id(y).unwrap_or_default());
             let ids: std::collections::BTreeSet<&String> =
                 xs.keys().chain(ys.keys()).copied().collect();
@@ -183,6 +206,7 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Value>) {
                     &format!("{path}/{id}"),
                     xs.get(id).copied().unwrap_or(&Value::Null),
                     ys.get(id).copied().unwrap_or(&Value::Null),
+                    false,
                     out,
                 );
             }
@@ -190,8 +214,8 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<Value>) {
         _ => {
             let mut d = Map::new();
             d.insert("Path".into(), Value::String(path.to_owned()));
-            d.insert("Before".into(), a.clone());
-            d.insert("After".into(), b.clone());
+            d.insert("Before".into(), shown(a, secret));
+            d.insert("After".into(), shown(b, secret));
             out.push(Value::Object(d));
         }
     }
@@ -228,7 +252,12 @@ mod tests {
         let c = change_details(Some(before), Some(after)).to_string();
         assert!(!c.contains("old-secret") && !c.contains("new-secret") && !c.contains("API-XYZ"));
         assert!(c.contains(r#""Path":"/Variables/b/Value""#), "{c}");
-        assert!(c.contains(HIDDEN));
+        // The secret's change shows, its values do not.
+        assert!(
+            c.contains(r#"{"After":"********","Before":"********","Path":"/Variables/a/Value"}"#),
+            "{c}"
+        );
+        assert!(c.contains(r#""After":"********","Before":null,"Path":"/ApiKey""#), "{c}");
     }
 
     #[test]
@@ -242,6 +271,15 @@ mod tests {
             json!([{"Path": "/Name", "Before": "a", "After": "b"}])
         );
         assert_eq!(c["DocumentContext"]["Name"], "b");
+    }
+
+    #[test]
+    fn a_variable_added_as_sensitive_shows_hidden() {
+        let after = json!({"Variables": [
+            {"Id": "a", "Name": "Token", "Value": "s3cr3t", "IsSensitive": true}
+        ]});
+        let c = change_details(Some(json!({"Variables": []})), Some(after)).to_string();
+        assert!(!c.contains("s3cr3t"), "{c}");
     }
 
     #[test]

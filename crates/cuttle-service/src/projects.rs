@@ -1,7 +1,7 @@
 //! Projects, their channels and their deployment processes.
 
 use crate::actor::Actor;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
 use cuttle_model::process::PROP_CONDITION_EXPRESSION;
@@ -90,15 +90,8 @@ pub async fn create_project(
         ..Default::default()
     };
     tx.insert(&channel).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("project {} was created", project.name),
-        vec![project.id.clone()],
-    )
-    .await?;
+    let message = format!("project {} was created", project.name);
+    audit_change(&mut tx, caller, None, Some(&project), message, vec![]).await?;
     tx.commit().await?;
     Ok(project)
 }
@@ -113,23 +106,16 @@ pub async fn update_project(
     let existing: Project = get_in_space(store, space_id, id).await?;
     validate_project(store, space_id, &project).await?;
     crate::variables::check_included_sets(store, space_id, &project).await?;
-    project.id = existing.id;
-    project.space_id = existing.space_id;
+    project.id = existing.id.clone();
+    project.space_id = existing.space_id.clone();
     project.name = project.name.trim().to_owned();
     project.slug = slugify(&project.name);
-    project.deployment_process_id = existing.deployment_process_id;
-    project.variable_set_id = existing.variable_set_id;
+    project.deployment_process_id = existing.deployment_process_id.clone();
+    project.variable_set_id = existing.variable_set_id.clone();
     let mut tx = store.begin().await?;
     tx.update(&project).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("project {} was modified", project.name),
-        vec![project.id.clone()],
-    )
-    .await?;
+    let message = format!("project {} was modified", project.name);
+    audit_change(&mut tx, caller, Some(&existing), Some(&project), message, vec![]).await?;
     tx.commit().await?;
     Ok(project)
 }
@@ -170,15 +156,8 @@ pub async fn delete_project(store: &Store, caller: &Actor, space_id: &str, id: &
     tx.delete::<DeploymentProcess>(&project.deployment_process_id)
         .await?;
     tx.delete::<Project>(&project.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("project {} was deleted", project.name),
-        vec![project.id.clone()],
-    )
-    .await?;
+    let message = format!("project {} was deleted", project.name);
+    audit_change(&mut tx, caller, Some(&project), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -420,15 +399,9 @@ pub async fn update_process(
         return Err(ServiceError::Conflict("The deployment process was changed by someone else while saving; reload it and try again.".into()));
     }
     tx.update(&process).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("deployment process {} was modified", process.id),
-        vec![process.id.clone(), process.project_id.clone()],
-    )
-    .await?;
+    let message = format!("deployment process {} was modified", process.id);
+    let project = vec![process.project_id.clone()];
+    audit_change(&mut tx, caller, Some(&current), Some(&process), message, project).await?;
     tx.commit().await?;
     Ok(process)
 }

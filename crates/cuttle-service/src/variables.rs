@@ -244,15 +244,14 @@ pub async fn update_variable_set(
     } else {
         tx.update(&set).await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("the variables of {} were modified", owner_name(&owner)),
-        vec![set.owner_id.clone(), set.id.clone()],
-    )
-    .await?;
+    // Sealed or not, sensitive values are hidden in the event: only that
+    // one changed shows.
+    let message = format!("the variables of {} were modified", owner_name(&owner));
+    let before = stored.then_some(&existing);
+    let entry = crate::audit::Entry::new(crate::audit::category::MODIFIED, Some(space_id), message)
+        .about([set.owner_id.clone(), set.id.clone()])
+        .changed(before, Some(&set));
+    crate::audit::record(&mut tx, caller, entry).await?;
     tx.commit().await?;
     let scope_values = scope_values(store, space_id, &owner, &set).await?;
     Ok(VariableSetView {

@@ -179,15 +179,8 @@ pub async fn create_space(store: &Store, caller: &Actor, mut space: Space) -> Re
     space.is_default = false;
     tx.insert(&space).await?;
     crate::bootstrap::seed_space(&mut tx, &space.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(&space.id),
-        "Created",
-        format!("space {} was created", space.name),
-        vec![space.id.clone()],
-    )
-    .await?;
+    let message = format!("space {} was created", space.name);
+    audit_change(&mut tx, caller, None, Some(&space), message, vec![]).await?;
     tx.commit().await?;
     Ok(space)
 }
@@ -247,15 +240,8 @@ pub async fn create_environment(
             + 1;
     }
     tx.insert(&env).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("environment {} was created", env.name),
-        vec![env.id.clone()],
-    )
-    .await?;
+    let message = format!("environment {} was created", env.name);
+    audit_change(&mut tx, caller, None, Some(&env), message, vec![]).await?;
     tx.commit().await?;
     Ok(env)
 }

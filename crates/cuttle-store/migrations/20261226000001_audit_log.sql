@@ -11,11 +11,13 @@ ALTER TABLE events ADD COLUMN details TEXT;
 -- JSON: {DocumentContext, Differences} with sensitive values replaced.
 ALTER TABLE events ADD COLUMN change_details TEXT;
 
--- `document_type` is the id's collection (`Projects` of `Projects-7`).
+-- `document_type` is the id's collection (`Projects` of `Projects-7`);
+-- `space_id` is the event's, so a space's count by document needs no join.
 CREATE TABLE event_documents (
     document_id TEXT NOT NULL,
     event_seq BIGINT NOT NULL,
     document_type TEXT NOT NULL,
+    space_id TEXT,
     PRIMARY KEY (document_id, event_seq)
 );
 CREATE INDEX event_documents_type ON event_documents (document_type, event_seq);

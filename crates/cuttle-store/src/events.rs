@@ -43,7 +43,7 @@ pub struct StoredEvent {
 }
 
 /// The key under which [`Store::backfill_event_documents`] waits.
-const PENDING_BACKFILL: &str = "pending/event-documents";
+pub(crate) const PENDING_BACKFILL: &str = "pending/event-documents";
 
 const EVENT_COLUMNS: &str = "e.id, e.seq, e.space_id, e.occurred_at, e.user_id, e.username, e.category, \
      e.message, e.related_document_ids, e.is_service, e.identity_established_with, e.user_agent, \
@@ -82,7 +82,7 @@ pub(crate) async fn record_event_on(conn: &mut AnyConnection, e: AuditEvent) -> 
         )
         .bind(&id)
         .bind(seq)
-        .bind(e.space_id)
+        .bind(e.space_id.clone())
         .bind(Timestamp::now().to_string())
         .bind(e.user_id)
         .bind(e.username)
@@ -97,23 +97,30 @@ pub(crate) async fn record_event_on(conn: &mut AnyConnection, e: AuditEvent) -> 
         .bind(e.change_details)
         .execute(&mut *conn)
         .await?;
-        index_documents(conn, seq, &related).await
+        index_documents(conn, seq, e.space_id.as_deref(), &related).await
     }
 }
 
 /// One `event_documents` row per distinct document of an event.
-async fn index_documents(conn: &mut AnyConnection, seq: i64, related: &[String]) -> Result<()> {
+async fn index_documents(
+    conn: &mut AnyConnection,
+    seq: i64,
+    space_id: Option<&str>,
+    related: &[String],
+) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for doc in related {
         if !seen.insert(doc.as_str()) {
             continue;
         }
         sqlx::query(
-            "INSERT INTO event_documents (document_id, event_seq, document_type) VALUES ($1, $2, $3)",
+            "INSERT INTO event_documents (document_id, event_seq, document_type, space_id) \
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(doc)
         .bind(seq)
         .bind(document_type(doc))
+        .bind(space_id)
         .execute(&mut *conn)
         .await?;
     }
@@ -122,7 +129,7 @@ async fn index_documents(conn: &mut AnyConnection, seq: i64, related: &[String])
 
 /// Which events a list asks for. Every filter given must hold (AND); within
 /// one filter any of its values will do.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventQuery {
     /// Empty: every space's (and the installation's own) events.
     pub space_ids: Vec<String>,
@@ -198,8 +205,29 @@ impl EventQuery {
         st
     }
 
+    /// How many events match. Filtered by one set of documents (and perhaps
+    /// spaces) alone, as a project's or environment's log is, it counts
+    /// `event_documents`' index entries without touching the events.
     pub fn count_statement(&self) -> Statement {
         let mut st = Statement::default();
+        let documents_only = EventQuery {
+            space_ids: self.space_ids.clone(),
+            document_sets: self.document_sets.clone(),
+            skip: self.skip,
+            take: self.take,
+            ..Default::default()
+        };
+        if let ([set], true) = (self.document_sets.as_slice(), self == &documents_only) {
+            let mut sql = format!(
+                "SELECT COUNT(DISTINCT ed.event_seq) FROM event_documents ed WHERE ed.document_id IN ({})",
+                st.args(set)
+            );
+            if !self.space_ids.is_empty() {
+                sql.push_str(&format!(" AND ed.space_id IN ({})", st.args(&self.space_ids)));
+            }
+            st.sql = sql;
+            return st;
+        }
         let filter = self.filter(&mut st);
         st.sql = format!("SELECT COUNT(*) FROM events e WHERE {filter}");
         st
@@ -278,18 +306,18 @@ impl Store {
         }
         let mut after = -1i64;
         loop {
-            let rows: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT seq, related_document_ids FROM events WHERE seq > $1 ORDER BY seq LIMIT 500",
+            let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+                "SELECT seq, space_id, related_document_ids FROM events WHERE seq > $1 ORDER BY seq LIMIT 500",
             )
             .bind(after)
             .fetch_all(self.pool())
             .await?;
-            let Some((last, _)) = rows.last() else {
+            let Some((last, _, _)) = rows.last() else {
                 break;
             };
             after = *last;
             let mut tx = self.begin().await?;
-            for (seq, related) in &rows {
+            for (seq, space_id, related) in &rows {
                 sqlx::query("DELETE FROM event_documents WHERE event_seq = $1")
                     .bind(seq)
                     .execute(&mut *tx.inner)
@@ -299,7 +327,7 @@ impl Store {
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
-                index_documents(&mut tx.inner, *seq, &ids).await?;
+                index_documents(&mut tx.inner, *seq, space_id.as_deref(), &ids).await?;
             }
             tx.commit().await?;
         }

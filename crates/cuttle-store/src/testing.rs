@@ -243,6 +243,20 @@ pub async fn forget_deployment_index(store: &Store) -> Result<()> {
     tx.commit().await
 }
 
+/// Puts the audit log back as it was before `event_documents`: no index
+/// rows, and the backfill owed at the next start.
+pub async fn forget_event_documents(store: &Store) -> Result<()> {
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM event_documents")
+        .execute(&mut *tx.inner)
+        .await?;
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")
+        .bind(crate::events::PENDING_BACKFILL)
+        .execute(&mut *tx.inner)
+        .await?;
+    tx.commit().await
+}
+
 /// The same server URL naming another database:
 /// `postgres://u@h:5432/test?sslmode=disable` → `postgres://u@h:5432/NAME?sslmode=disable`.
 pub fn with_database_name(url: &str, name: &str) -> String {

@@ -3,7 +3,7 @@
 //! A project always has exactly one default channel.
 
 use crate::actor::Actor;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
 use cuttle_model::project::ChannelRule;
@@ -95,15 +95,9 @@ pub async fn create_channel(
         c.is_default = false;
         tx.update(&c).await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("channel {} of {} was created", channel.name, project.name),
-        vec![channel.id.clone(), project.id.clone()],
-    )
-    .await?;
+    let message = format!("channel {} of {} was created", channel.name, project.name);
+    let owner = vec![project.id.clone()];
+    audit_change(&mut tx, caller, None, Some(&channel), message, owner).await?;
     tx.commit().await?;
     Ok(channel)
 }
@@ -125,8 +119,8 @@ pub async fn update_channel(
             existing.name, project.name
         )));
     }
-    channel.id = existing.id;
-    channel.space_id = existing.space_id;
+    channel.id = existing.id.clone();
+    channel.space_id = existing.space_id.clone();
     channel.name = channel.name.trim().to_owned();
     channel.slug = slugify(&channel.name);
     let demote = if channel.is_default {
@@ -140,15 +134,9 @@ pub async fn update_channel(
         c.is_default = false;
         tx.update(&c).await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("channel {} of {} was modified", channel.name, project.name),
-        vec![channel.id.clone(), project.id.clone()],
-    )
-    .await?;
+    let message = format!("channel {} of {} was modified", channel.name, project.name);
+    let owner = vec![project.id.clone()];
+    audit_change(&mut tx, caller, Some(&existing), Some(&channel), message, owner).await?;
     tx.commit().await?;
     Ok(channel)
 }
@@ -182,15 +170,9 @@ pub async fn delete_channel(store: &Store, caller: &Actor, space_id: &str, id: &
     }
     let mut tx = store.begin().await?;
     tx.delete::<Channel>(&channel.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("channel {} was deleted", channel.name),
-        vec![channel.id.clone(), channel.project_id.clone()],
-    )
-    .await?;
+    let message = format!("channel {} was deleted", channel.name);
+    let owner = vec![channel.project_id.clone()];
+    audit_change(&mut tx, caller, Some(&channel), None, message, owner).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! transaction, and the default can neither be unset nor deleted directly.
 
 use crate::actor::Actor;
-use crate::resources::audit;
+use crate::resources::audit_change;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::{MachinePolicy, WorkerPool};
@@ -79,15 +79,8 @@ pub(crate) async fn insert<D: OneDefault>(
         clear_other_defaults::<D>(&mut tx, &space_id, doc.id()).await?;
     }
     tx.insert(&doc).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(&space_id),
-        "Created",
-        format!("{} {} was created", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was created", D::KIND, doc.name());
+    audit_change(&mut tx, caller, None, Some(&doc), message, vec![]).await?;
     tx.commit().await?;
     Ok(doc)
 }
@@ -111,15 +104,8 @@ pub(crate) async fn update<D: OneDefault>(
         clear_other_defaults::<D>(&mut tx, &space_id, doc.id()).await?;
     }
     tx.update(&doc).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(&space_id),
-        "Modified",
-        format!("{} {} was modified", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was modified", D::KIND, doc.name());
+    audit_change(&mut tx, caller, Some(existing), Some(&doc), message, vec![]).await?;
     tx.commit().await?;
     Ok(doc)
 }

@@ -4,7 +4,7 @@
 
 use crate::actor::Actor;
 use crate::paging::split_list;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine::HealthStatus;
@@ -184,15 +184,9 @@ pub async fn create_machine(
     let mut tx = store.begin().await?;
     m.id = tx.next_id(Collection::Machines).await?;
     tx.insert(&m).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("deployment target {} was added", m.name),
-        [vec![m.id.clone()], m.environment_ids.clone()].concat(),
-    )
-    .await?;
+    let message = format!("deployment target {} was added", m.name);
+    let envs = m.environment_ids.clone();
+    audit_change(&mut tx, caller, None, Some(&m), message, envs).await?;
     tx.commit().await?;
     Ok(m)
 }
@@ -211,15 +205,9 @@ pub async fn update_machine(
     m.take_status_from(Some(&existing));
     let mut tx = store.begin().await?;
     tx.update(&m).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("deployment target {} was modified", m.name),
-        vec![m.id.clone()],
-    )
-    .await?;
+    let message = format!("deployment target {} was modified", m.name);
+    let envs = [existing.environment_ids.clone(), m.environment_ids.clone()].concat();
+    audit_change(&mut tx, caller, Some(&existing), Some(&m), message, envs).await?;
     tx.commit().await?;
     Ok(m)
 }
@@ -228,15 +216,9 @@ pub async fn delete_machine(store: &Store, caller: &Actor, space_id: &str, id: &
     let m: Machine = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<Machine>(&m.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("deployment target {} was deleted", m.name),
-        vec![m.id.clone()],
-    )
-    .await?;
+    let message = format!("deployment target {} was deleted", m.name);
+    let envs = m.environment_ids.clone();
+    audit_change(&mut tx, caller, Some(&m), None, message, envs).await?;
     tx.commit().await?;
     Ok(())
 }

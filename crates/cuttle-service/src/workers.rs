@@ -5,7 +5,7 @@ use crate::actor::Actor;
 use crate::default_choice;
 use crate::machines::{check_agent, check_ids, MachineFilters};
 use crate::paging::split_list;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine::STATIC_WORKER_POOL;
@@ -84,15 +84,9 @@ pub async fn create_worker(
     let mut tx = store.begin().await?;
     w.id = tx.next_id(Collection::Workers).await?;
     tx.insert(&w).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("worker {} was added", w.name),
-        [vec![w.id.clone()], w.worker_pool_ids.clone()].concat(),
-    )
-    .await?;
+    let message = format!("worker {} was added", w.name);
+    let pools = w.worker_pool_ids.clone();
+    audit_change(&mut tx, caller, None, Some(&w), message, pools).await?;
     tx.commit().await?;
     Ok(w)
 }
@@ -111,15 +105,8 @@ pub async fn update_worker(
     w.take_status_from(Some(&existing));
     let mut tx = store.begin().await?;
     tx.update(&w).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("worker {} was modified", w.name),
-        vec![w.id.clone()],
-    )
-    .await?;
+    let message = format!("worker {} was modified", w.name);
+    audit_change(&mut tx, caller, Some(&existing), Some(&w), message, vec![]).await?;
     tx.commit().await?;
     Ok(w)
 }
@@ -128,15 +115,8 @@ pub async fn delete_worker(store: &Store, caller: &Actor, space_id: &str, id: &s
     let w: Worker = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<Worker>(&w.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("worker {} was deleted", w.name),
-        vec![w.id.clone()],
-    )
-    .await?;
+    let message = format!("worker {} was deleted", w.name);
+    audit_change(&mut tx, caller, Some(&w), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }

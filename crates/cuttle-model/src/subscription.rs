@@ -73,6 +73,9 @@ pub struct EventFacts<'a> {
     pub category: &'a str,
     pub user_id: Option<&'a str>,
     pub related_document_ids: &'a [String],
+    /// The collections of the related documents (`Projects`, …), as the
+    /// audit log names them.
+    pub document_types: &'a [&'a str],
 }
 
 impl SubscriptionFilter {
@@ -91,10 +94,9 @@ impl SubscriptionFilter {
             && (self.environments.is_empty() || related(&self.environments))
             && (self.tenants.is_empty() || related(&self.tenants))
             && (self.document_types.is_empty()
-                || e.related_document_ids.iter().any(|id| {
-                    let prefix = id.rsplit_once('-').map_or(id.as_str(), |(p, _)| p);
-                    self.document_types.iter().any(|t| t == prefix)
-                }))
+                || e.document_types
+                    .iter()
+                    .any(|t| self.document_types.iter().any(|x| x == t)))
     }
 }
 
@@ -127,6 +129,7 @@ mod tests {
             category: "DeploymentSucceeded",
             user_id: None,
             related_document_ids: &related,
+            document_types: &["Projects"],
         };
         assert!(SubscriptionFilter::default().matches(&e, &[]));
     }
@@ -138,6 +141,7 @@ mod tests {
             category: "DeploymentFailed",
             user_id: Some("Users-1"),
             related_document_ids: &related,
+            document_types: &["Deployments", "Projects", "Environments"],
         };
         let f = SubscriptionFilter {
             event_categories: ids(&["DeploymentFailed"]),

@@ -194,12 +194,18 @@ impl SpaceSubscriptions {
     }
 
     fn matching<'a>(&'a self, e: &'a OutboxEvent) -> impl Iterator<Item = &'a Subscription> + 'a {
-        let facts = EventFacts {
-            category: &e.category,
-            user_id: e.user_id.as_deref(),
-            related_document_ids: &e.related_document_ids,
-        };
         self.subscriptions.iter().filter(move |s| {
+            let types: Vec<&str> = e
+                .related_document_ids
+                .iter()
+                .map(|id| cuttle_store::events::document_type(id))
+                .collect();
+            let facts = EventFacts {
+                category: &e.category,
+                user_id: e.user_id.as_deref(),
+                related_document_ids: &e.related_document_ids,
+                document_types: &types,
+            };
             let f = &s.event_notification_subscription.filter;
             let in_groups: Vec<String> = f
                 .project_groups

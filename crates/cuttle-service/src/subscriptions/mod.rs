@@ -9,13 +9,14 @@ pub mod email;
 pub mod target;
 pub mod webhook;
 
+use crate::actor::Actor;
 use crate::instance::Instance;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine_policy::parse_timespan;
 use cuttle_model::subscription::{SensitiveValue, Subscription};
-use cuttle_model::{Environment, Project, ProjectGroup, User};
+use cuttle_model::{Environment, Project, ProjectGroup};
 use cuttle_store::subscriptions::{Attempt, Delivery};
 use cuttle_store::Store;
 use rand::RngCore;
@@ -228,7 +229,7 @@ fn new_secret() -> String {
 /// the answer carries this once.
 pub async fn create_subscription(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut s: Subscription,
 ) -> Result<Subscription> {
@@ -250,15 +251,8 @@ pub async fn create_subscription(
     tx.insert(&s).await?;
     tx.set_subscription_secret(&s.id, &inst.master_key.seal(&secret))
         .await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("Subscription {} was created", s.name),
-        vec![s.id.clone()],
-    )
-    .await?;
+    let message = format!("Subscription {} was created", s.name);
+    audit_change(&mut tx, caller, None, Some(&s), message, vec![]).await?;
     tx.commit().await?;
     if generated {
         s.event_notification_subscription
@@ -272,7 +266,7 @@ pub async fn create_subscription(
 /// given.
 pub async fn update_subscription(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut s: Subscription,
@@ -296,15 +290,8 @@ pub async fn update_subscription(
         tx.set_subscription_secret(&s.id, &inst.master_key.seal(&secret))
             .await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("Subscription {} was modified", s.name),
-        vec![s.id.clone()],
-    )
-    .await?;
+    let message = format!("Subscription {} was modified", s.name);
+    audit_change(&mut tx, caller, Some(&existing), Some(&s), message, vec![]).await?;
     tx.commit().await?;
     Ok(s)
 }
@@ -312,7 +299,7 @@ pub async fn update_subscription(
 /// Deletes a subscription with its undelivered queue and its history.
 pub async fn delete_subscription(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {
@@ -320,15 +307,8 @@ pub async fn delete_subscription(
     let mut tx = inst.store.begin().await?;
     tx.delete::<Subscription>(&s.id).await?;
     tx.delete_subscription_rows(&s.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("Subscription {} was deleted", s.name),
-        vec![s.id.clone()],
-    )
-    .await?;
+    let message = format!("Subscription {} was deleted", s.name);
+    audit_change(&mut tx, caller, Some(&s), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }

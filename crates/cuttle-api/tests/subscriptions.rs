@@ -707,3 +707,48 @@ async fn fault_a_delivery_never_received_is_abandoned_after_the_retry_period_and
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_deployment_is_heard_from_queued_to_succeeded() {
+    on_both_configured("subs_deploy", fast_retries, |s| async move {
+        let hook = Receiver::start(vec![]).await;
+        let project = s
+            .project_with_script("Heard", "echo deployed", json!({}))
+            .await;
+        s.create(
+            "/api/Spaces-1/subscriptions",
+            json!({
+                "Name": "Deployments of Heard",
+                "EventNotificationSubscription": {
+                    "Filter": {
+                        "EventCategories": ["DeploymentQueued", "DeploymentStarted", "DeploymentSucceeded", "DeploymentFailed"],
+                        "Projects": [project["Id"]],
+                    },
+                    "WebhookURI": hook.url,
+                }
+            }),
+        )
+        .await;
+        let task = s.release_and_deploy("Heard", "1.0.0").await;
+        s.wait_for_task(&task).await;
+        let got = hook.wait_for(3, s.backend).await;
+        let categories: Vec<&str> = got
+            .iter()
+            .map(|r| r.body["Payload"]["Event"]["Category"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            categories,
+            ["DeploymentQueued", "DeploymentStarted", "DeploymentSucceeded"],
+            "{}",
+            s.backend
+        );
+        let related = &got[2].body["Payload"]["Event"]["RelatedDocumentIds"];
+        assert!(
+            related.as_array().unwrap().contains(&project["Id"]),
+            "{}: {related}",
+            s.backend
+        );
+        assert!(related.to_string().contains(&task), "{}: {related}", s.backend);
+    })
+    .await;
+}

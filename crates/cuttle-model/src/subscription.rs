@@ -87,7 +87,14 @@ impl SubscriptionFilter {
         let projects_ok = (self.projects.is_empty() && self.project_groups.is_empty())
             || related(&self.projects)
             || related(group_projects);
+        let group = crate::event::category::ALL
+            .iter()
+            .find(|(c, _)| *c == e.category)
+            .map(|(_, g)| *g);
         (self.event_categories.is_empty() || self.event_categories.iter().any(|c| c == e.category))
+            && (self.event_groups.is_empty()
+                || group
+                    .is_some_and(|g| self.event_groups.iter().any(|x| x.eq_ignore_ascii_case(g))))
             && (self.users.is_empty()
                 || e.user_id.is_some_and(|u| self.users.iter().any(|x| x == u)))
             && projects_ok
@@ -170,6 +177,16 @@ mod tests {
             ..Default::default()
         };
         assert!(by_type.matches(&e, &[]));
+        let deployments = SubscriptionFilter {
+            event_groups: ids(&["Deployment"]),
+            ..Default::default()
+        };
+        assert!(deployments.matches(&e, &[]));
+        let documents = SubscriptionFilter {
+            event_groups: ids(&["Document"]),
+            ..Default::default()
+        };
+        assert!(!documents.matches(&e, &[]));
         let by_group = SubscriptionFilter {
             project_groups: ids(&["ProjectGroups-1"]),
             ..Default::default()

@@ -157,14 +157,10 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
         }
     }
     let f = &n.filter;
-    for (field, values) in [
-        ("EventGroups", &f.event_groups),
-        ("EventAgents", &f.event_agents),
-        ("Tags", &f.tags),
-    ] {
+    for (field, values) in [("EventAgents", &f.event_agents), ("Tags", &f.tags)] {
         if !values.is_empty() {
             errors.push(format!(
-                "Filter.{field} is not supported; filter by EventCategories, Projects, ProjectGroups, Environments, Users, Tenants or DocumentTypes"
+                "Filter.{field} is not supported; filter by EventCategories, EventGroups, Projects, ProjectGroups, Environments, Users or DocumentTypes"
             ));
         }
     }
@@ -174,10 +170,27 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
             f.tenants[0]
         ));
     }
-    for category in &f.event_categories {
-        if category.is_empty() || !category.chars().all(|c| c.is_ascii_alphanumeric()) {
+    let categories = crate::events::categories();
+    for c in &f.event_categories {
+        if !categories.iter().any(|k| &k.id == c) {
             errors.push(format!(
-                "Filter.EventCategories: '{category}' is not an event category"
+                "Filter.EventCategories: '{c}' is not an event category (GET /api/events/categories lists them)"
+            ));
+        }
+    }
+    let groups = crate::events::groups();
+    for g in &f.event_groups {
+        if !groups.iter().any(|k| k.eq_ignore_ascii_case(g)) {
+            errors.push(format!(
+                "Filter.EventGroups: '{g}' is not a group of events; the groups are {}",
+                groups.join(", ")
+            ));
+        }
+    }
+    for t in &f.document_types {
+        if !crate::events::DOCUMENT_TYPES.contains(&t.as_str()) {
+            errors.push(format!(
+                "Filter.DocumentTypes: '{t}' is not a document type (GET /api/events/documenttypes lists them)"
             ));
         }
     }

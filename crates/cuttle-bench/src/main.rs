@@ -6,6 +6,7 @@
 mod agents;
 mod engine;
 mod history;
+mod metrics;
 mod packages;
 mod portal;
 mod vars;
@@ -65,6 +66,8 @@ enum Bench {
     Portal(portal::PortalArgs),
     /// How request costs grow with history: 10,000 to 1,000,000 deployments written through the store.
     History(history::HistoryArgs),
+    /// /metrics scrape time at 1,000 machines and 10,000 tasks; deployments with counting on and off.
+    Metrics(metrics::MetricsArgs),
 }
 
 #[tokio::main]
@@ -112,6 +115,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::History(history)) = &args.bench {
         return history::run(&cuttle, history).await;
+    }
+    if let Some(Bench::Metrics(metrics)) = &args.bench {
+        return metrics::run(&cuttle, &http, metrics).await;
     }
 
     let shown = std::env::current_dir()

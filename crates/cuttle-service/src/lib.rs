@@ -38,6 +38,7 @@
 //! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
+//! - [`metrics`]: what `/metrics` and `/readyz` answer.
 //! - [`subscriptions`]: event subscriptions and the dispatcher that
 //!   delivers them (webhooks, email).
 
@@ -58,6 +59,7 @@ pub mod interruptions;
 pub mod log_stream;
 pub mod machine_policies;
 pub mod machines;
+pub mod metrics;
 pub mod package_retention;
 pub mod package_selection;
 pub mod packages;

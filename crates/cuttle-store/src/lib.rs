@@ -20,6 +20,7 @@
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
+//! - [`gauges`]: the counts and ages `/metrics` reads at each scrape.
 //! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`testing`]: scratch databases for tests on both backends.
@@ -30,6 +31,7 @@ pub mod deployments;
 pub mod dialect;
 pub mod documents;
 pub mod events;
+pub mod gauges;
 mod group_commit;
 pub mod interruptions;
 pub mod machines;

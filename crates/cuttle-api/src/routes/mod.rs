@@ -7,6 +7,7 @@ mod events;
 mod infrastructure;
 mod interruptions;
 mod machines;
+pub mod operations;
 mod packages;
 mod preview;
 mod projects;
@@ -182,6 +183,7 @@ pub fn all() -> Routes {
     r = packages::routes(r);
     r = build_info::routes(r);
     r = events::routes(r);
+    r = operations::routes(r);
     r = subscriptions::routes(r);
     tasks::routes(r)
 }

@@ -7,8 +7,8 @@
 //! size. Each database gets a table: a column per size, the ratio of the
 //! largest size's figure to the smallest's, and the goals of the issue.
 
-mod fixture;
-mod generator;
+pub(crate) mod fixture;
+pub(crate) mod generator;
 mod probe;
 mod table;
 

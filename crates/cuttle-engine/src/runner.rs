@@ -195,7 +195,21 @@ impl Runner {
     /// Cancels a task: a queued one at once, a running one by stopping its
     /// scripts (here, or on the node that runs it, at its next heartbeat).
     pub async fn cancel(&self, task_id: &str) -> Result<CancelOutcome, StoreError> {
-        let outcome = self.inner.store.request_cancel(task_id).await?;
+        self.cancel_recorded(task_id, None).await
+    }
+
+    /// As [`Runner::cancel`], with the audit event of who asked, written
+    /// with the task's change of state.
+    pub async fn cancel_recorded(
+        &self,
+        task_id: &str,
+        event: Option<cuttle_store::AuditEvent>,
+    ) -> Result<CancelOutcome, StoreError> {
+        let outcome = self
+            .inner
+            .store
+            .request_cancel_recorded(task_id, event)
+            .await?;
         if outcome == CancelOutcome::Cancelling {
             if let Some(token) = self.lock_running().get(task_id) {
                 token.cancel();

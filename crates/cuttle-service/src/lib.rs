@@ -6,6 +6,9 @@
 //! # Layout
 //! - [`instance`]: the [`Instance`], everything one installation owns.
 //! - [`error`]: [`ServiceError`], mapped once to HTTP statuses by the API.
+//! - [`actor`]: who runs a command and from where.
+//! - [`audit`]: writing the audit log, sensitive values hidden.
+//! - [`events`]: reading the audit log with Octopus's filters.
 //! - [`auth`]: users, passwords, API keys, the first administrator.
 //! - [`passwords`]: argon2 on a bounded blocking pool; unknown users cost the same.
 //! - [`sign_in_throttle`]: refusing sign-ins after too many failures.
@@ -39,6 +42,8 @@
 //! - [`subscriptions`]: event subscriptions and the dispatcher that
 //!   delivers them (webhooks, email).
 
+pub mod actor;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod build_info;
@@ -47,6 +52,7 @@ pub mod dashboard;
 pub mod default_choice;
 pub mod deployments;
 pub mod error;
+pub mod events;
 mod health_schedule;
 pub mod instance;
 pub mod interruptions;

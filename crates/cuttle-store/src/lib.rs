@@ -50,7 +50,7 @@ pub mod users;
 pub use deployments::DeploymentQuery;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
-pub use events::AuditEvent;
+pub use events::{AuditEvent, EventQuery, StoredEvent};
 pub use secrets::{MasterKey, SecretError};
 pub use tasks::{NewTask, TaskQuery};
 pub use transaction::Tx;
@@ -209,6 +209,7 @@ impl Store {
             }
         };
         store.backfill_deployment_index().await?;
+        store.backfill_event_documents().await?;
         if backend == Backend::Postgres {
             // A database restored from a dump, or on a server whose
             // autovacuum is off, has no statistics, and PostgreSQL then
@@ -304,16 +305,24 @@ impl Store {
 impl Tx {
     /// Hands out the next number of a collection's ids.
     pub async fn next_id(&mut self, collection: cuttle_model::ids::Collection) -> Result<String> {
-        let (n,): (i64,) = sqlx::query_as(
-            "INSERT INTO id_sequences (collection, next_value) VALUES ($1, 1) \
-             ON CONFLICT (collection) DO UPDATE SET next_value = id_sequences.next_value + 1 \
-             RETURNING next_value",
-        )
-        .bind(collection.prefix())
-        .fetch_one(&mut *self.inner)
-        .await?;
-        Ok(collection.id(n))
+        next_id_on(&mut self.inner, collection).await
     }
+}
+
+/// [`Tx::next_id`] on a connection already inside a transaction.
+pub(crate) async fn next_id_on(
+    conn: &mut sqlx::AnyConnection,
+    collection: cuttle_model::ids::Collection,
+) -> Result<String> {
+    let (n,): (i64,) = sqlx::query_as(
+        "INSERT INTO id_sequences (collection, next_value) VALUES ($1, 1) \
+         ON CONFLICT (collection) DO UPDATE SET next_value = id_sequences.next_value + 1 \
+         RETURNING next_value",
+    )
+    .bind(collection.prefix())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(collection.id(n))
 }
 
 /// Hides a password in a database URL before it is shown anywhere.

@@ -3,6 +3,7 @@
 //! the same path without the space segment.
 
 mod build_info;
+mod events;
 mod infrastructure;
 mod interruptions;
 mod machines;
@@ -181,6 +182,7 @@ pub fn all() -> Routes {
     r = machines::routes(r);
     r = packages::routes(r);
     r = build_info::routes(r);
+    r = events::routes(r);
     r = operations::routes(r);
     r = subscriptions::routes(r);
     tasks::routes(r)
@@ -253,7 +255,7 @@ async fn capabilities() -> Json<Value> {
 }
 
 async fn me(Caller(user): Caller) -> Json<Value> {
-    Json(resource(&user))
+    Json(resource(&user.user))
 }
 
 async fn users(

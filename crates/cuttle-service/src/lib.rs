@@ -35,8 +35,10 @@
 //! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
+//! - [`backup`]: backups of a running installation, and restoring one.
 
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 pub mod build_info;
 pub mod channels;

@@ -21,10 +21,13 @@
 //!   tests.
 //! - [`events`]: the audit log.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
+//! - [`backup`]: every table's rows read in one snapshot, and loaded into
+//!   an empty database.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
 
+pub mod backup;
 pub mod deployments;
 pub mod dialect;
 pub mod documents;

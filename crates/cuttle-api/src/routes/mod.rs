@@ -2,6 +2,7 @@
 //! Space resources answer on `/api/{space}/…` and, for the default space, on
 //! the same path without the space segment.
 
+mod backup;
 mod build_info;
 mod infrastructure;
 mod interruptions;
@@ -179,6 +180,7 @@ pub fn all() -> Routes {
     r = machines::routes(r);
     r = packages::routes(r);
     r = build_info::routes(r);
+    r = backup::routes(r);
     tasks::routes(r)
 }
 

@@ -91,6 +91,44 @@ pub async fn of_instance(
     prepare(snapshot, &inst.config.data_dir, Some(files), export).await
 }
 
+/// A backup of the installation in `data_dir`, read from outside the
+/// server (which may be running on it: SQLite lets a reader in beside it);
+/// its database at `database_url`, else SQLite in the directory.
+/// `configured_key` is the `CUTTLE_MASTER_KEY` the server runs with, if any.
+pub async fn of_data_dir(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    passphrase: Option<String>,
+    configured_key: Option<&str>,
+) -> Result<Prepared> {
+    let url = match database_url {
+        Some(url) => url.to_owned(),
+        None => {
+            let db = data_dir.join("cuttle.db");
+            if !db.is_file() {
+                return Err(ServiceError::bad_request(format!(
+                    "There is no Cuttle database at {} (for an installation on PostgreSQL, \
+                     give its --database-url)",
+                    db.display()
+                )));
+            }
+            cuttle_store::Store::sqlite_url_existing(&db)
+        }
+    };
+    let export = match passphrase {
+        Some(passphrase) => {
+            sealed_key::check_passphrase(&passphrase)?;
+            Some(MasterKeyExport {
+                key: master_key_text(data_dir, configured_key)?,
+                passphrase,
+            })
+        }
+        None => None,
+    };
+    let snapshot = Snapshot::connect(&url).await?;
+    prepare(snapshot, data_dir, None, export).await
+}
+
 /// Everything a backup holds, gathered and ready to be written out.
 pub struct Prepared {
     /// Rows and linked files until written; removed when dropped.

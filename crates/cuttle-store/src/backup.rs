@@ -220,27 +220,26 @@ impl Drop for Snapshot {
 /// The tables of the database on `conn` but the migrations' own, by name,
 /// with their columns in order.
 async fn catalogue(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<Table>> {
-    let columns: Vec<(String, String, String)> = match backend {
-        Backend::Sqlite => {
-            sqlx::query_as(
+    let columns: Vec<(String, String, String)> =
+        match backend {
+            Backend::Sqlite => sqlx::query_as(
                 "SELECT m.name, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p \
                  WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
             )
             .fetch_all(conn)
-            .await?
-        }
-        Backend::Postgres => {
-            sqlx::query_as(
-                "SELECT c.table_name::text, c.column_name::text, c.data_type::text \
+            .await?,
+            Backend::Postgres => {
+                sqlx::query_as(
+                    "SELECT c.table_name::text, c.column_name::text, c.data_type::text \
                  FROM information_schema.columns c JOIN information_schema.tables t \
                  ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
                  WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' \
                  ORDER BY c.table_name, c.ordinal_position",
-            )
-            .fetch_all(conn)
-            .await?
-        }
-    };
+                )
+                .fetch_all(conn)
+                .await?
+            }
+        };
     let mut tables: BTreeMap<String, Vec<Column>> = BTreeMap::new();
     for (table, column, declared) in columns {
         if table == MIGRATIONS_TABLE {
@@ -251,7 +250,10 @@ async fn catalogue(conn: &mut AnyConnection, backend: Backend) -> Result<Vec<Tab
                 "the column {table}.{column} has the type '{declared}', which a backup cannot carry"
             ))
         })?;
-        tables.entry(table).or_default().push(Column { name: column, kind });
+        tables
+            .entry(table)
+            .or_default()
+            .push(Column { name: column, kind });
     }
     Ok(tables
         .into_iter()

@@ -20,14 +20,18 @@ pub fn routes(r: Routes) -> Routes {
         "/api/backup",
         get(
             backup_without_key,
-            op("A backup of the whole installation (database rows, package files, \
-                certificates), without the master key; administrator only")
+            op(
+                "A backup of the whole installation (database rows, package files, \
+                certificates), without the master key; administrator only",
+            )
             .media(OCTET_STREAM),
         )
         .post(
             backup_with_key,
-            op("A backup of the whole installation that also holds the master key, \
-                sealed under the passphrase given; administrator only")
+            op(
+                "A backup of the whole installation that also holds the master key, \
+                sealed under the passphrase given; administrator only",
+            )
             .body::<BackupRequest>()
             .media(OCTET_STREAM),
         ),
@@ -41,7 +45,10 @@ struct BackupRequest {
     passphrase: String,
 }
 
-async fn backup_without_key(State(inst): State<AppState>, Caller(caller): Caller) -> ApiResult<Response> {
+async fn backup_without_key(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Response> {
     stream(backup::of_instance(&inst, &caller, None).await?)
 }
 
@@ -62,7 +69,9 @@ impl std::io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.tx
             .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
         Ok(buf.len())
     }
 

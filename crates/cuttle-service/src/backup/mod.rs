@@ -174,7 +174,10 @@ pub async fn prepare(
     let mut files = Vec::new();
     let mut files_lock = files_lock;
     for table in tables {
-        let path = spool.path().join("tables").join(format!("{}.jsonl", table.name));
+        let path = spool
+            .path()
+            .join("tables")
+            .join(format!("{}.jsonl", table.name));
         let hash_column = (table.name == "packages")
             .then(|| table.columns.iter().position(|c| c.name == "hash"))
             .flatten();
@@ -188,7 +191,8 @@ pub async fn prepare(
                 }
                 serde_json::to_writer(&mut out, &row)
                     .map_err(|e| ServiceError::Internal(format!("writing a row: {e}")))?;
-                out.write_all(b"\n").map_err(|e| io("could not write", &path, e))
+                out.write_all(b"\n")
+                    .map_err(|e| io("could not write", &path, e))
             })
             .await?;
         out.flush().map_err(|e| io("could not write", &path, e))?;
@@ -363,4 +367,26 @@ fn header(size: u64, mtime: u64) -> tar::Header {
     h.set_mtime(mtime);
     h.set_entry_type(tar::EntryType::Regular);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_administrator_takes_backups() {
+        let admin = User {
+            username: ADMIN_USERNAME.into(),
+            ..Default::default()
+        };
+        assert!(require_administrator(&admin).is_ok());
+        let other = User {
+            username: "reader".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            require_administrator(&other),
+            Err(ServiceError::Forbidden(_))
+        ));
+    }
 }

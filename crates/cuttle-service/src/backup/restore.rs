@@ -6,7 +6,9 @@
 
 use super::format::{self, damaged, Hashing, Manifest};
 use crate::{Result, ServiceError};
-use cuttle_store::backup::{database_is_empty, is_known_schema_version, known_schema_version, Loader};
+use cuttle_store::backup::{
+    database_is_empty, is_known_schema_version, known_schema_version, Loader,
+};
 use cuttle_store::secrets::KEY_CHECK_SETTING;
 use cuttle_store::{MasterKey, Store};
 use std::collections::BTreeMap;
@@ -50,7 +52,10 @@ fn settings_key_check(manifest: &Manifest, settings: &[u8]) -> Result<Option<Str
 /// Reads the whole backup at `file` and checks it; nothing is written.
 pub fn verify(file: &Path, passphrase: Option<&str>) -> Result<Verified> {
     let opened = std::fs::File::open(file).map_err(|e| {
-        ServiceError::bad_request(format!("The backup {} could not be read: {e}", file.display()))
+        ServiceError::bad_request(format!(
+            "The backup {} could not be read: {e}",
+            file.display()
+        ))
     })?;
     let mut gz = flate2::bufread::GzDecoder::new(BufReader::new(opened));
     let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
@@ -97,7 +102,9 @@ pub fn verify(file: &Path, passphrase: Option<&str>) -> Result<Verified> {
         return Err(damaged("bytes follow the end of the compressed stream"));
     }
     let (Some(manifest_bytes), Some(digest_bytes)) = (manifest_bytes, digest_bytes) else {
-        return Err(damaged("it ends before its manifest and digest (was it cut short?)"));
+        return Err(damaged(
+            "it ends before its manifest and digest (was it cut short?)",
+        ));
     };
     let digest = format::hex_digest(sha2::Digest::chain_update(
         <sha2::Sha256 as sha2::Digest>::new(),
@@ -111,19 +118,28 @@ pub fn verify(file: &Path, passphrase: Option<&str>) -> Result<Verified> {
     seen.remove(format::DIGEST);
     for t in &manifest.tables {
         if t.entry.path != format::table_entry_path(&t.table.name) {
-            return Err(damaged(format!("the table {} has the entry {}", t.table.name, t.entry.path)));
+            return Err(damaged(format!(
+                "the table {} has the entry {}",
+                t.table.name, t.entry.path
+            )));
         }
     }
     for f in &manifest.files {
         if format::data_path(&f.path).is_none() {
-            return Err(damaged(format!("the file entry {} names no data directory file", f.path)));
+            return Err(damaged(format!(
+                "the file entry {} names no data directory file",
+                f.path
+            )));
         }
     }
     for e in manifest.entries() {
         match seen.remove(&e.path) {
             Some((size, sha)) if size == e.size && sha == e.sha256 => {}
             Some(_) => {
-                return Err(damaged(format!("the entry {} does not match its digest", e.path)))
+                return Err(damaged(format!(
+                    "the entry {} does not match its digest",
+                    e.path
+                )))
             }
             None => return Err(damaged(format!("the entry {} is missing", e.path))),
         }
@@ -235,7 +251,10 @@ pub async fn restore(file: &Path, target: RestoreTarget) -> Result<Restored> {
 
     let created = !target.data_dir.exists();
     std::fs::create_dir_all(&target.data_dir).map_err(|e| {
-        ServiceError::Internal(format!("could not create {}: {e}", target.data_dir.display()))
+        ServiceError::Internal(format!(
+            "could not create {}: {e}",
+            target.data_dir.display()
+        ))
     })?;
     let done = write_all(file, &verified, &target.data_dir, &url).await;
     if done.is_err() {
@@ -244,7 +263,8 @@ pub async fn restore(file: &Path, target: RestoreTarget) -> Result<Restored> {
             let _ = std::fs::remove_dir_all(&target.data_dir);
         } else if let Ok(entries) = std::fs::read_dir(&target.data_dir) {
             for e in entries.flatten() {
-                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
     }
@@ -276,7 +296,11 @@ async fn write_all(file: &Path, verified: &Verified, data_dir: &Path, url: &str)
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Piece>>(4);
     let reading = {
         let (file, data_dir) = (file.to_owned(), data_dir.to_owned());
-        let tables: Vec<String> = manifest.tables.iter().map(|t| t.table.name.clone()).collect();
+        let tables: Vec<String> = manifest
+            .tables
+            .iter()
+            .map(|t| t.table.name.clone())
+            .collect();
         tokio::task::spawn_blocking(move || {
             let result = replay(&file, &tables, &data_dir, &tx);
             if let Err(e) = result {
@@ -303,12 +327,18 @@ async fn write_all(file: &Path, verified: &Verified, data_dir: &Path, url: &str)
     // The file was read twice; the second reading must be the first.
     for (e, t) in manifest.tables.iter().zip(&rows) {
         if *t != e.rows {
-            return Err(damaged(format!("the table {} changed while it was restored", e.table.name)));
+            return Err(damaged(format!(
+                "the table {} changed while it was restored",
+                e.table.name
+            )));
         }
     }
     for e in manifest.entries() {
         if seen.get(&e.path) != Some(&(e.size, e.sha256.clone())) {
-            return Err(damaged(format!("the entry {} changed while it was restored", e.path)));
+            return Err(damaged(format!(
+                "the entry {} changed while it was restored",
+                e.path
+            )));
         }
     }
     loader.commit().await?;
@@ -336,7 +366,10 @@ fn replay(
         let path = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| damaged("an entry's name is not UTF-8"))?;
         let mut reader = Hashing::new(entry);
-        if let Some(i) = tables.iter().position(|t| format::table_entry_path(t) == path) {
+        if let Some(i) = tables
+            .iter()
+            .position(|t| format::table_entry_path(t) == path)
+        {
             let mut batch = Vec::with_capacity(BATCH);
             let mut lines = BufReader::new(&mut reader);
             let mut line = String::new();
@@ -358,16 +391,23 @@ fn replay(
             }
         } else if let Some((dir, name)) = format::data_path(&path) {
             let dir = data_dir.join(dir);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ServiceError::Internal(format!("could not create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                ServiceError::Internal(format!("could not create {}: {e}", dir.display()))
+            })?;
+            // Keys and packages are the server's alone, as it keeps them.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
             let part = dir.join(format!(".{name}.restoring"));
             let mut out = create_private(&part)?;
-            std::io::copy(&mut reader, &mut out)
-                .map_err(|e| ServiceError::Internal(format!("could not write {}: {e}", part.display())))?;
-            out.sync_all()
-                .map_err(|e| ServiceError::Internal(format!("could not write {}: {e}", part.display())))?;
-            std::fs::rename(&part, dir.join(name))
-                .map_err(|e| ServiceError::Internal(format!("could not write {}: {e}", part.display())))?;
+            std::io::copy(&mut reader, &mut out).map_err(|e| {
+                ServiceError::Internal(format!("could not write {}: {e}", part.display()))
+            })?;
+            out.sync_all().map_err(|e| {
+                ServiceError::Internal(format!("could not write {}: {e}", part.display()))
+            })?;
+            std::fs::rename(&part, dir.join(name)).map_err(|e| {
+                ServiceError::Internal(format!("could not write {}: {e}", part.display()))
+            })?;
         } else {
             std::io::copy(&mut reader, &mut std::io::sink()).map_err(damaged)?;
         }

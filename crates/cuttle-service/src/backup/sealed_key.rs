@@ -46,7 +46,13 @@ pub fn check_passphrase(passphrase: &str) -> Result<()> {
     Ok(())
 }
 
-fn derive(passphrase: &str, salt: &[u8], memory: u32, iterations: u32, lanes: u32) -> Result<[u8; 32]> {
+fn derive(
+    passphrase: &str,
+    salt: &[u8],
+    memory: u32,
+    iterations: u32,
+    lanes: u32,
+) -> Result<[u8; 32]> {
     let params = Params::new(memory, iterations, lanes, Some(32))
         .map_err(|e| ServiceError::bad_request(format!("the backup's key derivation: {e}")))?;
     let mut key = [0u8; 32];
@@ -107,7 +113,9 @@ impl SealedKey {
         }
         let salt = B64.decode(&self.salt).map_err(|_| damaged("salt"))?;
         let nonce = B64.decode(&self.nonce).map_err(|_| damaged("nonce"))?;
-        let ciphertext = B64.decode(&self.ciphertext).map_err(|_| damaged("ciphertext"))?;
+        let ciphertext = B64
+            .decode(&self.ciphertext)
+            .map_err(|_| damaged("ciphertext"))?;
         if nonce.len() != 12 {
             return Err(damaged("nonce"));
         }

@@ -319,6 +319,30 @@ pub async fn database_is_empty(url: &str) -> Result<bool> {
     }
 }
 
+/// Drops every table of the PostgreSQL database at `url`, undoing a restore
+/// that failed part-way into a database that held no table before it (the
+/// schema's migrations commit before the rows' transaction). A SQLite
+/// database goes with its file instead.
+pub async fn drop_restored_schema(url: &str) -> Result<()> {
+    if Backend::of_url(url) != Some(Backend::Postgres) {
+        return Ok(());
+    }
+    let options = AnyConnectOptions::from_str(url)?;
+    let mut conn = AnyConnection::connect_with(&options).await?;
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    for (t,) in tables {
+        conn.execute(format!("DROP TABLE IF EXISTS {} CASCADE", ident(&t)).as_str())
+            .await?;
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
 /// Rows going into an empty database, all in one transaction: nothing of a
 /// load that fails is kept but the schema.
 pub struct Loader {

@@ -370,32 +370,56 @@ fn a_backup_taken_during_deployments_restores_on_the_other_database_and_back() {
 /// The archive with its manifest changed by `edit` and its digests made
 /// to match again, as a newer Cuttle would write it.
 fn rewrite_manifest(from: &Path, to: &Path, edit: impl Fn(&mut Value)) {
+    rewrite(from, to, |_, _| {}, edit);
+}
+
+/// The archive with entries changed by `entry` (path, bytes) and the
+/// manifest by `manifest`, every digest made to match again.
+fn rewrite(
+    from: &Path,
+    to: &Path,
+    entry: impl Fn(&str, &mut Vec<u8>),
+    manifest: impl Fn(&mut Value),
+) {
     use sha2::Digest;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
-        std::fs::File::open(from).unwrap(),
-    ));
+    let file = std::fs::File::open(from).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut entries = Vec::new();
     for e in archive.entries().unwrap() {
         let mut e = e.unwrap();
         let path = e.path().unwrap().to_string_lossy().into_owned();
         let mut bytes = Vec::new();
         e.read_to_end(&mut bytes).unwrap();
+        entry(&path, &mut bytes);
         entries.push((path, bytes));
     }
-    let mut manifest = Vec::new();
+    let sums: BTreeMap<String, (usize, String)> = entries
+        .iter()
+        .map(|(p, b)| (p.clone(), (b.len(), hex::encode(sha2::Sha256::digest(b)))))
+        .collect();
+    let mut json = Vec::new();
     for (path, bytes) in &mut entries {
         if path == "manifest.json" {
             let mut m: Value = serde_json::from_slice(bytes).unwrap();
-            edit(&mut m);
+            let fix = |e: &mut Value| {
+                let (size, sha) = &sums[e["path"].as_str().unwrap()];
+                e["size"] = json!(size);
+                e["sha256"] = json!(sha);
+            };
+            for t in m["tables"].as_array_mut().unwrap() {
+                fix(&mut t["entry"]);
+            }
+            for f in m["files"].as_array_mut().unwrap() {
+                fix(f);
+            }
+            manifest(&mut m);
             *bytes = serde_json::to_vec(&m).unwrap();
-            manifest = bytes.clone();
+            json = bytes.clone();
         }
     }
-    let digest = hex::encode(sha2::Sha256::digest(&manifest));
-    let gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(to).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let digest = hex::encode(sha2::Sha256::digest(&json));
+    let out = std::fs::File::create(to).unwrap();
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     for (path, bytes) in &entries {
         let bytes = if path == "manifest.sha256" {
@@ -489,6 +513,38 @@ fn damaged_backups_and_unfit_targets_are_refused_before_anything_is_written() {
     let same = tmp.path().join("same.tar.gz");
     rewrite_manifest(&good, &same, |_| {});
     ok(restore(&same, &tmp.path().join("same"), None, Some(&pass)));
+
+    // Whole, but with a row that does not fit its column: found only while
+    // the rows go in, and then undone, schema and files included.
+    let misfit = tmp.path().join("misfit.tar.gz");
+    rewrite(
+        &good,
+        &misfit,
+        |path, bytes| {
+            if path == "tables/id_sequences.jsonl" {
+                let text = String::from_utf8(bytes.clone()).unwrap();
+                let mut row: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+                row[1] = json!("not a number");
+                *bytes = format!("{row}\n{}", text.split_once('\n').unwrap().1).into_bytes();
+            }
+        },
+        |_| {},
+    );
+    let pg = scratch_postgres("backup_restore_misfit");
+    let url = pg.as_ref().map(|p| p.url.clone());
+    refused(
+        restore(&misfit, &target, url.as_deref(), Some(&pass)),
+        "is not Integer",
+    );
+    nothing_written(&target);
+    if let Some(url) = &url {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let empty = rt.block_on(cuttle_store::backup::database_is_empty(url));
+        assert!(empty.unwrap(), "the failed restore left tables behind");
+    }
 
     // Into a directory that is not empty.
     std::fs::create_dir(&target).unwrap();

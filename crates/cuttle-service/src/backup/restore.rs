@@ -7,7 +7,7 @@
 use super::format::{self, damaged, Hashing, Manifest};
 use crate::{Result, ServiceError};
 use cuttle_store::backup::{
-    database_is_empty, is_known_schema_version, known_schema_version, Loader,
+    database_is_empty, drop_restored_schema, is_known_schema_version, known_schema_version, Loader,
 };
 use cuttle_store::secrets::KEY_CHECK_SETTING;
 use cuttle_store::{MasterKey, Store};
@@ -258,6 +258,10 @@ pub async fn restore(file: &Path, target: RestoreTarget) -> Result<Restored> {
     })?;
     let done = write_all(file, &verified, &target.data_dir, &url).await;
     if done.is_err() {
+        // The database held no table before; it holds none after.
+        if let Err(e) = drop_restored_schema(&url).await {
+            tracing::warn!(error = %e, "the schema of a failed restore could not be dropped");
+        }
         // Nothing half restored is left in the directory, which was empty.
         if created {
             let _ = std::fs::remove_dir_all(&target.data_dir);

@@ -16,6 +16,7 @@
 //!   endpoints agents are reached at.
 //! - [`machine_policy`]: machine policies and .NET `TimeSpan` durations.
 //! - [`user`]: users and API keys.
+//! - [`subscription`]: event subscriptions (webhooks, email).
 //! - [`variables`]: variables, their scopes and prompts.
 
 pub mod build_info;
@@ -32,6 +33,7 @@ pub mod progression;
 pub mod project;
 pub mod release;
 pub mod space;
+pub mod subscription;
 pub mod task;
 pub mod time;
 pub mod user;
@@ -48,6 +50,7 @@ pub use process::{Action, DeploymentProcess, Step};
 pub use project::{Channel, Project, ProjectGroup};
 pub use release::Release;
 pub use space::Space;
+pub use subscription::Subscription;
 pub use task::{ActivityElement, ActivityStatus, LogCategory, LogElement, ServerTask, TaskState};
 pub use time::Timestamp;
 pub use user::{ApiKey, User};

@@ -36,6 +36,8 @@
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
 //! - [`backup`]: backups of a running installation, and restoring one.
+//! - [`subscriptions`]: event subscriptions and the dispatcher that
+//!   delivers them (webhooks, email).
 
 pub mod auth;
 pub mod backup;
@@ -66,6 +68,7 @@ pub mod resources;
 pub mod sessions;
 pub mod sign_in_throttle;
 pub mod spaces;
+pub mod subscriptions;
 pub mod tasks;
 pub mod text;
 pub mod users;

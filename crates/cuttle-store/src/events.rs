@@ -33,6 +33,7 @@ impl Tx {
         .bind(e.related_document_ids.join(","))
         .execute(&mut *self.inner)
         .await?;
+        self.enqueue_for_subscriptions(&id).await?;
         Ok(())
     }
 }

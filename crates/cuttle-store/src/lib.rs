@@ -20,6 +20,7 @@
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
+//! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
 //!   an empty database.
@@ -40,6 +41,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod spaces;
 pub mod statement;
+pub mod subscriptions;
 pub mod task_log;
 pub mod tasks;
 pub mod testing;

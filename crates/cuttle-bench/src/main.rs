@@ -4,6 +4,7 @@
 //! variable engine's rendering throughput in process.
 
 mod agents;
+mod backup;
 mod engine;
 mod history;
 mod metrics;
@@ -68,6 +69,8 @@ enum Bench {
     History(history::HistoryArgs),
     /// /metrics scrape time at 1,000 machines and 10,000 tasks; deployments with counting on and off.
     Metrics(metrics::MetricsArgs),
+    /// Backup and restore time and size for 10,000 deployments, beside sqlite3 and pg_dump.
+    Backup(backup::BackupArgs),
 }
 
 #[tokio::main]
@@ -118,6 +121,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::Metrics(metrics)) = &args.bench {
         return metrics::run(&cuttle, &http, metrics).await;
+    }
+    if let Some(Bench::Backup(backup)) = &args.bench {
+        return backup::run(&cuttle, backup).await;
     }
 
     let shown = std::env::current_dir()

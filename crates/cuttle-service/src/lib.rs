@@ -39,12 +39,14 @@
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
 //! - [`metrics`]: what `/metrics` and `/readyz` answer.
+//! - [`backup`]: backups of a running installation, and restoring one.
 //! - [`subscriptions`]: event subscriptions and the dispatcher that
 //!   delivers them (webhooks, email).
 
 pub mod actor;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 pub mod build_info;
 pub mod channels;

@@ -2,6 +2,7 @@
 //! Space resources answer on `/api/{space}/…` and, for the default space, on
 //! the same path without the space segment.
 
+mod backup;
 mod build_info;
 mod events;
 mod infrastructure;
@@ -184,6 +185,7 @@ pub fn all() -> Routes {
     r = build_info::routes(r);
     r = events::routes(r);
     r = operations::routes(r);
+    r = backup::routes(r);
     r = subscriptions::routes(r);
     tasks::routes(r)
 }

@@ -10,7 +10,7 @@
 pub(crate) mod fixture;
 pub(crate) mod generator;
 mod probe;
-mod table;
+pub(crate) mod table;
 
 use crate::{ms, Api, PgDatabase, Server};
 use anyhow::{bail, ensure, Context, Result};

@@ -267,6 +267,25 @@ impl Linked for MachinePolicy {
     }
 }
 
+impl Linked for cuttle_model::Subscription {
+    fn links(&self) -> Value {
+        let base = format!("/api/{}/subscriptions/{}", self.space_id, self.id);
+        json!({"Self": base, "Deliveries": format!("{base}/deliveries")})
+    }
+    fn item_type() -> &'static str {
+        "Subscription"
+    }
+}
+
+impl Linked for cuttle_service::subscriptions::DeliveryRecord {
+    fn links(&self) -> Value {
+        json!({"Event": format!("/api/events/{}", self.event_id)})
+    }
+    fn item_type() -> &'static str {
+        "SubscriptionDelivery"
+    }
+}
+
 impl Linked for User {
     fn links(&self) -> Value {
         let base = format!("/api/users/{}", self.id);

@@ -10,8 +10,8 @@
 
 use crate::log::ActivityLog;
 use crate::variables::{SharedVariables, BUILT_IN_WORKER};
-use cuttle_model::ids::Collection;
 use cuttle_model::event::category;
+use cuttle_model::ids::Collection;
 use cuttle_model::interruption::{
     Decision, InterruptionKind, Raised, PROP_MANUAL_RESPONSIBLE_TEAMS,
 };

@@ -23,6 +23,8 @@ pub enum Collection {
     WorkerPools,
     MachinePolicies,
     BuildInformation,
+    Subscriptions,
+    SubscriptionDeliveries,
 }
 
 impl Collection {
@@ -47,6 +49,8 @@ impl Collection {
             Collection::WorkerPools => "WorkerPools",
             Collection::MachinePolicies => "MachinePolicies",
             Collection::BuildInformation => "BuildInformation",
+            Collection::Subscriptions => "Subscriptions",
+            Collection::SubscriptionDeliveries => "SubscriptionDeliveries",
         }
     }
 

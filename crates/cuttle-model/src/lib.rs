@@ -17,6 +17,7 @@
 //! - [`machine_policy`]: machine policies and .NET `TimeSpan` durations.
 //! - [`event`]: audit events as the API shows them.
 //! - [`user`]: users and API keys.
+//! - [`subscription`]: event subscriptions (webhooks, email).
 //! - [`variables`]: variables, their scopes and prompts.
 
 pub mod build_info;
@@ -34,6 +35,7 @@ pub mod progression;
 pub mod project;
 pub mod release;
 pub mod space;
+pub mod subscription;
 pub mod task;
 pub mod time;
 pub mod user;
@@ -51,6 +53,7 @@ pub use process::{Action, DeploymentProcess, Step};
 pub use project::{Channel, Project, ProjectGroup};
 pub use release::Release;
 pub use space::Space;
+pub use subscription::Subscription;
 pub use task::{ActivityElement, ActivityStatus, LogCategory, LogElement, ServerTask, TaskState};
 pub use time::Timestamp;
 pub use user::{ApiKey, User};

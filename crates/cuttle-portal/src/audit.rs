@@ -51,7 +51,11 @@ pub async fn page(
         ..Default::default()
     };
     let (events, total) = svc::list(&inst.store, None, &filters, &paging).await?;
-    let projects = inst.store.list::<Project>(&crate::default_space()).await?.items;
+    let projects = inst
+        .store
+        .list::<Project>(&crate::default_space())
+        .await?
+        .items;
     let environments = inst
         .store
         .list::<Environment>(&crate::default_space())

@@ -539,13 +539,8 @@ async fn library_create(
             description: typed.description.trim().to_owned(),
             ..LibraryVariableSet::default()
         };
-        match svc::create_library_variable_set(
-            &inst.store,
-            &viewer.actor,
-            DEFAULT_SPACE_ID,
-            set,
-        )
-        .await
+        match svc::create_library_variable_set(&inst.store, &viewer.actor, DEFAULT_SPACE_ID, set)
+            .await
         {
             Ok(created) => {
                 let to = format!("/library/variable-sets/{}", created.id);

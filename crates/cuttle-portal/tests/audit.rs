@@ -27,18 +27,31 @@ async fn call(s: &Server, method: Method, path: &str, body: Option<Value>) -> (S
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn ok(s: &Server, method: Method, path: &str, body: Option<Value>) -> Value {
     let (status, reply) = call(s, method, path, body).await;
-    assert!(status.is_success(), "{}: {path} → {status}: {reply}", s.backend);
+    assert!(
+        status.is_success(),
+        "{}: {path} → {status}: {reply}",
+        s.backend
+    );
     reply
 }
 
 /// Every event matching `query`, newest first.
 async fn events(s: &Server, query: &str) -> Vec<Value> {
-    let page = ok(s, Method::GET, &format!("/api/events?take=2147483647&{query}"), None).await;
+    let page = ok(
+        s,
+        Method::GET,
+        &format!("/api/events?take=2147483647&{query}"),
+        None,
+    )
+    .await;
     assert_eq!(
         page["TotalResults"].as_u64().unwrap() as usize,
         page["Items"].as_array().unwrap().len(),
@@ -49,7 +62,10 @@ async fn events(s: &Server, query: &str) -> Vec<Value> {
 }
 
 fn categories(events: &[Value]) -> Vec<&str> {
-    events.iter().map(|e| e["Category"].as_str().unwrap()).collect()
+    events
+        .iter()
+        .map(|e| e["Category"].as_str().unwrap())
+        .collect()
 }
 
 fn regards(e: &Value, id: &str) -> bool {
@@ -84,9 +100,17 @@ async fn sign_in_with(s: &Server, password: &str) -> StatusCode {
 #[tokio::test]
 async fn every_change_is_one_event_saying_who_where_and_what() {
     on_both("audit_walk", |s| async move {
-        let env = ok(&s, Method::POST, "/api/environments", Some(json!({"Name": "Staging"}))).await;
+        let env = ok(
+            &s,
+            Method::POST,
+            "/api/environments",
+            Some(json!({"Name": "Staging"})),
+        )
+        .await;
         let env_id = env["Id"].as_str().unwrap().to_owned();
-        let project_id = s.project("Audited", vec![script_step("Say", "echo hi")]).await;
+        let project_id = s
+            .project("Audited", vec![script_step("Say", "echo hi")])
+            .await;
 
         // Who, when, from where, on the first event made with the key.
         let created = events(&s, &format!("regarding={env_id}")).await;
@@ -100,23 +124,46 @@ async fn every_change_is_one_event_saying_who_where_and_what() {
         assert_eq!(e["SpaceId"], "Spaces-1");
         assert!(e["Occurred"].as_str().unwrap().starts_with("20"));
         assert_eq!(e["ChangeDetails"]["DocumentContext"]["Name"], "Staging");
-        assert_eq!(e["Links"]["Self"], format!("/api/events/{}", e["Id"].as_str().unwrap()));
+        assert_eq!(
+            e["Links"]["Self"],
+            format!("/api/events/{}", e["Id"].as_str().unwrap())
+        );
         let one = ok(&s, Method::GET, e["Links"]["Self"].as_str().unwrap(), None).await;
         assert_eq!(one["Id"], e["Id"]);
 
         // A modification: the difference, before and after.
-        let mut project = ok(&s, Method::GET, &format!("/api/projects/{project_id}"), None).await;
+        let mut project = ok(
+            &s,
+            Method::GET,
+            &format!("/api/projects/{project_id}"),
+            None,
+        )
+        .await;
         project["Description"] = json!("audited now");
-        ok(&s, Method::PUT, &format!("/api/projects/{project_id}"), Some(project)).await;
-        let modified = events(&s, &format!("regarding={project_id}&eventCategories=Modified")).await;
+        ok(
+            &s,
+            Method::PUT,
+            &format!("/api/projects/{project_id}"),
+            Some(project),
+        )
+        .await;
+        let modified = events(
+            &s,
+            &format!("regarding={project_id}&eventCategories=Modified"),
+        )
+        .await;
         let project_change = modified
             .iter()
             .find(|e| e["Message"].as_str().unwrap().starts_with("project "))
             .expect("the project's modification");
-        let diffs = project_change["ChangeDetails"]["Differences"].as_array().unwrap();
+        let diffs = project_change["ChangeDetails"]["Differences"]
+            .as_array()
+            .unwrap();
         assert!(
             diffs.contains(&json!({"Path": "/Description", "Before": "", "After": "audited now"}))
-                || diffs.contains(&json!({"Path": "/Description", "Before": null, "After": "audited now"})),
+                || diffs.contains(
+                    &json!({"Path": "/Description", "Before": null, "After": "audited now"})
+                ),
             "{}: {diffs:?}",
             s.backend
         );
@@ -131,20 +178,30 @@ async fn every_change_is_one_event_saying_who_where_and_what() {
         let mut set = ok(&s, Method::PUT, &set_path, Some(set)).await;
         set["Variables"][0]["Value"] = json!(SECRET_TOO);
         ok(&s, Method::PUT, &set_path, Some(set)).await;
-        let variable_events =
-            events(&s, &format!("regarding=variableset-{project_id}")).await;
-        assert_eq!(categories(&variable_events), ["Modified", "Modified"], "{}", s.backend);
+        let variable_events = events(&s, &format!("regarding=variableset-{project_id}")).await;
+        assert_eq!(
+            categories(&variable_events),
+            ["Modified", "Modified"],
+            "{}",
+            s.backend
+        );
         let latest = &variable_events[0];
         let diffs = latest["ChangeDetails"]["Differences"].as_array().unwrap();
         assert!(
-            diffs.iter().any(|d| d["Path"].as_str().unwrap().ends_with("/Value")
-                && d["Before"] == "********"
-                && d["After"] == "********"),
+            diffs
+                .iter()
+                .any(|d| d["Path"].as_str().unwrap().ends_with("/Value")
+                    && d["Before"] == "********"
+                    && d["After"] == "********"),
             "{}: the sensitive value's change shows, hidden: {diffs:?}",
             s.backend
         );
         let whole_log = serde_json::to_string(&events(&s, "").await).unwrap();
-        assert!(!whole_log.contains(SECRET) && !whole_log.contains(SECRET_TOO), "{}", s.backend);
+        assert!(
+            !whole_log.contains(SECRET) && !whole_log.contains(SECRET_TOO),
+            "{}",
+            s.backend
+        );
 
         // A deployment's lifecycle, filterable by project and environment.
         let task = s.deploy("Audited", "1.0.0", "Staging").await;
@@ -156,23 +213,38 @@ async fn every_change_is_one_event_saying_who_where_and_what() {
         .await;
         assert_eq!(
             categories(&deploy_events),
-            ["DeploymentSucceeded", "DeploymentStarted", "DeploymentQueued"],
+            [
+                "DeploymentSucceeded",
+                "DeploymentStarted",
+                "DeploymentQueued"
+            ],
             "{}",
             s.backend
         );
         assert!(deploy_events.iter().all(|e| regards(e, &task)));
 
         // Sign-ins: a wrong password and the right one, then signing out.
-        assert_eq!(sign_in_with(&s, "not the password").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            sign_in_with(&s, "not the password").await,
+            StatusCode::UNAUTHORIZED
+        );
         let failed = events(&s, "eventCategories=LoginFailed").await;
         assert_eq!(failed.len(), 1, "{}", s.backend);
         assert_eq!(failed[0]["Username"], "admin");
         assert_eq!(failed[0]["IpAddress"], "127.0.0.1");
         assert_eq!(failed[0]["UserAgent"], AGENT);
-        assert!(!serde_json::to_string(&failed).unwrap().contains("not the password"));
-        assert_eq!(sign_in_with(&s, ADMIN_PASSWORD).await, StatusCode::SEE_OTHER);
+        assert!(!serde_json::to_string(&failed)
+            .unwrap()
+            .contains("not the password"));
+        assert_eq!(
+            sign_in_with(&s, ADMIN_PASSWORD).await,
+            StatusCode::SEE_OTHER
+        );
         let signed_in = events(&s, "eventCategories=LoginSucceeded").await;
-        assert_eq!(signed_in[0]["IdentityEstablishedWith"], "Username and password");
+        assert_eq!(
+            signed_in[0]["IdentityEstablishedWith"],
+            "Username and password"
+        );
 
         // The key was used all along: one event, not one per request.
         let used = events(&s, "eventCategories=ApiKeyUsed").await;
@@ -188,15 +260,34 @@ async fn every_change_is_one_event_saying_who_where_and_what() {
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        let (status, _) = call(&s, Method::DELETE, "/api/projectgroups/ProjectGroups-1", None).await;
+        let (status, _) = call(
+            &s,
+            Method::DELETE,
+            "/api/projectgroups/ProjectGroups-1",
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::CONFLICT, "the group holds a project");
         assert_eq!(events(&s, "").await.len(), before, "{}", s.backend);
 
         // Deleting: the document as it was.
-        ok(&s, Method::DELETE, &format!("/api/projects/{project_id}"), None).await;
-        let deleted = events(&s, &format!("regarding={project_id}&eventCategories=Deleted")).await;
+        ok(
+            &s,
+            Method::DELETE,
+            &format!("/api/projects/{project_id}"),
+            None,
+        )
+        .await;
+        let deleted = events(
+            &s,
+            &format!("regarding={project_id}&eventCategories=Deleted"),
+        )
+        .await;
         assert_eq!(deleted.len(), 1);
-        assert_eq!(deleted[0]["ChangeDetails"]["DocumentContext"]["Name"], "Audited");
+        assert_eq!(
+            deleted[0]["ChangeDetails"]["DocumentContext"]["Name"],
+            "Audited"
+        );
     })
     .await;
 }
@@ -204,7 +295,13 @@ async fn every_change_is_one_event_saying_who_where_and_what() {
 #[tokio::test]
 async fn the_log_cannot_be_edited_and_bad_filters_are_refused() {
     on_both("audit_read_only", |s| async move {
-        ok(&s, Method::POST, "/api/environments", Some(json!({"Name": "One"}))).await;
+        ok(
+            &s,
+            Method::POST,
+            "/api/environments",
+            Some(json!({"Name": "One"})),
+        )
+        .await;
         let id = events(&s, "").await[0]["Id"].as_str().unwrap().to_owned();
         for (method, path) in [
             (Method::PUT, format!("/api/events/{id}")),
@@ -213,9 +310,22 @@ async fn the_log_cannot_be_edited_and_bad_filters_are_refused() {
             (Method::POST, "/api/events".to_owned()),
             (Method::PUT, "/api/events".to_owned()),
         ] {
-            let (status, body) = call(&s, method.clone(), &path, Some(json!({"Message": "forged"}))).await;
-            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {body}");
-            assert!(body["ErrorMessage"].as_str().unwrap().contains("cannot be changed"));
+            let (status, body) = call(
+                &s,
+                method.clone(),
+                &path,
+                Some(json!({"Message": "forged"})),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {body}"
+            );
+            assert!(body["ErrorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be changed"));
         }
         let one = ok(&s, Method::GET, &format!("/api/events/{id}"), None).await;
         assert_ne!(one["Message"], "forged");
@@ -226,7 +336,10 @@ async fn the_log_cannot_be_edited_and_bad_filters_are_refused() {
             ("take=-1", "take must be 0 or more"),
             ("skip=-5", "skip must be 0 or more"),
             ("fromAutoId=abc", "'abc' is not an event number"),
-            ("eventGroups=Nonsense", "'Nonsense' is not a group of events"),
+            (
+                "eventGroups=Nonsense",
+                "'Nonsense' is not a group of events",
+            ),
             ("take=lots", "The query string is not valid"),
         ] {
             let (status, body) = call(&s, Method::GET, &format!("/api/events?{query}"), None).await;
@@ -245,10 +358,22 @@ async fn filters_return_exactly_the_matching_events() {
     on_both("audit_filters", |s| async move {
         let mut envs = vec![];
         for name in ["A", "B", "C"] {
-            let e = ok(&s, Method::POST, "/api/environments", Some(json!({"Name": name}))).await;
+            let e = ok(
+                &s,
+                Method::POST,
+                "/api/environments",
+                Some(json!({"Name": name})),
+            )
+            .await;
             envs.push(e["Id"].as_str().unwrap().to_owned());
         }
-        let group = ok(&s, Method::POST, "/api/projectgroups", Some(json!({"Name": "Grouped"}))).await;
+        let group = ok(
+            &s,
+            Method::POST,
+            "/api/projectgroups",
+            Some(json!({"Name": "Grouped"})),
+        )
+        .await;
         let group_id = group["Id"].as_str().unwrap().to_owned();
         let project = ok(
             &s,
@@ -279,14 +404,19 @@ async fn filters_return_exactly_the_matching_events() {
                 .collect()
         };
         let ids = |list: Vec<Value>| -> Vec<String> {
-            list.iter().map(|e| e["Id"].as_str().unwrap().to_owned()).collect()
+            list.iter()
+                .map(|e| e["Id"].as_str().unwrap().to_owned())
+                .collect()
         };
         // Newest first.
         let autos: Vec<i64> = all.iter().map(|e| e["AutoId"].as_i64().unwrap()).collect();
         assert!(autos.windows(2).all(|w| w[0] > w[1]), "{autos:?}");
 
         let env_a = &envs[0];
-        assert_eq!(ids(events(&s, &format!("environments={env_a}")).await), by(&|e| regards(e, env_a)));
+        assert_eq!(
+            ids(events(&s, &format!("environments={env_a}")).await),
+            by(&|e| regards(e, env_a))
+        );
         assert_eq!(by(&|e| regards(e, env_a)).len(), 1);
         let two = format!("{},{}", envs[0], envs[1]);
         assert_eq!(
@@ -298,14 +428,19 @@ async fn filters_return_exactly_the_matching_events() {
             ids(events(&s, &format!("projectGroups={group_id}")).await),
             by(&|e| regards(e, &group_id) || regards(e, &project_id))
         );
-        assert_eq!(by(&|e| regards(e, &group_id) || regards(e, &project_id)).len(), 2);
+        assert_eq!(
+            by(&|e| regards(e, &group_id) || regards(e, &project_id)).len(),
+            2
+        );
         assert_eq!(
             ids(events(&s, "users=Users-1&eventCategories=Created").await),
             by(&|e| e["UserId"] == "Users-1" && e["Category"] == "Created")
         );
         let bob = events(&s, &format!("users={}", all[0]["UserId"].as_str().unwrap())).await;
         assert!(bob.iter().all(|e| e["Username"] == "bob"));
-        assert!(bob.iter().any(|e| regards(e, bobs_env["Id"].as_str().unwrap())));
+        assert!(bob
+            .iter()
+            .any(|e| regards(e, bobs_env["Id"].as_str().unwrap())));
         assert_eq!(
             ids(events(&s, "documentTypes=Environments").await),
             by(&|e| e["RelatedDocumentIds"]
@@ -327,24 +462,48 @@ async fn filters_return_exactly_the_matching_events() {
             by(&|e| at(e).as_str() >= newest)
         );
         assert!(events(&s, "to=2000-01-01").await.is_empty());
-        assert_eq!(events(&s, "from=2000-01-01&to=2999-12-31").await.len(), all.len());
+        assert_eq!(
+            events(&s, "from=2000-01-01&to=2999-12-31").await.len(),
+            all.len()
+        );
         // Paging: pages in order, and the envelope other lists use.
         let page = ok(&s, Method::GET, "/api/events?skip=1&take=2", None).await;
         assert_eq!(page["ItemType"], "Event");
         assert_eq!(page["TotalResults"].as_u64().unwrap() as usize, all.len());
-        assert_eq!(ids(page["Items"].as_array().unwrap().clone()), by(&|_| true)[1..3]);
+        assert_eq!(
+            ids(page["Items"].as_array().unwrap().clone()),
+            by(&|_| true)[1..3]
+        );
         // A space's log holds that space's events only; sign-ins have none.
-        let spaced = ok(&s, Method::GET, "/api/Spaces-1/events?take=2147483647", None).await;
+        let spaced = ok(
+            &s,
+            Method::GET,
+            "/api/Spaces-1/events?take=2147483647",
+            None,
+        )
+        .await;
         let spaced = spaced["Items"].as_array().unwrap().clone();
         assert!(spaced.iter().all(|e| e["SpaceId"] == "Spaces-1"));
         assert_eq!(ids(spaced), by(&|e| e["SpaceId"] == "Spaces-1"));
         // The lists to filter by.
         let cats = ok(&s, Method::GET, "/api/events/categories", None).await;
-        assert!(cats.as_array().unwrap().iter().any(|c| c["Id"] == "DeploymentSucceeded"));
+        assert!(cats
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["Id"] == "DeploymentSucceeded"));
         let types = ok(&s, Method::GET, "/api/events/documenttypes", None).await;
-        assert!(types.as_array().unwrap().iter().any(|c| c["Id"] == "Projects"));
+        assert!(types
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["Id"] == "Projects"));
         let groups = ok(&s, Method::GET, "/api/events/groups", None).await;
-        assert!(groups.as_array().unwrap().iter().any(|c| c["Id"] == "Machine"));
+        assert!(groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["Id"] == "Machine"));
     })
     .await;
 }
@@ -383,15 +542,30 @@ fn urlencode(text: &str) -> String {
 #[tokio::test]
 async fn the_audit_page_lists_events_with_filters() {
     on_both("audit_page", |s| async move {
-        ok(&s, Method::POST, "/api/environments", Some(json!({"Name": "Shown <here>"}))).await;
+        ok(
+            &s,
+            Method::POST,
+            "/api/environments",
+            Some(json!({"Name": "Shown <here>"})),
+        )
+        .await;
         let browser = s.sign_in().await;
         let page = browser.get("/audit").await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        assert!(page.body.contains("environment Shown &lt;here&gt; was created"), "{}", page.body);
+        assert!(
+            page.body
+                .contains("environment Shown &lt;here&gt; was created"),
+            "{}",
+            page.body
+        );
         assert!(page.body.contains("LoginSucceeded"));
         let filtered = browser.get("/audit?eventCategories=LoginSucceeded").await;
         assert_eq!(filtered.status, StatusCode::OK);
-        assert!(!filtered.body.contains("Shown &lt;here&gt; was created"), "{}", filtered.body);
+        assert!(
+            !filtered.body.contains("Shown &lt;here&gt; was created"),
+            "{}",
+            filtered.body
+        );
         assert!(filtered.body.contains("signed in"));
         let bad = browser.get("/audit?from=someday").await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);

@@ -197,7 +197,9 @@ fn diff(path: &str, a: &Value, b: &Value, secret: bool, out: &mut Vec<Value>) {
                 );
             }
         }
-        (Value::Array(x), Value::Array(y)) if !secret && by_id(x).is_some() && by_id(y).is_some() => {
+        (Value::Array(x), Value::Array(y))
+            if !secret && by_id(x).is_some() && by_id(y).is_some() =>
+        {
             let (xs, ys) = (by_id(x).unwrap_or_default(), by_id(y).unwrap_or_default());
             let ids: std::collections::BTreeSet<&String> =
                 xs.keys().chain(ys.keys()).copied().collect();
@@ -257,7 +259,10 @@ mod tests {
             c.contains(r#"{"After":"********","Before":"********","Path":"/Variables/a/Value"}"#),
             "{c}"
         );
-        assert!(c.contains(r#""After":"********","Before":null,"Path":"/ApiKey""#), "{c}");
+        assert!(
+            c.contains(r#""After":"********","Before":null,"Path":"/ApiKey""#),
+            "{c}"
+        );
     }
 
     #[test]

@@ -349,7 +349,10 @@ async fn record_failed_sign_in(
     let known = store.user_with_password(&tried).await.ok().flatten();
     let anonymous = Actor::new(
         User {
-            id: known.as_ref().map(|(u, _)| u.id.clone()).unwrap_or_default(),
+            id: known
+                .as_ref()
+                .map(|(u, _)| u.id.clone())
+                .unwrap_or_default(),
             username: tried.clone(),
             ..Default::default()
         },
@@ -433,9 +436,11 @@ mod tests {
                 .username,
             "admin"
         );
-        assert!(authenticate_api_key(&store, "API-UNKNOWN", &Origin::default())
-            .await
-            .is_err());
+        assert!(
+            authenticate_api_key(&store, "API-UNKNOWN", &Origin::default())
+                .await
+                .is_err()
+        );
 
         let again = bootstrap_admin(&store, dir.path(), None, Some(key))
             .await

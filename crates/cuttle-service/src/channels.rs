@@ -136,7 +136,15 @@ pub async fn update_channel(
     }
     let message = format!("channel {} of {} was modified", channel.name, project.name);
     let owner = vec![project.id.clone()];
-    audit_change(&mut tx, caller, Some(&existing), Some(&channel), message, owner).await?;
+    audit_change(
+        &mut tx,
+        caller,
+        Some(&existing),
+        Some(&channel),
+        message,
+        owner,
+    )
+    .await?;
     tx.commit().await?;
     Ok(channel)
 }

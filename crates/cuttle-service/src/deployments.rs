@@ -8,9 +8,7 @@ use crate::releases::find_release;
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{
-    Deployment, Environment, Project, Release, ServerTask, Timestamp, VariableSet,
-};
+use cuttle_model::{Deployment, Environment, Project, Release, ServerTask, Timestamp, VariableSet};
 use cuttle_store::{MasterKey, NewTask, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;

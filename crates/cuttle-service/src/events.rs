@@ -184,7 +184,11 @@ pub async fn query(
             )),
         }
     }
-    for set in [list(&f.projects), list(&f.environments), list(&f.regarding_any)] {
+    for set in [
+        list(&f.projects),
+        list(&f.environments),
+        list(&f.regarding_any),
+    ] {
         if !set.is_empty() {
             q.document_sets.push(set);
         }
@@ -218,7 +222,12 @@ pub async fn query(
 
 /// An ISO 8601 date and time, or a date alone: the day's start for `from`,
 /// its last millisecond for `to`. A time without an offset is UTC.
-fn date(name: &str, text: Option<&str>, end_of_day: bool, errors: &mut Vec<String>) -> Option<Timestamp> {
+fn date(
+    name: &str,
+    text: Option<&str>,
+    end_of_day: bool,
+    errors: &mut Vec<String>,
+) -> Option<Timestamp> {
     let text = text.map(str::trim).filter(|t| !t.is_empty())?;
     let parsed = Timestamp::parse(text)
         .or_else(|| Timestamp::parse(&format!("{text}Z")))
@@ -320,7 +329,10 @@ mod tests {
         assert!(errors.is_empty());
         assert!(date("from", Some("06/12/2026"), false, &mut errors).is_none());
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].contains("'06/12/2026' is not a date"), "{errors:?}");
+        assert!(
+            errors[0].contains("'06/12/2026' is not a date"),
+            "{errors:?}"
+        );
     }
 
     #[test]

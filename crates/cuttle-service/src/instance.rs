@@ -38,6 +38,8 @@ pub struct InstanceConfig {
     /// steps can be neither contained nor kept apart). Its hidden paths are
     /// replaced by the data directory.
     pub builtin_worker: cuttle_engine::sandbox::SandboxConfig,
+    /// How subscriptions' deliveries are retried and where they may go.
+    pub subscriptions: crate::subscriptions::SubscriptionConfig,
 }
 
 impl InstanceConfig {
@@ -53,6 +55,7 @@ impl InstanceConfig {
             max_concurrent_password_hashes: crate::passwords::Passwords::default_concurrency(),
             sign_in_throttle: Default::default(),
             builtin_worker: Default::default(),
+            subscriptions: Default::default(),
         }
     }
 
@@ -93,6 +96,8 @@ pub struct Instance {
     pub passwords: crate::passwords::Passwords,
     /// Failed sign-ins, per username and per client address.
     pub sign_ins: crate::sign_in_throttle::SignInThrottle,
+    /// Wakes the subscriptions' dispatcher.
+    pub dispatcher: crate::subscriptions::Dispatcher,
 }
 
 impl Instance {
@@ -153,11 +158,13 @@ impl Instance {
             package_files: Default::default(),
             passwords: crate::passwords::Passwords::new(config.max_concurrent_password_hashes),
             sign_ins: crate::sign_in_throttle::SignInThrottle::new(config.sign_in_throttle),
+            dispatcher: Default::default(),
             config,
         });
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
         crate::health_schedule::follow(Arc::downgrade(&inst));
+        crate::subscriptions::dispatch::follow(Arc::downgrade(&inst), inst.dispatcher.clone());
         if let Some(keep_for) = inst.config.package_retention {
             crate::package_retention::follow(Arc::downgrade(&inst), keep_for);
         }

@@ -84,7 +84,12 @@ pub async fn list(
         .collect())
 }
 
-pub async fn get(inst: &Instance, caller: &Actor, space_id: &str, id: &str) -> Result<Interruption> {
+pub async fn get(
+    inst: &Instance,
+    caller: &Actor,
+    space_id: &str,
+    id: &str,
+) -> Result<Interruption> {
     let i: Interruption = get_in_space(&inst.store, space_id, id).await?;
     Ok(for_caller(i, caller))
 }

@@ -38,6 +38,8 @@
 //! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
+//! - [`subscriptions`]: event subscriptions and the dispatcher that
+//!   delivers them (webhooks, email).
 
 pub mod actor;
 pub mod audit;
@@ -70,6 +72,7 @@ pub mod resources;
 pub mod sessions;
 pub mod sign_in_throttle;
 pub mod spaces;
+pub mod subscriptions;
 pub mod tasks;
 pub mod text;
 pub mod users;

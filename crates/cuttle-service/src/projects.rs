@@ -115,7 +115,15 @@ pub async fn update_project(
     let mut tx = store.begin().await?;
     tx.update(&project).await?;
     let message = format!("project {} was modified", project.name);
-    audit_change(&mut tx, caller, Some(&existing), Some(&project), message, vec![]).await?;
+    audit_change(
+        &mut tx,
+        caller,
+        Some(&existing),
+        Some(&project),
+        message,
+        vec![],
+    )
+    .await?;
     tx.commit().await?;
     Ok(project)
 }
@@ -401,7 +409,15 @@ pub async fn update_process(
     tx.update(&process).await?;
     let message = format!("deployment process {} was modified", process.id);
     let project = vec![process.project_id.clone()];
-    audit_change(&mut tx, caller, Some(&current), Some(&process), message, project).await?;
+    audit_change(
+        &mut tx,
+        caller,
+        Some(&current),
+        Some(&process),
+        message,
+        project,
+    )
+    .await?;
     tx.commit().await?;
     Ok(process)
 }

@@ -220,7 +220,9 @@ mod tests {
         let alice = crate::auth::check_password(&store, &passwords, "Alice", "pw")
             .await
             .unwrap();
-        let started = start(&store, &alice.into(), SESSION_LIFETIME).await.unwrap();
+        let started = start(&store, &alice.into(), SESSION_LIFETIME)
+            .await
+            .unwrap();
         let s = authenticate(&store, &started.token).await.unwrap();
         assert_eq!(s.user.id, user.id);
         assert_eq!(s.csrf_token, started.session.csrf_token);
@@ -232,10 +234,14 @@ mod tests {
         assert!(authenticate(&store, "not-a-token").await.is_err());
         assert!(authenticate(&store, &random_token()).await.is_err());
 
-        let brief = start(&store, &user.clone().into(), Duration::ZERO).await.unwrap();
+        let brief = start(&store, &user.clone().into(), Duration::ZERO)
+            .await
+            .unwrap();
         assert!(authenticate(&store, &brief.token).await.is_err());
 
-        sign_out(&store, &started.token, &user.clone().into()).await.unwrap();
+        sign_out(&store, &started.token, &user.clone().into())
+            .await
+            .unwrap();
         assert!(authenticate(&store, &started.token).await.is_err());
     }
 }

@@ -10,7 +10,12 @@ use cuttle_model::Space;
 
 /// Changes a space; a space whose queue runs (again) has the engine look for
 /// its waiting tasks at once.
-pub async fn update_space(inst: &Instance, caller: &Actor, id: &str, space: Space) -> Result<Space> {
+pub async fn update_space(
+    inst: &Instance,
+    caller: &Actor,
+    id: &str,
+    space: Space,
+) -> Result<Space> {
     let space = crate::resources::update_space(&inst.store, caller, id, space).await?;
     if !space.task_queue_stopped {
         inst.runner.wake();

@@ -117,13 +117,21 @@ pub async fn cancel(
     let entry = Entry::new(
         category::TASK_CANCELED,
         before.space_id.as_deref(),
-        format!("{} asked to cancel {}: {}", caller.username, before.id, before.description),
+        format!(
+            "{} asked to cancel {}: {}",
+            caller.username, before.id, before.description
+        ),
     )
     .about(
-        [Some(&before.id), before.deployment_id.as_ref(), before.project_id.as_ref(), before.environment_id.as_ref()]
-            .into_iter()
-            .flatten()
-            .cloned(),
+        [
+            Some(&before.id),
+            before.deployment_id.as_ref(),
+            before.project_id.as_ref(),
+            before.environment_id.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
     );
     let outcome = inst
         .runner

@@ -261,6 +261,7 @@ space_document!(
 );
 
 space_document!(WorkerPool, "WorkerPools", "worker pool", sort_order);
+space_document!(cuttle_model::Subscription, "Subscriptions", "subscription");
 
 /// Which documents a list wants.
 #[derive(Clone, Debug, Default)]

@@ -45,7 +45,8 @@ pub struct StoredEvent {
 /// The key under which [`Store::backfill_event_documents`] waits.
 pub(crate) const PENDING_BACKFILL: &str = "pending/event-documents";
 
-const EVENT_COLUMNS: &str = "e.id, e.seq, e.space_id, e.occurred_at, e.user_id, e.username, e.category, \
+const EVENT_COLUMNS: &str =
+    "e.id, e.seq, e.space_id, e.occurred_at, e.user_id, e.username, e.category, \
      e.message, e.related_document_ids, e.is_service, e.identity_established_with, e.user_agent, \
      e.ip_address, e.details, e.change_details";
 
@@ -97,7 +98,9 @@ pub(crate) async fn record_event_on(conn: &mut AnyConnection, e: AuditEvent) -> 
         .bind(e.change_details)
         .execute(&mut *conn)
         .await?;
-        index_documents(conn, seq, e.space_id.as_deref(), &related).await
+        index_documents(conn, seq, e.space_id.as_deref(), &related).await?;
+        // Subscriptions deliver what was committed: queued with the event.
+        crate::subscriptions::enqueue_on(conn, &id).await
     }
 }
 
@@ -223,7 +226,10 @@ impl EventQuery {
                 st.args(set)
             );
             if !self.space_ids.is_empty() {
-                sql.push_str(&format!(" AND ed.space_id IN ({})", st.args(&self.space_ids)));
+                sql.push_str(&format!(
+                    " AND ed.space_id IN ({})",
+                    st.args(&self.space_ids)
+                ));
             }
             st.sql = sql;
             return st;
@@ -278,10 +284,12 @@ impl Store {
     }
 
     pub async fn event(&self, id: &str) -> Result<Option<StoredEvent>> {
-        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = $1"))
-            .bind(id)
-            .fetch_optional(self.reader())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
         row.as_ref().map(event_of).transpose()
     }
 
@@ -357,7 +365,10 @@ mod tests {
     #[test]
     fn document_types_are_the_id_collection() {
         assert_eq!(document_type("Projects-7"), "Projects");
-        assert_eq!(document_type("deploymentprocess-Projects-1"), "deploymentprocess");
+        assert_eq!(
+            document_type("deploymentprocess-Projects-1"),
+            "deploymentprocess"
+        );
         assert_eq!(document_type("variableset-Projects-1"), "variableset");
         assert_eq!(document_type("feeds-builtin"), "feeds-builtin");
         assert_eq!(document_type("ServerTasks-12"), "ServerTasks");

@@ -20,6 +20,7 @@
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
+//! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
@@ -37,6 +38,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod spaces;
 pub mod statement;
+pub mod subscriptions;
 pub mod task_log;
 pub mod tasks;
 pub mod testing;

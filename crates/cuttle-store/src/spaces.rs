@@ -47,6 +47,9 @@ impl Tx {
             "DELETE FROM packages WHERE space_id = $1",
             "DELETE FROM latest_deployments WHERE space_id = $1",
             "DELETE FROM deployments WHERE space_id = $1",
+            "DELETE FROM subscription_attempts WHERE delivery_id IN (SELECT d.id FROM subscription_deliveries d JOIN documents s ON s.id = d.subscription_id WHERE s.space_id = $1)",
+            "DELETE FROM subscription_deliveries WHERE subscription_id IN (SELECT id FROM documents WHERE space_id = $1 AND collection = 'Subscriptions')",
+            "DELETE FROM subscription_secrets WHERE subscription_id IN (SELECT id FROM documents WHERE space_id = $1 AND collection = 'Subscriptions')",
             "DELETE FROM documents WHERE space_id = $1",
         ];
         for sql in statements {

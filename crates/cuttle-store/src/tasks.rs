@@ -611,10 +611,12 @@ async fn complete_task_on(
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() > 0 {
-        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1"))
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
         let task = task_from_row(&row)?;
         let outcome = match state {
             TaskState::Success => category::DEPLOYMENT_SUCCEEDED,
@@ -633,7 +635,10 @@ async fn deployment_event_on(
     task: &ServerTask,
     category: &str,
 ) -> Result<()> {
-    let Some(deployment_id) = task.deployment_id.as_deref().filter(|_| task.name == "Deploy")
+    let Some(deployment_id) = task
+        .deployment_id
+        .as_deref()
+        .filter(|_| task.name == "Deploy")
     else {
         return Ok(());
     };

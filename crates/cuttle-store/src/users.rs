@@ -212,5 +212,4 @@ impl Store {
             })
             .collect()
     }
-
 }

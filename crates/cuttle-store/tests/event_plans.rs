@@ -237,9 +237,10 @@ async fn check(store: &Store) {
     assert_eq!(total, EVENTS / PROJECTS);
     assert_eq!(page.len(), 30);
     assert!(page.windows(2).all(|w| w[0].seq > w[1].seq));
-    assert!(page
-        .iter()
-        .all(|e| e.event.related_document_ids.contains(&"Projects-7".to_owned())));
+    assert!(page.iter().all(|e| e
+        .event
+        .related_document_ids
+        .contains(&"Projects-7".to_owned())));
 }
 
 #[tokio::test]

@@ -69,6 +69,26 @@ pub struct ServerArgs {
     /// This server's name in task records (default: the host name).
     #[arg(long, env = "CUTTLE_NODE_NAME")]
     node_name: Option<String>,
+    /// The SMTP server subscriptions send email through:
+    /// smtp://[user:password@]host[:port] (STARTTLS when offered;
+    /// ?tls=required to insist), or smtps://… for TLS from the start
+    #[arg(long, env = "CUTTLE_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The address subscription email is sent from
+    #[arg(long, env = "CUTTLE_SMTP_FROM", requires = "smtp_url")]
+    smtp_from: Option<String>,
+    /// The longest wait, in seconds, between two attempts at a subscription
+    /// delivery; waits double from one second up to it
+    #[arg(long, env = "CUTTLE_SUBSCRIPTION_RETRY_MAX", default_value_t = 300)]
+    subscription_retry_max: u64,
+    /// Let webhooks reach link-local addresses (169.254.0.0/16, fe80::/10),
+    /// where cloud metadata services answer; refused by default
+    #[arg(long, env = "CUTTLE_ALLOW_LINK_LOCAL_WEBHOOKS", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_link_local_webhooks: bool,
+    /// The server's address as its users reach it (https://cuttle.example.com),
+    /// sent in subscription payloads
+    #[arg(long, env = "CUTTLE_PUBLIC_URL")]
+    public_url: Option<String>,
     /// The master key that seals sensitive values (32 bytes in base64). Only as
     /// an environment variable, never a flag, so it stays out of process lists;
     /// without it the data directory's master.key is used, created at first start.
@@ -145,6 +165,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.sign_in_throttle.per_address = args.sign_in_failures_per_address;
     if let Some(n) = args.node_name {
         config.node_name = n;
+    }
+    let subs = &mut config.subscriptions;
+    subs.retry_most = Duration::from_secs(args.subscription_retry_max.max(1));
+    subs.retry_first = subs.retry_first.min(subs.retry_most);
+    subs.allow_link_local = args.allow_link_local_webhooks;
+    subs.server_url = args.public_url.clone();
+    if let Some(url) = args.smtp_url.clone().filter(|u| !u.is_empty()) {
+        let smtp = cuttle_service::subscriptions::email::SmtpConfig {
+            url,
+            from: args
+                .smtp_from
+                .clone()
+                .context("--smtp-url needs --smtp-from, the address email is sent from")?,
+        };
+        smtp.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        subs.smtp = Some(smtp);
     }
     let instance = Instance::open(config)
         .await

@@ -11,6 +11,7 @@ mod packages;
 mod preview;
 mod projects;
 mod releases;
+mod subscriptions;
 mod tasks;
 mod variables;
 
@@ -181,6 +182,7 @@ pub fn all() -> Routes {
     r = packages::routes(r);
     r = build_info::routes(r);
     r = events::routes(r);
+    r = subscriptions::routes(r);
     tasks::routes(r)
 }
 
@@ -238,6 +240,7 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
             "Workers": "/api/workers{/id}{?skip,take,ids,name,partialName,workerPoolIds,healthStatuses,isDisabled}",
             "WorkerPools": "/api/workerpools{/id}{?skip,take,ids,partialName,name}",
             "MachinePolicies": "/api/machinepolicies{/id}{?skip,take,ids,partialName,name}",
+            "Subscriptions": "/api/subscriptions{/id}{?skip,take,ids,partialName}",
             "CreateReleaseCommandV1": "/api/{spaceId}/releases/create/v1",
             "CreateUntenantedDeploymentCommandV1": "/api/{spaceId}/deployments/create/untenanted/v1",
         }
@@ -458,6 +461,7 @@ async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
         "Workers": link("workers"),
         "WorkerPools": link("workerpools"),
         "MachinePolicies": link("machinepolicies"),
+        "Subscriptions": link("subscriptions"),
     }}))
 }
 

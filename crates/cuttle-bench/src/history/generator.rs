@@ -259,7 +259,10 @@ impl Generator {
             tx.record_event(AuditEvent {
                 space_id: Some(SPACE.into()),
                 category: category.into(),
-                message: format!("{} of release {} to {}", category, release.version, environment.name),
+                message: format!(
+                    "{} of release {} to {}",
+                    category, release.version, environment.name
+                ),
                 related_document_ids: vec![
                     deployment.id.clone(),
                     release.id.clone(),

@@ -1,0 +1,378 @@
+//! The dispatcher: fans events out of the outbox into deliveries, and sends
+//! each subscription's deliveries in order, retrying with backoff. It runs
+//! beside the task runner and never holds up a deployment: a slow or dead
+//! receiver delays only its own subscription's queue.
+
+use super::email::{self, EmailBody};
+use super::webhook;
+use crate::instance::Instance;
+use crate::Result;
+use cuttle_model::ids::Collection;
+use cuttle_model::subscription::{EventFacts, Subscription};
+use cuttle_model::{Project, Timestamp};
+use cuttle_store::subscriptions::{AfterAttempt, Attempt, Delivery, NewDelivery, OutboxEvent};
+use cuttle_store::DocumentQuery;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Events fanned out per transaction.
+const FAN_OUT_BATCH: i64 = 200;
+/// Deliveries in flight at once, across subscriptions.
+const MOST_IN_FLIGHT: usize = 16;
+/// How often the outbox and the queues are looked at when nothing wakes
+/// the dispatcher sooner.
+const POLL: Duration = Duration::from_millis(500);
+
+pub const WEBHOOK: &str = "Webhook";
+pub const EMAIL: &str = "Email";
+
+/// A handle to wake the dispatcher (after a change it should see at once).
+#[derive(Clone, Default)]
+pub struct Dispatcher {
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().millis()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Runs the dispatcher for as long as the instance lives.
+pub(crate) fn follow(inst: Weak<Instance>, dispatcher: Dispatcher) {
+    tokio::spawn(async move {
+        let client = match inst.upgrade() {
+            Some(i) => webhook::client(i.config.subscriptions.allow_link_local),
+            None => return,
+        };
+        let mut in_flight: HashSet<(String, String)> = HashSet::new();
+        let mut sending = tokio::task::JoinSet::new();
+        loop {
+            let Some(instance) = inst.upgrade() else {
+                return;
+            };
+            if let Err(e) = fan_out(&instance).await {
+                tracing::warn!(error = %e, "events could not be fanned out to subscriptions");
+            }
+            match instance.store.due_deliveries(now_ms(), 64).await {
+                Ok(due) => {
+                    for d in due {
+                        let key = (d.subscription_id.clone(), d.channel.clone());
+                        if in_flight.len() >= MOST_IN_FLIGHT || in_flight.contains(&key) {
+                            continue;
+                        }
+                        in_flight.insert(key.clone());
+                        let (i, c) = (instance.clone(), client.clone());
+                        sending.spawn(async move {
+                            if let Err(e) = attempt(&i, &c, d).await {
+                                tracing::warn!(error = %e, "a subscription delivery could not be recorded");
+                            }
+                            key
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "subscription deliveries could not be read"),
+            }
+            // Sleep until woken, a send finishes, or the next poll.
+            let wake = dispatcher.wake.clone();
+            drop(instance);
+            tokio::select! {
+                _ = wake.notified() => {}
+                Some(done) = sending.join_next(), if !sending.is_empty() => {
+                    if let Ok(key) = done {
+                        in_flight.remove(&key);
+                    }
+                    while let Some(Ok(key)) = sending.try_join_next() {
+                        in_flight.remove(&key);
+                    }
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            if sending.is_empty() {
+                in_flight.clear();
+            }
+        }
+    });
+}
+
+/// Moves waiting events into deliveries, a batch per transaction; returns
+/// how many events it took.
+pub async fn fan_out(inst: &Instance) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        if inst.store.outbox_is_empty().await? {
+            return Ok(total);
+        }
+        let mut tx = inst.store.begin().await?;
+        let events = tx.outbox_events(FAN_OUT_BATCH).await?;
+        if events.is_empty() {
+            tx.commit().await?;
+            return Ok(total);
+        }
+        let mut by_space: HashMap<String, SpaceSubscriptions> = HashMap::new();
+        let batch_id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        for (n, e) in events.iter().enumerate() {
+            if let Some(space) = &e.space_id {
+                if !by_space.contains_key(space) {
+                    by_space.insert(space.clone(), SpaceSubscriptions::load(inst, space).await?);
+                }
+                let subs = &by_space[space];
+                for s in subs.matching(e) {
+                    for (channel, body) in payloads(inst, s, e, &batch_id, n, events.len())? {
+                        let id = tx.next_id(Collection::SubscriptionDeliveries).await?;
+                        let body = body(&id);
+                        tx.insert_delivery(
+                            &NewDelivery {
+                                id,
+                                subscription_id: s.id.clone(),
+                                channel: channel.into(),
+                                event_id: e.event_id.clone(),
+                                category: e.category.clone(),
+                                body,
+                            },
+                            now,
+                        )
+                        .await?;
+                    }
+                }
+            }
+            tx.remove_from_outbox(&e.event_id).await?;
+        }
+        tx.commit().await?;
+        total += events.len();
+    }
+}
+
+/// A space's enabled subscriptions, with the projects of the project
+/// groups their filters name.
+struct SpaceSubscriptions {
+    subscriptions: Vec<Subscription>,
+    group_projects: HashMap<String, Vec<String>>,
+}
+
+impl SpaceSubscriptions {
+    async fn load(inst: &Instance, space: &str) -> Result<Self> {
+        let q = DocumentQuery::in_space(space);
+        let subscriptions: Vec<Subscription> = inst
+            .store
+            .list::<Subscription>(&q)
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| !s.is_disabled)
+            .collect();
+        let mut group_projects: HashMap<String, Vec<String>> = HashMap::new();
+        if subscriptions.iter().any(|s| {
+            !s.event_notification_subscription
+                .filter
+                .project_groups
+                .is_empty()
+        }) {
+            for p in inst.store.list::<Project>(&q).await?.items {
+                group_projects
+                    .entry(p.project_group_id)
+                    .or_default()
+                    .push(p.id);
+            }
+        }
+        Ok(SpaceSubscriptions {
+            subscriptions,
+            group_projects,
+        })
+    }
+
+    fn matching<'a>(&'a self, e: &'a OutboxEvent) -> impl Iterator<Item = &'a Subscription> + 'a {
+        let facts = EventFacts {
+            category: &e.category,
+            user_id: e.user_id.as_deref(),
+            related_document_ids: &e.related_document_ids,
+        };
+        self.subscriptions.iter().filter(move |s| {
+            let f = &s.event_notification_subscription.filter;
+            let in_groups: Vec<String> = f
+                .project_groups
+                .iter()
+                .flat_map(|g| self.group_projects.get(g).cloned().unwrap_or_default())
+                .collect();
+            f.matches(&facts, &in_groups)
+        })
+    }
+}
+
+/// An event as subscriptions receive it, shaped like `/api/events/{id}`.
+pub fn event_resource(e: &OutboxEvent) -> Value {
+    json!({
+        "Id": e.event_id,
+        "Category": e.category,
+        "UserId": e.user_id,
+        "Username": e.username,
+        "Occurred": e.occurred_at,
+        "Message": e.message,
+        "SpaceId": e.space_id,
+        "RelatedDocumentIds": e.related_document_ids,
+        "Links": { "Self": format!("/api/events/{}", e.event_id) },
+    })
+}
+
+type BodyFor = Box<dyn FnOnce(&str) -> String + Send>;
+
+/// What each of a subscription's channels sends for an event; the body
+/// is finished once the delivery's id is known.
+fn payloads(
+    inst: &Instance,
+    s: &Subscription,
+    e: &OutboxEvent,
+    batch_id: &str,
+    number: usize,
+    of: usize,
+) -> Result<Vec<(&'static str, BodyFor)>> {
+    let n = &s.event_notification_subscription;
+    let server = inst.config.subscriptions.server_url.clone();
+    let mut out: Vec<(&'static str, BodyFor)> = vec![];
+    if !n.webhook_uri.is_empty() {
+        let now = Timestamp::now().to_string();
+        let payload = json!({
+            "Timestamp": now,
+            "EventType": "SubscriptionPayload",
+            "Payload": {
+                "ServerUri": server,
+                "ServerAuditUri": server.as_ref().map(|u| format!("{}/app#/configuration/audit", u.trim_end_matches('/'))),
+                "BatchProcessingDate": now,
+                "BatchId": batch_id,
+                "TotalEventsInBatch": of,
+                "EventNumberInBatch": number + 1,
+                "Subscription": s,
+                "Event": event_resource(e),
+            }
+        });
+        out.push((
+            WEBHOOK,
+            Box::new(move |id: &str| {
+                let mut p = payload;
+                p["Payload"]["DeliveryId"] = json!(id);
+                p.to_string()
+            }),
+        ));
+    }
+    if !n.email_addresses.is_empty() {
+        let body = EmailBody {
+            to: n.email_addresses.clone(),
+            subject: format!("[Cuttle] {}", e.message),
+            text: format!(
+                "{}\n\nCategory: {}\nWhen: {}\nBy: {}\nEvent: {}\nRelated: {}\n\nSent for the subscription '{}'.\n",
+                e.message,
+                e.category,
+                e.occurred_at,
+                e.username.as_deref().unwrap_or("the server"),
+                e.event_id,
+                e.related_document_ids.join(", "),
+                s.name
+            ),
+        };
+        let text = serde_json::to_string(&body)
+            .map_err(|e| crate::ServiceError::Internal(format!("an email body: {e}")))?;
+        out.push((EMAIL, Box::new(move |_: &str| text)));
+    }
+    Ok(out)
+}
+
+/// Makes one attempt at a delivery and records it.
+async fn attempt(inst: &Instance, client: &reqwest::Client, d: Delivery) -> Result<()> {
+    let cfg = &inst.config.subscriptions;
+    let Some(s) = inst.store.get::<Subscription>(&d.subscription_id).await? else {
+        return Ok(()); // deleted meanwhile, with its queue
+    };
+    if s.is_disabled {
+        return Ok(()); // kept until the subscription is enabled again
+    }
+    let timeout = super::webhook_timeout(&s);
+    // A little past the timeout: a sender that died mid-attempt leaves the
+    // delivery due again soon after.
+    let lease_until = now_ms() + millis(timeout) + 5_000;
+    if !inst.store.claim_delivery(&d, lease_until).await? {
+        return Ok(());
+    }
+    let number = d.attempts + 1;
+    let started = std::time::Instant::now();
+    let at = Timestamp::now().to_string();
+    let outcome = match d.channel.as_str() {
+        WEBHOOK => {
+            let secret = match inst.store.subscription_secret(&s.id).await? {
+                Some(sealed) => inst
+                    .master_key
+                    .open(&sealed)
+                    .map_err(|e| crate::ServiceError::Internal(e.to_string()))?,
+                None => String::new(),
+            };
+            let n = &s.event_notification_subscription;
+            let header = (!n.webhook_header_key.is_empty()).then_some((
+                n.webhook_header_key.as_str(),
+                n.webhook_header_value.as_str(),
+            ));
+            webhook::send(
+                client,
+                webhook::Request {
+                    url: &n.webhook_uri,
+                    body: &d.body,
+                    secret: &secret,
+                    delivery_id: &d.id,
+                    category: &d.category,
+                    attempt: number,
+                    timeout,
+                    extra_header: header,
+                    allow_link_local: cfg.allow_link_local,
+                },
+            )
+            .await
+        }
+        EMAIL => match (&cfg.smtp, serde_json::from_str::<EmailBody>(&d.body)) {
+            (Some(smtp), Ok(body)) => email::send(smtp, &body, &d.id).await,
+            (None, _) => Err("this server has no SMTP server configured".into()),
+            (_, Err(e)) => Err(format!("the stored email is damaged: {e}")),
+        },
+        other => Err(format!("unknown channel '{other}'")),
+    };
+    let duration_ms = millis(started.elapsed());
+    let (succeeded, text) = match outcome {
+        Ok(t) => (true, t),
+        Err(t) => (false, t),
+    };
+    let created = Timestamp::parse(&d.created_at).map_or(0, |t| t.millis());
+    let then = if succeeded {
+        AfterAttempt::Delivered
+    } else if now_ms() - created >= millis(cfg.keep_trying_for) {
+        AfterAttempt::Abandon
+    } else {
+        let wait = cuttle_model::subscription::retry_delay(number, cfg.retry_first, cfg.retry_most);
+        AfterAttempt::RetryAt(now_ms() + millis(wait))
+    };
+    if !succeeded {
+        tracing::info!(delivery = %d.id, subscription = %s.id, attempt = number, error = %text, "a subscription delivery failed; it will be retried");
+    }
+    inst.store
+        .record_attempt(
+            &d.id,
+            &Attempt {
+                attempt: number,
+                at,
+                succeeded,
+                outcome: text,
+                duration_ms,
+            },
+            then,
+        )
+        .await?;
+    Ok(())
+}

@@ -200,8 +200,10 @@ pub async fn query(
     if !groups.is_empty() {
         // A group's events, and those of each project in it.
         let mut set = groups.clone();
-        let mut projects = DocumentQuery::default();
-        projects.space_id = space.map(str::to_owned);
+        let projects = DocumentQuery {
+            space_id: space.map(str::to_owned),
+            ..Default::default()
+        };
         for p in store.list::<Project>(&projects).await?.items {
             if groups.contains(&p.project_group_id) {
                 set.push(p.id);

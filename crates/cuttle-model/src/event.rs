@@ -26,7 +26,7 @@ pub struct Event {
     pub comments: Option<String>,
     pub details: Option<String>,
     /// `{DocumentContext, Differences}`, sensitive values replaced.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub change_details: Option<serde_json::Value>,
     pub related_document_ids: Vec<String>,
     /// The event's number: `fromAutoId` and `toAutoId` filter by it.

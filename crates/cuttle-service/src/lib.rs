@@ -38,12 +38,15 @@
 //! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
+//! - [`metrics`]: what `/metrics` and `/readyz` answer.
+//! - [`backup`]: backups of a running installation, and restoring one.
 //! - [`subscriptions`]: event subscriptions and the dispatcher that
 //!   delivers them (webhooks, email).
 
 pub mod actor;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 pub mod build_info;
 pub mod channels;
@@ -58,6 +61,7 @@ pub mod interruptions;
 pub mod log_stream;
 pub mod machine_policies;
 pub mod machines;
+pub mod metrics;
 pub mod package_retention;
 pub mod package_selection;
 pub mod packages;

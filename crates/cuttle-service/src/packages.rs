@@ -472,20 +472,24 @@ fn restrict(dir: &Path) {
     }
 }
 
-/// Removes what pushes interrupted by a server stop left behind.
+/// Removes what pushes and backups interrupted by a stop left behind.
 async fn remove_stale_uploads(tmp: &Path) {
     let Ok(mut entries) = tokio::fs::read_dir(tmp).await else {
         return;
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
-        let stale = entry
-            .metadata()
-            .await
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        let stale = meta
+            .modified()
             .ok()
-            .and_then(|m| m.modified().ok())
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > STALE_UPLOAD);
-        if stale {
+        if stale && meta.is_dir() {
+            // A backup's spool, left by a process that stopped mid-backup.
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        } else if stale {
             let _ = tokio::fs::remove_file(entry.path()).await;
         }
     }

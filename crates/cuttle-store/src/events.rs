@@ -98,9 +98,8 @@ pub(crate) async fn record_event_on(conn: &mut AnyConnection, e: AuditEvent) -> 
         .bind(e.change_details)
         .execute(&mut *conn)
         .await?;
-        index_documents(conn, seq, e.space_id.as_deref(), &related).await?;
-        // Subscriptions deliver what was committed: queued with the event.
-        crate::subscriptions::enqueue_on(conn, &id).await
+        crate::subscriptions::enqueue_on(conn, &id).await?;
+        index_documents(conn, seq, e.space_id.as_deref(), &related).await
     }
 }
 

@@ -20,16 +20,21 @@
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
+//! - [`gauges`]: the counts and ages `/metrics` reads at each scrape.
 //! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
+//! - [`backup`]: every table's rows read in one snapshot, and loaded into
+//!   an empty database.
 //! - [`testing`]: scratch databases for tests on both backends.
 //!
 //! Nothing outside this crate writes SQL.
 
+pub mod backup;
 pub mod deployments;
 pub mod dialect;
 pub mod documents;
 pub mod events;
+pub mod gauges;
 mod group_commit;
 pub mod interruptions;
 pub mod machines;

@@ -8,7 +8,7 @@ use crate::{Result, Store, StoreError, Tx};
 use cuttle_model::ids::sequence_of;
 use cuttle_model::Timestamp;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 /// An event waiting to be fanned out.
 #[derive(Clone, Debug)]
@@ -121,9 +121,8 @@ fn delivery(r: &AnyRow) -> Result<Delivery> {
 }
 
 /// Queues an event for the subscriptions; called where the event is
-/// recorded (in a [`Tx`], or a group commit's transaction, which writes
-/// deployments' lifecycle events), so both commit or neither does.
-pub(crate) async fn enqueue_on(conn: &mut sqlx::AnyConnection, event_id: &str) -> Result<()> {
+/// recorded, on its transaction's connection, so both commit or neither does.
+pub(crate) async fn enqueue_on(conn: &mut AnyConnection, event_id: &str) -> Result<()> {
     sqlx::query("INSERT INTO event_outbox (event_id, seq) VALUES ($1, $2)")
         .bind(event_id)
         .bind(sequence_of(event_id))

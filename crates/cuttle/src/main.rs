@@ -45,6 +45,11 @@ enum Command {
     /// Push and list packages in the built-in feed.
     #[command(subcommand)]
     Package(cli::package::PackageCommand),
+    /// Back up a running installation: through its server (--server,
+    /// --api-key) or from its data directory (--data-dir).
+    Backup(cli::backup::BackupArgs),
+    /// Build a new installation from a backup, on SQLite or PostgreSQL.
+    Restore(cli::backup::RestoreArgs),
 }
 
 impl Command {
@@ -105,6 +110,8 @@ fn main() -> ExitCode {
             Command::Vars(cmd) => Ok(cli::vars(cmd)),
             Command::Agent(cmd) => cli::agent::run(&args.conn, cmd).await,
             Command::Package(cmd) => cli::package::run(&args.conn, cmd).await,
+            Command::Backup(b) => cli::backup::backup(&args.conn, b).await,
+            Command::Restore(r) => cli::backup::restore(r).await,
         }
     });
     match result {

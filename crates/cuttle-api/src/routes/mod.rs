@@ -2,11 +2,13 @@
 //! Space resources answer on `/api/{space}/…` and, for the default space, on
 //! the same path without the space segment.
 
+mod backup;
 mod build_info;
 mod events;
 mod infrastructure;
 mod interruptions;
 mod machines;
+pub mod operations;
 mod packages;
 mod preview;
 mod projects;
@@ -182,6 +184,8 @@ pub fn all() -> Routes {
     r = packages::routes(r);
     r = build_info::routes(r);
     r = events::routes(r);
+    r = operations::routes(r);
+    r = backup::routes(r);
     r = subscriptions::routes(r);
     tasks::routes(r)
 }

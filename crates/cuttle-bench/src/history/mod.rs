@@ -7,10 +7,10 @@
 //! size. Each database gets a table: a column per size, the ratio of the
 //! largest size's figure to the smallest's, and the goals of the issue.
 
-mod fixture;
-mod generator;
+pub(crate) mod fixture;
+pub(crate) mod generator;
 mod probe;
-mod table;
+pub(crate) mod table;
 
 use crate::{ms, Api, PgDatabase, Server};
 use anyhow::{bail, ensure, Context, Result};

@@ -12,11 +12,13 @@
 //! - `interruption`: answering manual interventions and guided failures.
 //! - `agent`: the agent on its machine (`cuttle agent …`).
 //! - `package`: the built-in feed (`cuttle package push|list`).
+//! - `backup`: `cuttle backup` and `cuttle restore`.
 //! - `certificate`: rotating the server's certificate (`cuttle server
 //!   certificate …`), local files only.
 
 pub mod agent;
 mod api;
+pub mod backup;
 pub mod certificate;
 mod interruption;
 pub mod package;

@@ -26,7 +26,7 @@ pub struct Event {
     pub comments: Option<String>,
     pub details: Option<String>,
     /// `{DocumentContext, Differences}`, sensitive values replaced.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub change_details: Option<serde_json::Value>,
     pub related_document_ids: Vec<String>,
     /// The event's number: `fromAutoId` and `toAutoId` filter by it.
@@ -63,6 +63,7 @@ pub mod category {
     pub const MANUAL_INTERVENTION_RAISED: &str = "ManualInterventionInterruptionRaised";
     pub const GUIDED_FAILURE_RAISED: &str = "GuidedFailureInterruptionRaised";
     pub const INTERRUPTION_SUBMITTED: &str = "InterruptionSubmitted";
+    pub const INTERRUPTION_RESPONSIBILITY_TAKEN: &str = "InterruptionResponsibilityTaken";
     pub const TASK_CANCELED: &str = "TaskCanceled";
     pub const MACHINE_HEALTHY: &str = "MachineHealthy";
     pub const MACHINE_HAS_WARNINGS: &str = "MachineHasWarnings";
@@ -74,7 +75,7 @@ pub mod category {
     pub const API_KEY_USED: &str = "ApiKeyUsed";
 
     /// Every category, for `GET /api/events/categories`, with its group.
-    pub const ALL: [(&str, &str); 21] = [
+    pub const ALL: [(&str, &str); 22] = [
         (CREATED, "Document"),
         (MODIFIED, "Document"),
         (DELETED, "Document"),
@@ -86,6 +87,7 @@ pub mod category {
         (MANUAL_INTERVENTION_RAISED, "Deployment"),
         (GUIDED_FAILURE_RAISED, "Deployment"),
         (INTERRUPTION_SUBMITTED, "Deployment"),
+        (INTERRUPTION_RESPONSIBILITY_TAKEN, "Deployment"),
         (TASK_CANCELED, "ServerTask"),
         (MACHINE_HEALTHY, "Machine"),
         (MACHINE_HAS_WARNINGS, "Machine"),

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{on_both, script_step, Server, ADMIN_KEY, ADMIN_PASSWORD};
+use common::{manual_step, on_both, script_step, Server, ADMIN_KEY, ADMIN_PASSWORD};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -504,6 +504,54 @@ async fn filters_return_exactly_the_matching_events() {
             .unwrap()
             .iter()
             .any(|c| c["Id"] == "Machine"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_paused_deployment_and_its_cancellation_are_events() {
+    on_both("audit_interventions", |s| async move {
+        s.environment("Dev").await;
+        let project = s
+            .project("Gated", vec![manual_step("Approve", "Look first")])
+            .await;
+        let task = s.deploy("Gated", "1.0.0", "Dev").await;
+        s.wait_pending(&task).await;
+        let raised = events(
+            &s,
+            &format!("regarding={task}&eventCategories=ManualInterventionInterruptionRaised"),
+        )
+        .await;
+        assert_eq!(raised.len(), 1, "{}", s.backend);
+        assert!(
+            regards(&raised[0], &project),
+            "{}: {:?}",
+            s.backend,
+            raised[0]
+        );
+
+        ok(&s, Method::POST, &format!("/api/tasks/{task}/cancel"), None).await;
+        let done = s.wait_done(&task).await;
+        assert_eq!(done["State"], "Canceled");
+        let canceled = events(
+            &s,
+            &format!("regarding={task}&eventCategories=TaskCanceled"),
+        )
+        .await;
+        assert_eq!(canceled.len(), 1);
+        assert_eq!(canceled[0]["Username"], "admin");
+        assert_eq!(canceled[0]["UserAgent"], AGENT);
+        let ended = events(
+            &s,
+            &format!("regarding={task}&eventCategories=DeploymentFailed"),
+        )
+        .await;
+        assert_eq!(ended.len(), 1, "{}", s.backend);
+        assert!(
+            ended[0]["Message"].as_str().unwrap().contains("Canceled"),
+            "{:?}",
+            ended[0]
+        );
     })
     .await;
 }

@@ -138,7 +138,7 @@ pub async fn take_responsibility(
             &mut tx,
             caller,
             Some(space_id),
-            "InterruptionResponsibilityTaken",
+            crate::audit::category::INTERRUPTION_RESPONSIBILITY_TAKEN,
             format!(
                 "{} took responsibility for {} ({})",
                 caller.username, i.id, i.title
@@ -184,7 +184,7 @@ pub async fn submit(
         &mut tx,
         caller,
         Some(space_id),
-        "InterruptionSubmitted",
+        crate::audit::category::INTERRUPTION_SUBMITTED,
         format!(
             "{} submitted {} for {} ({}){}",
             caller.username,

@@ -724,6 +724,9 @@ async fn the_portal_in_a_real_browser() {
     b.go(&format!("{url}/library")).await;
     b.wait_for("#package-file").await;
     b.screenshot("library").await;
+    b.go(&format!("{url}/audit")).await;
+    b.wait_for_text("table.audit", "DeploymentSucceeded").await;
+    b.screenshot("audit").await;
     b.go(&format!("{url}/configuration/api-keys")).await;
     b.fill("#api-key-purpose", "CI plugin").await;
     b.click(&b.wait_for("#create-api-key").await).await;

@@ -9,10 +9,11 @@ use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method};
-use cuttle_model::User;
+use cuttle_service::actor::{established_with, Actor, Origin};
 use cuttle_service::sessions;
 
-pub struct Caller(pub User);
+/// The caller and where the request came from (see [`Actor`]).
+pub struct Caller(pub Actor);
 
 fn api_key_of(parts: &Parts) -> Option<String> {
     let header = |name: &str| {
@@ -61,11 +62,24 @@ impl FromRequestParts<AppState> for Caller {
                 .filter_map(|v| v.to_str().ok());
             if let Some(token) = sessions::cookie(cookies, sessions::SESSION_COOKIE) {
                 let session = sessions::authenticate(&state.store, token).await?;
-                return Ok(Caller(session.user));
+                let origin = origin_of(parts, Some(established_with::SESSION));
+                return Ok(Caller(Actor::new(session.user, origin)));
             }
         }
         let key = key.unwrap_or_default();
-        let user = cuttle_service::auth::authenticate_api_key(&state.store, &key).await?;
-        Ok(Caller(user))
+        let origin = origin_of(parts, None);
+        let actor = cuttle_service::auth::authenticate_api_key(&state.store, &key, &origin).await?;
+        Ok(Caller(actor))
     }
+}
+
+/// The peer address (see [`crate::connections::peer_of`]) and user agent
+/// of a request.
+fn origin_of(parts: &Parts, established_with: Option<&str>) -> Origin {
+    let agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let peer = crate::connections::peer_of(&parts.extensions).map(|a| a.ip());
+    Origin::of_request(peer, agent, established_with)
 }

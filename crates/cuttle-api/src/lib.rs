@@ -12,6 +12,8 @@
 //! - [`links`]: `Links` and the paged collection envelope.
 //! - [`answers`]: the shapes of answers that are not one resource.
 //! - [`requests`]: checks every request passes, and its redacted trace span.
+//! - [`request_id`]: each request's id, in its log span and `X-Request-Id`.
+//! - [`http_metrics`]: requests counted and timed by route template.
 //! - [`route_case`]: route paths match case-insensitively on their literals.
 //! - [`error`]: the one error → response mapping.
 //! - [`routes`]: the handlers, one module per area.
@@ -25,9 +27,11 @@ pub mod auth;
 pub mod capabilities;
 pub mod connections;
 pub mod error;
+pub mod http_metrics;
 pub mod json;
 pub mod links;
 pub mod openapi;
+pub mod request_id;
 pub mod requests;
 pub mod route_case;
 pub mod route_table;
@@ -62,6 +66,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 fn app(instance: AppState, closing: Closing) -> Router {
     let (api, doc) = openapi::finish(routes::all());
+    let counted = instance.config.count_metrics;
+    let metrics_state = instance.clone();
     // The document names every route, its own included.
     let case = Arc::new(route_case::RouteCase::new(
         doc.paths.paths.keys().map(String::as_str),
@@ -77,13 +83,45 @@ fn app(instance: AppState, closing: Closing) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panicked,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan))
-        .with_state(instance);
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(requests::RedactedSpan),
+        );
+    // Outside the catch-panic layer, so a panic counts as the 500 it answers.
+    let routed = if counted {
+        routed.layer(axum::middleware::from_fn_with_state(
+            metrics_state,
+            http_metrics::count,
+        ))
+    } else {
+        routed
+    };
+    let routed = routed.with_state(instance);
     // Layers on a router run once a route has matched; the path's spelling
     // must be settled before, so the rewrite wraps the whole router.
-    Router::new().fallback_service(
-        routed.map_request(move |request: axum::extract::Request| case.rewrite(request)),
-    )
+    Router::new()
+        .fallback_service(
+            routed.map_request(move |request: axum::extract::Request| case.rewrite(request)),
+        )
+        .layer(axum::middleware::from_fn(request_id::assign))
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` without an API key on
+/// `listener` (the `--metrics-listen` address, which the operator keeps
+/// private) until `shutdown` resolves. It keeps answering while the main
+/// listener drains, so `/readyz` shows the shutdown.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    instance: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (router, _, _) = routes::operations::metrics_listener_routes().into_parts();
+    let app = router
+        .fallback(routes::not_found)
+        .with_state(instance)
+        .layer(axum::middleware::from_fn(request_id::assign));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets requests
@@ -105,8 +143,10 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let closing = Closing::default();
     let token = closing.0.clone();
+    let draining = instance.clone();
     connections::serve(listener, app(instance, closing), limits, async move {
         shutdown.await;
+        draining.begin_draining();
         token.cancel();
     })
     .await

@@ -24,6 +24,15 @@ pub trait Linked {
     fn redact(_json: &mut Value) {}
 }
 
+impl Linked for Event {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/events/{}", self.id)})
+    }
+    fn item_type() -> &'static str {
+        "Event"
+    }
+}
+
 impl Linked for Space {
     fn links(&self) -> Value {
         json!({"Self": format!("/api/spaces/{}", self.id), "SpaceHome": format!("/api/{}", self.id)})

@@ -242,6 +242,15 @@ impl Endpoint {
         self
     }
 
+    /// Answers every method not given here with 405 and `message` in
+    /// Octopus's error shape (a read-only collection, say).
+    pub fn refuse_other_methods(mut self, message: &'static str) -> Self {
+        self.router = self.router.fallback(move || async move {
+            crate::error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, message)
+        });
+        self
+    }
+
     chained!(get, Get);
     chained!(post, Post);
     chained!(put, Put);

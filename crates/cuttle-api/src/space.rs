@@ -33,3 +33,25 @@ impl FromRequestParts<AppState> for SpaceId {
         }
     }
 }
+
+/// The `{space}` of a route that also exists without one: `None` on the
+/// space-less route (`/api/tasks/…`, `/api/events`), which spans every
+/// space. A resource of another space than the route's is not found.
+pub struct RouteSpace(pub Option<String>);
+
+impl FromRequestParts<AppState> for RouteSpace {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !params.contains_key("space") {
+            return Ok(RouteSpace(None));
+        }
+        let SpaceId(space) = SpaceId::from_request_parts(parts, state).await?;
+        Ok(RouteSpace(Some(space)))
+    }
+}

@@ -398,8 +398,12 @@ async fn bad_subscriptions_are_refused_and_change_nothing() {
             (n(json!({"EmailTeams": ["Teams-1"]})), "no teams"),
             (n(json!({"Filter": {"Projects": ["Projects-999"]}})), "Projects-999"),
             (n(json!({"Filter": {"Environments": ["Environments-999"]}})), "Environments-999"),
-            (n(json!({"Filter": {"EventGroups": ["Deployment"]}})), "EventGroups"),
+            (n(json!({"Filter": {"EventGroups": ["Nonsense"]}})), "not a group of events"),
+            (n(json!({"Filter": {"EventAgents": ["Octopus.Cli"]}})), "not supported"),
             (n(json!({"Filter": {"EventCategories": ["Bad category!"]}})), "not an event category"),
+            (n(json!({"Filter": {"EventCategories": ["DeploymentExploded"]}})), "not an event category"),
+            (n(json!({"Filter": {"DocumentTypes": ["Spaceships"]}})), "not a document type"),
+            (n(json!({"Filter": {"Tenants": ["Tenants-1"]}})), "Tenants-1"),
             (n(json!({"Filter": {"Users": ["Users-999"]}})), "Users-999"),
             (n(json!({"Name": ""})), "Name"),
             (n(json!({"Type": "Digest"})), "Type"),
@@ -705,5 +709,50 @@ async fn fault_a_delivery_never_received_is_abandoned_after_the_retry_period_and
             assert!(messages(&got[..1])[0].contains(&names[0]));
         },
     )
+    .await;
+}
+
+#[tokio::test]
+async fn a_deployment_is_heard_from_queued_to_succeeded() {
+    on_both_configured("subs_deploy", fast_retries, |s| async move {
+        let hook = Receiver::start(vec![]).await;
+        let project = s
+            .project_with_script("Heard", "echo deployed", json!({}))
+            .await;
+        s.create(
+            "/api/Spaces-1/subscriptions",
+            json!({
+                "Name": "Deployments of Heard",
+                "EventNotificationSubscription": {
+                    "Filter": {
+                        "EventCategories": ["DeploymentQueued", "DeploymentStarted", "DeploymentSucceeded", "DeploymentFailed"],
+                        "Projects": [project["Id"]],
+                    },
+                    "WebhookURI": hook.url,
+                }
+            }),
+        )
+        .await;
+        let task = s.release_and_deploy("Heard", "1.0.0").await;
+        s.wait_for_task(&task).await;
+        let got = hook.wait_for(3, s.backend).await;
+        let categories: Vec<&str> = got
+            .iter()
+            .map(|r| r.body["Payload"]["Event"]["Category"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            categories,
+            ["DeploymentQueued", "DeploymentStarted", "DeploymentSucceeded"],
+            "{}",
+            s.backend
+        );
+        let related = &got[2].body["Payload"]["Event"]["RelatedDocumentIds"];
+        assert!(
+            related.as_array().unwrap().contains(&project["Id"]),
+            "{}: {related}",
+            s.backend
+        );
+        assert!(related.to_string().contains(&task), "{}: {related}", s.backend);
+    })
     .await;
 }

@@ -7,6 +7,7 @@ mod agents;
 mod backup;
 mod engine;
 mod history;
+mod metrics;
 mod packages;
 mod portal;
 mod vars;
@@ -66,6 +67,8 @@ enum Bench {
     Portal(portal::PortalArgs),
     /// How request costs grow with history: 10,000 to 1,000,000 deployments written through the store.
     History(history::HistoryArgs),
+    /// /metrics scrape time at 1,000 machines and 10,000 tasks; deployments with counting on and off.
+    Metrics(metrics::MetricsArgs),
     /// Backup and restore time and size for 10,000 deployments, beside sqlite3 and pg_dump.
     Backup(backup::BackupArgs),
 }
@@ -115,6 +118,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::History(history)) = &args.bench {
         return history::run(&cuttle, history).await;
+    }
+    if let Some(Bench::Metrics(metrics)) = &args.bench {
+        return metrics::run(&cuttle, &http, metrics).await;
     }
     if let Some(Bench::Backup(backup)) = &args.bench {
         return backup::run(&cuttle, backup).await;

@@ -10,8 +10,11 @@
 
 use crate::log::ActivityLog;
 use crate::variables::{SharedVariables, BUILT_IN_WORKER};
+use cuttle_model::event::category;
 use cuttle_model::ids::Collection;
-use cuttle_model::interruption::{Decision, Raised, PROP_MANUAL_RESPONSIBLE_TEAMS};
+use cuttle_model::interruption::{
+    Decision, InterruptionKind, Raised, PROP_MANUAL_RESPONSIBLE_TEAMS,
+};
 use cuttle_model::{Action, Deployment, Interruption, LogCategory, ServerTask, User};
 use cuttle_store::Store;
 use std::time::Duration;
@@ -175,6 +178,23 @@ impl Asking<'_> {
         interruption.id = tx.next_id(Collection::Interruptions).await?;
         tx.insert(&interruption).await?;
         tx.sync_task_interruption_flag(&self.task.id).await?;
+        // Subscriptions wake people for these: written with the
+        // interruption, never without it.
+        let category = match interruption.kind {
+            InterruptionKind::ManualIntervention => category::MANUAL_INTERVENTION_RAISED,
+            InterruptionKind::GuidedFailure => category::GUIDED_FAILURE_RAISED,
+        };
+        let mut related = vec![interruption.id.clone()];
+        related.extend(interruption.related_document_ids.iter().cloned());
+        related.push(self.task.id.clone());
+        tx.record_event(cuttle_store::AuditEvent {
+            space_id: Some(interruption.space_id.clone()),
+            category: category.into(),
+            message: format!("{} is waiting: {}", interruption.id, interruption.title),
+            related_document_ids: related,
+            ..Default::default()
+        })
+        .await?;
         tx.commit().await?;
         Ok(interruption.id)
     }

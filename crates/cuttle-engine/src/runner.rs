@@ -12,7 +12,7 @@ use crate::intervention::Interventions;
 use crate::log::TaskLog;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::signal::TaskSignals;
-use cuttle_model::{ServerTask, TaskState, Timestamp};
+use cuttle_model::{Environment, Project, ServerTask, TaskState, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
 use cuttle_store::{MasterKey, Store, StoreError};
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -41,6 +42,8 @@ pub struct RunnerConfig {
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
     /// Where the built-in feed keeps package files (`<data dir>/packages`).
     pub package_dir: PathBuf,
+    /// The installation's metrics; `None` counts nothing.
+    pub metrics: Option<Arc<cuttle_metrics::Metrics>>,
 }
 
 impl RunnerConfig {
@@ -58,6 +61,7 @@ impl RunnerConfig {
             },
             agents: None,
             package_dir: work_dir.with_file_name("packages"),
+            metrics: None,
             work_dir,
         }
     }
@@ -191,7 +195,21 @@ impl Runner {
     /// Cancels a task: a queued one at once, a running one by stopping its
     /// scripts (here, or on the node that runs it, at its next heartbeat).
     pub async fn cancel(&self, task_id: &str) -> Result<CancelOutcome, StoreError> {
-        let outcome = self.inner.store.request_cancel(task_id).await?;
+        self.cancel_recorded(task_id, None).await
+    }
+
+    /// As [`Runner::cancel`], with the audit event of who asked, written
+    /// with the task's change of state.
+    pub async fn cancel_recorded(
+        &self,
+        task_id: &str,
+        event: Option<cuttle_store::AuditEvent>,
+    ) -> Result<CancelOutcome, StoreError> {
+        let outcome = self
+            .inner
+            .store
+            .request_cancel_recorded(task_id, event)
+            .await?;
         if outcome == CancelOutcome::Cancelling {
             if let Some(token) = self.lock_running().get(task_id) {
                 token.cancel();
@@ -279,10 +297,15 @@ impl Runner {
                     let token = CancellationToken::new();
                     self.lock_running().insert(task.id.clone(), token.clone());
                     let runner = self.clone();
-                    tokio::spawn(async move { runner.execute(task, token, permit).await });
+                    // Every event of the task's run names it (in JSON logs, as a span field).
+                    let span = tracing::info_span!("task", task_id = %task.id);
+                    tokio::spawn(
+                        async move { runner.execute(task, token, permit).await }.instrument(span),
+                    );
                 }
                 Ok(None) => return,
                 Err(e) => {
+                    self.count_database_error("task_queue");
                     tracing::error!(error = %e, "could not claim a task");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     return;
@@ -300,6 +323,7 @@ impl Runner {
             .renew_leases(&self.inner.config.node_name, &ids, until)
             .await
         {
+            self.count_database_error("task_queue");
             tracing::error!(error = %e, "could not renew task leases");
         }
         if let Ok(cancelling) = self.inner.store.cancelling_among(&ids).await {
@@ -351,6 +375,14 @@ impl Runner {
         permit: OwnedSemaphorePermit,
     ) {
         let started = std::time::Instant::now();
+        if let Some(metrics) = &self.inner.config.metrics {
+            let waited = task
+                .start_time
+                .unwrap_or_else(Timestamp::now)
+                .millis()
+                .saturating_sub(task.queue_time.millis());
+            metrics.task_started(&task.name, Duration::from_millis(waited.max(0) as u64));
+        }
         let signals = self.inner.signals.clone();
         let opened = TaskLog::open_signalling(self.inner.store.clone(), &task.id, signals).await;
         let (state, error) = match opened {
@@ -414,14 +446,58 @@ impl Runner {
                 });
             }
             Err(e) => {
+                self.count_database_error("task_queue");
                 tracing::error!(task = %task.id, error = %e, "could not record the end of a task")
             }
         }
+        self.count_finished(&task, state, started.elapsed()).await;
         self.inner.signals.notify(&task.id);
         tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
         self.lock_running().remove(&task.id);
         drop(permit);
         self.inner.finished.notify_waiters();
         self.wake();
+    }
+
+    fn count_database_error(&self, source: &str) {
+        if let Some(metrics) = &self.inner.config.metrics {
+            metrics.database_error(source);
+        }
+    }
+
+    /// Counts a finished task, and a deployment by its project's and
+    /// environment's names (bounded, unlike ids of deployments).
+    async fn count_finished(&self, task: &ServerTask, state: TaskState, ran: Duration) {
+        let Some(metrics) = &self.inner.config.metrics else {
+            return;
+        };
+        metrics.task_finished(&task.name, state.as_str(), ran);
+        if task.name != "Deploy" {
+            return;
+        }
+        let store = &self.inner.store;
+        let project = match &task.project_id {
+            Some(id) => store
+                .get::<Project>(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|p| p.name),
+            None => None,
+        };
+        let environment = match &task.environment_id {
+            Some(id) => store
+                .get::<Environment>(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|e| e.name),
+            None => None,
+        };
+        metrics.deployment_finished(
+            project.as_deref().unwrap_or("(deleted)"),
+            environment.as_deref().unwrap_or("(deleted)"),
+            state.as_str(),
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! - [`machine`]: deployment targets, workers, worker pools and the
 //!   endpoints agents are reached at.
 //! - [`machine_policy`]: machine policies and .NET `TimeSpan` durations.
+//! - [`event`]: audit events as the API shows them.
 //! - [`user`]: users and API keys.
 //! - [`subscription`]: event subscriptions (webhooks, email).
 //! - [`variables`]: variables, their scopes and prompts.
@@ -22,6 +23,7 @@
 pub mod build_info;
 pub mod deployment;
 pub mod environment;
+pub mod event;
 pub mod ids;
 pub mod interruption;
 pub mod lifecycle;
@@ -42,6 +44,7 @@ pub mod version_rule;
 
 pub use deployment::Deployment;
 pub use environment::Environment;
+pub use event::{Event, EventKind, MessageReference};
 pub use interruption::Interruption;
 pub use lifecycle::{Lifecycle, Phase, RetentionPolicy};
 pub use machine::{CommunicationStyle, Endpoint, HealthStatus, Machine, Worker, WorkerPool};

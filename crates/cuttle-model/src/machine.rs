@@ -26,16 +26,18 @@ pub enum HealthStatus {
 }
 
 impl HealthStatus {
+    pub const ALL: [HealthStatus; 5] = [
+        Self::Unknown,
+        Self::Healthy,
+        Self::HasWarnings,
+        Self::Unhealthy,
+        Self::Unavailable,
+    ];
+
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Unknown,
-            Self::Healthy,
-            Self::HasWarnings,
-            Self::Unhealthy,
-            Self::Unavailable,
-        ]
-        .into_iter()
-        .find(|s| format!("{s:?}").eq_ignore_ascii_case(text))
+        Self::ALL
+            .into_iter()
+            .find(|s| format!("{s:?}").eq_ignore_ascii_case(text))
     }
 }
 

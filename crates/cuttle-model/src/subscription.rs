@@ -73,6 +73,9 @@ pub struct EventFacts<'a> {
     pub category: &'a str,
     pub user_id: Option<&'a str>,
     pub related_document_ids: &'a [String],
+    /// The collections of the related documents (`Projects`, …), as the
+    /// audit log names them.
+    pub document_types: &'a [&'a str],
 }
 
 impl SubscriptionFilter {
@@ -84,17 +87,23 @@ impl SubscriptionFilter {
         let projects_ok = (self.projects.is_empty() && self.project_groups.is_empty())
             || related(&self.projects)
             || related(group_projects);
+        let group = crate::event::category::ALL
+            .iter()
+            .find(|(c, _)| *c == e.category)
+            .map(|(_, g)| *g);
         (self.event_categories.is_empty() || self.event_categories.iter().any(|c| c == e.category))
+            && (self.event_groups.is_empty()
+                || group
+                    .is_some_and(|g| self.event_groups.iter().any(|x| x.eq_ignore_ascii_case(g))))
             && (self.users.is_empty()
                 || e.user_id.is_some_and(|u| self.users.iter().any(|x| x == u)))
             && projects_ok
             && (self.environments.is_empty() || related(&self.environments))
             && (self.tenants.is_empty() || related(&self.tenants))
             && (self.document_types.is_empty()
-                || e.related_document_ids.iter().any(|id| {
-                    let prefix = id.rsplit_once('-').map_or(id.as_str(), |(p, _)| p);
-                    self.document_types.iter().any(|t| t == prefix)
-                }))
+                || e.document_types
+                    .iter()
+                    .any(|t| self.document_types.iter().any(|x| x == t)))
     }
 }
 
@@ -127,6 +136,7 @@ mod tests {
             category: "DeploymentSucceeded",
             user_id: None,
             related_document_ids: &related,
+            document_types: &["Projects"],
         };
         assert!(SubscriptionFilter::default().matches(&e, &[]));
     }
@@ -138,6 +148,7 @@ mod tests {
             category: "DeploymentFailed",
             user_id: Some("Users-1"),
             related_document_ids: &related,
+            document_types: &["Deployments", "Projects", "Environments"],
         };
         let f = SubscriptionFilter {
             event_categories: ids(&["DeploymentFailed"]),
@@ -166,6 +177,16 @@ mod tests {
             ..Default::default()
         };
         assert!(by_type.matches(&e, &[]));
+        let deployments = SubscriptionFilter {
+            event_groups: ids(&["Deployment"]),
+            ..Default::default()
+        };
+        assert!(deployments.matches(&e, &[]));
+        let documents = SubscriptionFilter {
+            event_groups: ids(&["Document"]),
+            ..Default::default()
+        };
+        assert!(!documents.matches(&e, &[]));
         let by_group = SubscriptionFilter {
             project_groups: ids(&["ProjectGroups-1"]),
             ..Default::default()

@@ -93,7 +93,7 @@ async fn create_user(
         is_service: form.is_service.is_some(),
         is_active: form.is_active.is_some(),
     };
-    let err = match users::create(&inst.store, &inst.passwords, &viewer.session.user, &new).await {
+    let err = match users::create(&inst.store, &inst.passwords, &viewer.actor, &new).await {
         Ok(_) => return Redirect::to(USERS).into_response(),
         Err(e) => e,
     };
@@ -138,7 +138,7 @@ async fn users_view(
         div.config-grid {
             section aria-labelledby="users-title" {
                 h2 #users-title { "Users" }
-                (users_table(&all, &viewer.session.user))
+                (users_table(&all, &viewer.actor))
             }
             (user_form(viewer, form, problems))
         }
@@ -265,7 +265,7 @@ async fn create_key(
     if let Err(e) = viewer.check_csrf(form.csrf.as_deref()) {
         return e.page(Some(API_KEYS));
     }
-    let user = &viewer.session.user;
+    let user = &viewer.actor;
     let (status, created, problems, purpose) =
         match auth::create_api_key(&inst.store, user, &user.id, &form.purpose).await {
             Ok(key) => (StatusCode::OK, Some(key), Problems::none(), String::new()),
@@ -289,7 +289,7 @@ async fn revoke_key(
 ) -> Response {
     let done = async {
         viewer.check_csrf(form.csrf.as_deref())?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         auth::revoke_api_key(&inst.store, user, &user.id, &id).await?;
         Ok::<_, PortalError>(())
     };
@@ -306,7 +306,7 @@ async fn keys_view(
     created: Option<&ApiKey>,
     problems: &Problems,
 ) -> Result<Markup, PortalError> {
-    let keys = inst.store.api_keys(&viewer.session.user.id).await?;
+    let keys = inst.store.api_keys(&viewer.actor.id).await?;
     let now = Timestamp::now();
     let body = html! {
         (head(API_KEYS))

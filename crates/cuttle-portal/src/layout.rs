@@ -13,6 +13,7 @@ pub enum Nav {
     Infrastructure,
     Library,
     Tasks,
+    Audit,
     Configuration,
 }
 
@@ -31,7 +32,7 @@ fn head(title: &str) -> Markup {
 
 /// A page for a signed-in person: the top bar with navigation and sign-out.
 pub fn page(viewer: &Viewer, title: &str, nav: Nav, body: Markup) -> Markup {
-    let user = &viewer.session.user;
+    let user = &viewer.actor;
     let name = if user.display_name.is_empty() {
         &user.username
     } else {
@@ -52,6 +53,7 @@ pub fn page(viewer: &Viewer, title: &str, nav: Nav, body: Markup) -> Markup {
                         a href="/infrastructure" aria-current=[current(Nav::Infrastructure)] { "Infrastructure" }
                         a href="/library" aria-current=[current(Nav::Library)] { "Library" }
                         a href="/tasks" aria-current=[current(Nav::Tasks)] { "Tasks" }
+                        a href="/audit" aria-current=[current(Nav::Audit)] { "Audit" }
                         a href="/configuration" aria-current=[current(Nav::Configuration)] { "Configuration" }
                     }
                     form.signout method="post" action="/signout" {

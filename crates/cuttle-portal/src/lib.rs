@@ -18,12 +18,14 @@
 //! - `infrastructure`: environments, targets, workers, pools, policies.
 //! - `library`: packages in the built-in feed, library variable sets.
 //! - `configuration`: users and API keys.
+//! - `audit`: the audit log, with the API's filters.
 //! - `forms`: the CSRF field, labelled inputs, errors sorted onto fields.
 //! - `layout`: the page frame, state icons and times.
 //! - `assets`: the one CSS and one JS file, under content-hashed names.
 //! - [`error`]: errors as pages.
 
 mod assets;
+mod audit;
 mod configuration;
 mod dashboard;
 pub mod error;
@@ -70,6 +72,7 @@ pub fn router() -> Router<AppState> {
             "/tasks/{id}/interruptions/{interruption}",
             post(tasks::answer),
         )
+        .route("/audit", get(audit::page))
         .route("/assets/{file}", get(assets::serve))
         .merge(projects::routes())
         .merge(process::routes())

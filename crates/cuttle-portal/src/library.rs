@@ -414,7 +414,7 @@ async fn push(
         true => OverwriteMode::OverwriteExisting,
         false => OverwriteMode::FailIfExists,
     };
-    let user = &viewer.session.user;
+    let user = &viewer.actor;
     let pushed = packages::push(inst, user, DEFAULT_SPACE_ID, upload, mode).await?;
     Ok(pushed.package().package_id.clone())
 }
@@ -599,7 +599,7 @@ async fn delete_version(
     let done = async {
         viewer.check_csrf(form.csrf.as_deref())?;
         let id = package_resource_id(&package_id, &version);
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         packages::delete_package(&inst, user, DEFAULT_SPACE_ID, &id).await?;
         let filters = PackageFilters {
             package_id: Some(package_id.clone()),

@@ -131,7 +131,7 @@ async fn save(
     };
     projects::update_process(
         &inst.store,
-        &viewer.session.user,
+        &viewer.actor,
         &process.space_id,
         &process.id,
         update,

@@ -108,7 +108,7 @@ async fn create(
         lifecycle_id: typed.lifecycle_id.clone(),
         ..Default::default()
     };
-    let user = &viewer.session.user;
+    let user = &viewer.actor;
     let err =
         match cuttle_service::projects::create_project(&inst.store, user, DEFAULT_SPACE_ID, new)
             .await

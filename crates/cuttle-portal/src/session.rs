@@ -10,6 +10,7 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use cuttle_service::actor::{established_with, Actor, Origin};
 use cuttle_service::sessions::{self, Session, SESSION_COOKIE, SESSION_LIFETIME};
 use cuttle_service::ServiceError;
 
@@ -19,6 +20,9 @@ pub const CSRF_FIELD: &str = "csrf";
 /// The signed-in person looking at a page.
 pub struct Viewer {
     pub session: Session,
+    /// The person and where the request came from, for the commands a
+    /// page runs (their audit events say both).
+    pub actor: Actor,
     /// The cookie's token, kept to end the session on sign-out.
     pub(crate) token: String,
 }
@@ -32,6 +36,20 @@ impl Viewer {
     pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PortalError> {
         Ok(sessions::check_csrf(&self.session, submitted)?)
     }
+}
+
+/// Where a request came from: the peer address the accept loop recorded
+/// (a reverse proxy's, behind one) and the browser's user agent.
+pub fn origin(parts: &Parts, established_with: Option<&str>) -> Origin {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    Origin::of_request(peer, agent, established_with)
 }
 
 /// A [`Viewer`] for fragments the page's script fetches: no redirect, a 401.
@@ -54,6 +72,10 @@ async fn viewer(parts: &Parts, state: &AppState) -> Result<Option<Viewer>, Porta
     };
     match sessions::authenticate(&state.store, token).await {
         Ok(session) => Ok(Some(Viewer {
+            actor: Actor::new(
+                session.user.clone(),
+                origin(parts, Some(established_with::SESSION)),
+            ),
             session,
             token: token.to_owned(),
         })),

@@ -113,11 +113,8 @@ pub async fn submit(
     // The peer's address, as the API's accept loop records it. Behind a
     // reverse proxy that is the proxy's, which counts everyone together:
     // such servers set --sign-in-failures-per-address to 0 (per user holds).
-    let client = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    match sessions::sign_in(&inst, &f.username, &f.password, client).await {
+    let origin = session::origin(&parts, None);
+    match sessions::sign_in(&inst, &f.username, &f.password, &origin).await {
         Ok(started) => Ok((
             AppendHeaders([
                 (
@@ -144,7 +141,7 @@ pub async fn submit(
             message,
             retry_after,
         }) => {
-            tracing::warn!(username = %f.username, client = ?client, "portal sign-in throttled");
+            tracing::warn!(username = %f.username, client = ?origin.ip_address, "portal sign-in throttled");
             Ok((
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, retry_after.as_secs().to_string())],
@@ -164,7 +161,7 @@ pub async fn sign_out(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PortalError> {
     viewer.check_csrf(f.csrf.as_deref())?;
-    sessions::sign_out(&inst.store, &viewer.token, &viewer.session.user).await?;
+    sessions::sign_out(&inst.store, &viewer.token, &viewer.actor).await?;
     Ok((
         [(
             header::SET_COOKIE,

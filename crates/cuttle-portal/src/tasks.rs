@@ -171,7 +171,7 @@ async fn pending_interruptions(
         ids: vec![],
     };
     let space = task.space_id.as_deref().unwrap_or(DEFAULT_SPACE_ID);
-    Ok(interruptions::list(inst, &viewer.session.user, space, &filter).await?)
+    Ok(interruptions::list(inst, &viewer.actor, space, &filter).await?)
 }
 
 /// `GET /tasks/{id}`
@@ -474,7 +474,7 @@ pub async fn cancel(
     let back = format!("/tasks/{id}");
     let done = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        cuttle_service::tasks::cancel(&inst, &viewer.session.user, None, &id).await?;
+        cuttle_service::tasks::cancel(&inst, &viewer.actor, None, &id).await?;
         Ok::<_, PortalError>(())
     };
     match done.await {
@@ -499,7 +499,7 @@ pub async fn answer(
             .find(|(k, _)| k == CSRF_FIELD)
             .map(|(_, v)| v.as_str());
         viewer.check_csrf(csrf)?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let task = cuttle_service::tasks::task(&inst, None, &id).await?;
         let space = task.space_id.as_deref().unwrap_or(DEFAULT_SPACE_ID);
         let i = interruptions::get(&inst, user, space, &interruption).await?;

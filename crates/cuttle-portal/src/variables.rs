@@ -327,7 +327,7 @@ async fn submit(
         let saved = svc::update_variable_set(
             &inst.store,
             &inst.master_key,
-            &viewer.session.user,
+            &viewer.actor,
             DEFAULT_SPACE_ID,
             owner.set_id(),
             incoming,
@@ -539,13 +539,8 @@ async fn library_create(
             description: typed.description.trim().to_owned(),
             ..LibraryVariableSet::default()
         };
-        match svc::create_library_variable_set(
-            &inst.store,
-            &viewer.session.user,
-            DEFAULT_SPACE_ID,
-            set,
-        )
-        .await
+        match svc::create_library_variable_set(&inst.store, &viewer.actor, DEFAULT_SPACE_ID, set)
+            .await
         {
             Ok(created) => {
                 let to = format!("/library/variable-sets/{}", created.id);
@@ -630,7 +625,7 @@ async fn library_settings(
             ..current.clone()
         };
         let owner = Owner::Library(current);
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         match svc::update_library_variable_set(&inst.store, user, DEFAULT_SPACE_ID, &id, changed)
             .await
         {
@@ -666,7 +661,7 @@ async fn library_delete(
 ) -> Response {
     let done = async {
         viewer.check_csrf(form.csrf.as_deref())?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         svc::delete_library_variable_set(&inst.store, user, DEFAULT_SPACE_ID, &id).await?;
         Ok(Redirect::to("/library/variable-sets").into_response())
     };

@@ -103,9 +103,14 @@ async fn users_are_listed_and_added() {
         assert!(!page.body.contains("<script>alert(1)"));
 
         // The new user signs in with the password given.
-        let user = cuttle_service::auth::sign_in(&s.inst, "alice", "correct horse battery", None)
-            .await
-            .expect("alice signs in");
+        let user = cuttle_service::auth::sign_in(
+            &s.inst,
+            "alice",
+            "correct horse battery",
+            &Default::default(),
+        )
+        .await
+        .expect("alice signs in");
         assert_eq!(user.display_name, "<script>alert(1)</script>");
         assert!(user.is_active && !user.is_service);
 

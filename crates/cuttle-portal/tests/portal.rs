@@ -223,10 +223,13 @@ async fn signing_in_and_out() {
 async fn an_expired_session_goes_to_sign_in_and_back() {
     on_both("portal-expiry", |s| async move {
         let admin = s.inst.store.users().await.unwrap().remove(0);
-        let brief =
-            cuttle_service::sessions::start(&s.inst.store, &admin, Duration::from_millis(300))
-                .await
-                .unwrap();
+        let brief = cuttle_service::sessions::start(
+            &s.inst.store,
+            &admin.clone().into(),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
         let cookie = format!("cuttle_session={}", brief.token);
         assert_eq!(
             s.get_page("/tasks", Some(&cookie)).await.status,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::{dial, open_connection, AgentConnection, ProtocolError};
+use crate::client::{dial, open_connection, AgentConnection, ProtocolError, RoundTrips};
 use crate::identity::{Identity, Thumbprint};
 use crate::polling::PollingHub;
 use crate::Hello;
@@ -27,6 +27,8 @@ pub struct Agents {
     identity: Arc<Identity>,
     hub: Arc<PollingHub>,
     dialled: Mutex<HashMap<(String, Thumbprint), AgentConnection>>,
+    /// Told of every command's round trip on the connections handed out.
+    round_trips: Option<RoundTrips>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -43,7 +45,14 @@ impl Agents {
             identity,
             hub,
             dialled: Mutex::default(),
+            round_trips: None,
         }
+    }
+
+    /// These connections, reporting each command's round trip to `round_trips`.
+    pub fn with_round_trips(mut self, round_trips: RoundTrips) -> Agents {
+        self.round_trips = Some(round_trips);
+        self
     }
 
     pub fn identity(&self) -> &Identity {
@@ -68,17 +77,19 @@ impl Agents {
                     return Ok(c);
                 }
                 let (connection, _) = dial(uri, thumbprint, &self.identity, timeout).await?;
+                let connection = connection.reporting_to(self.round_trips.clone());
                 self.keep(key, connection.clone());
                 Ok(connection)
             }
-            AgentEndpoint::Polling { thumbprint } => {
-                self.hub.wait_for(thumbprint, timeout).await.ok_or_else(|| {
-                    ProtocolError::NotConnected {
-                        thumbprint: thumbprint.clone(),
-                        after: timeout,
-                    }
-                })
-            }
+            AgentEndpoint::Polling { thumbprint } => self
+                .hub
+                .wait_for(thumbprint, timeout)
+                .await
+                .map(|c| c.reporting_to(self.round_trips.clone()))
+                .ok_or_else(|| ProtocolError::NotConnected {
+                    thumbprint: thumbprint.clone(),
+                    after: timeout,
+                }),
         }
     }
 
@@ -92,6 +103,7 @@ impl Agents {
         match endpoint {
             AgentEndpoint::Listening { uri, thumbprint } => {
                 let (connection, hello) = dial(uri, thumbprint, &self.identity, timeout).await?;
+                let connection = connection.reporting_to(self.round_trips.clone());
                 self.keep((uri.to_owned(), thumbprint.clone()), connection);
                 Ok(hello)
             }

@@ -228,12 +228,55 @@ pub(crate) fn open_connection<K: Eq + std::hash::Hash>(
 
 /// One HTTP/2 connection to an agent; clones share it, and it closes when
 /// the last clone is dropped.
+/// Told of each command's round trip to an agent: the command's name (one
+/// of a few), how long it took, and whether it failed.
+pub type RoundTrips = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
+
+/// The names [`RoundTrips`] are told.
+pub const COMMANDS: [&str; 9] = [
+    "hello",
+    "start_script",
+    "script_status",
+    "cancel_script",
+    "list_files",
+    "file_signature",
+    "file_status",
+    "put_chunk",
+    "complete_file",
+];
+
+/// A command's name by its method and path, for round-trip figures.
+fn command_name(method: &Method, path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    if path == HELLO_PATH {
+        "hello"
+    } else if path.starts_with(SCRIPTS_PATH) {
+        match *method {
+            Method::POST => "start_script",
+            Method::DELETE => "cancel_script",
+            _ => "script_status",
+        }
+    } else if path.starts_with(FILES_PATH) {
+        match *method {
+            Method::PUT => "put_chunk",
+            Method::POST => "complete_file",
+            _ if path == FILES_PATH => "list_files",
+            _ if path.ends_with("/signature") => "file_signature",
+            _ => "file_status",
+        }
+    } else {
+        "other"
+    }
+}
+
 #[derive(Clone)]
 pub struct AgentConnection {
     sender: SendRequest<Full<Bytes>>,
     address: Arc<str>,
     /// Each request's deadline past its long-poll wait ([`ANSWER_LIMIT`]).
     answer_limit: Duration,
+    /// Told of every command's round trip (the server's metrics).
+    round_trips: Option<RoundTrips>,
     _driver: Arc<AbortOnDrop>,
 }
 
@@ -260,8 +303,15 @@ impl AgentConnection {
             sender,
             address: address.into(),
             answer_limit: ANSWER_LIMIT,
+            round_trips: None,
             _driver: Arc::new(AbortOnDrop(driver)),
         })
+    }
+
+    /// This connection, telling `round_trips` of each command it sends.
+    pub fn reporting_to(mut self, round_trips: Option<RoundTrips>) -> AgentConnection {
+        self.round_trips = round_trips;
+        self
     }
 
     /// This connection with `limit` instead of [`ANSWER_LIMIT`] for each
@@ -421,6 +471,23 @@ impl AgentConnection {
     /// request's wait plus the connection's answer limit, and no more than
     /// `answer.max_bytes` of the answer is read.
     async fn raw(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Body>,
+        answer: Answer,
+    ) -> Result<Option<Bytes>, ProtocolError> {
+        let Some(report) = &self.round_trips else {
+            return self.round_trip(method, path, body, answer).await;
+        };
+        let command = command_name(&method, &path);
+        let started = std::time::Instant::now();
+        let result = self.round_trip(method, path, body, answer).await;
+        report(command, started.elapsed(), result.is_err());
+        result
+    }
+
+    async fn round_trip(
         &self,
         method: Method,
         path: String,

@@ -313,6 +313,14 @@ impl Identity {
         }))
     }
 
+    /// When the certificate stops being valid, in Unix seconds (`None` if
+    /// its dates cannot be read). Peers pin the certificate and ignore its
+    /// dates, but tools that inspect it do not.
+    pub fn expires_at(&self) -> Option<i64> {
+        let (_, cert) = x509_parser::parse_x509_certificate(self.certificate_der()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
     pub fn thumbprint(&self) -> &Thumbprint {
         &self.thumbprint
     }

@@ -3,6 +3,7 @@
 //! (SHA-256) is enough to store it safely and lets every request be checked
 //! with one indexed lookup; passwords, being guessable, get argon2.
 
+use crate::actor::{established_with, Actor, Origin};
 use crate::{Result, ServiceError};
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -11,7 +12,7 @@ use argon2::Argon2;
 use cuttle_model::ids::Collection;
 use cuttle_model::user::ADMIN_USERNAME;
 use cuttle_model::{ApiKey, Timestamp, User};
-use cuttle_store::{AuditEvent, Store};
+use cuttle_store::Store;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -55,29 +56,56 @@ pub fn generate_api_key() -> String {
     format!("{API_KEY_PREFIX}{}", random_text(32).to_uppercase())
 }
 
-/// The user an API key belongs to; any failure is the same 401, so a caller
-/// cannot tell a revoked key from one that never existed.
-pub async fn authenticate_api_key(store: &Store, key: &str) -> Result<User> {
+/// How often one API key's use is written to the audit log: the first use,
+/// then at most once an hour, so a client polling every second leaves one
+/// event an hour rather than thousands.
+pub const API_KEY_USE_INTERVAL_MS: i64 = 60 * 60 * 1000;
+
+/// The caller an API key belongs to; any failure is the same 401, so a
+/// caller cannot tell a revoked key from one that never existed. The key's
+/// use is recorded (see [`API_KEY_USE_INTERVAL_MS`]).
+pub async fn authenticate_api_key(store: &Store, key: &str, origin: &Origin) -> Result<Actor> {
     let key = key.trim();
     if key.is_empty() {
         return Err(ServiceError::Unauthorized(
             "You must be logged in to perform this action. Send an API key in the X-Octopus-ApiKey header.".into(),
         ));
     }
-    store
-        .user_by_api_key_hash(&hash_api_key(key))
-        .await?
-        .ok_or_else(|| {
-            ServiceError::Unauthorized(
-                "The API key you provided was not valid, has expired or was revoked.".into(),
+    let Some((key_id, user, recorded)) = store.api_key_holder(&hash_api_key(key)).await? else {
+        return Err(ServiceError::Unauthorized(
+            "The API key you provided was not valid, has expired or was revoked.".into(),
+        ));
+    };
+    let actor = Actor::new(
+        user,
+        Origin {
+            established_with: Some(established_with::API_KEY.into()),
+            ..origin.clone()
+        },
+    );
+    let now = Timestamp::now();
+    let since = now.add_millis(-API_KEY_USE_INTERVAL_MS);
+    // Read without a write first: nearly every request finds it recent.
+    if recorded.is_none_or(|at| at < since) {
+        let mut tx = store.begin().await?;
+        if tx.mark_api_key_use(&key_id, now, since).await? {
+            let entry = crate::audit::Entry::new(
+                crate::audit::category::API_KEY_USED,
+                None,
+                format!("API key {key_id} of {} was used", actor.username),
             )
-        })
+            .about([key_id.clone(), actor.id.clone()]);
+            crate::audit::record(&mut tx, &actor, entry).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(actor)
 }
 
 /// Creates an API key for `user_id`; the secret is returned once, here.
 pub async fn create_api_key(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     user_id: &str,
     purpose: &str,
 ) -> Result<ApiKey> {
@@ -105,15 +133,14 @@ pub async fn create_api_key(
         api_key: None,
     };
     tx.insert_api_key(&key, &hash_api_key(&secret)).await?;
-    tx.record_event(AuditEvent {
-        user_id: Some(caller.id.clone()),
-        username: Some(caller.username.clone()),
-        category: "Created".into(),
-        message: format!("API key {} created for {}", key.id, caller.username),
-        related_document_ids: vec![key.id.clone(), user_id.to_owned()],
-        ..Default::default()
-    })
-    .await?;
+    let entry = crate::audit::Entry::new(
+        crate::audit::category::CREATED,
+        None,
+        format!("API key {} created for {}", key.id, caller.username),
+    )
+    .about([key.id.clone(), user_id.to_owned()])
+    .changed(None, Some(&key));
+    crate::audit::record(&mut tx, caller, entry).await?;
     tx.commit().await?;
     Ok(ApiKey {
         api_key: Some(secret),
@@ -123,7 +150,7 @@ pub async fn create_api_key(
 
 pub async fn revoke_api_key(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     user_id: &str,
     key_id: &str,
 ) -> Result<()> {
@@ -132,7 +159,16 @@ pub async fn revoke_api_key(
             "You can only revoke your own API keys".into(),
         ));
     }
-    store.revoke_api_key(user_id, key_id).await?;
+    let mut tx = store.begin().await?;
+    tx.revoke_api_key(user_id, key_id).await?;
+    let entry = crate::audit::Entry::new(
+        crate::audit::category::DELETED,
+        None,
+        format!("API key {key_id} of {} was revoked", caller.username),
+    )
+    .about([key_id.to_owned(), user_id.to_owned()]);
+    crate::audit::record(&mut tx, caller, entry).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -274,10 +310,17 @@ pub async fn sign_in(
     inst: &crate::Instance,
     username: &str,
     password: &str,
-    client: Option<std::net::IpAddr>,
+    origin: &Origin,
 ) -> Result<User> {
     let username = username.trim();
-    inst.sign_ins.check(username, client)?;
+    let client = origin
+        .ip_address
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+    if let Err(refused) = inst.sign_ins.check(username, client) {
+        record_failed_sign_in(&inst.store, username, origin, "refused: too many failures").await?;
+        return Err(refused);
+    }
     match check_password(&inst.store, &inst.passwords, username, password).await {
         Ok(user) => {
             inst.sign_ins.succeeded(username);
@@ -285,10 +328,52 @@ pub async fn sign_in(
         }
         Err(ServiceError::Unauthorized(m)) => {
             inst.sign_ins.failed(username, client);
+            record_failed_sign_in(&inst.store, username, origin, "wrong username or password")
+                .await?;
             Err(ServiceError::Unauthorized(m))
         }
         Err(other) => Err(other),
     }
+}
+
+/// A `LoginFailed` event naming the username tried (which may be no user's)
+/// and where the attempt came from; never the password.
+async fn record_failed_sign_in(
+    store: &Store,
+    username: &str,
+    origin: &Origin,
+    why: &str,
+) -> Result<()> {
+    // A name sent by anyone: bounded, so failures cannot bloat the log.
+    let tried: String = username.chars().take(200).collect();
+    let known = store.user_with_password(&tried).await.ok().flatten();
+    let anonymous = Actor::new(
+        User {
+            id: known
+                .as_ref()
+                .map(|(u, _)| u.id.clone())
+                .unwrap_or_default(),
+            username: tried.clone(),
+            ..Default::default()
+        },
+        Origin {
+            established_with: Some(established_with::PASSWORD.into()),
+            ..origin.clone()
+        },
+    );
+    let mut tx = store.begin().await?;
+    let entry = crate::audit::Entry::new(
+        crate::audit::category::LOGIN_FAILED,
+        None,
+        format!(
+            "Sign-in as '{tried}' failed from {}: {why}",
+            origin.ip_address.as_deref().unwrap_or("an unknown address")
+        ),
+    )
+    .about(known.map(|(u, _)| u.id));
+    crate::audit::record(&mut tx, &anonymous, entry).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -345,10 +430,17 @@ mod tests {
             .is_err());
         assert_eq!(passwords.checks(), 3, "an unknown user costs a check too");
         assert_eq!(
-            authenticate_api_key(&store, key).await.unwrap().username,
+            authenticate_api_key(&store, key, &Origin::default())
+                .await
+                .unwrap()
+                .username,
             "admin"
         );
-        assert!(authenticate_api_key(&store, "API-UNKNOWN").await.is_err());
+        assert!(
+            authenticate_api_key(&store, "API-UNKNOWN", &Origin::default())
+                .await
+                .is_err()
+        );
 
         let again = bootstrap_admin(&store, dir.path(), None, Some(key))
             .await

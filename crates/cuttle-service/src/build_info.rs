@@ -2,6 +2,7 @@
 //! about the build of a package version, kept one per version and copied
 //! onto the releases that deploy that version.
 
+use crate::actor::Actor;
 use crate::packages::OverwriteMode;
 use crate::resources::{audit, get_in_space};
 use crate::{Result, ServiceError};
@@ -9,7 +10,7 @@ use cuttle_model::build_info::{build_information_name, commit_url, BuildInformat
 use cuttle_model::ids::Collection;
 use cuttle_model::package::{compare_versions, is_valid_package_id, is_valid_version, Package};
 use cuttle_model::release::SelectedPackage;
-use cuttle_model::{DeploymentProcess, Timestamp, User};
+use cuttle_model::{DeploymentProcess, Timestamp};
 use cuttle_store::{DocumentQuery, Store};
 use serde::Deserialize;
 use serde_json::Value;
@@ -55,7 +56,7 @@ pub struct NewCommit {
 /// replaced or refused as `mode` says.
 pub async fn create(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     new: NewBuildInformation,
     mode: OverwriteMode,
@@ -197,7 +198,7 @@ pub async fn get(store: &Store, space_id: &str, id: &str) -> Result<BuildInforma
     get_in_space(store, space_id, id).await
 }
 
-pub async fn delete(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let found: BuildInformation = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<BuildInformation>(&found.id).await?;

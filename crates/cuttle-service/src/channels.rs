@@ -2,13 +2,14 @@
 //! optional lifecycle of its own and version rules its releases must meet.
 //! A project always has exactly one default channel.
 
-use crate::resources::{audit, check_name, get_in_space};
+use crate::actor::Actor;
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
 use cuttle_model::project::ChannelRule;
 use cuttle_model::release::SelectedPackage;
 use cuttle_model::version_rule::VersionRule;
-use cuttle_model::{slugify, Channel, Lifecycle, Project, Release, User};
+use cuttle_model::{slugify, Channel, Lifecycle, Project, Release};
 use cuttle_store::{DocumentQuery, Store};
 
 fn describe(rule: &ChannelRule) -> String {
@@ -74,7 +75,7 @@ async fn other_defaults(store: &Store, project_id: &str, except: &str) -> Result
 
 pub async fn create_channel(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut channel: Channel,
 ) -> Result<Channel> {
@@ -94,22 +95,16 @@ pub async fn create_channel(
         c.is_default = false;
         tx.update(&c).await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("channel {} of {} was created", channel.name, project.name),
-        vec![channel.id.clone(), project.id.clone()],
-    )
-    .await?;
+    let message = format!("channel {} of {} was created", channel.name, project.name);
+    let owner = vec![project.id.clone()];
+    audit_change(&mut tx, caller, None, Some(&channel), message, owner).await?;
     tx.commit().await?;
     Ok(channel)
 }
 
 pub async fn update_channel(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut channel: Channel,
@@ -124,8 +119,8 @@ pub async fn update_channel(
             existing.name, project.name
         )));
     }
-    channel.id = existing.id;
-    channel.space_id = existing.space_id;
+    channel.id = existing.id.clone();
+    channel.space_id = existing.space_id.clone();
     channel.name = channel.name.trim().to_owned();
     channel.slug = slugify(&channel.name);
     let demote = if channel.is_default {
@@ -139,13 +134,15 @@ pub async fn update_channel(
         c.is_default = false;
         tx.update(&c).await?;
     }
-    audit(
+    let message = format!("channel {} of {} was modified", channel.name, project.name);
+    let owner = vec![project.id.clone()];
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Modified",
-        format!("channel {} of {} was modified", channel.name, project.name),
-        vec![channel.id.clone(), project.id.clone()],
+        Some(&existing),
+        Some(&channel),
+        message,
+        owner,
     )
     .await?;
     tx.commit().await?;
@@ -154,7 +151,7 @@ pub async fn update_channel(
 
 /// Deletes a channel that is not the default and has no releases (they
 /// would be left without one).
-pub async fn delete_channel(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_channel(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let channel: Channel = get_in_space(store, space_id, id).await?;
     if channel.is_default {
         return Err(ServiceError::bad_request(format!(
@@ -181,15 +178,9 @@ pub async fn delete_channel(store: &Store, caller: &User, space_id: &str, id: &s
     }
     let mut tx = store.begin().await?;
     tx.delete::<Channel>(&channel.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("channel {} was deleted", channel.name),
-        vec![channel.id.clone(), channel.project_id.clone()],
-    )
-    .await?;
+    let message = format!("channel {} was deleted", channel.name);
+    let owner = vec![channel.project_id.clone()];
+    audit_change(&mut tx, caller, Some(&channel), None, message, owner).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -2,10 +2,11 @@
 //! machine policies): making one the default unsets the old one in the same
 //! transaction, and the default can neither be unset nor deleted directly.
 
-use crate::resources::audit;
+use crate::actor::Actor;
+use crate::resources::audit_change;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{MachinePolicy, User, WorkerPool};
+use cuttle_model::{MachinePolicy, WorkerPool};
 use cuttle_store::{Document, DocumentQuery, Store, StoreError, Tx};
 
 pub(crate) trait OneDefault: Document + Clone {
@@ -67,7 +68,7 @@ async fn clear_other_defaults<D: OneDefault>(
 
 pub(crate) async fn insert<D: OneDefault>(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     collection: Collection,
     mut doc: D,
 ) -> Result<D> {
@@ -78,22 +79,15 @@ pub(crate) async fn insert<D: OneDefault>(
         clear_other_defaults::<D>(&mut tx, &space_id, doc.id()).await?;
     }
     tx.insert(&doc).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(&space_id),
-        "Created",
-        format!("{} {} was created", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was created", D::KIND, doc.name());
+    audit_change(&mut tx, caller, None, Some(&doc), message, vec![]).await?;
     tx.commit().await?;
     Ok(doc)
 }
 
 pub(crate) async fn update<D: OneDefault>(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     existing: &D,
     doc: D,
 ) -> Result<D> {
@@ -110,15 +104,8 @@ pub(crate) async fn update<D: OneDefault>(
         clear_other_defaults::<D>(&mut tx, &space_id, doc.id()).await?;
     }
     tx.update(&doc).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(&space_id),
-        "Modified",
-        format!("{} {} was modified", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was modified", D::KIND, doc.name());
+    audit_change(&mut tx, caller, Some(existing), Some(&doc), message, vec![]).await?;
     tx.commit().await?;
     Ok(doc)
 }
@@ -137,7 +124,7 @@ pub(crate) fn ensure_not_default<D: OneDefault>(doc: &D) -> Result<()> {
 
 /// Deletes a document that is not the default; the caller has checked that
 /// nothing uses it.
-pub(crate) async fn delete<D: OneDefault>(store: &Store, caller: &User, doc: &D) -> Result<()> {
+pub(crate) async fn delete<D: OneDefault>(store: &Store, caller: &Actor, doc: &D) -> Result<()> {
     ensure_not_default(doc)?;
     crate::resources::delete_existing(store, caller, doc).await
 }

@@ -1,15 +1,14 @@
 //! Deployments: a release sent to an environment. Creating one queues its
 //! server task in the same transaction, then wakes the runner.
 
+use crate::actor::Actor;
 use crate::progression;
 use crate::projects::find_project;
 use crate::releases::find_release;
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{
-    Deployment, Environment, Project, Release, ServerTask, Timestamp, User, VariableSet,
-};
+use cuttle_model::{Deployment, Environment, Project, Release, ServerTask, Timestamp, VariableSet};
 use cuttle_store::{MasterKey, NewTask, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -113,7 +112,7 @@ pub(crate) async fn check(
 
 pub(crate) async fn write(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     checked: Vec<Checked>,
 ) -> Result<Vec<(Deployment, ServerTask)>> {
@@ -203,7 +202,7 @@ pub(crate) async fn write(
 
 pub async fn create_deployment(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     new: NewDeployment,
 ) -> Result<Deployment> {
@@ -217,7 +216,7 @@ pub async fn create_deployment(
 /// for one environment queues nothing.
 pub async fn create_deployments(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     new: Vec<NewDeployment>,
 ) -> Result<Vec<(Deployment, ServerTask)>> {
@@ -286,7 +285,7 @@ pub struct CreateDeploymentCommand {
 /// deployments are queued in one transaction.
 pub async fn create_deployments_by_name(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     cmd: CreateDeploymentCommand,
 ) -> Result<Vec<(Deployment, ServerTask)>> {

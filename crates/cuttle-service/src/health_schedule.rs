@@ -62,11 +62,12 @@ async fn queue_due(inst: &Instance, last_run: &mut HashMap<String, Instant>) -> 
     }
     let machines = inst.store.list::<Machine>(&all).await?.items;
     let workers = inst.store.list::<Worker>(&all).await?.items;
-    let system = User {
+    let system = crate::actor::Actor::from(User {
         id: "system".into(),
         username: "system".into(),
+        is_service: true,
         ..Default::default()
-    };
+    });
     for policy in due {
         let uses = |m: &dyn AgentMachine| m.machine_policy_id() == policy.id;
         let machine_ids: Vec<String> = machines

@@ -4,6 +4,7 @@
 
 use crate::Result;
 use cuttle_engine::{Runner, RunnerConfig};
+use cuttle_model::TaskState;
 use cuttle_store::secrets::KEY_CHECK_SETTING;
 use cuttle_store::{MasterKey, Store};
 use std::path::PathBuf;
@@ -38,6 +39,10 @@ pub struct InstanceConfig {
     /// steps can be neither contained nor kept apart). Its hidden paths are
     /// replaced by the data directory.
     pub builtin_worker: cuttle_engine::sandbox::SandboxConfig,
+    /// Whether tasks, deployments, HTTP requests and agent commands are
+    /// counted (`/metrics` still answers, with the gauges read at scrape
+    /// time); off only to measure what counting costs.
+    pub count_metrics: bool,
     /// How subscriptions' deliveries are retried and where they may go.
     pub subscriptions: crate::subscriptions::SubscriptionConfig,
 }
@@ -55,6 +60,7 @@ impl InstanceConfig {
             max_concurrent_password_hashes: crate::passwords::Passwords::default_concurrency(),
             sign_in_throttle: Default::default(),
             builtin_worker: Default::default(),
+            count_metrics: true,
             subscriptions: Default::default(),
         }
     }
@@ -96,6 +102,12 @@ pub struct Instance {
     pub passwords: crate::passwords::Passwords,
     /// Failed sign-ins, per username and per client address.
     pub sign_ins: crate::sign_in_throttle::SignInThrottle,
+    /// This installation's metrics, served at `/metrics`.
+    pub metrics: Arc<cuttle_metrics::Metrics>,
+    /// Held by a scrape while it refreshes the gauges it reads.
+    pub scrapes: tokio::sync::Mutex<()>,
+    /// Set when the server begins shutting down, so `/readyz` turns traffic away.
+    draining: std::sync::atomic::AtomicBool,
     /// Wakes the subscriptions' dispatcher.
     pub dispatcher: crate::subscriptions::Dispatcher,
 }
@@ -116,6 +128,24 @@ impl Instance {
         // where a path relative to the server's would mean nothing.
         config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(unusable)?;
         let store = Store::open(&config.database_url()).await?;
+        let metrics = Arc::new(cuttle_metrics::Metrics::new(
+            CUTTLE_VERSION,
+            store.backend().name(),
+        ));
+        let outcomes: Vec<&str> = TaskState::ALL
+            .iter()
+            .filter(|s| s.is_completed())
+            .map(|s| s.as_str())
+            .collect();
+        metrics.expect(
+            &crate::metrics::TASK_TYPES,
+            &outcomes,
+            &cuttle_protocol::client::COMMANDS,
+            &crate::metrics::ERROR_SOURCES,
+        );
+        metrics
+            .task_default_timeout_seconds
+            .set(i64::try_from(config.default_script_timeout.as_secs()).unwrap_or(i64::MAX));
         let master_key = open_master_key(&store, &config).await?;
         restrict_data_dir(&config.data_dir)?;
         crate::bootstrap::ensure_default_space(&store).await?;
@@ -129,6 +159,9 @@ impl Instance {
                 crate::ServiceError::Internal(format!("The server's TLS identity: {e}"))
             })?,
         );
+        if let Some(expires) = identity.expires_at() {
+            metrics.certificate_expires("server", expires);
+        }
         let next_thumbprint = load_next_thumbprint(&config.data_dir);
         let mut runner_config =
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
@@ -139,10 +172,18 @@ impl Instance {
             hidden_paths: vec![config.data_dir.clone()],
             ..config.builtin_worker.clone()
         };
-        let agents = Arc::new(cuttle_protocol::Agents::new(
+        let mut agents = cuttle_protocol::Agents::new(
             identity.clone(),
             cuttle_protocol::polling::PollingHub::new(),
-        ));
+        );
+        if config.count_metrics {
+            let counted = metrics.clone();
+            agents = agents.with_round_trips(Arc::new(move |command, took, failed| {
+                counted.agent_command(command, took, failed)
+            }));
+            runner_config.metrics = Some(metrics.clone());
+        }
+        let agents = Arc::new(agents);
         runner_config.agents = Some(agents.clone());
         let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
         let finished = runner.subscribe_finished();
@@ -158,6 +199,9 @@ impl Instance {
             package_files: Default::default(),
             passwords: crate::passwords::Passwords::new(config.max_concurrent_password_hashes),
             sign_ins: crate::sign_in_throttle::SignInThrottle::new(config.sign_in_throttle),
+            metrics,
+            scrapes: Default::default(),
+            draining: Default::default(),
             dispatcher: Default::default(),
             config,
         });
@@ -173,6 +217,16 @@ impl Instance {
 }
 
 impl Instance {
+    /// From now on `/readyz` answers 503: the server is shutting down.
+    pub fn begin_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Accepts polling agents on `listener` until `shutdown` completes,
     /// letting in only certificates registered as polling machines or
     /// workers at the moment they connect.

@@ -3,6 +3,7 @@
 //! Each change is one transaction with an audit event; an answer then wakes
 //! the runner so the waiting task goes on at once.
 
+use crate::actor::Actor;
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::{Interruption, User};
@@ -21,14 +22,14 @@ pub struct InterruptionFilter {
 /// Whether `caller` may act on `interruption` at all (take responsibility,
 /// submit). Cuttle's users are all administrators so far, so anyone may;
 /// when teams arrive, this is where `ResponsibleTeamIds` restricts it.
-fn may_act(_caller: &User, _interruption: &Interruption) -> bool {
+fn may_act(_caller: &Actor, _interruption: &Interruption) -> bool {
     true
 }
 
 /// Whether `caller` may submit an answer: they may act, and nobody else has
 /// taken responsibility (whoever has it answers, so two people cannot act
 /// on one interruption at once).
-fn can_submit(caller: &User, interruption: &Interruption) -> Result<()> {
+fn can_submit(caller: &Actor, interruption: &Interruption) -> Result<()> {
     if !may_act(caller, interruption) {
         return Err(ServiceError::Forbidden(
             "You are not in a team responsible for this interruption".into(),
@@ -45,7 +46,7 @@ fn can_submit(caller: &User, interruption: &Interruption) -> Result<()> {
 
 /// The interruption as `caller` sees it: whether they can take
 /// responsibility and whether they hold it.
-fn for_caller(mut i: Interruption, caller: &User) -> Interruption {
+fn for_caller(mut i: Interruption, caller: &Actor) -> Interruption {
     i.can_take_responsibility = i.is_pending && may_act(caller, &i);
     i.has_responsibility = i.responsible_user_id.as_deref() == Some(caller.id.as_str());
     i
@@ -53,7 +54,7 @@ fn for_caller(mut i: Interruption, caller: &User) -> Interruption {
 
 pub async fn list(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     filter: &InterruptionFilter,
 ) -> Result<Vec<Interruption>> {
@@ -83,7 +84,12 @@ pub async fn list(
         .collect())
 }
 
-pub async fn get(inst: &Instance, caller: &User, space_id: &str, id: &str) -> Result<Interruption> {
+pub async fn get(
+    inst: &Instance,
+    caller: &Actor,
+    space_id: &str,
+    id: &str,
+) -> Result<Interruption> {
     let i: Interruption = get_in_space(&inst.store, space_id, id).await?;
     Ok(for_caller(i, caller))
 }
@@ -114,7 +120,7 @@ async fn lock_pending(tx: &mut Tx, space_id: &str, id: &str) -> Result<Interrupt
 /// (taking it over from whoever had it, as Octopus allows); returns the caller.
 pub async fn take_responsibility(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<User> {
@@ -142,7 +148,7 @@ pub async fn take_responsibility(
         .await?;
     }
     tx.commit().await?;
-    Ok(caller.clone())
+    Ok(caller.user.clone())
 }
 
 /// `GET …/interruptions/{id}/responsible`: who has responsibility, if anyone.
@@ -160,7 +166,7 @@ pub async fn responsible(inst: &Instance, space_id: &str, id: &str) -> Result<Op
 /// caller taking it.
 pub async fn submit(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     values: &Map<String, Value>,

@@ -6,6 +6,9 @@
 //! # Layout
 //! - [`instance`]: the [`Instance`], everything one installation owns.
 //! - [`error`]: [`ServiceError`], mapped once to HTTP statuses by the API.
+//! - [`actor`]: who runs a command and from where.
+//! - [`audit`]: writing the audit log, sensitive values hidden.
+//! - [`events`]: reading the audit log with Octopus's filters.
 //! - [`auth`]: users, passwords, API keys, the first administrator.
 //! - [`passwords`]: argon2 on a bounded blocking pool; unknown users cost the same.
 //! - [`sign_in_throttle`]: refusing sign-ins after too many failures.
@@ -35,10 +38,13 @@
 //! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
 //! - [`dashboard`]: what the portal's dashboard and task pages read.
+//! - [`metrics`]: what `/metrics` and `/readyz` answer.
 //! - [`backup`]: backups of a running installation, and restoring one.
 //! - [`subscriptions`]: event subscriptions and the dispatcher that
 //!   delivers them (webhooks, email).
 
+pub mod actor;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;
@@ -48,12 +54,14 @@ pub mod dashboard;
 pub mod default_choice;
 pub mod deployments;
 pub mod error;
+pub mod events;
 mod health_schedule;
 pub mod instance;
 pub mod interruptions;
 pub mod log_stream;
 pub mod machine_policies;
 pub mod machines;
+pub mod metrics;
 pub mod package_retention;
 pub mod package_selection;
 pub mod packages;

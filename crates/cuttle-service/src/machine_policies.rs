@@ -2,11 +2,12 @@
 //! connected to. Every space has a default one, given to machines registered
 //! without a policy.
 
+use crate::actor::Actor;
 use crate::default_choice;
 use crate::resources::{check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{Machine, MachinePolicy, User, Worker};
+use cuttle_model::{Machine, MachinePolicy, Worker};
 use cuttle_store::{DocumentQuery, Store};
 
 /// The space's default policy.
@@ -34,7 +35,7 @@ fn validate(p: &mut MachinePolicy) -> Result<()> {
 
 pub async fn create_machine_policy(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut p: MachinePolicy,
 ) -> Result<MachinePolicy> {
@@ -45,7 +46,7 @@ pub async fn create_machine_policy(
 
 pub async fn update_machine_policy(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut p: MachinePolicy,
@@ -60,7 +61,7 @@ pub async fn update_machine_policy(
 /// Refuses to delete the default policy or one that machines or workers use.
 pub async fn delete_machine_policy(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {

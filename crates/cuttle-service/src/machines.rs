@@ -2,12 +2,13 @@
 //! them, and listing them by the filters Octopus clients send. What machines
 //! and workers share (name, endpoint, machine policy) is checked here too.
 
+use crate::actor::Actor;
 use crate::paging::split_list;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine::HealthStatus;
-use cuttle_model::{Endpoint, Environment, Machine, MachinePolicy, User};
+use cuttle_model::{Endpoint, Environment, Machine, MachinePolicy};
 use cuttle_store::{Document, DocumentQuery, Store};
 use serde::Deserialize;
 
@@ -173,7 +174,7 @@ async fn validate(store: &Store, space_id: &str, m: &mut Machine) -> Result<()> 
 
 pub async fn create_machine(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut m: Machine,
 ) -> Result<Machine> {
@@ -183,22 +184,16 @@ pub async fn create_machine(
     let mut tx = store.begin().await?;
     m.id = tx.next_id(Collection::Machines).await?;
     tx.insert(&m).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("deployment target {} was added", m.name),
-        [vec![m.id.clone()], m.environment_ids.clone()].concat(),
-    )
-    .await?;
+    let message = format!("deployment target {} was added", m.name);
+    let envs = m.environment_ids.clone();
+    audit_change(&mut tx, caller, None, Some(&m), message, envs).await?;
     tx.commit().await?;
     Ok(m)
 }
 
 pub async fn update_machine(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut m: Machine,
@@ -210,32 +205,20 @@ pub async fn update_machine(
     m.take_status_from(Some(&existing));
     let mut tx = store.begin().await?;
     tx.update(&m).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("deployment target {} was modified", m.name),
-        vec![m.id.clone()],
-    )
-    .await?;
+    let message = format!("deployment target {} was modified", m.name);
+    let envs = [existing.environment_ids.clone(), m.environment_ids.clone()].concat();
+    audit_change(&mut tx, caller, Some(&existing), Some(&m), message, envs).await?;
     tx.commit().await?;
     Ok(m)
 }
 
-pub async fn delete_machine(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_machine(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let m: Machine = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<Machine>(&m.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("deployment target {} was deleted", m.name),
-        vec![m.id.clone()],
-    )
-    .await?;
+    let message = format!("deployment target {} was deleted", m.name);
+    let envs = m.environment_ids.clone();
+    audit_change(&mut tx, caller, Some(&m), None, message, envs).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -22,11 +22,12 @@ const EVERY: Duration = Duration::from_secs(3600);
 pub async fn apply(inst: &Instance, keep_for: Duration) -> Result<Vec<Package>> {
     let cutoff_millis = i64::try_from(keep_for.as_millis()).unwrap_or(i64::MAX);
     let cutoff = Timestamp::now().add_millis(-cutoff_millis);
-    let system = User {
+    let system = crate::actor::Actor::from(User {
         id: "system".into(),
         username: "system".into(),
+        is_service: true,
         ..Default::default()
-    };
+    });
     let spaces = inst
         .store
         .list::<Space>(&DocumentQuery::default())

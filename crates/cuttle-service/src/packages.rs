@@ -9,6 +9,7 @@
 //! A push that fails, or whose client goes away, leaves no file behind: the
 //! temporary file is removed when its [`Upload`] is dropped.
 
+use crate::actor::Actor;
 use crate::resources::audit;
 use crate::{Instance, Result, ServiceError};
 use cuttle_engine::package::ExtractLimits;
@@ -18,7 +19,7 @@ use cuttle_model::package::{
     package_resource_id, selection_uses_package, Package, PackageFileName, PackageFormat, TarShape,
     BZIP2_TAIL_LEN, HEAD_LEN, ZIP_CENTRAL, ZIP_TAIL_LEN,
 };
-use cuttle_model::{Project, Release, Timestamp, User};
+use cuttle_model::{Project, Release, Timestamp};
 use cuttle_store::packages::PackageQuery;
 use cuttle_store::{ProcessSnapshot, Store};
 use serde::Deserialize;
@@ -184,7 +185,7 @@ impl Pushed {
 /// says otherwise for a version that exists.
 pub async fn push(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     upload: Upload,
     mode: OverwriteMode,
@@ -199,7 +200,7 @@ pub async fn push(
 async fn finish_push(
     store: Store,
     files: PackageFiles,
-    caller: User,
+    caller: Actor,
     space_id: String,
     mut upload: Upload,
     mode: OverwriteMode,
@@ -595,7 +596,7 @@ pub async fn releases_using_each(store: &Store, packages: &[Package]) -> Result<
 /// when no other version (in any space) has the same content.
 pub async fn delete_package(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {

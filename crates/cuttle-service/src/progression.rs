@@ -144,7 +144,7 @@ pub async fn release_progression(
 pub async fn deploy_automatic_phases(
     inst: &Instance,
     release_id: &str,
-    by: &User,
+    by: &crate::actor::Actor,
 ) -> Result<Vec<Deployment>> {
     let store = &inst.store;
     // Two nodes finishing deployments of this release at once must not both
@@ -223,6 +223,8 @@ async fn promote_after(inst: &Instance, finished: &TaskFinished) -> Result<()> {
             ..Default::default()
         },
     };
+    // Queued by the server on behalf of whoever deployed.
+    let by = crate::actor::Actor::from(by);
     let queued = deploy_automatic_phases(inst, &deployment.release_id, &by).await?;
     if !queued.is_empty() {
         tracing::info!(

@@ -1,12 +1,13 @@
 //! Projects, their channels and their deployment processes.
 
-use crate::resources::{audit, check_name, get_in_space};
+use crate::actor::Actor;
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, process_id_for, variable_set_id_for, Collection};
 use cuttle_model::process::PROP_CONDITION_EXPRESSION;
 use cuttle_model::project::DEFAULT_CHANNEL_NAME;
 use cuttle_model::{
-    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, User, VariableSet,
+    slugify, Channel, DeploymentProcess, Lifecycle, Project, ProjectGroup, Step, VariableSet,
 };
 use cuttle_store::{DocumentQuery, Store};
 use std::collections::HashSet;
@@ -48,7 +49,7 @@ async fn validate_project(store: &Store, space_id: &str, p: &Project) -> Result<
 /// default channel.
 pub async fn create_project(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut project: Project,
 ) -> Result<Project> {
@@ -89,22 +90,15 @@ pub async fn create_project(
         ..Default::default()
     };
     tx.insert(&channel).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("project {} was created", project.name),
-        vec![project.id.clone()],
-    )
-    .await?;
+    let message = format!("project {} was created", project.name);
+    audit_change(&mut tx, caller, None, Some(&project), message, vec![]).await?;
     tx.commit().await?;
     Ok(project)
 }
 
 pub async fn update_project(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut project: Project,
@@ -112,21 +106,22 @@ pub async fn update_project(
     let existing: Project = get_in_space(store, space_id, id).await?;
     validate_project(store, space_id, &project).await?;
     crate::variables::check_included_sets(store, space_id, &project).await?;
-    project.id = existing.id;
-    project.space_id = existing.space_id;
+    project.id = existing.id.clone();
+    project.space_id = existing.space_id.clone();
     project.name = project.name.trim().to_owned();
     project.slug = slugify(&project.name);
-    project.deployment_process_id = existing.deployment_process_id;
-    project.variable_set_id = existing.variable_set_id;
+    project.deployment_process_id = existing.deployment_process_id.clone();
+    project.variable_set_id = existing.variable_set_id.clone();
     let mut tx = store.begin().await?;
     tx.update(&project).await?;
-    audit(
+    let message = format!("project {} was modified", project.name);
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Modified",
-        format!("project {} was modified", project.name),
-        vec![project.id.clone()],
+        Some(&existing),
+        Some(&project),
+        message,
+        vec![],
     )
     .await?;
     tx.commit().await?;
@@ -135,7 +130,7 @@ pub async fn update_project(
 
 /// Deletes a project with everything it owns (process, channels, releases,
 /// deployments). Its finished tasks stay, as history.
-pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_project(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let project: Project = get_in_space(store, space_id, id).await?;
     // In the space, so the lists seek the (collection, space, parent) index.
     let owned = DocumentQuery {
@@ -169,15 +164,8 @@ pub async fn delete_project(store: &Store, caller: &User, space_id: &str, id: &s
     tx.delete::<DeploymentProcess>(&project.deployment_process_id)
         .await?;
     tx.delete::<Project>(&project.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("project {} was deleted", project.name),
-        vec![project.id.clone()],
-    )
-    .await?;
+    let message = format!("project {} was deleted", project.name);
+    audit_change(&mut tx, caller, Some(&project), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -391,7 +379,7 @@ pub async fn process_of_project(
 /// the stored one gets a conflict instead of silently undoing someone's edit.
 pub async fn update_process(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     process_id: &str,
     update: ProcessUpdate,
@@ -419,13 +407,15 @@ pub async fn update_process(
         return Err(ServiceError::Conflict("The deployment process was changed by someone else while saving; reload it and try again.".into()));
     }
     tx.update(&process).await?;
-    audit(
+    let message = format!("deployment process {} was modified", process.id);
+    let project = vec![process.project_id.clone()];
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Modified",
-        format!("deployment process {} was modified", process.id),
-        vec![process.id.clone(), process.project_id.clone()],
+        Some(&current),
+        Some(&process),
+        message,
+        project,
     )
     .await?;
     tx.commit().await?;

@@ -1,11 +1,12 @@
 //! Releases: a version of a project with its process frozen at creation.
 
+use crate::actor::Actor;
 use crate::projects::{default_channel, find_project};
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::{sequence_of, variable_snapshot_id_for, Collection};
 use cuttle_model::release::SelectedPackage;
-use cuttle_model::{Channel, DeploymentProcess, Project, Release, Timestamp, User, VariableSet};
+use cuttle_model::{Channel, DeploymentProcess, Project, Release, Timestamp, VariableSet};
 use cuttle_store::{DocumentQuery, ProcessSnapshot, Store};
 use serde::Deserialize;
 
@@ -145,7 +146,7 @@ pub async fn find_release(store: &Store, project: &Project, version: &str) -> Re
 /// it to the automatic environments of the lifecycle's first phase.
 pub async fn create_release(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     new: NewRelease,
 ) -> Result<Release> {
@@ -278,7 +279,7 @@ pub struct CreateReleaseCommand {
 
 pub async fn create_release_by_name(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     cmd: CreateReleaseCommand,
 ) -> Result<Release> {

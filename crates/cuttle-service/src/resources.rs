@@ -1,10 +1,11 @@
 //! Spaces, environments, project groups and lifecycles: resources whose
 //! commands are plain create, modify and delete with validation.
 
+use crate::actor::Actor;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{slugify, Environment, Lifecycle, Project, ProjectGroup, Space, User};
-use cuttle_store::{AuditEvent, Document, DocumentQuery, Page, Store, Tx};
+use cuttle_model::{slugify, Environment, Lifecycle, Project, ProjectGroup, Space};
+use cuttle_store::{Document, DocumentQuery, Page, Store, Tx};
 
 /// Reads a document that must exist in `space_id`; one in another space is
 /// treated as missing, so ids cannot be probed across spaces.
@@ -39,31 +40,62 @@ fn fail_if_any(errors: Vec<String>) -> Result<()> {
     }
 }
 
+/// Writes a plain event (no document change) as `caller`'s, in `tx`.
 pub(crate) async fn audit(
     tx: &mut Tx,
-    caller: &User,
+    caller: &Actor,
     space_id: Option<&str>,
-    category: &str,
+    category: &'static str,
     message: String,
     ids: Vec<String>,
 ) -> Result<()> {
-    tx.record_event(AuditEvent {
-        space_id: space_id.map(str::to_owned),
-        user_id: Some(caller.id.clone()),
-        username: Some(caller.username.clone()),
-        category: category.into(),
-        message,
-        related_document_ids: ids,
-    })
-    .await?;
-    Ok(())
+    crate::audit::record(
+        tx,
+        caller,
+        crate::audit::Entry::new(category, space_id, message).about(ids),
+    )
+    .await
+}
+
+/// Writes the event of a change to one document: created (no `before`),
+/// modified, or deleted (no `after`), with the document before and after.
+pub(crate) async fn audit_change<D: Document>(
+    tx: &mut Tx,
+    caller: &Actor,
+    before: Option<&D>,
+    after: Option<&D>,
+    message: String,
+    mut ids: Vec<String>,
+) -> Result<()> {
+    use crate::audit::category::{CREATED, DELETED, MODIFIED};
+    let Some(doc) = after.or(before) else {
+        return Ok(());
+    };
+    let category = match (before, after) {
+        (None, _) => CREATED,
+        (_, None) => DELETED,
+        _ => MODIFIED,
+    };
+    // The owner and environment too, so filtering by project or
+    // environment finds the change of a release or a deployment.
+    ids.splice(
+        0..0,
+        [Some(doc.id()), doc.parent_id(), doc.environment_id()]
+            .into_iter()
+            .flatten()
+            .map(str::to_owned),
+    );
+    let entry = crate::audit::Entry::new(category, doc.space_id(), message)
+        .about(ids)
+        .changed(before, after);
+    crate::audit::record(tx, caller, entry).await
 }
 
 /// Gives a new document its id and inserts it with an audit event, in one
 /// transaction (so a failed insert does not use up the id).
 async fn insert_new<D: Document>(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     collection: Collection,
     mut doc: D,
     set_id: fn(&mut D, String),
@@ -71,31 +103,22 @@ async fn insert_new<D: Document>(
     let mut tx = store.begin().await?;
     set_id(&mut doc, tx.next_id(collection).await?);
     tx.insert(&doc).await?;
-    audit(
-        &mut tx,
-        caller,
-        doc.space_id(),
-        "Created",
-        format!("{} {} was created", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was created", D::KIND, doc.name());
+    audit_change(&mut tx, caller, None, Some(&doc), message, vec![]).await?;
     tx.commit().await?;
     Ok(doc)
 }
 
-async fn update_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> Result<()> {
+async fn update_existing<D: Document>(
+    store: &Store,
+    caller: &Actor,
+    before: &D,
+    doc: &D,
+) -> Result<()> {
     let mut tx = store.begin().await?;
     tx.update(doc).await?;
-    audit(
-        &mut tx,
-        caller,
-        doc.space_id(),
-        "Modified",
-        format!("{} {} was modified", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was modified", D::KIND, doc.name());
+    audit_change(&mut tx, caller, Some(before), Some(doc), message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -103,20 +126,13 @@ async fn update_existing<D: Document>(store: &Store, caller: &User, doc: &D) -> 
 /// Deletes a document, with its audit event, in one transaction.
 pub(crate) async fn delete_existing<D: Document>(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     doc: &D,
 ) -> Result<()> {
     let mut tx = store.begin().await?;
     tx.delete::<D>(doc.id()).await?;
-    audit(
-        &mut tx,
-        caller,
-        doc.space_id(),
-        "Deleted",
-        format!("{} {} was deleted", D::KIND, doc.name()),
-        vec![doc.id().to_owned()],
-    )
-    .await?;
+    let message = format!("{} {} was deleted", D::KIND, doc.name());
+    audit_change(&mut tx, caller, Some(doc), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -150,7 +166,7 @@ async fn ensure_unused_by_projects(
 
 // ---- spaces ----
 
-pub async fn create_space(store: &Store, caller: &User, mut space: Space) -> Result<Space> {
+pub async fn create_space(store: &Store, caller: &Actor, mut space: Space) -> Result<Space> {
     let mut errors = vec![];
     check_name("space", &space.name, &mut errors);
     fail_if_any(errors)?;
@@ -163,22 +179,15 @@ pub async fn create_space(store: &Store, caller: &User, mut space: Space) -> Res
     space.is_default = false;
     tx.insert(&space).await?;
     crate::bootstrap::seed_space(&mut tx, &space.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(&space.id),
-        "Created",
-        format!("space {} was created", space.name),
-        vec![space.id.clone()],
-    )
-    .await?;
+    let message = format!("space {} was created", space.name);
+    audit_change(&mut tx, caller, None, Some(&space), message, vec![]).await?;
     tx.commit().await?;
     Ok(space)
 }
 
 pub async fn update_space(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     id: &str,
     mut space: Space,
 ) -> Result<Space> {
@@ -189,13 +198,13 @@ pub async fn update_space(
     let mut errors = vec![];
     check_name("space", &space.name, &mut errors);
     fail_if_any(errors)?;
-    space.id = existing.id;
+    space.id = existing.id.clone();
     space.is_default = existing.is_default;
     space.name = space.name.trim().to_owned();
     if space.slug.is_empty() {
         space.slug = slugify(&space.name);
     }
-    update_existing(store, caller, &space).await?;
+    update_existing(store, caller, &existing, &space).await?;
     Ok(space)
 }
 
@@ -209,7 +218,7 @@ fn validate_environment(env: &Environment) -> Result<()> {
 
 pub async fn create_environment(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut env: Environment,
 ) -> Result<Environment> {
@@ -231,39 +240,32 @@ pub async fn create_environment(
             + 1;
     }
     tx.insert(&env).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("environment {} was created", env.name),
-        vec![env.id.clone()],
-    )
-    .await?;
+    let message = format!("environment {} was created", env.name);
+    audit_change(&mut tx, caller, None, Some(&env), message, vec![]).await?;
     tx.commit().await?;
     Ok(env)
 }
 
 pub async fn update_environment(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut env: Environment,
 ) -> Result<Environment> {
     let existing: Environment = get_in_space(store, space_id, id).await?;
     validate_environment(&env)?;
-    env.id = existing.id;
-    env.space_id = existing.space_id;
+    env.id = existing.id.clone();
+    env.space_id = existing.space_id.clone();
     env.name = env.name.trim().to_owned();
     env.slug = slugify(&env.name);
-    update_existing(store, caller, &env).await?;
+    update_existing(store, caller, &existing, &env).await?;
     Ok(env)
 }
 
 pub async fn delete_environment(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {
@@ -310,7 +312,7 @@ pub async fn delete_environment(
 /// Reorders environments: `ids` in the new order; every id must exist.
 pub async fn sort_environments(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     ids: &[String],
 ) -> Result<()> {
@@ -340,7 +342,7 @@ pub async fn sort_environments(
 
 pub async fn create_project_group(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut group: ProjectGroup,
 ) -> Result<ProjectGroup> {
@@ -358,7 +360,7 @@ pub async fn create_project_group(
 
 pub async fn update_project_group(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut group: ProjectGroup,
@@ -367,17 +369,17 @@ pub async fn update_project_group(
     let mut errors = vec![];
     check_name("project group", &group.name, &mut errors);
     fail_if_any(errors)?;
-    group.id = existing.id;
-    group.space_id = existing.space_id;
+    group.id = existing.id.clone();
+    group.space_id = existing.space_id.clone();
     group.name = group.name.trim().to_owned();
     group.slug = slugify(&group.name);
-    update_existing(store, caller, &group).await?;
+    update_existing(store, caller, &existing, &group).await?;
     Ok(group)
 }
 
 pub async fn delete_project_group(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {
@@ -424,7 +426,7 @@ async fn validate_lifecycle(store: &Store, space_id: &str, lc: &mut Lifecycle) -
 
 pub async fn create_lifecycle(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut lc: Lifecycle,
 ) -> Result<Lifecycle> {
@@ -437,24 +439,24 @@ pub async fn create_lifecycle(
 
 pub async fn update_lifecycle(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut lc: Lifecycle,
 ) -> Result<Lifecycle> {
     let existing: Lifecycle = get_in_space(store, space_id, id).await?;
     validate_lifecycle(store, space_id, &mut lc).await?;
-    lc.id = existing.id;
-    lc.space_id = existing.space_id;
+    lc.id = existing.id.clone();
+    lc.space_id = existing.space_id.clone();
     lc.name = lc.name.trim().to_owned();
     lc.slug = slugify(&lc.name);
-    update_existing(store, caller, &lc).await?;
+    update_existing(store, caller, &existing, &lc).await?;
     Ok(lc)
 }
 
 pub async fn delete_lifecycle(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {

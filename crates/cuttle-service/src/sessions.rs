@@ -5,6 +5,7 @@
 //! token and an expiry. The API accepts the same cookie for reads, so the
 //! portal's pages can follow a task's live log.
 
+use crate::actor::{established_with, Actor, Origin};
 use crate::resources::audit;
 use crate::{Result, ServiceError};
 use cuttle_model::{Timestamp, User};
@@ -56,15 +57,22 @@ pub async fn sign_in(
     inst: &crate::Instance,
     username: &str,
     password: &str,
-    client: Option<std::net::IpAddr>,
+    origin: &Origin,
 ) -> Result<Started> {
-    let user = crate::auth::sign_in(inst, username, password, client).await?;
-    start(&inst.store, &user, SESSION_LIFETIME).await
+    let user = crate::auth::sign_in(inst, username, password, origin).await?;
+    let actor = Actor::new(
+        user,
+        Origin {
+            established_with: Some(established_with::PASSWORD.into()),
+            ..origin.clone()
+        },
+    );
+    start(&inst.store, &actor, SESSION_LIFETIME).await
 }
 
 /// Starts a session for `user` lasting `lifetime`, clearing out sessions that
 /// have expired (so the table does not grow without end).
-pub async fn start(store: &Store, user: &User, lifetime: Duration) -> Result<Started> {
+pub async fn start(store: &Store, user: &Actor, lifetime: Duration) -> Result<Started> {
     let token = random_token();
     let now = Timestamp::now();
     let lifetime_ms = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
@@ -91,7 +99,7 @@ pub async fn start(store: &Store, user: &User, lifetime: Duration) -> Result<Sta
     Ok(Started {
         token,
         session: Session {
-            user: user.clone(),
+            user: user.user.clone(),
             csrf_token: record.csrf_token,
             expires: record.expires,
         },
@@ -118,7 +126,7 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Session> {
 }
 
 /// Ends the session of `token` (signing out); an unknown one is no error.
-pub async fn sign_out(store: &Store, token: &str, user: &User) -> Result<()> {
+pub async fn sign_out(store: &Store, token: &str, user: &Actor) -> Result<()> {
     let mut tx = store.begin().await?;
     if tx.delete_portal_session(&hash_token(token.trim())).await? {
         audit(
@@ -212,7 +220,9 @@ mod tests {
         let alice = crate::auth::check_password(&store, &passwords, "Alice", "pw")
             .await
             .unwrap();
-        let started = start(&store, &alice, SESSION_LIFETIME).await.unwrap();
+        let started = start(&store, &alice.into(), SESSION_LIFETIME)
+            .await
+            .unwrap();
         let s = authenticate(&store, &started.token).await.unwrap();
         assert_eq!(s.user.id, user.id);
         assert_eq!(s.csrf_token, started.session.csrf_token);
@@ -224,10 +234,14 @@ mod tests {
         assert!(authenticate(&store, "not-a-token").await.is_err());
         assert!(authenticate(&store, &random_token()).await.is_err());
 
-        let brief = start(&store, &user, Duration::ZERO).await.unwrap();
+        let brief = start(&store, &user.clone().into(), Duration::ZERO)
+            .await
+            .unwrap();
         assert!(authenticate(&store, &brief.token).await.is_err());
 
-        sign_out(&store, &started.token, &user).await.unwrap();
+        sign_out(&store, &started.token, &user.clone().into())
+            .await
+            .unwrap();
         assert!(authenticate(&store, &started.token).await.is_err());
     }
 }

@@ -2,14 +2,20 @@
 //! queue has been stopped (`TaskQueueStopped`, set with a PUT), so nothing
 //! starts in it while it goes, and never while it is the default space.
 
+use crate::actor::Actor;
 use crate::packages::{packages_dir, remove_if_unused, run_to_end};
 use crate::resources::audit;
 use crate::{Instance, Result, ServiceError};
-use cuttle_model::{Space, User};
+use cuttle_model::Space;
 
 /// Changes a space; a space whose queue runs (again) has the engine look for
 /// its waiting tasks at once.
-pub async fn update_space(inst: &Instance, caller: &User, id: &str, space: Space) -> Result<Space> {
+pub async fn update_space(
+    inst: &Instance,
+    caller: &Actor,
+    id: &str,
+    space: Space,
+) -> Result<Space> {
     let space = crate::resources::update_space(&inst.store, caller, id, space).await?;
     if !space.task_queue_stopped {
         inst.runner.wake();
@@ -19,7 +25,7 @@ pub async fn update_space(inst: &Instance, caller: &User, id: &str, space: Space
 
 /// Deletes a space and everything in it in one transaction, then the package
 /// files that no other space uses.
-pub async fn delete_space(inst: &Instance, caller: &User, id: &str) -> Result<()> {
+pub async fn delete_space(inst: &Instance, caller: &Actor, id: &str) -> Result<()> {
     let store = inst.store.clone();
     let dir = packages_dir(&inst.config.data_dir);
     let files = inst.package_files.clone();

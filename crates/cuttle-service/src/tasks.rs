@@ -1,8 +1,10 @@
 //! Reading and cancelling server tasks.
 
+use crate::actor::Actor;
+use crate::audit::{category, Entry};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::task::{build_activity_tree, omitted_lines_note, ActivityElement};
-use cuttle_model::{ServerTask, Timestamp, User};
+use cuttle_model::{ServerTask, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
 use std::collections::HashMap;
 
@@ -106,13 +108,35 @@ fn note_omissions(
 
 pub async fn cancel(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space: Option<&str>,
     id: &str,
 ) -> Result<ServerTask> {
     // Checked before anything changes: another space's task is not found.
-    task(inst, space, id).await?;
-    let outcome = inst.runner.cancel(id).await?;
+    let before = task(inst, space, id).await?;
+    let entry = Entry::new(
+        category::TASK_CANCELED,
+        before.space_id.as_deref(),
+        format!(
+            "{} asked to cancel {}: {}",
+            caller.username, before.id, before.description
+        ),
+    )
+    .about(
+        [
+            Some(&before.id),
+            before.deployment_id.as_ref(),
+            before.project_id.as_ref(),
+            before.environment_id.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
+    );
+    let outcome = inst
+        .runner
+        .cancel_recorded(id, Some(crate::audit::event(caller, entry)))
+        .await?;
     let t = task(inst, space, id).await?;
     if matches!(outcome, CancelOutcome::AlreadyDone) && t.state.is_completed() {
         return Err(ServiceError::Conflict(format!(
@@ -128,7 +152,7 @@ pub async fn cancel(
 /// none are), each checked to exist in the space first.
 pub async fn queue_health(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     machine_ids: Vec<String>,
     worker_ids: Vec<String>,
@@ -163,6 +187,19 @@ pub async fn queue_health(
             deployment_id: None,
         })
         .await?;
+    // A person's request is recorded; the server's own scheduled checks are
+    // nobody's change, and their outcomes are machine health events.
+    if caller.origin.established_with.is_some() {
+        let mut about = vec![task.id.clone()];
+        about.extend(machine_ids.iter().chain(&worker_ids).cloned());
+        let entry = Entry::new(
+            category::CREATED,
+            Some(space_id),
+            format!("{} queued: {}", task.id, task.description),
+        )
+        .about(about);
+        crate::audit::record(&mut tx, caller, entry).await?;
+    }
     tx.commit().await?;
     inst.runner.wake();
     tracing::info!(task = %task.id, user = %caller.username, "health check queued");

@@ -2,6 +2,7 @@
 //! signs in with a password (hashed with argon2, never stored in the user
 //! document); a service account has none and works through API keys.
 
+use crate::actor::Actor;
 use crate::passwords::Passwords;
 use crate::resources::audit;
 use crate::{Result, ServiceError};
@@ -36,7 +37,7 @@ pub async fn list(store: &Store) -> Result<Vec<User>> {
 pub async fn create(
     store: &Store,
     passwords: &Passwords,
-    caller: &User,
+    caller: &Actor,
     new: &NewUser,
 ) -> Result<User> {
     let username = new.username.trim();
@@ -224,11 +225,11 @@ mod tests {
         let store = Store::open(&Store::sqlite_url(&dir.path().join("c.db")))
             .await
             .unwrap();
-        let caller = User {
+        let caller = Actor::from(User {
             id: "Users-0".into(),
             username: "admin".into(),
             ..Default::default()
-        };
+        });
         let passwords = Passwords::new(1);
         let alice = create(
             &store,

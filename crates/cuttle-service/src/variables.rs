@@ -2,13 +2,14 @@
 //! include): reading them with sensitive values withheld, and saving them with
 //! sensitive values sealed under the master key and every scope checked.
 
+use crate::actor::Actor;
 use crate::projects::process_of_project;
 use crate::resources::{audit, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
 use cuttle_model::variables::{canonical_variable_type, SENSITIVE_TYPE, VARIABLE_TYPES};
 use cuttle_model::{
-    Channel, Environment, LibraryVariableSet, Machine, Project, ReferenceItem, ScopeValues, User,
+    Channel, Environment, LibraryVariableSet, Machine, Project, ReferenceItem, ScopeValues,
     Variable, VariableScope, VariableSet,
 };
 use cuttle_store::{DocumentQuery, MasterKey, Store};
@@ -183,7 +184,7 @@ async fn scope_values(
 pub async fn update_variable_set(
     store: &Store,
     key: &MasterKey,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     set_id: &str,
     incoming: VariableSet,
@@ -243,15 +244,14 @@ pub async fn update_variable_set(
     } else {
         tx.update(&set).await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("the variables of {} were modified", owner_name(&owner)),
-        vec![set.owner_id.clone(), set.id.clone()],
-    )
-    .await?;
+    // Sealed or not, sensitive values are hidden in the event: only that
+    // one changed shows.
+    let message = format!("the variables of {} were modified", owner_name(&owner));
+    let before = stored.then_some(&existing);
+    let entry = crate::audit::Entry::new(crate::audit::category::MODIFIED, Some(space_id), message)
+        .about([set.owner_id.clone(), set.id.clone()])
+        .changed(before, Some(&set));
+    crate::audit::record(&mut tx, caller, entry).await?;
     tx.commit().await?;
     let scope_values = scope_values(store, space_id, &owner, &set).await?;
     Ok(VariableSetView {
@@ -424,7 +424,7 @@ fn check_library(set: &LibraryVariableSet) -> Result<()> {
 
 pub async fn create_library_variable_set(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut set: LibraryVariableSet,
 ) -> Result<LibraryVariableSet> {
@@ -459,7 +459,7 @@ pub async fn create_library_variable_set(
 
 pub async fn update_library_variable_set(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut set: LibraryVariableSet,
@@ -490,7 +490,7 @@ pub async fn update_library_variable_set(
 /// projects include it, deleting it would silently change their deployments.
 pub async fn delete_library_variable_set(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {

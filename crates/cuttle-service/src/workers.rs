@@ -1,14 +1,15 @@
 //! Workers (`Workers-N`) and the worker pools they belong to. Every space has
 //! a default pool, which workers registered without a pool join.
 
+use crate::actor::Actor;
 use crate::default_choice;
 use crate::machines::{check_agent, check_ids, MachineFilters};
 use crate::paging::split_list;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine::STATIC_WORKER_POOL;
-use cuttle_model::{slugify, User, Worker, WorkerPool};
+use cuttle_model::{slugify, Worker, WorkerPool};
 use cuttle_store::{DocumentQuery, Store};
 
 // ---- workers ----
@@ -73,7 +74,7 @@ async fn validate_worker(store: &Store, space_id: &str, w: &mut Worker) -> Resul
 
 pub async fn create_worker(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut w: Worker,
 ) -> Result<Worker> {
@@ -83,22 +84,16 @@ pub async fn create_worker(
     let mut tx = store.begin().await?;
     w.id = tx.next_id(Collection::Workers).await?;
     tx.insert(&w).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("worker {} was added", w.name),
-        [vec![w.id.clone()], w.worker_pool_ids.clone()].concat(),
-    )
-    .await?;
+    let message = format!("worker {} was added", w.name);
+    let pools = w.worker_pool_ids.clone();
+    audit_change(&mut tx, caller, None, Some(&w), message, pools).await?;
     tx.commit().await?;
     Ok(w)
 }
 
 pub async fn update_worker(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut w: Worker,
@@ -110,32 +105,18 @@ pub async fn update_worker(
     w.take_status_from(Some(&existing));
     let mut tx = store.begin().await?;
     tx.update(&w).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("worker {} was modified", w.name),
-        vec![w.id.clone()],
-    )
-    .await?;
+    let message = format!("worker {} was modified", w.name);
+    audit_change(&mut tx, caller, Some(&existing), Some(&w), message, vec![]).await?;
     tx.commit().await?;
     Ok(w)
 }
 
-pub async fn delete_worker(store: &Store, caller: &User, space_id: &str, id: &str) -> Result<()> {
+pub async fn delete_worker(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let w: Worker = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<Worker>(&w.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("worker {} was deleted", w.name),
-        vec![w.id.clone()],
-    )
-    .await?;
+    let message = format!("worker {} was deleted", w.name);
+    audit_change(&mut tx, caller, Some(&w), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -166,7 +147,7 @@ fn validate_pool(p: &mut WorkerPool) -> Result<()> {
 
 pub async fn create_worker_pool(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut p: WorkerPool,
 ) -> Result<WorkerPool> {
@@ -182,7 +163,7 @@ pub async fn create_worker_pool(
 
 pub async fn update_worker_pool(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut p: WorkerPool,
@@ -209,7 +190,7 @@ pub async fn pool_workers(store: &Store, space_id: &str, pool_id: &str) -> Resul
 /// Refuses to delete the default pool or one that still has workers.
 pub async fn delete_worker_pool(
     store: &Store,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {

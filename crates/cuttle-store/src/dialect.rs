@@ -57,6 +57,14 @@ impl Backend {
         }
     }
 
+    /// A text field of a JSON document column (documents' bodies are text).
+    pub fn json_text(self, column: &str, field: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_extract({column}, '$.{field}')"),
+            Backend::Postgres => format!("(({column})::jsonb ->> '{field}')"),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",

@@ -20,6 +20,7 @@
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
+//! - [`gauges`]: the counts and ages `/metrics` reads at each scrape.
 //! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
@@ -33,6 +34,7 @@ pub mod deployments;
 pub mod dialect;
 pub mod documents;
 pub mod events;
+pub mod gauges;
 mod group_commit;
 pub mod interruptions;
 pub mod machines;
@@ -51,7 +53,7 @@ pub mod users;
 pub use deployments::DeploymentQuery;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
-pub use events::AuditEvent;
+pub use events::{AuditEvent, EventQuery, StoredEvent};
 pub use secrets::{MasterKey, SecretError};
 pub use tasks::{NewTask, TaskQuery};
 pub use transaction::Tx;
@@ -210,6 +212,7 @@ impl Store {
             }
         };
         store.backfill_deployment_index().await?;
+        store.backfill_event_documents().await?;
         if backend == Backend::Postgres {
             // A database restored from a dump, or on a server whose
             // autovacuum is off, has no statistics, and PostgreSQL then
@@ -305,16 +308,24 @@ impl Store {
 impl Tx {
     /// Hands out the next number of a collection's ids.
     pub async fn next_id(&mut self, collection: cuttle_model::ids::Collection) -> Result<String> {
-        let (n,): (i64,) = sqlx::query_as(
-            "INSERT INTO id_sequences (collection, next_value) VALUES ($1, 1) \
-             ON CONFLICT (collection) DO UPDATE SET next_value = id_sequences.next_value + 1 \
-             RETURNING next_value",
-        )
-        .bind(collection.prefix())
-        .fetch_one(&mut *self.inner)
-        .await?;
-        Ok(collection.id(n))
+        next_id_on(&mut self.inner, collection).await
     }
+}
+
+/// [`Tx::next_id`] on a connection already inside a transaction.
+pub(crate) async fn next_id_on(
+    conn: &mut sqlx::AnyConnection,
+    collection: cuttle_model::ids::Collection,
+) -> Result<String> {
+    let (n,): (i64,) = sqlx::query_as(
+        "INSERT INTO id_sequences (collection, next_value) VALUES ($1, 1) \
+         ON CONFLICT (collection) DO UPDATE SET next_value = id_sequences.next_value + 1 \
+         RETURNING next_value",
+    )
+    .bind(collection.prefix())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(collection.id(n))
 }
 
 /// Hides a password in a database URL before it is shown anywhere.

@@ -4,8 +4,8 @@
 
 use crate::documents::{list_on, DocumentQuery};
 use crate::{Result, Store, Tx};
-use cuttle_model::machine::CommunicationStyle;
-use cuttle_model::{Machine, Worker};
+use cuttle_model::machine::{AgentMachine, CommunicationStyle};
+use cuttle_model::{HealthStatus, Machine, Worker};
 use sqlx::AnyConnection;
 
 async fn deployment_targets_on(
@@ -61,7 +61,11 @@ impl Store {
     /// Applies `change` to the machine (or worker) as it is now and stores
     /// it, in one transaction, so a health check's result does not undo an
     /// edit made while it ran. `None` if it was deleted meanwhile.
-    pub async fn change_machine<M: crate::Document>(
+    ///
+    /// A change of health status is an audit event in the same transaction
+    /// (`MachineHealthy`, `MachineUnavailable`, …), which subscriptions
+    /// follow; a check that finds the status unchanged writes none.
+    pub async fn change_machine<M: crate::Document + AgentMachine>(
         &self,
         id: &str,
         change: impl FnOnce(&mut M),
@@ -70,10 +74,38 @@ impl Store {
         let Some(mut machine) = tx.get::<M>(id).await? else {
             return Ok(None);
         };
+        let before = machine.health_status();
         change(&mut machine);
         tx.update(&machine).await?;
+        let after = machine.health_status();
+        if let Some(category) = health_category(after).filter(|_| before != after) {
+            tx.record_event(crate::AuditEvent {
+                space_id: machine.space_id().map(str::to_owned),
+                category: category.into(),
+                message: format!(
+                    "{} {} is now {after:?} (was {before:?})",
+                    M::KIND,
+                    crate::Document::name(&machine)
+                ),
+                related_document_ids: vec![crate::Document::id(&machine).to_owned()],
+                ..Default::default()
+            })
+            .await?;
+        }
         tx.commit().await?;
         Ok(Some(machine))
+    }
+}
+
+/// The event category of a health status a machine has just reached.
+fn health_category(status: HealthStatus) -> Option<&'static str> {
+    use cuttle_model::event::category;
+    match status {
+        HealthStatus::Healthy => Some(category::MACHINE_HEALTHY),
+        HealthStatus::HasWarnings => Some(category::MACHINE_HAS_WARNINGS),
+        HealthStatus::Unhealthy => Some(category::MACHINE_UNHEALTHY),
+        HealthStatus::Unavailable => Some(category::MACHINE_UNAVAILABLE),
+        HealthStatus::Unknown => None,
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{Result, Store, StoreError, Tx};
 use cuttle_model::ids::sequence_of;
 use cuttle_model::Timestamp;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 /// An event waiting to be fanned out.
 #[derive(Clone, Debug)]
@@ -120,18 +120,18 @@ fn delivery(r: &AnyRow) -> Result<Delivery> {
     })
 }
 
-impl Tx {
-    /// Queues an event for the subscriptions; called where the event is
-    /// recorded, so both commit or neither does.
-    pub(crate) async fn enqueue_for_subscriptions(&mut self, event_id: &str) -> Result<()> {
-        sqlx::query("INSERT INTO event_outbox (event_id, seq) VALUES ($1, $2)")
-            .bind(event_id)
-            .bind(sequence_of(event_id))
-            .execute(&mut *self.inner)
-            .await?;
-        Ok(())
-    }
+/// Queues an event for the subscriptions; called where the event is
+/// recorded, on its transaction's connection, so both commit or neither does.
+pub(crate) async fn enqueue_on(conn: &mut AnyConnection, event_id: &str) -> Result<()> {
+    sqlx::query("INSERT INTO event_outbox (event_id, seq) VALUES ($1, $2)")
+        .bind(event_id)
+        .bind(sequence_of(event_id))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
 
+impl Tx {
     /// The oldest events waiting to be fanned out, locked until this
     /// transaction ends (so two nodes never fan out the same event).
     pub async fn outbox_events(&mut self, limit: i64) -> Result<Vec<OutboxEvent>> {

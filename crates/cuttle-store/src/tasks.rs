@@ -9,6 +9,7 @@ use crate::group_commit::job;
 use crate::statement::{literal, Statement};
 use crate::task_log::insert_log_lines;
 use crate::{Backend, Result, Store, StoreError, Tx};
+use cuttle_model::event::category;
 use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::{ServerTask, TaskState, Timestamp};
@@ -333,6 +334,9 @@ impl Store {
         let claim = claim_statement(self.backend(), &now, node, &lease_until.to_string());
         let row = claim.query().fetch_optional(&mut *conn).await?;
         let task = row.as_ref().map(task_from_row).transpose()?;
+        if let Some(t) = &task {
+            deployment_event_on(&mut tx.inner, t, category::DEPLOYMENT_STARTED).await?;
+        }
         tx.commit().await?;
         Ok(task)
     }
@@ -416,37 +420,55 @@ impl Store {
     /// Asks for a task to stop. A queued task is cancelled at once; a running
     /// one moves to Cancelling and its runner finishes the job.
     pub async fn request_cancel(&self, id: &str) -> Result<CancelOutcome> {
+        self.request_cancel_recorded(id, None).await
+    }
+
+    /// As [`Store::request_cancel`], writing `event` (who asked, from
+    /// where) in the same transaction when the task changed.
+    pub async fn request_cancel_recorded(
+        &self,
+        id: &str,
+        event: Option<crate::AuditEvent>,
+    ) -> Result<CancelOutcome> {
         let now = Timestamp::now().to_string();
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.begin().await?;
         let queued = sqlx::query(
             "UPDATE server_tasks SET state = 'Canceled', completed_time = $1, last_updated_time = $1 \
              WHERE id = $2 AND state = 'Queued'",
         )
         .bind(&now)
         .bind(id)
-        .execute(&mut *conn)
+        .execute(&mut *tx.inner)
         .await?;
-        if queued.rows_affected() > 0 {
-            return Ok(CancelOutcome::CanceledWhileQueued);
-        }
-        let running = sqlx::query(
-            "UPDATE server_tasks SET state = 'Cancelling', last_updated_time = $1 WHERE id = $2 AND state = 'Executing'",
-        )
-        .bind(&now)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-        if running.rows_affected() > 0 {
-            return Ok(CancelOutcome::Cancelling);
-        }
-        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM server_tasks WHERE id = $1")
+        let outcome = if queued.rows_affected() > 0 {
+            CancelOutcome::CanceledWhileQueued
+        } else {
+            let running = sqlx::query(
+                "UPDATE server_tasks SET state = 'Cancelling', last_updated_time = $1 WHERE id = $2 AND state = 'Executing'",
+            )
+            .bind(&now)
             .bind(id)
-            .fetch_optional(&mut *conn)
+            .execute(&mut *tx.inner)
             .await?;
-        match exists {
-            Some(_) => Ok(CancelOutcome::AlreadyDone),
-            None => Err(StoreError::NotFound(format!("The task '{id}'"))),
+            if running.rows_affected() > 0 {
+                CancelOutcome::Cancelling
+            } else {
+                let exists: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM server_tasks WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx.inner)
+                        .await?;
+                return match exists {
+                    Some(_) => Ok(CancelOutcome::AlreadyDone),
+                    None => Err(StoreError::NotFound(format!("The task '{id}'"))),
+                };
+            }
+        };
+        if let Some(e) = event {
+            tx.record_event(e).await?;
         }
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Tasks in Cancelling state among `ids` (a node polls this so that a
@@ -588,7 +610,64 @@ async fn complete_task_on(
     .bind(id)
     .execute(&mut *conn)
     .await?;
+    if r.rows_affected() > 0 {
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let task = task_from_row(&row)?;
+        let outcome = match state {
+            TaskState::Success => category::DEPLOYMENT_SUCCEEDED,
+            _ => category::DEPLOYMENT_FAILED,
+        };
+        deployment_event_on(conn, &task, outcome).await?;
+    }
     Ok(r.rows_affected())
+}
+
+/// A deployment's lifecycle event (started, succeeded, failed), written
+/// with its task's change of state, so that an event exists exactly when
+/// the change was committed. Other tasks than deployments write none.
+async fn deployment_event_on(
+    conn: &mut AnyConnection,
+    task: &ServerTask,
+    category: &str,
+) -> Result<()> {
+    let Some(deployment_id) = task
+        .deployment_id
+        .as_deref()
+        .filter(|_| task.name == "Deploy")
+    else {
+        return Ok(());
+    };
+    let release: Option<(String,)> =
+        sqlx::query_as("SELECT release_id FROM deployments WHERE id = $1")
+            .bind(deployment_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let related = [
+        Some(deployment_id.to_owned()),
+        task.project_id.clone(),
+        task.environment_id.clone(),
+        release.map(|r| r.0),
+        Some(task.id.clone()),
+    ];
+    let state = match task.state {
+        TaskState::Executing => "started".to_owned(),
+        TaskState::Success => "succeeded".to_owned(),
+        other => format!("ended {}", other.as_str()),
+    };
+    let e = crate::AuditEvent {
+        space_id: task.space_id.clone(),
+        category: category.to_owned(),
+        message: format!("{}: {state}", task.description),
+        related_document_ids: related.into_iter().flatten().collect(),
+        details: task.error_message.clone(),
+        ..Default::default()
+    };
+    crate::events::record_event_on(conn, e).await
 }
 
 /// Creates or updates an activity; returns how many rows changed.

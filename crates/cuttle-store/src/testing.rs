@@ -82,12 +82,13 @@ impl ScratchPostgres {
 }
 
 /// The tables whose rows grow with history: a plan must not read one whole.
-pub const HISTORY_TABLES: [&str; 6] = [
+pub const HISTORY_TABLES: [&str; 7] = [
     "documents",
     "server_tasks",
     "deployments",
     "latest_deployments",
     "events",
+    "event_documents",
     "task_log_lines",
 ];
 
@@ -237,6 +238,20 @@ pub async fn forget_deployment_index(store: &Store) -> Result<()> {
     }
     sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")
         .bind(crate::deployments::PENDING_BACKFILL)
+        .execute(&mut *tx.inner)
+        .await?;
+    tx.commit().await
+}
+
+/// Puts the audit log back as it was before `event_documents`: no index
+/// rows, and the backfill owed at the next start.
+pub async fn forget_event_documents(store: &Store) -> Result<()> {
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM event_documents")
+        .execute(&mut *tx.inner)
+        .await?;
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")
+        .bind(crate::events::PENDING_BACKFILL)
         .execute(&mut *tx.inner)
         .await?;
     tx.commit().await

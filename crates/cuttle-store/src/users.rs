@@ -10,6 +10,41 @@ fn decode_user(body: &str) -> Result<User> {
 }
 
 impl Tx {
+    /// Revokes a key; it stops working at once.
+    pub async fn revoke_api_key(&mut self, user_id: &str, key_id: &str) -> Result<()> {
+        let r = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
+            .bind(Timestamp::now().to_string())
+            .bind(key_id)
+            .bind(user_id)
+            .execute(&mut *self.inner)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("The API key '{key_id}'")));
+        }
+        Ok(())
+    }
+
+    /// Marks key `key_id`'s use as written to the log at `now`, unless
+    /// that happened at or after `since` (by another request or node);
+    /// true when this call marked it, and so should write the event.
+    pub async fn mark_api_key_use(
+        &mut self,
+        key_id: &str,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET use_recorded_at = $1 WHERE id = $2 \
+             AND (use_recorded_at IS NULL OR use_recorded_at < $3)",
+        )
+        .bind(now.to_string())
+        .bind(key_id)
+        .bind(since.to_string())
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<()> {
         let body = serde_json::to_string(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let res = sqlx::query(
@@ -115,6 +150,34 @@ impl Store {
         Ok(user.is_active.then_some(user))
     }
 
+    /// The key's id, its user, and when its use was last written to the
+    /// audit log, for a valid key.
+    pub async fn api_key_holder(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(String, User, Option<Timestamp>)>> {
+        let row = sqlx::query(
+            "SELECT k.id, u.body, k.expires, k.use_recorded_at FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let expires: Option<String> = r.try_get("expires")?;
+        if expires
+            .and_then(|e| Timestamp::parse(&e))
+            .is_some_and(|exp| exp < Timestamp::now())
+        {
+            return Ok(None);
+        }
+        let id: String = r.try_get("id")?;
+        let user = decode_user(&r.try_get::<String, _>("body")?)?;
+        let recorded: Option<String> = r.try_get("use_recorded_at")?;
+        let recorded = recorded.and_then(|t| Timestamp::parse(&t));
+        Ok(user.is_active.then_some((id, user, recorded)))
+    }
+
     pub async fn api_key_exists(&self, key_hash: &str) -> Result<bool> {
         let row: Option<(String,)> = sqlx::query_as("SELECT id FROM api_keys WHERE key_hash = $1")
             .bind(key_hash)
@@ -148,19 +211,5 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Revokes a key; it stops working at once.
-    pub async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<()> {
-        let r = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-            .bind(Timestamp::now().to_string())
-            .bind(key_id)
-            .bind(user_id)
-            .execute(self.pool())
-            .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("The API key '{key_id}'")));
-        }
-        Ok(())
     }
 }

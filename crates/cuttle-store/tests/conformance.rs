@@ -445,17 +445,21 @@ async fn users_and_api_keys() {
         );
         assert!(store.user_by_api_key_hash("nope").await.unwrap().is_none());
         assert_eq!(store.api_keys(&user.id).await.unwrap().len(), 1);
-        store.revoke_api_key(&user.id, "APIKeys-1").await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.revoke_api_key(&user.id, "APIKeys-1").await.unwrap();
+        tx.commit().await.unwrap();
         assert!(store
             .user_by_api_key_hash("hash-1")
             .await
             .unwrap()
             .is_none());
         assert!(store.api_keys(&user.id).await.unwrap().is_empty());
+        let mut tx = store.begin().await.unwrap();
         assert!(matches!(
-            store.revoke_api_key(&user.id, "APIKeys-1").await,
+            tx.revoke_api_key(&user.id, "APIKeys-1").await,
             Err(StoreError::NotFound(_))
         ));
+        drop(tx);
         assert_eq!(store.setting_or_insert("k", "v1").await.unwrap(), "v1");
         assert_eq!(store.setting_or_insert("k", "v2").await.unwrap(), "v1");
     })

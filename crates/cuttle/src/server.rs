@@ -29,6 +29,19 @@ pub struct ServerArgs {
     package_retention_days: u64,
     #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
     data_dir: PathBuf,
+    /// Also serve /metrics, /healthz and /readyz on this address, without an
+    /// API key (keep it private, e.g. 127.0.0.1:9464); the main address
+    /// serves /metrics only to callers with an API key
+    #[arg(long, env = "CUTTLE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Count tasks, deployments, HTTP requests and agent commands for
+    /// /metrics; "false" only to measure what counting costs
+    #[arg(long, env = "CUTTLE_COUNT_METRICS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    count_metrics: bool,
+    /// The server's log lines on stderr: "text" to read, "json" for one
+    /// JSON object per line (with a task_id or request_id field where one applies)
+    #[arg(long, env = "CUTTLE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Use PostgreSQL instead of the embedded SQLite (postgres://user@host/db).
     #[arg(long, env = "CUTTLE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -103,16 +116,36 @@ enum ServerCommand {
     Certificate(crate::cli::certificate::CertificateCommand),
 }
 
-/// Logs to stderr, filtered by RUST_LOG; for the server and the agent.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr as text, filtered by RUST_LOG; for the server and the agent.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_tracing_as(LogFormat::Text);
+}
+
+/// Logs to stderr in `format`, filtered by RUST_LOG.
+pub fn init_tracing_as(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object per line; the spans a line happened in (a task's, a
+        // request's) come with their fields.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 impl ServerArgs {
@@ -126,7 +159,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerCommand::Certificate(cmd)) = args.command {
         return crate::cli::certificate::run(cmd);
     }
-    init_tracing();
+    init_tracing_as(args.log_format);
     raise_open_file_limit();
     // Installed first: from here on SIGTERM means an orderly stop, which
     // both the API and the polling endpoint follow.
@@ -163,6 +196,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .then(|| Duration::from_secs(args.package_retention_days.saturating_mul(86_400)));
     config.sign_in_throttle.per_user = args.sign_in_failures_per_user;
     config.sign_in_throttle.per_address = args.sign_in_failures_per_address;
+    config.count_metrics = args.count_metrics;
     if let Some(n) = args.node_name {
         config.node_name = n;
     }
@@ -211,6 +245,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
 
+    // Until the tasks have drained, so `/readyz` there tells the shutdown.
+    let (metrics_done, metrics_stop) = tokio::sync::oneshot::channel::<()>();
+    if let Some(address) = args.metrics_listen.as_deref().map(str::trim) {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("could not listen for metrics on {address}"))?;
+        crate::cli::announce!(
+            "Metrics are served without a key at http://{}/metrics",
+            listener.local_addr()?
+        );
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = metrics_stop.await;
+            };
+            if let Err(e) = cuttle_api::serve_metrics(listener, instance, stop).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
@@ -251,6 +306,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .runner
         .shutdown(Duration::from_secs(args.shutdown_timeout))
         .await;
+    let _ = metrics_done.send(());
     instance.store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -13,7 +13,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cuttle_model::{Environment, LibraryVariableSet, Lifecycle, Project, ProjectGroup, User};
+use cuttle_model::{Environment, LibraryVariableSet, Lifecycle, Project, ProjectGroup};
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources as svc;
 use cuttle_service::variables;
@@ -57,20 +57,20 @@ pub(super) trait SpaceCrud:
     const PATH: &'static str;
     fn create(
         store: &Store,
-        caller: &User,
+        caller: &cuttle_service::actor::Actor,
         space: &str,
         body: Self,
     ) -> impl Future<Output = Result<Self, ServiceError>> + Send;
     fn update(
         store: &Store,
-        caller: &User,
+        caller: &cuttle_service::actor::Actor,
         space: &str,
         id: &str,
         body: Self,
     ) -> impl Future<Output = Result<Self, ServiceError>> + Send;
     fn delete(
         store: &Store,
-        caller: &User,
+        caller: &cuttle_service::actor::Actor,
         space: &str,
         id: &str,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
@@ -82,7 +82,7 @@ macro_rules! space_crud {
             const PATH: &'static str = $path;
             fn create(
                 store: &Store,
-                caller: &User,
+                caller: &cuttle_service::actor::Actor,
                 space: &str,
                 body: Self,
             ) -> impl Future<Output = Result<Self, ServiceError>> + Send {
@@ -90,7 +90,7 @@ macro_rules! space_crud {
             }
             fn update(
                 store: &Store,
-                caller: &User,
+                caller: &cuttle_service::actor::Actor,
                 space: &str,
                 id: &str,
                 body: Self,
@@ -99,7 +99,7 @@ macro_rules! space_crud {
             }
             fn delete(
                 store: &Store,
-                caller: &User,
+                caller: &cuttle_service::actor::Actor,
                 space: &str,
                 id: &str,
             ) -> impl Future<Output = Result<(), ServiceError>> + Send {

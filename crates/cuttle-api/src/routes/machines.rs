@@ -12,7 +12,7 @@ use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
-use cuttle_model::{Environment, Machine, MachinePolicy, User, Worker, WorkerPool};
+use cuttle_model::{Environment, Machine, MachinePolicy, Worker, WorkerPool};
 use cuttle_service::machines::{self, MachineFilters};
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources::get_in_space;

@@ -4,9 +4,11 @@
 
 mod backup;
 mod build_info;
+mod events;
 mod infrastructure;
 mod interruptions;
 mod machines;
+pub mod operations;
 mod packages;
 mod preview;
 mod projects;
@@ -181,6 +183,8 @@ pub fn all() -> Routes {
     r = machines::routes(r);
     r = packages::routes(r);
     r = build_info::routes(r);
+    r = events::routes(r);
+    r = operations::routes(r);
     r = backup::routes(r);
     r = subscriptions::routes(r);
     tasks::routes(r)
@@ -253,7 +257,7 @@ async fn capabilities() -> Json<Value> {
 }
 
 async fn me(Caller(user): Caller) -> Json<Value> {
-    Json(resource(&user))
+    Json(resource(&user.user))
 }
 
 async fn users(

@@ -8,11 +8,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page, resource};
 use crate::route_table::{get, op, post, Routes, EVENT_STREAM, TEXT};
-use crate::space::SpaceId;
+use crate::space::{RouteSpace, SpaceId};
 use crate::AppState;
 use crate::Closing;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -165,32 +165,10 @@ async fn list_tasks(
     Ok(Json(page(&tasks, total, &list, &path)))
 }
 
-/// The `{space}` of a task route: `None` on the space-less `/api/tasks/…`,
-/// which, like the list there, spans every space. A task of another space
-/// than the route's is not found.
-struct TaskSpace(Option<String>);
-
-impl FromRequestParts<AppState> for TaskSpace {
-    type Rejection = ApiError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if !params.contains_key("space") {
-            return Ok(TaskSpace(None));
-        }
-        let SpaceId(space) = SpaceId::from_request_parts(parts, state).await?;
-        Ok(TaskSpace(Some(space)))
-    }
-}
-
 async fn task(
     State(inst): State<AppState>,
     _: Caller,
-    TaskSpace(space): TaskSpace,
+    RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
@@ -229,7 +207,7 @@ impl DetailParams {
 async fn details(
     State(inst): State<AppState>,
     _: Caller,
-    TaskSpace(space): TaskSpace,
+    RouteSpace(space): RouteSpace,
     Id(id): Id,
     Q(p): Q<DetailParams>,
 ) -> ApiResult<Json<Value>> {
@@ -259,7 +237,7 @@ async fn details(
 async fn raw(
     State(inst): State<AppState>,
     _: Caller,
-    TaskSpace(space): TaskSpace,
+    RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<impl IntoResponse> {
     // Asked first, so an unknown task is a 404 rather than an empty body.
@@ -286,7 +264,7 @@ async fn raw(
 async fn cancel(
     State(inst): State<AppState>,
     Caller(c): Caller,
-    TaskSpace(space): TaskSpace,
+    RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
@@ -309,7 +287,7 @@ struct StreamParams {
 async fn stream(
     State(inst): State<AppState>,
     _: Caller,
-    TaskSpace(space): TaskSpace,
+    RouteSpace(space): RouteSpace,
     Id(id): Id,
     Q(p): Q<StreamParams>,
     Extension(closing): Extension<Closing>,

@@ -142,6 +142,16 @@ impl Generator {
         Ok(())
     }
 
+    /// Who and from where, as a CI tool with an API key calls the server.
+    fn api_origin(&self) -> AuditEvent {
+        AuditEvent {
+            identity_established_with: Some("API key".into()),
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: Some("cuttle-bench".into()),
+            ..Default::default()
+        }
+    }
+
     async fn write_deployment(&mut self, tx: &mut Tx, k: u64) -> Result<()> {
         let projects = self.projects.len() as u64;
         let environments = self.environments.len() as u64;
@@ -233,11 +243,38 @@ impl Generator {
                 environment.id.clone(),
                 task.id.clone(),
             ],
+            ..self.api_origin()
         })
         .await?;
         self.write_log(tx, &task.id, state, template_lines).await?;
         let error = (state == TaskState::Failed).then_some(FAILURE);
         tx.complete_task(&task.id, state, error).await?;
+        // The outcome's event, as the task runner writes it when it finishes.
+        let outcome = match state {
+            TaskState::Success => Some("DeploymentSucceeded"),
+            TaskState::Failed => Some("DeploymentFailed"),
+            _ => None,
+        };
+        if let Some(category) = outcome {
+            tx.record_event(AuditEvent {
+                space_id: Some(SPACE.into()),
+                category: category.into(),
+                message: format!(
+                    "{} of release {} to {}",
+                    category, release.version, environment.name
+                ),
+                related_document_ids: vec![
+                    deployment.id.clone(),
+                    release.id.clone(),
+                    project.id.clone(),
+                    environment.id.clone(),
+                    task.id.clone(),
+                ],
+                details: error.map(str::to_owned),
+                ..Default::default()
+            })
+            .await?;
+        }
         Ok(task.id)
     }
 
@@ -324,6 +361,7 @@ impl Generator {
                 release.version, ph.project.name
             ),
             related_document_ids: vec![release.id.clone(), ph.project.id.clone()],
+            ..self.api_origin()
         })
         .await?;
         let ph = &mut self.projects[p];

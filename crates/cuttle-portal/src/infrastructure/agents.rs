@@ -270,7 +270,7 @@ async fn queue(
 ) -> Response {
     let done = async {
         viewer.check_csrf(csrf)?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let task = cuttle_service::tasks::queue_health(
             inst,
             user,

@@ -93,7 +93,7 @@ pub async fn create(
             description: f.description.clone(),
             ..Default::default()
         };
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let Err(err) = svc::create_environment(&inst.store, user, DEFAULT_SPACE_ID, env).await
         else {
             return Ok(Redirect::to(HERE).into_response());
@@ -140,7 +140,7 @@ pub async fn move_one(
         // Already first (or last): nothing to change.
         if let Some(other) = other {
             ids.swap(at, other);
-            let user = &viewer.session.user;
+            let user = &viewer.actor;
             svc::sort_environments(&inst.store, user, DEFAULT_SPACE_ID, &ids).await?;
         }
         Ok::<_, PortalError>(())
@@ -162,7 +162,7 @@ pub async fn delete(
 ) -> Response {
     let shown = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let Err(err) = svc::delete_environment(&inst.store, user, DEFAULT_SPACE_ID, &id).await
         else {
             return Ok(Redirect::to(HERE).into_response());
@@ -342,7 +342,7 @@ pub async fn update(
             use_guided_failure: f.use_guided_failure.is_some(),
             ..env.clone()
         };
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let Err(err) =
             svc::update_environment(&inst.store, user, DEFAULT_SPACE_ID, &id, changed).await
         else {

@@ -232,7 +232,7 @@ pub async fn update(
         let (status, problems) = if !problems.is_empty() {
             (StatusCode::BAD_REQUEST, problems)
         } else {
-            let user = &viewer.session.user;
+            let user = &viewer.actor;
             let Err(err) = machine_policies::update_machine_policy(
                 &inst.store,
                 user,

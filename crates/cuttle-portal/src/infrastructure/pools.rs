@@ -82,7 +82,7 @@ pub async fn create(
             description: f.description.clone(),
             ..Default::default()
         };
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let Err(err) = workers::create_worker_pool(&inst.store, user, DEFAULT_SPACE_ID, pool).await
         else {
             return Ok(Redirect::to(HERE).into_response());
@@ -104,7 +104,7 @@ pub async fn delete(
 ) -> Response {
     let shown = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        let user = &viewer.session.user;
+        let user = &viewer.actor;
         let Err(err) = workers::delete_worker_pool(&inst.store, user, DEFAULT_SPACE_ID, &id).await
         else {
             return Ok(Redirect::to(HERE).into_response());

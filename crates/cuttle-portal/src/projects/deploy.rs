@@ -215,7 +215,7 @@ async fn deploy(
             }
         })
         .collect();
-    match svc::create_deployments(inst, &viewer.session.user, DEFAULT_SPACE_ID, new).await {
+    match svc::create_deployments(inst, &viewer.actor, DEFAULT_SPACE_ID, new).await {
         Ok(done) => match done.as_slice() {
             [(_, task)] => Redirect::to(&format!("/tasks/{}", task.id)).into_response(),
             _ => Redirect::to(back).into_response(),

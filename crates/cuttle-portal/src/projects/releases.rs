@@ -234,7 +234,7 @@ async fn create(
             .collect(),
         ..Default::default()
     };
-    match svc::create_release(&inst, &viewer.session.user, DEFAULT_SPACE_ID, new).await {
+    match svc::create_release(&inst, &viewer.actor, DEFAULT_SPACE_ID, new).await {
         Ok(r) => Redirect::to(&release_href(&p, &r.version)).into_response(),
         Err(e) => match Problems::from_error(e, version_field) {
             Ok((status, problems)) => {

@@ -130,7 +130,9 @@ pub async fn fan_out(inst: &Instance) -> Result<usize> {
                 }
                 let subs = &by_space[space];
                 for s in subs.matching(e) {
-                    for (channel, body) in payloads(inst, s, e, &batch_id, n, events.len())? {
+                    let event = event_resource(inst, e).await?;
+                    for (channel, body) in payloads(inst, s, e, &event, &batch_id, n, events.len())?
+                    {
                         let id = tx.next_id(Collection::SubscriptionDeliveries).await?;
                         let body = body(&id);
                         tx.insert_delivery(
@@ -194,12 +196,18 @@ impl SpaceSubscriptions {
     }
 
     fn matching<'a>(&'a self, e: &'a OutboxEvent) -> impl Iterator<Item = &'a Subscription> + 'a {
-        let facts = EventFacts {
-            category: &e.category,
-            user_id: e.user_id.as_deref(),
-            related_document_ids: &e.related_document_ids,
-        };
         self.subscriptions.iter().filter(move |s| {
+            let types: Vec<&str> = e
+                .related_document_ids
+                .iter()
+                .map(|id| cuttle_store::events::document_type(id))
+                .collect();
+            let facts = EventFacts {
+                category: &e.category,
+                user_id: e.user_id.as_deref(),
+                related_document_ids: &e.related_document_ids,
+                document_types: &types,
+            };
             let f = &s.event_notification_subscription.filter;
             let in_groups: Vec<String> = f
                 .project_groups
@@ -211,19 +219,14 @@ impl SpaceSubscriptions {
     }
 }
 
-/// An event as subscriptions receive it, shaped like `/api/events/{id}`.
-pub fn event_resource(e: &OutboxEvent) -> Value {
-    json!({
-        "Id": e.event_id,
-        "Category": e.category,
-        "UserId": e.user_id,
-        "Username": e.username,
-        "Occurred": e.occurred_at,
-        "Message": e.message,
-        "SpaceId": e.space_id,
-        "RelatedDocumentIds": e.related_document_ids,
-        "Links": { "Self": format!("/api/events/{}", e.event_id) },
-    })
+/// An event as subscriptions receive it: as `GET /api/events/{id}` answers
+/// it.
+pub async fn event_resource(inst: &Instance, e: &OutboxEvent) -> Result<Value> {
+    let event = crate::events::get(&inst.store, None, &e.event_id).await?;
+    let mut v = serde_json::to_value(&event)
+        .map_err(|err| crate::ServiceError::Internal(format!("an event: {err}")))?;
+    v["Links"] = json!({ "Self": format!("/api/events/{}", e.event_id) });
+    Ok(v)
 }
 
 type BodyFor = Box<dyn FnOnce(&str) -> String + Send>;
@@ -234,6 +237,7 @@ fn payloads(
     inst: &Instance,
     s: &Subscription,
     e: &OutboxEvent,
+    event: &Value,
     batch_id: &str,
     number: usize,
     of: usize,
@@ -254,7 +258,7 @@ fn payloads(
                 "TotalEventsInBatch": of,
                 "EventNumberInBatch": number + 1,
                 "Subscription": s,
-                "Event": event_resource(e),
+                "Event": event,
             }
         });
         out.push((

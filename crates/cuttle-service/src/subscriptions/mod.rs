@@ -9,13 +9,14 @@ pub mod email;
 pub mod target;
 pub mod webhook;
 
+use crate::actor::Actor;
 use crate::instance::Instance;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine_policy::parse_timespan;
 use cuttle_model::subscription::{SensitiveValue, Subscription};
-use cuttle_model::{Environment, Project, ProjectGroup, User};
+use cuttle_model::{Environment, Project, ProjectGroup};
 use cuttle_store::subscriptions::{Attempt, Delivery};
 use cuttle_store::Store;
 use rand::RngCore;
@@ -156,14 +157,10 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
         }
     }
     let f = &n.filter;
-    for (field, values) in [
-        ("EventGroups", &f.event_groups),
-        ("EventAgents", &f.event_agents),
-        ("Tags", &f.tags),
-    ] {
+    for (field, values) in [("EventAgents", &f.event_agents), ("Tags", &f.tags)] {
         if !values.is_empty() {
             errors.push(format!(
-                "Filter.{field} is not supported; filter by EventCategories, Projects, ProjectGroups, Environments, Users, Tenants or DocumentTypes"
+                "Filter.{field} is not supported; filter by EventCategories, EventGroups, Projects, ProjectGroups, Environments, Users or DocumentTypes"
             ));
         }
     }
@@ -173,10 +170,27 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
             f.tenants[0]
         ));
     }
-    for category in &f.event_categories {
-        if category.is_empty() || !category.chars().all(|c| c.is_ascii_alphanumeric()) {
+    let categories = crate::events::categories();
+    for c in &f.event_categories {
+        if !categories.iter().any(|k| &k.id == c) {
             errors.push(format!(
-                "Filter.EventCategories: '{category}' is not an event category"
+                "Filter.EventCategories: '{c}' is not an event category (GET /api/events/categories lists them)"
+            ));
+        }
+    }
+    let groups = crate::events::groups();
+    for g in &f.event_groups {
+        if !groups.iter().any(|k| k.eq_ignore_ascii_case(g)) {
+            errors.push(format!(
+                "Filter.EventGroups: '{g}' is not a group of events; the groups are {}",
+                groups.join(", ")
+            ));
+        }
+    }
+    for t in &f.document_types {
+        if !crate::events::DOCUMENT_TYPES.contains(&t.as_str()) {
+            errors.push(format!(
+                "Filter.DocumentTypes: '{t}' is not a document type (GET /api/events/documenttypes lists them)"
             ));
         }
     }
@@ -228,7 +242,7 @@ fn new_secret() -> String {
 /// the answer carries this once.
 pub async fn create_subscription(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     mut s: Subscription,
 ) -> Result<Subscription> {
@@ -250,15 +264,8 @@ pub async fn create_subscription(
     tx.insert(&s).await?;
     tx.set_subscription_secret(&s.id, &inst.master_key.seal(&secret))
         .await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Created",
-        format!("Subscription {} was created", s.name),
-        vec![s.id.clone()],
-    )
-    .await?;
+    let message = format!("Subscription {} was created", s.name);
+    audit_change(&mut tx, caller, None, Some(&s), message, vec![]).await?;
     tx.commit().await?;
     if generated {
         s.event_notification_subscription
@@ -272,7 +279,7 @@ pub async fn create_subscription(
 /// given.
 pub async fn update_subscription(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
     mut s: Subscription,
@@ -296,15 +303,8 @@ pub async fn update_subscription(
         tx.set_subscription_secret(&s.id, &inst.master_key.seal(&secret))
             .await?;
     }
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Modified",
-        format!("Subscription {} was modified", s.name),
-        vec![s.id.clone()],
-    )
-    .await?;
+    let message = format!("Subscription {} was modified", s.name);
+    audit_change(&mut tx, caller, Some(&existing), Some(&s), message, vec![]).await?;
     tx.commit().await?;
     Ok(s)
 }
@@ -312,7 +312,7 @@ pub async fn update_subscription(
 /// Deletes a subscription with its undelivered queue and its history.
 pub async fn delete_subscription(
     inst: &Instance,
-    caller: &User,
+    caller: &Actor,
     space_id: &str,
     id: &str,
 ) -> Result<()> {
@@ -320,15 +320,8 @@ pub async fn delete_subscription(
     let mut tx = inst.store.begin().await?;
     tx.delete::<Subscription>(&s.id).await?;
     tx.delete_subscription_rows(&s.id).await?;
-    audit(
-        &mut tx,
-        caller,
-        Some(space_id),
-        "Deleted",
-        format!("Subscription {} was deleted", s.name),
-        vec![s.id.clone()],
-    )
-    .await?;
+    let message = format!("Subscription {} was deleted", s.name);
+    audit_change(&mut tx, caller, Some(&s), None, message, vec![]).await?;
     tx.commit().await?;
     Ok(())
 }

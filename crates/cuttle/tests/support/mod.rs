@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod hostile;
+pub mod observe;
 
 pub use cuttle_store::testing::ScratchPostgres;
 use std::collections::VecDeque;

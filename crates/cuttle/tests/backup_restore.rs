@@ -360,6 +360,9 @@ fn a_backup_taken_during_deployments_restores_on_the_other_database_and_back() {
         args.extend(["--database-url", url.as_str()]);
     }
     ok(cuttle(&args, &[]));
+    // And through its API, the server reading its own database.
+    let back_api = tmp.path().join("back-api.tar.gz");
+    backup_via_server(&restored, &back_api, None);
     let back_dir = tmp.path().join("back");
     ok(restore(&back, &back_dir, None, Some(&pass)));
     let again = ServerProcess::start(&back_dir, None, &[]);

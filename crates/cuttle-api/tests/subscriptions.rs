@@ -203,6 +203,7 @@ async fn a_webhook_receives_matching_events_signed_and_in_order() {
             .map(|r| r.headers["x-cuttle-delivery"].to_str().unwrap())
             .collect();
         let mut unique = ids.clone();
+        unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), 5, "{}: one id per delivery", s.backend);
     })
@@ -624,6 +625,14 @@ async fn deleting_a_space_takes_its_subscriptions_and_their_queues() {
         s.create(&format!("/api/{sid}/environments"), json!({"Name": "Here"}))
             .await;
         hook.wait_for(1, s.backend).await;
+        let sub_id = sub["Id"].as_str().unwrap();
+        let (_, queued) = s
+            .inst
+            .store
+            .subscription_deliveries(sub_id, 0, 10)
+            .await
+            .unwrap();
+        assert!(queued > 0, "{}: the subscription has deliveries", s.backend);
         // Another space cannot see it.
         let r = s
             .get(&format!(
@@ -654,12 +663,23 @@ async fn deleting_a_space_takes_its_subscriptions_and_their_queues() {
             r.body
         );
         let r = s
-            .get(&format!(
-                "/api/{sid}/subscriptions/{}/deliveries",
-                sub["Id"].as_str().unwrap()
-            ))
+            .get(&format!("/api/{sid}/subscriptions/{sub_id}/deliveries"))
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}: {}", s.backend, r.body);
+        // Its queue and its signing key went with it.
+        let (_, left) = s
+            .inst
+            .store
+            .subscription_deliveries(sub_id, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{}: deliveries outlived their space", s.backend);
+        let key = s.inst.store.subscription_secret(sub_id).await.unwrap();
+        assert!(
+            key.is_none(),
+            "{}: the signing key outlived its space",
+            s.backend
+        );
     })
     .await;
 }

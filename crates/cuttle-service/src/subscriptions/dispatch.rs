@@ -128,9 +128,13 @@ pub async fn fan_out(inst: &Instance) -> Result<usize> {
                 if !by_space.contains_key(space) {
                     by_space.insert(space.clone(), SpaceSubscriptions::load(inst, space).await?);
                 }
-                let subs = &by_space[space];
-                for s in subs.matching(e) {
-                    let event = event_resource(inst, e).await?;
+                let matching = by_space[space].matching(e);
+                // Read once per event, and only when some subscription wants it.
+                let event = match matching.first() {
+                    Some(_) => event_resource(inst, e).await?,
+                    None => Value::Null,
+                };
+                for s in matching {
                     for (channel, body) in payloads(inst, s, e, &event, &batch_id, n, events.len())?
                     {
                         let id = tx.next_id(Collection::SubscriptionDeliveries).await?;
@@ -195,27 +199,33 @@ impl SpaceSubscriptions {
         })
     }
 
-    fn matching<'a>(&'a self, e: &'a OutboxEvent) -> impl Iterator<Item = &'a Subscription> + 'a {
-        self.subscriptions.iter().filter(move |s| {
-            let types: Vec<&str> = e
-                .related_document_ids
-                .iter()
-                .map(|id| cuttle_store::events::document_type(id))
-                .collect();
-            let facts = EventFacts {
-                category: &e.category,
-                user_id: e.user_id.as_deref(),
-                related_document_ids: &e.related_document_ids,
-                document_types: &types,
-            };
-            let f = &s.event_notification_subscription.filter;
-            let in_groups: Vec<String> = f
-                .project_groups
-                .iter()
-                .flat_map(|g| self.group_projects.get(g).cloned().unwrap_or_default())
-                .collect();
-            f.matches(&facts, &in_groups)
-        })
+    /// The subscriptions `e` passes the filter of.
+    fn matching(&self, e: &OutboxEvent) -> Vec<&Subscription> {
+        let types: Vec<&str> = e
+            .related_document_ids
+            .iter()
+            .map(|id| cuttle_store::events::document_type(id))
+            .collect();
+        let facts = EventFacts {
+            category: &e.category,
+            user_id: e.user_id.as_deref(),
+            related_document_ids: &e.related_document_ids,
+            document_types: &types,
+        };
+        self.subscriptions
+            .iter()
+            .filter(|s| {
+                let f = &s.event_notification_subscription.filter;
+                let in_groups: Vec<String> = f
+                    .project_groups
+                    .iter()
+                    .filter_map(|g| self.group_projects.get(g))
+                    .flatten()
+                    .cloned()
+                    .collect();
+                f.matches(&facts, &in_groups)
+            })
+            .collect()
     }
 }
 

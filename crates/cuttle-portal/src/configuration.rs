@@ -266,14 +266,22 @@ async fn create_key(
         return e.page(Some(API_KEYS));
     }
     let user = &viewer.actor;
-    let (status, created, problems, purpose) =
-        match auth::create_api_key(&inst.store, user, &user.id, &form.purpose).await {
-            Ok(key) => (StatusCode::OK, Some(key), Problems::none(), String::new()),
-            Err(e) => match Problems::from_error(e, |_| Some("purpose")) {
-                Ok((status, p)) => (status, None, p, form.purpose),
-                Err(e) => return e.page(Some(API_KEYS)),
-            },
-        };
+    let (status, created, problems, purpose) = match auth::create_api_key(
+        &inst.store,
+        user,
+        &viewer.permissions,
+        &user.id,
+        &form.purpose,
+        None,
+    )
+    .await
+    {
+        Ok(key) => (StatusCode::OK, Some(key), Problems::none(), String::new()),
+        Err(e) => match Problems::from_error(e, |_| Some("purpose")) {
+            Ok((status, p)) => (status, None, p, form.purpose),
+            Err(e) => return e.page(Some(API_KEYS)),
+        },
+    };
     match keys_view(&inst, &viewer, &purpose, created.as_ref(), &problems).await {
         Ok(page) => (status, page).into_response(),
         Err(e) => e.page(Some(API_KEYS)),
@@ -290,7 +298,7 @@ async fn revoke_key(
     let done = async {
         viewer.check_csrf(form.csrf.as_deref())?;
         let user = &viewer.actor;
-        auth::revoke_api_key(&inst.store, user, &user.id, &id).await?;
+        auth::revoke_api_key(&inst.store, user, &viewer.permissions, &user.id, &id).await?;
         Ok::<_, PortalError>(())
     };
     match done.await {

@@ -8,7 +8,10 @@ use crate::releases::find_release;
 use crate::resources::{audit, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{Deployment, Environment, Project, Release, ServerTask, Timestamp, VariableSet};
+use cuttle_model::{
+    Deployment, Environment, Permission, Project, Release, Scope, ServerTask, Timestamp,
+    VariableSet,
+};
 use cuttle_store::{MasterKey, NewTask, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -116,6 +119,19 @@ pub(crate) async fn write(
     space_id: &str,
     checked: Vec<Checked>,
 ) -> Result<Vec<(Deployment, ServerTask)>> {
+    for c in &checked {
+        let scope = Scope::space(space_id)
+            .project(&c.project.id)
+            .project_group(&c.project.project_group_id);
+        // A release of a project the caller may not see is not there for them.
+        if !caller.may(Permission::ProjectView, &scope) {
+            return Err(ServiceError::not_found("release", &c.release.id));
+        }
+        caller.require(
+            Permission::DeploymentCreate,
+            &scope.environment(&c.environment.id),
+        )?;
+    }
     let mut tx = inst.store.begin().await?;
     let mut out = vec![];
     for Checked {

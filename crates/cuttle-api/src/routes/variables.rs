@@ -10,6 +10,7 @@ use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
+use cuttle_model::Permission;
 use cuttle_model::VariableSet;
 use cuttle_service::variables::{self as svc, VariableSetView};
 use serde_json::Value;
@@ -19,11 +20,14 @@ pub fn routes(r: Routes) -> Routes {
         "/variables/{id}",
         get(
             variable_set,
-            op("A variable set; sensitive values are never sent").resource::<VariableSetView>(),
+            op("A variable set; sensitive values are never sent")
+                .requires(Permission::VariableView)
+                .resource::<VariableSetView>(),
         )
         .put(
             update_variable_set,
             op("Replaces a variable set's variables; its Version must be the one loaded")
+                .requires(Permission::VariableEdit)
                 .body::<VariableSet>()
                 .resource::<VariableSetView>(),
         ),

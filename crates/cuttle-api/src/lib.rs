@@ -66,6 +66,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     openapi::finish(routes::all()).1
 }
 
+/// Every operation the API's router answers, with who may call it, from
+/// the same registrations the router is built from.
+pub fn route_table() -> Vec<route_table::RouteEntry> {
+    openapi::with_document(routes::all()).table().to_vec()
+}
+
 fn app(instance: AppState, closing: Closing) -> Router {
     let (api, doc) = openapi::finish(routes::all());
     let counted = instance.config.count_metrics;

@@ -575,6 +575,9 @@ pub struct Permissions {
     /// Holds `AdministerSystem`: may do everything, in every space.
     pub administrator: bool,
     pub grants: Vec<Grant>,
+    /// The teams the user is in (Everyone included), whether or not they
+    /// hold roles: an interruption names the teams that answer it.
+    pub teams: BTreeSet<String>,
 }
 
 impl Permissions {
@@ -604,6 +607,7 @@ impl Permissions {
             .iter()
             .map(|t| (t.id.as_str(), t.space_id.as_deref()))
             .collect();
+        out.teams = mine.iter().map(|t| (*t).to_owned()).collect();
         let roles: HashMap<&str, &UserRole> = roles.iter().map(|r| (r.id.as_str(), r)).collect();
         for s in scoped {
             if !mine.contains(s.team_id.as_str()) {

@@ -156,6 +156,9 @@ pub async fn update(
     )?;
     change.member_user_ids.dedup();
     let mut errors = vec![];
+    if change.version.is_none() {
+        errors.push("Version is required: send the version of the team you read".into());
+    }
     if change.space_id != before.space_id {
         errors.push("A team cannot move to another space: create a new team there".into());
     }
@@ -608,4 +611,36 @@ pub(crate) async fn check_user_change(
         }
     })
     .await
+}
+
+/// The team that manages a new space, holding Space Manager there.
+pub fn space_managers_team(space_id: &str, members: Vec<String>) -> Team {
+    Team {
+        id: format!(
+            "{}{}",
+            cuttle_model::permission::SPACE_MANAGERS_TEAM_PREFIX,
+            space_id.to_lowercase()
+        ),
+        name: "Space Managers".into(),
+        description: "Members may do everything in this space".into(),
+        space_id: Some(space_id.to_owned()),
+        member_user_ids: members,
+        external_security_groups: vec![],
+        can_be_deleted: false,
+        can_be_renamed: false,
+        can_change_roles: false,
+        can_change_members: true,
+        version: 1,
+    }
+}
+
+/// The Space Manager role of a space's managers team.
+pub fn space_managers_grant(team: &Team) -> ScopedUserRole {
+    ScopedUserRole {
+        id: format!("scopeduserroles-{}", team.id),
+        team_id: team.id.clone(),
+        user_role_id: cuttle_model::permission::SPACE_MANAGER_ROLE_ID.into(),
+        space_id: team.space_id.clone(),
+        ..Default::default()
+    }
 }

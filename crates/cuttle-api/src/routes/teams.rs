@@ -226,11 +226,6 @@ async fn update_team(
     Id(id): Id,
     OctoJson(body): OctoJson<TeamBody>,
 ) -> ApiResult<Json<Value>> {
-    if body.version.is_none() {
-        return Err(crate::error::ApiError::bad_request(
-            "Version is required: send the version of the team you read",
-        ));
-    }
     let t = svc::update(&inst.store, &c, &perms, &id, body.into()).await?;
     Ok(Json(resource(&t)))
 }

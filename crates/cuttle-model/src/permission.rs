@@ -556,7 +556,13 @@ impl Grant {
         match (&self.space_id, scope.space) {
             (None, None) => true,
             (Some(mine), Some(asked)) => {
+                // A project named without its group cannot be shown to be
+                // in the groups this grant is narrowed to.
+                let group_unknown = scope.project.is_some()
+                    && scope.project_group.is_none()
+                    && !self.project_group_ids.is_empty();
                 mine == asked
+                    && !group_unknown
                     && narrows(&self.project_ids, scope.project)
                     && narrows(&self.project_group_ids, scope.project_group)
                     && narrows(&self.environment_ids, scope.environment)
@@ -765,6 +771,25 @@ mod tests {
         assert!(p.allows_in_space(Permission::ProjectView, "Spaces-1"));
         assert!(!p.allows(Permission::UserEdit, &Scope::system()));
         assert!(p.sees_space("Spaces-1") && !p.sees_space("Spaces-2"));
+    }
+
+    #[test]
+    fn a_grant_narrowed_to_project_groups_needs_the_group_named() {
+        let (teams, mut scoped, roles) = deployer_fixture();
+        scoped[1].project_ids.clear();
+        scoped[1].environment_ids.clear();
+        scoped[1].project_group_ids = vec!["ProjectGroups-1".into()];
+        let p = Permissions::of("Users-2", true, &teams, &scoped, &roles);
+        let in_group = Scope::space("Spaces-1")
+            .project("Projects-5")
+            .project_group("ProjectGroups-1");
+        assert!(p.allows(Permission::ProjectView, &in_group));
+        let other_group = Scope::space("Spaces-1")
+            .project("Projects-6")
+            .project_group("ProjectGroups-2");
+        assert!(!p.allows(Permission::ProjectView, &other_group));
+        let group_unknown = Scope::space("Spaces-1").project("Projects-6");
+        assert!(!p.allows(Permission::ProjectView, &group_unknown));
     }
 
     #[test]

@@ -26,7 +26,17 @@ const API_KEYS: &str = "/configuration/api-keys";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/configuration", get(|| async { Redirect::to(USERS) }))
+        .route(
+            "/configuration",
+            get(|viewer: Viewer| async move {
+                // Users for those who may see them; everyone has their keys.
+                Redirect::to(if viewer.may(cuttle_model::Permission::UserView) {
+                    USERS
+                } else {
+                    API_KEYS
+                })
+            }),
+        )
         .route(USERS, get(users_page).post(create_user))
         .route(API_KEYS, get(keys_page).post(create_key))
         .route("/configuration/api-keys/{id}/revoke", post(revoke_key))

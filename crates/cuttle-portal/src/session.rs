@@ -18,6 +18,7 @@ use cuttle_service::ServiceError;
 pub const CSRF_FIELD: &str = "csrf";
 
 /// The signed-in person looking at a page.
+#[derive(Clone)]
 pub struct Viewer {
     pub session: Session,
     /// The person and where the request came from, for the commands a
@@ -90,6 +91,10 @@ pub(crate) fn session_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn viewer(parts: &Parts, state: &AppState) -> Result<Option<Viewer>, PortalError> {
+    // The page's permission check has already read the session.
+    if let Some(v) = parts.extensions.get::<Viewer>() {
+        return Ok(Some(v.clone()));
+    }
     let Some(token) = session_token(&parts.headers) else {
         return Ok(None);
     };

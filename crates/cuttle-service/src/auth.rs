@@ -169,6 +169,11 @@ pub async fn revoke_api_key(
     key_id: &str,
 ) -> Result<()> {
     crate::users::require_self_or_editor(caller, perms, user_id)?;
+    let before = store
+        .api_keys(user_id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key_id);
     let mut tx = store.begin().await?;
     tx.revoke_api_key(user_id, key_id).await?;
     let entry = crate::audit::Entry::new(
@@ -179,7 +184,8 @@ pub async fn revoke_api_key(
             caller.username
         ),
     )
-    .about([key_id.to_owned(), user_id.to_owned()]);
+    .about([key_id.to_owned(), user_id.to_owned()])
+    .changed(before.as_ref(), None);
     crate::audit::record(&mut tx, caller, entry).await?;
     tx.commit().await?;
     Ok(())

@@ -82,6 +82,21 @@ async fn each_person_sees_only_what_they_may() {
         assert!(listed.body.contains(">Api<") && listed.body.contains(r#"action="/projects""#));
         assert!(home.body.contains(r#"href="/audit""#));
 
+        let teams = admin.get("/configuration/teams").await;
+        assert_eq!(teams.status, StatusCode::OK);
+        assert!(
+            teams.body.contains("dev&#39;s team") || teams.body.contains("dev's team"),
+            "{}",
+            teams.body
+        );
+        assert!(
+            teams
+                .body
+                .contains("Project Deployer (Projects-1, Environments-1)"),
+            "{}",
+            teams.body
+        );
+
         // The deployer: their project only, nowhere near users or targets.
         let dev = s.sign_in_as("dev", "correct-horse-42").await;
         let home = dev.get("/").await;
@@ -101,6 +116,10 @@ async fn each_person_sees_only_what_they_may() {
         let users = dev.get("/configuration/users").await;
         assert_eq!(users.status, StatusCode::FORBIDDEN);
         assert!(users.body.contains("UserView"), "{}", users.body);
+        assert_eq!(
+            dev.get("/configuration/teams").await.status,
+            StatusCode::FORBIDDEN
+        );
         let targets = dev.get("/infrastructure/targets").await;
         assert_eq!(targets.status, StatusCode::FORBIDDEN);
         // Posted by hand, a form they may not use is refused.

@@ -219,6 +219,7 @@ pub async fn create(
     caller: &Actor,
     new: &NewUser,
 ) -> Result<User> {
+    caller.require(Permission::UserEdit, &Scope::system())?;
     let username = new.username.trim();
     let mut problems = check(new);
     // A NUL is refused by `check` already, and PostgreSQL cannot look one up.

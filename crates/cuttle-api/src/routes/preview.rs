@@ -1,7 +1,6 @@
 //! `GET /api/{space}/releases/{id}/deployments/preview/{environmentId}`: the
 //! plan a deployment would follow, without running anything.
 
-use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::links::with_links;
 use crate::route_table::{get, op, Routes};
@@ -28,7 +27,7 @@ pub fn routes(r: Routes) -> Routes {
 
 async fn preview(
     State(inst): State<AppState>,
-    _: Caller,
+    crate::authorize::Perms(perms): crate::authorize::Perms,
     SpaceId(s): SpaceId,
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
@@ -37,6 +36,14 @@ async fn preview(
         .get("environment")
         .map(String::as_str)
         .unwrap_or_default();
+    // A release of a project the caller may not see is not there for them.
+    let r =
+        cuttle_service::resources::get_in_space::<cuttle_model::Release>(&inst.store, &s, release)
+            .await?;
+    let view = crate::authorize::SpaceView::new(&inst.store, perms, &s).await?;
+    if !view.allows(Permission::ReleaseView, Some(&r.project_id), None) {
+        return Err(cuttle_service::ServiceError::not_found("release", release).into());
+    }
     let p = preview_deployment(&inst.store, &s, release, environment).await?;
     let links = json!({
         "Self": format!("/api/{s}/releases/{}/deployments/preview/{}", p.release_id, p.environment_id),

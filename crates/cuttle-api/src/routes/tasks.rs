@@ -4,7 +4,7 @@
 use super::{Id, Q};
 use crate::answers::{TaskDetails, TaskProgress};
 use crate::auth::Caller;
-use crate::authorize::Perms;
+use crate::authorize::{Perms, SpaceView};
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page, page_of, resource};
@@ -217,7 +217,13 @@ async fn list_tasks(
         Some(s) => format!("/api/{s}/tasks"),
         None => "/api/tasks".into(),
     };
-    if !perms.administrator {
+    let whole = match &space {
+        Some(s) => SpaceView::new(&inst.store, perms.clone(), s)
+            .await?
+            .whole(Permission::TaskView),
+        None => perms.administrator,
+    };
+    if !whole {
         // Narrowed: read every match and keep those the caller may see.
         let all = TaskQuery {
             skip: 0,

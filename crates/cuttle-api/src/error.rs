@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cuttle_service::ServiceError;
+use cuttle_service::{DatabaseFault, ServiceError};
 use serde_json::json;
 
 #[derive(Debug)]
@@ -14,6 +14,9 @@ pub struct ApiError {
     pub errors: Vec<String>,
     /// Seconds to wait before trying again (a 429's `Retry-After`).
     pub retry_after: Option<u64>,
+    /// The database failed; the answer carries a [`DatabaseFault`] so the
+    /// request metrics count it.
+    pub database_fault: bool,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
             message: message.into(),
             errors: vec![],
             retry_after: None,
+            database_fault: false,
         }
     }
 
@@ -33,6 +37,7 @@ impl ApiError {
             errors: vec![message.clone()],
             message,
             retry_after: None,
+            database_fault: false,
         }
     }
 
@@ -55,14 +60,20 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooManyRequests { message, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, vec![message.clone()])
             }
-            ServiceError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()]),
+            ServiceError::Unavailable(m) | ServiceError::StorageFull(m) => {
+                (StatusCode::SERVICE_UNAVAILABLE, vec![m.clone()])
+            }
             ServiceError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![])
             }
+            ServiceError::Database(m) => {
+                tracing::error!(error = %m, "database error");
+                (StatusCode::INTERNAL_SERVER_ERROR, vec![])
+            }
         };
         let message = match &e {
-            ServiceError::Internal(_) => {
+            ServiceError::Internal(_) | ServiceError::Database(_) => {
                 "The server hit an internal error; it has been logged.".to_owned()
             }
             // Clients compare this text; the explanation is in `Errors`.
@@ -78,6 +89,7 @@ impl From<ServiceError> for ApiError {
             message,
             errors,
             retry_after,
+            database_fault: e.is_database_fault(),
         }
     }
 }
@@ -99,6 +111,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if self.database_fault {
+            response.extensions_mut().insert(DatabaseFault);
         }
         response
     }

@@ -172,6 +172,17 @@ async fn a_manual_step_waits_for_someone_to_proceed() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!((r.body["IsPending"].as_bool(), r.body["Form"]["Values"]["Result"].as_str()), (Some(false), Some("Proceed")));
 
+        // Both answers are in the audit log with the interruption before and after.
+        let took = s.get(&format!("/api/events?regarding={id}&eventCategories=InterruptionResponsibilityTaken")).await.body;
+        assert!(
+            took["Items"][0]["ChangeDetails"]["Differences"].as_array().unwrap().iter().any(|d| d["Path"] == "/ResponsibleUserId" && d["After"] == "Users-1"),
+            "{}: {took}",
+            s.backend
+        );
+        let answered = s.get(&format!("/api/events?regarding={id}&eventCategories=InterruptionSubmitted")).await.body;
+        let diffs = answered["Items"][0]["ChangeDetails"]["Differences"].as_array().cloned().unwrap_or_default();
+        assert!(diffs.iter().any(|d| d["Path"] == "/IsPending" && d["Before"] == true && d["After"] == false), "{}: {answered}", s.backend);
+
         let t = s.wait_for_task(&task).await;
         assert_eq!((t["State"].as_str(), t["HasPendingInterruptions"].as_bool()), (Some("Success"), Some(false)), "{t}");
         let lines = s.log_lines(&task).await;

@@ -35,8 +35,12 @@ impl PortalError {
                     StatusCode::CONFLICT
                 }
                 ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-                ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ServiceError::Unavailable(_) | ServiceError::StorageFull(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ServiceError::Internal(_) | ServiceError::Database(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
         }
     }
@@ -45,7 +49,7 @@ impl PortalError {
     /// errors, whose details go to the server's log only.
     fn message(&self) -> (String, Vec<String>) {
         match self {
-            PortalError::Service(ServiceError::Internal(m)) => {
+            PortalError::Service(ServiceError::Internal(m) | ServiceError::Database(m)) => {
                 tracing::error!(error = %m, "internal error in the portal");
                 (
                     "The server hit an internal error; it has been logged.".into(),
@@ -65,6 +69,7 @@ impl PortalError {
     /// acted on) besides the dashboard.
     pub fn page(self, back: Option<&str>) -> Response {
         let status = self.status();
+        let database_fault = matches!(&self, PortalError::Service(e) if e.is_database_fault());
         let (message, details) = self.message();
         let title = status.canonical_reason().unwrap_or("Error");
         let body = html! {
@@ -82,7 +87,13 @@ impl PortalError {
                 }
             }
         };
-        (status, layout::bare(title, body)).into_response()
+        let mut response = (status, layout::bare(title, body)).into_response();
+        if database_fault {
+            response
+                .extensions_mut()
+                .insert(cuttle_service::DatabaseFault);
+        }
+        response
     }
 }
 

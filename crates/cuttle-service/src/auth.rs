@@ -159,6 +159,11 @@ pub async fn revoke_api_key(
             "You can only revoke your own API keys".into(),
         ));
     }
+    let before = store
+        .api_keys(user_id)
+        .await?
+        .into_iter()
+        .find(|k| k.id == key_id);
     let mut tx = store.begin().await?;
     tx.revoke_api_key(user_id, key_id).await?;
     let entry = crate::audit::Entry::new(
@@ -166,7 +171,8 @@ pub async fn revoke_api_key(
         None,
         format!("API key {key_id} of {} was revoked", caller.username),
     )
-    .about([key_id.to_owned(), user_id.to_owned()]);
+    .about([key_id.to_owned(), user_id.to_owned()])
+    .changed(before.as_ref(), None);
     crate::audit::record(&mut tx, caller, entry).await?;
     tx.commit().await?;
     Ok(())

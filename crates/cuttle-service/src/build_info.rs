@@ -4,7 +4,7 @@
 
 use crate::actor::Actor;
 use crate::packages::OverwriteMode;
-use crate::resources::{audit, get_in_space};
+use crate::resources::{audit_change, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::build_info::{build_information_name, commit_url, BuildInformation, Commit};
 use cuttle_model::ids::Collection;
@@ -121,25 +121,23 @@ pub async fn create(
         created: Some(Timestamp::now()),
     };
     let mut tx = store.begin().await?;
-    let verb = match existing {
+    match &existing {
         Some(old) => {
-            record.id = old.id;
+            record.id = old.id.clone();
             tx.update(&record).await?;
-            "Modified"
         }
         None => {
             record.id = tx.next_id(Collection::BuildInformation).await?;
             tx.insert(&record).await?;
-            "Created"
         }
-    };
-    audit(
+    }
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        verb,
+        existing.as_ref(),
+        Some(&record),
         format!("build information for {package_id} {version} was recorded"),
-        vec![record.id.clone()],
+        vec![],
     )
     .await?;
     tx.commit().await?;
@@ -202,16 +200,16 @@ pub async fn delete(store: &Store, caller: &Actor, space_id: &str, id: &str) -> 
     let found: BuildInformation = get_in_space(store, space_id, id).await?;
     let mut tx = store.begin().await?;
     tx.delete::<BuildInformation>(&found.id).await?;
-    audit(
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Deleted",
+        Some(&found),
+        None,
         format!(
             "build information for {} {} was deleted",
             found.package_id, found.version
         ),
-        vec![found.id.clone()],
+        vec![],
     )
     .await?;
     tx.commit().await?;

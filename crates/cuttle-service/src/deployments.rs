@@ -5,7 +5,7 @@ use crate::actor::Actor;
 use crate::progression;
 use crate::projects::find_project;
 use crate::releases::find_release;
-use crate::resources::{audit, get_in_space};
+use crate::resources::{audit_changed, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::{Deployment, Environment, Project, Release, ServerTask, Timestamp, VariableSet};
@@ -175,7 +175,7 @@ pub(crate) async fn write(
             failure_encountered: false,
         };
         tx.insert(&deployment).await?;
-        audit(
+        audit_changed(
             &mut tx,
             caller,
             Some(space_id),
@@ -191,6 +191,8 @@ pub(crate) async fn write(
                 environment.id,
                 task.id.clone(),
             ],
+            None,
+            Some(&deployment),
         )
         .await?;
         out.push((deployment, task));

@@ -33,15 +33,36 @@ pub enum ServiceError {
         message: String,
         retry_after: std::time::Duration,
     },
-    /// The server cannot take the request now but will later (its storage
-    /// is full); nothing was changed.
+    /// The server cannot take the request now but will later; nothing was
+    /// changed.
     #[error("{0}")]
     Unavailable(String),
+    /// The database's storage is full: nothing was saved, and the same
+    /// request succeeds once space is freed.
+    #[error("{0}")]
+    StorageFull(String),
+    /// The database failed (unreachable, a query refused, data unreadable);
+    /// the detail is for the server's log, not for clients.
+    #[error("{0}")]
+    Database(String),
     #[error("{0}")]
     Internal(String),
 }
 
+/// Marks an HTTP response whose request failed in the database, so the
+/// request metrics count a database error.
+#[derive(Clone, Copy, Debug)]
+pub struct DatabaseFault;
+
 impl ServiceError {
+    /// The database failed (rather than the request being wrong).
+    pub fn is_database_fault(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Database(_) | ServiceError::StorageFull(_)
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         let message = message.into();
         ServiceError::BadRequest {
@@ -70,13 +91,13 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
             StoreError::StorageFull(e) => {
                 tracing::error!(error = %e, "the database's storage is full");
-                ServiceError::Unavailable(
+                ServiceError::StorageFull(
                     "The server's storage is full, so nothing was saved. Try again once space \
                      has been freed."
                         .into(),
                 )
             }
-            other => ServiceError::Internal(other.to_string()),
+            other => ServiceError::Database(other.to_string()),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the runner so the waiting task goes on at once.
 
 use crate::actor::Actor;
-use crate::resources::{audit, get_in_space};
+use crate::resources::{audit_changed, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::{Interruption, User};
 use cuttle_store::{DocumentQuery, Tx};
@@ -132,9 +132,10 @@ pub async fn take_responsibility(
         ));
     }
     if i.responsible_user_id.as_deref() != Some(caller.id.as_str()) {
+        let before = i.clone();
         i.responsible_user_id = Some(caller.id.clone());
         tx.update(&i).await?;
-        audit(
+        audit_changed(
             &mut tx,
             caller,
             Some(space_id),
@@ -144,6 +145,8 @@ pub async fn take_responsibility(
                 caller.username, i.id, i.title
             ),
             vec![i.id.clone(), i.task_id.clone()],
+            Some(&before),
+            Some(&i),
         )
         .await?;
     }
@@ -177,10 +180,11 @@ pub async fn submit(
     let submission = i
         .check_submission(values)
         .map_err(ServiceError::bad_request)?;
+    let before = i.clone();
     i.submit(&submission, &caller.id, &caller.username);
     tx.update(&i).await?;
     tx.sync_task_interruption_flag(&i.task_id).await?;
-    audit(
+    audit_changed(
         &mut tx,
         caller,
         Some(space_id),
@@ -198,6 +202,8 @@ pub async fn submit(
                 .unwrap_or_default()
         ),
         vec![i.id.clone(), i.task_id.clone()],
+        Some(&before),
+        Some(&i),
     )
     .await?;
     tx.commit().await?;

@@ -83,7 +83,7 @@ pub mod users;
 pub mod variables;
 pub mod workers;
 
-pub use error::ServiceError;
+pub use error::{DatabaseFault, ServiceError};
 pub use instance::{Instance, InstanceConfig};
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

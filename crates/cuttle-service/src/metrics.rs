@@ -26,8 +26,9 @@ pub async fn scrape(inst: &Instance) -> String {
 }
 
 /// Where database errors are counted: the task runner's queue work (claims,
-/// leases, completions), scrapes, and readiness checks.
-pub const ERROR_SOURCES: [&str; 3] = ["task_queue", "metrics", "readiness"];
+/// leases, completions), scrapes, readiness checks, and API and portal
+/// requests.
+pub const ERROR_SOURCES: [&str; 4] = ["task_queue", "metrics", "readiness", "http"];
 
 /// The task types every server runs; their gauges read 0 rather than vanish.
 pub const TASK_TYPES: [&str; 2] = ["Deploy", "Health"];

@@ -10,7 +10,7 @@
 //! temporary file is removed when its [`Upload`] is dropped.
 
 use crate::actor::Actor;
-use crate::resources::audit;
+use crate::resources::audit_changed;
 use crate::{Instance, Result, ServiceError};
 use cuttle_engine::package::ExtractLimits;
 use cuttle_model::ids::BUILTIN_FEED_ID;
@@ -281,7 +281,7 @@ async fn finish_push(
             Some(_) => ("Modified", "replaced"),
             None => ("Created", "pushed"),
         };
-        audit(
+        audit_changed(
             &mut tx,
             &caller,
             Some(&space_id),
@@ -291,6 +291,8 @@ async fn finish_push(
                 pushed.package_id, pushed.version
             ),
             vec![pushed.id.clone()],
+            existing.as_ref(),
+            Some(&pushed),
         )
         .await?;
         tx.commit().await?;
@@ -624,7 +626,7 @@ pub async fn delete_package(
         let _files = files.lock().await;
         let mut tx = store.begin().await?;
         tx.delete_package(&package.space_id, &package.id).await?;
-        audit(
+        audit_changed(
             &mut tx,
             &caller,
             Some(&package.space_id),
@@ -634,6 +636,8 @@ pub async fn delete_package(
                 package.package_id, package.version
             ),
             vec![package.id.clone()],
+            Some(&package),
+            None,
         )
         .await?;
         tx.commit().await?;

@@ -2,7 +2,7 @@
 
 use crate::actor::Actor;
 use crate::projects::{default_channel, find_project};
-use crate::resources::{audit, get_in_space};
+use crate::resources::{audit_change, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::{sequence_of, variable_snapshot_id_for, Collection};
 use cuttle_model::release::SelectedPackage;
@@ -241,16 +241,16 @@ pub async fn create_release(
         ignore_channel_rules: new.ignore_channel_rules,
     };
     tx.insert(&release).await?;
-    audit(
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Created",
+        None,
+        Some(&release),
         format!(
             "release {} of {} was created",
             release.version, project.name
         ),
-        vec![release.id.clone(), project.id.clone()],
+        vec![project.id.clone()],
     )
     .await?;
     tx.commit().await?;

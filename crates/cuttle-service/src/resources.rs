@@ -57,6 +57,31 @@ pub(crate) async fn audit(
     .await
 }
 
+/// Writes an event of `category` about a change to a document that the
+/// generic created/modified/deleted shapes do not name (a release cut, a
+/// deployment queued, an interruption answered), with the document before
+/// and after.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn audit_changed<D: serde::Serialize>(
+    tx: &mut Tx,
+    caller: &Actor,
+    space_id: Option<&str>,
+    category: &'static str,
+    message: String,
+    ids: Vec<String>,
+    before: Option<&D>,
+    after: Option<&D>,
+) -> Result<()> {
+    crate::audit::record(
+        tx,
+        caller,
+        crate::audit::Entry::new(category, space_id, message)
+            .about(ids)
+            .changed(before, after),
+    )
+    .await
+}
+
 /// Writes the event of a change to one document: created (no `before`),
 /// modified, or deleted (no `after`), with the document before and after.
 pub(crate) async fn audit_change<D: Document>(
@@ -321,17 +346,20 @@ pub async fn sort_environments(
         envs.push(get_in_space::<Environment>(store, space_id, id).await?);
     }
     let mut tx = store.begin().await?;
-    for (i, mut e) in envs.into_iter().enumerate() {
+    let mut sorted = envs.clone();
+    for (i, e) in sorted.iter_mut().enumerate() {
         e.sort_order = i as i64 + 1;
-        tx.update(&e).await?;
+        tx.update(e).await?;
     }
-    audit(
+    audit_changed(
         &mut tx,
         caller,
         Some(space_id),
         "Modified",
         "environments were reordered".into(),
         ids.to_vec(),
+        Some(&envs),
+        Some(&sorted),
     )
     .await?;
     tx.commit().await?;

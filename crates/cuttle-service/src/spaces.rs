@@ -4,7 +4,7 @@
 
 use crate::actor::Actor;
 use crate::packages::{packages_dir, remove_if_unused, run_to_end};
-use crate::resources::audit;
+use crate::resources::audit_change;
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::Space;
 
@@ -60,13 +60,13 @@ pub async fn delete_space(inst: &Instance, caller: &Actor, id: &str) -> Result<(
             )));
         }
         let hashes = tx.delete_space(&id).await?;
-        audit(
+        audit_change(
             &mut tx,
             &caller,
+            Some(&space),
             None,
-            "Deleted",
             format!("space {} was deleted", space.name),
-            vec![id.clone()],
+            vec![],
         )
         .await?;
         tx.commit().await?;

@@ -197,7 +197,8 @@ pub async fn queue_health(
             Some(space_id),
             format!("{} queued: {}", task.id, task.description),
         )
-        .about(about);
+        .about(about)
+        .changed(None, Some(&task));
         crate::audit::record(&mut tx, caller, entry).await?;
     }
     tx.commit().await?;

@@ -4,7 +4,7 @@
 
 use crate::actor::Actor;
 use crate::passwords::Passwords;
-use crate::resources::audit;
+use crate::resources::audit_changed;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::User;
@@ -80,13 +80,15 @@ pub async fn create(
     } else {
         "user"
     };
-    audit(
+    audit_changed(
         &mut tx,
         caller,
         None,
         "Created",
         format!("{kind} {} was created", user.username),
         vec![user.id.clone()],
+        None,
+        Some(&user),
     )
     .await?;
     tx.commit().await?;

@@ -4,7 +4,7 @@
 
 use crate::actor::Actor;
 use crate::projects::process_of_project;
-use crate::resources::{audit, check_name, get_in_space};
+use crate::resources::{audit_change, check_name, get_in_space};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::{guid, Collection};
 use cuttle_model::variables::{canonical_variable_type, SENSITIVE_TYPE, VARIABLE_TYPES};
@@ -444,13 +444,13 @@ pub async fn create_library_variable_set(
         variables: vec![],
     })
     .await?;
-    audit(
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Created",
+        None,
+        Some(&set),
         format!("library variable set {} was created", set.name),
-        vec![set.id.clone()],
+        vec![],
     )
     .await?;
     tx.commit().await?;
@@ -466,20 +466,20 @@ pub async fn update_library_variable_set(
 ) -> Result<LibraryVariableSet> {
     let existing: LibraryVariableSet = get_in_space(store, space_id, id).await?;
     check_library(&set)?;
-    set.id = existing.id;
-    set.space_id = existing.space_id;
+    set.id = existing.id.clone();
+    set.space_id = existing.space_id.clone();
     set.name = set.name.trim().to_owned();
-    set.content_type = existing.content_type;
-    set.variable_set_id = existing.variable_set_id;
+    set.content_type = existing.content_type.clone();
+    set.variable_set_id = existing.variable_set_id.clone();
     let mut tx = store.begin().await?;
     tx.update(&set).await?;
-    audit(
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Modified",
+        Some(&existing),
+        Some(&set),
         format!("library variable set {} was modified", set.name),
-        vec![set.id.clone()],
+        vec![],
     )
     .await?;
     tx.commit().await?;
@@ -516,13 +516,13 @@ pub async fn delete_library_variable_set(
         tx.delete::<VariableSet>(&set.variable_set_id).await?;
     }
     tx.delete::<LibraryVariableSet>(&set.id).await?;
-    audit(
+    audit_change(
         &mut tx,
         caller,
-        Some(space_id),
-        "Deleted",
+        Some(&set),
+        None,
         format!("library variable set {} was deleted", set.name),
-        vec![set.id.clone()],
+        vec![],
     )
     .await?;
     tx.commit().await?;

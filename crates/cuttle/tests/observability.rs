@@ -190,6 +190,15 @@ fn readyz_answers_503_when_the_database_is_unreachable() {
             .contains("database is not reachable"),
         "{body}"
     );
+    // An API request that needs the database fails with a 500 that says
+    // nothing of the database's own words, and counts as a database error.
+    let (status, text) = get(
+        &format!("{}/api/Spaces-1/projects", server.url),
+        &[("X-Octopus-ApiKey", KEY)],
+    );
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+    assert!(text.contains("internal error"), "{text}");
+    assert!(!text.to_lowercase().contains("connection"), "{text}");
     // Alive, though not ready; and ready again once the database is back.
     let (status, _) = get(&format!("{open}/healthz"), &[]);
     assert_eq!(status, StatusCode::OK);
@@ -204,10 +213,13 @@ fn readyz_answers_503_when_the_database_is_unreachable() {
     }
     assert_eq!(status, StatusCode::OK);
     let (_, text) = get(&format!("{open}/metrics"), &[]);
-    assert!(
-        sample(&text, "cuttle_database_errors_total{source=\"readiness\"}").unwrap_or(0.0) >= 1.0,
-        "{text}"
-    );
+    for source in ["readiness", "http"] {
+        let counted = format!("cuttle_database_errors_total{{source=\"{source}\"}}");
+        assert!(
+            sample(&text, &counted).unwrap_or(0.0) >= 1.0,
+            "{counted}: {text}"
+        );
+    }
 }
 
 #[test]

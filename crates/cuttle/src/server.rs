@@ -233,7 +233,6 @@ pub fn check_config(
     layer: &crate::config_file::Layer,
 ) -> anyhow::Result<()> {
     let config = args.instance_config()?;
-    check_data_dir_writable(&args.data_dir)?;
     if let Some(text) = &config.master_key {
         cuttle_store::MasterKey::from_base64(text)
             .map_err(|e| anyhow::anyhow!("master key (CUTTLE_MASTER_KEY or master_key): {e}"))?;
@@ -300,6 +299,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
 
     let config = args.instance_config()?;
+    check_data_dir_writable(&args.data_dir)?;
     let admin_password = args.admin_password.clone().filter(|p| !p.is_empty());
     let admin_key = args.admin_api_key.clone().filter(|k| !k.is_empty());
     let instance = Instance::open(config)

@@ -776,3 +776,109 @@ async fn a_deployment_is_heard_from_queued_to_succeeded() {
     })
     .await;
 }
+
+/// Runs `sql` on the server's own database from outside it.
+async fn run_sql(s: &Server, statements: &[&str]) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = s.inst.config.database_url.clone().unwrap_or_else(|| {
+        cuttle_store::Store::sqlite_url(&s.inst.config.data_dir.join("cuttle.db"))
+    });
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    if s.backend == "sqlite" {
+        sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    for sql in statements {
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn fault_a_fan_out_whose_commit_fails_loses_nothing_and_blocks_nothing() {
+    on_both_configured("subs_fan_out_fails", fast_retries, |s| async move {
+        let hook = Receiver::start(vec![]).await;
+        let created = s
+            .create(
+                "/api/Spaces-1/subscriptions",
+                environment_subscription("Envs", &hook.url),
+            )
+            .await;
+        let id = created["Id"].as_str().unwrap().to_owned();
+        s.create("/api/environments", json!({"Name": "Dev"})).await;
+        hook.wait_for(1, s.backend).await;
+        // Every delivery the fan-out writes now fails, and its transaction
+        // with it.
+        let (refuse, allow): (&[&str], &[&str]) = if s.backend == "sqlite" {
+            (
+                &[
+                    "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON subscription_deliveries \
+                   BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+                ],
+                &["DROP TRIGGER refuse_deliveries"],
+            )
+        } else {
+            (
+                &[
+                    "CREATE FUNCTION refuse_deliveries() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$",
+                    "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON subscription_deliveries \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_deliveries()",
+                ],
+                &[
+                    "DROP TRIGGER refuse_deliveries ON subscription_deliveries",
+                    "DROP FUNCTION refuse_deliveries()",
+                ],
+            )
+        };
+        run_sql(&s, refuse).await;
+
+        // The changes themselves go on, and so do deployments.
+        let names = make_environments(&s, "Failing ", 3).await;
+        s.project_with_script("Unhindered", "echo on", json!({}))
+            .await;
+        let task = s.release_and_deploy("Unhindered", "1.0.0").await;
+        let done = s.wait_for_task(&task).await;
+        assert_eq!(done["State"], "Success", "{}: {done}", s.backend);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            hook.received().len(),
+            1,
+            "{}: nothing more was fanned out",
+            s.backend
+        );
+        let history = s
+            .get(&format!("/api/Spaces-1/subscriptions/{id}/deliveries"))
+            .await
+            .body;
+        assert_eq!(history["TotalResults"], 1, "{}: {history}", s.backend);
+
+        // Once the database takes deliveries again, each event arrives once,
+        // in order.
+        run_sql(&s, allow).await;
+        let names = [vec!["Dev".to_owned()], names, vec!["After".to_owned()]].concat();
+        s.create("/api/environments", json!({"Name": "After"}))
+            .await;
+        let got = hook.wait_for(names.len(), s.backend).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = hook.received().len().max(got.len());
+        assert_eq!(
+            got,
+            names.len(),
+            "{}: {:?}",
+            s.backend,
+            messages(&hook.received())
+        );
+        for (message, name) in messages(&hook.received()).iter().zip(&names) {
+            assert!(
+                message.contains(name.as_str()),
+                "{}: order: {message} vs {name}",
+                s.backend
+            );
+        }
+    })
+    .await;
+}

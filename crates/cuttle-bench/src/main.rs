@@ -67,7 +67,7 @@ enum Bench {
     Portal(portal::PortalArgs),
     /// How request costs grow with history: 10,000 to 1,000,000 deployments written through the store.
     History(history::HistoryArgs),
-    /// /metrics scrape time at 1,000 machines and 10,000 tasks; deployments with counting on and off.
+    /// /metrics scrape time at 1,000 machines and 10,000 tasks; deployments with counting and the audit log on and off.
     Metrics(metrics::MetricsArgs),
     /// Backup and restore time and size for 10,000 deployments, beside sqlite3 and pg_dump.
     Backup(backup::BackupArgs),

@@ -1,6 +1,7 @@
 //! What metrics cost: `/metrics` scrape time on a server with 1,000
 //! machines and 10,000 deployment tasks in its history, and the trivial
-//! deployment's end-to-end time with counting on and off.
+//! deployment's end-to-end time with counting and the audit log each on
+//! and off.
 
 use super::{create_project, deploy, ms, Api, Server, Stats};
 use crate::history::fixture;
@@ -27,33 +28,63 @@ pub struct MetricsArgs {
     scrapes: u32,
 }
 
+/// The settings compared: what the server counts and records.
+const SETTINGS: [(&str, bool, bool); 4] = [
+    ("metrics on, audit on", true, true),
+    ("metrics off, audit on", false, true),
+    ("metrics on, audit off", true, false),
+    ("metrics off, audit off", false, false),
+];
+
 pub async fn run(cuttle: &Path, http: &Client, args: &MetricsArgs) -> Result<()> {
     println!(
         "cuttle-bench metrics: SQLite, {} deployments per setting, {} scrapes at {} machines and {} tasks",
         args.deployments, args.scrapes, args.machines, args.tasks
     );
-    // Alternating rounds, so that drift in the machine's load falls on both.
-    let (mut on, mut off) = (vec![], vec![]);
+    // Alternating rounds, so that drift in the machine's load falls on all.
+    let mut samples: Vec<Vec<f64>> = vec![vec![]; SETTINGS.len()];
     for _ in 0..2 {
-        on.extend(deployments(cuttle, http, true, args.deployments.div_ceil(2)).await?);
-        off.extend(deployments(cuttle, http, false, args.deployments.div_ceil(2)).await?);
+        for (i, (_, counted, audited)) in SETTINGS.iter().enumerate() {
+            let n = args.deployments.div_ceil(2);
+            samples[i].extend(deployments(cuttle, http, *counted, *audited, n).await?);
+        }
     }
-    for (label, samples) in [("counting on", on), ("counting off", off)] {
+    let base = Stats::of(samples[0].clone()).median;
+    for ((label, _, _), samples) in SETTINGS.iter().zip(samples) {
         let s = Stats::of(samples);
         println!(
-            "trivial deployment, {label:<12} e2e median {:6.1} ms, p95 {:6.1} ms",
-            s.median, s.p95
+            "trivial deployment, {label:<22} e2e median {:6.1} ms, p95 {:6.1} ms, {:5.2}x of all on",
+            s.median,
+            s.p95,
+            s.median / base
         );
     }
     scrape_time(cuttle, http, args).await
 }
 
 /// End-to-end times of trivial deployments on a fresh server.
-async fn deployments(cuttle: &Path, http: &Client, counted: bool, n: u32) -> Result<Vec<f64>> {
+async fn deployments(
+    cuttle: &Path,
+    http: &Client,
+    counted: bool,
+    audited: bool,
+    n: u32,
+) -> Result<Vec<f64>> {
     let data = tempfile::Builder::new().prefix("cuttle-bench-").tempdir()?;
-    let flag = if counted { "true" } else { "false" };
-    let (server, _) =
-        Server::start(cuttle, data.path(), None, http, &["--count-metrics", flag]).await?;
+    let flag = |on: bool| if on { "true" } else { "false" };
+    let (server, _) = Server::start(
+        cuttle,
+        data.path(),
+        None,
+        http,
+        &[
+            "--count-metrics",
+            flag(counted),
+            "--record-audit-events",
+            flag(audited),
+        ],
+    )
+    .await?;
     let api = Api {
         http,
         base: &server.base,

@@ -43,6 +43,10 @@ pub struct InstanceConfig {
     /// counted (`/metrics` still answers, with the gauges read at scrape
     /// time); off only to measure what counting costs.
     pub count_metrics: bool,
+    /// Whether changes are written to the audit log; off only to measure
+    /// what the log costs (it is process-wide, see
+    /// [`cuttle_store::events::set_recording_events`]).
+    pub record_audit_events: bool,
     /// How subscriptions' deliveries are retried and where they may go.
     pub subscriptions: crate::subscriptions::SubscriptionConfig,
 }
@@ -61,6 +65,7 @@ impl InstanceConfig {
             sign_in_throttle: Default::default(),
             builtin_worker: Default::default(),
             count_metrics: true,
+            record_audit_events: true,
             subscriptions: Default::default(),
         }
     }
@@ -176,6 +181,10 @@ impl Instance {
             identity.clone(),
             cuttle_protocol::polling::PollingHub::new(),
         );
+        if !config.record_audit_events {
+            tracing::warn!("the audit log is off: changes go unrecorded");
+            cuttle_store::events::set_recording_events(false);
+        }
         if config.count_metrics {
             let counted = metrics.clone();
             agents = agents.with_round_trips(Arc::new(move |command, took, failed| {

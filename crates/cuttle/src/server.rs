@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// /metrics; "false" only to measure what counting costs
     #[arg(long, env = "CUTTLE_COUNT_METRICS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     count_metrics: bool,
+    /// Write the audit log; "false" only to measure what it costs (every
+    /// change then goes unrecorded, and subscriptions hear nothing)
+    #[arg(long, hide = true, default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    record_audit_events: bool,
     /// The server's log lines on stderr: "text" to read, "json" for one
     /// JSON object per line (with a task_id or request_id field where one applies)
     #[arg(long, env = "CUTTLE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -201,6 +205,7 @@ impl ServerArgs {
         config.sign_in_throttle.per_user = self.sign_in_failures_per_user;
         config.sign_in_throttle.per_address = self.sign_in_failures_per_address;
         config.count_metrics = self.count_metrics;
+    config.record_audit_events = self.record_audit_events;
         if let Some(n) = self.node_name.clone() {
             config.node_name = n;
         }

@@ -205,7 +205,7 @@ impl ServerArgs {
         config.sign_in_throttle.per_user = self.sign_in_failures_per_user;
         config.sign_in_throttle.per_address = self.sign_in_failures_per_address;
         config.count_metrics = self.count_metrics;
-    config.record_audit_events = self.record_audit_events;
+        config.record_audit_events = self.record_audit_events;
         if let Some(n) = self.node_name.clone() {
             config.node_name = n;
         }

@@ -1,6 +1,7 @@
 //! What `cuttle server` refuses at start, before it writes anything: an
 //! installation whose master key is missing, a schema newer than the
-//! binary's, a migration changed since the database applied it. Runs on
+//! binary's, a migration changed since the database applied it, a second
+//! server on one SQLite database. Runs on
 //! SQLite, and on PostgreSQL when CUTTLE_TEST_DATABASE_URL is set.
 
 mod support;
@@ -167,4 +168,32 @@ fn migrations_are_recorded_with_checksums_and_run_once() {
         install(&dir, db.as_deref());
         assert_eq!(count(db.as_deref()), (migrations, migrations));
     });
+}
+
+#[test]
+fn a_second_server_on_one_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestServer::start(dir.path(), None, &[]);
+    let out = refused_start(dir.path(), None);
+    assert!(
+        out.contains(&format!("another Cuttle server (pid {})", first.child.id())),
+        "{out}"
+    );
+    assert!(
+        out.contains("one SQLite database takes one server node"),
+        "{out}"
+    );
+    // The first keeps serving.
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { reqwest::get(format!("{}/api", first.url)).await })
+        .expect("the first server answers")
+        .status();
+    assert!(status.is_success(), "{status}");
+    drop(first);
+    // Once it has stopped, the next one starts.
+    let again = TestServer::start(dir.path(), None, &[]);
+    drop(again);
 }

@@ -24,6 +24,7 @@ fn fixture_schema() -> i64 {
 
 /// Copies a directory tree (the fixture's files are few and small).
 fn copy_tree(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -32,10 +33,13 @@ fn copy_tree(from: &Path, to: &Path) {
             copy_tree(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
+            // Git keeps no file modes but the executable bit, and the
+            // server refuses keys that others can read: the modes the
+            // earlier server gave its files.
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
     }
     // The server keeps its data directory to itself.
-    use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 

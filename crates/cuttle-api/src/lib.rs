@@ -7,6 +7,7 @@
 //! - [`connections`]: the accept loop, its connection cap and timeouts.
 //! - [`json`]: case-insensitive request bodies.
 //! - [`auth`]: the [`auth::Caller`] extractor (API keys).
+//! - [`authorize`]: the permission check every route runs first.
 //! - [`capabilities`]: the requests `/api/capabilities` lists, by Octopus's names.
 //! - [`space`]: the space a request is about (`/api/{space}/…` or the default).
 //! - [`links`]: `Links` and the paged collection envelope.
@@ -24,6 +25,7 @@
 
 pub mod answers;
 pub mod auth;
+pub mod authorize;
 pub mod capabilities;
 pub mod connections;
 pub mod error;
@@ -64,6 +66,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     openapi::finish(routes::all()).1
 }
 
+/// Every operation the API's router answers, with who may call it, from
+/// the same registrations the router is built from.
+pub fn route_table() -> Vec<route_table::RouteEntry> {
+    openapi::with_document(routes::all()).table().to_vec()
+}
+
 fn app(instance: AppState, closing: Closing) -> Router {
     let (api, doc) = openapi::finish(routes::all());
     let counted = instance.config.count_metrics;
@@ -77,6 +85,8 @@ fn app(instance: AppState, closing: Closing) -> Router {
         .merge(cuttle_portal::router())
         .fallback(routes::not_found)
         .layer(Extension(closing))
+        // The routes' permission checks read the instance from here.
+        .layer(Extension(instance.clone()))
         .layer(axum::middleware::from_fn(requests::refuse_nul))
         // A bug in one handler answers that request with a 500 and leaves
         // the connection, and every other request, alone.
@@ -117,6 +127,7 @@ pub async fn serve_metrics(
     let (router, _, _) = routes::operations::metrics_listener_routes().into_parts();
     let app = router
         .fallback(routes::not_found)
+        .layer(Extension(instance.clone()))
         .with_state(instance)
         .layer(axum::middleware::from_fn(request_id::assign));
     axum::serve(listener, app)

@@ -289,7 +289,7 @@ impl Linked for cuttle_service::subscriptions::DeliveryRecord {
 impl Linked for User {
     fn links(&self) -> Value {
         let base = format!("/api/users/{}", self.id);
-        json!({"Self": base, "ApiKeys": format!("{base}/apikeys")})
+        json!({"Self": base, "ApiKeys": format!("{base}/apikeys"), "Permissions": format!("{base}/permissions")})
     }
     fn item_type() -> &'static str {
         "User"
@@ -302,6 +302,34 @@ impl Linked for ApiKey {
     }
     fn item_type() -> &'static str {
         "ApiKey"
+    }
+}
+
+impl Linked for Team {
+    fn links(&self) -> Value {
+        let base = format!("/api/teams/{}", self.id);
+        json!({"Self": base, "ScopedUserRoles": format!("{base}/scopeduserroles")})
+    }
+    fn item_type() -> &'static str {
+        "Team"
+    }
+}
+
+impl Linked for UserRole {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/userroles/{}", self.id)})
+    }
+    fn item_type() -> &'static str {
+        "UserRole"
+    }
+}
+
+impl Linked for ScopedUserRole {
+    fn links(&self) -> Value {
+        json!({"Self": format!("/api/scopeduserroles/{}", self.id)})
+    }
+    fn item_type() -> &'static str {
+        "ScopedUserRole"
     }
 }
 

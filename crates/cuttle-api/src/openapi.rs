@@ -24,17 +24,22 @@ pub struct Document(pub Arc<str>);
 /// Adds the document's own route, then splits the table into the router
 /// (which serves the document) and the document.
 pub fn finish(routes: Routes) -> (Router<AppState>, OpenApi) {
-    let routes = routes.at(
+    let routes = with_document(routes);
+    let (router, paths, schemas) = routes.into_parts();
+    let doc = document(paths, schemas);
+    let text = doc.to_json().unwrap_or_default();
+    (router.layer(Extension(Document(text.into()))), doc)
+}
+
+/// `routes` with this document's own route.
+pub fn with_document(routes: Routes) -> Routes {
+    routes.at(
         PATH,
         crate::route_table::get(
             serve,
             crate::route_table::op("This document: the OpenAPI description of the API").public(),
         ),
-    );
-    let (router, paths, schemas) = routes.into_parts();
-    let doc = document(paths, schemas);
-    let text = doc.to_json().unwrap_or_default();
-    (router.layer(Extension(Document(text.into()))), doc)
+    )
 }
 
 fn document(

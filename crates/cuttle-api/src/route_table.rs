@@ -5,11 +5,18 @@
 //! Route modules write `r.space("/projects", get(list, op("Lists …").page::<Project>()))`:
 //! [`get`], [`post`], [`put`] and [`delete`] take a handler *and* its
 //! [`Op`]; there is no way to add a handler without describing it.
+//!
+//! Each `Op` also says who may call it ([`Access`]): `.public()`,
+//! `.signed_in()` (the service decides the rest) or `.requires(permission)`.
+//! The check runs before the handler, and registering an operation that
+//! says none of these panics when the router is built, so no route can be
+//! added without deciding who may call it.
 
 use crate::AppState;
 use axum::handler::Handler;
-use axum::routing::MethodRouter;
+pub(crate) use axum::routing::MethodRouter;
 use axum::Router;
+use cuttle_model::Permission;
 use std::collections::BTreeMap;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -29,10 +36,28 @@ const JSON: &str = "application/json";
 /// The name of the API key scheme in the document.
 pub const API_KEY_SCHEME: &str = "ApiKey";
 
+/// Who may call an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Without an API key.
+    Public,
+    /// Any valid caller; what they may see or do is decided further in.
+    SignedIn,
+    /// A caller holding the permission in the route's space (its
+    /// `{space}`, or the default space), or installation-wide for a system
+    /// permission.
+    Requires(Permission),
+    /// As `Requires`, but on the route without `{space}` the permission may
+    /// be held in any space: the answer spans every space the caller sees
+    /// (tasks, events, teams).
+    RequiresSomewhere(Permission),
+}
+
 /// What one operation takes and answers.
 pub struct Op {
     summary: String,
     public: bool,
+    access: Option<Access>,
     query: Vec<utoipa::openapi::path::Parameter>,
     body: Option<(&'static str, RefOr<Schema>)>,
     status: u16,
@@ -46,6 +71,7 @@ pub fn op(summary: impl Into<String>) -> Op {
     Op {
         summary: summary.into(),
         public: false,
+        access: None,
         query: Vec::new(),
         body: None,
         status: 200,
@@ -58,7 +84,32 @@ impl Op {
     /// Answered without an API key.
     pub fn public(mut self) -> Self {
         self.public = true;
+        self.access = Some(Access::Public);
         self
+    }
+
+    /// Answered to any valid caller; the service decides what they see.
+    pub fn signed_in(mut self) -> Self {
+        self.access = Some(Access::SignedIn);
+        self
+    }
+
+    /// Answered to callers holding `p` (see [`Access::Requires`]).
+    pub fn requires(mut self, p: Permission) -> Self {
+        self.access = Some(Access::Requires(p));
+        self
+    }
+
+    /// Answered to callers holding `p` somewhere (see
+    /// [`Access::RequiresSomewhere`]).
+    pub fn requires_somewhere(mut self, p: Permission) -> Self {
+        self.access = Some(Access::RequiresSomewhere(p));
+        self
+    }
+
+    /// Who may call this operation.
+    pub fn access(&self) -> Option<Access> {
+        self.access
     }
 
     /// Answers one `T`, with its `Links`.
@@ -197,7 +248,7 @@ macro_rules! method {
             T: 'static,
         {
             Endpoint {
-                router: axum::routing::$name(handler),
+                router: crate::authorize::guard(axum::routing::$name(handler), &op),
                 ops: vec![(HttpMethod::$method, op)],
             }
         }
@@ -211,7 +262,9 @@ macro_rules! chained {
             H: Handler<T, AppState>,
             T: 'static,
         {
-            self.router = self.router.$name(handler);
+            self.router = self
+                .router
+                .merge(crate::authorize::guard(axum::routing::$name(handler), &op));
             self.ops.push((HttpMethod::$method, op));
             self
         }
@@ -264,6 +317,15 @@ pub struct Routes {
     router: Router<AppState>,
     paths: BTreeMap<String, PathItem>,
     schemas: BTreeMap<String, RefOr<Schema>>,
+    table: Vec<RouteEntry>,
+}
+
+/// One operation as registered: its method, path template and access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub method: &'static str,
+    pub path: String,
+    pub access: Access,
 }
 
 impl Routes {
@@ -292,6 +354,12 @@ impl Routes {
         self
     }
 
+    /// Every operation registered, in order: what the authorization test
+    /// walks.
+    pub fn table(&self) -> &[RouteEntry] {
+        &self.table
+    }
+
     /// The router, and the document's paths and schemas.
     pub fn into_parts(self) -> (Router<AppState>, Paths, BTreeMap<String, RefOr<Schema>>) {
         let mut described = self.paths;
@@ -305,6 +373,18 @@ impl Routes {
 
     fn describe(&mut self, path: &str, ops: &[(HttpMethod, Op)]) {
         for (method, op) in ops {
+            let Some(access) = op.access else {
+                panic!(
+                    "{} {path} ({}) does not say who may call it: give its Op .public(), .signed_in() or .requires(..)",
+                    method_name(method),
+                    op.summary
+                );
+            };
+            self.table.push(RouteEntry {
+                method: method_name(method),
+                path: path.to_owned(),
+                access,
+            });
             for (name, schema) in &op.schemas {
                 self.schemas
                     .entry(name.clone())
@@ -438,6 +518,17 @@ fn operation(path: &str, method: &HttpMethod, op: &Op) -> Operation {
 pub fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
     path.split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+fn method_name(method: &HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Patch => "PATCH",
+        _ => "OTHER",
+    }
 }
 
 /// A stable id: the method and the template's segments, without braces.

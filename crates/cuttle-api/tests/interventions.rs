@@ -219,7 +219,9 @@ async fn only_the_responsible_user_answers_and_abort_fails_the_deployment() {
             ],
         )
         .await;
-        let other = s.create_user("bob").await;
+        let other = s
+            .create_user_in_role("bob", "userroles-projectdeployer")
+            .await;
         let task = deploy(&s, "Guarded", None).await;
         let id = pending_interruption(&s, &task, None).await["Id"]
             .as_str()

@@ -9,6 +9,7 @@ mod engine;
 mod history;
 mod metrics;
 mod packages;
+mod permissions;
 mod portal;
 mod vars;
 
@@ -69,6 +70,8 @@ enum Bench {
     History(history::HistoryArgs),
     /// /metrics scrape time at 1,000 machines and 10,000 tasks; deployments with counting and the audit log on and off.
     Metrics(metrics::MetricsArgs),
+    /// The trivial deployment and the dashboard as a scoped user and as the administrator.
+    Permissions(permissions::PermissionsArgs),
     /// Backup and restore time and size for 10,000 deployments, beside sqlite3 and pg_dump.
     Backup(backup::BackupArgs),
 }
@@ -118,6 +121,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::History(history)) = &args.bench {
         return history::run(&cuttle, history).await;
+    }
+    if let Some(Bench::Permissions(p)) = &args.bench {
+        return permissions::run(&cuttle, &http, p).await;
     }
     if let Some(Bench::Metrics(metrics)) = &args.bench {
         return metrics::run(&cuttle, &http, metrics).await;

@@ -266,6 +266,10 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) async fn sign_in(base: &str) -> Result<Browser> {
+        Browser::sign_in_as(base, "admin", PASSWORD).await
+    }
+
+    pub(crate) async fn sign_in_as(base: &str, username: &str, password: &str) -> Result<Browser> {
         let http = Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -281,8 +285,8 @@ impl Browser {
             .form(&[
                 ("csrf", csrf.as_str()),
                 ("next", "/"),
-                ("username", "admin"),
-                ("password", PASSWORD),
+                ("username", username),
+                ("password", password),
             ])
             .send()
             .await?;

@@ -25,6 +25,9 @@ pub enum Collection {
     BuildInformation,
     Subscriptions,
     SubscriptionDeliveries,
+    Teams,
+    UserRoles,
+    ScopedUserRoles,
 }
 
 impl Collection {
@@ -51,6 +54,9 @@ impl Collection {
             Collection::BuildInformation => "BuildInformation",
             Collection::Subscriptions => "Subscriptions",
             Collection::SubscriptionDeliveries => "SubscriptionDeliveries",
+            Collection::Teams => "Teams",
+            Collection::UserRoles => "UserRoles",
+            Collection::ScopedUserRoles => "ScopedUserRoles",
         }
     }
 

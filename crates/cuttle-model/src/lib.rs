@@ -17,6 +17,8 @@
 //! - [`machine_policy`]: machine policies and .NET `TimeSpan` durations.
 //! - [`event`]: audit events as the API shows them.
 //! - [`user`]: users and API keys.
+//! - [`permission`]: permission names, user roles, teams, scoped user roles
+//!   and the rule that decides whether an action is allowed.
 //! - [`subscription`]: event subscriptions (webhooks, email).
 //! - [`variables`]: variables, their scopes and prompts.
 
@@ -30,6 +32,7 @@ pub mod lifecycle;
 pub mod machine;
 pub mod machine_policy;
 pub mod package;
+pub mod permission;
 pub mod process;
 pub mod progression;
 pub mod project;
@@ -49,6 +52,7 @@ pub use interruption::Interruption;
 pub use lifecycle::{Lifecycle, Phase, RetentionPolicy};
 pub use machine::{CommunicationStyle, Endpoint, HealthStatus, Machine, Worker, WorkerPool};
 pub use machine_policy::MachinePolicy;
+pub use permission::{Permission, Permissions, Scope, ScopedUserRole, Team, UserRole};
 pub use process::{Action, DeploymentProcess, Step};
 pub use project::{Channel, Project, ProjectGroup};
 pub use release::Release;

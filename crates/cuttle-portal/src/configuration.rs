@@ -23,18 +23,30 @@ use serde::Deserialize;
 
 const USERS: &str = "/configuration/users";
 const API_KEYS: &str = "/configuration/api-keys";
+const TEAMS: &str = "/configuration/teams";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/configuration", get(|| async { Redirect::to(USERS) }))
+        .route(
+            "/configuration",
+            get(|viewer: Viewer| async move {
+                // Users for those who may see them; everyone has their keys.
+                Redirect::to(if viewer.may(cuttle_model::Permission::UserView) {
+                    USERS
+                } else {
+                    API_KEYS
+                })
+            }),
+        )
         .route(USERS, get(users_page).post(create_user))
         .route(API_KEYS, get(keys_page).post(create_key))
+        .route(TEAMS, get(teams_page))
         .route("/configuration/api-keys/{id}/revoke", post(revoke_key))
 }
 
 /// The section's head, with the tab whose href is `current` marked.
 fn head(current: &str) -> Markup {
-    let tabs = [("Users", USERS), ("API keys", API_KEYS)];
+    let tabs = [("Users", USERS), ("Teams", TEAMS), ("API keys", API_KEYS)];
     html! {
         div.page-head {
             h1 { "Configuration" }
@@ -140,7 +152,9 @@ async fn users_view(
                 h2 #users-title { "Users" }
                 (users_table(&all, &viewer.actor))
             }
-            (user_form(viewer, form, problems))
+            @if viewer.may(cuttle_model::Permission::UserEdit) {
+                (user_form(viewer, form, problems))
+            }
         }
     };
     Ok(layout::page(viewer, "Users", Nav::Configuration, body))
@@ -247,6 +261,82 @@ pub struct KeyForm {
     purpose: String,
 }
 
+// ---- teams ----
+
+/// `GET /configuration/teams`: the teams the person may see, their members
+/// and the roles they hold, with where each applies.
+async fn teams_page(State(inst): State<AppState>, viewer: Viewer) -> Response {
+    let found = async {
+        let teams = cuttle_service::teams::list(&inst.store, &viewer.permissions).await?;
+        let scoped =
+            cuttle_service::teams::list_scoped(&inst.store, &viewer.permissions, None).await?;
+        let users = users::list(&inst.store).await?;
+        let roles = inst.store.access_documents().await?.roles;
+        Ok::<_, PortalError>((teams, scoped, users, roles))
+    };
+    let (teams, scoped, users, roles) = match found.await {
+        Ok(f) => f,
+        Err(e) => return e.page(None),
+    };
+    let username = |id: &str| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.username.clone())
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let role_name = |id: &str| {
+        roles
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let body = html! {
+        (head(TEAMS))
+        div.table-wrap {
+            table.teams {
+                thead {
+                    tr {
+                        th scope="col" { "Team" }
+                        th scope="col" { "Space" }
+                        th scope="col" { "Members" }
+                        th scope="col" { "Roles" }
+                    }
+                }
+                tbody {
+                    @for t in &teams {
+                        tr {
+                            td { (t.name) }
+                            td { (t.space_id.as_deref().unwrap_or("Every space")) }
+                            td {
+                                @if t.id == cuttle_model::permission::EVERYONE_TEAM_ID {
+                                    "Every user"
+                                } @else {
+                                    (t.member_user_ids.iter().map(|m| username(m)).collect::<Vec<_>>().join(", "))
+                                }
+                            }
+                            td {
+                                @for s in scoped.iter().filter(|s| s.team_id == t.id) {
+                                    div {
+                                        (role_name(&s.user_role_id))
+                                        @let narrowed = [&s.project_ids, &s.project_group_ids, &s.environment_ids, &s.tenant_ids]
+                                            .iter().flat_map(|l| l.iter().cloned()).collect::<Vec<_>>();
+                                        @if !narrowed.is_empty() {
+                                            " (" (narrowed.join(", ")) ")"
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout::page(&viewer, "Teams", Nav::Configuration, body).into_response()
+}
+
 /// `GET /configuration/api-keys`
 async fn keys_page(State(inst): State<AppState>, viewer: Viewer) -> Response {
     match keys_view(&inst, &viewer, "", None, &Problems::none()).await {
@@ -266,14 +356,22 @@ async fn create_key(
         return e.page(Some(API_KEYS));
     }
     let user = &viewer.actor;
-    let (status, created, problems, purpose) =
-        match auth::create_api_key(&inst.store, user, &user.id, &form.purpose).await {
-            Ok(key) => (StatusCode::OK, Some(key), Problems::none(), String::new()),
-            Err(e) => match Problems::from_error(e, |_| Some("purpose")) {
-                Ok((status, p)) => (status, None, p, form.purpose),
-                Err(e) => return e.page(Some(API_KEYS)),
-            },
-        };
+    let (status, created, problems, purpose) = match auth::create_api_key(
+        &inst.store,
+        user,
+        &viewer.permissions,
+        &user.id,
+        &form.purpose,
+        None,
+    )
+    .await
+    {
+        Ok(key) => (StatusCode::OK, Some(key), Problems::none(), String::new()),
+        Err(e) => match Problems::from_error(e, |_| Some("purpose")) {
+            Ok((status, p)) => (status, None, p, form.purpose),
+            Err(e) => return e.page(Some(API_KEYS)),
+        },
+    };
     match keys_view(&inst, &viewer, &purpose, created.as_ref(), &problems).await {
         Ok(page) => (status, page).into_response(),
         Err(e) => e.page(Some(API_KEYS)),
@@ -290,7 +388,7 @@ async fn revoke_key(
     let done = async {
         viewer.check_csrf(form.csrf.as_deref())?;
         let user = &viewer.actor;
-        auth::revoke_api_key(&inst.store, user, &user.id, &id).await?;
+        auth::revoke_api_key(&inst.store, user, &viewer.permissions, &user.id, &id).await?;
         Ok::<_, PortalError>(())
     };
     match done.await {

@@ -14,7 +14,7 @@ use cuttle_service::dashboard::{self as svc, Cell, Dashboard};
 use maud::{html, Markup};
 
 pub async fn page(State(inst): State<AppState>, viewer: Viewer) -> Result<Markup, PortalError> {
-    let d = svc::dashboard(&inst, DEFAULT_SPACE_ID).await?;
+    let d = svc::dashboard(&inst, &viewer.actor, DEFAULT_SPACE_ID).await?;
     let body = html! {
         div.page-head {
             h1 { "Dashboard" }
@@ -27,9 +27,9 @@ pub async fn page(State(inst): State<AppState>, viewer: Viewer) -> Result<Markup
 
 pub async fn fragment(
     State(inst): State<AppState>,
-    FragmentViewer(_): FragmentViewer,
+    FragmentViewer(viewer): FragmentViewer,
 ) -> Result<Markup, PortalError> {
-    let d = svc::dashboard(&inst, DEFAULT_SPACE_ID).await?;
+    let d = svc::dashboard(&inst, &viewer.actor, DEFAULT_SPACE_ID).await?;
     Ok(board(&d, Timestamp::now()))
 }
 

@@ -2,7 +2,7 @@
 
 use crate::assets;
 use crate::session::{Viewer, CSRF_FIELD};
-use cuttle_model::{ActivityStatus, Project, ServerTask, TaskState, Timestamp};
+use cuttle_model::{ActivityStatus, Permission, Project, ServerTask, TaskState, Timestamp};
 use cuttle_service::dashboard::DeploymentState;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -48,12 +48,23 @@ pub fn page(viewer: &Viewer, title: &str, nav: Nav, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { (PreEscaped(LOGO)) span { "Cuttle" } }
                     nav aria-label="Main" {
-                        a href="/" aria-current=[current(Nav::Dashboard)] { "Dashboard" }
-                        a href="/projects" aria-current=[current(Nav::Projects)] { "Projects" }
-                        a href="/infrastructure" aria-current=[current(Nav::Infrastructure)] { "Infrastructure" }
-                        a href="/library" aria-current=[current(Nav::Library)] { "Library" }
-                        a href="/tasks" aria-current=[current(Nav::Tasks)] { "Tasks" }
-                        a href="/audit" aria-current=[current(Nav::Audit)] { "Audit" }
+                        // Only the areas the person may see.
+                        @if viewer.may(Permission::ProjectView) {
+                            a href="/" aria-current=[current(Nav::Dashboard)] { "Dashboard" }
+                            a href="/projects" aria-current=[current(Nav::Projects)] { "Projects" }
+                        }
+                        @if viewer.may(Permission::EnvironmentView) {
+                            a href="/infrastructure" aria-current=[current(Nav::Infrastructure)] { "Infrastructure" }
+                        }
+                        @if viewer.may(Permission::FeedView) {
+                            a href="/library" aria-current=[current(Nav::Library)] { "Library" }
+                        }
+                        @if viewer.may(Permission::TaskView) {
+                            a href="/tasks" aria-current=[current(Nav::Tasks)] { "Tasks" }
+                        }
+                        @if viewer.may(Permission::EventView) {
+                            a href="/audit" aria-current=[current(Nav::Audit)] { "Audit" }
+                        }
                         a href="/configuration" aria-current=[current(Nav::Configuration)] { "Configuration" }
                     }
                     form.signout method="post" action="/signout" {

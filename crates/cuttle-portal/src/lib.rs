@@ -19,6 +19,7 @@
 //! - `library`: packages in the built-in feed, library variable sets.
 //! - `configuration`: users and API keys.
 //! - `audit`: the audit log, with the API's filters.
+//! - `gate`: the permission each page and form needs, checked first.
 //! - `forms`: the CSRF field, labelled inputs, errors sorted onto fields.
 //! - `layout`: the page frame, state icons and times.
 //! - `assets`: the one CSS and one JS file, under content-hashed names.
@@ -30,6 +31,7 @@ mod configuration;
 mod dashboard;
 pub mod error;
 mod forms;
+mod gate;
 mod infrastructure;
 mod layout;
 mod library;
@@ -80,6 +82,7 @@ pub fn router() -> Router<AppState> {
         .merge(infrastructure::routes())
         .merge(library::routes())
         .merge(configuration::routes())
+        .layer(middleware::from_fn(gate::check))
         .layer(middleware::from_fn(security_headers))
 }
 

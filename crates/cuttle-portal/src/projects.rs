@@ -47,9 +47,21 @@ struct Catalogue {
     environments: usize,
 }
 
-async fn catalogue(inst: &Instance) -> Result<Catalogue, PortalError> {
+/// Whether the person may see `project`.
+pub(crate) fn may_view(viewer: &Viewer, project: &Project) -> bool {
+    viewer.actor.may(
+        cuttle_model::Permission::ProjectView,
+        &cuttle_model::Scope::space(&project.space_id)
+            .project(&project.id)
+            .project_group(&project.project_group_id),
+    )
+}
+
+/// The projects `viewer` may see, with what the new-project form offers.
+async fn catalogue(inst: &Instance, viewer: &Viewer) -> Result<Catalogue, PortalError> {
     let store = &inst.store;
     let mut projects = list::<Project>(store, &crate::default_space()).await?.items;
+    projects.retain(|p| may_view(viewer, p));
     projects.sort_by_key(|p| p.name.to_lowercase());
     Ok(Catalogue {
         groups: list::<ProjectGroup>(store, &crate::default_space())
@@ -83,7 +95,7 @@ pub struct NewProject {
 
 /// `GET /projects`
 async fn list_page(State(inst): State<AppState>, viewer: Viewer) -> Response {
-    match catalogue(&inst).await {
+    match catalogue(&inst, &viewer).await {
         Ok(c) => {
             let typed = NewProject::default();
             list_view(&viewer, &c, &typed, &Problems::none()).into_response()
@@ -120,7 +132,7 @@ async fn create(
         Ok(found) => found,
         Err(e) => return e.page(Some("/projects")),
     };
-    match catalogue(&inst).await {
+    match catalogue(&inst, &viewer).await {
         Ok(c) => (status, list_view(&viewer, &c, &typed, &problems)).into_response(),
         Err(e) => e.page(Some("/projects")),
     }
@@ -168,7 +180,9 @@ fn list_view(viewer: &Viewer, c: &Catalogue, typed: &NewProject, problems: &Prob
             (group_table(g, &c.projects))
         }
         (orphans(c))
-        (new_project_form(viewer, c, typed, problems))
+        @if viewer.may(cuttle_model::Permission::ProjectCreate) {
+            (new_project_form(viewer, c, typed, problems))
+        }
     };
     layout::page(viewer, "Projects", Nav::Projects, body)
 }
@@ -295,6 +309,11 @@ async fn overview(
     Path(id): Path<String>,
 ) -> Response {
     match board::project_overview(&inst, DEFAULT_SPACE_ID, &id, OVERVIEW_RELEASES).await {
+        // A project the person may not see is not there for them.
+        Ok(o) if !may_view(&viewer, &o.project) => {
+            PortalError::from(cuttle_service::ServiceError::not_found("project", &id))
+                .page(Some("/projects"))
+        }
         Ok(o) => overview_view(&viewer, &o, Timestamp::now()).into_response(),
         Err(e) => PortalError::from(e).page(Some("/projects")),
     }

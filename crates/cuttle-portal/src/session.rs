@@ -18,11 +18,15 @@ use cuttle_service::ServiceError;
 pub const CSRF_FIELD: &str = "csrf";
 
 /// The signed-in person looking at a page.
+#[derive(Clone)]
 pub struct Viewer {
     pub session: Session,
     /// The person and where the request came from, for the commands a
     /// page runs (their audit events say both).
     pub actor: Actor,
+    /// What the person may do: pages hide what they may not, and every
+    /// submit is checked again.
+    pub permissions: std::sync::Arc<cuttle_model::Permissions>,
     /// The cookie's token, kept to end the session on sign-out.
     pub(crate) token: String,
 }
@@ -30,6 +34,26 @@ pub struct Viewer {
 impl Viewer {
     pub fn csrf(&self) -> &str {
         &self.session.csrf_token
+    }
+
+    /// Whether the person may do `p` anywhere in the portal's space.
+    pub fn may(&self, p: cuttle_model::Permission) -> bool {
+        self.permissions
+            .allows_in_space(p, cuttle_model::space::DEFAULT_SPACE_ID)
+            || (p.is_system() && self.permissions.allows(p, &cuttle_model::Scope::system()))
+    }
+
+    /// Refuses with the 403 naming `p` unless the person may do it.
+    pub fn require(&self, p: cuttle_model::Permission) -> Result<(), PortalError> {
+        if self.may(p) {
+            Ok(())
+        } else {
+            let scope = match p.level() {
+                cuttle_model::permission::Level::System => cuttle_model::Scope::system(),
+                _ => cuttle_model::Scope::space(cuttle_model::space::DEFAULT_SPACE_ID),
+            };
+            Err(cuttle_service::permissions::missing(p, &scope).into())
+        }
     }
 
     /// Checks the CSRF token a form sent back; a wrong or missing one is 403.
@@ -67,18 +91,29 @@ pub(crate) fn session_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn viewer(parts: &Parts, state: &AppState) -> Result<Option<Viewer>, PortalError> {
+    // The page's permission check has already read the session.
+    if let Some(v) = parts.extensions.get::<Viewer>() {
+        return Ok(Some(v.clone()));
+    }
     let Some(token) = session_token(&parts.headers) else {
         return Ok(None);
     };
     match sessions::authenticate(&state.store, token).await {
-        Ok(session) => Ok(Some(Viewer {
-            actor: Actor::new(
-                session.user.clone(),
-                origin(parts, Some(established_with::SESSION)),
-            ),
-            session,
-            token: token.to_owned(),
-        })),
+        Ok(session) => {
+            let permissions = std::sync::Arc::new(
+                cuttle_service::permissions::of_user(&state.store, &session.user).await?,
+            );
+            Ok(Some(Viewer {
+                actor: Actor::new(
+                    session.user.clone(),
+                    origin(parts, Some(established_with::SESSION)),
+                )
+                .with_permissions(permissions.clone()),
+                permissions,
+                session,
+                token: token.to_owned(),
+            }))
+        }
         Err(ServiceError::Unauthorized(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }

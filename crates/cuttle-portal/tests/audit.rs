@@ -556,7 +556,9 @@ async fn a_paused_deployment_and_its_cancellation_are_events() {
     .await;
 }
 
-/// A second user with an API key; returns the key.
+/// A second user with an API key, managing Spaces-1's environments
+/// (through a team written straight to the store, so that no event of its
+/// own joins the log); returns the key.
 async fn s_create_user(s: &Server, username: &str) -> String {
     use cuttle_model::ids::Collection;
     let key = cuttle_service::auth::generate_api_key();
@@ -579,6 +581,23 @@ async fn s_create_user(s: &Server, username: &str) -> String {
     tx.insert_api_key(&record, &cuttle_service::auth::hash_api_key(&key))
         .await
         .unwrap();
+    let team = cuttle_model::Team {
+        id: tx.next_id(Collection::Teams).await.unwrap(),
+        name: format!("{username}'s team"),
+        space_id: Some("Spaces-1".into()),
+        member_user_ids: vec![user.id.clone()],
+        version: 1,
+        ..Default::default()
+    };
+    tx.insert(&team).await.unwrap();
+    let role = cuttle_model::ScopedUserRole {
+        id: tx.next_id(Collection::ScopedUserRoles).await.unwrap(),
+        team_id: team.id.clone(),
+        user_role_id: "userroles-environmentmanager".into(),
+        space_id: Some("Spaces-1".into()),
+        ..Default::default()
+    };
+    tx.insert(&role).await.unwrap();
     tx.commit().await.unwrap();
     key
 }

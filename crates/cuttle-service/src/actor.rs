@@ -2,8 +2,9 @@
 //! user agent and means of sign-in the API layer saw. Every command takes
 //! an [`Actor`] so that its audit event can say all of it.
 
-use cuttle_model::User;
+use cuttle_model::{Permission, Permissions, Scope, User};
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// Where a request came from, as the HTTP layer saw it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,11 +47,39 @@ impl Origin {
 pub struct Actor {
     pub user: User,
     pub origin: Origin,
+    /// What the caller may do, as the API or portal computed it for this
+    /// request; `None` for the server's own work (automatic deployments,
+    /// scheduled checks), which commands do not check.
+    pub permissions: Option<Arc<Permissions>>,
 }
 
 impl Actor {
     pub fn new(user: User, origin: Origin) -> Self {
-        Actor { user, origin }
+        Actor {
+            user,
+            origin,
+            permissions: None,
+        }
+    }
+
+    /// This caller, held to `permissions`.
+    pub fn with_permissions(mut self, permissions: Arc<Permissions>) -> Self {
+        self.permissions = Some(permissions);
+        self
+    }
+
+    /// Whether the caller may do `p` at `scope` (the server's own work may).
+    pub fn may(&self, p: Permission, scope: &Scope) -> bool {
+        self.permissions.as_ref().is_none_or(|x| x.allows(p, scope))
+    }
+
+    /// Allowed, or the 403 naming the permission and scope.
+    pub fn require(&self, p: Permission, scope: &Scope) -> crate::Result<()> {
+        if self.may(p, scope) {
+            Ok(())
+        } else {
+            Err(crate::permissions::missing(p, scope))
+        }
     }
 }
 
@@ -61,6 +90,7 @@ impl From<User> for Actor {
         Actor {
             user,
             origin: Origin::default(),
+            permissions: None,
         }
     }
 }

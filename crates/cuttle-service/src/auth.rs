@@ -11,7 +11,7 @@ use argon2::password_hash::{
 use argon2::Argon2;
 use cuttle_model::ids::Collection;
 use cuttle_model::user::ADMIN_USERNAME;
-use cuttle_model::{ApiKey, Timestamp, User};
+use cuttle_model::{ApiKey, Permissions, Timestamp, User};
 use cuttle_store::Store;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -102,17 +102,25 @@ pub async fn authenticate_api_key(store: &Store, key: &str, origin: &Origin) -> 
     Ok(actor)
 }
 
-/// Creates an API key for `user_id`; the secret is returned once, here.
+/// Creates an API key for `user_id` (the caller's own, or anyone's with
+/// `UserEdit`), expiring at `expires` if given; the secret is returned
+/// once, here.
 pub async fn create_api_key(
     store: &Store,
     caller: &Actor,
+    perms: &Permissions,
     user_id: &str,
     purpose: &str,
+    expires: Option<Timestamp>,
 ) -> Result<ApiKey> {
-    if caller.id != user_id {
-        return Err(ServiceError::Forbidden(
-            "You can only create API keys for yourself".into(),
-        ));
+    crate::users::require_self_or_editor(caller, perms, user_id)?;
+    if store.user(user_id).await?.is_none() {
+        return Err(ServiceError::not_found("user", user_id));
+    }
+    if expires.is_some_and(|e| e <= Timestamp::now()) {
+        return Err(ServiceError::invalid(vec![
+            "Expires must be in the future".into()
+        ]));
     }
     if purpose.trim().is_empty() {
         return Err(ServiceError::invalid(vec![
@@ -129,14 +137,17 @@ pub async fn create_api_key(
         user_id: user_id.to_owned(),
         purpose: purpose.trim().to_owned(),
         created: Some(Timestamp::now()),
-        expires: None,
+        expires,
         api_key: None,
     };
     tx.insert_api_key(&key, &hash_api_key(&secret)).await?;
     let entry = crate::audit::Entry::new(
         crate::audit::category::CREATED,
         None,
-        format!("API key {} created for {}", key.id, caller.username),
+        format!(
+            "API key {} created for {user_id} by {}",
+            key.id, caller.username
+        ),
     )
     .about([key.id.clone(), user_id.to_owned()])
     .changed(None, Some(&key));
@@ -148,17 +159,16 @@ pub async fn create_api_key(
     })
 }
 
+/// Revokes one of `user_id`'s keys (the caller's own, or anyone's with
+/// `UserEdit`); it stops working at once.
 pub async fn revoke_api_key(
     store: &Store,
     caller: &Actor,
+    perms: &Permissions,
     user_id: &str,
     key_id: &str,
 ) -> Result<()> {
-    if caller.id != user_id {
-        return Err(ServiceError::Forbidden(
-            "You can only revoke your own API keys".into(),
-        ));
-    }
+    crate::users::require_self_or_editor(caller, perms, user_id)?;
     let before = store
         .api_keys(user_id)
         .await?
@@ -169,7 +179,10 @@ pub async fn revoke_api_key(
     let entry = crate::audit::Entry::new(
         crate::audit::category::DELETED,
         None,
-        format!("API key {key_id} of {} was revoked", caller.username),
+        format!(
+            "API key {key_id} of {user_id} was revoked by {}",
+            caller.username
+        ),
     )
     .about([key_id.to_owned(), user_id.to_owned()])
     .changed(before.as_ref(), None);
@@ -235,6 +248,7 @@ pub async fn bootstrap_admin(
         };
         tx.insert_user(&user, Some(&hash)).await?;
         tx.commit().await?;
+        crate::permissions::make_administrator(store, &user.id).await?;
         if let Some(generated) = &generated {
             write_secret_file(
                 &data_dir.join("initial-admin.txt"),

@@ -3,10 +3,12 @@
 //! whole log as of one moment. Each is a fixed, small number of queries
 //! however many projects, environments or deployments there are.
 
+use crate::actor::Actor;
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::task::{Activity, LogLine};
 use cuttle_model::{
-    Deployment, Environment, Project, ProjectGroup, Release, ServerTask, TaskState,
+    Deployment, Environment, Permission, Project, ProjectGroup, Release, Scope, ServerTask,
+    TaskState,
 };
 use cuttle_store::{DocumentQuery, TaskQuery};
 use std::collections::HashMap;
@@ -81,19 +83,36 @@ pub struct Dashboard {
     pub live: bool,
 }
 
-/// The dashboard of a space: its projects by group, against its
-/// environments, each cell the newest deployment there.
-pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
+/// The dashboard of a space as `caller` may see it: the projects they may
+/// view by group, against the environments they may view, each cell the
+/// newest deployment there.
+pub async fn dashboard(inst: &Instance, caller: &Actor, space_id: &str) -> Result<Dashboard> {
     let store = &inst.store;
     let groups = store
         .list::<ProjectGroup>(&DocumentQuery::in_space(space_id))
         .await?;
-    let projects = store
+    let mut projects = store
         .list::<Project>(&DocumentQuery::in_space(space_id))
         .await?;
-    let environments = store
+    let mut environments = store
         .list::<Environment>(&DocumentQuery::in_space(space_id))
         .await?;
+    let in_space = Scope::space(space_id);
+    projects.items.retain(|p| {
+        caller.may(
+            Permission::ProjectView,
+            &in_space
+                .clone()
+                .project(&p.id)
+                .project_group(&p.project_group_id),
+        )
+    });
+    environments.items.retain(|e| {
+        caller.may(
+            Permission::EnvironmentView,
+            &in_space.clone().environment(&e.id),
+        )
+    });
     // The newest deployment of each project to each environment, with its
     // task: read from the table that keeps them, not from the history.
     let deployments = store.latest_deployments(space_id).await?;
@@ -124,6 +143,13 @@ pub async fn dashboard(inst: &Instance, space_id: &str) -> Result<Dashboard> {
         let Some(&column) = env_index.get(d.environment_id.as_str()) else {
             continue;
         };
+        let scope = in_space
+            .clone()
+            .project(&d.project_id)
+            .environment(&d.environment_id);
+        if !caller.may(Permission::DeploymentView, &scope) {
+            continue;
+        }
         let state = DeploymentState::of(task);
         live |= state.is_live();
         let row = cells

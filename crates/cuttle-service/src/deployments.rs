@@ -8,7 +8,10 @@ use crate::releases::find_release;
 use crate::resources::{audit_changed, get_in_space};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::{Deployment, Environment, Project, Release, ServerTask, Timestamp, VariableSet};
+use cuttle_model::{
+    Deployment, Environment, Permission, Project, Release, Scope, ServerTask, Timestamp,
+    VariableSet,
+};
 use cuttle_store::{MasterKey, NewTask, Store};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -54,9 +57,32 @@ impl Checked {
 
 /// Validates a deployment and loads what writing it needs. Reads only, so it
 /// runs before the transaction opens.
+/// Refuses a deployment the caller may not make: a release of a project
+/// they may not see is not there for them; one they see but may not deploy
+/// to this environment is refused naming `DeploymentCreate` and where.
+fn authorize(
+    caller: &Actor,
+    space_id: &str,
+    release: &Release,
+    project: &Project,
+    environment: &Environment,
+) -> Result<()> {
+    let scope = Scope::space(space_id)
+        .project(&project.id)
+        .project_group(&project.project_group_id);
+    if !caller.may(Permission::ProjectView, &scope) {
+        return Err(ServiceError::not_found("release", &release.id));
+    }
+    caller.require(
+        Permission::DeploymentCreate,
+        &scope.environment(&environment.id),
+    )
+}
+
 pub(crate) async fn check(
     store: &Store,
     key: &MasterKey,
+    caller: &Actor,
     space_id: &str,
     mut new: NewDeployment,
 ) -> Result<Checked> {
@@ -81,6 +107,8 @@ pub(crate) async fn check(
             )));
         }
     }
+    // Who may deploy is settled before whether the release may go there.
+    authorize(caller, space_id, &release, &project, &environment)?;
     if project.is_disabled {
         return Err(ServiceError::bad_request(format!(
             "The project '{}' is disabled, so it cannot be deployed",
@@ -116,6 +144,9 @@ pub(crate) async fn write(
     space_id: &str,
     checked: Vec<Checked>,
 ) -> Result<Vec<(Deployment, ServerTask)>> {
+    for c in &checked {
+        authorize(caller, space_id, &c.release, &c.project, &c.environment)?;
+    }
     let mut tx = inst.store.begin().await?;
     let mut out = vec![];
     for Checked {
@@ -208,7 +239,7 @@ pub async fn create_deployment(
     space_id: &str,
     new: NewDeployment,
 ) -> Result<Deployment> {
-    let checked = check(&inst.store, &inst.master_key, space_id, new).await?;
+    let checked = check(&inst.store, &inst.master_key, caller, space_id, new).await?;
     let mut written = write(inst, caller, space_id, vec![checked]).await?;
     Ok(written.remove(0).0)
 }
@@ -229,7 +260,7 @@ pub async fn create_deployments(
     }
     let mut checked = vec![];
     for n in new {
-        checked.push(check(&inst.store, &inst.master_key, space_id, n).await?);
+        checked.push(check(&inst.store, &inst.master_key, caller, space_id, n).await?);
     }
     write(inst, caller, space_id, checked).await
 }
@@ -332,7 +363,7 @@ pub async fn create_deployments_by_name(
             queue_time_expiry: cmd.no_run_after,
             ..Default::default()
         };
-        checked.push(check(&inst.store, &inst.master_key, space_id, new).await?);
+        checked.push(check(&inst.store, &inst.master_key, caller, space_id, new).await?);
     }
     write(inst, caller, space_id, checked).await
 }

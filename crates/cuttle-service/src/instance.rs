@@ -155,6 +155,7 @@ impl Instance {
         restrict_data_dir(&config.data_dir)?;
         crate::bootstrap::ensure_default_space(&store).await?;
         crate::bootstrap::ensure_space_defaults(&store).await?;
+        crate::permissions::ensure_builtins(&store).await?;
         let installation_id = store
             .setting_or_insert("installation_id", &uuid::Uuid::new_v4().to_string())
             .await?;

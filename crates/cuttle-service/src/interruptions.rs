@@ -6,7 +6,7 @@
 use crate::actor::Actor;
 use crate::resources::{audit_changed, get_in_space};
 use crate::{Instance, Result, ServiceError};
-use cuttle_model::{Interruption, User};
+use cuttle_model::{Interruption, Permission, Scope, User};
 use cuttle_store::{DocumentQuery, Tx};
 use serde_json::{Map, Value};
 
@@ -19,11 +19,48 @@ pub struct InterruptionFilter {
     pub ids: Vec<String>,
 }
 
+/// Where an interruption is: its space, and the project and environment
+/// among the documents it concerns.
+fn scope_of(i: &Interruption) -> Scope<'_> {
+    let mut scope = Scope::space(&i.space_id);
+    let related = |prefix: &str| {
+        i.related_document_ids
+            .iter()
+            .find(|d| d.starts_with(prefix))
+            .map(String::as_str)
+    };
+    if let Some(p) = related("Projects-") {
+        scope = scope.project(p);
+    }
+    if let Some(e) = related("Environments-") {
+        scope = scope.environment(e);
+    }
+    scope
+}
+
 /// Whether `caller` may act on `interruption` at all (take responsibility,
-/// submit). Cuttle's users are all administrators so far, so anyone may;
-/// when teams arrive, this is where `ResponsibleTeamIds` restricts it.
-fn may_act(_caller: &Actor, _interruption: &Interruption) -> bool {
-    true
+/// submit): with `InterruptionSubmit` there, any; with
+/// `InterruptionViewSubmitResponsible`, one whose responsible teams (if it
+/// names any) include one of theirs.
+fn may_act(caller: &Actor, interruption: &Interruption) -> bool {
+    let Some(perms) = &caller.permissions else {
+        return true;
+    };
+    let scope = scope_of(interruption);
+    if perms.allows(Permission::InterruptionSubmit, &scope) {
+        return true;
+    }
+    perms.allows(Permission::InterruptionViewSubmitResponsible, &scope)
+        && (interruption.responsible_team_ids.is_empty()
+            || interruption
+                .responsible_team_ids
+                .iter()
+                .any(|t| perms.teams.contains(t)))
+}
+
+/// Whether `caller` may see `interruption`.
+fn may_view(caller: &Actor, interruption: &Interruption) -> bool {
+    caller.may(Permission::InterruptionView, &scope_of(interruption))
 }
 
 /// Whether `caller` may submit an answer: they may act, and nobody else has
@@ -76,6 +113,7 @@ pub async fn list(
         .items
         .into_iter()
         .filter(|i| !filter.pending_only || i.is_pending)
+        .filter(|i| may_view(caller, i))
         .filter(|i| {
             regarding
                 .is_none_or(|r| i.task_id == r || i.related_document_ids.iter().any(|d| d == r))
@@ -91,6 +129,9 @@ pub async fn get(
     id: &str,
 ) -> Result<Interruption> {
     let i: Interruption = get_in_space(&inst.store, space_id, id).await?;
+    if !may_view(caller, &i) {
+        return Err(ServiceError::not_found("interruption", id));
+    }
     Ok(for_caller(i, caller))
 }
 
@@ -126,6 +167,9 @@ pub async fn take_responsibility(
 ) -> Result<User> {
     let mut tx = inst.store.begin().await?;
     let mut i = lock_pending(&mut tx, space_id, id).await?;
+    if !may_view(caller, &i) {
+        return Err(ServiceError::not_found("interruption", id));
+    }
     if !may_act(caller, &i) {
         return Err(ServiceError::Forbidden(
             "You are not in a team responsible for this interruption".into(),
@@ -176,6 +220,9 @@ pub async fn submit(
 ) -> Result<Interruption> {
     let mut tx = inst.store.begin().await?;
     let mut i = lock_pending(&mut tx, space_id, id).await?;
+    if !may_view(caller, &i) {
+        return Err(ServiceError::not_found("interruption", id));
+    }
     can_submit(caller, &i)?;
     let submission = i
         .check_submission(values)

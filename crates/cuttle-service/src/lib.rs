@@ -12,6 +12,9 @@
 //! - [`auth`]: users, passwords, API keys, the first administrator.
 //! - [`passwords`]: argon2 on a bounded blocking pool; unknown users cost the same.
 //! - [`sign_in_throttle`]: refusing sign-ins after too many failures.
+//! - [`permissions`]: a caller's permissions, and the 403 or 404 a refusal
+//!   answers with; the built-in roles and teams.
+//! - [`teams`]: teams, user roles and scoped user roles.
 //! - [`bootstrap`]: the default space and what every space starts with.
 //! - [`resources`]: spaces, environments, project groups, lifecycles.
 //! - [`spaces`]: stopping and restarting a space's task queue; deleting a
@@ -67,6 +70,7 @@ pub mod package_selection;
 pub mod packages;
 pub mod paging;
 pub mod passwords;
+pub mod permissions;
 pub mod preview;
 pub mod progression;
 pub mod projects;
@@ -78,6 +82,7 @@ pub mod sign_in_throttle;
 pub mod spaces;
 pub mod subscriptions;
 pub mod tasks;
+pub mod teams;
 pub mod text;
 pub mod users;
 pub mod variables;

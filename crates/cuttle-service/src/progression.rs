@@ -147,6 +147,12 @@ pub async fn deploy_automatic_phases(
     by: &crate::actor::Actor,
 ) -> Result<Vec<Deployment>> {
     let store = &inst.store;
+    // The lifecycle deploys, not the person whose action reached the phase:
+    // their name goes on the deployment, their permissions do not limit it.
+    let by = &crate::actor::Actor {
+        permissions: None,
+        ..by.clone()
+    };
     // Two nodes finishing deployments of this release at once must not both
     // queue the next phase: one decides and writes, then the other looks.
     let _lock = store
@@ -183,7 +189,7 @@ pub async fn deploy_automatic_phases(
             comments: Some(note.clone()),
             ..Default::default()
         };
-        match deployments::check(store, &inst.master_key, &release.space_id, new).await {
+        match deployments::check(store, &inst.master_key, by, &release.space_id, new).await {
             Ok(c) => checked.push(c.automatic(note)),
             Err(e) => tracing::warn!(
                 release = %release.id,

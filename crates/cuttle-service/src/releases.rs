@@ -157,6 +157,13 @@ pub async fn create_release(
         ]));
     }
     let project: Project = get_in_space(store, space_id, &new.project_id).await?;
+    let scope = cuttle_model::Scope::space(space_id)
+        .project(&project.id)
+        .project_group(&project.project_group_id);
+    if !caller.may(cuttle_model::Permission::ProjectView, &scope) {
+        return Err(ServiceError::not_found("project", &new.project_id));
+    }
+    caller.require(cuttle_model::Permission::ReleaseCreate, &scope)?;
     let channel = match new.channel_id.as_deref().filter(|c| !c.is_empty()) {
         Some(id) => {
             let c: Channel = get_in_space(store, space_id, id).await?;

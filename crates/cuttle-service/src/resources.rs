@@ -194,7 +194,20 @@ async fn ensure_unused_by_projects(
 pub async fn create_space(store: &Store, caller: &Actor, mut space: Space) -> Result<Space> {
     let mut errors = vec![];
     check_name("space", &space.name, &mut errors);
+    let mut managers = space.space_managers_team_members.clone();
+    managers.dedup();
+    for m in &managers {
+        if store.user(m).await?.is_none() {
+            errors.push(format!(
+                "SpaceManagersTeamMembers: the user '{m}' was not found"
+            ));
+        }
+    }
     fail_if_any(errors)?;
+    // Someone must manage the new space: its creator, unless others are named.
+    if managers.is_empty() && !caller.id.is_empty() {
+        managers.push(caller.id.clone());
+    }
     let mut tx = store.begin().await?;
     space.id = tx.next_id(Collection::Spaces).await?;
     space.name = space.name.trim().to_owned();
@@ -202,8 +215,14 @@ pub async fn create_space(store: &Store, caller: &Actor, mut space: Space) -> Re
         space.slug = slugify(&space.name);
     }
     space.is_default = false;
+    let team = crate::teams::space_managers_team(&space.id, managers.clone());
+    space.space_managers_teams = vec![team.id.clone()];
+    space.space_managers_team_members = managers;
     tx.insert(&space).await?;
     crate::bootstrap::seed_space(&mut tx, &space.id).await?;
+    tx.insert(&team).await?;
+    tx.insert(&crate::teams::space_managers_grant(&team))
+        .await?;
     let message = format!("space {} was created", space.name);
     audit_change(&mut tx, caller, None, Some(&space), message, vec![]).await?;
     tx.commit().await?;

@@ -1,4 +1,5 @@
-//! People and service accounts: listing them and creating them. A person
+//! People and service accounts: listing, creating, modifying (disabling,
+//! a new password) and removing them. A person
 //! signs in with a password (hashed with argon2, never stored in the user
 //! document); a service account has none and works through API keys.
 
@@ -7,7 +8,7 @@ use crate::passwords::Passwords;
 use crate::resources::audit_changed;
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
-use cuttle_model::User;
+use cuttle_model::{Permission, Permissions, Scope, Team, User};
 use cuttle_store::{Store, StoreError};
 
 /// Shorter passwords fall to guessing too quickly.
@@ -32,6 +33,184 @@ pub async fn list(store: &Store) -> Result<Vec<User>> {
     Ok(store.users().await?)
 }
 
+/// The users the caller may see: all with `UserView`, else only themself.
+pub async fn visible(store: &Store, caller: &Actor, perms: &Permissions) -> Result<Vec<User>> {
+    let all = store.users().await?;
+    if perms.allows(Permission::UserView, &Scope::system()) {
+        return Ok(all);
+    }
+    Ok(all.into_iter().filter(|u| u.id == caller.id).collect())
+}
+
+/// One user: themself, or anyone with `UserView`; others are not found.
+pub async fn get(store: &Store, caller: &Actor, perms: &Permissions, id: &str) -> Result<User> {
+    let user = store.user(id).await?;
+    match user {
+        Some(u) if u.id == caller.id || perms.allows(Permission::UserView, &Scope::system()) => {
+            Ok(u)
+        }
+        _ => Err(ServiceError::not_found("user", id)),
+    }
+}
+
+/// Acting on `user_id`'s account (keys, password): themself, or a holder
+/// of `UserEdit`.
+pub fn require_self_or_editor(caller: &Actor, perms: &Permissions, user_id: &str) -> Result<()> {
+    if caller.id == user_id {
+        return Ok(());
+    }
+    crate::permissions::require(perms, Permission::UserEdit, &Scope::system())
+}
+
+/// A change to a user, as a client sends it: `None` leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct UserChange {
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub email_address: Option<String>,
+    pub is_active: Option<bool>,
+    pub password: Option<String>,
+}
+
+/// Modifies a user. Anyone may change their own display name, email
+/// address and password; the username, disabling and others' accounts need
+/// `UserEdit`. Disabling stops the user's sessions and API keys at once
+/// (both are checked against the user on every request); a new password
+/// ends the user's portal sessions.
+pub async fn update(
+    store: &Store,
+    passwords: &Passwords,
+    caller: &Actor,
+    perms: &Permissions,
+    id: &str,
+    change: UserChange,
+) -> Result<User> {
+    let before = get(store, caller, perms, id).await?;
+    require_self_or_editor(caller, perms, id)?;
+    let mut after = before.clone();
+    let mut problems = vec![];
+    if let Some(username) = change.username.as_deref().map(str::trim) {
+        if username != before.username {
+            crate::permissions::require(perms, Permission::UserEdit, &Scope::system())?;
+            let probe = NewUser {
+                username: username.to_owned(),
+                is_service: true,
+                ..Default::default()
+            };
+            problems.extend(check(&probe));
+            after.username = username.to_owned();
+        }
+    }
+    if let Some(display) = change.display_name {
+        if let Some(problem) = crate::text::name_problem("DisplayName", "user", display.trim()) {
+            problems.push(problem);
+        }
+        after.display_name = match display.trim() {
+            "" => after.username.clone(),
+            d => d.to_owned(),
+        };
+    }
+    if let Some(email) = change.email_address {
+        let email = email.trim();
+        if !email.is_empty() && !looks_like_email(email) {
+            problems.push(format!(
+                "Email address '{email}' is not an email address (name@example.com)"
+            ));
+        }
+        after.email_address = email.to_owned();
+    }
+    if let Some(active) = change.is_active {
+        if active != before.is_active {
+            crate::permissions::require(perms, Permission::UserEdit, &Scope::system())?;
+            if !active && caller.id == id {
+                problems.push("You cannot disable yourself".into());
+            }
+            after.is_active = active;
+        }
+    }
+    let password = change.password.filter(|p| !p.is_empty());
+    if let Some(p) = &password {
+        if before.is_service {
+            problems.push("A service account has no password: it signs in with API keys".into());
+        } else {
+            problems.extend(password_problem(p, &after.username));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ServiceError::invalid(problems));
+    }
+    if before.is_active && !after.is_active {
+        crate::teams::check_user_change(store, caller, id, false).await?;
+    }
+    let hash = match &password {
+        Some(p) => Some(passwords.hash(p).await?),
+        None => None,
+    };
+    let mut tx = store.begin().await?;
+    match tx.update_user(&after).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(ServiceError::invalid(vec![taken(&after.username)]))
+        }
+        other => other?,
+    }
+    let mut notes = vec![];
+    if let Some(hash) = &hash {
+        tx.set_password_hash(id, hash).await?;
+        let ended = tx.end_sessions_of(id, None).await?;
+        notes.push(format!("password changed, {ended} session(s) ended"));
+    }
+    if before.is_active && !after.is_active {
+        let ended = tx.end_sessions_of(id, None).await?;
+        notes.push(format!("disabled, {ended} session(s) ended"));
+    }
+    let entry = crate::audit::Entry::new(
+        crate::audit::category::MODIFIED,
+        None,
+        format!("user {} was modified", after.username),
+    )
+    .about([id.to_owned()])
+    .changed(Some(&before), Some(&after))
+    .details(notes.join("; "));
+    crate::audit::record(&mut tx, caller, entry).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Removes a user with their keys and sessions, and from every team.
+pub async fn delete(store: &Store, caller: &Actor, perms: &Permissions, id: &str) -> Result<()> {
+    let user = get(store, caller, perms, id).await?;
+    crate::permissions::require(perms, Permission::UserEdit, &Scope::system())?;
+    if caller.id == id {
+        return Err(ServiceError::bad_request(
+            "You cannot delete yourself: ask another user with UserEdit",
+        ));
+    }
+    crate::teams::check_user_change(store, caller, id, true).await?;
+    let teams = store.access_documents().await?.teams;
+    let mut tx = store.begin().await?;
+    for team in teams
+        .iter()
+        .filter(|t| t.member_user_ids.iter().any(|m| m == id))
+    {
+        if let Some(mut t) = tx.lock::<Team>(&team.id).await? {
+            t.member_user_ids.retain(|m| m != id);
+            t.version += 1;
+            tx.update(&t).await?;
+        }
+    }
+    tx.delete_user(id).await?;
+    let entry = crate::audit::Entry::new(
+        crate::audit::category::DELETED,
+        None,
+        format!("user {} was deleted", user.username),
+    )
+    .about([id.to_owned()])
+    .changed(Some(&user), None);
+    crate::audit::record(&mut tx, caller, entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Creates a user after checking every field, reporting all problems at
 /// once; the username is unique regardless of case.
 pub async fn create(
@@ -40,6 +219,7 @@ pub async fn create(
     caller: &Actor,
     new: &NewUser,
 ) -> Result<User> {
+    caller.require(Permission::UserEdit, &Scope::system())?;
     let username = new.username.trim();
     let mut problems = check(new);
     // A NUL is refused by `check` already, and PostgreSQL cannot look one up.

@@ -263,6 +263,64 @@ space_document!(
 space_document!(WorkerPool, "WorkerPools", "worker pool", sort_order);
 space_document!(cuttle_model::Subscription, "Subscriptions", "subscription");
 
+/// Team names are unique within the team's space, or among the
+/// installation-wide teams.
+impl Document for Team {
+    const COLLECTION: &'static str = "Teams";
+    const KIND: &'static str = "team";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        self.space_id.as_deref()
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn unique_scope(&self) -> Option<String> {
+        Some(self.space_id.clone().unwrap_or_default())
+    }
+}
+
+/// Roles are installation-wide, unique by name.
+impl Document for UserRole {
+    const COLLECTION: &'static str = "UserRoles";
+    const KIND: &'static str = "user role";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        None
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn unique_scope(&self) -> Option<String> {
+        Some(String::new())
+    }
+}
+
+/// Kept under its team, so a team's roles list cheaply.
+impl Document for ScopedUserRole {
+    const COLLECTION: &'static str = "ScopedUserRoles";
+    const KIND: &'static str = "scoped user role";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn space_id(&self) -> Option<&str> {
+        self.space_id.as_deref()
+    }
+    fn name(&self) -> &str {
+        &self.id
+    }
+    fn parent_id(&self) -> Option<&str> {
+        Some(&self.team_id)
+    }
+    fn unique_scope(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Which documents a list wants.
 #[derive(Clone, Debug, Default)]
 pub struct DocumentQuery {

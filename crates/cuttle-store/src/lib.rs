@@ -13,6 +13,8 @@
 //!   says so.
 //! - [`secrets`]: the master key that seals sensitive values at rest.
 //! - [`users`]: users, password hashes and API key hashes.
+//! - [`access`]: teams and roles read together for permission checks;
+//!   disabling, re-passwording and removing users.
 //! - [`sessions`]: the web portal's sessions, by the hash of their token.
 //! - [`spaces`]: deleting a space with everything in it; stopped queues.
 //! - [`deployments`]: deployment history's index, its lists, and the newest
@@ -29,6 +31,7 @@
 //!
 //! Nothing outside this crate writes SQL.
 
+pub mod access;
 pub mod backup;
 pub mod deployments;
 pub mod dialect;
@@ -50,6 +53,7 @@ pub mod testing;
 mod transaction;
 pub mod users;
 
+pub use access::AccessDocuments;
 pub use deployments::DeploymentQuery;
 pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};

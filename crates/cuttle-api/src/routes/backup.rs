@@ -12,6 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
+use cuttle_model::Permission;
 use cuttle_service::backup;
 use serde::Deserialize;
 
@@ -24,6 +25,7 @@ pub fn routes(r: Routes) -> Routes {
                 "A backup of the whole installation (database rows, package files, \
                 certificates), without the master key; administrator only",
             )
+            .requires(Permission::AdministerSystem)
             .media(OCTET_STREAM),
         )
         .post(
@@ -32,6 +34,7 @@ pub fn routes(r: Routes) -> Routes {
                 "A backup of the whole installation that also holds the master key, \
                 sealed under the passphrase given; administrator only",
             )
+            .requires(Permission::AdministerSystem)
             .body::<BackupRequest>()
             .media(OCTET_STREAM),
         ),

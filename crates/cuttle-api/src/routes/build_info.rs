@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cuttle_model::build_info::BuildInformation;
+use cuttle_model::Permission;
 use cuttle_service::build_info::{self, NewBuildInformation};
 use cuttle_service::packages::OverwriteMode;
 use cuttle_service::paging::ListParams;
@@ -25,6 +26,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list,
             op("Lists build information, optionally for one package")
+                .requires(Permission::FeedView)
                 .query::<ListParams>()
                 .query::<ListFilters>()
                 .page::<BuildInformation>(),
@@ -32,6 +34,7 @@ pub fn routes(mut r: Routes) -> Routes {
         .post(
             create,
             op("Records a package version's build information")
+                .requires(Permission::BuildInformationPush)
                 .query::<CreateParams>()
                 .body::<NewBuildInformation>()
                 .created::<BuildInformation>(),
@@ -41,11 +44,15 @@ pub fn routes(mut r: Routes) -> Routes {
         "/build-information/{id}",
         get(
             item,
-            op("One build information record").resource::<BuildInformation>(),
+            op("One build information record")
+                .requires(Permission::FeedView)
+                .resource::<BuildInformation>(),
         )
         .delete(
             delete,
-            op("Deletes a build information record").no_content(),
+            op("Deletes a build information record")
+                .requires(Permission::BuildInformationAdminister)
+                .no_content(),
         ),
     )
 }

@@ -4,6 +4,7 @@
 
 use super::{Id, Q};
 use crate::auth::Caller;
+use crate::authorize::Perms;
 use crate::error::ApiResult;
 use crate::links::{page, resource};
 use crate::route_table::{get, op, Routes};
@@ -12,7 +13,9 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use cuttle_model::{Event, EventKind};
+use cuttle_model::{Permission, Permissions, Scope};
 use cuttle_service::events::{self as svc, EventFilters};
+use cuttle_service::paging::split_list;
 use cuttle_service::paging::ListParams;
 use serde_json::Value;
 
@@ -26,28 +29,35 @@ pub fn routes(mut r: Routes) -> Routes {
         "/api/events/categories",
         get(
             categories,
-            op("The event categories to filter by").array::<EventKind>(),
+            op("The event categories to filter by")
+                .signed_in()
+                .array::<EventKind>(),
         ),
     );
     r = r.at(
         "/api/events/groups",
         get(
             groups,
-            op("The groups of event categories to filter by").array::<EventKind>(),
+            op("The groups of event categories to filter by")
+                .signed_in()
+                .array::<EventKind>(),
         ),
     );
     r = r.at(
         "/api/events/documenttypes",
         get(
             document_types,
-            op("The kinds of document events are about").array::<EventKind>(),
+            op("The kinds of document events are about")
+                .signed_in()
+                .array::<EventKind>(),
         ),
     );
     r = r.space(
         "/events",
         get(
             list,
-            op("Lists audit events, newest first (on /api/events, every space's)")
+            op("Lists audit events, newest first (on /api/events, every space's the caller may see)")
+                .requires_somewhere(Permission::EventView)
                 .query::<ListParams>()
                 .query::<EventFilters>()
                 .page::<Event>(),
@@ -56,34 +66,77 @@ pub fn routes(mut r: Routes) -> Routes {
     );
     r.space(
         "/events/{id}",
-        get(event, op("One audit event").resource::<Event>()).refuse_other_methods(READ_ONLY),
+        get(
+            event,
+            op("One audit event")
+                .requires_somewhere(Permission::EventView)
+                .resource::<Event>(),
+        )
+        .refuse_other_methods(READ_ONLY),
+    )
+}
+
+/// The spaces whose events the caller may read; `None`: every space's and
+/// the installation's own.
+fn readable_spaces(perms: &Permissions) -> Option<Vec<String>> {
+    if perms.allows(Permission::EventView, &Scope::system()) {
+        return None;
+    }
+    Some(
+        perms
+            .spaces()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| perms.allows_in_space(Permission::EventView, s))
+            .collect(),
     )
 }
 
 async fn list(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Q(paging): Q<ListParams>,
-    Q(filters): Q<EventFilters>,
+    Q(mut filters): Q<EventFilters>,
 ) -> ApiResult<Json<Value>> {
-    let (events, total) = svc::list(&inst.store, space.as_deref(), &filters, &paging).await?;
     let path = match &space {
         Some(s) => format!("/api/{s}/events"),
         None => "/api/events".into(),
     };
+    if space.is_none() {
+        if let Some(mine) = readable_spaces(&perms) {
+            let asked = split_list(filters.spaces.as_deref());
+            let spaces: Vec<String> = if asked.is_empty() {
+                mine
+            } else {
+                asked.into_iter().filter(|s| mine.contains(s)).collect()
+            };
+            if spaces.is_empty() {
+                return Ok(Json(page::<Event>(&[], 0, &paging, &path)));
+            }
+            filters.spaces = Some(spaces.join(","));
+        }
+    }
+    let (events, total) = svc::list(&inst.store, space.as_deref(), &filters, &paging).await?;
     Ok(Json(page(&events, total, &paging, &path)))
 }
 
 async fn event(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(
-        &svc::get(&inst.store, space.as_deref(), &id).await?,
-    )))
+    let e = svc::get(&inst.store, space.as_deref(), &id).await?;
+    let readable = match (readable_spaces(&perms), e.space_id.as_deref()) {
+        (None, _) => true,
+        (Some(mine), Some(s)) => mine.iter().any(|m| m == s),
+        (Some(_), None) => false,
+    };
+    if !readable {
+        return Err(cuttle_service::ServiceError::not_found("event", &id).into());
+    }
+    Ok(Json(resource(&e)))
 }
 
 async fn categories(_: Caller) -> Json<Vec<EventKind>> {

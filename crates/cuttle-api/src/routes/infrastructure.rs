@@ -4,6 +4,7 @@
 
 use super::{document_query, Id, Q};
 use crate::auth::Caller;
+use crate::authorize::Perms;
 use crate::error::ApiResult;
 use crate::json::OctoJson;
 use crate::links::{page, page_of, resource, Linked};
@@ -13,8 +14,12 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cuttle_model::{Environment, LibraryVariableSet, Lifecycle, Project, ProjectGroup};
+use cuttle_model::{
+    Environment, LibraryVariableSet, Lifecycle, Permission, Permissions, Project, ProjectGroup,
+    Scope,
+};
 use cuttle_service::paging::ListParams;
+use cuttle_service::permissions;
 use cuttle_service::resources as svc;
 use cuttle_service::variables;
 use cuttle_service::ServiceError;
@@ -31,6 +36,7 @@ pub fn routes(mut r: Routes) -> Routes {
         put(
             sort_environments,
             op("Orders the space's environments: the body lists their ids in order")
+                .requires(Permission::EnvironmentEdit)
                 .body_ids()
                 .empty(),
         ),
@@ -41,6 +47,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             group_projects,
             op("Lists the projects in a project group")
+                .requires(Permission::ProjectView)
                 .query::<ListParams>()
                 .page::<Project>(),
         ),
@@ -55,6 +62,13 @@ pub(super) trait SpaceCrud:
 {
     /// The collection's route segment.
     const PATH: &'static str;
+    /// The permissions to view, create, modify and delete one.
+    const PERMISSIONS: Crud;
+    /// The environments one belongs to, which narrow who sees it; none
+    /// for a resource that is not in environments.
+    fn environment_ids(&self) -> Vec<&str> {
+        Vec::new()
+    }
     fn create(
         store: &Store,
         caller: &cuttle_service::actor::Actor,
@@ -76,10 +90,30 @@ pub(super) trait SpaceCrud:
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
 }
 
+/// The permissions of a plain resource's view, create, modify and delete.
+#[derive(Clone, Copy)]
+pub(super) struct Crud {
+    pub view: Permission,
+    pub create: Permission,
+    pub edit: Permission,
+    pub delete: Permission,
+}
+
 macro_rules! space_crud {
-    ($t:ty, $path:literal, $create:path, $update:path, $delete:path) => {
+    ($t:ty, $path:literal, [$view:ident, $create_p:ident, $edit:ident, $delete_p:ident], $create:path, $update:path, $delete:path $(, environments = $envs:path)?) => {
         impl SpaceCrud for $t {
             const PATH: &'static str = $path;
+            const PERMISSIONS: $crate::routes::infrastructure::Crud = $crate::routes::infrastructure::Crud {
+                view: cuttle_model::Permission::$view,
+                create: cuttle_model::Permission::$create_p,
+                edit: cuttle_model::Permission::$edit,
+                delete: cuttle_model::Permission::$delete_p,
+            };
+            $(
+                fn environment_ids(&self) -> Vec<&str> {
+                    $envs(self)
+                }
+            )?
             fn create(
                 store: &Store,
                 caller: &cuttle_service::actor::Actor,
@@ -110,16 +144,33 @@ macro_rules! space_crud {
 }
 pub(super) use space_crud;
 
+fn environment_itself(e: &Environment) -> Vec<&str> {
+    vec![e.id.as_str()]
+}
+
 space_crud!(
     Environment,
     "environments",
+    [
+        EnvironmentView,
+        EnvironmentCreate,
+        EnvironmentEdit,
+        EnvironmentDelete
+    ],
     svc::create_environment,
     svc::update_environment,
-    svc::delete_environment
+    svc::delete_environment,
+    environments = environment_itself
 );
 space_crud!(
     ProjectGroup,
     "projectgroups",
+    [
+        ProjectGroupView,
+        ProjectGroupCreate,
+        ProjectGroupEdit,
+        ProjectGroupDelete
+    ],
     svc::create_project_group,
     svc::update_project_group,
     svc::delete_project_group
@@ -127,6 +178,12 @@ space_crud!(
 space_crud!(
     Lifecycle,
     "lifecycles",
+    [
+        LifecycleView,
+        LifecycleCreate,
+        LifecycleEdit,
+        LifecycleDelete
+    ],
     svc::create_lifecycle,
     svc::update_lifecycle,
     svc::delete_lifecycle
@@ -134,6 +191,12 @@ space_crud!(
 space_crud!(
     LibraryVariableSet,
     "libraryvariablesets",
+    [
+        LibraryVariableSetView,
+        LibraryVariableSetCreate,
+        LibraryVariableSetEdit,
+        LibraryVariableSetDelete
+    ],
     variables::create_library_variable_set,
     variables::update_library_variable_set,
     variables::delete_library_variable_set
@@ -148,12 +211,14 @@ pub(super) fn crud<D: SpaceCrud>(r: Routes) -> Routes {
         get(
             list::<D>,
             op(format!("Lists the space's resources of type {kind}"))
+                .requires(D::PERMISSIONS.view)
                 .query::<ListParams>()
                 .page::<D>(),
         )
         .post(
             create::<D>,
             op(format!("Creates a resource of type {kind}"))
+                .requires(D::PERMISSIONS.create)
                 .body::<D>()
                 .created::<D>(),
         ),
@@ -170,75 +235,147 @@ pub(super) fn item_routes<D: SpaceCrud>(r: Routes) -> Routes {
         &format!("{path}/all"),
         get(
             all::<D>,
-            op(format!("Every resource of type {kind} in the space")).array::<D>(),
+            op(format!("Every resource of type {kind} in the space"))
+                .requires(D::PERMISSIONS.view)
+                .array::<D>(),
         ),
     );
     r.space(
         &format!("{path}/{{id}}"),
         get(
             one::<D>,
-            op(format!("One resource of type {kind}")).resource::<D>(),
+            op(format!("One resource of type {kind}"))
+                .requires(D::PERMISSIONS.view)
+                .resource::<D>(),
         )
         .put(
             update::<D>,
             op(format!("Modifies a resource of type {kind}"))
+                .requires(D::PERMISSIONS.edit)
                 .body::<D>()
                 .resource::<D>(),
         )
         .delete(
             delete::<D>,
-            op(format!("Deletes a resource of type {kind}")).no_content(),
+            op(format!("Deletes a resource of type {kind}"))
+                .requires(D::PERMISSIONS.delete)
+                .no_content(),
         ),
     )
 }
 
+/// Whether the caller may do `p` to `doc`: in its space, and in one of
+/// its environments when it is in any.
+pub(super) fn allowed<D: SpaceCrud>(
+    perms: &Permissions,
+    p: Permission,
+    space: &str,
+    doc: &D,
+) -> bool {
+    let envs = doc.environment_ids();
+    if envs.is_empty() {
+        return perms.allows(p, &Scope::space(space));
+    }
+    envs.iter()
+        .any(|e| perms.allows(p, &Scope::space(space).environment(e)))
+}
+
+/// Reads one the caller may see; any other answers as missing.
+pub(super) async fn visible_one<D: SpaceCrud>(
+    store: &Store,
+    perms: &Permissions,
+    space: &str,
+    id: &str,
+) -> Result<D, ServiceError> {
+    let doc = svc::get_in_space::<D>(store, space, id).await?;
+    if allowed(perms, D::PERMISSIONS.view, space, &doc) {
+        Ok(doc)
+    } else {
+        Err(ServiceError::not_found(D::KIND, id))
+    }
+}
+
+/// Whether every one the caller may view is every one there is (no
+/// narrowing by environment applies), so a page can be read as it is.
+fn unnarrowed<D: SpaceCrud>(perms: &Permissions, space: &str) -> bool {
+    perms.administrator
+        || perms.grants.iter().any(|g| {
+            g.space_id.as_deref() == Some(space)
+                && g.permissions.contains(&D::PERMISSIONS.view)
+                && g.environment_ids.is_empty()
+        })
+}
+
 async fn list<D: SpaceCrud>(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let found = svc::list::<D>(&inst.store, &document_query(&s, &p)).await?;
-    Ok(Json(page(
-        &found.items,
-        found.total,
-        &p,
-        &format!("/api/{s}/{}", D::PATH),
-    )))
+    let path = format!("/api/{s}/{}", D::PATH);
+    if unnarrowed::<D>(&perms, &s) {
+        let found = svc::list::<D>(&inst.store, &document_query(&s, &p)).await?;
+        return Ok(Json(page(&found.items, found.total, &p, &path)));
+    }
+    let q = DocumentQuery {
+        skip: 0,
+        take: None,
+        ..document_query(&s, &p)
+    };
+    let mine: Vec<D> = svc::list::<D>(&inst.store, &q)
+        .await?
+        .items
+        .into_iter()
+        .filter(|d| allowed(&perms, D::PERMISSIONS.view, &s, d))
+        .collect();
+    Ok(Json(page_of(mine, &p, &path)))
 }
 
 async fn all<D: SpaceCrud>(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
 ) -> ApiResult<Json<Value>> {
     let q = DocumentQuery {
-        space_id: Some(s),
+        space_id: Some(s.clone()),
         ..Default::default()
     };
     let found = svc::list::<D>(&inst.store, &q).await?;
     Ok(Json(Value::Array(
-        found.items.iter().map(resource).collect(),
+        found
+            .items
+            .iter()
+            .filter(|d| allowed(&perms, D::PERMISSIONS.view, &s, *d))
+            .map(resource)
+            .collect(),
     )))
 }
 
 async fn one<D: SpaceCrud>(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
-        &svc::get_in_space::<D>(&inst.store, &s, &id).await?,
+        &visible_one::<D>(&inst.store, &perms, &s, &id).await?,
     )))
 }
 
 pub(super) async fn create<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     OctoJson(body): OctoJson<D>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    for e in body.environment_ids() {
+        permissions::require(
+            &perms,
+            D::PERMISSIONS.create,
+            &Scope::space(&s).environment(e),
+        )?;
+    }
     let created = D::create(&inst.store, &c, &s, body).await?;
     Ok((StatusCode::CREATED, Json(resource(&created))))
 }
@@ -246,10 +383,21 @@ pub(super) async fn create<D: SpaceCrud>(
 async fn update<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
     OctoJson(body): OctoJson<D>,
 ) -> ApiResult<Json<Value>> {
+    let before = visible_one::<D>(&inst.store, &perms, &s, &id).await?;
+    for doc in [&before, &body] {
+        for e in doc.environment_ids() {
+            permissions::require(
+                &perms,
+                D::PERMISSIONS.edit,
+                &Scope::space(&s).environment(e),
+            )?;
+        }
+    }
     Ok(Json(resource(
         &D::update(&inst.store, &c, &s, &id, body).await?,
     )))
@@ -258,9 +406,18 @@ async fn update<D: SpaceCrud>(
 async fn delete<D: SpaceCrud>(
     State(inst): State<AppState>,
     Caller(c): Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
+    let doc = visible_one::<D>(&inst.store, &perms, &s, &id).await?;
+    for e in doc.environment_ids() {
+        permissions::require(
+            &perms,
+            D::PERMISSIONS.delete,
+            &Scope::space(&s).environment(e),
+        )?;
+    }
     D::delete(&inst.store, &c, &s, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -277,7 +434,7 @@ async fn sort_environments(
 
 async fn group_projects(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
     Q(p): Q<ListParams>,
@@ -292,6 +449,7 @@ async fn group_projects(
         .items
         .into_iter()
         .filter(|x| x.project_group_id == g.id)
+        .filter(|x| super::projects::may_view_project(&perms, x))
         .collect();
     Ok(Json(page_of(
         mine,

@@ -10,6 +10,7 @@ use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
+use cuttle_model::Permission;
 use cuttle_model::{Interruption, User};
 use cuttle_service::interruptions::{self as svc, InterruptionFilter};
 use cuttle_service::paging::ListParams;
@@ -22,6 +23,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list,
             op("Lists interruptions (manual interventions and guided failures)")
+                .requires(Permission::InterruptionView)
                 .query::<ListParams>()
                 .query::<Filters>()
                 .page::<Interruption>(),
@@ -31,18 +33,24 @@ pub fn routes(mut r: Routes) -> Routes {
         "/interruptions/{id}",
         get(
             interruption,
-            op("One interruption").resource::<Interruption>(),
+            op("One interruption")
+                .requires(Permission::InterruptionView)
+                .resource::<Interruption>(),
         ),
     );
     r = r.space(
         "/interruptions/{id}/responsible",
         get(
             responsible,
-            op("The user responsible for an interruption, or null").optional::<User>(),
+            op("The user responsible for an interruption, or null")
+                .requires(Permission::InterruptionView)
+                .optional::<User>(),
         )
         .put(
             take_responsibility,
-            op("Makes the caller responsible for an interruption").resource::<User>(),
+            op("Makes the caller responsible for an interruption")
+                .requires(Permission::InterruptionViewSubmitResponsible)
+                .resource::<User>(),
         ),
     );
     r.space(
@@ -50,6 +58,7 @@ pub fn routes(mut r: Routes) -> Routes {
         post(
             submit,
             op("Answers an interruption with its form's values")
+                .requires(Permission::InterruptionViewSubmitResponsible)
                 .body_object()
                 .resource::<Interruption>(),
         ),

@@ -2,9 +2,11 @@
 //! policies are plain resources; machine and worker lists take Octopus's
 //! filters (roles, environments, pools, health, disabled).
 
-use super::infrastructure::{create, crud, item_routes, space_crud, SpaceCrud};
+use super::infrastructure::{
+    allowed, create, crud, item_routes, space_crud, visible_one, SpaceCrud,
+};
 use super::{document_query, Id, Q};
-use crate::auth::Caller;
+use crate::authorize::Perms;
 use crate::error::ApiResult;
 use crate::links::page_of;
 use crate::route_table::{get, op, Routes};
@@ -12,7 +14,7 @@ use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
-use cuttle_model::{Environment, Machine, MachinePolicy, Worker, WorkerPool};
+use cuttle_model::{Environment, Machine, MachinePolicy, Permission, Worker, WorkerPool};
 use cuttle_service::machines::{self, MachineFilters};
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources::get_in_space;
@@ -24,13 +26,16 @@ use std::future::Future;
 space_crud!(
     Machine,
     "machines",
+    [MachineView, MachineCreate, MachineEdit, MachineDelete],
     machines::create_machine,
     machines::update_machine,
-    machines::delete_machine
+    machines::delete_machine,
+    environments = machine_environments
 );
 space_crud!(
     Worker,
     "workers",
+    [WorkerView, WorkerEdit, WorkerEdit, WorkerEdit],
     workers::create_worker,
     workers::update_worker,
     workers::delete_worker
@@ -38,6 +43,7 @@ space_crud!(
 space_crud!(
     WorkerPool,
     "workerpools",
+    [WorkerView, WorkerEdit, WorkerEdit, WorkerEdit],
     workers::create_worker_pool,
     workers::update_worker_pool,
     workers::delete_worker_pool
@@ -45,6 +51,12 @@ space_crud!(
 space_crud!(
     MachinePolicy,
     "machinepolicies",
+    [
+        MachinePolicyView,
+        MachinePolicyEdit,
+        MachinePolicyEdit,
+        MachinePolicyEdit
+    ],
     machine_policies::create_machine_policy,
     machine_policies::update_machine_policy,
     machine_policies::delete_machine_policy
@@ -56,6 +68,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list_machines,
             op("Lists deployment targets, with Octopus's filters")
+                .requires(Permission::MachineView)
                 .query::<ListParams>()
                 .query::<MachineFilters>()
                 .page::<Machine>(),
@@ -63,6 +76,7 @@ pub fn routes(mut r: Routes) -> Routes {
         .post(
             create::<Machine>,
             op("Registers a deployment target")
+                .requires(Permission::MachineCreate)
                 .body::<Machine>()
                 .created::<Machine>(),
         ),
@@ -73,6 +87,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             environment_machines,
             op("Lists an environment's deployment targets")
+                .requires(Permission::MachineView)
                 .query::<ListParams>()
                 .query::<MachineFilters>()
                 .page::<Machine>(),
@@ -83,6 +98,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list_workers,
             op("Lists workers, with Octopus's filters")
+                .requires(Permission::WorkerView)
                 .query::<ListParams>()
                 .query::<MachineFilters>()
                 .page::<Worker>(),
@@ -90,6 +106,7 @@ pub fn routes(mut r: Routes) -> Routes {
         .post(
             create::<Worker>,
             op("Registers a worker")
+                .requires(Permission::WorkerEdit)
                 .body::<Worker>()
                 .created::<Worker>(),
         ),
@@ -101,6 +118,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             pool_workers,
             op("Lists a worker pool's workers")
+                .requires(Permission::WorkerView)
                 .query::<ListParams>()
                 .page::<Worker>(),
         ),
@@ -108,28 +126,34 @@ pub fn routes(mut r: Routes) -> Routes {
     crud::<MachinePolicy>(r)
 }
 
+fn machine_environments(m: &Machine) -> Vec<&str> {
+    m.environment_ids.iter().map(String::as_str).collect()
+}
+
 async fn list_machines(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
     Q(f): Q<MachineFilters>,
 ) -> ApiResult<Json<Value>> {
-    let found = machines::list_machines(&inst.store, document_query(&s, &p), &f).await?;
+    let mut found = machines::list_machines(&inst.store, document_query(&s, &p), &f).await?;
+    found.retain(|m| allowed(&perms, Permission::MachineView, &s, m));
     Ok(Json(page_of(found, &p, &format!("/api/{s}/machines"))))
 }
 
 async fn environment_machines(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
     Q(p): Q<ListParams>,
     Q(mut f): Q<MachineFilters>,
 ) -> ApiResult<Json<Value>> {
-    let env: Environment = get_in_space(&inst.store, &s, &id).await?;
+    let env: Environment = visible_one(&inst.store, &perms, &s, &id).await?;
     f.environment_ids = Some(env.id);
-    let found = machines::list_machines(&inst.store, document_query(&s, &p), &f).await?;
+    let mut found = machines::list_machines(&inst.store, document_query(&s, &p), &f).await?;
+    found.retain(|m| allowed(&perms, Permission::MachineView, &s, m));
     Ok(Json(page_of(
         found,
         &p,
@@ -139,7 +163,6 @@ async fn environment_machines(
 
 async fn list_workers(
     State(inst): State<AppState>,
-    _: Caller,
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
     Q(f): Q<MachineFilters>,
@@ -150,7 +173,6 @@ async fn list_workers(
 
 async fn pool_workers(
     State(inst): State<AppState>,
-    _: Caller,
     SpaceId(s): SpaceId,
     Id(id): Id,
     Q(p): Q<ListParams>,

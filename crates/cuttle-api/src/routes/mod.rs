@@ -15,10 +15,12 @@ mod projects;
 mod releases;
 mod subscriptions;
 mod tasks;
+mod teams;
 mod variables;
 
 use crate::answers::{Feed, ServerThumbprint};
 use crate::auth::Caller;
+use crate::authorize::Perms;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page, page_of, resource};
@@ -29,7 +31,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use cuttle_model::{ApiKey, Space, User};
+use cuttle_model::{ApiKey, Permission, Space, User};
 use cuttle_service::instance::{CUTTLE_VERSION, OCTOPUS_COMPATIBLE_VERSION};
 use cuttle_service::paging::ListParams;
 use cuttle_service::{auth, resources};
@@ -91,33 +93,67 @@ pub fn all() -> Routes {
             "/api/agents/server-thumbprint",
             get(
                 server_thumbprint,
-                op("The server certificate's thumbprint agents must trust"),
+                op("The server certificate's thumbprint agents must trust").signed_in(),
             ),
         )
         .at(
             "/api/users/me",
-            get(me, op("The calling user").resource::<User>()),
+            get(me, op("The calling user").signed_in().resource::<User>()),
         )
         .at(
             "/api/users",
             get(
                 users,
-                op("Lists users").query::<ListParams>().page::<User>(),
+                op("Lists users (without UserView, only the caller)")
+                    .signed_in()
+                    .query::<ListParams>()
+                    .page::<User>(),
             )
             .post(
                 create_user,
-                op("Creates a user").body::<NewUserBody>().created::<User>(),
+                op("Creates a user")
+                    .requires(Permission::UserEdit)
+                    .body::<NewUserBody>()
+                    .created::<User>(),
             ),
         )
         .at(
             "/api/users/{id}",
-            get(user, op("One user").resource::<User>()),
+            get(
+                user,
+                op("One user (the caller, or anyone with UserView)")
+                    .signed_in()
+                    .resource::<User>(),
+            )
+            .put(
+                update_user,
+                op(
+                    "Modifies a user: their own name, email and password, or with UserEdit \
+                    anyone's, and disabling (which stops their sessions and keys at once)",
+                )
+                .signed_in()
+                .body::<UserChangeBody>()
+                .resource::<User>(),
+            )
+            .delete(
+                delete_user,
+                op("Removes a user with their API keys and sessions")
+                    .requires(Permission::UserEdit)
+                    .no_content(),
+            ),
         )
         .at(
             "/api/users/{id}/apikeys",
-            get(api_keys, op("Lists the user's API keys").page::<ApiKey>()).post(
+            get(
+                api_keys,
+                op("Lists the user's API keys (the caller's own, or anyone's with UserEdit)")
+                    .signed_in()
+                    .page::<ApiKey>(),
+            )
+            .post(
                 create_api_key,
                 op("Creates an API key; the answer holds its secret, shown this once")
+                    .signed_in()
                     .body::<NewApiKey>()
                     .created::<ApiKey>(),
             ),
@@ -126,54 +162,83 @@ pub fn all() -> Routes {
             "/api/users/{id}/apikeys/{key}",
             get(
                 api_key,
-                op("One of the user's API keys").resource::<ApiKey>(),
+                op("One of the user's API keys")
+                    .signed_in()
+                    .resource::<ApiKey>(),
             )
-            .delete(revoke_api_key, op("Revokes an API key").no_content()),
+            .delete(
+                revoke_api_key,
+                op("Revokes an API key").signed_in().no_content(),
+            ),
         )
         .at(
             "/api/spaces",
             get(
                 spaces,
-                op("Lists spaces").query::<ListParams>().page::<Space>(),
+                op("Lists the spaces the caller holds anything in")
+                    .signed_in()
+                    .query::<ListParams>()
+                    .page::<Space>(),
             )
             .post(
                 create_space,
-                op("Creates a space").body::<Space>().created::<Space>(),
+                op("Creates a space, with its defaults")
+                    .requires(Permission::SpaceCreate)
+                    .body::<Space>()
+                    .created::<Space>(),
             ),
         )
         .at(
             "/api/spaces/all",
-            get(all_spaces, op("Every space").array::<Space>()),
+            get(
+                all_spaces,
+                op("Every space the caller holds anything in")
+                    .signed_in()
+                    .array::<Space>(),
+            ),
         )
         .at(
             "/api/spaces/{id}",
-            get(space, op("One space").resource::<Space>())
+            get(space, op("One space").signed_in().resource::<Space>())
                 .put(
                     update_space,
                     op("Modifies a space (stop its task queue before deleting it)")
+                        .requires(Permission::SpaceEdit)
                         .body::<Space>()
                         .resource::<Space>(),
                 )
                 .delete(
                     delete_space,
-                    op("Deletes a space whose task queue is stopped").no_content(),
+                    op("Deletes a space whose task queue is stopped")
+                        .requires(Permission::SpaceDelete)
+                        .no_content(),
                 ),
         )
         .at(
             "/api/{space}",
             get(
                 space_home,
-                op("The space's root document, with links to its collections"),
+                op("The space's root document, with links to its collections").signed_in(),
             ),
         );
     r = r.space(
         "/feeds",
         get(
             feeds,
-            op("Lists the space's feeds (the built-in feed)").query::<ListParams>(),
+            op("Lists the space's feeds (the built-in feed)")
+                .requires(Permission::FeedView)
+                .query::<ListParams>(),
         ),
     );
-    r = r.space("/feeds/{id}", get(feed, op("One feed").resource::<Feed>()));
+    r = r.space(
+        "/feeds/{id}",
+        get(
+            feed,
+            op("One feed")
+                .requires(Permission::FeedView)
+                .resource::<Feed>(),
+        ),
+    );
     r = infrastructure::routes(r);
     r = projects::routes(r);
     r = releases::routes(r);
@@ -187,6 +252,7 @@ pub fn all() -> Routes {
     r = operations::routes(r);
     r = backup::routes(r);
     r = subscriptions::routes(r);
+    r = teams::routes(r);
     tasks::routes(r)
 }
 
@@ -262,10 +328,11 @@ async fn me(Caller(user): Caller) -> Json<Value> {
 
 async fn users(
     State(inst): State<AppState>,
-    _: Caller,
+    Caller(caller): Caller,
+    Perms(perms): Perms,
     Q(params): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let all: Vec<User> = inst.store.users().await?;
+    let all = cuttle_service::users::visible(&inst.store, &caller, &perms).await?;
     Ok(Json(page_of(all, &params, "/api/users")))
 }
 
@@ -300,28 +367,64 @@ async fn create_user(
 
 async fn user(
     State(inst): State<AppState>,
-    _: Caller,
+    Caller(caller): Caller,
+    Perms(perms): Perms,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let u = inst
-        .store
-        .user(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("The user '{id}' was not found")))?;
+    let u = cuttle_service::users::get(&inst.store, &caller, &perms, &id).await?;
     Ok(Json(resource(&u)))
+}
+
+/// A change to a user; fields left out stay as they are.
+#[derive(Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase", default)]
+struct UserChangeBody {
+    username: Option<String>,
+    display_name: Option<String>,
+    email_address: Option<String>,
+    is_active: Option<bool>,
+    /// A new password; ends the user's portal sessions.
+    password: Option<String>,
+}
+
+async fn update_user(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Perms(perms): Perms,
+    Path(id): Path<String>,
+    OctoJson(body): OctoJson<UserChangeBody>,
+) -> ApiResult<Json<Value>> {
+    let change = cuttle_service::users::UserChange {
+        username: body.username,
+        display_name: body.display_name,
+        email_address: body.email_address,
+        is_active: body.is_active,
+        password: body.password,
+    };
+    let u =
+        cuttle_service::users::update(&inst.store, &inst.passwords, &caller, &perms, &id, change)
+            .await?;
+    Ok(Json(resource(&u)))
+}
+
+async fn delete_user(
+    State(inst): State<AppState>,
+    Caller(caller): Caller,
+    Perms(perms): Perms,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    cuttle_service::users::delete(&inst.store, &caller, &perms, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn api_keys(
     State(inst): State<AppState>,
     Caller(caller): Caller,
+    Perms(perms): Perms,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if caller.id != id {
-        return Err(cuttle_service::ServiceError::Forbidden(
-            "You can only list your own API keys".into(),
-        )
-        .into());
-    }
+    cuttle_service::users::get(&inst.store, &caller, &perms, &id).await?;
+    cuttle_service::users::require_self_or_editor(&caller, &perms, &id)?;
     let keys = inst.store.api_keys(&id).await?;
     let params = ListParams {
         take: Some(cuttle_service::paging::TAKE_ALL),
@@ -338,14 +441,11 @@ async fn api_keys(
 async fn api_key(
     State(inst): State<AppState>,
     Caller(caller): Caller,
+    Perms(perms): Perms,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    if caller.id != id {
-        return Err(cuttle_service::ServiceError::Forbidden(
-            "You can only read your own API keys".into(),
-        )
-        .into());
-    }
+    cuttle_service::users::get(&inst.store, &caller, &perms, &id).await?;
+    cuttle_service::users::require_self_or_editor(&caller, &perms, &id)?;
     let k = inst
         .store
         .api_keys(&id)
@@ -360,15 +460,33 @@ async fn api_key(
 #[serde(rename_all = "PascalCase", default)]
 struct NewApiKey {
     purpose: String,
+    /// When the key stops working; never, when left out.
+    expires: Option<String>,
 }
 
 async fn create_api_key(
     State(inst): State<AppState>,
     Caller(caller): Caller,
+    Perms(perms): Perms,
     Path(id): Path<String>,
     OctoJson(body): OctoJson<NewApiKey>,
 ) -> ApiResult<impl axum::response::IntoResponse> {
-    let key = auth::create_api_key(&inst.store, &caller, &id, &body.purpose).await?;
+    let expires = match body
+        .expires
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        None => None,
+        Some(text) => Some(parse_time(text).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Expires '{text}' is not a date and time (2026-12-31T00:00:00Z)"
+            ))
+        })?),
+    };
+    cuttle_service::users::get(&inst.store, &caller, &perms, &id).await?;
+    let key =
+        auth::create_api_key(&inst.store, &caller, &perms, &id, &body.purpose, expires).await?;
     // The body holds the key's secret, shown this once: no cache may keep it.
     Ok((
         StatusCode::CREATED,
@@ -380,39 +498,62 @@ async fn create_api_key(
 async fn revoke_api_key(
     State(inst): State<AppState>,
     Caller(caller): Caller,
+    Perms(perms): Perms,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    auth::revoke_api_key(&inst.store, &caller, &id, &key).await?;
+    cuttle_service::users::get(&inst.store, &caller, &perms, &id).await?;
+    auth::revoke_api_key(&inst.store, &caller, &perms, &id, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn spaces(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     Q(params): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let q = DocumentQuery {
         space_id: None,
+        ids: visible_space_ids(&perms, params.ids()),
         ..document_query("", &params)
     };
+    if perms.spaces().is_some() && q.ids.is_empty() {
+        return Ok(Json(page::<Space>(&[], 0, &params, "/api/spaces")));
+    }
     let p = resources::list::<Space>(&inst.store, &q).await?;
     Ok(Json(page(&p.items, p.total, &params, "/api/spaces")))
 }
 
-async fn all_spaces(State(inst): State<AppState>, _: Caller) -> ApiResult<Json<Value>> {
+/// The ids a space list may answer: those asked for (all, when none are),
+/// narrowed to the spaces the caller holds anything in.
+fn visible_space_ids(perms: &cuttle_model::Permissions, asked: Vec<String>) -> Vec<String> {
+    match perms.spaces() {
+        None => asked,
+        Some(mine) if asked.is_empty() => mine.into_iter().collect(),
+        Some(mine) => asked.into_iter().filter(|a| mine.contains(a)).collect(),
+    }
+}
+
+async fn all_spaces(State(inst): State<AppState>, Perms(perms): Perms) -> ApiResult<Json<Value>> {
     let p = resources::list::<Space>(&inst.store, &DocumentQuery::default()).await?;
-    Ok(Json(Value::Array(p.items.iter().map(resource).collect())))
+    Ok(Json(Value::Array(
+        p.items
+            .iter()
+            .filter(|s| perms.sees_space(&s.id))
+            .map(resource)
+            .collect(),
+    )))
 }
 
 async fn space(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let s: Space = inst
         .store
         .get(&id)
         .await?
+        .filter(|s: &Space| perms.sees_space(&s.id))
         .ok_or_else(|| ApiError::not_found(format!("The space '{id}' was not found")))?;
     Ok(Json(resource(&s)))
 }
@@ -467,6 +608,18 @@ async fn space_home(_: Caller, SpaceId(space): SpaceId) -> Json<Value> {
         "MachinePolicies": link("machinepolicies"),
         "Subscriptions": link("subscriptions"),
     }}))
+}
+
+/// A time as clients send it: RFC 3339, or a date alone (midnight UTC).
+fn parse_time(text: &str) -> Option<cuttle_model::Timestamp> {
+    cuttle_model::Timestamp::parse(text).or_else(|| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|t| {
+                cuttle_model::Timestamp::parse(&format!("{}Z", t.format("%Y-%m-%dT%H:%M:%S")))
+            })
+    })
 }
 
 /// The built-in package feed; the same in every space, and always first.

@@ -9,6 +9,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cuttle_model::Permission;
 
 pub fn routes(r: Routes) -> Routes {
     r.at(
@@ -16,6 +17,7 @@ pub fn routes(r: Routes) -> Routes {
         get(
             metrics,
             op("The server's metrics in the Prometheus (OpenMetrics) text format")
+                .requires(Permission::ConfigureServer)
                 .media(cuttle_metrics::CONTENT_TYPE),
         ),
     )

@@ -18,6 +18,7 @@ use axum::Json;
 use cuttle_model::build_info::BuildInformation;
 use cuttle_model::ids::BUILTIN_FEED_ID;
 use cuttle_model::package::Package;
+use cuttle_model::Permission;
 use cuttle_service::build_info;
 use cuttle_service::packages::{self, OverwriteMode, PackageFilters, Upload};
 use cuttle_service::paging::ListParams;
@@ -33,6 +34,7 @@ pub fn routes(mut r: Routes) -> Routes {
         post(
             push,
             op("Pushes a package to the built-in feed (multipart, one file part)")
+                .requires(Permission::BuiltInFeedPush)
                 .query::<PushParams>()
                 .upload()
                 .created::<PackageView>(),
@@ -44,6 +46,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list,
             op("Lists the built-in feed's packages")
+                .requires(Permission::FeedView)
                 .query::<ListParams>()
                 .query::<PackageFilters>()
                 .page::<PackageView>(),
@@ -51,18 +54,34 @@ pub fn routes(mut r: Routes) -> Routes {
     );
     r = r.space(
         "/packages/{id}",
-        get(item, op("One package version").resource::<PackageView>())
-            .delete(delete, op("Deletes a package version").no_content()),
+        get(
+            item,
+            op("One package version")
+                .requires(Permission::FeedView)
+                .resource::<PackageView>(),
+        )
+        .delete(
+            delete,
+            op("Deletes a package version")
+                .requires(Permission::BuiltInFeedAdminister)
+                .no_content(),
+        ),
     );
     r = r.space(
         "/packages/{id}/raw",
-        get(download, op("Downloads a package file").media(OCTET_STREAM)),
+        get(
+            download,
+            op("Downloads a package file")
+                .requires(Permission::BuiltInFeedDownload)
+                .media(OCTET_STREAM),
+        ),
     );
     r.space(
         "/feeds/{id}/packages/versions",
         get(
             versions,
             op("Lists a package's versions in a feed, newest first")
+                .requires(Permission::FeedView)
                 .query::<ListParams>()
                 .query::<PackageFilters>()
                 .page::<PackageView>(),

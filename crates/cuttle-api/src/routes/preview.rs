@@ -9,6 +9,7 @@ use crate::space::SpaceId;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
+use cuttle_model::Permission;
 use cuttle_service::preview::{preview_deployment, DeploymentPreview};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ pub fn routes(r: Routes) -> Routes {
         get(
             preview,
             op("The plan a deployment of the release to the environment would follow")
+                .requires(Permission::ReleaseView)
                 .resource::<DeploymentPreview>(),
         ),
     )

@@ -3,9 +3,10 @@
 use super::{document_query, Id, Q};
 use crate::answers::{PhaseDeployment, PhaseProgression, ReleaseProgression};
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::authorize::{Perms, SpaceView};
+use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
-use crate::links::{page, resource};
+use crate::links::{page, page_of, resource};
 use crate::route_table::{get, op, post, Routes};
 use crate::space::SpaceId;
 use crate::AppState;
@@ -13,14 +14,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cuttle_model::{Deployment, Release, TaskState};
+use cuttle_model::{Permission, Permissions};
 use cuttle_service::deployments::{self as deploy_svc, CreateDeploymentCommand, NewDeployment};
 use cuttle_service::paging::{split_list, ListParams};
 use cuttle_service::progression;
 use cuttle_service::releases::{self as release_svc, CreateReleaseCommand, NewRelease};
 use cuttle_service::resources::{get_in_space, list};
+use cuttle_service::ServiceError;
 use cuttle_store::{DeploymentQuery, DocumentQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub fn routes(mut r: Routes) -> Routes {
     r = r.space(
@@ -28,12 +32,14 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list_releases,
             op("Lists releases, newest first")
+                .requires(Permission::ReleaseView)
                 .query::<ListParams>()
                 .page::<Release>(),
         )
         .post(
             create_release,
             op("Creates a release of a project")
+                .requires(Permission::ReleaseCreate)
                 .body::<NewRelease>()
                 .created::<Release>(),
         ),
@@ -43,19 +49,26 @@ pub fn routes(mut r: Routes) -> Routes {
         post(
             create_release_v1,
             op("Creates a release, naming the project, channel and packages (Octopus's CreateReleaseCommandV1)")
+                .requires(Permission::ReleaseCreate)
                 .body::<CreateReleaseCommand>()
                 .created::<CreatedRelease>(),
         ),
     );
     r = r.space(
         "/releases/{id}",
-        get(release, op("One release").resource::<Release>()),
+        get(
+            release,
+            op("One release")
+                .requires(Permission::ReleaseView)
+                .resource::<Release>(),
+        ),
     );
     r = r.space(
         "/releases/{id}/deployments",
         get(
             release_deployments,
             op("Lists a release's deployments")
+                .requires(Permission::DeploymentView)
                 .query::<ListParams>()
                 .page::<Deployment>(),
         ),
@@ -65,6 +78,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             release_progression,
             op("The release's progression through its lifecycle's phases")
+                .requires(Permission::ReleaseView)
                 .resource::<ReleaseProgression>(),
         ),
     );
@@ -73,6 +87,7 @@ pub fn routes(mut r: Routes) -> Routes {
         get(
             list_deployments,
             op("Lists deployments, with Octopus's filters")
+                .requires(Permission::DeploymentView)
                 .query::<ListParams>()
                 .query::<DeploymentFilters>()
                 .page::<Deployment>(),
@@ -80,6 +95,7 @@ pub fn routes(mut r: Routes) -> Routes {
         .post(
             create_deployment,
             op("Deploys a release to an environment")
+                .requires(Permission::DeploymentCreate)
                 .body::<NewDeployment>()
                 .created::<Deployment>(),
         ),
@@ -89,13 +105,19 @@ pub fn routes(mut r: Routes) -> Routes {
         post(
             create_deployments_v1,
             op("Deploys a release to environments, by names (Octopus's CreateDeploymentUntenantedCommandV1)")
+                .requires(Permission::DeploymentCreate)
                 .body::<CreateDeploymentCommand>()
                 .created::<CreatedDeployments>(),
         ),
     );
     r.space(
         "/deployments/{id}",
-        get(deployment, op("One deployment").resource::<Deployment>()),
+        get(
+            deployment,
+            op("One deployment")
+                .requires(Permission::DeploymentView)
+                .resource::<Deployment>(),
+        ),
     )
 }
 
@@ -123,31 +145,59 @@ struct DeploymentServerTask {
 
 async fn list_releases(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
+    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    let path = format!("/api/{s}/releases");
+    if view.whole(Permission::ReleaseView) {
+        let q = DocumentQuery {
+            descending: true,
+            ..document_query(&s, &p)
+        };
+        let found = list::<Release>(&inst.store, &q).await?;
+        return Ok(Json(page(&found.items, found.total, &p, &path)));
+    }
     let q = DocumentQuery {
         descending: true,
+        skip: 0,
+        take: None,
         ..document_query(&s, &p)
     };
-    let found = list::<Release>(&inst.store, &q).await?;
-    Ok(Json(page(
-        &found.items,
-        found.total,
-        &p,
-        &format!("/api/{s}/releases"),
-    )))
+    let mine: Vec<Release> = list::<Release>(&inst.store, &q)
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| view.allows(Permission::ReleaseView, Some(&r.project_id), None))
+        .collect();
+    Ok(Json(page_of(mine, &p, &path)))
+}
+
+/// A release the caller may see; any other answers as missing.
+async fn visible_release(
+    inst: &AppState,
+    perms: Arc<Permissions>,
+    space: &str,
+    id: &str,
+) -> Result<Release, ApiError> {
+    let r = get_in_space::<Release>(&inst.store, space, id).await?;
+    let view = SpaceView::new(&inst.store, perms, space).await?;
+    if view.allows(Permission::ReleaseView, Some(&r.project_id), None) {
+        Ok(r)
+    } else {
+        Err(ServiceError::not_found("release", id).into())
+    }
 }
 
 async fn release(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
-        &get_in_space::<Release>(&inst.store, &s, &id).await?,
+        &visible_release(&inst, perms, &s, &id).await?,
     )))
 }
 
@@ -178,10 +228,11 @@ async fn create_release_v1(
 /// Octopus's `LifecycleProgressionResource` for the release.
 async fn release_progression(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
+    visible_release(&inst, perms, &s, &id).await?;
     let p = progression::release_progression(&inst.store, &s, &id).await?;
     let phases = p
         .phases
@@ -221,23 +272,59 @@ async fn release_progression(
 
 async fn release_deployments(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let r = get_in_space::<Release>(&inst.store, &s, &id).await?;
+    let r = visible_release(&inst, perms.clone(), &s, &id).await?;
     let q = DeploymentQuery {
         release_id: Some(r.id),
         ..deployment_query(&s, &p)
     };
-    let found = inst.store.list_deployments(&q).await?;
-    Ok(Json(page(
-        &found.items,
-        found.total,
+    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    deployments_page(
+        &inst,
+        &view,
+        q,
         &p,
         &format!("/api/{s}/releases/{id}/deployments"),
-    )))
+    )
+    .await
+}
+
+/// A page of deployments, only those the caller may see.
+async fn deployments_page(
+    inst: &AppState,
+    view: &SpaceView,
+    q: DeploymentQuery,
+    p: &ListParams,
+    path: &str,
+) -> ApiResult<Json<Value>> {
+    if view.whole(Permission::DeploymentView) {
+        let found = inst.store.list_deployments(&q).await?;
+        return Ok(Json(page(&found.items, found.total, p, path)));
+    }
+    let all = DeploymentQuery {
+        skip: 0,
+        take: None,
+        ..q
+    };
+    let mine: Vec<Deployment> = inst
+        .store
+        .list_deployments(&all)
+        .await?
+        .items
+        .into_iter()
+        .filter(|d| {
+            view.allows(
+                Permission::DeploymentView,
+                Some(&d.project_id),
+                Some(&d.environment_id),
+            )
+        })
+        .collect();
+    Ok(Json(page_of(mine, p, path)))
 }
 
 /// A space's deployments, newest first, paged as `p` asks.
@@ -263,7 +350,7 @@ struct DeploymentFilters {
 
 async fn list_deployments(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
     Q(f): Q<DeploymentFilters>,
@@ -279,24 +366,26 @@ async fn list_deployments(
         task_states: states,
         ..deployment_query(&s, &p)
     };
-    let found = inst.store.list_deployments(&q).await?;
-    Ok(Json(page(
-        &found.items,
-        found.total,
-        &p,
-        &format!("/api/{s}/deployments"),
-    )))
+    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    deployments_page(&inst, &view, q, &p, &format!("/api/{s}/deployments")).await
 }
 
 async fn deployment(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(resource(
-        &get_in_space::<Deployment>(&inst.store, &s, &id).await?,
-    )))
+    let d = get_in_space::<Deployment>(&inst.store, &s, &id).await?;
+    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    if !view.allows(
+        Permission::DeploymentView,
+        Some(&d.project_id),
+        Some(&d.environment_id),
+    ) {
+        return Err(ServiceError::not_found("deployment", &id).into());
+    }
+    Ok(Json(resource(&d)))
 }
 
 async fn create_deployment(

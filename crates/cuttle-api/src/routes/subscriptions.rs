@@ -12,6 +12,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use cuttle_model::Permission;
 use cuttle_model::Subscription;
 use cuttle_service::paging::ListParams;
 use cuttle_service::resources as svc;
@@ -25,12 +26,14 @@ pub fn routes(r: Routes) -> Routes {
         get(
             list,
             op("Lists the space's subscriptions")
+                .requires(Permission::SubscriptionView)
                 .query::<ListParams>()
                 .page::<Subscription>(),
         )
         .post(
             create,
             op("Creates a subscription; without a WebhookSigningSecret it is given one, answered this once")
+                .requires(Permission::SubscriptionEdit)
                 .body::<Subscription>()
                 .created::<Subscription>(),
         ),
@@ -39,29 +42,39 @@ pub fn routes(r: Routes) -> Routes {
         "/subscriptions/all",
         get(
             all,
-            op("Every subscription in the space").array::<Subscription>(),
+            op("Every subscription in the space")
+                .requires(Permission::SubscriptionView)
+                .array::<Subscription>(),
         ),
     );
     let r = r.space(
         "/subscriptions/{id}",
-        get(one, op("One subscription").resource::<Subscription>())
-            .put(
-                update,
-                op("Modifies a subscription; its signing secret stays unless a new one is given")
-                    .body::<Subscription>()
-                    .resource::<Subscription>(),
-            )
-            .delete(
-                delete,
-                op("Deletes a subscription with its undelivered events and its history")
-                    .no_content(),
-            ),
+        get(
+            one,
+            op("One subscription")
+                .requires(Permission::SubscriptionView)
+                .resource::<Subscription>(),
+        )
+        .put(
+            update,
+            op("Modifies a subscription; its signing secret stays unless a new one is given")
+                .requires(Permission::SubscriptionEdit)
+                .body::<Subscription>()
+                .resource::<Subscription>(),
+        )
+        .delete(
+            delete,
+            op("Deletes a subscription with its undelivered events and its history")
+                .requires(Permission::SubscriptionEdit)
+                .no_content(),
+        ),
     );
     r.space(
         "/subscriptions/{id}/deliveries",
         get(
             deliveries,
             op("A subscription's deliveries, newest first, with every attempt")
+                .requires(Permission::SubscriptionView)
                 .query::<ListParams>()
                 .page::<DeliveryRecord>(),
         ),

@@ -4,9 +4,10 @@
 use super::{Id, Q};
 use crate::answers::{TaskDetails, TaskProgress};
 use crate::auth::Caller;
+use crate::authorize::Perms;
 use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
-use crate::links::{page, resource};
+use crate::links::{page, page_of, resource};
 use crate::route_table::{get, op, post, Routes, EVENT_STREAM, TEXT};
 use crate::space::{RouteSpace, SpaceId};
 use crate::AppState;
@@ -17,11 +18,13 @@ use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
+use cuttle_model::{Permission, Permissions, Scope};
 use cuttle_model::{ServerTask, TaskState};
 use cuttle_service::log_stream::{LogStream, StreamEvent};
 use cuttle_service::paging::{split_list, ListParams};
 use cuttle_service::raw_log::RawLog;
 use cuttle_service::tasks as svc;
+use cuttle_service::{permissions, ServiceError};
 use cuttle_store::TaskQuery;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -35,7 +38,8 @@ pub fn routes(mut r: Routes) -> Routes {
         "/tasks",
         get(
             list_tasks,
-            op("Lists server tasks, newest first (on /api/tasks, every space's)")
+            op("Lists server tasks, newest first (on /api/tasks, every space's the caller may see)")
+                .requires_somewhere(Permission::TaskView)
                 .query::<ListParams>()
                 .query::<TaskFilters>()
                 .page::<ServerTask>(),
@@ -43,39 +47,57 @@ pub fn routes(mut r: Routes) -> Routes {
         .post(
             create_task,
             op("Queues a task (Health: a health check of machines)")
+                .requires(Permission::TaskCreate)
                 .body::<NewTaskBody>()
                 .created::<ServerTask>(),
         ),
     );
     r = r.space(
         "/tasks/{id}",
-        get(task, op("One task").resource::<ServerTask>()),
+        get(
+            task,
+            op("One task")
+                .requires_somewhere(Permission::TaskView)
+                .resource::<ServerTask>(),
+        ),
     );
     r = r.space(
         "/tasks/{id}/details",
         get(
             details,
             op("A task with its progress and activity log tree")
+                .requires_somewhere(Permission::TaskView)
                 .query::<DetailParams>()
                 .resource::<TaskDetails>(),
         ),
     );
     r = r.space(
         "/tasks/{id}/raw",
-        get(raw, op("A task's log as plain text").media(TEXT)),
+        get(
+            raw,
+            op("A task's log as plain text")
+                .requires_somewhere(Permission::TaskView)
+                .media(TEXT),
+        ),
     );
     r = r.space(
         "/tasks/{id}/stream",
         get(
             stream,
             op("A task's progress and log as Server-Sent Events, until it finishes")
+                .requires_somewhere(Permission::TaskView)
                 .query::<StreamParams>()
                 .media(EVENT_STREAM),
         ),
     );
     r.space(
         "/tasks/{id}/cancel",
-        post(cancel, op("Cancels a task").resource::<ServerTask>()),
+        post(
+            cancel,
+            op("Cancels a task")
+                .requires_somewhere(Permission::TaskCancel)
+                .resource::<ServerTask>(),
+        ),
     )
 }
 
@@ -126,9 +148,43 @@ struct TaskFilters {
 }
 
 /// On `/api/tasks` every space's tasks; on `/api/{space}/tasks` one space's.
+/// Whether the caller may do `p` to `task`: in its space, project and
+/// environment; a task of no space (installation-wide work) needs `p`
+/// installation-wide.
+pub(crate) fn task_allowed(perms: &Permissions, p: Permission, task: &ServerTask) -> bool {
+    match task.space_id.as_deref() {
+        None => perms.allows(p, &Scope::system()),
+        Some(space) => {
+            let mut scope = Scope::space(space);
+            if let Some(project) = task.project_id.as_deref() {
+                scope = scope.project(project);
+            }
+            if let Some(env) = task.environment_id.as_deref() {
+                scope = scope.environment(env);
+            }
+            perms.allows(p, &scope)
+        }
+    }
+}
+
+/// A task the caller may see, or the same 404 as a missing one.
+async fn visible_task(
+    inst: &AppState,
+    perms: &Permissions,
+    space: Option<&str>,
+    id: &str,
+) -> Result<ServerTask, ApiError> {
+    let task = svc::task(inst, space, id).await?;
+    if task_allowed(perms, Permission::TaskView, &task) {
+        Ok(task)
+    } else {
+        Err(ServiceError::not_found("task", id).into())
+    }
+}
+
 async fn list_tasks(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     Path(params): Path<HashMap<String, String>>,
     Q(list): Q<ListParams>,
     Q(f): Q<TaskFilters>,
@@ -157,22 +213,36 @@ async fn list_tasks(
         skip: list.skip(),
         take: Some(list.take()),
     };
-    let (tasks, total) = inst.store.list_tasks(&q).await?;
     let path = match &space {
         Some(s) => format!("/api/{s}/tasks"),
         None => "/api/tasks".into(),
     };
+    if !perms.administrator {
+        // Narrowed: read every match and keep those the caller may see.
+        let all = TaskQuery {
+            skip: 0,
+            take: None,
+            ..q
+        };
+        let (tasks, _) = inst.store.list_tasks(&all).await?;
+        let mine: Vec<ServerTask> = tasks
+            .into_iter()
+            .filter(|t| task_allowed(&perms, Permission::TaskView, t))
+            .collect();
+        return Ok(Json(page_of(mine, &list, &path)));
+    }
+    let (tasks, total) = inst.store.list_tasks(&q).await?;
     Ok(Json(page(&tasks, total, &list, &path)))
 }
 
 async fn task(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(resource(
-        &svc::task(&inst, space.as_deref(), &id).await?,
+        &visible_task(&inst, &perms, space.as_deref(), &id).await?,
     )))
 }
 
@@ -206,11 +276,12 @@ impl DetailParams {
 
 async fn details(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Id(id): Id,
     Q(p): Q<DetailParams>,
 ) -> ApiResult<Json<Value>> {
+    visible_task(&inst, &perms, space.as_deref(), &id).await?;
     let view = svc::LogView {
         verbose: p.verbose.unwrap_or(true),
         tail: p.tail()?,
@@ -236,12 +307,12 @@ async fn details(
 /// sent, so neither the log's size nor a slow client grows memory.
 async fn raw(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<impl IntoResponse> {
     // Asked first, so an unknown task is a 404 rather than an empty body.
-    let task = svc::task(&inst, space.as_deref(), &id).await?;
+    let task = visible_task(&inst, &perms, space.as_deref(), &id).await?;
     let log = RawLog::open(inst.store.clone(), &task.id).await?;
     let pieces = futures_util::stream::unfold(Some(log), |log| async move {
         let mut log = log?;
@@ -264,9 +335,24 @@ async fn raw(
 async fn cancel(
     State(inst): State<AppState>,
     Caller(c): Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
+    let task = visible_task(&inst, &perms, space.as_deref(), &id).await?;
+    if !task_allowed(&perms, Permission::TaskCancel, &task) {
+        let mut scope = match task.space_id.as_deref() {
+            Some(s) => Scope::space(s),
+            None => Scope::system(),
+        };
+        if let Some(p) = task.project_id.as_deref() {
+            scope = scope.project(p);
+        }
+        if let Some(e) = task.environment_id.as_deref() {
+            scope = scope.environment(e);
+        }
+        return Err(permissions::missing(Permission::TaskCancel, &scope).into());
+    }
     Ok(Json(resource(
         &svc::cancel(&inst, &c, space.as_deref(), &id).await?,
     )))
@@ -286,13 +372,14 @@ struct StreamParams {
 /// after `since`.
 async fn stream(
     State(inst): State<AppState>,
-    _: Caller,
+    Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Id(id): Id,
     Q(p): Q<StreamParams>,
     Extension(closing): Extension<Closing>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
+    visible_task(&inst, &perms, space.as_deref(), &id).await?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("?").trim())

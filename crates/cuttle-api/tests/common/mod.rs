@@ -225,8 +225,30 @@ impl Server {
         panic!("{}: task {id} did not complete within 30 s", self.backend);
     }
 
-    /// A second user with an API key, written through the store (there is
-    /// no user-creation API yet); returns the key.
+    /// A user holding `role` in the whole of Spaces-1 (through a team of
+    /// their own), with an API key; returns the key.
+    pub async fn create_user_in_role(&self, username: &str, role: &str) -> String {
+        let key = self.create_user(username).await;
+        let me = self
+            .call_with(Method::GET, "/api/users/me", None, Some(&key))
+            .await
+            .body;
+        let team = self
+            .create(
+                "/api/teams",
+                serde_json::json!({"Name": format!("{username}'s team"), "SpaceId": "Spaces-1", "MemberUserIds": [me["Id"]]}),
+            )
+            .await;
+        self.create(
+            "/api/scopeduserroles",
+            serde_json::json!({"TeamId": team["Id"], "UserRoleId": role, "SpaceId": "Spaces-1"}),
+        )
+        .await;
+        key
+    }
+
+    /// A second user with an API key, written through the store, holding
+    /// no role (see [`Server::create_user_in_role`]); returns the key.
     pub async fn create_user(&self, username: &str) -> String {
         use cuttle_model::ids::Collection;
         let key = cuttle_service::auth::generate_api_key();

@@ -173,6 +173,11 @@ impl Server {
 
     /// Signs in through the sign-in form, as a browser does.
     pub async fn sign_in(&self) -> Browser<'_> {
+        self.sign_in_as("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Signs in as `username`, who may see no more than their own keys.
+    pub async fn sign_in_as(&self, username: &str, password: &str) -> Browser<'_> {
         let form = self.get_page("/signin", None).await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.body);
         let signin = form.cookie("cuttle_signin").expect("a sign-in cookie");
@@ -183,8 +188,8 @@ impl Server {
                 &[
                     ("csrf", &token),
                     ("next", "/"),
-                    ("username", "admin"),
-                    ("password", ADMIN_PASSWORD),
+                    ("username", username),
+                    ("password", password),
                 ],
                 Some(&format!("cuttle_signin={signin}")),
             )
@@ -192,7 +197,9 @@ impl Server {
         assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
         let session = done.cookie("cuttle_session").expect("a session cookie");
         let cookie = format!("cuttle_session={session}");
-        let home = self.get_page("/", Some(&cookie)).await;
+        let home = self
+            .get_page("/configuration/api-keys", Some(&cookie))
+            .await;
         assert_eq!(home.status, StatusCode::OK, "{}", home.body);
         Browser {
             server: self,

@@ -1,0 +1,426 @@
+//! Teams, roles and their scopes at work: a deployer scoped to one project
+//! and Dev, and the bad inputs and faults the permission model must
+//! survive. Each runs on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{on_both, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// A service account with a key the administrator made; its id and key.
+async fn account(s: &Server, name: &str) -> (String, String) {
+    let user = s
+        .create("/api/users", json!({"Username": name, "IsService": true}))
+        .await;
+    let id = user["Id"].as_str().unwrap().to_owned();
+    let key = s
+        .create(
+            &format!("/api/users/{id}/apikeys"),
+            json!({"Purpose": "permissions test"}),
+        )
+        .await;
+    (id, key["ApiKey"].as_str().unwrap().to_owned())
+}
+
+/// A team of Spaces-1 with `members`, holding `role` narrowed as given;
+/// returns the team.
+async fn team(
+    s: &Server,
+    name: &str,
+    members: &[&str],
+    role: &str,
+    projects: &[&str],
+    envs: &[&str],
+) -> Value {
+    let t = s
+        .create(
+            "/api/teams",
+            json!({"Name": name, "SpaceId": "Spaces-1", "MemberUserIds": members}),
+        )
+        .await;
+    s.create(
+        "/api/scopeduserroles",
+        json!({"TeamId": t["Id"], "UserRoleId": role, "SpaceId": "Spaces-1",
+               "ProjectIds": projects, "EnvironmentIds": envs}),
+    )
+    .await;
+    t
+}
+
+async fn as_user(
+    s: &Server,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    let body = body.map(|b| b.to_string());
+    s.call_with(method, path, body.as_deref(), Some(key)).await
+}
+
+#[tokio::test]
+async fn a_scoped_deployer_deploys_to_dev_and_is_refused_production_by_name() {
+    on_both("perm_scoped_deployer", |s| async move {
+        s.create("/api/environments", json!({"Name": "Dev"})).await;
+        s.create("/api/environments", json!({"Name": "Production"}))
+            .await;
+        s.project_with_script("Web", "echo web", json!({})).await;
+        s.project_with_script("Api", "echo api", json!({})).await;
+        s.create(
+            "/api/Spaces-1/releases/create/v1",
+            json!({"ProjectName": "Web", "ReleaseVersion": "1.0.0"}),
+        )
+        .await;
+        let (id, key) = account(&s, "dev").await;
+        team(
+            &s,
+            "developers",
+            &[&id],
+            "userroles-projectdeployer",
+            &["Projects-1"],
+            &["Environments-1"],
+        )
+        .await;
+
+        // Allowed in Dev.
+        let dev = as_user(
+            &s,
+            &key,
+            Method::POST,
+            "/api/Spaces-1/deployments",
+            Some(json!({"ReleaseId": "Releases-1", "EnvironmentId": "Environments-1"})),
+        )
+        .await;
+        assert_eq!(dev.status, StatusCode::CREATED, "{}: {}", s.backend, dev.body);
+        // Production's phase opens once Dev's deployment is done.
+        s.wait_for_task(dev.body["TaskId"].as_str().unwrap()).await;
+        // Refused in Production, naming the permission and where.
+        let prod = as_user(
+            &s,
+            &key,
+            Method::POST,
+            "/api/Spaces-1/deployments",
+            Some(json!({"ReleaseId": "Releases-1", "EnvironmentId": "Environments-2"})),
+        )
+        .await;
+        assert_eq!(prod.status, StatusCode::FORBIDDEN, "{}", prod.body);
+        let message = prod.body["ErrorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("DeploymentCreate") && message.contains("environment Environments-2"),
+            "{message}"
+        );
+        // By name, too.
+        let by_name = as_user(
+            &s,
+            &key,
+            Method::POST,
+            "/api/Spaces-1/deployments/create/untenanted/v1",
+            Some(json!({"ProjectName": "Web", "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Production"]})),
+        )
+        .await;
+        assert_eq!(by_name.status, StatusCode::FORBIDDEN, "{}", by_name.body);
+
+        // The project list shows only Web; Api answers as a missing id does.
+        let list = as_user(&s, &key, Method::GET, "/api/projects", None).await;
+        let names: Vec<&str> = list.body["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Web"]);
+        assert_eq!(list.body["TotalResults"], 1);
+        let hidden = as_user(&s, &key, Method::GET, "/api/projects/Projects-2", None).await;
+        let missing = as_user(&s, &key, Method::GET, "/api/projects/Projects-99", None).await;
+        assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            hidden.body["ErrorMessage"].as_str().unwrap().replace("Projects-2", "X"),
+            missing.body["ErrorMessage"].as_str().unwrap().replace("Projects-99", "X")
+        );
+        // A release of the hidden project cannot be made either.
+        let r = as_user(
+            &s,
+            &key,
+            Method::POST,
+            "/api/Spaces-1/releases",
+            Some(json!({"ProjectId": "Projects-2", "Version": "2.0.0"})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        // Environments: Dev only.
+        let envs = as_user(&s, &key, Method::GET, "/api/environments", None).await;
+        assert_eq!(envs.body["TotalResults"], 1, "{}", envs.body);
+        // What the user may do, and where.
+        let mine = as_user(&s, &key, Method::GET, &format!("/api/users/{id}/permissions"), None).await;
+        assert_eq!(mine.status, StatusCode::OK);
+        let deploy = &mine.body["SpacePermissions"]["DeploymentCreate"][0];
+        assert_eq!(deploy["RestrictedToEnvironmentIds"], json!(["Environments-1"]));
+        assert_eq!(deploy["RestrictedToProjectIds"], json!(["Projects-1"]));
+        // The deployment list shows the Dev deployment only, and the task too.
+        let deployments = as_user(&s, &key, Method::GET, "/api/deployments", None).await;
+        assert_eq!(deployments.body["TotalResults"], 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_role_scoped_to_a_deleted_project_grants_nothing_and_still_reads() {
+    on_both("perm_deleted_project", |s| async move {
+        s.project_with_script("Web", "echo web", json!({})).await;
+        s.project_with_script("Api", "echo api", json!({})).await;
+        let (id, key) = account(&s, "viewer").await;
+        let t = team(&s, "viewers", &[&id], "userroles-projectviewer", &["Projects-1"], &[]).await;
+        let r = s
+            .send(Method::DELETE, "/api/projects/Projects-1", &json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        // The role keeps naming the deleted project, and gives nothing.
+        let roles = s
+            .get(&format!("/api/teams/{}/scopeduserroles", t["Id"].as_str().unwrap()))
+            .await;
+        assert_eq!(roles.body["Items"][0]["ProjectIds"], json!(["Projects-1"]));
+        let list = as_user(&s, &key, Method::GET, "/api/projects", None).await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert_eq!(list.body["TotalResults"], 0, "{}", list.body);
+        let other = as_user(&s, &key, Method::GET, "/api/projects/Projects-2", None).await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
+        // A new role cannot name it.
+        let again = s
+            .post(
+                "/api/scopeduserroles",
+                json!({"TeamId": t["Id"], "UserRoleId": "userroles-projectviewer", "SpaceId": "Spaces-1", "ProjectIds": ["Projects-1"]}),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+        assert!(again.error_text().contains("Projects-1"), "{}", again.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_disabled_member_of_a_team_can_do_nothing_at_once() {
+    on_both("perm_disabled_member", |s| async move {
+        s.project_with_script("Web", "echo web", json!({})).await;
+        let (id, key) = account(&s, "leaver").await;
+        team(&s, "viewers", &[&id], "userroles-projectviewer", &[], &[]).await;
+        let before = as_user(&s, &key, Method::GET, "/api/projects", None).await;
+        assert_eq!(before.status, StatusCode::OK);
+        let r = s
+            .send(
+                Method::PUT,
+                &format!("/api/users/{id}"),
+                &json!({"IsActive": false}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let after = as_user(&s, &key, Method::GET, "/api/projects", None).await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+        // Still a member, still listed, and its permissions say nothing.
+        let perms = s.get(&format!("/api/users/{id}/permissions")).await;
+        assert_eq!(perms.body["SpacePermissions"], json!({}));
+        // Enabled again, the key works again.
+        s.send(
+            Method::PUT,
+            &format!("/api/users/{id}"),
+            &json!({"IsActive": true}),
+        )
+        .await;
+        let back = as_user(&s, &key, Method::GET, "/api/projects", None).await;
+        assert_eq!(back.status, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_the_last_administrator_stays_one() {
+    on_both("perm_last_admin", |s| async move {
+        let admins = s.get("/api/teams/teams-administrators").await.body;
+        assert_eq!(admins["MemberUserIds"], json!(["Users-1"]));
+        // Taking yourself out of the administrators team is refused.
+        let out = s
+            .send(
+                Method::PUT,
+                "/api/teams/teams-administrators",
+                &json!({"Name": admins["Name"], "MemberUserIds": [], "Version": admins["Version"]}),
+            )
+            .await;
+        assert_eq!(out.status, StatusCode::BAD_REQUEST, "{}", out.body);
+        assert!(out.error_text().contains("administrator"), "{}", out.body);
+        // Disabling or deleting yourself is refused too.
+        let off = s
+            .send(Method::PUT, "/api/users/Users-1", &json!({"IsActive": false}))
+            .await;
+        assert_eq!(off.status, StatusCode::BAD_REQUEST, "{}", off.body);
+        let gone = s.send(Method::DELETE, "/api/users/Users-1", &json!({})).await;
+        assert_eq!(gone.status, StatusCode::BAD_REQUEST, "{}", gone.body);
+        // The administrators' role cannot be taken from the team.
+        let role = s
+            .send(
+                Method::DELETE,
+                "/api/scopeduserroles/scopeduserroles-administrators",
+                &json!({}),
+            )
+            .await;
+        assert_eq!(role.status, StatusCode::BAD_REQUEST, "{}", role.body);
+        // With a second administrator, the first may be removed by them.
+        let (second, second_key) = account(&s, "second-admin").await;
+        let admins = s.get("/api/teams/teams-administrators").await.body;
+        let r = s
+            .send(
+                Method::PUT,
+                "/api/teams/teams-administrators",
+                &json!({"Name": admins["Name"], "MemberUserIds": ["Users-1", second], "Version": admins["Version"]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let off = as_user(&s, &second_key, Method::PUT, "/api/users/Users-1", Some(json!({"IsActive": false}))).await;
+        assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+        let still = s.get("/api/users/me").await;
+        assert_eq!(still.status, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_custom_role_with_an_unknown_permission_is_refused_by_name() {
+    on_both("perm_unknown_permission", |s| async move {
+        let r = s
+            .post(
+                "/api/userroles",
+                json!({"Name": "Shipper", "GrantedSpacePermissions": ["DeploymentCreate", "DeployEverything"]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.error_text().contains("'DeployEverything' is not a permission"), "{}", r.body);
+        let ok = s
+            .post(
+                "/api/userroles",
+                json!({"Name": "Shipper", "GrantedSpacePermissions": ["DeploymentCreate", "ProjectView"]}),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+        let all = s.get("/api/permissions/all").await;
+        assert!(all.body["DeploymentCreate"]["Description"].is_string());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_a_stale_team_version_is_refused() {
+    on_both("perm_team_version", |s| async move {
+        let (a, _) = account(&s, "a").await;
+        let (b, _) = account(&s, "b").await;
+        let t = s
+            .create("/api/teams", json!({"Name": "ops", "SpaceId": "Spaces-1"}))
+            .await;
+        let id = t["Id"].as_str().unwrap();
+        let path = format!("/api/teams/{id}");
+        // Two people read version 1; both write.
+        let first = s
+            .send(Method::PUT, &path, &json!({"Name": "ops", "SpaceId": "Spaces-1", "MemberUserIds": [a], "Version": t["Version"]}))
+            .await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        assert_eq!(first.body["Version"], 2);
+        let second = s
+            .send(Method::PUT, &path, &json!({"Name": "ops", "SpaceId": "Spaces-1", "MemberUserIds": [b], "Version": t["Version"]}))
+            .await;
+        assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.body);
+        let now = s.get(&path).await.body;
+        assert_eq!(now["MemberUserIds"], json!([a]));
+        // Without a version, nothing is written.
+        let blind = s
+            .send(Method::PUT, &path, &json!({"Name": "ops", "SpaceId": "Spaces-1", "MemberUserIds": [b]}))
+            .await;
+        assert_eq!(blind.status, StatusCode::BAD_REQUEST);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_keys_expire_list_without_secrets_and_an_administrator_revokes_them() {
+    on_both("perm_api_keys", |s| async move {
+        let (id, key) = account(&s, "robot").await;
+        let listed = s.get(&format!("/api/users/{id}/apikeys")).await;
+        assert_eq!(listed.body["TotalResults"], 1);
+        assert!(
+            listed.body["Items"][0].get("ApiKey").is_none(),
+            "{}",
+            listed.body
+        );
+        let past = s
+            .post(
+                &format!("/api/users/{id}/apikeys"),
+                json!({"Purpose": "x", "Expires": "2020-01-01"}),
+            )
+            .await;
+        assert_eq!(past.status, StatusCode::BAD_REQUEST);
+        let later = s
+            .post(
+                &format!("/api/users/{id}/apikeys"),
+                json!({"Purpose": "x", "Expires": "2999-01-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(later.status, StatusCode::CREATED, "{}", later.body);
+        assert!(later.body["Expires"]
+            .as_str()
+            .unwrap()
+            .starts_with("2999-01-01"));
+        // The account may not list another's keys; the administrator revokes its own.
+        let theirs = as_user(&s, &key, Method::GET, "/api/users/Users-1/apikeys", None).await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+        let key_id = listed.body["Items"][0]["Id"].as_str().unwrap();
+        let r = s
+            .send(
+                Method::DELETE,
+                &format!("/api/users/{id}/apikeys/{key_id}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        let after = as_user(&s, &key, Method::GET, "/api/users/me", None).await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_space_manager_manages_their_space_and_sees_nothing_of_another() {
+    on_both("perm_space_manager", |s| async move {
+        s.create("/api/environments", json!({"Name": "Dev"})).await;
+        let (id, key) = account(&s, "boss").await;
+        let space = s
+            .create("/api/spaces", json!({"Name": "Customer", "SpaceManagersTeamMembers": [id]}))
+            .await;
+        let sid = space["Id"].as_str().unwrap();
+        let env = as_user(&s, &key, Method::POST, &format!("/api/{sid}/environments"), Some(json!({"Name": "Prod"}))).await;
+        assert_eq!(env.status, StatusCode::CREATED, "{}", env.body);
+        let spaces = as_user(&s, &key, Method::GET, "/api/spaces", None).await;
+        assert_eq!(spaces.body["TotalResults"], 1);
+        assert_eq!(spaces.body["Items"][0]["Id"], sid);
+        // The default space does not exist for them, by id or by route.
+        let other = as_user(&s, &key, Method::GET, "/api/Spaces-1/environments", None).await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
+        let by_id = as_user(&s, &key, Method::GET, &format!("/api/{sid}/environments/Environments-1"), None).await;
+        assert_eq!(by_id.status, StatusCode::NOT_FOUND);
+        // They add a team of their space, but may not reach installation-wide teams.
+        let t = as_user(&s, &key, Method::POST, "/api/teams", Some(json!({"Name": "devs", "SpaceId": sid}))).await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+        let sys = as_user(&s, &key, Method::POST, "/api/teams", Some(json!({"Name": "devs"}))).await;
+        assert_eq!(sys.status, StatusCode::FORBIDDEN, "{}", sys.body);
+        // A role given through their space's team applies in their space only.
+        let grant = as_user(
+            &s,
+            &key,
+            Method::POST,
+            "/api/scopeduserroles",
+            Some(json!({"TeamId": t.body["Id"], "UserRoleId": "userroles-systemadministrator", "SpaceId": sid})),
+        )
+        .await;
+        assert_eq!(grant.status, StatusCode::CREATED, "{}", grant.body);
+        let users = as_user(&s, &key, Method::POST, "/api/users", Some(json!({"Username": "x", "IsService": true}))).await;
+        assert_eq!(users.status, StatusCode::FORBIDDEN);
+    })
+    .await;
+}

@@ -334,7 +334,19 @@ async fn open_master_key(store: &Store, config: &InstanceConfig) -> Result<Maste
     let key = match &config.master_key {
         Some(text) => MasterKey::from_base64(text)
             .map_err(|e| crate::ServiceError::Internal(format!("CUTTLE_MASTER_KEY: {e}")))?,
-        None => MasterKey::load_or_create(&config.data_dir.join("master.key")).map_err(refuse)?,
+        None => {
+            let path = config.data_dir.join("master.key");
+            // A database set up with a key whose file is gone (a volume
+            // mounted without it, a Secret not passed in): making a new key
+            // would fail the check below anyway, and leave a stray file.
+            if !path.exists() && store.setting(KEY_CHECK_SETTING).await?.is_some() {
+                return Err(crate::ServiceError::Internal(format!(
+                    "This database was set up with a master key (it holds that key's check,                      the '{KEY_CHECK_SETTING}' setting), but no master key was given: neither                      CUTTLE_MASTER_KEY (master_key in cuttle.toml) nor {}. Start with the                      original key; a new one could not read the sensitive values.",
+                    path.display()
+                )));
+            }
+            MasterKey::load_or_create(&path).map_err(refuse)?
+        }
     };
     let check = store
         .setting_or_insert(KEY_CHECK_SETTING, &key.key_check())

@@ -81,6 +81,24 @@ pub enum StoreError {
     StorageFull(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer Cuttle than this one.
+    #[error(
+        "the database's schema is version {database}, newer than this Cuttle ({cuttle}) knows: \
+         its newest schema is version {binary}. A newer Cuttle has upgraded this database; run \
+         that version, or restore a backup made by this one"
+    )]
+    SchemaNewer {
+        database: i64,
+        binary: i64,
+        cuttle: &'static str,
+    },
+    /// A migration this database applied is not the one this build ships.
+    #[error(
+        "migration {version} ({description}) differs from the one this database applied: its \
+         checksum in _sqlx_migrations is not this build's. A shipped migration must never \
+         change; this build is refused on this database"
+    )]
+    MigrationChanged { version: i64, description: String },
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
@@ -121,6 +139,47 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Brings the schema up to date. Each migration is recorded in
+/// `_sqlx_migrations` with its checksum when applied, and applied once; a
+/// database a newer Cuttle has migrated, or one whose recorded migration
+/// this build ships changed, is refused before anything is written.
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let exists = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+        }
+    };
+    let tables: i64 = sqlx::query_scalar(exists).fetch_one(pool).await?;
+    if tables > 0 {
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(pool)
+            .await?;
+        let binary = backup::known_schema_version();
+        if let Some(database) = newest.filter(|v| *v > binary) {
+            return Err(StoreError::SchemaNewer {
+                database,
+                binary,
+                cuttle: env!("CARGO_PKG_VERSION"),
+            });
+        }
+    }
+    MIGRATOR.run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMismatch(version) => StoreError::MigrationChanged {
+            version,
+            description: MIGRATOR
+                .iter()
+                .find(|m| m.version == version)
+                .map(|m| m.description.to_string())
+                .unwrap_or_default(),
+        },
+        other => StoreError::Migrate(other),
+    })
+}
 
 /// A handle on one installation's database. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -175,7 +234,7 @@ impl Store {
                     .connect_with(options.clone())
                     .await?;
                 // Migrations first: readers must never see half a schema.
-                MIGRATOR.run(&pool).await?;
+                migrate(&pool, backend).await?;
                 let reader = AnyPoolOptions::new()
                     .max_connections(SQLITE_READERS)
                     .min_connections(0)
@@ -206,7 +265,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
-                MIGRATOR.run(&pool).await?;
+                migrate(&pool, backend).await?;
                 Store {
                     progress: group_commit::GroupCommit::start(pool.clone()),
                     reader: pool.clone(),

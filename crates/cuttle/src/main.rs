@@ -2,9 +2,11 @@
 //! binary. This file only parses arguments and wires the libraries together.
 
 mod cli;
+mod config_file;
 mod server;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -83,10 +85,64 @@ fn end_quietly_when_the_reader_goes(quietly: bool) {
     }
 }
 
+/// The command line, and for the server the environment and `cuttle.toml`
+/// beneath it. `cuttle server --check-config` is answered here: it needs
+/// what each layer gave, which only the parse knows.
+/// `None` when the command was answered here.
+fn parse() -> anyhow::Result<Option<Cli>> {
+    let matches = Cli::command().get_matches();
+    let args = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Command::Server(server) = &args.command else {
+        return Ok(Some(args));
+    };
+    if !server.runs_the_server() {
+        return Ok(Some(args));
+    }
+    let sub = matches
+        .subcommand_matches("server")
+        .context("the server's arguments are missing")?;
+    let layer = config_file::layer(sub, server.config.as_deref(), &server.data_dir)?;
+    // The file's settings are parsed as if typed after the command line's,
+    // by the same parsers, so a value means the same wherever it is set.
+    let (mut args, matches) = if layer.args.is_empty() {
+        (args, matches)
+    } else {
+        let argv = std::env::args_os().chain(layer.args.iter().cloned());
+        let matches = Cli::command()
+            .try_get_matches_from(argv)
+            .unwrap_or_else(|e| e.exit());
+        let args = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        (args, matches)
+    };
+    let Command::Server(server) = &mut args.command else {
+        return Ok(Some(args));
+    };
+    let from_env = server.fill_secrets(&layer.secrets);
+    if server.check_config {
+        let sub = matches
+            .subcommand_matches("server")
+            .context("the server's arguments are missing")?;
+        server::check_config(
+            server,
+            config_file::describe(sub, &layer, &from_env),
+            &layer,
+        )?;
+        return Ok(None);
+    }
+    Ok(Some(args))
+}
+
 fn main() -> ExitCode {
     // Before parsing, so that `--help | head -1` ends quietly too.
     end_quietly_when_the_reader_goes(true);
-    let args = Cli::parse();
+    let args = match parse() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if args.command.is_service() {
         end_quietly_when_the_reader_goes(false);
     }

@@ -18,7 +18,6 @@ pub struct ServerArgs {
     /// Address to serve HTTP on.
     #[arg(long, env = "CUTTLE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: String,
-    /// Where Cuttle keeps its database (SQLite by default), keys and work files.
     /// Where polling agents connect [default: the --listen host, port 10943;
     /// an ephemeral port when --listen's port is 0]; "off" disables it
     #[arg(long, env = "CUTTLE_POLLING_LISTEN")]
@@ -27,8 +26,9 @@ pub struct ServerArgs {
     /// many days old (checked hourly); 0 keeps them for ever
     #[arg(long, env = "CUTTLE_PACKAGE_RETENTION_DAYS", default_value_t = 0)]
     package_retention_days: u64,
+    /// Where Cuttle keeps its database (SQLite by default), keys and work files.
     #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Also serve /metrics, /healthz and /readyz on this address, without an
     /// API key (keep it private, e.g. 127.0.0.1:9464); the main address
     /// serves /metrics only to callers with an API key
@@ -110,7 +110,23 @@ pub struct ServerArgs {
     /// an environment variable, never a flag, so it stays out of process lists;
     /// without it the data directory's master.key is used, created at first start.
     #[arg(skip = std::env::var("CUTTLE_MASTER_KEY").ok())]
-    master_key: Option<String>,
+    pub master_key: Option<String>,
+    /// The administrator's password at first start (CUTTLE_ADMIN_PASSWORD
+    /// or the file's admin_password); generated when none is given.
+    #[arg(skip = std::env::var("CUTTLE_ADMIN_PASSWORD").ok())]
+    pub admin_password: Option<String>,
+    /// An API key for the administrator, made at start (CUTTLE_ADMIN_API_KEY
+    /// or the file's admin_api_key).
+    #[arg(skip = std::env::var("CUTTLE_ADMIN_API_KEY").ok())]
+    pub admin_api_key: Option<String>,
+    /// The configuration file, beneath flags and environment [default:
+    /// cuttle.toml in the data directory, when there is one]
+    #[arg(long, env = "CUTTLE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration (file, environment, flags), print each setting
+    /// and where it came from, and exit without starting
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -153,6 +169,113 @@ pub fn init_tracing_as(format: LogFormat) {
 }
 
 impl ServerArgs {
+    /// Takes the secrets the configuration file gives where the environment
+    /// gives none; returns the names of those the environment gave.
+    pub fn fill_secrets(&mut self, from_file: &[(&'static str, String)]) -> Vec<&'static str> {
+        let mut from_env = Vec::new();
+        for (name, slot) in [
+            ("master_key", &mut self.master_key),
+            ("admin_password", &mut self.admin_password),
+            ("admin_api_key", &mut self.admin_api_key),
+        ] {
+            if slot.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+                from_env.push(name);
+            } else if let Some((_, value)) = from_file.iter().find(|(n, _)| *n == name) {
+                *slot = Some(value.clone());
+            }
+        }
+        from_env
+    }
+
+    /// The installation's configuration from these settings, refusing any
+    /// that could only fail later (a malformed key, SMTP without a sender).
+    fn instance_config(&self) -> anyhow::Result<InstanceConfig> {
+        if let Some(key) = self.admin_api_key.as_deref().filter(|k| !k.is_empty()) {
+            cuttle_service::auth::validate_bootstrap_key(key)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let mut config = InstanceConfig::new(self.data_dir.clone());
+        config.database_url = self.database_url.clone();
+        config.max_concurrent_tasks = self.max_concurrent_tasks;
+        config.default_script_timeout = Duration::from_secs(self.script_timeout.max(1));
+        config.master_key = self.master_key.clone().filter(|k| !k.trim().is_empty());
+        config.builtin_worker.allow_unisolated = self.builtin_worker_unisolated;
+        config.package_retention = (self.package_retention_days > 0)
+            .then(|| Duration::from_secs(self.package_retention_days.saturating_mul(86_400)));
+        config.sign_in_throttle.per_user = self.sign_in_failures_per_user;
+        config.sign_in_throttle.per_address = self.sign_in_failures_per_address;
+        config.count_metrics = self.count_metrics;
+        config.record_audit_events = self.record_audit_events;
+        if let Some(n) = self.node_name.clone() {
+            config.node_name = n;
+        }
+        let subs = &mut config.subscriptions;
+        subs.retry_most = Duration::from_secs(self.subscription_retry_max.max(1));
+        subs.retry_first = subs.retry_first.min(subs.retry_most);
+        subs.allow_link_local = self.allow_link_local_webhooks;
+        subs.server_url = self.public_url.clone();
+        if let Some(url) = self.smtp_url.clone().filter(|u| !u.is_empty()) {
+            let smtp = cuttle_service::subscriptions::email::SmtpConfig {
+                url,
+                from: self
+                    .smtp_from
+                    .clone()
+                    .context("--smtp-url needs --smtp-from, the address email is sent from")?,
+            };
+            smtp.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+            subs.smtp = Some(smtp);
+        }
+        Ok(config)
+    }
+}
+
+/// `cuttle server --check-config`: everything `run` would refuse before
+/// opening the installation, checked without opening it, then each setting
+/// and where it came from.
+pub fn check_config(
+    args: &ServerArgs,
+    settings: Vec<String>,
+    layer: &crate::config_file::Layer,
+) -> anyhow::Result<()> {
+    let config = args.instance_config()?;
+    if let Some(text) = &config.master_key {
+        cuttle_store::MasterKey::from_base64(text)
+            .map_err(|e| anyhow::anyhow!("master key (CUTTLE_MASTER_KEY or master_key): {e}"))?;
+    }
+    let url = config.database_url();
+    if cuttle_store::Backend::of_url(&url).is_none() {
+        anyhow::bail!("database_url: use sqlite://PATH or postgres://…");
+    }
+    for (name, address) in [
+        ("listen", Some(args.listen.as_str())),
+        ("metrics_listen", args.metrics_listen.as_deref()),
+        (
+            "polling_listen",
+            args.polling_listen
+                .as_deref()
+                .filter(|a| !a.trim().eq_ignore_ascii_case("off")),
+        ),
+    ] {
+        if let Some(address) = address {
+            std::net::ToSocketAddrs::to_socket_addrs(address.trim())
+                .with_context(|| format!("{name}: '{address}' is not an address to listen on"))?;
+        }
+    }
+    match &layer.path {
+        Some(path) => println!("Configuration file: {}", path.display()),
+        None => println!(
+            "Configuration file: none ({} not found in the data directory)",
+            crate::config_file::FILE_NAME
+        ),
+    }
+    for line in settings {
+        println!("  {line}");
+    }
+    println!("The configuration is valid.");
+    Ok(())
+}
+
+impl ServerArgs {
     /// Whether this runs the server rather than one of its subcommands.
     pub fn runs_the_server(&self) -> bool {
         self.command.is_none()
@@ -180,47 +303,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     };
 
-    let admin_password = std::env::var("CUTTLE_ADMIN_PASSWORD")
-        .ok()
-        .filter(|p| !p.is_empty());
-    let admin_key = std::env::var("CUTTLE_ADMIN_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
-    if let Some(key) = &admin_key {
-        cuttle_service::auth::validate_bootstrap_key(key).map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-
-    let mut config = InstanceConfig::new(args.data_dir.clone());
-    config.database_url = args.database_url.clone();
-    config.max_concurrent_tasks = args.max_concurrent_tasks;
-    config.default_script_timeout = Duration::from_secs(args.script_timeout.max(1));
-    config.master_key = args.master_key.filter(|k| !k.trim().is_empty());
-    config.builtin_worker.allow_unisolated = args.builtin_worker_unisolated;
-    config.package_retention = (args.package_retention_days > 0)
-        .then(|| Duration::from_secs(args.package_retention_days.saturating_mul(86_400)));
-    config.sign_in_throttle.per_user = args.sign_in_failures_per_user;
-    config.sign_in_throttle.per_address = args.sign_in_failures_per_address;
-    config.count_metrics = args.count_metrics;
-    config.record_audit_events = args.record_audit_events;
-    if let Some(n) = args.node_name {
-        config.node_name = n;
-    }
-    let subs = &mut config.subscriptions;
-    subs.retry_most = Duration::from_secs(args.subscription_retry_max.max(1));
-    subs.retry_first = subs.retry_first.min(subs.retry_most);
-    subs.allow_link_local = args.allow_link_local_webhooks;
-    subs.server_url = args.public_url.clone();
-    if let Some(url) = args.smtp_url.clone().filter(|u| !u.is_empty()) {
-        let smtp = cuttle_service::subscriptions::email::SmtpConfig {
-            url,
-            from: args
-                .smtp_from
-                .clone()
-                .context("--smtp-url needs --smtp-from, the address email is sent from")?,
-        };
-        smtp.check().map_err(|e| anyhow::anyhow!("{e}"))?;
-        subs.smtp = Some(smtp);
-    }
+    let config = args.instance_config()?;
+    check_data_dir_writable(&args.data_dir)?;
+    // Held until the process exits.
+    let on_sqlite = cuttle_store::Backend::of_url(&config.database_url())
+        == Some(cuttle_store::Backend::Sqlite);
+    let _one_node = match on_sqlite {
+        true => Some(lock_sqlite_data_dir(&args.data_dir)?),
+        false => None,
+    };
+    let admin_password = args.admin_password.clone().filter(|p| !p.is_empty());
+    let admin_key = args.admin_api_key.clone().filter(|k| !k.is_empty());
     let instance = Instance::open(config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -305,7 +398,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
         body_timeout: Duration::from_secs(args.http_body_timeout.max(1)),
     };
+    // Both endpoints listen: under systemd (Type=notify) the unit is started.
+    notify_systemd(sd_notify::NotifyState::Ready);
     cuttle_api::serve_with(listener, instance.clone(), limits, stopped()).await?;
+    notify_systemd(sd_notify::NotifyState::Stopping);
     tracing::info!("no longer accepting requests; letting running tasks finish");
     instance
         .runner
@@ -315,6 +411,89 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     instance.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells systemd (a `Type=notify` unit) how the service is doing; nothing
+/// when not started by systemd ($NOTIFY_SOCKET unset).
+pub fn notify_systemd(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+/// Refuses a data directory this process cannot write, saying why, before
+/// anything is opened: a read-only volume, or one owned by another user,
+/// would otherwise fail later with a database error that names neither.
+fn check_data_dir_writable(dir: &std::path::Path) -> anyhow::Result<()> {
+    let why = |e: std::io::Error| -> anyhow::Error {
+        match e.raw_os_error() {
+            Some(libc::EROFS) => anyhow::anyhow!(
+                "the data directory {} is on a read-only file system; Cuttle writes its \
+                 database, keys and work files there (mount it read-write)",
+                dir.display()
+            ),
+            Some(libc::EACCES | libc::EPERM) => {
+                use std::os::unix::fs::MetadataExt as _;
+                // SAFETY: geteuid and getegid cannot fail and touch no memory.
+                let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+                let owner = std::fs::metadata(dir)
+                    .map(|m| format!("owned by uid {} with mode {:o}", m.uid(), m.mode() & 0o7777))
+                    .unwrap_or_else(|_| "not readable".to_owned());
+                anyhow::anyhow!(
+                    "the data directory {} is not writable by this process (uid {uid}, gid \
+                     {gid}); it is {owner}: give it to uid {uid} (chown, or fsGroup on \
+                     Kubernetes) or run as its owner",
+                    dir.display()
+                )
+            }
+            _ => anyhow::Error::new(e).context(format!(
+                "the data directory {} cannot be used",
+                dir.display()
+            )),
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(why)?;
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(why)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Takes the data directory for this process alone while its SQLite
+/// database is in use: SQLite has one writer, and a second server on the
+/// same database would run the same queued tasks twice. The lock is the
+/// kernel's (flock), so it ends with the process however it ends.
+fn lock_sqlite_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let path = dir.join("server.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("could not open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        anyhow::bail!(
+            "another Cuttle server (pid {}) is using the data directory {} and its SQLite \
+             database; one SQLite database takes one server node (several nodes need \
+             PostgreSQL)",
+            holder.trim(),
+            dir.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// Raises this process's soft limit on open files to its hard limit (at

@@ -419,11 +419,14 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
                 "Cuttle agent {} is listening on https://{addr}",
                 config.name
             );
+            crate::server::notify_systemd(sd_notify::NotifyState::Ready);
             cuttle_protocol::listen::serve(listener, tls, host, shutdown).await;
         }
         (None, Some(server)) => {
             let tls = cuttle_protocol::trust::client_config(&identity, trusted)?;
             super::announce!("Cuttle agent {} is polling {server}", config.name);
+            // Ready to serve: the connection is (re)made by `poll` itself.
+            crate::server::notify_systemd(sd_notify::NotifyState::Ready);
             cuttle_protocol::polling::poll(server.clone(), tls, host, shutdown).await;
         }
         (None, None) => bail!(

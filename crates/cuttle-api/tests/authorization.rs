@@ -860,38 +860,6 @@ struct Fixture {
     expired: String,
 }
 
-/// A service account made through the API, with a key made for it by the
-/// administrator; returns its id and key.
-async fn account(s: &Server, name: &str) -> (String, String) {
-    let user = s
-        .create("/api/users", json!({"Username": name, "IsService": true}))
-        .await;
-    let id = user["Id"].as_str().unwrap().to_owned();
-    let key = s
-        .create(
-            &format!("/api/users/{id}/apikeys"),
-            json!({"Purpose": "authorization test"}),
-        )
-        .await;
-    (id, key["ApiKey"].as_str().unwrap().to_owned())
-}
-
-/// A team in Spaces-1 holding `role`, narrowed as given.
-async fn team(s: &Server, name: &str, member: &str, role: &str, projects: &[&str], envs: &[&str]) {
-    let t = s
-        .create(
-            "/api/teams",
-            json!({"Name": name, "SpaceId": "Spaces-1", "MemberUserIds": [member]}),
-        )
-        .await;
-    s.create(
-        "/api/scopeduserroles",
-        json!({"TeamId": t["Id"], "UserRoleId": role, "SpaceId": "Spaces-1",
-               "ProjectIds": projects, "EnvironmentIds": envs}),
-    )
-    .await;
-}
-
 async fn fixture(s: &Server) -> Fixture {
     s.create("/api/environments", json!({"Name": "Dev"})).await;
     s.create("/api/environments", json!({"Name": "Production"}))
@@ -904,37 +872,34 @@ async fn fixture(s: &Server) -> Fixture {
     assert_eq!(task, "ServerTasks-1");
     s.wait_for_task(&task).await;
 
-    let (manager_id, manager) = account(s, "manager").await;
+    let (manager_id, manager) = s.service_account("manager").await;
     s.create(
         "/api/spaces",
         json!({"Name": "Other", "SpaceManagersTeamMembers": [manager_id]}),
     )
     .await;
-    let (deployer_id, deployer) = account(s, "deployer").await;
-    team(
-        s,
+    let (deployer_id, deployer) = s.service_account("deployer").await;
+    s.team_with_role(
         "developers",
-        &deployer_id,
+        &[&deployer_id],
         "userroles-projectdeployer",
         &["Projects-1"],
         &["Environments-1"],
     )
     .await;
-    let (viewer_id, viewer) = account(s, "viewer").await;
-    team(
-        s,
+    let (viewer_id, viewer) = s.service_account("viewer").await;
+    s.team_with_role(
         "viewers",
-        &viewer_id,
+        &[&viewer_id],
         "userroles-projectviewer",
         &[],
         &[],
     )
     .await;
-    let (disabled_id, disabled) = account(s, "disabled").await;
-    team(
-        s,
+    let (disabled_id, disabled) = s.service_account("disabled").await;
+    s.team_with_role(
         "disabled ones",
-        &disabled_id,
+        &[&disabled_id],
         "userroles-projectviewer",
         &[],
         &[],
@@ -951,7 +916,7 @@ async fn fixture(s: &Server) -> Fixture {
 
     // A key that has expired: written through the store, as the API
     // refuses to make one that expires in the past.
-    let (expired_id, _) = account(s, "expired").await;
+    let (expired_id, _) = s.service_account("expired").await;
     let secret = cuttle_service::auth::generate_api_key();
     let mut tx = s.inst.store.begin().await.unwrap();
     let key = cuttle_model::ApiKey {

@@ -8,46 +8,6 @@ use common::{on_both, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// A service account with a key the administrator made; its id and key.
-async fn account(s: &Server, name: &str) -> (String, String) {
-    let user = s
-        .create("/api/users", json!({"Username": name, "IsService": true}))
-        .await;
-    let id = user["Id"].as_str().unwrap().to_owned();
-    let key = s
-        .create(
-            &format!("/api/users/{id}/apikeys"),
-            json!({"Purpose": "permissions test"}),
-        )
-        .await;
-    (id, key["ApiKey"].as_str().unwrap().to_owned())
-}
-
-/// A team of Spaces-1 with `members`, holding `role` narrowed as given;
-/// returns the team.
-async fn team(
-    s: &Server,
-    name: &str,
-    members: &[&str],
-    role: &str,
-    projects: &[&str],
-    envs: &[&str],
-) -> Value {
-    let t = s
-        .create(
-            "/api/teams",
-            json!({"Name": name, "SpaceId": "Spaces-1", "MemberUserIds": members}),
-        )
-        .await;
-    s.create(
-        "/api/scopeduserroles",
-        json!({"TeamId": t["Id"], "UserRoleId": role, "SpaceId": "Spaces-1",
-               "ProjectIds": projects, "EnvironmentIds": envs}),
-    )
-    .await;
-    t
-}
-
 async fn as_user(
     s: &Server,
     key: &str,
@@ -72,9 +32,8 @@ async fn a_scoped_deployer_deploys_to_dev_and_is_refused_production_by_name() {
             json!({"ProjectName": "Web", "ReleaseVersion": "1.0.0"}),
         )
         .await;
-        let (id, key) = account(&s, "dev").await;
-        team(
-            &s,
+        let (id, key) = s.service_account("dev").await;
+        s.team_with_role(
             "developers",
             &[&id],
             "userroles-projectdeployer",
@@ -170,8 +129,8 @@ async fn fault_a_role_scoped_to_a_deleted_project_grants_nothing_and_still_reads
     on_both("perm_deleted_project", |s| async move {
         s.project_with_script("Web", "echo web", json!({})).await;
         s.project_with_script("Api", "echo api", json!({})).await;
-        let (id, key) = account(&s, "viewer").await;
-        let t = team(&s, "viewers", &[&id], "userroles-projectviewer", &["Projects-1"], &[]).await;
+        let (id, key) = s.service_account("viewer").await;
+        let t = s.team_with_role( "viewers", &[&id], "userroles-projectviewer", &["Projects-1"], &[]).await;
         let r = s
             .send(Method::DELETE, "/api/projects/Projects-1", &json!({}))
             .await;
@@ -203,8 +162,9 @@ async fn fault_a_role_scoped_to_a_deleted_project_grants_nothing_and_still_reads
 async fn fault_a_disabled_member_of_a_team_can_do_nothing_at_once() {
     on_both("perm_disabled_member", |s| async move {
         s.project_with_script("Web", "echo web", json!({})).await;
-        let (id, key) = account(&s, "leaver").await;
-        team(&s, "viewers", &[&id], "userroles-projectviewer", &[], &[]).await;
+        let (id, key) = s.service_account("leaver").await;
+        s.team_with_role("viewers", &[&id], "userroles-projectviewer", &[], &[])
+            .await;
         let before = as_user(&s, &key, Method::GET, "/api/projects", None).await;
         assert_eq!(before.status, StatusCode::OK);
         let r = s
@@ -265,7 +225,7 @@ async fn fault_the_last_administrator_stays_one() {
             .await;
         assert_eq!(role.status, StatusCode::BAD_REQUEST, "{}", role.body);
         // With a second administrator, the first may be removed by them.
-        let (second, second_key) = account(&s, "second-admin").await;
+        let (second, second_key) = s.service_account("second-admin").await;
         let admins = s.get("/api/teams/teams-administrators").await.body;
         let r = s
             .send(
@@ -310,8 +270,8 @@ async fn fault_a_custom_role_with_an_unknown_permission_is_refused_by_name() {
 #[tokio::test]
 async fn fault_a_stale_team_version_is_refused() {
     on_both("perm_team_version", |s| async move {
-        let (a, _) = account(&s, "a").await;
-        let (b, _) = account(&s, "b").await;
+        let (a, _) = s.service_account("a").await;
+        let (b, _) = s.service_account("b").await;
         let t = s
             .create("/api/teams", json!({"Name": "ops", "SpaceId": "Spaces-1"}))
             .await;
@@ -341,7 +301,7 @@ async fn fault_a_stale_team_version_is_refused() {
 #[tokio::test]
 async fn api_keys_expire_list_without_secrets_and_an_administrator_revokes_them() {
     on_both("perm_api_keys", |s| async move {
-        let (id, key) = account(&s, "robot").await;
+        let (id, key) = s.service_account("robot").await;
         let listed = s.get(&format!("/api/users/{id}/apikeys")).await;
         assert_eq!(listed.body["TotalResults"], 1);
         assert!(
@@ -389,7 +349,7 @@ async fn api_keys_expire_list_without_secrets_and_an_administrator_revokes_them(
 async fn a_space_manager_manages_their_space_and_sees_nothing_of_another() {
     on_both("perm_space_manager", |s| async move {
         s.create("/api/environments", json!({"Name": "Dev"})).await;
-        let (id, key) = account(&s, "boss").await;
+        let (id, key) = s.service_account("boss").await;
         let space = s
             .create("/api/spaces", json!({"Name": "Customer", "SpaceManagersTeamMembers": [id]}))
             .await;

@@ -118,7 +118,7 @@ pub(crate) async fn audit_change<D: Document>(
 
 /// Gives a new document its id and inserts it with an audit event, in one
 /// transaction (so a failed insert does not use up the id).
-async fn insert_new<D: Document>(
+pub(crate) async fn insert_new<D: Document>(
     store: &Store,
     caller: &Actor,
     collection: Collection,
@@ -134,7 +134,7 @@ async fn insert_new<D: Document>(
     Ok(doc)
 }
 
-async fn update_existing<D: Document>(
+pub(crate) async fn update_existing<D: Document>(
     store: &Store,
     caller: &Actor,
     before: &D,

@@ -5,7 +5,7 @@
 
 use crate::actor::Actor;
 use crate::permissions::require;
-use crate::resources::audit_change;
+use crate::resources::{audit_change, delete_existing, insert_new, update_existing};
 use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::permission::role_problems;
@@ -120,9 +120,8 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ServiceError::invalid(errors));
     }
-    let mut tx = store.begin().await?;
     let team = Team {
-        id: tx.next_id(Collection::Teams).await?,
+        id: String::new(),
         name: change.name.trim().to_owned(),
         description: change.description,
         space_id: change.space_id,
@@ -134,11 +133,7 @@ pub async fn create(
         can_change_members: true,
         version: 1,
     };
-    tx.insert(&team).await?;
-    let message = format!("team {} was created", team.name);
-    audit_change(&mut tx, caller, None, Some(&team), message, vec![]).await?;
-    tx.commit().await?;
-    Ok(team)
+    insert_new(store, caller, Collection::Teams, team, |t, id| t.id = id).await
 }
 
 pub async fn update(
@@ -279,15 +274,12 @@ pub async fn create_role(
 ) -> Result<UserRole> {
     require(perms, Permission::UserRoleEdit, &Scope::system())?;
     check_role(&role)?;
-    let mut tx = store.begin().await?;
-    role.id = tx.next_id(Collection::UserRoles).await?;
     role.name = role.name.trim().to_owned();
     role.can_be_deleted = true;
-    tx.insert(&role).await?;
-    let message = format!("user role {} was created", role.name);
-    audit_change(&mut tx, caller, None, Some(&role), message, vec![]).await?;
-    tx.commit().await?;
-    Ok(role)
+    insert_new(store, caller, Collection::UserRoles, role, |r, id| {
+        r.id = id
+    })
+    .await
 }
 
 pub async fn update_role(
@@ -319,19 +311,7 @@ pub async fn update_role(
         }
     })
     .await?;
-    let mut tx = store.begin().await?;
-    tx.update(&after).await?;
-    let message = format!("user role {} was modified", after.name);
-    audit_change(
-        &mut tx,
-        caller,
-        Some(&before),
-        Some(&after),
-        message,
-        vec![],
-    )
-    .await?;
-    tx.commit().await?;
+    update_existing(store, caller, &before, &after).await?;
     Ok(after)
 }
 
@@ -362,12 +342,7 @@ pub async fn delete_role(
             role.name
         )));
     }
-    let mut tx = store.begin().await?;
-    tx.delete::<UserRole>(id).await?;
-    let message = format!("user role {} was deleted", role.name);
-    audit_change(&mut tx, caller, Some(&role), None, message, vec![]).await?;
-    tx.commit().await?;
-    Ok(())
+    delete_existing(store, caller, &role).await
 }
 
 // ---- scoped user roles ----

@@ -194,6 +194,50 @@ impl Server {
         project
     }
 
+    /// A service account made through the API, with a key the
+    /// administrator made for it; returns its id and key.
+    pub async fn service_account(&self, name: &str) -> (String, String) {
+        let user = self
+            .create(
+                "/api/users",
+                serde_json::json!({"Username": name, "IsService": true}),
+            )
+            .await;
+        let id = user["Id"].as_str().unwrap().to_owned();
+        let key = self
+            .create(
+                &format!("/api/users/{id}/apikeys"),
+                serde_json::json!({"Purpose": "tests"}),
+            )
+            .await;
+        (id, key["ApiKey"].as_str().unwrap().to_owned())
+    }
+
+    /// A team of Spaces-1 with `members`, holding `role` narrowed to the
+    /// projects and environments given; returns the team.
+    pub async fn team_with_role(
+        &self,
+        name: &str,
+        members: &[&str],
+        role: &str,
+        projects: &[&str],
+        envs: &[&str],
+    ) -> Value {
+        let t = self
+            .create(
+                "/api/teams",
+                serde_json::json!({"Name": name, "SpaceId": "Spaces-1", "MemberUserIds": members}),
+            )
+            .await;
+        self.create(
+            "/api/scopeduserroles",
+            serde_json::json!({"TeamId": t["Id"], "UserRoleId": role, "SpaceId": "Spaces-1",
+                   "ProjectIds": projects, "EnvironmentIds": envs}),
+        )
+        .await;
+        t
+    }
+
     /// Creates a release and deploys it to Dev; returns the task id.
     pub async fn release_and_deploy(&self, project: &str, version: &str) -> String {
         self.create(

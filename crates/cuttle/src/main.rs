@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_file;
+mod data_dir_lock;
 mod server;
 
 use anyhow::Context as _;

@@ -309,7 +309,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let on_sqlite = cuttle_store::Backend::of_url(&config.database_url())
         == Some(cuttle_store::Backend::Sqlite);
     let _one_node = match on_sqlite {
-        true => Some(lock_sqlite_data_dir(&args.data_dir)?),
+        true => Some(crate::data_dir_lock::lock_sqlite_data_dir(&args.data_dir).await?),
         false => None,
     };
     let admin_password = args.admin_password.clone().filter(|p| !p.is_empty());
@@ -461,39 +461,6 @@ fn check_data_dir_writable(dir: &std::path::Path) -> anyhow::Result<()> {
         .map_err(why)?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// Takes the data directory for this process alone while its SQLite
-/// database is in use: SQLite has one writer, and a second server on the
-/// same database would run the same queued tasks twice. The lock is the
-/// kernel's (flock), so it ends with the process however it ends.
-fn lock_sqlite_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    use std::io::{Read as _, Seek as _, Write as _};
-    use std::os::fd::AsRawFd as _;
-    let path = dir.join("server.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("could not open {}", path.display()))?;
-    // SAFETY: flock on a descriptor this function owns; no memory is shared.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        anyhow::bail!(
-            "another Cuttle server (pid {}) is using the data directory {} and its SQLite \
-             database; one SQLite database takes one server node (several nodes need \
-             PostgreSQL)",
-            holder.trim(),
-            dir.display()
-        );
-    }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "{}", std::process::id())?;
-    Ok(file)
 }
 
 /// Raises this process's soft limit on open files to its hard limit (at

@@ -197,3 +197,47 @@ fn a_second_server_on_one_sqlite_database_is_refused() {
     let again = TestServer::start(dir.path(), None, &[]);
     drop(again);
 }
+
+/// A server killed a moment ago may leave its lock held for an instant by a
+/// process it started (between that process's fork and exec): a restart
+/// waits for it instead of refusing. Here `flock(1)` plays that process,
+/// under a recorded pid that no longer runs.
+#[test]
+fn a_restart_waits_for_a_lock_left_held_by_a_stopped_servers_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let lock = dir.path().join("server.lock");
+    std::fs::write(&lock, gone_pid.to_string()).unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["-c", "echo held; sleep 2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said.trim(), "held");
+
+    let server = TestServer::start(dir.path(), None, &[]);
+    // It could only start once the holder had let go.
+    assert!(
+        holder.try_wait().unwrap().is_some(),
+        "the server started while the lock was held"
+    );
+    assert!(
+        server.recent_output().contains("waiting up to 30 s"),
+        "{}",
+        server.recent_output()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        server.child.id().to_string()
+    );
+}

@@ -114,7 +114,16 @@ impl TestServer {
                         );
                     }
                 }
-                Err(_) => {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its output ended without an address: it is exiting.
+                    let status = child.wait();
+                    std::thread::sleep(Duration::from_millis(200));
+                    panic!(
+                        "the cuttle server closed its output ({status:?}) before listening:\n{}",
+                        tail(&output)
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(

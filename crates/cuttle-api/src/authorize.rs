@@ -148,42 +148,18 @@ impl FromRequestParts<AppState> for Perms {
 }
 
 /// Checks on the things of one space that belong to a project and an
-/// environment (releases, deployments, tasks, interruptions): built once
-/// per request, with the projects' groups read only when a grant is
-/// narrowed to project groups.
+/// environment (releases, deployments, tasks, interruptions).
 pub struct SpaceView {
     pub perms: Arc<Permissions>,
     pub space: String,
-    groups: HashMap<String, String>,
 }
 
 impl SpaceView {
-    pub async fn new(
-        store: &cuttle_store::Store,
-        perms: Arc<Permissions>,
-        space: &str,
-    ) -> Result<SpaceView, ApiError> {
-        let by_group = !perms.administrator
-            && perms
-                .grants
-                .iter()
-                .any(|g| g.space_id.as_deref() == Some(space) && !g.project_group_ids.is_empty());
-        let groups = if by_group {
-            store
-                .list::<cuttle_model::Project>(&cuttle_store::DocumentQuery::in_space(space))
-                .await?
-                .items
-                .into_iter()
-                .map(|p| (p.id, p.project_group_id))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        Ok(SpaceView {
+    pub fn new(perms: Arc<Permissions>, space: &str) -> SpaceView {
+        SpaceView {
             perms,
             space: space.to_owned(),
-            groups,
-        })
+        }
     }
 
     /// Whether `p` is allowed for a thing of `project` in `environment`.
@@ -191,9 +167,6 @@ impl SpaceView {
         let mut scope = Scope::space(&self.space);
         if let Some(project) = project.filter(|x| !x.is_empty()) {
             scope = scope.project(project);
-            if let Some(group) = self.groups.get(project) {
-                scope = scope.project_group(group);
-            }
         }
         if let Some(env) = environment.filter(|x| !x.is_empty()) {
             scope = scope.environment(env);

@@ -384,3 +384,78 @@ async fn a_space_manager_manages_their_space_and_sees_nothing_of_another() {
     })
     .await;
 }
+
+/// A grant narrowed to a project group reaches every project of the group,
+/// wherever the check names only the project (a task, its log, the task
+/// list), and nothing outside the group.
+#[tokio::test]
+async fn a_grant_narrowed_to_a_project_group_reaches_its_projects_tasks() {
+    on_both("perm_project_group", |s| async move {
+        s.project_with_script("Web", "echo web", json!({})).await;
+        s.project_with_script("Api", "echo api", json!({})).await;
+        let group = s
+            .create("/api/projectgroups", json!({"Name": "Shop"}))
+            .await;
+        let mut web = s.get("/api/projects/Projects-1").await.body;
+        web["ProjectGroupId"] = group["Id"].clone();
+        let moved = s.send(Method::PUT, "/api/projects/Projects-1", &web).await;
+        assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+        let web_task = s.release_and_deploy("Web", "1.0.0").await;
+        let api_task = s.release_and_deploy("Api", "1.0.0").await;
+        s.wait_for_task(&web_task).await;
+        s.wait_for_task(&api_task).await;
+
+        let (id, key) = s.service_account("shopper").await;
+        let team = s
+            .create(
+                "/api/teams",
+                json!({"Name": "shop", "SpaceId": "Spaces-1", "MemberUserIds": [id]}),
+            )
+            .await;
+        s.create(
+            "/api/scopeduserroles",
+            json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectviewer",
+                   "SpaceId": "Spaces-1", "ProjectGroupIds": [group["Id"]]}),
+        )
+        .await;
+
+        let seen = as_user(
+            &s,
+            &key,
+            Method::GET,
+            &format!("/api/tasks/{web_task}"),
+            None,
+        )
+        .await;
+        assert_eq!(seen.status, StatusCode::OK, "{}: {}", s.backend, seen.body);
+        let log = as_user(
+            &s,
+            &key,
+            Method::GET,
+            &format!("/api/tasks/{web_task}/raw"),
+            None,
+        )
+        .await;
+        assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+        let hidden = as_user(
+            &s,
+            &key,
+            Method::GET,
+            &format!("/api/tasks/{api_task}"),
+            None,
+        )
+        .await;
+        assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{}", hidden.body);
+        let tasks = as_user(&s, &key, Method::GET, "/api/Spaces-1/tasks", None).await;
+        let ids: Vec<&str> = tasks.body["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["Id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [web_task.as_str()], "{}", tasks.body);
+        let projects = as_user(&s, &key, Method::GET, "/api/projects", None).await;
+        assert_eq!(projects.body["TotalResults"], 1, "{}", projects.body);
+    })
+    .await;
+}

@@ -584,6 +584,10 @@ pub struct Permissions {
     /// The teams the user is in (Everyone included), whether or not they
     /// hold roles: an interruption names the teams that answer it.
     pub teams: BTreeSet<String>,
+    /// Each project's group, for the spaces where a grant is narrowed to
+    /// project groups (see [`Permissions::group_narrowed_spaces`]): a check
+    /// that names a project but not its group is decided with it.
+    pub project_groups: HashMap<String, String>,
 }
 
 impl Permissions {
@@ -660,7 +664,33 @@ impl Permissions {
     }
 
     pub fn allows(&self, p: Permission, scope: &Scope) -> bool {
-        self.administrator || self.grants.iter().any(|g| g.allows(p, scope))
+        if self.administrator {
+            return true;
+        }
+        let group = match (scope.project, scope.project_group) {
+            (Some(project), None) => self.project_groups.get(project),
+            _ => None,
+        };
+        match group {
+            Some(group) => {
+                let scope = Scope {
+                    project_group: Some(group.as_str()),
+                    ..scope.clone()
+                };
+                self.grants.iter().any(|g| g.allows(p, &scope))
+            }
+            None => self.grants.iter().any(|g| g.allows(p, scope)),
+        }
+    }
+
+    /// The spaces where some grant is narrowed to project groups: there,
+    /// checks need each project's group ([`Permissions::project_groups`]).
+    pub fn group_narrowed_spaces(&self) -> BTreeSet<String> {
+        self.grants
+            .iter()
+            .filter(|g| !g.project_group_ids.is_empty())
+            .filter_map(|g| g.space_id.clone())
+            .collect()
     }
 
     /// Whether `p` is held anywhere in `space` (any project, environment).

@@ -8,19 +8,33 @@ use cuttle_model::permission::{
     administrators_grant, builtin_roles, builtin_teams, ADMINISTRATORS_TEAM_ID,
 };
 use cuttle_model::user::ADMIN_USERNAME;
+use cuttle_model::Project;
 use cuttle_model::{Permission, Permissions, Scope, ScopedUserRole, Team, User, UserRole};
-use cuttle_store::{Store, StoreError};
+use cuttle_store::{DocumentQuery, Store, StoreError};
 
 /// What `user` may do, now. A disabled user may do nothing.
 pub async fn of_user(store: &Store, user: &User) -> Result<Permissions> {
     let docs = store.access_documents().await?;
-    Ok(Permissions::of(
+    let mut perms = Permissions::of(
         &user.id,
         user.is_active,
         &docs.teams,
         &docs.scoped_roles,
         &docs.roles,
-    ))
+    );
+    // Only where a grant names project groups: most users never pay for it.
+    for space in perms.group_narrowed_spaces() {
+        let projects = store
+            .list::<Project>(&DocumentQuery::in_space(&space))
+            .await?;
+        perms.project_groups.extend(
+            projects
+                .items
+                .into_iter()
+                .map(|p| (p.id, p.project_group_id)),
+        );
+    }
+    Ok(perms)
 }
 
 /// The refusal of `p` at `scope`, naming both, as Octopus answers a

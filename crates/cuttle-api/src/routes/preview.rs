@@ -40,7 +40,7 @@ async fn preview(
     let r =
         cuttle_service::resources::get_in_space::<cuttle_model::Release>(&inst.store, &s, release)
             .await?;
-    let view = crate::authorize::SpaceView::new(&inst.store, perms, &s).await?;
+    let view = crate::authorize::SpaceView::new(perms, &s);
     if !view.allows(Permission::ReleaseView, Some(&r.project_id), None) {
         return Err(cuttle_service::ServiceError::not_found("release", release).into());
     }

@@ -149,7 +149,7 @@ async fn list_releases(
     SpaceId(s): SpaceId,
     Q(p): Q<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    let view = SpaceView::new(perms, &s);
     let path = format!("/api/{s}/releases");
     if view.whole(Permission::ReleaseView) {
         let q = DocumentQuery {
@@ -182,7 +182,7 @@ async fn visible_release(
     id: &str,
 ) -> Result<Release, ApiError> {
     let r = get_in_space::<Release>(&inst.store, space, id).await?;
-    let view = SpaceView::new(&inst.store, perms, space).await?;
+    let view = SpaceView::new(perms, space);
     if view.allows(Permission::ReleaseView, Some(&r.project_id), None) {
         Ok(r)
     } else {
@@ -282,7 +282,7 @@ async fn release_deployments(
         release_id: Some(r.id),
         ..deployment_query(&s, &p)
     };
-    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    let view = SpaceView::new(perms, &s);
     deployments_page(
         &inst,
         &view,
@@ -366,7 +366,7 @@ async fn list_deployments(
         task_states: states,
         ..deployment_query(&s, &p)
     };
-    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    let view = SpaceView::new(perms, &s);
     deployments_page(&inst, &view, q, &p, &format!("/api/{s}/deployments")).await
 }
 
@@ -377,7 +377,7 @@ async fn deployment(
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     let d = get_in_space::<Deployment>(&inst.store, &s, &id).await?;
-    let view = SpaceView::new(&inst.store, perms, &s).await?;
+    let view = SpaceView::new(perms, &s);
     if !view.allows(
         Permission::DeploymentView,
         Some(&d.project_id),

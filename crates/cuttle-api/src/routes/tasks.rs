@@ -218,9 +218,7 @@ async fn list_tasks(
         None => "/api/tasks".into(),
     };
     let whole = match &space {
-        Some(s) => SpaceView::new(&inst.store, perms.clone(), s)
-            .await?
-            .whole(Permission::TaskView),
+        Some(s) => SpaceView::new(perms.clone(), s).whole(Permission::TaskView),
         None => perms.administrator,
     };
     if !whole {

@@ -158,13 +158,13 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         None,
         "AHAA",
     );
-    e("PUT", "/api/spaces/{id}", "/api/spaces/Spaces-1", b, "AFFF");
+    e("PUT", "/api/spaces/{id}", "/api/spaces/Spaces-1", b, "AHFF");
     e(
         "DELETE",
         "/api/spaces/{id}",
-        "/api/spaces/Spaces-999",
+        "/api/spaces/Spaces-1",
         None,
-        "aFFF",
+        "aHFF",
     );
     e("GET", "/api/{space}", "/api/{space}", None, "AHAA");
     e(

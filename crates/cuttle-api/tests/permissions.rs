@@ -381,6 +381,36 @@ async fn a_space_manager_manages_their_space_and_sees_nothing_of_another() {
         assert_eq!(grant.status, StatusCode::CREATED, "{}", grant.body);
         let users = as_user(&s, &key, Method::POST, "/api/users", Some(json!({"Username": "x", "IsService": true}))).await;
         assert_eq!(users.status, StatusCode::FORBIDDEN);
+
+        // They rename their own space; the default space is not there for them.
+        let mut mine = as_user(&s, &key, Method::GET, &format!("/api/spaces/{sid}"), None).await.body;
+        mine["Name"] = json!("Customer A");
+        let renamed = as_user(&s, &key, Method::PUT, &format!("/api/spaces/{sid}"), Some(mine.clone())).await;
+        assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+        assert_eq!(s.get(&format!("/api/spaces/{sid}")).await.body["Name"], "Customer A");
+        let default = as_user(&s, &key, Method::PUT, "/api/spaces/Spaces-1", Some(json!({"Name": "Mine"}))).await;
+        assert_eq!(default.status, StatusCode::NOT_FOUND, "{}", default.body);
+        let gone = as_user(&s, &key, Method::DELETE, "/api/spaces/Spaces-1", None).await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.body);
+        // A member of another team of the space, even one holding every
+        // space permission there, does not manage the space itself.
+        let (dev, dev_key) = s.service_account("dev-of-customer").await;
+        let mut devs = as_user(&s, &key, Method::GET, &format!("/api/teams/{}", t.body["Id"].as_str().unwrap()), None).await.body;
+        devs["MemberUserIds"] = json!([dev]);
+        let joined = as_user(&s, &key, Method::PUT, &format!("/api/teams/{}", t.body["Id"].as_str().unwrap()), Some(devs)).await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+        let refused = as_user(&s, &dev_key, Method::PUT, &format!("/api/spaces/{sid}"), Some(mine.clone())).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        assert!(refused.body["ErrorMessage"].as_str().unwrap().contains("SpaceEdit"), "{}", refused.body);
+        let refused = as_user(&s, &dev_key, Method::DELETE, &format!("/api/spaces/{sid}"), None).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        // The manager stops its queue and deletes it.
+        mine["TaskQueueStopped"] = json!(true);
+        let stopped = as_user(&s, &key, Method::PUT, &format!("/api/spaces/{sid}"), Some(mine)).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.body);
+        let deleted = as_user(&s, &key, Method::DELETE, &format!("/api/spaces/{sid}"), None).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+        assert_eq!(s.get(&format!("/api/spaces/{sid}")).await.status, StatusCode::NOT_FOUND);
     })
     .await;
 }

@@ -6,7 +6,7 @@ use crate::actor::Actor;
 use crate::packages::{packages_dir, remove_if_unused, run_to_end};
 use crate::resources::audit_change;
 use crate::{Instance, Result, ServiceError};
-use cuttle_model::Space;
+use cuttle_model::{Permission, Scope, Space};
 
 /// Changes a space; a space whose queue runs (again) has the engine look for
 /// its waiting tasks at once.
@@ -16,6 +16,7 @@ pub async fn update_space(
     id: &str,
     space: Space,
 ) -> Result<Space> {
+    may_manage(inst, caller, id, Permission::SpaceEdit).await?;
     let space = crate::resources::update_space(&inst.store, caller, id, space).await?;
     if !space.task_queue_stopped {
         inst.runner.wake();
@@ -26,6 +27,7 @@ pub async fn update_space(
 /// Deletes a space and everything in it in one transaction, then the package
 /// files that no other space uses.
 pub async fn delete_space(inst: &Instance, caller: &Actor, id: &str) -> Result<()> {
+    may_manage(inst, caller, id, Permission::SpaceDelete).await?;
     let store = inst.store.clone();
     let dir = packages_dir(&inst.config.data_dir);
     let files = inst.package_files.clone();
@@ -76,4 +78,31 @@ pub async fn delete_space(inst: &Instance, caller: &Actor, id: &str) -> Result<(
         Ok(())
     })
     .await
+}
+
+/// Allowed to change (`SpaceEdit`) or delete (`SpaceDelete`) the space `id`:
+/// with the permission installation-wide, or as a member of one of the
+/// space's managers teams, who run their space as in Octopus. A caller who
+/// holds nothing in the space is told it does not exist.
+async fn may_manage(inst: &Instance, caller: &Actor, id: &str, p: Permission) -> Result<()> {
+    let Some(perms) = caller.permissions.as_ref() else {
+        return Ok(());
+    };
+    if perms.allows(p, &Scope::system()) {
+        return Ok(());
+    }
+    let space: Option<Space> = inst.store.get(id).await?;
+    match space {
+        Some(space) if perms.sees_space(id) => {
+            let manager = space
+                .space_managers_teams
+                .iter()
+                .any(|team| perms.teams.contains(team));
+            match manager {
+                true => Ok(()),
+                false => Err(crate::permissions::missing(p, &Scope::system())),
+            }
+        }
+        _ => Err(ServiceError::not_found("space", id)),
+    }
 }

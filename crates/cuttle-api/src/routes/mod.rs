@@ -202,15 +202,15 @@ pub fn all() -> Routes {
             get(space, op("One space").signed_in().resource::<Space>())
                 .put(
                     update_space,
-                    op("Modifies a space (stop its task queue before deleting it)")
-                        .requires(Permission::SpaceEdit)
+                    op("Modifies a space (stop its task queue before deleting it); SpaceEdit, or a member of the space's managers teams")
+                        .signed_in()
                         .body::<Space>()
                         .resource::<Space>(),
                 )
                 .delete(
                     delete_space,
-                    op("Deletes a space whose task queue is stopped")
-                        .requires(Permission::SpaceDelete)
+                    op("Deletes a space whose task queue is stopped; SpaceDelete, or a member of the space's managers teams")
+                        .signed_in()
                         .no_content(),
                 ),
         )

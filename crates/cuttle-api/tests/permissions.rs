@@ -489,3 +489,104 @@ async fn a_grant_narrowed_to_a_project_group_reaches_its_projects_tasks() {
     })
     .await;
 }
+
+/// A user whose variable permissions are narrowed to Dev sees and changes
+/// only what is theirs: Production's variables are neither shown nor lost
+/// when they save, and what they may not change is refused by name.
+#[tokio::test]
+async fn variables_follow_the_environments_a_user_is_narrowed_to() {
+    on_both("perm_variables", |s| async move {
+        let project = s.project_with_script("Web", "echo web", json!({})).await;
+        s.create("/api/environments", json!({"Name": "Production"}))
+            .await;
+        let set = format!(
+            "/api/Spaces-1/variables/{}",
+            project["VariableSetId"].as_str().unwrap()
+        );
+        let mut all = s.get(&set).await.body;
+        all["Variables"] = json!([
+            {"Name": "A", "Value": "a"},
+            {"Name": "D", "Value": "d", "Scope": {"Environment": ["Dev"]}},
+            {"Name": "P", "Value": "p", "Scope": {"Environment": ["Production"]}},
+            {"Name": "S", "Value": "secret", "Type": "Sensitive", "Scope": {"Environment": ["Production"]}},
+        ]);
+        let saved = s.send(Method::PUT, &set, &all).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+
+        let role = s
+            .create(
+                "/api/userroles",
+                json!({"Name": "Dev variables", "GrantedSpacePermissions":
+                    ["ProjectView", "VariableView", "VariableViewUnscoped", "VariableEdit"]}),
+            )
+            .await;
+        let (id, key) = s.service_account("dev-vars").await;
+        s.team_with_role("dev vars", &[&id], role["Id"].as_str().unwrap(), &[], &["Environments-1"])
+            .await;
+        let names = |body: &Value| -> Vec<String> {
+            body["Variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["Name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+
+        let mine = as_user(&s, &key, Method::GET, &set, None).await;
+        assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+        assert_eq!(names(&mine.body), ["A", "D"], "{}: {}", s.backend, mine.body);
+
+        // Changing Dev's variable and adding one in Dev: allowed; what they
+        // could not see is kept.
+        let mut edit = mine.body.clone();
+        edit["Variables"][1]["Value"] = json!("d2");
+        edit["Variables"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Name": "N", "Value": "n", "Scope": {"Environment": ["Environments-1"]}}));
+        let put = as_user(&s, &key, Method::PUT, &set, Some(edit)).await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        assert_eq!(names(&put.body), ["A", "D", "N"]);
+        let stored = s.get(&set).await.body;
+        let mut stored_names = names(&stored);
+        stored_names.sort();
+        assert_eq!(stored_names, ["A", "D", "N", "P", "S"]);
+        let value = |name: &str| {
+            stored["Variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["Name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(value("P")["Value"], "p");
+        assert_eq!(value("D")["Value"], "d2");
+        assert_eq!(value("S")["IsSensitive"], true);
+
+        // Refused, each naming what is missing, and nothing changes.
+        let version = stored["Version"].clone();
+        let current = as_user(&s, &key, Method::GET, &set, None).await.body;
+        let mut unscoped = current.clone();
+        unscoped["Variables"][0]["Value"] = json!("a2");
+        let mut production = current.clone();
+        production["Variables"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Name": "Q", "Value": "q", "Scope": {"Environment": ["Production"]}}));
+        let mut removed = current.clone();
+        removed["Variables"].as_array_mut().unwrap().remove(0);
+        for (body, missing) in [
+            (unscoped, "VariableEditUnscoped"),
+            (production, "VariableEdit"),
+            (removed, "VariableEditUnscoped"),
+        ] {
+            let r = as_user(&s, &key, Method::PUT, &set, Some(body)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+            let message = r.body["ErrorMessage"].as_str().unwrap();
+            assert!(message.contains(&format!("Missing permission: {missing} ")), "{message}");
+        }
+        assert_eq!(s.get(&set).await.body["Version"], version);
+    })
+    .await;
+}

@@ -664,23 +664,55 @@ impl Permissions {
     }
 
     pub fn allows(&self, p: Permission, scope: &Scope) -> bool {
+        self.administrator || self.grants_allowing(p, scope).next().is_some()
+    }
+
+    /// The grants that allow `p` at `scope`, the project's group filled in
+    /// where a grant needs it.
+    fn grants_allowing<'s>(
+        &'s self,
+        p: Permission,
+        scope: &Scope<'s>,
+    ) -> impl Iterator<Item = &'s Grant> + 's {
+        let group = match (scope.project, scope.project_group) {
+            (Some(project), None) => self.project_groups.get(project).map(String::as_str),
+            _ => scope.project_group,
+        };
+        let scope = Scope {
+            project_group: group,
+            ..scope.clone()
+        };
+        self.grants.iter().filter(move |g| g.allows(p, &scope))
+    }
+
+    /// Whether the caller may see (or edit) a variable scoped to
+    /// `environments` at `scope` (its project, or a library set's space),
+    /// as Octopus decides: a variable scoped to environments with `p` in
+    /// one of them; one without an environment scope with `unscoped`, or
+    /// with `p` from a grant not narrowed to environments.
+    pub fn allows_variable(
+        &self,
+        p: Permission,
+        unscoped: Permission,
+        scope: &Scope,
+        environments: &[String],
+    ) -> bool {
         if self.administrator {
             return true;
         }
-        let group = match (scope.project, scope.project_group) {
-            (Some(project), None) => self.project_groups.get(project),
-            _ => None,
-        };
-        match group {
-            Some(group) => {
-                let scope = Scope {
-                    project_group: Some(group.as_str()),
-                    ..scope.clone()
-                };
-                self.grants.iter().any(|g| g.allows(p, &scope))
-            }
-            None => self.grants.iter().any(|g| g.allows(p, scope)),
+        if environments.is_empty() {
+            return self.allows(unscoped, scope)
+                || self
+                    .grants_allowing(p, scope)
+                    .any(|g| g.environment_ids.is_empty());
         }
+        environments.iter().any(|e| {
+            let at = Scope {
+                environment: Some(e.as_str()),
+                ..scope.clone()
+            };
+            self.allows(p, &at)
+        })
     }
 
     /// The spaces where some grant is narrowed to project groups: there,

@@ -285,7 +285,13 @@ async fn show(
     settings: Option<Settings>,
     status: StatusCode,
 ) -> Result<Response, PortalError> {
-    let view = svc::get_variable_set(&inst.store, DEFAULT_SPACE_ID, owner.set_id()).await?;
+    let mut view = svc::get_variable_set(&inst.store, DEFAULT_SPACE_ID, owner.set_id()).await?;
+    // Only what the viewer may see is shown, and so only that comes back.
+    cuttle_service::variable_access::retain_visible(
+        &viewer.permissions,
+        DEFAULT_SPACE_ID,
+        &mut view,
+    );
     let rows: Vec<Row> = view.set.variables.iter().map(Row::stored).collect();
     let editor = Editor {
         owner,
@@ -311,7 +317,13 @@ async fn submit(
     let version = posted
         .version
         .ok_or_else(|| PortalError::BadRequest("The form carried no Version".into()))?;
-    let view = svc::get_variable_set(&inst.store, DEFAULT_SPACE_ID, owner.set_id()).await?;
+    let mut view = svc::get_variable_set(&inst.store, DEFAULT_SPACE_ID, owner.set_id()).await?;
+    // Only what the viewer may see is shown, and so only that comes back.
+    cuttle_service::variable_access::retain_visible(
+        &viewer.permissions,
+        DEFAULT_SPACE_ID,
+        &mut view,
+    );
     let stored = &view.set.variables;
     // Rows typed so far, blank ones too: the table adds the one more row.
     let (status, outcome) = if posted.action == "add" {

@@ -85,6 +85,7 @@ pub mod tasks;
 pub mod teams;
 pub mod text;
 pub mod users;
+pub mod variable_access;
 pub mod variables;
 pub mod workers;
 

@@ -204,6 +204,15 @@ pub async fn update_variable_set(
     }
     let mut variables = incoming.variables;
     check_variables(store, space_id, &owner, &mut variables).await?;
+    if let Some(perms) = caller.permissions.as_deref() {
+        let scope = crate::variable_access::scope_of_set(space_id, &existing.owner_id);
+        variables = crate::variable_access::within_edit_scope(
+            perms,
+            &scope,
+            &existing.variables,
+            variables,
+        )?;
+    }
     let mut ids = HashSet::new();
     for v in &mut variables {
         if v.id.is_empty() {

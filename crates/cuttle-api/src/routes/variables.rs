@@ -65,7 +65,7 @@ async fn variable_set(
     SpaceId(s): SpaceId,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
-    let view = svc::get_variable_set(&inst.store, &s, &id).await?;
+    let mut view = svc::get_variable_set(&inst.store, &s, &id).await?;
     check_owner(
         &inst,
         &perms,
@@ -75,6 +75,7 @@ async fn variable_set(
         Permission::VariableView,
     )
     .await?;
+    cuttle_service::variable_access::retain_visible(&perms, &s, &mut view);
     Ok(Json(resource(&view)))
 }
 
@@ -96,6 +97,8 @@ async fn update_variable_set(
         Permission::VariableEdit,
     )
     .await?;
-    let saved = svc::update_variable_set(&inst.store, &inst.master_key, &c, &s, &id, body).await?;
+    let mut saved =
+        svc::update_variable_set(&inst.store, &inst.master_key, &c, &s, &id, body).await?;
+    cuttle_service::variable_access::retain_visible(&perms, &s, &mut saved);
     Ok(Json(resource(&saved)))
 }

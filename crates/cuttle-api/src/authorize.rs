@@ -177,14 +177,6 @@ impl SpaceView {
     /// Whether `p` holds for everything in the space (no grant narrows it),
     /// so a list needs no filtering.
     pub fn whole(&self, p: Permission) -> bool {
-        self.perms.administrator
-            || self.perms.grants.iter().any(|g| {
-                g.space_id.as_deref() == Some(self.space.as_str())
-                    && g.permissions.contains(&p)
-                    && g.project_ids.is_empty()
-                    && g.project_group_ids.is_empty()
-                    && g.environment_ids.is_empty()
-                    && g.tenant_ids.is_empty()
-            })
+        self.perms.whole_in_space(p, &self.space)
     }
 }

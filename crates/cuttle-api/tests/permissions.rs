@@ -590,3 +590,96 @@ async fn variables_follow_the_environments_a_user_is_narrowed_to() {
     })
     .await;
 }
+
+/// The audit log of a user narrowed to one project and Dev holds no event
+/// about another project or environment, by list, by space or by id.
+#[tokio::test]
+async fn events_follow_the_projects_and_environments_a_user_is_narrowed_to() {
+    on_both("perm_events", |s| async move {
+        s.project_with_script("Web", "echo web", json!({})).await;
+        s.project_with_script("Api", "echo api", json!({})).await;
+        s.create("/api/environments", json!({"Name": "Production"}))
+            .await;
+        let (id, key) = s.service_account("web-viewer").await;
+        s.team_with_role(
+            "web viewers",
+            &[&id],
+            "userroles-projectviewer",
+            &["Projects-1"],
+            &["Environments-1"],
+        )
+        .await;
+        let about = |body: &Value, doc: &str| -> usize {
+            body["Items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| {
+                    e["RelatedDocumentIds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|d| d == doc)
+                })
+                .count()
+        };
+        for path in ["/api/events?take=1000", "/api/Spaces-1/events?take=1000"] {
+            let all = s.get(path).await.body;
+            assert!(
+                about(&all, "Projects-2") > 0 && about(&all, "Environments-2") > 0,
+                "{all}"
+            );
+            let mine = as_user(&s, &key, Method::GET, path, None).await;
+            assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+            assert!(
+                about(&mine.body, "Projects-1") > 0,
+                "{}: {}",
+                s.backend,
+                mine.body
+            );
+            assert_eq!(about(&mine.body, "Projects-2"), 0, "{}", mine.body);
+            assert_eq!(about(&mine.body, "Environments-2"), 0, "{}", mine.body);
+            assert!(
+                mine.body["Items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|e| e["SpaceId"] == "Spaces-1"),
+                "{}",
+                mine.body
+            );
+            assert_eq!(
+                mine.body["TotalResults"].as_u64().unwrap() as usize,
+                mine.body["Items"].as_array().unwrap().len()
+            );
+        }
+        let api_event = s.get("/api/events?regarding=Projects-2&take=1").await.body["Items"][0]
+            ["Id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let hidden = as_user(
+            &s,
+            &key,
+            Method::GET,
+            &format!("/api/events/{api_event}"),
+            None,
+        )
+        .await;
+        assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{}", hidden.body);
+        let filtered = as_user(
+            &s,
+            &key,
+            Method::GET,
+            "/api/events?projects=Projects-2",
+            None,
+        )
+        .await;
+        assert_eq!(filtered.body["TotalResults"], 0, "{}", filtered.body);
+        assert_eq!(
+            s.get(&format!("/api/events/{api_event}")).await.status,
+            StatusCode::OK
+        );
+    })
+    .await;
+}

@@ -730,6 +730,20 @@ impl Permissions {
         self.allows(p, &Scope::space(space))
     }
 
+    /// Whether `p` holds for everything in `space`: some grant there is
+    /// narrowed to no projects, groups, environments or tenants.
+    pub fn whole_in_space(&self, p: Permission, space: &str) -> bool {
+        self.administrator
+            || self.grants.iter().any(|g| {
+                g.space_id.as_deref() == Some(space)
+                    && g.permissions.contains(&p)
+                    && g.project_ids.is_empty()
+                    && g.project_group_ids.is_empty()
+                    && g.environment_ids.is_empty()
+                    && g.tenant_ids.is_empty()
+            })
+    }
+
     /// Whether `p` is held in any space at all.
     pub fn allows_somewhere(&self, p: Permission) -> bool {
         self.administrator

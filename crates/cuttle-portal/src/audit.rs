@@ -50,7 +50,8 @@ pub async fn page(
         take: Some(PAGE_SIZE),
         ..Default::default()
     };
-    let (events, total) = svc::list(&inst.store, None, &filters, &paging).await?;
+    let reader = svc::EventReader::of(&inst.store, &viewer.permissions, None).await?;
+    let (events, total) = svc::list(&inst.store, &reader, None, &filters, &paging).await?;
     let projects = inst
         .store
         .list::<Project>(&crate::default_space())

@@ -3,6 +3,7 @@
 //! was expected. The log has no command that changes it.
 
 use crate::audit::category;
+pub use crate::event_access::EventReader;
 use crate::paging::{split_list, ListParams};
 use crate::{Result, ServiceError};
 use cuttle_model::{Event, EventKind, MessageReference, Project, Timestamp};
@@ -117,21 +118,38 @@ fn kind(name: &str) -> EventKind {
 
 /// A page of events, newest first, on `space`'s route (or every space's),
 /// and how many match in all.
+/// Only what `reader` may read is listed or counted.
 pub async fn list(
     store: &Store,
+    reader: &EventReader,
     space: Option<&str>,
     filters: &EventFilters,
     paging: &ListParams,
 ) -> Result<(Vec<Event>, i64)> {
-    let q = query(store, space, filters, paging).await?;
+    let mut q = query(store, space, filters, paging).await?;
+    if !reader.narrow(&mut q) {
+        return Ok((Vec::new(), 0));
+    }
     let (events, total) = store.list_events(&q).await?;
     Ok((events.into_iter().map(resource).collect(), total))
 }
 
-/// One event; on a space's route, only that space's.
-pub async fn get(store: &Store, space: Option<&str>, id: &str) -> Result<Event> {
+/// One event; on a space's route, only that space's. One `reader` may not
+/// read answers as missing.
+pub async fn get(
+    store: &Store,
+    reader: &EventReader,
+    space: Option<&str>,
+    id: &str,
+) -> Result<Event> {
     match store.event(id).await? {
-        Some(e) if space.is_none() || e.space_id.as_deref() == space => Ok(resource(e)),
+        Some(e) if space.is_none() || e.space_id.as_deref() == space => {
+            let e = resource(e);
+            match reader.reads(&e) {
+                true => Ok(e),
+                false => Err(ServiceError::not_found("event", id)),
+            }
+        }
         _ => Err(ServiceError::not_found("event", id)),
     }
 }

@@ -57,6 +57,7 @@ pub mod dashboard;
 pub mod default_choice;
 pub mod deployments;
 pub mod error;
+pub mod event_access;
 pub mod events;
 mod health_schedule;
 pub mod instance;

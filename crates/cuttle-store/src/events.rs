@@ -157,6 +157,9 @@ pub struct EventQuery {
     pub document_sets: Vec<Vec<String>>,
     /// The event is about a document of one of these collections.
     pub document_types: Vec<String>,
+    /// The event is about none of these documents (those the reader may
+    /// not see).
+    pub excluded_documents: Vec<String>,
     /// Occurred at or after / at or before (timestamps as stored).
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
@@ -193,6 +196,12 @@ impl EventQuery {
             clauses.push(format!(
                 "e.seq IN (SELECT et.event_seq FROM event_documents et WHERE et.document_type IN ({}))",
                 st.args(&self.document_types)
+            ));
+        }
+        if !self.excluded_documents.is_empty() {
+            clauses.push(format!(
+                "e.seq NOT IN (SELECT ex.event_seq FROM event_documents ex WHERE ex.document_id IN ({}))",
+                st.args(&self.excluded_documents)
             ));
         }
         if let Some(from) = self.from {

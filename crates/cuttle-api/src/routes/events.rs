@@ -12,10 +12,9 @@ use crate::space::RouteSpace;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
+use cuttle_model::Permission;
 use cuttle_model::{Event, EventKind};
-use cuttle_model::{Permission, Permissions, Scope};
 use cuttle_service::events::{self as svc, EventFilters};
-use cuttle_service::paging::split_list;
 use cuttle_service::paging::ListParams;
 use serde_json::Value;
 
@@ -76,48 +75,20 @@ pub fn routes(mut r: Routes) -> Routes {
     )
 }
 
-/// The spaces whose events the caller may read; `None`: every space's and
-/// the installation's own.
-fn readable_spaces(perms: &Permissions) -> Option<Vec<String>> {
-    if perms.allows(Permission::EventView, &Scope::system()) {
-        return None;
-    }
-    Some(
-        perms
-            .spaces()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| perms.allows_in_space(Permission::EventView, s))
-            .collect(),
-    )
-}
-
 async fn list(
     State(inst): State<AppState>,
     Perms(perms): Perms,
     RouteSpace(space): RouteSpace,
     Q(paging): Q<ListParams>,
-    Q(mut filters): Q<EventFilters>,
+    Q(filters): Q<EventFilters>,
 ) -> ApiResult<Json<Value>> {
     let path = match &space {
         Some(s) => format!("/api/{s}/events"),
         None => "/api/events".into(),
     };
-    if space.is_none() {
-        if let Some(mine) = readable_spaces(&perms) {
-            let asked = split_list(filters.spaces.as_deref());
-            let spaces: Vec<String> = if asked.is_empty() {
-                mine
-            } else {
-                asked.into_iter().filter(|s| mine.contains(s)).collect()
-            };
-            if spaces.is_empty() {
-                return Ok(Json(page::<Event>(&[], 0, &paging, &path)));
-            }
-            filters.spaces = Some(spaces.join(","));
-        }
-    }
-    let (events, total) = svc::list(&inst.store, space.as_deref(), &filters, &paging).await?;
+    let reader = svc::EventReader::of(&inst.store, &perms, space.as_deref()).await?;
+    let (events, total) =
+        svc::list(&inst.store, &reader, space.as_deref(), &filters, &paging).await?;
     Ok(Json(page(&events, total, &paging, &path)))
 }
 
@@ -127,15 +98,8 @@ async fn event(
     RouteSpace(space): RouteSpace,
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
-    let e = svc::get(&inst.store, space.as_deref(), &id).await?;
-    let readable = match (readable_spaces(&perms), e.space_id.as_deref()) {
-        (None, _) => true,
-        (Some(mine), Some(s)) => mine.iter().any(|m| m == s),
-        (Some(_), None) => false,
-    };
-    if !readable {
-        return Err(cuttle_service::ServiceError::not_found("event", &id).into());
-    }
+    let reader = svc::EventReader::of(&inst.store, &perms, space.as_deref()).await?;
+    let e = svc::get(&inst.store, &reader, space.as_deref(), &id).await?;
     Ok(Json(resource(&e)))
 }
 

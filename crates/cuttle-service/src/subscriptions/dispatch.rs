@@ -232,7 +232,8 @@ impl SpaceSubscriptions {
 /// An event as subscriptions receive it: as `GET /api/events/{id}` answers
 /// it.
 pub async fn event_resource(inst: &Instance, e: &OutboxEvent) -> Result<Value> {
-    let event = crate::events::get(&inst.store, None, &e.event_id).await?;
+    let everything = crate::events::EventReader::everything();
+    let event = crate::events::get(&inst.store, &everything, None, &e.event_id).await?;
     let mut v = serde_json::to_value(&event)
         .map_err(|err| crate::ServiceError::Internal(format!("an event: {err}")))?;
     v["Links"] = json!({ "Self": format!("/api/events/{}", e.event_id) });

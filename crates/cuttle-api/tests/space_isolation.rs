@@ -323,3 +323,125 @@ async fn fault_every_space_route_treats_another_spaces_ids_as_missing() {
     })
     .await;
 }
+
+/// Every id a value names, as the whole string or as a path segment of a
+/// link (`/api/Spaces-1/projects/Projects-1{?skip}`).
+fn names_any(value: &Value, ids: &std::collections::BTreeSet<String>, found: &mut Vec<String>) {
+    match value {
+        Value::String(s) => {
+            let segments = s.split(['/', '{', '?', '#', ',', '&', '=']);
+            for part in std::iter::once(s.as_str()).chain(segments) {
+                if ids.contains(part) {
+                    found.push(s.clone());
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| names_any(v, ids, found)),
+        Value::Object(map) => map.values().for_each(|v| names_any(v, ids, found)),
+        _ => {}
+    }
+}
+
+/// The links a response hands out, templates cut off.
+fn links_in(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(links)) = map.get("Links") {
+                for link in links.values().filter_map(Value::as_str) {
+                    let link = link.split('{').next().unwrap_or(link);
+                    if link.starts_with("/api/") {
+                        out.insert(link.to_owned());
+                    }
+                }
+            }
+            map.values().for_each(|v| links_in(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| links_in(v, out)),
+        _ => {}
+    }
+}
+
+/// A manager of a second space walks every readable route of the API (its
+/// space's and the installation's), then every link those answers hand
+/// out: no answer names anything of the default space.
+#[tokio::test]
+async fn a_space_managers_every_read_and_link_names_nothing_of_another_space() {
+    on_both("space_isolation_links", |s| async move {
+        s.project_with_script("Web", "echo web", json!({})).await;
+        let task = s.release_and_deploy("Web", "1.0.0").await;
+        s.wait_for_task(&task).await;
+        let (sp, _, _, _) = deploy_in_second_space(&s).await;
+        let (manager, key) = s.service_account("far-manager").await;
+        let team = s
+            .create(
+                "/api/teams",
+                json!({"Name": "far managers", "SpaceId": sp, "MemberUserIds": [manager]}),
+            )
+            .await;
+        s.create(
+            "/api/scopeduserroles",
+            json!({"TeamId": team["Id"], "UserRoleId": "userroles-spacemanager", "SpaceId": sp}),
+        )
+        .await;
+
+        // Everything of the default space, by id (the built-in feed's id,
+        // `feeds-builtin`, is every space's, as in Octopus).
+        let mut theirs = std::collections::BTreeSet::from(["Spaces-1".to_owned()]);
+        for area in [
+            "projects",
+            "environments",
+            "releases",
+            "deployments",
+            "lifecycles",
+            "projectgroups",
+            "channels",
+            "tasks",
+            "libraryvariablesets",
+            "machinepolicies",
+            "workerpools",
+        ] {
+            let page = s.get(&format!("/api/Spaces-1/{area}?take=1000")).await.body;
+            for item in page["Items"].as_array().unwrap_or(&Vec::new()) {
+                if let Some(id) = item["Id"].as_str() {
+                    theirs.insert(id.to_owned());
+                }
+            }
+        }
+        assert!(
+            theirs.contains("Projects-1") && theirs.contains(&task),
+            "{theirs:?}"
+        );
+
+        let mut to_visit: std::collections::BTreeSet<String> = cuttle_api::route_table()
+            .into_iter()
+            .filter(|r| r.method == "GET")
+            .map(|r| r.path.replace("{space}", &sp))
+            .filter(|p| !p.contains('{'))
+            .collect();
+        let mut visited = std::collections::BTreeSet::new();
+        let mut leaks = vec![];
+        // Two rounds: the routes, then the links their answers hand out.
+        for _ in 0..2 {
+            let mut next = std::collections::BTreeSet::new();
+            for path in std::mem::take(&mut to_visit) {
+                if !visited.insert(path.clone()) {
+                    continue;
+                }
+                let r = s.call_with(Method::GET, &path, None, Some(&key)).await;
+                if !r.status.is_success() {
+                    continue;
+                }
+                let mut found = vec![];
+                names_any(&r.body, &theirs, &mut found);
+                if !found.is_empty() {
+                    leaks.push(format!("{path}: {found:?}"));
+                }
+                links_in(&r.body, &mut next);
+            }
+            to_visit = next;
+        }
+        assert!(visited.len() > 60, "{visited:?}");
+        assert!(leaks.is_empty(), "{}: {leaks:#?}", s.backend);
+    })
+    .await;
+}

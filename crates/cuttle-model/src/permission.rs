@@ -504,6 +504,20 @@ impl<'a> Scope<'a> {
         self.environment = Some(environment);
         self
     }
+
+    /// Where a task happens: its space, project and environment, or the
+    /// system for installation-wide work.
+    pub fn of_task(task: &'a crate::ServerTask) -> Self {
+        let Some(space) = task.space_id.as_deref() else {
+            return Scope::system();
+        };
+        Scope {
+            space: Some(space),
+            project: task.project_id.as_deref(),
+            environment: task.environment_id.as_deref(),
+            ..Default::default()
+        }
+    }
 }
 
 impl fmt::Display for Scope<'_> {
@@ -728,6 +742,30 @@ impl Permissions {
     /// Whether `p` is held anywhere in `space` (any project, environment).
     pub fn allows_in_space(&self, p: Permission, space: &str) -> bool {
         self.allows(p, &Scope::space(space))
+    }
+
+    /// Whether `p` is allowed on `task`: in its space, project and
+    /// environment; a task of no space (installation-wide work) needs `p`
+    /// installation-wide.
+    pub fn allows_on_task(&self, p: Permission, task: &crate::ServerTask) -> bool {
+        self.allows(p, &Scope::of_task(task))
+    }
+
+    /// Whether `p` is allowed on a thing of `space` in `environments` (an
+    /// environment itself, a machine in them): in any of them, or in the
+    /// space for a thing of no environment.
+    pub fn allows_in_environments(
+        &self,
+        p: Permission,
+        space: &str,
+        environments: &[&str],
+    ) -> bool {
+        if environments.is_empty() {
+            return self.allows(p, &Scope::space(space));
+        }
+        environments
+            .iter()
+            .any(|e| self.allows(p, &Scope::space(space).environment(e)))
     }
 
     /// Whether `p` holds for everything in `space`: some grant there is

@@ -56,6 +56,43 @@ impl Viewer {
         }
     }
 
+    /// Whether the person may see the environment `id` of the portal's space.
+    pub fn sees_environment(&self, id: &str) -> bool {
+        self.permissions.allows_in_environments(
+            cuttle_model::Permission::EnvironmentView,
+            cuttle_model::space::DEFAULT_SPACE_ID,
+            &[id],
+        )
+    }
+
+    /// Refuses with the 403 naming `p` and the environment `id` unless the
+    /// person may do `p` there.
+    pub fn require_in_environment(
+        &self,
+        p: cuttle_model::Permission,
+        id: &str,
+    ) -> Result<(), PortalError> {
+        let space = cuttle_model::space::DEFAULT_SPACE_ID;
+        match self.permissions.allows_in_environments(p, space, &[id]) {
+            true => Ok(()),
+            false => {
+                let scope = cuttle_model::Scope::space(space).environment(id);
+                Err(cuttle_service::permissions::missing(p, &scope).into())
+            }
+        }
+    }
+
+    /// Whether the person may see the deployment target `m` (in one of its
+    /// environments).
+    pub fn sees_machine(&self, m: &cuttle_model::Machine) -> bool {
+        let envs: Vec<&str> = m.environment_ids.iter().map(String::as_str).collect();
+        self.permissions.allows_in_environments(
+            cuttle_model::Permission::MachineView,
+            cuttle_model::space::DEFAULT_SPACE_ID,
+            &envs,
+        )
+    }
+
     /// Checks the CSRF token a form sent back; a wrong or missing one is 403.
     pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PortalError> {
         Ok(sessions::check_csrf(&self.session, submitted)?)

@@ -56,7 +56,7 @@ pub async fn list(
         skip,
         take: PAGE_SIZE,
     };
-    let found = svc::task_list(&inst, DEFAULT_SPACE_ID, &filter).await?;
+    let found = svc::task_list(&inst, &viewer.actor, DEFAULT_SPACE_ID, &filter).await?;
     let project_names: HashMap<&str, &str> = found
         .projects
         .iter()
@@ -180,7 +180,7 @@ pub async fn page(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Markup, PortalError> {
-    let snap = svc::task_snapshot(&inst, &id).await?;
+    let snap = svc::task_snapshot(&inst, &viewer.actor, &id).await?;
     let task = &snap.context.task;
     let pending = pending_interruptions(&inst, &viewer, task).await?;
     let now = Timestamp::now();
@@ -224,7 +224,7 @@ pub async fn header_fragment(
     FragmentViewer(viewer): FragmentViewer,
     Path(id): Path<String>,
 ) -> Result<Markup, PortalError> {
-    let context = svc::task_context(&inst, &id).await?;
+    let context = svc::task_context(&inst, &viewer.actor, &id).await?;
     let pending = pending_interruptions(&inst, &viewer, &context.task).await?;
     Ok(header(&context, &pending, viewer.csrf(), Timestamp::now()))
 }
@@ -500,7 +500,7 @@ pub async fn answer(
             .map(|(_, v)| v.as_str());
         viewer.check_csrf(csrf)?;
         let user = &viewer.actor;
-        let task = cuttle_service::tasks::task(&inst, None, &id).await?;
+        let task = cuttle_service::tasks::visible_task(&inst, user, None, &id).await?;
         let space = task.space_id.as_deref().unwrap_or(DEFAULT_SPACE_ID);
         let i = interruptions::get(&inst, user, space, &interruption).await?;
         if i.task_id != task.id {

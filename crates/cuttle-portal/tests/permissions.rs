@@ -194,3 +194,116 @@ async fn a_new_password_or_disabling_ends_sessions_at_once() {
     })
     .await;
 }
+
+/// People narrowed to one project or one environment see, on the task and
+/// infrastructure pages, only what their grant reaches; the rest answers
+/// as missing, posted forms included.
+#[tokio::test]
+async fn task_and_infrastructure_pages_follow_a_narrowed_grant() {
+    on_both("portal_narrowed_pages", |s| async move {
+        s.environment("Dev").await;
+        s.environment("Production").await;
+        let web = s.project("Web", vec![script_step("Say", "echo web")]).await;
+        s.project("Api", vec![script_step("Say", "echo api")]).await;
+        let web_task = s.deploy("Web", "1.0.0", "Dev").await;
+        let api_task = s.deploy("Api", "1.0.0", "Dev").await;
+        s.wait_done(&web_task).await;
+        s.wait_done(&api_task).await;
+        person(
+            &s,
+            "webdev",
+            "correct-horse-42",
+            "userroles-projectdeployer",
+            &[&web],
+            &["Environments-1"],
+        )
+        .await;
+        person(
+            &s,
+            "devops",
+            "battery-staple-7",
+            "userroles-environmentmanager",
+            &[],
+            &["Environments-1"],
+        )
+        .await;
+
+        let webdev = s.sign_in_as("webdev", "correct-horse-42").await;
+        let tasks = webdev.get("/tasks").await;
+        assert_eq!(tasks.status, StatusCode::OK);
+        let link = |t: &str| format!("href=\"/tasks/{t}\"");
+        assert!(tasks.body.contains(&link(&web_task)), "{}", tasks.body);
+        assert!(!tasks.body.contains(&link(&api_task)), "{}", tasks.body);
+        assert!(!tasks.body.contains(">Api<"), "{}", tasks.body);
+        assert_eq!(
+            webdev.get(&format!("/tasks/{web_task}")).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            webdev.get(&format!("/tasks/{api_task}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            webdev
+                .get(&format!("/tasks/{api_task}/header"))
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        let cancel = webdev
+            .post(
+                &format!("/tasks/{api_task}/cancel"),
+                &[("csrf", &webdev.csrf)],
+            )
+            .await;
+        assert_eq!(cancel.status, StatusCode::NOT_FOUND, "{}", cancel.body);
+
+        let devops = s.sign_in_as("devops", "battery-staple-7").await;
+        let envs = devops.get("/infrastructure/environments").await;
+        assert_eq!(envs.status, StatusCode::OK);
+        assert!(envs.body.contains(">Dev<"), "{}", envs.body);
+        assert!(!envs.body.contains(">Production<"), "{}", envs.body);
+        assert_eq!(
+            devops
+                .get("/infrastructure/environments/Environments-2")
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        let renamed = devops
+            .post(
+                "/infrastructure/environments/Environments-2",
+                &[("csrf", &devops.csrf), ("Name", "Renamed")],
+            )
+            .await;
+        assert_eq!(renamed.status, StatusCode::NOT_FOUND, "{}", renamed.body);
+        let deleted = devops
+            .post(
+                "/infrastructure/environments/Environments-2/delete",
+                &[("csrf", &devops.csrf)],
+            )
+            .await;
+        assert_eq!(deleted.status, StatusCode::NOT_FOUND, "{}", deleted.body);
+        let (_, prod) = s
+            .api(Method::GET, "/api/environments/Environments-2", None)
+            .await;
+        assert_eq!(prod["Name"], "Production");
+        // Their own environment they may change.
+        let dev = devops
+            .post(
+                "/infrastructure/environments/Environments-1",
+                &[("csrf", &devops.csrf), ("Name", "Development")],
+            )
+            .await;
+        assert!(
+            dev.status.is_redirection() || dev.status.is_success(),
+            "{}",
+            dev.body
+        );
+        let (_, dev_env) = s
+            .api(Method::GET, "/api/environments/Environments-1", None)
+            .await;
+        assert_eq!(dev_env["Name"], "Development");
+    })
+    .await;
+}

@@ -4,7 +4,7 @@
 //! however many projects, environments or deployments there are.
 
 use crate::actor::Actor;
-use crate::{Instance, Result, ServiceError};
+use crate::{Instance, Result};
 use cuttle_model::task::{Activity, LogLine};
 use cuttle_model::{
     Deployment, Environment, Permission, Project, ProjectGroup, Release, Scope, ServerTask,
@@ -326,21 +326,54 @@ pub struct TaskList {
     pub environment_names: HashMap<String, String>,
 }
 
-pub async fn task_list(inst: &Instance, space_id: &str, filter: &TaskFilter) -> Result<TaskList> {
+/// Only the tasks and projects `caller` may see are listed: where a grant
+/// narrows `TaskView`, the matches are read and filtered before paging.
+pub async fn task_list(
+    inst: &Instance,
+    caller: &Actor,
+    space_id: &str,
+    filter: &TaskFilter,
+) -> Result<TaskList> {
     let store = &inst.store;
-    let q = TaskQuery {
+    let skip = filter.skip.max(0);
+    let take = filter.take.clamp(1, 500);
+    let mut q = TaskQuery {
         space_id: Some(space_id.to_owned()),
         states: filter.states.clone(),
         project_id: filter.project_id.clone().filter(|p| !p.is_empty()),
-        skip: filter.skip.max(0),
-        take: Some(filter.take.clamp(1, 500)),
+        skip,
+        take: Some(take),
         ..Default::default()
     };
-    let (tasks, total) = store.list_tasks(&q).await?;
+    let narrowed = caller
+        .permissions
+        .as_deref()
+        .filter(|p| !p.whole_in_space(Permission::TaskView, space_id));
+    let (tasks, total) = match narrowed {
+        None => store.list_tasks(&q).await?,
+        Some(perms) => {
+            q.skip = 0;
+            q.take = None;
+            let (all, _) = store.list_tasks(&q).await?;
+            let mine: Vec<ServerTask> = all
+                .into_iter()
+                .filter(|t| perms.allows_on_task(Permission::TaskView, t))
+                .collect();
+            let total = mine.len() as i64;
+            let page = mine
+                .into_iter()
+                .skip(skip as usize)
+                .take(take as usize)
+                .collect();
+            (page, total)
+        }
+    };
     let mut projects = store
         .list::<Project>(&DocumentQuery::in_space(space_id))
         .await?
         .items;
+    let in_space = Scope::space(space_id);
+    projects.retain(|p| caller.may(Permission::ProjectView, &in_space.clone().project(&p.id)));
     projects.sort_by_key(|p| p.name.to_lowercase());
     let environment_names = store
         .list::<Environment>(&DocumentQuery::in_space(space_id))
@@ -368,12 +401,10 @@ pub struct TaskContext {
     pub deployment: Option<Deployment>,
 }
 
-pub async fn task_context(inst: &Instance, id: &str) -> Result<TaskContext> {
+/// A task `caller` may see, with what it concerns.
+pub async fn task_context(inst: &Instance, caller: &Actor, id: &str) -> Result<TaskContext> {
     let store = &inst.store;
-    let task = store
-        .task(id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("task", id))?;
+    let task = crate::tasks::visible_task(inst, caller, None, id).await?;
     let deployment = match &task.deployment_id {
         Some(d) => store.get::<Deployment>(d).await?,
         None => None,
@@ -417,13 +448,13 @@ pub struct TaskSnapshot {
     pub position: i64,
 }
 
-pub async fn task_snapshot(inst: &Instance, id: &str) -> Result<TaskSnapshot> {
+pub async fn task_snapshot(inst: &Instance, caller: &Actor, id: &str) -> Result<TaskSnapshot> {
     // The task first, then the last line's position, then activities, then
     // lines up to that position, as the live stream reads them: a task is
     // marked complete only after its last line is stored, and an activity
     // before any line under it, so a completed task shows its whole log and
     // every line read has its activity.
-    let context = task_context(inst, id).await?;
+    let context = task_context(inst, caller, id).await?;
     let position = inst.store.last_log_seq(id).await?;
     let activities = inst.store.task_activities(id).await?;
     let counts = inst

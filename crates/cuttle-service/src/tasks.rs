@@ -4,7 +4,7 @@ use crate::actor::Actor;
 use crate::audit::{category, Entry};
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::task::{build_activity_tree, omitted_lines_note, ActivityElement};
-use cuttle_model::{ServerTask, Timestamp};
+use cuttle_model::{Permission, Scope, ServerTask, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
 use std::collections::HashMap;
 
@@ -15,6 +15,21 @@ pub async fn task(inst: &Instance, space: Option<&str>, id: &str) -> Result<Serv
     match inst.store.task(id).await? {
         Some(t) if space.is_none() || t.space_id.as_deref() == space => Ok(t),
         _ => Err(ServiceError::not_found("task", id)),
+    }
+}
+
+/// A task `caller` may see (`TaskView` in its space, project and
+/// environment), or the same 404 as a missing one.
+pub async fn visible_task(
+    inst: &Instance,
+    caller: &Actor,
+    space: Option<&str>,
+    id: &str,
+) -> Result<ServerTask> {
+    let t = task(inst, space, id).await?;
+    match caller.may(Permission::TaskView, &Scope::of_task(&t)) {
+        true => Ok(t),
+        false => Err(ServiceError::not_found("task", id)),
     }
 }
 
@@ -112,8 +127,10 @@ pub async fn cancel(
     space: Option<&str>,
     id: &str,
 ) -> Result<ServerTask> {
-    // Checked before anything changes: another space's task is not found.
-    let before = task(inst, space, id).await?;
+    // Checked before anything changes: another space's task, or one the
+    // caller may not see, is not found.
+    let before = visible_task(inst, caller, space, id).await?;
+    caller.require(Permission::TaskCancel, &Scope::of_task(&before))?;
     let entry = Entry::new(
         category::TASK_CANCELED,
         before.space_id.as_deref(),

@@ -272,12 +272,7 @@ pub(super) fn allowed<D: SpaceCrud>(
     space: &str,
     doc: &D,
 ) -> bool {
-    let envs = doc.environment_ids();
-    if envs.is_empty() {
-        return perms.allows(p, &Scope::space(space));
-    }
-    envs.iter()
-        .any(|e| perms.allows(p, &Scope::space(space).environment(e)))
+    perms.allows_in_environments(p, space, &doc.environment_ids())
 }
 
 /// Reads one the caller may see; any other answers as missing.

@@ -148,25 +148,6 @@ struct TaskFilters {
 }
 
 /// On `/api/tasks` every space's tasks; on `/api/{space}/tasks` one space's.
-/// Whether the caller may do `p` to `task`: in its space, project and
-/// environment; a task of no space (installation-wide work) needs `p`
-/// installation-wide.
-pub(crate) fn task_allowed(perms: &Permissions, p: Permission, task: &ServerTask) -> bool {
-    match task.space_id.as_deref() {
-        None => perms.allows(p, &Scope::system()),
-        Some(space) => {
-            let mut scope = Scope::space(space);
-            if let Some(project) = task.project_id.as_deref() {
-                scope = scope.project(project);
-            }
-            if let Some(env) = task.environment_id.as_deref() {
-                scope = scope.environment(env);
-            }
-            perms.allows(p, &scope)
-        }
-    }
-}
-
 /// A task the caller may see, or the same 404 as a missing one.
 async fn visible_task(
     inst: &AppState,
@@ -175,7 +156,7 @@ async fn visible_task(
     id: &str,
 ) -> Result<ServerTask, ApiError> {
     let task = svc::task(inst, space, id).await?;
-    if task_allowed(perms, Permission::TaskView, &task) {
+    if perms.allows_on_task(Permission::TaskView, &task) {
         Ok(task)
     } else {
         Err(ServiceError::not_found("task", id).into())
@@ -231,7 +212,7 @@ async fn list_tasks(
         let (tasks, _) = inst.store.list_tasks(&all).await?;
         let mine: Vec<ServerTask> = tasks
             .into_iter()
-            .filter(|t| task_allowed(&perms, Permission::TaskView, t))
+            .filter(|t| perms.allows_on_task(Permission::TaskView, t))
             .collect();
         return Ok(Json(page_of(mine, &list, &path)));
     }
@@ -344,17 +325,8 @@ async fn cancel(
     Id(id): Id,
 ) -> ApiResult<Json<Value>> {
     let task = visible_task(&inst, &perms, space.as_deref(), &id).await?;
-    if !task_allowed(&perms, Permission::TaskCancel, &task) {
-        let mut scope = match task.space_id.as_deref() {
-            Some(s) => Scope::space(s),
-            None => Scope::system(),
-        };
-        if let Some(p) = task.project_id.as_deref() {
-            scope = scope.project(p);
-        }
-        if let Some(e) = task.environment_id.as_deref() {
-            scope = scope.environment(e);
-        }
+    if !perms.allows_on_task(Permission::TaskCancel, &task) {
+        let scope = Scope::of_task(&task);
         return Err(permissions::missing(Permission::TaskCancel, &scope).into());
     }
     Ok(Json(resource(

@@ -49,16 +49,18 @@ pub async fn targets(
     parts: Parts,
     Query(q): Query<CommandQuery>,
 ) -> Result<Markup, PortalError> {
-    let machines = machines::list_machines(
+    let mut machines = machines::list_machines(
         &inst.store,
         crate::default_space(),
         &MachineFilters::default(),
     )
     .await?;
+    machines.retain(|m| viewer.sees_machine(m));
     // In their order: the store lists them by it.
-    let environments = resources::list::<Environment>(&inst.store, &crate::default_space())
+    let mut environments = resources::list::<Environment>(&inst.store, &crate::default_space())
         .await?
         .items;
+    environments.retain(|e| viewer.sees_environment(&e.id));
     let env_names: HashMap<&str, &str> = environments
         .iter()
         .map(|e| (e.id.as_str(), e.name.as_str()))

@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use cuttle_model::space::DEFAULT_SPACE_ID;
+use cuttle_model::Permission;
 use cuttle_model::{Environment, Machine};
 use cuttle_service::machines::{self, MachineFilters};
 use cuttle_service::resources as svc;
@@ -50,14 +51,17 @@ async fn in_order(inst: &Instance) -> Result<Vec<Environment>, PortalError> {
     )
 }
 
-async fn load(inst: &Instance) -> Result<Listing, PortalError> {
-    let environments = in_order(inst).await?;
-    let machines = machines::list_machines(
+/// The environments and their target counts, as far as `viewer` may see.
+async fn load(inst: &Instance, viewer: &Viewer) -> Result<Listing, PortalError> {
+    let mut environments = in_order(inst).await?;
+    environments.retain(|e| viewer.sees_environment(&e.id));
+    let mut machines = machines::list_machines(
         &inst.store,
         crate::default_space(),
         &MachineFilters::default(),
     )
     .await?;
+    machines.retain(|m| viewer.sees_machine(m));
     let mut targets = HashMap::new();
     for id in machines.iter().flat_map(|m| &m.environment_ids) {
         *targets.entry(id.clone()).or_insert(0) += 1;
@@ -70,7 +74,7 @@ async fn load(inst: &Instance) -> Result<Listing, PortalError> {
 
 /// `GET /infrastructure/environments`
 pub async fn list(State(inst): State<AppState>, viewer: Viewer) -> Result<Markup, PortalError> {
-    let listing = load(&inst).await?;
+    let listing = load(&inst, &viewer).await?;
     Ok(render(
         &viewer,
         &listing,
@@ -99,7 +103,7 @@ pub async fn create(
             return Ok(Redirect::to(HERE).into_response());
         };
         let (status, problems) = Problems::from_error(err, name_field)?;
-        let listing = load(&inst).await?;
+        let listing = load(&inst, &viewer).await?;
         let page = render(&viewer, &listing, &f, &problems, &Problems::none());
         Ok::<_, PortalError>((status, page).into_response())
     };
@@ -162,13 +166,15 @@ pub async fn delete(
 ) -> Response {
     let shown = async {
         viewer.check_csrf(f.csrf.as_deref())?;
+        visible(&inst, &viewer, &id).await?;
+        viewer.require_in_environment(Permission::EnvironmentDelete, &id)?;
         let user = &viewer.actor;
         let Err(err) = svc::delete_environment(&inst.store, user, DEFAULT_SPACE_ID, &id).await
         else {
             return Ok(Redirect::to(HERE).into_response());
         };
         let (status, refused) = Problems::from_error(err, |_| None)?;
-        let listing = load(&inst).await?;
+        let listing = load(&inst, &viewer).await?;
         let empty = NewEnvironment::default();
         let page = render(&viewer, &listing, &empty, &Problems::none(), &refused);
         Ok::<_, PortalError>((status, page).into_response())
@@ -308,14 +314,25 @@ async fn targets_in(inst: &Instance, env: &Environment) -> Result<Vec<Machine>, 
     Ok(machines::list_machines(&inst.store, crate::default_space(), &filters).await?)
 }
 
+/// The environment `id`, or the same 404 as a missing one for a person
+/// who may not see it.
+async fn visible(inst: &Instance, viewer: &Viewer, id: &str) -> Result<Environment, PortalError> {
+    let env: Environment = svc::get_in_space(&inst.store, DEFAULT_SPACE_ID, id).await?;
+    match viewer.sees_environment(&env.id) {
+        true => Ok(env),
+        false => Err(cuttle_service::ServiceError::not_found("environment", id).into()),
+    }
+}
+
 /// `GET /infrastructure/environments/{id}`
 pub async fn detail(
     State(inst): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Markup, PortalError> {
-    let env: Environment = svc::get_in_space(&inst.store, DEFAULT_SPACE_ID, &id).await?;
-    let targets = targets_in(&inst, &env).await?;
+    let env = visible(&inst, &viewer, &id).await?;
+    let mut targets = targets_in(&inst, &env).await?;
+    targets.retain(|m| viewer.sees_machine(m));
     Ok(render_one(
         &viewer,
         &env,
@@ -335,7 +352,8 @@ pub async fn update(
 ) -> Response {
     let shown = async {
         viewer.check_csrf(f.csrf.as_deref())?;
-        let env: Environment = svc::get_in_space(&inst.store, DEFAULT_SPACE_ID, &id).await?;
+        let env = visible(&inst, &viewer, &id).await?;
+        viewer.require_in_environment(Permission::EnvironmentEdit, &id)?;
         let changed = Environment {
             name: f.name.clone(),
             description: f.description.clone(),

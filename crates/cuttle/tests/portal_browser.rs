@@ -783,5 +783,56 @@ async fn the_portal_in_a_real_browser() {
         "{}",
         b.current_url().await
     );
+
+    // A person who may deploy Billing API to Dev and nothing else walks the
+    // main pages and sees only that.
+    let dana = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(json!({"Username": "dana", "Password": "billing-in-dev-42"})),
+        )
+        .await;
+    let team = api
+        .call(
+            "POST",
+            "/api/teams",
+            Some(json!({"Name": "billing", "SpaceId": "Spaces-1", "MemberUserIds": [dana["Id"]]})),
+        )
+        .await;
+    api.call(
+        "POST",
+        "/api/scopeduserroles",
+        Some(json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectdeployer",
+            "SpaceId": "Spaces-1", "ProjectIds": ["Projects-1"], "EnvironmentIds": ["Environments-1"]})),
+    )
+    .await;
+    b.go(&format!("{url}/signin")).await;
+    b.type_into(&b.wait_for("#username").await, "dana").await;
+    b.type_into(&b.wait_for("#password").await, "billing-in-dev-42")
+        .await;
+    b.click(&b.wait_for("button[type=submit]").await).await;
+    b.wait_for_text("h1", "Dashboard").await;
+    b.wait_for_text("main", "Billing API").await;
+    let seen = b.text(&b.wait_for("main").await).await;
+    assert!(!seen.contains("Web shop"), "{seen}");
+    b.screenshot("dashboard-narrowed").await;
+    b.go(&format!("{url}/projects")).await;
+    b.wait_for_text("main", "Billing API").await;
+    let seen = b.text(&b.wait_for("main").await).await;
+    assert!(!seen.contains("Web shop"), "{seen}");
+    b.go(&format!("{url}/tasks")).await;
+    b.wait_for_text("table.tasks", "Billing API").await;
+    let seen = b.text(&b.wait_for("table.tasks").await).await;
+    assert!(
+        !seen.contains("Web shop") && !seen.contains("Production"),
+        "{seen}"
+    );
+    b.screenshot("tasks-narrowed").await;
+    b.go(&format!("{url}/projects/{project}")).await;
+    b.wait_for_text("h1", "Not Found").await;
+    b.go(&format!("{url}/infrastructure/targets")).await;
+    b.wait_for_text("body", "MachineView").await;
+    b.screenshot("refused-narrowed").await;
     drop(server);
 }

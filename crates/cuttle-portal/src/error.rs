@@ -68,6 +68,16 @@ impl PortalError {
     /// The error page, with a link back to `back` (the page the person
     /// acted on) besides the dashboard.
     pub fn page(self, back: Option<&str>) -> Response {
+        self.render(None, back)
+    }
+
+    /// The error page in the signed-in frame, so that a person refused
+    /// everywhere (nothing granted in this space) can still sign out.
+    pub fn page_for(self, viewer: &crate::session::Viewer) -> Response {
+        self.render(Some(viewer), None)
+    }
+
+    fn render(self, viewer: Option<&crate::session::Viewer>, back: Option<&str>) -> Response {
         let status = self.status();
         let database_fault = matches!(&self, PortalError::Service(e) if e.is_database_fault());
         let (message, details) = self.message();
@@ -87,7 +97,11 @@ impl PortalError {
                 }
             }
         };
-        let mut response = (status, layout::bare(title, body)).into_response();
+        let page = match viewer {
+            Some(v) => layout::page(v, title, layout::Nav::None, body),
+            None => layout::bare(title, body),
+        };
+        let mut response = (status, page).into_response();
         if database_fault {
             response
                 .extensions_mut()

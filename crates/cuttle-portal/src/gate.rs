@@ -10,7 +10,7 @@ use crate::AppState;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use cuttle_model::Permission;
 
 /// What `method` on `path` needs; `None` for pages anyone signed in may
@@ -93,7 +93,7 @@ pub async fn check(request: Request, next: Next) -> Response {
         Err(_) => return next.run(Request::from_parts(parts, body)).await,
     };
     if let Err(e) = viewer.require(p) {
-        return e.into_response();
+        return e.page_for(&viewer);
     }
     parts.extensions.insert(viewer);
     next.run(Request::from_parts(parts, body)).await

@@ -8,6 +8,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
+    /// No area is current (an error page in the signed-in frame).
+    None,
     Dashboard,
     Projects,
     Infrastructure,

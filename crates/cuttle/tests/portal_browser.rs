@@ -834,5 +834,95 @@ async fn the_portal_in_a_real_browser() {
     b.go(&format!("{url}/infrastructure/targets")).await;
     b.wait_for_text("body", "MachineView").await;
     b.screenshot("refused-narrowed").await;
+
+    // The rest of the permission fixture: a viewer of the whole space, the
+    // manager of another space, a disabled person.
+    let person = |name: &'static str, password: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/api/users",
+                Some(json!({"Username": name, "Password": password})),
+            )
+            .await["Id"]
+                .clone()
+        }
+    };
+    let vic = person("vic", "views-everything-42").await;
+    let team = api
+        .call(
+            "POST",
+            "/api/teams",
+            Some(json!({"Name": "viewers", "SpaceId": "Spaces-1", "MemberUserIds": [vic]})),
+        )
+        .await;
+    api.call(
+        "POST",
+        "/api/scopeduserroles",
+        Some(json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectviewer", "SpaceId": "Spaces-1"})),
+    )
+    .await;
+    let mona = person("mona", "manages-elsewhere-42").await;
+    api.call(
+        "POST",
+        "/api/spaces",
+        Some(json!({"Name": "Elsewhere", "SpaceManagersTeamMembers": [mona]})),
+    )
+    .await;
+    let dave = person("dave", "was-here-once-42").await;
+    let team = api
+        .call(
+            "POST",
+            "/api/teams",
+            Some(json!({"Name": "former", "SpaceId": "Spaces-1", "MemberUserIds": [dave]})),
+        )
+        .await;
+    api.call(
+        "POST",
+        "/api/scopeduserroles",
+        Some(json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectviewer", "SpaceId": "Spaces-1"})),
+    )
+    .await;
+    api.call(
+        "PUT",
+        &format!("/api/users/{}", dave.as_str().unwrap_or_default()),
+        Some(json!({"IsActive": false})),
+    )
+    .await;
+    let sign_in_as = |name: &'static str, password: &'static str| {
+        let b = &b;
+        let url = &url;
+        async move {
+            b.go(&format!("{url}/")).await;
+            if b.find_all("form.signout button").await.is_empty() {
+                b.go(&format!("{url}/signin")).await;
+            } else {
+                b.click(&b.wait_for("form.signout button").await).await;
+            }
+            b.type_into(&b.wait_for("#username").await, name).await;
+            b.type_into(&b.wait_for("#password").await, password).await;
+            b.click(&b.wait_for("button[type=submit]").await).await;
+        }
+    };
+    sign_in_as("vic", "views-everything-42").await;
+    b.wait_for_text("h1", "Dashboard").await;
+    b.wait_for_text("main", "Web shop").await;
+    b.wait_for_text("main", "Billing API").await;
+    b.go(&format!("{url}/infrastructure/targets")).await;
+    b.wait_for_text("body", "MachineView").await;
+    sign_in_as("mona", "manages-elsewhere-42").await;
+    b.wait_for_text("body", "ProjectView").await;
+    // Refused everywhere here, the page still lets her sign out.
+    b.wait_for("form.signout button").await;
+    let seen = b.text(&b.wait_for("body").await).await;
+    assert!(
+        !seen.contains("Web shop") && !seen.contains("Billing API"),
+        "{seen}"
+    );
+    b.screenshot("another-space-manager").await;
+    sign_in_as("dave", "was-here-once-42").await;
+    b.wait_for_text(".alert", "not correct").await;
+    assert!(b.current_url().await.contains("/signin"));
     drop(server);
 }

@@ -130,6 +130,11 @@ impl Tx {
         .bind(new.deployment_id)
         .execute(&mut *self.inner)
         .await?;
+        // Delivered at commit, and only if it commits: nodes wake to claim it.
+        let backend = Backend::of_connection(self.inner.backend_name());
+        if let Some(notify) = backend.notify_task_queued() {
+            sqlx::query(notify).execute(&mut *self.inner).await?;
+        }
         get_task_on(&mut self.inner, &id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("The task '{id}'")))

@@ -3,7 +3,7 @@
 //! one that is gone, and which node answered (for load balancers).
 
 use super::{Id, Q};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::json::OctoJson;
 use crate::links::{page_of, resource, Linked};
 use crate::route_table::{get, op, Routes};
@@ -33,7 +33,11 @@ pub fn routes(r: Routes) -> Routes {
         "/api/octopusservernodes/ping",
         get(
             ping,
-            op("Names the server node that answered (for load balancers' checks)").public(),
+            op(
+                "Names the server node that answered (for load balancers' checks), with \
+                whether it leads and what it applies now",
+            )
+            .public(),
         ),
     )
     .at(
@@ -95,8 +99,16 @@ struct NodeBody {
 async fn update(
     State(inst): State<AppState>,
     Id(id): Id,
-    OctoJson(body): OctoJson<NodeBody>,
+    OctoJson(body): OctoJson<Value>,
 ) -> ApiResult<Json<Value>> {
+    // A JSON array would otherwise bind to the fields in order.
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object (a server node, or the fields to change)",
+        ));
+    }
+    let body: NodeBody = crate::json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("The request body has the wrong shape: {e}")))?;
     let change = NodeUpdate {
         name: body.name,
         max_concurrent_tasks: body.max_concurrent_tasks,
@@ -116,5 +128,10 @@ async fn ping(State(inst): State<AppState>) -> Json<Value> {
         "Id": node_id(name),
         "Name": name,
         "IsLeader": inst.is_leader(),
+        // What this node applies now (a change made through another node
+        // reaches it at its next heartbeat).
+        "IsInMaintenanceMode": inst.runner.is_draining(),
+        "MaxConcurrentTasks": inst.runner.capacity(),
+        "RunningTaskCount": inst.runner.running_count(),
     }))
 }

@@ -31,19 +31,6 @@ impl Backend {
         }
     }
 
-    /// Locks a row read in a transaction until it commits, so two nodes
-    /// answering the same thing at once cannot both act on it. SQLite's one
-    /// connection already serialises transactions.
-    /// A statement that serialises task claims across server nodes until
-    /// the transaction ends (SQLite has one writer at a time anyway).
-    pub fn claim_lock(self) -> Option<&'static str> {
-        match self {
-            Backend::Sqlite => None,
-            // The key is arbitrary but fixed: 'cuttle' in ASCII.
-            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(99117116116108101)"),
-        }
-    }
-
     /// The database's clock, in milliseconds since the Unix epoch: node
     /// heartbeats and leases are measured on it, never on a node's clock.
     pub fn now_millis(self) -> &'static str {
@@ -58,10 +45,25 @@ impl Backend {
     pub fn notify_task_queued(self) -> Option<&'static str> {
         match self {
             Backend::Sqlite => None,
-            Backend::Postgres => Some("SELECT pg_notify('cuttle_task_queued', '')"), // TASK_QUEUED_CHANNEL,
+            // The channel is TASK_QUEUED_CHANNEL.
+            Backend::Postgres => Some("SELECT pg_notify('cuttle_task_queued', '')"),
         }
     }
 
+    /// A statement that holds a lock named by its one argument until the
+    /// transaction ends, across server nodes: a claim takes the one of its
+    /// project and environment (see [`crate::Store::claim_next_task`]).
+    /// SQLite has one writer at a time anyway.
+    pub fn pair_lock(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
+        }
+    }
+
+    /// Locks a row read in a transaction until it commits, so two nodes
+    /// answering the same thing at once cannot both act on it. SQLite's one
+    /// connection already serialises transactions.
     pub fn lock_row(self) -> &'static str {
         match self {
             Backend::Sqlite => "",

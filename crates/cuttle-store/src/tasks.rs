@@ -276,7 +276,7 @@ pub(crate) async fn import_tasks(conn: &mut AnyConnection, tasks: &[&ServerTask]
 
 /// What one try at claiming a task came to.
 enum Claim {
-    Claimed(ServerTask),
+    Claimed(Box<ServerTask>),
     Nothing,
     /// Another node claimed a task of the same project and environment at
     /// the same moment, and committed first.
@@ -348,7 +348,7 @@ impl Store {
         // next try passes that task by; the bound only guards the loop.
         for _ in 0..64 {
             match self.try_claim(node, lease_until).await? {
-                Claim::Claimed(task) => return Ok(Some(task)),
+                Claim::Claimed(task) => return Ok(Some(*task)),
                 Claim::Nothing => return Ok(None),
                 Claim::LostRace => continue,
             }
@@ -393,7 +393,7 @@ impl Store {
         }
         deployment_event_on(&mut tx.inner, &task, category::DEPLOYMENT_STARTED).await?;
         tx.commit().await?;
-        Ok(Claim::Claimed(task))
+        Ok(Claim::Claimed(Box::new(task)))
     }
 
     /// When the earliest task that is queued for later becomes due.

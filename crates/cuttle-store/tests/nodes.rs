@@ -303,3 +303,67 @@ async fn a_task_queued_on_postgresql_wakes_every_watching_node() {
     queuing.close().await;
     watching.close().await;
 }
+
+async fn wait(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the watcher woke")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fault_a_node_whose_listening_connection_is_cut_wakes_and_listens_again() {
+    let Some(pg) = ScratchPostgres::create("nodes_notify_cut").await else {
+        return;
+    };
+    let store = Store::open(&pg.url).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    store
+        .watch_task_queue(move || tx.send(()).is_ok())
+        .await
+        .unwrap();
+    // The database ends the listening session, as a restart or a network
+    // cut would: the node is woken (a task queued meanwhile went unheard).
+    let admin = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    let cut: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(cut.len(), 1, "one listening session to cut: {cut:?}");
+    assert!(cut[0].1, "the session was ended");
+    let old_pid = cut[0].0;
+    wait(&mut rx).await;
+
+    // Listening again on a new session, it hears the next queued task.
+    let listening = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> $1",
+        )
+        .bind(old_pid)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        n
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while listening().await == 0 {
+        assert!(std::time::Instant::now() < until, "never listened again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while rx.try_recv().is_ok() {}
+    let mut t = store.begin().await.unwrap();
+    t.insert_task(NewTask {
+        name: "Health".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    t.commit().await.unwrap();
+    wait(&mut rx).await;
+    admin.close().await;
+    store.close().await;
+}

@@ -158,6 +158,10 @@ async fn beat(inst: &Instance) {
             state.clock_skew_ms()
         }
     };
+    if state.left.load(Ordering::SeqCst) {
+        // Stopped meanwhile: a heartbeat now would mark it started again.
+        return;
+    }
     match inst.store.heartbeat_node(name, skew).await {
         Ok(Some(row)) => apply(inst, &row),
         // Deleted while it was offline (a long pause): it is back.

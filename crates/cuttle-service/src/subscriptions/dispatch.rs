@@ -69,8 +69,11 @@ pub(crate) fn follow(inst: Weak<Instance>, dispatcher: Dispatcher) {
                     tracing::warn!(error = %e, "events could not be fanned out to subscriptions");
                 }
             }
-            match instance.store.due_deliveries(now_ms(), 64).await {
-                Ok(_) if !leads => {}
+            let due = match leads {
+                true => instance.store.due_deliveries(now_ms(), 64).await,
+                false => Ok(vec![]),
+            };
+            match due {
                 Ok(due) => {
                     for d in due {
                         let key = (d.subscription_id.clone(), d.channel.clone());

@@ -96,6 +96,41 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
     e("POST", "/api/backup", "/api/backup", b, "aFFF");
     e(
         "GET",
+        "/api/octopusservernodes",
+        "/api/octopusservernodes",
+        None,
+        "AFFF",
+    );
+    e(
+        "GET",
+        "/api/octopusservernodes/ping",
+        "/api/octopusservernodes/ping",
+        None,
+        "AAAA",
+    );
+    e(
+        "GET",
+        "/api/octopusservernodes/{id}",
+        "/api/octopusservernodes/OctopusServerNodes-none",
+        None,
+        "aFFF",
+    );
+    e(
+        "PUT",
+        "/api/octopusservernodes/{id}",
+        "/api/octopusservernodes/OctopusServerNodes-none",
+        b,
+        "aFFF",
+    );
+    e(
+        "DELETE",
+        "/api/octopusservernodes/{id}",
+        "/api/octopusservernodes/OctopusServerNodes-none",
+        None,
+        "aFFF",
+    );
+    e(
+        "GET",
         "/api/agents/server-thumbprint",
         "/api/agents/server-thumbprint",
         None,

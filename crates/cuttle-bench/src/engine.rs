@@ -168,7 +168,7 @@ async fn create_project(api: &Api<'_>, name: &str, parallel: bool) -> Result<()>
     create_with_steps(api, name, steps).await
 }
 
-async fn create_one_step_project(api: &Api<'_>, name: &str) -> Result<()> {
+pub(crate) async fn create_one_step_project(api: &Api<'_>, name: &str) -> Result<()> {
     create_with_steps(api, name, vec![step(0, false)]).await
 }
 
@@ -196,7 +196,7 @@ async fn create_with_steps(api: &Api<'_>, name: &str, steps: Vec<Value>) -> Resu
     Ok(())
 }
 
-async fn queue(api: &Api<'_>, project: &str) -> Result<String> {
+pub(crate) async fn queue(api: &Api<'_>, project: &str) -> Result<String> {
     let created = api
         .call(
             Method::POST,

@@ -8,6 +8,7 @@ mod backup;
 mod engine;
 mod history;
 mod metrics;
+mod nodes;
 mod packages;
 mod permissions;
 mod portal;
@@ -74,6 +75,8 @@ enum Bench {
     Permissions(permissions::PermissionsArgs),
     /// Backup and restore time and size for 10,000 deployments, beside sqlite3 and pg_dump.
     Backup(backup::BackupArgs),
+    /// Queue pickup latency with 1 and 3 server nodes on one PostgreSQL.
+    Nodes(nodes::NodesArgs),
 }
 
 #[tokio::main]
@@ -130,6 +133,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::Backup(backup)) = &args.bench {
         return backup::run(&cuttle, backup).await;
+    }
+    if let Some(Bench::Nodes(nodes)) = &args.bench {
+        return nodes::run(&cuttle, &http, nodes).await;
     }
 
     let shown = std::env::current_dir()

@@ -2,7 +2,9 @@
 //! most `max_concurrent_tasks` at a time.
 //!
 //! Wake-ups: creating a task calls [`Runner::wake`], so a queued task starts
-//! as soon as its transaction commits and a slot is free; the loop also wakes
+//! as soon as its transaction commits and a slot is free; on PostgreSQL a
+//! task queued through another node wakes this one through the database's
+//! notification (see [`Store::watch_task_queue`]); the loop also wakes
 //! when a task finishes, when a scheduled task falls due, and on a heartbeat
 //! that renews leases, picks up cancellations made through other nodes and
 //! closes tasks whose node died.
@@ -17,10 +19,10 @@ use cuttle_store::tasks::CancelOutcome;
 use cuttle_store::{MasterKey, Store, StoreError};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -76,7 +78,11 @@ struct Inner {
     wake: Notify,
     /// Cancellation handles of the tasks running on this node.
     running: Mutex<HashMap<String, CancellationToken>>,
-    permits: Arc<Semaphore>,
+    /// Most tasks this node runs at once; an operator may change it while
+    /// the node runs (through any node), so it is read at each claim.
+    capacity: AtomicUsize,
+    /// In maintenance mode: finish what runs, claim nothing new.
+    draining: AtomicBool,
     /// Set when shutdown begins: stop claiming new work.
     stop_claiming: CancellationToken,
     /// Set when the shutdown grace period is over and running tasks are stopped.
@@ -117,7 +123,7 @@ impl Runner {
         master_key: MasterKey,
         config: RunnerConfig,
     ) -> Result<Runner, StoreError> {
-        let permits = Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1)));
+        let capacity = AtomicUsize::new(config.max_concurrent_tasks.max(1));
         // Searchable but not listable: a worker user reaches its own
         // directory without seeing the other tasks'.
         if let Err(e) = crate::sandbox::restrict_dir(&config.work_dir) {
@@ -137,7 +143,8 @@ impl Runner {
                 sandbox,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
-                permits,
+                capacity,
+                draining: AtomicBool::new(false),
                 stop_claiming: CancellationToken::new(),
                 shutting_down: AtomicBool::new(false),
                 finished: Notify::new(),
@@ -147,6 +154,19 @@ impl Runner {
             }),
         };
         runner.close_orphans(true).await?;
+        // Weak: the listener must not keep a stopped runner alive.
+        let woken = Arc::downgrade(&runner.inner);
+        runner
+            .inner
+            .store
+            .watch_task_queue(move || match woken.upgrade() {
+                Some(inner) => {
+                    inner.wake.notify_one();
+                    !inner.stop_claiming.is_cancelled()
+                }
+                None => false,
+            })
+            .await?;
         let looping = runner.clone();
         tokio::spawn(async move { looping.run_loop().await });
         Ok(runner)
@@ -155,6 +175,34 @@ impl Runner {
     /// Tells the loop that there may be new work.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Sets how many tasks this node runs at once (at least one); more
+    /// are claimed at once if there is room, and running ones are never
+    /// stopped for a lower cap.
+    pub fn set_capacity(&self, n: usize) {
+        let before = self.inner.capacity.swap(n.max(1), Ordering::SeqCst);
+        if before != n.max(1) {
+            tracing::info!(from = before, to = n.max(1), "task cap changed");
+            self.wake();
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity.load(Ordering::SeqCst)
+    }
+
+    /// Drains this node (it finishes what it runs and claims nothing new),
+    /// or lets it take work again.
+    pub fn set_draining(&self, draining: bool) {
+        if self.inner.draining.swap(draining, Ordering::SeqCst) != draining {
+            tracing::info!(draining, "maintenance mode changed");
+            self.wake();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// Every task this node finishes from now on. A subscriber that falls
@@ -282,9 +330,11 @@ impl Runner {
 
     async fn claim_while_capacity(&self) {
         loop {
-            let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+            // The running map gains a task before the next pass, so this
+            // count includes every claim so far.
+            if self.is_draining() || self.running_count() >= self.capacity() {
                 return;
-            };
+            }
             let lease_until =
                 Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
             match self
@@ -299,9 +349,7 @@ impl Runner {
                     let runner = self.clone();
                     // Every event of the task's run names it (in JSON logs, as a span field).
                     let span = tracing::info_span!("task", task_id = %task.id);
-                    tokio::spawn(
-                        async move { runner.execute(task, token, permit).await }.instrument(span),
-                    );
+                    tokio::spawn(async move { runner.execute(task, token).await }.instrument(span));
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -368,12 +416,7 @@ impl Runner {
         Ok(())
     }
 
-    async fn execute(
-        self,
-        task: ServerTask,
-        token: CancellationToken,
-        permit: OwnedSemaphorePermit,
-    ) {
+    async fn execute(self, task: ServerTask, token: CancellationToken) {
         let started = std::time::Instant::now();
         if let Some(metrics) = &self.inner.config.metrics {
             let waited = task
@@ -454,7 +497,6 @@ impl Runner {
         self.inner.signals.notify(&task.id);
         tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
         self.lock_running().remove(&task.id);
-        drop(permit);
         self.inner.finished.notify_waiters();
         self.wake();
     }

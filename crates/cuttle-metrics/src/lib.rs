@@ -145,6 +145,8 @@ pub struct Metrics {
     pub package_feed_bytes: Gauge,
     pub data_dir_free_bytes: Gauge,
     pub data_dir_size_bytes: Gauge,
+    /// This node's clock minus the database's, at its last heartbeat.
+    pub node_clock_skew_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub certificate_expiry: Family<Certificate, Gauge>,
     pub build_info: Family<BuildInfo, Gauge>,
 }
@@ -174,6 +176,7 @@ impl Metrics {
             package_feed_bytes: Default::default(),
             data_dir_free_bytes: Default::default(),
             data_dir_size_bytes: Default::default(),
+            node_clock_skew_seconds: Default::default(),
             certificate_expiry: Default::default(),
             build_info: Default::default(),
             registry: Registry::default(),
@@ -279,6 +282,11 @@ impl Metrics {
             "cuttle_data_dir_size_bytes",
             "Size of the data directory's file system",
             m.data_dir_size_bytes.clone(),
+        );
+        r.register(
+            "cuttle_node_clock_skew_seconds",
+            "This server node's clock minus the database's, at its last heartbeat",
+            m.node_clock_skew_seconds.clone(),
         );
         r.register(
             "cuttle_certificate_expiry_timestamp_seconds",

@@ -20,6 +20,7 @@
 //! - [`permission`]: permission names, user roles, teams, scoped user roles
 //!   and the rule that decides whether an action is allowed.
 //! - [`subscription`]: event subscriptions (webhooks, email).
+//! - [`server_node`]: the server processes sharing one database.
 //! - [`variables`]: variables, their scopes and prompts.
 
 pub mod build_info;
@@ -37,6 +38,7 @@ pub mod process;
 pub mod progression;
 pub mod project;
 pub mod release;
+pub mod server_node;
 pub mod space;
 pub mod subscription;
 pub mod task;

@@ -41,12 +41,18 @@ pub fn routes() -> Router<AppState> {
         .route(USERS, get(users_page).post(create_user))
         .route(API_KEYS, get(keys_page).post(create_key))
         .route(TEAMS, get(teams_page))
+        .route(crate::nodes::NODES, get(crate::nodes::page))
         .route("/configuration/api-keys/{id}/revoke", post(revoke_key))
 }
 
 /// The section's head, with the tab whose href is `current` marked.
-fn head(current: &str) -> Markup {
-    let tabs = [("Users", USERS), ("Teams", TEAMS), ("API keys", API_KEYS)];
+pub(crate) fn head(current: &str) -> Markup {
+    let tabs = [
+        ("Users", USERS),
+        ("Teams", TEAMS),
+        ("API keys", API_KEYS),
+        ("Nodes", crate::nodes::NODES),
+    ];
     html! {
         div.page-head {
             h1 { "Configuration" }

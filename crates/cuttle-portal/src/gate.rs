@@ -74,6 +74,9 @@ pub fn needs(method: &Method, path: &str) -> Option<Permission> {
     if under("/configuration/teams") {
         return Some(TeamView);
     }
+    if under("/configuration/nodes") {
+        return Some(ConfigureServer);
+    }
     None
 }
 

@@ -18,6 +18,7 @@
 //! - `infrastructure`: environments, targets, workers, pools, policies.
 //! - `library`: packages in the built-in feed, library variable sets.
 //! - `configuration`: users and API keys.
+//! - `nodes`: the server nodes on this database, read only.
 //! - `audit`: the audit log, with the API's filters.
 //! - `gate`: the permission each page and form needs, checked first.
 //! - `forms`: the CSRF field, labelled inputs, errors sorted onto fields.
@@ -35,6 +36,7 @@ mod gate;
 mod infrastructure;
 mod layout;
 mod library;
+mod nodes;
 mod process;
 mod projects;
 pub mod session;

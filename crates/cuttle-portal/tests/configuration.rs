@@ -395,3 +395,31 @@ async fn the_api_creates_users_through_the_same_rules() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_nodes_page_shows_this_node_as_leader_to_those_who_configure_the_server() {
+    on_both("portal-config-nodes", |s| async move {
+        let b = s.sign_in().await;
+        let page = b.get("/configuration/nodes").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let name = &s.inst.config.node_name;
+        assert!(
+            page.body.contains(&format!("<td>{name}</td>")),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("Leader"), "{}", page.body);
+        assert!(page.body.contains("Online"), "{}", page.body);
+
+        // A person without ConfigureServer is refused the page.
+        s.create(
+            "/api/users",
+            serde_json::json!({"Username": "viewer", "Password": "correct-horse-42"}),
+        )
+        .await;
+        let viewer = s.sign_in_as("viewer", "correct-horse-42").await;
+        let refused = viewer.get("/configuration/nodes").await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    })
+    .await;
+}

@@ -3,9 +3,9 @@
 //! deployment sees recent health (and fails fast on an unavailable target)
 //! without anyone asking.
 //!
-//! The schedule is kept in memory per node: after a restart each policy's
-//! first check comes one interval later. Several nodes may each queue one;
-//! a health check is idempotent, so that costs only a little work.
+//! Only the cluster's leader queues them. The schedule is kept in memory by
+//! the leader: after a restart, or when another node takes the lead, each
+//! policy's first check comes one interval later.
 
 use crate::instance::Instance;
 use cuttle_model::machine::AgentMachine;
@@ -32,6 +32,11 @@ pub(crate) fn follow(inst: Weak<Instance>) {
             let Some(inst) = inst.upgrade() else {
                 return;
             };
+            if !inst.is_leader() {
+                // A schedule kept while following would be stale on taking the lead.
+                last_run.clear();
+                continue;
+            }
             if let Err(e) = queue_due(&inst, &mut last_run).await {
                 tracing::warn!(error = %e, "could not queue scheduled health checks");
             }

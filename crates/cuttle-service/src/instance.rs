@@ -49,6 +49,8 @@ pub struct InstanceConfig {
     pub record_audit_events: bool,
     /// How subscriptions' deliveries are retried and where they may go.
     pub subscriptions: crate::subscriptions::SubscriptionConfig,
+    /// Heartbeats, the leader lease, and when a node counts as offline.
+    pub cluster: crate::nodes::ClusterConfig,
 }
 
 impl InstanceConfig {
@@ -67,6 +69,7 @@ impl InstanceConfig {
             count_metrics: true,
             record_audit_events: true,
             subscriptions: Default::default(),
+            cluster: Default::default(),
         }
     }
 
@@ -115,6 +118,8 @@ pub struct Instance {
     draining: std::sync::atomic::AtomicBool,
     /// Wakes the subscriptions' dispatcher.
     pub dispatcher: crate::subscriptions::Dispatcher,
+    /// This server as a node of the cluster: whether it leads, its clock.
+    pub node: crate::nodes::NodeState,
 }
 
 impl Instance {
@@ -128,6 +133,7 @@ impl Instance {
                 config.data_dir.display()
             ))
         };
+        crate::nodes::check_node_name(&config.node_name)?;
         std::fs::create_dir_all(&config.data_dir).map_err(unusable)?;
         // Absolute from here on: scripts run in directories of their own,
         // where a path relative to the server's would mean nothing.
@@ -213,8 +219,12 @@ impl Instance {
             scrapes: Default::default(),
             draining: Default::default(),
             dispatcher: Default::default(),
+            node: Default::default(),
             config,
         });
+        // Before the leader's jobs start, so a single node leads from its
+        // first moment.
+        crate::nodes::join(&inst).await?;
         // Weak: the follower must not keep the instance alive.
         crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
         crate::health_schedule::follow(Arc::downgrade(&inst));
@@ -235,6 +245,11 @@ impl Instance {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this node runs the cluster-wide jobs now.
+    pub fn is_leader(&self) -> bool {
+        self.node.is_leader()
     }
 
     /// Accepts polling agents on `listener` until `shutdown` completes,

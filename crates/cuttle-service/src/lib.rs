@@ -37,6 +37,8 @@
 //! - [`default_choice`]: the one default worker pool and machine policy of
 //!   each space.
 //! - [`variables`]: project and library variable sets, sensitive values sealed.
+//! - [`nodes`]: this server as a node of a cluster on one database
+//!   (heartbeats, the leader lease, clock checks) and the node commands.
 //! - [`paging`]: the list parameters every collection accepts.
 //! - [`text`]: the characters names and filters may not hold.
 //! - [`sessions`]: the web portal's sign-in sessions and CSRF tokens.
@@ -66,6 +68,7 @@ pub mod log_stream;
 pub mod machine_policies;
 pub mod machines;
 pub mod metrics;
+pub mod nodes;
 pub mod package_retention;
 pub mod package_selection;
 pub mod packages;

@@ -64,7 +64,8 @@ pub async fn apply(inst: &Instance, keep_for: Duration) -> Result<Vec<Package>> 
     Ok(removed)
 }
 
-/// Applies retention hourly for as long as the instance lives.
+/// Applies retention hourly for as long as the instance lives, on the
+/// cluster's leader only.
 pub(crate) fn follow(inst: Weak<Instance>, keep_for: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
@@ -73,6 +74,9 @@ pub(crate) fn follow(inst: Weak<Instance>, keep_for: Duration) {
             let Some(inst) = inst.upgrade() else {
                 return;
             };
+            if !inst.is_leader() {
+                continue;
+            }
             if let Err(e) = apply(&inst, keep_for).await {
                 tracing::warn!(error = %e, "feed retention could not be applied");
             }

@@ -1,6 +1,9 @@
 //! The one place where SQLite and PostgreSQL differ. Everything else in the
 //! store is written once in SQL both accept.
 
+/// The PostgreSQL channel a queued task is announced on.
+pub const TASK_QUEUED_CHANNEL: &str = "cuttle_task_queued";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -28,19 +31,39 @@ impl Backend {
         }
     }
 
-    /// Locks a row read in a transaction until it commits, so two nodes
-    /// answering the same thing at once cannot both act on it. SQLite's one
-    /// connection already serialises transactions.
-    /// A statement that serialises task claims across server nodes until
-    /// the transaction ends (SQLite has one writer at a time anyway).
-    pub fn claim_lock(self) -> Option<&'static str> {
+    /// The database's clock, in milliseconds since the Unix epoch: node
+    /// heartbeats and leases are measured on it, never on a node's clock.
+    pub fn now_millis(self) -> &'static str {
         match self {
-            Backend::Sqlite => None,
-            // The key is arbitrary but fixed: 'cuttle' in ASCII.
-            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(99117116116108101)"),
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         }
     }
 
+    /// Tells every node listening that a task was queued, when the
+    /// transaction commits. SQLite has one node, which wakes itself.
+    pub fn notify_task_queued(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            // The channel is TASK_QUEUED_CHANNEL.
+            Backend::Postgres => Some("SELECT pg_notify('cuttle_task_queued', '')"),
+        }
+    }
+
+    /// A statement that holds a lock named by its one argument until the
+    /// transaction ends, across server nodes: a claim takes the one of its
+    /// project and environment (see [`crate::Store::claim_next_task`]).
+    /// SQLite has one writer at a time anyway.
+    pub fn pair_lock(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(hashtext($1))"),
+        }
+    }
+
+    /// Locks a row read in a transaction until it commits, so two nodes
+    /// answering the same thing at once cannot both act on it. SQLite's one
+    /// connection already serialises transactions.
     pub fn lock_row(self) -> &'static str {
         match self {
             Backend::Sqlite => "",
@@ -82,5 +105,19 @@ impl Backend {
             Backend::Sqlite => "?".to_owned(),
             Backend::Postgres => format!("${n}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_notification_goes_to_the_channel_nodes_listen_on() {
+        let sql = super::Backend::Postgres
+            .notify_task_queued()
+            .unwrap_or_default();
+        assert!(
+            sql.contains(&format!("'{}'", super::TASK_QUEUED_CHANNEL)),
+            "{sql}"
+        );
     }
 }

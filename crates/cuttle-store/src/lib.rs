@@ -24,6 +24,8 @@
 //! - [`events`]: the audit log.
 //! - [`gauges`]: the counts and ages `/metrics` reads at each scrape.
 //! - [`subscriptions`]: the outbox that subscriptions' deliveries come from.
+//! - [`nodes`]: server nodes' rows and heartbeats, and the leader lease.
+//! - [`task_queue_watch`]: PostgreSQL's wake-ups when a task is queued.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
 //!   an empty database.
@@ -41,6 +43,7 @@ pub mod gauges;
 mod group_commit;
 pub mod interruptions;
 pub mod machines;
+pub mod nodes;
 pub mod packages;
 pub mod secrets;
 pub mod sessions;
@@ -48,6 +51,7 @@ pub mod spaces;
 pub mod statement;
 pub mod subscriptions;
 pub mod task_log;
+pub mod task_queue_watch;
 pub mod tasks;
 pub mod testing;
 mod transaction;
@@ -193,6 +197,8 @@ pub struct Store {
     /// Running tasks' progress writes, committed in groups on `pool`.
     progress: group_commit::GroupCommit,
     backend: Backend,
+    /// Where a node's own listening connection connects (PostgreSQL).
+    listen_url: Option<task_queue_watch::ListenUrl>,
 }
 
 /// SQLite connections for reads outside transactions: enough that a slow
@@ -257,6 +263,7 @@ impl Store {
                     pool,
                     reader,
                     backend,
+                    listen_url: None,
                 }
             }
             Backend::Postgres => {
@@ -271,6 +278,7 @@ impl Store {
                     reader: pool.clone(),
                     pool,
                     backend,
+                    listen_url: Some(task_queue_watch::ListenUrl(url.to_owned())),
                 }
             }
         };

@@ -130,6 +130,11 @@ impl Tx {
         .bind(new.deployment_id)
         .execute(&mut *self.inner)
         .await?;
+        // Delivered at commit, and only if it commits: nodes wake to claim it.
+        let backend = Backend::of_connection(self.inner.backend_name());
+        if let Some(notify) = backend.notify_task_queued() {
+            sqlx::query(notify).execute(&mut *self.inner).await?;
+        }
         get_task_on(&mut self.inner, &id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("The task '{id}'")))
@@ -269,6 +274,15 @@ pub(crate) async fn import_tasks(conn: &mut AnyConnection, tasks: &[&ServerTask]
     Ok(())
 }
 
+/// What one try at claiming a task came to.
+enum Claim {
+    Claimed(Box<ServerTask>),
+    Nothing,
+    /// Another node claimed a task of the same project and environment at
+    /// the same moment, and committed first.
+    LostRace,
+}
+
 /// What became of a cancellation request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -316,29 +330,70 @@ impl Store {
     /// A deployment waits while another of the same project to the same
     /// environment runs, as Octopus serialises them; others pass it by. A
     /// space whose task queue is stopped starts none of its tasks.
+    ///
+    /// Nodes claim at once without waiting on each other (`SKIP LOCKED`
+    /// passes over a task another node is claiming). That alone would let
+    /// two nodes each claim a deployment of one project and environment,
+    /// neither seeing the other's uncommitted claim; so a claim of such a
+    /// task also takes the lock of its project and environment and, holding
+    /// it, looks again for another one running: the second of two such
+    /// claims waits for the first to commit, sees it, and gives its task
+    /// back (it waits its turn in the queue), then tries the next task.
     pub async fn claim_next_task(
         &self,
         node: &str,
         lease_until: Timestamp,
     ) -> Result<Option<ServerTask>> {
-        let now = Timestamp::now().to_string();
-        // One claim at a time across nodes: otherwise two nodes could each
-        // claim a deployment of the same project and environment, neither
-        // seeing the other's uncommitted claim. Claims are short.
-        let mut tx = self.begin().await?;
-        if let Some(lock) = self.backend().claim_lock() {
-            sqlx::query(lock).execute(&mut *tx.inner).await?;
+        // Each lost race makes the pair it lost on visibly busy, so the
+        // next try passes that task by; the bound only guards the loop.
+        for _ in 0..64 {
+            match self.try_claim(node, lease_until).await? {
+                Claim::Claimed(task) => return Ok(Some(*task)),
+                Claim::Nothing => return Ok(None),
+                Claim::LostRace => continue,
+            }
         }
+        Ok(None)
+    }
+
+    async fn try_claim(&self, node: &str, lease_until: Timestamp) -> Result<Claim> {
+        let now = Timestamp::now().to_string();
+        let mut tx = self.begin().await?;
         let conn = &mut *tx.inner;
         time_out_statement(&now).query().execute(&mut *conn).await?;
         let claim = claim_statement(self.backend(), &now, node, &lease_until.to_string());
         let row = claim.query().fetch_optional(&mut *conn).await?;
-        let task = row.as_ref().map(task_from_row).transpose()?;
-        if let Some(t) = &task {
-            deployment_event_on(&mut tx.inner, t, category::DEPLOYMENT_STARTED).await?;
+        let Some(task) = row.as_ref().map(task_from_row).transpose()? else {
+            tx.commit().await?;
+            return Ok(Claim::Nothing);
+        };
+        if let (Some(lock), Some(project), Some(environment)) = (
+            self.backend().pair_lock(),
+            task.project_id.as_deref(),
+            task.environment_id.as_deref(),
+        ) {
+            sqlx::query(lock)
+                .bind(format!("claim:{project}:{environment}"))
+                .execute(&mut *conn)
+                .await?;
+            // A new statement: it sees what committed while we waited.
+            let (others,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM server_tasks WHERE state IN ('Executing', 'Cancelling') \
+                 AND project_id = $1 AND environment_id = $2 AND id <> $3",
+            )
+            .bind(project)
+            .bind(environment)
+            .bind(&task.id)
+            .fetch_one(&mut *conn)
+            .await?;
+            if others > 0 {
+                tx.rollback().await?;
+                return Ok(Claim::LostRace);
+            }
         }
+        deployment_event_on(&mut tx.inner, &task, category::DEPLOYMENT_STARTED).await?;
         tx.commit().await?;
-        Ok(task)
+        Ok(Claim::Claimed(Box::new(task)))
     }
 
     /// When the earliest task that is queued for later becomes due.

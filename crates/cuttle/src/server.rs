@@ -83,7 +83,8 @@ pub struct ServerArgs {
     /// deployments' files and leave processes running after its step
     #[arg(long, env = "CUTTLE_BUILTIN_WORKER_UNISOLATED", value_parser = clap::builder::BoolishValueParser::new())]
     builtin_worker_unisolated: bool,
-    /// This server's name in task records (default: the host name).
+    /// This server's name as a node: in task records, the nodes API and
+    /// leases (default: the host name). Each node on one database needs its own.
     #[arg(long, env = "CUTTLE_NODE_NAME")]
     node_name: Option<String>,
     /// The SMTP server subscriptions send email through:
@@ -407,6 +408,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .runner
         .shutdown(Duration::from_secs(args.shutdown_timeout))
         .await;
+    cuttle_service::nodes::leave(&instance).await;
     let _ = metrics_done.send(());
     instance.store.close().await;
     tracing::info!("stopped");

@@ -134,7 +134,10 @@ fn collections(server: &ServerProcess) -> BTreeMap<String, Value> {
         let json = get["responses"]["200"]["content"]
             .get("application/json")
             .is_some();
-        if !json || params > usize::from(scoped) || path == "/api/backup" {
+        // Server nodes are the running processes (their heartbeats, clocks
+        // and tasks), not data a backup carries over.
+        let live = path.starts_with("/api/octopusservernodes");
+        if !json || params > usize::from(scoped) || path == "/api/backup" || live {
             continue;
         }
         let path = path.replace("{space}", "Spaces-1");

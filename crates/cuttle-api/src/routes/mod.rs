@@ -8,6 +8,7 @@ mod events;
 mod infrastructure;
 mod interruptions;
 mod machines;
+mod nodes;
 pub mod operations;
 mod packages;
 mod preview;
@@ -253,6 +254,7 @@ pub fn all() -> Routes {
     r = backup::routes(r);
     r = subscriptions::routes(r);
     r = teams::routes(r);
+    r = nodes::routes(r);
     tasks::routes(r)
 }
 
@@ -311,6 +313,7 @@ async fn root(State(inst): State<AppState>) -> Json<Value> {
             "WorkerPools": "/api/workerpools{/id}{?skip,take,ids,partialName,name}",
             "MachinePolicies": "/api/machinepolicies{/id}{?skip,take,ids,partialName,name}",
             "Subscriptions": "/api/subscriptions{/id}{?skip,take,ids,partialName}",
+            "OctopusServerNodes": "/api/octopusservernodes{/id}{?skip,take}",
             "CreateReleaseCommandV1": "/api/{spaceId}/releases/create/v1",
             "CreateUntenantedDeploymentCommandV1": "/api/{spaceId}/deployments/create/untenanted/v1",
         }

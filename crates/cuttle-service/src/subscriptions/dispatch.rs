@@ -1,7 +1,8 @@
 //! The dispatcher: fans events out of the outbox into deliveries, and sends
 //! each subscription's deliveries in order, retrying with backoff. It runs
 //! beside the task runner and never holds up a deployment: a slow or dead
-//! receiver delays only its own subscription's queue.
+//! receiver delays only its own subscription's queue. Only the cluster's
+//! leader dispatches, so no delivery is sent by two nodes at once.
 
 use super::email::{self, EmailBody};
 use super::webhook;
@@ -62,10 +63,17 @@ pub(crate) fn follow(inst: Weak<Instance>, dispatcher: Dispatcher) {
             let Some(instance) = inst.upgrade() else {
                 return;
             };
-            if let Err(e) = fan_out(&instance).await {
-                tracing::warn!(error = %e, "events could not be fanned out to subscriptions");
+            let leads = instance.is_leader();
+            if leads {
+                if let Err(e) = fan_out(&instance).await {
+                    tracing::warn!(error = %e, "events could not be fanned out to subscriptions");
+                }
             }
-            match instance.store.due_deliveries(now_ms(), 64).await {
+            let due = match leads {
+                true => instance.store.due_deliveries(now_ms(), 64).await,
+                false => Ok(vec![]),
+            };
+            match due {
                 Ok(due) => {
                     for d in due {
                         let key = (d.subscription_id.clone(), d.channel.clone());

@@ -49,6 +49,8 @@ pub struct InstanceConfig {
     pub record_audit_events: bool,
     /// How subscriptions' deliveries are retried and where they may go.
     pub subscriptions: crate::subscriptions::SubscriptionConfig,
+    /// Where package files are kept: the data directory by default.
+    pub blob_store: cuttle_store::blobs::BlobLocation,
 }
 
 impl InstanceConfig {
@@ -67,6 +69,7 @@ impl InstanceConfig {
             count_metrics: true,
             record_audit_events: true,
             subscriptions: Default::default(),
+            blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
         }
     }
 
@@ -99,6 +102,8 @@ pub struct Instance {
     pub next_thumbprint: Option<cuttle_protocol::Thumbprint>,
     /// The server's connections to agents, polling ones included.
     pub agents: Arc<cuttle_protocol::Agents>,
+    /// Where package files are kept (shared by every node of the installation).
+    pub blobs: cuttle_store::blobs::Blobs,
     /// Held while a package file and its rows are paired or parted.
     pub package_files: crate::packages::PackageFiles,
     /// Where polling agents connect (0 until the endpoint is listening).
@@ -151,6 +156,13 @@ impl Instance {
         metrics
             .task_default_timeout_seconds
             .set(i64::try_from(config.default_script_timeout.as_secs()).unwrap_or(i64::MAX));
+        // Before anything starts: a store that cannot be reached stops the
+        // server here, with what was wrong.
+        let blobs = cuttle_store::blobs::Blobs::open(&config.blob_store, &config.data_dir)
+            .await
+            .map_err(|e| {
+                crate::ServiceError::Unavailable(format!("The blob store cannot be used: {e}"))
+            })?;
         let master_key = open_master_key(&store, &config).await?;
         restrict_data_dir(&config.data_dir)?;
         crate::bootstrap::ensure_default_space(&store).await?;
@@ -172,6 +184,7 @@ impl Instance {
         let mut runner_config =
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
+        runner_config.packages = blobs.clone();
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
         runner_config.sandbox = cuttle_engine::sandbox::SandboxConfig {
@@ -206,6 +219,7 @@ impl Instance {
             next_thumbprint,
             agents,
             polling_port: Default::default(),
+            blobs,
             package_files: Default::default(),
             passwords: crate::passwords::Passwords::new(config.max_concurrent_password_hashes),
             sign_ins: crate::sign_in_throttle::SignInThrottle::new(config.sign_in_throttle),

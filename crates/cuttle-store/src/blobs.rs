@@ -573,30 +573,7 @@ impl Blobs {
             self.inner.cache_limit,
             keep.to_path_buf(),
         );
-        let _ = tokio::task::spawn_blocking(move || {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                return;
-            };
-            let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let meta = e.metadata().ok()?;
-                    let modified = meta.modified().ok()?;
-                    meta.is_file().then(|| (modified, meta.len(), e.path()))
-                })
-                .collect();
-            let mut total: u64 = files.iter().map(|f| f.1).sum();
-            files.sort();
-            for (_, len, path) in files {
-                if total <= limit {
-                    break;
-                }
-                if path != keep && std::fs::remove_file(&path).is_ok() {
-                    total -= len;
-                }
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || trim(&dir, limit, &keep)).await;
     }
 
     /// The cached copies, by hash (a bucket store's; a directory has none).
@@ -613,6 +590,32 @@ impl Blobs {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// Removes the files of `dir` least recently modified first, never `keep`,
+/// until they take at most `limit` bytes. Blocking.
+fn trim(dir: &Path, limit: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let modified = meta.modified().ok()?;
+            meta.is_file().then(|| (modified, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= limit {
+            break;
+        }
+        if path != keep && std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
     }
 }
 
@@ -708,6 +711,28 @@ mod tests {
         assert!(
             BlobLocation::parse("s3://b-1?endpoint=http://10.0.0.5:9000&allow_http=true").is_ok()
         );
+    }
+
+    #[test]
+    fn the_cache_is_trimmed_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |secs| std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        for (name, used) in [("a", 30), ("b", 10), ("c", 20), ("new", 5)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [0u8; 100]).unwrap();
+            let file = std::fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(at(used)).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        // 400 bytes over a bound of 250: the two least recently used go,
+        // except the copy just fetched (`new`, oldest by its time here).
+        trim(dir.path(), 250, &dir.path().join("new"));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a", "new", "tmp"]);
     }
 
     #[tokio::test]

@@ -323,6 +323,22 @@ fn a_package_in_a_bucket_is_pushed_downloaded_deployed_and_deleted() {
             .map(|d| d.count() == 0)
             .unwrap_or(true));
 
+        // A backup of a bucket installation holds the rows that name its
+        // package files, not the files: the bucket is backed up by its own means.
+        let backup = files.path().join("bucket-installation.cuttle-backup");
+        let _ = std::fs::remove_file(&backup);
+        let out = agent_cli(&server, &["backup", "--to", backup.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        let entries = archive_entries(&backup);
+        assert!(
+            entries.contains(&"tables/packages.jsonl".to_owned()),
+            "{entries:?}"
+        );
+        assert!(
+            !entries.iter().any(|e| e.starts_with("files/packages/")),
+            "{entries:?}"
+        );
+
         // Leaves the bucket empty for the next database's round.
         drop(server);
         for key in moto.keys(BUCKET) {
@@ -334,6 +350,46 @@ fn a_package_in_a_bucket_is_pushed_downloaded_deployed_and_deleted() {
             .unwrap();
         }
     });
+}
+
+/// The paths inside a backup file.
+fn archive_entries(backup: &Path) -> Vec<String> {
+    let file = std::fs::File::open(backup).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_blob_directory_outside_the_data_directory_holds_the_package_files() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let blob_dir = shared.path().join("cuttle-blobs");
+    let server = TestServer::start(
+        data_dir.path(),
+        None,
+        &["--blob-store", blob_dir.to_str().unwrap()],
+    );
+    let package = zip_package(shared.path(), "Acme.Tools.1.2.0.zip", noise(4096, 11));
+    let (status, pushed) = push(&server, &package);
+    assert_eq!(status, 201, "{pushed}");
+    let hash = sha256(&std::fs::read(&package).unwrap());
+    assert!(blob_dir.join("packages").join(&hash).is_file());
+    assert!(!data_dir.path().join("packages").join(&hash).exists());
+    assert_eq!(
+        sha256(&download(&server, "packages-Acme.Tools.1.2.0")),
+        hash
+    );
+    api(
+        &server,
+        "DELETE",
+        "/api/Spaces-1/packages/packages-Acme.Tools.1.2.0",
+        None,
+    );
+    assert!(!blob_dir.join("packages").join(&hash).exists());
 }
 
 #[test]

@@ -111,6 +111,12 @@ pub(crate) fn blob_error(e: BlobError) -> ServiceError {
                 "The package could not be stored or read: {e}. Try again once the blob store answers."
             ))
         }
+        // Said, not hidden as an internal error: the operator's store has
+        // other content under a package's name.
+        BlobError::Damaged { .. } => {
+            tracing::error!(error = %e, "the blob store returned damaged content");
+            ServiceError::Unavailable(format!("The package could not be read: {e}"))
+        }
         BlobError::Local { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
             io_error("store", Path::new("packages"), source)
         }

@@ -281,9 +281,13 @@ impl Blobs {
             builder = builder.with_region(region);
         }
         builder = builder.with_allow_http(bucket.allow_http);
+        let place = match bucket.prefix.as_str() {
+            "" => format!("s3://{}", bucket.name),
+            prefix => format!("s3://{}/{prefix}", bucket.name),
+        };
         let describe = match &bucket.endpoint {
-            Some(e) => format!("s3://{}/{} at {e}", bucket.name, bucket.prefix),
-            None => format!("s3://{}/{}", bucket.name, bucket.prefix),
+            Some(e) => format!("{place} at {e}"),
+            None => place,
         };
         let s3 = builder
             .build()

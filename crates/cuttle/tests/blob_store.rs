@@ -274,7 +274,7 @@ fn a_package_in_a_bucket_is_pushed_downloaded_deployed_and_deleted() {
         assert!(
             server
                 .recent_output()
-                .contains(&format!("s3://{BUCKET}/ at {}", moto.url)),
+                .contains(&format!("kept in the s3://{BUCKET} at {}", moto.url)),
             "{}",
             server.recent_output()
         );
@@ -580,6 +580,33 @@ fn fault_a_bucket_that_stops_mid_upload_keeps_nothing_and_a_retry_works() {
         sha256(&download(&server, "packages-Acme.Tools.3.0.0")),
         hash
     );
+
+    // A store that hands back other content than the hash names: the copy
+    // is refused, not cached, and the download fails saying so.
+    std::fs::remove_file(data_dir.path().join("blob-cache").join(&hash)).unwrap();
+    let replaced = block(
+        reqwest::Client::new()
+            .put(format!("{}/{BUCKET}/packages/{hash}", moto.url))
+            .body(b"not the package".to_vec())
+            .send(),
+    )
+    .unwrap();
+    assert!(replaced.status().is_success());
+    let (status, body) = block(async {
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{}/api/Spaces-1/packages/packages-Acme.Tools.3.0.0/raw",
+                server.url
+            ))
+            .header("X-Octopus-ApiKey", KEY)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("is damaged"), "{body}");
+    assert!(!data_dir.path().join("blob-cache").join(&hash).exists());
 }
 
 /// `cuttle server` with `args`, expected to refuse to start; its output.

@@ -187,8 +187,22 @@ impl Instance {
         runner_config.packages = blobs.clone();
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
+        let mut hidden_paths = vec![config.data_dir.clone()];
+        // Nor other projects' package files, in a blob directory elsewhere.
+        if let Some(root) = blobs.directory_root() {
+            if !root.starts_with(&config.data_dir) {
+                let packages = root.join("packages");
+                std::fs::create_dir_all(&packages).map_err(|e| {
+                    crate::ServiceError::Internal(format!(
+                        "The blob directory {} could not be created: {e}",
+                        packages.display()
+                    ))
+                })?;
+                hidden_paths.push(root.to_path_buf());
+            }
+        }
         runner_config.sandbox = cuttle_engine::sandbox::SandboxConfig {
-            hidden_paths: vec![config.data_dir.clone()],
+            hidden_paths,
             ..config.builtin_worker.clone()
         };
         let mut agents = cuttle_protocol::Agents::new(

@@ -51,7 +51,7 @@ pub struct DeployContext {
     /// Connections to agents; `None` when the server has no TLS identity.
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
     /// Where the built-in feed keeps package files, by SHA-256.
-    pub package_dir: PathBuf,
+    pub packages: cuttle_store::blobs::Blobs,
 }
 
 /// How a task ended.
@@ -352,7 +352,7 @@ impl<'a> StepScope<'a> {
             {
                 match crate::deploy_package::resolve(
                     &self.ctx.store,
-                    &self.ctx.package_dir,
+                    &self.ctx.packages,
                     &self.loaded.release,
                     &planned.action,
                 )

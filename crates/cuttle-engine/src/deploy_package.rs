@@ -3,12 +3,13 @@
 //! target (skipped when cached, a delta from an earlier version when that
 //! is smaller), and what the agent is to do with it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cuttle_model::package::{compare_versions, Package};
 use cuttle_model::{Action, Release};
 use cuttle_protocol::messages::PackageStep;
 use cuttle_protocol::Agents;
+use cuttle_store::blobs::Blobs;
 use cuttle_store::packages::PackageQuery;
 use cuttle_store::Store;
 use cuttle_vars::VariableDictionary;
@@ -44,7 +45,7 @@ pub struct ResolvedPackage {
 /// The package the release chose for this action (its primary package).
 pub async fn resolve(
     store: &Store,
-    package_dir: &Path,
+    packages: &Blobs,
     release: &Release,
     action: &Action,
 ) -> Result<ResolvedPackage, String> {
@@ -95,8 +96,15 @@ pub async fn resolve(
         .filter(|h| *h != package.hash)
         .collect();
     let version_hashes = versions.iter().map(|p| p.hash.clone()).collect();
+    // From a bucket, a local copy (fetched once into the cache) to send or unpack.
+    let path = packages.local_file(&package.hash).await.map_err(|e| {
+        format!(
+            "The package {} version {} could not be read: {e}",
+            package.package_id, package.version
+        )
+    })?;
     Ok(ResolvedPackage {
-        path: package_dir.join(&package.hash),
+        path,
         package,
         bases,
         version_hashes,

@@ -42,8 +42,9 @@ pub struct RunnerConfig {
     /// The server's connections to agents (and the certificate it presents
     /// to them); without them, tasks that talk to agents fail.
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
-    /// Where the built-in feed keeps package files (`<data dir>/packages`).
-    pub package_dir: PathBuf,
+    /// Where the built-in feed keeps package files (by default
+    /// `<data dir>/packages`), and where local copies come from.
+    pub packages: cuttle_store::blobs::Blobs,
     /// The installation's metrics; `None` counts nothing.
     pub metrics: Option<Arc<cuttle_metrics::Metrics>>,
 }
@@ -62,7 +63,7 @@ impl RunnerConfig {
                 ..SandboxConfig::default()
             },
             agents: None,
-            package_dir: work_dir.with_file_name("packages"),
+            packages: cuttle_store::blobs::Blobs::directory(work_dir.parent().unwrap_or(&work_dir)),
             metrics: None,
             work_dir,
         }
@@ -438,7 +439,7 @@ impl Runner {
                     interventions: self.inner.interventions.clone(),
                     sandbox: self.inner.sandbox.clone(),
                     agents: self.inner.config.agents.clone(),
-                    package_dir: self.inner.config.package_dir.clone(),
+                    packages: self.inner.config.packages.clone(),
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,

@@ -51,6 +51,8 @@ pub struct InstanceConfig {
     pub subscriptions: crate::subscriptions::SubscriptionConfig,
     /// Heartbeats, the leader lease, and when a node counts as offline.
     pub cluster: crate::nodes::ClusterConfig,
+    /// Where package files are kept: the data directory by default.
+    pub blob_store: cuttle_store::blobs::BlobLocation,
 }
 
 impl InstanceConfig {
@@ -70,6 +72,7 @@ impl InstanceConfig {
             record_audit_events: true,
             subscriptions: Default::default(),
             cluster: Default::default(),
+            blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
         }
     }
 
@@ -102,6 +105,8 @@ pub struct Instance {
     pub next_thumbprint: Option<cuttle_protocol::Thumbprint>,
     /// The server's connections to agents, polling ones included.
     pub agents: Arc<cuttle_protocol::Agents>,
+    /// Where package files are kept (shared by every node of the installation).
+    pub blobs: cuttle_store::blobs::Blobs,
     /// Held while a package file and its rows are paired or parted.
     pub package_files: crate::packages::PackageFiles,
     /// Where polling agents connect (0 until the endpoint is listening).
@@ -157,6 +162,13 @@ impl Instance {
         metrics
             .task_default_timeout_seconds
             .set(i64::try_from(config.default_script_timeout.as_secs()).unwrap_or(i64::MAX));
+        // Before anything starts: a store that cannot be reached stops the
+        // server here, with what was wrong.
+        let blobs = cuttle_store::blobs::Blobs::open(&config.blob_store, &config.data_dir)
+            .await
+            .map_err(|e| {
+                crate::ServiceError::Unavailable(format!("The blob store cannot be used: {e}"))
+            })?;
         let master_key = open_master_key(&store, &config).await?;
         restrict_data_dir(&config.data_dir)?;
         crate::bootstrap::ensure_default_space(&store).await?;
@@ -178,10 +190,25 @@ impl Instance {
         let mut runner_config =
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
+        runner_config.packages = blobs.clone();
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.
+        let mut hidden_paths = vec![config.data_dir.clone()];
+        // Nor other projects' package files, in a blob directory elsewhere.
+        if let Some(root) = blobs.directory_root() {
+            if !root.starts_with(&config.data_dir) {
+                let packages = root.join("packages");
+                std::fs::create_dir_all(&packages).map_err(|e| {
+                    crate::ServiceError::Internal(format!(
+                        "The blob directory {} could not be created: {e}",
+                        packages.display()
+                    ))
+                })?;
+                hidden_paths.push(root.to_path_buf());
+            }
+        }
         runner_config.sandbox = cuttle_engine::sandbox::SandboxConfig {
-            hidden_paths: vec![config.data_dir.clone()],
+            hidden_paths,
             ..config.builtin_worker.clone()
         };
         let mut agents = cuttle_protocol::Agents::new(
@@ -212,6 +239,7 @@ impl Instance {
             next_thumbprint,
             agents,
             polling_port: Default::default(),
+            blobs,
             package_files: Default::default(),
             passwords: crate::passwords::Passwords::new(config.max_concurrent_password_hashes),
             sign_ins: crate::sign_in_throttle::SignInThrottle::new(config.sign_in_throttle),

@@ -1,13 +1,16 @@
 //! The built-in package feed: pushing, listing, downloading and deleting
 //! package versions.
 //!
-//! Files are kept content-addressed, `<data dir>/packages/<sha256>`, so the
-//! same content pushed twice is stored once. A push streams to a temporary
-//! file in `<data dir>/packages/tmp/` while hashing it, never holding the
-//! package in memory; once the whole file is there it is checked (its format,
-//! and that it is not truncated), moved to its content address and recorded.
-//! A push that fails, or whose client goes away, leaves no file behind: the
-//! temporary file is removed when its [`Upload`] is dropped.
+//! Files are kept content-addressed in the instance's blob store
+//! (`packages/<sha256>`: by default `<data dir>/packages/<sha256>`, or an
+//! S3-compatible bucket), so the same content pushed twice is stored once. A
+//! push streams to a temporary file in `packages/tmp/` (of the data directory,
+//! or of the blob directory) while hashing it, never holding the package in
+//! memory; once the whole file is there it is checked (its format, and that
+//! it is not truncated), published under its hash (renamed into place, or
+//! streamed to the bucket) and recorded. A push that fails, or whose client
+//! goes away, leaves no file behind: the temporary file is removed when its
+//! [`Upload`] is dropped, and a bucket upload that fails is never completed.
 
 use crate::actor::Actor;
 use crate::resources::audit_changed;
@@ -20,6 +23,7 @@ use cuttle_model::package::{
     BZIP2_TAIL_LEN, HEAD_LEN, ZIP_CENTRAL, ZIP_TAIL_LEN,
 };
 use cuttle_model::{Project, Release, Timestamp};
+use cuttle_store::blobs::{BlobError, Blobs};
 use cuttle_store::packages::PackageQuery;
 use cuttle_store::{ProcessSnapshot, Store};
 use serde::Deserialize;
@@ -89,6 +93,37 @@ pub fn upload_dir(data_dir: &Path) -> PathBuf {
     packages_dir(data_dir).join("tmp")
 }
 
+/// Where this instance's pushes are written: beside the package files in a
+/// blob directory (so that publishing one is a rename), else in the data
+/// directory.
+fn uploads_of(inst: &Instance) -> PathBuf {
+    let root = inst.blobs.directory_root();
+    upload_dir(root.unwrap_or(&inst.config.data_dir))
+}
+
+/// A blob store's failure, as the service reports it: a store that does not
+/// answer is a temporary condition the caller may retry.
+pub(crate) fn blob_error(e: BlobError) -> ServiceError {
+    match e {
+        BlobError::Unavailable { .. } => {
+            tracing::error!(error = %e, "the blob store failed");
+            ServiceError::Unavailable(format!(
+                "The package could not be stored or read: {e}. Try again once the blob store answers."
+            ))
+        }
+        // Said, not hidden as an internal error: the operator's store has
+        // other content under a package's name.
+        BlobError::Damaged { .. } => {
+            tracing::error!(error = %e, "the blob store returned damaged content");
+            ServiceError::Unavailable(format!("The package could not be read: {e}"))
+        }
+        BlobError::Local { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            io_error("store", Path::new("packages"), source)
+        }
+        e => ServiceError::Internal(e.to_string()),
+    }
+}
+
 /// A file removed when this is dropped, unless it has been moved away.
 struct TempFile {
     path: PathBuf,
@@ -109,7 +144,6 @@ impl Drop for TempFile {
 /// pieces arrive. Dropping it before [`push`] removes the file.
 pub struct Upload {
     name: PackageFileName,
-    dir: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     hasher: Sha256,
     size: u64,
@@ -124,12 +158,13 @@ impl Upload {
     pub async fn begin(inst: &Instance, file_name: &str) -> Result<Upload> {
         let name = package::parse_file_name(file_name)
             .map_err(|e| ServiceError::bad_request(e.to_string()))?;
-        let dir = packages_dir(&inst.config.data_dir);
-        let tmp = upload_dir(&inst.config.data_dir);
+        let tmp = uploads_of(inst);
         tokio::fs::create_dir_all(&tmp)
             .await
             .map_err(|e| io_error("create the package directory", &tmp, e))?;
-        restrict(&dir);
+        if let Some(dir) = tmp.parent() {
+            restrict(dir);
+        }
         remove_stale_uploads(&tmp).await;
         let path = tmp.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::File::create(&path)
@@ -137,7 +172,6 @@ impl Upload {
             .map_err(|e| io_error("create", &path, e))?;
         Ok(Upload {
             name,
-            dir,
             file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
             hasher: Sha256::new(),
             size: 0,
@@ -191,15 +225,19 @@ pub async fn push(
     mode: OverwriteMode,
 ) -> Result<Pushed> {
     let (store, caller, space_id) = (inst.store.clone(), caller.clone(), space_id.to_owned());
-    let files = inst.package_files.clone();
+    let (files, blobs) = (inst.package_files.clone(), inst.blobs.clone());
     // The file is complete: it is published or refused even if the client
     // stops waiting, never left half recorded.
-    run_to_end(finish_push(store, files, caller, space_id, upload, mode)).await
+    run_to_end(finish_push(
+        store, files, blobs, caller, space_id, upload, mode,
+    ))
+    .await
 }
 
 async fn finish_push(
     store: Store,
     files: PackageFiles,
+    blobs: Blobs,
     caller: Actor,
     space_id: String,
     mut upload: Upload,
@@ -242,15 +280,27 @@ async fn finish_push(
         package_size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
         published: Some(Timestamp::now()),
     };
-    let content = upload.dir.join(&hash);
+    // A copy to a bucket takes as long as the package is large: it is made
+    // before the lock and the transaction, neither held while it runs.
+    if !blobs.publish_moves() {
+        blobs
+            .publish_package(&path, &hash, size)
+            .await
+            .map_err(blob_error)?;
+    }
 
     let _files = files.lock().await;
+    let stored = blobs.publish_moves();
     let mut tx = store.begin().await?;
     let existing = tx
         .package_by_version(&space_id, &pushed.package_id, &pushed.version_key())
         .await?;
     match (&existing, mode) {
         (Some(old), OverwriteMode::FailIfExists) => {
+            drop(tx);
+            if !stored {
+                remove_if_unused(&store, &blobs, &hash).await;
+            }
             return Err(ServiceError::AlreadyExists {
                 octopus: PACKAGE_EXISTS,
                 detail: format!(
@@ -259,20 +309,31 @@ async fn finish_push(
                 ),
             });
         }
-        (Some(old), OverwriteMode::IgnoreIfExists) => return Ok(Pushed::Existing(old.clone())),
+        (Some(old), OverwriteMode::IgnoreIfExists) => {
+            let old = old.clone();
+            drop(tx);
+            if !stored {
+                remove_if_unused(&store, &blobs, &hash).await;
+            }
+            return Ok(Pushed::Existing(old));
+        }
         _ => {}
     }
-    tokio::fs::rename(&path, &content)
-        .await
-        .map_err(|e| io_error("store", &content, e))?;
-    upload.temp.moved = true;
-    let recorded: Result<()> = async {
-        // The rename reaches the disk before the row that names the file does.
-        let dir = upload.dir.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+    // In a directory the file is renamed into place now, under the lock. A
+    // copied blob is there unless a delete of the last version that had the
+    // same content removed it since; then it is copied again.
+    let republish = match stored {
+        true => true,
+        false => !blobs.has_package(&hash).await.map_err(blob_error)?,
+    };
+    if republish {
+        blobs
+            .publish_package(&path, &hash, size)
             .await
-            .map_err(|e| ServiceError::Internal(format!("storing a package: {e}")))?
-            .map_err(|e| io_error("store", &content, e))?;
+            .map_err(blob_error)?;
+    }
+    upload.temp.moved = blobs.publish_moves();
+    let recorded: Result<()> = async {
         if let Some(old) = &existing {
             tx.delete_package(&space_id, &old.id).await?;
         }
@@ -301,13 +362,13 @@ async fn finish_push(
     .await;
     if let Err(e) = recorded {
         // The file may already have been someone else's; it stays if so.
-        remove_if_unused(&store, &upload.dir, &hash).await;
+        remove_if_unused(&store, &blobs, &hash).await;
         return Err(e);
     }
     match existing {
         Some(old) => {
             if old.hash != pushed.hash {
-                remove_if_unused(&store, &upload.dir, &old.hash).await;
+                remove_if_unused(&store, &blobs, &old.hash).await;
             }
             Ok(Pushed::Replaced(pushed))
         }
@@ -327,14 +388,11 @@ pub(crate) async fn run_to_end<T: Send + 'static>(
 
 /// Removes a content file that no package version uses any more. Called
 /// with the instance's [`PackageFiles`] lock held.
-pub(crate) async fn remove_if_unused(store: &Store, dir: &Path, hash: &str) {
+pub(crate) async fn remove_if_unused(store: &Store, blobs: &Blobs, hash: &str) {
     match store.package_hash_in_use(hash).await {
         Ok(false) => {
-            let path = dir.join(hash);
-            if let Err(e) = tokio::fs::remove_file(&path).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove an unused package file");
-                }
+            if let Err(e) = blobs.delete_package(hash).await {
+                tracing::warn!(hash, error = %e, "could not remove an unused package file");
             }
         }
         Ok(true) => {}
@@ -551,7 +609,11 @@ pub async fn open_package(
     id: &str,
 ) -> Result<(Package, tokio::fs::File)> {
     let package = get_package(&inst.store, space_id, id).await?;
-    let path = packages_dir(&inst.config.data_dir).join(&package.hash);
+    let path = inst
+        .blobs
+        .local_file(&package.hash)
+        .await
+        .map_err(blob_error)?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| io_error("open", &path, e))?;
@@ -619,7 +681,7 @@ pub async fn delete_package(
             names.join(", ")
         )));
     }
-    let dir = packages_dir(&inst.config.data_dir);
+    let blobs = inst.blobs.clone();
     let caller = caller.clone();
     let files = inst.package_files.clone();
     run_to_end(async move {
@@ -641,7 +703,7 @@ pub async fn delete_package(
         )
         .await?;
         tx.commit().await?;
-        remove_if_unused(&store, &dir, &package.hash).await;
+        remove_if_unused(&store, &blobs, &package.hash).await;
         Ok(())
     })
     .await

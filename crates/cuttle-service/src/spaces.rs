@@ -3,7 +3,7 @@
 //! starts in it while it goes, and never while it is the default space.
 
 use crate::actor::Actor;
-use crate::packages::{packages_dir, remove_if_unused, run_to_end};
+use crate::packages::{remove_if_unused, run_to_end};
 use crate::resources::audit_change;
 use crate::{Instance, Result, ServiceError};
 use cuttle_model::{Permission, Scope, Space};
@@ -29,7 +29,7 @@ pub async fn update_space(
 pub async fn delete_space(inst: &Instance, caller: &Actor, id: &str) -> Result<()> {
     may_manage(inst, caller, id, Permission::SpaceDelete).await?;
     let store = inst.store.clone();
-    let dir = packages_dir(&inst.config.data_dir);
+    let blobs = inst.blobs.clone();
     let files = inst.package_files.clone();
     let caller = caller.clone();
     let id = id.to_owned();
@@ -73,7 +73,7 @@ pub async fn delete_space(inst: &Instance, caller: &Actor, id: &str) -> Result<(
         .await?;
         tx.commit().await?;
         for hash in &hashes {
-            remove_if_unused(&store, &dir, hash).await;
+            remove_if_unused(&store, &blobs, hash).await;
         }
         Ok(())
     })

@@ -30,11 +30,14 @@
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
 //!   an empty database.
 //! - [`testing`]: scratch databases for tests on both backends.
+//! - [`blobs`]: the files kept outside the database (package files), in a
+//!   directory or an S3-compatible bucket.
 //!
 //! Nothing outside this crate writes SQL.
 
 pub mod access;
 pub mod backup;
+pub mod blobs;
 pub mod deployments;
 pub mod dialect;
 pub mod documents;

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server: REST API and task runner.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Work with releases.
     #[command(subcommand)]
     Release(cli::ReleaseCommand),
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Server(s) => server::run(s).await.map(|()| 0),
+            Command::Server(s) => server::run(*s).await.map(|()| 0),
             Command::Release(cmd) => cli::release(&args.conn, cmd).await,
             Command::Deploy(d) => cli::deploy(&args.conn, d).await,
             Command::Task(cmd) => cli::task(&args.conn, cmd).await,

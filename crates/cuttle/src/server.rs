@@ -29,6 +29,12 @@ pub struct ServerArgs {
     /// Where Cuttle keeps its database (SQLite by default), keys and work files.
     #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
     pub data_dir: PathBuf,
+    /// Where package files are kept, reached by every server node:
+    /// s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or an absolute directory
+    /// path [default: the data directory]
+    #[arg(long, env = "CUTTLE_BLOB_STORE")]
+    blob_store: Option<String>,
     /// Also serve /metrics, /healthz and /readyz on this address, without an
     /// API key (keep it private, e.g. 127.0.0.1:9464); the main address
     /// serves /metrics only to callers with an API key
@@ -197,6 +203,10 @@ impl ServerArgs {
         }
         let mut config = InstanceConfig::new(self.data_dir.clone());
         config.database_url = self.database_url.clone();
+        if let Some(text) = &self.blob_store {
+            config.blob_store = cuttle_store::blobs::BlobLocation::parse(text)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         config.max_concurrent_tasks = self.max_concurrent_tasks;
         config.default_script_timeout = Duration::from_secs(self.script_timeout.max(1));
         config.master_key = self.master_key.clone().filter(|k| !k.trim().is_empty());
@@ -322,6 +332,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::cli::announce!(
         "Server certificate thumbprint: {}",
         instance.identity.thumbprint()
+    );
+    crate::cli::announce!(
+        "Package files are kept in the {}",
+        instance.blobs.describe()
     );
     if let Some(next) = &instance.next_thumbprint {
         crate::cli::announce!(

@@ -88,7 +88,17 @@ pub async fn of_instance(
     // delete pairing a file and its row meanwhile waits.
     let files = inst.package_files.lock().await;
     let snapshot = inst.store.snapshot().await?;
-    prepare(snapshot, &inst.config.data_dir, Some(files), export).await
+    // Package files in a bucket are the bucket's to back up (its own
+    // versioning or replication): the backup holds the rows naming them.
+    let packages_from = inst.blobs.directory_root();
+    prepare(
+        snapshot,
+        &inst.config.data_dir,
+        packages_from,
+        Some(files),
+        export,
+    )
+    .await
 }
 
 /// A backup of the installation in `data_dir`, read from outside the
@@ -126,7 +136,7 @@ pub async fn of_data_dir(
         None => None,
     };
     let snapshot = Snapshot::connect(&url).await?;
-    prepare(snapshot, data_dir, None, export).await
+    prepare(snapshot, data_dir, Some(data_dir), None, export).await
 }
 
 /// Everything a backup holds, gathered and ready to be written out.
@@ -145,11 +155,13 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> ServiceError {
     ServiceError::Internal(format!("{what} {}: {e}", path.display()))
 }
 
-/// Reads the snapshot out: the packages' rows first, then their files
-/// (after which `files_lock` is released), then every other table.
+/// Reads the snapshot out: the packages' rows first, then their files from
+/// `packages_from`'s `packages/` (none when `None`: they are in a bucket),
+/// after which `files_lock` is released, then every other table.
 pub async fn prepare(
     mut snapshot: Snapshot,
     data_dir: &Path,
+    packages_from: Option<&Path>,
     files_lock: Option<tokio::sync::MutexGuard<'_, ()>>,
     export: Option<MasterKeyExport>,
 ) -> Result<Prepared> {
@@ -196,8 +208,9 @@ pub async fn prepare(
             })
             .await?;
         out.flush().map_err(|e| io("could not write", &path, e))?;
-        for hash in &hashes {
-            files.push(take_package_file(data_dir, spool.path(), hash)?);
+        for hash in hashes.iter().filter(|_| packages_from.is_some()) {
+            let from = packages_from.unwrap_or(data_dir);
+            files.push(take_package_file(from, spool.path(), hash)?);
         }
         if table.name == "packages" {
             files_lock.take();
@@ -247,12 +260,12 @@ pub async fn prepare(
 }
 
 /// Links (or, across file systems, copies) a package file into the spool.
-fn take_package_file(data_dir: &Path, spool: &Path, hash: &str) -> Result<(String, PathBuf)> {
+fn take_package_file(blob_dir: &Path, spool: &Path, hash: &str) -> Result<(String, PathBuf)> {
     let archived = format!("{}packages/{hash}", format::FILES);
     if format::data_path(&archived).is_none() {
         return Err(StoreError::Corrupt(format!("a package row has the hash '{hash}'")).into());
     }
-    let from = packages_dir(data_dir).join(hash);
+    let from = packages_dir(blob_dir).join(hash);
     let to = spool.join("packages").join(hash);
     if std::fs::hard_link(&from, &to).is_err() {
         std::fs::copy(&from, &to).map_err(|e| {

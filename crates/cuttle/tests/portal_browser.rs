@@ -373,6 +373,44 @@ impl Api {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// A person who signs in with `password`; with a role, through a team
+    /// of Spaces-1 holding it narrowed to the projects and environments
+    /// given. Returns their id.
+    async fn person(
+        &self,
+        name: &str,
+        password: &str,
+        role: Option<(&str, Value, Value)>,
+    ) -> Value {
+        let id = self
+            .call(
+                "POST",
+                "/api/users",
+                Some(json!({"Username": name, "Password": password})),
+            )
+            .await["Id"]
+            .clone();
+        if let Some((role, projects, environments)) = role {
+            let team = self
+                .call(
+                    "POST",
+                    "/api/teams",
+                    Some(json!({"Name": format!("{name}'s team"), "SpaceId": "Spaces-1", "MemberUserIds": [id]})),
+                )
+                .await;
+            self.call(
+                "POST",
+                "/api/scopeduserroles",
+                Some(
+                    json!({"TeamId": team["Id"], "UserRoleId": role, "SpaceId": "Spaces-1",
+                    "ProjectIds": projects, "EnvironmentIds": environments}),
+                ),
+            )
+            .await;
+        }
+        id
+    }
+
     async fn project(&self, name: &str, steps: Value) {
         let p = self
             .call(
@@ -785,33 +823,49 @@ async fn the_portal_in_a_real_browser() {
     );
 
     // A person who may deploy Billing API to Dev and nothing else walks the
-    // main pages and sees only that.
-    let dana = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"Username": "dana", "Password": "billing-in-dev-42"})),
-        )
+    // main pages and sees only that; then the rest of the permission
+    // fixture: a viewer of the whole space, the manager of another space, a
+    // disabled person.
+    let deployer = (
+        "userroles-projectdeployer",
+        json!(["Projects-1"]),
+        json!(["Environments-1"]),
+    );
+    api.person("dana", "billing-in-dev-42", Some(deployer))
         .await;
-    let team = api
-        .call(
-            "POST",
-            "/api/teams",
-            Some(json!({"Name": "billing", "SpaceId": "Spaces-1", "MemberUserIds": [dana["Id"]]})),
-        )
+    let viewer = ("userroles-projectviewer", json!([]), json!([]));
+    api.person("vic", "views-everything-42", Some(viewer.clone()))
         .await;
+    let mona = api.person("mona", "manages-elsewhere-42", None).await;
     api.call(
         "POST",
-        "/api/scopeduserroles",
-        Some(json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectdeployer",
-            "SpaceId": "Spaces-1", "ProjectIds": ["Projects-1"], "EnvironmentIds": ["Environments-1"]})),
+        "/api/spaces",
+        Some(json!({"Name": "Elsewhere", "SpaceManagersTeamMembers": [mona]})),
     )
     .await;
-    b.go(&format!("{url}/signin")).await;
-    b.type_into(&b.wait_for("#username").await, "dana").await;
-    b.type_into(&b.wait_for("#password").await, "billing-in-dev-42")
-        .await;
-    b.click(&b.wait_for("button[type=submit]").await).await;
+    let dave = api.person("dave", "was-here-once-42", Some(viewer)).await;
+    api.call(
+        "PUT",
+        &format!("/api/users/{}", dave.as_str().unwrap_or_default()),
+        Some(json!({"IsActive": false})),
+    )
+    .await;
+    let sign_in_as = |name: &'static str, password: &'static str| {
+        let b = &b;
+        let url = &url;
+        async move {
+            b.go(&format!("{url}/")).await;
+            if b.find_all("form.signout button").await.is_empty() {
+                b.go(&format!("{url}/signin")).await;
+            } else {
+                b.click(&b.wait_for("form.signout button").await).await;
+            }
+            b.type_into(&b.wait_for("#username").await, name).await;
+            b.type_into(&b.wait_for("#password").await, password).await;
+            b.click(&b.wait_for("button[type=submit]").await).await;
+        }
+    };
+    sign_in_as("dana", "billing-in-dev-42").await;
     b.wait_for_text("h1", "Dashboard").await;
     b.wait_for_text("main", "Billing API").await;
     let seen = b.text(&b.wait_for("main").await).await;
@@ -834,77 +888,6 @@ async fn the_portal_in_a_real_browser() {
     b.go(&format!("{url}/infrastructure/targets")).await;
     b.wait_for_text("body", "MachineView").await;
     b.screenshot("refused-narrowed").await;
-
-    // The rest of the permission fixture: a viewer of the whole space, the
-    // manager of another space, a disabled person.
-    let person = |name: &'static str, password: &'static str| {
-        let api = &api;
-        async move {
-            api.call(
-                "POST",
-                "/api/users",
-                Some(json!({"Username": name, "Password": password})),
-            )
-            .await["Id"]
-                .clone()
-        }
-    };
-    let vic = person("vic", "views-everything-42").await;
-    let team = api
-        .call(
-            "POST",
-            "/api/teams",
-            Some(json!({"Name": "viewers", "SpaceId": "Spaces-1", "MemberUserIds": [vic]})),
-        )
-        .await;
-    api.call(
-        "POST",
-        "/api/scopeduserroles",
-        Some(json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectviewer", "SpaceId": "Spaces-1"})),
-    )
-    .await;
-    let mona = person("mona", "manages-elsewhere-42").await;
-    api.call(
-        "POST",
-        "/api/spaces",
-        Some(json!({"Name": "Elsewhere", "SpaceManagersTeamMembers": [mona]})),
-    )
-    .await;
-    let dave = person("dave", "was-here-once-42").await;
-    let team = api
-        .call(
-            "POST",
-            "/api/teams",
-            Some(json!({"Name": "former", "SpaceId": "Spaces-1", "MemberUserIds": [dave]})),
-        )
-        .await;
-    api.call(
-        "POST",
-        "/api/scopeduserroles",
-        Some(json!({"TeamId": team["Id"], "UserRoleId": "userroles-projectviewer", "SpaceId": "Spaces-1"})),
-    )
-    .await;
-    api.call(
-        "PUT",
-        &format!("/api/users/{}", dave.as_str().unwrap_or_default()),
-        Some(json!({"IsActive": false})),
-    )
-    .await;
-    let sign_in_as = |name: &'static str, password: &'static str| {
-        let b = &b;
-        let url = &url;
-        async move {
-            b.go(&format!("{url}/")).await;
-            if b.find_all("form.signout button").await.is_empty() {
-                b.go(&format!("{url}/signin")).await;
-            } else {
-                b.click(&b.wait_for("form.signout button").await).await;
-            }
-            b.type_into(&b.wait_for("#username").await, name).await;
-            b.type_into(&b.wait_for("#password").await, password).await;
-            b.click(&b.wait_for("button[type=submit]").await).await;
-        }
-    };
     sign_in_as("vic", "views-everything-42").await;
     b.wait_for_text("h1", "Dashboard").await;
     b.wait_for_text("main", "Web shop").await;

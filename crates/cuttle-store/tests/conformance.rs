@@ -1,32 +1,15 @@
 //! The store's conformance suite: every scenario runs on SQLite and, when
 //! CUTTLE_TEST_DATABASE_URL is set, on PostgreSQL, and must behave the same.
 
+mod common;
+
+use common::on_both;
 use cuttle_model::ids::Collection;
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::{ApiKey, Environment, Release, TaskState, Timestamp, User};
 use cuttle_store::tasks::CancelOutcome;
 use cuttle_store::testing::ScratchPostgres;
 use cuttle_store::{DocumentQuery, NewTask, Store, StoreError, TaskQuery};
-use std::future::Future;
-
-/// Runs `scenario` against a fresh SQLite store and a fresh PostgreSQL store.
-async fn on_both<F, Fut>(name: &str, scenario: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db")))
-        .await
-        .unwrap();
-    scenario(sqlite.clone()).await;
-    sqlite.close().await;
-    if let Some(pg) = ScratchPostgres::create(name).await {
-        let store = Store::open(&pg.url).await.unwrap();
-        scenario(store.clone()).await;
-        store.close().await;
-    }
-}
 
 fn env(id: &str, name: &str, sort: i64) -> Environment {
     Environment {

@@ -3,28 +3,11 @@
 //! the oldest waiting and running, agents by health status (a JSON field,
 //! read in each dialect), the feed's bytes and the migrations.
 
-use cuttle_model::{HealthStatus, Machine, TaskState, Timestamp, Worker};
-use cuttle_store::testing::ScratchPostgres;
-use cuttle_store::{NewTask, Store};
-use std::future::Future;
+mod common;
 
-async fn on_both<F, Fut>(name: &str, scenario: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db")))
-        .await
-        .unwrap();
-    scenario(sqlite.clone()).await;
-    sqlite.close().await;
-    if let Some(pg) = ScratchPostgres::create(name).await {
-        let store = Store::open(&pg.url).await.unwrap();
-        scenario(store.clone()).await;
-        store.close().await;
-    }
-}
+use common::on_both;
+use cuttle_model::{HealthStatus, Machine, TaskState, Timestamp, Worker};
+use cuttle_store::NewTask;
 
 fn task(name: &str) -> NewTask {
     NewTask {

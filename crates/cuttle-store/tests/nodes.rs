@@ -1,30 +1,14 @@
 //! Server nodes' rows and the leader lease, on SQLite and (when
 //! CUTTLE_TEST_DATABASE_URL is set) PostgreSQL.
 
+mod common;
+
+use common::on_both;
 use cuttle_model::Timestamp;
 use cuttle_store::nodes::{NodeChange, LEADER_LEASE};
 use cuttle_store::testing::ScratchPostgres;
 use cuttle_store::{Backend, NewTask, Store, StoreError};
-use std::future::Future;
 use std::time::Duration;
-
-async fn on_both<F, Fut>(name: &str, scenario: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("cuttle.db")))
-        .await
-        .unwrap();
-    scenario(sqlite.clone()).await;
-    sqlite.close().await;
-    if let Some(pg) = ScratchPostgres::create(name).await {
-        let store = Store::open(&pg.url).await.unwrap();
-        scenario(store.clone()).await;
-        store.close().await;
-    }
-}
 
 #[tokio::test]
 async fn nodes_register_heartbeat_change_stop_and_are_deleted_only_offline() {

@@ -340,6 +340,22 @@ impl Identity {
         &self.cert_pem
     }
 
+    /// The private key in PEM, for storing the identity where every node of
+    /// a cluster reads it (sealed); never for logs.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// An identity kept elsewhere than in files (`origin` names where, for
+    /// errors), checked as a loaded one is.
+    pub fn from_pem_text(
+        cert_pem: String,
+        key_pem: String,
+        origin: &Path,
+    ) -> Result<Self, IdentityError> {
+        Self::from_pem(cert_pem, key_pem, origin, origin)
+    }
+
     /// The certificate and signing key in the form rustls configurations take.
     pub fn certified_key(&self) -> Arc<CertifiedKey> {
         self.certified.clone()

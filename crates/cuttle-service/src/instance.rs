@@ -177,12 +177,9 @@ impl Instance {
         let installation_id = store
             .setting_or_insert("installation_id", &uuid::Uuid::new_v4().to_string())
             .await?;
-        // Created at first start beside the database; agents pin it.
-        let identity = Arc::new(
-            cuttle_protocol::Identity::load_or_create(&config.data_dir).map_err(|e| {
-                crate::ServiceError::Internal(format!("The server's TLS identity: {e}"))
-            })?,
-        );
+        // One for the installation, whichever node presents it: agents pin it.
+        let identity =
+            Arc::new(crate::server_identity::resolve(&store, &master_key, &config.data_dir).await?);
         if let Some(expires) = identity.expires_at() {
             metrics.certificate_expires("server", expires);
         }

@@ -81,6 +81,7 @@ pub mod projects;
 pub mod raw_log;
 pub mod releases;
 pub mod resources;
+pub mod server_identity;
 pub mod sessions;
 pub mod sign_in_throttle;
 pub mod spaces;

@@ -377,6 +377,18 @@ impl Store {
         .await?;
         Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
     }
+
+    /// Replaces `key`'s value with `new` only while it still is `expected`;
+    /// whether it did (a node that lost the race reads the winner's).
+    pub async fn replace_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+            .bind(new)
+            .bind(key)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 impl Tx {

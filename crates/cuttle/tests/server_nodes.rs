@@ -344,3 +344,93 @@ fn three_nodes_share_the_queue_drain_and_hand_the_lead_over() {
     assert!(!left.contains(&other_name.to_owned()), "{left:?}");
     assert_eq!(left.len(), 2);
 }
+
+/// The thumbprint a node tells agents to trust.
+fn thumbprint(url: &str) -> String {
+    api(url, "GET", "/api/agents/server-thumbprint", None)["Thumbprint"]
+        .as_str()
+        .expect("a thumbprint")
+        .to_owned()
+}
+
+fn cuttle(args: &[&str]) -> String {
+    let out = std::process::Command::new(support::BIN)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "cuttle {args:?}: {text}");
+    text
+}
+
+fn stop(server: &mut TestServer) {
+    server.signal("-INT");
+    server
+        .wait_exit(Duration::from_secs(30))
+        .expect("the node stops");
+}
+
+#[test]
+fn every_node_presents_the_installations_certificate_and_a_rotation_reaches_them_all() {
+    let Some(db) = scratch_postgres("nodes_identity") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("c"),
+    );
+    let mut first = start_node(&a, &db.url, "a", None);
+    let installation = thumbprint(first.url());
+
+    // A new node with an empty data directory presents the same one.
+    let mut second = start_node(&b, &db.url, "b", Some(&a));
+    assert_eq!(thumbprint(second.url()), installation);
+    let cert = |dir: &Path| std::fs::read(dir.join("certs/identity.crt")).unwrap();
+    assert_eq!(cert(&a), cert(&b));
+
+    // A node whose directory made an identity of its own (it once ran
+    // alone) takes the installation's and keeps its own as the previous.
+    let mut alone = TestServer::start(&c, None, &[]);
+    let own = thumbprint(alone.url());
+    stop(&mut alone);
+    assert_ne!(own, installation);
+    let mut third = start_node(&c, &db.url, "c", Some(&a));
+    assert_eq!(thumbprint(third.url()), installation);
+    let previous = std::fs::read_to_string(c.join("certs/previous.crt")).unwrap();
+    assert!(previous.contains("BEGIN CERTIFICATE"));
+    stop(&mut third);
+
+    // A rotation made on one stopped node is published at its start and
+    // presented by the others from their next start.
+    stop(&mut first);
+    cuttle(&[
+        "server",
+        "certificate",
+        "new",
+        "--data-dir",
+        a.to_str().unwrap(),
+    ]);
+    let switched = cuttle(&[
+        "server",
+        "certificate",
+        "use-next",
+        "--data-dir",
+        a.to_str().unwrap(),
+    ]);
+    let first = start_node(&a, &db.url, "a", None);
+    let rotated = thumbprint(first.url());
+    assert_ne!(rotated, installation);
+    assert!(switched.contains(&rotated), "{switched}");
+    assert_eq!(thumbprint(second.url()), installation, "read at start only");
+    stop(&mut second);
+    let second = start_node(&b, &db.url, "b", None);
+    assert_eq!(thumbprint(second.url()), rotated);
+    let third = start_node(&c, &db.url, "c", None);
+    assert_eq!(thumbprint(third.url()), rotated);
+}

@@ -48,6 +48,7 @@ pub mod interruptions;
 pub mod machines;
 pub mod nodes;
 pub mod packages;
+pub mod rolling_upgrade;
 pub mod secrets;
 pub mod sessions;
 pub mod spaces;
@@ -106,6 +107,17 @@ pub enum StoreError {
          change; this build is refused on this database"
     )]
     MigrationChanged { version: i64, description: String },
+    /// A migration that would break the older nodes still running.
+    #[error(
+        "migration {version} ({description}) is not safe while nodes of an older version run, \
+         and these nodes are running: {nodes}. Drain them, let their tasks finish and stop them, \
+         then start this version"
+    )]
+    UnsafeWithOlderNodes {
+        version: i64,
+        description: String,
+        nodes: String,
+    },
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
@@ -162,6 +174,7 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
         }
     };
     let tables: i64 = sqlx::query_scalar(exists).fetch_one(pool).await?;
+    let mut applied = 0;
     if tables > 0 {
         let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
             .fetch_one(pool)
@@ -174,6 +187,19 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
                 cuttle: env!("CARGO_PKG_VERSION"),
             });
         }
+        applied = newest.unwrap_or(0);
+    }
+    let pending: Vec<_> = MIGRATOR
+        .iter()
+        .filter(|m| m.version > applied)
+        .map(|m| rolling_upgrade::Pending {
+            version: m.version,
+            description: &m.description,
+            sql: &m.sql,
+        })
+        .collect();
+    if !pending.is_empty() {
+        rolling_upgrade::check(&pending, &rolling_upgrade::live_nodes(pool, backend).await?)?;
     }
     MIGRATOR.run(pool).await.map_err(|e| match e {
         sqlx::migrate::MigrateError::VersionMismatch(version) => StoreError::MigrationChanged {

@@ -351,3 +351,45 @@ async fn fault_a_node_whose_listening_connection_is_cut_wakes_and_listens_again(
     admin.close().await;
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_migration_unsafe_for_older_nodes_is_refused_while_one_runs() {
+    use cuttle_store::rolling_upgrade::{check, Pending};
+    on_both("nodes_rolling", |store| async move {
+        store.register_node("node-a", 4, "1.0.0").await.unwrap();
+        store.register_node("node-b", 4, "1.0.0").await.unwrap();
+        store.node_stopped("node-b").await.unwrap();
+        let alive = store.nodes_alive().await.unwrap();
+        let drop_column = Pending {
+            version: 29990101000001,
+            description: "drop a column",
+            sql: "ALTER TABLE tasks DROP COLUMN name;",
+        };
+        let add_table = Pending {
+            version: 29990101000001,
+            description: "add a table",
+            sql: "-- Safe with older nodes still running: new.\nCREATE TABLE t (a TEXT);",
+        };
+        assert!(check(&[add_table], &alive).is_ok());
+        match store.backend() {
+            // One node only: nothing to break.
+            Backend::Sqlite => {
+                assert!(alive.is_empty());
+                assert!(check(&[drop_column], &alive).is_ok());
+            }
+            Backend::Postgres => {
+                // The stopped node is not counted; the running one is named.
+                assert_eq!(alive, [("node-a".to_owned(), "1.0.0".to_owned())]);
+                let refused = check(&[drop_column], &alive).unwrap_err();
+                assert!(matches!(refused, StoreError::UnsafeWithOlderNodes { .. }));
+                let text = refused.to_string();
+                assert!(
+                    text.contains("migration 29990101000001 (drop a column)")
+                        && text.contains("node-a (version 1.0.0)"),
+                    "{text}"
+                );
+            }
+        }
+    })
+    .await;
+}

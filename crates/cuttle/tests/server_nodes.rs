@@ -434,3 +434,90 @@ fn every_node_presents_the_installations_certificate_and_a_rotation_reaches_them
     let third = start_node(&c, &db.url, "c", None);
     assert_eq!(thumbprint(third.url()), rotated);
 }
+
+/// Each task of `ids` succeeded and its marker appears once in its log.
+fn each_ran_once(url: &str, ids: &[(String, String)]) {
+    for (id, marker) in ids {
+        let t = wait_task(url, id);
+        assert_eq!(t["State"], "Success", "{id}: {t}");
+        let (_, _, log) = try_call(
+            "GET",
+            &format!("{url}/api/tasks/{id}/raw"),
+            &[("X-Octopus-ApiKey", KEY)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(log.matches(marker.as_str()).count(), 1, "{id}:\n{log}");
+    }
+}
+
+/// The rolling upgrade the README describes, one node at a time: drain,
+/// let its tasks finish, stop, start (the new binary), undrain. The other
+/// node keeps taking work throughout, and nothing queued is lost.
+#[test]
+fn a_rolling_restart_drains_one_node_at_a_time_and_loses_nothing() {
+    let Some(db) = scratch_postgres("nodes_rolling") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let mut first = start_node(&a, &db.url, "a", None);
+    let second = start_node(&b, &db.url, "b", Some(&a));
+    let (url_a, url_b) = (first.url().to_owned(), second.url().to_owned());
+    let mut all = Vec::new();
+    let mut queue = |url: &str, n: usize| {
+        let project = format!("R{n:02}");
+        let marker = format!("ran-{project}");
+        let id = deploy(url, &project, &format!("sleep 0.3; echo {marker}"));
+        all.push((id, marker));
+    };
+    for n in 0..6 {
+        queue(if n % 2 == 0 { &url_a } else { &url_b }, n);
+    }
+
+    api(
+        &url_b,
+        "PUT",
+        "/api/octopusservernodes/OctopusServerNodes-a",
+        Some(json!({"IsInMaintenanceMode": true})),
+    );
+    wait_until("node a drains and finishes what it runs", || {
+        let a = ping(&url_a);
+        a["IsInMaintenanceMode"] == true && a["RunningTaskCount"] == 0
+    });
+    for n in 6..10 {
+        queue(&url_b, n);
+    }
+    first.signal("-TERM");
+    let status = first.wait_exit(PATIENCE).expect("node a stops");
+    assert!(status.success(), "{status:?}");
+    for n in 10..14 {
+        queue(&url_b, n);
+    }
+
+    // Started again it stays drained until told otherwise.
+    let restarted = start_node(&a, &db.url, "a", None);
+    let url_a = restarted.url().to_owned();
+    assert_eq!(ping(&url_a)["IsInMaintenanceMode"], true);
+    api(
+        &url_b,
+        "PUT",
+        "/api/octopusservernodes/OctopusServerNodes-a",
+        Some(json!({"IsInMaintenanceMode": false})),
+    );
+    wait_until("node a takes work again", || {
+        ping(&url_a)["IsInMaintenanceMode"] == false
+    });
+    for n in 14..18 {
+        queue(&url_a, n);
+    }
+    each_ran_once(&url_b, &all);
+    let started = api(
+        &url_a,
+        "GET",
+        "/api/events?eventCategories=DeploymentStarted&take=1000",
+        None,
+    );
+    assert_eq!(started["TotalResults"], 18, "each deployment started once");
+    drop(second);
+}

@@ -223,19 +223,27 @@ async fn signing_in_and_out() {
 async fn an_expired_session_goes_to_sign_in_and_back() {
     on_both("portal-expiry", |s| async move {
         let admin = s.inst.store.users().await.unwrap().remove(0);
-        let brief = cuttle_service::sessions::start(
-            &s.inst.store,
-            &admin.clone().into(),
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap();
-        let cookie = format!("cuttle_session={}", brief.token);
+        let session = |lifetime| {
+            let store = s.inst.store.clone();
+            let actor = admin.clone().into();
+            async move {
+                cuttle_service::sessions::start(&store, &actor, lifetime)
+                    .await
+                    .unwrap()
+            }
+        };
+        // A session in its lifetime opens the page; one past it (made to
+        // last a millisecond, so no slow request can outlive it) does not.
+        let fresh = session(Duration::from_secs(3600)).await;
         assert_eq!(
-            s.get_page("/tasks", Some(&cookie)).await.status,
+            s.get_page("/tasks", Some(&format!("cuttle_session={}", fresh.token)))
+                .await
+                .status,
             StatusCode::OK
         );
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let brief = session(Duration::from_millis(1)).await;
+        let cookie = format!("cuttle_session={}", brief.token);
+        tokio::time::sleep(Duration::from_millis(20)).await;
 
         let expired = s.get_page("/tasks?project=Projects-1", Some(&cookie)).await;
         assert_eq!(expired.status, StatusCode::SEE_OTHER);

@@ -417,7 +417,7 @@ async fn advance_latest(conn: &mut AnyConnection, deployments: &[&Deployment]) -
     }
     let newest: Vec<&Deployment> = newest.into_values().collect();
     for chunk in newest.chunks(IMPORT_CHUNK) {
-        let sql = advance_latest_sql(chunk.len());
+        let sql = crate::statement::sql_for_connection(conn, advance_latest_sql(chunk.len()));
         let mut q = sqlx::query(&sql);
         for d in chunk {
             q = q
@@ -518,6 +518,7 @@ impl Tx {
                 "INSERT INTO deployments (id, seq, space_id, project_id, environment_id, tenant_id, release_id, task_id) VALUES {}",
                 rows.join(", ")
             );
+            let st = st.for_connection(&self.inner);
             st.query().execute(&mut *self.inner).await?;
             advance_latest(&mut self.inner, &deployments).await?;
         }

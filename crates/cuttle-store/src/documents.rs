@@ -485,6 +485,7 @@ pub(crate) async fn insert_many<D: Document>(conn: &mut AnyConnection, docs: &[&
         "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES {}",
         rows.join(", ")
     );
+    let st = st.for_connection(conn);
     match st.query().execute(&mut *conn).await {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(

@@ -270,7 +270,7 @@ pub(crate) async fn import_tasks(conn: &mut AnyConnection, tasks: &[&ServerTask]
          has_warnings_or_errors, has_pending_interruptions, project_id, environment_id, deployment_id) VALUES {}",
         rows.join(", ")
     );
-    st.query().execute(&mut *conn).await?;
+    st.for_connection(conn).query().execute(&mut *conn).await?;
     Ok(())
 }
 

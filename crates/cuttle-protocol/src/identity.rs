@@ -48,6 +48,9 @@ pub enum Slot {
     Next,
     /// `previous.{key,crt}`
     Previous,
+    /// `replaced.{key,crt}`: one a node of a cluster set aside to present
+    /// the installation's (never a rotation's step, unlike the previous).
+    Replaced,
 }
 
 impl Slot {
@@ -56,6 +59,7 @@ impl Slot {
             Slot::Current => KEY_FILE,
             Slot::Next => "next.key",
             Slot::Previous => "previous.key",
+            Slot::Replaced => "replaced.key",
         }
     }
 
@@ -64,6 +68,7 @@ impl Slot {
             Slot::Current => CERT_FILE,
             Slot::Next => "next.crt",
             Slot::Previous => "previous.crt",
+            Slot::Replaced => "replaced.crt",
         }
     }
 }
@@ -292,6 +297,21 @@ impl Identity {
         Ok(Switched {
             previous: current.thumbprint,
             current: next.thumbprint,
+        })
+    }
+
+    /// Makes the previous identity the current one again and keeps the one
+    /// it replaces as the previous, so that rolling back is itself undone
+    /// by running this again. (Were the replaced one dropped, a node of a
+    /// cluster could not tell a roll-back from a stale certificate.)
+    pub fn roll_back(data_dir: &Path) -> Result<Switched, IdentityError> {
+        let previous = Self::load_slot(data_dir, Slot::Previous)?;
+        let current = Self::load_slot(data_dir, Slot::Current)?;
+        previous.write(data_dir, Slot::Current)?;
+        current.write(data_dir, Slot::Previous)?;
+        Ok(Switched {
+            previous: current.thumbprint,
+            current: previous.thumbprint,
         })
     }
 

@@ -50,9 +50,10 @@ fn decode(text: &str, key: &MasterKey) -> Result<Identity> {
 
 /// The identity this node presents: the installation's, written into
 /// `data_dir` when the directory has none or another. A directory whose
-/// identity was rotated from the installation's (`cuttle server certificate
-/// use-next` keeps the old one as the previous) publishes its new one, so a
-/// rotation made on one node reaches the others at their next start.
+/// identity was switched from the installation's (`cuttle server
+/// certificate use-next` and `roll-back` keep the one they replace as the
+/// previous) publishes its new one, so a rotation or a roll-back made on one
+/// node reaches the others at their next start.
 pub async fn resolve(store: &Store, key: &MasterKey, data_dir: &Path) -> Result<Identity> {
     let local = if Identity::exists(data_dir) {
         Some(Identity::load(data_dir).map_err(internal)?)
@@ -86,7 +87,11 @@ pub async fn resolve(store: &Store, key: &MasterKey, data_dir: &Path) -> Result<
     if local.thumbprint() == shared.thumbprint() {
         return Ok(local);
     }
-    if rotated_from(data_dir, &shared) {
+    // On SQLite the data directory's server is the only node: whatever was
+    // done to its certificate by hand (a roll-back by renaming files, say)
+    // is what it presents.
+    let sole_node = store.backend() == cuttle_store::Backend::Sqlite;
+    if sole_node || rotated_from(data_dir, &shared) {
         let published = store
             .replace_setting(SETTING, &shared_text, &encode(&local, key)?)
             .await?;
@@ -115,17 +120,18 @@ fn rotated_from(data_dir: &Path, shared: &Identity) -> bool {
             .is_ok_and(|previous| previous.thumbprint() == shared.thumbprint())
 }
 
-/// Makes `shared` this directory's identity, keeping the one it replaces as
-/// the previous, from which it can be restored by hand.
+/// Makes `shared` this directory's identity, keeping the one it replaces in
+/// `certs/replaced.*` (not as the previous, which would read as a rotation
+/// made on this node).
 fn adopt(shared: Identity, local: Identity, data_dir: &Path) -> Result<Identity> {
     tracing::warn!(
         replaced = %local.thumbprint(),
         installation = %shared.thumbprint(),
         "this node's server certificate differs from the installation's; \
-         presenting the installation's (the replaced one is kept as previous)"
+         presenting the installation's (the replaced one is kept in certs/replaced.*)"
     );
     local
-        .replace_slot(data_dir, Slot::Previous)
+        .replace_slot(data_dir, Slot::Replaced)
         .map_err(internal)?;
     shared.replace(data_dir).map_err(internal)?;
     Ok(shared)

@@ -148,7 +148,10 @@ mod tests {
             anonymous_placeholders("INSERT INTO t VALUES ($1, $2), ($3, 'a $4 b', $4)").as_deref(),
             Some("INSERT INTO t VALUES (?, ?), (?, 'a $4 b', ?)")
         );
-        assert_eq!(anonymous_placeholders("SELECT 1").as_deref(), Some("SELECT 1"));
+        assert_eq!(
+            anonymous_placeholders("SELECT 1").as_deref(),
+            Some("SELECT 1")
+        );
         // Out of order, repeated or skipped: the numbers must stay.
         assert_eq!(anonymous_placeholders("SELECT $2, $1"), None);
         assert_eq!(anonymous_placeholders("SELECT $1 WHERE a = $1"), None);

@@ -402,8 +402,8 @@ fn every_node_presents_the_installations_certificate_and_a_rotation_reaches_them
     assert_ne!(own, installation);
     let mut third = start_node(&c, &db.url, "c", Some(&a));
     assert_eq!(thumbprint(third.url()), installation);
-    let previous = std::fs::read_to_string(c.join("certs/previous.crt")).unwrap();
-    assert!(previous.contains("BEGIN CERTIFICATE"));
+    let replaced = std::fs::read_to_string(c.join("certs/replaced.crt")).unwrap();
+    assert!(replaced.contains("BEGIN CERTIFICATE"));
     stop(&mut third);
 
     // A rotation made on one stopped node is published at its start and
@@ -429,10 +429,31 @@ fn every_node_presents_the_installations_certificate_and_a_rotation_reaches_them
     assert!(switched.contains(&rotated), "{switched}");
     assert_eq!(thumbprint(second.url()), installation, "read at start only");
     stop(&mut second);
-    let second = start_node(&b, &db.url, "b", None);
+    let mut second = start_node(&b, &db.url, "b", None);
     assert_eq!(thumbprint(second.url()), rotated);
-    let third = start_node(&c, &db.url, "c", None);
+    let mut third = start_node(&c, &db.url, "c", None);
     assert_eq!(thumbprint(third.url()), rotated);
+
+    // Rolled back on the node that rotated, the installation's goes back
+    // to the old one for all.
+    let mut first = first;
+    stop(&mut first);
+    cuttle(&[
+        "server",
+        "certificate",
+        "roll-back",
+        "--data-dir",
+        a.to_str().unwrap(),
+    ]);
+    let first = start_node(&a, &db.url, "a", None);
+    assert_eq!(thumbprint(first.url()), installation);
+    stop(&mut second);
+    let second = start_node(&b, &db.url, "b", None);
+    assert_eq!(thumbprint(second.url()), installation);
+    stop(&mut third);
+    let third = start_node(&c, &db.url, "c", None);
+    assert_eq!(thumbprint(third.url()), installation);
+    drop((first, second, third));
 }
 
 /// Each task of `ids` succeeded and its marker appears once in its log.

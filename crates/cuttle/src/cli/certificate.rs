@@ -40,6 +40,17 @@ pub enum CertificateCommand {
         #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
         data_dir: PathBuf,
     },
+    /// Go back to the previous certificate (stop the server first)
+    ///
+    /// Swaps certs/previous.{key,crt} and the current certificate, so running
+    /// it again returns to the one it replaced. With several nodes, run it on
+    /// one: that node publishes the certificate it went back to when it
+    /// starts, and the others present it from their next start.
+    RollBack {
+        /// The server's data directory
+        #[arg(long, env = "CUTTLE_DATA_DIR", default_value = "./cuttle-data")]
+        data_dir: PathBuf,
+    },
 }
 
 pub fn run(cmd: CertificateCommand) -> anyhow::Result<()> {
@@ -47,6 +58,7 @@ pub fn run(cmd: CertificateCommand) -> anyhow::Result<()> {
     match cmd {
         CertificateCommand::New { data_dir, force } => new(&data_dir, force, out),
         CertificateCommand::UseNext { data_dir } => use_next(&data_dir, out),
+        CertificateCommand::RollBack { data_dir } => roll_back(&data_dir, out),
     }
 }
 
@@ -93,6 +105,36 @@ fn new(data_dir: &Path, force: bool, out: &mut dyn Write) -> anyhow::Result<()> 
         "The server keeps presenting the current certificate. Restart it to publish the \
          next one (GET /api/agents/server-thumbprint, NextThumbprint), then have each \
          agent trust it: cuttle agent trust --add-next"
+    )?;
+    Ok(())
+}
+
+fn roll_back(data_dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let certs = data_dir.join(CERTS_DIR);
+    current(data_dir)?;
+    if !Identity::exists_slot(data_dir, Slot::Previous) {
+        bail!(
+            "there is no previous server certificate in {} to go back to",
+            certs.display()
+        );
+    }
+    let switched = Identity::roll_back(data_dir)
+        .with_context(|| format!("could not switch the certificates in {}", certs.display()))?;
+    writeln!(
+        out,
+        "Went back to the previous server certificate in {}.",
+        certs.display()
+    )?;
+    writeln!(
+        out,
+        "Thumbprint now:   {} (from the server's next start)",
+        switched.current
+    )?;
+    writeln!(
+        out,
+        "Replaced:         {} (kept as {}; run this again to return to it)",
+        switched.previous,
+        Slot::Previous.cert_file()
     )?;
     Ok(())
 }
@@ -185,5 +227,41 @@ mod tests {
             Identity::load(dir.path()).unwrap().thumbprint(),
             next.thumbprint()
         );
+    }
+
+    #[test]
+    fn roll_back_needs_a_previous_and_swaps_it_with_the_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = roll_back(dir.path(), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("no server certificate"), "{err}");
+        let old = Identity::load_or_create(dir.path()).unwrap();
+        let err = roll_back(dir.path(), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("no previous"), "{err}");
+        assert_eq!(
+            Identity::load(dir.path()).unwrap().thumbprint(),
+            old.thumbprint(),
+            "a refused roll-back changes nothing"
+        );
+
+        new(dir.path(), false, &mut Vec::new()).unwrap();
+        use_next(dir.path(), &mut Vec::new()).unwrap();
+        let rotated = Identity::load(dir.path()).unwrap();
+        let mut out = Vec::new();
+        roll_back(dir.path(), &mut out).unwrap();
+        let out = text(out);
+        assert!(out.contains(old.thumbprint().as_str()), "{out}");
+        assert!(out.contains(rotated.thumbprint().as_str()), "{out}");
+        let current = |slot| {
+            Identity::load_slot(dir.path(), slot)
+                .unwrap()
+                .thumbprint()
+                .clone()
+        };
+        assert_eq!(current(Slot::Current), *old.thumbprint());
+        assert_eq!(current(Slot::Previous), *rotated.thumbprint());
+        // Again: back to the rotated one.
+        roll_back(dir.path(), &mut Vec::new()).unwrap();
+        assert_eq!(current(Slot::Current), *rotated.thumbprint());
+        assert_eq!(current(Slot::Previous), *old.thumbprint());
     }
 }

@@ -56,15 +56,13 @@ pub struct StepResult {
 
 impl TaskLease {
     /// Refuses unless the task is still at this lease's generation. On
-    /// PostgreSQL the row stays share-locked until the transaction ends, so
-    /// a takeover waits for this write to commit and cannot slip between
-    /// the check and the write.
+    /// PostgreSQL the row stays locked until the transaction ends, so a
+    /// takeover waits for this write to commit and cannot slip between the
+    /// check and the write. The lock is exclusive: a shared one would let
+    /// two transactions that both go on to update the task's row (the
+    /// warnings flag, an interruption's flag) deadlock on the upgrade.
     pub(crate) async fn check_on(&self, conn: &mut AnyConnection) -> Result<()> {
-        let backend = Backend::of_connection(conn.backend_name());
-        let lock = match backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR SHARE",
-        };
+        let lock = Backend::of_connection(conn.backend_name()).lock_row();
         let row: Option<(i64,)> = sqlx::query_as(&format!(
             "SELECT lease_generation FROM server_tasks WHERE id = $1{lock}"
         ))

@@ -93,9 +93,6 @@ struct Inner {
     wake: Notify,
     /// The tasks running on this node.
     running: Mutex<HashMap<String, Running>>,
-    /// On PostgreSQL at start: this node's own tasks of before its restart
-    /// are still to be taken over.
-    own_leftovers: AtomicBool,
     /// Most tasks this node runs at once; an operator may change it while
     /// the node runs (through any node), so it is read at each claim.
     capacity: AtomicUsize,
@@ -175,7 +172,6 @@ impl Runner {
                 sandbox,
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
-                own_leftovers: AtomicBool::new(false),
                 capacity,
                 draining: AtomicBool::new(false),
                 stop_claiming: CancellationToken::new(),
@@ -189,7 +185,19 @@ impl Runner {
         if runner.inner.store.backend() == Backend::Sqlite {
             runner.close_orphans(true).await?;
         } else {
-            runner.inner.own_leftovers.store(true, Ordering::SeqCst);
+            // What this node ran before it restarted is taken over at once
+            // (by whichever node has room first), not when the leases run out.
+            let n = runner
+                .inner
+                .store
+                .lapse_leases_of(&runner.inner.config.node_name)
+                .await?;
+            if n > 0 {
+                tracing::warn!(
+                    tasks = n,
+                    "this node restarted while running tasks; they are taken over"
+                );
+            }
         }
         // Weak: the listener must not keep a stopped runner alive.
         let woken = Arc::downgrade(&runner.inner);
@@ -377,28 +385,18 @@ impl Runner {
             // A task whose node died goes first: it was started before
             // anything queued.
             let taken = if store.backend() == Backend::Postgres {
-                let own = self.inner.own_leftovers.swap(false, Ordering::SeqCst);
-                match store
-                    .take_over_lapsed_task(node, self.lease_ms(), own)
+                let running: Vec<String> = self.lock_running().keys().cloned().collect();
+                store
+                    .take_over_lapsed_task(node, self.lease_ms(), &running)
                     .await
-                {
-                    Ok(Some(t)) => {
-                        if own {
-                            self.inner.own_leftovers.store(true, Ordering::SeqCst);
-                        }
-                        let resumed = Resumed {
-                            previous_node: t.previous_node,
-                        };
-                        Ok(Some((t.task, t.lease, Some(resumed))))
-                    }
-                    Ok(None) => Ok(None),
-                    Err(e) => {
-                        if own {
-                            self.inner.own_leftovers.store(true, Ordering::SeqCst);
-                        }
-                        Err(e)
-                    }
-                }
+                    .map(|t| {
+                        t.map(|t| {
+                            let resumed = Resumed {
+                                previous_node: t.previous_node,
+                            };
+                            (t.task, t.lease, Some(resumed))
+                        })
+                    })
             } else {
                 Ok(None)
             };

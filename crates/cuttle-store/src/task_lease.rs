@@ -94,7 +94,7 @@ fn takeover_sql(backend: Backend) -> String {
         "UPDATE server_tasks SET server_node = $1, lease_generation = lease_generation + 1, \
          lease_expires_ms = {now} + $2 \
          WHERE id = $3 AND lease_generation = $4 AND state IN ('Executing', 'Cancelling') \
-         AND (lease_expires_ms IS NULL OR lease_expires_ms < {now} OR server_node = $5) \
+         AND (lease_expires_ms IS NULL OR lease_expires_ms < {now}) \
          RETURNING {TASK_COLUMNS}, lease_generation"
     )
 }
@@ -136,43 +136,36 @@ impl Store {
 
     /// Takes over the oldest running task whose lease lapsed on the
     /// database's clock (its node died or was cut off), for `node`, with a
-    /// lease of `lease_ms` and the next generation. `own_leftovers` also
-    /// takes this node's own running tasks whatever their lease (it
-    /// restarted: whatever ran them is gone). Two nodes trying at once
-    /// cannot both win: the UPDATE is conditional on the generation seen.
+    /// lease of `lease_ms` and the next generation; `running` are the
+    /// tasks `node` runs already, left alone (one of its own leases may
+    /// have lapsed while it could not reach the database: it renews it if
+    /// nobody else took the task). Two nodes trying at once cannot both
+    /// win: the UPDATE is conditional on the generation seen.
     pub async fn take_over_lapsed_task(
         &self,
         node: &str,
         lease_ms: i64,
-        own_leftovers: bool,
+        running: &[String],
     ) -> Result<Option<Takeover>> {
         let now = self.backend().now_millis();
-        // Without `own_leftovers`, this node's own tasks are left alone: it
-        // runs them, and renews their leases if it can.
-        let which = if own_leftovers {
-            format!("(lease_expires_ms IS NULL OR lease_expires_ms < {now} OR server_node = $1)")
-        } else {
-            format!(
-                "(lease_expires_ms IS NULL OR lease_expires_ms < {now}) \
-                 AND (server_node IS NULL OR server_node <> $1)"
-            )
-        };
         let candidates: Vec<(String, i64, Option<String>)> = sqlx::query_as(&format!(
             "SELECT id, lease_generation, server_node FROM server_tasks \
-             WHERE state IN ('Executing', 'Cancelling') AND {which} ORDER BY seq LIMIT 8"
+             WHERE state IN ('Executing', 'Cancelling') \
+             AND (lease_expires_ms IS NULL OR lease_expires_ms < {now}) ORDER BY seq LIMIT $1"
         ))
-        .bind(node)
+        .bind(8 + running.len() as i64)
         .fetch_all(self.pool())
         .await?;
-        let own = if own_leftovers { node } else { "" };
         let sql = takeover_sql(self.backend());
         for (id, seen, previous_node) in candidates {
+            if running.contains(&id) {
+                continue;
+            }
             let row = sqlx::query(&sql)
                 .bind(node)
                 .bind(lease_ms)
                 .bind(&id)
                 .bind(seen)
-                .bind(own)
                 .fetch_optional(self.pool())
                 .await?;
             if let Some(row) = row {
@@ -190,6 +183,21 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// Ends the leases of the running tasks `node` holds, as it starts:
+    /// the process that ran them is gone, so they are for the taking at
+    /// once (by this node or another) rather than when their leases run
+    /// out. Returns how many there were.
+    pub async fn lapse_leases_of(&self, node: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE server_tasks SET lease_expires_ms = 0 \
+             WHERE server_node = $1 AND state IN ('Executing', 'Cancelling')",
+        )
+        .bind(node)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
     }
 
     /// [`Store::append_log_lines`] under a held lease: refused, and nothing

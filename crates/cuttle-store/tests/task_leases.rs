@@ -119,7 +119,7 @@ async fn a_write_with_a_stale_generation_is_refused_and_changes_nothing() {
 
         // node-a's lease lapsed on the database's clock: node-b takes over.
         let b = store
-            .take_over_lapsed_task("node-b", 60_000, false)
+            .take_over_lapsed_task("node-b", 60_000, &[])
             .await
             .unwrap()
             .expect("a lapsed task is taken over");
@@ -178,7 +178,7 @@ async fn a_write_with_a_stale_generation_is_refused_and_changes_nothing() {
 
         // node-b's lease runs: nobody else takes the task.
         assert!(store
-            .take_over_lapsed_task("node-c", 60_000, false)
+            .take_over_lapsed_task("node-c", 60_000, &[])
             .await
             .unwrap()
             .is_none());
@@ -200,7 +200,7 @@ async fn a_write_with_a_stale_generation_is_refused_and_changes_nothing() {
             TaskState::Success
         );
         assert!(store
-            .take_over_lapsed_task("node-c", 60_000, false)
+            .take_over_lapsed_task("node-c", 60_000, &[])
             .await
             .unwrap()
             .is_none());
@@ -220,7 +220,7 @@ async fn a_write_with_a_stale_generation_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_restarted_node_takes_its_own_tasks_back_whatever_their_lease() {
+async fn a_restarted_node_lapses_its_own_leases_and_takes_its_tasks_back() {
     on_both("lease_own_leftovers", |store| async move {
         let id = queue(&store).await;
         let (_, first) = store
@@ -228,22 +228,37 @@ async fn a_restarted_node_takes_its_own_tasks_back_whatever_their_lease() {
             .await
             .unwrap()
             .unwrap();
-        // The lease runs: another node may not take it, nor node-a unless
-        // it says it restarted.
-        for (node, own) in [("node-b", true), ("node-a", false)] {
+        // The lease runs: nobody may take the task.
+        for node in ["node-a", "node-b"] {
             assert!(store
-                .take_over_lapsed_task(node, 60_000, own)
+                .take_over_lapsed_task(node, 60_000, &[])
                 .await
                 .unwrap()
                 .is_none());
         }
+        // node-a restarts: its leases end at once.
+        assert_eq!(store.lapse_leases_of("node-b").await.unwrap(), 0);
+        assert_eq!(store.lapse_leases_of("node-a").await.unwrap(), 1);
+        // A node passes over the tasks it runs already.
+        assert!(store
+            .take_over_lapsed_task("node-a", 60_000, std::slice::from_ref(&id))
+            .await
+            .unwrap()
+            .is_none());
         let again = store
-            .take_over_lapsed_task("node-a", 60_000, true)
+            .take_over_lapsed_task("node-a", 60_000, &[])
             .await
             .unwrap()
             .expect("its own leftover");
         assert_eq!(again.task.id, id);
+        assert_eq!(again.previous_node.as_deref(), Some("node-a"));
         assert_eq!(again.lease.generation, first.generation + 1);
+        // Taken: its new lease runs, so nobody takes it again.
+        assert!(store
+            .take_over_lapsed_task("node-a", 60_000, &[])
+            .await
+            .unwrap()
+            .is_none());
         is_lost(
             store.append_log_lines_held(&first, &[line("x")]).await,
             first.generation,
@@ -286,7 +301,7 @@ async fn writes_racing_a_takeover_land_before_it_or_not_at_all() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let b = store
-            .take_over_lapsed_task("node-b", 60_000, false)
+            .take_over_lapsed_task("node-b", 60_000, &[])
             .await
             .unwrap()
             .expect("taken over")

@@ -36,6 +36,10 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// Past the moment another node's lease runs out (on the database's clock)
+/// that this node looks for it: the lease must be over when it looks.
+const LAPSE_MARGIN_MS: u64 = 20;
+
 /// How long a running task stays a node's without a renewal, by default:
 /// a node that dies has its tasks taken over within about this long.
 pub const DEFAULT_TASK_LEASE: Duration = Duration::from_secs(10);
@@ -363,6 +367,19 @@ impl Runner {
                 let in_ms = due.millis() - Timestamp::now().millis();
                 if in_ms > 0 {
                     wait_until = wait_until.min(now + Duration::from_millis(in_ms as u64));
+                }
+            }
+            // Wake as another node's lease runs out, to take its task over
+            // then rather than at the next heartbeat. One lapsed already
+            // was left by the claim above (no room here): the heartbeat
+            // looks again.
+            if self.inner.store.backend() == Backend::Postgres {
+                let node = &self.inner.config.node_name;
+                if let Ok(Some(in_ms)) = self.inner.store.next_lease_lapse_in_ms(node).await {
+                    if in_ms > 0 {
+                        let in_ms = in_ms as u64 + LAPSE_MARGIN_MS;
+                        wait_until = wait_until.min(now + Duration::from_millis(in_ms));
+                    }
                 }
             }
             tokio::select! {

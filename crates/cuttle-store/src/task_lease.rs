@@ -86,6 +86,9 @@ impl TaskLease {
     }
 }
 
+/// PostgreSQL's `lock_not_available`: a lock_timeout ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// The UPDATE that makes `node` the holder of a lapsed running task, if it
 /// is still at generation `seen` and still lapsed.
 fn takeover_sql(backend: Backend) -> String {
@@ -161,13 +164,33 @@ impl Store {
             if running.contains(&id) {
                 continue;
             }
-            let row = sqlx::query(&sql)
+            // A holder paused in the middle of a write keeps the row locked
+            // until it wakes; rather than wait with it, try the next task
+            // (and this one again at the next pass).
+            let mut tx = self.begin().await?;
+            if self.backend() == Backend::Postgres {
+                sqlx::query("SET LOCAL lock_timeout = '1s'")
+                    .execute(&mut *tx.inner)
+                    .await?;
+            }
+            let row = match sqlx::query(&sql)
                 .bind(node)
                 .bind(lease_ms)
                 .bind(&id)
                 .bind(seen)
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(&mut *tx.inner)
+                .await
+            {
+                Ok(row) => row,
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
+                {
+                    tx.rollback().await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tx.commit().await?;
             if let Some(row) = row {
                 let task = task_from_row(&row)?;
                 let generation: i64 = row.try_get("lease_generation")?;
@@ -183,6 +206,21 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// In how many milliseconds of the database's clock the first lease
+    /// of a task another node runs runs out (negative: already lapsed);
+    /// `None` when no other node runs anything.
+    pub async fn next_lease_lapse_in_ms(&self, node: &str) -> Result<Option<i64>> {
+        let now = self.backend().now_millis();
+        let (first, now): (Option<i64>, i64) = sqlx::query_as(&format!(
+            "SELECT MIN(lease_expires_ms), {now} FROM server_tasks \
+             WHERE state IN ('Executing', 'Cancelling') AND server_node <> $1"
+        ))
+        .bind(node)
+        .fetch_one(self.reader())
+        .await?;
+        Ok(first.map(|f| f - now))
     }
 
     /// Ends the leases of the running tasks `node` holds, as it starts:

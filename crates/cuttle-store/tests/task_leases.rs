@@ -176,6 +176,15 @@ async fn a_write_with_a_stale_generation_is_refused_and_changes_nothing() {
             .collect();
         assert_eq!(steps, [1], "{backend}");
 
+        // node-b's lease runs out in about a minute, as node-c sees it;
+        // node-b runs nothing of another node's.
+        let lapse = store
+            .next_lease_lapse_in_ms("node-c")
+            .await
+            .unwrap()
+            .expect("node-b's lease");
+        assert!((50_000..=60_000).contains(&lapse), "{backend}: {lapse}");
+        assert_eq!(store.next_lease_lapse_in_ms("node-b").await.unwrap(), None);
         // node-b's lease runs: nobody else takes the task.
         assert!(store
             .take_over_lapsed_task("node-c", 60_000, &[])

@@ -638,9 +638,12 @@ impl Runner {
                 tracing::error!(task = %task.id, error = %e, "could not record the end of a task")
             }
         }
-        self.count_finished(&task, state, started.elapsed()).await;
+        // A task lost to another node finishes there, and is counted there.
+        if !lost.is_cancelled() {
+            self.count_finished(&task, state, started.elapsed()).await;
+            tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
+        }
         self.inner.signals.notify(&task.id);
-        tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
         self.lock_running().remove(&task.id);
         self.inner.finished.notify_waiters();
         self.wake();

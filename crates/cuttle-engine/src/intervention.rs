@@ -172,12 +172,25 @@ impl Asking<'_> {
         match self.wait(&id).await {
             Ok(Some(done)) => self.answer(activity, done).await,
             Ok(None) => {
-                if let Err(e) = self
-                    .store
-                    .close_task_interruptions(&self.task.id, CANCELED_NOTE)
-                    .await
-                {
-                    tracing::error!(task = %self.task.id, error = %e, "could not close an interruption");
+                let closed = match self.lease {
+                    Some(lease) => {
+                        self.store
+                            .close_task_interruptions_held(lease, CANCELED_NOTE)
+                            .await
+                    }
+                    None => {
+                        self.store
+                            .close_task_interruptions(&self.task.id, CANCELED_NOTE)
+                            .await
+                    }
+                };
+                match closed {
+                    Ok(_) => {}
+                    // Another node took the task over and waits on it now.
+                    Err(cuttle_store::StoreError::LeaseLost { .. }) => return Answer::Canceled,
+                    Err(e) => {
+                        tracing::error!(task = %self.task.id, error = %e, "could not close an interruption")
+                    }
                 }
                 activity.log(
                     LogCategory::Warning,

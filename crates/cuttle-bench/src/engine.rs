@@ -172,6 +172,13 @@ pub(crate) async fn create_one_step_project(api: &Api<'_>, name: &str) -> Result
     create_with_steps(api, name, vec![step(0, false)]).await
 }
 
+/// A project whose one step runs `script`, released as 1.0.0.
+pub(crate) async fn create_script_project(api: &Api<'_>, name: &str, script: &str) -> Result<()> {
+    let step = json!({"Name": "Run", "Actions": [{"ActionType": "Octopus.Script",
+        "Properties": {"Octopus.Action.Script.ScriptBody": script, "Octopus.Action.Script.Syntax": "Bash"}}]});
+    create_with_steps(api, name, vec![step]).await
+}
+
 async fn create_with_steps(api: &Api<'_>, name: &str, steps: Vec<Value>) -> Result<()> {
     let project = api
         .call(

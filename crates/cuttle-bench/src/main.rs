@@ -458,6 +458,20 @@ impl Api<'_> {
         serde_json::from_str(&text)
             .with_context(|| format!("{method} {path}: the response is not JSON"))
     }
+
+    /// A GET answered in plain text (a task's raw log).
+    async fn text(&self, path: &str) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = resp.status();
+        let text = resp.text().await.with_context(|| format!("GET {path}"))?;
+        ensure!(status.is_success(), "GET {path}: {status}: {text}");
+        Ok(text)
+    }
 }
 
 /// Creates the environment, project, one-step Bash process and release that every deployment uses.

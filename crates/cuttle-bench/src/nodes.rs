@@ -3,6 +3,11 @@
 //! StartTime, one deployment at a time. With three nodes, also queued
 //! through a drained node, so that every pickup comes through another
 //! node's wake-up by the database's notification.
+//!
+//! Then takeover: two nodes, the one running a deployment killed with
+//! SIGKILL mid-step, timed from the kill to the deployment's next log line,
+//! written by the other node once the lease lapsed; with the default task
+//! lease and with a short one.
 
 use super::engine::{create_one_step_project, queue};
 use super::{ms, Api, PgDatabase, Server, Stats};
@@ -19,6 +24,9 @@ pub struct NodesArgs {
     /// Deployments timed per setting.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     samples: u32,
+    /// Kills timed per task lease in the takeover benchmark.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    takeover_runs: u32,
     /// The PostgreSQL server to create the scratch databases on.
     #[arg(long, env = "CUTTLE_BENCH_DATABASE_URL", hide_env_values = true)]
     postgres: String,
@@ -32,6 +40,135 @@ pub async fn run(cuttle: &Path, http: &Client, args: &NodesArgs) -> Result<()> {
     for (nodes, drained) in [(1, false), (3, false), (3, true)] {
         scenario(cuttle, http, args, nodes, drained).await?;
     }
+    println!(
+        "takeover: SIGKILL of the node running a deployment to its next log line on the other node, {} kills per lease",
+        args.takeover_runs
+    );
+    let default_lease = cuttle_engine::runner::DEFAULT_TASK_LEASE.as_secs();
+    for lease in [default_lease, 2] {
+        takeover(cuttle, http, args, lease).await?;
+    }
+    Ok(())
+}
+
+/// Starts node `i` of a takeover cluster on its own data directory.
+async fn takeover_node(
+    cuttle: &Path,
+    http: &Client,
+    root: &Path,
+    database: &str,
+    i: usize,
+    lease: &str,
+) -> Result<Server> {
+    let dir = root.join(format!("node-{i}"));
+    std::fs::create_dir_all(&dir)?;
+    if i > 0 && !dir.join("master.key").exists() {
+        std::fs::copy(root.join("node-0/master.key"), dir.join("master.key"))?;
+    }
+    let name = format!("bench-{i}");
+    let extra = ["--node-name", name.as_str(), "--task-lease", lease];
+    Ok(Server::start(cuttle, &dir, Some(database), http, &extra)
+        .await?
+        .0)
+}
+
+async fn takeover(cuttle: &Path, http: &Client, args: &NodesArgs, lease_secs: u64) -> Result<()> {
+    let db = PgDatabase::create(&args.postgres)?;
+    let root = tempfile::Builder::new().prefix("cuttle-bench-").tempdir()?;
+    let lease = lease_secs.to_string();
+    let mut servers = vec![];
+    for i in 0..2 {
+        servers.push(takeover_node(cuttle, http, root.path(), &db.url, i, &lease).await?);
+    }
+    let first = Api {
+        http,
+        base: &servers[0].base,
+    };
+    first
+        .call(
+            Method::POST,
+            "/api/Spaces-1/environments",
+            Some(json!({"Name": "Bench"})),
+        )
+        .await?;
+    super::engine::create_script_project(&first, "Takeover", "echo started; sleep 600").await?;
+    let mut gaps = vec![];
+    // The node deployments are queued through: one that is alive.
+    let mut front = 0;
+    for _ in 0..args.takeover_runs {
+        let api = Api {
+            http,
+            base: &servers[front].base,
+        };
+        let id = queue(&api, "Takeover").await?;
+        let raw = format!("/api/tasks/{id}/raw");
+        let t0 = Instant::now();
+        let owner = loop {
+            let t = api
+                .call(Method::GET, &format!("/api/tasks/{id}"), None)
+                .await?;
+            let log = api.text(&raw).await?;
+            if log.contains("started") {
+                break t["ServerNode"].as_str().unwrap_or_default().to_owned();
+            }
+            ensure!(
+                t0.elapsed() < Duration::from_secs(60),
+                "task {id} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let dead: usize = owner
+            .strip_prefix("bench-")
+            .and_then(|n| n.parse().ok())
+            .context("the task names no node")?;
+        let alive = 1 - dead;
+        let lines_before = api.text(&raw).await?.lines().count();
+        servers[dead].child.kill()?;
+        let killed = Instant::now();
+        servers[dead].child.wait()?;
+        let api = Api {
+            http,
+            base: &servers[alive].base,
+        };
+        loop {
+            let log = api.text(&raw).await?;
+            if log.lines().count() > lines_before && log.contains("took this deployment over") {
+                gaps.push(ms(killed.elapsed()));
+                break;
+            }
+            ensure!(
+                killed.elapsed() < Duration::from_secs(120),
+                "task {id} was not taken over"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        loop {
+            let t = api
+                .call(Method::GET, &format!("/api/tasks/{id}"), None)
+                .await?;
+            if t["IsCompleted"] == true {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let again = takeover_node(cuttle, http, root.path(), &db.url, dead, &lease).await?;
+        drop(std::mem::replace(&mut servers[dead], again));
+        front = alive;
+    }
+    let s = Stats::of(gaps);
+    println!(
+        "task lease {lease_secs:>2} s{:<24} kill to next log line median {:7.0} ms (min {:.0}, max {:.0})",
+        if lease_secs == cuttle_engine::runner::DEFAULT_TASK_LEASE.as_secs() {
+            " (the default)"
+        } else {
+            ""
+        },
+        s.median,
+        s.min,
+        s.max
+    );
+    drop(servers);
+    drop(db);
     Ok(())
 }
 

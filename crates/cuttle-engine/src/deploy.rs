@@ -52,6 +52,69 @@ pub struct DeployContext {
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
     /// Where the built-in feed keeps package files, by SHA-256.
     pub packages: cuttle_store::blobs::Blobs,
+    /// This server node's name, for the log.
+    pub node_name: String,
+    /// Set when this node took the task over from one that died.
+    pub resume: Option<Resume>,
+}
+
+/// A deployment taken over from a node whose lease lapsed: what that node
+/// recorded is read back, and the deployment carries on from there.
+pub struct Resume {
+    pub previous_node: Option<String>,
+}
+
+/// What earlier holders of a task recorded: its activities and the steps
+/// that finished. Empty for a task run from its start.
+#[derive(Default)]
+struct Prior {
+    activities: Vec<cuttle_model::task::Activity>,
+    results: Vec<cuttle_store::StepResult>,
+}
+
+impl Prior {
+    async fn load(store: &Store, task_id: &str) -> Result<Prior, String> {
+        let err =
+            |e: cuttle_store::StoreError| format!("The task's progress could not be read: {e}");
+        Ok(Prior {
+            activities: store.task_activities(task_id).await.map_err(err)?,
+            results: store.step_results(task_id).await.map_err(err)?,
+        })
+    }
+
+    fn root(&self) -> Option<cuttle_model::task::Activity> {
+        self.activities
+            .iter()
+            .find(|a| a.parent_id.is_none())
+            .cloned()
+    }
+
+    fn result(&self, step: usize) -> Option<&cuttle_store::StepResult> {
+        self.results.iter().find(|r| r.step_number == step as i64)
+    }
+
+    fn child(&self, parent: &str, name: &str) -> Option<cuttle_model::task::Activity> {
+        self.activities
+            .iter()
+            .find(|a| a.parent_id.as_deref() == Some(parent) && a.name == name)
+            .cloned()
+    }
+
+    fn children(&self, parent: &str) -> Vec<cuttle_model::task::Activity> {
+        self.activities
+            .iter()
+            .filter(|a| a.parent_id.as_deref() == Some(parent))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The deployment's state after a step, as recorded with the step: the
+/// output variables so far, sealed with the master key (some are sensitive).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Progress {
+    outputs: Vec<(String, String)>,
+    sensitive: Vec<String>,
 }
 
 /// How a task ended.
@@ -148,8 +211,37 @@ pub async fn run(
     log: &TaskLog,
     cancel: CancellationToken,
 ) -> Outcome {
-    let root = log.activity(None, &task.description).await;
-    root.start().await;
+    let prior = match &ctx.resume {
+        Some(_) => Prior::load(&ctx.store, &task.id).await,
+        None => Ok(Prior::default()),
+    };
+    let (root, prior) = match prior {
+        Ok(prior) => match prior.root() {
+            Some(a) => (log.reopen(a), prior),
+            None => {
+                let root = log.activity(None, &task.description).await;
+                root.start().await;
+                (root, prior)
+            }
+        },
+        Err(e) => {
+            let root = log.activity(None, &task.description).await;
+            root.log(LogCategory::Fatal, &e);
+            root.finish(ActivityStatus::Failed).await;
+            return Outcome::failed(e);
+        }
+    };
+    if let Some(resume) = &ctx.resume {
+        root.log(
+            LogCategory::Highlight,
+            format!(
+                "The server node {} took this deployment over from {}, which stopped renewing \
+                 its lease; steps that finished there are not run again",
+                ctx.node_name,
+                resume.previous_node.as_deref().unwrap_or("another node")
+            ),
+        );
+    }
     let loaded = match load(&ctx.store, task).await {
         Ok(l) => l,
         Err(e) => {
@@ -158,10 +250,12 @@ pub async fn run(
             return Outcome::failed(e);
         }
     };
-    root.info(format!(
-        "Deploying {} release {} to {}",
-        loaded.project.name, loaded.release.version, loaded.environment.name
-    ));
+    if prior.activities.is_empty() {
+        root.info(format!(
+            "Deploying {} release {} to {}",
+            loaded.project.name, loaded.release.version, loaded.environment.name
+        ));
+    }
     let sources = Sources {
         space: loaded.space.as_ref(),
         project: &loaded.project,
@@ -203,6 +297,28 @@ pub async fn run(
     let mut failures: Vec<String> = vec![];
     let mut canceled = false;
     let vars = SharedVariables::new(vars);
+    for result in &prior.results {
+        match ctx
+            .master_key
+            .open(&result.state)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Progress>(&text).map_err(|e| e.to_string()))
+        {
+            Ok(p) => {
+                log.add_secrets(p.sensitive.iter().cloned());
+                vars.restore(p.outputs, p.sensitive);
+            }
+            Err(e) => {
+                let why = format!(
+                    "The output variables of step {} could not be read back: {e}",
+                    result.step_number
+                );
+                root.log(LogCategory::Fatal, &why);
+                root.finish(ActivityStatus::Failed).await;
+                return Outcome::failed(why);
+            }
+        }
+    }
     let scope = StepScope {
         ctx,
         log,
@@ -211,22 +327,39 @@ pub async fn run(
         vars: &vars,
         work_dir: &work_dir,
         cancel: &cancel,
+        previous_node: ctx.resume.as_ref().map(|r| {
+            r.previous_node
+                .clone()
+                .unwrap_or_else(|| "another node".into())
+        }),
     };
 
     // Steps of one group start together; a group starts when the one before
     // it has finished, and its run conditions see the failures before it.
     for group in groups(&steps) {
-        let mut activities = Vec::with_capacity(group.len());
+        let mut to_run = Vec::with_capacity(group.len());
         for step in &group {
+            // Finished on a node that held the task before: not run again.
+            if let Some(done) = prior.result(step.number) {
+                failures.extend(done.failures.iter().cloned());
+                canceled |= done.canceled;
+                continue;
+            }
             let title = format!("Step {}: {}", step.number, step.name);
-            activities.push(log.activity(Some(&root), &title).await);
+            let (activity, started) = match prior.child(&root.id, &title) {
+                Some(a) => {
+                    let started = prior.children(&a.id);
+                    (log.reopen(a), started)
+                }
+                None => (log.activity(Some(&root), &title).await, vec![]),
+            };
+            to_run.push((*step, activity, started));
         }
         let error_so_far = (!failures.is_empty()).then(|| failures.join(" "));
-        let ends =
-            futures::future::join_all(group.iter().zip(&activities).map(|(step, activity)| {
-                scope.run_step(step, activity, canceled, error_so_far.as_deref())
-            }))
-            .await;
+        let ends = futures::future::join_all(to_run.iter().map(|(step, activity, started)| {
+            scope.run_recorded(step, activity, started, canceled, error_so_far.as_deref())
+        }))
+        .await;
         for end in ends {
             failures.extend(end.failures);
             canceled |= end.canceled;
@@ -261,6 +394,18 @@ pub async fn run(
     }
 }
 
+/// How a step whose activity a node that died had already finished ended,
+/// from that activity; `None` for one still to run.
+fn ended_unrecorded(step: &PlannedStep, status: ActivityStatus) -> Option<StepEnd> {
+    let (failures, canceled) = match status {
+        ActivityStatus::Pending | ActivityStatus::Running => return None,
+        ActivityStatus::Failed => (vec![format!("The step '{}' failed", step.name)], false),
+        ActivityStatus::Canceled => (vec![], true),
+        _ => (vec![], false),
+    };
+    Some(StepEnd { failures, canceled })
+}
+
 /// How one step ended: what failed, and whether the task was cancelled.
 struct StepEnd {
     failures: Vec<String>,
@@ -276,6 +421,166 @@ struct StepScope<'a> {
     vars: &'a SharedVariables,
     work_dir: &'a std::path::Path,
     cancel: &'a CancellationToken,
+    /// The node this task was taken over from, if it was.
+    previous_node: Option<String>,
+}
+
+impl<'a> StepScope<'a> {
+    /// Runs a step, or finishes one a node that died had started
+    /// (`started` holds the runs of its actions that node began), and
+    /// records how it ended, so that no later holder runs it again.
+    async fn run_recorded(
+        &'a self,
+        step: &'a PlannedStep,
+        activity: &'a ActivityLog,
+        started: &'a [cuttle_model::task::Activity],
+        canceled_before: bool,
+        error_so_far: Option<&'a str>,
+    ) -> StepEnd {
+        let end = if let Some(end) = ended_unrecorded(step, activity.status().await) {
+            // It ended on the node that died, which had no time to record it.
+            end
+        } else if started.is_empty() {
+            self.run_step(step, activity, canceled_before, error_so_far, 1)
+                .await
+        } else {
+            self.interrupted_step(step, activity, started, canceled_before, error_so_far)
+                .await
+        };
+        let (outputs, sensitive) = self.vars.progress();
+        let progress = Progress { outputs, sensitive };
+        let state = match serde_json::to_string(&progress) {
+            Ok(text) => self.ctx.master_key.seal(&text),
+            Err(e) => {
+                tracing::error!(task = %self.task.id, error = %e, "could not record a step's outputs");
+                return end;
+            }
+        };
+        let result = cuttle_store::StepResult {
+            step_number: step.number as i64,
+            status: activity.status().await.as_str().to_owned(),
+            failures: end.failures.clone(),
+            canceled: end.canceled,
+            state,
+        };
+        if let Some(lease) = self.log.lease() {
+            match self.ctx.store.record_step_result(lease, &result).await {
+                Ok(()) => {}
+                Err(cuttle_store::StoreError::LeaseLost { .. }) => self.log.lose(),
+                Err(e) => {
+                    tracing::error!(task = %self.task.id, step = step.number, error = %e, "could not record the end of a step")
+                }
+            }
+        }
+        end
+    }
+
+    /// A step that was running on a node that died. A script on its
+    /// built-in worker died with it; one on an agent is not re-attached.
+    /// Either way the step fails, saying why, unless guided failure is on
+    /// and someone asks for a retry (or to ignore it).
+    async fn interrupted_step(
+        &'a self,
+        step: &'a PlannedStep,
+        activity: &'a ActivityLog,
+        started: &'a [cuttle_model::task::Activity],
+        canceled_before: bool,
+        error_so_far: Option<&'a str>,
+    ) -> StepEnd {
+        let previous = self.previous_node.as_deref().unwrap_or("another node");
+        for run in started {
+            if matches!(
+                run.status,
+                ActivityStatus::Running | ActivityStatus::Pending
+            ) {
+                let on = self.log.reopen(run.clone());
+                on.error(if run.name.starts_with(BUILT_IN_WORKER) {
+                    format!(
+                        "The server node {previous} stopped while this script ran on its \
+                         {BUILT_IN_WORKER}, so the script stopped with it"
+                    )
+                } else {
+                    format!(
+                        "The server node {previous} stopped while this script ran on {}; \
+                         a script already started on an agent is not re-attached, so it is \
+                         counted as failed (it may have finished on the agent)",
+                        run.name
+                    )
+                });
+                on.finish(ActivityStatus::Failed).await;
+            }
+        }
+        let why = format!("the server node {previous} stopped while the step ran");
+        activity.error(format!("The step '{}' failed: {why}", step.name));
+        if canceled_before || self.cancel.is_cancelled() {
+            activity.finish(ActivityStatus::Canceled).await;
+            return StepEnd {
+                failures: vec![],
+                canceled: true,
+            };
+        }
+        let failed = |activity: &'a ActivityLog| async move {
+            activity.finish(ActivityStatus::Failed).await;
+            StepEnd {
+                failures: vec![format!("The step '{}' failed: {why}", step.name)],
+                canceled: false,
+            }
+        };
+        if !self.loaded.deployment.use_guided_failure {
+            return failed(activity).await;
+        }
+        let asking = Asking {
+            store: &self.ctx.store,
+            hub: &self.ctx.interventions,
+            task: self.task,
+            deployment: &self.loaded.deployment,
+            cancel: self.cancel,
+            lease: self.log.lease(),
+        };
+        let action = step
+            .actions
+            .first()
+            .map(|a| a.action.name.as_str())
+            .unwrap_or(step.name.as_str());
+        let reason = format!("the server node {previous} stopped while it ran");
+        match asking.guidance(activity, &step.name, action, &reason).await {
+            Answer::Decided {
+                decision: Decision::Retry,
+                ..
+            } => {
+                // Attempts go on from those the dead node began, so an
+                // agent never sees a command id twice.
+                let first_attempt = started.len() + 1;
+                self.run_step(step, activity, false, error_so_far, first_attempt)
+                    .await
+            }
+            Answer::Decided {
+                decision: Decision::Ignore,
+                ..
+            } => {
+                activity.log(
+                    LogCategory::Warning,
+                    format!(
+                        "The failure of '{}' was ignored; the deployment carries on",
+                        step.name
+                    ),
+                );
+                activity.finish(ActivityStatus::SuccessWithWarning).await;
+                StepEnd {
+                    failures: vec![],
+                    canceled: false,
+                }
+            }
+            Answer::Canceled => {
+                activity.finish(ActivityStatus::Canceled).await;
+                StepEnd {
+                    failures: vec![],
+                    canceled: true,
+                }
+            }
+            _ => failed(activity).await,
+        }
+    }
 }
 
 impl<'a> StepScope<'a> {
@@ -287,6 +592,7 @@ impl<'a> StepScope<'a> {
         activity: &'a ActivityLog,
         canceled_before: bool,
         error_so_far: Option<&'a str>,
+        first_attempt: usize,
     ) -> StepEnd {
         let mut failures = vec![];
         let mut canceled = false;
@@ -394,8 +700,10 @@ impl<'a> StepScope<'a> {
                     task: self.task,
                     deployment: &self.loaded.deployment,
                     cancel: self.cancel,
+                    lease: self.log.lease(),
                 },
                 guided: self.loaded.deployment.use_guided_failure,
+                first_attempt,
             };
             let outcomes = match &planned.placement {
                 Where::Worker => {
@@ -590,6 +898,9 @@ struct ActionRun<'a> {
     asking: Asking<'a>,
     /// Guided failure: a failure asks a person instead of failing the step.
     guided: bool,
+    /// The number of the first attempt (above 1 when a node taking the
+    /// task over retries a step the dead node had begun).
+    first_attempt: usize,
 }
 
 impl ActionRun<'_> {
@@ -597,7 +908,7 @@ impl ActionRun<'_> {
         if self.action.action_type == MANUAL_ACTION_TYPE {
             return self.manual(vars).await;
         }
-        let mut attempt = 1;
+        let mut attempt = self.first_attempt.max(1);
         let machine = self.runs_on.name();
         loop {
             let (name, dir) = if attempt == 1 {

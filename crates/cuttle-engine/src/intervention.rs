@@ -47,6 +47,9 @@ pub struct Asking<'a> {
     pub task: &'a ServerTask,
     pub deployment: &'a Deployment,
     pub cancel: &'a CancellationToken,
+    /// The lease the task is held by here: raising an interruption is a
+    /// write for the task, refused once another node took it over.
+    pub lease: Option<&'a cuttle_store::TaskLease>,
 }
 
 /// How a wait ended.
@@ -142,22 +145,52 @@ impl Asking<'_> {
         if self.cancel.is_cancelled() {
             return Answer::Canceled;
         }
-        let id = match self.raise(interruption).await {
-            Ok(id) => id,
-            Err(e) => return Answer::Failed(format!("The interruption could not be raised: {e}")),
+        let id = match self.still_pending(activity, &interruption).await {
+            Some(id) => {
+                activity.info(format!(
+                    "Still waiting for someone to {options} (interruption {id}, raised before \
+                     this task changed server nodes)"
+                ));
+                id
+            }
+            None => {
+                let id = match self.raise(interruption).await {
+                    Ok(id) => id,
+                    Err(cuttle_store::StoreError::LeaseLost { .. }) => {
+                        return Answer::Canceled;
+                    }
+                    Err(e) => {
+                        return Answer::Failed(format!("The interruption could not be raised: {e}"))
+                    }
+                };
+                activity.info(format!(
+                    "Waiting for someone to {options} (interruption {id})"
+                ));
+                id
+            }
         };
-        activity.info(format!(
-            "Waiting for someone to {options} (interruption {id})"
-        ));
         match self.wait(&id).await {
             Ok(Some(done)) => self.answer(activity, done).await,
             Ok(None) => {
-                if let Err(e) = self
-                    .store
-                    .close_task_interruptions(&self.task.id, CANCELED_NOTE)
-                    .await
-                {
-                    tracing::error!(task = %self.task.id, error = %e, "could not close an interruption");
+                let closed = match self.lease {
+                    Some(lease) => {
+                        self.store
+                            .close_task_interruptions_held(lease, CANCELED_NOTE)
+                            .await
+                    }
+                    None => {
+                        self.store
+                            .close_task_interruptions(&self.task.id, CANCELED_NOTE)
+                            .await
+                    }
+                };
+                match closed {
+                    Ok(_) => {}
+                    // Another node took the task over and waits on it now.
+                    Err(cuttle_store::StoreError::LeaseLost { .. }) => return Answer::Canceled,
+                    Err(e) => {
+                        tracing::error!(task = %self.task.id, error = %e, "could not close an interruption")
+                    }
                 }
                 activity.log(
                     LogCategory::Warning,
@@ -169,12 +202,26 @@ impl Asking<'_> {
         }
     }
 
+    /// The interruption of this kind a node that died raised for the same
+    /// activity and that is still unanswered: the node taking the task over
+    /// waits for it rather than asking twice.
+    async fn still_pending(&self, activity: &ActivityLog, asked: &Interruption) -> Option<String> {
+        let raised = self.store.task_interruptions(&self.task.id).await.ok()?;
+        raised
+            .into_iter()
+            .find(|i| i.is_pending && i.correlation_id == activity.id && i.kind == asked.kind)
+            .map(|i| i.id)
+    }
+
     /// Stores the interruption and flags its task, in one transaction.
     async fn raise(
         &self,
         mut interruption: Interruption,
     ) -> Result<String, cuttle_store::StoreError> {
         let mut tx = self.store.begin().await?;
+        if let Some(lease) = self.lease {
+            tx.check_task_lease(lease).await?;
+        }
         interruption.id = tx.next_id(Collection::Interruptions).await?;
         tx.insert(&interruption).await?;
         tx.sync_task_interruption_flag(&self.task.id).await?;

@@ -12,11 +12,12 @@
 use crate::signal::TaskSignals;
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
 use cuttle_model::Timestamp;
-use cuttle_store::Store;
+use cuttle_store::{Store, StoreError, TaskLease};
 use cuttle_vars::mask::Masker;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio_util::sync::CancellationToken;
 
 /// Lines the writer stores in one transaction at most: it takes what is
 /// waiting, up to this, so a quiet log is stored line by line at once and a
@@ -30,6 +31,12 @@ pub const BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 struct Shared {
     store: Store,
     task_id: String,
+    /// The lease this node's writes for the task carry; `None` writes
+    /// unfenced (closing a task no node holds).
+    lease: Option<TaskLease>,
+    /// Cancelled once a write is refused because another node took the
+    /// task over: from then on nothing more is written for it.
+    lost: CancellationToken,
     next_activity: AtomicI64,
     lines: mpsc::UnboundedSender<Message>,
     /// What is sent to the writer and not yet stored.
@@ -115,7 +122,42 @@ impl TaskLog {
         task_id: &str,
         signals: TaskSignals,
     ) -> Result<TaskLog, cuttle_store::StoreError> {
+        Self::open_fenced(store, task_id, None, signals, CancellationToken::new()).await
+    }
+
+    /// Opens the log of the task `lease` holds: every write carries the
+    /// lease, and the first one refused (another node took the task over)
+    /// cancels `lost` and stops all writing.
+    pub async fn open_held(
+        store: Store,
+        lease: TaskLease,
+        signals: TaskSignals,
+        lost: CancellationToken,
+    ) -> Result<TaskLog, cuttle_store::StoreError> {
+        let task_id = lease.task_id.clone();
+        Self::open_fenced(store, &task_id, Some(lease), signals, lost).await
+    }
+
+    async fn open_fenced(
+        store: Store,
+        task_id: &str,
+        lease: Option<TaskLease>,
+        signals: TaskSignals,
+        lost: CancellationToken,
+    ) -> Result<TaskLog, cuttle_store::StoreError> {
+        // Read after the lease was taken: a former holder's last lines are
+        // committed (or refused) by now, so numbering goes on from the last
+        // one with neither a gap nor a duplicate.
         let last = store.last_log_seq(task_id).await?;
+        // Activities go on after those already there (a task taken over).
+        let next_activity = store
+            .task_activities(task_id)
+            .await?
+            .iter()
+            .filter_map(|a| position_of(task_id, &a.id))
+            .max()
+            .unwrap_or(0)
+            + 1;
         // A task resumed (on this node or another, whose clock may differ)
         // continues after its last line's time too.
         let last_time = match last {
@@ -132,6 +174,8 @@ impl TaskLog {
         let writer_store = store.clone();
         let writer_task = task_id.to_owned();
         let writer_signals = signals.clone();
+        let writer_lease = lease.clone();
+        let writer_lost = lost.clone();
         tokio::spawn(async move {
             let mut received = Vec::with_capacity(BATCH);
             let mut lines: Vec<LogLine> = Vec::with_capacity(BATCH);
@@ -163,14 +207,36 @@ impl TaskLog {
                         Message::Flush(done) => flushed.push(done),
                     }
                 }
+                if writer_lost.is_cancelled() {
+                    // Another node holds the task: its lines are not ours to write.
+                    lines.clear();
+                }
                 if !warned && lines.iter().any(|l| l.category >= LogCategory::Warning) {
                     warned = true;
-                    if let Err(e) = writer_store.mark_warnings(&writer_task).await {
-                        tracing::error!(task = %writer_task, error = %e, "could not flag the task's warnings");
+                    let flagged = match &writer_lease {
+                        Some(lease) => writer_store.mark_warnings_held(lease).await,
+                        None => writer_store.mark_warnings(&writer_task).await,
+                    };
+                    if let Err(e) = flagged {
+                        refused(
+                            &writer_task,
+                            &writer_lost,
+                            &e,
+                            "could not flag the task's warnings",
+                        );
                     }
                 }
-                if let Err(e) = writer_store.append_log_lines(&writer_task, &lines).await {
-                    tracing::error!(task = %writer_task, error = %e, "could not store task log lines");
+                let stored = match &writer_lease {
+                    Some(lease) => writer_store.append_log_lines_held(lease, &lines).await,
+                    None => writer_store.append_log_lines(&writer_task, &lines).await,
+                };
+                if let Err(e) = stored {
+                    refused(
+                        &writer_task,
+                        &writer_lost,
+                        &e,
+                        "could not store task log lines",
+                    );
                 }
                 if !lines.is_empty() {
                     writer_signals.notify(&writer_task);
@@ -188,7 +254,9 @@ impl TaskLog {
             shared: Arc::new(Shared {
                 store,
                 task_id: task_id.to_owned(),
-                next_activity: AtomicI64::new(1),
+                lease,
+                lost,
+                next_activity: AtomicI64::new(next_activity),
                 lines: tx,
                 backlog,
                 signals,
@@ -199,6 +267,35 @@ impl TaskLog {
 
     pub fn task_id(&self) -> &str {
         &self.shared.task_id
+    }
+
+    /// The lease this log's writes carry.
+    pub fn lease(&self) -> Option<&TaskLease> {
+        self.shared.lease.as_ref()
+    }
+
+    /// Whether a write was refused because another node took the task.
+    pub fn is_lost(&self) -> bool {
+        self.shared.lost.is_cancelled()
+    }
+
+    /// Says that the lease is gone (a write outside the log was refused).
+    pub fn lose(&self) {
+        self.shared.lost.cancel();
+    }
+
+    /// An activity stored before (by a node that held the task earlier),
+    /// to write under again.
+    pub fn reopen(&self, a: Activity) -> ActivityLog {
+        let position = position_of(&self.shared.task_id, &a.id).unwrap_or(0);
+        ActivityLog {
+            log: self.clone(),
+            id: a.id.clone(),
+            activity: Arc::new(Mutex::new(a)),
+            position,
+            progress_sent: Default::default(),
+            progress_applied: Default::default(),
+        }
     }
 
     /// Masks `values` (sensitive values of the task) in everything written
@@ -328,16 +425,38 @@ impl ActivityLog {
         // order: a progress update saved in the background must not land
         // after the activity's end and undo it.
         let a = self.activity.lock().await;
-        if let Err(e) = self
-            .log
-            .shared
-            .store
-            .put_activity(&self.log.shared.task_id, &a, self.position)
-            .await
-        {
-            tracing::error!(task = %self.log.shared.task_id, error = %e, "could not store task activity");
+        let shared = &self.log.shared;
+        if shared.lost.is_cancelled() {
+            return;
+        }
+        let saved = match &shared.lease {
+            Some(lease) => {
+                shared
+                    .store
+                    .put_activity_held(lease, &a, self.position)
+                    .await
+            }
+            None => {
+                shared
+                    .store
+                    .put_activity(&shared.task_id, &a, self.position)
+                    .await
+            }
+        };
+        if let Err(e) = saved {
+            refused(
+                &shared.task_id,
+                &shared.lost,
+                &e,
+                "could not store task activity",
+            );
         }
         self.log.shared.signals.notify(&self.log.shared.task_id);
+    }
+
+    /// The activity's status as this node last set it.
+    pub async fn status(&self) -> ActivityStatus {
+        self.activity.lock().await.status
     }
 
     pub async fn start(&self) {
@@ -404,6 +523,27 @@ impl ActivityLog {
             }
             this.save().await;
         });
+    }
+}
+
+/// An activity's position, from its id (`<task id>_<position>`).
+fn position_of(task_id: &str, activity_id: &str) -> Option<i64> {
+    activity_id
+        .strip_prefix(task_id)?
+        .strip_prefix('_')?
+        .parse()
+        .ok()
+}
+
+/// Logs a failed write; a refusal for a lost lease also marks the log lost.
+fn refused(task_id: &str, lost: &CancellationToken, e: &StoreError, what: &str) {
+    if let StoreError::LeaseLost { .. } = e {
+        if !lost.is_cancelled() {
+            tracing::warn!(task = %task_id, error = %e, "another node took this task over; this node writes nothing more for it");
+        }
+        lost.cancel();
+    } else {
+        tracing::error!(task = %task_id, error = %e, "{what}");
     }
 }
 

@@ -7,7 +7,17 @@
 //! notification (see [`Store::watch_task_queue`]); the loop also wakes
 //! when a task finishes, when a scheduled task falls due, and on a heartbeat
 //! that renews leases, picks up cancellations made through other nodes and
-//! closes tasks whose node died.
+//! deals with tasks whose node died.
+//!
+//! Leases: a running task is this node's until its lease runs out on the
+//! database's clock; the heartbeat renews it every quarter of the lease.
+//! Every write for the task carries the lease's generation (see
+//! [`cuttle_store::task_lease`]), so a node that lost a task (paused past
+//! its lease while another took it over) stops it at its next write and
+//! writes nothing more for it. On PostgreSQL a node with room takes over a
+//! running task whose lease lapsed and carries it on (see
+//! [`crate::deploy::Resume`]); SQLite has one node, which closes its own
+//! leftovers as failed when it restarts.
 
 use crate::deploy::{self, DeployContext};
 use crate::intervention::Interventions;
@@ -16,7 +26,7 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::signal::TaskSignals;
 use cuttle_model::{Environment, Project, ServerTask, TaskState, Timestamp};
 use cuttle_store::tasks::CancelOutcome;
-use cuttle_store::{MasterKey, Store, StoreError};
+use cuttle_store::{Backend, MasterKey, Store, StoreError, TaskLease};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,6 +35,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// Past the moment another node's lease runs out (on the database's clock)
+/// that this node looks for it: the lease must be over when it looks.
+const LAPSE_MARGIN_MS: u64 = 20;
+
+/// How long a running task stays a node's without a renewal, by default:
+/// a node that dies has its tasks taken over within about this long.
+pub const DEFAULT_TASK_LEASE: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -55,7 +73,7 @@ impl RunnerConfig {
             node_name: node_name.into(),
             max_concurrent_tasks: 8,
             default_script_timeout: Duration::from_secs(3600),
-            lease: Duration::from_secs(60),
+            lease: DEFAULT_TASK_LEASE,
             // Other tasks' directories at least; the instance adds the
             // whole data directory.
             sandbox: SandboxConfig {
@@ -77,8 +95,8 @@ struct Inner {
     /// What the built-in worker could apply, probed once at start.
     sandbox: Arc<Sandbox>,
     wake: Notify,
-    /// Cancellation handles of the tasks running on this node.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// The tasks running on this node.
+    running: Mutex<HashMap<String, Running>>,
     /// Most tasks this node runs at once; an operator may change it while
     /// the node runs (through any node), so it is read at each claim.
     capacity: AtomicUsize,
@@ -97,6 +115,20 @@ struct Inner {
     finished_tasks: broadcast::Sender<TaskFinished>,
     /// Wakes live followers of a task (log streams) when it changes here.
     signals: TaskSignals,
+}
+
+/// One task running here.
+struct Running {
+    /// Cancels the task's scripts (a person cancelled, or the lease was lost).
+    cancel: CancellationToken,
+    /// Cancelled when another node took the task over.
+    lost: CancellationToken,
+    lease: TaskLease,
+}
+
+/// A task this node takes over, and from which node.
+pub struct Resumed {
+    pub previous_node: Option<String>,
 }
 
 /// A task that this node ran has ended and its state is recorded.
@@ -154,7 +186,23 @@ impl Runner {
                 signals: TaskSignals::default(),
             }),
         };
-        runner.close_orphans(true).await?;
+        if runner.inner.store.backend() == Backend::Sqlite {
+            runner.close_orphans(true).await?;
+        } else {
+            // What this node ran before it restarted is taken over at once
+            // (by whichever node has room first), not when the leases run out.
+            let n = runner
+                .inner
+                .store
+                .lapse_leases_of(&runner.inner.config.node_name)
+                .await?;
+            if n > 0 {
+                tracing::warn!(
+                    tasks = n,
+                    "this node restarted while running tasks; they are taken over"
+                );
+            }
+        }
         // Weak: the listener must not keep a stopped runner alive.
         let woken = Arc::downgrade(&runner.inner);
         runner
@@ -236,7 +284,7 @@ impl Runner {
         self.lock_running().len()
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         // A panic while holding this lock leaves the map intact, so go on.
         self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -260,8 +308,8 @@ impl Runner {
             .request_cancel_recorded(task_id, event)
             .await?;
         if outcome == CancelOutcome::Cancelling {
-            if let Some(token) = self.lock_running().get(task_id) {
-                token.cancel();
+            if let Some(running) = self.lock_running().get(task_id) {
+                running.cancel.cancel();
             }
         }
         self.inner.signals.notify(task_id);
@@ -287,8 +335,8 @@ impl Runner {
                 "stopping tasks still running at shutdown"
             );
             self.inner.shutting_down.store(true, Ordering::SeqCst);
-            for token in self.lock_running().values() {
-                token.cancel();
+            for running in self.lock_running().values() {
+                running.cancel.cancel();
             }
             while self.running_count() > 0 {
                 let finished = self.inner.finished.notified();
@@ -321,6 +369,19 @@ impl Runner {
                     wait_until = wait_until.min(now + Duration::from_millis(in_ms as u64));
                 }
             }
+            // Wake as another node's lease runs out, to take its task over
+            // then rather than at the next heartbeat. One lapsed already
+            // was left by the claim above (no room here): the heartbeat
+            // looks again.
+            if self.inner.store.backend() == Backend::Postgres {
+                let node = &self.inner.config.node_name;
+                if let Ok(Some(in_ms)) = self.inner.store.next_lease_lapse_in_ms(node).await {
+                    if in_ms > 0 {
+                        let in_ms = in_ms as u64 + LAPSE_MARGIN_MS;
+                        wait_until = wait_until.min(now + Duration::from_millis(in_ms));
+                    }
+                }
+            }
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep_until(wait_until) => {}
@@ -336,21 +397,56 @@ impl Runner {
             if self.is_draining() || self.running_count() >= self.capacity() {
                 return;
             }
-            let lease_until =
-                Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
-            match self
-                .inner
-                .store
-                .claim_next_task(&self.inner.config.node_name, lease_until)
-                .await
-            {
-                Ok(Some(task)) => {
-                    let token = CancellationToken::new();
-                    self.lock_running().insert(task.id.clone(), token.clone());
+            let node = &self.inner.config.node_name;
+            let store = &self.inner.store;
+            // A task whose node died goes first: it was started before
+            // anything queued.
+            let taken = if store.backend() == Backend::Postgres {
+                let running: Vec<String> = self.lock_running().keys().cloned().collect();
+                store
+                    .take_over_lapsed_task(node, self.lease_ms(), &running)
+                    .await
+                    .map(|t| {
+                        t.map(|t| {
+                            let resumed = Resumed {
+                                previous_node: t.previous_node,
+                            };
+                            (t.task, t.lease, Some(resumed))
+                        })
+                    })
+            } else {
+                Ok(None)
+            };
+            let claimed = match taken {
+                Ok(Some(t)) => Ok(Some(t)),
+                Ok(None) => store
+                    .claim_next_task_held(node, self.lease_ms())
+                    .await
+                    .map(|c| c.map(|(task, lease)| (task, lease, None))),
+                Err(e) => Err(e),
+            };
+            match claimed {
+                Ok(Some((task, lease, resumed))) => {
+                    if let Some(r) = &resumed {
+                        tracing::warn!(task = %task.id, from = r.previous_node.as_deref().unwrap_or("?"), generation = lease.generation, "taking over a task whose node stopped renewing its lease");
+                    }
+                    let lost = CancellationToken::new();
+                    let token = lost.child_token();
+                    self.lock_running().insert(
+                        task.id.clone(),
+                        Running {
+                            cancel: token.clone(),
+                            lost: lost.clone(),
+                            lease: lease.clone(),
+                        },
+                    );
                     let runner = self.clone();
                     // Every event of the task's run names it (in JSON logs, as a span field).
                     let span = tracing::info_span!("task", task_id = %task.id);
-                    tokio::spawn(async move { runner.execute(task, token).await }.instrument(span));
+                    tokio::spawn(
+                        async move { runner.execute(task, lease, token, lost, resumed).await }
+                            .instrument(span),
+                    );
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -363,28 +459,48 @@ impl Runner {
         }
     }
 
+    fn lease_ms(&self) -> i64 {
+        self.inner.config.lease.as_millis() as i64
+    }
+
     async fn heartbeat(&self) {
-        let ids: Vec<String> = self.lock_running().keys().cloned().collect();
-        let until = Timestamp::now().add_millis(self.inner.config.lease.as_millis() as i64);
-        if let Err(e) = self
-            .inner
-            .store
-            .renew_leases(&self.inner.config.node_name, &ids, until)
-            .await
-        {
-            self.count_database_error("task_queue");
-            tracing::error!(error = %e, "could not renew task leases");
+        let held: Vec<(TaskLease, CancellationToken)> = self
+            .lock_running()
+            .values()
+            .map(|r| (r.lease.clone(), r.lost.clone()))
+            .collect();
+        for (lease, lost) in &held {
+            match self
+                .inner
+                .store
+                .renew_task_lease(lease, self.lease_ms())
+                .await
+            {
+                Ok(()) => {}
+                Err(e @ StoreError::LeaseLost { .. }) => {
+                    tracing::warn!(task = %lease.task_id, error = %e, "another node took this task over; stopping it here");
+                    lost.cancel();
+                }
+                Err(e) => {
+                    self.count_database_error("task_queue");
+                    tracing::error!(task = %lease.task_id, error = %e, "could not renew a task lease");
+                }
+            }
         }
+        let ids: Vec<String> = held.into_iter().map(|(l, _)| l.task_id).collect();
         if let Ok(cancelling) = self.inner.store.cancelling_among(&ids).await {
             let running = self.lock_running();
             for id in cancelling {
                 if let Some(t) = running.get(&id) {
-                    t.cancel();
+                    t.cancel.cancel();
                 }
             }
         }
-        if let Err(e) = self.close_orphans(false).await {
-            tracing::error!(error = %e, "could not close orphaned tasks");
+        // On PostgreSQL, lapsed tasks are taken over by the claim loop.
+        if self.inner.store.backend() == Backend::Sqlite {
+            if let Err(e) = self.close_orphans(false).await {
+                tracing::error!(error = %e, "could not close orphaned tasks");
+            }
         }
     }
 
@@ -417,7 +533,14 @@ impl Runner {
         Ok(())
     }
 
-    async fn execute(self, task: ServerTask, token: CancellationToken) {
+    async fn execute(
+        self,
+        task: ServerTask,
+        lease: TaskLease,
+        token: CancellationToken,
+        lost: CancellationToken,
+        resumed: Option<Resumed>,
+    ) {
         let started = std::time::Instant::now();
         if let Some(metrics) = &self.inner.config.metrics {
             let waited = task
@@ -428,7 +551,13 @@ impl Runner {
             metrics.task_started(&task.name, Duration::from_millis(waited.max(0) as u64));
         }
         let signals = self.inner.signals.clone();
-        let opened = TaskLog::open_signalling(self.inner.store.clone(), &task.id, signals).await;
+        let opened = TaskLog::open_held(
+            self.inner.store.clone(),
+            lease.clone(),
+            signals,
+            lost.clone(),
+        )
+        .await;
         let (state, error) = match opened {
             Ok(log) => {
                 let ctx = DeployContext {
@@ -440,6 +569,10 @@ impl Runner {
                     sandbox: self.inner.sandbox.clone(),
                     agents: self.inner.config.agents.clone(),
                     packages: self.inner.config.packages.clone(),
+                    node_name: self.inner.config.node_name.clone(),
+                    resume: resumed.map(|r| deploy::Resume {
+                        previous_node: r.previous_node,
+                    }),
                 };
                 let outcome = match task.name.as_str() {
                     "Deploy" => deploy::run(&ctx, &task, &log, token.clone()).await,
@@ -475,13 +608,24 @@ impl Runner {
         } else {
             (state, error)
         };
-        match self
-            .inner
-            .store
-            .complete_task(&task.id, state, error.as_deref())
-            .await
-        {
-            Ok(_) => {
+        // A task lost to another node is not ours to end: the refusal
+        // comes from the database either way, this only spares the write.
+        let completed = if lost.is_cancelled() {
+            None
+        } else {
+            Some(
+                self.inner
+                    .store
+                    .complete_task_held(&lease, state, error.as_deref())
+                    .await,
+            )
+        };
+        match completed {
+            None | Some(Err(StoreError::LeaseLost { .. })) => {
+                lost.cancel();
+                tracing::warn!(task = %task.id, "this node lost the task to another node; its end here is not recorded");
+            }
+            Some(Ok(_)) => {
                 // No subscriber is fine.
                 let _ = self.inner.finished_tasks.send(TaskFinished {
                     task_id: task.id.clone(),
@@ -489,14 +633,17 @@ impl Runner {
                     state,
                 });
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.count_database_error("task_queue");
                 tracing::error!(task = %task.id, error = %e, "could not record the end of a task")
             }
         }
-        self.count_finished(&task, state, started.elapsed()).await;
+        // A task lost to another node finishes there, and is counted there.
+        if !lost.is_cancelled() {
+            self.count_finished(&task, state, started.elapsed()).await;
+            tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
+        }
         self.inner.signals.notify(&task.id);
-        tracing::info!(task = %task.id, state = %state, elapsed_ms = started.elapsed().as_millis() as u64, "task finished");
         self.lock_running().remove(&task.id);
         self.inner.finished.notify_waiters();
         self.wake();

@@ -241,6 +241,35 @@ impl DeploymentVariables {
         }
     }
 
+    /// The output variables so far and every sensitive value, to record
+    /// with a finished step.
+    pub fn progress(&self) -> (Vec<(String, String)>, Vec<String>) {
+        (self.outputs.clone(), self.sensitive.clone())
+    }
+
+    /// Puts back what [`DeploymentVariables::progress`] gave, on the node
+    /// that takes a deployment over.
+    pub fn restore(&mut self, outputs: Vec<(String, String)>, sensitive: Vec<String>) {
+        for (key, value) in outputs {
+            match self
+                .outputs
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+            {
+                Some(slot) => slot.1 = value,
+                None => self.outputs.push((key, value)),
+            }
+        }
+        let new: Vec<String> = sensitive
+            .into_iter()
+            .filter(|v| !v.is_empty() && !self.sensitive.contains(v))
+            .collect();
+        if !new.is_empty() {
+            self.sensitive.extend(new);
+            self.masker = Masker::new(self.sensitive.iter().cloned());
+        }
+    }
+
     pub fn add_sensitive(&mut self, value: &str) {
         self.sensitive.push(value.to_owned());
         self.masker = Masker::new(self.sensitive.iter().cloned());
@@ -290,6 +319,16 @@ impl SharedVariables {
     /// The masker as it is now, and the sensitive values it masks.
     pub fn masking(&self) -> (Masker, Vec<String>) {
         self.with(|v| (v.masker().clone(), v.sensitive_values().to_vec()))
+    }
+
+    /// See [`DeploymentVariables::progress`].
+    pub fn progress(&self) -> (Vec<(String, String)>, Vec<String>) {
+        self.with(|v| v.progress())
+    }
+
+    /// See [`DeploymentVariables::restore`].
+    pub fn restore(&self, outputs: Vec<(String, String)>, sensitive: Vec<String>) {
+        self.with(|v| v.restore(outputs, sensitive))
     }
 
     pub fn record_output(

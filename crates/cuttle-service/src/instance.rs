@@ -23,6 +23,9 @@ pub struct InstanceConfig {
     pub database_url: Option<String>,
     pub node_name: String,
     pub max_concurrent_tasks: usize,
+    /// How long a running task stays this node's without a renewal (on
+    /// the database's clock); another node takes it over after that.
+    pub task_lease: Duration,
     pub default_script_timeout: Duration,
     /// The master key as base64 text; `None` means `<data dir>/master.key`,
     /// created at first start.
@@ -62,6 +65,7 @@ impl InstanceConfig {
             database_url: None,
             node_name: default_node_name(),
             max_concurrent_tasks: 8,
+            task_lease: cuttle_engine::runner::DEFAULT_TASK_LEASE,
             default_script_timeout: Duration::from_secs(3600),
             master_key: None,
             package_retention: None,
@@ -187,6 +191,7 @@ impl Instance {
         let mut runner_config =
             RunnerConfig::new(config.node_name.clone(), config.data_dir.join("work"));
         runner_config.max_concurrent_tasks = config.max_concurrent_tasks;
+        runner_config.lease = config.task_lease;
         runner_config.packages = blobs.clone();
         runner_config.default_script_timeout = config.default_script_timeout;
         // Scripts on the built-in worker must not see the database or keys.

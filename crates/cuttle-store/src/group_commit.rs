@@ -142,6 +142,17 @@ fn copy_error(e: &StoreError) -> StoreError {
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::UnsupportedUrl(m) => StoreError::UnsupportedUrl(m.clone()),
+        StoreError::LeaseLost {
+            task_id,
+            node,
+            held,
+            current,
+        } => StoreError::LeaseLost {
+            task_id: task_id.clone(),
+            node: node.clone(),
+            held: *held,
+            current: *current,
+        },
         StoreError::StorageFull(d) => StoreError::StorageFull(sqlx::Error::Protocol(d.to_string())),
         other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
     }

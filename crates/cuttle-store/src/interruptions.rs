@@ -47,7 +47,31 @@ impl Store {
     /// Closes a task's pending interruptions unanswered (the task was
     /// cancelled or its server stopped), saying why; returns how many.
     pub async fn close_task_interruptions(&self, task_id: &str, reason: &str) -> Result<usize> {
+        self.close_interruptions_of(task_id, None, reason).await
+    }
+
+    /// As [`Store::close_task_interruptions`], by the node holding
+    /// `lease`: refused ([`crate::StoreError::LeaseLost`]), closing
+    /// nothing, once another node took the task over and waits on them.
+    pub async fn close_task_interruptions_held(
+        &self,
+        lease: &crate::TaskLease,
+        reason: &str,
+    ) -> Result<usize> {
+        self.close_interruptions_of(&lease.task_id, Some(lease), reason)
+            .await
+    }
+
+    async fn close_interruptions_of(
+        &self,
+        task_id: &str,
+        lease: Option<&crate::TaskLease>,
+        reason: &str,
+    ) -> Result<usize> {
         let mut tx = self.begin().await?;
+        if let Some(lease) = lease {
+            tx.check_task_lease(lease).await?;
+        }
         let pending: Vec<String> = tx
             .list::<Interruption>(&of_task(task_id))
             .await?

@@ -54,6 +54,7 @@ pub mod sessions;
 pub mod spaces;
 pub mod statement;
 pub mod subscriptions;
+pub mod task_lease;
 pub mod task_log;
 pub mod task_queue_watch;
 pub mod tasks;
@@ -67,6 +68,7 @@ pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::{AuditEvent, EventQuery, StoredEvent};
 pub use secrets::{MasterKey, SecretError};
+pub use task_lease::{StepResult, Takeover, TaskLease};
 pub use tasks::{NewTask, TaskQuery};
 pub use transaction::Tx;
 
@@ -117,6 +119,15 @@ pub enum StoreError {
         version: i64,
         description: String,
         nodes: String,
+    },
+    /// A node wrote for a task whose lease it no longer holds: another
+    /// node took the task over, and nothing of the write was kept.
+    #[error("the lease on task {task_id} was lost: {node} holds generation {held}, the task is at generation {current}")]
+    LeaseLost {
+        task_id: String,
+        node: String,
+        held: i64,
+        current: i64,
     },
     #[error("stored data could not be read: {0}")]
     Corrupt(String),

@@ -43,6 +43,7 @@ impl Tx {
             "DELETE FROM documents WHERE parent_id IN (SELECT id FROM server_tasks WHERE space_id = $1)",
             "DELETE FROM task_log_lines WHERE task_id IN (SELECT id FROM server_tasks WHERE space_id = $1)",
             "DELETE FROM task_activities WHERE task_id IN (SELECT id FROM server_tasks WHERE space_id = $1)",
+            "DELETE FROM task_step_results WHERE task_id IN (SELECT id FROM server_tasks WHERE space_id = $1)",
             "DELETE FROM server_tasks WHERE space_id = $1",
             "DELETE FROM packages WHERE space_id = $1",
             "DELETE FROM latest_deployments WHERE space_id = $1",

@@ -13,13 +13,14 @@ use std::sync::OnceLock;
 /// cost (a round trip to the database's thread or server) is shared by many
 /// lines, few enough that a statement stays small. Seven values a row keep
 /// a full statement (3,500) far under both SQLite's limit of parameters
-/// (32,766) and PostgreSQL's (65,535).
+/// (32,766) and PostgreSQL's (65,535); so do eight.
 pub const LOG_ROWS_PER_STATEMENT: usize = 500;
 
 const SQLITE_MAX_PARAMETERS: usize = 32_766;
 const POSTGRES_MAX_PARAMETERS: usize = 65_535;
-const _: () = assert!(7 * LOG_ROWS_PER_STATEMENT <= SQLITE_MAX_PARAMETERS);
-const _: () = assert!(7 * LOG_ROWS_PER_STATEMENT <= POSTGRES_MAX_PARAMETERS);
+const COLUMNS: usize = 8;
+const _: () = assert!(COLUMNS * LOG_ROWS_PER_STATEMENT <= SQLITE_MAX_PARAMETERS);
+const _: () = assert!(COLUMNS * LOG_ROWS_PER_STATEMENT <= POSTGRES_MAX_PARAMETERS);
 
 /// How many statements [`Store::append_log_lines`] runs for `lines` lines.
 pub fn log_insert_statements(lines: usize) -> usize {
@@ -30,15 +31,15 @@ pub fn log_insert_statements(lines: usize) -> usize {
 fn insert_sql(backend: Backend, rows: usize) -> String {
     let mut sql = String::with_capacity(110 + rows * 40);
     sql.push_str(
-        "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail) VALUES ",
+        "INSERT INTO task_log_lines (task_id, seq, activity_id, category, occurred_at, message, detail, lease_generation) VALUES ",
     );
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 1..=7 {
+        for c in 1..=COLUMNS {
             if c > 1 {
                 sql.push(',');
             }
-            sql.push_str(&backend.placeholder(r * 7 + c));
+            sql.push_str(&backend.placeholder(r * COLUMNS + c));
         }
         sql.push(')');
     }
@@ -57,11 +58,13 @@ fn full_insert_sql(backend: Backend) -> &'static str {
 }
 
 /// Stores log lines on a connection inside a transaction,
-/// [`LOG_ROWS_PER_STATEMENT`] to a statement.
+/// [`LOG_ROWS_PER_STATEMENT`] to a statement, as written under the lease
+/// of `generation` (0: none).
 pub(crate) async fn insert_log_lines(
     conn: &mut AnyConnection,
     backend: Backend,
     task_id: &str,
+    generation: i64,
     lines: &[LogLine],
 ) -> Result<u64> {
     for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
@@ -84,7 +87,8 @@ pub(crate) async fn insert_log_lines(
                 .bind(l.category.as_str())
                 .bind(l.occurred_at.to_string())
                 .bind(storable(&l.message))
-                .bind(l.detail.as_deref().map(storable));
+                .bind(l.detail.as_deref().map(storable))
+                .bind(generation);
         }
         q.execute(&mut *conn).await?;
     }
@@ -94,6 +98,17 @@ pub(crate) async fn insert_log_lines(
 const LINE_COLUMNS: &str = "seq, activity_id, category, occurred_at, message, detail";
 
 impl Store {
+    /// Each log line's position and the generation of the lease it was
+    /// written under, in order: which holder of the task wrote what.
+    pub async fn log_line_generations(&self, task_id: &str) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, lease_generation FROM task_log_lines WHERE task_id = $1 ORDER BY seq",
+        )
+        .bind(task_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
     /// How many lines each activity of a task has (Verbose ones left out
     /// unless `with_verbose`; none after position `up_to`), counted in the
     /// database: nothing is loaded. Activities without lines are absent.

@@ -45,7 +45,7 @@ pub struct TaskQuery {
     pub take: Option<i64>,
 }
 
-const TASK_COLUMNS: &str = "id, space_id, name, description, arguments, state, error_message, queue_time, \
+pub(crate) const TASK_COLUMNS: &str = "id, space_id, name, description, arguments, state, error_message, queue_time, \
     queue_time_expiry, start_time, completed_time, last_updated_time, server_node, has_warnings_or_errors, \
     has_pending_interruptions, \
     project_id, environment_id, deployment_id";
@@ -206,21 +206,30 @@ pub fn time_out_statement(now: &str) -> Statement {
 /// [`Store::claim_next_task`]). A deployment waits while another of its
 /// project and environment runs: that check reads the small partial index
 /// of running tasks, however many tasks the history holds.
-pub fn claim_statement(backend: Backend, now: &str, node: &str, lease_until: &str) -> Statement {
+pub fn claim_statement(
+    backend: Backend,
+    now: &str,
+    node: &str,
+    lease_until: &str,
+    lease_ms: i64,
+) -> Statement {
     let mut st = Statement::default();
     let now = st.arg(now);
     let node = st.arg(node);
     let lease = st.arg(lease_until);
+    let lease_ms = st.arg(lease_ms);
+    let db_now = backend.now_millis();
     let stopped = st.arg(crate::spaces::STOPPED_SPACE_BODY);
     st.sql = format!(
         "UPDATE server_tasks SET state = 'Executing', start_time = {now}, last_updated_time = {now}, server_node = {node}, \
-         lease_expires_at = {lease} \
+         lease_expires_at = {lease}, lease_expires_ms = {db_now} + {lease_ms}, \
+         lease_generation = lease_generation + 1 \
          WHERE state = 'Queued' AND id = (SELECT id FROM server_tasks q WHERE q.state = 'Queued' AND q.queue_time <= {now} \
          AND NOT EXISTS (SELECT 1 FROM server_tasks busy WHERE busy.state IN ('Executing', 'Cancelling') \
          AND busy.project_id = q.project_id AND busy.environment_id = q.environment_id) \
          AND NOT EXISTS (SELECT 1 FROM documents sp WHERE sp.collection = 'Spaces' \
          AND sp.id = q.space_id AND sp.body LIKE {stopped}) \
-         ORDER BY q.seq LIMIT 1{}) RETURNING {TASK_COLUMNS}",
+         ORDER BY q.seq LIMIT 1{}) RETURNING {TASK_COLUMNS}, lease_generation",
         backend.skip_locked()
     );
     st
@@ -276,7 +285,7 @@ pub(crate) async fn import_tasks(conn: &mut AnyConnection, tasks: &[&ServerTask]
 
 /// What one try at claiming a task came to.
 enum Claim {
-    Claimed(Box<ServerTask>),
+    Claimed(Box<ServerTask>, i64),
     Nothing,
     /// Another node claimed a task of the same project and environment at
     /// the same moment, and committed first.
@@ -344,11 +353,32 @@ impl Store {
         node: &str,
         lease_until: Timestamp,
     ) -> Result<Option<ServerTask>> {
+        let lease_ms = (lease_until.millis() - Timestamp::now().millis()).max(0);
+        Ok(self
+            .claim_next_task_held(node, lease_ms)
+            .await?
+            .map(|c| c.0))
+    }
+
+    /// As [`Store::claim_next_task`], with a lease of `lease_ms` on the
+    /// database's clock; answers the task and the lease its writes carry.
+    pub async fn claim_next_task_held(
+        &self,
+        node: &str,
+        lease_ms: i64,
+    ) -> Result<Option<(ServerTask, crate::TaskLease)>> {
         // Each lost race makes the pair it lost on visibly busy, so the
         // next try passes that task by; the bound only guards the loop.
         for _ in 0..64 {
-            match self.try_claim(node, lease_until).await? {
-                Claim::Claimed(task) => return Ok(Some(*task)),
+            match self.try_claim(node, lease_ms).await? {
+                Claim::Claimed(task, generation) => {
+                    let lease = crate::TaskLease {
+                        task_id: task.id.clone(),
+                        node: node.to_owned(),
+                        generation,
+                    };
+                    return Ok(Some((*task, lease)));
+                }
                 Claim::Nothing => return Ok(None),
                 Claim::LostRace => continue,
             }
@@ -356,13 +386,24 @@ impl Store {
         Ok(None)
     }
 
-    async fn try_claim(&self, node: &str, lease_until: Timestamp) -> Result<Claim> {
+    async fn try_claim(&self, node: &str, lease_ms: i64) -> Result<Claim> {
         let now = Timestamp::now().to_string();
+        let lease_until = Timestamp::now().add_millis(lease_ms);
         let mut tx = self.begin().await?;
         let conn = &mut *tx.inner;
         time_out_statement(&now).query().execute(&mut *conn).await?;
-        let claim = claim_statement(self.backend(), &now, node, &lease_until.to_string());
+        let claim = claim_statement(
+            self.backend(),
+            &now,
+            node,
+            &lease_until.to_string(),
+            lease_ms,
+        );
         let row = claim.query().fetch_optional(&mut *conn).await?;
+        let generation: i64 = match &row {
+            Some(r) => r.try_get("lease_generation")?,
+            None => 0,
+        };
         let Some(task) = row.as_ref().map(task_from_row).transpose()? else {
             tx.commit().await?;
             return Ok(Claim::Nothing);
@@ -393,7 +434,7 @@ impl Store {
         }
         deployment_event_on(&mut tx.inner, &task, category::DEPLOYMENT_STARTED).await?;
         tx.commit().await?;
-        Ok(Claim::Claimed(Box::new(task)))
+        Ok(Claim::Claimed(Box::new(task), generation))
     }
 
     /// When the earliest task that is queued for later becomes due.
@@ -405,31 +446,16 @@ impl Store {
         Ok(row.and_then(|r| r.0).and_then(|t| Timestamp::parse(&t)))
     }
 
-    /// Extends the leases of the tasks `node` is running.
-    pub async fn renew_leases(&self, node: &str, ids: &[String], until: Timestamp) -> Result<()> {
-        let mut conn = self.pool().acquire().await?;
-        for id in ids {
-            sqlx::query(
-                "UPDATE server_tasks SET lease_expires_at = $1 WHERE id = $2 AND server_node = $3",
-            )
-            .bind(until.to_string())
-            .bind(id)
-            .bind(node)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Running tasks whose lease lapsed (their node died) or that belong to
-    /// `restarting_node` (this node restarted): returns their ids, so the
-    /// engine can close them cleanly.
+    /// Running tasks whose lease lapsed on the database's clock (their
+    /// node died) or that belong to `restarting_node` (this node
+    /// restarted): returns their ids, so the engine can close them cleanly
+    /// (the single node of SQLite; nodes on PostgreSQL take them over).
     pub async fn orphaned_tasks(&self, restarting_node: Option<&str>) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
+        let now = self.backend().now_millis();
+        let rows: Vec<(String,)> = sqlx::query_as(&format!(
             "SELECT id FROM server_tasks WHERE state IN ('Executing', 'Cancelling') \
-             AND (lease_expires_at < $1 OR server_node = $2) ORDER BY seq",
-        )
-        .bind(Timestamp::now().to_string())
+             AND (lease_expires_ms < {now} OR server_node = $1) ORDER BY seq"
+        ))
         .bind(restarting_node.unwrap_or(""))
         .fetch_all(self.reader())
         .await?;
@@ -562,7 +588,7 @@ impl Store {
         let (task_id, lines) = (task_id.to_owned(), lines.to_vec());
         let backend = self.backend();
         self.progress_write(job(move |conn| {
-            Box::pin(async move { insert_log_lines(conn, backend, &task_id, &lines).await })
+            Box::pin(async move { insert_log_lines(conn, backend, &task_id, 0, &lines).await })
         }))
         .await?;
         Ok(())
@@ -642,13 +668,13 @@ impl Tx {
     /// [`Store::append_log_lines`] does in a transaction of its own.
     pub async fn append_log_lines(&mut self, task_id: &str, lines: &[LogLine]) -> Result<()> {
         let backend = crate::dialect::Backend::of_connection(self.inner.backend_name());
-        insert_log_lines(&mut self.inner, backend, task_id, lines).await?;
+        insert_log_lines(&mut self.inner, backend, task_id, 0, lines).await?;
         Ok(())
     }
 }
 
 /// Ends a task at `now`; returns how many rows changed.
-async fn complete_task_on(
+pub(crate) async fn complete_task_on(
     conn: &mut AnyConnection,
     id: &str,
     state: TaskState,
@@ -726,7 +752,7 @@ async fn deployment_event_on(
 }
 
 /// Creates or updates an activity; returns how many rows changed.
-async fn put_activity_on(
+pub(crate) async fn put_activity_on(
     conn: &mut AnyConnection,
     task_id: &str,
     a: &Activity,

@@ -229,14 +229,14 @@ fn hot_queries() -> Vec<Hot> {
             uses: Some("server_tasks_running"),
             ..hot(
                 "task queue: claim (SQLite)",
-                claim_statement(Backend::Sqlite, now, "node", now),
+                claim_statement(Backend::Sqlite, now, "node", now, 60_000),
             )
         },
         Hot {
             uses: Some("server_tasks_running"),
             ..hot(
                 "task queue: claim (PostgreSQL)",
-                claim_statement(Backend::Postgres, now, "node", now),
+                claim_statement(Backend::Postgres, now, "node", now, 60_000),
             )
         },
         page("tasks", tasks(|_| {})),

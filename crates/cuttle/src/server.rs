@@ -58,6 +58,12 @@ pub struct ServerArgs {
     /// How many tasks run at once on this server.
     #[arg(long, env = "CUTTLE_MAX_CONCURRENT_TASKS", default_value_t = 8)]
     max_concurrent_tasks: usize,
+    /// How long, in seconds of the database's clock, a running task stays
+    /// this node's without a renewal (renewed every quarter of it). On
+    /// PostgreSQL another node takes over a task whose node stopped
+    /// renewing once this has passed.
+    #[arg(long, env = "CUTTLE_TASK_LEASE", default_value_t = cuttle_engine::runner::DEFAULT_TASK_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    task_lease: u64,
     /// Timeout for a script step that sets none, in seconds.
     #[arg(long, env = "CUTTLE_SCRIPT_TIMEOUT", default_value_t = 3600)]
     script_timeout: u64,
@@ -208,6 +214,7 @@ impl ServerArgs {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         config.max_concurrent_tasks = self.max_concurrent_tasks;
+        config.task_lease = Duration::from_secs(self.task_lease);
         config.default_script_timeout = Duration::from_secs(self.script_timeout.max(1));
         config.master_key = self.master_key.clone().filter(|k| !k.trim().is_empty());
         config.builtin_worker.allow_unisolated = self.builtin_worker_unisolated;

@@ -257,6 +257,43 @@ async fn every_kind_of_change_carries_the_document_before_and_after() {
             latest(&s, &space_id, "Deleted").await["ChangeDetails"]["DocumentContext"]["Name"],
             "Leaving"
         );
+
+        // Every creation in the log carries the document after only, and
+        // every deletion the document before only.
+        let all = s.get("/api/events?take=2147483647").await.body;
+        let all = all["Items"].as_array().unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for e in all {
+            let (whole_before, whole_after) = match e["Category"].as_str().unwrap() {
+                "Created" | "DeploymentQueued" => (false, true),
+                "Deleted" => (true, false),
+                _ => continue,
+            };
+            let (before, after) =
+                changed(e, "").unwrap_or_else(|| panic!("{}: no whole document in {e}", s.backend));
+            assert_eq!(
+                (before.is_object(), after.is_object(), before.is_null(), after.is_null()),
+                (whole_before, whole_after, !whole_before, !whole_after),
+                "{}: {e}",
+                s.backend
+            );
+            assert_eq!(differences(e).len(), 1, "{}: {e}", s.backend);
+            for id in e["RelatedDocumentIds"].as_array().unwrap() {
+                let id = id.as_str().unwrap();
+                seen.insert(id[..id.rfind('-').unwrap_or(id.len())].to_owned());
+            }
+        }
+        for kind in [
+            "packages",
+            "BuildInformation",
+            "Releases",
+            "Deployments",
+            "Users",
+            "LibraryVariableSets",
+            "Spaces",
+        ] {
+            assert!(seen.contains(kind), "{}: no creation or deletion of {kind}: {seen:?}", s.backend);
+        }
     })
     .await;
 }

@@ -396,11 +396,14 @@ async fn bad_subscriptions_are_refused_and_change_nothing() {
             (n(json!({"WebhookSigningSecret": {"HasValue": true, "NewValue": "short"}})), "at least 16"),
             (n(json!({"EmailAddresses": ["ops@example.com"]})), "no SMTP server"),
             (n(json!({"EmailAddresses": ["not an address"]})), "not an email address"),
-            (n(json!({"EmailTeams": ["Teams-1"]})), "no teams"),
+            (n(json!({"EmailTeams": ["Teams-999"]})), "Teams-999"),
+            (n(json!({"EmailTeams": ["teams-everyone"]})), "no SMTP server"),
             (n(json!({"Filter": {"Projects": ["Projects-999"]}})), "Projects-999"),
             (n(json!({"Filter": {"Environments": ["Environments-999"]}})), "Environments-999"),
             (n(json!({"Filter": {"EventGroups": ["Nonsense"]}})), "not a group of events"),
-            (n(json!({"Filter": {"EventAgents": ["Octopus.Cli"]}})), "not supported"),
+            (n(json!({"Filter": {"EventAgents": ["Octopus.Cli"]}})), "user agent as the caller sent it"),
+            (n(json!({"Filter": {"Tags": ["Region/East"]}})), "no tenants"),
+            (n(json!({"Filter": {"EventGroups": ["AutoDeploy"]}})), "not a group of events"),
             (n(json!({"Filter": {"EventCategories": ["Bad category!"]}})), "not an event category"),
             (n(json!({"Filter": {"EventCategories": ["DeploymentExploded"]}})), "not an event category"),
             (n(json!({"Filter": {"DocumentTypes": ["Spaceships"]}})), "not a document type"),
@@ -598,6 +601,105 @@ async fn email_is_sent_through_a_real_smtp_server() {
                     .as_str()
                     .unwrap()
                     .starts_with("SMTP 250"));
+            }
+        },
+    )
+    .await;
+    drop(sink.child);
+}
+
+/// A subscription mailing a team reaches its members' addresses as they
+/// are when the event is sent: enabled members with an address, each once,
+/// and not a member who was disabled.
+#[tokio::test]
+async fn email_teams_reach_the_members_addresses() {
+    let Some(sink) = SmtpSink::start().await else {
+        return;
+    };
+    let port = sink.port;
+    on_both_configured(
+        "subs_email_teams",
+        move |c| {
+            fast_retries(c);
+            c.subscriptions.smtp = Some(cuttle_service::subscriptions::email::SmtpConfig {
+                url: format!("smtp://127.0.0.1:{port}"),
+                from: "cuttle@example.com".into(),
+            })
+        },
+        |s| {
+            let out = sink.out.clone();
+            async move {
+                let tag = s.backend.to_lowercase();
+                let mut ids = vec![];
+                for name in ["ann", "bob", "cid"] {
+                    let user = s
+                        .create(
+                            "/api/users",
+                            json!({"Username": format!("{name}-{tag}"), "Password": "a long enough password 1234",
+                                "IsActive": true, "EmailAddress": format!("{name}-{tag}@example.com")}),
+                        )
+                        .await;
+                    ids.push(user["Id"].as_str().unwrap().to_owned());
+                }
+                let team = s
+                    .create(
+                        "/api/teams",
+                        json!({"Name": "Night shift", "SpaceId": "Spaces-1", "MemberUserIds": ids}),
+                    )
+                    .await;
+                let created = s
+                    .create(
+                        "/api/Spaces-1/subscriptions",
+                        json!({
+                            "Name": "Team mail",
+                            "EventNotificationSubscription": {
+                                "Filter": {"EventCategories": ["Created"], "DocumentTypes": ["Environments"]},
+                                "EmailTeams": [team["Id"]],
+                                // Also a member's: mailed once.
+                                "EmailAddresses": [format!("ann-{tag}@example.com")],
+                            }
+                        }),
+                    )
+                    .await;
+                assert_eq!(created["EventNotificationSubscription"]["EmailTeams"], json!([team["Id"]]));
+                // cid leaves before the event.
+                let cid = format!("/api/users/{}", ids[2]);
+                let mut disabled = s.get(&cid).await.body;
+                disabled["IsActive"] = json!(false);
+                let r = s.send(Method::PUT, &cid, &disabled).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+                let name = format!("Team mailed {}", s.backend);
+                s.create("/api/environments", json!({"Name": name})).await;
+                let mut message = String::new();
+                for _ in 0..1500 {
+                    let text = out.lock().unwrap().clone();
+                    if let Some(m) = text
+                        .split("---------- MESSAGE FOLLOWS ----------")
+                        .find(|m| m.contains(&name))
+                    {
+                        message = m.to_owned();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert!(message.contains(&name), "{}: the mail did not arrive", s.backend);
+                // The To header, unfolded.
+                let mut header = String::new();
+                for line in message.lines().skip_while(|l| !l.starts_with("To:")) {
+                    match header.is_empty() || line.starts_with([' ', '\t']) {
+                        true => header.push_str(line.trim_start_matches("To:")),
+                        false => break,
+                    }
+                }
+                let mut to: Vec<&str> = header.split(',').map(str::trim).collect();
+                to.sort();
+                assert_eq!(
+                    to,
+                    [format!("ann-{tag}@example.com"), format!("bob-{tag}@example.com")],
+                    "{}: {message}",
+                    s.backend
+                );
             }
         },
     )

@@ -11,6 +11,9 @@
 //! Label values are bounded: task types, outcomes, route templates, status
 //! codes, health statuses, and project and environment *names* (a few per
 //! installation, unlike ids of deployments or tasks, which never appear).
+//!
+//! Labels every series carries (the server node's name, say) are given to
+//! [`Metrics::with_labels`]; they are fixed for the registry's life.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -119,6 +122,72 @@ fn request_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 4.0, 9))
 }
 
+/// Why labels for every series were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LabelError {
+    #[error("'{0}' is not a label name: use letters, digits and underscores, not starting with a digit or two underscores")]
+    BadName(String),
+    #[error("the label '{0}' is one Cuttle's own series use; choose another name")]
+    Reserved(String),
+    #[error("the label '{0}' is given twice")]
+    Repeated(String),
+}
+
+/// The label names the families below use themselves (and the histograms'
+/// `le`): a label on every series must not repeat one.
+const OWN_LABELS: [&str; 13] = [
+    "task_type",
+    "outcome",
+    "project",
+    "environment",
+    "method",
+    "route",
+    "status",
+    "command",
+    "source",
+    "owner",
+    "version",
+    "database",
+    "le",
+];
+
+/// A label value as the text format writes it; prometheus-client writes
+/// the values of a registry's own labels as given.
+fn escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn check_labels(labels: &[(String, String)]) -> Result<(), LabelError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in labels {
+        let mut chars = name.chars();
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !well_formed {
+            return Err(LabelError::BadName(name.clone()));
+        }
+        if OWN_LABELS.contains(&name.as_str()) {
+            return Err(LabelError::Reserved(name.clone()));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(LabelError::Repeated(name.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Every metric of one installation.
 pub struct Metrics {
     registry: Registry,
@@ -154,7 +223,27 @@ pub struct Metrics {
 impl Metrics {
     /// A registry with every family, and the build information set.
     pub fn new(version: &str, database: &str) -> Metrics {
-        let mut registry = Registry::default();
+        Self::build(version, database, Registry::default())
+    }
+
+    /// As [`Metrics::new`], with `labels` (name, value) on every series:
+    /// what tells apart the nodes of one installation, or the installations
+    /// of one process.
+    pub fn with_labels(
+        version: &str,
+        database: &str,
+        labels: &[(String, String)],
+    ) -> Result<Metrics, LabelError> {
+        check_labels(labels)?;
+        let registry = Registry::with_labels(
+            labels
+                .iter()
+                .map(|(k, v)| (k.clone().into(), escaped(v).into())),
+        );
+        Ok(Self::build(version, database, registry))
+    }
+
+    fn build(version: &str, database: &str, mut registry: Registry) -> Metrics {
         let m = Metrics {
             tasks_queued: Default::default(),
             tasks_running: Default::default(),
@@ -533,5 +622,52 @@ mod tests {
         // A status gone since the last scrape is no longer reported.
         m.apply(&Snapshot::default());
         assert!(!m.encode().contains("cuttle_agents{"));
+    }
+
+    #[test]
+    fn labels_given_at_the_start_are_on_every_series() {
+        let labels = vec![("node".to_owned(), "web \"1\"".to_owned())];
+        let m = Metrics::with_labels("1.2.3", "PostgreSQL", &labels).unwrap();
+        m.task_finished("Deploy", "Success", Duration::from_millis(5));
+        m.expect(&["Deploy"], &["Success"], &["Ping"], &["http"]);
+        let text = m.encode();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 20, "{text}");
+        for line in samples {
+            assert!(line.contains("node=\"web \\\"1\\\"\""), "{line}");
+        }
+        assert!(
+            text.contains("cuttle_build_info{node=\"web \\\"1\\\"\",version=\"1.2.3\",database=\"PostgreSQL\"} 1"),
+            "{text}"
+        );
+        // Without labels, none is added.
+        assert!(!Metrics::new("1", "SQLite").encode().contains("node="));
+    }
+
+    #[test]
+    fn labels_that_would_break_the_series_are_refused() {
+        let one = |k: &str| vec![(k.to_owned(), "x".to_owned())];
+        for (name, wanted) in [
+            ("", LabelError::BadName(String::new())),
+            ("9lives", LabelError::BadName("9lives".into())),
+            ("a-b", LabelError::BadName("a-b".into())),
+            ("__name__", LabelError::BadName("__name__".into())),
+            ("status", LabelError::Reserved("status".into())),
+            ("le", LabelError::Reserved("le".into())),
+        ] {
+            assert_eq!(
+                Metrics::with_labels("1", "SQLite", &one(name)).err(),
+                Some(wanted),
+                "{name}"
+            );
+        }
+        let twice = vec![
+            ("node".to_owned(), "a".to_owned()),
+            ("node".to_owned(), "b".to_owned()),
+        ];
+        assert_eq!(
+            Metrics::with_labels("1", "SQLite", &twice).err(),
+            Some(LabelError::Repeated("node".into()))
+        );
     }
 }

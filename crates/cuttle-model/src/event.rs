@@ -100,3 +100,145 @@ pub mod category {
         ("Comment", "Document"),
     ];
 }
+
+/// A group of event categories as `GET /api/events/groups` lists it
+/// (Octopus's `EventGroupResource`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventGroup {
+    pub id: String,
+    pub name: String,
+    pub event_categories: Vec<String>,
+}
+
+/// The groups `eventGroups` and a subscription's `Filter.EventGroups`
+/// accept: Octopus's group ids, each holding the categories Cuttle records
+/// that belong to it, and Cuttle's own `ServerTask` and `User`. Octopus's
+/// auto-deploy and certificate-expiry groups are absent: Cuttle records no
+/// event of theirs.
+pub mod group {
+    use super::category::*;
+
+    pub struct Group {
+        pub id: &'static str,
+        pub name: &'static str,
+        pub categories: &'static [&'static str],
+    }
+
+    const HEALTH: &[&str] = &[
+        MACHINE_HEALTHY,
+        MACHINE_HAS_WARNINGS,
+        MACHINE_UNHEALTHY,
+        MACHINE_UNAVAILABLE,
+    ];
+    const NOT_DEPLOYABLE: &[&str] = &[MACHINE_UNHEALTHY, MACHINE_UNAVAILABLE];
+
+    pub const ALL: [Group; 10] = [
+        Group {
+            id: "Document",
+            name: "Document events",
+            categories: &[CREATED, MODIFIED, DELETED, "Comment"],
+        },
+        Group {
+            id: "Deployment",
+            name: "Deployment events",
+            categories: &[
+                DEPLOYMENT_QUEUED,
+                DEPLOYMENT_STARTED,
+                DEPLOYMENT_SUCCEEDED,
+                DEPLOYMENT_FAILED,
+                DEPLOYMENT_RESUMED,
+                MANUAL_INTERVENTION_RAISED,
+                GUIDED_FAILURE_RAISED,
+                INTERRUPTION_SUBMITTED,
+                INTERRUPTION_RESPONSIBILITY_TAKEN,
+            ],
+        },
+        Group {
+            id: "DeploymentCritical",
+            name: "Deployment critical events",
+            categories: &[DEPLOYMENT_FAILED, GUIDED_FAILURE_RAISED],
+        },
+        Group {
+            id: "Machine",
+            name: "Machine events",
+            categories: HEALTH,
+        },
+        Group {
+            id: "MachineCritical",
+            name: "Machine critical events",
+            categories: NOT_DEPLOYABLE,
+        },
+        Group {
+            id: "MachineAvailableForDeployment",
+            name: "Machine becomes available for deployment",
+            categories: &[MACHINE_HEALTHY, MACHINE_HAS_WARNINGS],
+        },
+        Group {
+            id: "MachineUnavailableForDeployment",
+            name: "Machine is no longer available for deployment",
+            categories: NOT_DEPLOYABLE,
+        },
+        Group {
+            id: "MachineHealthChanged",
+            name: "Machine health changed",
+            categories: HEALTH,
+        },
+        Group {
+            id: "ServerTask",
+            name: "Server task events",
+            categories: &[TASK_CANCELED],
+        },
+        Group {
+            id: "User",
+            name: "User events",
+            categories: &[LOGIN_SUCCEEDED, LOGIN_FAILED, LOGOUT, API_KEY_USED],
+        },
+    ];
+
+    /// The group named `id`, in any case.
+    pub fn find(id: &str) -> Option<&'static Group> {
+        ALL.iter().find(|g| g.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Whether `category` belongs to any of `groups` (ids in any case;
+    /// unknown ones hold nothing).
+    pub fn any_holds(groups: &[String], category: &str) -> bool {
+        groups
+            .iter()
+            .filter_map(|g| find(g))
+            .any(|g| g.categories.contains(&category))
+    }
+
+    pub fn ids() -> Vec<&'static str> {
+        ALL.iter().map(|g| g.id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{category, group};
+
+    #[test]
+    fn every_category_is_in_its_own_group_and_groups_hold_known_categories() {
+        for (c, own) in category::ALL {
+            let g = group::find(own).unwrap_or_else(|| panic!("{own} is not a group"));
+            assert!(g.categories.contains(&c), "{c} is not in {own}");
+        }
+        for g in &group::ALL {
+            assert!(!g.categories.is_empty(), "{}", g.id);
+            for c in g.categories {
+                assert!(
+                    category::ALL.iter().any(|(k, _)| k == c),
+                    "{}: {c} is not a category",
+                    g.id
+                );
+            }
+        }
+        assert_eq!(
+            group::find("deploymentcritical").map(|g| g.id),
+            Some("DeploymentCritical")
+        );
+        assert!(group::find("AutoDeploy").is_none());
+    }
+}

@@ -49,7 +49,7 @@ pub mod version_rule;
 
 pub use deployment::Deployment;
 pub use environment::Environment;
-pub use event::{Event, EventKind, MessageReference};
+pub use event::{Event, EventGroup, EventKind, MessageReference};
 pub use interruption::Interruption;
 pub use lifecycle::{Lifecycle, Phase, RetentionPolicy};
 pub use machine::{CommunicationStyle, Endpoint, HealthStatus, Machine, Worker, WorkerPool};

@@ -20,7 +20,8 @@ pub struct Subscription {
 #[serde(rename_all = "PascalCase", default)]
 pub struct EventNotificationSubscription {
     pub filter: SubscriptionFilter,
-    /// Octopus's teams to email; Cuttle has no teams yet, so it must be empty.
+    /// Teams whose members are mailed each matching event, at the
+    /// addresses their users have when it is sent.
     pub email_teams: Vec<String>,
     /// Cuttle: the addresses each matching event is mailed to.
     pub email_addresses: Vec<String>,
@@ -87,14 +88,9 @@ impl SubscriptionFilter {
         let projects_ok = (self.projects.is_empty() && self.project_groups.is_empty())
             || related(&self.projects)
             || related(group_projects);
-        let group = crate::event::category::ALL
-            .iter()
-            .find(|(c, _)| *c == e.category)
-            .map(|(_, g)| *g);
         (self.event_categories.is_empty() || self.event_categories.iter().any(|c| c == e.category))
             && (self.event_groups.is_empty()
-                || group
-                    .is_some_and(|g| self.event_groups.iter().any(|x| x.eq_ignore_ascii_case(g))))
+                || crate::event::group::any_holds(&self.event_groups, e.category))
             && (self.users.is_empty()
                 || e.user_id.is_some_and(|u| self.users.iter().any(|x| x == u)))
             && projects_ok
@@ -187,6 +183,16 @@ mod tests {
             ..Default::default()
         };
         assert!(!documents.matches(&e, &[]));
+        let critical = SubscriptionFilter {
+            event_groups: ids(&["MachineCritical", "deploymentcritical"]),
+            ..Default::default()
+        };
+        assert!(critical.matches(&e, &[]));
+        let machines = SubscriptionFilter {
+            event_groups: ids(&["MachineCritical"]),
+            ..Default::default()
+        };
+        assert!(!machines.matches(&e, &[]));
         let by_group = SubscriptionFilter {
             project_groups: ids(&["ProjectGroups-1"]),
             ..Default::default()

@@ -223,6 +223,50 @@ async fn every_change_is_one_event_saying_who_where_and_what() {
         );
         assert!(deploy_events.iter().all(|e| regards(e, &task)));
 
+        // Octopus's event groups: a failed deployment is a critical one.
+        s.project("Failing", vec![script_step("Fail", "exit 1")])
+            .await;
+        let failed_task = s.deploy("Failing", "1.0.0", "Staging").await;
+        assert_eq!(s.wait_done(&failed_task).await["State"], "Failed");
+        let critical = events(&s, "eventGroups=DeploymentCritical").await;
+        assert_eq!(categories(&critical), ["DeploymentFailed"], "{}", s.backend);
+        assert!(regards(&critical[0], &failed_task));
+        assert_eq!(
+            events(&s, "eventGroups=deploymentcritical").await,
+            critical,
+            "ids in any case"
+        );
+        // With categories too, both must hold.
+        assert!(events(
+            &s,
+            "eventGroups=DeploymentCritical&eventCategories=DeploymentSucceeded"
+        )
+        .await
+        .is_empty());
+        let queued = events(
+            &s,
+            "eventGroups=Deployment,User&eventCategories=DeploymentQueued",
+        )
+        .await;
+        assert_eq!(
+            categories(&queued),
+            ["DeploymentQueued", "DeploymentQueued"],
+            "{}",
+            s.backend
+        );
+        let groups = ok(&s, Method::GET, "/api/events/groups", None).await;
+        let critical_group = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["Id"] == "DeploymentCritical")
+            .expect("the DeploymentCritical group");
+        assert_eq!(critical_group["Name"], "Deployment critical events");
+        assert!(critical_group["EventCategories"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DeploymentFailed")));
+
         // Sign-ins: a wrong password and the right one, then signing out.
         assert_eq!(
             sign_in_with(&s, "not the password").await,
@@ -339,6 +383,11 @@ async fn the_log_cannot_be_edited_and_bad_filters_are_refused() {
             (
                 "eventGroups=Nonsense",
                 "'Nonsense' is not a group of events",
+            ),
+            // Octopus's, but Cuttle records none of its events.
+            (
+                "eventGroups=AutoDeploy",
+                "'AutoDeploy' is not a group of events",
             ),
             ("take=lots", "The query string is not valid"),
         ] {

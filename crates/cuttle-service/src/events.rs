@@ -6,7 +6,8 @@ use crate::audit::category;
 pub use crate::event_access::EventReader;
 use crate::paging::{split_list, ListParams};
 use crate::{Result, ServiceError};
-use cuttle_model::{Event, EventKind, MessageReference, Project, Timestamp};
+use cuttle_model::event::group;
+use cuttle_model::{Event, EventGroup, EventKind, MessageReference, Project, Timestamp};
 use cuttle_store::{DocumentQuery, EventQuery, Store, StoredEvent};
 use serde::Deserialize;
 
@@ -31,7 +32,9 @@ pub struct EventFilters {
     #[serde(rename = "eventCategories", alias = "eventcategories")]
     #[param(rename = "eventCategories")]
     pub event_categories: Option<String>,
-    /// Groups of categories (`Document`, `Deployment`, `Machine`, `User`, `ServerTask`).
+    /// Groups of categories: Octopus's ids (`Document`, `Deployment`,
+    /// `DeploymentCritical`, `MachineCritical`, …) and `User`, `ServerTask`;
+    /// `GET /api/events/groups` lists them with their categories.
     #[serde(rename = "eventGroups", alias = "eventgroups")]
     #[param(rename = "eventGroups")]
     pub event_groups: Option<String>,
@@ -61,12 +64,9 @@ pub struct EventFilters {
     pub spaces: Option<String>,
 }
 
-/// The categories' groups, for `eventGroups`.
+/// The groups' ids, for `eventGroups` (see [`cuttle_model::event::group`]).
 pub fn groups() -> Vec<&'static str> {
-    let mut groups: Vec<&str> = category::ALL.iter().map(|(_, g)| *g).collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
+    group::ids()
 }
 
 /// The kinds of document events are about, for `documentTypes`.
@@ -101,8 +101,16 @@ pub fn categories() -> Vec<EventKind> {
     names.into_iter().map(kind).collect()
 }
 
-pub fn group_kinds() -> Vec<EventKind> {
-    groups().into_iter().map(kind).collect()
+/// The groups with the categories each holds, for `GET /api/events/groups`.
+pub fn group_list() -> Vec<EventGroup> {
+    group::ALL
+        .iter()
+        .map(|g| EventGroup {
+            id: g.id.to_owned(),
+            name: g.name.to_owned(),
+            event_categories: g.categories.iter().map(|c| (*c).to_owned()).collect(),
+        })
+        .collect()
 }
 
 pub fn document_types() -> Vec<EventKind> {
@@ -126,7 +134,9 @@ pub async fn list(
     filters: &EventFilters,
     paging: &ListParams,
 ) -> Result<(Vec<Event>, i64)> {
-    let mut q = query(store, space, filters, paging).await?;
+    let Some(mut q) = query(store, space, filters, paging).await? else {
+        return Ok((Vec::new(), 0));
+    };
     if !reader.narrow(&mut q) {
         return Ok((Vec::new(), 0));
     }
@@ -154,13 +164,15 @@ pub async fn get(
     }
 }
 
-/// The store query the filters ask for; a bad value is a 400 naming it.
+/// The store query the filters ask for, or `None` where no event can match
+/// them (categories none of which is in the groups asked for); a bad value
+/// is a 400 naming it.
 pub async fn query(
     store: &Store,
     space: Option<&str>,
     f: &EventFilters,
     paging: &ListParams,
-) -> Result<EventQuery> {
+) -> Result<Option<EventQuery>> {
     let mut errors = vec![];
     let skip = paging.skip.unwrap_or(0);
     if skip < 0 {
@@ -187,20 +199,29 @@ pub async fn query(
         take: Some(take.clamp(0, crate::paging::TAKE_ALL)),
         ..Default::default()
     };
-    let known_groups = groups();
-    for g in list(&f.event_groups) {
-        match known_groups.iter().find(|k| k.eq_ignore_ascii_case(&g)) {
-            Some(group) => q.categories.extend(
-                category::ALL
-                    .iter()
-                    .filter(|(_, cg)| cg == group)
-                    .map(|(c, _)| (*c).to_owned()),
-            ),
+    // Groups narrow as every other filter does: with categories given too,
+    // an event must be of one of them and in one of the groups.
+    let asked_groups = list(&f.event_groups);
+    let mut in_groups: Vec<String> = vec![];
+    for g in &asked_groups {
+        match group::find(g) {
+            Some(found) => in_groups.extend(found.categories.iter().map(|c| (*c).to_owned())),
             None => errors.push(format!(
                 "eventGroups: '{g}' is not a group of events; the groups are {}",
-                known_groups.join(", ")
+                groups().join(", ")
             )),
         }
+    }
+    let mut nothing_matches = false;
+    if !asked_groups.is_empty() {
+        if q.categories.is_empty() {
+            q.categories = in_groups;
+        } else {
+            q.categories.retain(|c| in_groups.contains(c));
+            nothing_matches = q.categories.is_empty();
+        }
+        q.categories.sort();
+        q.categories.dedup();
     }
     for set in [
         list(&f.projects),
@@ -233,11 +254,10 @@ pub async fn query(
     q.to = date("to", f.to.as_deref(), true, &mut errors);
     q.from_auto_id = auto_id("fromAutoId", f.from_auto_id.as_deref(), &mut errors);
     q.to_auto_id = auto_id("toAutoId", f.to_auto_id.as_deref(), &mut errors);
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(ServiceError::invalid(errors))
+    if !errors.is_empty() {
+        return Err(ServiceError::invalid(errors));
     }
+    Ok((!nothing_matches).then_some(q))
 }
 
 /// An ISO 8601 date and time, or a date alone: the day's start for `from`,

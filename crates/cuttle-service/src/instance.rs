@@ -47,8 +47,8 @@ pub struct InstanceConfig {
     /// time); off only to measure what counting costs.
     pub count_metrics: bool,
     /// Whether changes are written to the audit log; off only to measure
-    /// what the log costs (it is process-wide, see
-    /// [`cuttle_store::events::set_recording_events`]).
+    /// what the log costs (for this installation's store alone, see
+    /// [`cuttle_store::Store::set_recording_events`]).
     pub record_audit_events: bool,
     /// How subscriptions' deliveries are retried and where they may go.
     pub subscriptions: crate::subscriptions::SubscriptionConfig,
@@ -56,6 +56,9 @@ pub struct InstanceConfig {
     pub cluster: crate::nodes::ClusterConfig,
     /// Where package files are kept: the data directory by default.
     pub blob_store: cuttle_store::blobs::BlobLocation,
+    /// Labels (name, value) on every metric series, beside the `node` that
+    /// a server on PostgreSQL adds (see [`metric_labels`]).
+    pub metric_labels: Vec<(String, String)>,
 }
 
 impl InstanceConfig {
@@ -77,6 +80,7 @@ impl InstanceConfig {
             subscriptions: Default::default(),
             cluster: Default::default(),
             blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
+            metric_labels: vec![],
         }
     }
 
@@ -85,6 +89,21 @@ impl InstanceConfig {
             .clone()
             .unwrap_or_else(|| Store::sqlite_url(&self.data_dir.join("cuttle.db")))
     }
+}
+
+/// The labels on every metric series: the configuration's, and on
+/// PostgreSQL, where several nodes may serve one installation, `node` with
+/// this node's name (each node counts what it did itself). A SQLite
+/// installation is one node, and its series carry no `node`.
+pub fn metric_labels(
+    config: &InstanceConfig,
+    backend: cuttle_store::Backend,
+) -> Vec<(String, String)> {
+    let mut labels = config.metric_labels.clone();
+    if backend == cuttle_store::Backend::Postgres && !labels.iter().any(|(k, _)| k == "node") {
+        labels.push(("node".into(), config.node_name.clone()));
+    }
+    labels
 }
 
 fn default_node_name() -> String {
@@ -147,11 +166,19 @@ impl Instance {
         // Absolute from here on: scripts run in directories of their own,
         // where a path relative to the server's would mean nothing.
         config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(unusable)?;
-        let store = Store::open(&config.database_url()).await?;
-        let metrics = Arc::new(cuttle_metrics::Metrics::new(
-            CUTTLE_VERSION,
-            store.backend().name(),
-        ));
+        let mut store = Store::open(&config.database_url()).await?;
+        if !config.record_audit_events {
+            tracing::warn!("the audit log is off: changes go unrecorded");
+            store.set_recording_events(false);
+        }
+        let metrics = Arc::new(
+            cuttle_metrics::Metrics::with_labels(
+                CUTTLE_VERSION,
+                store.backend().name(),
+                &metric_labels(&config, store.backend()),
+            )
+            .map_err(|e| crate::ServiceError::Internal(format!("The metrics' labels: {e}")))?,
+        );
         let outcomes: Vec<&str> = TaskState::ALL
             .iter()
             .filter(|s| s.is_completed())
@@ -217,10 +244,6 @@ impl Instance {
             identity.clone(),
             cuttle_protocol::polling::PollingHub::new(),
         );
-        if !config.record_audit_events {
-            tracing::warn!("the audit log is off: changes go unrecorded");
-            cuttle_store::events::set_recording_events(false);
-        }
         if config.count_metrics {
             let counted = metrics.clone();
             agents = agents.with_round_trips(Arc::new(move |command, took, failed| {

@@ -9,7 +9,6 @@ use cuttle_model::ids::{sequence_of, Collection};
 use cuttle_model::Timestamp;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditEvent {
@@ -63,29 +62,21 @@ pub fn document_type(id: &str) -> &str {
     }
 }
 
-/// Whether events are written at all. Always on in a server that people
-/// use; off only where a benchmark measures what the audit log costs, as
-/// the server's hidden `--record-audit-events false` sets it.
-static RECORDING: AtomicBool = AtomicBool::new(true);
-
-/// Turns writing events (and queueing their subscription deliveries) on or
-/// off for the whole process; see [`RECORDING`].
-pub fn set_recording_events(on: bool) {
-    RECORDING.store(on, Ordering::Relaxed);
-}
-
 impl Tx {
+    /// Writes `e` in this transaction, unless its store records no events
+    /// ([`Store::set_recording_events`]).
     pub async fn record_event(&mut self, e: AuditEvent) -> Result<()> {
+        if !self.record_events {
+            return Ok(());
+        }
         record_event_on(&mut self.inner, e).await
     }
 }
 
 /// Writes an event on a connection inside a transaction (a [`Tx`]'s, or a
-/// group commit's, see [`crate::tasks`]).
+/// group commit's, see [`crate::tasks`]); the caller has checked that its
+/// store records events.
 pub(crate) async fn record_event_on(conn: &mut AnyConnection, e: AuditEvent) -> Result<()> {
-    if !RECORDING.load(Ordering::Relaxed) {
-        return Ok(());
-    }
     {
         let id = crate::next_id_on(conn, Collection::Events).await?;
         let seq = sequence_of(&id);

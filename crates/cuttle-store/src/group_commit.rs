@@ -74,7 +74,9 @@ impl GroupCommit {
 
 /// Runs and commits one group; answers whether a commit happened.
 async fn commit_group(pool: &AnyPool, group: &mut Vec<Request>) -> bool {
-    let mut tx = match Tx::begin(pool).await {
+    // The jobs write on the connection itself, each knowing from its store
+    // whether it records events; the transaction's own setting is unused.
+    let mut tx = match Tx::begin(pool, true).await {
         Ok(tx) => tx,
         Err(e) => {
             for r in group.drain(..) {

@@ -239,6 +239,9 @@ pub struct Store {
     backend: Backend,
     /// Where a node's own listening connection connects (PostgreSQL).
     listen_url: Option<task_queue_watch::ListenUrl>,
+    /// Whether this store's transactions write audit events; see
+    /// [`Store::set_recording_events`].
+    record_events: bool,
 }
 
 /// SQLite connections for reads outside transactions: enough that a slow
@@ -304,6 +307,7 @@ impl Store {
                     reader,
                     backend,
                     listen_url: None,
+                    record_events: true,
                 }
             }
             Backend::Postgres => {
@@ -319,6 +323,7 @@ impl Store {
                     pool,
                     backend,
                     listen_url: Some(task_queue_watch::ListenUrl(url.to_owned())),
+                    record_events: true,
                 }
             }
         };
@@ -360,7 +365,21 @@ impl Store {
     }
 
     pub async fn begin(&self) -> Result<Tx> {
-        Tx::begin(&self.pool).await
+        Tx::begin(&self.pool, self.record_events).await
+    }
+
+    /// Turns writing audit events (and queueing their subscriptions'
+    /// deliveries) on or off for this store and the clones made of it from
+    /// now on. Always on in a server people use; off only where a benchmark
+    /// measures what the log costs (the server's hidden
+    /// `--record-audit-events false`). Other installations in the same
+    /// process keep their own setting.
+    pub fn set_recording_events(&mut self, on: bool) {
+        self.record_events = on;
+    }
+
+    pub(crate) fn records_events(&self) -> bool {
+        self.record_events
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -432,7 +432,9 @@ impl Store {
                 return Ok(Claim::LostRace);
             }
         }
-        deployment_event_on(&mut tx.inner, &task, category::DEPLOYMENT_STARTED).await?;
+        if tx.record_events {
+            deployment_event_on(&mut tx.inner, &task, category::DEPLOYMENT_STARTED).await?;
+        }
         tx.commit().await?;
         Ok(Claim::Claimed(Box::new(task), generation))
     }
@@ -472,11 +474,12 @@ impl Store {
     ) -> Result<bool> {
         let now = Timestamp::now();
         let (id, error) = (id.to_owned(), error.map(str::to_owned));
+        let record = self.records_events();
         let changed = self
             .progress_write(job(move |conn| {
-                Box::pin(
-                    async move { complete_task_on(conn, &id, state, error.as_deref(), now).await },
-                )
+                Box::pin(async move {
+                    complete_task_on(conn, &id, state, error.as_deref(), now, record).await
+                })
             }))
             .await?;
         Ok(changed > 0)
@@ -653,7 +656,15 @@ impl Tx {
         state: TaskState,
         error: Option<&str>,
     ) -> Result<bool> {
-        let changed = complete_task_on(&mut self.inner, id, state, error, Timestamp::now()).await?;
+        let changed = complete_task_on(
+            &mut self.inner,
+            id,
+            state,
+            error,
+            Timestamp::now(),
+            self.record_events,
+        )
+        .await?;
         Ok(changed > 0)
     }
 
@@ -680,6 +691,7 @@ pub(crate) async fn complete_task_on(
     state: TaskState,
     error: Option<&str>,
     now: Timestamp,
+    record_events: bool,
 ) -> Result<u64> {
     let r = sqlx::query(
         "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
@@ -691,7 +703,7 @@ pub(crate) async fn complete_task_on(
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    if r.rows_affected() > 0 {
+    if r.rows_affected() > 0 && record_events {
         let row = sqlx::query(&format!(
             "SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1"
         ))

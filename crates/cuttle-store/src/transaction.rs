@@ -18,6 +18,8 @@ use std::ops::{Deref, DerefMut};
 /// failed transaction and vanish with it.
 pub struct Tx {
     pub(crate) inner: TxConnection,
+    /// Whether audit events are written (its store's setting).
+    pub(crate) record_events: bool,
 }
 
 /// The connection a [`Tx`] holds until it ends.
@@ -42,7 +44,7 @@ impl DerefMut for TxConnection {
 }
 
 impl Tx {
-    pub(crate) async fn begin(pool: &AnyPool) -> Result<Tx> {
+    pub(crate) async fn begin(pool: &AnyPool, record_events: bool) -> Result<Tx> {
         let mut conn = pool.acquire().await?;
         if let Err(e) = conn.execute("BEGIN").await {
             conn.close_on_drop();
@@ -50,6 +52,7 @@ impl Tx {
         }
         Ok(Tx {
             inner: TxConnection(Some(conn)),
+            record_events,
         })
     }
 

@@ -752,3 +752,50 @@ async fn page_totals_with_and_without_counting() {
     })
     .await;
 }
+
+/// A store told to record no audit events writes none, neither through its
+/// transactions nor with a deployment's change of state, while another
+/// store on the same database (another installation of the same process)
+/// goes on recording.
+#[tokio::test]
+async fn recording_events_is_a_setting_of_each_store() {
+    use cuttle_store::{AuditEvent, EventQuery};
+    on_both("audit_switch", |store| async move {
+        let mut quiet = store.clone();
+        quiet.set_recording_events(false);
+        let deploy = |n: &str| NewTask {
+            deployment_id: Some(format!("Deployments-{n}")),
+            ..new_task("Deploy")
+        };
+        for (s, who) in [(&quiet, "quiet"), (&store, "recording")] {
+            let mut tx = s.begin().await.unwrap();
+            tx.record_event(AuditEvent {
+                category: "Modified".into(),
+                message: format!("{who} changed something"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let task = tx.insert_task(deploy(who)).await.unwrap();
+            tx.commit().await.unwrap();
+            assert!(s
+                .complete_task(&task.id, TaskState::Success, None)
+                .await
+                .unwrap());
+        }
+        let (events, total) = store.list_events(&EventQuery::default()).await.unwrap();
+        let seen: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.event.category.as_str(), e.event.message.as_str()))
+            .collect();
+        assert_eq!(total, 2, "{seen:?}");
+        assert_eq!(
+            seen,
+            [
+                ("DeploymentSucceeded", "Deploy task: succeeded"),
+                ("Modified", "recording changed something"),
+            ]
+        );
+    })
+    .await;
+}

@@ -213,8 +213,10 @@ fn readyz_answers_503_when_the_database_is_unreachable() {
     }
     assert_eq!(status, StatusCode::OK);
     let (_, text) = get(&format!("{open}/metrics"), &[]);
+    // On PostgreSQL every series names its node.
     for source in ["readiness", "http"] {
-        let counted = format!("cuttle_database_errors_total{{source=\"{source}\"}}");
+        let counted =
+            format!("cuttle_database_errors_total{{node=\"test-node\",source=\"{source}\"}}");
         assert!(
             sample(&text, &counted).unwrap_or(0.0) >= 1.0,
             "{counted}: {text}"

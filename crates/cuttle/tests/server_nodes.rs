@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::observe::{api, deploy, try_call, wait_task};
+use support::observe::{api, deploy, get, try_call, wait_task};
 use support::{on_both, scratch_postgres, TestServer, KEY};
 
 /// Generous: a debug build on a busy machine. Nothing is timed against it.
@@ -112,6 +112,21 @@ fn a_single_node_leads_and_refuses_bad_changes() {
         assert!(solo["LastSeen"].is_string(), "{backend}: {solo}");
         assert_eq!(ping(url)["Name"], "solo", "{backend}");
         assert_eq!(ping(url)["IsLeader"], true, "{backend}");
+
+        // On PostgreSQL, where several nodes may serve, every series names
+        // the node that counted it; a SQLite installation is one node.
+        let (status, text) = get(&format!("{url}/metrics"), &[("X-Octopus-ApiKey", KEY)]);
+        assert_eq!(status, StatusCode::OK, "{backend}: {text}");
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 20, "{backend}: {text}");
+        let labelled = samples
+            .iter()
+            .filter(|l| l.contains("node=\"solo\""))
+            .count();
+        match database {
+            Some(_) => assert_eq!(labelled, samples.len(), "{backend}: {text}"),
+            None => assert_eq!(labelled, 0, "{backend}: {text}"),
+        }
 
         let path = "/api/octopusservernodes/OctopusServerNodes-solo";
         for (case, body) in [

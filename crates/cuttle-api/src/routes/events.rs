@@ -13,7 +13,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use cuttle_model::Permission;
-use cuttle_model::{Event, EventKind};
+use cuttle_model::{Event, EventGroup, EventKind};
 use cuttle_service::events::{self as svc, EventFilters};
 use cuttle_service::paging::ListParams;
 use serde_json::Value;
@@ -37,9 +37,9 @@ pub fn routes(mut r: Routes) -> Routes {
         "/api/events/groups",
         get(
             groups,
-            op("The groups of event categories to filter by")
+            op("The groups of event categories to filter by (Octopus's group ids), with the categories each holds")
                 .signed_in()
-                .array::<EventKind>(),
+                .array::<EventGroup>(),
         ),
     );
     r = r.at(
@@ -107,8 +107,8 @@ async fn categories(_: Caller) -> Json<Vec<EventKind>> {
     Json(svc::categories())
 }
 
-async fn groups(_: Caller) -> Json<Vec<EventKind>> {
-    Json(svc::group_kinds())
+async fn groups(_: Caller) -> Json<Vec<EventGroup>> {
+    Json(svc::group_list())
 }
 
 async fn document_types(_: Caller) -> Json<Vec<EventKind>> {

@@ -136,14 +136,17 @@ pub async fn fan_out(inst: &Instance) -> Result<usize> {
                 if !by_space.contains_key(space) {
                     by_space.insert(space.clone(), SpaceSubscriptions::load(inst, space).await?);
                 }
-                let matching = by_space[space].matching(e);
+                let subscriptions = &by_space[space];
+                let matching = subscriptions.matching(e);
                 // Read once per event, and only when some subscription wants it.
                 let event = match matching.first() {
                     Some(_) => event_resource(inst, e).await?,
                     None => Value::Null,
                 };
                 for s in matching {
-                    for (channel, body) in payloads(inst, s, e, &event, &batch_id, n, events.len())?
+                    let to = subscriptions.recipients(s);
+                    for (channel, body) in
+                        payloads(inst, s, to, e, &event, &batch_id, n, events.len())?
                     {
                         let id = tx.next_id(Collection::SubscriptionDeliveries).await?;
                         let body = body(&id);
@@ -170,10 +173,11 @@ pub async fn fan_out(inst: &Instance) -> Result<usize> {
 }
 
 /// A space's enabled subscriptions, with the projects of the project
-/// groups their filters name.
+/// groups their filters name and the addresses of the teams they mail.
 struct SpaceSubscriptions {
     subscriptions: Vec<Subscription>,
     group_projects: HashMap<String, Vec<String>>,
+    team_addresses: HashMap<String, Vec<String>>,
 }
 
 impl SpaceSubscriptions {
@@ -201,10 +205,33 @@ impl SpaceSubscriptions {
                     .push(p.id);
             }
         }
+        let mut team_addresses = HashMap::new();
+        if subscriptions
+            .iter()
+            .any(|s| !s.event_notification_subscription.email_teams.is_empty())
+        {
+            team_addresses = addresses_of_teams(inst).await?;
+        }
         Ok(SpaceSubscriptions {
             subscriptions,
             group_projects,
+            team_addresses,
         })
+    }
+
+    /// Where `s` mails an event: its own addresses and those of its teams'
+    /// members as they are now, each once.
+    fn recipients(&self, s: &Subscription) -> Vec<String> {
+        let n = &s.event_notification_subscription;
+        let mut to: Vec<String> = n.email_addresses.clone();
+        for team in &n.email_teams {
+            for address in self.team_addresses.get(team).into_iter().flatten() {
+                if !to.iter().any(|t| t.eq_ignore_ascii_case(address)) {
+                    to.push(address.clone());
+                }
+            }
+        }
+        to
     }
 
     /// The subscriptions `e` passes the filter of.
@@ -237,6 +264,33 @@ impl SpaceSubscriptions {
     }
 }
 
+/// Each team's members' email addresses: enabled users with one (the
+/// Everyone team holds every user).
+async fn addresses_of_teams(inst: &Instance) -> Result<HashMap<String, Vec<String>>> {
+    let users: HashMap<String, String> = inst
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .filter(|u| u.is_active && u.email_address.parse::<lettre::Address>().is_ok())
+        .map(|u| (u.id, u.email_address))
+        .collect();
+    let mut out = HashMap::new();
+    for team in inst.store.access_documents().await?.teams {
+        let mut addresses: Vec<String> = match team.id.as_str() {
+            cuttle_model::permission::EVERYONE_TEAM_ID => users.values().cloned().collect(),
+            _ => team
+                .member_user_ids
+                .iter()
+                .filter_map(|id| users.get(id).cloned())
+                .collect(),
+        };
+        addresses.sort();
+        out.insert(team.id, addresses);
+    }
+    Ok(out)
+}
+
 /// An event as subscriptions receive it: as `GET /api/events/{id}` answers
 /// it.
 pub async fn event_resource(inst: &Instance, e: &OutboxEvent) -> Result<Value> {
@@ -252,9 +306,11 @@ type BodyFor = Box<dyn FnOnce(&str) -> String + Send>;
 
 /// What each of a subscription's channels sends for an event; the body
 /// is finished once the delivery's id is known.
+#[allow(clippy::too_many_arguments)]
 fn payloads(
     inst: &Instance,
     s: &Subscription,
+    to: Vec<String>,
     e: &OutboxEvent,
     event: &Value,
     batch_id: &str,
@@ -289,9 +345,10 @@ fn payloads(
             }),
         ));
     }
-    if !n.email_addresses.is_empty() {
+    // A subscription whose teams have no addresses (yet) mails no one.
+    if !to.is_empty() {
         let body = EmailBody {
-            to: n.email_addresses.clone(),
+            to,
             subject: format!("[Cuttle] {}", e.message),
             text: format!(
                 "{}\n\nCategory: {}\nWhen: {}\nBy: {}\nEvent: {}\nRelated: {}\n\nSent for the subscription '{}'.\n",

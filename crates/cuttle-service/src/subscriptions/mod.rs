@@ -16,7 +16,7 @@ use crate::{Result, ServiceError};
 use cuttle_model::ids::Collection;
 use cuttle_model::machine_policy::parse_timespan;
 use cuttle_model::subscription::{SensitiveValue, Subscription};
-use cuttle_model::{Environment, Project, ProjectGroup};
+use cuttle_model::{Environment, Project, ProjectGroup, Team};
 use cuttle_store::subscriptions::{Attempt, Delivery};
 use cuttle_store::Store;
 use rand::RngCore;
@@ -91,9 +91,9 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
     }
     let n = &mut s.event_notification_subscription;
     n.webhook_uri = n.webhook_uri.trim().to_owned();
-    if n.webhook_uri.is_empty() && n.email_addresses.is_empty() {
+    if n.webhook_uri.is_empty() && n.email_addresses.is_empty() && n.email_teams.is_empty() {
         errors.push(
-            "Give the subscription somewhere to send events: a WebhookURI, EmailAddresses, or both"
+            "Give the subscription somewhere to send events: a WebhookURI, EmailAddresses, EmailTeams, or several"
                 .into(),
         );
     }
@@ -132,11 +132,13 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
         }
     }
     n.webhook_header_key = key;
-    if !n.email_teams.is_empty() {
-        errors.push(
-            "EmailTeams: Cuttle has no teams yet; list the addresses to mail in EmailAddresses"
-                .into(),
-        );
+    n.email_teams.dedup();
+    for id in &n.email_teams {
+        // A team of this space, or of the whole installation.
+        match inst.store.get::<Team>(id).await? {
+            Some(t) if t.space_id.as_deref().is_none_or(|s| s == space_id) => {}
+            _ => errors.push(format!("EmailTeams: the team '{id}' was not found")),
+        }
     }
     for address in &n.email_addresses {
         if address.parse::<lettre::Address>().is_err() {
@@ -145,9 +147,11 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
             ));
         }
     }
-    if !n.email_addresses.is_empty() && inst.config.subscriptions.smtp.is_none() {
+    if (!n.email_addresses.is_empty() || !n.email_teams.is_empty())
+        && inst.config.subscriptions.smtp.is_none()
+    {
         errors.push(
-            "EmailAddresses: this server has no SMTP server to send email through (start it with --smtp-url and --smtp-from)"
+            "EmailAddresses, EmailTeams: this server has no SMTP server to send email through (start it with --smtp-url and --smtp-from)"
                 .into(),
         );
     }
@@ -157,12 +161,18 @@ async fn validate(inst: &Instance, space_id: &str, s: &mut Subscription) -> Resu
         }
     }
     let f = &n.filter;
-    for (field, values) in [("EventAgents", &f.event_agents), ("Tags", &f.tags)] {
-        if !values.is_empty() {
-            errors.push(format!(
-                "Filter.{field} is not supported; filter by EventCategories, EventGroups, Projects, ProjectGroups, Environments, Users or DocumentTypes"
-            ));
-        }
+    // Octopus's event agents are its own list of clients; Cuttle keeps the
+    // User-Agent each caller sent as it was, which no fixed list names.
+    if !f.event_agents.is_empty() {
+        errors.push(
+            "Filter.EventAgents is not supported: Cuttle records each event's user agent as the caller sent it (the event's UserAgent), not a fixed list of agents to choose from; filter by Users instead"
+                .into(),
+        );
+    }
+    if !f.tags.is_empty() {
+        errors.push(
+            "Filter.Tags is not supported: tags are tenant tags, and Cuttle has no tenants".into(),
+        );
     }
     if !f.tenants.is_empty() {
         errors.push(format!(

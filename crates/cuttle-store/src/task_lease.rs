@@ -301,6 +301,7 @@ impl Store {
     ) -> Result<bool> {
         let now = Timestamp::now();
         let (lease, error) = (lease.clone(), error.map(str::to_owned));
+        let record = self.records_events();
         let changed = self
             .progress_write(job(move |conn| {
                 Box::pin(async move {
@@ -311,6 +312,7 @@ impl Store {
                         state,
                         error.as_deref(),
                         now,
+                        record,
                     )
                     .await
                 })

@@ -53,6 +53,10 @@ pub struct InstanceConfig {
     pub cluster: crate::nodes::ClusterConfig,
     /// Where package files are kept: the data directory by default.
     pub blob_store: cuttle_store::blobs::BlobLocation,
+    /// The most tasks this installation may run at once, set by the host
+    /// it runs on (`cuttle host`): its administrators cannot raise their
+    /// node's cap above it. `None` for a server of one's own.
+    pub hosted_task_cap: Option<usize>,
 }
 
 impl InstanceConfig {
@@ -73,6 +77,7 @@ impl InstanceConfig {
             subscriptions: Default::default(),
             cluster: Default::default(),
             blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
+            hosted_task_cap: None,
         }
     }
 
@@ -125,6 +130,10 @@ pub struct Instance {
     pub dispatcher: crate::subscriptions::Dispatcher,
     /// This server as a node of the cluster: whether it leads, its clock.
     pub node: crate::nodes::NodeState,
+    /// The host's cap on concurrent tasks (0: none); see
+    /// [`InstanceConfig::hosted_task_cap`]. The host may change it while
+    /// the instance runs.
+    pub hosted_task_cap: std::sync::atomic::AtomicUsize,
 }
 
 impl Instance {
@@ -248,6 +257,7 @@ impl Instance {
             draining: Default::default(),
             dispatcher: Default::default(),
             node: Default::default(),
+            hosted_task_cap: config.hosted_task_cap.unwrap_or(0).into(),
             config,
         });
         // Before the leader's jobs start, so a single node leads from its

@@ -29,6 +29,8 @@
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
 //!   an empty database.
+//! - [`host`]: a `cuttle host`'s registry of instances, and its
+//!   instances' PostgreSQL databases.
 //! - [`testing`]: scratch databases for tests on both backends.
 //! - [`blobs`]: the files kept outside the database (package files), in a
 //!   directory or an S3-compatible bucket.
@@ -44,6 +46,7 @@ pub mod documents;
 pub mod events;
 pub mod gauges;
 mod group_commit;
+pub mod host;
 pub mod interruptions;
 pub mod machines;
 pub mod nodes;

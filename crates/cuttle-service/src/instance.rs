@@ -57,6 +57,10 @@ pub struct InstanceConfig {
     /// it runs on (`cuttle host`): its administrators cannot raise their
     /// node's cap above it. `None` for a server of one's own.
     pub hosted_task_cap: Option<usize>,
+    /// The most bytes this installation's data directory may hold, set by
+    /// its host: a package push that would pass it is refused. `None` for
+    /// a server of one's own.
+    pub hosted_storage_quota: Option<u64>,
 }
 
 impl InstanceConfig {
@@ -78,6 +82,7 @@ impl InstanceConfig {
             cluster: Default::default(),
             blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
             hosted_task_cap: None,
+            hosted_storage_quota: None,
         }
     }
 
@@ -134,6 +139,9 @@ pub struct Instance {
     /// [`InstanceConfig::hosted_task_cap`]. The host may change it while
     /// the instance runs.
     pub hosted_task_cap: std::sync::atomic::AtomicUsize,
+    /// The host's storage quota in bytes (0: none); see
+    /// [`InstanceConfig::hosted_storage_quota`]. The host may change it.
+    pub hosted_storage_quota: std::sync::atomic::AtomicU64,
 }
 
 impl Instance {
@@ -258,6 +266,7 @@ impl Instance {
             dispatcher: Default::default(),
             node: Default::default(),
             hosted_task_cap: config.hosted_task_cap.unwrap_or(0).into(),
+            hosted_storage_quota: config.hosted_storage_quota.unwrap_or(0).into(),
             config,
         });
         // Before the leader's jobs start, so a single node leads from its

@@ -562,3 +562,103 @@ fn the_instance_commands_drive_the_control_plane() {
     let (status, _, _) = host.to("shell", "GET", "/api", &[], None);
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A .zip package of `bytes` incompressible bytes, pushed to instance
+/// `name`; the status and the answer.
+fn push_package(host: &TestHost, name: &str, key: &str, file: &str, bytes: usize) -> (u16, Value) {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("data.bin", stored).unwrap();
+    zip.write_all(&support::noise(bytes, bytes as u64 + 7))
+        .unwrap();
+    let body = zip.finish().unwrap().into_inner();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(body).file_name(file.to_owned()),
+        );
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/Spaces-1/packages/raw", host.url))
+            .header("Host", format!("{name}.{DOMAIN}"))
+            .header("X-Octopus-ApiKey", key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn a_push_past_the_storage_quota_is_refused_and_keeps_what_was_there() {
+    on_both_hosts("host_quota", |dir, db| {
+        let host = TestHost::start(dir, db);
+        let made = host.create("quota");
+        let key = str_of(&made, "ApiKey");
+        let (_, view) = host.control("GET", "/instances/quota", None);
+        assert!(view["StorageUsedBytes"].as_u64().unwrap() > 0, "{view}");
+        // The data directory as it is now, plus 3 MiB.
+        let used_mib = dir_size(&dir.join("instances/quota")).div_ceil(1024 * 1024);
+        let quota = i64::try_from(used_mib).unwrap() + 3;
+        let (status, view) = host.control(
+            "PATCH",
+            "/instances/quota",
+            Some(json!({"StorageQuotaMiB": quota})),
+        );
+        assert_eq!(status, StatusCode::OK, "{view}");
+
+        const PACKAGE: usize = 5 * 1024 * 1024 / 2;
+        let (status, first) = push_package(&host, "quota", key, "Acme.Web.1.0.0.zip", PACKAGE);
+        assert_eq!(status, 201, "{first}");
+        let (status, refused) = push_package(&host, "quota", key, "Acme.Web.2.0.0.zip", PACKAGE);
+        assert_eq!(status, 409, "{refused}");
+        let message = str_of(&refused, "ErrorMessage");
+        assert!(message.contains("storage quota"), "{message}");
+        let listed = host.api("quota", key, "GET", "/api/Spaces-1/packages", None);
+        let versions: Vec<&str> = listed["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| str_of(p, "Version"))
+            .collect();
+        assert_eq!(
+            versions,
+            ["1.0.0"],
+            "the first package is kept, the second not stored"
+        );
+
+        // A larger quota lets the same push in.
+        let (status, _) = host.control(
+            "PATCH",
+            "/instances/quota",
+            Some(json!({"StorageQuotaMiB": quota + 10})),
+        );
+        assert_eq!(status, StatusCode::OK);
+        let (status, second) = push_package(&host, "quota", key, "Acme.Web.2.0.0.zip", PACKAGE);
+        assert_eq!(status, 201, "{second}");
+        let (status, _) = host.control("DELETE", "/instances/quota", None);
+        assert_eq!(status, StatusCode::OK);
+    });
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => dir_size(&e.path()),
+                    Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -286,6 +286,7 @@ impl Host {
         let cap = usize::try_from(record.task_cap).unwrap_or(1).max(1);
         config.max_concurrent_tasks = cap;
         config.hosted_task_cap = Some(cap);
+        config.hosted_storage_quota = quota_bytes(record.storage_quota_mib);
         config.builtin_worker.allow_unisolated = self.config.builtin_worker_unisolated;
         config.subscriptions.server_url = Some(self.url_of(&record.name));
         // Instances share the host's cores: one hash at a time each.
@@ -559,6 +560,10 @@ impl Host {
             cuttle_service::nodes::set_hosted_task_cap(&served.instance, cap)
                 .await
                 .map_err(|e| HostError::internal("the task cap could not be applied", e))?;
+            served.instance.hosted_storage_quota.store(
+                quota_bytes(limits.storage_quota_mib).unwrap_or(0),
+                Ordering::SeqCst,
+            );
         }
         self.registry
             .set_limits(name, limits.task_cap, limits.storage_quota_mib)
@@ -664,6 +669,14 @@ fn registry_database(url: &str) -> String {
         .split_once('/')
         .map(|(_, db)| db.to_owned())
         .unwrap_or_default()
+}
+
+/// A quota in MiB as bytes; `None` for 0 (no quota).
+fn quota_bytes(mib: i64) -> Option<u64> {
+    u64::try_from(mib)
+        .ok()
+        .filter(|m| *m > 0)
+        .map(|m| m.saturating_mul(1024 * 1024))
 }
 
 fn now_millis() -> i64 {

@@ -23,29 +23,44 @@ pub struct HostArgs {
     /// are made on this server (in databases named for a scratch one).
     #[arg(long, env = "CUTTLE_BENCH_DATABASE_URL", hide_env_values = true)]
     postgres: Option<String>,
+    /// Instances on PostgreSQL: each holds connections (up to 5 while busy),
+    /// and the server's max_connections is shared.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    postgres_instances: u32,
 }
 
 pub async fn run(cuttle: &Path, args: &HostArgs) -> Result<()> {
-    println!(
-        "cuttle-bench host: {} instances created one after another through the control plane",
-        args.instances
-    );
-    scenario(cuttle, args, None).await?;
+    println!("cuttle-bench host: instances created one after another through the control plane");
+    scenario(cuttle, args.instances, None).await?;
     if let Some(admin) = &args.postgres {
         let db = super::PgDatabase::create(admin)?;
-        let outcome = scenario(cuttle, args, Some(&db.url)).await;
+        let outcome = scenario(cuttle, args.postgres_instances, Some(&db.url)).await;
         // Each instance's database, named for the scratch one.
-        super::psql(
-            admin,
-            &format!(
-                "DO $$DECLARE d text; BEGIN FOR d IN SELECT datname FROM pg_database WHERE datname LIKE 'cuttle\\_%' AND datname LIKE '%\\_{}' LOOP EXECUTE format('DROP DATABASE %I WITH (FORCE)', d); END LOOP; END$$",
-                digest8(&db.url)
-            ),
-        )
-        .ok();
+        drop_instance_databases(admin, &digest8(&db.url));
         outcome?;
     }
     Ok(())
+}
+
+/// Drops the databases `cuttle_*_<digest>` one at a time (DROP DATABASE
+/// cannot run inside a function or transaction).
+fn drop_instance_databases(admin: &str, digest: &str) {
+    let listed = Command::new("psql")
+        .args(["-X", "-w", "-At", "-c"])
+        .arg(format!(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'cuttle\\_%\\_{digest}'"
+        ))
+        .arg(admin)
+        .output();
+    let Ok(listed) = listed else { return };
+    for name in String::from_utf8_lossy(&listed.stdout).lines() {
+        if let Err(e) = super::psql(
+            admin,
+            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+        ) {
+            eprintln!("cuttle-bench: could not drop {name}: {e:#}");
+        }
+    }
 }
 
 /// As the host names instances' databases: the first 8 hex of the SHA-256
@@ -145,7 +160,7 @@ impl HostProcess {
     }
 }
 
-async fn scenario(cuttle: &Path, args: &HostArgs, database_url: Option<&str>) -> Result<()> {
+async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> Result<()> {
     let label = if database_url.is_some() {
         "postgres"
     } else {
@@ -162,7 +177,7 @@ async fn scenario(cuttle: &Path, args: &HostArgs, database_url: Option<&str>) ->
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_empty = host.rss_kib()?;
     let mut took = vec![];
-    for i in 0..args.instances {
+    for i in 0..instances {
         let name = format!("bench{i}");
         let t0 = Instant::now();
         let created = http
@@ -200,12 +215,12 @@ async fn scenario(cuttle: &Path, args: &HostArgs, database_url: Option<&str>) ->
         "  {label:<8} provisioning (create → 200 from /api): median {:.0} ms, p95 {:.0} ms, min {:.0} ms, max {:.0} ms",
         s.median, s.p95, s.min, s.max
     );
-    let per = (idle_full.saturating_sub(idle_empty)) as f64 / f64::from(args.instances) / 1024.0;
+    let per = (idle_full.saturating_sub(idle_empty)) as f64 / f64::from(instances) / 1024.0;
     println!(
         "  {label:<8} host RSS idle: {:.1} MiB with 0 instances, {:.1} MiB with {} ({per:.1} MiB each)",
         idle_empty as f64 / 1024.0,
         idle_full as f64 / 1024.0,
-        args.instances
+        instances
     );
     Ok(())
 }

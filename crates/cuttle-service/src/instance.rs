@@ -61,6 +61,8 @@ pub struct InstanceConfig {
     /// its host: a package push that would pass it is refused. `None` for
     /// a server of one's own.
     pub hosted_storage_quota: Option<u64>,
+    /// The connections its store may hold on PostgreSQL.
+    pub postgres_pool: cuttle_store::PostgresPool,
 }
 
 impl InstanceConfig {
@@ -83,6 +85,7 @@ impl InstanceConfig {
             blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
             hosted_task_cap: None,
             hosted_storage_quota: None,
+            postgres_pool: Default::default(),
         }
     }
 
@@ -160,7 +163,7 @@ impl Instance {
         // Absolute from here on: scripts run in directories of their own,
         // where a path relative to the server's would mean nothing.
         config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(unusable)?;
-        let store = Store::open(&config.database_url()).await?;
+        let store = Store::open_with(&config.database_url(), config.postgres_pool).await?;
         let metrics = Arc::new(cuttle_metrics::Metrics::new(
             CUTTLE_VERSION,
             store.backend().name(),

@@ -212,10 +212,34 @@ pub struct Store {
 /// their page caches stay small.
 const SQLITE_READERS: u32 = 4;
 
+/// How many PostgreSQL connections one store may hold, and how long one
+/// may sit idle before it is closed. A host of many installations on one
+/// PostgreSQL server gives each a few, so that together they stay within
+/// the server's `max_connections`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostgresPool {
+    pub max_connections: u32,
+    pub idle_timeout: Duration,
+}
+
+impl Default for PostgresPool {
+    fn default() -> Self {
+        PostgresPool {
+            max_connections: 16,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema
     /// up to date.
     pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, PostgresPool::default()).await
+    }
+
+    /// As [`Store::open`], with `postgres` connections at most on PostgreSQL.
+    pub async fn open_with(url: &str, postgres: PostgresPool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend =
             Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
@@ -274,7 +298,8 @@ impl Store {
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(postgres.max_connections.max(1))
+                    .idle_timeout(postgres.idle_timeout)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;

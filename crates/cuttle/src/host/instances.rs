@@ -289,6 +289,12 @@ impl Host {
         config.hosted_storage_quota = quota_bytes(record.storage_quota_mib);
         config.builtin_worker.allow_unisolated = self.config.builtin_worker_unisolated;
         config.subscriptions.server_url = Some(self.url_of(&record.name));
+        // Instances share one PostgreSQL server: a few connections each,
+        // closed when idle (each also keeps one to hear of queued tasks).
+        config.postgres_pool = cuttle_store::PostgresPool {
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(30),
+        };
         // Instances share the host's cores: one hash at a time each.
         config.max_concurrent_password_hashes = 1;
         config

@@ -148,6 +148,31 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
+/// Refuses at once a file that is there but is no SQLite database (its
+/// first bytes are not SQLite's header): the pool would otherwise retry
+/// connecting to it until its timeout, a minute later, saying less.
+fn check_sqlite_file(url: &str) -> Result<()> {
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut start = [0u8; 16];
+    match std::io::Read::read(&mut file, &mut start) {
+        // An empty file is made into a database.
+        Ok(0) => Ok(()),
+        Ok(n) if n == HEADER.len() && &start == HEADER => Ok(()),
+        Ok(_) => Err(StoreError::Corrupt(format!(
+            "{path} is not an SQLite database (its header is not SQLite's): the file is \
+             damaged or not Cuttle's; restore it from a backup"
+        ))),
+        Err(_) => Ok(()),
+    }
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Brings the schema up to date. Each migration is recorded in
@@ -243,6 +268,9 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend =
             Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
+        if backend == Backend::Sqlite {
+            check_sqlite_file(url)?;
+        }
         let options = AnyConnectOptions::from_str(url)?;
         let store = match backend {
             // One writing connection: SQLite has one writer anyway, and a
@@ -459,5 +487,25 @@ mod tests {
         );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+
+    #[test]
+    fn a_file_that_is_no_sqlite_database_is_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = |name: &str| super::Store::sqlite_url(&dir.path().join(name));
+        std::fs::write(dir.path().join("garbage.db"), [0x5a; 4096]).unwrap();
+        let refused = super::check_sqlite_file(&url("garbage.db"));
+        assert!(
+            matches!(&refused, Err(super::StoreError::Corrupt(m)) if m.contains("not an SQLite database")),
+            "{refused:?}"
+        );
+        // Missing and empty files become databases.
+        assert!(super::check_sqlite_file(&url("missing.db")).is_ok());
+        std::fs::write(dir.path().join("empty.db"), []).unwrap();
+        assert!(super::check_sqlite_file(&url("empty.db")).is_ok());
+        let mut real = b"SQLite format 3\0".to_vec();
+        real.resize(4096, 0);
+        std::fs::write(dir.path().join("real.db"), real).unwrap();
+        assert!(super::check_sqlite_file(&url("real.db")).is_ok());
     }
 }

@@ -662,3 +662,35 @@ fn dir_size(dir: &std::path::Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[test]
+fn an_instance_whose_database_is_corrupt_reports_it_and_the_others_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(dir.path(), None);
+    host.create("broken");
+    let fine = host.create("fine");
+    drop(host);
+    let db = dir.path().join("instances/broken/cuttle.db");
+    std::fs::write(&db, vec![0x5a; 64 * 1024]).unwrap();
+    for side in ["cuttle.db-wal", "cuttle.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join("instances/broken").join(side));
+    }
+
+    let host = TestHost::start(dir.path(), None);
+    let (status, _, text) = host.to("broken", "GET", "/api", &[], None);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("could not be started"), "{text}");
+    let (_, view) = host.control("GET", "/instances/broken", None);
+    assert_eq!(view["State"], "Failed", "{view}");
+    assert!(
+        view["Error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{view}"
+    );
+    host.api(
+        "fine",
+        str_of(&fine, "ApiKey"),
+        "GET",
+        "/api/projects/all",
+        None,
+    );
+}

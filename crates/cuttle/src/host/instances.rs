@@ -130,6 +130,8 @@ pub struct Limits {
 }
 
 pub const DEFAULT_TASK_CAP: i64 = 5;
+/// Instances opened at once when the host starts.
+const OPEN_AT_ONCE: usize = 4;
 pub const DEFAULT_STORAGE_QUOTA_MIB: i64 = 1024;
 /// Above this a cap is surely a typing mistake (the server's own limit).
 const MOST_TASK_CAP: i64 = 1000;
@@ -193,6 +195,7 @@ impl Host {
             slots: Default::default(),
             changing: Default::default(),
         });
+        let mut opening = vec![];
         for record in host.registry.list().await? {
             match record.state {
                 InstanceState::Creating => {
@@ -201,7 +204,15 @@ impl Host {
                     host.registry.remove(&record.name).await?;
                 }
                 InstanceState::Suspended => host.set_slot(&record.name, Slot::Suspended),
-                InstanceState::Running => {
+                InstanceState::Running => opening.push(record),
+            }
+        }
+        // A few at a time: each runs its migrations and starts its runner.
+        use futures_util::StreamExt as _;
+        let opened: Vec<(String, Slot)> = futures_util::stream::iter(opening)
+            .map(|record| {
+                let host = host.clone();
+                async move {
                     let slot = match host.open_instance(&record).await {
                         Ok(served) => Slot::Serving(served),
                         Err(e) => {
@@ -209,9 +220,14 @@ impl Host {
                             Slot::Failed(e.to_string())
                         }
                     };
-                    host.set_slot(&record.name, slot);
+                    (record.name, slot)
                 }
-            }
+            })
+            .buffer_unordered(OPEN_AT_ONCE)
+            .collect()
+            .await;
+        for (name, slot) in opened {
+            host.set_slot(&name, slot);
         }
         Ok(host)
     }

@@ -415,6 +415,13 @@ fn suspended_instances_answer_503_resumed_ones_work_deleted_ones_are_archived() 
             "{}",
             archive.display()
         );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&archive).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "an archive holds a master key: the host's alone"
+        );
         let listing = archive_listing(&archive);
         assert!(listing.contains("acme/master.key"), "{listing}");
         let database = if db.is_some() {
@@ -453,8 +460,8 @@ fn suspended_instances_answer_503_resumed_ones_work_deleted_ones_are_archived() 
         );
         assert_eq!(envs, json!([]));
         for name in ["acme", "other"] {
-            let (status, _) = host.control("DELETE", &format!("/instances/{name}"), None);
-            assert_eq!(status, StatusCode::OK);
+            let (status, answer) = host.control("DELETE", &format!("/instances/{name}"), None);
+            assert_eq!(status, StatusCode::OK, "{name}: {answer}");
         }
     });
 }

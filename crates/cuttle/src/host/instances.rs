@@ -597,36 +597,19 @@ impl Host {
     /// name is free again. Returns the archive's path.
     pub async fn delete(&self, name: &str) -> Result<PathBuf, HostError> {
         let _changing = self.begin_change(name)?;
-        let record = self.record(name).await?;
+        self.record(name).await?;
         if let Some(Slot::Serving(served)) = self.slot(name) {
             self.set_slot(name, Slot::Busy);
             self.close_instance(name, served).await;
         }
-        let dir = self.instance_dir(name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| HostError::internal(&format!("could not open {}", dir.display()), e))?;
-        // On PostgreSQL the rows are in the instance's database: a backup
-        // of it goes into the archive beside the keys and package files.
-        if let (Some(url), Some(db)) = (&self.config.database_url, self.database_name(name)) {
-            let url = cuttle_store::host::postgres_database_url(url, &db);
-            let prepared = cuttle_service::backup::of_data_dir(&dir, Some(&url), None, None)
-                .await
-                .map_err(|e| {
-                    HostError::internal("the instance's database could not be backed up", e)
-                })?;
-            let file = std::fs::File::create(dir.join("database.cuttle-backup"))
-                .map_err(|e| HostError::internal("the backup could not be written", e))?;
-            prepared
-                .write(std::io::BufWriter::new(file))
-                .map_err(|e| HostError::internal("the backup could not be written", e))?;
-        }
-        let archive_dir = self.config.data_dir.join("archive");
-        let archived = {
-            let (dir, archive_dir, name) = (dir.clone(), archive_dir.clone(), name.to_owned());
-            tokio::task::spawn_blocking(move || archive::pack(&dir, &archive_dir, &name))
-                .await
-                .map_err(|e| HostError::internal("archiving stopped", e))?
-                .map_err(|e| HostError::Internal(format!("{e:#}")))?
+        let archived = match self.archive(name).await {
+            Ok(path) => path,
+            Err(e) => {
+                tracing::error!(instance = %name, error = %e, "could not archive an instance");
+                // Still recorded and whole: shown as failed until resumed.
+                self.set_slot(name, Slot::Failed(format!("Its deletion failed: {e}")));
+                return Err(e);
+            }
         };
         // From here the instance is gone; what remains is only cleared.
         self.registry.remove(name).await?;
@@ -634,9 +617,42 @@ impl Host {
         if let Err(e) = self.remove_leftovers(name).await {
             tracing::warn!(instance = %name, error = %e, "a deleted instance's files remain");
         }
-        let _ = record;
         tracing::info!(instance = %name, archive = %archived.display(), "instance deleted");
         Ok(archived)
+    }
+
+    /// Packs instance `name`'s data (closed) into the host's `archive/`.
+    async fn archive(&self, name: &str) -> Result<PathBuf, HostError> {
+        let dir = self.instance_dir(name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HostError::internal(&format!("could not open {}", dir.display()), e))?;
+        // On PostgreSQL the rows are in the instance's database: a backup
+        // of it goes into the archive beside the keys and package files.
+        if let (Some(url), Some(db)) = (&self.config.database_url, self.database_name(name)) {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let url = cuttle_store::host::postgres_database_url(url, &db);
+            let prepared = cuttle_service::backup::of_data_dir(&dir, Some(&url), None, None)
+                .await
+                .map_err(|e| {
+                    HostError::internal("the instance's database could not be backed up", e)
+                })?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join("database.cuttle-backup"))
+                .map_err(|e| HostError::internal("the backup could not be written", e))?;
+            prepared
+                .write(std::io::BufWriter::new(file))
+                .map_err(|e| HostError::internal("the backup could not be written", e))?;
+        }
+        let archive_dir = self.config.data_dir.join("archive");
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || archive::pack(&dir, &archive_dir, &name))
+            .await
+            .map_err(|e| HostError::internal("archiving stopped", e))?
+            .map_err(|e| HostError::Internal(format!("{e:#}")))
     }
 
     /// Writes each served instance's last activity to the registry, so a

@@ -648,11 +648,26 @@ impl Host {
                 .map_err(|e| HostError::internal("the backup could not be written", e))?;
         }
         let archive_dir = self.config.data_dir.join("archive");
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || archive::pack(&dir, &archive_dir, &name))
-            .await
-            .map_err(|e| HostError::internal("archiving stopped", e))?
-            .map_err(|e| HostError::Internal(format!("{e:#}")))
+        // A closed database's side files (SQLite's -wal and -shm) may still
+        // be going away as the directory is read; a second pass finds it
+        // settled.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (dir, archive_dir, packed_as) = (dir.clone(), archive_dir.clone(), name.to_owned());
+            let packed =
+                tokio::task::spawn_blocking(move || archive::pack(&dir, &archive_dir, &packed_as))
+                    .await
+                    .map_err(|e| HostError::internal("archiving stopped", e))?;
+            match packed {
+                Ok(path) => return Ok(path),
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(instance = %name, error = %format!("{e:#}"), "archiving again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(HostError::Internal(format!("{e:#}"))),
+            }
+        }
     }
 
     /// Writes each served instance's last activity to the registry, so a

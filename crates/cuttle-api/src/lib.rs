@@ -61,6 +61,13 @@ pub fn router(instance: AppState) -> Router {
     app(instance, Closing::default())
 }
 
+/// The whole API as an axum router, whose long responses (log streams) end
+/// when `closing` is cancelled: for a host that serves many instances and
+/// stops one while the others go on.
+pub fn router_closing(instance: AppState, closing: Closing) -> Router {
+    app(instance, closing)
+}
+
 /// The OpenAPI document of the whole API, as `/api/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     openapi::finish(routes::all()).1

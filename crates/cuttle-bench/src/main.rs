@@ -7,6 +7,7 @@ mod agents;
 mod backup;
 mod engine;
 mod history;
+mod host;
 mod metrics;
 mod nodes;
 mod packages;
@@ -77,6 +78,8 @@ enum Bench {
     Backup(backup::BackupArgs),
     /// Queue pickup latency with 1 and 3 server nodes on one PostgreSQL.
     Nodes(nodes::NodesArgs),
+    /// `cuttle host`: provisioning time to a ready /api, and host memory with 0 and N idle instances.
+    Host(host::HostArgs),
 }
 
 #[tokio::main]
@@ -133,6 +136,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(Bench::Backup(backup)) = &args.bench {
         return backup::run(&cuttle, backup).await;
+    }
+    if let Some(Bench::Host(host)) = &args.bench {
+        return host::run(&cuttle, host).await;
     }
     if let Some(Bench::Nodes(nodes)) = &args.bench {
         return nodes::run(&cuttle, &http, nodes).await;

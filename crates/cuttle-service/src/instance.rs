@@ -59,6 +59,16 @@ pub struct InstanceConfig {
     /// Labels (name, value) on every metric series, beside the `node` that
     /// a server on PostgreSQL adds (see [`metric_labels`]).
     pub metric_labels: Vec<(String, String)>,
+    /// The most tasks this installation may run at once, set by the host
+    /// it runs on (`cuttle host`): its administrators cannot raise their
+    /// node's cap above it. `None` for a server of one's own.
+    pub hosted_task_cap: Option<usize>,
+    /// The most bytes this installation's data directory may hold, set by
+    /// its host: a package push that would pass it is refused. `None` for
+    /// a server of one's own.
+    pub hosted_storage_quota: Option<u64>,
+    /// The connections its store may hold on PostgreSQL.
+    pub postgres_pool: cuttle_store::PostgresPool,
 }
 
 impl InstanceConfig {
@@ -81,6 +91,9 @@ impl InstanceConfig {
             cluster: Default::default(),
             blob_store: cuttle_store::blobs::BlobLocation::Directory(None),
             metric_labels: vec![],
+            hosted_task_cap: None,
+            hosted_storage_quota: None,
+            postgres_pool: Default::default(),
         }
     }
 
@@ -148,6 +161,13 @@ pub struct Instance {
     pub dispatcher: crate::subscriptions::Dispatcher,
     /// This server as a node of the cluster: whether it leads, its clock.
     pub node: crate::nodes::NodeState,
+    /// The host's cap on concurrent tasks (0: none); see
+    /// [`InstanceConfig::hosted_task_cap`]. The host may change it while
+    /// the instance runs.
+    pub hosted_task_cap: std::sync::atomic::AtomicUsize,
+    /// The host's storage quota in bytes (0: none); see
+    /// [`InstanceConfig::hosted_storage_quota`]. The host may change it.
+    pub hosted_storage_quota: std::sync::atomic::AtomicU64,
 }
 
 impl Instance {
@@ -166,7 +186,7 @@ impl Instance {
         // Absolute from here on: scripts run in directories of their own,
         // where a path relative to the server's would mean nothing.
         config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(unusable)?;
-        let mut store = Store::open(&config.database_url()).await?;
+        let mut store = Store::open_with(&config.database_url(), config.postgres_pool).await?;
         if !config.record_audit_events {
             tracing::warn!("the audit log is off: changes go unrecorded");
             store.set_recording_events(false);
@@ -273,6 +293,8 @@ impl Instance {
             draining: Default::default(),
             dispatcher: Default::default(),
             node: Default::default(),
+            hosted_task_cap: config.hosted_task_cap.unwrap_or(0).into(),
+            hosted_storage_quota: config.hosted_storage_quota.unwrap_or(0).into(),
             config,
         });
         // Before the leader's jobs start, so a single node leads from its

@@ -102,7 +102,7 @@ fn millis(d: Duration) -> i64 {
 /// leads from its first moment), and starts heartbeating.
 pub(crate) async fn join(inst: &std::sync::Arc<Instance>) -> Result<()> {
     let name = &inst.config.node_name;
-    let cap = i64::try_from(inst.config.max_concurrent_tasks).unwrap_or(i64::MAX);
+    let cap = i64::try_from(capped(inst, inst.config.max_concurrent_tasks)).unwrap_or(i64::MAX);
     let row = inst.store.register_node(name, cap, CUTTLE_VERSION).await?;
     apply(inst, &row);
     beat(inst).await;
@@ -212,9 +212,41 @@ async fn beat(inst: &Instance) {
 
 /// Applies the operator's settings on this node's row to its runner.
 fn apply(inst: &Instance, row: &NodeRow) {
-    inst.runner
-        .set_capacity(usize::try_from(row.max_concurrent_tasks).unwrap_or(1));
+    inst.runner.set_capacity(capped(
+        inst,
+        usize::try_from(row.max_concurrent_tasks).unwrap_or(1),
+    ));
     inst.runner.set_draining(row.is_in_maintenance_mode);
+}
+
+/// `wanted` within the host's cap, where the instance runs on a host.
+fn capped(inst: &Instance, wanted: usize) -> usize {
+    match inst.hosted_task_cap.load(Ordering::SeqCst) {
+        0 => wanted,
+        cap => wanted.min(cap),
+    }
+}
+
+/// Sets the host's cap on this instance's concurrent tasks, and its node's
+/// cap to it, applied at once.
+pub async fn set_hosted_task_cap(inst: &Instance, cap: usize) -> Result<()> {
+    if let Some(why) = invalid_task_cap(i64::try_from(cap).unwrap_or(i64::MAX)) {
+        return Err(ServiceError::bad_request(why));
+    }
+    inst.hosted_task_cap.store(cap, Ordering::SeqCst);
+    let id = node_id(&inst.config.node_name);
+    let row = inst
+        .store
+        .change_node(
+            &id,
+            &NodeChange {
+                max_concurrent_tasks: Some(i64::try_from(cap).unwrap_or(i64::MAX)),
+                is_in_maintenance_mode: None,
+            },
+        )
+        .await?;
+    apply(inst, &row);
+    Ok(())
 }
 
 /// Gives up the leader lease and records that this node stopped cleanly.
@@ -274,6 +306,15 @@ pub async fn update(inst: &Instance, id: &str, change: NodeUpdate) -> Result<Ser
     }
     if let Some(why) = change.max_concurrent_tasks.and_then(invalid_task_cap) {
         errors.push(why);
+    }
+    let hosted = inst.hosted_task_cap.load(Ordering::SeqCst);
+    if let Some(wanted) = change
+        .max_concurrent_tasks
+        .filter(|n| hosted > 0 && usize::try_from(*n).is_ok_and(|n| n > hosted))
+    {
+        errors.push(format!(
+            "This instance's hosting allows at most {hosted} tasks at once; {wanted} is more"
+        ));
     }
     if !errors.is_empty() {
         return Err(ServiceError::BadRequest {

@@ -224,6 +224,7 @@ pub async fn push(
     upload: Upload,
     mode: OverwriteMode,
 ) -> Result<Pushed> {
+    check_quota(inst, &upload).await?;
     let (store, caller, space_id) = (inst.store.clone(), caller.clone(), space_id.to_owned());
     let (files, blobs) = (inst.package_files.clone(), inst.blobs.clone());
     // The file is complete: it is published or refused even if the client
@@ -232,6 +233,53 @@ pub async fn push(
         store, files, blobs, caller, space_id, upload, mode,
     ))
     .await
+}
+
+/// Refuses a push that would take an instance on a host past its storage
+/// quota. The pushed file is already in the data directory (as an upload),
+/// so what the directory holds now is what it would hold after.
+async fn check_quota(inst: &Instance, upload: &Upload) -> Result<()> {
+    let quota = inst
+        .hosted_storage_quota
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if quota == 0 {
+        return Ok(());
+    }
+    let (dir, temp) = (inst.config.data_dir.clone(), upload.temp.path.clone());
+    let (on_disk, written) = tokio::task::spawn_blocking(move || {
+        let written = std::fs::metadata(&temp).map(|m| m.len()).unwrap_or(0);
+        (directory_size(&dir), written)
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("measuring the data directory: {e}")))?;
+    // The upload's last bytes may still be in its buffer.
+    let used = on_disk + upload.size.saturating_sub(written);
+    if used > quota {
+        const MIB: f64 = 1024.0 * 1024.0;
+        return Err(ServiceError::Conflict(format!(
+            "The package {} ({:.1} MiB) would take this instance past its storage quota of              {:.0} MiB ({:.1} MiB with it); nothing was stored. Delete packages no release              needs, or ask for a larger quota.",
+            upload.file_name(),
+            upload.size as f64 / MIB,
+            quota as f64 / MIB,
+            used as f64 / MIB,
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `dir`, links not followed.
+fn directory_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(std::result::Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => directory_size(&entry.path()),
+            Ok(t) if t.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 async fn finish_push(

@@ -29,6 +29,8 @@
 //! - [`group_commit`]: running tasks' writes, many to one commit.
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
 //!   an empty database.
+//! - [`host`]: a `cuttle host`'s registry of instances, and its
+//!   instances' PostgreSQL databases.
 //! - [`testing`]: scratch databases for tests on both backends.
 //! - [`blobs`]: the files kept outside the database (package files), in a
 //!   directory or an S3-compatible bucket.
@@ -44,6 +46,7 @@ pub mod documents;
 pub mod events;
 pub mod gauges;
 mod group_commit;
+pub mod host;
 pub mod interruptions;
 pub mod machines;
 pub mod nodes;
@@ -168,6 +171,31 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
+/// Refuses at once a file that is there but is no SQLite database (its
+/// first bytes are not SQLite's header): the pool would otherwise retry
+/// connecting to it until its timeout, a minute later, saying less.
+fn check_sqlite_file(url: &str) -> Result<()> {
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut start = [0u8; 16];
+    match std::io::Read::read(&mut file, &mut start) {
+        // An empty file is made into a database.
+        Ok(0) => Ok(()),
+        Ok(n) if n == HEADER.len() && &start == HEADER => Ok(()),
+        Ok(_) => Err(StoreError::Corrupt(format!(
+            "{path} is not an SQLite database (its header is not SQLite's): the file is \
+             damaged or not Cuttle's; restore it from a backup"
+        ))),
+        Err(_) => Ok(()),
+    }
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Brings the schema up to date. Each migration is recorded in
@@ -249,13 +277,40 @@ pub struct Store {
 /// their page caches stay small.
 const SQLITE_READERS: u32 = 4;
 
+/// How many PostgreSQL connections one store may hold, and how long one
+/// may sit idle before it is closed. A host of many installations on one
+/// PostgreSQL server gives each a few, so that together they stay within
+/// the server's `max_connections`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostgresPool {
+    pub max_connections: u32,
+    pub idle_timeout: Duration,
+}
+
+impl Default for PostgresPool {
+    fn default() -> Self {
+        PostgresPool {
+            max_connections: 16,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema
     /// up to date.
     pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, PostgresPool::default()).await
+    }
+
+    /// As [`Store::open`], with `postgres` connections at most on PostgreSQL.
+    pub async fn open_with(url: &str, postgres: PostgresPool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend =
             Backend::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
+        if backend == Backend::Sqlite {
+            check_sqlite_file(url)?;
+        }
         let options = AnyConnectOptions::from_str(url)?;
         let store = match backend {
             // One writing connection: SQLite has one writer anyway, and a
@@ -312,7 +367,8 @@ impl Store {
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(postgres.max_connections.max(1))
+                    .idle_timeout(postgres.idle_timeout)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
@@ -499,5 +555,25 @@ mod tests {
         );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+
+    #[test]
+    fn a_file_that_is_no_sqlite_database_is_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = |name: &str| super::Store::sqlite_url(&dir.path().join(name));
+        std::fs::write(dir.path().join("garbage.db"), [0x5a; 4096]).unwrap();
+        let refused = super::check_sqlite_file(&url("garbage.db"));
+        assert!(
+            matches!(&refused, Err(super::StoreError::Corrupt(m)) if m.contains("not an SQLite database")),
+            "{refused:?}"
+        );
+        // Missing and empty files become databases.
+        assert!(super::check_sqlite_file(&url("missing.db")).is_ok());
+        std::fs::write(dir.path().join("empty.db"), []).unwrap();
+        assert!(super::check_sqlite_file(&url("empty.db")).is_ok());
+        let mut real = b"SQLite format 3\0".to_vec();
+        real.resize(4096, 0);
+        std::fs::write(dir.path().join("real.db"), real).unwrap();
+        assert!(super::check_sqlite_file(&url("real.db")).is_ok());
     }
 }

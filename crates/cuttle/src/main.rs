@@ -4,6 +4,7 @@
 mod cli;
 mod config_file;
 mod data_dir_lock;
+mod host;
 mod server;
 
 use anyhow::Context as _;
@@ -28,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the server: REST API and task runner.
     Server(Box<server::ServerArgs>),
+    /// Serve many isolated instances, each at NAME.DOMAIN, with a control
+    /// plane to create and manage them; or manage them (`host instance`).
+    Host(Box<host::HostArgs>),
     /// Work with releases.
     #[command(subcommand)]
     Release(cli::ReleaseCommand),
@@ -61,6 +65,7 @@ impl Command {
     fn is_service(&self) -> bool {
         match self {
             Command::Server(s) => s.runs_the_server(),
+            Command::Host(h) => h.runs_the_host(),
             Command::Agent(a) => a.is_run(),
             _ => false,
         }
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.command {
             Command::Server(s) => server::run(*s).await.map(|()| 0),
+            Command::Host(h) => host::run(*h).await,
             Command::Release(cmd) => cli::release(&args.conn, cmd).await,
             Command::Deploy(d) => cli::deploy(&args.conn, d).await,
             Command::Task(cmd) => cli::task(&args.conn, cmd).await,

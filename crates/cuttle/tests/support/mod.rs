@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod host;
 pub mod hostile;
 pub mod observe;
 

@@ -1,0 +1,211 @@
+//! `cuttle host`: many isolated instances in one process, each reached at
+//! `NAME.DOMAIN`, managed through a control plane on a listener of its own.
+//!
+//! # Layout
+//! - this file: the command's arguments, and running the host.
+//! - [`instances`]: the instances and their lifecycle.
+//! - [`routing`]: the public listener, by the `Host` header.
+//! - [`control`]: the control plane's HTTP API.
+//! - [`client`]: `cuttle host instance …`, a client of the control plane.
+//! - [`names`]: which instance names are accepted.
+//! - [`archive`]: a deleted instance's data packed into one file.
+//!
+//! Nothing an instance sets is process-wide: its store, metrics registry
+//! (labelled `cuttle_instance`), audit switch and task runner are its own.
+
+pub mod archive;
+pub mod client;
+pub mod control;
+pub mod instances;
+pub mod names;
+pub mod routing;
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The shortest control token accepted: it guards every instance.
+const MIN_TOKEN_LEN: usize = 24;
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HostArgs {
+    /// Without one, run the host.
+    #[command(subcommand)]
+    command: Option<HostCommand>,
+    /// Address instances are served on (each by its Host header, NAME.DOMAIN).
+    #[arg(long, env = "CUTTLE_HOST_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: String,
+    /// The domain instances are named under: instance NAME answers at NAME.DOMAIN.
+    #[arg(long, env = "CUTTLE_HOST_DOMAIN")]
+    domain: Option<String>,
+    /// The host's directory: its registry (host.db), instances/NAME/, archive/.
+    #[arg(long, env = "CUTTLE_HOST_DATA_DIR", default_value = "./cuttle-host")]
+    data_dir: PathBuf,
+    /// A PostgreSQL server (postgres://user@host/DB): the host's registry goes
+    /// in DB, and each instance gets a database of its own on that server;
+    /// without it, SQLite files in the data directory.
+    #[arg(long, env = "CUTTLE_HOST_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Address of the control plane (keep it private).
+    #[arg(
+        long,
+        env = "CUTTLE_HOST_CONTROL_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
+    control_listen: String,
+    /// The control plane's token, sent as `Authorization: Bearer TOKEN`
+    /// (at least 24 characters).
+    #[arg(long, env = "CUTTLE_HOST_CONTROL_TOKEN", hide_env_values = true)]
+    control_token: Option<String>,
+    /// The scheme of instances' URLs as users reach them (https behind a proxy).
+    #[arg(long, env = "CUTTLE_HOST_PUBLIC_SCHEME", default_value = "http")]
+    public_scheme: String,
+    /// The port of instances' URLs as users reach them [default: --listen's
+    /// port; none when that is 80]
+    #[arg(long, env = "CUTTLE_HOST_PUBLIC_PORT")]
+    public_port: Option<u16>,
+    /// Run scripts on instances' built-in workers even where they cannot be
+    /// isolated (without root and bubblewrap)
+    #[arg(long, env = "CUTTLE_BUILTIN_WORKER_UNISOLATED", value_parser = clap::builder::BoolishValueParser::new())]
+    builtin_worker_unisolated: bool,
+    /// On shutdown, suspension or deletion, how long an instance's running
+    /// steps may take to finish, in seconds.
+    #[arg(long, env = "CUTTLE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    shutdown_timeout: u64,
+    /// The host's log lines on stderr: "text" or "json".
+    #[arg(long, env = "CUTTLE_LOG_FORMAT", value_enum, default_value_t = crate::server::LogFormat::Text)]
+    log_format: crate::server::LogFormat,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum HostCommand {
+    /// Create, list, suspend, resume and delete a host's instances.
+    Instance(client::InstanceArgs),
+}
+
+impl HostArgs {
+    /// Whether this runs the host rather than a control-plane client.
+    pub fn runs_the_host(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
+pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
+    if let Some(HostCommand::Instance(cmd)) = args.command {
+        return client::run(cmd).await;
+    }
+    crate::server::init_tracing_as(args.log_format);
+    let domain = args
+        .domain
+        .as_deref()
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .context("--domain (CUTTLE_HOST_DOMAIN) is needed: instance NAME answers at NAME.DOMAIN")?;
+    if domain.split('.').any(|label| {
+        label.is_empty()
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }) {
+        anyhow::bail!("--domain '{domain}' is not a domain name");
+    }
+    let token = args
+        .control_token
+        .clone()
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    if token.len() < MIN_TOKEN_LEN {
+        anyhow::bail!(
+            "the control plane needs a token of at least {MIN_TOKEN_LEN} characters \
+             (--control-token or CUTTLE_HOST_CONTROL_TOKEN)"
+        );
+    }
+    if let Some(url) = &args.database_url {
+        if cuttle_store::Backend::of_url(url) != Some(cuttle_store::Backend::Postgres) {
+            anyhow::bail!("--database-url must be a PostgreSQL URL (postgres://…)");
+        }
+    }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let signalled = crate::server::shutdown_signal();
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = stop.send(true);
+    });
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    };
+
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("could not create {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("could not open {}", args.data_dir.display()))?;
+    // One host per directory: two would open the same instances.
+    let _one_host = crate::data_dir_lock::lock_sqlite_data_dir(&data_dir).await?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let control = tokio::net::TcpListener::bind(&args.control_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen for the control plane on {}",
+                args.control_listen
+            )
+        })?;
+    let control_addr = control.local_addr()?;
+    let public_port = args
+        .public_port
+        .or_else(|| (addr.port() != 80).then_some(addr.port()));
+    let host = instances::Host::open(instances::HostConfig {
+        data_dir: data_dir.clone(),
+        domain: domain.clone(),
+        database_url: args.database_url.clone(),
+        public_scheme: args.public_scheme.clone(),
+        public_port,
+        builtin_worker_unisolated: args.builtin_worker_unisolated,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    })
+    .await
+    .context("could not open the host")?;
+
+    // Last activity survives a restart, written at most once a minute.
+    let weak = std::sync::Arc::downgrade(&host);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(host) = weak.upgrade() else { return };
+            host.persist_activity().await;
+        }
+    });
+
+    crate::cli::announce!("The control plane is listening on http://{control_addr}");
+    crate::cli::announce!("Cuttle host for *.{domain} is listening on http://{addr}");
+    tracing::info!(data_dir = %data_dir.display(), "host ready");
+    let control_server = {
+        let app = control::router(host.clone(), token);
+        let stop = stopped();
+        tokio::spawn(async move { axum::serve(control, app).with_graceful_shutdown(stop).await })
+    };
+    crate::server::notify_systemd(sd_notify::NotifyState::Ready);
+    cuttle_api::connections::serve(
+        listener,
+        routing::router(host.clone()),
+        cuttle_api::HttpLimits::default(),
+        stopped(),
+    )
+    .await?;
+    crate::server::notify_systemd(sd_notify::NotifyState::Stopping);
+    let _ = control_server.await;
+    tracing::info!("no longer accepting requests; stopping every instance");
+    host.shutdown().await;
+    tracing::info!("stopped");
+    Ok(0)
+}

@@ -503,6 +503,29 @@ fn the_task_cap_is_the_instance_runners_and_its_administrator_cannot_raise_it() 
     );
 }
 
+/// Each instance's metrics name it, so one Prometheus scraping many
+/// instances keeps them apart; an instance's key reads only its own.
+#[test]
+fn each_instances_metrics_carry_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(dir.path(), None);
+    let made = host.create("metered");
+    let other = host.create("unmetered");
+    let metrics = |name: &str, key: &str| {
+        host.to(name, "GET", "/metrics", &[("X-Octopus-ApiKey", key)], None)
+    };
+    let (status, _, text) = metrics("metered", str_of(&made, "ApiKey"));
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("cuttle_build_info{"))
+        .expect("build info");
+    assert!(build.contains("cuttle_instance=\"metered\""), "{build}");
+    assert!(!text.contains("cuttle_instance=\"unmetered\""));
+    let (status, _, _) = metrics("metered", str_of(&other, "ApiKey"));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[test]
 fn the_instance_commands_drive_the_control_plane() {
     let dir = tempfile::tempdir().unwrap();

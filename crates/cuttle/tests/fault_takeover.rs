@@ -185,11 +185,19 @@ impl Cluster {
     }
 }
 
+/// Runs `f` on one runtime that lives as long as the test process: a store
+/// opened here keeps its pool and background tasks between calls (a
+/// runtime per call would shut them down under the next one).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
         .block_on(f)
 }
 

@@ -211,16 +211,16 @@ mod tests {
     }
 
     #[test]
-    fn the_insert_binds_seven_values_a_row() {
+    fn the_insert_binds_eight_values_a_row() {
         let sql = insert_sql(Backend::Postgres, 2);
-        assert!(sql.ends_with("VALUES ($1,$2,$3,$4,$5,$6,$7),($8,$9,$10,$11,$12,$13,$14)"));
+        assert!(sql.ends_with("VALUES ($1,$2,$3,$4,$5,$6,$7,$8),($9,$10,$11,$12,$13,$14,$15,$16)"));
         let sql = insert_sql(Backend::Sqlite, 2);
-        assert!(sql.ends_with("VALUES (?,?,?,?,?,?,?),(?,?,?,?,?,?,?)"));
+        assert!(sql.ends_with("VALUES (?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?)"));
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let full = full_insert_sql(backend);
             assert_eq!(full.matches('(').count(), 1 + LOG_ROWS_PER_STATEMENT);
         }
         let full = full_insert_sql(Backend::Postgres);
-        assert!(full.ends_with(&format!(",${})", 7 * LOG_ROWS_PER_STATEMENT)));
+        assert!(full.ends_with(&format!(",${})", COLUMNS * LOG_ROWS_PER_STATEMENT)));
     }
 }

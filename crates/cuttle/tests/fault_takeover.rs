@@ -11,7 +11,7 @@ use cuttle_store::Store;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
-use support::observe::{api, wait_task};
+use support::observe::{api, deploy_steps, wait_task};
 use support::{scratch_postgres, TestServer};
 
 /// Generous: a debug build on a busy machine. Nothing is timed against it.
@@ -89,46 +89,7 @@ impl Cluster {
     /// Creates a project of `steps`, releases and deploys it through n1
     /// (guided failure as asked); returns the task id.
     fn deploy(&self, project: &str, steps: Vec<Value>, guided: bool) -> String {
-        let url = self.url("n1");
-        if api(url, "GET", "/api/environments?name=Dev", None)["TotalResults"] == 0 {
-            api(
-                url,
-                "POST",
-                "/api/environments",
-                Some(json!({"Name": "Dev"})),
-            );
-        }
-        let p = api(
-            url,
-            "POST",
-            "/api/projects",
-            Some(json!({"Name": project, "ProjectGroupId": "ProjectGroups-1",
-                "LifecycleId": "Lifecycles-1"})),
-        );
-        let id = p["Id"].as_str().unwrap();
-        api(
-            url,
-            "PUT",
-            &format!("/api/projects/{id}/deploymentprocesses"),
-            Some(json!({"Version": 0, "Steps": steps})),
-        );
-        api(
-            url,
-            "POST",
-            "/api/Spaces-1/releases/create/v1",
-            Some(json!({"ProjectName": project, "ReleaseVersion": "1.0.0"})),
-        );
-        let d = api(
-            url,
-            "POST",
-            "/api/Spaces-1/deployments/create/untenanted/v1",
-            Some(json!({"ProjectName": project, "ReleaseVersion": "1.0.0",
-                "EnvironmentNames": ["Dev"], "UseGuidedFailure": guided})),
-        );
-        d["DeploymentServerTasks"][0]["ServerTaskId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        deploy_steps(self.url("n1"), project, steps, "1.0.0", guided)
     }
 
     fn task(&self, node: &str, id: &str) -> Value {

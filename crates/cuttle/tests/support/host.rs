@@ -1,7 +1,7 @@
 //! A real `cuttle host` process on loopback, its control plane, and
 //! requests to its instances by their host names.
 
-use super::{ScratchPostgres, BIN};
+use super::{tail, ScratchPostgres, BIN};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -344,12 +344,4 @@ fn drain(
             kept.push_back(line);
         }
     });
-}
-
-fn tail(output: &Mutex<VecDeque<String>>) -> String {
-    let kept = output.lock().unwrap_or_else(|e| e.into_inner());
-    kept.iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("\n")
 }

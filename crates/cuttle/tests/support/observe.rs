@@ -52,6 +52,21 @@ pub fn api(url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
 /// Creates environment Dev and a project whose one step runs `script`,
 /// releases it and deploys it; returns the task id.
 pub fn deploy(url: &str, project: &str, script: &str) -> String {
+    let step = json!({"Name": "Run", "Actions": [{"ActionType": "Octopus.Script",
+        "Properties": {"Octopus.Action.Script.ScriptBody": script, "Octopus.Action.Script.Syntax": "Bash"}}]});
+    deploy_steps(url, project, vec![step], "0.0.1", false)
+}
+
+/// Creates environment Dev and a project of `steps`, releases it as
+/// `version` and deploys it (with guided failure as asked); returns the
+/// task id.
+pub fn deploy_steps(
+    url: &str,
+    project: &str,
+    steps: Vec<Value>,
+    version: &str,
+    guided: bool,
+) -> String {
     if api(url, "GET", "/api/environments?name=Dev", None)["TotalResults"] == 0 {
         api(
             url,
@@ -68,23 +83,21 @@ pub fn deploy(url: &str, project: &str, script: &str) -> String {
             json!({"Name": project, "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"}),
         ),
     );
-    let process = json!({"Version": 0, "Steps": [{"Name": "Run", "Actions": [{"ActionType": "Octopus.Script",
-        "Properties": {"Octopus.Action.Script.ScriptBody": script, "Octopus.Action.Script.Syntax": "Bash"}}]}]});
     let id = p["Id"].as_str().unwrap();
     api(
         url,
         "PUT",
         &format!("/api/projects/{id}/deploymentprocesses"),
-        Some(process),
+        Some(json!({"Version": 0, "Steps": steps})),
     );
     api(
         url,
         "POST",
         "/api/Spaces-1/releases/create/v1",
-        Some(json!({"ProjectName": project})),
+        Some(json!({"ProjectName": project, "ReleaseVersion": version})),
     );
-    let body =
-        json!({"ProjectName": project, "ReleaseVersion": "0.0.1", "EnvironmentNames": ["Dev"]});
+    let body = json!({"ProjectName": project, "ReleaseVersion": version,
+        "EnvironmentNames": ["Dev"], "UseGuidedFailure": guided});
     let d = api(
         url,
         "POST",

@@ -3,7 +3,7 @@
 # Cuttle, on SQLite (its data directory) and on PostgreSQL (a dump of its
 # database and its data directory), with resources of every kind the test
 # reads back and a deployment that has run. The upgrade test
-# (crates/cuttle/tests/upgrade.rs) starts the current binary on a copy.
+# (crates/cuttle/tests/it/upgrade.rs) starts the current binary on a copy.
 #
 # Usage: tests/upgrade/make-fixture.sh COMMIT [POSTGRES_URL]
 #   COMMIT        the earlier Cuttle to build (from this repository)

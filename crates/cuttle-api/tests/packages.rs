@@ -4,6 +4,7 @@
 //! (refused, with nothing left on disk), an upload cut off half way, and the
 //! server's memory while a large package streams in.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::{on_both, Server};

@@ -3,6 +3,7 @@
 //! after `--http-header-timeout`, and API keys sent in the query string
 //! never reach the logs, even at debug level.
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::io::{Read, Write};

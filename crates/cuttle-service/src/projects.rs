@@ -132,35 +132,17 @@ pub async fn update_project(
 /// deployments). Its finished tasks stay, as history.
 pub async fn delete_project(store: &Store, caller: &Actor, space_id: &str, id: &str) -> Result<()> {
     let project: Project = get_in_space(store, space_id, id).await?;
-    // In the space, so the lists seek the (collection, space, parent) index.
-    let owned = DocumentQuery {
-        parent_ids: vec![project.id.clone()],
-        ..DocumentQuery::in_space(space_id)
-    };
-    let channels = store.list::<Channel>(&owned).await?.items;
-    let releases = store.list::<cuttle_model::Release>(&owned).await?.items;
-    let deployments = store.list::<cuttle_model::Deployment>(&owned).await?.items;
-    let snapshots = store
-        .list::<cuttle_store::ProcessSnapshot>(&owned)
-        .await?
-        .items;
-    let variable_sets = store.list::<VariableSet>(&owned).await?.items;
+    // One statement a kind, whatever the project's history holds.
     let mut tx = store.begin().await?;
-    for c in &channels {
-        tx.delete::<Channel>(&c.id).await?;
-    }
-    for r in &releases {
-        tx.delete::<cuttle_model::Release>(&r.id).await?;
-    }
-    for d in &deployments {
-        tx.delete::<cuttle_model::Deployment>(&d.id).await?;
-    }
-    for s in &snapshots {
-        tx.delete::<cuttle_store::ProcessSnapshot>(&s.0.id).await?;
-    }
-    for v in &variable_sets {
-        tx.delete::<VariableSet>(&v.id).await?;
-    }
+    tx.delete_owned::<Channel>(space_id, &project.id).await?;
+    tx.delete_owned::<cuttle_model::Release>(space_id, &project.id)
+        .await?;
+    tx.delete_owned::<cuttle_model::Deployment>(space_id, &project.id)
+        .await?;
+    tx.delete_owned::<cuttle_store::ProcessSnapshot>(space_id, &project.id)
+        .await?;
+    tx.delete_owned::<VariableSet>(space_id, &project.id)
+        .await?;
     tx.delete::<DeploymentProcess>(&project.deployment_process_id)
         .await?;
     tx.delete::<Project>(&project.id).await?;

@@ -481,6 +481,27 @@ pub(crate) async fn unindex(conn: &mut AnyConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes a project's deployments from the index, and with them the
+/// project's newest deployment to each environment: nothing is left to
+/// move back to.
+pub(crate) async fn unindex_project(
+    conn: &mut AnyConnection,
+    space_id: &str,
+    project_id: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM deployments WHERE space_id = $1 AND project_id = $2")
+        .bind(space_id)
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM latest_deployments WHERE space_id = $1 AND project_id = $2")
+        .bind(space_id)
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Rows per multi-row INSERT of an import: well under both databases'
 /// limits on bound values (SQLite 32,766; PostgreSQL 65,535).
 const IMPORT_CHUNK: usize = 400;

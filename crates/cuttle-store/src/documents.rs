@@ -657,6 +657,30 @@ impl Tx {
     pub async fn delete<D: Document>(&mut self, id: &str) -> Result<()> {
         delete_on::<D>(&mut self.inner, id).await
     }
+
+    /// Deletes every document of this kind that `parent_id` owns in the
+    /// space, in one statement whatever their number (a project's
+    /// deployments may be hundreds of thousands), and their index rows
+    /// with them. Answers how many went.
+    pub async fn delete_owned<D: Document>(
+        &mut self,
+        space_id: &str,
+        parent_id: &str,
+    ) -> Result<u64> {
+        let removed = sqlx::query(
+            "DELETE FROM documents WHERE collection = $1 AND space_id = $2 AND parent_id = $3",
+        )
+        .bind(D::COLLECTION)
+        .bind(space_id)
+        .bind(parent_id)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        if D::COLLECTION == Deployment::COLLECTION {
+            crate::deployments::unindex_project(&mut self.inner, space_id, parent_id).await?;
+        }
+        Ok(removed)
+    }
 }
 
 impl Store {

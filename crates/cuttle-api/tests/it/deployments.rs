@@ -301,3 +301,71 @@ async fn scripts_report_progress() {
     })
     .await;
 }
+
+/// Deleting a project takes its releases and deployments with it; its
+/// finished tasks stay as history, and another project keeps everything.
+#[tokio::test]
+async fn a_deleted_project_takes_its_releases_and_deployments() {
+    on_both("delete-project-history", |s| async move {
+        let doomed = s
+            .project_with_script("Doomed", "echo doomed", json!({}))
+            .await;
+        s.project_with_script("Kept", "echo kept", json!({})).await;
+        let mut tasks = vec![];
+        for version in ["1.0.0", "1.0.1"] {
+            let task = s.release_and_deploy("Doomed", version).await;
+            assert_eq!(s.wait_for_task(&task).await["State"], "Success");
+            tasks.push(task);
+        }
+        let kept_task = s.release_and_deploy("Kept", "2.0.0").await;
+        assert_eq!(s.wait_for_task(&kept_task).await["State"], "Success");
+        let doomed_id = doomed["Id"].as_str().unwrap().to_owned();
+        let deployments = s
+            .get(&format!("/api/Spaces-1/deployments?projects={doomed_id}"))
+            .await
+            .body;
+        let deployment_ids: Vec<String> = deployments["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["Id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(deployment_ids.len(), 2, "{}: {deployments}", s.backend);
+
+        let r = s
+            .call_with(
+                Method::DELETE,
+                &format!("/api/projects/{doomed_id}"),
+                None,
+                Some(&s.key),
+            )
+            .await;
+        assert!(r.status.is_success(), "{}: {}", s.backend, r.body);
+
+        assert_eq!(
+            s.get(&format!("/api/projects/{doomed_id}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        for id in &deployment_ids {
+            assert_eq!(
+                s.get(&format!("/api/deployments/{id}")).await.status,
+                StatusCode::NOT_FOUND,
+                "{}: {id}",
+                s.backend
+            );
+        }
+        let left = s.get("/api/Spaces-1/deployments").await.body;
+        assert_eq!(left["TotalResults"], 1, "{}: {left}", s.backend);
+        let releases = s.get("/api/Spaces-1/releases").await.body;
+        assert_eq!(releases["TotalResults"], 1, "{}: {releases}", s.backend);
+        for task in &tasks {
+            assert_eq!(
+                s.get(&format!("/api/tasks/{task}")).await.body["State"],
+                "Success",
+                "{}: the finished task stays as history",
+                s.backend
+            );
+        }
+    })
+    .await;
+}

@@ -207,6 +207,74 @@ async fn the_newest_deployment_moves_with_inserts_and_deletes() {
     .await;
 }
 
+/// Deleting a project takes its deployments in one statement, whatever
+/// their number, and their index rows and dashboard cells with them; other
+/// projects, and the same project id in another space, keep theirs.
+#[tokio::test]
+async fn a_projects_deployments_are_deleted_at_once_with_their_index() {
+    on_both("delete_owned_deployments", |store, _| async move {
+        let mut doomed = vec![];
+        for environment in ["Environments-1", "Environments-1", "Environments-2"] {
+            doomed.push(deploy(&store, "Spaces-1", "Projects-1", environment, "Releases-1").await);
+        }
+        let kept = deploy(
+            &store,
+            "Spaces-1",
+            "Projects-2",
+            "Environments-1",
+            "Releases-2",
+        )
+        .await;
+        let elsewhere = deploy(
+            &store,
+            "Spaces-2",
+            "Projects-1",
+            "Environments-3",
+            "Releases-3",
+        )
+        .await;
+
+        let mut tx = store.begin().await.unwrap();
+        let removed = tx
+            .delete_owned::<Deployment>("Spaces-1", "Projects-1")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        assert_eq!(removed, 3);
+        for id in &doomed {
+            assert!(store.get::<Deployment>(id).await.unwrap().is_none(), "{id}");
+        }
+        assert_eq!(
+            ids(&store, in_space("Spaces-1")).await,
+            (vec![kept.clone()], 1)
+        );
+        assert_eq!(
+            latest(&store, "Spaces-1").await,
+            vec![cell("Projects-2", "Environments-1", &kept)]
+        );
+        assert_eq!(
+            ids(&store, in_space("Spaces-2")).await,
+            (vec![elsewhere.clone()], 1)
+        );
+        assert_eq!(
+            latest(&store, "Spaces-2").await,
+            vec![cell("Projects-1", "Environments-3", &elsewhere)]
+        );
+
+        // Nothing left to delete is no error, and deletes nothing more.
+        let mut tx = store.begin().await.unwrap();
+        let again = tx
+            .delete_owned::<Deployment>("Spaces-1", "Projects-1")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(again, 0);
+        assert_eq!(ids(&store, in_space("Spaces-1")).await.1, 1);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn deployment_lists_filter_and_page_in_sql() {
     on_both("deployment_lists", |store, _| async move {

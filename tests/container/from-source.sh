@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Builds the server and agent images from source, as a user without a Rust
+# toolchain of their own would: the Containerfile's `build` stage compiles
+# the release binary inside the image build, and the final stages copy it.
+# Then the server image starts on 127.0.0.1 and answers /api, and the
+# binary in the agent image names the same version.
+#
+# The build stage's image (RUST_IMAGE) is normally docker.io/library/rust.
+# Where no registry can give it, this script makes one from the Rust
+# toolchain installed on this host (rustup's, the one `cargo` runs) on top
+# of the base image that base-image.sh makes, and names it
+# localhost/cuttle-rust:host. Set RUST_IMAGE to use another.
+#
+# A release build on two cores takes many minutes, so CI builds its images
+# around the binary it has built (smoke.sh); run this by hand.
+#
+# Usage: tests/container/from-source.sh   (needs what smoke.sh needs)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PODMAN_STORE="${PODMAN_STORE:---root /var/tmp/cuttle-ci/storage --runroot /var/tmp/cuttle-ci/run --storage-driver overlay}"
+read -r -a store <<<"$PODMAN_STORE"
+now_ms() { date +%s%3N; }
+work="$(mktemp -d /var/tmp/cuttle-from-source.XXXXXX)"
+trap 'podman "${store[@]}" rm -f -t 0 cuttle-from-source >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+tests/container/base-image.sh
+
+rust_image="${RUST_IMAGE:-}"
+if [ -z "$rust_image" ]; then
+  rust_image=localhost/cuttle-rust:host
+  if ! podman "${store[@]}" image exists "$rust_image"; then
+    toolchain="$(dirname "$(dirname "$(rustup which rustc)")")"
+    mkdir -p "$work/rust"
+    # Hard links where the file system allows, a copy where it does not.
+    cp -al "$toolchain" "$work/rust/toolchain" 2>/dev/null || cp -a "$toolchain" "$work/rust/toolchain"
+    rm -rf "$work/rust/toolchain/share/doc"
+    # Crates are fetched through this host's network: the image trusts the
+    # local certificate authorities the host trusts.
+    mkdir -p "$work/rust/local-ca"
+    cp /usr/local/share/ca-certificates/*.crt "$work/rust/local-ca/" 2>/dev/null || true
+    cat >"$work/rust/Containerfile" <<'EOF'
+FROM docker.io/library/debian:bookworm-slim
+# A C compiler and libc's headers: rustc links through cc, and ring builds C.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      gcc libc6-dev ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+COPY local-ca /usr/local/share/ca-certificates
+RUN update-ca-certificates >/dev/null
+COPY toolchain /usr/local/rust
+ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    CARGO_HOME=/usr/local/cargo
+EOF
+    buildah "${store[@]}" bud --quiet --isolation chroot --network host --pull=never \
+      -t "$rust_image" -f "$work/rust/Containerfile" "$work/rust" >/dev/null
+    echo "made $rust_image from $toolchain ($(rustc --version))"
+  fi
+fi
+
+revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+for target in server agent; do
+  start=$(now_ms)
+  # --layers: the agent's build stage is the server's, built once.
+  buildah "${store[@]}" bud --quiet --layers --isolation chroot --network host --pull=never \
+    --target "$target" --build-arg RUST_IMAGE="$rust_image" --build-arg REVISION="$revision" \
+    -t "localhost/cuttle-$target:source" -f deploy/container/Containerfile . >/dev/null
+  size="$(podman "${store[@]}" image inspect --format '{{.Size}}' "localhost/cuttle-$target:source")"
+  echo "built localhost/cuttle-$target:source from source in $(( $(now_ms) - start )) ms ($(( size / 1024 / 1024 )) MB)"
+done
+
+# The images run: the server answers /api on a free loopback port and stops
+# cleanly, and both images hold the same binary.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+polling="$(free_port)"
+data="$work/data"
+mkdir -p "$data" && chown 10001:10001 "$data"
+podman "${store[@]}" run -d --name cuttle-from-source --runtime runc --network host --init \
+  --read-only --tmpfs /tmp --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+  -v "$data:/data" -e "CUTTLE_LISTEN=127.0.0.1:$port" \
+  -e "CUTTLE_POLLING_LISTEN=127.0.0.1:$polling" localhost/cuttle-server:source >/dev/null
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/api" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$port/api" >/dev/null
+podman "${store[@]}" stop -t 20 cuttle-from-source >/dev/null
+code="$(podman "${store[@]}" inspect --format '{{.State.ExitCode}}' cuttle-from-source)"
+[ "$code" = 0 ] || { echo "the server stopped with exit code $code" >&2; exit 1; }
+binary_version() {
+  podman "${store[@]}" run --rm --runtime runc --network host \
+    --entrypoint /usr/local/bin/cuttle "$1" --version
+}
+server_version="$(binary_version localhost/cuttle-server:source)"
+agent_version="$(binary_version localhost/cuttle-agent:source)"
+[ "$server_version" = "$agent_version" ] ||
+  { echo "the server image holds '$server_version', the agent image '$agent_version'" >&2; exit 1; }
+echo "the server image answered /api and stopped with exit code 0; both images hold $server_version"
+echo "ok: both images build from source and run"

@@ -157,11 +157,12 @@ fn hosted_leases(host: &TestHost) -> Vec<Value> {
 
 /// The script's own identity and place, and a file in each place it can
 /// write, plus a process left running: all of it must go with the lease.
+/// The script's working directory is below the worker's scratch directory
+/// (`…/work/<step>`), which lasts as long as the lease.
 const LEAVE_BEHIND: &str = r#"echo "uid=$(id -u)"
-echo "home=$HOME"
-echo "cwd=$(pwd)"
-echo lease-one-secret > "$HOME/left-in-home"
-echo lease-one-secret > left-in-workdir
+scratch=${PWD%/work/*}
+echo "scratch=$scratch"
+echo lease-one-secret > "$scratch/left-in-scratch"
 echo lease-one-secret > /tmp/left-in-tmp
 if (echo lease-one-secret > /var/tmp/left-in-var-tmp) 2>/dev/null; then echo "var-tmp=writable"; else echo "var-tmp=read-only"; fi
 setsid sleep 300 >/dev/null 2>&1 < /dev/null &
@@ -187,11 +188,11 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
             "beta",
             &beta,
             "Keeper",
-            "echo \"home=$HOME\"\necho beta-secret > \"$HOME/beta-secret\"",
+            "scratch=${PWD%/work/*}\necho \"scratch=$scratch\"\necho beta-secret > \"$scratch/beta-secret\"",
         );
         assert_eq!(task["State"], "Success", "{task}\n{log_b}");
-        let (home_a, cwd_a) = (printed(&log_a, "home"), printed(&log_a, "cwd"));
-        let home_b = printed(&log_b, "home");
+        let home_a = printed(&log_a, "scratch");
+        let home_b = printed(&log_b, "scratch");
         assert_ne!(home_a, home_b, "each lease has a scratch directory of its own");
         let uid_a: u32 = printed(&log_a, "uid").parse().unwrap();
         if runs_as_root() {
@@ -203,7 +204,10 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
             eprintln!("the host does not run as root here: workers run as its user");
         }
         // Both are there to read, for anyone outside the sandbox.
-        assert!(Path::new(home_a).join("left-in-home").is_file());
+        assert!(Path::new(home_a).join("left-in-scratch").is_file(), "{log_a}");
+        // The sandbox's /tmp is the worker's own, in its scratch directory.
+        assert!(Path::new(home_a).join("tmp/left-in-tmp").is_file(), "{log_a}");
+        assert!(!Path::new("/tmp/left-in-tmp").exists());
         assert!(Path::new(home_b).join("beta-secret").is_file());
         assert!(dir.join("instances/beta/master.key").is_file());
         let leases = hosted_leases(&host);
@@ -226,12 +230,12 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
         // A new lease reads nothing of the old one, of beta, or of the host.
         let data = dir.display();
         let probe = format!(
-            r#"for f in "{home_a}/left-in-home" "{cwd_a}/left-in-workdir" /tmp/left-in-tmp /var/tmp/left-in-var-tmp "{home_b}/beta-secret" "{data}/instances/beta/master.key" "{data}/instances/alpha/master.key" "{data}/host.db"; do
+            r#"for f in "{home_a}/left-in-scratch" "{home_a}/tmp/left-in-tmp" /tmp/left-in-tmp /var/tmp/left-in-var-tmp "{home_b}/beta-secret" "{data}/instances/beta/master.key" "{data}/instances/alpha/master.key" "{data}/host.db"; do
   if cat "$f" >/dev/null 2>&1; then echo "READ $f"; else echo "DENIED $f"; fi
 done
 if [ -e "{data}/instances/beta" ]; then echo "beta-dir=seen"; else echo "beta-dir=hidden"; fi
 echo "host-data-entries=$(ls -A "{data}" 2>/dev/null | wc -l)"
-echo "home=$HOME""#
+echo "scratch=${{PWD%/work/*}}""#
         );
         let (task, log) = deploy(&host, "alpha", &alpha, "Prober", &probe);
         assert_eq!(task["State"], "Success", "{task}\n{log}");
@@ -239,7 +243,7 @@ echo "home=$HOME""#
         assert_eq!(log.matches("DENIED ").count(), 8, "{log}");
         assert_eq!(printed(&log, "beta-dir"), "hidden", "{log}");
         assert_eq!(printed(&log, "host-data-entries"), "0", "{log}");
-        assert_ne!(printed(&log, "home"), home_a, "a new lease, a new directory");
+        assert_ne!(printed(&log, "scratch"), home_a, "a new lease, a new directory");
 
         for name in ["alpha", "beta"] {
             let (status, body) = host.control("DELETE", &format!("/instances/{name}"), None);
@@ -257,7 +261,8 @@ fn an_idle_hosted_worker_is_wiped_and_the_next_step_gets_a_new_one() {
     let key = instance(&host, "idler");
     let (task, log) = deploy(&host, "idler", &key, "First", LEAVE_BEHIND);
     assert_eq!(task["State"], "Success", "{task}\n{log}");
-    let home = printed(&log, "home").to_owned();
+    let home = printed(&log, "scratch").to_owned();
+    assert!(Path::new(&home).join("left-in-scratch").is_file(), "{log}");
     let uid: u32 = printed(&log, "uid").parse().unwrap();
     let leases = hosted_leases(&host);
     let uri = leases
@@ -287,10 +292,16 @@ fn an_idle_hosted_worker_is_wiped_and_the_next_step_gets_a_new_one() {
         );
     }
 
-    let (task, log) = deploy(&host, "idler", &key, "Second", "echo \"home=$HOME\"\nls -A \"$HOME\"");
+    let (task, log) = deploy(
+        &host,
+        "idler",
+        &key,
+        "Second",
+        "scratch=${PWD%/work/*}\necho \"scratch=$scratch\"\nls -A \"$scratch\" /tmp",
+    );
     assert_eq!(task["State"], "Success", "{task}\n{log}");
-    assert_ne!(printed(&log, "home"), home);
-    assert!(!log.contains("left-in-home"), "{log}");
+    assert_ne!(printed(&log, "scratch"), home);
+    assert!(!log.contains("left-in-"), "{log}");
 }
 
 #[test]

@@ -237,10 +237,11 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
     crate::server::notify_systemd(sd_notify::NotifyState::Stopping);
     let _ = control_server.await;
     tracing::info!("no longer accepting requests; stopping every instance");
-    host.shutdown().await;
+    // Workers first, while their instances can still drop their registrations.
     if let Some(workers) = &hosted_workers {
         workers.shutdown().await;
     }
+    host.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
 }

@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 : "${CUTTLE_SERVER:?the Cuttle server to load the project into, e.g. http://127.0.0.1:8080}"
 : "${CUTTLE_API_KEY:?an API key of that server}"
-: "${CUTTLE_HOST_CONTROL_TOKEN:?the host's control-plane token}"
+: "${CUTTLE_HOST_CONTROL_TOKEN:?the control-plane token of the host}"
 control=${HOSTING_CONTROL_URL:-http://127.0.0.1:8090}
 public=${HOSTING_PUBLIC_URL:-http://127.0.0.1:8080}
 domain=${HOSTING_DOMAIN:-cuttle.localhost}

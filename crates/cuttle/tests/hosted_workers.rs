@@ -364,3 +364,92 @@ fn without_a_free_hosted_worker_a_step_fails_saying_so_and_nothing_runs_on_the_h
     assert!(log.contains("on-a-hosted-worker"), "{log}");
     assert_eq!(hosted_leases(&host)[0]["Instance"], "second");
 }
+
+/// Whether process `pid` runs (a zombie waiting for its reaper does not).
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_a_killed_host_leaves_no_worker_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = host_with(dir.path(), None, "1", "10m");
+    let key = instance(&host, "sturdy");
+    let (status, lease) = host.control("POST", "/instances/sturdy/hosted-worker", None);
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    let pid = lease["Pid"].as_u64().expect("the worker's pid");
+    let first = str_of(&lease, "Id").to_owned();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // The next step finds it dead and runs on a new worker.
+    let (task, log) = deploy(&host, "sturdy", &key, "After", "echo survived");
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    assert!(log.contains("survived"), "{log}");
+    let leases = hosted_leases(&host);
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_ne!(str_of(&leases[0], "Id"), first, "{leases:?}");
+    let workers = host.api("sturdy", &key, "GET", "/api/workers", None);
+    assert_eq!(
+        workers["Items"].as_array().map(Vec::len),
+        Some(1),
+        "only the live worker is registered: {workers}"
+    );
+
+    // The host killed outright: its worker does not outlive it.
+    let pid = leases[0]["Pid"].as_u64().expect("the worker's pid");
+    let uri = str_of(&leases[0], "Uri").to_owned();
+    let port = uri.trim_end_matches('/').rsplit(':').next().unwrap().to_owned();
+    host.kill();
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(pid)),
+        "the worker outlived its host"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(
+            format!("127.0.0.1:{port}")
+        )
+        .is_err()),
+        "something still listens at {uri}"
+    );
+
+    let left = scratch_dirs(dir.path());
+    assert_eq!(left.len(), 1, "a host killed outright leaves its directory: {left:?}");
+
+    // Restarted, the host drops the dead worker's registration and
+    // directory; the next step runs on a fresh one.
+    let host = host_with(dir.path(), None, "1", "10m");
+    let (task, log) = deploy(&host, "sturdy", &key, "Restarted", "echo again");
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    let workers = host.api("sturdy", &key, "GET", "/api/workers", None);
+    assert_eq!(
+        workers["Items"].as_array().map(Vec::len),
+        Some(1),
+        "{workers}"
+    );
+    let now = scratch_dirs(dir.path());
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(!left.iter().any(|d| now.contains(d)), "{left:?} remain");
+}
+
+/// The worker directories in the host's default scratch directory.
+fn scratch_dirs(data_dir: &Path) -> Vec<String> {
+    use sha2::Digest as _;
+    let data_dir = std::fs::canonicalize(data_dir).unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes()));
+    let root = std::env::temp_dir().join(format!("cuttle-hosted-workers-{}", &digest[..12]));
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}

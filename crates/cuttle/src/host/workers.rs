@@ -137,6 +137,8 @@ pub struct LeaseView {
     pub instance: String,
     pub uri: String,
     pub thumbprint: String,
+    /// Its process (bubblewrap's, whose end ends the worker).
+    pub pid: Option<u32>,
     /// Steps running on it now.
     pub busy: usize,
     pub leased_at: String,
@@ -146,12 +148,18 @@ pub struct LeaseView {
 }
 
 impl Lease {
+    /// Whether its process has ended.
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     fn view(&self, instance: &str) -> LeaseView {
         LeaseView {
             id: self.id.clone(),
             instance: instance.to_owned(),
             uri: self.uri.clone(),
             thumbprint: self.thumbprint.clone(),
+            pid: self.child.id(),
             busy: self.usage.busy(),
             leased_at: self
                 .leased_at
@@ -249,7 +257,12 @@ impl HostedWorkers {
         let stale = leases
             .get(instance)
             .is_some_and(|l| l.server_thumbprint != server_thumbprint);
-        if stale {
+        // One whose process died (killed, crashed) is replaced too.
+        let dead = leases.get_mut(instance).is_some_and(Lease::exited);
+        if dead {
+            tracing::warn!(instance, "the hosted worker's process has ended; starting another");
+        }
+        if stale || dead {
             if let Some(old) = leases.remove(instance) {
                 wipe(instance, old).await;
             }
@@ -481,9 +494,9 @@ async fn reap(workers: Weak<HostedWorkers>) {
         let idle: Vec<(String, Lease)> = {
             let mut leases = w.leases.lock().await;
             let names: Vec<String> = leases
-                .iter()
-                .filter(|(_, l)| l.usage.idle_for(w.settings.idle))
-                .map(|(n, _)| n.clone())
+                .iter_mut()
+                .filter(|(_, l)| l.usage.busy() == 0)
+                .filter_map(|(n, l)| (l.usage.idle_for(w.settings.idle) || l.exited()).then(|| n.clone()))
                 .collect();
             names
                 .into_iter()
@@ -491,7 +504,7 @@ async fn reap(workers: Weak<HostedWorkers>) {
                 .collect()
         };
         for (instance, lease) in idle {
-            tracing::info!(instance = %instance, worker = %lease.id, "hosted worker idle; its lease ends");
+            tracing::info!(instance = %instance, worker = %lease.id, "hosted worker idle or ended; its lease ends");
             wipe(&instance, lease).await;
         }
     }

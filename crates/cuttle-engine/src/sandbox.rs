@@ -941,6 +941,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_a_built_in_worker_every_script_is_refused_and_nothing_is_probed() {
+        let sandbox = Arc::new(
+            Sandbox::probe(&SandboxConfig {
+                enabled: false,
+                ..SandboxConfig::default()
+            })
+            .await,
+        );
+        assert!(sandbox.is_off() && sandbox.refuses());
+        assert!(!sandbox.namespaces() && !sandbox.contains_steps());
+        let err = sandbox.step().unwrap_err().to_string();
+        assert!(err.contains("no built-in worker"), "{err}");
+        assert!(sandbox.to_string().starts_with("none: "), "{sandbox}");
+        // The default has one.
+        assert!(!Sandbox::probe(&SandboxConfig::default()).await.is_off());
+    }
+
+    #[tokio::test]
     async fn a_script_cannot_read_the_master_key() {
         let dir = DataDir::new();
         let key = dir.data.join("master.key");

@@ -84,7 +84,13 @@ fn deploy(host: &TestHost, name: &str, key: &str, project: &str, script: &str) -
     while Instant::now() < until {
         let t = host.api(name, key, "GET", &format!("/api/tasks/{task}"), None);
         if t["IsCompleted"] == true {
-            let details = host.api(name, key, "GET", &format!("/api/tasks/{task}/details"), None);
+            let details = host.api(
+                name,
+                key,
+                "GET",
+                &format!("/api/tasks/{task}/details"),
+                None,
+            );
             let mut lines = vec![];
             for root in details["ActivityLogs"].as_array().into_iter().flatten() {
                 collect_lines(root, &mut lines);
@@ -127,7 +133,12 @@ fn processes_of(uid: u32) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter(|e| {
             std::fs::metadata(e.path())
                 .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
@@ -193,7 +204,10 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
         assert_eq!(task["State"], "Success", "{task}\n{log_b}");
         let home_a = printed(&log_a, "scratch");
         let home_b = printed(&log_b, "scratch");
-        assert_ne!(home_a, home_b, "each lease has a scratch directory of its own");
+        assert_ne!(
+            home_a, home_b,
+            "each lease has a scratch directory of its own"
+        );
         let uid_a: u32 = printed(&log_a, "uid").parse().unwrap();
         if runs_as_root() {
             assert!(
@@ -204,9 +218,15 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
             eprintln!("the host does not run as root here: workers run as its user");
         }
         // Both are there to read, for anyone outside the sandbox.
-        assert!(Path::new(home_a).join("left-in-scratch").is_file(), "{log_a}");
+        assert!(
+            Path::new(home_a).join("left-in-scratch").is_file(),
+            "{log_a}"
+        );
         // The sandbox's /tmp is the worker's own, in its scratch directory.
-        assert!(Path::new(home_a).join("tmp/left-in-tmp").is_file(), "{log_a}");
+        assert!(
+            Path::new(home_a).join("tmp/left-in-tmp").is_file(),
+            "{log_a}"
+        );
         assert!(!Path::new("/tmp/left-in-tmp").exists());
         assert!(Path::new(home_b).join("beta-secret").is_file());
         assert!(dir.join("instances/beta/master.key").is_file());
@@ -216,7 +236,10 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
         // Alpha's lease ends: its worker is wiped.
         let (status, body) = host.control("DELETE", "/instances/alpha/hosted-worker", None);
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(!Path::new(home_a).exists(), "the scratch directory is removed");
+        assert!(
+            !Path::new(home_a).exists(),
+            "the scratch directory is removed"
+        );
         if runs_as_root() {
             assert!(
                 eventually(Duration::from_secs(5), || processes_of(uid_a).is_empty()),
@@ -243,14 +266,21 @@ echo "scratch=${{PWD%/work/*}}""#
         assert_eq!(log.matches("DENIED ").count(), 8, "{log}");
         assert_eq!(printed(&log, "beta-dir"), "hidden", "{log}");
         assert_eq!(printed(&log, "host-data-entries"), "0", "{log}");
-        assert_ne!(printed(&log, "scratch"), home_a, "a new lease, a new directory");
+        assert_ne!(
+            printed(&log, "scratch"),
+            home_a,
+            "a new lease, a new directory"
+        );
 
         for name in ["alpha", "beta"] {
             let (status, body) = host.control("DELETE", &format!("/instances/{name}"), None);
             assert_eq!(status, StatusCode::OK, "{body}");
         }
         assert_eq!(hosted_leases(&host), Vec::<Value>::new());
-        assert!(!Path::new(home_b).exists(), "deleting an instance wipes its worker");
+        assert!(
+            !Path::new(home_b).exists(),
+            "deleting an instance wipes its worker"
+        );
     });
 }
 
@@ -317,7 +347,12 @@ fn without_a_free_hosted_worker_a_step_fails_saying_so_and_nothing_runs_on_the_h
         let (task, log) = deploy(&host, "lonely", &key, "Web", &script);
         assert_eq!(task["State"], "Failed", "{task}\n{log}");
         assert!(log.contains("no built-in worker"), "{log}");
-        assert!(log.contains("Register a worker") || log.contains("register a worker") || log.contains("Register a worker of your own"), "{log}");
+        assert!(
+            log.contains("Register a worker")
+                || log.contains("register a worker")
+                || log.contains("Register a worker of your own"),
+            "{log}"
+        );
         assert!(log.contains("the host offers no hosted workers"), "{log}");
         assert!(!log.contains("ran"), "{log}");
         assert!(!marker.exists(), "the script ran on the host");
@@ -352,7 +387,12 @@ fn without_a_free_hosted_worker_a_step_fails_saying_so_and_nothing_runs_on_the_h
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = host.control("DELETE", "/instances/second/hosted-worker", None);
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = host.control_as(Some("wrong-token-wrong-token-wrong"), "POST", "/instances/second/hosted-worker", None);
+    let (status, _) = host.control_as(
+        Some("wrong-token-wrong-token-wrong"),
+        "POST",
+        "/instances/second/hosted-worker",
+        None,
+    );
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(hosted_leases(&host).len(), 1);
 
@@ -407,7 +447,12 @@ fn a_killed_worker_is_replaced_and_a_killed_host_leaves_no_worker_behind() {
     // The host killed outright: its worker does not outlive it.
     let pid = leases[0]["Pid"].as_u64().expect("the worker's pid");
     let uri = str_of(&leases[0], "Uri").to_owned();
-    let port = uri.trim_end_matches('/').rsplit(':').next().unwrap().to_owned();
+    let port = uri
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
     host.kill();
     assert!(
         eventually(Duration::from_secs(10), || !alive(pid)),
@@ -422,7 +467,11 @@ fn a_killed_worker_is_replaced_and_a_killed_host_leaves_no_worker_behind() {
     );
 
     let left = scratch_dirs(dir.path());
-    assert_eq!(left.len(), 1, "a host killed outright leaves its directory: {left:?}");
+    assert_eq!(
+        left.len(),
+        1,
+        "a host killed outright leaves its directory: {left:?}"
+    );
 
     // Restarted, the host drops the dead worker's registration and
     // directory; the next step runs on a fresh one.
@@ -444,7 +493,9 @@ fn a_killed_worker_is_replaced_and_a_killed_host_leaves_no_worker_behind() {
 fn scratch_dirs(data_dir: &Path) -> Vec<String> {
     use sha2::Digest as _;
     let data_dir = std::fs::canonicalize(data_dir).unwrap();
-    let digest = hex::encode(sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes()));
+    let digest = hex::encode(sha2::Sha256::digest(
+        data_dir.as_os_str().as_encoded_bytes(),
+    ));
     let root = std::env::temp_dir().join(format!("cuttle-hosted-workers-{}", &digest[..12]));
     std::fs::read_dir(root)
         .into_iter()

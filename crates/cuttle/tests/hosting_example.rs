@@ -33,7 +33,9 @@ fn deploy(ops: &TestServer) -> (serde_json::Value, String) {
         ops,
         "POST",
         "/api/Spaces-1/deployments/create/untenanted/v1",
-        Some(json!({"ProjectName": "Customer instances", "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Hosting"]})),
+        Some(
+            json!({"ProjectName": "Customer instances", "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Hosting"]}),
+        ),
     );
     let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
         .as_str()
@@ -57,9 +59,18 @@ fn the_hosting_example_provisions_an_instance_that_answers_with_a_hosted_worker(
 
     let (done, log) = deploy(&ops);
     assert_eq!(done["State"], "Success", "{done}\n{log}");
-    assert!(log.contains("Created the instance acme at http://acme.cuttle.test"), "{log}");
-    assert!(log.contains("acme.cuttle.test answers: 200 from /api"), "{log}");
-    assert!(log.contains("Leased the hosted worker hosted-worker-"), "{log}");
+    assert!(
+        log.contains("Created the instance acme at http://acme.cuttle.test"),
+        "{log}"
+    );
+    assert!(
+        log.contains("acme.cuttle.test answers: 200 from /api"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Leased the hosted worker hosted-worker-"),
+        "{log}"
+    );
     // The control-plane token is a sensitive variable: never in the log.
     assert!(!log.contains(TOKEN), "{log}");
 
@@ -83,7 +94,11 @@ fn the_hosting_example_provisions_an_instance_that_answers_with_a_hosted_worker(
     assert_eq!(done["State"], "Success", "{done}\n{log}");
     assert!(log.contains("The instance acme exists already"), "{log}");
     let (_, workers) = host.control("GET", "/hosted-workers", None);
-    assert_eq!(workers["Items"].as_array().map(Vec::len), Some(1), "{workers}");
+    assert_eq!(
+        workers["Items"].as_array().map(Vec::len),
+        Some(1),
+        "{workers}"
+    );
 
     // A control plane that refuses (a wrong token) fails the deployment
     // at its first step, with the answer in the log.

@@ -207,11 +207,23 @@ pub async fn run(args: InstanceArgs) -> anyhow::Result<i32> {
         InstanceCommand::Workers => {
             let list = call(reqwest::Method::GET, "/hosted-workers".into(), None).await?;
             let size = list.get("Size").and_then(Value::as_u64).unwrap_or(0);
-            let items = list.get("Items").and_then(Value::as_array).cloned().unwrap_or_default();
+            let items = list
+                .get("Items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             println!("{} of {size} hosted workers leased", items.len());
-            println!("{:<20} {:<24} {:>5}  LEASED AT", "WORKER", "INSTANCE", "BUSY");
+            println!(
+                "{:<20} {:<24} {:>5}  LEASED AT",
+                "WORKER", "INSTANCE", "BUSY"
+            );
             for item in items {
-                let text = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+                let text = |k: &str| {
+                    item.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("-")
+                        .to_owned()
+                };
                 let busy = item.get("Busy").and_then(Value::as_u64).unwrap_or(0);
                 println!(
                     "{:<20} {:<24} {:>5}  {}",

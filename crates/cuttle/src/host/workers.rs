@@ -260,7 +260,10 @@ impl HostedWorkers {
         // One whose process died (killed, crashed) is replaced too.
         let dead = leases.get_mut(instance).is_some_and(Lease::exited);
         if dead {
-            tracing::warn!(instance, "the hosted worker's process has ended; starting another");
+            tracing::warn!(
+                instance,
+                "the hosted worker's process has ended; starting another"
+            );
         }
         if stale || dead {
             if let Some(old) = leases.remove(instance) {
@@ -314,10 +317,7 @@ impl HostedWorkers {
             "hosted-worker-{}",
             self.serial.fetch_add(1, Ordering::Relaxed)
         );
-        let dir = self
-            .settings
-            .scratch_root
-            .join(uuid_like(&id, instance));
+        let dir = self.settings.scratch_root.join(uuid_like(&id, instance));
         let started = self.spawn(&id, &dir, server_thumbprint).await;
         match started {
             Ok(lease) => {
@@ -486,7 +486,9 @@ impl HostedWorkers {
 async fn reap(workers: Weak<HostedWorkers>) {
     loop {
         let tick = match workers.upgrade() {
-            Some(w) => (w.settings.idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)),
+            Some(w) => {
+                (w.settings.idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
+            }
             None => return,
         };
         tokio::time::sleep(tick).await;
@@ -496,7 +498,9 @@ async fn reap(workers: Weak<HostedWorkers>) {
             let names: Vec<String> = leases
                 .iter_mut()
                 .filter(|(_, l)| l.usage.busy() == 0)
-                .filter_map(|(n, l)| (l.usage.idle_for(w.settings.idle) || l.exited()).then(|| n.clone()))
+                .filter_map(|(n, l)| {
+                    (l.usage.idle_for(w.settings.idle) || l.exited()).then(|| n.clone())
+                })
                 .collect();
             names
                 .into_iter()
@@ -643,7 +647,11 @@ pub async fn lease_to(host: &Host, name: &str) -> Result<LeaseView, HostError> {
                 "The instance '{name}' is not running, so it cannot be lent a worker"
             )))
         }
-        None => return Err(HostError::NotFound(format!("There is no instance '{name}'"))),
+        None => {
+            return Err(HostError::NotFound(format!(
+                "There is no instance '{name}'"
+            )))
+        }
     };
     let thumbprint = served.instance.agents.identity().thumbprint().to_string();
     workers
@@ -690,7 +698,10 @@ fn capitalised(text: &str) -> String {
 pub fn default_scratch_root(host_data_dir: &Path) -> PathBuf {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(host_data_dir.as_os_str().as_encoded_bytes());
-    std::env::temp_dir().join(format!("cuttle-hosted-workers-{}", &hex::encode(digest)[..12]))
+    std::env::temp_dir().join(format!(
+        "cuttle-hosted-workers-{}",
+        &hex::encode(digest)[..12]
+    ))
 }
 
 /// A duration as `90s`, `10m`, `1h` or `500ms` (a bare number is seconds).

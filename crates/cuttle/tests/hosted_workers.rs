@@ -172,10 +172,12 @@ fn hosted_leases(host: &TestHost) -> Vec<Value> {
 /// (`…/work/<step>`), which lasts as long as the lease.
 const LEAVE_BEHIND: &str = r#"echo "uid=$(id -u)"
 scratch=${PWD%/work/*}
+# Named for this lease, so no file left on the machine by others is taken for it.
+tag=${scratch##*/}
 echo "scratch=$scratch"
 echo lease-one-secret > "$scratch/left-in-scratch"
 echo lease-one-secret > /tmp/left-in-tmp
-if (echo lease-one-secret > /var/tmp/left-in-var-tmp) 2>/dev/null; then echo "var-tmp=writable"; else echo "var-tmp=read-only"; fi
+if (echo lease-one-secret > "/var/tmp/left-in-var-tmp-$tag") 2>/dev/null; then echo "var-tmp=writable"; else echo "var-tmp=read-only"; fi
 setsid sleep 300 >/dev/null 2>&1 < /dev/null &
 echo left-running"#;
 
@@ -252,8 +254,9 @@ fn a_script_on_a_hosted_worker_sees_no_other_instance_no_host_data_and_no_earlie
 
         // A new lease reads nothing of the old one, of beta, or of the host.
         let data = dir.display();
+        let tag = home_a.rsplit('/').next().unwrap_or_default();
         let probe = format!(
-            r#"for f in "{home_a}/left-in-scratch" "{home_a}/tmp/left-in-tmp" /tmp/left-in-tmp /var/tmp/left-in-var-tmp "{home_b}/beta-secret" "{data}/instances/beta/master.key" "{data}/instances/alpha/master.key" "{data}/host.db"; do
+            r#"for f in "{home_a}/left-in-scratch" "{home_a}/tmp/left-in-tmp" /tmp/left-in-tmp "/var/tmp/left-in-var-tmp-{tag}" "{home_b}/beta-secret" "{data}/instances/beta/master.key" "{data}/instances/alpha/master.key" "{data}/host.db"; do
   if cat "$f" >/dev/null 2>&1; then echo "READ $f"; else echo "DENIED $f"; fi
 done
 if [ -e "{data}/instances/beta" ]; then echo "beta-dir=seen"; else echo "beta-dir=hidden"; fi
@@ -305,9 +308,17 @@ fn an_idle_hosted_worker_is_wiped_and_the_next_step_gets_a_new_one() {
         "the lease ends after its idle time: {:?}",
         hosted_leases(&host)
     );
-    assert!(!Path::new(&home).exists(), "its directory is removed");
-    let workers = host.api("idler", &key, "GET", "/api/workers", None);
-    assert_eq!(workers["Items"], json!([]), "its registration is removed");
+    // The lease is gone from the list as its wipe begins.
+    assert!(
+        eventually(Duration::from_secs(10), || !Path::new(&home).exists()),
+        "its directory is removed"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            host.api("idler", &key, "GET", "/api/workers", None)["Items"] == json!([])
+        }),
+        "its registration is removed"
+    );
     if let Some(port) = uri.trim_end_matches('/').rsplit(':').next() {
         assert!(
             std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),

@@ -539,7 +539,8 @@ async fn wipe(instance: &str, mut lease: Lease) {
 }
 
 /// Registers the lease's worker in `space_id`'s hosted pool (made if
-/// missing), removing registrations a host killed outright left there.
+/// missing), removing the registrations of workers a host killed outright
+/// left there.
 async fn register(store: &Store, space_id: &str, lease: &Lease) -> Result<Worker, String> {
     let err = |e: cuttle_service::ServiceError| e.to_string();
     let q = DocumentQuery::in_space(space_id);
@@ -566,7 +567,11 @@ async fn register(store: &Store, space_id: &str, lease: &Lease) -> Result<Worker
     let leftovers = cuttle_service::workers::pool_workers(store, space_id, &pool.id)
         .await
         .map_err(err)?;
-    for old in leftovers {
+    // Only the host's own: a worker an administrator put in the pool stays.
+    let ours = |w: &Worker| {
+        w.name.starts_with("hosted-worker-") && w.endpoint.uri.starts_with("https://127.0.0.1:")
+    };
+    for old in leftovers.into_iter().filter(ours) {
         cuttle_service::workers::delete_worker(store, &system(), space_id, &old.id)
             .await
             .map_err(err)?;

@@ -48,6 +48,9 @@ pub struct DeployContext {
     pub interventions: Arc<Interventions>,
     /// The built-in worker's isolation.
     pub sandbox: Arc<crate::sandbox::Sandbox>,
+    /// Lends a worker for steps that would run on the built-in worker when
+    /// there is none (an instance on `cuttle host`).
+    pub hosted_workers: Option<Arc<dyn crate::hosted_workers::WorkerLender>>,
     /// Connections to agents; `None` when the server has no TLS identity.
     pub agents: Option<Arc<cuttle_protocol::Agents>>,
     /// Where the built-in feed keeps package files, by SHA-256.
@@ -584,6 +587,37 @@ impl<'a> StepScope<'a> {
 }
 
 impl<'a> StepScope<'a> {
+    /// A worker lent by the host, for a step that would run on the built-in
+    /// worker of an instance without one; why not, to log and fail with.
+    async fn borrow_worker(&self) -> Result<crate::hosted_workers::Lent, String> {
+        let no_worker = |more: &str| {
+            let mut why = crate::sandbox::NO_BUILT_IN_WORKER.to_owned();
+            if let Some(c) = why.get_mut(..1) {
+                c.make_ascii_uppercase();
+            }
+            format!("{why}{more}")
+        };
+        let Some(lender) = &self.ctx.hosted_workers else {
+            return Err(no_worker(" (the host offers no hosted workers)"));
+        };
+        let Some(thumbprint) = self
+            .ctx
+            .agents
+            .as_ref()
+            .map(|a| a.identity().thumbprint().to_string())
+        else {
+            return Err(no_worker(" (this instance has no certificate for workers)"));
+        };
+        lender
+            .lend(
+                &self.ctx.store,
+                &self.loaded.deployment.space_id,
+                &thumbprint,
+            )
+            .await
+            .map_err(|e| no_worker(&format!("; and {e}")))
+    }
+
     /// Runs one step (its condition, then its actions in order), writing
     /// under `activity`. `error_so_far` is what failed before its group.
     async fn run_step(
@@ -715,7 +749,29 @@ impl<'a> StepScope<'a> {
                         spread,
                     )
                     .await;
+                    // Without a built-in worker, the host lends one; the
+                    // loan is held until the step is done with it.
+                    let lent = match &chosen {
+                        Ok(WorkerChoice::BuiltIn) if self.ctx.sandbox.is_off() => {
+                            Some(self.borrow_worker().await)
+                        }
+                        _ => None,
+                    };
                     match &chosen {
+                        Ok(WorkerChoice::BuiltIn) if lent.is_some() => match &lent {
+                            Some(Ok(lent)) => {
+                                activity.info(format!(
+                                    "Running on the hosted worker {}",
+                                    lent.worker.name
+                                ));
+                                vec![run(RunsOn::Worker(&lent.worker)).run(self.vars).await]
+                            }
+                            Some(Err(why)) => {
+                                activity.error(why);
+                                vec![ActionOutcome::Failed(why.clone())]
+                            }
+                            None => vec![],
+                        },
                         Ok(WorkerChoice::BuiltIn) => {
                             vec![run(RunsOn::BuiltInWorker).run(self.vars).await]
                         }

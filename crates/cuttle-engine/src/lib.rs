@@ -14,6 +14,8 @@
 //! - [`sandbox`]: their isolation: each step contained and kept apart, with
 //!   limits; [`cgroup`] and [`step_user`] are two of its means, and
 //!   `step_exec` what a step's process does before it runs the script.
+//! - [`hosted_workers`]: workers a host lends an installation that has no
+//!   built-in worker.
 //! - [`agent_host`]: an agent's side: the server's scripts, run and followed.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
@@ -27,6 +29,7 @@ pub mod deploy;
 pub mod deploy_package;
 pub mod health;
 pub mod helpers;
+pub mod hosted_workers;
 pub mod intervention;
 pub mod log;
 pub mod package;

@@ -65,6 +65,9 @@ pub struct RunnerConfig {
     pub packages: cuttle_store::blobs::Blobs,
     /// The installation's metrics; `None` counts nothing.
     pub metrics: Option<Arc<cuttle_metrics::Metrics>>,
+    /// Where steps go that would run on the built-in worker when there is
+    /// none (`sandbox.enabled` off): workers its host lends.
+    pub hosted_workers: Option<Arc<dyn crate::hosted_workers::WorkerLender>>,
 }
 
 impl RunnerConfig {
@@ -83,6 +86,7 @@ impl RunnerConfig {
             agents: None,
             packages: cuttle_store::blobs::Blobs::directory(work_dir.parent().unwrap_or(&work_dir)),
             metrics: None,
+            hosted_workers: None,
             work_dir,
         }
     }
@@ -163,7 +167,9 @@ impl Runner {
             tracing::warn!(work_dir = %config.work_dir.display(), "the work directory could not be restricted: {e}");
         }
         let sandbox = Arc::new(Sandbox::probe(&config.sandbox).await);
-        if sandbox.refuses() {
+        if sandbox.is_off() {
+            tracing::info!("built-in worker: {sandbox}");
+        } else if sandbox.refuses() {
             tracing::warn!("built-in worker isolation: {sandbox}");
         } else {
             tracing::info!("built-in worker isolation: {sandbox}");
@@ -567,6 +573,7 @@ impl Runner {
                     default_timeout: self.inner.config.default_script_timeout,
                     interventions: self.inner.interventions.clone(),
                     sandbox: self.inner.sandbox.clone(),
+                    hosted_workers: self.inner.config.hosted_workers.clone(),
                     agents: self.inner.config.agents.clone(),
                     packages: self.inner.config.packages.clone(),
                     node_name: self.inner.config.node_name.clone(),

@@ -34,6 +34,13 @@ use crate::step_user::StepUid;
 pub const UNISOLATED_OPT_IN: &str =
     "--builtin-worker-unisolated (or CUTTLE_BUILTIN_WORKER_UNISOLATED=true)";
 
+/// Why a step that would run on the built-in worker of an instance without
+/// one (served by `cuttle host`) does not run.
+pub const NO_BUILT_IN_WORKER: &str =
+    "this instance has no built-in worker: no script runs on the host. Register a worker \
+     of your own (cuttle agent register --worker --pool \"Default Worker Pool\"), or choose \
+     a worker pool with workers for the step";
+
 /// Resource limits of scripts (`None`: inherit the server's). Memory and
 /// processes count per step where a cgroup (or, for processes, a uid) of its
 /// own applies, else per process; the timeout bounds the step's wall-clock
@@ -81,6 +88,13 @@ pub struct SandboxConfig {
     /// Run scripts even where steps can be neither contained nor kept apart:
     /// the operator's explicit choice ([`UNISOLATED_OPT_IN`]).
     pub allow_unisolated: bool,
+    /// Whether there is a built-in worker at all. An instance served by
+    /// `cuttle host` has none: no customer script runs on the host.
+    pub enabled: bool,
+    /// Inside namespaces, the whole file system read-only but for the
+    /// step's own directory and /tmp (a hosted worker's sandbox, where
+    /// nothing may outlive it); else read-write as the user's rights allow.
+    pub read_only_root: bool,
 }
 
 impl Default for SandboxConfig {
@@ -92,6 +106,8 @@ impl Default for SandboxConfig {
             cgroups: true,
             hidden_paths: vec![],
             allow_unisolated: false,
+            enabled: true,
+            read_only_root: false,
         }
     }
 }
@@ -149,6 +165,9 @@ pub struct Sandbox {
     /// Why steps are neither contained nor kept apart, when the operator
     /// allowed scripts regardless.
     unisolated: Option<String>,
+    /// Set when there is no built-in worker at all (hosted instances).
+    off: bool,
+    read_only_root: bool,
 }
 
 const BWRAP: &str = "bwrap";
@@ -174,7 +193,24 @@ impl Sandbox {
             tmp_namespace: Err("disabled".into()),
             refused: None,
             unisolated: None,
+            off: false,
+            read_only_root: false,
         }
+    }
+
+    /// No built-in worker: every script is refused with [`NO_BUILT_IN_WORKER`],
+    /// and nothing is probed.
+    pub fn off() -> Sandbox {
+        Sandbox {
+            refused: Some(NO_BUILT_IN_WORKER.into()),
+            off: true,
+            ..Sandbox::none()
+        }
+    }
+
+    /// Whether this installation has no built-in worker.
+    pub fn is_off(&self) -> bool {
+        self.off
     }
 
     /// For scripts on an agent: they run as the agent's own user, which the
@@ -205,6 +241,9 @@ impl Sandbox {
     /// found, or steps can be neither contained nor kept apart (and that was
     /// not allowed), scripts are refused rather than run.
     pub async fn probe(config: &SandboxConfig) -> Sandbox {
+        if !config.enabled {
+            return Sandbox::off();
+        }
         let (user, refused) = if runs_as_root() {
             match find_user(config.user.as_deref()) {
                 Ok(user) => (Some(user), None),
@@ -231,6 +270,8 @@ impl Sandbox {
             tmp_namespace: Err("not probed".into()),
             refused,
             unisolated: None,
+            off: false,
+            read_only_root: config.read_only_root,
         };
         let cgroups = async {
             if !config.cgroups {
@@ -465,7 +506,12 @@ impl Sandbox {
         // directory may lie below it). The network stays shared: deployments
         // need it.
         command.args(["--die-with-parent", "--unshare-pid", "--unshare-ipc"]);
-        command.args(["--unshare-uts", "--bind", "/", "/"]);
+        let root = if self.read_only_root {
+            "--ro-bind"
+        } else {
+            "--bind"
+        };
+        command.args(["--unshare-uts", root, "/", "/"]);
         command.args(["--dev", "/dev", "--proc", "/proc"]);
         if let Some(tmp) = tmp {
             command.arg("--bind").arg(tmp).arg("/tmp");
@@ -629,6 +675,9 @@ impl Drop for Step {
 /// network, limits cpu=3600s mem=4GiB per step files=4096 procs=1024 per step".
 impl fmt::Display for Sandbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.off {
+            return write!(f, "none: {NO_BUILT_IN_WORKER}");
+        }
         if let Some(why) = &self.refused {
             return write!(f, "scripts are refused: {why}");
         }
@@ -860,6 +909,7 @@ mod tests {
                 hidden_paths: vec![self.data.clone()],
                 // The tests say what applies, and fail where isolation is required.
                 allow_unisolated: true,
+                ..SandboxConfig::default()
             }
         }
 
@@ -888,6 +938,24 @@ mod tests {
     /// script that can read the key is a failure; elsewhere it is reported.
     fn required() -> bool {
         std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_some()
+    }
+
+    #[tokio::test]
+    async fn without_a_built_in_worker_every_script_is_refused_and_nothing_is_probed() {
+        let sandbox = Arc::new(
+            Sandbox::probe(&SandboxConfig {
+                enabled: false,
+                ..SandboxConfig::default()
+            })
+            .await,
+        );
+        assert!(sandbox.is_off() && sandbox.refuses());
+        assert!(!sandbox.namespaces() && !sandbox.contains_steps());
+        let err = sandbox.step().unwrap_err().to_string();
+        assert!(err.contains("no built-in worker"), "{err}");
+        assert!(sandbox.to_string().starts_with("none: "), "{sandbox}");
+        // The default has one.
+        assert!(!Sandbox::probe(&SandboxConfig::default()).await.is_off());
     }
 
     #[tokio::test]

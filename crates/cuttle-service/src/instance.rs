@@ -69,6 +69,9 @@ pub struct InstanceConfig {
     pub hosted_storage_quota: Option<u64>,
     /// The connections its store may hold on PostgreSQL.
     pub postgres_pool: cuttle_store::PostgresPool,
+    /// Workers its host lends it, for steps that would run on the built-in
+    /// worker when it has none (`builtin_worker.enabled` off).
+    pub hosted_workers: Option<Arc<dyn cuttle_engine::hosted_workers::WorkerLender>>,
 }
 
 impl InstanceConfig {
@@ -94,6 +97,7 @@ impl InstanceConfig {
             hosted_task_cap: None,
             hosted_storage_quota: None,
             postgres_pool: Default::default(),
+            hosted_workers: None,
         }
     }
 
@@ -241,6 +245,7 @@ impl Instance {
         runner_config.lease = config.task_lease;
         runner_config.packages = blobs.clone();
         runner_config.default_script_timeout = config.default_script_timeout;
+        runner_config.hosted_workers = config.hosted_workers.clone();
         // Scripts on the built-in worker must not see the database or keys.
         let mut hidden_paths = vec![config.data_dir.clone()];
         // Nor other projects' package files, in a blob directory elsewhere.

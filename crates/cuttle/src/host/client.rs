@@ -46,6 +46,13 @@ enum InstanceCommand {
     Resume { name: String },
     /// Archive an instance's data under the host's archive/ and remove it
     Delete { name: String },
+    /// Lease a hosted worker to an instance now (its steps lease one
+    /// themselves when they need it)
+    LeaseWorker { name: String },
+    /// End an instance's hosted-worker lease: the worker is wiped
+    ReleaseWorker { name: String },
+    /// List the hosted workers' leases
+    Workers,
 }
 
 pub async fn run(args: InstanceArgs) -> anyhow::Result<i32> {
@@ -172,6 +179,60 @@ pub async fn run(args: InstanceArgs) -> anyhow::Result<i32> {
                     .and_then(Value::as_str)
                     .unwrap_or("-")
             );
+        }
+        InstanceCommand::LeaseWorker { name } => {
+            let lease = call(
+                reqwest::Method::POST,
+                format!("/instances/{name}/hosted-worker"),
+                None,
+            )
+            .await?;
+            let text = |k: &str| lease.get(k).and_then(Value::as_str).unwrap_or("-");
+            println!(
+                "Leased the hosted worker {} to '{name}' ({}, registered as {} in its pool \"Hosted Workers\")",
+                text("Id"),
+                text("Uri"),
+                text("WorkerId"),
+            );
+        }
+        InstanceCommand::ReleaseWorker { name } => {
+            call(
+                reqwest::Method::DELETE,
+                format!("/instances/{name}/hosted-worker"),
+                None,
+            )
+            .await?;
+            println!("Ended the hosted-worker lease of '{name}'; its worker is wiped");
+        }
+        InstanceCommand::Workers => {
+            let list = call(reqwest::Method::GET, "/hosted-workers".into(), None).await?;
+            let size = list.get("Size").and_then(Value::as_u64).unwrap_or(0);
+            let items = list
+                .get("Items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            println!("{} of {size} hosted workers leased", items.len());
+            println!(
+                "{:<20} {:<24} {:>5}  LEASED AT",
+                "WORKER", "INSTANCE", "BUSY"
+            );
+            for item in items {
+                let text = |k: &str| {
+                    item.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                let busy = item.get("Busy").and_then(Value::as_u64).unwrap_or(0);
+                println!(
+                    "{:<20} {:<24} {:>5}  {}",
+                    text("Id"),
+                    text("Instance"),
+                    busy,
+                    text("LeasedAt")
+                );
+            }
         }
     }
     Ok(0)

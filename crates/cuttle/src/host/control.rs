@@ -22,6 +22,11 @@ pub fn router(host: Arc<Host>, token: String) -> axum::Router {
         .route("/instances/{name}", get(show).patch(change).delete(delete))
         .route("/instances/{name}/suspend", post(suspend))
         .route("/instances/{name}/resume", post(resume))
+        .route(
+            "/instances/{name}/hosted-worker",
+            post(lease_worker).delete(end_worker_lease),
+        )
+        .route("/hosted-workers", get(hosted_workers))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -184,4 +189,36 @@ async fn delete(
 ) -> Result<Response, HostError> {
     let archive = host.delete(&name).await?;
     Ok(Json(json!({ "Name": name, "Archive": archive.display().to_string() })).into_response())
+}
+
+/// Leases a hosted worker to the instance now (201), or shows the one it has.
+async fn lease_worker(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+) -> Result<Response, HostError> {
+    let lease = super::workers::lease_to(&host, &name).await?;
+    Ok((StatusCode::CREATED, Json(lease)).into_response())
+}
+
+/// Ends the instance's lease: its hosted worker is wiped.
+async fn end_worker_lease(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+) -> Result<Response, HostError> {
+    super::workers::end_lease_of(&host, &name).await?;
+    Ok(Json(json!({ "Name": name, "Wiped": true })).into_response())
+}
+
+/// The host's hosted workers: how many, how long they may idle, and the
+/// leases now.
+async fn hosted_workers(State(host): State<Arc<Host>>) -> Result<Response, HostError> {
+    let (size, idle, items) = match &host.config.hosted_workers {
+        Some(w) => (
+            w.settings().count,
+            w.settings().idle.as_secs(),
+            w.leases().await,
+        ),
+        None => (0, 0, vec![]),
+    };
+    Ok(Json(json!({ "Size": size, "IdleSeconds": idle, "Items": items })).into_response())
 }

@@ -63,6 +63,8 @@ pub struct HostConfig {
     pub public_port: Option<u16>,
     /// Passed to each instance's built-in worker.
     pub builtin_worker_unisolated: bool,
+    /// The workers instances' steps run on; instances have no built-in one.
+    pub hosted_workers: Option<Arc<super::workers::HostedWorkers>>,
     /// How long an instance's running steps may take to finish when it stops.
     pub shutdown_timeout: Duration,
 }
@@ -304,6 +306,13 @@ impl Host {
         config.hosted_task_cap = Some(cap);
         config.hosted_storage_quota = quota_bytes(record.storage_quota_mib);
         config.builtin_worker.allow_unisolated = self.config.builtin_worker_unisolated;
+        // No customer script runs on the host: steps go to hosted workers.
+        config.builtin_worker.enabled = false;
+        config.hosted_workers = self
+            .config
+            .hosted_workers
+            .as_ref()
+            .map(|w| w.lender_for(&record.name));
         config.subscriptions.server_url = Some(self.url_of(&record.name));
         // Instances share one PostgreSQL server: a few connections each,
         // closed when idle (each also keeps one to hear of queued tasks).
@@ -348,6 +357,13 @@ impl Host {
         let last = served.last_active.load(Ordering::Relaxed);
         if last > 0 {
             let _ = self.registry.set_last_active(name, last).await;
+        }
+    }
+
+    /// Wipes the hosted worker leased to `name`, if any.
+    async fn end_hosted_worker_lease(&self, name: &str) {
+        if let Some(workers) = &self.config.hosted_workers {
+            workers.end_lease(name).await;
         }
     }
 
@@ -534,6 +550,7 @@ impl Host {
         self.registry
             .set_state(name, InstanceState::Suspended)
             .await?;
+        self.end_hosted_worker_lease(name).await;
         if let Some(Slot::Serving(served)) = self.slot(name) {
             self.set_slot(name, Slot::Suspended);
             self.close_instance(name, served).await;
@@ -601,6 +618,7 @@ impl Host {
     pub async fn delete(&self, name: &str) -> Result<PathBuf, HostError> {
         let _changing = self.begin_change(name)?;
         self.record(name).await?;
+        self.end_hosted_worker_lease(name).await;
         if let Some(Slot::Serving(served)) = self.slot(name) {
             self.set_slot(name, Slot::Busy);
             self.close_instance(name, served).await;

@@ -9,6 +9,8 @@
 //! - [`client`]: `cuttle host instance …`, a client of the control plane.
 //! - [`names`]: which instance names are accepted.
 //! - [`archive`]: a deleted instance's data packed into one file.
+//! - [`workers`]: hosted workers, leased to instances, which have no
+//!   built-in worker.
 //!
 //! Nothing an instance sets is process-wide: its store, metrics registry
 //! (labelled `cuttle_instance`), audit switch and task runner are its own.
@@ -19,6 +21,7 @@ pub mod control;
 pub mod instances;
 pub mod names;
 pub mod routing;
+pub mod workers;
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -65,10 +68,23 @@ pub struct HostArgs {
     /// port; none when that is 80]
     #[arg(long, env = "CUTTLE_HOST_PUBLIC_PORT")]
     public_port: Option<u16>,
-    /// Run scripts on instances' built-in workers even where they cannot be
-    /// isolated (without root and bubblewrap)
+    /// Start hosted workers even where they cannot be isolated (without
+    /// root and bubblewrap). Instances on a host have no built-in worker.
     #[arg(long, env = "CUTTLE_BUILTIN_WORKER_UNISOLATED", value_parser = clap::builder::BoolishValueParser::new())]
     builtin_worker_unisolated: bool,
+    /// How many hosted workers may run at once, each leased to one
+    /// instance (0: none; instances then need workers of their own).
+    #[arg(long, env = "CUTTLE_HOSTED_WORKERS", default_value_t = 0)]
+    hosted_workers: usize,
+    /// How long a hosted worker stays leased with no step running on it
+    /// before it is wiped, e.g. 10m, 90s, 1h.
+    #[arg(long, env = "CUTTLE_HOSTED_WORKER_IDLE", default_value = "10m", value_parser = workers::parse_duration)]
+    hosted_worker_idle: Duration,
+    /// Where hosted workers' scratch directories go [default: a directory
+    /// in the system's temporary directory, named for the host's data
+    /// directory]. Cleared when the host starts.
+    #[arg(long, env = "CUTTLE_HOSTED_WORKER_DIR")]
+    hosted_worker_dir: Option<PathBuf>,
     /// On shutdown, suspension or deletion, how long an instance's running
     /// steps may take to finish, in seconds.
     #[arg(long, env = "CUTTLE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
@@ -162,6 +178,21 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
     let public_port = args
         .public_port
         .or_else(|| (addr.port() != 80).then_some(addr.port()));
+    let hosted_workers = if args.hosted_workers > 0 {
+        let settings = workers::WorkerSettings {
+            count: args.hosted_workers,
+            idle: args.hosted_worker_idle,
+            scratch_root: args
+                .hosted_worker_dir
+                .clone()
+                .unwrap_or_else(|| workers::default_scratch_root(&data_dir)),
+            host_data_dir: data_dir.clone(),
+            allow_unisolated: args.builtin_worker_unisolated,
+        };
+        Some(workers::HostedWorkers::start(settings).await?)
+    } else {
+        None
+    };
     let host = instances::Host::open(instances::HostConfig {
         data_dir: data_dir.clone(),
         domain: domain.clone(),
@@ -169,6 +200,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
         public_scheme: args.public_scheme.clone(),
         public_port,
         builtin_worker_unisolated: args.builtin_worker_unisolated,
+        hosted_workers: hosted_workers.clone(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     })
     .await
@@ -205,6 +237,10 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
     crate::server::notify_systemd(sd_notify::NotifyState::Stopping);
     let _ = control_server.await;
     tracing::info!("no longer accepting requests; stopping every instance");
+    // Workers first, while their instances can still drop their registrations.
+    if let Some(workers) = &hosted_workers {
+        workers.shutdown().await;
+    }
     host.shutdown().await;
     tracing::info!("stopped");
     Ok(0)

@@ -53,6 +53,8 @@ impl TestHost {
         .arg(dir)
         .env("CUTTLE_HOST_CONTROL_TOKEN", TOKEN)
         .env("CUTTLE_NODE_NAME", "test-node")
+        // Instances on a host have no built-in worker: steps run on these.
+        .env("CUTTLE_HOSTED_WORKERS", "2")
         .env_remove("CUTTLE_HOST_DATABASE_URL")
         .envs(env.iter().copied())
         .stdin(Stdio::null())

@@ -1,0 +1,755 @@
+//! Hosted workers: `cuttle agent` processes the host starts, each leased to
+//! one instance at a time, so that an instance's scripts never run in the
+//! host process (instances on a host have no built-in worker).
+//!
+//! Each worker is a listening agent on 127.0.0.1, in a sandbox of its own
+//! (the built-in worker's, from [`cuttle_engine::sandbox`], with the whole
+//! file system read-only): bubblewrap namespaces in which the host's data
+//! directory and every other worker's directory are empty, a fresh scratch
+//! directory that is its only writable place besides its own /tmp, a uid of
+//! its own when the host runs as root, a cgroup and rlimits. The instance
+//! it is leased to has it registered in its "Hosted Workers" pool and the
+//! worker trusts that instance's certificate alone. When the lease ends
+//! (idle too long, the instance suspended or deleted, or the operator ends
+//! it) the worker is wiped: its processes killed, its registration removed,
+//! its directory deleted. The next lease starts a new one from nothing.
+
+use super::instances::{Host, HostError, Slot};
+use cuttle_engine::hosted_workers::{Lent, WorkerLender};
+use cuttle_engine::sandbox::{Limits, Sandbox, SandboxConfig, Step};
+use cuttle_model::machine::{CommunicationStyle, Endpoint};
+use cuttle_model::{User, Worker, WorkerPool};
+use cuttle_service::actor::Actor;
+use cuttle_store::{DocumentQuery, Store};
+use futures_util::future::BoxFuture;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// The pool hosted workers are registered in, in each space that uses one.
+pub const HOSTED_POOL: &str = "Hosted Workers";
+
+/// How long a new worker may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What an operator sets about hosted workers.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// How many may run at once (each leased to one instance).
+    pub count: usize,
+    /// How long a lease lasts with no step running on its worker.
+    pub idle: Duration,
+    /// The host's data directory, hidden from every worker.
+    pub host_data_dir: PathBuf,
+    /// Where workers' scratch directories go (cleared at start).
+    pub scratch_root: PathBuf,
+    /// Start workers even where they cannot be isolated.
+    pub allow_unisolated: bool,
+}
+
+/// The host's hosted workers.
+pub struct HostedWorkers {
+    settings: WorkerSettings,
+    /// The `cuttle` binary each worker runs.
+    binary: PathBuf,
+    sandbox: Arc<Sandbox>,
+    /// Leases by instance name. Async: starting a worker waits for it.
+    leases: tokio::sync::Mutex<HashMap<String, Lease>>,
+    serial: AtomicU64,
+}
+
+impl std::fmt::Debug for HostedWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostedWorkers")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One worker leased to one instance.
+struct Lease {
+    id: String,
+    dir: PathBuf,
+    uri: String,
+    /// The certificate of the instance it serves.
+    server_thumbprint: String,
+    thumbprint: String,
+    child: tokio::process::Child,
+    /// Its uid and cgroup: dropping it kills whatever of the worker is left.
+    step: Option<Step>,
+    /// Its registration in each space of the instance that used it.
+    registered: HashMap<String, (Store, Worker)>,
+    usage: Arc<Usage>,
+    leased_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How many steps run on a worker, and since when none has.
+#[derive(Debug)]
+struct Usage(Mutex<(usize, Instant)>);
+
+impl Usage {
+    fn begin(self: &Arc<Self>) -> Hold {
+        if let Ok(mut u) = self.0.lock() {
+            u.0 += 1;
+        }
+        Hold(self.clone())
+    }
+
+    fn touch(&self) {
+        if let Ok(mut u) = self.0.lock() {
+            u.1 = Instant::now();
+        }
+    }
+
+    /// Whether no step has run on it for `idle`.
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.0
+            .lock()
+            .map(|u| u.0 == 0 && u.1.elapsed() >= idle)
+            .unwrap_or(false)
+    }
+
+    fn busy(&self) -> usize {
+        self.0.lock().map(|u| u.0).unwrap_or(0)
+    }
+}
+
+/// A step's hold on its worker: the idle time counts from its drop.
+#[derive(Debug)]
+struct Hold(Arc<Usage>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Ok(mut u) = self.0 .0.lock() {
+            u.0 = u.0.saturating_sub(1);
+            u.1 = Instant::now();
+        }
+    }
+}
+
+/// A lease as the control plane shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LeaseView {
+    pub id: String,
+    pub instance: String,
+    pub uri: String,
+    pub thumbprint: String,
+    /// Its process (bubblewrap's, whose end ends the worker).
+    pub pid: Option<u32>,
+    /// Steps running on it now.
+    pub busy: usize,
+    pub leased_at: String,
+    /// Its registration in the instance's default space, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+}
+
+impl Lease {
+    /// Whether its process has ended.
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    fn view(&self, instance: &str) -> LeaseView {
+        LeaseView {
+            id: self.id.clone(),
+            instance: instance.to_owned(),
+            uri: self.uri.clone(),
+            thumbprint: self.thumbprint.clone(),
+            pid: self.child.id(),
+            busy: self.usage.busy(),
+            leased_at: self
+                .leased_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            worker_id: self
+                .registered
+                .get(cuttle_model::space::DEFAULT_SPACE_ID)
+                .map(|(_, w)| w.id.clone()),
+        }
+    }
+}
+
+fn system() -> Actor {
+    Actor::from(User {
+        id: "system".into(),
+        username: "system".into(),
+        is_service: true,
+        ..Default::default()
+    })
+}
+
+impl HostedWorkers {
+    /// Probes the sandbox workers will run in and clears what a previous
+    /// run of the host left in the scratch directory. Fails when workers
+    /// could not be isolated and that was not allowed.
+    pub async fn start(settings: WorkerSettings) -> anyhow::Result<Arc<HostedWorkers>> {
+        use anyhow::Context as _;
+        let binary = std::env::current_exe().context("could not find the cuttle binary")?;
+        let root = &settings.scratch_root;
+        if root.exists() {
+            std::fs::remove_dir_all(root)
+                .with_context(|| format!("could not clear {}", root.display()))?;
+        }
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("could not create {}", root.display()))?;
+        // Searchable, not listable: a worker reaches its own directory only.
+        cuttle_engine::sandbox::restrict_dir(root)
+            .with_context(|| format!("could not restrict {}", root.display()))?;
+        let config = SandboxConfig {
+            limits: Limits {
+                // A worker lives for many steps: its CPU time is not one step's.
+                cpu_seconds: None,
+                memory_bytes: Some(2 << 30),
+                open_files: Some(4096),
+                processes: Some(512),
+            },
+            hidden_paths: vec![settings.host_data_dir.clone(), root.clone()],
+            allow_unisolated: settings.allow_unisolated,
+            read_only_root: true,
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::probe(&config).await;
+        if sandbox.refuses() && settings.count > 0 {
+            anyhow::bail!("hosted workers cannot be isolated here: {sandbox}");
+        }
+        if !sandbox.step_uids() {
+            tracing::warn!(
+                "the host does not run as root: hosted workers run as its own user (kept apart by \
+                 namespaces only)"
+            );
+        }
+        tracing::info!(count = settings.count, idle = ?settings.idle, "hosted workers: {sandbox}");
+        let workers = Arc::new(HostedWorkers {
+            settings,
+            binary,
+            sandbox: Arc::new(sandbox),
+            leases: Default::default(),
+            serial: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&workers);
+        tokio::spawn(reap(weak));
+        Ok(workers)
+    }
+
+    /// The lender instance `name` borrows workers from.
+    pub fn lender_for(self: &Arc<Self>, name: &str) -> Arc<dyn WorkerLender> {
+        Arc::new(InstanceLender {
+            instance: name.to_owned(),
+            workers: Arc::downgrade(self),
+        })
+    }
+
+    /// The worker leased to `instance`, leasing one if it has none, and
+    /// registered in `space_id`. A step holds it with the [`Hold`].
+    async fn lease(
+        &self,
+        instance: &str,
+        store: &Store,
+        space_id: &str,
+        server_thumbprint: &str,
+    ) -> Result<(Worker, Hold), String> {
+        let mut leases = self.leases.lock().await;
+        // A worker that trusts an older certificate of the instance is
+        // replaced (the instance's certificate was switched).
+        let stale = leases
+            .get(instance)
+            .is_some_and(|l| l.server_thumbprint != server_thumbprint);
+        // One whose process died (killed, crashed) is replaced too.
+        let dead = leases.get_mut(instance).is_some_and(Lease::exited);
+        if dead {
+            tracing::warn!(
+                instance,
+                "the hosted worker's process has ended; starting another"
+            );
+        }
+        if stale || dead {
+            if let Some(old) = leases.remove(instance) {
+                wipe(instance, old).await;
+            }
+        }
+        if !leases.contains_key(instance) {
+            let count = self.settings.count;
+            if count == 0 {
+                return Err("the host offers no hosted workers".into());
+            }
+            if leases.len() >= count {
+                return Err(format!(
+                    "no hosted worker is free: all {count} of the host's are leased to other \
+                     instances; try again later"
+                ));
+            }
+            let lease = self.start_worker(instance, server_thumbprint).await?;
+            leases.insert(instance.to_owned(), lease);
+        }
+        let Some(lease) = leases.get_mut(instance) else {
+            return Err("the hosted worker went away".into());
+        };
+        let worker = match lease.registered.get(space_id) {
+            Some((_, worker)) => worker.clone(),
+            None => match register(store, space_id, lease).await {
+                Ok(worker) => {
+                    lease
+                        .registered
+                        .insert(space_id.to_owned(), (store.clone(), worker.clone()));
+                    worker
+                }
+                Err(e) => {
+                    if lease.registered.is_empty() {
+                        if let Some(lease) = leases.remove(instance) {
+                            wipe(instance, lease).await;
+                        }
+                    }
+                    return Err(format!("the hosted worker could not be registered: {e}"));
+                }
+            },
+        };
+        let usage = lease.usage.clone();
+        usage.touch();
+        Ok((worker, usage.begin()))
+    }
+
+    /// Starts a worker for `instance` in a new scratch directory.
+    async fn start_worker(&self, instance: &str, server_thumbprint: &str) -> Result<Lease, String> {
+        let id = format!(
+            "hosted-worker-{}",
+            self.serial.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = self.settings.scratch_root.join(uuid_like(&id, instance));
+        let started = self.spawn(&id, &dir, server_thumbprint).await;
+        match started {
+            Ok(lease) => {
+                tracing::info!(instance, worker = %lease.id, uri = %lease.uri, "hosted worker leased");
+                Ok(lease)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                tracing::warn!(instance, worker = %id, error = %e, "a hosted worker could not start");
+                Err(format!("a hosted worker could not start: {e}"))
+            }
+        }
+    }
+
+    async fn spawn(&self, id: &str, dir: &Path, server_thumbprint: &str) -> Result<Lease, String> {
+        let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        std::fs::create_dir(dir).map_err(|e| io("its directory", e))?;
+        std::fs::create_dir(dir.join("tmp")).map_err(|e| io("its /tmp", e))?;
+        let identity = cuttle_protocol::Identity::generate("Cuttle Hosted Worker")
+            .map_err(|e| format!("its certificate: {e}"))?;
+        identity
+            .replace(dir)
+            .map_err(|e| format!("its certificate: {e}"))?;
+        let thumbprint = identity.thumbprint().to_string();
+        let port = free_port().map_err(|e| io("a port", e))?;
+        let listen = format!("127.0.0.1:{port}");
+        let uri = format!("https://{listen}/");
+        // What `cuttle agent register` would leave: it trusts the instance's
+        // certificate alone.
+        let config = serde_json::json!({
+            "Name": id,
+            "Listen": listen,
+            "ServerUrl": "",
+            "TrustedServerThumbprints": [server_thumbprint],
+            "MachineId": "",
+            "SpaceId": "",
+        });
+        std::fs::write(
+            dir.join("agent.json"),
+            serde_json::to_vec_pretty(&config).unwrap_or_default(),
+        )
+        .map_err(|e| io("agent.json", e))?;
+        let mut step = self.sandbox.step().map_err(|e| e.to_string())?;
+        step.prepare(dir).await.map_err(|e| e.to_string())?;
+        let host_path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        let mut command = step.command(&self.binary, dir);
+        command
+            .arg("agent")
+            .arg("run")
+            .arg("--data-dir")
+            .arg(dir)
+            .env_clear()
+            .env("PATH", self.sandbox.search_path(&host_path))
+            .env("HOME", dir)
+            .env("TMPDIR", "/tmp")
+            .env("CUTTLE_AGENT_DATA_DIR", dir)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| io("starting it", e))?;
+        if let Some(stderr) = child.stderr.take() {
+            let id = id.to_owned();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt as _;
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(worker = %id, "{line}");
+                }
+            });
+        }
+        let until = Instant::now() + START_TIMEOUT;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("it exited with {status} before listening"));
+            }
+            if Instant::now() > until {
+                let _ = child.start_kill();
+                return Err(format!("it did not listen within {START_TIMEOUT:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(Lease {
+            id: id.to_owned(),
+            dir: dir.to_owned(),
+            uri,
+            server_thumbprint: server_thumbprint.to_owned(),
+            thumbprint,
+            child,
+            step: Some(step),
+            registered: HashMap::new(),
+            usage: Arc::new(Usage(Mutex::new((0, Instant::now())))),
+            leased_at: chrono::Utc::now(),
+        })
+    }
+
+    /// The worker leased to `instance`, leasing one for it (registered in
+    /// its default space) if it has none: the operator's way to give an
+    /// instance a worker before its first step needs one.
+    pub async fn lease_for(
+        &self,
+        instance: &str,
+        store: &Store,
+        server_thumbprint: &str,
+    ) -> Result<LeaseView, String> {
+        let (_, hold) = self
+            .lease(
+                instance,
+                store,
+                cuttle_model::space::DEFAULT_SPACE_ID,
+                server_thumbprint,
+            )
+            .await?;
+        // Idle from now: no step holds it yet.
+        drop(hold);
+        let leases = self.leases.lock().await;
+        leases
+            .get(instance)
+            .map(|l| l.view(instance))
+            .ok_or_else(|| "the hosted worker went away".to_owned())
+    }
+
+    /// Ends `instance`'s lease, wiping its worker; whether it had one.
+    pub async fn end_lease(&self, instance: &str) -> bool {
+        let lease = self.leases.lock().await.remove(instance);
+        match lease {
+            Some(lease) => {
+                wipe(instance, lease).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub async fn leases(&self) -> Vec<LeaseView> {
+        let leases = self.leases.lock().await;
+        let mut views: Vec<LeaseView> = leases.iter().map(|(name, l)| l.view(name)).collect();
+        views.sort_by(|a, b| a.instance.cmp(&b.instance));
+        views
+    }
+
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.settings
+    }
+
+    /// Wipes every worker, for the host's shutdown.
+    pub async fn shutdown(&self) {
+        let all: Vec<(String, Lease)> = self.leases.lock().await.drain().collect();
+        for (instance, lease) in all {
+            wipe(&instance, lease).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.settings.scratch_root);
+    }
+}
+
+/// Ends the leases idle for longer than the settings allow, until the
+/// host's workers are gone.
+async fn reap(workers: Weak<HostedWorkers>) {
+    loop {
+        let tick = match workers.upgrade() {
+            Some(w) => {
+                (w.settings.idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
+            }
+            None => return,
+        };
+        tokio::time::sleep(tick).await;
+        let Some(w) = workers.upgrade() else { return };
+        let idle: Vec<(String, Lease)> = {
+            let mut leases = w.leases.lock().await;
+            let names: Vec<String> = leases
+                .iter_mut()
+                .filter(|(_, l)| l.usage.busy() == 0)
+                .filter_map(|(n, l)| {
+                    (l.usage.idle_for(w.settings.idle) || l.exited()).then(|| n.clone())
+                })
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| leases.remove(&n).map(|l| (n, l)))
+                .collect()
+        };
+        for (instance, lease) in idle {
+            tracing::info!(instance = %instance, worker = %lease.id, "hosted worker idle or ended; its lease ends");
+            wipe(&instance, lease).await;
+        }
+    }
+}
+
+/// Kills a worker, removes its registrations and deletes its directory.
+async fn wipe(instance: &str, mut lease: Lease) {
+    let _ = lease.child.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease.child.wait()).await;
+    if let Some(step) = lease.step.take() {
+        // Whatever the worker started, wherever it went.
+        step.kill();
+        drop(step);
+    }
+    for (space, (store, worker)) in lease.registered.drain() {
+        if let Err(e) =
+            cuttle_service::workers::delete_worker(&store, &system(), &space, &worker.id).await
+        {
+            tracing::warn!(instance, worker = %worker.id, error = %e, "a hosted worker's registration remains");
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&lease.dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(instance, dir = %lease.dir.display(), error = %e, "a hosted worker's directory remains");
+        }
+    }
+    tracing::info!(instance, worker = %lease.id, "hosted worker wiped");
+}
+
+/// Registers the lease's worker in `space_id`'s hosted pool (made if
+/// missing), removing the registrations of workers a host killed outright
+/// left there.
+async fn register(store: &Store, space_id: &str, lease: &Lease) -> Result<Worker, String> {
+    let err = |e: cuttle_service::ServiceError| e.to_string();
+    let q = DocumentQuery::in_space(space_id);
+    let pools = store
+        .list::<WorkerPool>(&q)
+        .await
+        .map_err(|e| e.to_string())?
+        .items;
+    let pool = match pools.into_iter().find(|p| p.name == HOSTED_POOL) {
+        Some(pool) => pool,
+        None => cuttle_service::workers::create_worker_pool(
+            store,
+            &system(),
+            space_id,
+            WorkerPool {
+                name: HOSTED_POOL.into(),
+                description: "Workers the host lends this instance, one at a time".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(err)?,
+    };
+    let leftovers = cuttle_service::workers::pool_workers(store, space_id, &pool.id)
+        .await
+        .map_err(err)?;
+    // Only the host's own: a worker an administrator put in the pool stays.
+    let ours = |w: &Worker| {
+        w.name.starts_with("hosted-worker-") && w.endpoint.uri.starts_with("https://127.0.0.1:")
+    };
+    for old in leftovers.into_iter().filter(ours) {
+        cuttle_service::workers::delete_worker(store, &system(), space_id, &old.id)
+            .await
+            .map_err(err)?;
+    }
+    let worker = Worker {
+        name: lease.id.clone(),
+        worker_pool_ids: vec![pool.id],
+        endpoint: Endpoint {
+            id: None,
+            communication_style: Some(CommunicationStyle::TentaclePassive),
+            uri: lease.uri.clone(),
+            thumbprint: lease.thumbprint.clone(),
+        },
+        ..Default::default()
+    };
+    cuttle_service::workers::create_worker(store, &system(), space_id, worker)
+        .await
+        .map_err(err)
+}
+
+/// A port free on loopback now (the worker binds it a moment later).
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A scratch directory's name: the worker and a random part, so that no
+/// name is reused across leases.
+fn uuid_like(id: &str, instance: &str) -> String {
+    use sha2::Digest as _;
+    let mut random = [0u8; 16];
+    let _ = getrandom_bytes(&mut random);
+    let digest = sha2::Sha256::digest([id.as_bytes(), instance.as_bytes(), &random].concat());
+    format!("{id}-{}", &hex::encode(digest)[..16])
+}
+
+fn getrandom_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// What one instance borrows through.
+#[derive(Debug)]
+struct InstanceLender {
+    instance: String,
+    workers: Weak<HostedWorkers>,
+}
+
+impl WorkerLender for InstanceLender {
+    fn lend<'a>(
+        &'a self,
+        store: &'a Store,
+        space_id: &'a str,
+        server_thumbprint: &'a str,
+    ) -> BoxFuture<'a, Result<Lent, String>> {
+        Box::pin(async move {
+            let Some(workers) = self.workers.upgrade() else {
+                return Err("the host is stopping".to_owned());
+            };
+            let (worker, hold) = workers
+                .lease(&self.instance, store, space_id, server_thumbprint)
+                .await?;
+            Ok(Lent {
+                worker,
+                hold: Box::new(hold),
+            })
+        })
+    }
+}
+
+/// The control plane's side: lease a worker to instance `name` now.
+pub async fn lease_to(host: &Host, name: &str) -> Result<LeaseView, HostError> {
+    let workers = offered(host)?;
+    let served = match host.slot(name) {
+        Some(Slot::Serving(served)) => served,
+        Some(_) => {
+            return Err(HostError::Conflict(format!(
+                "The instance '{name}' is not running, so it cannot be lent a worker"
+            )))
+        }
+        None => {
+            return Err(HostError::NotFound(format!(
+                "There is no instance '{name}'"
+            )))
+        }
+    };
+    let thumbprint = served.instance.agents.identity().thumbprint().to_string();
+    workers
+        .lease_for(name, &served.instance.store, &thumbprint)
+        .await
+        .map_err(|why| {
+            if why.starts_with("no hosted worker is free") {
+                HostError::Conflict(capitalised(&why))
+            } else {
+                HostError::Internal(why)
+            }
+        })
+}
+
+/// The control plane's side: end instance `name`'s lease.
+pub async fn end_lease_of(host: &Host, name: &str) -> Result<(), HostError> {
+    if offered(host)?.end_lease(name).await {
+        Ok(())
+    } else {
+        Err(HostError::NotFound(format!(
+            "The instance '{name}' has no hosted worker"
+        )))
+    }
+}
+
+fn offered(host: &Host) -> Result<&Arc<HostedWorkers>, HostError> {
+    host.config.hosted_workers.as_ref().ok_or_else(|| {
+        HostError::BadRequest(
+            "This host offers no hosted workers (start it with --hosted-workers N)".into(),
+        )
+    })
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `--hosted-worker-dir`'s default: in the system's temporary directory,
+/// named for the host's data directory, so two hosts never share one.
+pub fn default_scratch_root(host_data_dir: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(host_data_dir.as_os_str().as_encoded_bytes());
+    std::env::temp_dir().join(format!(
+        "cuttle-hosted-workers-{}",
+        &hex::encode(digest)[..12]
+    ))
+}
+
+/// A duration as `90s`, `10m`, `1h` or `500ms` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 90s, 10m or 1h"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "'{other}' is not a unit of duration; use ms, s, m or h"
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err("the idle time must be more than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_with_their_units_and_nonsense_is_refused() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten minutes").is_err());
+        assert!(parse_duration("5d").unwrap_err().contains("'d'"));
+        assert!(parse_duration("").is_err());
+    }
+}

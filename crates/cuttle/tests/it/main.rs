@@ -19,6 +19,8 @@ mod fault_disk_full;
 mod fault_kill;
 mod fault_takeover;
 mod host;
+mod hosted_workers;
+mod hosting_example;
 mod observability;
 mod octopus_client;
 mod package_deploy;

@@ -4,7 +4,7 @@
 //! cannot read another instance's files, the host's data directory, or what
 //! an earlier lease left; a worker is wiped when its lease ends.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! `cuttle host`: it provisions a customer instance through the control
 //! plane, checks that the instance answers, and leases it a hosted worker.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::json;

@@ -63,6 +63,7 @@ pub mod event_access;
 pub mod events;
 mod health_schedule;
 pub mod instance;
+pub mod job_times;
 pub mod interruptions;
 pub mod log_stream;
 pub mod machine_policies;

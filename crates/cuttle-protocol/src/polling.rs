@@ -193,7 +193,10 @@ pub struct Destination {
 /// Picks the destination of an agent's connection from the name it sent
 /// (SNI) and its certificate's thumbprint; an `Err` refuses it, saying why.
 pub type Route = Arc<
-    dyn Fn(Option<String>, Thumbprint) -> Pin<Box<dyn Future<Output = Result<Destination, String>> + Send>>
+    dyn Fn(
+            Option<String>,
+            Thumbprint,
+        ) -> Pin<Box<dyn Future<Output = Result<Destination, String>> + Send>>
         + Send
         + Sync,
 >;
@@ -313,19 +316,16 @@ async fn dial_and_serve<S: AgentService>(
         .await
         .map_err(|e| format!("could not connect to the server: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let tls = tokio::time::timeout(
-        HANDSHAKE_LIMIT,
-        connector.connect(server_name, tcp),
-    )
-    .await
-    .map_err(|_| "the server's TLS handshake did not finish in time".to_owned())?
-    .map_err(|e| match untrusted_peer(&e) {
-        Some(u) => format!(
-            "refused the server: it presented certificate {}, which this agent does not trust",
-            u.thumbprint
-        ),
-        None => format!("the TLS handshake with the server failed: {e}"),
-    })?;
+    let tls = tokio::time::timeout(HANDSHAKE_LIMIT, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| "the server's TLS handshake did not finish in time".to_owned())?
+        .map_err(|e| match untrusted_peer(&e) {
+            Some(u) => format!(
+                "refused the server: it presented certificate {}, which this agent does not trust",
+                u.thumbprint
+            ),
+            None => format!("the TLS handshake with the server failed: {e}"),
+        })?;
     tracing::info!(%server, protocol = PROTOCOL_VERSION, "connected to the server");
     serve_connection(tls, service, stopping)
         .await

@@ -312,7 +312,11 @@ impl Instance {
         let jobs = inst.config.job_times.clone();
         crate::progression::follow_finished_tasks(weak.clone(), finished, stopping.clone());
         crate::health_schedule::follow(weak.clone(), jobs.clone(), stopping.clone());
-        crate::subscriptions::dispatch::follow(weak.clone(), inst.dispatcher.clone(), stopping.clone());
+        crate::subscriptions::dispatch::follow(
+            weak.clone(),
+            inst.dispatcher.clone(),
+            stopping.clone(),
+        );
         if let Some(keep_for) = inst.config.package_retention {
             crate::package_retention::follow(weak, keep_for, jobs, stopping);
         }
@@ -368,7 +372,11 @@ pub async fn peek(config: &InstanceConfig) -> Result<Dormant> {
             crate::server_identity::resolve(&store, &master_key, &config.data_dir).await?;
         let polling_thumbprints = store.polling_agent_thumbprints().await?;
         let mut due = next_due(&store, config).await?;
-        if !store.orphaned_tasks(Some(&config.node_name)).await?.is_empty() {
+        if !store
+            .orphaned_tasks(Some(&config.node_name))
+            .await?
+            .is_empty()
+        {
             due = Some(cuttle_model::Timestamp::now().millis());
         }
         Ok(Dormant {

@@ -77,7 +77,10 @@ pub(crate) fn follow(
     stopping: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let first = jobs.lock().retention.map_or_else(Instant::now, |last| last + EVERY);
+        let first = jobs
+            .lock()
+            .retention
+            .map_or_else(Instant::now, |last| last + EVERY);
         let mut tick = tokio::time::interval_at(first, EVERY);
         loop {
             tokio::select! {

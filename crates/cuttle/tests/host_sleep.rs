@@ -64,7 +64,11 @@ fn database_connections(host: &TestHost, dir: &Path, db: Option<&str>, name: &st
             let fds = std::fs::read_dir(format!("/proc/{}/fd", host.child.id())).unwrap();
             fds.filter_map(Result::ok)
                 .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                .filter(|target| target.to_string_lossy().starts_with(&*files.to_string_lossy()))
+                .filter(|target| {
+                    target
+                        .to_string_lossy()
+                        .starts_with(&*files.to_string_lossy())
+                })
                 .count()
         }
         Some(url) => {
@@ -301,9 +305,11 @@ fn a_running_deployment_keeps_an_instance_awake_and_a_due_health_check_wakes_it(
             &key,
             "POST",
             "/api/machines",
-            Some(json!({"Name": "web-1", "Roles": ["web"], "EnvironmentIds": [dev],
+            Some(
+                json!({"Name": "web-1", "Roles": ["web"], "EnvironmentIds": [dev],
                 "Endpoint": {"CommunicationStyle": "TentaclePassive", "Uri": "https://127.0.0.1:9/",
-                    "Thumbprint": "AB".repeat(32)}})),
+                    "Thumbprint": "AB".repeat(32)}}),
+            ),
         );
         wait_state(&host, "busy", "Asleep", Duration::from_secs(30));
         let until = Instant::now() + Duration::from_secs(30);
@@ -381,11 +387,8 @@ fn machine_names(host: &TestHost, name: &str, key: &str) -> Vec<String> {
 #[test]
 fn polling_agents_of_two_instances_share_one_port_and_a_stray_or_unknown_agent_is_refused() {
     on_both_hosts("host_polling", |dir, db| {
-        let host = TestHost::start_with_env(
-            dir,
-            db,
-            &[("CUTTLE_HOST_POLLING_LISTEN", "127.0.0.1:0")],
-        );
+        let host =
+            TestHost::start_with_env(dir, db, &[("CUTTLE_HOST_POLLING_LISTEN", "127.0.0.1:0")]);
         let agents_root = tempfile::tempdir().unwrap();
         let mut keys = vec![];
         let mut servers = vec![];
@@ -395,7 +398,9 @@ fn polling_agents_of_two_instances_share_one_port_and_a_stray_or_unknown_agent_i
             let key = str_of(&created, "ApiKey").to_owned();
             let dev = environment(&host, name, &key);
             let server = host.api(name, &key, "GET", "/api/agents/server-thumbprint", None);
-            let port = server["PollingPort"].as_u64().expect("the host's polling port");
+            let port = server["PollingPort"]
+                .as_u64()
+                .expect("the host's polling port");
             let agent_dir = agents_root.path().join(name);
             let thumbprint = agent_init(&agent_dir);
             let machine = host.api(
@@ -420,7 +425,10 @@ fn polling_agents_of_two_instances_share_one_port_and_a_stray_or_unknown_agent_i
             keys.push(key);
             servers.push((server_thumbprint, port));
         }
-        assert_ne!(servers[0].0, servers[1].0, "each instance its own certificate");
+        assert_ne!(
+            servers[0].0, servers[1].0,
+            "each instance its own certificate"
+        );
         assert_eq!(servers[0].1, servers[1].1, "one polling port");
 
         // A deployment in each runs on that instance's own agent.

@@ -297,10 +297,7 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
         name: args.name.clone(),
         listen: args.listen.clone(),
         polling_server: polling_server.clone(),
-        polling_server_name: args
-            .polling
-            .then(|| server_host_name(conn))
-            .flatten(),
+        polling_server_name: args.polling.then(|| server_host_name(conn)).flatten(),
         server_url: conn.server.clone().unwrap_or_default(),
         trusted_server_thumbprints: vec![server_thumbprint.to_string()],
         machine_id: created.id.clone(),
@@ -329,7 +326,10 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
 /// many instances, the instance's own name, sent by the agent when it polls.
 fn server_host_name(conn: &Connection) -> Option<String> {
     let url = reqwest::Url::parse(conn.server.as_deref()?).ok()?;
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     (host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_owned())
 }
 

@@ -83,7 +83,9 @@ impl Host {
         }
         // A request that took the instance just before it was swapped out
         // has counted itself by now (it counts, then checks the slot).
-        if served.in_flight() > 0 || served.last_active() != last_active || served.instance.is_busy()
+        if served.in_flight() > 0
+            || served.last_active() != last_active
+            || served.instance.is_busy()
         {
             self.set_slot(name, Slot::Serving(served));
             *gone = true;

@@ -440,7 +440,8 @@ impl Host {
         if let Some(port) = self.config.polling_port {
             instance.polling_port.store(port, Ordering::Relaxed);
         }
-        self.agents.set(&record.name, instance.identity.clone(), &[]);
+        self.agents
+            .set(&record.name, instance.identity.clone(), &[]);
         super::polling::refresh(self, &record.name, &instance).await;
         let closing = cuttle_api::Closing::default();
         let router = cuttle_api::router_closing(instance.clone(), closing.clone());

@@ -15,7 +15,7 @@ use super::instances::Host;
 use cuttle_protocol::polling::{Destination, Registered};
 use cuttle_protocol::{Identity, Thumbprint};
 use cuttle_service::Instance;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 /// Which instance registered each polling agent, and each instance's
@@ -27,8 +27,8 @@ pub struct AgentIndex {
 
 #[derive(Default)]
 struct Index {
-    /// Thumbprint (upper case) → instance name.
-    owners: HashMap<String, String>,
+    /// Thumbprint (upper case) → the instances that registered it.
+    owners: HashMap<String, HashSet<String>>,
     /// Instance name → its certificate and its agents' thumbprints.
     instances: HashMap<String, (Arc<Identity>, Vec<String>)>,
 }
@@ -40,18 +40,25 @@ impl AgentIndex {
         index.forget(name);
         let thumbprints: Vec<String> = thumbprints.iter().map(|t| t.to_ascii_uppercase()).collect();
         for t in &thumbprints {
-            // A certificate registered with two instances routes to the
-            // first; the second's agent is refused rather than misrouted.
-            index.owners.entry(t.clone()).or_insert_with(|| name.to_owned());
+            index
+                .owners
+                .entry(t.clone())
+                .or_default()
+                .insert(name.to_owned());
         }
-        index.instances.insert(name.to_owned(), (identity, thumbprints));
+        index
+            .instances
+            .insert(name.to_owned(), (identity, thumbprints));
     }
 
     /// Replaces `name`'s agents, keeping its certificate.
     fn set_thumbprints(&self, name: &str, thumbprints: &[String]) {
         let identity = {
             let index = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            index.instances.get(name).map(|(identity, _)| identity.clone())
+            index
+                .instances
+                .get(name)
+                .map(|(identity, _)| identity.clone())
         };
         if let Some(identity) = identity {
             self.set(name, identity, thumbprints);
@@ -63,19 +70,23 @@ impl AgentIndex {
         index.forget(name);
     }
 
-    /// The instance that registered the agent with this certificate.
-    pub fn owner(&self, thumbprint: &Thumbprint) -> Option<String> {
+    /// The instances that registered an agent with this certificate.
+    pub fn owners(&self, thumbprint: &Thumbprint) -> HashSet<String> {
         let index = self.inner.read().unwrap_or_else(|p| p.into_inner());
         index
             .owners
             .get(&thumbprint.as_str().to_ascii_uppercase())
             .cloned()
+            .unwrap_or_default()
     }
 
     /// The certificate instance `name` presents to agents.
     pub fn identity(&self, name: &str) -> Option<Arc<Identity>> {
         let index = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        index.instances.get(name).map(|(identity, _)| identity.clone())
+        index
+            .instances
+            .get(name)
+            .map(|(identity, _)| identity.clone())
     }
 }
 
@@ -83,8 +94,11 @@ impl Index {
     fn forget(&mut self, name: &str) {
         if let Some((_, thumbprints)) = self.instances.remove(name) {
             for t in thumbprints {
-                if self.owners.get(&t).is_some_and(|owner| owner == name) {
-                    self.owners.remove(&t);
+                if let Some(owners) = self.owners.get_mut(&t) {
+                    owners.remove(name);
+                    if owners.is_empty() {
+                        self.owners.remove(&t);
+                    }
                 }
             }
         }
@@ -95,7 +109,9 @@ impl Index {
 pub async fn refresh(host: &Host, name: &str, instance: &Instance) {
     match instance.store.polling_agent_thumbprints().await {
         Ok(thumbprints) => host.agents.set_thumbprints(name, &thumbprints),
-        Err(e) => tracing::warn!(instance = %name, error = %e, "could not read an instance's polling agents"),
+        Err(e) => {
+            tracing::warn!(instance = %name, error = %e, "could not read an instance's polling agents")
+        }
     }
 }
 
@@ -120,20 +136,24 @@ pub async fn serve(
                 .as_deref()
                 .and_then(|sni| super::routing::instance_name(sni, &domain))
                 .ok_or("refused a polling agent that named no instance")?;
-            let Some(owner) = host.agents.owner(&thumbprint) else {
+            let owners = host.agents.owners(&thumbprint);
+            if owners.is_empty() {
                 return Err(format!(
                     "refused a polling agent of '{named}' with the unregistered certificate {thumbprint}"
                 ));
-            };
-            if owner != named {
+            }
+            if !owners.contains(&named) {
+                let mut owners: Vec<String> = owners.into_iter().collect();
+                owners.sort();
                 return Err(format!(
-                    "refused a polling agent of '{owner}' (certificate {thumbprint}) that presented itself to '{named}'"
+                    "refused a polling agent of '{}' (certificate {thumbprint}) that presented itself to '{named}'",
+                    owners.join("', '")
                 ));
             }
-            let served = host
-                .wake(&owner)
-                .await
-                .map_err(|_| format!("refused a polling agent of '{owner}': the instance is not running"))?;
+            let owner = named;
+            let served = host.wake(&owner).await.map_err(|_| {
+                format!("refused a polling agent of '{owner}': the instance is not running")
+            })?;
             served.touch();
             let store = served.instance.store.clone();
             let registered: Registered = Arc::new(move |thumbprint| {
@@ -156,4 +176,30 @@ pub async fn serve(
     });
     cuttle_protocol::polling::serve_shared(listener, identities, route, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_routes_only_to_the_instances_that_registered_it() {
+        let index = AgentIndex::default();
+        let identity = Arc::new(Identity::generate("Cuttle Server").unwrap());
+        let agent: Thumbprint = "AB".repeat(32).parse().unwrap();
+        let named = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<HashSet<_>>();
+        assert!(index.owners(&agent).is_empty());
+        // Stored in any case, found in any case.
+        index.set("alpha", identity.clone(), &["ab".repeat(32)]);
+        assert_eq!(index.owners(&agent), named(&["alpha"]));
+        index.set("beta", identity.clone(), &["AB".repeat(32)]);
+        assert_eq!(index.owners(&agent), named(&["alpha", "beta"]));
+        // Alpha deletes its machine: the agent is beta's alone.
+        index.set_thumbprints("alpha", &[]);
+        assert_eq!(index.owners(&agent), named(&["beta"]));
+        assert!(index.identity("alpha").is_some());
+        index.remove("beta");
+        assert!(index.owners(&agent).is_empty());
+        assert!(index.identity("beta").is_none());
+    }
 }

@@ -78,7 +78,10 @@ async fn route(State(host): State<Arc<Host>>, request: Request) -> Response {
         super::polling::refresh(&host, &name, &served.instance).await;
     }
     // A streamed answer (a live log) keeps the instance awake to its end.
-    if axum::body::HttpBody::size_hint(response.body()).exact().is_some() {
+    if axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .is_some()
+    {
         return response;
     }
     response.map(|body| {
@@ -98,7 +101,9 @@ fn changes_agents(request: &Request) -> bool {
         return false;
     }
     let path = request.uri().path().to_ascii_lowercase();
-    ["machines", "workers", "spaces"].iter().any(|part| path.contains(part))
+    ["machines", "workers", "spaces"]
+        .iter()
+        .any(|part| path.contains(part))
 }
 
 /// The host the client asked for: the `Host` header, or the request

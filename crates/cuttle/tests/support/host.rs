@@ -308,7 +308,11 @@ fn database_suffix(registry_url: &str) -> String {
 /// The PostgreSQL database of instance `name` on a host whose registry is
 /// at `registry_url`.
 pub fn instance_database(registry_url: &str, name: &str) -> String {
-    format!("cuttle_{}{}", name.replace('-', "_"), database_suffix(registry_url))
+    format!(
+        "cuttle_{}{}",
+        name.replace('-', "_"),
+        database_suffix(registry_url)
+    )
 }
 
 /// Drops the instances' databases a scenario left on the server (those

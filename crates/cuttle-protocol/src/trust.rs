@@ -411,3 +411,32 @@ impl ClientCertVerifier for PinnedClient {
         self.0.schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(address: &str, explicit: Option<&str>) -> String {
+        match server_name_for(address, explicit) {
+            ServerName::DnsName(n) => n.as_ref().to_owned(),
+            other => panic!("not a DNS name: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_polling_agent_names_the_host_it_dials_unless_it_is_an_address() {
+        assert_eq!(
+            name("acme.cuttle.example:10943", None),
+            "acme.cuttle.example"
+        );
+        assert_eq!(name("127.0.0.1:10943", None), SERVER_NAME);
+        assert_eq!(name("[::1]:10943", None), SERVER_NAME);
+        assert_eq!(
+            name("127.0.0.1:10943", Some("acme.cuttle.example")),
+            "acme.cuttle.example"
+        );
+        // Nothing usable given: the fixed name.
+        assert_eq!(name("127.0.0.1:10943", Some("")), SERVER_NAME);
+        assert_eq!(name("127.0.0.1:10943", Some("not a name!")), SERVER_NAME);
+    }
+}

@@ -53,12 +53,16 @@ async fn route(State(host): State<Arc<Host>>, request: Request) -> Response {
     // Counted before the slot is looked at again: an instance put to sleep
     // meanwhile is then woken for this request rather than closed under it.
     let in_flight = served.begin_request();
-    let served = match host.slot(&name) {
-        Some(Slot::Serving(now)) if Arc::ptr_eq(&now, &served) => served,
+    let (served, in_flight) = match host.slot(&name) {
+        Some(Slot::Serving(now)) if Arc::ptr_eq(&now, &served) => (served, in_flight),
         _ => {
             drop(in_flight);
             match host.wake(&name).await {
-                Ok(woken) => woken,
+                // Just opened: not idle, so not put to sleep under it.
+                Ok(woken) => {
+                    let in_flight = woken.begin_request();
+                    (woken, in_flight)
+                }
                 Err(_) => {
                     return refuse(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -68,7 +72,6 @@ async fn route(State(host): State<Arc<Host>>, request: Request) -> Response {
             }
         }
     };
-    let in_flight = served.begin_request();
     let changes_agents = changes_agents(&request);
     let response = match served.router.clone().oneshot(request).await {
         Ok(response) => response,

@@ -1,6 +1,9 @@
 //! `cuttle host`: provisioning time (a control-plane create until the new
-//! instance's `/api` answers 200 through its host name) and the host's
-//! resident memory with no instance and with N idle ones.
+//! instance's `/api` answers 200 through its host name); the host's
+//! resident memory with no instance and with N idle ones, awake and
+//! hibernated; how long the first request to a hibernated instance takes
+//! (its wake); and the noisy neighbour: instance B's trivial deployment
+//! alone and while instance A runs as many long ones as its task cap lets.
 
 use super::{ms, Stats, READY_TIMEOUT};
 use anyhow::{bail, ensure, Context, Result};
@@ -96,7 +99,12 @@ impl Drop for HostProcess {
 }
 
 impl HostProcess {
-    fn start(cuttle: &Path, dir: &Path, database_url: Option<&str>) -> Result<HostProcess> {
+    fn start(
+        cuttle: &Path,
+        dir: &Path,
+        database_url: Option<&str>,
+        idle_after: &str,
+    ) -> Result<HostProcess> {
         let mut cmd = Command::new(cuttle);
         cmd.args([
             "host",
@@ -106,6 +114,14 @@ impl HostProcess {
             "127.0.0.1:0",
             "--domain",
             DOMAIN,
+            "--idle-after",
+            idle_after,
+            // An instance has no built-in worker: its deployments run on
+            // these (two: the noisy neighbour and its victim).
+            "--hosted-workers",
+            "2",
+            "--shutdown-timeout",
+            "5",
             "--data-dir",
         ])
         .arg(dir)
@@ -169,7 +185,8 @@ async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> 
     let dir = tempfile::Builder::new()
         .prefix("cuttle-bench-host-")
         .tempdir()?;
-    let host = HostProcess::start(cuttle, dir.path(), database_url)?;
+    // First with an idle time longer than the run: every instance awake.
+    let host = HostProcess::start(cuttle, dir.path(), database_url, "1h")?;
     let http = Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(120))
@@ -177,6 +194,7 @@ async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_empty = host.rss_kib()?;
     let mut took = vec![];
+    let mut keys = vec![];
     for i in 0..instances {
         let name = format!("bench{i}");
         let t0 = Instant::now();
@@ -193,20 +211,9 @@ async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> 
         );
         let created: Value = created.json().await?;
         let key = created["ApiKey"].as_str().context("no ApiKey")?.to_owned();
-        loop {
-            let r = http
-                .get(format!("{}/api", host.public))
-                .header("Host", format!("{name}.{DOMAIN}"))
-                .header("X-Octopus-ApiKey", &key)
-                .send()
-                .await?;
-            if r.status() == StatusCode::OK {
-                break;
-            }
-            ensure!(t0.elapsed() < READY_TIMEOUT, "{name} never answered /api");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        first_answer(&http, &host, &name, &key).await?;
         took.push(ms(t0.elapsed()));
+        keys.push((name, key));
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_full = host.rss_kib()?;
@@ -217,10 +224,286 @@ async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> 
     );
     let per = (idle_full.saturating_sub(idle_empty)) as f64 / f64::from(instances) / 1024.0;
     println!(
-        "  {label:<8} host RSS idle: {:.1} MiB with 0 instances, {:.1} MiB with {} ({per:.1} MiB each)",
+        "  {label:<8} host RSS idle: {:.1} MiB with 0 instances, {:.1} MiB with {} awake ({per:.1} MiB each)",
         idle_empty as f64 / 1024.0,
         idle_full as f64 / 1024.0,
         instances
+    );
+    if let [a, b, ..] = keys.as_slice() {
+        noisy_neighbour(&http, &host, label, a, b).await?;
+    }
+    drop(host);
+
+    // Then with a short idle time: a restarted host starts every instance
+    // asleep; each is woken by its first request, and falls asleep again.
+    let host = HostProcess::start(cuttle, dir.path(), database_url, "3s")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asleep_at_start = host.rss_kib()?;
+    let mut wakes = vec![];
+    for (name, key) in &keys {
+        let t0 = Instant::now();
+        first_answer(&http, &host, name, key).await?;
+        wakes.push(ms(t0.elapsed()));
+    }
+    let w = Stats::of(wakes);
+    println!(
+        "  {label:<8} wake (first request to a hibernated instance → 200 from /api): median {:.0} ms, p95 {:.0} ms, min {:.0} ms, max {:.0} ms",
+        w.median, w.p95, w.min, w.max
+    );
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list: Value = http
+            .get(format!("{}/instances", host.control))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let asleep = list["Items"]
+            .as_array()
+            .map_or(0, |i| i.iter().filter(|v| v["State"] == "Asleep").count());
+        if asleep == keys.len() {
+            break;
+        }
+        ensure!(
+            Instant::now() < until,
+            "only {asleep} instances fell asleep"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asleep_again = host.rss_kib()?;
+    println!(
+        "  {label:<8} host RSS hibernated: {:.1} MiB with {} asleep from the start, {:.1} MiB once each was woken and fell asleep again",
+        asleep_at_start as f64 / 1024.0,
+        instances,
+        asleep_again as f64 / 1024.0,
+    );
+    Ok(())
+}
+
+/// Asks instance `name` for `/api` until it answers 200.
+async fn first_answer(http: &Client, host: &HostProcess, name: &str, key: &str) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let r = http
+            .get(format!("{}/api", host.public))
+            .header("Host", format!("{name}.{DOMAIN}"))
+            .header("X-Octopus-ApiKey", key)
+            .send()
+            .await?;
+        if r.status() == StatusCode::OK {
+            return Ok(());
+        }
+        ensure!(t0.elapsed() < READY_TIMEOUT, "{name} never answered /api");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A request to instance `name` that must succeed; its JSON.
+async fn call(
+    http: &Client,
+    host: &HostProcess,
+    (name, key): &(String, String),
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let mut req = http
+        .request(method.clone(), format!("{}{path}", host.public))
+        .header("Host", format!("{name}.{DOMAIN}"))
+        .header("X-Octopus-ApiKey", key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await?;
+    let status = r.status();
+    let text = r.text().await?;
+    ensure!(
+        status.is_success(),
+        "{name}: {method} {path} → {status}: {text}"
+    );
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Project `project` in Dev whose one step runs `script` on the built-in
+/// worker, with release 1.0.0.
+async fn project(
+    http: &Client,
+    host: &HostProcess,
+    who: &(String, String),
+    project: &str,
+    script: &str,
+) -> Result<()> {
+    use reqwest::Method;
+    let p = call(
+        http,
+        host,
+        who,
+        Method::POST,
+        "/api/projects",
+        Some(json!({"Name": project, "ProjectGroupId": "ProjectGroups-1", "LifecycleId": "Lifecycles-1"})),
+    )
+    .await?;
+    let id = p["Id"].as_str().context("no project id")?;
+    let process = json!({"Version": 0, "Steps": [{"Name": "Run", "Actions": [{"ActionType": "Octopus.Script",
+        "Properties": {"Octopus.Action.Script.ScriptBody": script, "Octopus.Action.Script.Syntax": "Bash"}}]}]});
+    call(
+        http,
+        host,
+        who,
+        Method::PUT,
+        &format!("/api/projects/{id}/deploymentprocesses"),
+        Some(process),
+    )
+    .await?;
+    call(
+        http,
+        host,
+        who,
+        Method::POST,
+        "/api/Spaces-1/releases/create/v1",
+        Some(json!({"ProjectName": project, "ReleaseVersion": "1.0.0"})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deploys `project`'s release to Dev; the task id.
+async fn deploy(
+    http: &Client,
+    host: &HostProcess,
+    who: &(String, String),
+    project: &str,
+) -> Result<String> {
+    let d = call(
+        http,
+        host,
+        who,
+        reqwest::Method::POST,
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(
+            json!({"ProjectName": project, "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Dev"]}),
+        ),
+    )
+    .await?;
+    Ok(d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .context("no deployment task")?
+        .to_owned())
+}
+
+/// Deploys `project` and waits for its task to succeed; how long it took.
+async fn timed_deployment(
+    http: &Client,
+    host: &HostProcess,
+    who: &(String, String),
+    project: &str,
+) -> Result<f64> {
+    let t0 = Instant::now();
+    let task = deploy(http, host, who, project).await?;
+    loop {
+        let t = call(
+            http,
+            host,
+            who,
+            reqwest::Method::GET,
+            &format!("/api/tasks/{task}"),
+            None,
+        )
+        .await?;
+        if t["IsCompleted"] == true {
+            ensure!(
+                t["State"] == "Success",
+                "{}: {task} ended {}",
+                who.0,
+                t["State"]
+            );
+            return Ok(ms(t0.elapsed()));
+        }
+        ensure!(
+            t0.elapsed() < READY_TIMEOUT,
+            "{}: {task} did not finish",
+            who.0
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Instance B's trivial deployment, 10 times alone, then 10 times while
+/// instance A (task cap 2) has two long deployments running and two more
+/// queued behind them.
+async fn noisy_neighbour(
+    http: &Client,
+    host: &HostProcess,
+    label: &str,
+    a: &(String, String),
+    b: &(String, String),
+) -> Result<()> {
+    use reqwest::Method;
+    for who in [a, b] {
+        call(
+            http,
+            host,
+            who,
+            Method::POST,
+            "/api/environments",
+            Some(json!({"Name": "Dev"})),
+        )
+        .await?;
+    }
+    project(http, host, b, "Quick", "echo quick").await?;
+    for i in 0..4 {
+        project(http, host, a, &format!("Long{i}"), "sleep 120").await?;
+    }
+    let mut alone = vec![];
+    for _ in 0..10 {
+        alone.push(timed_deployment(http, host, b, "Quick").await?);
+    }
+    let mut long = vec![];
+    for i in 0..4 {
+        long.push(deploy(http, host, a, &format!("Long{i}")).await?);
+    }
+    // A at its cap: two running.
+    let until = Instant::now() + READY_TIMEOUT;
+    loop {
+        let running = call(
+            http,
+            host,
+            a,
+            Method::GET,
+            "/api/tasks?states=Executing",
+            None,
+        )
+        .await?;
+        if running["TotalResults"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        ensure!(
+            Instant::now() < until,
+            "A's deployments never ran: {running}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut beside = vec![];
+    for _ in 0..10 {
+        beside.push(timed_deployment(http, host, b, "Quick").await?);
+    }
+    for task in long {
+        let _ = call(
+            http,
+            host,
+            a,
+            Method::POST,
+            &format!("/api/tasks/{task}/cancel"),
+            None,
+        )
+        .await;
+    }
+    let (alone, beside) = (Stats::of(alone), Stats::of(beside));
+    println!(
+        "  {label:<8} noisy neighbour, B's trivial deployment (deploy → task done): alone median {:.0} ms, p95 {:.0} ms; while A runs at its cap median {:.0} ms, p95 {:.0} ms",
+        alone.median, alone.p95, beside.median, beside.p95
     );
     Ok(())
 }

@@ -125,6 +125,19 @@ impl PollingHub {
                 ),
                 None => format!("a polling agent's TLS handshake failed: {e}"),
             })?;
+        self.admit(tls, peer, registered).await
+    }
+
+    /// Takes in an agent whose TLS handshake another listener made (a host
+    /// that accepts the agents of many installations on one port): let in
+    /// only if `registered` knows its certificate, then kept as that
+    /// certificate's connection.
+    pub async fn admit(
+        &self,
+        tls: tokio_rustls::server::TlsStream<TcpStream>,
+        peer: std::net::SocketAddr,
+        registered: Registered,
+    ) -> Result<(), String> {
         let presented = tls
             .get_ref()
             .1
@@ -152,6 +165,90 @@ impl PollingHub {
         self.connected.send_modify(|n| *n += 1);
         Ok(())
     }
+
+    /// Whether any agent is connected now.
+    pub fn any_connected(&self) -> bool {
+        let mut kept = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, c| !c.is_closed());
+        !kept.is_empty()
+    }
+
+    /// Closes every agent's connection (they dial again).
+    pub fn disconnect_all(&self) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// Where a connection on a shared polling port goes: the hub of the
+/// installation that registered the agent, and how that installation
+/// checks its registrations.
+pub struct Destination {
+    pub hub: Arc<PollingHub>,
+    pub registered: Registered,
+}
+
+/// Picks the destination of an agent's connection from the name it sent
+/// (SNI) and its certificate's thumbprint; an `Err` refuses it, saying why.
+pub type Route = Arc<
+    dyn Fn(
+            Option<String>,
+            Thumbprint,
+        ) -> Pin<Box<dyn Future<Output = Result<Destination, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The certificate an installation presents, by the name an agent sent.
+pub type Identities = Arc<dyn Fn(&str) -> Option<Arc<crate::Identity>> + Send + Sync>;
+
+/// Accepts the polling agents of many installations on `listener` until
+/// `shutdown` completes: each handshake presents the certificate of the
+/// installation the agent names (`identities`), then `route` hands the
+/// connection to the hub of the installation that registered it.
+pub async fn serve_shared(
+    listener: TcpListener,
+    identities: Identities,
+    route: Route,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), trust::ConfigError> {
+    let tls = trust::polling_server_config_resolving(Arc::new(trust::ByServerName(identities)))?;
+    let acceptor = TlsAcceptor::from(tls);
+    let mut handshakes = JoinSet::new();
+    tokio::pin!(shutdown);
+    while let Some((tcp, peer)) =
+        next_connection(&listener, shutdown.as_mut(), "a polling agent's connection").await
+    {
+        while handshakes.try_join_next().is_some() {}
+        let (acceptor, route) = (acceptor.clone(), route.clone());
+        handshakes.spawn(async move {
+            let accepting = async {
+                let tls = acceptor.accept(tcp).await.map_err(|e| {
+                    format!("a polling agent's TLS handshake failed (an instance it named?): {e}")
+                })?;
+                let (_, session) = tls.get_ref();
+                let name = session.server_name().map(str::to_owned);
+                let thumbprint = session
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .map(|c| Thumbprint::of(c))
+                    .ok_or("a polling agent presented no certificate")?;
+                let to = route(name, thumbprint).await?;
+                to.hub.admit(tls, peer, to.registered).await
+            };
+            match tokio::time::timeout(HANDSHAKE_LIMIT, accepting).await {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => tracing::warn!(%peer, "{message}"),
+                Err(_) => {
+                    tracing::warn!(%peer, "a polling agent's handshake did not finish in time")
+                }
+            }
+        });
+    }
+    handshakes.abort_all();
+    Ok(())
 }
 
 /// The longest pause between an agent's attempts to reach its server.
@@ -163,6 +260,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// whenever it ends, until `shutdown` completes.
 pub async fn poll<S: AgentService>(
     server: String,
+    server_name: rustls_pki_types::ServerName<'static>,
     tls: Arc<rustls::ClientConfig>,
     service: Arc<S>,
     shutdown: impl Future<Output = ()>,
@@ -173,7 +271,14 @@ pub async fn poll<S: AgentService>(
     let running = async {
         loop {
             let started = tokio::time::Instant::now();
-            match dial_and_serve(&server, &connector, service.clone(), stopping.clone()).await {
+            let dialled = dial_and_serve(
+                &server,
+                server_name.clone(),
+                &connector,
+                service.clone(),
+                stopping.clone(),
+            );
+            match dialled.await {
                 Ok(()) => tracing::info!(%server, "the connection to the server closed"),
                 Err(e) => tracing::warn!(%server, "{e}"),
             }
@@ -202,6 +307,7 @@ pub async fn poll<S: AgentService>(
 
 async fn dial_and_serve<S: AgentService>(
     server: &str,
+    server_name: rustls_pki_types::ServerName<'static>,
     connector: &TlsConnector,
     service: Arc<S>,
     stopping: watch::Receiver<bool>,
@@ -210,19 +316,16 @@ async fn dial_and_serve<S: AgentService>(
         .await
         .map_err(|e| format!("could not connect to the server: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let tls = tokio::time::timeout(
-        HANDSHAKE_LIMIT,
-        connector.connect(trust::server_name(), tcp),
-    )
-    .await
-    .map_err(|_| "the server's TLS handshake did not finish in time".to_owned())?
-    .map_err(|e| match untrusted_peer(&e) {
-        Some(u) => format!(
-            "refused the server: it presented certificate {}, which this agent does not trust",
-            u.thumbprint
-        ),
-        None => format!("the TLS handshake with the server failed: {e}"),
-    })?;
+    let tls = tokio::time::timeout(HANDSHAKE_LIMIT, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| "the server's TLS handshake did not finish in time".to_owned())?
+        .map_err(|e| match untrusted_peer(&e) {
+            Some(u) => format!(
+                "refused the server: it presented certificate {}, which this agent does not trust",
+                u.thumbprint
+            ),
+            None => format!("the TLS handshake with the server failed: {e}"),
+        })?;
     tracing::info!(%server, protocol = PROTOCOL_VERSION, "connected to the server");
     serve_connection(tls, service, stopping)
         .await

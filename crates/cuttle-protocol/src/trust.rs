@@ -164,9 +164,30 @@ pub fn polling_server_config(identity: &Identity) -> Result<Arc<ServerConfig>, C
     acceptor_config(identity, None)
 }
 
+/// As [`polling_server_config`], for a listener that accepts the agents of
+/// many installations: `certificates` picks the certificate to present by
+/// the name the agent sends (SNI), each installation presenting its own.
+pub fn polling_server_config_resolving(
+    certificates: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    acceptor_config_with(None, certificates)
+}
+
 fn acceptor_config(
     identity: &Identity,
     trusted: Option<TrustedThumbprints>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    acceptor_config_with(
+        trusted,
+        Arc::new(rustls::sign::SingleCertAndKey::from(
+            identity.certified_key(),
+        )),
+    )
+}
+
+fn acceptor_config_with(
+    trusted: Option<TrustedThumbprints>,
+    certificates: Arc<dyn rustls::server::ResolvesServerCert>,
 ) -> Result<Arc<ServerConfig>, ConfigError> {
     let provider = provider();
     let verifier = Arc::new(PinnedClient(Pinned {
@@ -176,9 +197,7 @@ fn acceptor_config(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
-            identity.certified_key(),
-        )));
+        .with_cert_resolver(certificates);
     // No resumption (see client_config): every connection re-checks the
     // client's certificate against the set as it is now.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -193,6 +212,44 @@ pub fn server_name() -> ServerName<'static> {
             .expect("SERVER_NAME is a valid DNS name")
             .to_owned(),
     )
+}
+
+/// Presents the certificate of the installation an agent names (SNI); no
+/// certificate, so no handshake, for a name that is none of them.
+pub(crate) struct ByServerName(pub(crate) crate::polling::Identities);
+
+impl fmt::Debug for ByServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ByServerName")
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ByServerName {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let identity = (self.0)(hello.server_name()?)?;
+        Some(identity.certified_key())
+    }
+}
+
+/// The name a polling agent sends when it dials `address` (`HOST:PORT`):
+/// `explicit` if given, else the host when it is a DNS name (a host of many
+/// installations presents the certificate of the one so named), else
+/// [`SERVER_NAME`]. Only the thumbprint is checked either way.
+pub fn server_name_for(address: &str, explicit: Option<&str>) -> ServerName<'static> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let candidate = explicit.unwrap_or(host);
+    let is_address = candidate.parse::<std::net::IpAddr>().is_ok();
+    match rustls_pki_types::DnsName::try_from(candidate.to_owned()) {
+        Ok(name) if !is_address && !candidate.is_empty() => ServerName::DnsName(name),
+        _ => server_name(),
+    }
 }
 
 /// What both verifiers share: the pinned set and the algorithms that check
@@ -352,5 +409,34 @@ impl ClientCertVerifier for PinnedClient {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(address: &str, explicit: Option<&str>) -> String {
+        match server_name_for(address, explicit) {
+            ServerName::DnsName(n) => n.as_ref().to_owned(),
+            other => panic!("not a DNS name: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_polling_agent_names_the_host_it_dials_unless_it_is_an_address() {
+        assert_eq!(
+            name("acme.cuttle.example:10943", None),
+            "acme.cuttle.example"
+        );
+        assert_eq!(name("127.0.0.1:10943", None), SERVER_NAME);
+        assert_eq!(name("[::1]:10943", None), SERVER_NAME);
+        assert_eq!(
+            name("127.0.0.1:10943", Some("acme.cuttle.example")),
+            "acme.cuttle.example"
+        );
+        // Nothing usable given: the fixed name.
+        assert_eq!(name("127.0.0.1:10943", Some("")), SERVER_NAME);
+        assert_eq!(name("127.0.0.1:10943", Some("not a name!")), SERVER_NAME);
     }
 }

@@ -196,7 +196,13 @@ async fn polling_agents_are_asked_over_their_own_connection() {
     for identity in [&known, &stranger] {
         let tls = client_config(identity, trusts_server.clone()).unwrap();
         let service = Arc::new(HelloOnly(answer()));
-        tokio::spawn(poll(address.clone(), tls, service, std::future::pending()));
+        tokio::spawn(poll(
+            address.clone(),
+            cuttle_protocol::trust::server_name(),
+            tls,
+            service,
+            std::future::pending(),
+        ));
     }
 
     let connection = hub

@@ -5,61 +5,107 @@
 //!
 //! Only the cluster's leader queues them. The schedule is kept in memory by
 //! the leader: after a restart, or when another node takes the lead, each
-//! policy's first check comes one interval later.
+//! policy's first check comes one interval later. An installation that a
+//! host closes while idle keeps its schedule in its [`JobTimes`].
 
 use crate::instance::Instance;
+use crate::job_times::JobTimes;
 use cuttle_model::machine::AgentMachine;
 use cuttle_model::machine_policy::parse_timespan;
 use cuttle_model::{Machine, MachinePolicy, User, Worker};
 use cuttle_store::DocumentQuery;
-use std::collections::HashMap;
+use cuttle_store::Store;
 use std::sync::Weak;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// How often the schedule is looked at (one read of the policies); no
 /// policy is checked more often, so a typo cannot flood the queue.
 const TICK: Duration = Duration::from_secs(5);
 
-/// Follows the schedule for as long as the instance lives.
-pub(crate) fn follow(inst: Weak<Instance>) {
+/// Follows the schedule until the instance is closed or gone.
+pub(crate) fn follow(inst: Weak<Instance>, jobs: JobTimes, stopping: CancellationToken) {
     tokio::spawn(async move {
-        let mut last_run: HashMap<String, Instant> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.cancelled() => return,
+            }
             let Some(inst) = inst.upgrade() else {
                 return;
             };
             if !inst.is_leader() {
                 // A schedule kept while following would be stale on taking the lead.
-                last_run.clear();
+                jobs.lock().health.clear();
                 continue;
             }
-            if let Err(e) = queue_due(&inst, &mut last_run).await {
+            if let Err(e) = queue_due(&inst, &jobs).await {
                 tracing::warn!(error = %e, "could not queue scheduled health checks");
             }
         }
     });
 }
 
-async fn queue_due(inst: &Instance, last_run: &mut HashMap<String, Instant>) -> crate::Result<()> {
+/// Each policy's interval, for the policies that some enabled machine or
+/// worker uses (a check of no one is never queued).
+async fn policies_in_use(store: &Store) -> crate::Result<Vec<(MachinePolicy, Duration)>> {
+    let all = DocumentQuery::default();
+    let policies = store.list::<MachinePolicy>(&all).await?.items;
+    let machines = store.list::<Machine>(&all).await?.items;
+    let workers = store.list::<Worker>(&all).await?.items;
+    let used = |id: &str| {
+        machines
+            .iter()
+            .any(|m| !m.is_disabled && m.machine_policy_id() == id)
+            || workers
+                .iter()
+                .any(|w| !w.is_disabled && w.machine_policy_id() == id)
+    };
+    Ok(policies
+        .into_iter()
+        .filter(|p| used(&p.id))
+        .filter_map(|p| {
+            let interval =
+                parse_timespan(&p.machine_health_check_policy.health_check_interval).ok()?;
+            Some((p, interval))
+        })
+        .collect())
+}
+
+/// When the next scheduled health check is due, if any machine or worker
+/// is checked at all; a policy not seen before counts from now.
+pub(crate) async fn next_due(store: &Store, jobs: &JobTimes) -> crate::Result<Option<Instant>> {
+    let policies = policies_in_use(store).await?;
+    let now = Instant::now();
+    let mut times = jobs.lock();
+    Ok(policies
+        .iter()
+        .map(|(policy, interval)| *times.health.entry(policy.id.clone()).or_insert(now) + *interval)
+        .min())
+}
+
+async fn queue_due(inst: &Instance, jobs: &JobTimes) -> crate::Result<()> {
     let all = DocumentQuery::default();
     let policies = inst.store.list::<MachinePolicy>(&all).await?.items;
     let now = Instant::now();
     let mut due = vec![];
-    for policy in policies {
-        let Ok(interval) =
-            parse_timespan(&policy.machine_health_check_policy.health_check_interval)
-        else {
-            continue;
-        };
-        // First seen: the first check is one interval from now.
-        let last = *last_run.entry(policy.id.clone()).or_insert(now);
-        if now.duration_since(last) >= interval {
-            last_run.insert(policy.id.clone(), now);
-            due.push(policy);
+    {
+        let mut times = jobs.lock();
+        for policy in policies {
+            let Ok(interval) =
+                parse_timespan(&policy.machine_health_check_policy.health_check_interval)
+            else {
+                continue;
+            };
+            // First seen: the first check is one interval from now.
+            let last = *times.health.entry(policy.id.clone()).or_insert(now);
+            if now.duration_since(last) >= interval {
+                times.health.insert(policy.id.clone(), now);
+                due.push(policy);
+            }
         }
     }
     if due.is_empty() {

@@ -72,6 +72,9 @@ pub struct InstanceConfig {
     /// Workers its host lends it, for steps that would run on the built-in
     /// worker when it has none (`builtin_worker.enabled` off).
     pub hosted_workers: Option<Arc<dyn cuttle_engine::hosted_workers::WorkerLender>>,
+    /// When its periodic jobs last ran: a host hands the same times to an
+    /// instance it opens again, so the schedule carries on.
+    pub job_times: crate::job_times::JobTimes,
 }
 
 impl InstanceConfig {
@@ -98,6 +101,7 @@ impl InstanceConfig {
             hosted_storage_quota: None,
             postgres_pool: Default::default(),
             hosted_workers: None,
+            job_times: Default::default(),
         }
     }
 
@@ -172,6 +176,8 @@ pub struct Instance {
     /// The host's storage quota in bytes (0: none); see
     /// [`InstanceConfig::hosted_storage_quota`]. The host may change it.
     pub hosted_storage_quota: std::sync::atomic::AtomicU64,
+    /// Cancelled when the instance is closed: its background loops end.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Instance {
@@ -300,20 +306,109 @@ impl Instance {
             node: Default::default(),
             hosted_task_cap: config.hosted_task_cap.unwrap_or(0).into(),
             hosted_storage_quota: config.hosted_storage_quota.unwrap_or(0).into(),
+            stopping: Default::default(),
             config,
         });
         // Before the leader's jobs start, so a single node leads from its
         // first moment.
         crate::nodes::join(&inst).await?;
         // Weak: the follower must not keep the instance alive.
-        crate::progression::follow_finished_tasks(Arc::downgrade(&inst), finished);
-        crate::health_schedule::follow(Arc::downgrade(&inst));
-        crate::subscriptions::dispatch::follow(Arc::downgrade(&inst), inst.dispatcher.clone());
+        let (weak, stopping) = (Arc::downgrade(&inst), inst.stopping.clone());
+        let jobs = inst.config.job_times.clone();
+        crate::progression::follow_finished_tasks(weak.clone(), finished, stopping.clone());
+        crate::health_schedule::follow(weak.clone(), jobs.clone(), stopping.clone());
+        crate::subscriptions::dispatch::follow(
+            weak.clone(),
+            inst.dispatcher.clone(),
+            stopping.clone(),
+        );
         if let Some(keep_for) = inst.config.package_retention {
-            crate::package_retention::follow(Arc::downgrade(&inst), keep_for);
+            crate::package_retention::follow(weak, keep_for, jobs, stopping);
         }
         Ok(inst)
     }
+
+    /// Closes the instance for good: it claims no more tasks, its running
+    /// steps get `grace` to finish, its background loops end, its node
+    /// records that it stopped, its polling agents are let go and its
+    /// database connections are closed. What remains is freed once the
+    /// last handle on it is dropped.
+    pub async fn close(&self, grace: Duration) {
+        self.begin_draining();
+        self.runner.shutdown(grace).await;
+        self.stopping.cancel();
+        crate::nodes::leave(self).await;
+        self.agents.polling().disconnect_all();
+        self.store.close().await;
+    }
+
+    /// Whether anything is under way that closing would cut short: a task
+    /// running here, or a polling agent connected.
+    pub fn is_busy(&self) -> bool {
+        self.runner.running_count() > 0 || self.agents.polling().any_connected()
+    }
+
+    /// When this instance next has work to do by itself, in milliseconds
+    /// since the epoch: a queued or scheduled task, a scheduled health
+    /// check, feed retention. `None`: nothing until someone asks.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        next_due(&self.store, &self.config).await
+    }
+}
+
+/// What a host keeps of an instance it does not run (see [`peek`]).
+pub struct Dormant {
+    /// The certificate it presents to agents.
+    pub identity: Arc<cuttle_protocol::Identity>,
+    /// The certificates of its polling machines and workers.
+    pub polling_thumbprints: Vec<String>,
+    /// When it has work to do by itself (see [`Instance::next_due`]).
+    pub next_due: Option<i64>,
+}
+
+/// Reads what a host needs of an instance without opening it: no runner,
+/// no loops, and its database closed again before returning. Tasks that a
+/// previous run left running make it due at once (opening closes them).
+pub async fn peek(config: &InstanceConfig) -> Result<Dormant> {
+    let store = Store::open_with(&config.database_url(), config.postgres_pool).await?;
+    let read = async {
+        let master_key = open_master_key(&store, config).await?;
+        let identity =
+            crate::server_identity::resolve(&store, &master_key, &config.data_dir).await?;
+        let polling_thumbprints = store.polling_agent_thumbprints().await?;
+        let mut due = next_due(&store, config).await?;
+        if !store
+            .orphaned_tasks(Some(&config.node_name))
+            .await?
+            .is_empty()
+        {
+            due = Some(cuttle_model::Timestamp::now().millis());
+        }
+        Ok(Dormant {
+            identity: Arc::new(identity),
+            polling_thumbprints,
+            next_due: due,
+        })
+    };
+    let dormant = read.await;
+    store.close().await;
+    dormant
+}
+
+async fn next_due(store: &Store, config: &InstanceConfig) -> Result<Option<i64>> {
+    let now = tokio::time::Instant::now();
+    let now_ms = cuttle_model::Timestamp::now().millis();
+    let at = |due: tokio::time::Instant| {
+        now_ms + i64::try_from(due.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX)
+    };
+    let mut due = store.next_scheduled_time().await?.map(|t| t.millis());
+    let health = crate::health_schedule::next_due(store, &config.job_times).await?;
+    due = due.into_iter().chain(health.map(at)).min();
+    if config.package_retention.is_some() {
+        let retention = at(crate::package_retention::next_due(&config.job_times));
+        due = Some(due.map_or(retention, |d| d.min(retention)));
+    }
+    Ok(due)
 }
 
 impl Instance {

@@ -64,6 +64,7 @@ pub mod events;
 mod health_schedule;
 pub mod instance;
 pub mod interruptions;
+pub mod job_times;
 pub mod log_stream;
 pub mod machine_policies;
 pub mod machines;

@@ -108,16 +108,24 @@ pub(crate) async fn join(inst: &std::sync::Arc<Instance>) -> Result<()> {
     beat(inst).await;
     let weak = std::sync::Arc::downgrade(inst);
     let every = inst.config.cluster.heartbeat;
-    tokio::spawn(async move { heartbeat(weak, every).await });
+    let stopping = inst.stopping.clone();
+    tokio::spawn(async move { heartbeat(weak, every, stopping).await });
     Ok(())
 }
 
-async fn heartbeat(inst: Weak<Instance>, every: Duration) {
+async fn heartbeat(
+    inst: Weak<Instance>,
+    every: Duration,
+    stopping: tokio_util::sync::CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.cancelled() => return,
+        }
         let Some(inst) = inst.upgrade() else {
             return;
         };

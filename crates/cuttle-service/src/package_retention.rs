@@ -4,6 +4,7 @@
 //! removed, however old.
 
 use crate::instance::Instance;
+use crate::job_times::JobTimes;
 use crate::packages::{delete_package, releases_using};
 use crate::{Result, ServiceError};
 use cuttle_model::package::Package;
@@ -12,6 +13,8 @@ use cuttle_store::packages::PackageQuery;
 use cuttle_store::DocumentQuery;
 use std::sync::Weak;
 use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// How often retention is applied when the server keeps packages for a
 /// limited time.
@@ -64,22 +67,44 @@ pub async fn apply(inst: &Instance, keep_for: Duration) -> Result<Vec<Package>> 
     Ok(removed)
 }
 
-/// Applies retention hourly for as long as the instance lives, on the
-/// cluster's leader only.
-pub(crate) fn follow(inst: Weak<Instance>, keep_for: Duration) {
+/// Applies retention hourly, on the cluster's leader only, until the
+/// instance is closed or gone; the first time at once, or an hour after
+/// the last time `jobs` recorded.
+pub(crate) fn follow(
+    inst: Weak<Instance>,
+    keep_for: Duration,
+    jobs: JobTimes,
+    stopping: CancellationToken,
+) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
+        let first = jobs
+            .lock()
+            .retention
+            .map_or_else(Instant::now, |last| last + EVERY);
+        let mut tick = tokio::time::interval_at(first, EVERY);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.cancelled() => return,
+            }
             let Some(inst) = inst.upgrade() else {
                 return;
             };
             if !inst.is_leader() {
                 continue;
             }
+            jobs.lock().retention = Some(Instant::now());
             if let Err(e) = apply(&inst, keep_for).await {
                 tracing::warn!(error = %e, "feed retention could not be applied");
             }
         }
     });
+}
+
+/// When retention is next applied, for a server that keeps packages for
+/// a limited time.
+pub(crate) fn next_due(jobs: &JobTimes) -> Instant {
+    jobs.lock()
+        .retention
+        .map_or_else(Instant::now, |last| last + EVERY)
 }

@@ -248,10 +248,15 @@ async fn promote_after(inst: &Instance, finished: &TaskFinished) -> Result<()> {
 pub(crate) fn follow_finished_tasks(
     inst: Weak<Instance>,
     mut finished: broadcast::Receiver<TaskFinished>,
+    stopping: tokio_util::sync::CancellationToken,
 ) {
     tokio::spawn(async move {
         loop {
-            let event = match finished.recv().await {
+            let received = tokio::select! {
+                received = finished.recv() => received,
+                _ = stopping.cancelled() => return,
+            };
+            let event = match received {
                 Ok(e) => e,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(

@@ -110,6 +110,29 @@ fn health_category(status: HealthStatus) -> Option<&'static str> {
 }
 
 impl Store {
+    /// The certificate thumbprints of every polling machine and worker.
+    pub async fn polling_agent_thumbprints(&self) -> Result<Vec<String>> {
+        let all = DocumentQuery::default();
+        let active = Some(CommunicationStyle::TentacleActive);
+        let mut thumbprints: Vec<String> = self
+            .list::<Machine>(&all)
+            .await?
+            .items
+            .into_iter()
+            .filter(|m| m.endpoint.communication_style == active)
+            .map(|m| m.endpoint.thumbprint)
+            .collect();
+        thumbprints.extend(
+            self.list::<Worker>(&all)
+                .await?
+                .items
+                .into_iter()
+                .filter(|w| w.endpoint.communication_style == active)
+                .map(|w| w.endpoint.thumbprint),
+        );
+        Ok(thumbprints)
+    }
+
     /// Whether a polling machine or worker, in any space, is registered with
     /// this certificate thumbprint (64 uppercase hex, as stored).
     pub async fn polling_agent_registered(&self, thumbprint: &str) -> Result<bool> {

@@ -44,11 +44,18 @@ impl Store {
         };
         let mut listener = PgListener::connect(&url.0).await?;
         listener.listen(TASK_QUEUED_CHANNEL).await?;
+        // Closing the store ends the listening too, so a closed store
+        // holds no connection at all.
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 // try_recv says when the connection was lost (Ok(None)) and
                 // listens again on a new one at the next call.
-                let woke = match listener.try_recv().await {
+                let received = tokio::select! {
+                    received = listener.try_recv() => received,
+                    _ = pool.close_event() => return,
+                };
+                let woke = match received {
                     Ok(Some(_)) => wake(),
                     Ok(None) => {
                         tracing::warn!("lost the task queue's notifications; listening again");

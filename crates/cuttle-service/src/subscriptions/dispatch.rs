@@ -50,8 +50,12 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Runs the dispatcher for as long as the instance lives.
-pub(crate) fn follow(inst: Weak<Instance>, dispatcher: Dispatcher) {
+/// Runs the dispatcher until the instance is closed or gone.
+pub(crate) fn follow(
+    inst: Weak<Instance>,
+    dispatcher: Dispatcher,
+    stopping: tokio_util::sync::CancellationToken,
+) {
     tokio::spawn(async move {
         let client = match inst.upgrade() {
             Some(i) => webhook::client(i.config.subscriptions.allow_link_local),
@@ -106,6 +110,7 @@ pub(crate) fn follow(inst: Weak<Instance>, dispatcher: Dispatcher) {
                     }
                 }
                 _ = tokio::time::sleep(POLL) => {}
+                _ = stopping.cancelled() => return,
             }
             if sending.is_empty() {
                 in_flight.clear();

@@ -122,6 +122,11 @@ struct AgentConfig {
     /// Polling mode: the server's agent endpoint to dial.
     #[serde(default)]
     polling_server: Option<String>,
+    /// Polling mode: the name sent in the TLS handshake, which tells a host
+    /// of many instances whose agent this is; by default the host of
+    /// `polling_server` when that is a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    polling_server_name: Option<String>,
     server_url: String,
     trusted_server_thumbprints: Vec<String>,
     machine_id: String,
@@ -292,6 +297,7 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
         name: args.name.clone(),
         listen: args.listen.clone(),
         polling_server: polling_server.clone(),
+        polling_server_name: args.polling.then(|| server_host_name(conn)).flatten(),
         server_url: conn.server.clone().unwrap_or_default(),
         trusted_server_thumbprints: vec![server_thumbprint.to_string()],
         machine_id: created.id.clone(),
@@ -314,6 +320,17 @@ async fn register(conn: &Connection, args: RegisterArgs) -> anyhow::Result<i32> 
         args.data_dir.display()
     );
     Ok(0)
+}
+
+/// The --server URL's host when it is a name (not an address): on a host of
+/// many instances, the instance's own name, sent by the agent when it polls.
+fn server_host_name(conn: &Connection) -> Option<String> {
+    let url = reqwest::Url::parse(conn.server.as_deref()?).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    (host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_owned())
 }
 
 /// The server's polling endpoint: the --server host and the port it reports.
@@ -427,7 +444,11 @@ async fn serve(data_dir: &Path) -> anyhow::Result<()> {
             super::announce!("Cuttle agent {} is polling {server}", config.name);
             // Ready to serve: the connection is (re)made by `poll` itself.
             crate::server::notify_systemd(sd_notify::NotifyState::Ready);
-            cuttle_protocol::polling::poll(server.clone(), tls, host, shutdown).await;
+            let name = cuttle_protocol::trust::server_name_for(
+                server,
+                config.polling_server_name.as_deref(),
+            );
+            cuttle_protocol::polling::poll(server.clone(), name, tls, host, shutdown).await;
         }
         (None, None) => bail!(
             "{} says neither where to listen nor which server to poll; register the agent again",

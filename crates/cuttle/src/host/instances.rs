@@ -8,7 +8,7 @@ use cuttle_service::{Instance, InstanceConfig};
 use cuttle_store::host::{HostRegistry, InstanceRecord, InstanceState};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -67,6 +67,10 @@ pub struct HostConfig {
     pub hosted_workers: Option<Arc<super::workers::HostedWorkers>>,
     /// How long an instance's running steps may take to finish when it stops.
     pub shutdown_timeout: Duration,
+    /// An instance idle this long is put to sleep (see [`super::hibernation`]).
+    pub idle_after: Duration,
+    /// The host's polling port, which every instance reports to agents.
+    pub polling_port: Option<u16>,
 }
 
 /// An instance as the host serves it.
@@ -76,18 +80,68 @@ pub struct Served {
     closing: cuttle_api::Closing,
     /// Milliseconds since the epoch of its last request.
     last_active: AtomicI64,
+    /// Requests being answered now (a streamed answer until its end).
+    in_flight: AtomicUsize,
+    /// When it was opened (created, resumed or woken), in milliseconds
+    /// since the epoch: its idle time counts from then at the earliest.
+    opened_at: i64,
 }
 
 impl Served {
     pub fn touch(&self) {
-        self.last_active.store(now_millis(), Ordering::Relaxed);
+        self.last_active.store(now_millis(), Ordering::SeqCst);
     }
+
+    pub fn last_active(&self) -> i64 {
+        self.last_active.load(Ordering::SeqCst)
+    }
+
+    /// Since when it has had nothing to do, as far as requests go.
+    pub fn idle_since(&self) -> i64 {
+        self.last_active().max(self.opened_at)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request as under way until the guard is dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        InFlight(self.clone())
+    }
+}
+
+/// A request under way on a served instance: it keeps the instance awake.
+pub struct InFlight(Arc<Served>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running instance that sleeps: closed, with only this left of it.
+pub struct Asleep {
+    /// Its last request, in milliseconds since the epoch.
+    pub last_active: i64,
+    /// When it has work to do by itself (a scheduled task or health
+    /// check): it is woken then.
+    pub wake_at: Option<i64>,
+    /// Its periodic jobs' last runs, handed to it when it wakes.
+    pub jobs: cuttle_service::job_times::JobTimes,
+    /// Held by whoever puts it to sleep, wakes it or replaces it; `true`
+    /// once this record is no longer the instance's slot.
+    pub(super) gate: Arc<tokio::sync::Mutex<bool>>,
 }
 
 /// What a name currently routes to.
 #[derive(Clone)]
 pub enum Slot {
     Serving(Arc<Served>),
+    Asleep(Arc<Asleep>),
     Suspended,
     /// Being created, resumed or deleted.
     Busy,
@@ -159,6 +213,9 @@ impl Limits {
 /// Every instance of one host.
 pub struct Host {
     pub config: HostConfig,
+    /// Which instance registered each polling agent, and each instance's
+    /// server certificate.
+    pub agents: super::polling::AgentIndex,
     registry: HostRegistry,
     slots: RwLock<HashMap<String, Slot>>,
     /// Names with a lifecycle operation under way; a second one is refused.
@@ -166,7 +223,7 @@ pub struct Host {
 }
 
 /// Held while a lifecycle operation changes one instance.
-struct Changing<'a> {
+pub(super) struct Changing<'a> {
     host: &'a Host,
     name: String,
 }
@@ -193,6 +250,7 @@ impl Host {
             .map_err(|e| anyhow::anyhow!("the host's registry: {e}"))?;
         let host = Arc::new(Host {
             config,
+            agents: Default::default(),
             registry,
             slots: Default::default(),
             changing: Default::default(),
@@ -209,14 +267,25 @@ impl Host {
                 InstanceState::Running => opening.push(record),
             }
         }
-        // A few at a time: each runs its migrations and starts its runner.
+        // Each starts asleep: only what routing its agents and waking it
+        // needs is read (a few at a time, each running its migrations);
+        // one with work to do is woken by the host's first round.
         use futures_util::StreamExt as _;
         let opened: Vec<(String, Slot)> = futures_util::stream::iter(opening)
             .map(|record| {
                 let host = host.clone();
                 async move {
-                    let slot = match host.open_instance(&record).await {
-                        Ok(served) => Slot::Serving(served),
+                    let config = host.instance_config(&record);
+                    let slot = match cuttle_service::instance::peek(&config).await {
+                        Ok(dormant) => {
+                            host.agents.set(&record.name, dormant.identity, &dormant.polling_thumbprints);
+                            Slot::Asleep(Arc::new(Asleep {
+                                last_active: record.last_active.unwrap_or(0),
+                                wake_at: dormant.next_due,
+                                jobs: config.job_times,
+                                gate: Default::default(),
+                            }))
+                        }
                         Err(e) => {
                             tracing::error!(instance = %record.name, error = %e, "could not open an instance");
                             Slot::Failed(e.to_string())
@@ -239,17 +308,53 @@ impl Host {
         self.slots.read().ok()?.get(name).cloned()
     }
 
-    fn set_slot(&self, name: &str, slot: Slot) {
+    /// Every name and what it routes to now.
+    pub fn slots(&self) -> Vec<(String, Slot)> {
+        match self.slots.read() {
+            Ok(slots) => slots.iter().map(|(n, s)| (n.clone(), s.clone())).collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    pub(super) fn set_slot(&self, name: &str, slot: Slot) {
         if let Ok(mut slots) = self.slots.write() {
             slots.insert(name.to_owned(), slot);
         }
     }
 
-    fn take_slot(&self, name: &str) -> Option<Slot> {
+    pub(super) fn take_slot(&self, name: &str) -> Option<Slot> {
         self.slots.write().ok()?.remove(name)
     }
 
-    fn begin_change(&self, name: &str) -> Result<Changing<'_>, HostError> {
+    /// Sets `name`'s slot to `slot` and returns the instance it served, if
+    /// any, to be closed. An asleep one is replaced under its gate, so no
+    /// wake is under way or starts on the record replaced.
+    async fn replace_slot(&self, name: &str, slot: Slot) -> Option<Arc<Served>> {
+        loop {
+            match self.slot(name) {
+                Some(Slot::Asleep(asleep)) => {
+                    let mut gone = asleep.gate.lock().await;
+                    if *gone {
+                        // Woken or replaced meanwhile: look again.
+                        continue;
+                    }
+                    *gone = true;
+                    self.set_slot(name, slot);
+                    return None;
+                }
+                Some(Slot::Serving(served)) => {
+                    self.set_slot(name, slot);
+                    return Some(served);
+                }
+                _ => {
+                    self.set_slot(name, slot);
+                    return None;
+                }
+            }
+        }
+    }
+
+    pub(super) fn begin_change(&self, name: &str) -> Result<Changing<'_>, HostError> {
         let mut set = self
             .changing
             .lock()
@@ -295,7 +400,7 @@ impl Host {
         ))
     }
 
-    fn instance_config(&self, record: &InstanceRecord) -> InstanceConfig {
+    pub(super) fn instance_config(&self, record: &InstanceRecord) -> InstanceConfig {
         let mut config = InstanceConfig::new(self.instance_dir(&record.name));
         if let (Some(url), Some(db)) = (&self.config.database_url, self.database_name(&record.name))
         {
@@ -328,10 +433,25 @@ impl Host {
         config
     }
 
-    async fn open_instance(&self, record: &InstanceRecord) -> Result<Arc<Served>, HostError> {
-        let instance = Instance::open(self.instance_config(record))
+    /// Opens an instance; `jobs`, an asleep one's, carries its schedule on.
+    pub(super) async fn open_instance(
+        &self,
+        record: &InstanceRecord,
+        jobs: Option<cuttle_service::job_times::JobTimes>,
+    ) -> Result<Arc<Served>, HostError> {
+        let mut config = self.instance_config(record);
+        if let Some(jobs) = jobs {
+            config.job_times = jobs;
+        }
+        let instance = Instance::open(config)
             .await
             .map_err(|e| HostError::internal("the instance could not be opened", e))?;
+        if let Some(port) = self.config.polling_port {
+            instance.polling_port.store(port, Ordering::Relaxed);
+        }
+        self.agents
+            .set(&record.name, instance.identity.clone(), &[]);
+        super::polling::refresh(self, &record.name, &instance).await;
         let closing = cuttle_api::Closing::default();
         let router = cuttle_api::router_closing(instance.clone(), closing.clone());
         Ok(Arc::new(Served {
@@ -339,32 +459,33 @@ impl Host {
             router,
             closing,
             last_active: AtomicI64::new(record.last_active.unwrap_or(0)),
+            in_flight: AtomicUsize::new(0),
+            opened_at: now_millis(),
         }))
     }
 
     /// Stops serving an instance: its long responses end, its running
-    /// steps get the shutdown timeout to finish, its database is closed.
-    async fn close_instance(&self, name: &str, served: Arc<Served>) {
+    /// steps get the shutdown timeout to finish, its loops stop, its
+    /// database is closed.
+    pub(super) async fn close_instance(&self, name: &str, served: Arc<Served>) {
         served.closing.0.cancel();
-        served.instance.begin_draining();
-        served
-            .instance
-            .runner
-            .shutdown(self.config.shutdown_timeout)
-            .await;
-        cuttle_service::nodes::leave(&served.instance).await;
-        served.instance.store.close().await;
-        let last = served.last_active.load(Ordering::Relaxed);
+        served.instance.close(self.config.shutdown_timeout).await;
+        let last = served.last_active();
         if last > 0 {
             let _ = self.registry.set_last_active(name, last).await;
         }
     }
 
     /// Wipes the hosted worker leased to `name`, if any.
-    async fn end_hosted_worker_lease(&self, name: &str) {
+    pub(super) async fn end_hosted_worker_lease(&self, name: &str) {
         if let Some(workers) = &self.config.hosted_workers {
             workers.end_lease(name).await;
         }
+    }
+
+    /// The record of `name` (a lifecycle operation's view of it).
+    pub(super) async fn registry_record(&self, name: &str) -> Result<InstanceRecord, HostError> {
+        self.record(name).await
     }
 
     /// Removes what a creation or deletion left of `name`: its directory
@@ -415,6 +536,7 @@ impl Host {
             Err(e) => {
                 tracing::error!(instance = %name, error = %e, "could not create an instance");
                 self.take_slot(name);
+                self.agents.remove(name);
                 if let Err(cleanup) = self.remove_leftovers(name).await {
                     tracing::error!(instance = %name, error = %cleanup, "could not clear a failed creation");
                 } else {
@@ -436,7 +558,7 @@ impl Host {
             .get(name)
             .await?
             .ok_or_else(|| HostError::Internal(format!("the record of '{name}' vanished")))?;
-        let served = self.open_instance(&record).await?;
+        let served = self.open_instance(&record, None).await?;
         let api_key = cuttle_service::auth::generate_api_key();
         let dir = self.instance_dir(name);
         let report = cuttle_service::auth::bootstrap_admin(
@@ -503,7 +625,8 @@ impl Host {
     async fn view(&self, record: &InstanceRecord) -> InstanceView {
         let slot = self.slot(&record.name);
         let last_active = match &slot {
-            Some(Slot::Serving(s)) => Some(s.last_active.load(Ordering::Relaxed)),
+            Some(Slot::Serving(s)) => Some(s.last_active()),
+            Some(Slot::Asleep(a)) => Some(a.last_active),
             _ => record.last_active,
         }
         .filter(|ms| *ms > 0);
@@ -522,8 +645,10 @@ impl Host {
         InstanceView {
             name: record.name.clone(),
             url: self.url_of(&record.name),
-            state: match slot {
-                Some(Slot::Failed(_)) => "Failed".into(),
+            state: match (&slot, record.state) {
+                (Some(Slot::Failed(_)), _) => "Failed".into(),
+                (Some(Slot::Serving(_)), InstanceState::Running) => "Awake".into(),
+                (Some(Slot::Asleep(_)), InstanceState::Running) => "Asleep".into(),
                 _ => record.state.as_str().into(),
             },
             task_cap: record.task_cap,
@@ -551,11 +676,8 @@ impl Host {
             .set_state(name, InstanceState::Suspended)
             .await?;
         self.end_hosted_worker_lease(name).await;
-        if let Some(Slot::Serving(served)) = self.slot(name) {
-            self.set_slot(name, Slot::Suspended);
+        if let Some(served) = self.replace_slot(name, Slot::Suspended).await {
             self.close_instance(name, served).await;
-        } else {
-            self.set_slot(name, Slot::Suspended);
         }
         tracing::info!(instance = %name, "instance suspended");
         self.get(name).await
@@ -571,10 +693,12 @@ impl Host {
                     "The instance '{name}' is still being created"
                 )))
             }
-            (InstanceState::Running, Some(Slot::Serving(_))) => return self.get(name).await,
+            (InstanceState::Running, Some(Slot::Serving(_) | Slot::Asleep(_))) => {
+                return self.get(name).await
+            }
             _ => {}
         }
-        let served = self.open_instance(&record).await?;
+        let served = self.open_instance(&record, None).await?;
         self.registry
             .set_state(name, InstanceState::Running)
             .await?;
@@ -597,6 +721,10 @@ impl Host {
             storage_quota_mib: storage_quota_mib.unwrap_or(record.storage_quota_mib),
         };
         limits.check()?;
+        // Recorded first: an instance woken meanwhile opens with them.
+        self.registry
+            .set_limits(name, limits.task_cap, limits.storage_quota_mib)
+            .await?;
         if let Some(Slot::Serving(served)) = self.slot(name) {
             let cap = usize::try_from(limits.task_cap).unwrap_or(1);
             cuttle_service::nodes::set_hosted_task_cap(&served.instance, cap)
@@ -607,9 +735,6 @@ impl Host {
                 Ordering::SeqCst,
             );
         }
-        self.registry
-            .set_limits(name, limits.task_cap, limits.storage_quota_mib)
-            .await?;
         self.get(name).await
     }
 
@@ -619,8 +744,7 @@ impl Host {
         let _changing = self.begin_change(name)?;
         self.record(name).await?;
         self.end_hosted_worker_lease(name).await;
-        if let Some(Slot::Serving(served)) = self.slot(name) {
-            self.set_slot(name, Slot::Busy);
+        if let Some(served) = self.replace_slot(name, Slot::Busy).await {
             self.close_instance(name, served).await;
         }
         let archived = match self.archive(name).await {
@@ -635,6 +759,7 @@ impl Host {
         // From here the instance is gone; what remains is only cleared.
         self.registry.remove(name).await?;
         self.take_slot(name);
+        self.agents.remove(name);
         if let Err(e) = self.remove_leftovers(name).await {
             tracing::warn!(instance = %name, error = %e, "a deleted instance's files remain");
         }
@@ -698,7 +823,7 @@ impl Host {
             Ok(slots) => slots
                 .iter()
                 .filter_map(|(name, slot)| match slot {
-                    Slot::Serving(s) => Some((name.clone(), s.last_active.load(Ordering::Relaxed))),
+                    Slot::Serving(s) => Some((name.clone(), s.last_active())),
                     _ => None,
                 })
                 .filter(|(_, at)| *at > 0)

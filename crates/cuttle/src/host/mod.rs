@@ -11,6 +11,8 @@
 //! - [`archive`]: a deleted instance's data packed into one file.
 //! - [`workers`]: hosted workers, leased to instances, which have no
 //!   built-in worker.
+//! - [`hibernation`]: idle instances put to sleep, and woken.
+//! - [`polling`]: one polling port for every instance's agents.
 //!
 //! Nothing an instance sets is process-wide: its store, metrics registry
 //! (labelled `cuttle_instance`), audit switch and task runner are its own.
@@ -18,8 +20,10 @@
 pub mod archive;
 pub mod client;
 pub mod control;
+pub mod hibernation;
 pub mod instances;
 pub mod names;
+pub mod polling;
 pub mod routing;
 pub mod workers;
 
@@ -89,6 +93,16 @@ pub struct HostArgs {
     /// steps may take to finish, in seconds.
     #[arg(long, env = "CUTTLE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// An instance with no request, no connected agent and no task running
+    /// or due for this long is put to sleep (its database connections,
+    /// runner and caches released) until the next request, agent or due
+    /// job: e.g. 10m, 90s, 1h.
+    #[arg(long, env = "CUTTLE_HOST_IDLE_AFTER", default_value = "10m", value_parser = parse_duration)]
+    idle_after: Duration,
+    /// Address every instance's polling agents dial (each names its
+    /// instance, NAME.DOMAIN, in the TLS handshake); none by default.
+    #[arg(long, env = "CUTTLE_HOST_POLLING_LISTEN")]
+    polling_listen: Option<String>,
     /// The host's log lines on stderr: "text" or "json".
     #[arg(long, env = "CUTTLE_LOG_FORMAT", value_enum, default_value_t = crate::server::LogFormat::Text)]
     log_format: crate::server::LogFormat,
@@ -175,6 +189,18 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
             )
         })?;
     let control_addr = control.local_addr()?;
+    let polling = match &args.polling_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("could not listen for polling agents on {address}"))?,
+        ),
+        None => None,
+    };
+    let polling_port = match &polling {
+        Some(listener) => Some(listener.local_addr()?.port()),
+        None => None,
+    };
     let public_port = args
         .public_port
         .or_else(|| (addr.port() != 80).then_some(addr.port()));
@@ -202,6 +228,8 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
         builtin_worker_unisolated: args.builtin_worker_unisolated,
         hosted_workers: hosted_workers.clone(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        idle_after: args.idle_after,
+        polling_port,
     })
     .await
     .context("could not open the host")?;
@@ -218,6 +246,18 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
         }
     });
 
+    hibernation::follow(std::sync::Arc::downgrade(&host), args.idle_after);
+    let polling_server = polling.map(|listener| {
+        let (host, stop) = (host.clone(), stopped());
+        if let Ok(addr) = listener.local_addr() {
+            crate::cli::announce!("Polling agents of every instance connect to {addr}");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = polling::serve(host, listener, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "the polling endpoint stopped");
+            }
+        })
+    });
     crate::cli::announce!("The control plane is listening on http://{control_addr}");
     crate::cli::announce!("Cuttle host for *.{domain} is listening on http://{addr}");
     tracing::info!(data_dir = %data_dir.display(), "host ready");
@@ -236,6 +276,9 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
     .await?;
     crate::server::notify_systemd(sd_notify::NotifyState::Stopping);
     let _ = control_server.await;
+    if let Some(polling) = polling_server {
+        let _ = polling.await;
+    }
     tracing::info!("no longer accepting requests; stopping every instance");
     // Workers first, while their instances can still drop their registrations.
     if let Some(workers) = &hosted_workers {
@@ -244,4 +287,46 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
     host.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// A duration as an operator writes one: a whole number with `ms`, `s`,
+/// `m` or `h` (seconds without a unit); more than zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 10m, 90s or 1h"))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => return Err(format!("'{other}' is not a unit: use ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_a_unit_and_must_be_positive() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "0", "0s", "ten", "5d", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

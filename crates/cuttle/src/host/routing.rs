@@ -2,6 +2,7 @@
 //! `Host` header names (`NAME.DOMAIN`, any port, any case), through that
 //! instance's own router.
 
+use super::hibernation::Unreachable;
 use super::instances::{Host, Slot};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -30,31 +31,82 @@ async fn route(State(host): State<Arc<Host>>, request: Request) -> Response {
             ),
         );
     };
-    match host.slot(&name) {
-        Some(Slot::Serving(served)) => {
-            served.touch();
-            match served.router.clone().oneshot(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
-        }
-        Some(Slot::Suspended) => refuse(
+    let served = match host.wake(&name).await {
+        Ok(served) => served,
+        Err(Unreachable::Suspended) => return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("The instance '{name}' is suspended; its data is kept, and it answers again once resumed"),
         ),
-        Some(Slot::Busy) => refuse(
+        Err(Unreachable::Busy) => return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("The instance '{name}' is being set up or changed; try again in a moment"),
         ),
-        Some(Slot::Failed(_)) => refuse(
+        Err(Unreachable::Failed) => return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("The instance '{name}' could not be started; its operator has been told"),
         ),
-        None => refuse(
+        Err(Unreachable::Unknown) => return refuse(
             StatusCode::NOT_FOUND,
             format!("There is no instance '{name}' on this host"),
         ),
+    };
+    // Counted before the slot is looked at again: an instance put to sleep
+    // meanwhile is then woken for this request rather than closed under it.
+    let in_flight = served.begin_request();
+    let (served, in_flight) = match host.slot(&name) {
+        Some(Slot::Serving(now)) if Arc::ptr_eq(&now, &served) => (served, in_flight),
+        _ => {
+            drop(in_flight);
+            match host.wake(&name).await {
+                // Just opened: not idle, so not put to sleep under it.
+                Ok(woken) => {
+                    let in_flight = woken.begin_request();
+                    (woken, in_flight)
+                }
+                Err(_) => {
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("The instance '{name}' is being changed; try again in a moment"),
+                    )
+                }
+            }
+        }
+    };
+    let changes_agents = changes_agents(&request);
+    let response = match served.router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    if changes_agents && response.status().is_success() {
+        super::polling::refresh(&host, &name, &served.instance).await;
     }
+    // A streamed answer (a live log) keeps the instance awake to its end.
+    if axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .is_some()
+    {
+        return response;
+    }
+    response.map(|body| {
+        use futures_util::StreamExt as _;
+        let stream = body.into_data_stream().map(move |chunk| {
+            let _counted = &in_flight;
+            chunk
+        });
+        axum::body::Body::from_stream(stream)
+    })
+}
+
+/// Whether a request may register, change or delete polling agents (its
+/// machines, workers or spaces), so the host's index of them is read again.
+fn changes_agents(request: &Request) -> bool {
+    if request.method() == axum::http::Method::GET || request.method() == axum::http::Method::HEAD {
+        return false;
+    }
+    let path = request.uri().path().to_ascii_lowercase();
+    ["machines", "workers", "spaces"]
+        .iter()
+        .any(|part| path.contains(part))
 }
 
 /// The host the client asked for: the `Host` header, or the request

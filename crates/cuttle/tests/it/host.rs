@@ -283,7 +283,7 @@ fn unknown_hosts_bad_names_and_bad_tokens_are_refused_and_change_nothing() {
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     let (_, list) = host.control("GET", "/instances", None);
     assert_eq!(list["Items"].as_array().map(Vec::len), Some(1));
-    assert_eq!(list["Items"][0]["State"], "Running");
+    assert_eq!(list["Items"][0]["State"], "Awake");
 
     // Operations on an instance that does not exist.
     for (method, path) in [
@@ -396,7 +396,7 @@ fn suspended_instances_answer_503_resumed_ones_work_deleted_ones_are_archived() 
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let (status, view) = host.control("POST", "/instances/acme/resume", None);
         assert_eq!(status, StatusCode::OK, "{view}");
-        assert_eq!(view["State"], "Running");
+        assert_eq!(view["State"], "Awake");
         let envs = host.api("acme", &key, "GET", "/api/environments/all", None);
         assert_eq!(envs[0]["Name"], "Kept", "its data was kept: {envs}");
 
@@ -561,7 +561,7 @@ fn the_instance_commands_drive_the_control_plane() {
         .lines()
         .find(|l| l.starts_with("shell"))
         .expect("a row for the instance");
-    assert!(row.contains("Running") && row.contains(" 4 "), "{row}");
+    assert!(row.contains("Awake") && row.contains(" 4 "), "{row}");
 
     let (ok, out) = cli(&["suspend", "shell"]);
     assert!(ok, "{out}");

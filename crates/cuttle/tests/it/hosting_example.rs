@@ -77,7 +77,7 @@ fn the_hosting_example_provisions_an_instance_that_answers_with_a_hosted_worker(
     // The host agrees: the instance runs, answers, and has a worker.
     let (status, view) = host.control("GET", "/instances/acme", None);
     assert_eq!(status, StatusCode::OK, "{view}");
-    assert_eq!(view["State"], "Running", "{view}");
+    assert_eq!(view["State"], "Awake", "{view}");
     let (status, _, _) = host.to("acme", "GET", "/api", &[], None);
     assert_eq!(status, StatusCode::OK);
     let (_, workers) = host.control("GET", "/hosted-workers", None);

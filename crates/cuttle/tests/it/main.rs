@@ -19,6 +19,7 @@ mod fault_disk_full;
 mod fault_kill;
 mod fault_takeover;
 mod host;
+mod host_sleep;
 mod hosted_workers;
 mod hosting_example;
 mod observability;

@@ -297,15 +297,31 @@ pub fn on_both_hosts(name: &str, scenario: impl Fn(&Path, Option<&str>)) {
     }
 }
 
+/// The suffix of a host's instance databases: a digest of its registry's
+/// database name, as in `cuttle_NAME_<digest>`.
+fn database_suffix(registry_url: &str) -> String {
+    use sha2::Digest as _;
+    let registry = registry_url.split('?').next().unwrap_or(registry_url);
+    let registry = registry.rsplit('/').next().unwrap_or_default();
+    let digest = hex::encode(sha2::Sha256::digest(registry.as_bytes()));
+    format!("_{}", &digest[..8])
+}
+
+/// The PostgreSQL database of instance `name` on a host whose registry is
+/// at `registry_url`.
+pub fn instance_database(registry_url: &str, name: &str) -> String {
+    format!(
+        "cuttle_{}{}",
+        name.replace('-', "_"),
+        database_suffix(registry_url)
+    )
+}
+
 /// Drops the instances' databases a scenario left on the server (those
 /// named for this host's registry database: `cuttle_NAME_<digest>`).
 fn drop_instance_databases(db: &ScratchPostgres) {
-    use sha2::Digest as _;
     use sqlx::{Connection as _, Executor as _};
-    let registry = db.url.split('?').next().unwrap_or(&db.url);
-    let registry = registry.rsplit('/').next().unwrap_or_default();
-    let digest = hex::encode(sha2::Sha256::digest(registry.as_bytes()));
-    let suffix = format!("_{}", &digest[..8]);
+    let suffix = database_suffix(&db.url);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

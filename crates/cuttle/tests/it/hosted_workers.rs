@@ -515,3 +515,55 @@ fn scratch_dirs(data_dir: &Path) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// An instance that falls asleep gives its hosted worker back first: the
+/// worker is wiped (directory, registration) while the instance's database
+/// is still open, and a step after the wake runs on a fresh worker.
+#[test]
+fn an_instance_falling_asleep_gives_its_hosted_worker_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with_env(
+        dir.path(),
+        None,
+        &[
+            ("CUTTLE_HOSTED_WORKERS", "1"),
+            ("CUTTLE_HOSTED_WORKER_IDLE", "10m"),
+            ("CUTTLE_HOST_IDLE_AFTER", "2s"),
+        ],
+    );
+    let key = instance(&host, "sleeper");
+    let (task, log) = deploy(&host, "sleeper", &key, "First", LEAVE_BEHIND);
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    let home = printed(&log, "scratch").to_owned();
+    assert_eq!(hosted_leases(&host).len(), 1);
+
+    let asleep = eventually(Duration::from_secs(30), || {
+        let (_, view) = host.control("GET", "/instances/sleeper", None);
+        view["State"] == "Asleep"
+    });
+    assert!(asleep, "{}", host.recent_output());
+    assert!(
+        hosted_leases(&host).is_empty(),
+        "the lease ends before the instance sleeps: {:?}",
+        hosted_leases(&host)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !Path::new(&home).exists()),
+        "its directory is removed"
+    );
+
+    // The request wakes it; the worker's registration went with the lease.
+    assert_eq!(
+        host.api("sleeper", &key, "GET", "/api/workers", None)["Items"],
+        json!([])
+    );
+    let (task, log) = deploy(
+        &host,
+        "sleeper",
+        &key,
+        "Second",
+        "scratch=${PWD%/work/*}\necho \"scratch=$scratch\"",
+    );
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    assert_ne!(printed(&log, "scratch"), home);
+}

@@ -57,13 +57,17 @@ EOF
   fi
 fi
 
-revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+# The committed tree, as a clone would have it: one fixed build context, so
+# the agent's build stage is the server's, taken from the layer cache.
+revision="$(git rev-parse HEAD)"
+mkdir -p "$work/src"
+git archive --format=tar HEAD | tar -x -C "$work/src"
 for target in server agent; do
   start=$(now_ms)
   # --layers: the agent's build stage is the server's, built once.
   buildah "${store[@]}" bud --quiet --layers --isolation chroot --network host --pull=never \
     --target "$target" --build-arg RUST_IMAGE="$rust_image" --build-arg REVISION="$revision" \
-    -t "localhost/cuttle-$target:source" -f deploy/container/Containerfile . >/dev/null
+    -t "localhost/cuttle-$target:source" -f deploy/container/Containerfile "$work/src" >/dev/null
   size="$(podman "${store[@]}" image inspect --format '{{.Size}}' "localhost/cuttle-$target:source")"
   echo "built localhost/cuttle-$target:source from source in $(( $(now_ms) - start )) ms ($(( size / 1024 / 1024 )) MB)"
 done
@@ -89,6 +93,7 @@ code="$(podman "${store[@]}" inspect --format '{{.State.ExitCode}}' cuttle-from-
 [ "$code" = 0 ] || { echo "the server stopped with exit code $code" >&2; exit 1; }
 binary_version() {
   podman "${store[@]}" run --rm --runtime runc --network host \
+    --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
     --entrypoint /usr/local/bin/cuttle "$1" --version
 }
 server_version="$(binary_version localhost/cuttle-server:source)"

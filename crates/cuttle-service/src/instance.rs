@@ -181,6 +181,24 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Whether a certificate is one of this installation's polling agents,
+    /// asked of its database after each polling agent's handshake.
+    pub fn registered_polling_agents(&self) -> cuttle_protocol::polling::Registered {
+        let store = self.store.clone();
+        Arc::new(move |thumbprint| {
+            let store = store.clone();
+            Box::pin(async move {
+                match store.polling_agent_registered(thumbprint.as_str()).await {
+                    Ok(known) => known,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look up a polling agent");
+                        false
+                    }
+                }
+            })
+        })
+    }
+
     /// Opens the database (running migrations), makes sure the default space
     /// exists, starts the task runner, and follows the tasks it finishes to
     /// queue automatic lifecycle deployments.
@@ -441,19 +459,7 @@ impl Instance {
         }
         let tls = cuttle_protocol::trust::polling_server_config(&self.identity)
             .map_err(|e| crate::ServiceError::Internal(e.to_string()))?;
-        let store = self.store.clone();
-        let registered: cuttle_protocol::polling::Registered = Arc::new(move |thumbprint| {
-            let store = store.clone();
-            Box::pin(async move {
-                match store.polling_agent_registered(thumbprint.as_str()).await {
-                    Ok(known) => known,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not look up a polling agent");
-                        false
-                    }
-                }
-            })
-        });
+        let registered = self.registered_polling_agents();
         self.agents
             .polling()
             .clone()

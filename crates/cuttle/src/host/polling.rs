@@ -12,7 +12,7 @@
 //! runs on every connection, so a stale entry lets nothing in.
 
 use super::instances::Host;
-use cuttle_protocol::polling::{Destination, Registered};
+use cuttle_protocol::polling::Destination;
 use cuttle_protocol::{Identity, Thumbprint};
 use cuttle_service::Instance;
 use std::collections::{HashMap, HashSet};
@@ -155,19 +155,7 @@ pub async fn serve(
                 format!("refused a polling agent of '{owner}': the instance is not running")
             })?;
             served.touch();
-            let store = served.instance.store.clone();
-            let registered: Registered = Arc::new(move |thumbprint| {
-                let store = store.clone();
-                Box::pin(async move {
-                    match store.polling_agent_registered(thumbprint.as_str()).await {
-                        Ok(known) => known,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not look up a polling agent");
-                            false
-                        }
-                    }
-                })
-            });
+            let registered = served.instance.registered_polling_agents();
             Ok(Destination {
                 hub: served.instance.agents.polling().clone(),
                 registered,

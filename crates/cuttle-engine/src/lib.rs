@@ -15,12 +15,15 @@
 //!   limits; [`cgroup`] and [`step_user`] are two of its means, and
 //!   `step_exec` what a step's process does before it runs the script.
 //! - [`agent_host`]: an agent's side: the server's scripts, run and followed.
+//! - [`agent_relay`]: with several nodes, polling agents connected to
+//!   another node reached through the database.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
 //!   they print.
 
 pub mod agent_files;
 pub mod agent_host;
+pub mod agent_relay;
 pub mod cgroup;
 pub mod delta;
 pub mod deploy;

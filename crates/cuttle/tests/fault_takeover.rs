@@ -13,7 +13,7 @@ use cuttle_store::Store;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
-use support::agents::{register, Agent, Mode};
+use support::agents::{agent_cli, register, Agent, Mode};
 use support::observe::{api, deploy_steps, wait_task};
 use support::{scratch_postgres, TestServer};
 
@@ -44,6 +44,10 @@ impl Cluster {
         // worker's isolation hides from scripts; writable by its user.
         let markers = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         std::fs::set_permissions(markers.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Package files go where every node reads them.
+        let blobs = root.path().join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let blobs = blobs.display().to_string();
         let mut nodes = vec![];
         for &node in names {
             let dir = root.path().join(node);
@@ -58,7 +62,14 @@ impl Cluster {
             let server = TestServer::start(
                 &dir,
                 Some(&db.url),
-                &["--node-name", node, "--task-lease", LEASE],
+                &[
+                    "--node-name",
+                    node,
+                    "--task-lease",
+                    LEASE,
+                    "--blob-store",
+                    &blobs,
+                ],
             );
             nodes.push((node.to_owned(), server));
         }
@@ -566,4 +577,129 @@ fn fault_a_node_killed_while_a_polling_agent_of_another_node_runs_a_script_is_re
     let dirs = tempfile::tempdir().unwrap();
     let _agent = cluster.agent("n3", &dirs.path().join("a"), "far", true);
     killed_while_an_agent_runs_a_script(&mut cluster);
+}
+
+/// A zip package of `files`, named as the feed expects.
+fn zip_package(dir: &std::path::Path, name: &str, files: &[(&str, Vec<u8>)]) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let path = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for (file, bytes) in files {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .unix_permissions(0o644);
+        zip.start_file(*file, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    path
+}
+
+/// (d) The node running a deployment is killed while it uploads the
+/// package to a listening agent: another node re-attaches to the run, goes
+/// on with the upload from where the agent's copy stands (it sends less
+/// than the whole file), and the package's script runs once.
+#[test]
+fn fault_a_node_killed_while_a_package_uploads_to_an_agent_goes_on_from_the_agents_copy() {
+    let Some(mut cluster) = Cluster::start_nodes("reattach_upload", &["n1", "n2", "n3"]) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let agent_dir = dirs.path().join("a");
+    let _agent = cluster.agent("n1", &agent_dir, "near", false);
+    let deployed = cluster.marker("deployed");
+    // Large and incompressible, so the upload takes a while.
+    let zip = zip_package(
+        dirs.path(),
+        "Acme.Big.1.0.0.zip",
+        &[
+            (
+                "Deploy.sh",
+                format!("echo ran >> {deployed}\necho deployed the big package\n").into_bytes(),
+            ),
+            ("data/blob.bin", support::noise(48 << 20, 11)),
+        ],
+    );
+    let pushed = agent_cli(
+        cluster.server("n1"),
+        &["package", "push", zip.to_str().unwrap()],
+    );
+    assert!(pushed.status.success(), "{pushed:?}");
+    let url = cluster.url("n1");
+    let project = api(
+        url,
+        "POST",
+        "/api/projects",
+        Some(json!({"Name": "Big", "ProjectGroupId": "ProjectGroups-1",
+            "LifecycleId": "Lifecycles-1"})),
+    );
+    let id = project["Id"].as_str().unwrap();
+    let process = json!({"Version": 0, "Steps": [{
+        "Name": "Deploy big",
+        "Properties": {"Octopus.Action.TargetRoles": "web"},
+        "Actions": [{
+            "Name": "Deploy big",
+            "ActionType": "Octopus.TentaclePackage",
+            "Packages": [{"Name": "", "PackageId": "Acme.Big", "FeedId": "feeds-builtin",
+                "AcquisitionLocation": "Server"}],
+            "Properties": {}
+        }]
+    }]});
+    api(
+        url,
+        "PUT",
+        &format!("/api/projects/{id}/deploymentprocesses"),
+        Some(process),
+    );
+    api(
+        url,
+        "POST",
+        "/api/Spaces-1/releases/create/v1",
+        Some(json!({"ProjectName": "Big", "ReleaseVersion": "1.0.0", "PackageVersion": "1.0.0"})),
+    );
+    let d = api(
+        url,
+        "POST",
+        "/api/Spaces-1/deployments/create/untenanted/v1",
+        Some(json!({"ProjectName": "Big", "ReleaseVersion": "1.0.0",
+            "EnvironmentNames": ["Dev"]})),
+    );
+    let task = d["DeploymentServerTasks"][0]["ServerTaskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owner = cluster.runner_of(&task);
+    let partial = agent_dir.join("files").join("partial");
+    let size = std::fs::metadata(&zip).unwrap().len();
+    wait_until("the upload is under way", || {
+        std::fs::read_dir(&partial).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.metadata()
+                    .is_ok_and(|m| m.len() > 0 && m.len() < size / 2)
+            })
+        })
+    });
+    kill(cluster.server(&owner));
+    let survivor = cluster.other(&owner).to_owned();
+    let done = wait_task(cluster.url(&survivor), &task);
+    assert_eq!(done["State"], "Success", "{done}");
+    assert_ne!(done["ServerNode"], owner.as_str());
+    assert_eq!(cluster.runs("deployed"), 1);
+    let messages = gapless_log(&cluster.store(), &task);
+    once(&messages, "deployed the big package");
+    once(&messages, "its scripts on agents are re-attached");
+    let sent = messages
+        .iter()
+        .find(|m| m.starts_with("Sent Acme.Big 1.0.0 to near"))
+        .unwrap_or_else(|| panic!("no upload line: {messages:#?}"));
+    let bytes: u64 = sent
+        .rsplit_once('(')
+        .and_then(|(_, b)| b.split(' ').next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {sent}"));
+    assert!(
+        bytes < size,
+        "the whole package was sent again ({bytes} of {size} bytes): {sent}"
+    );
+    cluster.nodes.retain(|(n, _)| *n != owner);
 }

@@ -395,3 +395,127 @@ pub fn record_held_agents(store: Store, hub: &Arc<PollingHub>, node: String, lap
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cuttle_store::testing::ScratchPostgres;
+
+    fn thumbprint() -> Thumbprint {
+        "AB".repeat(32).parse().unwrap()
+    }
+
+    fn status_request() -> RelayedRequest {
+        RelayedRequest {
+            method: "GET".into(),
+            path: "/v1/scripts/s1?from=0&wait=0".into(),
+            content_type: None,
+            body: vec![],
+            wait: Duration::ZERO,
+            max_bytes: 1024,
+        }
+    }
+
+    /// The holder's side played by hand: the requester gets the answer
+    /// written for its request; and when the holder stops, a request it
+    /// never claimed is given up unsent, one it claimed is not sent again,
+    /// and neither can be claimed afterwards.
+    #[tokio::test]
+    async fn fault_a_requester_gives_up_on_a_stopped_holder_without_resending() {
+        let Some(pg) = ScratchPostgres::create("relay_requester").await else {
+            return;
+        };
+        let store = Store::open(&pg.url).await.unwrap();
+        store.register_node("holder", 8, "test").await.unwrap();
+        let relay = DatabaseRelay::start(store.clone(), "asker".into(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let t = thumbprint();
+
+        // Answered: the answer comes back as the agent gave it.
+        let asking = {
+            let relay = relay.clone();
+            let t = t.clone();
+            tokio::spawn(async move { relay.send(&t, "holder", status_request()).await })
+        };
+        let claimed = loop {
+            let c = store.claim_relay_requests("holder", 10).await.unwrap();
+            if !c.is_empty() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].path, "/v1/scripts/s1?from=0&wait=0");
+        store
+            .answer_relay_request(&claimed[0].id, 200, b"{\"Id\":\"s1\"}")
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), asking)
+            .await
+            .expect("the answer was heard")
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, (200, b"{\"Id\":\"s1\"}".to_vec()));
+
+        // The holder claims one request (it is on the wire) and stops
+        // before it claims the next.
+        let short = DatabaseRelay::start(store.clone(), "asker".into(), Duration::from_millis(500))
+            .await
+            .unwrap();
+        let send = |relay: Arc<DatabaseRelay>| {
+            let t = t.clone();
+            tokio::spawn(async move { relay.send(&t, "holder", status_request()).await })
+        };
+        let on_the_wire = send(short.clone());
+        let on_the_wire_id = loop {
+            let c = store.claim_relay_requests("holder", 10).await.unwrap();
+            if let Some(r) = c.first() {
+                break r.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let never_sent = send(short.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.node_stopped("holder").await.unwrap();
+        let lost = |r: Result<(u16, Vec<u8>), ProtocolError>| match r {
+            Err(ProtocolError::Lost { reason, .. }) => reason,
+            other => panic!("expected a lost request, got {other:?}"),
+        };
+        let wait = Duration::from_secs(10);
+        let reason = lost(
+            tokio::time::timeout(wait, never_sent)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        assert!(reason.contains("it was not sent"), "{reason}");
+        let reason = lost(
+            tokio::time::timeout(wait, on_the_wire)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        assert!(reason.contains("it is not sent again"), "{reason}");
+        // Back again, the holder finds nothing to send, and its late answer
+        // to the request it had claimed goes nowhere.
+        store.register_node("holder", 8, "test").await.unwrap();
+        assert!(store
+            .claim_relay_requests("holder", 10)
+            .await
+            .unwrap()
+            .is_empty());
+        store
+            .answer_relay_request(&on_the_wire_id, 200, b"late")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .relay_request_state(&on_the_wire_id, 60_000)
+                .await
+                .unwrap(),
+            RelayState::Gone
+        );
+        store.close().await;
+    }
+}

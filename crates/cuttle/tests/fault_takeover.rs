@@ -459,7 +459,7 @@ fn fault_a_step_on_one_node_reaches_a_polling_agent_connected_to_another() {
     };
     cluster.drain("n2");
     let dirs = tempfile::tempdir().unwrap();
-    let _agent = cluster.agent("n2", &dirs.path().join("a"), "far", true);
+    let agent = cluster.agent("n2", &dirs.path().join("a"), "far", true);
     let ran = cluster.marker("ran");
     let task = cluster.deploy(
         "Relayed",
@@ -490,19 +490,17 @@ fn fault_a_step_on_one_node_reaches_a_polling_agent_connected_to_another() {
     let expected: Vec<String> = (1..=20).map(|i| format!("far line {i}")).collect();
     assert_eq!(far, expected.iter().collect::<Vec<_>>(), "{messages:#?}");
     once(&messages, "after saw near");
-    // Every relayed request was answered and removed.
+    // n2 is recorded as holding the agent's connection, until it drops.
     let machine = api(cluster.url("n1"), "GET", "/api/machines?name=far", None);
     let thumbprint = machine["Items"][0]["Endpoint"]["Thumbprint"]
         .as_str()
         .unwrap()
         .to_owned();
-    let holder = block_on(
-        cluster
-            .store()
-            .polling_agent_holder(&thumbprint, 60_000, "n1"),
-    )
-    .unwrap();
-    assert_eq!(holder.as_deref(), Some("n2"));
+    let store = cluster.store();
+    let holder = || block_on(store.polling_agent_holder(&thumbprint, 60_000, "n1")).unwrap();
+    assert_eq!(holder().as_deref(), Some("n2"));
+    agent.kill();
+    wait_until("the dropped connection is forgotten", || holder().is_none());
 }
 
 /// Runs `body` (which appends to the marker `started` first) on the agent,

@@ -76,7 +76,9 @@ enum Bench {
     Permissions(permissions::PermissionsArgs),
     /// Backup and restore time and size for 10,000 deployments, beside sqlite3 and pg_dump.
     Backup(backup::BackupArgs),
-    /// Queue pickup latency with 1 and 3 server nodes on one PostgreSQL.
+    /// Queue pickup latency with 1 and 3 server nodes on one PostgreSQL,
+    /// takeover after a SIGKILL, and the throughput of queued deployments
+    /// with 1, 2 and 3 nodes beside 1 on SQLite.
     Nodes(nodes::NodesArgs),
     /// `cuttle host`: provisioning time to a ready /api, and host memory with 0 and N idle instances.
     Host(host::HostArgs),

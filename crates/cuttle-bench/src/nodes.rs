@@ -8,6 +8,12 @@
 //! SIGKILL mid-step, timed from the kill to the deployment's next log line,
 //! written by the other node once the lease lapsed; with the default task
 //! lease and with a short one.
+//!
+//! Then throughput: many trivial deployments (of as many projects, so none
+//! waits for another of its project) queued while every node is drained,
+//! then every node undrained at once: from then to the last finished, with
+//! 1, 2 and 3 nodes on PostgreSQL and 1 node on SQLite, each node at its
+//! default task cap (queuing through the API is not part of the figure).
 
 use super::engine::{create_one_step_project, queue};
 use super::{ms, Api, PgDatabase, Server, Stats};
@@ -27,12 +33,34 @@ pub struct NodesArgs {
     /// Kills timed per task lease in the takeover benchmark.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     takeover_runs: u32,
+    /// Deployments queued at once for the throughput figures; 0 skips them.
+    #[arg(long, default_value_t = 1000)]
+    queued: u32,
+    /// Only the throughput figures.
+    #[arg(long)]
+    throughput_only: bool,
     /// The PostgreSQL server to create the scratch databases on.
     #[arg(long, env = "CUTTLE_BENCH_DATABASE_URL", hide_env_values = true)]
     postgres: String,
 }
 
 pub async fn run(cuttle: &Path, http: &Client, args: &NodesArgs) -> Result<()> {
+    if !args.throughput_only {
+        pickup_and_takeover(cuttle, http, args).await?;
+    }
+    if args.queued > 0 {
+        println!(
+            "throughput: {} one-step deployments of as many projects queued with every node drained, undrain to last finished, each node at its default task cap",
+            args.queued
+        );
+        for (nodes, postgres) in [(1, false), (1, true), (2, true), (3, true)] {
+            throughput(cuttle, http, args, nodes, postgres).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn pickup_and_takeover(cuttle: &Path, http: &Client, args: &NodesArgs) -> Result<()> {
     println!(
         "cuttle-bench nodes: queue pickup (QueueTime to StartTime), {} one-step deployments per setting, PostgreSQL",
         args.samples
@@ -166,6 +194,136 @@ async fn takeover(cuttle: &Path, http: &Client, args: &NodesArgs, lease_secs: u6
         s.median,
         s.min,
         s.max
+    );
+    drop(servers);
+    drop(db);
+    Ok(())
+}
+
+/// `nodes` servers on one database (a scratch PostgreSQL one, or SQLite in
+/// the first node's data directory), the data directory kept alive by the
+/// returned guard.
+async fn cluster(
+    cuttle: &Path,
+    http: &Client,
+    args: &NodesArgs,
+    nodes: usize,
+    postgres: bool,
+) -> Result<(Vec<Server>, Option<PgDatabase>, tempfile::TempDir)> {
+    let db = if postgres {
+        Some(PgDatabase::create(&args.postgres)?)
+    } else {
+        None
+    };
+    let root = tempfile::Builder::new().prefix("cuttle-bench-").tempdir()?;
+    let mut servers = vec![];
+    for i in 0..nodes {
+        let dir = root.path().join(format!("node-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        if i > 0 {
+            std::fs::copy(
+                root.path().join("node-0/master.key"),
+                dir.join("master.key"),
+            )?;
+        }
+        let name = format!("bench-{i}");
+        let url = db.as_ref().map(|d| d.url.as_str());
+        let (server, _) = Server::start(cuttle, &dir, url, http, &["--node-name", &name]).await?;
+        servers.push(server);
+    }
+    Ok((servers, db, root))
+}
+
+async fn throughput(
+    cuttle: &Path,
+    http: &Client,
+    args: &NodesArgs,
+    nodes: usize,
+    postgres: bool,
+) -> Result<()> {
+    let (servers, db, _root) = cluster(cuttle, http, args, nodes, postgres).await?;
+    let api = Api {
+        http,
+        base: &servers[0].base,
+    };
+    api.call(
+        Method::POST,
+        "/api/Spaces-1/environments",
+        Some(json!({"Name": "Bench"})),
+    )
+    .await?;
+    let n = args.queued as usize;
+    for i in 0..n {
+        create_one_step_project(&api, &format!("Many {i}")).await?;
+    }
+    // Each node drained (or undrained) through itself applies it at once.
+    let drain = |on: bool| {
+        let servers = &servers;
+        async move {
+            for (i, server) in servers.iter().enumerate() {
+                Api {
+                    http,
+                    base: &server.base,
+                }
+                .call(
+                    Method::PUT,
+                    &format!("/api/octopusservernodes/OctopusServerNodes-bench-{i}"),
+                    Some(json!({"IsInMaintenanceMode": on})),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    drain(true).await?;
+    let queuing = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    // Queued through every node in turn, as a load balancer would.
+    for i in 0..n {
+        let through = Api {
+            http,
+            base: &servers[i % nodes].base,
+        };
+        tasks.push(queue(&through, &format!("Many {i}")).await?);
+    }
+    let queued = queuing.elapsed();
+    let t0 = Instant::now();
+    drain(false).await?;
+    let mut ran_on: BTreeMap<String, usize> = BTreeMap::new();
+    // Roughly in queue order: wait for each in turn.
+    for id in &tasks {
+        let task = loop {
+            let t = api
+                .call(Method::GET, &format!("/api/tasks/{id}"), None)
+                .await?;
+            if t["IsCompleted"] == true {
+                break t;
+            }
+            ensure!(
+                t0.elapsed() < Duration::from_secs(1800),
+                "the queued deployments did not finish in 30 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        ensure!(
+            task["State"] == "Success",
+            "task {id} ended {}",
+            task["State"]
+        );
+        let node = task["ServerNode"].as_str().unwrap_or("?").to_owned();
+        *ran_on.entry(node).or_default() += 1;
+    }
+    let took = t0.elapsed();
+    let setting = format!(
+        "{nodes} node{} on {}",
+        if nodes == 1 { "" } else { "s" },
+        if postgres { "PostgreSQL" } else { "SQLite" }
+    );
+    println!(
+        "{setting:<22} {n} deployments in {:6.1} s: {:5.1} deployments/s (queued beforehand in {:.1} s); ran on {ran_on:?}",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        queued.as_secs_f64()
     );
     drop(servers);
     drop(db);

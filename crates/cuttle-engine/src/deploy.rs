@@ -73,6 +73,8 @@ pub struct Resume {
 struct Prior {
     activities: Vec<cuttle_model::task::Activity>,
     results: Vec<cuttle_store::StepResult>,
+    /// Scripts started on agents: `(command id, run activity id, lines logged)`.
+    commands: Vec<(String, String, i64)>,
 }
 
 impl Prior {
@@ -82,7 +84,23 @@ impl Prior {
         Ok(Prior {
             activities: store.task_activities(task_id).await.map_err(err)?,
             results: store.step_results(task_id).await.map_err(err)?,
+            commands: store.agent_commands(task_id).await.map_err(err)?,
         })
+    }
+
+    /// The scripts started on agents, by command id: their run's activity
+    /// and how many of their lines the log holds.
+    fn attached(&self) -> Attached {
+        self.commands
+            .iter()
+            .filter_map(|(command, activity, next)| {
+                let a = self.activities.iter().find(|a| &a.id == activity)?;
+                Some((
+                    command.clone(),
+                    (a.clone(), u64::try_from(*next).unwrap_or(0)),
+                ))
+            })
+            .collect()
     }
 
     fn root(&self) -> Option<cuttle_model::task::Activity> {
@@ -111,6 +129,10 @@ impl Prior {
             .collect()
     }
 }
+
+/// Scripts an earlier holder of the task started on agents, by command id:
+/// the run's activity and how many of the script's lines the log holds.
+type Attached = std::collections::HashMap<String, (cuttle_model::task::Activity, u64)>;
 
 /// The deployment's state after a step, as recorded with the step: the
 /// output variables so far, sealed with the master key (some are sensitive).
@@ -330,6 +352,7 @@ pub async fn run(
         vars: &vars,
         work_dir: &work_dir,
         cancel: &cancel,
+        attached: prior.attached(),
         previous_node: ctx.resume.as_ref().map(|r| {
             r.previous_node
                 .clone()
@@ -424,6 +447,8 @@ struct StepScope<'a> {
     vars: &'a SharedVariables,
     work_dir: &'a std::path::Path,
     cancel: &'a CancellationToken,
+    /// Scripts the node this task was taken over from started on agents.
+    attached: Attached,
     /// The node this task was taken over from, if it was.
     previous_node: Option<String>,
 }
@@ -478,10 +503,13 @@ impl<'a> StepScope<'a> {
         end
     }
 
-    /// A step that was running on a node that died. A script on its
-    /// built-in worker died with it; one on an agent is not re-attached.
-    /// Either way the step fails, saying why, unless guided failure is on
-    /// and someone asks for a retry (or to ignore it).
+    /// A step that was running on a node that died. When every run it
+    /// began was on an agent, the step goes on: each script is re-attached
+    /// by its command id (the agent kept running it, and its log goes on
+    /// from the line after the last one logged), and runs not begun start.
+    /// A script on the dead node's built-in worker died with it: then the
+    /// step fails, saying why, unless guided failure is on and someone asks
+    /// for a retry (or to ignore it).
     async fn interrupted_step(
         &'a self,
         step: &'a PlannedStep,
@@ -491,6 +519,20 @@ impl<'a> StepScope<'a> {
         error_so_far: Option<&'a str>,
     ) -> StepEnd {
         let previous = self.previous_node.as_deref().unwrap_or("another node");
+        let on_agents = started.iter().all(|run| {
+            self.attached
+                .values()
+                .any(|(attached, _)| attached.id == run.id)
+        });
+        if on_agents {
+            activity.info(format!(
+                "The server node {previous} stopped while this step ran; its scripts on \
+                 agents are re-attached by their command ids"
+            ));
+            return self
+                .run_step(step, activity, canceled_before, error_so_far, 1)
+                .await;
+        }
         for run in started {
             if matches!(
                 run.status,
@@ -738,6 +780,7 @@ impl<'a> StepScope<'a> {
                 },
                 guided: self.loaded.deployment.use_guided_failure,
                 first_attempt,
+                attached: &self.attached,
             };
             let outcomes = match &planned.placement {
                 Where::Worker => {
@@ -957,6 +1000,8 @@ struct ActionRun<'a> {
     /// The number of the first attempt (above 1 when a node taking the
     /// task over retries a step the dead node had begun).
     first_attempt: usize,
+    /// Scripts an earlier holder of the task started on agents.
+    attached: &'a Attached,
 }
 
 impl ActionRun<'_> {
@@ -975,29 +1020,62 @@ impl ActionRun<'_> {
                 dir.push(format!("-attempt-{attempt}"));
                 (format!("{machine} (attempt {attempt})"), PathBuf::from(dir))
             };
-            let target = self.log.activity(Some(self.step_activity), &name).await;
-            target.start().await;
-            let result = run_action(
-                self.ctx,
-                self.action,
-                self.placement,
-                ActionSite {
-                    runs_on: &self.runs_on,
-                    dir,
-                    command_id: format!(
-                        "{}.step-{}.{}.{}.attempt-{attempt}",
-                        self.asking.task.id,
-                        self.placement.number,
-                        self.action.id,
-                        self.runs_on.id()
-                    ),
-                    package: self.placement.package.as_ref(),
-                },
-                vars,
-                &target,
-                self.asking.cancel.clone(),
-            )
-            .await;
+            let command_id = format!(
+                "{}.step-{}.{}.{}.attempt-{attempt}",
+                self.asking.task.id,
+                self.placement.number,
+                self.action.id,
+                self.runs_on.id()
+            );
+            // Begun by the node this task was taken over from: re-attached
+            // while it runs, its end taken as it is once it ended.
+            let (target, resume_from) = match self.attached.get(&command_id) {
+                Some((run, next)) => (self.log.reopen(run.clone()), Some((run.status, *next))),
+                None => {
+                    let target = self.log.activity(Some(self.step_activity), &name).await;
+                    target.start().await;
+                    (target, None)
+                }
+            };
+            let result = match resume_from {
+                Some((ActivityStatus::Success | ActivityStatus::SuccessWithWarning, _)) => {
+                    return ActionOutcome::Succeeded
+                }
+                Some((ActivityStatus::Canceled, _)) => return ActionOutcome::Canceled,
+                Some((ActivityStatus::Failed, _)) => {
+                    let retried = command_id
+                        .strip_suffix(&format!("attempt-{attempt}"))
+                        .map(|stem| format!("{stem}attempt-{}", attempt + 1))
+                        .is_some_and(|next| self.attached.contains_key(&next));
+                    if retried {
+                        // Someone already asked for a retry there.
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(ActionError::Failed(format!(
+                        "The script on {machine} failed on the server node that stopped"
+                    )))
+                }
+                _ => {
+                    run_action(
+                        self.ctx,
+                        self.action,
+                        self.placement,
+                        ActionSite {
+                            runs_on: &self.runs_on,
+                            dir,
+                            command_id,
+                            package: self.placement.package.as_ref(),
+                            resume_from: resume_from.map(|(_, next)| next),
+                        },
+                        vars,
+                        &target,
+                        self.asking.cancel.clone(),
+                    )
+                    .await
+                }
+            };
+            let finished_there = matches!(resume_from, Some((ActivityStatus::Failed, _)));
             let message = match result {
                 Ok(()) => {
                     target.finish(ActivityStatus::Success).await;
@@ -1010,6 +1088,7 @@ impl ActionRun<'_> {
                     target.finish(ActivityStatus::Canceled).await;
                     return ActionOutcome::Canceled;
                 }
+                Err(ActionError::Failed(message)) if finished_there => message,
                 Err(ActionError::Failed(message)) => {
                     target.error(&message);
                     target.finish(ActivityStatus::Failed).await;
@@ -1207,6 +1286,9 @@ struct ActionSite<'a> {
     command_id: String,
     /// The package a "Deploy a package" action deploys.
     package: Option<&'a crate::deploy_package::ResolvedPackage>,
+    /// Re-attaching to a script an earlier holder of the task started: how
+    /// many of its lines the log holds.
+    resume_from: Option<u64>,
 }
 
 /// What starts a service message line.
@@ -1276,17 +1358,20 @@ async fn run_action(
         )));
     };
     let timeout = timeout_of(action, ctx.default_timeout);
-    target.verbose(if package.is_some() {
-        format!(
-            "Deploying a package with a timeout of {} seconds",
-            timeout.as_secs()
-        )
-    } else {
-        format!(
-            "Running a {syntax_name} script with a timeout of {} seconds",
-            timeout.as_secs()
-        )
-    });
+    // Said once, when the run began.
+    if site.resume_from.is_none() {
+        target.verbose(if package.is_some() {
+            format!(
+                "Deploying a package with a timeout of {} seconds",
+                timeout.as_secs()
+            )
+        } else {
+            format!(
+                "Running a {syntax_name} script with a timeout of {} seconds",
+                timeout.as_secs()
+            )
+        });
+    }
     let bootstrap = match syntax {
         Syntax::Bash => BASH_BOOTSTRAP,
         Syntax::Python => PYTHON_BOOTSTRAP,
@@ -1307,7 +1392,9 @@ async fn run_action(
         OutputStream::Stderr => target.error(text),
     };
     let mut gathering = Gather::Idle;
-    let on_line = |stream: OutputStream, line: OutputLine| {
+    // Replayed lines (re-attaching after a takeover) were shown already:
+    // read for their output variables and masking only.
+    let mut on_line = |stream: OutputStream, line: OutputLine, replayed: bool| {
         let pieces = &mut pieces[piece_of(stream)];
         // Service messages are lines of their own. One longer than a piece
         // (a large output variable) is gathered whole before it is read, and
@@ -1332,13 +1419,15 @@ async fn run_action(
         if let Some(text) = message {
             if line.continues {
                 gathering = if text.len() > MAX_SERVICE_MESSAGE {
-                    target.log(
-                        LogCategory::Warning,
-                        format!(
-                            "A service message longer than {} MiB was ignored",
-                            MAX_SERVICE_MESSAGE >> 20
-                        ),
-                    );
+                    if !replayed {
+                        target.log(
+                            LogCategory::Warning,
+                            format!(
+                                "A service message longer than {} MiB was ignored",
+                                MAX_SERVICE_MESSAGE >> 20
+                            ),
+                        );
+                    }
                     Gather::TooLong
                 } else {
                     Gather::Message(text)
@@ -1352,7 +1441,7 @@ async fn run_action(
                     sensitive,
                 })) => {
                     if !outputs.set(&name, &value, sensitive) {
-                        if !outputs.warned {
+                        if !outputs.warned && !replayed {
                             outputs.warned = true;
                             target.log(
                                 LogCategory::Warning,
@@ -1373,13 +1462,18 @@ async fn run_action(
                         masker = cuttle_vars::mask::Masker::new(secrets.iter().cloned());
                         target.add_secrets([value.clone()]);
                     }
-                    target.verbose(format!("Output variable {name} was set"));
+                    if !replayed {
+                        target.verbose(format!("Output variable {name} was set"));
+                    }
                     return;
                 }
                 Some(Ok(ServiceMessage::Progress {
                     percentage,
                     message,
                 })) => {
+                    if replayed {
+                        return;
+                    }
                     let message = message.map(|m| masker.mask_line(&m).into_owned());
                     if let Some(m) = &message {
                         target.verbose(format!("Progress {percentage}%: {m}"));
@@ -1388,6 +1482,9 @@ async fn run_action(
                     return;
                 }
                 Some(Err(why)) => {
+                    if replayed {
+                        return;
+                    }
                     target.log(
                         LogCategory::Warning,
                         format!("A service message was ignored: {why}"),
@@ -1399,12 +1496,16 @@ async fn run_action(
             if text.len() != line.text.len() {
                 // Gathered, yet not a service message after all: shown as
                 // the pieces it came in would have been, masked whole.
-                show(target, stream, masker.mask_line(&text).into_owned());
+                if !replayed {
+                    show(target, stream, masker.mask_line(&text).into_owned());
+                }
                 return;
             }
         }
         if let Some(shown) = pieces.piece(&masker, &line.text, line.continues) {
-            show(target, stream, shown);
+            if !replayed {
+                show(target, stream, shown);
+            }
         }
     };
     let result = match site.runs_on.agent() {
@@ -1435,9 +1536,14 @@ async fn run_action(
                 files,
                 sandbox: ctx.sandbox.clone(),
             };
-            run_script_paced(spec, cancel, on_line, || target.room())
-                .await
-                .map_err(|e| e.to_string())
+            run_script_paced(
+                spec,
+                cancel,
+                |stream, line| on_line(stream, line, false),
+                || target.room(),
+            )
+            .await
+            .map_err(|e| e.to_string())
         }
         Some(agent) => {
             let Some(agents) = &ctx.agents else {
@@ -1469,14 +1575,49 @@ async fn run_action(
                 package,
             };
             let limits = ConnectionLimits::of(&policy);
+            // Recorded before anything reaches the agent, so a node taking
+            // the task over re-attaches to this run rather than failing it.
+            let lease = target.task_log().lease();
+            if let (Some(lease), None) = (lease, site.resume_from) {
+                match ctx
+                    .store
+                    .record_agent_command(lease, &start.id, &target.id)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(cuttle_store::StoreError::LeaseLost { .. }) => {
+                        target.task_log().lose();
+                        return Err(ActionError::Canceled);
+                    }
+                    Err(e) => {
+                        return Err(ActionError::Failed(format!(
+                            "The script could not be recorded before it started: {e}"
+                        )))
+                    }
+                }
+            }
+            let command_id = start.id.clone();
+            let marking = lease.is_some();
             if let Some(resolved) = site.package {
                 crate::deploy_package::deliver(agents, &agent, limits, resolved, target)
                     .await
                     .map_err(ActionError::Failed)?;
             }
-            run_on_agent(agents, &agent, limits, start, cancel, on_line, || {
-                target.room()
-            })
+            run_on_agent(
+                agents,
+                &agent,
+                limits,
+                start,
+                cancel,
+                site.resume_from.unwrap_or(0),
+                &mut on_line,
+                |batch| match batch {
+                    _ if !marking => {}
+                    crate::remote::Batch::Start => target.task_log().hold(),
+                    crate::remote::Batch::End { next } => target.task_log().mark(&command_id, next),
+                },
+                || target.room(),
+            )
             .await
         }
     };

@@ -17,12 +17,15 @@
 //! - [`hosted_workers`]: workers a host lends an installation that has no
 //!   built-in worker.
 //! - [`agent_host`]: an agent's side: the server's scripts, run and followed.
+//! - [`agent_relay`]: with several nodes, polling agents connected to
+//!   another node reached through the database.
 //! - [`variables`]: a deployment's variables, output variables and masking.
 //! - [`helpers`]: the helper functions scripts get and the service messages
 //!   they print.
 
 pub mod agent_files;
 pub mod agent_host;
+pub mod agent_relay;
 pub mod cgroup;
 pub mod delta;
 pub mod deploy;

@@ -87,6 +87,12 @@ enum Message {
     Line(LogLine),
     /// Answered once every line sent before it is stored.
     Flush(oneshot::Sender<()>),
+    /// An agent's answer's lines begin: nothing is stored until its
+    /// [`Message::Mark`] has come, so they are stored with it.
+    Hold,
+    /// The agent's script with this command id has had its lines before
+    /// this one logged: recorded in the transaction that stores them.
+    Mark(String, i64),
 }
 
 /// The log of one task. Clone it freely; [`TaskLog::flush`] waits until what
@@ -189,9 +195,13 @@ impl TaskLog {
             // an activity's lines by position is also their order by time:
             // the raw log is read back in pages by position.
             let mut latest = last_time;
+            let mut flushed = vec![];
+            let mut bytes = 0;
+            // Agent answers whose lines have begun and not ended, and the
+            // marks of those that ended, to store with their lines.
+            let mut held = 0usize;
+            let mut marks: Vec<(String, i64)> = vec![];
             while rx.recv_many(&mut received, BATCH).await > 0 {
-                let mut flushed = vec![];
-                let mut bytes = 0;
                 for m in received.drain(..) {
                     match m {
                         Message::Line(mut l) => {
@@ -205,11 +215,25 @@ impl TaskLog {
                             lines.push(l);
                         }
                         Message::Flush(done) => flushed.push(done),
+                        Message::Hold => held += 1,
+                        Message::Mark(command, next) => {
+                            held = held.saturating_sub(1);
+                            match marks.iter_mut().find(|(c, _)| *c == command) {
+                                Some(m) => m.1 = m.1.max(next),
+                                None => marks.push((command, next)),
+                            }
+                        }
                     }
+                }
+                // An answer's lines come together, without a pause: wait
+                // for its end rather than store part of it.
+                if held > 0 && !writer_lost.is_cancelled() {
+                    continue;
                 }
                 if writer_lost.is_cancelled() {
                     // Another node holds the task: its lines are not ours to write.
                     lines.clear();
+                    marks.clear();
                 }
                 if !warned && lines.iter().any(|l| l.category >= LogCategory::Warning) {
                     warned = true;
@@ -227,9 +251,15 @@ impl TaskLog {
                     }
                 }
                 let stored = match &writer_lease {
+                    Some(lease) if !marks.is_empty() => {
+                        writer_store
+                            .append_log_lines_marking(lease, &lines, &marks)
+                            .await
+                    }
                     Some(lease) => writer_store.append_log_lines_held(lease, &lines).await,
                     None => writer_store.append_log_lines(&writer_task, &lines).await,
                 };
+                marks.clear();
                 if let Err(e) = stored {
                     refused(
                         &writer_task,
@@ -245,7 +275,8 @@ impl TaskLog {
                 // failing database cannot hold the script back forever.
                 writer_backlog.remove(lines.len(), bytes);
                 lines.clear();
-                for done in flushed {
+                bytes = 0;
+                for done in flushed.drain(..) {
                     let _ = done.send(());
                 }
             }
@@ -400,6 +431,21 @@ impl TaskLog {
         self.shared.backlog.lines.load(Ordering::Acquire)
     }
 
+    /// Says that an agent's answer's lines begin (see [`Message::Hold`]).
+    pub fn hold(&self) {
+        let _ = self.shared.lines.send(Message::Hold);
+    }
+
+    /// Says that the lines of the script with `command_id` before `next`
+    /// have been written, to be recorded with them (see [`Message::Mark`]).
+    pub fn mark(&self, command_id: &str, next: u64) {
+        let next = i64::try_from(next).unwrap_or(i64::MAX);
+        let _ = self
+            .shared
+            .lines
+            .send(Message::Mark(command_id.to_owned(), next));
+    }
+
     /// Waits until every line written so far is stored.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
@@ -418,6 +464,11 @@ impl ActivityLog {
     /// See [`TaskLog::room`].
     pub async fn room(&self) {
         self.log.room().await
+    }
+
+    /// The task's log this activity is part of.
+    pub fn task_log(&self) -> &TaskLog {
+        &self.log
     }
 
     async fn save(&self) {

@@ -64,8 +64,8 @@ async fn wait_for<'m>(
     activity: &ActivityLog,
 ) -> Option<NotConnected<'m>> {
     let thumbprint: Thumbprint = machine.endpoint.thumbprint.parse().ok()?;
-    let hub = agents.polling();
-    if hub.connection(&thumbprint).is_some() {
+    // Connected here, or (several nodes) to another live node.
+    if agents.wait_for_polling(&thumbprint, Duration::ZERO).await {
         return None;
     }
     let limit = ConnectionLimits::of(&policy_of(store, &machine.machine_policy_id).await).connect;
@@ -75,15 +75,15 @@ async fn wait_for<'m>(
         machine.name,
         machine.id
     ));
-    match hub.wait_for(&thumbprint, limit).await {
-        Some(_) => {
+    match agents.wait_for_polling(&thumbprint, limit).await {
+        true => {
             activity.info(format!(
                 "The polling agent on machine '{}' ({}) connected",
                 machine.name, machine.id
             ));
             None
         }
-        None => Some(NotConnected {
+        false => Some(NotConnected {
             machine,
             waited: limit,
         }),

@@ -93,28 +93,56 @@ fn endpoint_of<'a>(
     }
 }
 
+/// Where an answer's lines begin and end, for a caller that records how
+/// far the log has got along the script's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    Start,
+    /// The lines before `next` have all been delivered.
+    End {
+        next: u64,
+    },
+}
+
 /// Runs `start` on the agent, delivering its lines to `on_line`, until it
 /// ends, `cancel` fires (the agent then kills it), or the agent stays
 /// unreachable past the policy's retry limit. After each answer's lines,
 /// `settled` is awaited before more are asked for: lines are taken no
 /// faster than they are stored, so an agent flooding them cannot pile them
 /// up in the server's memory.
+///
+/// `resume_from` is how many of the script's lines an earlier holder of
+/// the task already logged (re-attaching after a takeover): those are
+/// delivered again, flagged as replayed (to read its output variables
+/// from, not to show). `on_batch` is told where each answer's lines
+/// begin and end.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
     agents: &Agents,
     target: &AgentTarget<'_>,
     limits: ConnectionLimits,
     start: StartScript,
     cancel: CancellationToken,
-    mut on_line: impl FnMut(OutputStream, OutputLine) + Send,
+    resume_from: u64,
+    mut on_line: impl FnMut(OutputStream, OutputLine, bool) + Send,
+    mut on_batch: impl FnMut(Batch) + Send,
     settled: impl Fn() -> S,
 ) -> Result<ScriptOutcome, String> {
     let deadline = Instant::now() + Duration::from_secs(start.timeout_seconds) + TIMEOUT_GRACE;
     let mut session = Session::open(agents, target, limits)?;
 
-    // Starting is idempotent by id, so it is simply repeated until it lands.
+    // Starting is idempotent by id. Still, once an attempt may have
+    // reached the agent, the next one first asks for the script by its id
+    // (a relayed request whose holder stopped is never repeated blindly).
+    let mut asked_before = false;
     let mut status = loop {
         let attempt = async {
             let c = session.connection().await?;
+            if asked_before {
+                if let Some(known) = c.script_status(&start.id, 0, Duration::ZERO).await? {
+                    return Ok(known);
+                }
+            }
             c.start_script(&start).await
         };
         let result = tokio::select! {
@@ -126,14 +154,19 @@ pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
             Err(ProtocolError::Status { message, .. }) => {
                 return Err(format!("{} refused the script: {message}", target.name))
             }
-            Err(e) => session.lost(e).await?,
+            Err(e) => {
+                asked_before = true;
+                session.lost(e).await?
+            }
         }
     };
     session.reached();
 
     let mut next = 0;
     loop {
-        for line in status.lines.drain(..) {
+        on_batch(Batch::Start);
+        let from = status.from;
+        for (i, line) in status.lines.drain(..).enumerate() {
             let stream = match line.stream {
                 ScriptStream::Stdout => OutputStream::Stdout,
                 ScriptStream::Stderr => OutputStream::Stderr,
@@ -144,10 +177,15 @@ pub async fn run_on_agent<S: std::future::Future<Output = ()>>(
                     text: line.text,
                     continues: line.continues,
                 },
+                from + (i as u64) < resume_from,
             );
         }
-        settled().await;
         next = next.max(status.next);
+        // Replayed lines were logged already: the log is never behind them.
+        on_batch(Batch::End {
+            next: next.max(resume_from),
+        });
+        settled().await;
         if status.is_finished() {
             return outcome(target.name, &status);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::{dial, open_connection, AgentConnection, ProtocolError, RoundTrips};
+use crate::client::{dial, open_connection, AgentConnection, ProtocolError, Relay, RoundTrips};
 use crate::identity::{Identity, Thumbprint};
 use crate::polling::PollingHub;
 use crate::Hello;
@@ -32,7 +32,13 @@ pub struct Agents {
     /// When each agent's certificate expires (Unix seconds), as presented
     /// on its last connection; one entry per agent, so bounded by them.
     expiries: Mutex<HashMap<Thumbprint, i64>>,
+    /// Reaches polling agents connected to other nodes of the cluster;
+    /// `None` on a single node.
+    relay: Option<Arc<dyn Relay>>,
 }
+
+/// How often a wait for a polling agent looks for it on other nodes.
+const ELSEWHERE_EVERY: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for Agents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +56,53 @@ impl Agents {
             dialled: Mutex::default(),
             round_trips: None,
             expiries: Mutex::default(),
+            relay: None,
+        }
+    }
+
+    /// These connections, reaching polling agents connected to other nodes
+    /// of the cluster through `relay`.
+    pub fn with_relay(mut self, relay: Arc<dyn Relay>) -> Agents {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Waits up to `limit` for the polling agent with this certificate to
+    /// be connected to this node or, with a relay, to another live one.
+    pub async fn wait_for_polling(&self, thumbprint: &Thumbprint, limit: Duration) -> bool {
+        self.polling_connection(thumbprint, limit).await.is_some()
+    }
+
+    /// The polling agent's connection here, else one relayed through the
+    /// node that holds it; waited for up to `limit`.
+    async fn polling_connection(
+        &self,
+        thumbprint: &Thumbprint,
+        limit: Duration,
+    ) -> Option<AgentConnection> {
+        let Some(relay) = &self.relay else {
+            return self.hub.wait_for(thumbprint, limit).await;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changes = self.hub.changes();
+        loop {
+            // This node's own connection first: no trip through the database.
+            if let Some(c) = self.hub.connection(thumbprint) {
+                return Some(c);
+            }
+            if let Some(holder) = relay.holder(thumbprint).await {
+                return Some(AgentConnection::relayed(
+                    relay.clone(),
+                    thumbprint.clone(),
+                    &holder,
+                ));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let pause = (deadline - now).min(ELSEWHERE_EVERY);
+            let _ = tokio::time::timeout(pause, changes.changed()).await;
         }
     }
 
@@ -103,8 +156,7 @@ impl Agents {
                 Ok(connection)
             }
             AgentEndpoint::Polling { thumbprint } => self
-                .hub
-                .wait_for(thumbprint, timeout)
+                .polling_connection(thumbprint, timeout)
                 .await
                 .map(|c| {
                     self.note_expiry(thumbprint, &c);

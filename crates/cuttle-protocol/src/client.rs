@@ -233,6 +233,46 @@ pub(crate) fn open_connection<K: Eq + std::hash::Hash>(
     }
 }
 
+/// Past a relayed request's own limit, how long its trip through the
+/// database (to the holding node and back) may take.
+const RELAY_MARGIN: Duration = Duration::from_secs(30);
+
+/// A request for a polling agent connected to another node of the cluster,
+/// as it travels to that node (see [`Relay`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayedRequest {
+    pub method: String,
+    /// With its query.
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    /// How long the agent may hold the answer on purpose (a long poll).
+    pub wait: Duration,
+    /// The most bytes of answer read.
+    pub max_bytes: usize,
+}
+
+/// Carries requests to polling agents connected to other nodes of the
+/// cluster, and their answers back (on PostgreSQL, through the database).
+pub trait Relay: Send + Sync {
+    /// The live node, other than this one, that holds the connection of
+    /// the polling agent with this certificate.
+    fn holder<'a>(&'a self, thumbprint: &'a Thumbprint) -> BoxFuture<'a, Option<String>>;
+
+    /// Has `holder` carry `request` to the agent once, at most: the
+    /// answer's status and bytes. A request the holder may have sent when
+    /// it stopped is not sent again; it fails as a lost connection would.
+    fn send<'a>(
+        &'a self,
+        thumbprint: &'a Thumbprint,
+        holder: &'a str,
+        request: RelayedRequest,
+    ) -> BoxFuture<'a, Result<(u16, Vec<u8>), ProtocolError>>;
+}
+
+/// A boxed future that can be sent between threads.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// Told of each command's round trip to an agent: the command's name (one
 /// of a few), how long it took, and whether it failed.
 pub type RoundTrips = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
@@ -278,7 +318,7 @@ fn command_name(method: &Method, path: &str) -> &'static str {
 /// the last clone is dropped.
 #[derive(Clone)]
 pub struct AgentConnection {
-    sender: SendRequest<Full<Bytes>>,
+    link: Link,
     address: Arc<str>,
     /// Each request's deadline past its long-poll wait ([`ANSWER_LIMIT`]).
     answer_limit: Duration,
@@ -286,7 +326,23 @@ pub struct AgentConnection {
     round_trips: Option<RoundTrips>,
     /// When the agent's certificate expires (Unix seconds), if known.
     peer_expires_at: Option<i64>,
-    _driver: Arc<AbortOnDrop>,
+}
+
+/// How requests reach the agent: over this process's own connection, or
+/// through the node of the cluster that holds the polling agent's one.
+#[derive(Clone)]
+enum Link {
+    Direct {
+        sender: SendRequest<Full<Bytes>>,
+        /// Turns true once the connection has ended.
+        ended: tokio::sync::watch::Receiver<bool>,
+        _driver: Arc<AbortOnDrop>,
+    },
+    Relayed {
+        relay: Arc<dyn Relay>,
+        thumbprint: Thumbprint,
+        holder: Arc<str>,
+    },
 }
 
 impl AgentConnection {
@@ -303,19 +359,98 @@ impl AgentConnection {
             .keep_alive_while_idle(true)
             .handshake(TokioIo::new(io))
             .await?;
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "an agent connection ended");
             }
+            let _ = ended_tx.send(true);
         });
         Ok(AgentConnection {
-            sender,
+            link: Link::Direct {
+                sender,
+                ended,
+                _driver: Arc::new(AbortOnDrop(driver)),
+            },
             address: address.into(),
             answer_limit: ANSWER_LIMIT,
             round_trips: None,
             peer_expires_at: None,
-            _driver: Arc::new(AbortOnDrop(driver)),
         })
+    }
+
+    /// The polling agent with certificate `thumbprint`, whose connection the
+    /// node `holder` of the cluster holds: each request goes through `relay`.
+    pub fn relayed(relay: Arc<dyn Relay>, thumbprint: Thumbprint, holder: &str) -> AgentConnection {
+        AgentConnection {
+            address: format!("{thumbprint} (connected to the server node {holder})").into(),
+            link: Link::Relayed {
+                relay,
+                thumbprint,
+                holder: holder.into(),
+            },
+            answer_limit: ANSWER_LIMIT,
+            round_trips: None,
+            peer_expires_at: None,
+        }
+    }
+
+    /// The node holding the agent's connection, for a relayed one.
+    pub fn relayed_through(&self) -> Option<&str> {
+        match &self.link {
+            Link::Relayed { holder, .. } => Some(holder),
+            Link::Direct { .. } => None,
+        }
+    }
+
+    /// Completes once the connection has ended (never, for a relayed one:
+    /// its requests fail instead). It holds no clone of the connection, so
+    /// waiting on it does not keep the connection open.
+    pub fn when_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let ended = match &self.link {
+            Link::Direct { ended, .. } => Some(ended.clone()),
+            Link::Relayed { .. } => None,
+        };
+        async move {
+            match ended {
+                // An error means the driver is gone: ended too.
+                Some(mut ended) => {
+                    let _ = ended.wait_for(|e| *e).await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Carries out a request another node relayed (see [`Relay`]) over
+    /// this connection: the answer's status and bytes, at most the
+    /// request's `max_bytes` of them, within its wait and the answer limit.
+    pub async fn carry(&self, request: &RelayedRequest) -> Result<(u16, Bytes), ProtocolError> {
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| self.malformed(format!("a relayed request's method: {e}")))?;
+        let answer = Answer {
+            max_bytes: request.max_bytes.min(MAX_STATUS_ANSWER),
+            wait: request.wait.min(crate::service::MAX_WAIT),
+        };
+        let mut builder = hyper::Request::builder().method(method).uri(format!(
+            "https://{}{}",
+            trust::SERVER_NAME,
+            request.path
+        ));
+        if let Some(t) = &request.content_type {
+            builder = builder.header(hyper::header::CONTENT_TYPE, t.as_str());
+        }
+        let built = builder
+            .body(Full::new(Bytes::from(request.body.clone())))
+            .map_err(|e| self.malformed(e.to_string()))?;
+        let limit = answer.wait + self.answer_limit;
+        let (status, bytes) = tokio::time::timeout(limit, self.exchange(built, answer))
+            .await
+            .map_err(|_| ProtocolError::Timeout {
+                address: self.address.to_string(),
+                after: limit,
+            })??;
+        Ok((status.as_u16(), bytes))
     }
 
     /// When the certificate the agent presented expires (Unix seconds).
@@ -348,7 +483,10 @@ impl AgentConnection {
 
     /// Whether the connection has ended; a closed one answers nothing more.
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        match &self.link {
+            Link::Direct { sender, .. } => sender.is_closed(),
+            Link::Relayed { .. } => false,
+        }
     }
 
     /// `GET /v1/hello`, refusing an agent whose protocol version differs.
@@ -514,24 +652,62 @@ impl AgentConnection {
         body: Option<Body>,
         answer: Answer,
     ) -> Result<Option<Bytes>, ProtocolError> {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("https://{}{path}", trust::SERVER_NAME));
-        if let Some(b) = &body {
-            request = request.header(hyper::header::CONTENT_TYPE, b.content_type);
-        }
-        let request = request
-            .body(Full::new(body.map(|b| b.bytes).unwrap_or_default()))
-            .map_err(|e| self.malformed(e.to_string()))?;
         let limit = answer.wait + self.answer_limit;
-        // Dropping the exchange on time resets its stream, so the agent's
-        // further bytes are refused by HTTP/2 rather than buffered.
-        let (status, bytes) = tokio::time::timeout(limit, self.exchange(request, answer))
-            .await
-            .map_err(|_| ProtocolError::Timeout {
-                address: self.address.to_string(),
-                after: limit,
-            })??;
+        let (status, bytes) = match &self.link {
+            Link::Relayed {
+                relay,
+                thumbprint,
+                holder,
+            } => {
+                let request = RelayedRequest {
+                    method: method.to_string(),
+                    path,
+                    content_type: body.as_ref().map(|b| b.content_type.to_owned()),
+                    body: body.map(|b| b.bytes.to_vec()).unwrap_or_default(),
+                    wait: answer.wait,
+                    max_bytes: answer.max_bytes,
+                };
+                // The holder keeps the limit on the agent; this one is for
+                // the trip through the database on top of it.
+                let limit = limit + RELAY_MARGIN;
+                let (status, bytes) =
+                    tokio::time::timeout(limit, relay.send(thumbprint, holder, request))
+                        .await
+                        .map_err(|_| ProtocolError::Timeout {
+                            address: self.address.to_string(),
+                            after: limit,
+                        })??;
+                if bytes.len() > answer.max_bytes.max(MAX_CONTROL_ANSWER) {
+                    return Err(ProtocolError::TooLarge {
+                        address: self.address.to_string(),
+                        limit: answer.max_bytes,
+                    });
+                }
+                let status = StatusCode::from_u16(status)
+                    .map_err(|e| self.malformed(format!("a relayed answer's status: {e}")))?;
+                (status, Bytes::from(bytes))
+            }
+            Link::Direct { .. } => {
+                let mut request = hyper::Request::builder()
+                    .method(method)
+                    .uri(format!("https://{}{path}", trust::SERVER_NAME));
+                if let Some(b) = &body {
+                    request = request.header(hyper::header::CONTENT_TYPE, b.content_type);
+                }
+                let request = request
+                    .body(Full::new(body.map(|b| b.bytes).unwrap_or_default()))
+                    .map_err(|e| self.malformed(e.to_string()))?;
+                // Dropping the exchange on time resets its stream, so the
+                // agent's further bytes are refused by HTTP/2 rather than
+                // buffered.
+                tokio::time::timeout(limit, self.exchange(request, answer))
+                    .await
+                    .map_err(|_| ProtocolError::Timeout {
+                        address: self.address.to_string(),
+                        after: limit,
+                    })??
+            }
+        };
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -560,7 +736,12 @@ impl AgentConnection {
             address: self.address.to_string(),
             reason: error_chain(e),
         };
-        let mut sender = self.sender.clone();
+        let Link::Direct { sender, .. } = &self.link else {
+            return Err(lost(&std::io::Error::other(
+                "a relayed connection carries no request of its own",
+            )));
+        };
+        let mut sender = sender.clone();
         sender.ready().await.map_err(|e| lost(&e))?;
         let response = sender.send_request(request).await.map_err(|e| lost(&e))?;
         let status = response.status();

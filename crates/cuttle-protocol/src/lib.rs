@@ -89,7 +89,7 @@ pub mod service;
 pub mod trust;
 
 pub use agents::{AgentEndpoint, Agents};
-pub use client::{AgentConnection, ProtocolError};
+pub use client::{AgentConnection, BoxFuture, ProtocolError, Relay, RelayedRequest};
 pub use identity::{Identity, IdentityError, Thumbprint};
 pub use messages::Hello;
 pub use service::AgentService;

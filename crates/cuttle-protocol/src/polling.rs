@@ -36,7 +36,8 @@ pub type Registered =
 #[derive(Default)]
 pub struct PollingHub {
     connections: Mutex<HashMap<Thumbprint, AgentConnection>>,
-    /// Bumped whenever an agent connects, to wake those waiting for one.
+    /// Bumped whenever an agent connects or its connection ends, to wake
+    /// those waiting for one and those recording who is connected.
     connected: watch::Sender<u64>,
 }
 
@@ -48,6 +49,20 @@ impl PollingHub {
     /// The open connection of the agent with this certificate, if any.
     pub fn connection(&self, thumbprint: &Thumbprint) -> Option<AgentConnection> {
         open_connection(&self.connections, thumbprint)
+    }
+
+    /// The certificates of the agents connected now.
+    pub fn connected(&self) -> Vec<Thumbprint> {
+        let kept = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter()
+            .filter(|(_, c)| !c.is_closed())
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Changes whenever an agent connects or its connection ends.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.connected.subscribe()
     }
 
     /// Waits up to `limit` for the agent with this certificate to be connected.
@@ -92,7 +107,17 @@ impl PollingHub {
             handshakes.spawn(async move {
                 let accepting = hub.accept(acceptor, registered, tcp, peer);
                 match tokio::time::timeout(HANDSHAKE_LIMIT, accepting).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(closed)) => {
+                        // Outlives the handshake: forgets the connection
+                        // once it ends, and says so.
+                        let hub = Arc::downgrade(&hub);
+                        tokio::spawn(async move {
+                            closed.await;
+                            if let Some(hub) = hub.upgrade() {
+                                hub.forget_closed();
+                            }
+                        });
+                    }
                     Ok(Err(message)) => tracing::warn!(%peer, "{message}"),
                     Err(_) => {
                         tracing::warn!(%peer, "a polling agent's handshake did not finish in time")
@@ -108,13 +133,23 @@ impl PollingHub {
             .clear();
     }
 
+    /// Drops the connections that ended and wakes those watching.
+    fn forget_closed(&self) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| !c.is_closed());
+        self.connected.send_modify(|n| *n += 1);
+    }
+
+    /// Accepts one agent; answers what completes when its connection ends.
     async fn accept(
         &self,
         acceptor: TlsAcceptor,
         registered: Registered,
         tcp: TcpStream,
         peer: std::net::SocketAddr,
-    ) -> Result<(), String> {
+    ) -> Result<impl Future<Output = ()> + Send + 'static, String> {
         let tls = acceptor
             .accept(tcp)
             .await
@@ -158,12 +193,13 @@ impl PollingHub {
             .with_peer_certificate(Some(&presented));
         let hello = connection.hello().await.map_err(|e| e.to_string())?;
         tracing::info!(%peer, name = %hello.name, %thumbprint, "a polling agent connected");
+        let closed = connection.when_closed();
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(thumbprint, connection);
         self.connected.send_modify(|n| *n += 1);
-        Ok(())
+        Ok(closed)
     }
 
     /// Whether any agent is connected now.

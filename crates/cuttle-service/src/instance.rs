@@ -300,7 +300,35 @@ impl Instance {
             }));
             runner_config.metrics = Some(metrics.clone());
         }
+        // Several nodes: a step reaches a polling agent connected to
+        // another node through the database.
+        let several_nodes = store.backend() == cuttle_store::Backend::Postgres;
+        let holder_lapse = config.cluster.heartbeat * 3;
+        if several_nodes {
+            let relay = cuttle_engine::agent_relay::DatabaseRelay::start(
+                store.clone(),
+                config.node_name.clone(),
+                holder_lapse,
+            )
+            .await?;
+            agents = agents.with_relay(relay);
+        }
         let agents = Arc::new(agents);
+        if several_nodes {
+            let hub = agents.polling();
+            cuttle_engine::agent_relay::carry_requests(
+                store.clone(),
+                hub.clone(),
+                config.node_name.clone(),
+            )
+            .await?;
+            cuttle_engine::agent_relay::record_held_agents(
+                store.clone(),
+                hub,
+                config.node_name.clone(),
+                holder_lapse,
+            );
+        }
         runner_config.agents = Some(agents.clone());
         let runner = Runner::start(store.clone(), master_key.clone(), runner_config).await?;
         let finished = runner.subscribe_finished();

@@ -38,6 +38,7 @@
 //! Nothing outside this crate writes SQL.
 
 pub mod access;
+pub mod agent_relay;
 pub mod backup;
 pub mod blobs;
 pub mod deployments;

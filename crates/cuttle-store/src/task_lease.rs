@@ -355,6 +355,81 @@ impl Store {
         Ok(())
     }
 
+    /// Records, under a held lease, that the script with `command_id` runs
+    /// on an agent for the run `activity_id` of the task, none of its lines
+    /// logged yet; a command recorded before is left as it is.
+    pub async fn record_agent_command(
+        &self,
+        lease: &TaskLease,
+        command_id: &str,
+        activity_id: &str,
+    ) -> Result<()> {
+        let lease = lease.clone();
+        let (command_id, activity_id) = (command_id.to_owned(), activity_id.to_owned());
+        self.progress_write(job(move |conn| {
+            Box::pin(async move {
+                lease.check_on(conn).await?;
+                let r = sqlx::query(
+                    "INSERT INTO task_agent_commands (task_id, command_id, activity_id, next_line)                      VALUES ($1, $2, $3, 0) ON CONFLICT (task_id, command_id) DO NOTHING",
+                )
+                .bind(&lease.task_id)
+                .bind(&command_id)
+                .bind(&activity_id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(r.rows_affected())
+            })
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// [`Store::append_log_lines_held`], recording in the same transaction
+    /// how many lines of each agent script (`(command id, next line)`) the
+    /// log now holds: a node re-attaching to the script goes on from there,
+    /// neither repeating a line nor skipping one.
+    pub async fn append_log_lines_marking(
+        &self,
+        lease: &TaskLease,
+        lines: &[LogLine],
+        marks: &[(String, i64)],
+    ) -> Result<()> {
+        let (lease, lines, marks) = (lease.clone(), lines.to_vec(), marks.to_vec());
+        let backend = self.backend();
+        self.progress_write(job(move |conn| {
+            Box::pin(async move {
+                lease.check_on(conn).await?;
+                let n =
+                    insert_log_lines(conn, backend, &lease.task_id, lease.generation, &lines).await?;
+                for (command_id, next) in &marks {
+                    sqlx::query(
+                        "UPDATE task_agent_commands SET next_line = $3                          WHERE task_id = $1 AND command_id = $2 AND next_line < $3",
+                    )
+                    .bind(&lease.task_id)
+                    .bind(command_id)
+                    .bind(*next)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(n)
+            })
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// The task's scripts on agents: `(command id, run activity id, lines
+    /// logged)`.
+    pub async fn agent_commands(&self, task_id: &str) -> Result<Vec<(String, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT command_id, activity_id, next_line FROM task_agent_commands              WHERE task_id = $1 ORDER BY command_id",
+        )
+        .bind(task_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
     /// The recorded steps of a task, by number.
     pub async fn step_results(&self, task_id: &str) -> Result<Vec<StepResult>> {
         let rows = sqlx::query(

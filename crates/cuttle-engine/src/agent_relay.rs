@@ -281,8 +281,9 @@ pub async fn carry_requests(
     tokio::spawn(async move {
         loop {
             let _ = tokio::time::timeout(CLAIM_EVERY, wake.notified()).await;
-            // The node's agents are gone with its hub: nothing to carry.
-            let Some(hub) = hub.upgrade() else {
+            // The node's agents are gone with its hub, or its store is
+            // closed: nothing to carry.
+            let Some(hub) = hub.upgrade().filter(|_| !store.is_closed()) else {
                 return;
             };
             loop {
@@ -356,7 +357,11 @@ pub fn record_held_agents(store: Store, hub: &Arc<PollingHub>, node: String, lap
         let mut recorded: HashSet<Thumbprint> = HashSet::new();
         let mut last_full: Option<tokio::time::Instant> = None;
         loop {
-            let Some(connected) = hub.upgrade().map(|h| h.connected()) else {
+            let Some(connected) = hub
+                .upgrade()
+                .filter(|_| !store.is_closed())
+                .map(|h| h.connected())
+            else {
                 return;
             };
             let now: HashSet<Thumbprint> = connected.into_iter().collect();

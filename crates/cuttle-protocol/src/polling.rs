@@ -107,17 +107,7 @@ impl PollingHub {
             handshakes.spawn(async move {
                 let accepting = hub.accept(acceptor, registered, tcp, peer);
                 match tokio::time::timeout(HANDSHAKE_LIMIT, accepting).await {
-                    Ok(Ok(closed)) => {
-                        // Outlives the handshake: forgets the connection
-                        // once it ends, and says so.
-                        let hub = Arc::downgrade(&hub);
-                        tokio::spawn(async move {
-                            closed.await;
-                            if let Some(hub) = hub.upgrade() {
-                                hub.forget_closed();
-                            }
-                        });
-                    }
+                    Ok(Ok(())) => {}
                     Ok(Err(message)) => tracing::warn!(%peer, "{message}"),
                     Err(_) => {
                         tracing::warn!(%peer, "a polling agent's handshake did not finish in time")
@@ -142,14 +132,14 @@ impl PollingHub {
         self.connected.send_modify(|n| *n += 1);
     }
 
-    /// Accepts one agent; answers what completes when its connection ends.
+    /// Accepts one agent.
     async fn accept(
-        &self,
+        self: &Arc<Self>,
         acceptor: TlsAcceptor,
         registered: Registered,
         tcp: TcpStream,
         peer: std::net::SocketAddr,
-    ) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+    ) -> Result<(), String> {
         let tls = acceptor
             .accept(tcp)
             .await
@@ -168,7 +158,7 @@ impl PollingHub {
     /// only if `registered` knows its certificate, then kept as that
     /// certificate's connection.
     pub async fn admit(
-        &self,
+        self: &Arc<Self>,
         tls: tokio_rustls::server::TlsStream<TcpStream>,
         peer: std::net::SocketAddr,
         registered: Registered,
@@ -199,7 +189,16 @@ impl PollingHub {
             .unwrap_or_else(|p| p.into_inner())
             .insert(thumbprint, connection);
         self.connected.send_modify(|n| *n += 1);
-        Ok(closed)
+        // Outlives the handshake: forgets the connection once it ends, and
+        // says so to those watching.
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            closed.await;
+            if let Some(hub) = hub.upgrade() {
+                hub.forget_closed();
+            }
+        });
+        Ok(())
     }
 
     /// Whether any agent is connected now.

@@ -352,9 +352,16 @@ impl Store {
         };
         let mut listener = PgListener::connect(&url.0).await?;
         listener.listen(channel).await?;
+        // Closing the store ends the listening too, so a closed store (a
+        // hosted instance asleep) holds no connection at all.
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
-                let go_on = match listener.try_recv().await {
+                let received = tokio::select! {
+                    received = listener.try_recv() => received,
+                    _ = pool.close_event() => return,
+                };
+                let go_on = match received {
                     Ok(Some(n)) => heard(Some(n.payload())),
                     Ok(None) => {
                         tracing::warn!(channel, "lost a notification channel; listening again");

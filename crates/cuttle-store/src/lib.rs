@@ -470,6 +470,12 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Whether [`Store::close`] was called: loops that work on the store
+    /// stop rather than fail at every turn.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
             .bind(key)

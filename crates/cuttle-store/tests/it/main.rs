@@ -5,6 +5,7 @@
 
 mod common;
 
+mod agent_relay;
 mod backup;
 mod conformance;
 mod deployment_index;

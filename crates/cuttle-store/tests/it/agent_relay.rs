@@ -5,7 +5,7 @@
 //! PostgreSQL's (`SKIP LOCKED`; SQLite is a single node, which relays
 //! nothing); the rest runs on both.
 
-mod common;
+use crate::common;
 
 use common::on_both;
 use cuttle_model::task::{LogCategory, LogLine};

@@ -20,6 +20,9 @@
 # Needs root, podman, buildah, runc, catatonit, debootstrap (see base-image.sh),
 # curl and python3. PODMAN_STORE overrides the podman store options.
 set -euo pipefail
+# Output is searched as a whole (grep <<<"$(…)"), never through a pipe into
+# `grep -q`: grep stops at the first match, and under pipefail the writer's
+# SIGPIPE would fail the check whenever it was still writing.
 cd "$(dirname "$0")/../.."
 binary="$(realpath "${1:-target/debug/cuttle}")"
 export PODMAN_STORE="${PODMAN_STORE:---root /var/tmp/cuttle-ci/storage --runroot /var/tmp/cuttle-ci/run --storage-driver overlay}"
@@ -111,7 +114,7 @@ start=$(now_ms)
 run cuttle-smoke-server -v "$data:/data" "${server_env[@]}" "localhost/cuttle-server:$tag"
 wait_ready "$start"
 echo "container start to ready /api: $ready_ms ms"
-call GET /api | grep -q '"Application"' || fail "/api does not describe the server"
+grep -q '"Application"' <<<"$(call GET /api)" || fail "/api does not describe the server"
 
 step "an agent container registers as a polling agent"
 agent_data="$work/agent"
@@ -145,7 +148,7 @@ deploy() { # VERSION → the task id
 task="$(deploy 1.0.0)"
 state="$(wait_task "$task")"
 [ "$state" = Success ] || { call GET "/api/tasks/$task/raw" >&2 || true; fail "the deployment ended $state"; }
-call GET "/api/tasks/$task/raw" | grep -q "on the agent as uid 10001" || fail "the step did not run on the agent container"
+grep -q "on the agent as uid 10001" <<<"$(call GET "/api/tasks/$task/raw")" || fail "the step did not run on the agent container"
 
 step "idle memory"
 sleep 1
@@ -158,7 +161,7 @@ call PUT "/api/variables/$set_id" "$(call GET "/api/variables/$set_id" |
   python3 -c 'import json,sys; v=json.load(sys.stdin); v["Variables"][0]["Value"]="3"; print(json.dumps(v))')" >/dev/null
 busy="$(deploy 1.0.1)"
 for _ in $(seq 1 100); do
-  call GET "/api/tasks/$busy/raw" 2>/dev/null | grep -q "on the agent" && break
+  grep -q "on the agent" <<<"$(call GET "/api/tasks/$busy/raw" 2>/dev/null)" && break
   sleep 0.1
 done
 start=$(now_ms)
@@ -166,7 +169,7 @@ podman "${store[@]}" stop -t 40 cuttle-smoke-server >/dev/null
 stopped_ms=$(( $(now_ms) - start ))
 code="$(podman "${store[@]}" inspect --format '{{.State.ExitCode}}' cuttle-smoke-server)"
 [ "$code" = 0 ] || { logs cuttle-smoke-server >&2; fail "the server exited $code on SIGTERM"; }
-logs cuttle-smoke-server | grep -q "letting running tasks finish" || fail "no orderly shutdown in the log"
+grep -q "letting running tasks finish" <<<"$(logs cuttle-smoke-server)" || fail "no orderly shutdown in the log"
 echo "stopped on SIGTERM in $stopped_ms ms (shutdown timeout 20 s), exit code 0"
 
 step "started again on the same /data: everything still there"
@@ -176,7 +179,7 @@ wait_ready "$start"
 echo "restart to ready /api: $ready_ms ms"
 state="$(wait_task "$busy")"
 [ "$state" = Success ] || fail "the deployment cut by SIGTERM ended $state"
-call GET "/api/tasks/$busy/raw" | grep -q "step finished" || fail "the step cut by SIGTERM did not finish"
+grep -q "step finished" <<<"$(call GET "/api/tasks/$busy/raw")" || fail "the step cut by SIGTERM did not finish"
 [ "$(call GET '/api/projects?name=Smoke' | field "['TotalResults']")" = 1 ] || fail "the project is gone"
 [ "$(call GET "/api/machines/$machine" | field "['Name']")" = smoke-agent ] || fail "the agent is gone"
 again="$(deploy 1.0.2)"

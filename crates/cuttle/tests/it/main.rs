@@ -17,6 +17,7 @@ mod certificate_rotation;
 mod config_file;
 mod fault_disk_full;
 mod fault_kill;
+mod fault_postgres_restart;
 mod fault_takeover;
 mod host;
 mod host_sleep;

@@ -557,3 +557,63 @@ fn a_rolling_restart_drains_one_node_at_a_time_and_loses_nothing() {
     assert_eq!(started["TotalResults"], 18, "each deployment started once");
     drop(second);
 }
+
+/// The leader killed: another node takes the lead, and the scheduled health
+/// checks (a job of the leader's alone) go on from it.
+#[test]
+fn fault_scheduled_health_checks_go_on_when_the_leader_dies() {
+    let Some(db) = scratch_postgres("nodes_health") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let dirs = [root.path().join("n1"), root.path().join("n2")];
+    let mut servers = vec![start_node(&dirs[0], &db.url, "n1", None)];
+    servers.push(start_node(&dirs[1], &db.url, "n2", Some(&dirs[0])));
+    let urls: Vec<String> = servers.iter().map(|s| s.url().to_owned()).collect();
+
+    api(
+        &urls[0],
+        "POST",
+        "/api/environments",
+        Some(json!({"Name": "Dev"})),
+    );
+    let mut policy = api(&urls[0], "GET", "/api/machinepolicies", None)["Items"][0].clone();
+    policy["MachineHealthCheckPolicy"]["HealthCheckInterval"] = json!("00:00:02");
+    let id = policy["Id"].as_str().unwrap().to_owned();
+    api(
+        &urls[0],
+        "PUT",
+        &format!("/api/machinepolicies/{id}"),
+        Some(policy),
+    );
+    // A machine to check (nobody answers for it: each check fails, and is
+    // still queued on schedule).
+    let agent = tempfile::tempdir().unwrap();
+    let registered = support::agents::register(
+        &servers[0],
+        agent.path(),
+        "web-1",
+        support::agents::Mode::Listening(&["web"]),
+    );
+    assert!(registered.status.success(), "{registered:?}");
+    let health_checks = |url: &str| {
+        api(url, "GET", "/api/tasks?name=Health&take=1000", None)["Items"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    wait_until("a scheduled health check", || health_checks(&urls[0]) > 0);
+
+    let leader = nodes(&urls[0])
+        .into_iter()
+        .find(|n| n["Rank"] == "Leader")
+        .expect("a leader");
+    let index = usize::from(leader["Name"] == "n2");
+    servers[index].signal("-KILL");
+    servers[index].wait_exit(PATIENCE).expect("the leader died");
+    let other = &urls[1 - index];
+    wait_until("the other node leads", || ping(other)["IsLeader"] == true);
+    let before = health_checks(other);
+    wait_until("the new leader queues scheduled health checks", || {
+        health_checks(other) > before
+    });
+}

@@ -64,10 +64,16 @@ mkdir -p "$work/src"
 git archive --format=tar HEAD | tar -x -C "$work/src"
 for target in server agent; do
   start=$(now_ms)
-  # --layers: the agent's build stage is the server's, built once.
+  # --layers: the agent's build stage is the server's, built once. A layer
+  # cached from an earlier build keeps that build's revision label, so the
+  # image is labelled again.
   buildah "${store[@]}" bud --quiet --layers --isolation chroot --network host --pull=never \
     --target "$target" --build-arg RUST_IMAGE="$rust_image" --build-arg REVISION="$revision" \
+    \
     -t "localhost/cuttle-$target:source" -f deploy/container/Containerfile "$work/src" >/dev/null
+  c="$(buildah "${store[@]}" from --pull=never "localhost/cuttle-$target:source")"
+  buildah "${store[@]}" config --label "org.opencontainers.image.revision=$revision" "$c"
+  buildah "${store[@]}" commit --quiet --rm "$c" "localhost/cuttle-$target:source" >/dev/null
   size="$(podman "${store[@]}" image inspect --format '{{.Size}}' "localhost/cuttle-$target:source")"
   echo "built localhost/cuttle-$target:source from source in $(( $(now_ms) - start )) ms ($(( size / 1024 / 1024 )) MB)"
 done

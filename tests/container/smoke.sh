@@ -63,13 +63,26 @@ context="$work/context"
 mkdir -p "$context/deploy/container"
 cp "$binary" "$context/cuttle"
 cp deploy/container/agent-entrypoint.sh "$context/deploy/container/"
+# A layer cached from an earlier build keeps that build's revision label
+# (buildah reuses it whatever REVISION is), so each image is labelled again.
+revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+relabel() { # IMAGE
+  local c
+  c="$(buildah "${store[@]}" from --pull=never "$1")"
+  buildah "${store[@]}" config --label "org.opencontainers.image.revision=$revision" "$c"
+  buildah "${store[@]}" commit --quiet --rm "$c" "$1" >/dev/null
+}
 for target in server agent; do
   start=$(now_ms)
   buildah "${store[@]}" bud --quiet --layers --isolation chroot --network host --pull=never \
     --target "$target-prebuilt" --build-arg CUTTLE_BINARY=cuttle \
-    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    --build-arg REVISION="$revision" \
     -t "localhost/cuttle-$target:$tag" -f deploy/container/Containerfile "$context" >/dev/null
+  relabel "localhost/cuttle-$target:$tag"
   echo "built localhost/cuttle-$target:$tag in $(( $(now_ms) - start )) ms"
+  labelled="$(podman "${store[@]}" image inspect \
+    --format '{{index .Labels "org.opencontainers.image.revision"}}' "localhost/cuttle-$target:$tag")"
+  [ "$labelled" = "$revision" ] || fail "the $target image is labelled revision $labelled, not $revision"
 done
 
 port=$(free_port)

@@ -13,17 +13,12 @@
 
 use crate::{Backend, Result, Store};
 use base64::Engine as _;
-use sqlx::postgres::PgListener;
 use sqlx::Row;
-use std::time::Duration;
 
 /// Notified with the holder's node name when a request is queued for it.
 pub const REQUESTS_CHANNEL: &str = "cuttle_agent_requests";
 /// Notified with the request's id when it is answered or failed.
 pub const ANSWERS_CHANNEL: &str = "cuttle_agent_answers";
-
-/// How long to wait before listening again after the database refused.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// A request as the holder carries it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,53 +326,6 @@ impl Store {
                 .execute(self.pool())
                 .await?;
         }
-        Ok(())
-    }
-
-    /// Calls `heard` with each notification's payload on `channel`, and
-    /// with `None` after the listening connection was lost (something may
-    /// have gone unheard), until `heard` returns false. Returns once
-    /// listening; on SQLite it does nothing.
-    pub async fn listen(
-        &self,
-        channel: &'static str,
-        heard: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
-    ) -> Result<()> {
-        let Some(url) = self
-            .listen_url
-            .clone()
-            .filter(|_| self.backend() == Backend::Postgres)
-        else {
-            return Ok(());
-        };
-        let mut listener = PgListener::connect(&url.0).await?;
-        listener.listen(channel).await?;
-        // Closing the store ends the listening too, so a closed store (a
-        // hosted instance asleep) holds no connection at all.
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            loop {
-                let received = tokio::select! {
-                    received = listener.try_recv() => received,
-                    _ = pool.close_event() => return,
-                };
-                let go_on = match received {
-                    Ok(Some(n)) => heard(Some(n.payload())),
-                    Ok(None) => {
-                        tracing::warn!(channel, "lost a notification channel; listening again");
-                        heard(None)
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel, error = %e, "could not listen; retrying");
-                        tokio::time::sleep(RETRY).await;
-                        heard(None)
-                    }
-                };
-                if !go_on {
-                    return;
-                }
-            }
-        });
         Ok(())
     }
 }

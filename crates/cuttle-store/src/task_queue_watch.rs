@@ -5,6 +5,8 @@
 //! within milliseconds instead of at its next poll. A notification can be
 //! lost while the connection is down; the listener then wakes its node
 //! anyway, which claims whatever is waiting, and listens again.
+//!
+//! [`Store::listen`] is the same for any channel (the agent relay's too).
 
 use crate::dialect::TASK_QUEUED_CHANNEL;
 use crate::{Backend, Result, Store};
@@ -35,6 +37,18 @@ impl Store {
         &self,
         wake: impl Fn() -> bool + Send + Sync + 'static,
     ) -> Result<()> {
+        self.listen(TASK_QUEUED_CHANNEL, move |_| wake()).await
+    }
+
+    /// Calls `heard` with each notification's payload on `channel`, and
+    /// with `None` after the listening connection was lost (something may
+    /// have gone unheard), until `heard` returns false. Returns once
+    /// listening; on SQLite it does nothing.
+    pub async fn listen(
+        &self,
+        channel: &'static str,
+        heard: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Result<()> {
         let Some(url) = self
             .listen_url
             .clone()
@@ -43,31 +57,29 @@ impl Store {
             return Ok(());
         };
         let mut listener = PgListener::connect(&url.0).await?;
-        listener.listen(TASK_QUEUED_CHANNEL).await?;
-        // Closing the store ends the listening too, so a closed store
-        // holds no connection at all.
+        listener.listen(channel).await?;
+        // Closing the store ends the listening too, so a closed store (a
+        // hosted instance asleep) holds no connection at all.
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
-                // try_recv says when the connection was lost (Ok(None)) and
-                // listens again on a new one at the next call.
                 let received = tokio::select! {
                     received = listener.try_recv() => received,
                     _ = pool.close_event() => return,
                 };
-                let woke = match received {
-                    Ok(Some(_)) => wake(),
+                let go_on = match received {
+                    Ok(Some(n)) => heard(Some(n.payload())),
                     Ok(None) => {
-                        tracing::warn!("lost the task queue's notifications; listening again");
-                        wake()
+                        tracing::warn!(channel, "lost a notification channel; listening again");
+                        heard(None)
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "could not listen for queued tasks; retrying");
+                        tracing::warn!(channel, error = %e, "could not listen; retrying");
                         tokio::time::sleep(RETRY).await;
-                        wake()
+                        heard(None)
                     }
                 };
-                if !woke {
+                if !go_on {
                     return;
                 }
             }

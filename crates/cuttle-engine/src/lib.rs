@@ -45,6 +45,7 @@ pub mod sandbox;
 pub mod script;
 pub mod signal;
 mod step_exec;
+pub mod step_network;
 pub mod step_user;
 pub mod variables;
 pub mod worker_choice;

@@ -27,6 +27,7 @@ use tokio::process::Command;
 
 use crate::cgroup::{Cgroups, StepCgroup};
 use crate::step_exec::{Exec, PrivateTmp};
+use crate::step_network::{NetworkError, StepNetwork, RESOLV_CONF, SLIRP4NETNS};
 use crate::step_user::StepUid;
 
 /// How an operator allows scripts on a built-in worker that cannot isolate
@@ -95,6 +96,10 @@ pub struct SandboxConfig {
     /// step's own directory and /tmp (a hosted worker's sandbox, where
     /// nothing may outlive it); else read-write as the user's rights allow.
     pub read_only_root: bool,
+    /// Inside namespaces, a network namespace of each step's own, its way
+    /// out through slirp4netns and none to the server's loopback (a hosted
+    /// worker's sandbox); else the server's network, as deployments expect.
+    pub private_network: bool,
 }
 
 impl Default for SandboxConfig {
@@ -108,6 +113,7 @@ impl Default for SandboxConfig {
             allow_unisolated: false,
             enabled: true,
             read_only_root: false,
+            private_network: false,
         }
     }
 }
@@ -168,6 +174,19 @@ pub struct Sandbox {
     /// Set when there is no built-in worker at all (hosted instances).
     off: bool,
     read_only_root: bool,
+    /// Each step's network of its own, when asked for and possible.
+    network: Option<Arc<PrivateNetwork>>,
+    /// Why steps share the server's network, when a network of their own
+    /// was asked for.
+    no_network: Option<String>,
+}
+
+/// What a network of a step's own needs: slirp4netns, and a resolv.conf
+/// that names its DNS forwarder (the server's may name its own loopback).
+#[derive(Debug)]
+struct PrivateNetwork {
+    slirp4netns: PathBuf,
+    resolv_conf: tempfile::NamedTempFile,
 }
 
 const BWRAP: &str = "bwrap";
@@ -195,6 +214,8 @@ impl Sandbox {
             unisolated: None,
             off: false,
             read_only_root: false,
+            network: None,
+            no_network: None,
         }
     }
 
@@ -272,6 +293,8 @@ impl Sandbox {
             unisolated: None,
             off: false,
             read_only_root: config.read_only_root,
+            network: None,
+            no_network: None,
         };
         let cgroups = async {
             if !config.cgroups {
@@ -292,6 +315,12 @@ impl Sandbox {
         }
         if sandbox.bwrap.is_none() && sandbox.step_uids() {
             sandbox.tmp_namespace = sandbox.probe_tmp_namespace().await;
+        }
+        if config.private_network {
+            match sandbox.probe_network().await {
+                Ok(network) => sandbox.network = Some(network),
+                Err(e) => sandbox.no_network = Some(e),
+            }
         }
         sandbox.settle(config.allow_unisolated);
         sandbox
@@ -379,6 +408,89 @@ impl Sandbox {
             )),
             Err(e) => Err(format!("bubblewrap could not be started: {e}")),
         }
+    }
+
+    /// Runs `true` in a network namespace of its own, given a way out, as a
+    /// step will run.
+    async fn probe_network(&self) -> Result<Arc<PrivateNetwork>, String> {
+        let Some(bwrap) = &self.bwrap else {
+            return Err(format!(
+                "it needs namespaces, and there are none: {}",
+                self.no_namespaces.as_deref().unwrap_or("not probed")
+            ));
+        };
+        let path = std::env::var_os("PATH").unwrap_or_else(|| crate::script::DEFAULT_PATH.into());
+        let Some(slirp4netns) = crate::script::find_on_path(SLIRP4NETNS, &path) else {
+            return Err("slirp4netns is not installed".into());
+        };
+        let mut resolv_conf = tempfile::Builder::new()
+            .prefix("cuttle-resolv-")
+            .tempfile()
+            .map_err(|e| format!("a resolv.conf for steps: {e}"))?;
+        std::io::Write::write_all(&mut resolv_conf, RESOLV_CONF.as_bytes())
+            .map_err(|e| format!("a resolv.conf for steps: {e}"))?;
+        // World-readable: steps run as uids of their own.
+        std::fs::set_permissions(resolv_conf.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| format!("a resolv.conf for steps: {e}"))?;
+        let network = Arc::new(PrivateNetwork {
+            slirp4netns,
+            resolv_conf,
+        });
+        let probe = Sandbox {
+            network: Some(network.clone()),
+            ..self.clone()
+        };
+        let probe_dir = std::env::temp_dir();
+        let mut command = probe.wrap(bwrap, &probe_dir, None, Path::new("sleep"));
+        command
+            .arg("5")
+            .current_dir(&probe_dir)
+            .env_clear()
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("bubblewrap could not be started: {e}"))?;
+        let socket_dir = tempfile::Builder::new()
+            .prefix("cuttle-net-")
+            .tempdir()
+            .map_err(|e| format!("a directory for slirp4netns's API socket: {e}"))?;
+        let api_socket = socket_dir.path().join("api.sock");
+        let attached = match child.id() {
+            Some(pid) => StepNetwork::attach(&network.slirp4netns, pid, api_socket)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("the probe exited at once".into()),
+        };
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        attached.map(|_| network)
+    }
+
+    /// The way out of the network namespace of the step started as
+    /// `sandbox_pid`, when steps have networks of their own (see
+    /// [`StepNetwork::attach`] for `api_socket`).
+    pub async fn attach_network(
+        &self,
+        sandbox_pid: u32,
+        api_socket: PathBuf,
+    ) -> Option<Result<StepNetwork, NetworkError>> {
+        let network = self.network.as_ref()?;
+        Some(StepNetwork::attach(&network.slirp4netns, sandbox_pid, api_socket).await)
+    }
+
+    /// Whether each step has a network of its own.
+    pub fn private_network(&self) -> bool {
+        self.network.is_some()
+    }
+
+    /// Why steps share the server's network though a network of their own
+    /// was asked for.
+    pub fn no_private_network(&self) -> Option<&str> {
+        self.no_network.as_deref()
     }
 
     /// What isolation steps would lack here, and why, if any.
@@ -513,6 +625,13 @@ impl Sandbox {
         };
         command.args(["--unshare-uts", root, "/", "/"]);
         command.args(["--dev", "/dev", "--proc", "/proc"]);
+        if let Some(network) = &self.network {
+            command.arg("--unshare-net");
+            command
+                .arg("--ro-bind")
+                .arg(network.resolv_conf.path())
+                .arg("/etc/resolv.conf");
+        }
         if let Some(tmp) = tmp {
             command.arg("--bind").arg(tmp).arg("/tmp");
         }
@@ -730,7 +849,15 @@ impl fmt::Display for Sandbox {
                 _ => write!(f, ")")?,
             }
         }
-        write!(f, ", the host's network")?;
+        match (&self.network, &self.no_network) {
+            (Some(_), _) => write!(
+                f,
+                ", a network of its own per step (out through slirp4netns, none to the host's \
+                 loopback)"
+            )?,
+            (None, Some(why)) => write!(f, ", the host's network ({why})")?,
+            (None, None) => write!(f, ", the host's network")?,
+        }
         let show = |v: Option<u64>, unit: &dyn Fn(u64) -> String| {
             v.map_or_else(|| "inherited".to_owned(), unit)
         };

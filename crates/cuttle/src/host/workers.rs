@@ -17,6 +17,7 @@
 use super::instances::{Host, HostError, Slot};
 use cuttle_engine::hosted_workers::{Lent, WorkerLender};
 use cuttle_engine::sandbox::{Limits, Sandbox, SandboxConfig, Step};
+use cuttle_engine::step_network::StepNetwork;
 use cuttle_model::machine::{CommunicationStyle, Endpoint};
 use cuttle_model::{User, Worker, WorkerPool};
 use cuttle_service::actor::Actor;
@@ -33,6 +34,8 @@ pub const HOSTED_POOL: &str = "Hosted Workers";
 
 /// How long a new worker may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// The name of the binary in the scratch root and in each lease's directory.
+const WORKER_BINARY: &str = "cuttle";
 
 /// What an operator sets about hosted workers.
 #[derive(Clone, Debug)]
@@ -52,7 +55,7 @@ pub struct WorkerSettings {
 /// The host's hosted workers.
 pub struct HostedWorkers {
     settings: WorkerSettings,
-    /// The `cuttle` binary each worker runs.
+    /// The read-only copy of the `cuttle` binary that each worker runs.
     binary: PathBuf,
     sandbox: Arc<Sandbox>,
     /// Leases by instance name. Async: starting a worker waits for it.
@@ -77,6 +80,8 @@ struct Lease {
     server_thumbprint: String,
     thumbprint: String,
     child: tokio::process::Child,
+    /// Its way out of its network namespace, when it has one.
+    network: Option<StepNetwork>,
     /// Its uid and cgroup: dropping it kills whatever of the worker is left.
     step: Option<Step>,
     /// Its registration in each space of the instance that used it.
@@ -187,7 +192,8 @@ impl HostedWorkers {
     /// could not be isolated and that was not allowed.
     pub async fn start(settings: WorkerSettings) -> anyhow::Result<Arc<HostedWorkers>> {
         use anyhow::Context as _;
-        let binary = std::env::current_exe().context("could not find the cuttle binary")?;
+        use std::os::unix::fs::PermissionsExt as _;
+        let exe = std::env::current_exe().context("could not find the cuttle binary")?;
         let root = &settings.scratch_root;
         if root.exists() {
             std::fs::remove_dir_all(root)
@@ -198,6 +204,15 @@ impl HostedWorkers {
         // Searchable, not listable: a worker reaches its own directory only.
         cuttle_engine::sandbox::restrict_dir(root)
             .with_context(|| format!("could not restrict {}", root.display()))?;
+        // The host's own binary may lie where a worker cannot see it (below
+        // /tmp, which a worker's sandbox replaces, or in a directory its uid
+        // cannot enter): each lease runs a read-only copy from its own
+        // directory instead.
+        let binary = root.join(WORKER_BINARY);
+        std::fs::copy(&exe, &binary)
+            .with_context(|| format!("could not copy {} to {}", exe.display(), binary.display()))?;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o555))
+            .with_context(|| format!("could not make {} read-only", binary.display()))?;
         let config = SandboxConfig {
             limits: Limits {
                 // A worker lives for many steps: its CPU time is not one step's.
@@ -209,11 +224,28 @@ impl HostedWorkers {
             hidden_paths: vec![settings.host_data_dir.clone(), root.clone()],
             allow_unisolated: settings.allow_unisolated,
             read_only_root: true,
+            // Else a script could reach whatever listens on the host's
+            // loopback: the control plane, other workers, the database.
+            private_network: true,
             ..SandboxConfig::default()
         };
         let sandbox = Sandbox::probe(&config).await;
         if sandbox.refuses() && settings.count > 0 {
             anyhow::bail!("hosted workers cannot be isolated here: {sandbox}");
+        }
+        if let Some(why) = sandbox.no_private_network() {
+            if settings.count > 0 && !settings.allow_unisolated {
+                anyhow::bail!(
+                    "hosted workers cannot have a network of their own here ({why}), so a script \
+                     could reach everything on the host's loopback; install slirp4netns, or \
+                     start the host with {} to run them regardless",
+                    cuttle_engine::sandbox::UNISOLATED_OPT_IN
+                );
+            }
+            tracing::warn!(
+                "hosted workers share the host's network ({why}): scripts can reach what \
+                 listens on its loopback"
+            );
         }
         if !sandbox.step_uids() {
             tracing::warn!(
@@ -343,8 +375,14 @@ impl HostedWorkers {
             .map_err(|e| format!("its certificate: {e}"))?;
         let thumbprint = identity.thumbprint().to_string();
         let port = free_port().map_err(|e| io("a port", e))?;
-        let listen = format!("127.0.0.1:{port}");
-        let uri = format!("https://{listen}/");
+        // In a network namespace of its own, its instance reaches it through
+        // a forward of the same port on the host's loopback.
+        let listen = if self.sandbox.private_network() {
+            format!("0.0.0.0:{port}")
+        } else {
+            format!("127.0.0.1:{port}")
+        };
+        let uri = format!("https://127.0.0.1:{port}/");
         // What `cuttle agent register` would leave: it trusts the instance's
         // certificate alone.
         let config = serde_json::json!({
@@ -362,9 +400,20 @@ impl HostedWorkers {
         .map_err(|e| io("agent.json", e))?;
         let mut step = self.sandbox.step().map_err(|e| e.to_string())?;
         step.prepare(dir).await.map_err(|e| e.to_string())?;
+        // Placed after the directory was handed to the worker's uid, so the
+        // binary stays the host's: a link to the one read-only copy where
+        // each lease has a uid of its own, else a copy of the lease's own
+        // (the worker runs as the host's user and could write to a link).
+        let program = dir.join(WORKER_BINARY);
+        if self.sandbox.step_uids() {
+            std::fs::hard_link(&self.binary, &program)
+        } else {
+            std::fs::copy(&self.binary, &program).map(drop)
+        }
+        .map_err(|e| io("its binary", e))?;
         let host_path =
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        let mut command = step.command(&self.binary, dir);
+        let mut command = step.command(&program, dir);
         command
             .arg("agent")
             .arg("run")
@@ -391,12 +440,38 @@ impl HostedWorkers {
                 }
             });
         }
+        let network = match child.id() {
+            // Beside the workers' directories, hidden from every worker.
+            Some(pid) => match self
+                .sandbox
+                .attach_network(pid, dir.with_extension("net"))
+                .await
+            {
+                Some(Ok(network)) => Some(network),
+                Some(Err(e)) => {
+                    let _ = child.start_kill();
+                    return Err(format!("its network: {e}"));
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(network) = &network {
+            if let Err(e) = network.forward(port).await {
+                let _ = child.start_kill();
+                return Err(format!("its network: {e}"));
+            }
+        }
         let until = Instant::now() + START_TIMEOUT;
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            // A forward accepts before the worker listens behind it.
+            let listening = match &network {
+                Some(network) => network.listens_on(port),
+                None => tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok(),
+            };
+            if listening {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -415,6 +490,7 @@ impl HostedWorkers {
             server_thumbprint: server_thumbprint.to_owned(),
             thumbprint,
             child,
+            network,
             step: Some(step),
             registered: HashMap::new(),
             usage: Arc::new(Usage(Mutex::new((0, Instant::now())))),
@@ -518,6 +594,8 @@ async fn reap(workers: Weak<HostedWorkers>) {
 async fn wipe(instance: &str, mut lease: Lease) {
     let _ = lease.child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), lease.child.wait()).await;
+    // Its way out goes with it, not with the last handle on the lease.
+    drop(lease.network.take());
     if let Some(step) = lease.step.take() {
         // Whatever the worker started, wherever it went.
         step.kill();

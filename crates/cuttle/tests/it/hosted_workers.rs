@@ -8,6 +8,7 @@ use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::host::{on_both_hosts, TestHost};
@@ -288,6 +289,39 @@ echo "scratch=${{PWD%/work/*}}""#
 }
 
 #[test]
+fn a_host_whose_binary_lies_below_tmp_in_a_closed_directory_still_starts_workers() {
+    // A worker's sandbox has a /tmp of its own, and its uid cannot enter a
+    // directory only root can: the host must not run workers from where
+    // its own binary happens to be.
+    let bin_dir = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let binary = bin_dir.path().join("cuttle");
+    std::fs::copy(support::BIN, &binary).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_binary(&binary, dir.path(), None, &[]);
+    let key = instance(&host, "tmpbin");
+    let (task, log) = deploy(
+        &host,
+        "tmpbin",
+        &key,
+        "Hello",
+        "echo \"hello from $(id -u)\"",
+    );
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    assert!(log.contains("hello from"), "{log}");
+    // Each lease runs the host's copy, which the script cannot change.
+    let (task, log) = deploy(
+        &host,
+        "tmpbin",
+        &key,
+        "Tamper",
+        "scratch=${PWD%/work/*}\nif echo x >> \"$scratch/cuttle\"; then echo changed; else echo refused; fi",
+    );
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    assert!(log.contains("refused") && !log.contains("changed"), "{log}");
+}
+
+#[test]
 fn an_idle_hosted_worker_is_wiped_and_the_next_step_gets_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let host = host_with(dir.path(), None, "1", "1s");
@@ -464,10 +498,18 @@ fn a_killed_worker_is_replaced_and_a_killed_host_leaves_no_worker_behind() {
         .next()
         .unwrap()
         .to_owned();
+    let scratch = scratch_root(dir.path());
     host.kill();
     assert!(
         eventually(Duration::from_secs(10), || !alive(pid)),
         "the worker outlived its host"
+    );
+    // Nor does its way out (slirp4netns), which names the scratch root.
+    assert!(
+        eventually(Duration::from_secs(10), || processes_naming(&scratch)
+            .is_empty()),
+        "processes outlived the host: {:?}",
+        processes_naming(&scratch)
     );
     assert!(
         eventually(Duration::from_secs(10), || std::net::TcpStream::connect(
@@ -500,18 +542,41 @@ fn a_killed_worker_is_replaced_and_a_killed_host_leaves_no_worker_behind() {
     assert!(!left.iter().any(|d| now.contains(d)), "{left:?} remain");
 }
 
-/// The worker directories in the host's default scratch directory.
-fn scratch_dirs(data_dir: &Path) -> Vec<String> {
+/// The host's default scratch directory.
+fn scratch_root(data_dir: &Path) -> String {
     use sha2::Digest as _;
     let data_dir = std::fs::canonicalize(data_dir).unwrap();
     let digest = hex::encode(sha2::Sha256::digest(
         data_dir.as_os_str().as_encoded_bytes(),
     ));
-    let root = std::env::temp_dir().join(format!("cuttle-hosted-workers-{}", &digest[..12]));
-    std::fs::read_dir(root)
+    std::env::temp_dir()
+        .join(format!("cuttle-hosted-workers-{}", &digest[..12]))
+        .display()
+        .to_string()
+}
+
+/// The processes whose command line names `text`.
+fn processes_naming(text: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(text).then_some(cmdline)
+        })
+        .collect()
+}
+
+/// The worker directories in the host's default scratch directory.
+fn scratch_dirs(data_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(scratch_root(data_dir))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        // The workers' directories, not the binary they share.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
@@ -566,4 +631,190 @@ fn an_instance_falling_asleep_gives_its_hosted_worker_back() {
     );
     assert_eq!(task["State"], "Success", "{task}\n{log}");
     assert_ne!(printed(&log, "scratch"), home);
+}
+
+/// A server in a network namespace of the test's own, joined to the host by
+/// a veth pair: an address off the host's loopback, as the rest of the
+/// world is to a worker.
+struct Outside {
+    ns: String,
+    address: String,
+    server: std::process::Child,
+}
+
+impl Outside {
+    /// `None` (and why) where this machine cannot make one.
+    fn start() -> Result<Outside, String> {
+        let tag = format!("{:04x}", rand_u16());
+        let ns = format!("cuttle-out-{tag}");
+        let subnet = 1 + u16::from_str_radix(&tag[..2], 16).unwrap_or(0) % 250;
+        let (host_if, ns_if) = (format!("cth{tag}"), format!("ctn{tag}"));
+        let address = format!("10.213.{subnet}.2");
+        let ip = |args: &str| {
+            let out = std::process::Command::new("ip")
+                .args(args.split_whitespace())
+                .output()
+                .map_err(|e| format!("ip {args}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {args}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        ip(&format!("netns add {ns}"))?;
+        let made = (|| {
+            ip(&format!("link add {host_if} type veth peer name {ns_if}"))?;
+            ip(&format!("link set {ns_if} netns {ns}"))?;
+            ip(&format!("addr add 10.213.{subnet}.1/24 dev {host_if}"))?;
+            ip(&format!("link set {host_if} up"))?;
+            ip(&format!(
+                "netns exec {ns} ip addr add {address}/24 dev {ns_if}"
+            ))?;
+            ip(&format!("netns exec {ns} ip link set {ns_if} up"))?;
+            ip(&format!("netns exec {ns} ip link set lo up"))
+        })();
+        let server = made.and_then(|()| {
+            let code = format!(
+                "import socket\ns=socket.socket()\ns.bind(('{address}',8000))\ns.listen()\n\
+                 print('ready',flush=True)\nwhile True:\n c,_=s.accept()\n c.sendall(b'outside-ok\\n')\n c.close()"
+            );
+            let mut child = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "python3", "-c", &code])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("the outside server: {e}"))?;
+            let mut ready = String::new();
+            use std::io::BufRead as _;
+            let _ = std::io::BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut ready);
+            if ready.trim() == "ready" {
+                Ok(child)
+            } else {
+                let _ = child.kill();
+                Err("the outside server did not start".to_owned())
+            }
+        });
+        match server {
+            Ok(server) => Ok(Outside {
+                ns,
+                address,
+                server,
+            }),
+            Err(e) => {
+                let _ = ip(&format!("netns del {ns}"));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // The veth pair goes with the namespace.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos ^ std::process::id().rotate_left(16)) as u16
+}
+
+fn port_of(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_script_on_a_hosted_worker_reaches_nothing_on_the_hosts_loopback_but_gets_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with(dir.path(), None, "2", "10m");
+    let require = std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_some();
+    if !host
+        .recent_output()
+        .contains("a network of its own per step")
+    {
+        assert!(
+            !require,
+            "hosted workers share the host's network here:\n{}",
+            host.recent_output()
+        );
+        eprintln!("skipped: hosted workers cannot have a network of their own here (no slirp4netns or namespaces)");
+        return;
+    }
+    let outside = match Outside::start() {
+        Ok(outside) => Some(outside),
+        Err(e) if !require => {
+            eprintln!("the way out is not checked: no network namespace for a server: {e}");
+            None
+        }
+        Err(e) => panic!("a network namespace for the outside server: {e}"),
+    };
+    let alpha = instance(&host, "alpha");
+    let _beta = instance(&host, "beta");
+    // Beta's worker listens on the host's loopback too.
+    let (status, body) = host.control("POST", "/instances/beta/hosted-worker", None);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let beta_worker = hosted_leases(&host)
+        .iter()
+        .find(|l| l["Instance"] == "beta")
+        .map(|l| port_of(str_of(l, "Uri")))
+        .expect("beta's lease");
+    let database = std::env::var("CUTTLE_TEST_DATABASE_URL")
+        .ok()
+        .and_then(|url| {
+            let after_at = url.rsplit('@').next()?.to_owned();
+            let host_port = after_at.split('/').next()?.to_owned();
+            host_port.rsplit(':').next().map(str::to_owned)
+        })
+        .unwrap_or_else(|| "5432".to_owned());
+    let targets = [
+        ("database", database),
+        ("control", port_of(&host.control)),
+        ("public", port_of(&host.url)),
+        ("other-worker", beta_worker),
+    ];
+    let mut script = String::from(
+        "try() { if timeout 3 bash -c \"exec 3<>/dev/tcp/$2/$3\" 2>/dev/null; then echo \"REACHED $1 $2:$3\"; else echo \"blocked $1 $2:$3\"; fi; }\n",
+    );
+    for (name, port) in &targets {
+        // The host's loopback, by its name inside and by slirp4netns's
+        // alias for it.
+        script.push_str(&format!(
+            "try {name} 127.0.0.1 {port}\ntry {name} 10.0.2.2 {port}\n"
+        ));
+    }
+    if let Some(outside) = &outside {
+        script.push_str(&format!(
+            "exec 3<>/dev/tcp/{}/8000 && read -r line <&3 && echo \"outside=$line\"\n",
+            outside.address
+        ));
+    }
+    let (task, log) = deploy(&host, "alpha", &alpha, "Prober", &script);
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    assert!(!log.contains("REACHED"), "{log}");
+    assert_eq!(log.matches("blocked ").count(), 2 * targets.len(), "{log}");
+    if outside.is_some() {
+        assert_eq!(printed(&log, "outside"), "outside-ok", "{log}");
+    }
+    // The same ports answer on the host, so "blocked" is the sandbox's doing.
+    for (name, port) in &targets[1..] {
+        assert!(
+            std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok(),
+            "{name} listens on the host's loopback at {port}"
+        );
+    }
 }

@@ -32,7 +32,17 @@ impl TestHost {
     }
 
     pub fn start_with_env(dir: &Path, db: Option<&str>, env: &[(&str, &str)]) -> TestHost {
-        let mut cmd = Command::new(BIN);
+        TestHost::start_binary(Path::new(BIN), dir, db, env)
+    }
+
+    /// A host run from the `cuttle` binary at `binary`.
+    pub fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        db: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> TestHost {
+        let mut cmd = Command::new(binary);
         if std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none() {
             cmd.env("CUTTLE_BUILTIN_WORKER_UNISOLATED", "true");
         } else {

@@ -818,3 +818,78 @@ fn a_script_on_a_hosted_worker_reaches_nothing_on_the_hosts_loopback_but_gets_ou
         );
     }
 }
+
+/// A host that cannot give workers a network of their own refuses to start
+/// them, unless the operator allowed unisolated workers; then it says so.
+#[test]
+fn without_slirp4netns_a_host_refuses_hosted_workers_unless_allowed_to_share_its_network() {
+    // A PATH with what the sandbox's probes run, but no slirp4netns.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["bwrap", "true", "sleep", "bash", "sh"] {
+        if let Some(found) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+        {
+            std::os::unix::fs::symlink(found, bin.path().join(tool)).unwrap();
+        }
+    }
+    if !bin.path().join("bwrap").exists() {
+        assert!(
+            std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none(),
+            "bubblewrap is needed"
+        );
+        eprintln!("skipped: no bubblewrap here, so no network namespace is tried");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(support::BIN)
+        .args([
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--control-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--domain",
+            "cuttle.test",
+            "--hosted-workers",
+            "1",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("PATH", bin.path())
+        .env("CUTTLE_HOST_CONTROL_TOKEN", "token-token-token-token-token")
+        .env_remove("CUTTLE_BUILTIN_WORKER_UNISOLATED")
+        .env_remove("CUTTLE_HOST_DATABASE_URL")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("hosted workers cannot have a network of their own here")
+            && said.contains("slirp4netns is not installed"),
+        "{said}"
+    );
+    assert!(
+        !dir.path().join("host.db").exists(),
+        "nothing was made: {:?}",
+        std::fs::read_dir(dir.path()).map(|d| d.count())
+    );
+
+    let host = TestHost::start_with_env(
+        dir.path(),
+        None,
+        &[
+            ("PATH", &bin.path().display().to_string()),
+            ("CUTTLE_BUILTIN_WORKER_UNISOLATED", "true"),
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || host.recent_output().contains(
+            "hosted workers share the host's network (slirp4netns is not installed)"
+        )),
+        "{}",
+        host.recent_output()
+    );
+}

@@ -102,11 +102,6 @@ impl StepNetwork {
         Ok(network)
     }
 
-    /// The process whose namespace this is.
-    pub fn inside(&self) -> u32 {
-        self.inside
-    }
-
     /// Makes `127.0.0.1:port` on the server reach `port` in the namespace.
     pub async fn forward(&self, port: u16) -> Result<(), NetworkError> {
         let request = serde_json::json!({

@@ -139,7 +139,14 @@ async fn a_manual_step_waits_for_someone_to_proceed() {
         // The task waits: still executing, flagged, later steps not run.
         let t = s.get(&format!("/api/tasks/{task}")).await.body;
         assert_eq!((t["State"].as_str(), t["HasPendingInterruptions"].as_bool()), (Some("Executing"), Some(true)), "{t}");
-        let lines = s.log_lines(&task).await;
+        // The instructions' log line is stored beside the interruption, not
+        // before it: a reader may see the interruption a moment earlier.
+        let mut lines = s.log_lines(&task).await;
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !lines.iter().any(|(_, m)| m.contains("Check that Dev is quiet")) && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            lines = s.log_lines(&task).await;
+        }
         assert!(messages(&lines).contains(&"before"), "{lines:?}");
         assert!(!messages(&lines).contains(&"after"));
         assert!(lines.iter().any(|(_, m)| m.contains("Check that Dev is quiet")), "{lines:?}");

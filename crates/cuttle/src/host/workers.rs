@@ -384,7 +384,13 @@ impl HostedWorkers {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            match self.next(instance, space_id, server_thumbprint, &mut ticket, !wait.is_zero())? {
+            match self.next(
+                instance,
+                space_id,
+                server_thumbprint,
+                &mut ticket,
+                !wait.is_zero(),
+            )? {
                 Next::Lent(worker, hold) => return Ok((worker, hold)),
                 Next::Start(serial, replaced) => {
                     if let Some(old) = replaced {
@@ -490,11 +496,7 @@ impl HostedWorkers {
         }
         let leased = leases.by_instance.len();
         let ahead = match ticket {
-            Some(t) => leases
-                .queue
-                .iter()
-                .position(|id| *id == t.id)
-                .unwrap_or(0),
+            Some(t) => leases.queue.iter().position(|id| *id == t.id).unwrap_or(0),
             None => leases.queue.len(),
         };
         if leased + ahead < count {
@@ -641,13 +643,9 @@ impl HostedWorkers {
         match after {
             After::Registered => Ok(()),
             After::Unregister(worker) => {
-                if let Err(e) = cuttle_service::workers::delete_worker(
-                    store,
-                    &system(),
-                    space_id,
-                    &worker.id,
-                )
-                .await
+                if let Err(e) =
+                    cuttle_service::workers::delete_worker(store, &system(), space_id, &worker.id)
+                        .await
                 {
                     tracing::warn!(instance, worker = %worker.id, error = %e, "a hosted worker's registration remains");
                 }
@@ -907,9 +905,8 @@ async fn reap(workers: Weak<HostedWorkers>) {
                     registering,
                     ..
                 } = &mut *leases;
-                registering.retain(|n, gate| {
-                    by_instance.contains_key(n) || Arc::strong_count(gate) > 1
-                });
+                registering
+                    .retain(|n, gate| by_instance.contains_key(n) || Arc::strong_count(gate) > 1);
                 ended
             }
             Err(_) => return,

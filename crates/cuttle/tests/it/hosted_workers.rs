@@ -649,7 +649,13 @@ fn a_step_waits_for_a_busy_hosted_worker_and_a_cancel_ends_the_wait() {
         "{}",
         task_log(&host, "second", &second, &task)
     );
-    let t = host.api("second", &second, "GET", &format!("/api/tasks/{task}"), None);
+    let t = host.api(
+        "second",
+        &second,
+        "GET",
+        &format!("/api/tasks/{task}"),
+        None,
+    );
     assert_eq!(t["IsCompleted"], false, "{t}");
     let (status, _) = host.control("DELETE", "/instances/first/hosted-worker", None);
     assert_eq!(status, StatusCode::OK);

@@ -93,7 +93,7 @@ enum Entry {
         serial: u64,
         since: chrono::DateTime<chrono::Utc>,
     },
-    Leased(Lease),
+    Leased(Box<Lease>),
 }
 
 /// What a loan does next, decided under the lock.
@@ -483,7 +483,7 @@ impl HostedWorkers {
                     since: chrono::Utc::now(),
                 };
                 let old = match leases.by_instance.insert(instance.to_owned(), starting) {
-                    Some(Entry::Leased(old)) => Some(old),
+                    Some(Entry::Leased(old)) => Some(*old),
                     _ => None,
                 };
                 return Ok(Next::Start(serial, old));
@@ -553,7 +553,7 @@ impl HostedWorkers {
                 Ok(lease) if ours => {
                     leases
                         .by_instance
-                        .insert(instance.to_owned(), Entry::Leased(lease));
+                        .insert(instance.to_owned(), Entry::Leased(Box::new(lease)));
                     Ok(())
                 }
                 Ok(lease) => Err(Some(lease)),
@@ -633,7 +633,7 @@ impl HostedWorkers {
                         Some(Entry::Leased(l)) if l.id == lease.id && l.registered.is_empty()
                     );
                     let orphan = match unused.then(|| leases.by_instance.remove(instance)) {
-                        Some(Some(Entry::Leased(orphan))) => Some(orphan),
+                        Some(Some(Entry::Leased(orphan))) => Some(*orphan),
                         _ => None,
                     };
                     After::Failed(e, orphan)
@@ -826,7 +826,7 @@ impl HostedWorkers {
         };
         let had = entry.is_some();
         if let Some(Entry::Leased(lease)) = entry {
-            wipe(instance, lease).await;
+            wipe(instance, *lease).await;
         }
         if had {
             self.changed.notify_waiters();
@@ -861,7 +861,7 @@ impl HostedWorkers {
         self.changed.notify_waiters();
         for (instance, entry) in all {
             if let Entry::Leased(lease) = entry {
-                wipe(&instance, lease).await;
+                wipe(&instance, *lease).await;
             }
         }
         let _ = std::fs::remove_dir_all(&self.settings.scratch_root);
@@ -895,7 +895,7 @@ async fn reap(workers: Weak<HostedWorkers>) {
                 let ended: Vec<(String, Lease)> = names
                     .into_iter()
                     .filter_map(|n| match leases.by_instance.remove(&n) {
-                        Some(Entry::Leased(l)) => Some((n, l)),
+                        Some(Entry::Leased(l)) => Some((n, *l)),
                         _ => None,
                     })
                     .collect();
@@ -1003,9 +1003,9 @@ async fn register(store: &Store, space_id: &str, lease: &Registering) -> Result<
 /// A duration as an operator writes one: `5m`, `90s`, `500ms`.
 fn humane(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)

@@ -139,7 +139,16 @@ async fn a_manual_step_waits_for_someone_to_proceed() {
         // The task waits: still executing, flagged, later steps not run.
         let t = s.get(&format!("/api/tasks/{task}")).await.body;
         assert_eq!((t["State"].as_str(), t["HasPendingInterruptions"].as_bool()), (Some("Executing"), Some(true)), "{t}");
-        let lines = s.log_lines(&task).await;
+        // The step's instructions reach the log as it asks (its lines are
+        // written in batches, so they may follow the interruption).
+        let mut lines = s.log_lines(&task).await;
+        for _ in 0..100 {
+            if lines.iter().any(|(_, m)| m.contains("Check that Dev is quiet")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            lines = s.log_lines(&task).await;
+        }
         assert!(messages(&lines).contains(&"before"), "{lines:?}");
         assert!(!messages(&lines).contains(&"after"));
         assert!(lines.iter().any(|(_, m)| m.contains("Check that Dev is quiet")), "{lines:?}");

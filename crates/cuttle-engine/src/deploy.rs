@@ -631,7 +631,12 @@ impl<'a> StepScope<'a> {
 impl<'a> StepScope<'a> {
     /// A worker lent by the host, for a step that would run on the built-in
     /// worker of an instance without one; why not, to log and fail with.
-    async fn borrow_worker(&self) -> Result<crate::hosted_workers::Lent, String> {
+    ///
+    /// `None` when the task was canceled while the loan waited for a worker.
+    async fn borrow_worker(
+        &self,
+        activity: &ActivityLog,
+    ) -> Option<Result<crate::hosted_workers::Lent, String>> {
         let no_worker = |more: &str| {
             let mut why = crate::sandbox::NO_BUILT_IN_WORKER.to_owned();
             if let Some(c) = why.get_mut(..1) {
@@ -640,7 +645,7 @@ impl<'a> StepScope<'a> {
             format!("{why}{more}")
         };
         let Some(lender) = &self.ctx.hosted_workers else {
-            return Err(no_worker(" (the host offers no hosted workers)"));
+            return Some(Err(no_worker(" (the host offers no hosted workers)")));
         };
         let Some(thumbprint) = self
             .ctx
@@ -648,16 +653,23 @@ impl<'a> StepScope<'a> {
             .as_ref()
             .map(|a| a.identity().thumbprint().to_string())
         else {
-            return Err(no_worker(" (this instance has no certificate for workers)"));
+            return Some(Err(no_worker(
+                " (this instance has no certificate for workers)",
+            )));
         };
-        lender
-            .lend(
-                &self.ctx.store,
-                &self.loaded.deployment.space_id,
-                &thumbprint,
-            )
-            .await
-            .map_err(|e| no_worker(&format!("; and {e}")))
+        let waiting = |why: String| activity.info(why);
+        let lent = lender.lend(
+            &self.ctx.store,
+            &self.loaded.deployment.space_id,
+            &thumbprint,
+            &waiting,
+        );
+        // A cancel ends the wait for a worker: the loan's future is dropped.
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => None,
+            lent = lent => Some(lent.map_err(|e| no_worker(&format!("; and {e}")))),
+        }
     }
 
     /// Runs one step (its condition, then its actions in order), writing
@@ -796,20 +808,24 @@ impl<'a> StepScope<'a> {
                     // loan is held until the step is done with it.
                     let lent = match &chosen {
                         Ok(WorkerChoice::BuiltIn) if self.ctx.sandbox.is_off() => {
-                            Some(self.borrow_worker().await)
+                            Some(self.borrow_worker(activity).await)
                         }
                         _ => None,
                     };
                     match &chosen {
                         Ok(WorkerChoice::BuiltIn) if lent.is_some() => match &lent {
-                            Some(Ok(lent)) => {
+                            Some(None) => {
+                                activity.info("Canceled while waiting for a hosted worker");
+                                vec![ActionOutcome::Canceled]
+                            }
+                            Some(Some(Ok(lent))) => {
                                 activity.info(format!(
                                     "Running on the hosted worker {}",
                                     lent.worker.name
                                 ));
                                 vec![run(RunsOn::Worker(&lent.worker)).run(self.vars).await]
                             }
-                            Some(Err(why)) => {
+                            Some(Some(Err(why))) => {
                                 activity.error(why);
                                 vec![ActionOutcome::Failed(why.clone())]
                             }

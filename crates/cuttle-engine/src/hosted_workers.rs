@@ -14,15 +14,22 @@ pub struct Lent {
     pub hold: Box<dyn std::any::Any + Send + Sync>,
 }
 
+/// Told once when a loan has to wait for a worker to be freed: why, for
+/// the step's log.
+pub type Waiting<'a> = &'a (dyn Fn(String) + Send + Sync);
+
 /// Lends workers to one installation.
 pub trait WorkerLender: Send + Sync + std::fmt::Debug {
     /// A worker registered in `store`'s space `space_id` that trusts the
     /// installation's certificate `server_thumbprint`; or why there is none
-    /// (e.g. every hosted worker is leased to other instances).
+    /// (e.g. every hosted worker stayed leased to other instances for as
+    /// long as the host lets a step wait). When the loan has to wait it
+    /// says so through `waiting`; dropping the future ends the wait.
     fn lend<'a>(
         &'a self,
         store: &'a Store,
         space_id: &'a str,
         server_thumbprint: &'a str,
+        waiting: Waiting<'a>,
     ) -> BoxFuture<'a, Result<Lent, String>>;
 }

@@ -75,6 +75,30 @@ pub struct InstanceConfig {
     /// When its periodic jobs last ran: a host hands the same times to an
     /// instance it opens again, so the schedule carries on.
     pub job_times: crate::job_times::JobTimes,
+    /// Its metrics registry, made at its first opening: a host hands the
+    /// same one to an instance it opens again, so its counters carry on.
+    pub kept_metrics: KeptMetrics,
+}
+
+/// An installation's metrics registry, kept while a host closes it and
+/// opens it again: a counter that went back to zero at each wake would
+/// read, to Prometheus, as a restart. Cloning shares the registry.
+#[derive(Clone, Default)]
+pub struct KeptMetrics(Arc<std::sync::OnceLock<Arc<cuttle_metrics::Metrics>>>);
+
+impl KeptMetrics {
+    /// The registry, if an opening has made it.
+    pub fn get(&self) -> Option<Arc<cuttle_metrics::Metrics>> {
+        self.0.get().cloned()
+    }
+}
+
+impl std::fmt::Debug for KeptMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KeptMetrics")
+            .field(&self.0.get().map(|_| "made"))
+            .finish()
+    }
 }
 
 impl InstanceConfig {
@@ -102,6 +126,7 @@ impl InstanceConfig {
             postgres_pool: Default::default(),
             hosted_workers: None,
             job_times: Default::default(),
+            kept_metrics: Default::default(),
         }
     }
 
@@ -219,14 +244,25 @@ impl Instance {
             tracing::warn!("the audit log is off: changes go unrecorded");
             store.set_recording_events(false);
         }
-        let metrics = Arc::new(
-            cuttle_metrics::Metrics::with_labels(
-                CUTTLE_VERSION,
-                store.backend().name(),
-                &metric_labels(&config, store.backend()),
-            )
-            .map_err(|e| crate::ServiceError::Internal(format!("The metrics' labels: {e}")))?,
-        );
+        let metrics = match config.kept_metrics.get() {
+            Some(kept) => kept,
+            None => {
+                let made = Arc::new(
+                    cuttle_metrics::Metrics::with_labels(
+                        CUTTLE_VERSION,
+                        store.backend().name(),
+                        &metric_labels(&config, store.backend()),
+                    )
+                    .map_err(|e| {
+                        crate::ServiceError::Internal(format!("The metrics' labels: {e}"))
+                    })?,
+                );
+                // Two openings at once cannot happen; were one to, the
+                // registry kept is the first's.
+                let _ = config.kept_metrics.0.set(made.clone());
+                config.kept_metrics.get().unwrap_or(made)
+            }
+        };
         let outcomes: Vec<&str> = TaskState::ALL
             .iter()
             .filter(|s| s.is_completed())

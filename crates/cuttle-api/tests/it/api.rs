@@ -152,7 +152,8 @@ async fn authentication_is_required() {
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{key:?}");
             assert!(!r.error_text().is_empty());
         }
-        let bearer = reqwest::Client::new()
+        let bearer = s
+            .http()
             .get(format!("{}/api/users/me", s.url))
             .bearer_auth(&s.key)
             .send()

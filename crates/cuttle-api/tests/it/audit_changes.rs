@@ -49,7 +49,8 @@ fn changed(event: &Value, path: &str) -> Option<(Value, Value)> {
 
 async fn push(s: &Server, data: &[u8], query: &str) -> Value {
     let part = reqwest::multipart::Part::bytes(data.to_vec()).file_name("Acme.Audit.1.0.0.zip");
-    let resp = reqwest::Client::new()
+    let resp = s
+        .http()
         .post(format!("{}/api/Spaces-1/packages/raw{query}", s.url))
         .header("X-Octopus-ApiKey", &s.key)
         .multipart(reqwest::multipart::Form::new().part("file", part))

@@ -28,10 +28,18 @@ async fn a_script_runs_and_its_output_is_logged() {
             (Some(true), Some(true))
         );
         let lines = s.log_lines(&task).await;
+        // Its own directory, named for its step: on the built-in worker
+        // `step-1-action-1`; on a host's worker (an agent) the command's,
+        // `ServerTasks-1.step-1.<id>.Workers-1.attempt-1`.
+        let own_dir = |m: &str| match m.strip_prefix("hello from ") {
+            Some(dir) if crate::common::on_host() => {
+                dir.starts_with("ServerTasks-") && dir.contains(".step-1.")
+            }
+            Some(dir) => dir.starts_with("step-1-action-1"),
+            None => false,
+        };
         assert!(
-            lines
-                .iter()
-                .any(|(c, m)| c == "Info" && m.starts_with("hello from step-1-action-1")),
+            lines.iter().any(|(c, m)| c == "Info" && own_dir(m)),
             "{lines:?}"
         );
         assert!(

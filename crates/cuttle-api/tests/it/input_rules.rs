@@ -138,7 +138,7 @@ async fn fault_bidi_and_zero_width_characters_in_names_are_refused() {
 #[tokio::test]
 async fn fault_bearer_scheme_is_case_insensitive() {
     on_both("bearer-case", |s| async move {
-        let client = reqwest::Client::new();
+        let client = s.http();
         for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
             let r = client
                 .get(format!("{}/api/users/me", s.url))
@@ -162,7 +162,7 @@ async fn fault_bearer_scheme_is_case_insensitive() {
 #[tokio::test]
 async fn fault_a_new_api_key_is_not_cached() {
     on_both("no-store", |s| async move {
-        let client = reqwest::Client::new();
+        let client = s.http();
         let r = client
             .request(Method::POST, format!("{}/api/users/Users-1/apikeys", s.url))
             .header("X-Octopus-ApiKey", &s.key)

@@ -325,11 +325,18 @@ async fn guided_failure_retries_only_the_failed_action_until_it_succeeds() {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let anyone = std::os::unix::fs::PermissionsExt::from_mode(0o777);
         std::fs::set_permissions(dir.path(), anyone).unwrap();
-        let counter = dir.path().join("attempts");
+        // On a host, steps run on its worker, which can write only its own
+        // scratch directory (the steps' directories are below its `work`):
+        // that lasts as long as the lease, so the counter goes there.
+        let counter = if common::on_host() {
+            "${PWD%/work/*}/attempts".to_owned()
+        } else {
+            dir.path().join("attempts").display().to_string()
+        };
         // Fails on its first two runs, succeeds on the third.
         let flaky = format!(
-            "umask 0\nn=$(cat '{c}' 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > '{c}'\nif [ $n -lt 3 ]; then echo \"failing $n\"; exit 3; fi\necho \"worked on try $n\"",
-            c = counter.display()
+            "umask 0\nn=$(cat \"{c}\" 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > \"{c}\"\nif [ $n -lt 3 ]; then echo \"failing $n\"; exit 3; fi\necho \"worked on try $n\"",
+            c = counter
         );
         project_with_steps(
             &s,

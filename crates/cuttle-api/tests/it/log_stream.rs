@@ -90,7 +90,7 @@ impl Events {
 }
 
 async fn request(server: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = reqwest::Client::new().get(format!("{}{path}", server.url));
+    let mut req = server.http().get(format!("{}{path}", server.url));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

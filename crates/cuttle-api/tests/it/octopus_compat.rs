@@ -158,9 +158,15 @@ async fn literal_segments_match_in_any_case_and_ids_keep_theirs() {
         }
 
         // The portal's pages are where they were.
-        let signin = reqwest::get(format!("{}/signin", s.url)).await.unwrap();
+        let signin = s
+            .http()
+            .get(format!("{}/signin", s.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(signin.status(), StatusCode::OK);
-        let home = reqwest::Client::builder()
+        let home = s
+            .client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap()

@@ -9,6 +9,10 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_deployment_script_cannot_read_the_master_key() {
+    crate::not_on_host!(
+        "an instance on a host has no built-in worker; the hosted workers' isolation is \
+         tested by cuttle's hosted_workers tests"
+    );
     on_both("sandbox-master-key", |s| async move {
         let data_dir = s.inst.config.data_dir.clone();
         let key_path = data_dir.join("master.key");
@@ -72,6 +76,10 @@ async fn a_deployment_script_cannot_read_the_master_key() {
 /// deployment's step starts outlives the step.
 #[tokio::test]
 async fn fault_a_deployment_cannot_read_another_projects_sensitive_values() {
+    crate::not_on_host!(
+        "an instance on a host has no built-in worker: each instance's steps run on a hosted \
+         worker leased to it alone (cuttle's hosted_workers tests)"
+    );
     // The review found it without bubblewrap; with it too, where it works.
     for namespaces in [false, true] {
         let name = format!("sandbox-other-project-{namespaces}");

@@ -19,7 +19,8 @@ const COMMENTED_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\0x
 
 async fn push_to(s: &Server, space: &str, file_name: &str, data: &[u8]) {
     let part = reqwest::multipart::Part::bytes(data.to_vec()).file_name(file_name.to_owned());
-    let resp = reqwest::Client::new()
+    let resp = s
+        .http()
         .post(format!("{}/api/{space}/packages/raw", s.url))
         .header("X-Octopus-ApiKey", &s.key)
         .multipart(reqwest::multipart::Form::new().part("file", part))

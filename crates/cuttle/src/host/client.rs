@@ -212,10 +212,14 @@ pub async fn run(args: InstanceArgs) -> anyhow::Result<i32> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            println!("{} of {size} hosted workers leased", items.len());
+            let waiting = list.get("Waiting").and_then(Value::as_u64).unwrap_or(0);
             println!(
-                "{:<20} {:<24} {:>5}  LEASED AT",
-                "WORKER", "INSTANCE", "BUSY"
+                "{} of {size} hosted workers leased; {waiting} step(s) waiting for one",
+                items.len()
+            );
+            println!(
+                "{:<20} {:<24} {:<9} {:>5}  LEASED AT",
+                "WORKER", "INSTANCE", "STATE", "BUSY"
             );
             for item in items {
                 let text = |k: &str| {
@@ -226,9 +230,10 @@ pub async fn run(args: InstanceArgs) -> anyhow::Result<i32> {
                 };
                 let busy = item.get("Busy").and_then(Value::as_u64).unwrap_or(0);
                 println!(
-                    "{:<20} {:<24} {:>5}  {}",
+                    "{:<20} {:<24} {:<9} {:>5}  {}",
                     text("Id"),
                     text("Instance"),
+                    text("State"),
                     busy,
                     text("LeasedAt")
                 );

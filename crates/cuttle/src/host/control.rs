@@ -212,13 +212,12 @@ async fn end_worker_lease(
 /// The host's hosted workers: how many, how long they may idle, and the
 /// leases now.
 async fn hosted_workers(State(host): State<Arc<Host>>) -> Result<Response, HostError> {
-    let (size, idle, items) = match &host.config.hosted_workers {
-        Some(w) => (
-            w.settings().count,
-            w.settings().idle.as_secs(),
-            w.leases().await,
-        ),
-        None => (0, 0, vec![]),
+    let (size, idle, (items, waiting)) = match &host.config.hosted_workers {
+        Some(w) => (w.settings().count, w.settings().idle.as_secs(), w.leases()),
+        None => (0, 0, (vec![], 0)),
     };
-    Ok(Json(json!({ "Size": size, "IdleSeconds": idle, "Items": items })).into_response())
+    Ok(
+        Json(json!({ "Size": size, "IdleSeconds": idle, "Waiting": waiting, "Items": items }))
+            .into_response(),
+    )
 }

@@ -36,7 +36,7 @@ impl Host {
             }
             let started = std::time::Instant::now();
             let opened = match self.registry_record(name).await {
-                Ok(record) => self.open_instance(&record, Some(asleep.jobs.clone())).await,
+                Ok(record) => self.open_instance(&record, Some(&asleep)).await,
                 Err(e) => Err(e),
             };
             *gone = true;
@@ -71,6 +71,7 @@ impl Host {
             last_active,
             wake_at,
             jobs: served.instance.config.job_times.clone(),
+            metrics: served.instance.config.kept_metrics.clone(),
             gate: Default::default(),
         });
         // Held until it is closed: a request meanwhile waits, then wakes it.

@@ -71,6 +71,20 @@ pub struct HostConfig {
     pub idle_after: Duration,
     /// The host's polling port, which every instance reports to agents.
     pub polling_port: Option<u16>,
+    /// Applied last to every instance's configuration, by a program that
+    /// runs a host in-process (a test suite's shorter retries, say); the
+    /// command sets none.
+    pub adjust_instances: Option<AdjustInstances>,
+}
+
+/// See [`HostConfig::adjust_instances`].
+#[derive(Clone)]
+pub struct AdjustInstances(pub Arc<dyn Fn(&mut InstanceConfig) + Send + Sync>);
+
+impl std::fmt::Debug for AdjustInstances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdjustInstances")
+    }
 }
 
 /// An instance as the host serves it.
@@ -132,6 +146,9 @@ pub struct Asleep {
     pub wake_at: Option<i64>,
     /// Its periodic jobs' last runs, handed to it when it wakes.
     pub jobs: cuttle_service::job_times::JobTimes,
+    /// Its metrics registry (once it has been awake in this run of the
+    /// host), handed to it when it wakes: its counters never go back.
+    pub metrics: cuttle_service::instance::KeptMetrics,
     /// Held by whoever puts it to sleep, wakes it or replaces it; `true`
     /// once this record is no longer the instance's slot.
     pub(super) gate: Arc<tokio::sync::Mutex<bool>>,
@@ -283,6 +300,7 @@ impl Host {
                                 last_active: record.last_active.unwrap_or(0),
                                 wake_at: dormant.next_due,
                                 jobs: config.job_times,
+                                metrics: config.kept_metrics,
                                 gate: Default::default(),
                             }))
                         }
@@ -389,7 +407,7 @@ impl Host {
     /// The PostgreSQL database of instance `name`: `cuttle_NAME_` and a
     /// digest of the registry's database, so that hosts sharing one server
     /// (each with a database of its own) never meet.
-    fn database_name(&self, name: &str) -> Option<String> {
+    pub fn database_name(&self, name: &str) -> Option<String> {
         let url = self.config.database_url.as_deref()?;
         use sha2::Digest as _;
         let digest = hex::encode(sha2::Sha256::digest(registry_database(url).as_bytes()));
@@ -430,18 +448,23 @@ impl Host {
         config.metric_labels = vec![("cuttle_instance".to_owned(), record.name.clone())];
         // Instances share the host's cores: one hash at a time each.
         config.max_concurrent_password_hashes = 1;
+        if let Some(adjust) = &self.config.adjust_instances {
+            (adjust.0)(&mut config);
+        }
         config
     }
 
-    /// Opens an instance; `jobs`, an asleep one's, carries its schedule on.
+    /// Opens an instance; `asleep`, its record while it slept, carries its
+    /// schedule and its metrics on.
     pub(super) async fn open_instance(
         &self,
         record: &InstanceRecord,
-        jobs: Option<cuttle_service::job_times::JobTimes>,
+        asleep: Option<&Asleep>,
     ) -> Result<Arc<Served>, HostError> {
         let mut config = self.instance_config(record);
-        if let Some(jobs) = jobs {
-            config.job_times = jobs;
+        if let Some(asleep) = asleep {
+            config.job_times = asleep.jobs.clone();
+            config.kept_metrics = asleep.metrics.clone();
         }
         let instance = Instance::open(config)
             .await

@@ -2,13 +2,15 @@
 //! `NAME.DOMAIN`, managed through a control plane on a listener of its own.
 //!
 //! # Layout
-//! - this file: the command's arguments, and running the host.
+//! - this file: the command's arguments, and running the host. The other
+//!   modules but [`client`] are the `cuttle` library's (`src/lib.rs`), so
+//!   that other crates' tests can run a host in-process.
 //! - [`instances`]: the instances and their lifecycle.
 //! - [`routing`]: the public listener, by the `Host` header.
 //! - [`control`]: the control plane's HTTP API.
 //! - [`client`]: `cuttle host instance …`, a client of the control plane.
-//! - [`names`]: which instance names are accepted.
-//! - [`archive`]: a deleted instance's data packed into one file.
+//! - `names`: which instance names are accepted.
+//! - `archive`: a deleted instance's data packed into one file.
 //! - [`workers`]: hosted workers, leased to instances, which have no
 //!   built-in worker.
 //! - [`hibernation`]: idle instances put to sleep, and woken.
@@ -17,15 +19,9 @@
 //! Nothing an instance sets is process-wide: its store, metrics registry
 //! (labelled `cuttle_instance`), audit switch and task runner are its own.
 
-pub mod archive;
 pub mod client;
-pub mod control;
-pub mod hibernation;
-pub mod instances;
-pub mod names;
-pub mod polling;
-pub mod routing;
-pub mod workers;
+// In the library, for other crates' tests to serve instances in-process.
+pub use cuttle::host::{control, hibernation, instances, polling, routing, workers};
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -84,6 +80,11 @@ pub struct HostArgs {
     /// before it is wiped, e.g. 10m, 90s, 1h.
     #[arg(long, env = "CUTTLE_HOSTED_WORKER_IDLE", default_value = "10m", value_parser = workers::parse_duration)]
     hosted_worker_idle: Duration,
+    /// How long a step waits for a hosted worker when every one is leased
+    /// to other instances, taking the next one freed (its log says it
+    /// waits); 0 fails it at once. E.g. 5m, 90s.
+    #[arg(long, env = "CUTTLE_HOSTED_WORKER_WAIT", default_value = "5m", value_parser = workers::parse_wait)]
+    hosted_worker_wait: Duration,
     /// Where hosted workers' scratch directories go [default: a directory
     /// in the system's temporary directory, named for the host's data
     /// directory]. Cleared when the host starts.
@@ -214,6 +215,8 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
                 .unwrap_or_else(|| workers::default_scratch_root(&data_dir)),
             host_data_dir: data_dir.clone(),
             allow_unisolated: args.builtin_worker_unisolated,
+            wait: args.hosted_worker_wait,
+            binary: None,
         };
         Some(workers::HostedWorkers::start(settings).await?)
     } else {
@@ -230,6 +233,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<i32> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         idle_after: args.idle_after,
         polling_port,
+        adjust_instances: None,
     })
     .await
     .context("could not open the host")?;

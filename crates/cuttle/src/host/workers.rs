@@ -15,7 +15,7 @@
 //! its directory deleted. The next lease starts a new one from nothing.
 
 use super::instances::{Host, HostError, Slot};
-use cuttle_engine::hosted_workers::{Lent, WorkerLender};
+use cuttle_engine::hosted_workers::{Lent, Waiting, WorkerLender};
 use cuttle_engine::sandbox::{Limits, Sandbox, SandboxConfig, Step};
 use cuttle_engine::step_network::StepNetwork;
 use cuttle_model::machine::{CommunicationStyle, Endpoint};
@@ -23,7 +23,7 @@ use cuttle_model::{User, Worker, WorkerPool};
 use cuttle_service::actor::Actor;
 use cuttle_store::{DocumentQuery, Store};
 use futures_util::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -36,6 +36,10 @@ pub const HOSTED_POOL: &str = "Hosted Workers";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// The name of the binary in the scratch root and in each lease's directory.
 const WORKER_BINARY: &str = "cuttle";
+
+/// Makes each worker's start pause this many milliseconds before its
+/// process is started, so a test can see several starts under way at once.
+pub const PAUSE_BEFORE_START_ENV: &str = "CUTTLE_HOST_TEST_PAUSE_WORKER_START_MS";
 
 /// What an operator sets about hosted workers.
 #[derive(Clone, Debug)]
@@ -50,6 +54,11 @@ pub struct WorkerSettings {
     pub scratch_root: PathBuf,
     /// Start workers even where they cannot be isolated.
     pub allow_unisolated: bool,
+    /// How long a step may wait for a worker when every one is leased to
+    /// other instances (zero: it fails at once).
+    pub wait: Duration,
+    /// The `cuttle` binary workers run; `None`: the one running.
+    pub binary: Option<PathBuf>,
 }
 
 /// The host's hosted workers.
@@ -58,9 +67,84 @@ pub struct HostedWorkers {
     /// The read-only copy of the `cuttle` binary that each worker runs.
     binary: PathBuf,
     sandbox: Arc<Sandbox>,
-    /// Leases by instance name. Async: starting a worker waits for it.
-    leases: tokio::sync::Mutex<HashMap<String, Lease>>,
+    /// Never held across an await: workers start, register and are wiped
+    /// outside it, so instances lease in parallel.
+    leases: Mutex<Leases>,
+    /// Told whenever a lease ends or a start ends: waiters look again.
+    changed: tokio::sync::Notify,
     serial: AtomicU64,
+}
+
+/// The leases, and the loans waiting for a worker to be freed.
+#[derive(Default)]
+struct Leases {
+    by_instance: HashMap<String, Entry>,
+    /// Tickets of the waiting loans, oldest first: a freed worker goes to
+    /// the first.
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+    /// Per instance, held while its worker is registered in a space: two
+    /// steps of one space do not register it twice.
+    registering: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// What an instance holds: a worker being started for it, or one leased.
+/// Both count against the host's number of workers.
+enum Entry {
+    Starting {
+        /// Which start: one ended by the operator meanwhile is not installed.
+        serial: u64,
+        since: chrono::DateTime<chrono::Utc>,
+    },
+    Leased(Box<Lease>),
+}
+
+/// What a loan does next, decided under the lock.
+enum Next {
+    /// Done: the worker, registered in the space, held for the step.
+    Lent(Worker, Hold),
+    /// Start a worker (its entry is `Starting` with this serial), after
+    /// wiping the one it replaces, if any.
+    Start(u64, Option<Lease>),
+    /// Register the leased worker in the space.
+    Register(Registering),
+    /// The instance's own worker is starting: wait for it.
+    AwaitStart,
+    /// Every worker is leased to other instances (or promised to loans
+    /// waiting before this one): wait for one to be freed.
+    AwaitFree { count: usize },
+}
+
+/// What registering a leased worker in another space needs of it.
+struct Registering {
+    id: String,
+    uri: String,
+    thumbprint: String,
+    /// See [`Leases::registering`].
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A loan's place in the queue, left when the loan is dropped (a canceled
+/// step) or served.
+struct Ticket<'a> {
+    workers: &'a HostedWorkers,
+    id: u64,
+    /// Still in the queue; the lock is free whenever this is dropped
+    /// while queued.
+    queued: bool,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.queued {
+            return;
+        }
+        if let Ok(mut leases) = self.workers.leases.lock() {
+            leases.queue.retain(|t| *t != self.id);
+        }
+        // Those behind it may be first now.
+        self.workers.changed.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for HostedWorkers {
@@ -140,6 +224,8 @@ impl Drop for Hold {
 pub struct LeaseView {
     pub id: String,
     pub instance: String,
+    /// `Starting` while its worker starts, then `Leased`.
+    pub state: &'static str,
     pub uri: String,
     pub thumbprint: String,
     /// Its process (bubblewrap's, whose end ends the worker).
@@ -162,6 +248,7 @@ impl Lease {
         LeaseView {
             id: self.id.clone(),
             instance: instance.to_owned(),
+            state: "Leased",
             uri: self.uri.clone(),
             thumbprint: self.thumbprint.clone(),
             pid: self.child.id(),
@@ -173,6 +260,34 @@ impl Lease {
                 .registered
                 .get(cuttle_model::space::DEFAULT_SPACE_ID)
                 .map(|(_, w)| w.id.clone()),
+        }
+    }
+
+    fn registering(&self, gate: Arc<tokio::sync::Mutex<()>>) -> Registering {
+        Registering {
+            id: self.id.clone(),
+            uri: self.uri.clone(),
+            thumbprint: self.thumbprint.clone(),
+            gate,
+        }
+    }
+}
+
+impl Entry {
+    fn view(&self, instance: &str) -> LeaseView {
+        match self {
+            Entry::Leased(lease) => lease.view(instance),
+            Entry::Starting { serial, since } => LeaseView {
+                id: format!("hosted-worker-{serial}"),
+                instance: instance.to_owned(),
+                state: "Starting",
+                uri: String::new(),
+                thumbprint: String::new(),
+                pid: None,
+                busy: 0,
+                leased_at: since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                worker_id: None,
+            },
         }
     }
 }
@@ -193,7 +308,10 @@ impl HostedWorkers {
     pub async fn start(settings: WorkerSettings) -> anyhow::Result<Arc<HostedWorkers>> {
         use anyhow::Context as _;
         use std::os::unix::fs::PermissionsExt as _;
-        let exe = std::env::current_exe().context("could not find the cuttle binary")?;
+        let exe = match &settings.binary {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe().context("could not find the cuttle binary")?,
+        };
         let root = &settings.scratch_root;
         if root.exists() {
             std::fs::remove_dir_all(root)
@@ -259,6 +377,7 @@ impl HostedWorkers {
             binary,
             sandbox: Arc::new(sandbox),
             leases: Default::default(),
+            changed: tokio::sync::Notify::new(),
             serial: AtomicU64::new(1),
         });
         let weak = Arc::downgrade(&workers);
@@ -275,80 +394,326 @@ impl HostedWorkers {
     }
 
     /// The worker leased to `instance`, leasing one if it has none, and
-    /// registered in `space_id`. A step holds it with the [`Hold`].
+    /// registered in `space_id`. A step holds it with the [`Hold`]. When
+    /// every worker is leased to other instances, it waits up to `wait` for
+    /// one to be freed (first come, first served), saying so once through
+    /// `waiting`; dropping the future leaves the queue.
     async fn lease(
         &self,
         instance: &str,
         store: &Store,
         space_id: &str,
         server_thumbprint: &str,
+        wait: Duration,
+        waiting: Waiting<'_>,
     ) -> Result<(Worker, Hold), String> {
-        let mut leases = self.leases.lock().await;
-        // A worker that trusts an older certificate of the instance is
-        // replaced (the instance's certificate was switched).
-        let stale = leases
-            .get(instance)
-            .is_some_and(|l| l.server_thumbprint != server_thumbprint);
-        // One whose process died (killed, crashed) is replaced too.
-        let dead = leases.get_mut(instance).is_some_and(Lease::exited);
-        if dead {
-            tracing::warn!(
+        let until = Instant::now() + wait;
+        let mut ticket: Option<Ticket<'_>> = None;
+        let mut told = false;
+        loop {
+            // Enabled before the look below: a change made after it wakes
+            // this wait.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.next(
                 instance,
-                "the hosted worker's process has ended; starting another"
-            );
-        }
-        if stale || dead {
-            if let Some(old) = leases.remove(instance) {
-                wipe(instance, old).await;
-            }
-        }
-        if !leases.contains_key(instance) {
-            let count = self.settings.count;
-            if count == 0 {
-                return Err("the host offers no hosted workers".into());
-            }
-            if leases.len() >= count {
-                return Err(format!(
-                    "no hosted worker is free: all {count} of the host's are leased to other \
-                     instances; try again later"
-                ));
-            }
-            let lease = self.start_worker(instance, server_thumbprint).await?;
-            leases.insert(instance.to_owned(), lease);
-        }
-        let Some(lease) = leases.get_mut(instance) else {
-            return Err("the hosted worker went away".into());
-        };
-        let worker = match lease.registered.get(space_id) {
-            Some((_, worker)) => worker.clone(),
-            None => match register(store, space_id, lease).await {
-                Ok(worker) => {
-                    lease
-                        .registered
-                        .insert(space_id.to_owned(), (store.clone(), worker.clone()));
-                    worker
-                }
-                Err(e) => {
-                    if lease.registered.is_empty() {
-                        if let Some(lease) = leases.remove(instance) {
-                            wipe(instance, lease).await;
-                        }
+                space_id,
+                server_thumbprint,
+                &mut ticket,
+                !wait.is_zero(),
+            )? {
+                Next::Lent(worker, hold) => return Ok((worker, hold)),
+                Next::Start(serial, replaced) => {
+                    if let Some(old) = replaced {
+                        wipe(instance, old).await;
                     }
-                    return Err(format!("the hosted worker could not be registered: {e}"));
+                    self.start_lease(instance, serial, server_thumbprint)
+                        .await?;
                 }
-            },
+                Next::Register(lease) => {
+                    self.register_lease(instance, store, space_id, lease)
+                        .await?;
+                }
+                Next::AwaitStart => changed.await,
+                Next::AwaitFree { count } => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(format!(
+                            "no hosted worker was freed within {}: all {count} of the host's \
+                             stayed leased to other instances; try again later",
+                            humane(wait)
+                        ));
+                    }
+                    if !told {
+                        told = true;
+                        tracing::info!(instance, "waiting for a hosted worker to be freed");
+                        waiting(format!(
+                            "Waiting for a hosted worker: all {count} of the host's are leased \
+                             to other instances; this step takes the next one freed (waiting up \
+                             to {})",
+                            humane(wait)
+                        ));
+                    }
+                    let _ = tokio::time::timeout(left, changed).await;
+                }
+            }
+        }
+    }
+
+    /// Decides a loan's next move, under the lock; `ticket` is its place in
+    /// the queue, taken when it has to wait.
+    fn next<'w>(
+        &'w self,
+        instance: &str,
+        space_id: &str,
+        server_thumbprint: &str,
+        ticket: &mut Option<Ticket<'w>>,
+        may_wait: bool,
+    ) -> Result<Next, String> {
+        let mut guard = self.lock()?;
+        let leases = &mut *guard;
+        if leases.by_instance.contains_key(instance) {
+            // Another step of the instance got it a worker: no place in
+            // the queue is needed, and those behind move up.
+            if let Some(mut t) = ticket.take() {
+                leases.queue.retain(|id| *id != t.id);
+                t.queued = false;
+                self.changed.notify_waiters();
+            }
+        }
+        match leases.by_instance.get_mut(instance) {
+            Some(Entry::Starting { .. }) => return Ok(Next::AwaitStart),
+            Some(Entry::Leased(lease)) => {
+                // A worker that trusts an older certificate of the instance
+                // is replaced (the instance's certificate was switched).
+                let stale = lease.server_thumbprint != server_thumbprint;
+                // One whose process died (killed, crashed) is replaced too.
+                let dead = lease.exited();
+                if !stale && !dead {
+                    if let Some((_, worker)) = lease.registered.get(space_id) {
+                        let worker = worker.clone();
+                        lease.usage.touch();
+                        return Ok(Next::Lent(worker, lease.usage.begin()));
+                    }
+                    let gate = leases
+                        .registering
+                        .entry(instance.to_owned())
+                        .or_default()
+                        .clone();
+                    return Ok(Next::Register(lease.registering(gate)));
+                }
+                if dead {
+                    tracing::warn!(
+                        instance,
+                        "the hosted worker's process has ended; starting another"
+                    );
+                }
+                let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+                let starting = Entry::Starting {
+                    serial,
+                    since: chrono::Utc::now(),
+                };
+                let old = match leases.by_instance.insert(instance.to_owned(), starting) {
+                    Some(Entry::Leased(old)) => Some(*old),
+                    _ => None,
+                };
+                return Ok(Next::Start(serial, old));
+            }
+            None => {}
+        }
+        let count = self.settings.count;
+        if count == 0 {
+            return Err("the host offers no hosted workers".into());
+        }
+        let leased = leases.by_instance.len();
+        let ahead = match ticket {
+            Some(t) => leases.queue.iter().position(|id| *id == t.id).unwrap_or(0),
+            None => leases.queue.len(),
         };
-        let usage = lease.usage.clone();
-        usage.touch();
-        Ok((worker, usage.begin()))
+        if leased + ahead < count {
+            if let Some(mut t) = ticket.take() {
+                leases.queue.retain(|id| *id != t.id);
+                t.queued = false;
+            }
+            let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+            leases.by_instance.insert(
+                instance.to_owned(),
+                Entry::Starting {
+                    serial,
+                    since: chrono::Utc::now(),
+                },
+            );
+            return Ok(Next::Start(serial, None));
+        }
+        if !may_wait {
+            return Err(format!(
+                "no hosted worker is free: all {count} of the host's are leased to other \
+                 instances; try again later"
+            ));
+        }
+        if ticket.is_none() {
+            let id = leases.next_ticket;
+            leases.next_ticket += 1;
+            leases.queue.push_back(id);
+            *ticket = Some(Ticket {
+                workers: self,
+                id,
+                queued: true,
+            });
+        }
+        Ok(Next::AwaitFree { count })
+    }
+
+    /// Starts the worker of `instance`'s `Starting` entry `serial`, outside
+    /// the lock, and installs it as the instance's lease unless the lease
+    /// was ended meanwhile.
+    async fn start_lease(
+        &self,
+        instance: &str,
+        serial: u64,
+        server_thumbprint: &str,
+    ) -> Result<(), String> {
+        let started = self.start_worker(instance, serial, server_thumbprint).await;
+        let unstarted = {
+            let mut leases = self.lock()?;
+            let ours = matches!(
+                leases.by_instance.get(instance),
+                Some(Entry::Starting { serial: s, .. }) if *s == serial
+            );
+            match started {
+                Ok(lease) if ours => {
+                    leases
+                        .by_instance
+                        .insert(instance.to_owned(), Entry::Leased(Box::new(lease)));
+                    Ok(())
+                }
+                Ok(lease) => Err(Some(lease)),
+                Err(e) => {
+                    if ours {
+                        leases.by_instance.remove(instance);
+                    }
+                    self.changed.notify_waiters();
+                    return Err(e);
+                }
+            }
+        };
+        self.changed.notify_waiters();
+        match unstarted {
+            Ok(()) => Ok(()),
+            Err(lease) => {
+                if let Some(lease) = lease {
+                    wipe(instance, lease).await;
+                }
+                Err("the lease ended while its worker started".into())
+            }
+        }
+    }
+
+    /// Registers `instance`'s leased worker in `space_id`, outside the
+    /// lock; a worker that could be registered nowhere is wiped.
+    async fn register_lease(
+        &self,
+        instance: &str,
+        store: &Store,
+        space_id: &str,
+        lease: Registering,
+    ) -> Result<(), String> {
+        let gate = lease.gate.clone();
+        let _registering = gate.lock().await;
+        let ours = |leases: &Leases| {
+            matches!(
+                leases.by_instance.get(instance),
+                Some(Entry::Leased(l)) if l.id == lease.id
+            )
+        };
+        {
+            let leases = self.lock()?;
+            let registered = matches!(
+                leases.by_instance.get(instance),
+                Some(Entry::Leased(l)) if l.registered.contains_key(space_id)
+            );
+            // Registered by another step meanwhile, or replaced or ended:
+            // the next look decides.
+            if registered || !ours(&leases) {
+                return Ok(());
+            }
+        }
+        let registered = register(store, space_id, &lease).await;
+        // Decided under the lock; what must be awaited is done after it.
+        enum After {
+            Registered,
+            /// Wiped meanwhile: its registration goes too.
+            Unregister(Worker),
+            /// Registered nowhere: wiped, when it is still the lease.
+            Failed(String, Option<Lease>),
+        }
+        let after = {
+            let mut leases = self.lock()?;
+            match registered {
+                Ok(worker) => match leases.by_instance.get_mut(instance) {
+                    Some(Entry::Leased(l)) if l.id == lease.id => {
+                        l.registered
+                            .insert(space_id.to_owned(), (store.clone(), worker));
+                        After::Registered
+                    }
+                    _ => After::Unregister(worker),
+                },
+                Err(e) => {
+                    let unused = matches!(
+                        leases.by_instance.get(instance),
+                        Some(Entry::Leased(l)) if l.id == lease.id && l.registered.is_empty()
+                    );
+                    let orphan = match unused.then(|| leases.by_instance.remove(instance)) {
+                        Some(Some(Entry::Leased(orphan))) => Some(*orphan),
+                        _ => None,
+                    };
+                    After::Failed(e, orphan)
+                }
+            }
+        };
+        match after {
+            After::Registered => Ok(()),
+            After::Unregister(worker) => {
+                if let Err(e) =
+                    cuttle_service::workers::delete_worker(store, &system(), space_id, &worker.id)
+                        .await
+                {
+                    tracing::warn!(instance, worker = %worker.id, error = %e, "a hosted worker's registration remains");
+                }
+                Err("the hosted worker went away".into())
+            }
+            After::Failed(e, orphan) => {
+                if let Some(orphan) = orphan {
+                    wipe(instance, orphan).await;
+                    self.changed.notify_waiters();
+                }
+                Err(format!("the hosted worker could not be registered: {e}"))
+            }
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Leases>, String> {
+        self.leases
+            .lock()
+            .map_err(|_| "the hosted workers' state is poisoned".to_owned())
     }
 
     /// Starts a worker for `instance` in a new scratch directory.
-    async fn start_worker(&self, instance: &str, server_thumbprint: &str) -> Result<Lease, String> {
-        let id = format!(
-            "hosted-worker-{}",
-            self.serial.fetch_add(1, Ordering::Relaxed)
-        );
+    async fn start_worker(
+        &self,
+        instance: &str,
+        serial: u64,
+        server_thumbprint: &str,
+    ) -> Result<Lease, String> {
+        let id = format!("hosted-worker-{serial}");
+        if let Some(ms) = std::env::var(PAUSE_BEFORE_START_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            tracing::info!(instance, worker = %id, "starting a hosted worker; pausing as asked");
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let dir = self.settings.scratch_root.join(uuid_like(&id, instance));
         let started = self.spawn(&id, &dir, server_thumbprint).await;
         match started {
@@ -500,7 +865,8 @@ impl HostedWorkers {
 
     /// The worker leased to `instance`, leasing one for it (registered in
     /// its default space) if it has none: the operator's way to give an
-    /// instance a worker before its first step needs one.
+    /// instance a worker before its first step needs one. It does not wait
+    /// for a worker to be freed.
     pub async fn lease_for(
         &self,
         instance: &str,
@@ -513,34 +879,49 @@ impl HostedWorkers {
                 store,
                 cuttle_model::space::DEFAULT_SPACE_ID,
                 server_thumbprint,
+                Duration::ZERO,
+                &|_| {},
             )
             .await?;
         // Idle from now: no step holds it yet.
         drop(hold);
-        let leases = self.leases.lock().await;
+        let leases = self.lock()?;
         leases
+            .by_instance
             .get(instance)
             .map(|l| l.view(instance))
             .ok_or_else(|| "the hosted worker went away".to_owned())
     }
 
-    /// Ends `instance`'s lease, wiping its worker; whether it had one.
+    /// Ends `instance`'s lease, wiping its worker (one still starting is
+    /// wiped by its start); whether it had one.
     pub async fn end_lease(&self, instance: &str) -> bool {
-        let lease = self.leases.lock().await.remove(instance);
-        match lease {
-            Some(lease) => {
-                wipe(instance, lease).await;
-                true
-            }
-            None => false,
+        let entry = match self.lock() {
+            Ok(mut leases) => leases.by_instance.remove(instance),
+            Err(_) => None,
+        };
+        let had = entry.is_some();
+        if let Some(Entry::Leased(lease)) = entry {
+            wipe(instance, *lease).await;
         }
+        if had {
+            self.changed.notify_waiters();
+        }
+        had
     }
 
-    pub async fn leases(&self) -> Vec<LeaseView> {
-        let leases = self.leases.lock().await;
-        let mut views: Vec<LeaseView> = leases.iter().map(|(name, l)| l.view(name)).collect();
+    /// The leases, and how many loans wait for a worker to be freed.
+    pub fn leases(&self) -> (Vec<LeaseView>, usize) {
+        let Ok(leases) = self.lock() else {
+            return (vec![], 0);
+        };
+        let mut views: Vec<LeaseView> = leases
+            .by_instance
+            .iter()
+            .map(|(name, l)| l.view(name))
+            .collect();
         views.sort_by(|a, b| a.instance.cmp(&b.instance));
-        views
+        (views, leases.queue.len())
     }
 
     pub fn settings(&self) -> &WorkerSettings {
@@ -549,9 +930,15 @@ impl HostedWorkers {
 
     /// Wipes every worker, for the host's shutdown.
     pub async fn shutdown(&self) {
-        let all: Vec<(String, Lease)> = self.leases.lock().await.drain().collect();
-        for (instance, lease) in all {
-            wipe(&instance, lease).await;
+        let all: Vec<(String, Entry)> = match self.lock() {
+            Ok(mut leases) => leases.by_instance.drain().collect(),
+            Err(_) => vec![],
+        };
+        self.changed.notify_waiters();
+        for (instance, entry) in all {
+            if let Entry::Leased(lease) = entry {
+                wipe(&instance, *lease).await;
+            }
         }
         let _ = std::fs::remove_dir_all(&self.settings.scratch_root);
     }
@@ -569,23 +956,44 @@ async fn reap(workers: Weak<HostedWorkers>) {
         };
         tokio::time::sleep(tick).await;
         let Some(w) = workers.upgrade() else { return };
-        let idle: Vec<(String, Lease)> = {
-            let mut leases = w.leases.lock().await;
-            let names: Vec<String> = leases
-                .iter_mut()
-                .filter(|(_, l)| l.usage.busy() == 0)
-                .filter_map(|(n, l)| {
-                    (l.usage.idle_for(w.settings.idle) || l.exited()).then(|| n.clone())
-                })
-                .collect();
-            names
-                .into_iter()
-                .filter_map(|n| leases.remove(&n).map(|l| (n, l)))
-                .collect()
+        let idle: Vec<(String, Lease)> = match w.lock() {
+            Ok(mut leases) => {
+                let names: Vec<String> = leases
+                    .by_instance
+                    .iter_mut()
+                    .filter_map(|(n, entry)| match entry {
+                        Entry::Leased(l) if l.usage.busy() == 0 => {
+                            (l.usage.idle_for(w.settings.idle) || l.exited()).then(|| n.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let ended: Vec<(String, Lease)> = names
+                    .into_iter()
+                    .filter_map(|n| match leases.by_instance.remove(&n) {
+                        Some(Entry::Leased(l)) => Some((n, *l)),
+                        _ => None,
+                    })
+                    .collect();
+                // The gates of instances without a lease, unless in use.
+                let Leases {
+                    by_instance,
+                    registering,
+                    ..
+                } = &mut *leases;
+                registering
+                    .retain(|n, gate| by_instance.contains_key(n) || Arc::strong_count(gate) > 1);
+                ended
+            }
+            Err(_) => return,
         };
+        let ended = !idle.is_empty();
         for (instance, lease) in idle {
             tracing::info!(instance = %instance, worker = %lease.id, "hosted worker idle or ended; its lease ends");
             wipe(&instance, lease).await;
+        }
+        if ended {
+            w.changed.notify_waiters();
         }
     }
 }
@@ -619,7 +1027,7 @@ async fn wipe(instance: &str, mut lease: Lease) {
 /// Registers the lease's worker in `space_id`'s hosted pool (made if
 /// missing), removing the registrations of workers a host killed outright
 /// left there.
-async fn register(store: &Store, space_id: &str, lease: &Lease) -> Result<Worker, String> {
+async fn register(store: &Store, space_id: &str, lease: &Registering) -> Result<Worker, String> {
     let err = |e: cuttle_service::ServiceError| e.to_string();
     let q = DocumentQuery::in_space(space_id);
     let pools = store
@@ -670,6 +1078,18 @@ async fn register(store: &Store, space_id: &str, lease: &Lease) -> Result<Worker
         .map_err(err)
 }
 
+/// A duration as an operator writes one: `5m`, `90s`, `500ms`.
+fn humane(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
 /// A port free on loopback now (the worker binds it a moment later).
 fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -704,13 +1124,22 @@ impl WorkerLender for InstanceLender {
         store: &'a Store,
         space_id: &'a str,
         server_thumbprint: &'a str,
+        waiting: Waiting<'a>,
     ) -> BoxFuture<'a, Result<Lent, String>> {
         Box::pin(async move {
             let Some(workers) = self.workers.upgrade() else {
                 return Err("the host is stopping".to_owned());
             };
+            let wait = workers.settings.wait;
             let (worker, hold) = workers
-                .lease(&self.instance, store, space_id, server_thumbprint)
+                .lease(
+                    &self.instance,
+                    store,
+                    space_id,
+                    server_thumbprint,
+                    wait,
+                    waiting,
+                )
                 .await?;
             Ok(Lent {
                 worker,
@@ -814,9 +1243,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// How long a step may wait for a worker: a duration as for
+/// [`parse_duration`], or 0 for not at all.
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    if text.trim().trim_end_matches(['m', 's', 'h']) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_may_be_zero_but_not_nonsense() {
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_wait("soon").is_err());
+        assert!(parse_wait("-1s").is_err());
+    }
+
+    #[test]
+    fn durations_are_said_as_an_operator_writes_them() {
+        assert_eq!(humane(Duration::from_secs(300)), "5m");
+        assert_eq!(humane(Duration::from_secs(90)), "90s");
+        assert_eq!(humane(Duration::from_millis(1500)), "1500ms");
+    }
 
     #[test]
     fn durations_are_read_with_their_units_and_nonsense_is_refused() {

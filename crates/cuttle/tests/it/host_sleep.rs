@@ -502,3 +502,62 @@ fn start_deployment_again(host: &TestHost, name: &str, key: &str) -> String {
         .expect("a deployment task")
         .to_owned()
 }
+
+/// The sum of `family`'s samples in instance `name`'s `/metrics`.
+fn counted(host: &TestHost, name: &str, key: &str, family: &str) -> f64 {
+    let (status, _, text) = host.to(name, "GET", "/metrics", &[("X-Octopus-ApiKey", key)], None);
+    assert_eq!(status, StatusCode::OK, "{text}");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An instance's counters carry on across sleep and wake (a counter that
+/// went back would read, to Prometheus, as a restart), and waking it
+/// probes no sandbox: the host probes the hosted workers' once, at start.
+#[test]
+fn a_woken_instance_keeps_its_counters_and_no_wake_probes_a_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with_env(dir.path(), None, &[("CUTTLE_HOST_IDLE_AFTER", "1s")]);
+    let created = host.create("counted");
+    let key = str_of(&created, "ApiKey").to_owned();
+    for _ in 0..5 {
+        host.api("counted", &key, "GET", "/api/environments", None);
+    }
+    let requests = "cuttle_http_requests_total";
+    let awake = counted(&host, "counted", &key, requests);
+    assert!(awake >= 5.0, "{awake} requests counted");
+
+    for round in 1..=2 {
+        wait_state(&host, "counted", "Asleep", Duration::from_secs(30));
+        let woken_before = lines_with(&host, "instance woken instance=counted");
+        // This scrape wakes it.
+        let now = counted(&host, "counted", &key, requests);
+        assert_eq!(
+            lines_with(&host, "instance woken instance=counted") - woken_before,
+            1,
+            "round {round}: {}",
+            host.recent_output()
+        );
+        assert!(
+            now >= awake,
+            "round {round}: the counters went back from {awake} to {now} across the wake"
+        );
+    }
+    // The only sandbox probed is the hosted workers', once; instances have
+    // no built-in worker to probe.
+    assert_eq!(
+        lines_with(&host, "hosted workers: "),
+        1,
+        "{}",
+        host.recent_output()
+    );
+    assert_eq!(
+        lines_with(&host, "built-in worker isolation"),
+        0,
+        "{}",
+        host.recent_output()
+    );
+    assert!(lines_with(&host, "built-in worker: none") >= 3);
+}

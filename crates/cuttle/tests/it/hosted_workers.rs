@@ -48,6 +48,12 @@ fn instance(host: &TestHost, name: &str) -> String {
 /// A project whose one step runs `script` (with no worker pool chosen),
 /// released and deployed to Dev; the finished task and its log's lines.
 fn deploy(host: &TestHost, name: &str, key: &str, project: &str, script: &str) -> (Value, String) {
+    let task = start_deployment(host, name, key, project, script);
+    finished(host, name, key, &task)
+}
+
+/// As [`deploy`], without waiting for it: the deployment's task id.
+fn start_deployment(host: &TestHost, name: &str, key: &str, project: &str, script: &str) -> String {
     let p = host.api(
         name,
         key,
@@ -80,23 +86,32 @@ fn deploy(host: &TestHost, name: &str, key: &str, project: &str, script: &str) -
             json!({"ProjectName": project, "ReleaseVersion": "1.0.0", "EnvironmentNames": ["Dev"]}),
         ),
     );
-    let task = str_of(&d["DeploymentServerTasks"][0], "ServerTaskId").to_owned();
+    str_of(&d["DeploymentServerTasks"][0], "ServerTaskId").to_owned()
+}
+
+/// Task `task`'s log, its lines joined, as it is now.
+fn task_log(host: &TestHost, name: &str, key: &str, task: &str) -> String {
+    let details = host.api(
+        name,
+        key,
+        "GET",
+        &format!("/api/tasks/{task}/details"),
+        None,
+    );
+    let mut lines = vec![];
+    for root in details["ActivityLogs"].as_array().into_iter().flatten() {
+        collect_lines(root, &mut lines);
+    }
+    lines.join("\n")
+}
+
+/// Waits for task `task` to finish; the task and its log.
+fn finished(host: &TestHost, name: &str, key: &str, task: &str) -> (Value, String) {
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         let t = host.api(name, key, "GET", &format!("/api/tasks/{task}"), None);
         if t["IsCompleted"] == true {
-            let details = host.api(
-                name,
-                key,
-                "GET",
-                &format!("/api/tasks/{task}/details"),
-                None,
-            );
-            let mut lines = vec![];
-            for root in details["ActivityLogs"].as_array().into_iter().flatten() {
-                collect_lines(root, &mut lines);
-            }
-            return (t, lines.join("\n"));
+            return (t, task_log(host, name, key, task));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -411,8 +426,17 @@ fn without_a_free_hosted_worker_a_step_fails_saying_so_and_nothing_runs_on_the_h
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
 
-    // One hosted worker, leased to another instance: no worker is free.
-    let host = host_with(&dir.path().join("one"), None, "1", "10m");
+    // One hosted worker, leased to another instance, and steps told not to
+    // wait for one: no worker is free.
+    let host = TestHost::start_with_env(
+        &dir.path().join("one"),
+        None,
+        &[
+            ("CUTTLE_HOSTED_WORKERS", "1"),
+            ("CUTTLE_HOSTED_WORKER_IDLE", "10m"),
+            ("CUTTLE_HOSTED_WORKER_WAIT", "0"),
+        ],
+    );
     let first = instance(&host, "first");
     let second = instance(&host, "second");
     let (status, lease) = host.control("POST", "/instances/first/hosted-worker", None);
@@ -892,4 +916,127 @@ fn without_slirp4netns_a_host_refuses_hosted_workers_unless_allowed_to_share_its
         "{}",
         host.recent_output()
     );
+}
+
+/// The control plane's count of steps waiting for a hosted worker.
+fn waiting(host: &TestHost) -> u64 {
+    let (status, body) = host.control("GET", "/hosted-workers", None);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["Waiting"].as_u64().expect("a Waiting count")
+}
+
+/// With its one worker leased to another instance, a step waits (its log
+/// says so) instead of failing: canceled, its task ends and leaves the
+/// queue; otherwise it takes the worker as soon as the lease ends.
+#[test]
+fn a_step_waits_for_a_busy_hosted_worker_and_a_cancel_ends_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_with(dir.path(), None, "1", "10m");
+    instance(&host, "first");
+    let second = instance(&host, "second");
+    let (status, lease) = host.control("POST", "/instances/first/hosted-worker", None);
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+
+    // Waiting, then canceled: the task ends, nothing waits any more, and
+    // the worker is still the first's.
+    let task = start_deployment(&host, "second", &second, "Canceled", "echo never");
+    assert!(
+        eventually(Duration::from_secs(30), || waiting(&host) == 1),
+        "the step does not wait: {}",
+        task_log(&host, "second", &second, &task)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || task_log(
+            &host, "second", &second, &task
+        )
+        .contains("Waiting for a hosted worker")),
+        "{}",
+        task_log(&host, "second", &second, &task)
+    );
+    host.api(
+        "second",
+        &second,
+        "POST",
+        &format!("/api/tasks/{task}/cancel"),
+        None,
+    );
+    let (t, log) = finished(&host, "second", &second, &task);
+    assert_eq!(t["State"], "Canceled", "{t}\n{log}");
+    assert!(!log.contains("never"), "{log}");
+    assert_eq!(waiting(&host), 0);
+    let leases = hosted_leases(&host);
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0]["Instance"], "first");
+
+    // Waiting, then the first's lease ends: the step runs on the worker.
+    let task = start_deployment(&host, "second", &second, "Queued", "echo ran-after-waiting");
+    assert!(
+        eventually(Duration::from_secs(30), || waiting(&host) == 1),
+        "{}",
+        task_log(&host, "second", &second, &task)
+    );
+    let t = host.api(
+        "second",
+        &second,
+        "GET",
+        &format!("/api/tasks/{task}"),
+        None,
+    );
+    assert_eq!(t["IsCompleted"], false, "{t}");
+    let (status, _) = host.control("DELETE", "/instances/first/hosted-worker", None);
+    assert_eq!(status, StatusCode::OK);
+    let (t, log) = finished(&host, "second", &second, &task);
+    assert_eq!(t["State"], "Success", "{t}\n{log}");
+    assert!(log.contains("Waiting for a hosted worker"), "{log}");
+    assert!(log.contains("ran-after-waiting"), "{log}");
+    assert_eq!(waiting(&host), 0);
+    assert_eq!(hosted_leases(&host)[0]["Instance"], "second");
+}
+
+/// Two instances' workers start at once: the host's state shows both
+/// starting together (each start pauses, as a test asks, before its
+/// process is started), and both leases are made.
+#[test]
+fn two_instances_lease_workers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with_env(
+        dir.path(),
+        None,
+        &[
+            ("CUTTLE_HOSTED_WORKERS", "2"),
+            ("CUTTLE_HOSTED_WORKER_IDLE", "10m"),
+            ("CUTTLE_HOST_TEST_PAUSE_WORKER_START_MS", "3000"),
+        ],
+    );
+    instance(&host, "left");
+    instance(&host, "right");
+    let both_starting = std::thread::scope(|s| {
+        let leases: Vec<_> = ["left", "right"]
+            .into_iter()
+            .map(|name| {
+                let host = &host;
+                s.spawn(move || {
+                    host.control("POST", &format!("/instances/{name}/hosted-worker"), None)
+                })
+            })
+            .collect();
+        let both = eventually(Duration::from_secs(20), || {
+            let leases = hosted_leases(&host);
+            leases.len() == 2 && leases.iter().all(|l| l["State"] == "Starting")
+        });
+        for lease in leases {
+            let (status, body) = lease.join().unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            assert_eq!(body["State"], "Leased", "{body}");
+        }
+        both
+    });
+    assert!(
+        both_starting,
+        "the two workers never started at once:\n{}",
+        host.recent_output()
+    );
+    let leases = hosted_leases(&host);
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(leases.iter().all(|l| l["State"] == "Leased"), "{leases:?}");
 }

@@ -1,5 +1,12 @@
 //! A real Cuttle API on a loopback port, over a real database (SQLite in a
 //! temporary directory, or a scratch PostgreSQL database), driven over HTTP.
+//!
+//! With `CUTTLE_TEST_ON_HOST=1`, each test's instance is made by a host
+//! (`cuttle host`'s instances, routing and hosted workers, in-process) and
+//! reached through the host's listener by its `Host` header: the whole
+//! suite then runs against an instance on a host. Its steps run on hosted
+//! workers, which run the `cuttle` binary (`cargo build -p cuttle` first;
+//! `CUTTLE_TEST_CUTTLE_BIN` names another).
 
 #![allow(dead_code)]
 
@@ -14,6 +21,26 @@ use std::time::Duration;
 
 pub const ADMIN_KEY: &str = "API-TESTTESTTESTTESTTESTTESTTESTTEST01";
 
+/// Whether instances are served by a host (see the module's comment).
+pub fn on_host() -> bool {
+    std::env::var_os("CUTTLE_TEST_ON_HOST").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Skips the rest of a test that cannot apply to an instance on a host,
+/// saying why.
+#[macro_export]
+macro_rules! not_on_host {
+    ($why:expr) => {
+        if $crate::common::on_host() {
+            eprintln!("skipped on a host: {}", $why);
+            return;
+        }
+    };
+}
+
+/// The host name a hosted test instance is reached at.
+const HOSTED_NAME: &str = "t.cuttle.test";
+
 pub struct Server {
     pub url: String,
     pub key: String,
@@ -21,8 +48,19 @@ pub struct Server {
     pub backend: &'static str,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The host serving the instance, when on one.
+    hosted: Option<Hosted>,
     _dir: tempfile::TempDir,
     _pg: Option<ScratchPostgres>,
+}
+
+/// What a hosted test instance needs beside it.
+struct Hosted {
+    host: Arc<cuttle::host::instances::Host>,
+    /// Where its hosted workers' directories go.
+    _scratch: tempfile::TempDir,
+    /// Its own PostgreSQL database, made by the host: (server, name).
+    database: Option<(String, String)>,
 }
 
 pub struct Reply {
@@ -58,6 +96,9 @@ impl Server {
         max_tasks: usize,
         configure: &dyn Fn(&mut InstanceConfig),
     ) -> Server {
+        if on_host() {
+            return Server::start_hosted(pg, backend, max_tasks, configure).await;
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut config = InstanceConfig::new(dir.path().to_path_buf());
         config.database_url = pg.as_ref().map(|p| p.url.clone());
@@ -92,11 +133,128 @@ impl Server {
             key: ADMIN_KEY.into(),
             inst,
             backend,
-            client: reqwest::Client::new(),
+            client: client(),
             stop: Some(stop),
+            hosted: None,
             _dir: dir,
             _pg: pg,
         }
+    }
+
+    /// An instance `t` created by a host in-process, with the host's
+    /// configuration of it (no built-in worker; hosted workers; the task
+    /// cap `max_tasks`), served on the host's listener.
+    async fn start_hosted(
+        pg: Option<ScratchPostgres>,
+        backend: &'static str,
+        max_tasks: usize,
+        configure: &dyn Fn(&mut InstanceConfig),
+    ) -> Server {
+        use cuttle::host::instances::{AdjustInstances, Host, HostConfig, Limits, Slot};
+        use cuttle::host::workers::{HostedWorkers, WorkerSettings};
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = std::fs::canonicalize(dir.path()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let unisolated = std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none();
+        let workers = HostedWorkers::start(WorkerSettings {
+            count: 2,
+            idle: Duration::from_secs(600),
+            host_data_dir: data_dir.clone(),
+            scratch_root: scratch.path().join("workers"),
+            allow_unisolated: unisolated,
+            wait: Duration::from_secs(60),
+            binary: Some(cuttle_binary()),
+        })
+        .await
+        .unwrap();
+        // What a test changes of its instance's configuration, the host
+        // applies to the configuration it makes: its retries, its timeout.
+        let mut wanted = InstanceConfig::new(data_dir.clone());
+        wanted.default_script_timeout = Duration::from_secs(60);
+        configure(&mut wanted);
+        let adjust = AdjustInstances(Arc::new(move |c: &mut InstanceConfig| {
+            let server_url = c.subscriptions.server_url.take();
+            c.subscriptions = wanted.subscriptions.clone();
+            c.subscriptions.server_url = server_url;
+            c.default_script_timeout = wanted.default_script_timeout;
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let host = Host::open(HostConfig {
+            data_dir: data_dir.clone(),
+            domain: "cuttle.test".into(),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+            public_scheme: "http".into(),
+            public_port: Some(addr.port()),
+            builtin_worker_unisolated: unisolated,
+            hosted_workers: Some(workers),
+            shutdown_timeout: Duration::from_secs(2),
+            idle_after: Duration::from_secs(3600),
+            polling_port: None,
+            adjust_instances: Some(adjust),
+        })
+        .await
+        .unwrap();
+        let cap = i64::try_from(max_tasks).unwrap();
+        host.create(
+            "t",
+            Limits {
+                task_cap: cap,
+                storage_quota_mib: 0,
+            },
+        )
+        .await
+        .unwrap();
+        let Some(Slot::Serving(served)) = host.slot("t") else {
+            panic!("the host does not serve the instance it made");
+        };
+        let inst = served.instance.clone();
+        // The host made the administrator; the suite's key is added to it.
+        bootstrap_admin(&inst.store, &host.instance_dir("t"), None, Some(ADMIN_KEY))
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = cuttle::host::routing::router(host.clone());
+        tokio::spawn(async move {
+            let _ = cuttle_api::connections::serve(
+                listener,
+                router,
+                cuttle_api::HttpLimits::default(),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await;
+        });
+        let database = pg
+            .as_ref()
+            .and_then(|p| Some((p.url.clone(), host.database_name("t")?)));
+        Server {
+            url: format!("http://{addr}"),
+            key: ADMIN_KEY.into(),
+            inst,
+            backend,
+            client: client(),
+            stop: Some(stop),
+            hosted: Some(Hosted {
+                host,
+                _scratch: scratch,
+                database,
+            }),
+            _dir: dir,
+            _pg: pg,
+        }
+    }
+
+    /// A client for this server: on a host, one that names the instance
+    /// in its `Host` header, as a browser at its URL would.
+    pub fn http(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    /// As [`Server::http`], to be built further.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        client_builder()
     }
 
     pub async fn call_with(
@@ -349,7 +507,61 @@ impl Drop for Server {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        if let Some(hosted) = self.hosted.take() {
+            // The instance's own database, beside the scratch one.
+            if let Some((server, name)) = hosted.database {
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
+                    rt.block_on(cuttle_store::host::drop_postgres_database(&server, &name))
+                        .ok()
+                })
+                .join();
+            }
+            drop(hosted.host);
+        }
     }
+}
+
+/// The client of a hosted instance: every request names it.
+fn client() -> reqwest::Client {
+    client_builder().build().unwrap()
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    if !on_host() {
+        return reqwest::Client::builder();
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::HOST,
+        reqwest::header::HeaderValue::from_static(HOSTED_NAME),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
+/// The `cuttle` binary hosted workers run: `CUTTLE_TEST_CUTTLE_BIN`, or
+/// the one built beside this test binary (`target/debug/cuttle`).
+fn cuttle_binary() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("CUTTLE_TEST_CUTTLE_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/it-… → target/debug/cuttle
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("cuttle"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "CUTTLE_TEST_ON_HOST runs steps on hosted workers, which run {}: build it first \
+         (cargo build -p cuttle) or name one in CUTTLE_TEST_CUTTLE_BIN",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `scenario` against a server on SQLite, then on PostgreSQL when

@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Lines the writer stores in one transaction at most: it takes what is
 /// waiting, up to this, so a quiet log is stored line by line at once and a
-/// flood in large batches.
-const BATCH: usize = 4_096;
+/// flood in large batches. Each transaction costs a flush to disk (a few
+/// milliseconds); this many lines take longer than that to insert.
+const BATCH: usize = 16_384;
 /// Lines (and bytes of them) waiting for the writer beyond which
 /// [`TaskLog::room`] holds its callers back.
 pub const BACKLOG_LINES: usize = 2 * BATCH;

@@ -159,6 +159,8 @@ async fn write_private(path: &Path, content: &str) -> Result<(), ScriptError> {
 
 /// Lines longer than this are split, so one endless line cannot exhaust memory.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Bytes read from a script's pipe at once (a Linux pipe holds 64 KiB).
+const PIPE_READ: usize = 64 * 1024;
 /// Once the script has exited, how long a process that escaped its group may
 /// keep the pipes open before we stop reading.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
@@ -319,21 +321,15 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
         tokio::select! {
             line = next_line(&mut stdout) => match line.map_err(io_context("reading the script's stdout"))? {
                 Some(line) => {
-                    let due = pace.due(line.text.len());
-                    on_line(OutputStream::Stdout, line);
-                    if due {
-                        settled().await;
-                    }
+                    let reader = stdout.as_mut().expect("a line came from an open pipe");
+                    deliver(OutputStream::Stdout, line, reader, &mut pace, &mut on_line, &settled).await;
                 }
                 None => stdout = None,
             },
             line = next_line(&mut stderr) => match line.map_err(io_context("reading the script's stderr"))? {
                 Some(line) => {
-                    let due = pace.due(line.text.len());
-                    on_line(OutputStream::Stderr, line);
-                    if due {
-                        settled().await;
-                    }
+                    let reader = stderr.as_mut().expect("a line came from an open pipe");
+                    deliver(OutputStream::Stderr, line, reader, &mut pace, &mut on_line, &settled).await;
                 }
                 None => stderr = None,
             },
@@ -367,6 +363,28 @@ pub async fn run_script_paced<S: std::future::Future<Output = ()>>(
             signal: status.signal().unwrap_or_default(),
         },
     })
+}
+
+/// Hands `line` to `on_line`, then every other whole line already read
+/// from the same pipe: a flood of output costs one turn of the `select!`
+/// per buffer read rather than per line. Waits for `settled` at the pace.
+async fn deliver<R: AsyncRead + Unpin, S: std::future::Future<Output = ()>>(
+    stream: OutputStream,
+    line: OutputLine,
+    reader: &mut LineReader<R>,
+    pace: &mut Pace,
+    on_line: &mut impl FnMut(OutputStream, OutputLine),
+    settled: &impl Fn() -> S,
+) {
+    let mut next = Some(line);
+    while let Some(line) = next {
+        let due = pace.due(line.text.len());
+        on_line(stream, line);
+        if due {
+            settled().await;
+        }
+        next = reader.buffered_line();
+    }
 }
 
 /// The next line from a pipe, or never if the pipe is already closed, so a
@@ -431,7 +449,8 @@ struct LineReader<R> {
 impl<R: AsyncRead + Unpin> LineReader<R> {
     fn new(reader: R) -> Self {
         LineReader {
-            reader: BufReader::new(reader),
+            // A pipe's whole capacity at one read.
+            reader: BufReader::with_capacity(PIPE_READ, reader),
             line: Vec::new(),
         }
     }
@@ -440,35 +459,45 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// `fill_buf`, which loses nothing when dropped.
     async fn next_line(&mut self) -> io::Result<Option<OutputLine>> {
         loop {
-            let available = self.reader.fill_buf().await?;
-            if available.is_empty() {
+            if self.reader.fill_buf().await?.is_empty() {
                 // End of the pipe: a last line without a newline still counts.
                 return Ok((!self.line.is_empty())
                     .then(|| OutputLine::whole(take_line(&mut self.line, usize::MAX))));
             }
-            let window = &available[..available.len().min(MAX_LINE - self.line.len())];
-            if let Some(newline) = window.iter().position(|&b| b == b'\n') {
-                self.line.extend_from_slice(&window[..newline]);
-                self.reader.consume(newline + 1);
-                if self.line.last() == Some(&b'\r') {
-                    self.line.pop();
-                }
-                return Ok(Some(OutputLine::whole(take_line(
-                    &mut self.line,
-                    usize::MAX,
-                ))));
-            }
-            let taken = window.len();
-            self.line.extend_from_slice(window);
-            self.reader.consume(taken);
-            if self.line.len() >= MAX_LINE {
-                let cut = char_boundary_before_end(&self.line);
-                return Ok(Some(OutputLine {
-                    text: take_line(&mut self.line, cut),
-                    continues: true,
-                }));
+            if let Some(line) = self.buffered_line() {
+                return Ok(Some(line));
             }
         }
+    }
+
+    /// The next line (or [`MAX_LINE`] piece of one) out of what was read
+    /// already, without reading more; `None` once what is left ends mid-line
+    /// (that part is kept for the next line).
+    fn buffered_line(&mut self) -> Option<OutputLine> {
+        let available = self.reader.buffer();
+        if available.is_empty() {
+            return None;
+        }
+        let window = &available[..available.len().min(MAX_LINE - self.line.len())];
+        if let Some(newline) = window.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&window[..newline]);
+            self.reader.consume(newline + 1);
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+            return Some(OutputLine::whole(take_line(&mut self.line, usize::MAX)));
+        }
+        let taken = window.len();
+        self.line.extend_from_slice(window);
+        self.reader.consume(taken);
+        if self.line.len() >= MAX_LINE {
+            let cut = char_boundary_before_end(&self.line);
+            return Some(OutputLine {
+                text: take_line(&mut self.line, cut),
+                continues: true,
+            });
+        }
+        None
     }
 }
 

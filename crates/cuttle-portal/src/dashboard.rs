@@ -101,14 +101,10 @@ fn board(d: &Dashboard, now: Timestamp) -> Markup {
 pub(crate) fn cell_link(c: &Cell, environment: &str, now: Timestamp, version: bool) -> Markup {
     let icon = deployment_icon(c.state);
     let label = deployment_label(c.state);
-    let at = c
-        .task
-        .completed_time
-        .or(c.task.start_time)
-        .unwrap_or(c.task.queue_time);
+    let at = c.at;
     html! {
         a class=(format!("cell state-{}", icon.key()))
-            href=(format!("/tasks/{}", c.task.id))
+            href=(format!("/tasks/{}", c.task_id))
             aria-label=(format!("{} to {}: {label}, {}", c.release_version, environment, layout::ago(at, now)))
             data-state=(icon.key()) {
             @if version {

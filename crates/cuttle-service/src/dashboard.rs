@@ -8,7 +8,7 @@ use crate::{Instance, Result};
 use cuttle_model::task::{Activity, LogLine};
 use cuttle_model::{
     Deployment, Environment, Permission, Project, ProjectGroup, Release, Scope, ServerTask,
-    TaskState,
+    TaskState, Timestamp,
 };
 use cuttle_store::{DocumentQuery, TaskQuery};
 use std::collections::HashMap;
@@ -28,13 +28,21 @@ pub enum DeploymentState {
 
 impl DeploymentState {
     pub fn of(task: &ServerTask) -> Self {
-        if task.has_pending_interruptions && !task.is_completed {
+        Self::of_parts(
+            task.state,
+            task.has_pending_interruptions,
+            task.has_warnings_or_errors,
+        )
+    }
+
+    /// From the task's state and its two flags.
+    pub fn of_parts(state: TaskState, pending_interruptions: bool, warnings: bool) -> Self {
+        // A finished task's flag is stale, never "waiting".
+        if pending_interruptions && !state.is_completed() {
             return DeploymentState::Waiting;
         }
-        match task.state {
-            TaskState::Success if task.has_warnings_or_errors => {
-                DeploymentState::SuccessWithWarnings
-            }
+        match state {
+            TaskState::Success if warnings => DeploymentState::SuccessWithWarnings,
             TaskState::Success => DeploymentState::Success,
             TaskState::Failed | TaskState::TimedOut => DeploymentState::Failed,
             TaskState::Canceled => DeploymentState::Canceled,
@@ -55,10 +63,27 @@ impl DeploymentState {
 /// The newest deployment of one project to one environment.
 #[derive(Clone, Debug)]
 pub struct Cell {
-    pub deployment: Deployment,
+    pub deployment_id: String,
     pub release_version: String,
-    pub task: ServerTask,
+    pub task_id: String,
     pub state: DeploymentState,
+    /// When its task ended, or else started, or else was queued.
+    pub at: Timestamp,
+}
+
+impl Cell {
+    fn of(deployment_id: &str, release_version: &str, task: &ServerTask) -> Cell {
+        Cell {
+            deployment_id: deployment_id.to_owned(),
+            release_version: release_version.to_owned(),
+            task_id: task.id.clone(),
+            state: DeploymentState::of(task),
+            at: task
+                .completed_time
+                .or(task.start_time)
+                .unwrap_or(task.queue_time),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -113,13 +138,13 @@ pub async fn dashboard(inst: &Instance, caller: &Actor, space_id: &str) -> Resul
             &in_space.clone().environment(&e.id),
         )
     });
-    // The newest deployment of each project to each environment, with its
-    // task: read from the table that keeps them, not from the history.
-    let deployments = store.latest_deployments(space_id).await?;
-    let release_ids: Vec<String> = deployments
-        .iter()
-        .map(|(d, _)| d.release_id.clone())
-        .collect();
+    // The newest deployment of each project to each environment, with how
+    // its task stands: read from the table that keeps them, not from the
+    // history, and without their documents.
+    let deployments = store.latest_deployment_cells(space_id).await?;
+    let mut release_ids: Vec<String> = deployments.iter().map(|d| d.release_id.clone()).collect();
+    release_ids.sort();
+    release_ids.dedup();
     let releases: HashMap<String, Release> = if release_ids.is_empty() {
         HashMap::new()
     } else {
@@ -139,7 +164,7 @@ pub async fn dashboard(inst: &Instance, caller: &Actor, space_id: &str) -> Resul
         .collect();
     let mut cells: HashMap<&str, Vec<Option<Cell>>> = HashMap::new();
     let mut live = false;
-    for (d, task) in &deployments {
+    for d in &deployments {
         let Some(&column) = env_index.get(d.environment_id.as_str()) else {
             continue;
         };
@@ -150,19 +175,24 @@ pub async fn dashboard(inst: &Instance, caller: &Actor, space_id: &str) -> Resul
         if !caller.may(Permission::DeploymentView, &scope) {
             continue;
         }
-        let state = DeploymentState::of(task);
+        let state = DeploymentState::of_parts(
+            d.state,
+            d.has_pending_interruptions,
+            d.has_warnings_or_errors,
+        );
         live |= state.is_live();
         let row = cells
             .entry(d.project_id.as_str())
             .or_insert_with(|| vec![None; environments.items.len()]);
         row[column] = Some(Cell {
-            deployment: d.clone(),
+            deployment_id: d.deployment_id.clone(),
             release_version: releases
                 .get(&d.release_id)
                 .map(|r| r.version.clone())
                 .unwrap_or_else(|| d.release_id.clone()),
-            task: task.clone(),
+            task_id: d.task_id.clone(),
             state,
+            at: d.completed_time.or(d.start_time).unwrap_or(d.queue_time),
         });
     }
 
@@ -285,14 +315,9 @@ pub async fn project_overview(
                     let (d, task) = deployments
                         .iter()
                         .find(|(d, _)| d.release_id == release.id && d.environment_id == env.id)?;
-                    let state = DeploymentState::of(task);
-                    live |= state.is_live();
-                    Some(Cell {
-                        deployment: d.clone(),
-                        release_version: release.version.clone(),
-                        task: task.clone(),
-                        state,
-                    })
+                    let cell = Cell::of(&d.id, &release.version, task);
+                    live |= cell.state.is_live();
+                    Some(cell)
                 })
                 .collect();
             ReleaseRow { release, cells }

@@ -12,7 +12,7 @@
 use crate::statement::{literal, Statement};
 use crate::tasks::{task_columns, task_from_row};
 use crate::{Document, Page, Result, Store, StoreError, Tx};
-use cuttle_model::{Deployment, ServerTask, TaskState};
+use cuttle_model::{Deployment, ServerTask, TaskState, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
@@ -199,6 +199,59 @@ pub fn latest_deployments_statement(space_id: &str) -> Statement {
     st
 }
 
+/// The newest deployment of each project to each environment of a space,
+/// as a board shows it ([`DeploymentCell`]): the index's columns and the
+/// task's state and times, with no document read or decoded.
+pub fn latest_cells_statement(space_id: &str) -> Statement {
+    let mut st = Statement::default();
+    let space = st.arg(space_id);
+    st.sql = format!(
+        "SELECT d.id, d.project_id, d.environment_id, d.release_id, t.id AS task_id, t.state, \
+         t.has_warnings_or_errors, t.has_pending_interruptions, t.queue_time, t.start_time, t.completed_time \
+         FROM latest_deployments l JOIN deployments d ON d.id = l.deployment_id \
+         JOIN server_tasks t ON t.id = d.task_id WHERE l.space_id = {space} ORDER BY l.seq"
+    );
+    st
+}
+
+/// A deployment as a board's cell shows it: what it deployed where, and
+/// how its task stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentCell {
+    pub deployment_id: String,
+    pub project_id: String,
+    pub environment_id: String,
+    pub release_id: String,
+    pub task_id: String,
+    pub state: TaskState,
+    pub has_warnings_or_errors: bool,
+    pub has_pending_interruptions: bool,
+    pub queue_time: Timestamp,
+    pub start_time: Option<Timestamp>,
+    pub completed_time: Option<Timestamp>,
+}
+
+fn cell_from_row(row: &AnyRow) -> Result<DeploymentCell> {
+    let time = |col: &str| -> Result<Option<Timestamp>> {
+        let text: Option<String> = row.try_get(col)?;
+        Ok(text.and_then(|t| Timestamp::parse(&t)))
+    };
+    let state: String = row.try_get("state")?;
+    Ok(DeploymentCell {
+        deployment_id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        environment_id: row.try_get("environment_id")?,
+        release_id: row.try_get("release_id")?,
+        task_id: row.try_get("task_id")?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        has_warnings_or_errors: row.try_get::<i64, _>("has_warnings_or_errors")? != 0,
+        has_pending_interruptions: row.try_get::<i64, _>("has_pending_interruptions")? != 0,
+        queue_time: time("queue_time")?.unwrap_or_else(Timestamp::now),
+        start_time: time("start_time")?,
+        completed_time: time("completed_time")?,
+    })
+}
+
 /// The newest deployment of each of a few releases to each environment,
 /// with its task (a project's overview of its newest releases). Reads the
 /// index entries of those releases, and the documents of only the newest.
@@ -273,6 +326,14 @@ impl Store {
         let st = latest_deployments_statement(space_id);
         let rows = st.query().fetch_all(self.reader()).await?;
         rows.iter().map(with_task).collect()
+    }
+
+    /// [`Store::latest_deployments`] as a board's cells: the same
+    /// deployments in the same order, without their documents.
+    pub async fn latest_deployment_cells(&self, space_id: &str) -> Result<Vec<DeploymentCell>> {
+        let st = latest_cells_statement(space_id);
+        let rows = st.query().fetch_all(self.reader()).await?;
+        rows.iter().map(cell_from_row).collect()
     }
 
     /// The newest deployment of each of `release_ids` to each environment,

@@ -329,8 +329,14 @@ impl Store {
                             // synchronous = FULL: a commit is on disk before it
                             // returns, so nothing acknowledged is lost to a power
                             // cut either (NORMAL survives only a process crash).
+                            // A page cache (8 MiB) that holds a large batch of
+                            // log lines' pages until its commit: SQLite's default
+                            // (2 MiB) spilled them to the log mid-transaction and
+                            // read them back. A multi-row statement's undo copy
+                            // stays in memory rather than in a temporary file.
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;",
                             )
                             .await?;
                             Ok(())

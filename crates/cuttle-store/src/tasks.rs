@@ -858,5 +858,14 @@ impl Store {
 /// `text` as both databases can store it: PostgreSQL's text cannot hold a
 /// NUL, so it becomes U+FFFD (the replacement character) everywhere.
 pub(crate) fn storable(text: &str) -> String {
-    text.replace('\0', "\u{FFFD}")
+    stored_text(text).into_owned()
+}
+
+/// [`storable`] without a copy of the (usual) text that has no NUL.
+pub(crate) fn stored_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }

@@ -74,11 +74,32 @@ async fn delete(store: &Store, id: &str) {
 }
 
 /// The dashboard's cells: (project, environment, deployment), oldest first.
+/// Read as documents and as the board's lean cells, which must agree.
 async fn latest(store: &Store, space: &str) -> Vec<(String, String, String)> {
-    store
-        .latest_deployments(space)
-        .await
-        .unwrap()
+    let documents = store.latest_deployments(space).await.unwrap();
+    let cells = store.latest_deployment_cells(space).await.unwrap();
+    assert_eq!(cells.len(), documents.len());
+    for ((d, t), c) in documents.iter().zip(&cells) {
+        assert_eq!(
+            (
+                &c.deployment_id,
+                &c.project_id,
+                &c.environment_id,
+                &c.release_id
+            ),
+            (&d.id, &d.project_id, &d.environment_id, &d.release_id)
+        );
+        assert_eq!((&c.task_id, c.state), (&t.id, t.state));
+        assert_eq!(
+            (c.queue_time, c.start_time, c.completed_time),
+            (t.queue_time, t.start_time, t.completed_time)
+        );
+        assert_eq!(
+            (c.has_warnings_or_errors, c.has_pending_interruptions),
+            (t.has_warnings_or_errors, t.has_pending_interruptions)
+        );
+    }
+    documents
         .into_iter()
         .map(|(d, t)| {
             assert_eq!(t.id, d.task_id, "each with its own task");

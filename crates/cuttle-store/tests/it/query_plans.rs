@@ -10,7 +10,7 @@
 
 use cuttle_model::TaskState;
 use cuttle_store::deployments::{
-    latest_deployments_statement, newest_release_deployments_statement,
+    latest_cells_statement, latest_deployments_statement, newest_release_deployments_statement,
     release_deployments_statement,
 };
 use cuttle_store::statement::Statement;
@@ -212,6 +212,10 @@ fn hot_queries() -> Vec<Hot> {
         Hot {
             may_sort: true,
             ..hot("dashboard", latest_deployments_statement(SPACE))
+        },
+        Hot {
+            may_sort: true,
+            ..hot("dashboard's cells", latest_cells_statement(SPACE))
         },
         Hot {
             may_sort: true,

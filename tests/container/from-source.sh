@@ -6,10 +6,10 @@
 # binary in the agent image names the same version.
 #
 # The build stage's image (RUST_IMAGE) is normally docker.io/library/rust.
-# Where no registry can give it, this script makes one from the Rust
-# toolchain installed on this host (rustup's, the one `cargo` runs) on top
-# of the base image that base-image.sh makes, and names it
-# localhost/cuttle-rust:host. Set RUST_IMAGE to use another.
+# Where no registry can give it, rust-image.sh makes one from the Rust
+# toolchain installed on this host on top of the base image that
+# base-image.sh makes, and names it localhost/cuttle-rust:host. Set
+# RUST_IMAGE to use another.
 #
 # A release build on two cores takes many minutes, so CI builds its images
 # around the binary it has built (smoke.sh); run this by hand.
@@ -25,41 +25,15 @@ trap 'podman "${store[@]}" rm -f -t 0 cuttle-from-source >/dev/null 2>&1 || true
 
 tests/container/base-image.sh
 
-rust_image="${RUST_IMAGE:-}"
-if [ -z "$rust_image" ]; then
-  rust_image=localhost/cuttle-rust:host
-  if ! podman "${store[@]}" image exists "$rust_image"; then
-    toolchain="$(dirname "$(dirname "$(rustup which rustc)")")"
-    mkdir -p "$work/rust"
-    # Hard links where the file system allows, a copy where it does not.
-    cp -al "$toolchain" "$work/rust/toolchain" 2>/dev/null || cp -a "$toolchain" "$work/rust/toolchain"
-    rm -rf "$work/rust/toolchain/share/doc"
-    # Crates are fetched through this host's network: the image trusts the
-    # local certificate authorities the host trusts.
-    mkdir -p "$work/rust/local-ca"
-    cp /usr/local/share/ca-certificates/*.crt "$work/rust/local-ca/" 2>/dev/null || true
-    cat >"$work/rust/Containerfile" <<'EOF'
-FROM docker.io/library/debian:bookworm-slim
-# A C compiler and libc's headers: rustc links through cc, and ring builds C.
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc libc6-dev ca-certificates \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-COPY local-ca /usr/local/share/ca-certificates
-RUN update-ca-certificates >/dev/null
-COPY toolchain /usr/local/rust
-ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    CARGO_HOME=/usr/local/cargo
-EOF
-    buildah "${store[@]}" bud --quiet --isolation chroot --network host --pull=never \
-      -t "$rust_image" -f "$work/rust/Containerfile" "$work/rust" >/dev/null
-    echo "made $rust_image from $toolchain ($(rustc --version))"
-  fi
-fi
+rust_image="${RUST_IMAGE:-localhost/cuttle-rust:host}"
+[ -n "${RUST_IMAGE:-}" ] || tests/container/rust-image.sh
 
 # The committed tree, as a clone would have it: one fixed build context, so
 # the agent's build stage is the server's, taken from the layer cache.
 revision="$(git rev-parse HEAD)"
+# The commit's time stands in for the clock, as reproducible.sh builds.
+epoch="$(git log -1 --format=%ct HEAD)"
+created="$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
 mkdir -p "$work/src"
 git archive --format=tar HEAD | tar -x -C "$work/src"
 for target in server agent; do
@@ -69,11 +43,12 @@ for target in server agent; do
   # image is labelled again.
   buildah "${store[@]}" bud --quiet --layers --isolation chroot --network host --pull=never \
     --target "$target" --build-arg RUST_IMAGE="$rust_image" --build-arg REVISION="$revision" \
-    \
+    --timestamp "$epoch" --build-arg SOURCE_DATE_EPOCH="$epoch" \
+    --label "org.opencontainers.image.created=$created" \
     -t "localhost/cuttle-$target:source" -f deploy/container/Containerfile "$work/src" >/dev/null
   c="$(buildah "${store[@]}" from --pull=never "localhost/cuttle-$target:source")"
   buildah "${store[@]}" config --label "org.opencontainers.image.revision=$revision" "$c"
-  buildah "${store[@]}" commit --quiet --rm "$c" "localhost/cuttle-$target:source" >/dev/null
+  buildah "${store[@]}" commit --quiet --rm --timestamp "$epoch" "$c" "localhost/cuttle-$target:source" >/dev/null
   size="$(podman "${store[@]}" image inspect --format '{{.Size}}' "localhost/cuttle-$target:source")"
   echo "built localhost/cuttle-$target:source from source in $(( $(now_ms) - start )) ms ($(( size / 1024 / 1024 )) MB)"
 done

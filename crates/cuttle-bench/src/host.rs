@@ -30,14 +30,23 @@ pub struct HostArgs {
     /// and the server's max_connections is shared.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     postgres_instances: u32,
+    /// Skips the noisy neighbour, which takes long with many instances awake.
+    #[arg(long)]
+    no_neighbour: bool,
 }
 
 pub async fn run(cuttle: &Path, args: &HostArgs) -> Result<()> {
     println!("cuttle-bench host: instances created one after another through the control plane");
-    scenario(cuttle, args.instances, None).await?;
+    scenario(cuttle, args.instances, None, !args.no_neighbour).await?;
     if let Some(admin) = &args.postgres {
         let db = super::PgDatabase::create(admin)?;
-        let outcome = scenario(cuttle, args.postgres_instances, Some(&db.url)).await;
+        let outcome = scenario(
+            cuttle,
+            args.postgres_instances,
+            Some(&db.url),
+            !args.no_neighbour,
+        )
+        .await;
         // Each instance's database, named for the scratch one.
         drop_instance_databases(admin, &digest8(&db.url));
         outcome?;
@@ -176,7 +185,12 @@ impl HostProcess {
     }
 }
 
-async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> Result<()> {
+async fn scenario(
+    cuttle: &Path,
+    instances: u32,
+    database_url: Option<&str>,
+    neighbour: bool,
+) -> Result<()> {
     let label = if database_url.is_some() {
         "postgres"
     } else {
@@ -229,7 +243,7 @@ async fn scenario(cuttle: &Path, instances: u32, database_url: Option<&str>) -> 
         idle_full as f64 / 1024.0,
         instances
     );
-    if let [a, b, ..] = keys.as_slice() {
+    if let ([a, b, ..], true) = (keys.as_slice(), neighbour) {
         noisy_neighbour(&http, &host, label, a, b).await?;
     }
     drop(host);

@@ -165,7 +165,7 @@ struct Lease {
     thumbprint: String,
     child: tokio::process::Child,
     /// Its way out of its network namespace, when it has one.
-    network: Option<StepNetwork>,
+    network: Option<Box<StepNetwork>>,
     /// Its uid and cgroup: dropping it kills whatever of the worker is left.
     step: Option<Step>,
     /// Its registration in each space of the instance that used it.
@@ -812,7 +812,7 @@ impl HostedWorkers {
                 .attach_network(pid, dir.with_extension("net"))
                 .await
             {
-                Some(Ok(network)) => Some(network),
+                Some(Ok(network)) => Some(Box::new(network)),
                 Some(Err(e)) => {
                     let _ = child.start_kill();
                     return Err(format!("its network: {e}"));

@@ -121,6 +121,12 @@ impl StepNetwork {
         }
     }
 
+    /// Whether slirp4netns has ended: the namespace has no way out, and
+    /// forwarded ports no longer reach it.
+    pub fn ended(&mut self) -> bool {
+        matches!(self.slirp.try_wait(), Ok(Some(_)))
+    }
+
     /// Whether something in the namespace listens on TCP `port` (a forward
     /// accepts before then, so it cannot tell).
     pub fn listens_on(&self, port: u16) -> bool {

@@ -239,9 +239,11 @@ pub struct LeaseView {
 }
 
 impl Lease {
-    /// Whether its process has ended.
+    /// Whether its process, or its way out, has ended.
     fn exited(&mut self) -> bool {
+        // Its way out gone, its instance can no longer reach it either.
         matches!(self.child.try_wait(), Ok(Some(_)))
+            || self.network.as_mut().is_some_and(|n| n.ended())
     }
 
     fn view(&self, instance: &str) -> LeaseView {

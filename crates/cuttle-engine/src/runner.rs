@@ -405,21 +405,24 @@ impl Runner {
                 next_heartbeat = now + heartbeat;
                 now + idle_poll
             };
+            // A time already past is a task the claim left: due since it
+            // looked, or held back (its project and environment busy, its
+            // space's queue stopped). It is looked at again within a
+            // heartbeat, as when the loop polled.
             let due_in = |at: Timestamp| {
                 let in_ms = at.millis() - Timestamp::now().millis();
-                (in_ms > 0).then(|| Duration::from_millis(in_ms as u64))
+                match u64::try_from(in_ms) {
+                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => heartbeat,
+                }
             };
             if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
-                if let Some(d) = due_in(due) {
-                    wait_until = wait_until.min(now + d);
-                }
+                wait_until = wait_until.min(now + due_in(due));
             }
             // An expired queued task is timed out by the claim: look just
             // after its expiry.
             if let Ok(Some(expiry)) = self.inner.store.next_queue_expiry().await {
-                if let Some(d) = due_in(expiry) {
-                    wait_until = wait_until.min(now + d + Duration::from_millis(1));
-                }
+                wait_until = wait_until.min(now + due_in(expiry) + Duration::from_millis(1));
             }
             // Wake as another node's lease runs out, to take its task over
             // then rather than at the next heartbeat. One lapsed already

@@ -33,9 +33,9 @@ const SOLE_NODE_LOOK: Duration = Duration::from_secs(60);
 pub(crate) fn follow(inst: Weak<Instance>, jobs: JobTimes, stopping: CancellationToken) {
     tokio::spawn(async move {
         // The first look at once; none sooner than TICK after the last.
-        let mut last: Option<(Instant, Duration, Store)> = None;
+        let mut last: Option<(Instant, Duration, Store, u64)> = None;
         loop {
-            if let Some((at, wait, store)) = last.take() {
+            if let Some((at, wait, store, seen)) = last.take() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at + TICK) => {}
                     _ = stopping.cancelled() => return,
@@ -43,7 +43,7 @@ pub(crate) fn follow(inst: Weak<Instance>, jobs: JobTimes, stopping: Cancellatio
                 if wait > TICK {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at + wait) => {}
-                        _ = store.infrastructure_changed() => {}
+                        _ = store.infrastructure_changed_since(seen) => {}
                         _ = stopping.cancelled() => return,
                     }
                 }
@@ -53,10 +53,12 @@ pub(crate) fn follow(inst: Weak<Instance>, jobs: JobTimes, stopping: Cancellatio
                 return;
             };
             let store = inst.store.clone();
+            // Changes from here on are after this look.
+            let seen = store.infrastructure_seen();
             if !inst.is_leader() {
                 // A schedule kept while following would be stale on taking the lead.
                 jobs.lock().health.clear();
-                last = Some((at, TICK, store));
+                last = Some((at, TICK, store, seen));
                 continue;
             }
             let wait = match queue_due(&inst, &jobs).await {
@@ -69,7 +71,7 @@ pub(crate) fn follow(inst: Weak<Instance>, jobs: JobTimes, stopping: Cancellatio
                     TICK
                 }
             };
-            last = Some((at, wait, store));
+            last = Some((at, wait, store, seen));
         }
     });
 }

@@ -21,9 +21,45 @@ const INFRASTRUCTURE: [&str; 3] = ["Machines", "Workers", "MachinePolicies"];
 
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
-    events: Notify,
-    infrastructure: Notify,
+    pub(crate) events: Signal,
+    pub(crate) infrastructure: Signal,
     uses: AtomicU64,
+}
+
+/// One kind of change: how many commits made one, and a wake-up for those
+/// waiting for the next.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    count: AtomicU64,
+    notify: Notify,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// How many so far: a follower reads it before it looks, then waits
+    /// with [`Signal::since`] for what came after.
+    pub(crate) fn seen(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the count is past `seen` (at once if it already is):
+    /// nothing committed after the follower's look goes unheard, and
+    /// nothing before it wakes the follower again.
+    pub(crate) async fn since(&self, seen: u64) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.seen() != seen {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// What one transaction wrote that someone follows.
@@ -43,24 +79,14 @@ impl Touched {
 }
 
 impl Changes {
-    /// A transaction that wrote `touched` has committed. A follower busy
-    /// meanwhile hears of it at its next wait (a stored permit), so nothing
-    /// committed between its look and its wait goes unheard.
+    /// A transaction that wrote `touched` has committed.
     pub(crate) fn committed(&self, touched: Touched) {
         if touched.events {
-            self.events.notify_one();
+            self.events.raise();
         }
         if touched.infrastructure {
-            self.infrastructure.notify_one();
+            self.infrastructure.raise();
         }
-    }
-
-    pub(crate) async fn events_recorded(&self) {
-        self.events.notified().await
-    }
-
-    pub(crate) async fn infrastructure_changed(&self) {
-        self.infrastructure.notified().await
     }
 
     pub(crate) fn uses(&self) -> u64 {

@@ -445,19 +445,31 @@ impl Store {
         Ok(tx)
     }
 
-    /// Returns once a transaction of this process that recorded an audit
-    /// event has committed (at once if one has since the last call):
-    /// subscriptions have something to fan out. Other nodes' events are
-    /// not heard.
-    pub async fn events_recorded(&self) {
-        self.changes.events_recorded().await
+    /// How many transactions of this process that recorded an audit event
+    /// have committed so far: a follower reads it before it looks, then
+    /// waits for more with [`Store::events_recorded_since`].
+    pub fn events_seen(&self) -> u64 {
+        self.changes.events.seen()
     }
 
-    /// Returns once a transaction of this process that changed a machine,
-    /// a worker or a machine policy has committed (at once if one has since
-    /// the last call). Other nodes' changes are not heard.
-    pub async fn infrastructure_changed(&self) {
-        self.changes.infrastructure_changed().await
+    /// Returns once a transaction of this process that recorded an audit
+    /// event has committed after [`Store::events_seen`] answered `seen`
+    /// (at once if one has): subscriptions have something to fan out.
+    /// Other nodes' events are not heard.
+    pub async fn events_recorded_since(&self, seen: u64) {
+        self.changes.events.since(seen).await
+    }
+
+    /// As [`Store::events_seen`], for changes to machines, workers and
+    /// machine policies.
+    pub fn infrastructure_seen(&self) -> u64 {
+        self.changes.infrastructure.seen()
+    }
+
+    /// As [`Store::events_recorded_since`], for changes to machines,
+    /// workers and machine policies. Other nodes' changes are not heard.
+    pub async fn infrastructure_changed_since(&self, seen: u64) {
+        self.changes.infrastructure.since(seen).await
     }
 
     /// A write outside a [`Tx`] (a group commit) recorded audit events.

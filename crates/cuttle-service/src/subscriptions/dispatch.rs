@@ -73,6 +73,8 @@ pub(crate) fn follow(
                 return;
             };
             let leads = instance.is_leader();
+            // Events from here on are after this look.
+            let seen = instance.store.events_seen();
             if leads {
                 if let Err(e) = fan_out(&instance).await {
                     tracing::warn!(error = %e, "events could not be fanned out to subscriptions");
@@ -109,7 +111,7 @@ pub(crate) fn follow(
             drop(instance);
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = store.events_recorded() => {}
+                _ = store.events_recorded_since(seen) => {}
                 Some(done) = sending.join_next(), if !sending.is_empty() => {
                     if let Ok(key) = done {
                         in_flight.remove(&key);

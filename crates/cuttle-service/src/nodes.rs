@@ -298,7 +298,11 @@ async fn beat_if_stale(inst: &Instance) {
     if !inst.is_sole_node() || inst.node.left.load(Ordering::SeqCst) {
         return;
     }
-    let last = *inst.node.last_beat.lock().unwrap_or_else(|p| p.into_inner());
+    let last = *inst
+        .node
+        .last_beat
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if last.is_none_or(|at| at.elapsed() >= inst.config.cluster.heartbeat) {
         beat(inst).await;
     }

@@ -31,7 +31,8 @@ async fn an_idle_sole_node_leaves_its_database_alone_and_still_wakes_for_work() 
         "idle_sole_node",
         |c| c.sole_node = true,
         |s| async move {
-            s.project_with_script("Later", "echo later", json!({})).await;
+            s.project_with_script("Later", "echo later", json!({}))
+                .await;
             s.create(
                 "/api/Spaces-1/releases/create/v1",
                 json!({"ProjectName": "Later", "ReleaseVersion": "1.0.0"}),

@@ -34,8 +34,9 @@ pub struct HostArgs {
     #[arg(long)]
     no_neighbour: bool,
     /// Seconds over which the host's CPU is measured while every instance
-    /// is awake and idle.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    /// is awake and idle; at least a minute takes in the looks idle
+    /// instances take once a minute.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     cpu_window: u64,
 }
 

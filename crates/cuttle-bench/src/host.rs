@@ -1,7 +1,7 @@
 //! `cuttle host`: provisioning time (a control-plane create until the new
 //! instance's `/api` answers 200 through its host name); the host's
 //! resident memory with no instance and with N idle ones, awake and
-//! hibernated; how long the first request to a hibernated instance takes
+//! hibernated; the host's CPU while every instance is awake and idle; how long the first request to a hibernated instance takes
 //! (its wake); and the noisy neighbour: instance B's trivial deployment
 //! alone and while instance A runs as many long ones as its task cap lets.
 
@@ -33,11 +33,17 @@ pub struct HostArgs {
     /// Skips the noisy neighbour, which takes long with many instances awake.
     #[arg(long)]
     no_neighbour: bool,
+    /// Seconds over which the host's CPU is measured while every instance
+    /// is awake and idle; at least a minute takes in the looks idle
+    /// instances take once a minute.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    cpu_window: u64,
 }
 
 pub async fn run(cuttle: &Path, args: &HostArgs) -> Result<()> {
     println!("cuttle-bench host: instances created one after another through the control plane");
-    scenario(cuttle, args.instances, None, !args.no_neighbour).await?;
+    let cpu_window = Duration::from_secs(args.cpu_window);
+    scenario(cuttle, args.instances, None, !args.no_neighbour, cpu_window).await?;
     if let Some(admin) = &args.postgres {
         let db = super::PgDatabase::create(admin)?;
         let outcome = scenario(
@@ -45,6 +51,7 @@ pub async fn run(cuttle: &Path, args: &HostArgs) -> Result<()> {
             args.postgres_instances,
             Some(&db.url),
             !args.no_neighbour,
+            cpu_window,
         )
         .await;
         // Each instance's database, named for the scratch one.
@@ -183,6 +190,39 @@ impl HostProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmRSS")
     }
+
+    /// CPU seconds the host process has used so far (user and system, its
+    /// own threads; not its children's, such as hosted workers).
+    fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The command name may hold spaces: fields count from after it.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("no command name in /proc/PID/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15; the state (3) is index 0.
+        let ticks = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .context("no CPU times in /proc/PID/stat")
+        };
+        Ok((ticks(11)? + ticks(12)?) as f64 / clock_ticks_per_second())
+    }
+}
+
+/// The kernel's clock ticks per second that /proc reports times in.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
 }
 
 async fn scenario(
@@ -190,6 +230,7 @@ async fn scenario(
     instances: u32,
     database_url: Option<&str>,
     neighbour: bool,
+    cpu_window: Duration,
 ) -> Result<()> {
     let label = if database_url.is_some() {
         "postgres"
@@ -242,6 +283,17 @@ async fn scenario(
         idle_empty as f64 / 1024.0,
         idle_full as f64 / 1024.0,
         instances
+    );
+    // Nobody asks anything meanwhile: what the instances do by themselves.
+    let (cpu0, t0) = (host.cpu_seconds()?, Instant::now());
+    tokio::time::sleep(cpu_window).await;
+    let (cpu1, took) = (host.cpu_seconds()?, t0.elapsed());
+    let per_minute = (cpu1 - cpu0) / took.as_secs_f64() * 60.0;
+    println!(
+        "  {label:<8} host CPU while all {instances} awake and idle: {per_minute:.2} CPU-s per minute ({:.1}% of a core; {:.2} CPU-s over {:.0} s)",
+        per_minute / 60.0 * 100.0,
+        cpu1 - cpu0,
+        took.as_secs_f64()
     );
     if let ([a, b, ..], true) = (keys.as_slice(), neighbour) {
         noisy_neighbour(&http, &host, label, a, b).await?;

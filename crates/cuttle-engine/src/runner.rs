@@ -5,9 +5,14 @@
 //! as soon as its transaction commits and a slot is free; on PostgreSQL a
 //! task queued through another node wakes this one through the database's
 //! notification (see [`Store::watch_task_queue`]); the loop also wakes
-//! when a task finishes, when a scheduled task falls due, and on a heartbeat
-//! that renews leases, picks up cancellations made through other nodes and
-//! deals with tasks whose node died.
+//! when a task finishes, when a scheduled task falls due or a queued one
+//! expires, and, while tasks run here, on a heartbeat that renews their
+//! leases and picks up cancellations made through other nodes. With
+//! nothing running it has nothing to renew, and looks for work no wake-up
+//! told it of only now and then (see [`RunnerConfig::sole_node`]): often where other
+//! nodes share the database (a task whose node died, one held back behind
+//! another node's), seldom where none can (SQLite, a host's instance), so
+//! that an idle server does next to nothing.
 //!
 //! Leases: a running task is this node's until its lease runs out on the
 //! database's clock; the heartbeat renews it every quarter of the lease.
@@ -68,7 +73,18 @@ pub struct RunnerConfig {
     /// Where steps go that would run on the built-in worker when there is
     /// none (`sandbox.enabled` off): workers its host lends.
     pub hosted_workers: Option<Arc<dyn crate::hosted_workers::WorkerLender>>,
+    /// No other node ever shares its database (SQLite; a host's instance
+    /// on PostgreSQL): with nothing running, the loop then looks for work
+    /// no wake-up told it of only every [`SOLE_NODE_IDLE_POLL`], not every
+    /// quarter of the lease, and it does not listen for tasks queued by
+    /// other nodes. Only other nodes make such work: a node whose lease
+    /// lapsed, a task held back behind one running on another node.
+    pub sole_node: bool,
 }
+
+/// The idle look for work where no other node shares the database: only a
+/// safety net, since every change that makes work here wakes the loop.
+pub const SOLE_NODE_IDLE_POLL: Duration = Duration::from_secs(60);
 
 impl RunnerConfig {
     pub fn new(node_name: impl Into<String>, work_dir: PathBuf) -> Self {
@@ -87,6 +103,7 @@ impl RunnerConfig {
             packages: cuttle_store::blobs::Blobs::directory(work_dir.parent().unwrap_or(&work_dir)),
             metrics: None,
             hosted_workers: None,
+            sole_node: false,
             work_dir,
         }
     }
@@ -112,6 +129,10 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Signalled whenever a task finishes, for shutdown to wait on.
     finished: Notify,
+    /// Until when the heartbeat goes on with nothing running: a task whose
+    /// end could not be recorded stays running in the database until its
+    /// lease lapses, and the heartbeat then closes it (SQLite).
+    orphan_watch_until: Mutex<Option<tokio::time::Instant>>,
     /// Wakes tasks waiting on an interruption when one is answered here.
     interventions: Arc<Interventions>,
     /// Tells subscribers (the service's lifecycle promotions) which task
@@ -187,6 +208,7 @@ impl Runner {
                 stop_claiming: CancellationToken::new(),
                 shutting_down: AtomicBool::new(false),
                 finished: Notify::new(),
+                orphan_watch_until: Mutex::new(None),
                 interventions: Arc::new(Interventions::default()),
                 finished_tasks: broadcast::channel(256).0,
                 signals: TaskSignals::default(),
@@ -209,19 +231,22 @@ impl Runner {
                 );
             }
         }
-        // Weak: the listener must not keep a stopped runner alive.
+        // Weak: the listener must not keep a stopped runner alive. A sole
+        // node queues every task itself, and wakes itself.
         let woken = Arc::downgrade(&runner.inner);
-        runner
-            .inner
-            .store
-            .watch_task_queue(move || match woken.upgrade() {
-                Some(inner) => {
-                    inner.wake.notify_one();
-                    !inner.stop_claiming.is_cancelled()
-                }
-                None => false,
-            })
-            .await?;
+        if !runner.inner.config.sole_node {
+            runner
+                .inner
+                .store
+                .watch_task_queue(move || match woken.upgrade() {
+                    Some(inner) => {
+                        inner.wake.notify_one();
+                        !inner.stop_claiming.is_cancelled()
+                    }
+                    None => false,
+                })
+                .await?;
+        }
         let looping = runner.clone();
         tokio::spawn(async move { looping.run_loop().await });
         Ok(runner)
@@ -356,6 +381,10 @@ impl Runner {
 
     async fn run_loop(self) {
         let heartbeat = self.inner.config.lease / 4;
+        let idle_poll = match self.inner.config.sole_node {
+            true => SOLE_NODE_IDLE_POLL,
+            false => heartbeat,
+        };
         let mut next_heartbeat = tokio::time::Instant::now() + heartbeat;
         loop {
             if self.inner.stop_claiming.is_cancelled() {
@@ -364,16 +393,36 @@ impl Runner {
             self.claim_while_capacity().await;
 
             let now = tokio::time::Instant::now();
-            if now >= next_heartbeat {
-                self.heartbeat().await;
-                next_heartbeat = now + heartbeat;
-            }
-            let mut wait_until = next_heartbeat;
-            if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
-                let in_ms = due.millis() - Timestamp::now().millis();
-                if in_ms > 0 {
-                    wait_until = wait_until.min(now + Duration::from_millis(in_ms as u64));
+            let mut wait_until = if self.has_leases_to_keep(now) {
+                if now >= next_heartbeat {
+                    self.heartbeat().await;
+                    next_heartbeat = now + heartbeat;
                 }
+                next_heartbeat
+            } else {
+                // Nothing to renew: the first heartbeat comes a period
+                // after the next claim.
+                next_heartbeat = now + heartbeat;
+                now + idle_poll
+            };
+            // A time already past is a task the claim left: due since it
+            // looked, or held back (its project and environment busy, its
+            // space's queue stopped). It is looked at again within a
+            // heartbeat, as when the loop polled.
+            let due_in = |at: Timestamp| {
+                let in_ms = at.millis() - Timestamp::now().millis();
+                match u64::try_from(in_ms) {
+                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => heartbeat,
+                }
+            };
+            if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
+                wait_until = wait_until.min(now + due_in(due));
+            }
+            // An expired queued task is timed out by the claim: look just
+            // after its expiry.
+            if let Ok(Some(expiry)) = self.inner.store.next_queue_expiry().await {
+                wait_until = wait_until.min(now + due_in(expiry) + Duration::from_millis(1));
             }
             // Wake as another node's lease runs out, to take its task over
             // then rather than at the next heartbeat. One lapsed already
@@ -393,6 +442,27 @@ impl Runner {
                 _ = tokio::time::sleep_until(wait_until) => {}
                 _ = self.inner.stop_claiming.cancelled() => return,
             }
+        }
+    }
+
+    /// Whether the heartbeat has work: leases of tasks running here, or a
+    /// task whose end could not be recorded, until its lease has lapsed.
+    fn has_leases_to_keep(&self, now: tokio::time::Instant) -> bool {
+        if self.running_count() > 0 {
+            return true;
+        }
+        let mut watch = self
+            .inner
+            .orphan_watch_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match *watch {
+            Some(until) if now < until => true,
+            Some(_) => {
+                *watch = None;
+                false
+            }
+            None => false,
         }
     }
 
@@ -642,7 +712,15 @@ impl Runner {
             }
             Some(Err(e)) => {
                 self.count_database_error("task_queue");
-                tracing::error!(task = %task.id, error = %e, "could not record the end of a task")
+                tracing::error!(task = %task.id, error = %e, "could not record the end of a task");
+                // Closed as orphaned once its lease lapses: the heartbeat
+                // goes on until then, though nothing runs.
+                let until = tokio::time::Instant::now() + self.inner.config.lease * 2;
+                *self
+                    .inner
+                    .orphan_watch_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(until);
             }
         }
         // A task lost to another node finishes there, and is counted there.

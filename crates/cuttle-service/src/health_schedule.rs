@@ -20,31 +20,58 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How often the schedule is looked at (one read of the policies); no
-/// policy is checked more often, so a typo cannot flood the queue.
+/// How often the schedule is looked at (one read of the policies) where
+/// other nodes share the database; no policy is checked more often, so a
+/// typo cannot flood the queue.
 const TICK: Duration = Duration::from_secs(5);
+/// Where no other node does (see [`Instance::is_sole_node`]), the schedule
+/// is looked at when the next check is due, or when a machine, worker or
+/// policy changes here; this look is only a safety net.
+const SOLE_NODE_LOOK: Duration = Duration::from_secs(60);
 
 /// Follows the schedule until the instance is closed or gone.
 pub(crate) fn follow(inst: Weak<Instance>, jobs: JobTimes, stopping: CancellationToken) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first look at once; none sooner than TICK after the last.
+        let mut last: Option<(Instant, Duration, Store, u64)> = None;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stopping.cancelled() => return,
+            if let Some((at, wait, store, seen)) = last.take() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at + TICK) => {}
+                    _ = stopping.cancelled() => return,
+                }
+                if wait > TICK {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at + wait) => {}
+                        _ = store.infrastructure_changed_since(seen) => {}
+                        _ = stopping.cancelled() => return,
+                    }
+                }
             }
+            let at = Instant::now();
             let Some(inst) = inst.upgrade() else {
                 return;
             };
+            let store = inst.store.clone();
+            // Changes from here on are after this look.
+            let seen = store.infrastructure_seen();
             if !inst.is_leader() {
                 // A schedule kept while following would be stale on taking the lead.
                 jobs.lock().health.clear();
+                last = Some((at, TICK, store, seen));
                 continue;
             }
-            if let Err(e) = queue_due(&inst, &jobs).await {
-                tracing::warn!(error = %e, "could not queue scheduled health checks");
-            }
+            let wait = match queue_due(&inst, &jobs).await {
+                Ok(next) if inst.is_sole_node() => next
+                    .map_or(SOLE_NODE_LOOK, |due| due.saturating_duration_since(at))
+                    .clamp(TICK, SOLE_NODE_LOOK),
+                Ok(_) => TICK,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not queue scheduled health checks");
+                    TICK
+                }
+            };
+            last = Some((at, wait, store, seen));
         }
     });
 }
@@ -87,11 +114,13 @@ pub(crate) async fn next_due(store: &Store, jobs: &JobTimes) -> crate::Result<Op
         .min())
 }
 
-async fn queue_due(inst: &Instance, jobs: &JobTimes) -> crate::Result<()> {
+/// Queues the checks that are due; answers when the next policy falls due.
+async fn queue_due(inst: &Instance, jobs: &JobTimes) -> crate::Result<Option<Instant>> {
     let all = DocumentQuery::default();
     let policies = inst.store.list::<MachinePolicy>(&all).await?.items;
     let now = Instant::now();
     let mut due = vec![];
+    let mut next: Option<Instant> = None;
     {
         let mut times = jobs.lock();
         for policy in policies {
@@ -102,14 +131,18 @@ async fn queue_due(inst: &Instance, jobs: &JobTimes) -> crate::Result<()> {
             };
             // First seen: the first check is one interval from now.
             let last = *times.health.entry(policy.id.clone()).or_insert(now);
-            if now.duration_since(last) >= interval {
+            let last = if now.duration_since(last) >= interval {
                 times.health.insert(policy.id.clone(), now);
                 due.push(policy);
-            }
+                now
+            } else {
+                last
+            };
+            next = next.into_iter().chain([last + interval]).min();
         }
     }
     if due.is_empty() {
-        return Ok(());
+        return Ok(next);
     }
     let machines = inst.store.list::<Machine>(&all).await?.items;
     let workers = inst.store.list::<Worker>(&all).await?.items;
@@ -139,5 +172,5 @@ async fn queue_due(inst: &Instance, jobs: &JobTimes) -> crate::Result<()> {
                 .await?;
         tracing::info!(task = %task.id, policy = %policy.name, "scheduled health check queued");
     }
-    Ok(())
+    Ok(next)
 }

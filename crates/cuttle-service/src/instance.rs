@@ -78,6 +78,12 @@ pub struct InstanceConfig {
     /// Its metrics registry, made at its first opening: a host hands the
     /// same one to an instance it opens again, so its counters carry on.
     pub kept_metrics: KeptMetrics,
+    /// No other node ever opens its database (a host's instance on
+    /// PostgreSQL, whose database is the host's alone; on SQLite there is
+    /// one node anyway): its loops then wait for what this process tells
+    /// them instead of polling for other nodes' work. See
+    /// [`Instance::is_sole_node`].
+    pub sole_node: bool,
 }
 
 /// An installation's metrics registry, kept while a host closes it and
@@ -127,6 +133,7 @@ impl InstanceConfig {
             hosted_workers: None,
             job_times: Default::default(),
             kept_metrics: Default::default(),
+            sole_node: false,
         }
     }
 
@@ -336,9 +343,11 @@ impl Instance {
             }));
             runner_config.metrics = Some(metrics.clone());
         }
+        let sole_node = config.sole_node || store.backend() == cuttle_store::Backend::Sqlite;
+        runner_config.sole_node = sole_node;
         // Several nodes: a step reaches a polling agent connected to
         // another node through the database.
-        let several_nodes = store.backend() == cuttle_store::Backend::Postgres;
+        let several_nodes = !sole_node;
         let holder_lapse = config.cluster.heartbeat * 3;
         if several_nodes {
             let relay = cuttle_engine::agent_relay::DatabaseRelay::start(
@@ -422,6 +431,12 @@ impl Instance {
         crate::nodes::leave(self).await;
         self.agents.polling().disconnect_all();
         self.store.close().await;
+    }
+
+    /// Whether no other node can share this installation's database: on
+    /// SQLite, or where its host says so ([`InstanceConfig::sole_node`]).
+    pub fn is_sole_node(&self) -> bool {
+        self.config.sole_node || self.store.backend() == cuttle_store::Backend::Sqlite
     }
 
     /// Whether anything is under way that closing would cut short: a task

@@ -39,6 +39,12 @@ pub struct ClusterConfig {
     pub offline_after: Duration,
     /// A clock further than this from the database's is warned about.
     pub clock_skew_warning: Duration,
+    /// How often a node that no other shares its database with (see
+    /// [`crate::instance::InstanceConfig::sole_node`]) heartbeats: no
+    /// other node reads its heartbeats or could take the lead, so it
+    /// renews its row seldom, with a leader lease three times as long, and
+    /// freshly whenever the nodes API is read.
+    pub sole_heartbeat: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -48,6 +54,7 @@ impl Default for ClusterConfig {
             leader_lease: Duration::from_secs(6),
             offline_after: Duration::from_secs(15),
             clock_skew_warning: Duration::from_secs(5),
+            sole_heartbeat: Duration::from_secs(60),
         }
     }
 }
@@ -65,6 +72,8 @@ pub struct NodeState {
     clock_skew_ms: AtomicI64,
     /// Set once the node has recorded that it stopped: no more heartbeats.
     left: AtomicBool,
+    /// When its last heartbeat began.
+    last_beat: Mutex<Option<Instant>>,
 }
 
 impl NodeState {
@@ -107,7 +116,10 @@ pub(crate) async fn join(inst: &std::sync::Arc<Instance>) -> Result<()> {
     apply(inst, &row);
     beat(inst).await;
     let weak = std::sync::Arc::downgrade(inst);
-    let every = inst.config.cluster.heartbeat;
+    let every = match inst.is_sole_node() {
+        true => inst.config.cluster.sole_heartbeat,
+        false => inst.config.cluster.heartbeat,
+    };
     let stopping = inst.stopping.clone();
     tokio::spawn(async move { heartbeat(weak, every, stopping).await });
     Ok(())
@@ -142,6 +154,7 @@ async fn beat(inst: &Instance) {
     let state = &inst.node;
     let before = Timestamp::now().millis();
     let asked = Instant::now();
+    *state.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = Some(asked);
     let skew = match inst.store.database_now().await {
         Ok(db) => {
             // The database read its clock somewhere between our two reads.
@@ -182,7 +195,15 @@ async fn beat(inst: &Instance) {
         }
         Err(e) => tracing::warn!(error = %e, "could not record this node's heartbeat"),
     }
-    let lease = inst.config.cluster.leader_lease;
+    let lease = match inst.is_sole_node() {
+        // Outlasts the time to its next heartbeat, however seldom.
+        true => inst
+            .config
+            .cluster
+            .leader_lease
+            .max(inst.config.cluster.sole_heartbeat * 3),
+        false => inst.config.cluster.leader_lease,
+    };
     if inst.is_draining() {
         // Shutting down: let another node lead now rather than after the
         // lease, while this one finishes its tasks (and still heartbeats).
@@ -270,8 +291,26 @@ pub async fn leave(inst: &Instance) {
     }
 }
 
+/// A sole node heartbeats seldom (see [`ClusterConfig::sole_heartbeat`]):
+/// before its row is shown, it beats if its last beat is older than a
+/// shared node's would be, so the API shows it as one that beats often.
+async fn beat_if_stale(inst: &Instance) {
+    if !inst.is_sole_node() || inst.node.left.load(Ordering::SeqCst) {
+        return;
+    }
+    let last = *inst
+        .node
+        .last_beat
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|at| at.elapsed() >= inst.config.cluster.heartbeat) {
+        beat(inst).await;
+    }
+}
+
 /// Every node as the API shows it.
 pub async fn list(inst: &Instance) -> Result<Vec<ServerNode>> {
+    beat_if_stale(inst).await;
     let cluster = inst.store.cluster().await?;
     Ok(cluster
         .nodes
@@ -281,6 +320,7 @@ pub async fn list(inst: &Instance) -> Result<Vec<ServerNode>> {
 }
 
 pub async fn get(inst: &Instance, id: &str) -> Result<ServerNode> {
+    beat_if_stale(inst).await;
     let cluster = inst.store.cluster().await?;
     cluster
         .nodes

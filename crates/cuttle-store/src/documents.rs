@@ -624,9 +624,11 @@ async fn delete_on<D: Document>(conn: &mut AnyConnection, id: &str) -> Result<()
 
 impl Tx {
     pub async fn insert<D: Document>(&mut self, doc: &D) -> Result<()> {
+        self.touched.document(D::COLLECTION);
         insert_on(&mut self.inner, doc).await
     }
     pub async fn update<D: Document>(&mut self, doc: &D) -> Result<()> {
+        self.touched.document(D::COLLECTION);
         update_on(&mut self.inner, doc).await
     }
     pub async fn get<D: Document>(&mut self, id: &str) -> Result<Option<D>> {
@@ -655,6 +657,7 @@ impl Tx {
         list_on(&mut self.inner, q).await
     }
     pub async fn delete<D: Document>(&mut self, id: &str) -> Result<()> {
+        self.touched.document(D::COLLECTION);
         delete_on::<D>(&mut self.inner, id).await
     }
 

@@ -69,6 +69,7 @@ impl Tx {
         if !self.record_events {
             return Ok(());
         }
+        self.touched.events = true;
         record_event_on(&mut self.inner, e).await
     }
 }

@@ -27,6 +27,9 @@
 //! - [`nodes`]: server nodes' rows and heartbeats, and the leader lease.
 //! - [`task_queue_watch`]: PostgreSQL's wake-ups when a task is queued.
 //! - [`group_commit`]: running tasks' writes, many to one commit.
+//! - `changes`: what this process's writes tell the loops that follow
+//!   them (events recorded, machines changed), and a count of the store's
+//!   uses of the database.
 //! - [`backup`]: every table's rows read in one snapshot, and loaded into
 //!   an empty database.
 //! - [`host`]: a `cuttle host`'s registry of instances, and its
@@ -41,6 +44,7 @@ pub mod access;
 pub mod agent_relay;
 pub mod backup;
 pub mod blobs;
+mod changes;
 pub mod deployments;
 pub mod dialect;
 pub mod documents;
@@ -271,6 +275,8 @@ pub struct Store {
     /// Whether this store's transactions write audit events; see
     /// [`Store::set_recording_events`].
     record_events: bool,
+    /// What its committed writes tell the loops that follow them.
+    changes: std::sync::Arc<changes::Changes>,
 }
 
 /// SQLite connections for reads outside transactions: enough that a slow
@@ -313,6 +319,7 @@ impl Store {
             check_sqlite_file(url)?;
         }
         let options = AnyConnectOptions::from_str(url)?;
+        let changes = std::sync::Arc::new(changes::Changes::default());
         let store = match backend {
             // One writing connection: SQLite has one writer anyway, and a
             // single one rules out "database is locked" when a transaction
@@ -324,6 +331,7 @@ impl Store {
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .acquire_timeout(Duration::from_secs(60))
+                    .after_release(changes::counting(&changes))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // synchronous = FULL: a commit is on disk before it
@@ -352,6 +360,7 @@ impl Store {
                     .idle_timeout(Duration::from_secs(600))
                     .max_lifetime(None)
                     .acquire_timeout(Duration::from_secs(60))
+                    .after_release(changes::counting(&changes))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // query_only: a write sent here by mistake fails
@@ -370,6 +379,7 @@ impl Store {
                     backend,
                     listen_url: None,
                     record_events: true,
+                    changes,
                 }
             }
             Backend::Postgres => {
@@ -377,6 +387,7 @@ impl Store {
                     .max_connections(postgres.max_connections.max(1))
                     .idle_timeout(postgres.idle_timeout)
                     .acquire_timeout(Duration::from_secs(30))
+                    .after_release(changes::counting(&changes))
                     .connect_with(options)
                     .await?;
                 migrate(&pool, backend).await?;
@@ -387,6 +398,7 @@ impl Store {
                     backend,
                     listen_url: Some(task_queue_watch::ListenUrl(url.to_owned())),
                     record_events: true,
+                    changes,
                 }
             }
         };
@@ -428,7 +440,51 @@ impl Store {
     }
 
     pub async fn begin(&self) -> Result<Tx> {
-        Tx::begin(&self.pool, self.record_events).await
+        let mut tx = Tx::begin(&self.pool, self.record_events).await?;
+        tx.changes = Some(self.changes.clone());
+        Ok(tx)
+    }
+
+    /// How many transactions of this process that recorded an audit event
+    /// have committed so far: a follower reads it before it looks, then
+    /// waits for more with [`Store::events_recorded_since`].
+    pub fn events_seen(&self) -> u64 {
+        self.changes.events.seen()
+    }
+
+    /// Returns once a transaction of this process that recorded an audit
+    /// event has committed after [`Store::events_seen`] answered `seen`
+    /// (at once if one has): subscriptions have something to fan out.
+    /// Other nodes' events are not heard.
+    pub async fn events_recorded_since(&self, seen: u64) {
+        self.changes.events.since(seen).await
+    }
+
+    /// As [`Store::events_seen`], for changes to machines, workers and
+    /// machine policies.
+    pub fn infrastructure_seen(&self) -> u64 {
+        self.changes.infrastructure.seen()
+    }
+
+    /// As [`Store::events_recorded_since`], for changes to machines,
+    /// workers and machine policies. Other nodes' changes are not heard.
+    pub async fn infrastructure_changed_since(&self, seen: u64) {
+        self.changes.infrastructure.since(seen).await
+    }
+
+    /// A write outside a [`Tx`] (a group commit) recorded audit events.
+    pub(crate) fn events_written(&self) {
+        self.changes.committed(changes::Touched {
+            events: true,
+            infrastructure: false,
+        });
+    }
+
+    /// How many times this store has used a database connection: once for
+    /// each statement run outside a transaction and once for each
+    /// transaction. Tests read it to check what an idle server does.
+    pub fn database_uses(&self) -> u64 {
+        self.changes.uses()
     }
 
     /// Turns writing audit events (and queueing their subscriptions'

@@ -318,6 +318,9 @@ impl Store {
                 })
             }))
             .await?;
+        if record && changed > 0 {
+            self.events_written();
+        }
         Ok(changed > 0)
     }
 

@@ -433,6 +433,7 @@ impl Store {
             }
         }
         if tx.record_events {
+            tx.touched.events = true;
             deployment_event_on(&mut tx.inner, &task, category::DEPLOYMENT_STARTED).await?;
         }
         tx.commit().await?;
@@ -445,6 +446,17 @@ impl Store {
             sqlx::query_as("SELECT MIN(queue_time) FROM server_tasks WHERE state = 'Queued'")
                 .fetch_optional(self.reader())
                 .await?;
+        Ok(row.and_then(|r| r.0).and_then(|t| Timestamp::parse(&t)))
+    }
+
+    /// When the earliest expiry (`QueueTimeExpiry`) of a queued task
+    /// passes, if any queued task has one: it times out then, unstarted.
+    pub async fn next_queue_expiry(&self) -> Result<Option<Timestamp>> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT MIN(queue_time_expiry) FROM server_tasks WHERE state = 'Queued'",
+        )
+        .fetch_optional(self.reader())
+        .await?;
         Ok(row.and_then(|r| r.0).and_then(|t| Timestamp::parse(&t)))
     }
 
@@ -482,6 +494,9 @@ impl Store {
                 })
             }))
             .await?;
+        if record && changed > 0 {
+            self.events_written();
+        }
         Ok(changed > 0)
     }
 
@@ -665,6 +680,7 @@ impl Tx {
             self.record_events,
         )
         .await?;
+        self.touched.events |= self.record_events && changed > 0;
         Ok(changed > 0)
     }
 

@@ -20,6 +20,11 @@ pub struct Tx {
     pub(crate) inner: TxConnection,
     /// Whether audit events are written (its store's setting).
     pub(crate) record_events: bool,
+    /// Told what this transaction wrote once it commits (`None` for a
+    /// group commit's, whose writers tell it themselves).
+    pub(crate) changes: Option<std::sync::Arc<crate::changes::Changes>>,
+    /// What it wrote that someone follows.
+    pub(crate) touched: crate::changes::Touched,
 }
 
 /// The connection a [`Tx`] holds until it ends.
@@ -53,6 +58,8 @@ impl Tx {
         Ok(Tx {
             inner: TxConnection(Some(conn)),
             record_events,
+            changes: None,
+            touched: Default::default(),
         })
     }
 
@@ -64,7 +71,13 @@ impl Tx {
             return Ok(());
         };
         match conn.execute("COMMIT").await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                drop(conn);
+                if let Some(changes) = &self.changes {
+                    changes.committed(self.touched);
+                }
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "a commit failed; its transaction is rolled back");
                 discard(conn).await;

@@ -11,6 +11,7 @@ mod authorization;
 mod build_info;
 mod connections;
 mod deployments;
+mod idle;
 mod input_rules;
 mod interventions;
 mod lifecycles;

@@ -24,8 +24,13 @@ const FAN_OUT_BATCH: i64 = 200;
 /// Deliveries in flight at once, across subscriptions.
 const MOST_IN_FLIGHT: usize = 16;
 /// How often the outbox and the queues are looked at when nothing wakes
-/// the dispatcher sooner.
+/// the dispatcher sooner, where other nodes record events too.
 const POLL: Duration = Duration::from_millis(500);
+/// Where no other node records events (see
+/// [`crate::instance::Instance::is_sole_node`]), every event this process
+/// records wakes the dispatcher, and it sleeps until the next delivery is
+/// due; this look is only a safety net.
+const SOLE_NODE_POLL: Duration = Duration::from_secs(60);
 
 pub const WEBHOOK: &str = "Webhook";
 pub const EMAIL: &str = "Email";
@@ -68,6 +73,8 @@ pub(crate) fn follow(
                 return;
             };
             let leads = instance.is_leader();
+            // Events from here on are after this look.
+            let seen = instance.store.events_seen();
             if leads {
                 if let Err(e) = fan_out(&instance).await {
                     tracing::warn!(error = %e, "events could not be fanned out to subscriptions");
@@ -96,11 +103,15 @@ pub(crate) fn follow(
                 }
                 Err(e) => tracing::warn!(error = %e, "subscription deliveries could not be read"),
             }
-            // Sleep until woken, a send finishes, or the next poll.
+            // Sleep until woken (an event recorded here), a send finishes,
+            // or the next look.
+            let wait = next_look(&instance, leads).await;
             let wake = dispatcher.wake.clone();
+            let store = instance.store.clone();
             drop(instance);
             tokio::select! {
                 _ = wake.notified() => {}
+                _ = store.events_recorded_since(seen) => {}
                 Some(done) = sending.join_next(), if !sending.is_empty() => {
                     if let Ok(key) = done {
                         in_flight.remove(&key);
@@ -109,7 +120,7 @@ pub(crate) fn follow(
                         in_flight.remove(&key);
                     }
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stopping.cancelled() => return,
             }
             if sending.is_empty() {
@@ -117,6 +128,29 @@ pub(crate) fn follow(
             }
         }
     });
+}
+
+/// How long the dispatcher may sleep when nothing wakes it: [`POLL`] where
+/// other nodes record events (or lead); a sole node leads for good and hears
+/// of every event, so it sleeps until its next delivery is due.
+async fn next_look(inst: &Instance, leads: bool) -> Duration {
+    if !inst.is_sole_node() || !leads {
+        return POLL;
+    }
+    match inst.store.next_delivery_due().await {
+        // One due now is being sent, or waits behind one that is; the
+        // send's end wakes the dispatcher. Looking again soon covers one
+        // that could not be read.
+        Ok(Some(at)) => {
+            let in_ms = at.saturating_sub(now_ms());
+            match u64::try_from(in_ms) {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms).min(SOLE_NODE_POLL),
+                _ => POLL,
+            }
+        }
+        Ok(None) => SOLE_NODE_POLL,
+        Err(_) => POLL,
+    }
 }
 
 /// Moves waiting events into deliveries, a batch per transaction; returns

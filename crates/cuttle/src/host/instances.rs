@@ -237,6 +237,9 @@ pub struct Host {
     slots: RwLock<HashMap<String, Slot>>,
     /// Names with a lifecycle operation under way; a second one is refused.
     changing: std::sync::Mutex<HashSet<String>>,
+    /// Each instance's last activity as last written to the registry: an
+    /// idle instance's is not written again.
+    persisted_activity: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 /// Held while a lifecycle operation changes one instance.
@@ -271,6 +274,7 @@ impl Host {
             registry,
             slots: Default::default(),
             changing: Default::default(),
+            persisted_activity: Default::default(),
         });
         let mut opening = vec![];
         for record in host.registry.list().await? {
@@ -437,8 +441,12 @@ impl Host {
             .as_ref()
             .map(|w| w.lender_for(&record.name));
         config.subscriptions.server_url = Some(self.url_of(&record.name));
+        // An instance's database is the host's alone: no other node
+        // queues its tasks or takes them over, so its loops wait to be
+        // told rather than poll, and it keeps no listening connection.
+        config.sole_node = true;
         // Instances share one PostgreSQL server: a few connections each,
-        // closed when idle (each also keeps one to hear of queued tasks).
+        // closed when idle.
         config.postgres_pool = cuttle_store::PostgresPool {
             max_connections: 4,
             idle_timeout: Duration::from_secs(30),
@@ -783,6 +791,9 @@ impl Host {
         self.registry.remove(name).await?;
         self.take_slot(name);
         self.agents.remove(name);
+        if let Ok(mut persisted) = self.persisted_activity.lock() {
+            persisted.remove(name);
+        }
         if let Err(e) = self.remove_leftovers(name).await {
             tracing::warn!(instance = %name, error = %e, "a deleted instance's files remain");
         }
@@ -854,8 +865,17 @@ impl Host {
             Err(_) => return,
         };
         for (name, at) in served {
-            if let Err(e) = self.registry.set_last_active(&name, at).await {
-                tracing::warn!(instance = %name, error = %e, "could not record activity");
+            let written = |persisted: &HashMap<String, i64>| persisted.get(&name) == Some(&at);
+            if self.persisted_activity.lock().is_ok_and(|p| written(&p)) {
+                continue;
+            }
+            match self.registry.set_last_active(&name, at).await {
+                Ok(()) => {
+                    if let Ok(mut persisted) = self.persisted_activity.lock() {
+                        persisted.insert(name, at);
+                    }
+                }
+                Err(e) => tracing::warn!(instance = %name, error = %e, "could not record activity"),
             }
         }
     }

@@ -845,6 +845,197 @@ fn a_script_on_a_hosted_worker_reaches_nothing_on_the_hosts_loopback_but_gets_ou
     }
 }
 
+/// A DNS server in the outside namespace, on its address's port 53, that
+/// knows one name: `name` has an A record with that address, has no other
+/// record, and every other name does not exist. Stopped when dropped.
+struct OutsideDns {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OutsideDns {
+    fn start(outside: &Outside, name: &str) -> Result<OutsideDns, String> {
+        use std::os::fd::AsRawFd as _;
+        let address: std::net::Ipv4Addr = outside
+            .address
+            .parse()
+            .map_err(|e| format!("{}: {e}", outside.address))?;
+        let netns = std::fs::File::open(format!("/run/netns/{}", outside.ns))
+            .map_err(|e| format!("the outside namespace: {e}"))?;
+        let name = name.to_ascii_lowercase();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let (ready, listening) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            // This thread alone moves into the outside namespace.
+            // SAFETY: setns on a file descriptor this thread holds open.
+            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let _ = ready.send(Err(format!("setns: {}", std::io::Error::last_os_error())));
+                return;
+            }
+            let socket = match std::net::UdpSocket::bind((address, 53)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("binding {address}:53: {e}")));
+                    return;
+                }
+            };
+            let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = ready.send(Ok(()));
+            let mut buf = [0u8; 1500];
+            while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                    if let Some(reply) = dns_reply(&buf[..n], &name, address) {
+                        let _ = socket.send_to(&reply, peer);
+                    }
+                }
+            }
+        });
+        match listening.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(OutsideDns {
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the DNS server did not start".into()),
+        }
+    }
+}
+
+impl Drop for OutsideDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The answer to a DNS query (RFC 1035): `name`'s A record is `address`;
+/// it has no record of another type; no other name exists. `None` for
+/// what is not a query of one question.
+fn dns_reply(query: &[u8], name: &str, address: std::net::Ipv4Addr) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[2] & 0x80 != 0 || query[4..6] != [0, 1] {
+        return None;
+    }
+    let mut at = 12;
+    let mut labels = vec![];
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        // Compression has no place in a question.
+        if len > 63 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).to_ascii_lowercase());
+        at += len;
+    }
+    let question = query.get(12..at + 4)?;
+    let qtype = [query[at], query[at + 1]];
+    let known = labels.join(".") == name;
+    let answers = u8::from(known && qtype == [0, 1]);
+    // QR and RD as asked, RA; NXDOMAIN (3) for a name it does not know.
+    let rcode = if known { 0 } else { 3 };
+    let mut reply = vec![query[0], query[1], 0x80 | (query[2] & 0x01), 0x80 | rcode];
+    reply.extend_from_slice(&[0, 1, 0, answers, 0, 0, 0, 0]);
+    reply.extend_from_slice(question);
+    if answers == 1 {
+        // The question's name (a pointer to offset 12), A, IN, a minute, four bytes.
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        reply.extend_from_slice(&address.octets());
+    }
+    Some(reply)
+}
+
+/// A script on a hosted worker resolves names through slirp4netns's DNS
+/// forwarder (10.0.2.3, its resolv.conf's nameserver), which asks the
+/// nameserver in the resolv.conf the host sees: here one bind-mounted, in
+/// a mount namespace of the host's own, naming a DNS server in the outside
+/// namespace. The script finds the outside server by its name, and a name
+/// that server does not know does not resolve.
+#[test]
+fn a_script_on_a_hosted_worker_resolves_names_through_the_hosts_nameserver() {
+    const NAME: &str = "something.cuttle-test";
+    let require = std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_some();
+    if !runs_as_root() {
+        assert!(!require, "a mount namespace for the host needs root");
+        eprintln!("skipped: a mount namespace for the host needs root");
+        return;
+    }
+    let outside = (0..3)
+        .map(|_| Outside::start())
+        .find(Result::is_ok)
+        .unwrap_or_else(Outside::start);
+    let outside = match outside {
+        Ok(outside) => outside,
+        Err(e) if !require => {
+            eprintln!("skipped: no network namespace for an outside server: {e}");
+            return;
+        }
+        Err(e) => panic!("a network namespace for the outside server: {e}"),
+    };
+    let _dns = OutsideDns::start(&outside, NAME)
+        .unwrap_or_else(|e| panic!("a DNS server in the outside namespace: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", outside.address)).unwrap();
+    let data = dir.path().join("host");
+    // The bind mount is the host's alone (and its children's: its workers
+    // and their slirp4netns); the machine's resolv.conf is untouched.
+    let mount_then_run = "mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\"";
+    let wrapper: Vec<&std::ffi::OsStr> = vec![
+        "unshare".as_ref(),
+        "--mount".as_ref(),
+        "--propagation".as_ref(),
+        "private".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        mount_then_run.as_ref(),
+        "sh".as_ref(),
+        resolv.as_os_str(),
+    ];
+    let host = TestHost::start_wrapped(
+        &wrapper,
+        Path::new(support::BIN),
+        &data,
+        None,
+        &[
+            ("CUTTLE_HOSTED_WORKERS", "1"),
+            ("CUTTLE_HOSTED_WORKER_IDLE", "10m"),
+        ],
+    );
+    if !host
+        .recent_output()
+        .contains("a network of its own per step")
+    {
+        assert!(
+            !require,
+            "hosted workers share the host's network here:\n{}",
+            host.recent_output()
+        );
+        eprintln!("skipped: hosted workers cannot have a network of their own here");
+        return;
+    }
+    let key = instance(&host, "alpha");
+    let script = format!(
+        "found=$(getent hosts {NAME}) || found=none\n\
+         echo \"resolved=${{found%% *}}\"\n\
+         exec 3<>/dev/tcp/{NAME}/8000 && read -r line <&3 && echo \"outside=$line\"\n\
+         getent hosts nothing.cuttle-test || echo \"unknown=unresolved\"\n"
+    );
+    let (task, log) = deploy(&host, "alpha", &key, "Resolver", &script);
+    assert_eq!(task["State"], "Success", "{task}\n{log}");
+    assert_eq!(printed(&log, "resolved"), outside.address, "{log}");
+    assert_eq!(printed(&log, "outside"), "outside-ok", "{log}");
+    assert_eq!(printed(&log, "unknown"), "unresolved", "{log}");
+    // The machine's own resolv.conf is not the one the host saw.
+    let machine = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert!(!machine.contains(&outside.address), "{machine}");
+}
+
 /// A host that cannot give workers a network of their own refuses to start
 /// them, unless the operator allowed unisolated workers; then it says so.
 #[test]

@@ -42,7 +42,27 @@ impl TestHost {
         db: Option<&str>,
         env: &[(&str, &str)],
     ) -> TestHost {
-        let mut cmd = Command::new(binary);
+        TestHost::start_wrapped(&[], binary, dir, db, env)
+    }
+
+    /// A host started by `wrapper` (a command and its arguments, which
+    /// ends by running the `cuttle` binary it is given after them, as
+    /// `exec "$@"` does, so the child is the host itself); none: directly.
+    pub fn start_wrapped(
+        wrapper: &[&std::ffi::OsStr],
+        binary: &Path,
+        dir: &Path,
+        db: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> TestHost {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         if std::env::var_os("CUTTLE_TEST_REQUIRE_ISOLATION").is_none() {
             cmd.env("CUTTLE_BUILTIN_WORKER_UNISOLATED", "true");
         } else {

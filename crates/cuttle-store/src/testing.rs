@@ -165,6 +165,24 @@ pub async fn disable_autovacuum(store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// Runs a statement that answers one number (a list's total).
+pub async fn count(store: &Store, statement: &Statement) -> Result<i64> {
+    let (n,): (i64,) = statement.query_as().fetch_one(store.reader()).await?;
+    Ok(n)
+}
+
+/// The kept list counts that fell below zero (none, unless a write took
+/// away what it never added).
+pub async fn negative_counts(store: &Store) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM task_counts WHERE n < 0) \
+         + (SELECT COUNT(*) FROM deployment_counts WHERE n < 0)",
+    )
+    .fetch_one(store.reader())
+    .await?;
+    Ok(n)
+}
+
 /// Where a generated deployment went, and how its task ended.
 #[derive(Clone, Debug)]
 pub struct HistoryEntry<'a> {
@@ -233,7 +251,11 @@ pub fn deployment_with_task(e: &HistoryEntry<'_>) -> (Deployment, ServerTask) {
 /// the next [`Store::open`] fills it from the documents.
 pub async fn forget_deployment_index(store: &Store) -> Result<()> {
     let mut tx = store.begin().await?;
-    for sql in ["DELETE FROM latest_deployments", "DELETE FROM deployments"] {
+    for sql in [
+        "DELETE FROM latest_deployments",
+        "DELETE FROM deployments",
+        "DELETE FROM deployment_counts",
+    ] {
         sqlx::query(sql).execute(&mut *tx.inner).await?;
     }
     sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")

@@ -91,7 +91,10 @@ pub(crate) async fn move_tasks(
     if from == Some(to) {
         return Ok(());
     }
-    let mut task_moves = vec![format!("SELECT {} AS state, 1 AS delta", literal(to.as_str()))];
+    let mut task_moves = vec![format!(
+        "SELECT {} AS state, 1 AS delta",
+        literal(to.as_str())
+    )];
     if let Some(from) = from {
         task_moves.push(format!("SELECT {}, -1", literal(from.as_str())));
     }

@@ -158,7 +158,10 @@ impl DeploymentQuery {
             st.arg(self.space_id.as_str())
         );
         if !self.project_ids.is_empty() {
-            sql.push_str(&format!(" AND project_id IN ({})", st.args(&self.project_ids)));
+            sql.push_str(&format!(
+                " AND project_id IN ({})",
+                st.args(&self.project_ids)
+            ));
         }
         if !self.environment_ids.is_empty() {
             sql.push_str(&format!(

@@ -194,7 +194,12 @@ impl TaskQuery {
     /// asked for at most), and so is an empty value, which the counts use
     /// for "none".
     pub fn count_statement(&self) -> Statement {
-        let keys = [&self.space_id, &self.name, &self.project_id, &self.environment_id];
+        let keys = [
+            &self.space_id,
+            &self.name,
+            &self.project_id,
+            &self.environment_id,
+        ];
         if !self.ids.is_empty() || keys.iter().any(|k| k.as_deref() == Some("")) {
             return self.counting_statement();
         }
@@ -768,11 +773,12 @@ pub(crate) async fn complete_task_on(
     record_events: bool,
 ) -> Result<u64> {
     let lock = Backend::of_connection(conn.backend_name()).lock_row();
-    let current: Option<(String,)> =
-        sqlx::query_as(&format!("SELECT state FROM server_tasks WHERE id = $1{lock}"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let current: Option<(String,)> = sqlx::query_as(&format!(
+        "SELECT state FROM server_tasks WHERE id = $1{lock}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let from = match current {
         Some((s,)) => s.parse::<TaskState>().map_err(StoreError::Corrupt)?,
         None => return Ok(0),

@@ -183,6 +183,57 @@ pub async fn negative_counts(store: &Store) -> Result<i64> {
     Ok(n)
 }
 
+/// The kept list counts that differ from counting the rows, key by key
+/// (a key whose count is 0 may be kept or not), as `table key: kept n,
+/// counted m` lines: none when they agree. Every filter combination's
+/// total is a sum of these, so where they agree, every total does.
+pub async fn kept_counts_disagree(store: &Store) -> Result<Vec<String>> {
+    let pairs = [
+        (
+            "task_counts",
+            "SELECT space_id, project_id, environment_id, name, state, n FROM task_counts WHERE n <> 0",
+            "SELECT COALESCE(space_id, ''), COALESCE(project_id, ''), COALESCE(environment_id, ''), name, state, \
+             COUNT(*) FROM server_tasks GROUP BY COALESCE(space_id, ''), COALESCE(project_id, ''), \
+             COALESCE(environment_id, ''), name, state",
+        ),
+        (
+            "deployment_counts",
+            "SELECT space_id, project_id, environment_id, tenant_id, state, n FROM deployment_counts WHERE n <> 0",
+            "SELECT d.space_id, d.project_id, d.environment_id, d.tenant_id, COALESCE(t.state, ''), COUNT(*) \
+             FROM deployments d LEFT JOIN server_tasks t ON t.id = d.task_id AND t.deployment_id = d.id \
+             GROUP BY d.space_id, d.project_id, d.environment_id, d.tenant_id, COALESCE(t.state, '')",
+        ),
+    ];
+    type Key = (String, String, String, String, String);
+    let mut wrong = vec![];
+    for (table, kept, counted) in pairs {
+        let read = |sql: &'static str| async move {
+            let rows: Vec<(String, String, String, String, String, i64)> =
+                sqlx::query_as(sql).fetch_all(store.reader()).await?;
+            Ok::<_, crate::StoreError>(
+                rows.into_iter()
+                    .map(|(a, b, c, d, e, n)| ((a, b, c, d, e), n))
+                    .collect::<std::collections::BTreeMap<Key, i64>>(),
+            )
+        };
+        let (kept, counted) = (read(kept).await?, read(counted).await?);
+        for key in kept
+            .keys()
+            .chain(counted.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (k, c) = (
+                kept.get(key).copied().unwrap_or(0),
+                counted.get(key).copied().unwrap_or(0),
+            );
+            if k != c {
+                wrong.push(format!("{table} {key:?}: kept {k}, counted {c}"));
+            }
+        }
+    }
+    Ok(wrong)
+}
+
 /// Where a generated deployment went, and how its task ended.
 #[derive(Clone, Debug)]
 pub struct HistoryEntry<'a> {

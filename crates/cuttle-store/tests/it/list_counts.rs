@@ -52,6 +52,10 @@ impl Dice {
     fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
         &from[self.below(from.len())]
     }
+
+    fn name(&mut self, from: &[&'static str]) -> &'static str {
+        from[self.below(from.len())]
+    }
 }
 
 /// Filter combinations of each kind the lists offer, over the values the
@@ -236,9 +240,9 @@ async fn step(store: &Store, dice: &mut Dice, w: &mut Written) {
         0..=2 => {
             let d = deploy(
                 store,
-                *dice.pick(&SPACES),
-                *dice.pick(&PROJECTS),
-                *dice.pick(&ENVIRONMENTS),
+                dice.name(&SPACES),
+                dice.name(&PROJECTS),
+                dice.name(&ENVIRONMENTS),
             )
             .await;
             w.tasks.push(d.task_id.clone());
@@ -290,11 +294,11 @@ async fn step(store: &Store, dice: &mut Dice, w: &mut Written) {
             w.imported += 1;
             let mut batch = vec![];
             for j in 1..=3 {
-                let (p, e) = (*dice.pick(&PROJECTS), *dice.pick(&ENVIRONMENTS));
+                let (p, e) = (dice.name(&PROJECTS), dice.name(&ENVIRONMENTS));
                 let state = *dice.pick(&[TaskState::Success, TaskState::Failed]);
                 batch.push(deployment_with_task(&HistoryEntry {
                     n: 1_000_000 * w.imported + j,
-                    space_id: *dice.pick(&SPACES),
+                    space_id: dice.name(&SPACES),
                     project_id: p,
                     environment_id: e,
                     release_id: "Releases-imported",

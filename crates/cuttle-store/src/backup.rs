@@ -485,8 +485,13 @@ impl Loader {
         Ok(())
     }
 
-    /// Keeps every row inserted.
+    /// Keeps every row inserted. The list totals kept as data are counted
+    /// again from the restored rows rather than taken from the backup, so a
+    /// restore cannot bring back counts that disagree with its rows.
     pub async fn commit(mut self) -> Result<()> {
+        if self.tables.contains_key("task_counts") {
+            crate::counts::recount(&mut self.conn).await?;
+        }
         self.conn.execute("COMMIT").await?;
         let _ = self.conn.close().await;
         Ok(())

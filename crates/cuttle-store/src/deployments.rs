@@ -143,10 +143,43 @@ impl DeploymentQuery {
         !self.task_states.is_empty() && self.task_states.iter().all(|s| !s.is_completed())
     }
 
-    /// How many deployments match, for the page's total. Except for
+    /// How many deployments match, for the page's total: a sum of the kept
+    /// counts ([`crate::counts`]) by space, projects, environments and
+    /// states. Filtered by ids or by release, it is counted instead
+    /// ([`DeploymentQuery::counting_statement`]): as many as were asked
+    /// for, or one release's deployments, by its index.
+    pub fn count_statement(&self) -> Statement {
+        if !self.ids.is_empty() || self.release_id.is_some() {
+            return self.counting_statement();
+        }
+        let mut st = Statement::default();
+        let mut sql = format!(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM deployment_counts WHERE space_id = {}",
+            st.arg(self.space_id.as_str())
+        );
+        if !self.project_ids.is_empty() {
+            sql.push_str(&format!(
+                " AND project_id IN ({})",
+                st.args(&self.project_ids)
+            ));
+        }
+        if !self.environment_ids.is_empty() {
+            sql.push_str(&format!(
+                " AND environment_id IN ({})",
+                st.args(&self.environment_ids)
+            ));
+        }
+        if !self.task_states.is_empty() {
+            sql.push_str(&format!(" AND state IN ({})", self.states()));
+        }
+        st.sql = sql;
+        st
+    }
+
+    /// How many deployments match, counted from the index. Except for
     /// unfinished states, this reads every matching index entry, so it
     /// grows with the history the filters select.
-    pub fn count_statement(&self) -> Statement {
+    pub fn counting_statement(&self) -> Statement {
         let mut st = Statement::default();
         let conditions = self.conditions(&mut st);
         st.sql = if self.unfinished_only() {
@@ -397,6 +430,7 @@ impl Store {
         )
         .execute(&mut *tx.inner)
         .await?;
+        crate::counts::recount_deployments(&mut tx.inner).await?;
         sqlx::query("DELETE FROM settings WHERE key = $1")
             .bind(PENDING_BACKFILL)
             .execute(&mut *tx.inner)
@@ -494,16 +528,47 @@ async fn advance_latest(conn: &mut AnyConnection, deployments: &[&Deployment]) -
     Ok(())
 }
 
-/// Indexes a deployment just inserted or updated, in its transaction. A
-/// deployment's project, environment and tenant never change.
-pub(crate) async fn index(conn: &mut AnyConnection, d: &Deployment) -> Result<()> {
+/// Indexes a deployment just inserted or (`updated`) updated, in its
+/// transaction. A deployment's project, environment and tenant never
+/// change.
+pub(crate) async fn index(conn: &mut AnyConnection, d: &Deployment, updated: bool) -> Result<()> {
+    let id = [d.id.clone()];
+    if updated {
+        // Counted again as it is now (it may name another task).
+        lock_tasks_of(conn, &id).await?;
+        crate::counts::add_deployments(conn, &id, -1).await?;
+    }
     index_row(conn, d).await?;
+    lock_tasks_of(conn, &id).await?;
+    crate::counts::add_deployments(conn, &id, 1).await?;
     advance_latest(conn, &[d]).await
+}
+
+/// Locks the tasks of the deployments `ids` (PostgreSQL) before their
+/// states are read for the counts: a task whose state changes meanwhile
+/// would otherwise move the deployment's count too, twice over.
+async fn lock_tasks_of(conn: &mut AnyConnection, ids: &[String]) -> Result<()> {
+    let lock = crate::Backend::of_connection(conn.backend_name()).lock_row();
+    if lock.is_empty() {
+        return Ok(());
+    }
+    for chunk in ids.chunks(IMPORT_CHUNK) {
+        let mut st = Statement::default();
+        let ids = st.args(chunk);
+        st.sql = format!(
+            "SELECT id FROM server_tasks WHERE id IN (SELECT task_id FROM deployments WHERE id IN ({ids})){lock}"
+        );
+        st.query().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Drops a deleted deployment from the index, in its transaction; if it was
 /// the newest of its target, the one before it (if any) takes its place.
 pub(crate) async fn unindex(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    let ids = [id.to_owned()];
+    lock_tasks_of(conn, &ids).await?;
+    crate::counts::add_deployments(conn, &ids, -1).await?;
     let removed: Option<(String, String, String, String)> = sqlx::query_as(
         "DELETE FROM deployments WHERE id = $1 RETURNING project_id, environment_id, tenant_id, space_id",
     )
@@ -560,7 +625,7 @@ pub(crate) async fn unindex_project(
         .bind(project_id)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    crate::counts::forget_project_deployments(conn, space_id, project_id).await
 }
 
 /// Rows per multi-row INSERT of an import: well under both databases'
@@ -602,6 +667,8 @@ impl Tx {
             );
             let st = st.for_connection(&self.inner);
             st.query().execute(&mut *self.inner).await?;
+            let ids: Vec<String> = deployments.iter().map(|d| d.id.clone()).collect();
+            crate::counts::add_deployments(&mut self.inner, &ids, 1).await?;
             advance_latest(&mut self.inner, &deployments).await?;
         }
         let newest = |ids: &mut dyn Iterator<Item = &str>| {

@@ -509,7 +509,7 @@ async fn insert_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()>
         Err(e) => return Err(e.into()),
     }
     if let Some(d) = doc.as_deployment() {
-        crate::deployments::index(conn, d).await?;
+        crate::deployments::index(conn, d, false).await?;
     }
     Ok(())
 }
@@ -541,7 +541,7 @@ async fn update_on<D: Document>(conn: &mut AnyConnection, doc: &D) -> Result<()>
             doc.id()
         ))),
         Ok(_) => match doc.as_deployment() {
-            Some(d) => crate::deployments::index(conn, d).await,
+            Some(d) => crate::deployments::index(conn, d, true).await,
             None => Ok(()),
         },
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(duplicate_message(doc))),

@@ -19,6 +19,8 @@
 //! - [`spaces`]: deleting a space with everything in it; stopped queues.
 //! - [`deployments`]: deployment history's index, its lists, and the newest
 //!   deployment per project and environment.
+//! - [`counts`]: list totals kept as data, written with each task and
+//!   deployment.
 //! - [`statement`]: SQL text with its arguments, run here or explained by
 //!   tests.
 //! - [`events`]: the audit log.
@@ -45,6 +47,7 @@ pub mod agent_relay;
 pub mod backup;
 pub mod blobs;
 mod changes;
+mod counts;
 pub mod deployments;
 pub mod dialect;
 pub mod documents;

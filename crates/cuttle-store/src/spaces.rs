@@ -59,6 +59,7 @@ impl Tx {
                 .execute(&mut *self.inner)
                 .await?;
         }
+        crate::counts::forget_space(&mut self.inner, space_id).await?;
         let r = sqlx::query("DELETE FROM documents WHERE id = $1 AND collection = $2")
             .bind(space_id)
             .bind(Space::COLLECTION)

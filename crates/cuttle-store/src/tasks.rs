@@ -130,6 +130,13 @@ impl Tx {
         .bind(new.deployment_id)
         .execute(&mut *self.inner)
         .await?;
+        crate::counts::move_tasks(
+            &mut self.inner,
+            std::slice::from_ref(&id),
+            None,
+            TaskState::Queued,
+        )
+        .await?;
         // Delivered at commit, and only if it commits: nodes wake to claim it.
         let backend = Backend::of_connection(self.inner.backend_name());
         if let Some(notify) = backend.notify_task_queued() {
@@ -181,7 +188,42 @@ impl TaskQuery {
         st
     }
 
+    /// The page's total: a sum of the kept counts ([`crate::counts`]) when
+    /// every filter is one they are kept by, otherwise
+    /// [`TaskQuery::counting_statement`]. Ids are counted (as many as were
+    /// asked for at most), and so is an empty value, which the counts use
+    /// for "none".
     pub fn count_statement(&self) -> Statement {
+        let keys = [
+            &self.space_id,
+            &self.name,
+            &self.project_id,
+            &self.environment_id,
+        ];
+        if !self.ids.is_empty() || keys.iter().any(|k| k.as_deref() == Some("")) {
+            return self.counting_statement();
+        }
+        let mut st = Statement::default();
+        let mut clauses: Vec<String> = vec!["1 = 1".into()];
+        let columns = ["space_id", "name", "project_id", "environment_id"];
+        for (column, value) in columns.iter().zip(keys) {
+            if let Some(v) = value {
+                clauses.push(format!("{column} = {}", st.arg(v.as_str())));
+            }
+        }
+        if !self.states.is_empty() {
+            let states: Vec<String> = self.states.iter().map(|s| literal(s.as_str())).collect();
+            clauses.push(format!("state IN ({})", states.join(", ")));
+        }
+        st.sql = format!(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_counts WHERE {}",
+            clauses.join(" AND ")
+        );
+        st
+    }
+
+    /// The page's total counted from the tasks themselves.
+    pub fn counting_statement(&self) -> Statement {
         let mut st = Statement::default();
         let filter = self.filter(&mut st);
         st.sql = format!("SELECT COUNT(*) FROM server_tasks WHERE {filter}");
@@ -190,14 +232,15 @@ impl TaskQuery {
 }
 
 /// The UPDATE that times out the queued tasks past their expiry, before a
-/// claim: it reads only the queued tasks, by the state index.
+/// claim: it reads only the queued tasks, by the state index. Answers
+/// their ids, for the counts.
 pub fn time_out_statement(now: &str) -> Statement {
     let mut st = Statement::default();
     let now = st.arg(now);
     st.sql = format!(
         "UPDATE server_tasks SET state = 'TimedOut', completed_time = {now}, last_updated_time = {now}, \
          error_message = 'The task did not start before its expiry time (QueueTimeExpiry)' \
-         WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < {now}"
+         WHERE state = 'Queued' AND queue_time_expiry IS NOT NULL AND queue_time_expiry < {now} RETURNING id"
     );
     st
 }
@@ -280,7 +323,8 @@ pub(crate) async fn import_tasks(conn: &mut AnyConnection, tasks: &[&ServerTask]
         rows.join(", ")
     );
     st.for_connection(conn).query().execute(&mut *conn).await?;
-    Ok(())
+    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    crate::counts::add_tasks(conn, &ids, 1).await
 }
 
 /// What one try at claiming a task came to.
@@ -391,7 +435,18 @@ impl Store {
         let lease_until = Timestamp::now().add_millis(lease_ms);
         let mut tx = self.begin().await?;
         let conn = &mut *tx.inner;
-        time_out_statement(&now).query().execute(&mut *conn).await?;
+        let timed_out: Vec<(String,)> = time_out_statement(&now)
+            .query_as()
+            .fetch_all(&mut *conn)
+            .await?;
+        let timed_out: Vec<String> = timed_out.into_iter().map(|r| r.0).collect();
+        crate::counts::move_tasks(
+            &mut *conn,
+            &timed_out,
+            Some(TaskState::Queued),
+            TaskState::TimedOut,
+        )
+        .await?;
         let claim = claim_statement(
             self.backend(),
             &now,
@@ -408,6 +463,13 @@ impl Store {
             tx.commit().await?;
             return Ok(Claim::Nothing);
         };
+        crate::counts::move_tasks(
+            &mut *conn,
+            std::slice::from_ref(&task.id),
+            Some(TaskState::Queued),
+            TaskState::Executing,
+        )
+        .await?;
         if let (Some(lock), Some(project), Some(environment)) = (
             self.backend().pair_lock(),
             task.project_id.as_deref(),
@@ -539,7 +601,15 @@ impl Store {
         .bind(id)
         .execute(&mut *tx.inner)
         .await?;
+        let task = [id.to_owned()];
         let outcome = if queued.rows_affected() > 0 {
+            crate::counts::move_tasks(
+                &mut tx.inner,
+                &task,
+                Some(TaskState::Queued),
+                TaskState::Canceled,
+            )
+            .await?;
             CancelOutcome::CanceledWhileQueued
         } else {
             let running = sqlx::query(
@@ -550,6 +620,13 @@ impl Store {
             .execute(&mut *tx.inner)
             .await?;
             if running.rows_affected() > 0 {
+                crate::counts::move_tasks(
+                    &mut tx.inner,
+                    &task,
+                    Some(TaskState::Executing),
+                    TaskState::Cancelling,
+                )
+                .await?;
                 CancelOutcome::Cancelling
             } else {
                 let exists: Option<(String,)> =
@@ -700,7 +777,9 @@ impl Tx {
     }
 }
 
-/// Ends a task at `now`; returns how many rows changed.
+/// Ends a task at `now`; returns how many rows changed. The task's row is
+/// read locked first: the state it leaves is the one its counts leave, and
+/// nothing else can change it before this transaction ends.
 pub(crate) async fn complete_task_on(
     conn: &mut AnyConnection,
     id: &str,
@@ -709,16 +788,37 @@ pub(crate) async fn complete_task_on(
     now: Timestamp,
     record_events: bool,
 ) -> Result<u64> {
+    let lock = Backend::of_connection(conn.backend_name()).lock_row();
+    let current: Option<(String,)> = sqlx::query_as(&format!(
+        "SELECT state FROM server_tasks WHERE id = $1{lock}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let from = match current {
+        Some((s,)) => s.parse::<TaskState>().map_err(StoreError::Corrupt)?,
+        None => return Ok(0),
+    };
+    if !matches!(
+        from,
+        TaskState::Queued | TaskState::Executing | TaskState::Cancelling
+    ) {
+        return Ok(0);
+    }
     let r = sqlx::query(
         "UPDATE server_tasks SET state = $1, error_message = $2, completed_time = $3, last_updated_time = $3, \
-         lease_expires_at = NULL WHERE id = $4 AND state IN ('Queued', 'Executing', 'Cancelling')",
+         lease_expires_at = NULL WHERE id = $4 AND state = $5",
     )
     .bind(state.as_str())
     .bind(error)
     .bind(now.to_string())
     .bind(id)
+    .bind(from.as_str())
     .execute(&mut *conn)
     .await?;
+    if r.rows_affected() > 0 {
+        crate::counts::move_tasks(conn, &[id.to_owned()], Some(from), state).await?;
+    }
     if r.rows_affected() > 0 && record_events {
         let row = sqlx::query(&format!(
             "SELECT {TASK_COLUMNS} FROM server_tasks WHERE id = $1"

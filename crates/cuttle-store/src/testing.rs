@@ -165,6 +165,75 @@ pub async fn disable_autovacuum(store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// Runs a statement that answers one number (a list's total).
+pub async fn count(store: &Store, statement: &Statement) -> Result<i64> {
+    let (n,): (i64,) = statement.query_as().fetch_one(store.reader()).await?;
+    Ok(n)
+}
+
+/// The kept list counts that fell below zero (none, unless a write took
+/// away what it never added).
+pub async fn negative_counts(store: &Store) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM task_counts WHERE n < 0) \
+         + (SELECT COUNT(*) FROM deployment_counts WHERE n < 0)",
+    )
+    .fetch_one(store.reader())
+    .await?;
+    Ok(n)
+}
+
+/// The kept list counts that differ from counting the rows, key by key
+/// (a key whose count is 0 may be kept or not), as `table key: kept n,
+/// counted m` lines: none when they agree. Every filter combination's
+/// total is a sum of these, so where they agree, every total does.
+pub async fn kept_counts_disagree(store: &Store) -> Result<Vec<String>> {
+    let pairs = [
+        (
+            "task_counts",
+            "SELECT space_id, project_id, environment_id, name, state, n FROM task_counts WHERE n <> 0",
+            "SELECT COALESCE(space_id, ''), COALESCE(project_id, ''), COALESCE(environment_id, ''), name, state, \
+             COUNT(*) FROM server_tasks GROUP BY COALESCE(space_id, ''), COALESCE(project_id, ''), \
+             COALESCE(environment_id, ''), name, state",
+        ),
+        (
+            "deployment_counts",
+            "SELECT space_id, project_id, environment_id, tenant_id, state, n FROM deployment_counts WHERE n <> 0",
+            "SELECT d.space_id, d.project_id, d.environment_id, d.tenant_id, COALESCE(t.state, ''), COUNT(*) \
+             FROM deployments d LEFT JOIN server_tasks t ON t.id = d.task_id AND t.deployment_id = d.id \
+             GROUP BY d.space_id, d.project_id, d.environment_id, d.tenant_id, COALESCE(t.state, '')",
+        ),
+    ];
+    type Key = (String, String, String, String, String);
+    let mut wrong = vec![];
+    for (table, kept, counted) in pairs {
+        let read = |sql: &'static str| async move {
+            let rows: Vec<(String, String, String, String, String, i64)> =
+                sqlx::query_as(sql).fetch_all(store.reader()).await?;
+            Ok::<_, crate::StoreError>(
+                rows.into_iter()
+                    .map(|(a, b, c, d, e, n)| ((a, b, c, d, e), n))
+                    .collect::<std::collections::BTreeMap<Key, i64>>(),
+            )
+        };
+        let (kept, counted) = (read(kept).await?, read(counted).await?);
+        for key in kept
+            .keys()
+            .chain(counted.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (k, c) = (
+                kept.get(key).copied().unwrap_or(0),
+                counted.get(key).copied().unwrap_or(0),
+            );
+            if k != c {
+                wrong.push(format!("{table} {key:?}: kept {k}, counted {c}"));
+            }
+        }
+    }
+    Ok(wrong)
+}
+
 /// Where a generated deployment went, and how its task ended.
 #[derive(Clone, Debug)]
 pub struct HistoryEntry<'a> {
@@ -233,7 +302,11 @@ pub fn deployment_with_task(e: &HistoryEntry<'_>) -> (Deployment, ServerTask) {
 /// the next [`Store::open`] fills it from the documents.
 pub async fn forget_deployment_index(store: &Store) -> Result<()> {
     let mut tx = store.begin().await?;
-    for sql in ["DELETE FROM latest_deployments", "DELETE FROM deployments"] {
+    for sql in [
+        "DELETE FROM latest_deployments",
+        "DELETE FROM deployments",
+        "DELETE FROM deployment_counts",
+    ] {
         sqlx::query(sql).execute(&mut *tx.inner).await?;
     }
     sqlx::query("INSERT INTO settings (key, value) VALUES ($1, 'backfill')")

@@ -11,6 +11,7 @@ mod conformance;
 mod deployment_index;
 mod event_plans;
 mod gauges;
+mod list_counts;
 mod nodes;
 mod query_plans;
 mod task_leases;

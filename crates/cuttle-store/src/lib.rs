@@ -79,6 +79,8 @@ pub use transaction::Tx;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +273,8 @@ pub struct Store {
     /// Whether this store's transactions write audit events; see
     /// [`Store::set_recording_events`].
     record_events: bool,
+    /// Transactions of [`Store::begin`] committed so far.
+    commits: Arc<AtomicU64>,
 }
 
 /// SQLite connections for reads outside transactions: enough that a slow
@@ -370,6 +374,7 @@ impl Store {
                     backend,
                     listen_url: None,
                     record_events: true,
+                    commits: Arc::default(),
                 }
             }
             Backend::Postgres => {
@@ -387,6 +392,7 @@ impl Store {
                     backend,
                     listen_url: Some(task_queue_watch::ListenUrl(url.to_owned())),
                     record_events: true,
+                    commits: Arc::default(),
                 }
             }
         };
@@ -428,7 +434,9 @@ impl Store {
     }
 
     pub async fn begin(&self) -> Result<Tx> {
-        Tx::begin(&self.pool, self.record_events).await
+        let mut tx = Tx::begin(&self.pool, self.record_events).await?;
+        tx.counted = Some(self.commits.clone());
+        Ok(tx)
     }
 
     /// Turns writing audit events (and queueing their subscriptions'
@@ -458,6 +466,14 @@ impl Store {
     /// (each is one flush to disk, however many writes it held).
     pub fn progress_commits(&self) -> u64 {
         self.progress.commits()
+    }
+
+    /// How many transactions this store (and its clones) has committed:
+    /// those of [`Store::begin`] and the group commits. On SQLite each is a
+    /// flush to disk, so this is what an operation costs the one writer;
+    /// tests of that cost read it before and after.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed) + self.progress.commits()
     }
 
     /// The pool for reads outside a transaction. Never write through it.

@@ -6,6 +6,8 @@ use crate::Result;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A transaction; writes that belong together go through one.
 ///
@@ -20,6 +22,8 @@ pub struct Tx {
     pub(crate) inner: TxConnection,
     /// Whether audit events are written (its store's setting).
     pub(crate) record_events: bool,
+    /// Counts the commit, when its store counts them (see [`crate::Store::commits`]).
+    pub(crate) counted: Option<Arc<AtomicU64>>,
 }
 
 /// The connection a [`Tx`] holds until it ends.
@@ -53,6 +57,7 @@ impl Tx {
         Ok(Tx {
             inner: TxConnection(Some(conn)),
             record_events,
+            counted: None,
         })
     }
 
@@ -64,7 +69,12 @@ impl Tx {
             return Ok(());
         };
         match conn.execute("COMMIT").await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let Some(counted) = &self.counted {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "a commit failed; its transaction is rolled back");
                 discard(conn).await;

@@ -564,7 +564,7 @@ impl Runner {
             lost.clone(),
         )
         .await;
-        let (state, error) = match opened {
+        let (state, error, log) = match opened {
             Ok(log) => {
                 let ctx = DeployContext {
                     store: self.inner.store.clone(),
@@ -591,13 +591,14 @@ impl Runner {
                         deploy::Outcome::failed(format!("This server cannot run '{other}' tasks"))
                     }
                 };
-                log.flush().await;
                 // The task's error is shown with its log: masked alike.
-                (outcome.state, outcome.error.map(|e| log.mask(&e)))
+                let error = outcome.error.map(|e| log.mask(&e));
+                (outcome.state, error, Some(log))
             }
             Err(e) => (
                 TaskState::Failed,
                 Some(format!("The task log could not be opened: {e}")),
+                None,
             ),
         };
         let (state, error) = if state == TaskState::Canceled
@@ -617,15 +618,19 @@ impl Runner {
         };
         // A task lost to another node is not ours to end: the refusal
         // comes from the database either way, this only spares the write.
+        // The end is written with the last of the log, in one commit.
         let completed = if lost.is_cancelled() {
             None
         } else {
-            Some(
-                self.inner
-                    .store
-                    .complete_task_held(&lease, state, error.as_deref())
-                    .await,
-            )
+            Some(match &log {
+                Some(log) => log.complete(state, error.as_deref()).await,
+                None => {
+                    self.inner
+                        .store
+                        .complete_task_held(&lease, state, error.as_deref())
+                        .await
+                }
+            })
         };
         match completed {
             None | Some(Err(StoreError::LeaseLost { .. })) => {

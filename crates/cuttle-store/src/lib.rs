@@ -72,7 +72,7 @@ pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::{AuditEvent, EventQuery, StoredEvent};
 pub use secrets::{MasterKey, SecretError};
-pub use task_lease::{StepResult, Takeover, TaskLease};
+pub use task_lease::{StepResult, Takeover, TaskLease, TaskProgress};
 pub use tasks::{NewTask, TaskQuery};
 pub use transaction::Tx;
 

@@ -369,7 +369,17 @@ impl Runner {
                 next_heartbeat = now + heartbeat;
             }
             let mut wait_until = next_heartbeat;
-            if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
+            // A task scheduled for later can start only in a free slot, and
+            // a slot freed (or the end of draining) wakes this loop: while
+            // no slot is free (a long queue), the queue is not scanned for
+            // the earliest one after every task.
+            let room = !self.is_draining() && self.running_count() < self.capacity();
+            let due = if room {
+                self.inner.store.next_scheduled_time().await
+            } else {
+                Ok(None)
+            };
+            if let Ok(Some(due)) = due {
                 let in_ms = due.millis() - Timestamp::now().millis();
                 if in_ms > 0 {
                     wait_until = wait_until.min(now + Duration::from_millis(in_ms as u64));

@@ -94,7 +94,11 @@ enum Message {
     Flush(oneshot::Sender<()>),
     /// The task's end, stored with the last of its log; answered with
     /// whether that ended the task. Nothing is sent after it.
-    End(TaskState, Option<String>, oneshot::Sender<Result<bool, StoreError>>),
+    End(
+        TaskState,
+        Option<String>,
+        oneshot::Sender<Result<bool, StoreError>>,
+    ),
     /// An agent's answer's lines begin: nothing is stored until its
     /// [`Message::Mark`] has come, so they are stored with it.
     Hold,
@@ -256,8 +260,7 @@ impl TaskLog {
                     activities.clear();
                     marks.clear();
                 }
-                let warns =
-                    !warned && lines.iter().any(|l| l.category >= LogCategory::Warning);
+                let warns = !warned && lines.iter().any(|l| l.category >= LogCategory::Warning);
                 warned |= warns;
                 // Kept when the lease was lost: the database refuses it,
                 // and the one waiting on it hears so.
@@ -475,7 +478,11 @@ impl TaskLog {
     /// one write: answers whether that ended it (false: it had ended
     /// already), or why it could not be written (the lease was lost, say).
     /// Nothing is written to the log after it.
-    pub async fn complete(&self, state: TaskState, error: Option<&str>) -> Result<bool, StoreError> {
+    pub async fn complete(
+        &self,
+        state: TaskState,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let (done, answer) = oneshot::channel();
         let end = Message::End(state, error.map(str::to_owned), done);
         if self.shared.lines.send(end).is_ok() {
@@ -488,7 +495,11 @@ impl TaskLog {
         let store = &self.shared.store;
         match &self.shared.lease {
             Some(lease) => store.complete_task_held(lease, state, error).await,
-            None => store.complete_task(&self.shared.task_id, state, error).await,
+            None => {
+                store
+                    .complete_task(&self.shared.task_id, state, error)
+                    .await
+            }
         }
     }
 

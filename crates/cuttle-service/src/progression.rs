@@ -65,7 +65,11 @@ pub async fn evaluate(store: &Store, release: &Release, project: &Project) -> Re
 }
 
 /// [`evaluate`] under the release's `lifecycle`, read already.
-async fn evaluate_under(store: &Store, release: &Release, lifecycle: Lifecycle) -> Result<Evaluated> {
+async fn evaluate_under(
+    store: &Store,
+    release: &Release,
+    lifecycle: Lifecycle,
+) -> Result<Evaluated> {
     // Environments list in sort order, which the default lifecycle follows.
     let environments = store
         .list::<Environment>(&DocumentQuery {

@@ -492,6 +492,9 @@ impl<'a> StepScope<'a> {
             state,
         };
         if let Some(lease) = self.log.lease() {
+            // The step's activities first: a node taking the task over
+            // finds the step's end in both, or in neither.
+            self.log.flush().await;
             match self.ctx.store.record_step_result(lease, &result).await {
                 Ok(()) => {}
                 Err(cuttle_store::StoreError::LeaseLost { .. }) => self.log.lose(),
@@ -1595,6 +1598,8 @@ async fn run_action(
             // the task over re-attaches to this run rather than failing it.
             let lease = target.task_log().lease();
             if let (Some(lease), None) = (lease, site.resume_from) {
+                // Its run's activity first, which the record names.
+                target.flush().await;
                 match ctx
                     .store
                     .record_agent_command(lease, &start.id, &target.id)

@@ -154,6 +154,9 @@ impl Asking<'_> {
                 id
             }
             None => {
+                // The activity it waits on is stored first: a node taking
+                // the task over finds the interruption by that activity.
+                activity.flush().await;
                 let id = match self.raise(interruption).await {
                     Ok(id) => id,
                     Err(cuttle_store::StoreError::LeaseLost { .. }) => {

@@ -1,7 +1,11 @@
-//! Writing a task's activity log while it runs. Lines go through a channel to
-//! one writer per task that stores them in batches (one transaction, a few
-//! statements), so a chatty script costs a transaction per few thousand
-//! lines rather than one per line.
+//! Writing a task's activity log while it runs. Lines and changes of
+//! activities go through a channel to one writer per task that stores them
+//! in batches (one transaction, a few statements), so a chatty script costs
+//! a transaction per few thousand lines rather than one per line, and a
+//! deployment's activity tree a few transactions rather than one per change.
+//! Nothing waits for them to be stored but [`TaskLog::flush`]: whatever
+//! reads them from the database as a record of the task (its end, a step's
+//! result, an agent's script to re-attach to) is written after a flush.
 //!
 //! The channel is bounded for the producers that can flood it: a script's
 //! output reader and an agent's log stream wait for [`TaskLog::room`] as
@@ -11,8 +15,8 @@
 
 use crate::signal::TaskSignals;
 use cuttle_model::task::{Activity, ActivityStatus, LogCategory, LogLine};
-use cuttle_model::Timestamp;
-use cuttle_store::{Store, StoreError, TaskLease};
+use cuttle_model::{TaskState, Timestamp};
+use cuttle_store::{Store, StoreError, TaskLease, TaskProgress};
 use cuttle_vars::mask::Masker;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -42,8 +46,6 @@ struct Shared {
     lines: mpsc::UnboundedSender<Message>,
     /// What is sent to the writer and not yet stored.
     backlog: Arc<Backlog>,
-    /// Wakes live followers of the task when lines or activities are stored.
-    signals: TaskSignals,
     /// The task's sensitive values. Every line, activity name and progress
     /// message is masked here, before it is stored: whatever shows the log
     /// later (details, raw text, the live stream, the portal) reads only
@@ -86,8 +88,17 @@ impl Backlog {
 
 enum Message {
     Line(LogLine),
+    /// An activity as it stands now, at its position.
+    Activity(Activity, i64),
     /// Answered once every line sent before it is stored.
     Flush(oneshot::Sender<()>),
+    /// The task's end, stored with the last of its log; answered with
+    /// whether that ended the task. Nothing is sent after it.
+    End(
+        TaskState,
+        Option<String>,
+        oneshot::Sender<Result<bool, StoreError>>,
+    ),
     /// An agent's answer's lines begin: nothing is stored until its
     /// [`Message::Mark`] has come, so they are stored with it.
     Hold,
@@ -180,12 +191,16 @@ impl TaskLog {
         let writer_backlog = backlog.clone();
         let writer_store = store.clone();
         let writer_task = task_id.to_owned();
-        let writer_signals = signals.clone();
+        let writer_signals = signals;
         let writer_lease = lease.clone();
         let writer_lost = lost.clone();
         tokio::spawn(async move {
             let mut received = Vec::with_capacity(BATCH);
-            let mut lines: Vec<LogLine> = Vec::with_capacity(BATCH);
+            let mut lines: Vec<LogLine> = vec![];
+            // Activities changed since the last write, each as it stands
+            // last, in the order they were first changed (a parent before
+            // its children).
+            let mut activities: Vec<(Activity, i64)> = vec![];
             let mut warned = false;
             // Lines are numbered here, in the order they are stored, not when
             // written: two writers could otherwise store 6 before 5, and a
@@ -202,6 +217,7 @@ impl TaskLog {
             // marks of those that ended, to store with their lines.
             let mut held = 0usize;
             let mut marks: Vec<(String, i64)> = vec![];
+            let mut ending = None;
             while rx.recv_many(&mut received, BATCH).await > 0 {
                 for m in received.drain(..) {
                     match m {
@@ -215,7 +231,14 @@ impl TaskLog {
                             bytes += l.message.len();
                             lines.push(l);
                         }
+                        Message::Activity(a, position) => {
+                            match activities.iter_mut().find(|(b, _)| b.id == a.id) {
+                                Some(b) => b.0 = a,
+                                None => activities.push((a, position)),
+                            }
+                        }
                         Message::Flush(done) => flushed.push(done),
+                        Message::End(state, error, done) => ending = Some((state, error, done)),
                         Message::Hold => held += 1,
                         Message::Mark(command, next) => {
                             held = held.saturating_sub(1);
@@ -234,48 +257,53 @@ impl TaskLog {
                 if writer_lost.is_cancelled() {
                     // Another node holds the task: its lines are not ours to write.
                     lines.clear();
+                    activities.clear();
                     marks.clear();
                 }
-                if !warned && lines.iter().any(|l| l.category >= LogCategory::Warning) {
-                    warned = true;
-                    let flagged = match &writer_lease {
-                        Some(lease) => writer_store.mark_warnings_held(lease).await,
-                        None => writer_store.mark_warnings(&writer_task).await,
-                    };
-                    if let Err(e) = flagged {
-                        refused(
-                            &writer_task,
-                            &writer_lost,
-                            &e,
-                            "could not flag the task's warnings",
-                        );
-                    }
-                }
-                let stored = match &writer_lease {
-                    Some(lease) if !marks.is_empty() => {
-                        writer_store
-                            .append_log_lines_marking(lease, &lines, &marks)
-                            .await
-                    }
-                    Some(lease) => writer_store.append_log_lines_held(lease, &lines).await,
-                    None => writer_store.append_log_lines(&writer_task, &lines).await,
+                let warns = !warned && lines.iter().any(|l| l.category >= LogCategory::Warning);
+                warned |= warns;
+                // Kept when the lease was lost: the database refuses it,
+                // and the one waiting on it hears so.
+                let (end, ended) = match ending.take() {
+                    Some((state, error, done)) => (Some((state, error)), Some(done)),
+                    None => (None, None),
                 };
-                marks.clear();
-                if let Err(e) = stored {
-                    refused(
+                let progress = TaskProgress {
+                    activities: std::mem::take(&mut activities),
+                    lines: std::mem::take(&mut lines),
+                    marks: std::mem::take(&mut marks),
+                    warned: warns,
+                    end,
+                };
+                let changed = !progress.lines.is_empty() || !progress.activities.is_empty();
+                let stored_lines = progress.lines.len();
+                let stored = match &writer_lease {
+                    Some(lease) => writer_store.write_progress_held(lease, progress).await,
+                    None => writer_store.write_progress(&writer_task, progress).await,
+                };
+                match (stored, ended) {
+                    (stored, Some(done)) => {
+                        if let Err(StoreError::LeaseLost { .. }) = &stored {
+                            writer_lost.cancel();
+                        }
+                        let _ = done.send(stored);
+                    }
+                    (Err(e), None) => refused(
                         &writer_task,
                         &writer_lost,
                         &e,
-                        "could not store task log lines",
-                    );
+                        "could not store the task's log",
+                    ),
+                    (Ok(_), None) => {}
                 }
-                if !lines.is_empty() {
+                if changed {
                     writer_signals.notify(&writer_task);
                 }
                 // Stored or given up on: either way no longer waiting, so a
                 // failing database cannot hold the script back forever.
-                writer_backlog.remove(lines.len(), bytes);
-                lines.clear();
+                writer_backlog.remove(stored_lines, bytes);
+                // Sized as the last batch: a flood goes on in batches as large.
+                lines = Vec::with_capacity(stored_lines);
                 bytes = 0;
                 for done in flushed.drain(..) {
                     let _ = done.send(());
@@ -291,7 +319,6 @@ impl TaskLog {
                 next_activity: AtomicI64::new(next_activity),
                 lines: tx,
                 backlog,
-                signals,
                 masking: RwLock::default(),
             }),
         })
@@ -447,6 +474,35 @@ impl TaskLog {
             .send(Message::Mark(command_id.to_owned(), next));
     }
 
+    /// Stores everything written so far and ends the task as `state`, in
+    /// one write: answers whether that ended it (false: it had ended
+    /// already), or why it could not be written (the lease was lost, say).
+    /// Nothing is written to the log after it.
+    pub async fn complete(
+        &self,
+        state: TaskState,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (done, answer) = oneshot::channel();
+        let end = Message::End(state, error.map(str::to_owned), done);
+        if self.shared.lines.send(end).is_ok() {
+            if let Ok(stored) = answer.await {
+                return stored;
+            }
+        }
+        // The writer is gone (it cannot be while this handle lives, unless
+        // it panicked): the end is written on its own.
+        let store = &self.shared.store;
+        match &self.shared.lease {
+            Some(lease) => store.complete_task_held(lease, state, error).await,
+            None => {
+                store
+                    .complete_task(&self.shared.task_id, state, error)
+                    .await
+            }
+        }
+    }
+
     /// Waits until every line written so far is stored.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
@@ -472,8 +528,10 @@ impl ActivityLog {
         &self.log
     }
 
+    /// Sends the activity as it stands now to the log's writer, which
+    /// stores it with the lines around it; [`TaskLog::flush`] waits for it.
     async fn save(&self) {
-        // Held while writing, so saves of one activity reach the store in
+        // Held while sending, so saves of one activity reach the writer in
         // order: a progress update saved in the background must not land
         // after the activity's end and undo it.
         let a = self.activity.lock().await;
@@ -481,29 +539,10 @@ impl ActivityLog {
         if shared.lost.is_cancelled() {
             return;
         }
-        let saved = match &shared.lease {
-            Some(lease) => {
-                shared
-                    .store
-                    .put_activity_held(lease, &a, self.position)
-                    .await
-            }
-            None => {
-                shared
-                    .store
-                    .put_activity(&shared.task_id, &a, self.position)
-                    .await
-            }
-        };
-        if let Err(e) = saved {
-            refused(
-                &shared.task_id,
-                &shared.lost,
-                &e,
-                "could not store task activity",
-            );
-        }
-        self.log.shared.signals.notify(&self.log.shared.task_id);
+        // The writer lives as long as any sender, so this send cannot fail.
+        let _ = shared
+            .lines
+            .send(Message::Activity(a.clone(), self.position));
     }
 
     /// The activity's status as this node last set it.

@@ -416,8 +416,15 @@ impl Runner {
                     _ => heartbeat,
                 }
             };
-            if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
-                wait_until = wait_until.min(now + due_in(due));
+            // A task scheduled for later can start only in a free slot, and
+            // a slot freed (or the end of draining) wakes this loop: while
+            // no slot is free (a long queue), the queue is not scanned for
+            // the earliest one after every task.
+            let room = !self.is_draining() && self.running_count() < self.capacity();
+            if room {
+                if let Ok(Some(due)) = self.inner.store.next_scheduled_time().await {
+                    wait_until = wait_until.min(now + due_in(due));
+                }
             }
             // An expired queued task is timed out by the claim: look just
             // after its expiry.
@@ -634,7 +641,7 @@ impl Runner {
             lost.clone(),
         )
         .await;
-        let (state, error) = match opened {
+        let (state, error, log) = match opened {
             Ok(log) => {
                 let ctx = DeployContext {
                     store: self.inner.store.clone(),
@@ -661,13 +668,14 @@ impl Runner {
                         deploy::Outcome::failed(format!("This server cannot run '{other}' tasks"))
                     }
                 };
-                log.flush().await;
                 // The task's error is shown with its log: masked alike.
-                (outcome.state, outcome.error.map(|e| log.mask(&e)))
+                let error = outcome.error.map(|e| log.mask(&e));
+                (outcome.state, error, Some(log))
             }
             Err(e) => (
                 TaskState::Failed,
                 Some(format!("The task log could not be opened: {e}")),
+                None,
             ),
         };
         let (state, error) = if state == TaskState::Canceled
@@ -687,15 +695,19 @@ impl Runner {
         };
         // A task lost to another node is not ours to end: the refusal
         // comes from the database either way, this only spares the write.
+        // The end is written with the last of the log, in one commit.
         let completed = if lost.is_cancelled() {
             None
         } else {
-            Some(
-                self.inner
-                    .store
-                    .complete_task_held(&lease, state, error.as_deref())
-                    .await,
-            )
+            Some(match &log {
+                Some(log) => log.complete(state, error.as_deref()).await,
+                None => {
+                    self.inner
+                        .store
+                        .complete_task_held(&lease, state, error.as_deref())
+                        .await
+                }
+            })
         };
         match completed {
             None | Some(Err(StoreError::LeaseLost { .. })) => {

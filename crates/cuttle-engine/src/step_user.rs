@@ -71,9 +71,10 @@ impl Drop for StepUid {
 /// forking at that moment cannot hand its child the slip (fork fails when a
 /// fatal signal is pending).
 fn kill_uid(uid: u32) {
+    let stack = ChildStack::new();
     // SAFETY: see `in_child_as`; kill(2) touches no memory.
     unsafe {
-        in_child_as(uid, || {
+        in_child_as(&stack, uid, &|| {
             libc::kill(-1, libc::SIGKILL);
             0
         });
@@ -82,12 +83,15 @@ fn kill_uid(uid: u32) {
 
 /// Whether any process runs as `uid`. The kernel counts each user's
 /// processes for RLIMIT_NPROC: with a limit of 2, a child that took the uid
-/// can fork only if it is the uid's one process.
+/// can start another process only if it is the uid's one process.
 fn has_processes(uid: u32) -> bool {
-    // SAFETY: see `in_child_as`; setrlimit, fork, waitpid and _exit are
-    // async-signal-safe, and the grandchild only exits.
+    // Both made before: the child may not allocate.
+    let (stack, inner) = (ChildStack::new(), ChildStack::new());
+    // SAFETY: see `in_child_as`; setrlimit and `in_shared_child` (clone,
+    // waitpid, _exit) are async-signal-safe, on a stack made before, and
+    // the grandchild only exits.
     let code = unsafe {
-        in_child_as(uid, || {
+        in_child_as(&stack, uid, &|| {
             let two = libc::rlimit {
                 rlim_cur: 2,
                 rlim_max: 2,
@@ -95,14 +99,9 @@ fn has_processes(uid: u32) -> bool {
             if libc::setrlimit(libc::RLIMIT_NPROC, &two) != 0 {
                 return 2;
             }
-            match libc::fork() {
-                0 => libc::_exit(0),
-                pid if pid > 0 => {
-                    let mut status = 0;
-                    libc::waitpid(pid, &mut status, 0);
-                    0
-                }
-                _ => 1,
+            match in_shared_child(&inner, &|| 0) {
+                Some(_) => 0,
+                None => 1,
             }
         })
     };
@@ -110,31 +109,92 @@ fn has_processes(uid: u32) -> bool {
     code == Some(1)
 }
 
+/// A stack for a child that shares the server's memory.
+struct ChildStack {
+    _memory: Vec<u8>,
+    /// Its 16-byte aligned top (stacks grow down).
+    top: *mut libc::c_void,
+}
+
+impl ChildStack {
+    /// Ample for the few system calls a child makes; untouched pages of it
+    /// cost nothing.
+    const SIZE: usize = 256 * 1024;
+
+    fn new() -> ChildStack {
+        let mut memory = vec![0u8; Self::SIZE];
+        let end = memory.as_mut_ptr().wrapping_add(Self::SIZE);
+        let top = end.wrapping_sub(end as usize % 16).cast();
+        ChildStack {
+            _memory: memory,
+            top,
+        }
+    }
+}
+
 /// Runs `body` in a child that has taken `uid`, returning its exit code
 /// (`None` when the uid could not be taken: only root can).
 ///
 /// # Safety
-/// `body` runs between fork and _exit in a copy of a multi-threaded process:
-/// it may only make async-signal-safe system calls, on values it already has.
-unsafe fn in_child_as(uid: u32, body: impl Fn() -> libc::c_int) -> Option<libc::c_int> {
-    let pid = libc::fork();
-    if pid == 0 {
+/// As for [`in_shared_child`].
+unsafe fn in_child_as(
+    stack: &ChildStack,
+    uid: u32,
+    body: &dyn Fn() -> libc::c_int,
+) -> Option<libc::c_int> {
+    let code = in_shared_child(stack, &|| {
         // The raw system call: glibc's setuid would try to reach threads
-        // that do not exist in the child. All three ids change, so the child
-        // keeps no capability (CAP_KILL and CAP_SYS_RESOURCE included).
+        // that do not exist in the child. All three ids change, so the
+        // child keeps no capability (CAP_KILL and CAP_SYS_RESOURCE
+        // included). Credentials are the child's own, memory or not.
         if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
-            libc::_exit(255);
+            return 255;
         }
-        libc::_exit(body());
+        body()
+    });
+    match code {
+        Some(255) => None,
+        code => code,
     }
+}
+
+/// Runs `body` in a child process that shares this process's memory, on
+/// `stack`, while the calling thread waits for it to exit (`CLONE_VM |
+/// CLONE_VFORK`, as posix_spawn starts a process); returns its exit code,
+/// or `None` if it could not be started or did not exit. A fork would copy
+/// the page tables of the whole server, which costs milliseconds of CPU
+/// at a server's size, several times for every step.
+///
+/// # Safety
+/// `body` runs in a process that shares the memory of a multi-threaded
+/// process whose other threads go on running: it may only make
+/// async-signal-safe system calls on values made before, must not allocate,
+/// lock or unwind, and starts processes only through this function, on a
+/// stack made before.
+unsafe fn in_shared_child(
+    stack: &ChildStack,
+    body: &dyn Fn() -> libc::c_int,
+) -> Option<libc::c_int> {
+    extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&dyn Fn` of the caller below, which waits
+        // for this child to exit before it returns.
+        unsafe {
+            let body = &*(arg as *const &dyn Fn() -> libc::c_int);
+            libc::_exit(body())
+        }
+    }
+    let arg = &body as *const &dyn Fn() -> libc::c_int as *mut libc::c_void;
+    let pid = libc::clone(
+        start,
+        stack.top,
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+        arg,
+    );
     let mut status = 0;
     if pid < 0 || libc::waitpid(pid, &mut status, 0) != pid || !libc::WIFEXITED(status) {
         return None;
     }
-    match libc::WEXITSTATUS(status) {
-        255 => None,
-        code => Some(code),
-    }
+    Some(libc::WEXITSTATUS(status))
 }
 
 #[cfg(test)]

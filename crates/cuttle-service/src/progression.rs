@@ -61,6 +61,15 @@ pub async fn lifecycle_of(
 /// deployments, and evaluates its progression. Reads only (no transaction).
 pub async fn evaluate(store: &Store, release: &Release, project: &Project) -> Result<Evaluated> {
     let lifecycle = lifecycle_of(store, release, project).await?;
+    evaluate_under(store, release, lifecycle).await
+}
+
+/// [`evaluate`] under the release's `lifecycle`, read already.
+async fn evaluate_under(
+    store: &Store,
+    release: &Release,
+    lifecycle: Lifecycle,
+) -> Result<Evaluated> {
     // Environments list in sort order, which the default lifecycle follows.
     let environments = store
         .list::<Environment>(&DocumentQuery {
@@ -165,7 +174,18 @@ pub async fn deploy_automatic_phases(
     if project.is_disabled {
         return Ok(vec![]);
     }
-    let evaluated = evaluate(store, &release, &project).await?;
+    let lifecycle = lifecycle_of(store, &release, &project).await?;
+    // Only environments a phase names as automatic are ever deployed to
+    // automatically: without any, the release's history need not be read
+    // (after every successful deployment).
+    if lifecycle
+        .phases
+        .iter()
+        .all(|p| p.automatic_deployment_targets.is_empty())
+    {
+        return Ok(vec![]);
+    }
+    let evaluated = evaluate_under(store, &release, lifecycle).await?;
     let due = evaluated.progression.automatic_due();
     if due.is_empty() {
         return Ok(vec![]);

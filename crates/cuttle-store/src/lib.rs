@@ -79,13 +79,15 @@ pub use dialect::Backend;
 pub use documents::{Document, DocumentQuery, Page, ProcessSnapshot};
 pub use events::{AuditEvent, EventQuery, StoredEvent};
 pub use secrets::{MasterKey, SecretError};
-pub use task_lease::{StepResult, Takeover, TaskLease};
+pub use task_lease::{StepResult, Takeover, TaskLease, TaskProgress};
 pub use tasks::{NewTask, TaskQuery};
 pub use transaction::Tx;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +282,8 @@ pub struct Store {
     record_events: bool,
     /// What its committed writes tell the loops that follow them.
     changes: std::sync::Arc<changes::Changes>,
+    /// Transactions of [`Store::begin`] committed so far.
+    commits: Arc<AtomicU64>,
 }
 
 /// SQLite connections for reads outside transactions: enough that a slow
@@ -383,6 +387,7 @@ impl Store {
                     listen_url: None,
                     record_events: true,
                     changes,
+                    commits: Arc::default(),
                 }
             }
             Backend::Postgres => {
@@ -402,6 +407,7 @@ impl Store {
                     listen_url: Some(task_queue_watch::ListenUrl(url.to_owned())),
                     record_events: true,
                     changes,
+                    commits: Arc::default(),
                 }
             }
         };
@@ -445,6 +451,7 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx> {
         let mut tx = Tx::begin(&self.pool, self.record_events).await?;
         tx.changes = Some(self.changes.clone());
+        tx.counted = Some(self.commits.clone());
         Ok(tx)
     }
 
@@ -517,6 +524,14 @@ impl Store {
     /// (each is one flush to disk, however many writes it held).
     pub fn progress_commits(&self) -> u64 {
         self.progress.commits()
+    }
+
+    /// How many transactions this store (and its clones) has committed:
+    /// those of [`Store::begin`] and the group commits. On SQLite each is a
+    /// flush to disk, so this is what an operation costs the one writer;
+    /// tests of that cost read it before and after.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed) + self.progress.commits()
     }
 
     /// The pool for reads outside a transaction. Never write through it.

@@ -30,6 +30,89 @@ pub struct TaskLease {
     pub generation: i64,
 }
 
+/// What a running task's log writer stores in one write: the activities
+/// saved since its last write, each as it stands now (with its position);
+/// log lines; how many lines of each agent script (`(command id, next
+/// line)`) the log holds with them; whether a line was a warning or
+/// worse, which flags the task; and, last, the task's end (its state and
+/// error), written with the last of its log. One transaction (shared with
+/// other tasks' writes) rather than one per activity change, so a trivial
+/// deployment's whole activity tree and its end cost a few commits.
+#[derive(Clone, Debug, Default)]
+pub struct TaskProgress {
+    pub activities: Vec<(Activity, i64)>,
+    pub lines: Vec<LogLine>,
+    pub marks: Vec<(String, i64)>,
+    pub warned: bool,
+    pub end: Option<(TaskState, Option<String>)>,
+}
+
+impl TaskProgress {
+    pub fn is_empty(&self) -> bool {
+        self.activities.is_empty()
+            && self.lines.is_empty()
+            && self.marks.is_empty()
+            && !self.warned
+            && self.end.is_none()
+    }
+}
+
+/// Writes `progress` on a connection inside a transaction, lines as
+/// written under the lease of `generation` (0: none), the end at `now`.
+/// Activities first: lines name theirs. Answers 1 when it ended the task,
+/// else 0.
+async fn write_progress_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    task_id: &str,
+    generation: i64,
+    progress: &TaskProgress,
+    ending: Ending,
+) -> Result<u64> {
+    for (a, position) in &progress.activities {
+        crate::tasks::put_activity_on(conn, task_id, a, *position).await?;
+    }
+    insert_log_lines(conn, backend, task_id, generation, &progress.lines).await?;
+    for (command_id, next) in &progress.marks {
+        sqlx::query(
+            "UPDATE task_agent_commands SET next_line = $3 \
+             WHERE task_id = $1 AND command_id = $2 AND next_line < $3",
+        )
+        .bind(task_id)
+        .bind(command_id)
+        .bind(*next)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if progress.warned {
+        sqlx::query("UPDATE server_tasks SET has_warnings_or_errors = 1 WHERE id = $1")
+            .bind(task_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    match &progress.end {
+        Some((state, error)) => {
+            crate::tasks::complete_task_on(
+                conn,
+                task_id,
+                *state,
+                error.as_deref(),
+                ending.now,
+                ending.record_events,
+            )
+            .await
+        }
+        None => Ok(0),
+    }
+}
+
+/// When a task's end is written, and whether its audit event is.
+#[derive(Clone, Copy)]
+struct Ending {
+    now: Timestamp,
+    record_events: bool,
+}
+
 /// A running task this node took over from a node whose lease lapsed.
 #[derive(Clone, Debug)]
 pub struct Takeover {
@@ -419,6 +502,66 @@ impl Store {
         }))
         .await?;
         Ok(())
+    }
+
+    /// Stores what a running task's log has gathered since its last write
+    /// (see [`TaskProgress`]) in one write under the held lease: refused,
+    /// and nothing stored, when the lease was lost. Answers whether it
+    /// ended the task (a task that had ended already stays as it was).
+    pub async fn write_progress_held(
+        &self,
+        lease: &TaskLease,
+        progress: TaskProgress,
+    ) -> Result<bool> {
+        if progress.is_empty() {
+            return Ok(false);
+        }
+        let lease = lease.clone();
+        let backend = self.backend();
+        let ending = self.ending();
+        let ended = self
+            .progress_write(job(move |conn| {
+                Box::pin(async move {
+                    lease.check_on(conn).await?;
+                    write_progress_on(
+                        conn,
+                        backend,
+                        &lease.task_id,
+                        lease.generation,
+                        &progress,
+                        ending,
+                    )
+                    .await
+                })
+            }))
+            .await?;
+        Ok(ended > 0)
+    }
+
+    /// [`Store::write_progress_held`] for a task no node holds (closing
+    /// one whose node is gone).
+    pub async fn write_progress(&self, task_id: &str, progress: TaskProgress) -> Result<bool> {
+        if progress.is_empty() {
+            return Ok(false);
+        }
+        let task_id = task_id.to_owned();
+        let backend = self.backend();
+        let ending = self.ending();
+        let ended = self
+            .progress_write(job(move |conn| {
+                Box::pin(async move {
+                    write_progress_on(conn, backend, &task_id, 0, &progress, ending).await
+                })
+            }))
+            .await?;
+        Ok(ended > 0)
+    }
+
+    fn ending(&self) -> Ending {
+        Ending {
+            now: Timestamp::now(),
+            record_events: self.records_events(),
+        }
     }
 
     /// The task's scripts on agents: `(command id, run activity id, lines

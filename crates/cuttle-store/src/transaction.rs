@@ -6,6 +6,8 @@ use crate::Result;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A transaction; writes that belong together go through one.
 ///
@@ -25,6 +27,8 @@ pub struct Tx {
     pub(crate) changes: Option<std::sync::Arc<crate::changes::Changes>>,
     /// What it wrote that someone follows.
     pub(crate) touched: crate::changes::Touched,
+    /// Counts the commit, when its store counts them (see [`crate::Store::commits`]).
+    pub(crate) counted: Option<Arc<AtomicU64>>,
 }
 
 /// The connection a [`Tx`] holds until it ends.
@@ -60,6 +64,7 @@ impl Tx {
             record_events,
             changes: None,
             touched: Default::default(),
+            counted: None,
         })
     }
 
@@ -73,6 +78,9 @@ impl Tx {
         match conn.execute("COMMIT").await {
             Ok(_) => {
                 drop(conn);
+                if let Some(counted) = &self.counted {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(changes) = &self.changes {
                     changes.committed(self.touched);
                 }

@@ -22,6 +22,7 @@ mod octopus_compat;
 mod openapi;
 mod permissions;
 mod plans;
+mod queue_costs;
 mod release_packages;
 mod sandbox;
 mod space_isolation;

@@ -535,6 +535,7 @@ impl Store {
                 })
             }))
             .await?;
+        self.ended_with_event(ending, ended);
         Ok(ended > 0)
     }
 
@@ -554,7 +555,16 @@ impl Store {
                 })
             }))
             .await?;
+        self.ended_with_event(ending, ended);
         Ok(ended > 0)
+    }
+
+    /// A task's end written with its log recorded its audit event: those
+    /// who follow events hear of it, as after [`Store::complete_task_held`].
+    fn ended_with_event(&self, ending: Ending, ended: u64) {
+        if ending.record_events && ended > 0 {
+            self.events_written();
+        }
     }
 
     fn ending(&self) -> Ending {

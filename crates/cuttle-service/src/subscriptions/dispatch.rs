@@ -31,6 +31,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// records wakes the dispatcher, and it sleeps until the next delivery is
 /// due; this look is only a safety net.
 const SOLE_NODE_POLL: Duration = Duration::from_secs(60);
+/// How long the dispatcher gathers events after it hears of one: a
+/// deployment records several in quick succession (queued, started,
+/// ended), and gathered they are fanned out in one transaction, one flush
+/// to disk, instead of one each.
+const GATHER: Duration = Duration::from_millis(200);
 
 pub const WEBHOOK: &str = "Webhook";
 pub const EMAIL: &str = "Email";
@@ -111,7 +116,12 @@ pub(crate) fn follow(
             drop(instance);
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = store.events_recorded_since(seen) => {}
+                _ = store.events_recorded_since(seen) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => {}
+                        _ = stopping.cancelled() => return,
+                    }
+                }
                 Some(done) = sending.join_next(), if !sending.is_empty() => {
                     if let Ok(key) = done {
                         in_flight.remove(&key);

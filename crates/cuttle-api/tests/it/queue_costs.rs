@@ -63,6 +63,10 @@ async fn deploy_and_count(s: &Server) -> u64 {
 
 #[tokio::test]
 async fn a_trivial_deployment_costs_a_few_commits_from_queue_to_done() {
+    crate::not_on_host!(
+        "the bound is what a step on the built-in worker costs; on a host each step leases a \
+         hosted worker, which writes to the instance too (14.5 commits per deployment seen)"
+    );
     on_both("queue_costs", |s| async move {
         let commits = deploy_and_count(&s).await;
         let per_deployment = commits as f64 / DEPLOYMENTS as f64;

@@ -662,6 +662,25 @@ struct Outside {
 }
 
 impl Outside {
+    /// [`Outside::start`], tried a few times: `ip netns exec` right after
+    /// `ip netns add` was seen to fail now and then ("setting the network
+    /// namespace … Invalid argument"). Where none can be made, fails the
+    /// test if isolation is required, else says `unchecked` and why.
+    fn start_or_say(require: bool, unchecked: &str) -> Option<Outside> {
+        let outside = (0..3)
+            .map(|_| Outside::start())
+            .find(Result::is_ok)
+            .unwrap_or_else(Outside::start);
+        match outside {
+            Ok(outside) => Some(outside),
+            Err(e) if !require => {
+                eprintln!("{unchecked}: no network namespace for an outside server: {e}");
+                None
+            }
+            Err(e) => panic!("a network namespace for the outside server: {e}"),
+        }
+    }
+
     /// `None` (and why) where this machine cannot make one.
     fn start() -> Result<Outside, String> {
         let tag = format!("{:04x}", rand_u16());
@@ -774,21 +793,7 @@ fn a_script_on_a_hosted_worker_reaches_nothing_on_the_hosts_loopback_but_gets_ou
         eprintln!("skipped: hosted workers cannot have a network of their own here (no slirp4netns or namespaces)");
         return;
     }
-    // `ip netns exec` right after `ip netns add` was seen to fail now and
-    // then ("setting the network namespace … Invalid argument"): a new
-    // namespace is tried a few times.
-    let outside = (0..3)
-        .map(|_| Outside::start())
-        .find(Result::is_ok)
-        .unwrap_or_else(Outside::start);
-    let outside = match outside {
-        Ok(outside) => Some(outside),
-        Err(e) if !require => {
-            eprintln!("the way out is not checked: no network namespace for a server: {e}");
-            None
-        }
-        Err(e) => panic!("a network namespace for the outside server: {e}"),
-    };
+    let outside = Outside::start_or_say(require, "the way out is not checked");
     let alpha = instance(&host, "alpha");
     let _beta = instance(&host, "beta");
     // Beta's worker listens on the host's loopback too.
@@ -860,7 +865,11 @@ impl OutsideDns {
             .address
             .parse()
             .map_err(|e| format!("{}: {e}", outside.address))?;
-        let netns = std::fs::File::open(format!("/run/netns/{}", outside.ns))
+        // By its server's process, not by `/run/netns/NAME`: the test
+        // process was seen to find only the bare file there, without the
+        // namespace mounted on it, while another test ran a host beside it
+        // (setns then failed with "Invalid argument").
+        let netns = std::fs::File::open(format!("/proc/{}/ns/net", outside.server.id()))
             .map_err(|e| format!("the outside namespace: {e}"))?;
         let name = name.to_ascii_lowercase();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -965,17 +974,8 @@ fn a_script_on_a_hosted_worker_resolves_names_through_the_hosts_nameserver() {
         eprintln!("skipped: a mount namespace for the host needs root");
         return;
     }
-    let outside = (0..3)
-        .map(|_| Outside::start())
-        .find(Result::is_ok)
-        .unwrap_or_else(Outside::start);
-    let outside = match outside {
-        Ok(outside) => outside,
-        Err(e) if !require => {
-            eprintln!("skipped: no network namespace for an outside server: {e}");
-            return;
-        }
-        Err(e) => panic!("a network namespace for the outside server: {e}"),
+    let Some(outside) = Outside::start_or_say(require, "skipped") else {
+        return;
     };
     let _dns = OutsideDns::start(&outside, NAME)
         .unwrap_or_else(|e| panic!("a DNS server in the outside namespace: {e}"));
